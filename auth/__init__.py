@@ -1,0 +1,1 @@
+"""auth: every identity in SmartGym, and the tokens everybody else verifies."""

@@ -1,0 +1,1 @@
+"""branch_owner: branch profile, review queue of helper tasks, customer reviews."""

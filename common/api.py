@@ -1,0 +1,158 @@
+"""FastAPI glue shared by every service: the app factory, health endpoints, and the
+principal/role/branch dependencies."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from common.context import current_correlation_id
+from common.kernel import ServiceKernel
+from common.observability import KernelMiddleware
+from common.security import InvalidToken, Principal, Role
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[[], Awaitable[None]]
+
+
+def create_service_app(
+    kernel: ServiceKernel,
+    *,
+    title: str,
+    routers: Iterable[APIRouter] = (),
+    on_start: Iterable[Hook] = (),
+    on_stop: Iterable[Hook] = (),
+) -> FastAPI:
+    """A service's FastAPI app: kernel lifespan, middleware, health, metrics, error bodies."""
+    start_hooks, stop_hooks = list(on_start), list(on_stop)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await kernel.start()
+        for hook in start_hooks:
+            await hook()
+        try:
+            yield
+        finally:
+            for hook in reversed(stop_hooks):
+                await hook()
+            await kernel.stop()
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    app.state.kernel = kernel
+    app.add_middleware(
+        KernelMiddleware,
+        service=kernel.name,
+        metrics=kernel.metrics,
+        max_body_bytes=kernel.settings.max_body_bytes,
+    )
+    app.include_router(health_router(kernel))
+    for router in routers:
+        app.include_router(router)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    return app
+
+
+def health_router(kernel: ServiceKernel) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": kernel.name}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ready, checks = await kernel.readiness()
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(kernel.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return JSONResponse(
+        {"detail": "internal error", "request_id": current_correlation_id()},
+        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+# -- dependencies ----------------------------------------------------------------------
+
+
+def get_kernel(request: Request) -> ServiceKernel:
+    kernel: ServiceKernel = request.app.state.kernel
+    return kernel
+
+
+KernelDep = Annotated[ServiceKernel, Depends(get_kernel)]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def current_principal(
+    kernel: KernelDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "bearer token required", headers={"WWW-Authenticate": "Bearer"}
+        )
+    try:
+        return await kernel.verifier.verify(credentials.credentials)
+    except InvalidToken as exc:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            exc.reason,
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from exc
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    """Dependency: the principal, if it holds one of ``roles``; 403 otherwise."""
+    wanted = frozenset(roles)
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if not principal.has_any_role(wanted):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "role not permitted")
+        return principal
+
+    return dependency
+
+
+async def require_branch_access(branch_id: str, principal: CurrentPrincipal) -> Principal:
+    """Dependency for routes with a ``{branch_id}``: the caller must act for that branch."""
+    if not principal.may_act_for_branch(branch_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "not permitted for this branch")
+    return principal
+
+
+BranchPrincipal = Annotated[Principal, Depends(require_branch_access)]

@@ -1,0 +1,139 @@
+"""Typed, versioned integration events and their wire format.
+
+An event is a past-tense fact. In Python it is one flat pydantic model; on the wire it
+is an envelope whose ``data`` holds the event's own fields, so a payload field can never
+collide with an envelope field::
+
+    {"event_id": "...", "event_name": "UserRegistered", "event_version": 1,
+     "occurred_at": "...", "correlation_id": "...", "data": {...}}
+
+Events are routed as ``<name>.v<version>``. A breaking change is a new version with its
+own class; consumers ignore fields they do not know (tolerant reader), so adding an
+optional field is not a breaking change.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from common.context import correlation_id_or_new
+
+ENVELOPE_FIELDS = frozenset({"event_id", "occurred_at", "correlation_id"})
+MAX_EVENT_BYTES = 256 * 1024
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Base of every integration event."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_name: ClassVar[str]
+    event_version: ClassVar[int]
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    occurred_at: datetime = Field(default_factory=utc_now)
+    correlation_id: str = Field(default_factory=correlation_id_or_new, max_length=64)
+
+    @classmethod
+    def routing_key(cls) -> str:
+        return f"{cls.event_name}.v{cls.event_version}"
+
+    def to_wire(self) -> bytes:
+        envelope = {
+            "event_id": str(self.event_id),
+            "event_name": self.event_name,
+            "event_version": self.event_version,
+            "occurred_at": self.occurred_at.isoformat(),
+            "correlation_id": self.correlation_id,
+            "data": self.model_dump(mode="json", exclude=set(ENVELOPE_FIELDS)),
+        }
+        return json.dumps(envelope, separators=(",", ":")).encode()
+
+
+E = TypeVar("E", bound=Event)
+
+
+class MalformedEvent(ValueError):
+    """A message that is not a valid event of the published language."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """An encoded event on its way to the broker (as the outbox stores it)."""
+
+    event_id: uuid.UUID
+    routing_key: str
+    body: bytes
+    correlation_id: str | None
+
+    @classmethod
+    def of(cls, event: Event) -> OutgoingMessage:
+        return cls(event.event_id, event.routing_key(), event.to_wire(), event.correlation_id)
+
+
+class EventCatalog:
+    """The published language: every event type, by name and version."""
+
+    def __init__(self) -> None:
+        self._types: dict[tuple[str, int], type[Event]] = {}
+
+    def register(self, event_type: type[E]) -> type[E]:
+        key = (event_type.event_name, event_type.event_version)
+        existing = self._types.get(key)
+        if existing is not None and existing is not event_type:
+            raise ValueError(f"event {key} is declared twice")
+        self._types[key] = event_type
+        return event_type
+
+    def __iter__(self) -> Any:
+        return iter(self._types.values())
+
+    def get(self, name: str, version: int) -> type[Event] | None:
+        return self._types.get((name, version))
+
+    def decode(self, body: bytes) -> Event:
+        """Parse and validate one wire message; raises :class:`MalformedEvent` with a reason."""
+        if len(body) > MAX_EVENT_BYTES:
+            raise MalformedEvent(f"event body of {len(body)} bytes exceeds {MAX_EVENT_BYTES}")
+        try:
+            envelope = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MalformedEvent(f"body is not JSON: {exc}") from exc
+        if not isinstance(envelope, dict):
+            raise MalformedEvent("envelope is not a JSON object")
+        name, version, data = (
+            envelope.get("event_name"),
+            envelope.get("event_version"),
+            envelope.get("data"),
+        )
+        if not isinstance(name, str) or not isinstance(version, int) or isinstance(version, bool):
+            raise MalformedEvent("envelope lacks event_name/event_version")
+        if not isinstance(data, dict):
+            raise MalformedEvent("envelope lacks a data object")
+        event_type = self.get(name, version)
+        if event_type is None:
+            raise MalformedEvent(f"unknown event {name}.v{version}")
+        fields = {**data, **{key: envelope.get(key) for key in ENVELOPE_FIELDS}}
+        try:
+            return event_type.model_validate(fields)
+        except ValidationError as exc:
+            raise MalformedEvent(f"invalid {name}.v{version}: {_summarise(exc)}") from exc
+
+
+def _summarise(error: ValidationError) -> str:
+    parts = [f"{'.'.join(str(loc) for loc in item['loc']) or '<root>'}: {item['msg']}" for item in error.errors()[:5]]
+    return "; ".join(parts)

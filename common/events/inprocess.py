@@ -1,0 +1,137 @@
+"""The in-process bus of the embedded single-process mode.
+
+``publish_many`` returns only after every subscribed handler has run (or the message was
+parked), so the outbox marks an event published only once it took effect: a crash before
+that republishes it from the outbox on restart, and the idempotent consumers absorb the
+repeat. Retries follow the same attempt budget as on RabbitMQ; parked messages are kept
+in memory and logged, since there is no broker to hold them (see the embedded-mode ADR).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from common.context import bind_correlation_id, reset_correlation_id, sanitize_correlation_id
+from common.events.bus import PublishError, Subscription, Subscriptions
+from common.events.envelope import EventCatalog, MalformedEvent, OutgoingMessage
+from common.observability import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ParkedMessage:
+    service: str
+    routing_key: str
+    body: bytes
+    reason: str
+
+
+class InProcessBus:
+    def __init__(
+        self,
+        *,
+        catalog: EventCatalog,
+        metrics: Metrics,
+        max_attempts: int = 5,
+        retry_delays_ms: Sequence[int] = (200, 1_000, 5_000),
+    ) -> None:
+        self._catalog = catalog
+        self._metrics = metrics
+        self._max_attempts = max_attempts
+        self._retry_delays_ms = tuple(retry_delays_ms) or (0,)
+        self._subscriptions: dict[str, Subscriptions] = {}
+        # What each service ever subscribed to in this process: like a durable queue, a
+        # stopped subscriber still "has" its queue, so publishing to it must wait.
+        self._declared: dict[str, frozenset[str]] = {}
+        self._stopping: set[str] = set()
+        self.parked: list[ParkedMessage] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._subscriptions.clear()
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": True, "kind": "in-process", "parked": len(self.parked)}
+
+    async def subscribe(self, subscriptions: Subscriptions) -> None:
+        if subscriptions.service in self._subscriptions:
+            raise RuntimeError(f"{subscriptions.service} already subscribed")
+        self._subscriptions[subscriptions.service] = subscriptions
+        self._declared[subscriptions.service] = frozenset(subscriptions.routing_keys)
+        self._stopping.discard(subscriptions.service)
+
+    async def stop_consuming(self, service: str) -> None:
+        self._stopping.add(service)
+        self._subscriptions.pop(service, None)
+
+    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        started = time.perf_counter()
+        for message in messages:
+            absent = [
+                service
+                for service, keys in self._declared.items()
+                if message.routing_key in keys and service not in self._subscriptions
+            ]
+            if absent:
+                # The outbox keeps the event until the subscriber is back.
+                raise PublishError(f"subscriber {absent[0]} of {message.routing_key} is not consuming")
+            self._metrics.published.labels(event=message.routing_key).inc()
+            await self._deliver(message)
+        self._metrics.publish_seconds.observe(time.perf_counter() - started)
+
+    async def _deliver(self, message: OutgoingMessage) -> None:
+        token = bind_correlation_id(sanitize_correlation_id(message.correlation_id))
+        try:
+            try:
+                event = self._catalog.decode(message.body)
+            except MalformedEvent as exc:
+                self._metrics.consumed.labels(event=message.routing_key, outcome="malformed").inc()
+                for service in self._subscribers_of(message.routing_key):
+                    self._park(service, message, f"malformed: {exc.reason}")
+                return
+            for service, subscriptions in list(self._subscriptions.items()):
+                for subscription in subscriptions.handlers_for(event):
+                    await self._run_with_retries(service, subscription, message, event)
+        finally:
+            reset_correlation_id(token)
+
+    async def _run_with_retries(
+        self, service: str, subscription: Subscription, message: OutgoingMessage, event: Any
+    ) -> None:
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                await subscription.handler(event)
+            except Exception as exc:
+                self._metrics.consumed.labels(event=message.routing_key, outcome="failed").inc()
+                if attempt == self._max_attempts or service in self._stopping:
+                    self._park(service, message, f"{type(exc).__name__}: {exc}"[:500])
+                    return
+                delay_ms = self._retry_delays_ms[min(attempt, len(self._retry_delays_ms)) - 1]
+                log.warning("handler failed, retrying", exc_info=True, extra={"service": service})
+                await asyncio.sleep(delay_ms / 1000)
+            else:
+                self._metrics.consumed.labels(event=message.routing_key, outcome="ok").inc()
+                return
+
+    def _subscribers_of(self, routing_key: str) -> list[str]:
+        return [
+            service
+            for service, subscriptions in self._subscriptions.items()
+            if routing_key in subscriptions.routing_keys
+        ]
+
+    def _park(self, service: str, message: OutgoingMessage, reason: str) -> None:
+        self._metrics.parked.labels(service=service).inc()
+        log.error(
+            "event parked",
+            extra={"service": service, "routing_key": message.routing_key, "reason": reason},
+        )
+        self.parked.append(ParkedMessage(service, message.routing_key, message.body, reason))

@@ -1,0 +1,292 @@
+"""Transactional outbox, its relay to the bus, and idempotent consumers.
+
+A state change and the events it causes are written in one database transaction
+(:class:`UnitOfWork`). The :class:`OutboxRelay` publishes unpublished rows in id order
+and marks them published only after the bus confirmed them, so a broker outage delays
+events but never loses them; a relay killed between confirm and mark republishes, and
+consumers absorb the repeat through the processed-event inbox (:func:`idempotent`).
+
+Several replicas of one service may relay at once: on PostgreSQL each claims its batch
+with ``FOR UPDATE SKIP LOCKED``, and a relay that dies releases its claim with its
+connection, so no row is stranded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.db import Database, KernelTables
+from common.events.bus import EventBus, Subscriptions
+from common.events.envelope import Event, OutgoingMessage, utc_now
+from common.observability import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class UnitOfWork:
+    """One business transaction: a session plus the events it will publish on commit.
+
+    ::
+
+        async with kernel.unit_of_work() as uow:
+            uow.session.add(user)
+            uow.emit(UserRegistered(...))
+    """
+
+    def __init__(self, database: Database, tables: KernelTables, on_commit: Callable[[], None]) -> None:
+        self._database = database
+        self._tables = tables
+        self._on_commit = on_commit
+        self._events: list[Event] = []
+        self._session: AsyncSession | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            raise RuntimeError("UnitOfWork used outside 'async with'")
+        return self._session
+
+    def emit(self, event: Event) -> None:
+        self._events.append(event)
+
+    async def __aenter__(self) -> Self:
+        self._session = self._database.sessions()
+        await self._session.begin()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        session = self.session
+        try:
+            if exc_type is not None:
+                await session.rollback()
+                return
+            if self._events:
+                await write_outbox(session, self._tables, self._events)
+            await session.commit()
+        finally:
+            await session.close()
+            self._session = None
+        if self._events:
+            self._on_commit()
+
+
+async def write_outbox(session: AsyncSession, tables: KernelTables, events: list[Event]) -> None:
+    now = utc_now()
+    await session.execute(
+        insert(tables.outbox),
+        [
+            {
+                "event_id": event.event_id,
+                "routing_key": event.routing_key(),
+                "body": event.to_wire().decode(),
+                "correlation_id": event.correlation_id,
+                "created_at": now,
+            }
+            for event in events
+        ],
+    )
+
+
+class OutboxRelay:
+    """Moves committed outbox rows to the bus, in order, at least once."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        database: Database,
+        tables: KernelTables,
+        bus: EventBus,
+        metrics: Metrics,
+        batch_size: int = 500,
+        poll_interval_s: float = 0.5,
+        retention: timedelta = timedelta(days=7),
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self._service = service
+        self._database = database
+        self._outbox = tables.outbox
+        self._bus = bus
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._retention = retention
+        self._max_backoff_s = max_backoff_s
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Called after a commit that wrote events: publish now rather than at the next poll."""
+        self._wakeup.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name=f"outbox-relay:{self._service}")
+
+    async def stop(self, *, flush_timeout_s: float = 5.0) -> None:
+        """Stop the loop after trying, for at most ``flush_timeout_s``, to empty the outbox."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=flush_timeout_s)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+                log.warning(
+                    "outbox not empty at shutdown; rows stay for the next start", extra={"service": self._service}
+                )
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = 0.0
+        sweep_due = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                published = await self.relay_once()
+                backoff = 0.0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                backoff = min(self._max_backoff_s, max(0.1, backoff * 2))
+                log.warning(
+                    "outbox relay failed; retrying in %.1fs", backoff, exc_info=True, extra={"service": self._service}
+                )
+                if self._stopping:
+                    return
+                await asyncio.sleep(backoff * (0.5 + random.random() / 2))
+                continue
+            if published >= self._batch_size:
+                continue  # more are waiting
+            if self._stopping:
+                return
+            if loop.time() >= sweep_due:
+                sweep_due = loop.time() + 300
+                await self._sweep_and_measure()
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval_s)
+
+    async def relay_once(self) -> int:
+        """Publish one batch; returns how many rows were published."""
+        outbox = self._outbox
+        async with self._database.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(outbox.c.id, outbox.c.event_id, outbox.c.routing_key, outbox.c.body, outbox.c.correlation_id)
+                    .where(outbox.c.published_at.is_(None))
+                    .order_by(outbox.c.id)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            messages = [
+                OutgoingMessage(row.event_id, row.routing_key, row.body.encode(), row.correlation_id) for row in rows
+            ]
+            try:
+                await self._bus.publish_many(messages)
+            except Exception as exc:
+                await session.rollback()
+                await self._record_failure([row.id for row in rows], exc)
+                raise
+            await session.execute(
+                update(outbox).where(outbox.c.id.in_([row.id for row in rows])).values(published_at=utc_now())
+            )
+        return len(rows)
+
+    async def _record_failure(self, ids: list[int], exc: Exception) -> None:
+        with contextlib.suppress(Exception):
+            async with self._database.transaction() as session:
+                await session.execute(
+                    update(self._outbox)
+                    .where(self._outbox.c.id.in_(ids))
+                    .values(attempts=self._outbox.c.attempts + 1, last_error=repr(exc)[:1000])
+                )
+
+    async def backlog(self) -> int:
+        async with self._database.sessions() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(self._outbox).where(self._outbox.c.published_at.is_(None))
+            )
+        return int(count or 0)
+
+    async def _sweep_and_measure(self) -> None:
+        try:
+            async with self._database.transaction() as session:
+                await session.execute(
+                    delete(self._outbox).where(self._outbox.c.published_at < utc_now() - self._retention)
+                )
+            self._metrics.outbox_backlog.labels(self._service).set(await self.backlog())
+        except Exception:
+            log.warning("outbox sweep failed", exc_info=True, extra={"service": self._service})
+
+
+def idempotent(
+    database: Database,
+    tables: KernelTables,
+    metrics: Metrics,
+    consumer_name: str,
+    handler: Callable[[Any, UnitOfWork], Awaitable[None]],
+    *,
+    on_commit: Callable[[], None],
+) -> Callable[[Event], Awaitable[None]]:
+    """Wrap ``handler`` so each event's effects commit once, with its inbox record.
+
+    The inbox row and the handler's effects share one transaction; a redelivered event
+    finds its row and is skipped. Concurrent duplicates serialise on the primary key.
+    """
+
+    async def apply(event: Event) -> None:
+        uow = UnitOfWork(database, tables, on_commit)
+        async with uow:
+            if not await _claim(uow.session, tables, event.event_id, consumer_name, database.is_sqlite):
+                metrics.duplicates.labels(consumer_name).inc()
+                return
+            await handler(event, uow)
+
+    return apply
+
+
+async def _claim(
+    session: AsyncSession, tables: KernelTables, event_id: uuid.UUID, consumer: str, is_sqlite: bool
+) -> bool:
+    values = {"event_id": event_id, "consumer": consumer, "processed_at": utc_now()}
+    dialect_insert = sqlite.insert if is_sqlite else postgresql.insert
+    statement = dialect_insert(tables.processed_events).values(values).on_conflict_do_nothing()
+    result = await session.execute(statement)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def bind_subscriptions(
+    subscriptions: Subscriptions,
+    wrap: Callable[[str, Callable[..., Awaitable[None]]], Callable[[Event], Awaitable[None]]],
+) -> Subscriptions:
+    """A copy of ``subscriptions`` whose handlers are wrapped (e.g. by :func:`idempotent`)."""
+    bound = Subscriptions(subscriptions.service)
+    for item in subscriptions.items:
+        bound.add_bus_handler(
+            item.event_type,
+            wrap(item.consumer_name, item.handler),
+            name=item.consumer_name.removeprefix(f"{subscriptions.service}."),
+        )
+    return bound

@@ -1,0 +1,121 @@
+"""Typed platform settings read from ``SMARTGYM_*`` environment variables.
+
+One object describes how a process reaches its database, the broker and the token issuer.
+It refuses unsafe defaults outside local development, so a production pod cannot start
+with the developer's guest credentials or the embedded SQLite files by accident.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import AmqpDsn, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+SERVICE_NAMES: tuple[str, ...] = (
+    "gateway",
+    "auth",
+    "access",
+    "facemodel",
+    "helper",
+    "branch_owner",
+    "search",
+    "monitoring",
+    "notification",
+    "mlops",
+    "running",
+)
+
+LOCAL_KEY_SECRET = "local-development-only"  # noqa: S105 - refused outside local/test
+
+
+class PlatformSettings(BaseSettings):
+    """Settings shared by every service process."""
+
+    model_config = SettingsConfigDict(env_prefix="SMARTGYM_", extra="ignore", frozen=True)
+
+    environment: Literal["local", "test", "production"] = "local"
+    data_dir: Path = Path("var")
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    broker_url: AmqpDsn | None = Field(
+        default=None, description="AMQP URL; unset means the in-process bus (embedded mode)."
+    )
+    bus_namespace: str = Field(
+        default="smartgym",
+        pattern=r"^[a-z][a-z0-9_.-]{0,40}$",
+        description="Prefix of every exchange and queue, so several installations share a broker.",
+    )
+    bus_prefetch: int = Field(default=64, ge=1, le=5000)
+    bus_max_attempts: int = Field(default=5, ge=1, le=50)
+    bus_retry_delays_ms: tuple[int, ...] = (200, 1_000, 5_000)
+    bus_delivery_limit: int = Field(default=20, ge=1)
+
+    outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
+    outbox_poll_interval_s: float = Field(default=0.5, gt=0)
+
+    # A per-service URL wins; otherwise the template (``{service}`` is replaced);
+    # otherwise an SQLite file under data_dir (embedded mode).
+    database_url_template: str | None = None
+    gateway_database_url: str | None = None
+    auth_database_url: str | None = None
+    access_database_url: str | None = None
+    facemodel_database_url: str | None = None
+    helper_database_url: str | None = None
+    branch_owner_database_url: str | None = None
+    search_database_url: str | None = None
+    monitoring_database_url: str | None = None
+    notification_database_url: str | None = None
+    mlops_database_url: str | None = None
+    running_database_url: str | None = None
+
+    jwt_issuer: str = "smartgym-auth"
+    jwt_audience: str = "smartgym"
+    jwt_access_ttl_s: int = Field(default=900, ge=30, le=86_400)
+    jwks_min_refresh_interval_s: float = Field(default=30.0, ge=0)
+    auth_url: str = "http://127.0.0.1:8001"
+    key_encryption_secret: SecretStr = SecretStr(LOCAL_KEY_SECRET)
+
+    http_timeout_s: float = Field(default=5.0, gt=0)
+    breaker_fail_max: int = Field(default=5, ge=1)
+    breaker_reset_timeout_s: float = Field(default=10.0, gt=0)
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production_defaults(self) -> Self:
+        if self.environment != "production":
+            return self
+        problems: list[str] = []
+        if self.key_encryption_secret.get_secret_value() == LOCAL_KEY_SECRET:
+            problems.append("SMARTGYM_KEY_ENCRYPTION_SECRET is the local default")
+        if self.broker_url is None:
+            problems.append("SMARTGYM_BROKER_URL is unset (the in-process bus is for embedded mode)")
+        elif self.broker_url.username == "guest":
+            problems.append("SMARTGYM_BROKER_URL uses the broker's guest account")
+        if problems:
+            raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        return self.broker_url is None
+
+    def database_url(self, service: str) -> str:
+        """The async SQLAlchemy URL of ``service``'s own database."""
+        if service not in SERVICE_NAMES:
+            raise ValueError(f"unknown service {service!r}")
+        explicit: str | None = getattr(self, f"{service}_database_url")
+        if explicit:
+            url = explicit
+        elif self.database_url_template:
+            url = self.database_url_template.replace("{service}", service)
+        else:
+            url = f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').as_posix()}"
+        make_url(url)  # fail early on a malformed URL
+        if self.environment == "production" and url.startswith("sqlite"):
+            raise ValueError(f"{service}: SQLite is for embedded mode, set a PostgreSQL URL")
+        return url

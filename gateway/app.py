@@ -1,0 +1,23 @@
+"""The gateway's app factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from common.api import create_service_app
+from common.kernel import build_kernel
+from common.observability import Metrics
+from gateway.api import router
+from gateway.proxy import RouteTable, Upstreams
+from gateway.settings import GatewaySettings
+
+SERVICE = "gateway"
+
+
+def create_app(settings: GatewaySettings, *, metrics: Metrics | None = None) -> FastAPI:
+    kernel = build_kernel(SERVICE, settings, metadata=None, metrics=metrics)
+    upstreams = Upstreams(settings.gateway_routes, settings, kernel.metrics)
+    app = create_service_app(kernel, title="SmartGym gateway", routers=[router], on_stop=[upstreams.aclose])
+    app.state.route_table = RouteTable(settings.gateway_routes)
+    app.state.upstreams = upstreams
+    return app

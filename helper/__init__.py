@@ -1,0 +1,1 @@
+"""helper: helper tasks with photos, daily limits, AI verdict intake, reward ledger."""

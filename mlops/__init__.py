@@ -1,0 +1,1 @@
+"""mlops: model registry, retraining, verification, deployment and rollback."""

@@ -1,0 +1,1 @@
+"""monitoring: equipment registry and two-level fault detection (heartbeat + ping)."""

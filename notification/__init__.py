@@ -1,0 +1,1 @@
+"""notification: turns events into push notices and an in-app inbox."""

@@ -1,0 +1,1 @@
+"""running: live runs over WebSocket, GPS smoothing, races and step rankings."""

@@ -1,0 +1,1 @@
+"""search: natural-language branch search (hot path without LLM, cold path enrichment)."""

@@ -1,0 +1,1 @@
+"""The SmartGym launcher: ``smartgym up``, ``smartgym serve SERVICE``, ``smartgym migrate``."""

@@ -1,0 +1,3 @@
+from smartgym.cli import main
+
+main()

@@ -1,0 +1,153 @@
+"""The ``smartgym`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import click
+import uvicorn
+
+from common.kernel import make_bus
+from common.migrations import upgrade
+from common.observability import Metrics, configure_logging
+from common.settings import PlatformSettings
+from smartgym.registry import PORTS, SERVICES, ServiceSpec, spec
+
+log = logging.getLogger("smartgym")
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to the launcher (several share one loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _service_urls(host: str, port_offset: int) -> dict[str, Any]:
+    """Settings overrides so every service finds the others at their (offset) ports."""
+    return {
+        "auth_url": f"http://{host}:{PORTS['auth'] + port_offset}",
+        "notification_url": f"http://{host}:{PORTS['notification'] + port_offset}",
+    }
+
+
+def _settings_for(service: ServiceSpec, overrides: dict[str, Any]) -> PlatformSettings:
+    settings_type = service.settings_type()
+    accepted = {key: value for key, value in overrides.items() if key in settings_type.model_fields}
+    return settings_type(**accepted)
+
+
+def _migrate(services: list[ServiceSpec], settings: PlatformSettings) -> None:
+    for service in services:
+        if service.has_database:
+            upgrade(service.name, settings.database_url(service.name))
+
+
+@click.group()
+def main() -> None:
+    """SmartGym: run, serve and migrate the platform's services."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port-offset",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 50_000),
+    help="Added to every service port (to run beside another installation).",
+)
+def up(host: str, port_offset: int) -> None:
+    """Run every service in this one process (embedded mode unless a broker/DB is set)."""
+    overrides = _service_urls(host, port_offset)
+    settings = PlatformSettings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    _migrate(list(SERVICES), settings)
+    sys.exit(asyncio.run(_run_embedded(host, port_offset, overrides)))
+
+
+async def _run_embedded(host: str, port_offset: int, overrides: dict[str, Any]) -> int:
+    platform = PlatformSettings()
+    metrics = Metrics()
+    bus = make_bus(platform, metrics)
+    await bus.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    running: list[tuple[ServiceSpec, uvicorn.Server, asyncio.Task[None]]] = []
+    exit_code = 0
+    try:
+        for service in SERVICES:
+            app = service.create_app(_settings_for(service, overrides), bus=bus, metrics=metrics)
+            config = uvicorn.Config(
+                app, host=host, port=service.port + port_offset, log_config=None, lifespan="on", access_log=False
+            )
+            server = _EmbeddedServer(config)
+            task = asyncio.create_task(server.serve(), name=f"serve:{service.name}")
+            # uvicorn exposes start-up only as a flag.
+            while not server.started and not task.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            if task.done():
+                with contextlib.suppress(BaseException):  # uvicorn exits with SystemExit(3)
+                    task.result()
+                log.error("service failed to start", extra={"service": service.name})
+                exit_code = 1
+                break
+            running.append((service, server, task))
+            log.info("service listening", extra={"service": service.name, "url": f"http://{host}:{config.port}"})
+        if exit_code == 0:
+            click.echo(f"SmartGym is up: gateway on http://{host}:{PORTS['gateway'] + port_offset}", err=True)
+            watchers = [task for _, _, task in running]
+            stopper = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait([stopper, *watchers], return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if stopper not in done:
+                exit_code = 1  # a service died on its own
+    finally:
+        for stopped, stopping_server, serving in reversed(running):
+            stopping_server.should_exit = True
+            await serving
+            log.info("service stopped", extra={"service": stopped.name})
+        await bus.close()
+    return exit_code
+
+
+@main.command()
+@click.argument("service")
+@click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 - a container's listener
+@click.option("--port", type=int, default=None, help="Defaults to the service's port in the plan.")
+@click.option("--migrate/--no-migrate", default=False, help="Apply migrations before serving.")
+def serve(service: str, host: str, port: int | None, migrate: bool) -> None:
+    """Run one service as its own process (what a container runs)."""
+    try:
+        chosen = spec(service)
+    except KeyError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    settings = chosen.settings_type()()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    if migrate:
+        _migrate([chosen], settings)
+    app = chosen.create_app(settings)
+    uvicorn.run(app, host=host, port=port or chosen.port, log_config=None, access_log=False)
+
+
+@main.command()
+@click.argument("service", required=False)
+def migrate(service: str | None) -> None:
+    """Apply migrations to one service's database, or to every service's."""
+    settings = PlatformSettings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    try:
+        chosen = [spec(service)] if service else list(SERVICES)
+    except KeyError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    _migrate(chosen, settings)
+    click.echo("migrated: " + ", ".join(item.name for item in chosen if item.has_database))

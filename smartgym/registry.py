@@ -1,0 +1,74 @@
+"""Which services exist, on which port, and in which order they start."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fastapi import FastAPI
+
+from common.events.bus import EventBus
+from common.observability import Metrics
+from common.settings import PlatformSettings
+
+# The port plan of the whole platform (embedded mode and the Helm chart use the same).
+PORTS: dict[str, int] = {
+    "gateway": 8000,
+    "auth": 8001,
+    "access": 8002,
+    "facemodel": 8003,
+    "helper": 8004,
+    "branch_owner": 8005,
+    "search": 8006,
+    "monitoring": 8007,
+    "notification": 8008,
+    "mlops": 8009,
+    "running": 8010,
+}
+
+
+class AppFactory(Protocol):
+    def __call__(self, settings: Any, **kwargs: Any) -> FastAPI: ...
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    has_database: bool
+    uses_bus: bool
+    settings_class: str = "common.settings:PlatformSettings"
+
+    @property
+    def port(self) -> int:
+        return PORTS[self.name]
+
+    def settings_type(self) -> type[PlatformSettings]:
+        module, _, attribute = self.settings_class.partition(":")
+        settings_type: type[PlatformSettings] = getattr(importlib.import_module(module), attribute)
+        return settings_type
+
+    def create_app(
+        self, settings: PlatformSettings, *, bus: EventBus | None = None, metrics: Metrics | None = None
+    ) -> FastAPI:
+        factory: AppFactory = importlib.import_module(f"{self.name}.app").create_app
+        if self.uses_bus:
+            return factory(settings, bus=bus, metrics=metrics)
+        return factory(settings, metrics=metrics)
+
+
+# Start order: consumers before the producers whose events they take, the gateway last;
+# shutdown runs in reverse, so producers flush their outbox while consumers still listen.
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("notification", has_database=True, uses_bus=True),
+    ServiceSpec("auth", has_database=True, uses_bus=True),
+    ServiceSpec("gateway", has_database=False, uses_bus=False, settings_class="gateway.settings:GatewaySettings"),
+)
+
+
+def spec(name: str) -> ServiceSpec:
+    for candidate in SERVICES:
+        if candidate.name == name:
+            return candidate
+    known = ", ".join(item.name for item in SERVICES)
+    raise KeyError(f"unknown service {name!r} (known: {known})")
