@@ -272,9 +272,14 @@ async def _claim(
 ) -> bool:
     values = {"event_id": event_id, "consumer": consumer, "processed_at": utc_now()}
     dialect_insert = sqlite.insert if is_sqlite else postgresql.insert
-    statement = dialect_insert(tables.processed_events).values(values).on_conflict_do_nothing()
-    result = await session.execute(statement)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    statement = (
+        dialect_insert(tables.processed_events)
+        .values(values)
+        .on_conflict_do_nothing()
+        .returning(tables.processed_events.c.event_id)
+    )
+    # RETURNING rather than rowcount: drivers disagree on rowcount for ON CONFLICT.
+    return (await session.execute(statement)).first() is not None
 
 
 def bind_subscriptions(

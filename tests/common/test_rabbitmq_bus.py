@@ -1,0 +1,214 @@
+"""The RabbitMQ bus against the real broker: confirms, retries, parking, idempotence."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from common.db import Database
+from common.events.bus import Subscriptions
+from common.events.envelope import OutgoingMessage
+from common.events.rabbitmq import ERROR_HEADER, RabbitMQBus
+from common.observability import Metrics
+from tests.support.amqp import drain, publish_raw
+from tests.support.ledger import CATALOG, EntryRecorded, consumer_subscriptions, create_schema, effect_counts
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.usefixtures("broker_cleanup")
+
+
+def make_bus(url: str, namespace: str, metrics: Metrics | None = None, **options) -> RabbitMQBus:
+    return RabbitMQBus(
+        url,
+        catalog=CATALOG,
+        metrics=metrics or Metrics(),
+        namespace=namespace,
+        retry_delays_ms=options.pop("retry_delays_ms", (50, 100)),
+        **options,
+    )
+
+
+async def test_redelivered_event_is_applied_once(rabbitmq_url, namespace, postgres):
+    url = postgres.create("consumer").replace("postgresql+psycopg", "postgresql+psycopg")
+    create_schema(url)
+    database = Database(url)
+    metrics = Metrics()
+    bus = make_bus(rabbitmq_url, namespace, metrics)
+    await bus.start()
+    try:
+        await bus.subscribe(consumer_subscriptions("ledger", database, metrics))
+        event = EntryRecorded(seq=1)
+        # The same event twice: what a relay killed between confirm and mark produces.
+        await bus.publish_many([OutgoingMessage.of(event), OutgoingMessage.of(event)])
+
+        async def both_delivered() -> bool:
+            return metrics.duplicates.labels("ledger.record_effect")._value.get() == 1
+
+        await eventually(both_delivered)
+        async with database.sessions() as session:
+            assert await effect_counts(session) == (1, 1, 0)
+    finally:
+        await bus.close()
+        await database.dispose()
+
+
+async def test_failing_handler_is_retried_then_parked_with_its_error(rabbitmq_url, namespace):
+    bus = make_bus(rabbitmq_url, namespace, max_attempts=3)
+    await bus.start()
+    calls: list[int] = []
+
+    async def always_fails(event: EntryRecorded) -> None:
+        calls.append(event.seq)
+        raise RuntimeError("printer on fire")
+
+    subs = Subscriptions("ledger")
+    subs.add_bus_handler(EntryRecorded, always_fails, name="always_fails")
+    try:
+        await bus.subscribe(subs)
+        await bus.publish_many([OutgoingMessage.of(EntryRecorded(seq=7))])
+        await eventually(lambda: _true_after(len(calls) >= 3), timeout=15)
+        await asyncio.sleep(0.3)  # a fourth attempt would have arrived by now
+        assert calls == [7, 7, 7]
+    finally:
+        await bus.close()
+    parked = await drain(rabbitmq_url, bus.topology.parking_queue("ledger"))
+    assert len(parked) == 1
+    assert "printer on fire" in parked[0].headers[ERROR_HEADER]
+    assert json.loads(parked[0].body)["data"]["seq"] == 7
+
+
+async def test_transient_failure_is_retried_with_backoff_and_succeeds(rabbitmq_url, namespace):
+    bus = make_bus(rabbitmq_url, namespace, max_attempts=5)
+    await bus.start()
+    seen: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def flaky(event: EntryRecorded) -> None:
+        seen.append(loop.time())
+        if len(seen) < 3:
+            raise ConnectionError("database blip")
+
+    subs = Subscriptions("ledger")
+    subs.add_bus_handler(EntryRecorded, flaky, name="flaky")
+    try:
+        await bus.subscribe(subs)
+        await bus.publish_many([OutgoingMessage.of(EntryRecorded(seq=1))])
+        await eventually(lambda: _true_after(len(seen) >= 3), timeout=15)
+    finally:
+        await bus.close()
+    assert seen[1] - seen[0] >= 0.045 and seen[2] - seen[1] >= 0.095  # the configured back-off
+    assert await drain(rabbitmq_url, bus.topology.parking_queue("ledger")) == []
+
+
+async def test_malformed_payload_is_parked_and_the_consumer_keeps_going(rabbitmq_url, namespace):
+    bus = make_bus(rabbitmq_url, namespace)
+    await bus.start()
+    handled: list[int] = []
+
+    async def record(event: EntryRecorded) -> None:
+        handled.append(event.seq)
+
+    subs = Subscriptions("ledger")
+    subs.add_bus_handler(EntryRecorded, record, name="record")
+    try:
+        await bus.subscribe(subs)
+        routing_key = EntryRecorded.routing_key()
+        exchange = bus.topology.events_exchange
+        await publish_raw(rabbitmq_url, exchange, routing_key, b"\xff not json")
+        await publish_raw(
+            rabbitmq_url,
+            exchange,
+            routing_key,
+            json.dumps(
+                {"event_name": "TestEntryRecorded", "event_version": 1, "event_id": "nope", "data": {"seq": "x"}}
+            ).encode(),
+        )
+        await bus.publish_many([OutgoingMessage.of(EntryRecorded(seq=42))])
+        await eventually(lambda: _true_after(handled == [42]))
+    finally:
+        await bus.close()
+    parked = await drain(rabbitmq_url, bus.topology.parking_queue("ledger"))
+    reasons = sorted(message.headers[ERROR_HEADER] for message in parked)
+    assert len(reasons) == 2
+    assert reasons[0].startswith("malformed: body is not JSON")
+    assert "malformed: invalid TestEntryRecorded.v1" in reasons[1]
+
+
+async def test_event_nobody_consumes_yet_is_kept_not_dropped(rabbitmq_url, namespace):
+    bus = make_bus(rabbitmq_url, namespace)
+    await bus.start()
+    try:
+        await bus.publish_many([OutgoingMessage.of(EntryRecorded(seq=3))])
+    finally:
+        await bus.close()
+    kept = await drain(rabbitmq_url, bus.topology.unrouted_queue)
+    assert [json.loads(message.body)["data"]["seq"] for message in kept] == [3]
+
+
+async def test_consumer_killed_mid_handler_gets_redelivery_applied_once(rabbitmq_url, namespace, postgres):
+    url = postgres.create("consumer")
+    create_schema(url)
+    database = Database(url)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.support.workers",
+            "consume",
+            "--db",
+            url,
+            "--broker",
+            rabbitmq_url,
+            "--ns",
+            namespace,
+            "--delay",
+            "0.2",
+            "--prefetch",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
+    metrics = Metrics()
+    bus = make_bus(rabbitmq_url, namespace, metrics)
+    try:
+        assert worker.stdout is not None
+        assert worker.stdout.readline().strip() == "consumer started"
+        await bus.start()
+        await bus.publish_many([OutgoingMessage.of(EntryRecorded(seq=n)) for n in range(40)])
+
+        async def some_applied() -> bool:
+            async with database.sessions() as session:
+                return (await effect_counts(session))[0] >= 5
+
+        await eventually(some_applied, timeout=20)
+        worker.send_signal(signal.SIGKILL)  # mid-handler: up to 5 messages unacked, one transaction open
+        worker.wait(timeout=10)
+
+        await bus.subscribe(consumer_subscriptions("ledger", database, metrics))
+
+        async def all_applied() -> bool:
+            async with database.sessions() as session:
+                return (await effect_counts(session))[1] == 40
+
+        await eventually(all_applied, timeout=30)
+        await asyncio.sleep(0.5)
+        async with database.sessions() as session:
+            rows, distinct, twice = await effect_counts(session)
+        assert (rows, distinct, twice) == (40, 40, 0)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        await bus.close()
+        await database.dispose()
+
+
+async def _true_after(value: bool) -> bool:
+    return value

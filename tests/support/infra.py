@@ -1,0 +1,89 @@
+"""Reaching the real broker and database in tests.
+
+Locally a missing broker or database skips the tests that need it; under CI (``CI`` set)
+it is a failure, so a green CI run always means they ran.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import create_engine, text
+
+RABBITMQ_URL = os.environ.get("SMARTGYM_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PG_ADMIN_URL = os.environ.get("SMARTGYM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require(kind: str, url: str, default_port: int) -> None:
+    if _reachable(url, default_port):
+        return
+    message = f"{kind} not reachable at {url}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI must run every test: start it with scripts/services)")
+    pytest.skip(message)
+
+
+def require_rabbitmq() -> str:
+    require("RabbitMQ", RABBITMQ_URL, 5672)
+    return RABBITMQ_URL
+
+
+def require_postgres() -> str:
+    require("PostgreSQL", PG_ADMIN_URL, 5432)
+    return PG_ADMIN_URL
+
+
+class PostgresDatabases:
+    """Creates throw-away databases on the real server and drops them afterwards."""
+
+    def __init__(self, admin_url: str) -> None:
+        self._admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        self._admin_url = admin_url
+        self._created: list[str] = []
+
+    def create(self, label: str) -> str:
+        name = f"smartgym_t_{label}_{uuid.uuid4().hex[:8]}"
+        with self._admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        self._created.append(name)
+        base = self._admin_url.rsplit("/", 1)[0]
+        return f"{base}/{name}"
+
+    def drop_all(self) -> None:
+        with self._admin.connect() as connection:
+            for name in self._created:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self._created.clear()
+        self._admin.dispose()
+
+
+def rabbitmqctl(*args: str, timeout: float = 60) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=timeout)
+
+
+def restart_broker_app(down_s: float = 1.0) -> None:
+    """Stop and start the RabbitMQ application (the node stays, connections all drop)."""
+    rabbitmqctl("stop_app")
+    time.sleep(down_s)
+    rabbitmqctl("start_app")
+    rabbitmqctl("await_startup")
+    deadline = time.monotonic() + 30
+    while not _reachable(RABBITMQ_URL, 5672):
+        if time.monotonic() > deadline:
+            raise RuntimeError("broker did not come back")
+        time.sleep(0.2)
