@@ -144,10 +144,6 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
 # -- middleware ------------------------------------------------------------------------
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 access_log = logging.getLogger("smartgym.access")
 
 
@@ -191,18 +187,27 @@ class KernelMiddleware:
             self._record(scope, status, started, request_id)
             return
         received = 0
+        answered = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            # Past the limit we answer 413 ourselves and tell the app the client left:
+            # frameworks turn exceptions raised here into their own 400s.
+            nonlocal received, answered, status
+            if answered:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge
+                if received > limit and not response_started:
+                    answered, status = True, 413
+                    await _send_json(send, 413, {"detail": _too_large(limit)}, request_id)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tagged_send(message: Message) -> None:
             nonlocal status, response_started
+            if answered:
+                return  # the 413 already went out; whatever the app says now is moot
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
@@ -212,11 +217,6 @@ class KernelMiddleware:
 
         try:
             await self.app(scope, limited_receive, tagged_send)
-        except BodyTooLarge:
-            if response_started:
-                raise
-            status = 413
-            await _send_json(send, 413, {"detail": _too_large(limit)}, request_id)
         finally:
             self._record(scope, status, started, request_id)
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import click
 import uvicorn
+from fastapi import FastAPI
 
+from common.events.bus import EventBus
 from common.kernel import make_bus
 from common.migrations import upgrade
 from common.observability import Metrics, configure_logging
@@ -78,45 +81,56 @@ async def _run_embedded(host: str, port_offset: int, overrides: dict[str, Any]) 
     metrics = Metrics()
     bus = make_bus(platform, metrics)
     await bus.start()
+    try:
+        apps = [
+            (service.name, functools.partial(_build, service, overrides, bus, metrics), service.port + port_offset)
+            for service in SERVICES
+        ]
+        return await _serve_all(host, apps, ready_message=f"gateway on http://{host}:{PORTS['gateway'] + port_offset}")
+    finally:
+        await bus.close()
+
+
+def _build(service: ServiceSpec, overrides: dict[str, Any], bus: EventBus, metrics: Metrics) -> FastAPI:
+    return service.create_app(_settings_for(service, overrides), bus=bus, metrics=metrics)
+
+
+async def _serve_all(host: str, apps: Sequence[tuple[str, Callable[[], FastAPI], int]], *, ready_message: str) -> int:
+    """Start each app in order (each waits for the previous to listen), run until SIGINT or
+    SIGTERM or until one dies, then stop them in reverse order. Returns the exit code."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    running: list[tuple[ServiceSpec, uvicorn.Server, asyncio.Task[None]]] = []
+    running: list[tuple[str, uvicorn.Server, asyncio.Task[None]]] = []
     exit_code = 0
     try:
-        for service in SERVICES:
-            app = service.create_app(_settings_for(service, overrides), bus=bus, metrics=metrics)
-            config = uvicorn.Config(
-                app, host=host, port=service.port + port_offset, log_config=None, lifespan="on", access_log=False
-            )
+        for name, build, port in apps:
+            config = uvicorn.Config(build(), host=host, port=port, log_config=None, lifespan="on", access_log=False)
             server = _EmbeddedServer(config)
-            task = asyncio.create_task(server.serve(), name=f"serve:{service.name}")
+            task = asyncio.create_task(server.serve(), name=f"serve:{name}")
             # uvicorn exposes start-up only as a flag.
             while not server.started and not task.done():  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
             if task.done():
                 with contextlib.suppress(BaseException):  # uvicorn exits with SystemExit(3)
                     task.result()
-                log.error("service failed to start", extra={"service": service.name})
-                exit_code = 1
-                break
-            running.append((service, server, task))
-            log.info("service listening", extra={"service": service.name, "url": f"http://{host}:{config.port}"})
-        if exit_code == 0:
-            click.echo(f"SmartGym is up: gateway on http://{host}:{PORTS['gateway'] + port_offset}", err=True)
-            watchers = [task for _, _, task in running]
-            stopper = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait([stopper, *watchers], return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if stopper not in done:
-                exit_code = 1  # a service died on its own
+                log.error("service failed to start", extra={"service": name})
+                return 1
+            running.append((name, server, task))
+            log.info("service listening", extra={"service": name, "url": f"http://{host}:{port}"})
+        click.echo(f"SmartGym is up: {ready_message}", err=True)
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *(task for _, _, task in running)], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if stopper not in done:
+            exit_code = 1  # a service died on its own
     finally:
-        for stopped, stopping_server, serving in reversed(running):
-            stopping_server.should_exit = True
-            await serving
-            log.info("service stopped", extra={"service": stopped.name})
-        await bus.close()
+        for name, started_server, task in reversed(running):
+            started_server.should_exit = True
+            with contextlib.suppress(BaseException):
+                await task
+            log.info("service stopped", extra={"service": name})
     return exit_code
 
 
@@ -135,8 +149,8 @@ def serve(service: str, host: str, port: int | None, migrate: bool) -> None:
     configure_logging(settings.log_level, json_lines=settings.log_json)
     if migrate:
         _migrate([chosen], settings)
-    app = chosen.create_app(settings)
-    uvicorn.run(app, host=host, port=port or chosen.port, log_config=None, access_log=False)
+    apps = [(chosen.name, lambda: chosen.create_app(settings), port or chosen.port)]
+    sys.exit(asyncio.run(_serve_all(host, apps, ready_message=f"{chosen.name} on port {port or chosen.port}")))
 
 
 @main.command()

@@ -30,7 +30,7 @@ async def delete_namespace(url: str, namespace: str) -> None:
 
 async def drain(url: str, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
     """Every message currently in ``queue`` (acked, so the queue ends empty)."""
-    messages = []
+    messages: list[aio_pika.abc.AbstractIncomingMessage] = []
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel()

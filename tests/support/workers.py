@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 
 from common.db import Database
 from common.events.outbox import OutboxRelay, UnitOfWork
@@ -43,7 +42,7 @@ async def relay(args: argparse.Namespace) -> None:
         database=database,
         tables=TABLES,
         bus=paced,
-        metrics=metrics,  # type: ignore[arg-type]
+        metrics=metrics,
         batch_size=args.batch,
         poll_interval_s=0.1,
     )
@@ -83,4 +82,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

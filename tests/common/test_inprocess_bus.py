@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from common.events.bus import PublishError, Subscriptions
+from common.events.envelope import OutgoingMessage
+from common.events.inprocess import InProcessBus
+from common.observability import Metrics
+from tests.support.ledger import CATALOG, EntryRecorded
+
+
+def bus() -> InProcessBus:
+    return InProcessBus(catalog=CATALOG, metrics=Metrics(), max_attempts=3, retry_delays_ms=(1, 1))
+
+
+async def test_handler_is_retried_then_parked():
+    calls = []
+
+    async def fails(event):
+        calls.append(event.seq)
+        raise ValueError("nope")
+
+    in_process = bus()
+    subs = Subscriptions("ledger")
+    subs.add_bus_handler(EntryRecorded, fails, name="fails")
+    await in_process.subscribe(subs)
+    await in_process.publish_many([OutgoingMessage.of(EntryRecorded(seq=1))])
+    assert calls == [1, 1, 1]
+    [parked] = in_process.parked
+    assert parked.reason == "ValueError: nope"
+
+
+async def test_malformed_message_is_parked():
+    in_process = bus()
+    subs = Subscriptions("ledger")
+    subs.add_bus_handler(EntryRecorded, lambda event: None, name="noop")
+    await in_process.subscribe(subs)
+    message = OutgoingMessage(EntryRecorded(seq=1).event_id, EntryRecorded.routing_key(), b"{}", None)
+    await in_process.publish_many([message])
+    assert in_process.parked[0].reason.startswith("malformed")
+
+
+async def test_publishing_to_a_stopped_subscriber_fails_so_the_outbox_keeps_the_event():
+    in_process = bus()
+    got = []
+
+    async def record(event):
+        got.append(event.seq)
+
+    subs = Subscriptions("ledger")
+    subs.add_bus_handler(EntryRecorded, record, name="record")
+    await in_process.subscribe(subs)
+    await in_process.stop_consuming("ledger")
+    with pytest.raises(PublishError):
+        await in_process.publish_many([OutgoingMessage.of(EntryRecorded(seq=1))])
+    await in_process.subscribe(subs)
+    await in_process.publish_many([OutgoingMessage.of(EntryRecorded(seq=1))])
+    assert got == [1]

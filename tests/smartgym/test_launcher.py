@@ -1,0 +1,60 @@
+"""``smartgym up`` (embedded) and ``smartgym serve`` (one process per service over
+RabbitMQ and PostgreSQL), each driven end to end like an operator would."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+
+from tests.support.journeys import signup_login_and_get_welcomed
+from tests.support.processes import clean_env, start, stop, wait_healthy
+
+
+def test_embedded_up_runs_everything_in_one_process_without_broker_or_database(tmp_path):
+    offset = random.randint(20_000, 40_000)
+    gateway = f"http://127.0.0.1:{8000 + offset}"
+    log = tmp_path / "up.log"
+    process = start(["up", "--port-offset", str(offset)], env=clean_env(), cwd=tmp_path, log=log)
+    try:
+        wait_healthy(gateway, process, log)
+        signup_login_and_get_welcomed(gateway)
+    finally:
+        code = stop(process)
+    assert code == 0, log.read_text()[-3000:]
+    assert (tmp_path / "var" / "auth.db").exists()
+    with sqlite3.connect(tmp_path / "var" / "auth.db") as db:
+        assert db.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone() == (0,)
+
+
+def test_each_service_in_its_own_process_over_rabbitmq_and_postgres(
+    tmp_path, rabbitmq_url, postgres, namespace, broker_cleanup
+):
+    ports = {name: random.randint(20_000, 60_000) for name in ("auth", "notification", "gateway")}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    env = clean_env(
+        SMARTGYM_BROKER_URL=rabbitmq_url,
+        SMARTGYM_BUS_NAMESPACE=namespace,
+        SMARTGYM_AUTH_DATABASE_URL=postgres.create("auth"),
+        SMARTGYM_NOTIFICATION_DATABASE_URL=postgres.create("notification"),
+        SMARTGYM_AUTH_URL=urls["auth"],
+        SMARTGYM_NOTIFICATION_URL=urls["notification"],
+        SMARTGYM_ENVIRONMENT="test",
+    )
+    processes = {}
+    try:
+        for name in ("notification", "auth", "gateway"):
+            log = tmp_path / f"{name}.log"
+            processes[name] = (
+                start(
+                    ["serve", name, "--host", "127.0.0.1", "--port", str(ports[name]), "--migrate"],
+                    env=env,
+                    cwd=tmp_path,
+                    log=log,
+                ),
+                log,
+            )
+            wait_healthy(urls[name], *processes[name])
+        signup_login_and_get_welcomed(urls["gateway"])
+    finally:
+        codes = {name: stop(process) for name, (process, _log) in reversed(processes.items())}
+    assert codes == {"gateway": 0, "auth": 0, "notification": 0}
