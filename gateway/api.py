@@ -8,9 +8,9 @@ import httpx
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from common.api import KernelDep
+from common.api import KernelDep, require_roles
 from common.breaker import CircuitOpenError
-from common.security import InvalidToken
+from common.security import InvalidToken, Role
 from gateway.proxy import HOP_BY_HOP, RouteTable, Upstreams
 
 
@@ -30,8 +30,9 @@ UpstreamsDep = Annotated[Upstreams, Depends(get_upstreams)]
 router = APIRouter()
 
 
-@router.get("/admin/breakers")
+@router.get("/admin/breakers", dependencies=[Depends(require_roles(Role.OPERATOR))])
 async def breakers(upstreams: UpstreamsDep) -> list[dict[str, object]]:
+    """Breaker state per upstream, for the operations dashboard."""
     return [breaker.snapshot() for breaker in upstreams.breakers()]
 
 

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 RABBITMQ_URL = os.environ.get("SMARTGYM_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
-PG_ADMIN_URL = os.environ.get("SMARTGYM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get("SMARTGYM_TEST_PG_URL", "postgresql+psycopg://smartgym:smartgym@127.0.0.1:5432/postgres")
 
 
 def _reachable(url: str, default_port: int) -> bool:

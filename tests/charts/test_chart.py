@@ -1,0 +1,88 @@
+"""The Helm chart: values validated against its schema, linted, and consistent with the
+code's port plan. (helm itself cannot be installed on our build machines.)"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from smartgym.registry import PORTS
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "smartgym"
+
+
+def tool(name: str) -> str:
+    """A console script of this environment (the venv need not be on PATH)."""
+    return str(Path(sys.executable).parent / name)
+
+
+def values() -> dict:
+    return yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+def schema() -> dict:
+    return json.loads((CHART / "values.schema.json").read_text())
+
+
+def test_values_match_the_schema():
+    jsonschema.validate(values(), schema())
+
+
+def test_schema_rejects_what_an_operator_might_mistype():
+    broken = values()
+    broken["services"]["gateway"]["replicas"] = "three"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema())
+    broken = values()
+    broken["services"]["kitchen"] = broken["services"]["auth"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema())
+
+
+def test_check_jsonschema_cli_accepts_the_values():
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--schemafile", str(CHART / "values.schema.json"), str(CHART / "values.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_yaml_files_lint_clean():
+    result = subprocess.run(
+        [
+            tool("yamllint"),
+            "-d",
+            "{extends: relaxed, rules: {line-length: {max: 120}}}",
+            str(CHART / "values.yaml"),
+            str(CHART / "Chart.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_every_enabled_service_exists_with_the_planned_port():
+    for name, service in values()["services"].items():
+        assert service["port"] == PORTS[name]
+        importlib.import_module(f"{name}.app")
+
+
+def test_containers_are_probed_and_locked_down():
+    deployment = (CHART / "templates" / "deployment.yaml").read_text()
+    assert "path: /healthz" in deployment
+    assert "path: /readyz" in deployment
+    security = values()["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert values()["podSecurityContext"]["runAsNonRoot"] is True
