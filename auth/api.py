@@ -13,12 +13,12 @@ from auth.service import AccountService, EmailTaken, InvalidCredentials
 from common.api import CurrentPrincipal
 
 
-def get_accounts(request: Request) -> AccountService:
+async def get_accounts(request: Request) -> AccountService:
     accounts: AccountService = request.app.state.accounts
     return accounts
 
 
-def get_keys(request: Request) -> KeyRing:
+async def get_keys(request: Request) -> KeyRing:
     keys: KeyRing = request.app.state.keys
     return keys
 

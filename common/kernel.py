@@ -20,7 +20,7 @@ from common.events.bus import EventBus, Subscriptions
 from common.events.catalog import CATALOG
 from common.events.envelope import EventCatalog
 from common.events.inprocess import InProcessBus
-from common.events.outbox import OutboxRelay, UnitOfWork, bind_subscriptions, idempotent
+from common.events.outbox import OutboxRelay, UnitOfWork, bind_idempotent
 from common.observability import Metrics
 from common.security import JwksCache, TokenVerifier
 from common.settings import PlatformSettings
@@ -45,6 +45,8 @@ def make_bus(settings: PlatformSettings, metrics: Metrics, catalog: EventCatalog
         metrics=metrics,
         namespace=settings.bus_namespace,
         prefetch=settings.bus_prefetch,
+        batch_size=settings.bus_batch_size,
+        workers=settings.bus_consumer_workers,
         max_attempts=settings.bus_max_attempts,
         retry_delays_ms=settings.bus_retry_delays_ms,
         delivery_limit=settings.bus_delivery_limit,
@@ -114,13 +116,9 @@ class ServiceKernel:
             database, tables, relay = self.database, self.tables, self.relay
             if database is None or tables is None or relay is None:
                 raise RuntimeError(f"{self.name} consumes events but has no database for its inbox")
-            bound = bind_subscriptions(
-                self.subscriptions,
-                lambda consumer, handler: idempotent(
-                    database, tables, self.metrics, consumer, handler, on_commit=relay.wake
-                ),
+            await self.bus.subscribe(
+                bind_idempotent(self.subscriptions, database, tables, self.metrics, on_commit=relay.wake)
             )
-            await self.bus.subscribe(bound)
         if self.relay is not None:
             self.relay.start()
         self._started = True

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -238,13 +239,49 @@ class JwksCache:
 
 
 class TokenVerifier:
-    def __init__(self, keys: JwksCache, *, issuer: str, audience: str, leeway_s: float = 5.0) -> None:
+    """Verifies access tokens; remembers recently verified ones.
+
+    A client sends the same token with every request until it expires, so a verified
+    token's principal is kept (bounded LRU, at most ``cache_ttl_s`` and never past the
+    token's ``exp``). A key withdrawn from the JWKS therefore stops being honoured within
+    ``cache_ttl_s`` rather than at once.
+    """
+
+    def __init__(
+        self,
+        keys: JwksCache,
+        *,
+        issuer: str,
+        audience: str,
+        leeway_s: float = 5.0,
+        cache_size: int = 10_000,
+        cache_ttl_s: float = 30.0,
+    ) -> None:
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_s
+        self._cache: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_ttl_s = cache_ttl_s
 
     async def verify(self, token: str) -> Principal:
+        cached = self._cache.get(token)
+        now = time.time()
+        if cached is not None:
+            if cached[0] > now:
+                self._cache.move_to_end(token)
+                return cached[1]
+            del self._cache[token]
+        principal = await self._verify(token)
+        if self._cache_size and principal.expires_at is not None:
+            valid_until = min(principal.expires_at.timestamp(), now + self._cache_ttl_s)
+            self._cache[token] = (valid_until, principal)
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

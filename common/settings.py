@@ -49,7 +49,9 @@ class PlatformSettings(BaseSettings):
         pattern=r"^[a-z][a-z0-9_.-]{0,40}$",
         description="Prefix of every exchange and queue, so several installations share a broker.",
     )
-    bus_prefetch: int = Field(default=64, ge=1, le=5000)
+    bus_prefetch: int = Field(default=256, ge=1, le=5000)
+    bus_batch_size: int = Field(default=100, ge=1, le=1000)
+    bus_consumer_workers: int = Field(default=4, ge=1, le=64)
     bus_max_attempts: int = Field(default=5, ge=1, le=50)
     bus_retry_delays_ms: tuple[int, ...] = (200, 1_000, 5_000)
     bus_delivery_limit: int = Field(default=20, ge=1)

@@ -14,12 +14,12 @@ from common.security import InvalidToken, Role
 from gateway.proxy import HOP_BY_HOP, RouteTable, Upstreams
 
 
-def get_table(request: Request) -> RouteTable:
+async def get_table(request: Request) -> RouteTable:
     table: RouteTable = request.app.state.route_table
     return table
 
 
-def get_upstreams(request: Request) -> Upstreams:
+async def get_upstreams(request: Request) -> Upstreams:
     upstreams: Upstreams = request.app.state.upstreams
     return upstreams
 

@@ -36,6 +36,10 @@ class Subscriptions:
 
     service: str
     items: list[Subscription] = field(default_factory=list)
+    # Optional: applies several events in one transaction (set by the kernel's
+    # idempotent binding). Buses that batch call it; if it raises they fall back to
+    # the per-event handlers, which keep their own retry and parking.
+    batch_handler: Callable[[Sequence[Event]], Awaitable[None]] | None = None
 
     def add(self, event_type: type[E], handler: ServiceHandler[E], *, name: str) -> None:
         """Declare a service handler; the kernel runs it idempotently in a unit of work."""

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -27,6 +27,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.context import bind_correlation_id, reset_correlation_id
 from common.db import Database, KernelTables
 from common.events.bus import EventBus, Subscriptions
 from common.events.envelope import Event, OutgoingMessage, utc_now
@@ -257,9 +258,8 @@ def idempotent(
     """
 
     async def apply(event: Event) -> None:
-        uow = UnitOfWork(database, tables, on_commit)
-        async with uow:
-            if not await _claim(uow.session, tables, event.event_id, consumer_name, database.is_sqlite):
+        async with UnitOfWork(database, tables, on_commit) as uow:
+            if not await _claim(uow.session, tables, [event.event_id], consumer_name, database.is_sqlite):
                 metrics.duplicates.labels(consumer_name).inc()
                 return
             await handler(event, uow)
@@ -267,31 +267,78 @@ def idempotent(
     return apply
 
 
+def idempotent_batch(
+    database: Database,
+    tables: KernelTables,
+    metrics: Metrics,
+    subscriptions: Subscriptions,
+    *,
+    on_commit: Callable[[], None],
+) -> Callable[[Sequence[Event]], Awaitable[None]]:
+    """Apply several events in one transaction: one inbox claim per consumer for the
+    whole batch, each new event's handlers in delivery order, one commit. Any error
+    rolls the whole batch back (the bus then replays it one event at a time)."""
+
+    async def apply(events: Sequence[Event]) -> None:
+        async with UnitOfWork(database, tables, on_commit) as uow:
+            for consumer_name in dict.fromkeys(item.consumer_name for item in subscriptions.items):
+                wanted = [
+                    event
+                    for event in events
+                    if any(item.consumer_name == consumer_name for item in subscriptions.handlers_for(event))
+                ]
+                claimed = await _claim(
+                    uow.session, tables, [event.event_id for event in wanted], consumer_name, database.is_sqlite
+                )
+                handler = next(item.handler for item in subscriptions.items if item.consumer_name == consumer_name)
+                for event in wanted:
+                    if event.event_id not in claimed:
+                        metrics.duplicates.labels(consumer_name).inc()
+                        continue
+                    claimed.discard(event.event_id)  # the same event twice in one batch runs once
+                    token = bind_correlation_id(event.correlation_id)
+                    try:
+                        await handler(event, uow)
+                    finally:
+                        reset_correlation_id(token)
+
+    return apply
+
+
 async def _claim(
-    session: AsyncSession, tables: KernelTables, event_id: uuid.UUID, consumer: str, is_sqlite: bool
-) -> bool:
-    values = {"event_id": event_id, "consumer": consumer, "processed_at": utc_now()}
+    session: AsyncSession, tables: KernelTables, event_ids: Sequence[uuid.UUID], consumer: str, is_sqlite: bool
+) -> set[uuid.UUID]:
+    """Insert inbox rows; returns the ids that were not there yet (ours to apply)."""
+    if not event_ids:
+        return set()
+    now = utc_now()
     dialect_insert = sqlite.insert if is_sqlite else postgresql.insert
     statement = (
         dialect_insert(tables.processed_events)
-        .values(values)
+        .values([{"event_id": event_id, "consumer": consumer, "processed_at": now} for event_id in set(event_ids)])
         .on_conflict_do_nothing()
         .returning(tables.processed_events.c.event_id)
     )
     # RETURNING rather than rowcount: drivers disagree on rowcount for ON CONFLICT.
-    return (await session.execute(statement)).first() is not None
+    return set((await session.execute(statement)).scalars())
 
 
-def bind_subscriptions(
+def bind_idempotent(
     subscriptions: Subscriptions,
-    wrap: Callable[[str, Callable[..., Awaitable[None]]], Callable[[Event], Awaitable[None]]],
+    database: Database,
+    tables: KernelTables,
+    metrics: Metrics,
+    *,
+    on_commit: Callable[[], None],
 ) -> Subscriptions:
-    """A copy of ``subscriptions`` whose handlers are wrapped (e.g. by :func:`idempotent`)."""
+    """The bus-level form of a service's subscriptions: every handler idempotent, plus a
+    batch handler for buses that deliver several events at once."""
     bound = Subscriptions(subscriptions.service)
     for item in subscriptions.items:
         bound.add_bus_handler(
             item.event_type,
-            wrap(item.consumer_name, item.handler),
+            idempotent(database, tables, metrics, item.consumer_name, item.handler, on_commit=on_commit),
             name=item.consumer_name.removeprefix(f"{subscriptions.service}."),
         )
+    bound.batch_handler = idempotent_batch(database, tables, metrics, subscriptions, on_commit=on_commit)
     return bound

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -91,3 +92,13 @@ def test_encrypted_pem_round_trip():
     key = tokens.signing_key()
     restored = SigningKey.from_encrypted_pem(key.to_encrypted_pem(b"secret"), b"secret")
     assert restored.kid == key.kid
+
+
+async def test_remembered_tokens_still_expire_on_time():
+    check = TokenVerifier(tokens.key_cache(), issuer=tokens.ISSUER, audience=tokens.AUDIENCE, leeway_s=0)
+    token = tokens.issuer(ttl=timedelta(seconds=1.5)).issue("u", [Role.CUSTOMER])
+    assert (await check.verify(token)).subject == "u"
+    assert (await check.verify(token)).subject == "u"  # from the cache
+    await asyncio.sleep(1.6)
+    with pytest.raises(InvalidToken, match="expired"):
+        await check.verify(token)

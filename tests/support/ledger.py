@@ -6,15 +6,17 @@ effect appears twice is a duplicate effect, one that never appears is lost.
 
 from __future__ import annotations
 
+import uuid
 from typing import ClassVar
 
 from sqlalchemy import Column, Integer, MetaData, Table, Uuid, create_engine, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import registry
 
 from common.db import BigIntPK, Database, KernelTables, kernel_tables_of, service_metadata, sync_url
 from common.events.bus import Subscriptions
 from common.events.envelope import Event, EventCatalog
-from common.events.outbox import UnitOfWork, bind_subscriptions, idempotent
+from common.events.outbox import UnitOfWork, bind_idempotent
 from common.observability import Metrics
 
 CATALOG = EventCatalog()
@@ -46,6 +48,18 @@ EFFECTS = METADATA.tables["effects"]
 TABLES: KernelTables = kernel_tables_of(METADATA)
 
 
+class Effect:
+    """ORM view of ``effects``: handlers add objects and the unit of work flushes them
+    in one multi-row INSERT, as real services' handlers do."""
+
+    def __init__(self, event_id: uuid.UUID, seq: int) -> None:
+        self.event_id = event_id
+        self.seq = seq
+
+
+registry().map_imperatively(Effect, EFFECTS)
+
+
 def create_schema(url: str) -> None:
     engine = create_engine(sync_url(url))
     METADATA.create_all(engine)
@@ -53,7 +67,7 @@ def create_schema(url: str) -> None:
 
 
 async def record_effect(event: EntryRecorded, uow: UnitOfWork) -> None:
-    await uow.session.execute(EFFECTS.insert().values(event_id=event.event_id, seq=event.seq))
+    uow.session.add(Effect(event.event_id, event.seq))
 
 
 def consumer_subscriptions(
@@ -61,10 +75,7 @@ def consumer_subscriptions(
 ) -> Subscriptions:
     declared = Subscriptions(service)
     declared.add(EntryRecorded, handler, name="record_effect")
-    return bind_subscriptions(
-        declared,
-        lambda consumer, fn: idempotent(database, TABLES, metrics, consumer, fn, on_commit=lambda: None),
-    )
+    return bind_idempotent(declared, database, TABLES, metrics, on_commit=lambda: None)
 
 
 async def effect_counts(session: AsyncSession) -> tuple[int, int, int]:
