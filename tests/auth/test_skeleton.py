@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -48,6 +49,17 @@ async def test_signup_login_me_and_event_in_the_outbox(client, settings):
     [(routing_key, body)] = outbox_rows(settings)
     assert routing_key == UserRegistered.routing_key()
     assert user_id in body
+
+
+async def test_the_request_id_becomes_the_events_correlation_id(client, settings):
+    response = await client.post(
+        "/signup",
+        json={"email": "c@example.com", "password": "long enough pw"},
+        headers={"x-request-id": "kiosk-7.signup-1"},
+    )
+    assert response.status_code == 201
+    [(_routing_key, body)] = outbox_rows(settings)
+    assert json.loads(body)["correlation_id"] == "kiosk-7.signup-1"
 
 
 async def test_jwks_publishes_the_signing_key(client):
