@@ -5,26 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, status
 
 from auth.keys import KeyRing
 from auth.schemas import LoginIn, SignupIn, TokenOut, UserPublic
 from auth.service import AccountService, EmailTaken, InvalidCredentials
-from common.api import CurrentPrincipal
+from common.api import CurrentPrincipal, from_app_state
 
-
-async def get_accounts(request: Request) -> AccountService:
-    accounts: AccountService = request.app.state.accounts
-    return accounts
-
-
-async def get_keys(request: Request) -> KeyRing:
-    keys: KeyRing = request.app.state.keys
-    return keys
-
-
-Accounts = Annotated[AccountService, Depends(get_accounts)]
-Keys = Annotated[KeyRing, Depends(get_keys)]
+Accounts = Annotated[AccountService, Depends(from_app_state("accounts", AccountService))]
+Keys = Annotated[KeyRing, Depends(from_app_state("keys", KeyRing))]
 
 router = APIRouter()
 

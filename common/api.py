@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +22,7 @@ from common.security import InvalidToken, Principal, Role
 log = logging.getLogger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
+T = TypeVar("T")
 
 
 def create_service_app(
@@ -113,6 +114,19 @@ async def get_kernel(request: Request) -> ServiceKernel:
 
 
 KernelDep = Annotated[ServiceKernel, Depends(get_kernel)]
+
+
+def from_app_state(attribute: str, kind: type[T]) -> Callable[[Request], Awaitable[T]]:
+    """A dependency returning what the app factory stored as ``app.state.<attribute>``."""
+
+    async def dependency(request: Request) -> T:
+        value = getattr(request.app.state, attribute)
+        if not isinstance(value, kind):
+            raise RuntimeError(f"app.state.{attribute} is not a {kind.__name__}")
+        return value
+
+    return dependency
+
 
 _bearer = HTTPBearer(auto_error=False)
 

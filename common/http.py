@@ -54,10 +54,5 @@ class ServiceClient:
 
         return await self.breaker.call(attempt, is_failure=lambda response: response.status_code >= 500)
 
-    async def get_json(self, url: str) -> Any:
-        response = await self.request("GET", url)
-        response.raise_for_status()
-        return response.json()
-
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -202,7 +202,6 @@ class JwksCache:
         self._keys: dict[str, rsa.RSAPublicKey] = {}
         self._last_refresh: float | None = None
         self._lock = asyncio.Lock()
-        self.fetch_count = 0
 
     @classmethod
     def static(cls, document: Mapping[str, Any]) -> JwksCache:
@@ -227,7 +226,6 @@ class JwksCache:
             if not force and self._last_refresh is not None and now - self._last_refresh < self._min_interval:
                 return
             self._last_refresh = now
-            self.fetch_count += 1
             try:
                 document = await self._fetch()
                 self._keys = public_keys_from_jwks(document)

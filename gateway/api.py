@@ -8,24 +8,13 @@ import httpx
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from common.api import KernelDep, require_roles
+from common.api import KernelDep, from_app_state, require_roles
 from common.breaker import CircuitOpenError
 from common.security import InvalidToken, Role
 from gateway.proxy import HOP_BY_HOP, RouteTable, Upstreams
 
-
-async def get_table(request: Request) -> RouteTable:
-    table: RouteTable = request.app.state.route_table
-    return table
-
-
-async def get_upstreams(request: Request) -> Upstreams:
-    upstreams: Upstreams = request.app.state.upstreams
-    return upstreams
-
-
-Table = Annotated[RouteTable, Depends(get_table)]
-UpstreamsDep = Annotated[Upstreams, Depends(get_upstreams)]
+Table = Annotated[RouteTable, Depends(from_app_state("route_table", RouteTable))]
+UpstreamsDep = Annotated[Upstreams, Depends(from_app_state("upstreams", Upstreams))]
 
 router = APIRouter()
 
