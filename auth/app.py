@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -11,7 +15,8 @@ from fastapi import FastAPI
 from auth.api import router
 from auth.keys import KeyRing
 from auth.models import Base
-from auth.service import AccountService
+from auth.passwords import default_hasher
+from auth.service import AccountService, AuthPolicy
 from common.api import create_service_app
 from common.events.bus import EventBus
 from common.kernel import build_kernel
@@ -21,6 +26,8 @@ from common.settings import PlatformSettings
 
 SERVICE = "auth"
 
+log = logging.getLogger(__name__)
+
 
 def create_app(
     settings: PlatformSettings,
@@ -28,6 +35,7 @@ def create_app(
     bus: EventBus | None = None,
     metrics: Metrics | None = None,
     hasher: PasswordHasher | None = None,
+    policy: AuthPolicy | None = None,
 ) -> FastAPI:
     # auth verifies its own tokens from its key ring, never over HTTP. The ring needs the
     # kernel's database and the kernel's verifier needs the ring: the fetch closure reads
@@ -44,7 +52,42 @@ def create_app(
         keys=JwksCache(own_jwks, min_refresh_interval_s=1.0),
     )
     keys = KeyRing(kernel.db, settings.key_encryption_secret.get_secret_value().encode())
-    app = create_service_app(kernel, title="SmartGym auth", routers=[router], on_start=[keys.load])
+    reloader = _KeyReloader(keys)
+    app = create_service_app(
+        kernel, title="SmartGym auth", routers=[router], on_start=[keys.load, reloader.start], on_stop=[reloader.stop]
+    )
     app.state.keys = keys
-    app.state.accounts = AccountService(kernel=kernel, keys=keys, hasher=hasher or PasswordHasher())
+    app.state.accounts = AccountService(
+        kernel=kernel,
+        keys=keys,
+        hasher=hasher or default_hasher(),
+        policy=policy or AuthPolicy(access_ttl=timedelta(seconds=settings.jwt_access_ttl_s)),
+    )
     return app
+
+
+class _KeyReloader:
+    """Other auth replicas rotate keys too: re-read the ring every minute so this one
+    signs with the newest key and publishes every key still trusted."""
+
+    def __init__(self, keys: KeyRing, interval_s: float = 60.0) -> None:
+        self._keys = keys
+        self._interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="auth-key-reloader")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self._keys.load()
+            except Exception:
+                log.warning("signing keys could not be reloaded; keeping the current ring", exc_info=True)

@@ -1,10 +1,12 @@
-"""auth's signing keys: loaded from its database, created on first start."""
+"""auth's signing keys: loaded from its database, created on first start, rotated with a
+grace period so tokens signed by the previous key stay valid until they expire."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 
 from auth.models import SigningKeyRecord
 from common.db import Database
@@ -27,26 +29,42 @@ class KeyRing:
         return self._keys[0]
 
     async def load(self) -> None:
-        """Load stored keys (newest active first); generate the first key if there is none."""
+        """Load published keys (the signing key first); create the first key if none."""
+        now = utc_now()
         async with self._database.transaction() as session:
             records = (
                 await session.scalars(
-                    select(SigningKeyRecord).where(SigningKeyRecord.active).order_by(SigningKeyRecord.created_at.desc())
+                    select(SigningKeyRecord)
+                    .where(or_(SigningKeyRecord.active, SigningKeyRecord.retire_at > now))
+                    .order_by(SigningKeyRecord.active.desc(), SigningKeyRecord.created_at.desc())
                 )
             ).all()
-            if not records:
+            if not any(record.active for record in records):
                 key = SigningKey.generate()
-                session.add(
-                    SigningKeyRecord(
-                        kid=key.kid,
-                        private_key_pem=key.to_encrypted_pem(self._passphrase),
-                        created_at=utc_now(),
-                        active=True,
-                    )
-                )
-                self._keys = [key]
+                session.add(self._record(key, now))
+                self._keys = [key, *self._decrypt(records)]
                 return
-        self._keys = [SigningKey.from_encrypted_pem(record.private_key_pem, self._passphrase) for record in records]
+        self._keys = self._decrypt(records)
+
+    async def rotate(self, *, grace: timedelta) -> str:
+        """Make a new key the signing key; the old ones stay published for ``grace``."""
+        key = SigningKey.generate()
+        now = utc_now()
+        async with self._database.transaction() as session:
+            await session.execute(
+                update(SigningKeyRecord).where(SigningKeyRecord.active).values(active=False, retire_at=now + grace)
+            )
+            session.add(self._record(key, now))
+        await self.load()
+        return key.kid
 
     def jwks(self) -> dict[str, Any]:
         return jwks_document(self._keys)
+
+    def _record(self, key: SigningKey, now: datetime) -> SigningKeyRecord:
+        return SigningKeyRecord(
+            kid=key.kid, private_key_pem=key.to_encrypted_pem(self._passphrase), created_at=now, active=True
+        )
+
+    def _decrypt(self, records: Any) -> list[SigningKey]:
+        return [SigningKey.from_encrypted_pem(record.private_key_pem, self._passphrase) for record in records]

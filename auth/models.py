@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import JSON, Boolean, LargeBinary, String, Uuid
+from sqlalchemy import JSON, Boolean, Integer, LargeBinary, String, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from common.db import UtcDateTime, service_metadata
+from common.db import BigIntPK, UtcDateTime, service_metadata
 
 
 class Base(DeclarativeBase):
@@ -22,11 +23,18 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     roles: Mapped[list[str]] = mapped_column(JSON)
+    # Branches a branch owner runs or a helper works at; operators act chain-wide.
+    branches: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    password_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class SigningKeyRecord(Base):
-    """An RSA signing key; the private half is stored encrypted with the key secret."""
+    """An RSA signing key; the private half is stored encrypted with the key secret.
+
+    The newest active key signs. A key replaced by rotation stays published in the JWKS
+    until ``retire_at`` (the last token it signed has expired by then).
+    """
 
     __tablename__ = "signing_keys"
 
@@ -34,3 +42,50 @@ class SigningKeyRecord(Base):
     private_key_pem: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    retire_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class RefreshToken(Base):
+    """One refresh token of a login session (a family). Only its SHA-256 is stored.
+
+    Each use rotates it: the old one is marked used and a new one joins the family.
+    Presenting a used or revoked token means it was stolen or replayed, and the whole
+    family is revoked.
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    family_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class LoginThrottle(Base):
+    """Failed logins per normalised email, whether or not the account exists (so the
+    lockout itself reveals nothing)."""
+
+    __tablename__ = "login_throttle"
+
+    email: Mapped[str] = mapped_column(String(254), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class AuditEntry(Base):
+    """Append-only record of a security-relevant action (never updated or deleted)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    actor: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    subject: Mapped[str | None] = mapped_column(String(254), nullable=True, index=True)
+    source_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from common.security import Role
 
 
 class Input(BaseModel):
@@ -13,7 +17,8 @@ class Input(BaseModel):
 
 class SignupIn(Input):
     email: EmailStr = Field(max_length=254)
-    password: str = Field(min_length=10, max_length=128)
+    # Length and strength are checked by the service, which explains what is wrong.
+    password: str = Field(min_length=1, max_length=128)
 
 
 class LoginIn(Input):
@@ -21,13 +26,44 @@ class LoginIn(Input):
     password: str = Field(min_length=1, max_length=128)
 
 
+class RefreshIn(Input):
+    refresh_token: str = Field(min_length=20, max_length=200)
+
+
+class PasswordChangeIn(Input):
+    current_password: str = Field(min_length=1, max_length=128)
+    new_password: str = Field(min_length=1, max_length=128)
+
+
+class RolesIn(Input):
+    roles: list[Role] = Field(min_length=1, max_length=5)
+    branches: list[str] = Field(default_factory=list, max_length=200)
+
+
 class UserPublic(BaseModel):
     id: uuid.UUID
     email: str
     roles: list[str]
+    branches: list[str] = []
 
 
 class TokenOut(BaseModel):
     access_token: str
     token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+
+
+class KeyRotated(BaseModel):
+    kid: str
+
+
+class AuditEntryPublic(BaseModel):
+    id: int
+    at: datetime
+    action: str
+    actor: str | None
+    subject: str | None
+    source_address: str | None
+    details: dict[str, Any]

@@ -1,19 +1,25 @@
-"""Accounts: registration and authentication (no web framework here)."""
+"""Accounts, sessions and roles (no web framework here)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.keys import KeyRing
-from auth.models import User
+from auth.models import AuditEntry, LoginThrottle, RefreshToken, User
+from auth.passwords import password_problems
 from common.events.catalog import UserRegistered
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
@@ -28,63 +34,276 @@ class InvalidCredentials(Exception):
     pass
 
 
+class WeakPassword(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class LoginLocked(Exception):
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"locked for {retry_after_s}s")
+        self.retry_after_s = retry_after_s
+
+
+class InvalidRefreshToken(Exception):
+    pass
+
+
+class UnknownUser(Exception):
+    pass
+
+
 @dataclass(frozen=True)
-class IssuedToken:
+class AuthPolicy:
+    access_ttl: timedelta = timedelta(minutes=15)
+    refresh_ttl: timedelta = timedelta(days=30)
+    max_failures: int = 5
+    failure_window: timedelta = timedelta(minutes=15)
+    lockout: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
     access_token: str
     expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def audit(
+    session: AsyncSession,
+    action: str,
+    *,
+    actor: str | None,
+    subject: str | None,
+    source: str | None,
+    **details: Any,
+) -> None:
+    session.add(
+        AuditEntry(at=utc_now(), action=action, actor=actor, subject=subject, source_address=source, details=details)
+    )
 
 
 class AccountService:
-    def __init__(self, *, kernel: ServiceKernel, keys: KeyRing, hasher: PasswordHasher) -> None:
+    def __init__(self, *, kernel: ServiceKernel, keys: KeyRing, hasher: PasswordHasher, policy: AuthPolicy) -> None:
         self._kernel = kernel
         self._keys = keys
         self._hasher = hasher
+        self.policy = policy
         # Verifying against this when the account does not exist keeps the response time
         # of "no such user" equal to "wrong password": no enumeration by timing.
         self._dummy_hash = hasher.hash(uuid.uuid4().hex)
 
-    async def register(self, *, email: str, password: str) -> User:
+    # -- accounts ------------------------------------------------------------------
+
+    async def register(self, *, email: str, password: str, source: str | None) -> User:
         normalized = email.lower()
+        problems = password_problems(password, email=normalized)
+        if problems:
+            raise WeakPassword(problems)
         password_hash = await asyncio.to_thread(self._hasher.hash, password)
         user = User(
             id=uuid.uuid4(),
             email=normalized,
             password_hash=password_hash,
             roles=[Role.CUSTOMER.value],
+            branches=[],
             created_at=utc_now(),
         )
         try:
             async with self._kernel.unit_of_work() as uow:
                 uow.session.add(user)
                 await uow.session.flush()
+                audit(uow.session, "account_created", actor=str(user.id), subject=str(user.id), source=source)
                 uow.emit(UserRegistered(user_id=user.id, email=user.email, roles=tuple(user.roles)))
         except IntegrityError as exc:
             raise EmailTaken(normalized) from exc
         return user
 
-    async def authenticate(self, *, email: str, password: str) -> IssuedToken:
-        async with self._kernel.db.sessions() as session:
-            user = await session.scalar(select(User).where(func.lower(User.email) == email.lower()))
-        stored_hash = user.password_hash if user else self._dummy_hash
-        try:
-            await asyncio.to_thread(self._hasher.verify, stored_hash, password)
-        except (VerificationError, InvalidHashError) as exc:
-            raise InvalidCredentials from exc
-        if user is None:
-            raise InvalidCredentials
-        issuer = self._issuer()
-        token = issuer.issue(str(user.id), [Role(role) for role in user.roles])
-        return IssuedToken(token, int(issuer.ttl.total_seconds()))
-
     async def get(self, user_id: uuid.UUID) -> User | None:
         async with self._kernel.db.sessions() as session:
             return await session.get(User, user_id)
 
-    def _issuer(self) -> TokenIssuer:
-        settings = self._kernel.settings
-        return TokenIssuer(
+    async def change_password(self, *, user_id: uuid.UUID, current: str, new: str, source: str | None) -> None:
+        """Change the password and end every session of the account."""
+        user = await self.get(user_id)
+        if user is None:
+            raise UnknownUser
+        if not await self._password_matches(user.password_hash, current):
+            raise InvalidCredentials
+        problems = password_problems(new, email=user.email)
+        if problems:
+            raise WeakPassword(problems)
+        new_hash = await asyncio.to_thread(self._hasher.hash, new)
+        now = utc_now()
+        async with self._kernel.unit_of_work() as uow:
+            await uow.session.execute(
+                update(User).where(User.id == user_id).values(password_hash=new_hash, password_changed_at=now)
+            )
+            await self._revoke_where(uow.session, RefreshToken.user_id == user_id)
+            audit(uow.session, "password_changed", actor=str(user_id), subject=str(user_id), source=source)
+
+    async def assign_roles(
+        self, *, actor: str, user_id: uuid.UUID, roles: Sequence[Role], branches: Sequence[str], source: str | None
+    ) -> User:
+        async with self._kernel.unit_of_work() as uow:
+            user = await uow.session.get(User, user_id, with_for_update=True)
+            if user is None:
+                raise UnknownUser
+            before = {"roles": list(user.roles), "branches": list(user.branches)}
+            user.roles = sorted({role.value for role in roles})
+            user.branches = sorted(set(branches))
+            audit(
+                uow.session,
+                "roles_changed",
+                actor=actor,
+                subject=str(user_id),
+                source=source,
+                before=before,
+                after={"roles": user.roles, "branches": user.branches},
+            )
+        return user
+
+    # -- sessions ------------------------------------------------------------------
+
+    async def login(self, *, email: str, password: str, source: str | None) -> IssuedTokens:
+        normalized = email.lower()
+        async with self._kernel.db.sessions() as session:
+            throttle = await session.get(LoginThrottle, normalized)
+            user = await session.scalar(select(User).where(User.email == normalized))
+        now = utc_now()
+        if throttle is not None and throttle.locked_until is not None and throttle.locked_until > now:
+            raise LoginLocked(int((throttle.locked_until - now).total_seconds()) + 1)
+        matches = await self._password_matches(user.password_hash if user else self._dummy_hash, password)
+        if user is None or not matches:
+            await self._record_failure(normalized, user, source)
+            raise InvalidCredentials
+        async with self._kernel.unit_of_work() as uow:
+            await uow.session.execute(delete(LoginThrottle).where(LoginThrottle.email == normalized))
+            tokens = await self._open_session(uow.session, user, family_id=uuid.uuid4())
+            audit(uow.session, "login_succeeded", actor=str(user.id), subject=str(user.id), source=source)
+        return tokens
+
+    async def refresh(self, *, refresh_token: str, source: str | None) -> IssuedTokens:
+        """Rotate: the presented token is spent and a new one joins its family. A token
+        that was already spent or revoked is a replay: the whole family is revoked."""
+        now = utc_now()
+        async with self._kernel.unit_of_work() as uow:
+            record = await uow.session.scalar(
+                select(RefreshToken).where(RefreshToken.token_hash == _digest(refresh_token)).with_for_update()
+            )
+            if record is None:
+                raise InvalidRefreshToken
+            if record.used_at is not None or record.revoked_at is not None:
+                await self._revoke_where(uow.session, RefreshToken.family_id == record.family_id)
+                audit(
+                    uow.session,
+                    "refresh_token_reused",
+                    actor=None,
+                    subject=str(record.user_id),
+                    source=source,
+                    family=str(record.family_id),
+                )
+                reused = True
+            else:
+                reused = False
+                if record.expires_at <= now:
+                    raise InvalidRefreshToken
+                user = await uow.session.get(User, record.user_id)
+                if user is None:
+                    raise InvalidRefreshToken
+                record.used_at = now
+                tokens = await self._open_session(uow.session, user, family_id=record.family_id)
+        if reused:  # raised after the commit, so the family's revocation sticks
+            raise InvalidRefreshToken
+        return tokens
+
+    async def logout(self, *, refresh_token: str, source: str | None) -> None:
+        async with self._kernel.unit_of_work() as uow:
+            record = await uow.session.scalar(
+                select(RefreshToken).where(RefreshToken.token_hash == _digest(refresh_token))
+            )
+            if record is None:
+                return  # already gone: logging out twice is not an error
+            await self._revoke_where(uow.session, RefreshToken.family_id == record.family_id)
+            audit(uow.session, "logout", actor=str(record.user_id), subject=str(record.user_id), source=source)
+
+    async def rotate_signing_key(self, *, actor: str, source: str | None) -> str:
+        # Tokens signed by the old key live at most access_ttl; keep it published that long.
+        kid = await self._keys.rotate(grace=self.policy.access_ttl + timedelta(minutes=1))
+        async with self._kernel.unit_of_work() as uow:
+            audit(uow.session, "signing_key_rotated", actor=actor, subject=kid, source=source)
+        return kid
+
+    async def audit_trail(self, *, subject: str | None, action: str | None, limit: int) -> Sequence[AuditEntry]:
+        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+        if subject:
+            query = query.where(AuditEntry.subject == subject)
+        if action:
+            query = query.where(AuditEntry.action == action)
+        async with self._kernel.db.sessions() as session:
+            return (await session.scalars(query)).all()
+
+    # -- internals -----------------------------------------------------------------
+
+    async def _password_matches(self, stored_hash: str, password: str) -> bool:
+        try:
+            return bool(await asyncio.to_thread(self._hasher.verify, stored_hash, password))
+        except (VerificationError, InvalidHashError):
+            return False
+
+    async def _record_failure(self, email: str, user: User | None, source: str | None) -> None:
+        now = utc_now()
+        policy = self.policy
+        async with self._kernel.unit_of_work() as uow:
+            throttle = await uow.session.get(LoginThrottle, email, with_for_update=True)
+            if throttle is None:
+                throttle = LoginThrottle(email=email, failures=0, window_started_at=now)
+                uow.session.add(throttle)
+            if now - throttle.window_started_at > policy.failure_window:
+                throttle.failures, throttle.window_started_at = 0, now
+            throttle.failures += 1
+            subject = str(user.id) if user else None
+            audit(uow.session, "login_failed", actor=None, subject=subject, source=source, email=email)
+            if throttle.failures >= policy.max_failures:
+                throttle.locked_until = now + policy.lockout
+                throttle.failures, throttle.window_started_at = 0, now
+                audit(uow.session, "login_locked", actor=None, subject=subject, source=source, email=email)
+
+    async def _open_session(self, session: AsyncSession, user: User, *, family_id: uuid.UUID) -> IssuedTokens:
+        now = utc_now()
+        refresh_token = secrets.token_urlsafe(32)
+        session.add(
+            RefreshToken(
+                id=uuid.uuid4(),
+                family_id=family_id,
+                user_id=user.id,
+                token_hash=_digest(refresh_token),
+                issued_at=now,
+                expires_at=now + self.policy.refresh_ttl,
+            )
+        )
+        issuer = TokenIssuer(
             self._keys.active,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            ttl=timedelta(seconds=settings.jwt_access_ttl_s),
+            issuer=self._kernel.settings.jwt_issuer,
+            audience=self._kernel.settings.jwt_audience,
+            ttl=self.policy.access_ttl,
+        )
+        access = issuer.issue(str(user.id), [Role(role) for role in user.roles], user.branches, now=now)
+        return IssuedTokens(
+            access_token=access,
+            expires_in=int(self.policy.access_ttl.total_seconds()),
+            refresh_token=refresh_token,
+            refresh_expires_in=int(self.policy.refresh_ttl.total_seconds()),
+        )
+
+    @staticmethod
+    async def _revoke_where(session: AsyncSession, condition: Any) -> None:
+        await session.execute(
+            update(RefreshToken).where(condition, RefreshToken.revoked_at.is_(None)).values(revoked_at=utc_now())
         )

@@ -1,0 +1,160 @@
+"""auth's sessions and security controls: password rules, lockout without enumeration,
+refresh rotation with reuse detection, logout, password change, key rotation, roles and
+the audit trail."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from auth.app import create_app
+from common.migrations import upgrade
+from common.security import JwksCache, Role, TokenVerifier
+from common.settings import PlatformSettings
+from tests.support.apps import FAST_HASHER, asgi_client
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def settings(tmp_path):
+    settings = PlatformSettings(environment="test", data_dir=tmp_path)
+    upgrade("auth", settings.database_url("auth"))
+    return settings
+
+
+@pytest.fixture
+async def app_and_client(settings):
+    app = create_app(settings, hasher=FAST_HASHER)
+    async with asgi_client(app) as client:
+        yield app, client
+
+
+@pytest.fixture
+def client(app_and_client):
+    return app_and_client[1]
+
+
+async def signup_and_login(client, email=None, password=PASSWORD):
+    email = email or f"m{uuid.uuid4().hex[:6]}@example.com"
+    created = await client.post("/signup", json={"email": email, "password": password})
+    assert created.status_code == 201, created.text
+    login = await client.post("/login", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    return created.json()["id"], login.json()
+
+
+def bearer(tokens):
+    return {"authorization": f"Bearer {tokens['access_token']}"}
+
+
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("short1!", "at least 10 characters"),
+        ("password123", "most common"),
+        ("aaaaaaaaaaaa", "5 different characters"),
+        ("kimsungmin-2024!", "email name"),
+        ("x" * 129, "at most 128"),
+    ],
+)
+async def test_weak_passwords_are_refused_with_reasons(client, password, reason):
+    response = await client.post("/signup", json={"email": "kimsungmin@example.com", "password": password})
+    assert response.status_code == 422
+    assert any(reason in problem for problem in response.json()["detail"]) or reason in str(response.json())
+
+
+async def test_lockout_after_repeated_failures_and_no_enumeration(client):
+    await signup_and_login(client, email="locked@example.com")
+    for email in ("locked@example.com", "nobody@example.com"):
+        answers = [await client.post("/login", json={"email": email, "password": "wrong password!"}) for _ in range(5)]
+        assert [answer.status_code for answer in answers] == [401] * 5
+        locked = await client.post("/login", json={"email": email, "password": PASSWORD})
+        assert locked.status_code == 429
+        assert int(locked.headers["retry-after"]) > 0
+        assert locked.json()["detail"] == "too many failed attempts; try again later"
+
+
+async def test_refresh_rotates_and_a_reused_token_revokes_the_family(client):
+    _, first = await signup_and_login(client)
+    second = (await client.post("/token/refresh", json={"refresh_token": first["refresh_token"]})).json()
+    assert second["refresh_token"] != first["refresh_token"]
+    assert (await client.get("/me", headers=bearer(second))).status_code == 200
+    replay = await client.post("/token/refresh", json={"refresh_token": first["refresh_token"]})
+    assert replay.status_code == 401
+    # The thief's replay also cost the legitimate holder the family: both must log in again.
+    assert (await client.post("/token/refresh", json={"refresh_token": second["refresh_token"]})).status_code == 401
+
+
+async def test_logout_revokes_the_session(client):
+    _, tokens = await signup_and_login(client)
+    assert (await client.post("/logout", json={"refresh_token": tokens["refresh_token"]})).status_code == 204
+    assert (await client.post("/token/refresh", json={"refresh_token": tokens["refresh_token"]})).status_code == 401
+    assert (await client.post("/logout", json={"refresh_token": tokens["refresh_token"]})).status_code == 204
+
+
+async def test_password_change_ends_every_session(client):
+    email = "changer@example.com"
+    _, tokens = await signup_and_login(client, email=email)
+    wrong = await client.post(
+        "/password",
+        headers=bearer(tokens),
+        json={"current_password": "not it at all", "new_password": "a brand new secret"},
+    )
+    assert wrong.status_code == 403
+    changed = await client.post(
+        "/password", headers=bearer(tokens), json={"current_password": PASSWORD, "new_password": "a brand new secret"}
+    )
+    assert changed.status_code == 204
+    assert (await client.post("/token/refresh", json={"refresh_token": tokens["refresh_token"]})).status_code == 401
+    assert (await client.post("/login", json={"email": email, "password": PASSWORD})).status_code == 401
+    assert (await client.post("/login", json={"email": email, "password": "a brand new secret"})).status_code == 200
+
+
+async def test_key_rotation_keeps_old_tokens_valid_and_signs_with_the_new_key(app_and_client, settings):
+    app, client = app_and_client
+    operator = await operator_tokens(app, client)
+    _, before = await signup_and_login(client)
+    old_kid = app.state.keys.active.kid
+    rotated = await client.post("/admin/keys/rotate", headers=bearer(operator))
+    assert rotated.status_code == 200
+    new_kid = rotated.json()["kid"]
+    assert new_kid != old_kid
+    document = (await client.get("/.well-known/jwks.json")).json()
+    assert {key["kid"] for key in document["keys"]} == {old_kid, new_kid}
+    outside = TokenVerifier(JwksCache.static(document), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    assert (await outside.verify(before["access_token"])).roles == {Role.CUSTOMER}  # old token still good
+    _, after = await signup_and_login(client)
+    import jwt
+
+    assert jwt.get_unverified_header(after["access_token"])["kid"] == new_kid
+
+
+async def test_roles_are_assigned_by_operators_only_and_audited(app_and_client):
+    app, client = app_and_client
+    operator = await operator_tokens(app, client)
+    owner_id, owner = await signup_and_login(client)
+    body = {"roles": ["branch_owner"], "branches": ["gangnam-1"]}
+    assert (await client.put(f"/users/{owner_id}/roles", json=body, headers=bearer(owner))).status_code == 403
+    assigned = await client.put(f"/users/{owner_id}/roles", json=body, headers=bearer(operator))
+    assert assigned.json()["roles"] == ["branch_owner"]
+    assert assigned.json()["branches"] == ["gangnam-1"]
+    assert (
+        await client.put(f"/users/{owner_id}/roles", json={"roles": ["emperor"]}, headers=bearer(operator))
+    ).status_code == 422
+    trail = (await client.get("/admin/audit", params={"subject": owner_id}, headers=bearer(operator))).json()
+    actions = [entry["action"] for entry in trail]
+    assert actions[0] == "roles_changed"
+    assert trail[0]["details"]["after"] == {"roles": ["branch_owner"], "branches": ["gangnam-1"]}
+    assert {"account_created", "login_succeeded"} <= set(actions)
+
+
+async def operator_tokens(app, client):
+    email = f"op{uuid.uuid4().hex[:6]}@example.com"
+    user_id, _ = await signup_and_login(client, email=email)
+    await app.state.accounts.assign_roles(
+        actor="bootstrap", user_id=uuid.UUID(user_id), roles=[Role.OPERATOR], branches=[], source=None
+    )
+    login = await client.post("/login", json={"email": email, "password": PASSWORD})
+    return login.json()
