@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -95,6 +96,9 @@ class AccountService:
         self._keys = keys
         self._hasher = hasher
         self.policy = policy
+        # Argon2 is CPU and memory hungry: a flood of logins queues here instead of
+        # running dozens of 19 MiB hashes at once on two cores.
+        self._hashing = asyncio.Semaphore(max(2, 2 * (os.cpu_count() or 1)))
         # Verifying against this when the account does not exist keeps the response time
         # of "no such user" equal to "wrong password": no enumeration by timing.
         self._dummy_hash = hasher.hash(uuid.uuid4().hex)
@@ -106,7 +110,7 @@ class AccountService:
         problems = password_problems(password, email=normalized)
         if problems:
             raise WeakPassword(problems)
-        password_hash = await asyncio.to_thread(self._hasher.hash, password)
+        password_hash = await self._hash(password)
         user = User(
             id=uuid.uuid4(),
             email=normalized,
@@ -139,7 +143,7 @@ class AccountService:
         problems = password_problems(new, email=user.email)
         if problems:
             raise WeakPassword(problems)
-        new_hash = await asyncio.to_thread(self._hasher.hash, new)
+        new_hash = await self._hash(new)
         now = utc_now()
         async with self._kernel.unit_of_work() as uow:
             await uow.session.execute(
@@ -183,7 +187,11 @@ class AccountService:
         if user is None or not matches:
             await self._record_failure(normalized, user, source)
             raise InvalidCredentials
+        # Hashes made with older parameters are upgraded while we hold the password.
+        rehashed = await self._hash(password) if self._hasher.check_needs_rehash(user.password_hash) else None
         async with self._kernel.unit_of_work() as uow:
+            if rehashed is not None:
+                await uow.session.execute(update(User).where(User.id == user.id).values(password_hash=rehashed))
             await uow.session.execute(delete(LoginThrottle).where(LoginThrottle.email == normalized))
             tokens = await self._open_session(uow.session, user, family_id=uuid.uuid4())
             audit(uow.session, "login_succeeded", actor=str(user.id), subject=str(user.id), source=source)
@@ -251,9 +259,14 @@ class AccountService:
 
     # -- internals -----------------------------------------------------------------
 
+    async def _hash(self, password: str) -> str:
+        async with self._hashing:
+            return await asyncio.to_thread(self._hasher.hash, password)
+
     async def _password_matches(self, stored_hash: str, password: str) -> bool:
         try:
-            return bool(await asyncio.to_thread(self._hasher.verify, stored_hash, password))
+            async with self._hashing:
+                return bool(await asyncio.to_thread(self._hasher.verify, stored_hash, password))
         except (VerificationError, InvalidHashError):
             return False
 
