@@ -7,13 +7,23 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
+from auth.devices import DeviceRejected, DeviceService, UnknownDevice
 from auth.keys import KeyRing
+from auth.memberships import InvalidMembership, MembershipService
 from auth.schemas import (
     AuditEntryPublic,
+    DeviceCredentialsOut,
+    DeviceIn,
+    DeviceTokenIn,
+    DeviceTokenOut,
     KeyRotated,
     LoginIn,
+    MembershipIn,
+    MembershipPublic,
     PasswordChangeIn,
     RefreshIn,
+    ResetIn,
+    ResetRequestIn,
     RolesIn,
     SignupIn,
     TokenOut,
@@ -24,6 +34,7 @@ from auth.service import (
     EmailTaken,
     InvalidCredentials,
     InvalidRefreshToken,
+    InvalidResetToken,
     IssuedTokens,
     LoginLocked,
     UnknownUser,
@@ -34,6 +45,8 @@ from common.security import Principal, Role
 
 Accounts = Annotated[AccountService, Depends(from_app_state("accounts", AccountService))]
 Keys = Annotated[KeyRing, Depends(from_app_state("keys", KeyRing))]
+Devices = Annotated[DeviceService, Depends(from_app_state("devices", DeviceService))]
+Memberships = Annotated[MembershipService, Depends(from_app_state("memberships", MembershipService))]
 Operator = Annotated[Principal, Depends(require_roles(Role.OPERATOR))]
 
 router = APIRouter()
@@ -161,6 +174,109 @@ async def audit_trail(
 ) -> list[AuditEntryPublic]:
     entries = await accounts.audit_trail(subject=subject, action=action, limit=limit)
     return [AuditEntryPublic.model_validate(entry, from_attributes=True) for entry in entries]
+
+
+@router.post("/password/reset-request", status_code=status.HTTP_202_ACCEPTED)
+async def request_reset(body: ResetRequestIn, accounts: Accounts, request: Request) -> dict[str, str]:
+    await accounts.request_password_reset(email=body.email, source=source_address(request))
+    return {"detail": "if the account exists, a reset link is on its way"}
+
+
+@router.post("/password/reset", status_code=status.HTTP_204_NO_CONTENT)
+async def reset_password(body: ResetIn, accounts: Accounts, request: Request) -> Response:
+    try:
+        await accounts.reset_password(
+            reset_token=body.reset_token, new_password=body.new_password, source=source_address(request)
+        )
+    except InvalidResetToken as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "reset token invalid, used or expired") from exc
+    except WeakPassword as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [f"password {p}" for p in exc.problems]) from exc
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/devices", status_code=status.HTTP_201_CREATED)
+async def register_device(
+    body: DeviceIn, operator: Operator, devices: Devices, request: Request
+) -> DeviceCredentialsOut:
+    credentials = await devices.register(
+        actor=operator.subject,
+        name=body.name,
+        kind=body.kind,
+        branch_id=body.branch_id,
+        source=source_address(request),
+    )
+    return DeviceCredentialsOut(client_id=credentials.device_id, client_secret=credentials.client_secret)
+
+
+@router.post("/devices/{device_id}/rotate")
+async def rotate_device(
+    device_id: uuid.UUID, operator: Operator, devices: Devices, request: Request
+) -> DeviceCredentialsOut:
+    try:
+        credentials = await devices.rotate(actor=operator.subject, device_id=device_id, source=source_address(request))
+    except UnknownDevice as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such active device") from exc
+    return DeviceCredentialsOut(client_id=credentials.device_id, client_secret=credentials.client_secret)
+
+
+@router.delete("/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_device(device_id: uuid.UUID, operator: Operator, devices: Devices, request: Request) -> Response:
+    try:
+        await devices.revoke(actor=operator.subject, device_id=device_id, source=source_address(request))
+    except UnknownDevice as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such device") from exc
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/devices/token")
+async def device_token(body: DeviceTokenIn, devices: Devices) -> DeviceTokenOut:
+    try:
+        token, expires_in = await devices.issue_token(device_id=body.client_id, client_secret=body.client_secret)
+    except DeviceRejected as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "device credentials rejected") from exc
+    return DeviceTokenOut(access_token=token, expires_in=expires_in)
+
+
+@router.put("/members/{member_id}/memberships")
+async def set_membership(
+    member_id: uuid.UUID,
+    body: MembershipIn,
+    principal: CurrentPrincipal,
+    memberships: Memberships,
+    request: Request,
+) -> MembershipPublic:
+    # Operators manage every membership; a branch owner only those of their branches.
+    if not principal.has_any_role({Role.OPERATOR}) and (
+        body.branch_id is None
+        or not principal.has_any_role({Role.BRANCH_OWNER})
+        or not principal.may_act_for_branch(body.branch_id)
+    ):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "not permitted for this branch")
+    try:
+        membership = await memberships.set_membership(
+            actor=principal.subject,
+            member_id=member_id,
+            branch_id=body.branch_id,
+            status=body.status,
+            valid_from=body.valid_from,
+            valid_until=body.valid_until,
+            requires_identity=body.requires_identity,
+            source=source_address(request),
+        )
+    except InvalidMembership as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except UnknownUser as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such member") from exc
+    return MembershipPublic.model_validate(membership, from_attributes=True)
+
+
+@router.get("/me/memberships")
+async def my_memberships(principal: CurrentPrincipal, memberships: Memberships) -> list[MembershipPublic]:
+    return [
+        MembershipPublic.model_validate(item, from_attributes=True)
+        for item in await memberships.of_member(_user_id(principal))
+    ]
 
 
 @router.get("/.well-known/jwks.json")

@@ -13,7 +13,9 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 
 from auth.api import router
+from auth.devices import DeviceService
 from auth.keys import KeyRing
+from auth.memberships import MembershipService
 from auth.models import Base
 from auth.passwords import default_hasher
 from auth.service import AccountService, AuthPolicy
@@ -63,6 +65,8 @@ def create_app(
         hasher=hasher or default_hasher(),
         policy=policy or AuthPolicy(access_ttl=timedelta(seconds=settings.jwt_access_ttl_s)),
     )
+    app.state.devices = DeviceService(kernel=kernel, keys=keys)
+    app.state.memberships = MembershipService(kernel=kernel)
     return app
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
 
 from common.security import Role
 
@@ -67,3 +67,53 @@ class AuditEntryPublic(BaseModel):
     subject: str | None
     source_address: str | None
     details: dict[str, Any]
+
+
+class ResetRequestIn(Input):
+    email: EmailStr = Field(max_length=254)
+
+
+class ResetIn(Input):
+    reset_token: str = Field(min_length=20, max_length=200)
+    new_password: str = Field(min_length=1, max_length=128)
+
+
+class DeviceIn(Input):
+    name: str = Field(min_length=1, max_length=100)
+    kind: Literal["gate", "kiosk", "camera", "equipment"]
+    branch_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+
+
+class DeviceCredentialsOut(BaseModel):
+    client_id: uuid.UUID
+    client_secret: str
+
+
+class DeviceTokenIn(Input):
+    client_id: uuid.UUID
+    client_secret: str = Field(min_length=20, max_length=200)
+
+
+class DeviceTokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+    expires_in: int
+
+
+class MembershipIn(Input):
+    branch_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    status: Literal["active", "paused", "expired", "blocked"]
+    valid_from: AwareDatetime
+    valid_until: AwareDatetime
+    requires_identity: bool = False
+
+
+class MembershipPublic(BaseModel):
+    id: uuid.UUID
+    member_id: uuid.UUID
+    branch_id: str | None
+    status: str
+    valid_from: datetime
+    valid_until: datetime
+    requires_identity: bool
+    version: int

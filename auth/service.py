@@ -19,9 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.keys import KeyRing
-from auth.models import AuditEntry, LoginThrottle, RefreshToken, User
+from auth.models import AuditEntry, LoginThrottle, PasswordReset, RefreshToken, User
 from auth.passwords import password_problems
-from common.events.catalog import UserRegistered
+from common.events.catalog import PasswordResetRequested, UserRegistered
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
 from common.security import Role, TokenIssuer
@@ -55,6 +55,10 @@ class UnknownUser(Exception):
     pass
 
 
+class InvalidResetToken(Exception):
+    pass
+
+
 @dataclass(frozen=True)
 class AuthPolicy:
     access_ttl: timedelta = timedelta(minutes=15)
@@ -62,6 +66,7 @@ class AuthPolicy:
     max_failures: int = 5
     failure_window: timedelta = timedelta(minutes=15)
     lockout: timedelta = timedelta(minutes=15)
+    reset_ttl: timedelta = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,49 @@ class AccountService:
                 after={"roles": user.roles, "branches": user.branches},
             )
         return user
+
+    async def request_password_reset(self, *, email: str, source: str | None) -> None:
+        """Publish a one-time reset token for notification to deliver. Says nothing about
+        whether the account exists: the caller gets the same answer either way."""
+        normalized = email.lower()
+        async with self._kernel.db.sessions() as session:
+            user = await session.scalar(select(User).where(User.email == normalized))
+        if user is None:
+            return
+        token = secrets.token_urlsafe(32)
+        expires_at = utc_now() + self.policy.reset_ttl
+        async with self._kernel.unit_of_work() as uow:
+            uow.session.add(PasswordReset(token_hash=_digest(token), user_id=user.id, expires_at=expires_at))
+            audit(uow.session, "password_reset_requested", actor=None, subject=str(user.id), source=source)
+            uow.emit(
+                PasswordResetRequested(user_id=user.id, email=user.email, reset_token=token, expires_at=expires_at)
+            )
+
+    async def reset_password(self, *, reset_token: str, new_password: str, source: str | None) -> None:
+        now = utc_now()
+        async with self._kernel.db.sessions() as session:
+            reset = await session.get(PasswordReset, _digest(reset_token))
+            user = await session.get(User, reset.user_id) if reset else None
+        if reset is None or user is None or reset.used_at is not None or reset.expires_at <= now:
+            raise InvalidResetToken
+        problems = password_problems(new_password, email=user.email)
+        if problems:
+            raise WeakPassword(problems)
+        new_hash = await self._hash(new_password)
+        async with self._kernel.unit_of_work() as uow:
+            claimed = await uow.session.execute(
+                update(PasswordReset)
+                .where(PasswordReset.token_hash == reset.token_hash, PasswordReset.used_at.is_(None))
+                .values(used_at=now)
+                .returning(PasswordReset.token_hash)
+            )
+            if claimed.first() is None:
+                raise InvalidResetToken  # used by a concurrent request
+            await uow.session.execute(
+                update(User).where(User.id == user.id).values(password_hash=new_hash, password_changed_at=now)
+            )
+            await self._revoke_where(uow.session, RefreshToken.user_id == user.id)
+            audit(uow.session, "password_reset", actor=str(user.id), subject=str(user.id), source=source)
 
     # -- sessions ------------------------------------------------------------------
 

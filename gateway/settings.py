@@ -37,7 +37,16 @@ class GatewaySettings(PlatformSettings):
                     prefix="/api/auth",
                     service="auth",
                     upstream=self.auth_url,
-                    public=("/signup", "/login", "/.well-known/jwks.json"),
+                    public=(
+                        "/signup",
+                        "/login",
+                        "/token/refresh",
+                        "/logout",
+                        "/password/reset-request",
+                        "/password/reset",
+                        "/devices/token",
+                        "/.well-known/jwks.json",
+                    ),
                 ),
                 RouteConfig(prefix="/api/notifications", service="notification", upstream=self.notification_url),
             )

@@ -7,9 +7,10 @@ is one version of one event; see :mod:`common.events.envelope` for the rules.
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar
+from datetime import datetime
+from typing import ClassVar, Literal
 
-from pydantic import EmailStr
+from pydantic import EmailStr, Field
 
 from common.events.envelope import Event, EventCatalog
 
@@ -26,3 +27,46 @@ class UserRegistered(Event):
     user_id: uuid.UUID
     email: EmailStr
     roles: tuple[str, ...]
+
+
+@CATALOG.register
+class MembershipChanged(Event):
+    """A membership was created or changed; ``version`` orders changes of one membership
+    (consumers keep the highest they have seen, so a late redelivery cannot roll back)."""
+
+    event_name: ClassVar[str] = "MembershipChanged"
+    event_version: ClassVar[int] = 1
+
+    membership_id: uuid.UUID
+    member_id: uuid.UUID
+    branch_id: str | None  # None: every branch of the chain
+    status: Literal["active", "paused", "expired", "blocked"]
+    valid_from: datetime
+    valid_until: datetime
+    identity_required: bool
+    identity_verified: bool
+    version: int = Field(ge=1)
+
+
+@CATALOG.register
+class DeviceRevoked(Event):
+    """A device's credentials were revoked: its tokens must stop being honoured."""
+
+    event_name: ClassVar[str] = "DeviceRevoked"
+    event_version: ClassVar[int] = 1
+
+    device_id: uuid.UUID
+    branch_id: str
+
+
+@CATALOG.register
+class PasswordResetRequested(Event):
+    """Somebody asked to reset a password; notification delivers the one-time token."""
+
+    event_name: ClassVar[str] = "PasswordResetRequested"
+    event_version: ClassVar[int] = 1
+
+    user_id: uuid.UUID
+    email: EmailStr
+    reset_token: str = Field(min_length=20, max_length=200)
+    expires_at: datetime

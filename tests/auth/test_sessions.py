@@ -4,49 +4,10 @@ the audit trail."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from auth.app import create_app
-from common.migrations import upgrade
 from common.security import JwksCache, Role, TokenVerifier
-from common.settings import PlatformSettings
-from tests.support.apps import FAST_HASHER, asgi_client
-
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def settings(tmp_path):
-    settings = PlatformSettings(environment="test", data_dir=tmp_path)
-    upgrade("auth", settings.database_url("auth"))
-    return settings
-
-
-@pytest.fixture
-async def app_and_client(settings):
-    app = create_app(settings, hasher=FAST_HASHER)
-    async with asgi_client(app) as client:
-        yield app, client
-
-
-@pytest.fixture
-def client(app_and_client):
-    return app_and_client[1]
-
-
-async def signup_and_login(client, email=None, password=PASSWORD):
-    email = email or f"m{uuid.uuid4().hex[:6]}@example.com"
-    created = await client.post("/signup", json={"email": email, "password": password})
-    assert created.status_code == 201, created.text
-    login = await client.post("/login", json={"email": email, "password": password})
-    assert login.status_code == 200, login.text
-    return created.json()["id"], login.json()
-
-
-def bearer(tokens):
-    return {"authorization": f"Bearer {tokens['access_token']}"}
+from tests.auth.helpers import PASSWORD, bearer, operator_tokens, signup_and_login
 
 
 @pytest.mark.parametrize(
@@ -148,13 +109,3 @@ async def test_roles_are_assigned_by_operators_only_and_audited(app_and_client):
     assert actions[0] == "roles_changed"
     assert trail[0]["details"]["after"] == {"roles": ["branch_owner"], "branches": ["gangnam-1"]}
     assert {"account_created", "login_succeeded"} <= set(actions)
-
-
-async def operator_tokens(app, client):
-    email = f"op{uuid.uuid4().hex[:6]}@example.com"
-    user_id, _ = await signup_and_login(client, email=email)
-    await app.state.accounts.assign_roles(
-        actor="bootstrap", user_id=uuid.UUID(user_id), roles=[Role.OPERATOR], branches=[], source=None
-    )
-    login = await client.post("/login", json={"email": email, "password": PASSWORD})
-    return login.json()

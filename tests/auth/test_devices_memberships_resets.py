@@ -1,0 +1,115 @@
+"""Device credentials, memberships (published for access) and password resets."""
+
+from __future__ import annotations
+
+import uuid
+
+import jwt
+
+from common.events.catalog import DeviceRevoked, MembershipChanged, PasswordResetRequested
+from common.security import Role
+from tests.auth.helpers import PASSWORD, bearer, operator_tokens, outbox_events, signup_and_login
+
+
+async def test_device_credentials_lifecycle(app_and_client, settings):
+    app, client = app_and_client
+    operator = await operator_tokens(app, client)
+    _, member = await signup_and_login(client)
+    body = {"name": "front gate", "kind": "gate", "branch_id": "gangnam-1"}
+    assert (await client.post("/devices", json=body, headers=bearer(member))).status_code == 403
+    created = (await client.post("/devices", json=body, headers=bearer(operator))).json()
+    credentials = {"client_id": created["client_id"], "client_secret": created["client_secret"]}
+
+    issued = await client.post("/devices/token", json=credentials)
+    assert issued.status_code == 200
+    claims = jwt.decode(issued.json()["access_token"], options={"verify_signature": False})
+    assert claims["sub"] == f"device:{created['client_id']}"
+    assert claims["roles"] == [Role.DEVICE.value]
+    assert claims["branches"] == ["gangnam-1"]
+    assert claims["exp"] - claims["iat"] == 300
+
+    rotated = (await client.post(f"/devices/{created['client_id']}/rotate", headers=bearer(operator))).json()
+    assert (await client.post("/devices/token", json=credentials)).status_code == 401  # old secret is dead
+    fresh = {"client_id": created["client_id"], "client_secret": rotated["client_secret"]}
+    assert (await client.post("/devices/token", json=fresh)).status_code == 200
+
+    assert (await client.delete(f"/devices/{created['client_id']}", headers=bearer(operator))).status_code == 204
+    assert (await client.delete(f"/devices/{created['client_id']}", headers=bearer(operator))).status_code == 204
+    refused = await client.post("/devices/token", json=fresh)
+    assert refused.status_code == 401
+    assert refused.json()["detail"] == "device credentials rejected"
+    revoked = outbox_events(settings, DeviceRevoked.routing_key())
+    assert [event["data"]["device_id"] for event in revoked] == [created["client_id"]]  # once, not twice
+    unknown = {"client_id": str(uuid.uuid4()), "client_secret": "x" * 43}
+    assert (await client.post("/devices/token", json=unknown)).status_code == 401
+
+
+async def test_memberships_are_published_with_increasing_versions(app_and_client, settings):
+    app, client = app_and_client
+    operator = await operator_tokens(app, client)
+    member_id, member = await signup_and_login(client)
+    body = {
+        "branch_id": "gangnam-1",
+        "status": "active",
+        "valid_from": "2026-01-01T00:00:00Z",
+        "valid_until": "2027-01-01T00:00:00Z",
+    }
+    first = await client.put(f"/members/{member_id}/memberships", json=body, headers=bearer(operator))
+    assert first.status_code == 200, first.text
+    blocked = await client.put(
+        f"/members/{member_id}/memberships", json={**body, "status": "blocked"}, headers=bearer(operator)
+    )
+    assert blocked.json()["version"] == 2
+    assert blocked.json()["id"] == first.json()["id"]
+    events = outbox_events(settings, MembershipChanged.routing_key())
+    assert [(event["data"]["status"], event["data"]["version"]) for event in events] == [("active", 1), ("blocked", 2)]
+    mine = (await client.get("/me/memberships", headers=bearer(member))).json()
+    assert [(item["branch_id"], item["status"]) for item in mine] == [("gangnam-1", "blocked")]
+
+
+async def test_branch_owner_manages_only_their_branch(app_and_client):
+    app, client = app_and_client
+    owner = await operator_tokens(app, client, role=Role.BRANCH_OWNER, branches=["gangnam-1"])
+    member_id, member = await signup_and_login(client)
+    body = {"status": "active", "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2027-01-01T00:00:00Z"}
+    url = f"/members/{member_id}/memberships"
+    assert (await client.put(url, json={**body, "branch_id": "gangnam-1"}, headers=bearer(owner))).status_code == 200
+    assert (await client.put(url, json={**body, "branch_id": "hongdae-2"}, headers=bearer(owner))).status_code == 403
+    assert (await client.put(url, json=body, headers=bearer(owner))).status_code == 403  # chain-wide
+    assert (await client.put(url, json={**body, "branch_id": "gangnam-1"}, headers=bearer(member))).status_code == 403
+
+
+async def test_membership_input_is_validated(app_and_client):
+    app, client = app_and_client
+    operator = await operator_tokens(app, client)
+    member_id, _ = await signup_and_login(client)
+    url = f"/members/{member_id}/memberships"
+    backwards = {"status": "active", "valid_from": "2027-01-01T00:00:00Z", "valid_until": "2026-01-01T00:00:00Z"}
+    assert (await client.put(url, json=backwards, headers=bearer(operator))).status_code == 422
+    naive = {"status": "active", "valid_from": "2026-01-01T00:00:00", "valid_until": "2027-01-01T00:00:00"}
+    assert (await client.put(url, json=naive, headers=bearer(operator))).status_code == 422
+    unknown_status = {**backwards, "status": "vip", "valid_from": "2026-01-01T00:00:00Z"}
+    assert (await client.put(url, json=unknown_status, headers=bearer(operator))).status_code == 422
+    nobody = f"/members/{uuid.uuid4()}/memberships"
+    good = {"status": "active", "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2027-01-01T00:00:00Z"}
+    assert (await client.put(nobody, json=good, headers=bearer(operator))).status_code == 404
+
+
+async def test_password_reset_by_one_time_token(client, settings):
+    email = "forgetful@example.com"
+    _, tokens = await signup_and_login(client, email=email)
+    for address in (email, "stranger@example.com"):
+        answer = await client.post("/password/reset-request", json={"email": address})
+        assert answer.status_code == 202
+        assert answer.json()["detail"] == "if the account exists, a reset link is on its way"
+    [requested] = outbox_events(settings, PasswordResetRequested.routing_key())  # only for the real account
+    reset_token = requested["data"]["reset_token"]
+    weak = await client.post("/password/reset", json={"reset_token": reset_token, "new_password": "short"})
+    assert weak.status_code == 422
+    done = await client.post("/password/reset", json={"reset_token": reset_token, "new_password": "fresh start 2026"})
+    assert done.status_code == 204
+    again = await client.post("/password/reset", json={"reset_token": reset_token, "new_password": "another one 2026"})
+    assert again.status_code == 400
+    assert (await client.post("/login", json={"email": email, "password": PASSWORD})).status_code == 401
+    assert (await client.post("/login", json={"email": email, "password": "fresh start 2026"})).status_code == 200
+    assert (await client.post("/token/refresh", json={"refresh_token": tokens["refresh_token"]})).status_code == 401
