@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from auth.devices import DeviceRejected, DeviceService, UnknownDevice
+from auth.identity import IdentityCheckRefused, IdentityCheckUnavailable
 from auth.keys import KeyRing
 from auth.memberships import InvalidMembership, MembershipService
 from auth.schemas import (
@@ -16,6 +17,8 @@ from auth.schemas import (
     DeviceIn,
     DeviceTokenIn,
     DeviceTokenOut,
+    IdentityCheckIn,
+    IdentityCheckOut,
     KeyRotated,
     LoginIn,
     MembershipIn,
@@ -269,6 +272,31 @@ async def set_membership(
     except UnknownUser as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such member") from exc
     return MembershipPublic.model_validate(membership, from_attributes=True)
+
+
+@router.post("/me/identity-check")
+async def identity_check(
+    body: IdentityCheckIn, principal: CurrentPrincipal, memberships: Memberships, request: Request
+) -> IdentityCheckOut:
+    try:
+        verdict = await memberships.verify_identity(
+            member_id=_user_id(principal),
+            card_token=body.card_token,
+            holder_name=body.holder_name,
+            birth_date=body.birth_date,
+            source=source_address(request),
+        )
+    except IdentityCheckRefused as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"card check refused: {exc.code}") from exc
+    except IdentityCheckUnavailable as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "identity check unavailable, try again shortly",
+            headers={"Retry-After": "30"},
+        ) from exc
+    except UnknownUser as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "account no longer exists") from exc
+    return IdentityCheckOut(verified=verdict.verified, reason=verdict.reason)
 
 
 @router.get("/me/memberships")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -14,12 +14,15 @@ from fastapi import FastAPI
 
 from auth.api import router
 from auth.devices import DeviceService
+from auth.identity import CardCheckClient, IdentityCheck
 from auth.keys import KeyRing
 from auth.memberships import MembershipService
 from auth.models import Base
 from auth.passwords import default_hasher
 from auth.service import AccountService, AuthPolicy
+from auth.settings import AuthSettings
 from common.api import create_service_app
+from common.breaker import AsyncCircuitBreaker
 from common.events.bus import EventBus
 from common.kernel import build_kernel
 from common.observability import Metrics
@@ -38,6 +41,7 @@ def create_app(
     metrics: Metrics | None = None,
     hasher: PasswordHasher | None = None,
     policy: AuthPolicy | None = None,
+    identity_check: IdentityCheck | None = None,
 ) -> FastAPI:
     # auth verifies its own tokens from its key ring, never over HTTP. The ring needs the
     # kernel's database and the kernel's verifier needs the ring: the fetch closure reads
@@ -54,9 +58,25 @@ def create_app(
         keys=JwksCache(own_jwks, min_refresh_interval_s=1.0),
     )
     keys = KeyRing(kernel.db, settings.key_encryption_secret.get_secret_value().encode())
+    auth_settings = settings if isinstance(settings, AuthSettings) else AuthSettings(**settings.model_dump())
     reloader = _KeyReloader(keys)
+    stop_hooks: list[Callable[[], Awaitable[None]]] = [reloader.stop]
+    if identity_check is None:
+        partner = CardCheckClient(
+            auth_settings.cardcheck_url,
+            auth_settings.cardcheck_api_key.get_secret_value(),
+            timeout_s=auth_settings.cardcheck_timeout_s,
+            breaker=AsyncCircuitBreaker(
+                "cardcheck",
+                fail_max=settings.breaker_fail_max,
+                reset_timeout_s=settings.breaker_reset_timeout_s,
+                metrics=kernel.metrics,
+            ),
+        )
+        stop_hooks.append(partner.aclose)
+        identity_check = partner
     app = create_service_app(
-        kernel, title="SmartGym auth", routers=[router], on_start=[keys.load, reloader.start], on_stop=[reloader.stop]
+        kernel, title="SmartGym auth", routers=[router], on_start=[keys.load, reloader.start], on_stop=stop_hooks
     )
     app.state.keys = keys
     app.state.accounts = AccountService(
@@ -66,7 +86,7 @@ def create_app(
         policy=policy or AuthPolicy(access_ttl=timedelta(seconds=settings.jwt_access_ttl_s)),
     )
     app.state.devices = DeviceService(kernel=kernel, keys=keys)
-    app.state.memberships = MembershipService(kernel=kernel)
+    app.state.memberships = MembershipService(kernel=kernel, identity=identity_check)
     return app
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from sqlalchemy import select
 
+from auth.identity import IdentityCheck, IdentityVerdict
 from auth.models import Membership, User
 from auth.service import UnknownUser, audit
 from common.events.catalog import MembershipChanged
@@ -23,8 +24,9 @@ class InvalidMembership(ValueError):
 
 
 class MembershipService:
-    def __init__(self, *, kernel: ServiceKernel) -> None:
+    def __init__(self, *, kernel: ServiceKernel, identity: IdentityCheck) -> None:
         self._kernel = kernel
+        self._identity = identity
 
     async def set_membership(
         self,
@@ -81,9 +83,54 @@ class MembershipService:
             )
         return membership
 
+    async def verify_identity(
+        self, *, member_id: uuid.UUID, card_token: str, holder_name: str, birth_date: date, source: str | None
+    ) -> IdentityVerdict:
+        """Ask the card partner who this is; on success the member is verified and every
+        membership is republished, so access learns memberships that required it are valid."""
+        verdict = await self._identity.verify(card_token=card_token, holder_name=holder_name, birth_date=birth_date)
+        async with self._kernel.unit_of_work() as uow:
+            member = await uow.session.get(User, member_id, with_for_update=True)
+            if member is None:
+                raise UnknownUser
+            audit(
+                uow.session,
+                "identity_checked",
+                actor=str(member_id),
+                subject=str(member_id),
+                source=source,
+                verified=verdict.verified,
+                reason=verdict.reason,
+                reference=str(verdict.reference),
+            )
+            if verdict.verified and member.identity_verified_at is None:
+                member.identity_verified_at, member.identity_reference = utc_now(), verdict.reference
+                memberships = (
+                    await uow.session.scalars(select(Membership).where(Membership.member_id == member_id))
+                ).all()
+                for membership in memberships:
+                    membership.version += 1
+                    membership.updated_at = utc_now()
+                    uow.emit(_changed(membership, identity_verified=True))
+        return verdict
+
     async def of_member(self, member_id: uuid.UUID) -> Sequence[Membership]:
         async with self._kernel.db.sessions() as session:
             return (await session.scalars(select(Membership).where(Membership.member_id == member_id))).all()
+
+
+def _changed(membership: Membership, *, identity_verified: bool) -> MembershipChanged:
+    return MembershipChanged(
+        membership_id=membership.id,
+        member_id=membership.member_id,
+        branch_id=membership.branch_id,
+        status=membership.status,
+        valid_from=membership.valid_from,
+        valid_until=membership.valid_until,
+        identity_required=membership.requires_identity,
+        identity_verified=identity_verified,
+        version=membership.version,
+    )
 
 
 def _same_branch(branch_id: str | None):  # type: ignore[no-untyped-def]

@@ -27,6 +27,9 @@ class User(Base):
     branches: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     password_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # Set when the card identity-check partner confirmed who this is.
+    identity_verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    identity_reference: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
 
 
 class SigningKeyRecord(Base):

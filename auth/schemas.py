@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
@@ -117,3 +117,14 @@ class MembershipPublic(BaseModel):
     valid_until: datetime
     requires_identity: bool
     version: int
+
+
+class IdentityCheckIn(Input):
+    card_token: str = Field(min_length=4, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
+    holder_name: str = Field(min_length=1, max_length=100)
+    birth_date: date
+
+
+class IdentityCheckOut(BaseModel):
+    verified: bool
+    reason: str | None

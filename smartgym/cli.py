@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -35,10 +36,18 @@ class _EmbeddedServer(uvicorn.Server):
 
 def _service_urls(host: str, port_offset: int) -> dict[str, Any]:
     """Settings overrides so every service finds the others at their (offset) ports."""
-    return {
+    overrides = {
         "auth_url": f"http://{host}:{PORTS['auth'] + port_offset}",
         "notification_url": f"http://{host}:{PORTS['notification'] + port_offset}",
     }
+    if _simulate_cardcheck():
+        overrides["cardcheck_url"] = f"http://{host}:{PORTS['cardcheck_sim'] + port_offset}"
+    return overrides
+
+
+def _simulate_cardcheck() -> bool:
+    """Embedded mode talks to the local partner simulator unless a real partner is set."""
+    return "SMARTGYM_CARDCHECK_URL" not in os.environ
 
 
 def _settings_for(service: ServiceSpec, overrides: dict[str, Any]) -> PlatformSettings:
@@ -86,6 +95,13 @@ async def _run_embedded(host: str, port_offset: int, overrides: dict[str, Any]) 
             (service.name, functools.partial(_build, service, overrides, bus, metrics), service.port + port_offset)
             for service in SERVICES
         ]
+        if _simulate_cardcheck():
+            from auth import cardcheck_sim
+            from auth.settings import AuthSettings
+
+            key = AuthSettings().cardcheck_api_key.get_secret_value()
+            simulator = functools.partial(cardcheck_sim.create_app, key)
+            apps.insert(0, ("cardcheck_sim", simulator, PORTS["cardcheck_sim"] + port_offset))
         return await _serve_all(host, apps, ready_message=f"gateway on http://{host}:{PORTS['gateway'] + port_offset}")
     finally:
         await bus.close()

@@ -25,6 +25,8 @@ PORTS: dict[str, int] = {
     "notification": 8008,
     "mlops": 8009,
     "running": 8010,
+    # Not a service: the local stand-in of the card identity-check partner (embedded mode).
+    "cardcheck_sim": 8011,
 }
 
 
@@ -61,7 +63,7 @@ class ServiceSpec:
 # shutdown runs in reverse, so producers flush their outbox while consumers still listen.
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("notification", has_database=True, uses_bus=True),
-    ServiceSpec("auth", has_database=True, uses_bus=True),
+    ServiceSpec("auth", has_database=True, uses_bus=True, settings_class="auth.settings:AuthSettings"),
     ServiceSpec("gateway", has_database=False, uses_bus=False, settings_class="gateway.settings:GatewaySettings"),
 )
 
