@@ -65,6 +65,7 @@ class Analysis:
     quality: Quality
     embedding: Float32Array | None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    aligned: UInt8Image | None = None  # the 112x112 crop that was embedded
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,7 @@ class FaceEngine:
         started = time.perf_counter()
         embedding = self.embed(aligned)
         timings["embed"] = _since(started)
-        return Analysis(self.label, len(detections), chosen, quality, embedding, timings)
+        return Analysis(self.label, len(detections), chosen, quality, embedding, timings, aligned)
 
 
 def _prominence(detection: Detection, width: int, height: int) -> float:

@@ -82,7 +82,7 @@ def up(host: str, port_offset: int) -> None:
     overrides = _service_urls(host, port_offset)
     settings = PlatformSettings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    _migrate(list(SERVICES), settings)
+    _migrate([service for service in SERVICES if service.embedded], settings)
     sys.exit(asyncio.run(_run_embedded(host, port_offset, overrides)))
 
 
@@ -95,6 +95,7 @@ async def _run_embedded(host: str, port_offset: int, overrides: dict[str, Any]) 
         apps = [
             (service.name, functools.partial(_build, service, overrides, bus, metrics), service.port + port_offset)
             for service in SERVICES
+            if service.embedded
         ]
         if _simulate_cardcheck():
             from auth import cardcheck_sim
@@ -112,7 +113,9 @@ def _build(service: ServiceSpec, overrides: dict[str, Any], bus: EventBus, metri
     return service.create_app(_settings_for(service, overrides), bus=bus, metrics=metrics)
 
 
-async def _serve_all(host: str, apps: Sequence[tuple[str, Callable[[], FastAPI], int]], *, ready_message: str) -> int:
+async def _serve_all(
+    host: str, apps: Sequence[tuple[str, Callable[[], FastAPI], int | Path]], *, ready_message: str
+) -> int:
     """Start each app in order (each waits for the previous to listen), run until SIGINT or
     SIGTERM or until one dies, then stop them in reverse order. Returns the exit code."""
     stop = asyncio.Event()
@@ -122,8 +125,12 @@ async def _serve_all(host: str, apps: Sequence[tuple[str, Callable[[], FastAPI],
     running: list[tuple[str, uvicorn.Server, asyncio.Task[None]]] = []
     exit_code = 0
     try:
-        for name, build, port in apps:
-            config = uvicorn.Config(build(), host=host, port=port, log_config=None, lifespan="on", access_log=False)
+        for name, build, where in apps:
+            uds = str(where) if isinstance(where, Path) else None
+            port = where if isinstance(where, int) else 0
+            config = uvicorn.Config(
+                build(), host=host, port=port, uds=uds, log_config=None, lifespan="on", access_log=False
+            )
             server = _EmbeddedServer(config)
             task = asyncio.create_task(server.serve(), name=f"serve:{name}")
             # uvicorn exposes start-up only as a flag.
@@ -135,7 +142,7 @@ async def _serve_all(host: str, apps: Sequence[tuple[str, Callable[[], FastAPI],
                 log.error("service failed to start", extra={"service": name})
                 return 1
             running.append((name, server, task))
-            log.info("service listening", extra={"service": name, "url": f"http://{host}:{port}"})
+            log.info("service listening", extra={"service": name, "at": uds or f"http://{host}:{port}"})
         click.echo(f"SmartGym is up: {ready_message}", err=True)
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopper, *(task for _, _, task in running)], return_when=asyncio.FIRST_COMPLETED)
@@ -166,7 +173,15 @@ def serve(service: str, host: str, port: int | None, migrate: bool) -> None:
     configure_logging(settings.log_level, json_lines=settings.log_json)
     if migrate:
         _migrate([chosen], settings)
-    apps = [(chosen.name, lambda: chosen.create_app(settings), port or chosen.port)]
+    listeners: list[tuple[str, Callable[[], FastAPI], int | Path]]
+    if chosen.name == "facemodel":
+        from facemodel.app import create_listeners
+
+        built = create_listeners(settings, port or chosen.port)  # type: ignore[arg-type]
+        listeners = [(name, functools.partial(lambda app: app, app), where) for name, app, where in built]
+    else:
+        listeners = [(chosen.name, lambda: chosen.create_app(settings), port or chosen.port)]
+    apps = listeners
     sys.exit(asyncio.run(_serve_all(host, apps, ready_message=f"{chosen.name} on port {port or chosen.port}")))
 
 

@@ -40,6 +40,8 @@ class ServiceSpec:
     has_database: bool
     uses_bus: bool
     settings_class: str = "common.settings:PlatformSettings"
+    # Part of `smartgym up`? facemodel needs the `face` extra and a model pack.
+    embedded: bool = True
 
     @property
     def port(self) -> int:
@@ -64,6 +66,13 @@ class ServiceSpec:
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("notification", has_database=True, uses_bus=True),
     ServiceSpec("auth", has_database=True, uses_bus=True, settings_class="auth.settings:AuthSettings"),
+    ServiceSpec(
+        "facemodel",
+        has_database=False,
+        uses_bus=False,
+        settings_class="facemodel.settings:FacemodelSettings",
+        embedded=False,
+    ),
     ServiceSpec("gateway", has_database=False, uses_bus=False, settings_class="gateway.settings:GatewaySettings"),
 )
 

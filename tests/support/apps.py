@@ -32,10 +32,11 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serving(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
-    """Serve ``app`` on a real loopback socket; yields its base URL."""
+async def serving(app: FastAPI, port: int | None = None, *, uds: str | None = None) -> AsyncIterator[str]:
+    """Serve ``app`` on a real loopback socket (or a Unix socket); yields its base URL."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, uds=uds, log_config=None, lifespan="on")
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

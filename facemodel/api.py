@@ -1,0 +1,160 @@
+"""facemodel's routes. Over the Unix socket (access, same pod) callers are trusted by the
+socket's file permissions; over TCP every call needs a token (model changes: operators)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from common.api import from_app_state, get_kernel
+from common.security import InvalidToken, Principal, Role
+from facemodel.engine import Analysis, ImageRejected
+from facemodel.packs import PackError
+from facemodel.schemas import (
+    AnalysisOut,
+    DeployIn,
+    IdentificationOut,
+    MatchOut,
+    ModelStatus,
+    QualityOut,
+    SwapOut,
+    VectorIn,
+)
+from facemodel.service import FaceService, UnknownGallery
+
+Faces = Annotated[FaceService, Depends(from_app_state("faces", FaceService))]
+IMAGE_TYPES = {"image/jpeg", "image/png"}
+_bearer = HTTPBearer(auto_error=False)
+
+router = APIRouter(prefix="/v1")
+
+
+def caller(*roles: Role):  # type: ignore[no-untyped-def]
+    """Trusted over the socket; over TCP a valid token (with one of ``roles`` if given)."""
+
+    async def dependency(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> Principal | None:
+        if request.app.state.trusted_transport:
+            return None
+        if credentials is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "bearer token required")
+        kernel = await get_kernel(request)
+        try:
+            principal = await kernel.verifier.verify(credentials.credentials)
+        except InvalidToken as exc:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, exc.reason) from exc
+        if roles and not principal.has_any_role(roles):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "role not permitted")
+        return principal
+
+    return dependency
+
+
+async def image_body(request: Request) -> bytes:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in IMAGE_TYPES:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send the image as image/jpeg or image/png")
+    return await request.body()
+
+
+Image = Annotated[bytes, Depends(image_body)]
+
+
+def _analysis(analysis: Analysis) -> AnalysisOut:
+    detection = analysis.detection
+    return AnalysisOut(
+        model=analysis.model,
+        faces_seen=analysis.faces_seen,
+        box=[round(value, 1) for value in detection.box] if detection else None,
+        score=round(detection.score, 4) if detection else None,
+        quality=QualityOut(ok=analysis.quality.ok, reason=analysis.quality.reason, code=analysis.quality.code),
+        embedding=analysis.embedding.tolist() if analysis.embedding is not None else None,
+        timings_ms=analysis.timings_ms,
+    )
+
+
+@router.post("/analyse", dependencies=[Depends(caller())])
+async def analyse(image: Image, faces: Faces) -> AnalysisOut:
+    try:
+        return _analysis(await faces.analyse(image))
+    except ImageRejected as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason) from exc
+
+
+@router.post("/galleries/{gallery}/identify", dependencies=[Depends(caller(Role.DEVICE, Role.OPERATOR))])
+async def identify(
+    gallery: str, image: Image, faces: Faces, k: Annotated[int, Query(ge=1, le=20)] = 1
+) -> IdentificationOut:
+    try:
+        result = await faces.identify(image, gallery=gallery, k=k)
+    except ImageRejected as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason) from exc
+    except UnknownGallery as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no gallery {exc}") from exc
+    best = result.best
+    return IdentificationOut(
+        analysis=_analysis(result.analysis),
+        matches=[MatchOut(subject=match.subject, similarity=match.similarity) for match in result.matches],
+        threshold=result.threshold,
+        match=MatchOut(subject=best.subject, similarity=best.similarity) if best else None,
+    )
+
+
+@router.put(
+    "/galleries/{gallery}/subjects/{subject}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[Depends(caller(Role.OPERATOR))],
+)
+async def put_vector(gallery: str, subject: str, body: VectorIn, faces: Faces) -> None:
+    active = faces.holder.current.manifest
+    if body.embedding_space != active.embedding_space:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"this gallery holds {active.embedding_space} vectors")
+    try:
+        faces.put_vector(gallery, subject, np.asarray(body.embedding, np.float32))
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+
+@router.delete(
+    "/galleries/{gallery}/subjects/{subject}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[Depends(caller(Role.OPERATOR))],
+)
+async def remove_vector(gallery: str, subject: str, faces: Faces) -> None:
+    faces.remove_vector(gallery, subject)
+
+
+@router.get("/models", dependencies=[Depends(caller())])
+async def model_status(faces: Faces) -> ModelStatus:
+    active, previous = faces.holder.current, faces.holder.previous
+    return ModelStatus(
+        active=active.label,
+        previous=previous.label if previous else None,
+        embedding_space=active.manifest.embedding_space,
+        threshold=active.manifest.threshold,
+        swap_count=faces.holder.swap_count,
+        galleries={name: len(gallery) for name, gallery in faces.galleries.items()},
+    )
+
+
+@router.post("/models/deploy", dependencies=[Depends(caller(Role.OPERATOR))])
+async def deploy(body: DeployIn, faces: Faces, request: Request) -> SwapOut:
+    try:
+        report = await faces.deploy(Path(body.pack), threads=request.app.state.onnx_threads)
+    except PackError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"pack refused: {exc.reason}") from exc
+    return SwapOut(**report.__dict__)
+
+
+@router.post("/models/rollback", dependencies=[Depends(caller(Role.OPERATOR))])
+async def rollback(faces: Faces) -> SwapOut:
+    try:
+        report = await faces.rollback()
+    except PackError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, exc.reason) from exc
+    return SwapOut(**report.__dict__)

@@ -1,0 +1,60 @@
+"""facemodel's HTTP shapes."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class QualityOut(BaseModel):
+    ok: bool
+    reason: str | None
+    code: str | None
+
+
+class AnalysisOut(BaseModel):
+    model: str
+    faces_seen: int
+    box: list[float] | None
+    score: float | None
+    quality: QualityOut
+    embedding: list[float] | None
+    timings_ms: dict[str, float]
+
+
+class MatchOut(BaseModel):
+    subject: str
+    similarity: float
+
+
+class IdentificationOut(BaseModel):
+    analysis: AnalysisOut
+    matches: list[MatchOut]
+    threshold: float
+    match: MatchOut | None  # the best match if it clears the threshold
+
+
+class VectorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    embedding: list[float] = Field(min_length=1, max_length=4096)
+    embedding_space: str
+
+
+class DeployIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pack: str = Field(min_length=1, max_length=500)
+
+
+class ModelStatus(BaseModel):
+    active: str
+    previous: str | None
+    embedding_space: str
+    threshold: float
+    swap_count: int
+    galleries: dict[str, int]
+
+
+class SwapOut(BaseModel):
+    previous: str | None
+    active: str
+    load_ms: float
+    swap_ms: float

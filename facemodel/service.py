@@ -1,0 +1,91 @@
+"""What facemodel offers its callers (no web framework here): analyse a frame, identify
+against a gallery, manage galleries, deploy and roll back models."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from facemodel.engine import Analysis
+from facemodel.gallery import Gallery, Match
+from facemodel.holder import ModelHolder, SwapReport
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Identification:
+    analysis: Analysis
+    matches: list[Match]
+    threshold: float
+
+    @property
+    def best(self) -> Match | None:
+        """The best match if it clears the pack's threshold (never a guess below it)."""
+        if self.matches and self.matches[0].similarity >= self.threshold:
+            return self.matches[0]
+        return None
+
+
+class UnknownGallery(LookupError):
+    pass
+
+
+class FaceService:
+    def __init__(self, holder: ModelHolder, *, workers: int) -> None:
+        self.holder = holder
+        self.galleries: dict[str, Gallery] = {}
+        # Inference runs in worker threads (onnxruntime releases the GIL); the event loop
+        # stays free for I/O. One ONNX thread per worker keeps latency predictable.
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facemodel")
+
+    async def _run(self, function: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, function)
+
+    async def analyse(self, image: bytes) -> Analysis:
+        engine = self.holder.current  # this request finishes on this engine, swap or not
+        analysis = await self._run(lambda: engine.analyse(image))
+        if analysis.aligned is not None:
+            self.holder.reference_face = analysis.aligned
+        return analysis
+
+    async def identify(self, image: bytes, *, gallery: str, k: int) -> Identification:
+        engine = self.holder.current
+        target = self.galleries.get(gallery)
+        if target is None:
+            raise UnknownGallery(gallery)
+        analysis = await self._run(lambda: engine.analyse(image))
+        if analysis.embedding is None:
+            return Identification(analysis, [], engine.manifest.threshold)
+        if target.embedding_space != engine.manifest.embedding_space:
+            raise UnknownGallery(f"{gallery} holds {target.embedding_space} vectors")
+        return Identification(analysis, target.identify(analysis.embedding, k=k), engine.manifest.threshold)
+
+    def gallery(self, name: str) -> Gallery:
+        manifest = self.holder.current.manifest
+        if name not in self.galleries:
+            self.galleries[name] = Gallery(manifest.embedding_dim, embedding_space=manifest.embedding_space)
+        return self.galleries[name]
+
+    def put_vector(self, gallery: str, subject: str, vector: NDArray[np.float32]) -> None:
+        self.gallery(gallery).upsert(subject, vector)
+
+    def remove_vector(self, gallery: str, subject: str) -> bool:
+        target = self.galleries.get(gallery)
+        return target.remove(subject) if target is not None else False
+
+    async def deploy(self, pack: Path, *, threads: int) -> SwapReport:
+        return await asyncio.to_thread(self.holder.deploy, pack, threads=threads)
+
+    async def rollback(self) -> SwapReport:
+        return await asyncio.to_thread(self.holder.rollback)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

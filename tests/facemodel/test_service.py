@@ -1,0 +1,160 @@
+"""facemodel as a service: over a real Unix socket (access's path) and over TCP with
+tokens; hot swap under load, rollback, corrupt packs, bad uploads."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from common.security import Role
+from common.settings import PlatformSettings
+from facemodel.app import create_app
+from facemodel.engine import FaceEngine
+from facemodel.holder import ModelHolder
+from facemodel.packs import build_default_pack
+from facemodel.service import FaceService
+from tests.support import tokens
+from tests.support.apps import asgi_client, serving
+
+
+@pytest.fixture(scope="module")
+def second_pack(wheel, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("packs2") / "yunet-sface-1.0.1"
+    build_default_pack(wheel, directory, version="1.0.1")
+    return directory
+
+
+@pytest.fixture
+def faces(pack):
+    service = FaceService(ModelHolder(FaceEngine(pack)), workers=2)
+    yield service
+    service.close()
+
+
+@pytest.fixture
+async def uds_client(faces, tmp_path):
+    socket_path = str(tmp_path / "facemodel.sock")
+    app = create_app(PlatformSettings(environment="test"), faces=faces, trusted_transport=True)
+    async with serving(app, uds=socket_path):
+        transport = httpx.AsyncHTTPTransport(uds=socket_path)
+        async with httpx.AsyncClient(transport=transport, base_url="http://facemodel", timeout=30) as client:
+            yield client
+
+
+def jpeg(photo_bytes, name="obama.jpg"):
+    return {"content": photo_bytes[name], "headers": {"content-type": "image/jpeg"}}
+
+
+async def enrol(client, photo_bytes, gallery, subject, name):
+    analysis = (await client.post("/v1/analyse", **jpeg(photo_bytes, name))).json()
+    response = await client.put(
+        f"/v1/galleries/{gallery}/subjects/{subject}",
+        json={"embedding": analysis["embedding"], "embedding_space": "sface-2021dec"},
+    )
+    assert response.status_code == 204, response.text
+
+
+async def test_identify_over_the_unix_socket(uds_client, photo_bytes):
+    await enrol(uds_client, photo_bytes, "gangnam-1", "member-obama", "obama.jpg")
+    await enrol(uds_client, photo_bytes, "gangnam-1", "member-biden", "biden.jpg")
+    known = (await uds_client.post("/v1/galleries/gangnam-1/identify?k=2", **jpeg(photo_bytes, "obama2.jpg"))).json()
+    assert known["match"]["subject"] == "member-obama"
+    assert [match["subject"] for match in known["matches"]] == ["member-obama", "member-biden"]
+    await uds_client.delete("/v1/galleries/gangnam-1/subjects/member-obama")
+    erased = (await uds_client.post("/v1/galleries/gangnam-1/identify", **jpeg(photo_bytes, "obama2.jpg"))).json()
+    assert erased["match"] is None  # below the threshold: no guess
+    status = (await uds_client.get("/v1/models")).json()
+    assert status["galleries"] == {"gangnam-1": 1}
+
+
+async def test_hot_swap_under_load_loses_nothing(uds_client, photo_bytes, pack, second_pack):
+    await enrol(uds_client, photo_bytes, "b", "member-obama", "obama.jpg")
+    labels: list[str] = []
+    errors: list[str] = []
+    stop = asyncio.Event()
+
+    async def member_at_the_gate() -> None:
+        while not stop.is_set():
+            response = await uds_client.post("/v1/galleries/b/identify", **jpeg(photo_bytes, "obama2.jpg"))
+            if response.status_code != 200 or response.json()["match"] is None:
+                errors.append(response.text)
+            else:
+                labels.append(response.json()["analysis"]["model"])
+
+    gates = [asyncio.create_task(member_at_the_gate()) for _ in range(4)]
+    swaps = []
+    for target in [second_pack, pack] * 3:
+        swaps.append((await uds_client.post("/v1/models/deploy", json={"pack": str(target)})).json())
+        await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.gather(*gates)
+    assert errors == []
+    assert set(labels) == {"yunet-sface@1.0.0", "yunet-sface@1.0.1"}  # every answer names its model
+    assert [swap["active"] for swap in swaps] == ["yunet-sface@1.0.1", "yunet-sface@1.0.0"] * 3
+    status = (await uds_client.get("/v1/models")).json()
+    assert status["swap_count"] == 6
+    assert status["active"] == "yunet-sface@1.0.0"
+    rolled = (await uds_client.post("/v1/models/rollback")).json()
+    assert rolled["active"] == "yunet-sface@1.0.1"
+
+
+async def test_corrupt_pack_is_refused_and_the_old_model_keeps_serving(uds_client, photo_bytes, pack, tmp_path):
+    import shutil
+
+    broken = shutil.copytree(pack, tmp_path / "broken")
+    (broken / "recognizer.onnx").write_bytes(b"not a model")
+    refused = await uds_client.post("/v1/models/deploy", json={"pack": str(broken)})
+    assert refused.status_code == 422
+    assert "sha256" in refused.json()["detail"]
+    missing = await uds_client.post("/v1/models/deploy", json={"pack": str(tmp_path / "nowhere")})
+    assert missing.status_code == 422
+    assert (await uds_client.post("/v1/analyse", **jpeg(photo_bytes))).json()["model"] == "yunet-sface@1.0.0"
+
+
+async def test_a_pack_of_another_embedding_space_is_refused(uds_client, pack, tmp_path):
+    import json
+    import shutil
+
+    other = shutil.copytree(pack, tmp_path / "other-space")
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["embedding_space"] = "arcface-r100"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    refused = await uds_client.post("/v1/models/deploy", json={"pack": str(other)})
+    assert refused.status_code == 422
+    assert "re-enrol" in refused.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status"),
+    [
+        (b"", "image/jpeg", 422),
+        (b"GIF89a not really", "image/jpeg", 422),
+        (b"\xff\xd8\xff\xe0 truncated", "image/jpeg", 422),
+        (b"{}", "application/json", 415),
+        (b"x" * (16 * 1024 * 1024), "image/jpeg", 413),
+    ],
+    ids=["empty", "not-an-image", "truncated", "wrong-content-type", "too-big"],
+)
+async def test_bad_uploads_get_a_4xx_and_the_worker_survives(uds_client, photo_bytes, content, content_type, status):
+    response = await uds_client.post("/v1/analyse", content=content, headers={"content-type": content_type})
+    assert response.status_code == status
+    assert response.json()["detail"]
+    assert (await uds_client.post("/v1/analyse", **jpeg(photo_bytes))).status_code == 200
+
+
+async def test_tcp_callers_need_tokens_and_model_changes_need_an_operator(faces, photo_bytes, pack):
+    app = create_app(PlatformSettings(environment="test"), faces=faces, keys=tokens.key_cache())
+    async with asgi_client(app) as client:
+        assert (await client.post("/v1/analyse", **jpeg(photo_bytes))).status_code == 401
+        member = {"authorization": f"Bearer {tokens.issuer().issue('member-1', [Role.CUSTOMER])}"}
+        operator = {"authorization": f"Bearer {tokens.issuer().issue('op-1', [Role.OPERATOR])}"}
+        analysed = await client.post(
+            "/v1/analyse", content=photo_bytes["obama.jpg"], headers={**member, "content-type": "image/jpeg"}
+        )
+        assert analysed.status_code == 200
+        assert len(analysed.json()["embedding"]) == 128
+        deploy = {"pack": str(pack)}
+        assert (await client.post("/v1/models/deploy", json=deploy, headers=member)).status_code == 403
+        assert (await client.post("/v1/models/deploy", json=deploy, headers=operator)).status_code == 200
