@@ -15,15 +15,16 @@ from common.settings import PlatformSettings
 from facemodel.api import router
 from facemodel.engine import FaceEngine
 from facemodel.holder import ModelHolder
+from facemodel.metrics import FaceMetrics
 from facemodel.service import FaceService
 from facemodel.settings import FacemodelSettings
 
 SERVICE = "facemodel"
 
 
-def create_service(settings: FacemodelSettings) -> FaceService:
+def create_service(settings: FacemodelSettings, metrics: Metrics) -> FaceService:
     engine = FaceEngine(settings.facemodel_pack, threads=settings.facemodel_onnx_threads)
-    return FaceService(ModelHolder(engine), workers=settings.facemodel_workers)
+    return FaceService(ModelHolder(engine), workers=settings.facemodel_workers, metrics=FaceMetrics(metrics.registry))
 
 
 def create_app(
@@ -35,7 +36,8 @@ def create_app(
     keys: JwksCache | None = None,
 ) -> FastAPI:
     face_settings = settings if isinstance(settings, FacemodelSettings) else FacemodelSettings(**settings.model_dump())
-    faces = faces or create_service(face_settings)
+    metrics = metrics or Metrics()
+    faces = faces or create_service(face_settings, metrics)
     kernel = build_kernel(SERVICE, face_settings, metadata=None, metrics=metrics, keys=keys)
     app = create_service_app(kernel, title="SmartGym facemodel", routers=[router])
     app.state.faces = faces
@@ -47,9 +49,14 @@ def create_app(
 def create_listeners(settings: FacemodelSettings, port: int) -> list[tuple[str, FastAPI, int | Path]]:
     """What ``smartgym serve facemodel`` runs: one model, two doors — the pod-local Unix
     socket for access (trusted) and TCP for auth's enrolment and mlops (tokens)."""
-    faces = create_service(settings)
+    metrics = Metrics()
+    faces = create_service(settings, metrics)
     settings.facemodel_socket.parent.mkdir(parents=True, exist_ok=True)
     return [
-        ("facemodel", create_app(settings, faces=faces), port),
-        ("facemodel-uds", create_app(settings, faces=faces, trusted_transport=True), settings.facemodel_socket),
+        ("facemodel", create_app(settings, faces=faces, metrics=metrics), port),
+        (
+            "facemodel-uds",
+            create_app(settings, faces=faces, metrics=metrics, trusted_transport=True),
+            settings.facemodel_socket,
+        ),
     ]

@@ -12,10 +12,12 @@ from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
+from prometheus_client import CollectorRegistry
 
 from facemodel.engine import Analysis
 from facemodel.gallery import Gallery, Match
 from facemodel.holder import ModelHolder, SwapReport
+from facemodel.metrics import FaceMetrics
 
 T = TypeVar("T")
 
@@ -39,8 +41,10 @@ class UnknownGallery(LookupError):
 
 
 class FaceService:
-    def __init__(self, holder: ModelHolder, *, workers: int) -> None:
+    def __init__(self, holder: ModelHolder, *, workers: int, metrics: FaceMetrics | None = None) -> None:
         self.holder = holder
+        self.metrics = metrics or FaceMetrics(CollectorRegistry())
+        self.metrics.active_model.labels(holder.current.label).set(1)
         self.galleries: dict[str, Gallery] = {}
         # Inference runs in worker threads (onnxruntime releases the GIL); the event loop
         # stays free for I/O. One ONNX thread per worker keeps latency predictable.
@@ -52,9 +56,15 @@ class FaceService:
     async def analyse(self, image: bytes) -> Analysis:
         engine = self.holder.current  # this request finishes on this engine, swap or not
         analysis = await self._run(lambda: engine.analyse(image))
+        self._observe(analysis)
         if analysis.aligned is not None:
             self.holder.reference_face = analysis.aligned
         return analysis
+
+    def _observe(self, analysis: Analysis) -> None:
+        for stage, milliseconds in analysis.timings_ms.items():
+            self.metrics.stage_seconds.labels(stage).observe(milliseconds / 1000)
+        self.metrics.outcomes.labels(analysis.quality.code or "ok").inc()
 
     async def identify(self, image: bytes, *, gallery: str, k: int) -> Identification:
         engine = self.holder.current
@@ -62,6 +72,7 @@ class FaceService:
         if target is None:
             raise UnknownGallery(gallery)
         analysis = await self._run(lambda: engine.analyse(image))
+        self._observe(analysis)
         if analysis.embedding is None:
             return Identification(analysis, [], engine.manifest.threshold)
         if target.embedding_space != engine.manifest.embedding_space:
@@ -75,17 +86,30 @@ class FaceService:
         return self.galleries[name]
 
     def put_vector(self, gallery: str, subject: str, vector: NDArray[np.float32]) -> None:
-        self.gallery(gallery).upsert(subject, vector)
+        target = self.gallery(gallery)
+        target.upsert(subject, vector)
+        self.metrics.gallery_size.labels(gallery).set(len(target))
 
     def remove_vector(self, gallery: str, subject: str) -> bool:
         target = self.galleries.get(gallery)
-        return target.remove(subject) if target is not None else False
+        if target is None:
+            return False
+        removed = target.remove(subject)
+        self.metrics.gallery_size.labels(gallery).set(len(target))
+        return removed
 
     async def deploy(self, pack: Path, *, threads: int) -> SwapReport:
-        return await asyncio.to_thread(self.holder.deploy, pack, threads=threads)
+        return self._swapped(await asyncio.to_thread(self.holder.deploy, pack, threads=threads))
 
     async def rollback(self) -> SwapReport:
-        return await asyncio.to_thread(self.holder.rollback)
+        return self._swapped(await asyncio.to_thread(self.holder.rollback))
+
+    def _swapped(self, report: SwapReport) -> SwapReport:
+        self.metrics.swaps.inc()
+        if report.previous:
+            self.metrics.active_model.labels(report.previous).set(0)
+        self.metrics.active_model.labels(report.active).set(1)
+        return report
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

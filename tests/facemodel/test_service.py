@@ -158,3 +158,23 @@ async def test_tcp_callers_need_tokens_and_model_changes_need_an_operator(faces,
         deploy = {"pack": str(pack)}
         assert (await client.post("/v1/models/deploy", json=deploy, headers=member)).status_code == 403
         assert (await client.post("/v1/models/deploy", json=deploy, headers=operator)).status_code == 200
+
+
+async def test_metrics_show_stages_model_swaps_and_galleries(pack, photo_bytes, second_pack):
+    from common.observability import Metrics
+    from facemodel.app import create_service
+    from facemodel.settings import FacemodelSettings
+
+    metrics = Metrics()
+    faces = create_service(FacemodelSettings(environment="test", facemodel_pack=pack), metrics)
+    app = create_app(PlatformSettings(environment="test"), faces=faces, metrics=metrics, trusted_transport=True)
+    async with asgi_client(app) as client:
+        await enrol(client, photo_bytes, "g1", "m1", "obama.jpg")
+        await client.post("/v1/models/deploy", json={"pack": str(second_pack)})
+        exported = (await client.get("/metrics")).text
+    faces.close()
+    assert 'smartgym_facemodel_stage_seconds_count{stage="embed"} 1.0' in exported
+    assert 'smartgym_facemodel_active_model{model="yunet-sface@1.0.1"} 1.0' in exported
+    assert 'smartgym_facemodel_active_model{model="yunet-sface@1.0.0"} 0.0' in exported
+    assert "smartgym_facemodel_swaps_total 1.0" in exported
+    assert 'smartgym_facemodel_gallery_vectors{gallery="g1"} 1.0' in exported
