@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import uuid
@@ -12,6 +11,7 @@ from typing import Literal
 
 from auth.keys import KeyRing
 from auth.models import Device
+from auth.passwords import secret_digest
 from auth.service import audit
 from common.events.catalog import DeviceRevoked
 from common.events.envelope import utc_now
@@ -39,10 +39,6 @@ class DeviceCredentials:
     client_secret: str
 
 
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 class DeviceService:
     def __init__(self, *, kernel: ServiceKernel, keys: KeyRing) -> None:
         self._kernel = kernel
@@ -57,7 +53,7 @@ class DeviceService:
             name=name,
             kind=kind,
             branch_id=branch_id,
-            secret_hash=_digest(secret),
+            secret_hash=secret_digest(secret),
             created_at=utc_now(),
         )
         async with self._kernel.unit_of_work() as uow:
@@ -79,7 +75,7 @@ class DeviceService:
             device = await uow.session.get(Device, device_id, with_for_update=True)
             if device is None or device.revoked_at is not None:
                 raise UnknownDevice
-            device.secret_hash, device.rotated_at = _digest(secret), utc_now()
+            device.secret_hash, device.rotated_at = secret_digest(secret), utc_now()
             audit(uow.session, "device_secret_rotated", actor=actor, subject=str(device_id), source=source)
         return DeviceCredentials(device_id, secret)
 
@@ -97,8 +93,8 @@ class DeviceService:
     async def issue_token(self, *, device_id: uuid.UUID, client_secret: str) -> tuple[str, int]:
         async with self._kernel.db.sessions() as session:
             device = await session.get(Device, device_id)
-        presented = _digest(client_secret)
-        expected = device.secret_hash if device is not None else _digest(secrets.token_urlsafe(32))
+        presented = secret_digest(client_secret)
+        expected = device.secret_hash if device is not None else secret_digest(secrets.token_urlsafe(32))
         if not hmac.compare_digest(presented, expected) or device is None or device.revoked_at is not None:
             raise DeviceRejected
         settings = self._kernel.settings

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import secrets
 import uuid
@@ -20,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.keys import KeyRing
 from auth.models import AuditEntry, LoginThrottle, PasswordReset, RefreshToken, User
-from auth.passwords import password_problems
+from auth.passwords import password_problems, secret_digest
 from common.events.catalog import PasswordResetRequested, UserRegistered
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
@@ -75,10 +74,6 @@ class IssuedTokens:
     expires_in: int
     refresh_token: str
     refresh_expires_in: int
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def audit(
@@ -189,7 +184,7 @@ class AccountService:
         token = secrets.token_urlsafe(32)
         expires_at = utc_now() + self.policy.reset_ttl
         async with self._kernel.unit_of_work() as uow:
-            uow.session.add(PasswordReset(token_hash=_digest(token), user_id=user.id, expires_at=expires_at))
+            uow.session.add(PasswordReset(token_hash=secret_digest(token), user_id=user.id, expires_at=expires_at))
             audit(uow.session, "password_reset_requested", actor=None, subject=str(user.id), source=source)
             uow.emit(
                 PasswordResetRequested(user_id=user.id, email=user.email, reset_token=token, expires_at=expires_at)
@@ -198,7 +193,7 @@ class AccountService:
     async def reset_password(self, *, reset_token: str, new_password: str, source: str | None) -> None:
         now = utc_now()
         async with self._kernel.db.sessions() as session:
-            reset = await session.get(PasswordReset, _digest(reset_token))
+            reset = await session.get(PasswordReset, secret_digest(reset_token))
             user = await session.get(User, reset.user_id) if reset else None
         if reset is None or user is None or reset.used_at is not None or reset.expires_at <= now:
             raise InvalidResetToken
@@ -251,7 +246,7 @@ class AccountService:
         now = utc_now()
         async with self._kernel.unit_of_work() as uow:
             record = await uow.session.scalar(
-                select(RefreshToken).where(RefreshToken.token_hash == _digest(refresh_token)).with_for_update()
+                select(RefreshToken).where(RefreshToken.token_hash == secret_digest(refresh_token)).with_for_update()
             )
             if record is None:
                 raise InvalidRefreshToken
@@ -282,7 +277,7 @@ class AccountService:
     async def logout(self, *, refresh_token: str, source: str | None) -> None:
         async with self._kernel.unit_of_work() as uow:
             record = await uow.session.scalar(
-                select(RefreshToken).where(RefreshToken.token_hash == _digest(refresh_token))
+                select(RefreshToken).where(RefreshToken.token_hash == secret_digest(refresh_token))
             )
             if record is None:
                 return  # already gone: logging out twice is not an error
@@ -344,7 +339,7 @@ class AccountService:
                 id=uuid.uuid4(),
                 family_id=family_id,
                 user_id=user.id,
-                token_hash=_digest(refresh_token),
+                token_hash=secret_digest(refresh_token),
                 issued_at=now,
                 expires_at=now + self.policy.refresh_ttl,
             )
