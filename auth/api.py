@@ -8,15 +8,29 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from auth.devices import DeviceRejected, DeviceService, UnknownDevice
+from auth.errors import (
+    EmailTaken,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    InvalidResetToken,
+    LoginLocked,
+    UnknownUser,
+    WeakPassword,
+)
+from auth.faces import ConsentRequired, FaceEnrolments, FaceNotUsable, FaceServiceUnavailable
 from auth.identity import IdentityCheckRefused, IdentityCheckUnavailable
 from auth.keys import KeyRing
 from auth.memberships import InvalidMembership, MembershipService
 from auth.schemas import (
+    AccountDeletionIn,
     AuditEntryPublic,
+    ConsentIn,
+    ConsentOut,
     DeviceCredentialsOut,
     DeviceIn,
     DeviceTokenIn,
     DeviceTokenOut,
+    FaceEnrolledOut,
     IdentityCheckIn,
     IdentityCheckOut,
     KeyRotated,
@@ -32,22 +46,13 @@ from auth.schemas import (
     TokenOut,
     UserPublic,
 )
-from auth.service import (
-    AccountService,
-    EmailTaken,
-    InvalidCredentials,
-    InvalidRefreshToken,
-    InvalidResetToken,
-    IssuedTokens,
-    LoginLocked,
-    UnknownUser,
-    WeakPassword,
-)
+from auth.service import AccountService, IssuedTokens
 from common.api import CurrentPrincipal, from_app_state, require_roles
 from common.security import Principal, Role
 
 Accounts = Annotated[AccountService, Depends(from_app_state("accounts", AccountService))]
 Keys = Annotated[KeyRing, Depends(from_app_state("keys", KeyRing))]
+Faces = Annotated[FaceEnrolments, Depends(from_app_state("faces", FaceEnrolments))]
 Devices = Annotated[DeviceService, Depends(from_app_state("devices", DeviceService))]
 Memberships = Annotated[MembershipService, Depends(from_app_state("memberships", MembershipService))]
 Operator = Annotated[Principal, Depends(require_roles(Role.OPERATOR))]
@@ -74,24 +79,28 @@ def _tokens(issued: IssuedTokens) -> TokenOut:
 
 
 def _user(user: Any) -> UserPublic:
-    return UserPublic(id=user.id, email=user.email, roles=user.roles, branches=user.branches or [])
+    return UserPublic(id=user.id, email=user.email, phone=user.phone, roles=user.roles, branches=user.branches or [])
 
 
 @router.post("/signup", status_code=status.HTTP_201_CREATED)
 async def signup(body: SignupIn, accounts: Accounts, request: Request) -> UserPublic:
     try:
-        user = await accounts.register(email=body.email, password=body.password, source=source_address(request))
+        user = await accounts.register(
+            email=body.email, phone=body.phone, password=body.password, source=source_address(request)
+        )
     except WeakPassword as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [f"password {p}" for p in exc.problems]) from exc
     except EmailTaken as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, "an account with this email exists") from exc
+        raise HTTPException(status.HTTP_409_CONFLICT, "an account with this email or phone number exists") from exc
     return _user(user)
 
 
 @router.post("/login")
 async def login(body: LoginIn, accounts: Accounts, request: Request) -> TokenOut:
     try:
-        issued = await accounts.login(email=body.email, password=body.password, source=source_address(request))
+        issued = await accounts.login(
+            email=body.email, phone=body.phone, password=body.password, source=source_address(request)
+        )
     except InvalidCredentials as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "email or password is wrong") from exc
     except LoginLocked as exc:
@@ -305,6 +314,76 @@ async def my_memberships(principal: CurrentPrincipal, memberships: Memberships) 
         MembershipPublic.model_validate(item, from_attributes=True)
         for item in await memberships.of_member(_user_id(principal))
     ]
+
+
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_account(
+    body: AccountDeletionIn, principal: CurrentPrincipal, accounts: Accounts, request: Request
+) -> Response:
+    try:
+        await accounts.delete_account(
+            user_id=_user_id(principal), password=body.password, source=source_address(request)
+        )
+    except InvalidCredentials as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "password is wrong") from exc
+    except UnknownUser as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "account no longer exists") from exc
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/me/face/consent", status_code=status.HTTP_201_CREATED)
+async def give_face_consent(body: ConsentIn, principal: CurrentPrincipal, faces: Faces, request: Request) -> ConsentOut:
+    try:
+        consent = await faces.give_consent(
+            member_id=_user_id(principal), text_version=body.text_version, source=source_address(request)
+        )
+    except ConsentRequired as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    return ConsentOut(id=consent.id, text_version=consent.text_version, given_at=consent.given_at)
+
+
+@router.delete("/me/face/consent", status_code=status.HTTP_204_NO_CONTENT)
+async def withdraw_face_consent(principal: CurrentPrincipal, faces: Faces, request: Request) -> Response:
+    await faces.withdraw_consent(member_id=_user_id(principal), source=source_address(request))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/me/face", status_code=status.HTTP_201_CREATED)
+async def enrol_face(principal: CurrentPrincipal, faces: Faces, request: Request) -> FaceEnrolledOut:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ("image/jpeg", "image/png"):
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send the photo as image/jpeg or image/png")
+    image = await request.body()
+    if len(image) > request.app.state.max_face_upload_bytes:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "photo too large")
+    if not image:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "empty photo")
+    bearer = request.headers.get("authorization", "").partition(" ")[2]
+    try:
+        vector = await faces.enrol(
+            member_id=_user_id(principal),
+            image=image,
+            content_type=content_type,
+            bearer=bearer,
+            source=source_address(request),
+        )
+    except ConsentRequired as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    except FaceNotUsable as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason) from exc
+    except FaceServiceUnavailable as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "face service unavailable, try again shortly",
+            headers={"Retry-After": "10"},
+        ) from exc
+    return FaceEnrolledOut(model=vector.model, embedding_space=vector.embedding_space)
+
+
+@router.delete("/me/face", status_code=status.HTTP_204_NO_CONTENT)
+async def erase_face(principal: CurrentPrincipal, faces: Faces, request: Request) -> Response:
+    await faces.erase(member_id=_user_id(principal), source=source_address(request))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/.well-known/jwks.json")

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from auth.api import router
 from auth.devices import DeviceService
+from auth.faces import FaceAnalyser, FaceEnrolments, FacemodelClient, Sealer
 from auth.identity import CardCheckClient, IdentityCheck
 from auth.keys import KeyRing
 from auth.memberships import MembershipService
@@ -42,6 +43,7 @@ def create_app(
     hasher: PasswordHasher | None = None,
     policy: AuthPolicy | None = None,
     identity_check: IdentityCheck | None = None,
+    face_analyser: FaceAnalyser | None = None,
 ) -> FastAPI:
     # auth verifies its own tokens from its key ring, never over HTTP. The ring needs the
     # kernel's database and the kernel's verifier needs the ring: the fetch closure reads
@@ -75,9 +77,28 @@ def create_app(
         )
         stop_hooks.append(partner.aclose)
         identity_check = partner
+    if face_analyser is None:
+        facemodel = FacemodelClient(
+            auth_settings.facemodel_url,
+            breaker=AsyncCircuitBreaker(
+                "facemodel",
+                fail_max=settings.breaker_fail_max,
+                reset_timeout_s=settings.breaker_reset_timeout_s,
+                metrics=kernel.metrics,
+            ),
+        )
+        stop_hooks.append(facemodel.aclose)
+        face_analyser = facemodel
     app = create_service_app(
         kernel, title="SmartGym auth", routers=[router], on_start=[keys.load, reloader.start], on_stop=stop_hooks
     )
+    app.state.faces = FaceEnrolments(
+        kernel=kernel,
+        analyser=face_analyser,
+        consent_version=auth_settings.face_consent_version,
+        sealer=Sealer(settings.key_encryption_secret.get_secret_value().encode()),
+    )
+    app.state.max_face_upload_bytes = auth_settings.max_face_upload_bytes
     app.state.keys = keys
     app.state.accounts = AccountService(
         kernel=kernel,

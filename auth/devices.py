@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
+from auth.audit import audit
 from auth.keys import KeyRing
 from auth.models import Device
 from auth.passwords import secret_digest
-from auth.service import audit
 from common.events.catalog import DeviceRevoked
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel

@@ -9,9 +9,10 @@ from typing import Literal
 
 from sqlalchemy import select
 
+from auth.audit import audit
+from auth.errors import UnknownUser
 from auth.identity import IdentityCheck, IdentityVerdict
 from auth.models import Membership, User
-from auth.service import UnknownUser, audit
 from common.events.catalog import MembershipChanged
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
@@ -68,19 +69,7 @@ class MembershipService:
                 status=status,
                 version=membership.version,
             )
-            uow.emit(
-                MembershipChanged(
-                    membership_id=membership.id,
-                    member_id=member_id,
-                    branch_id=branch_id,
-                    status=status,
-                    valid_from=valid_from,
-                    valid_until=valid_until,
-                    identity_required=requires_identity,
-                    identity_verified=False,
-                    version=membership.version,
-                )
-            )
+            uow.emit(membership_changed(membership, identity_verified=member.identity_verified_at is not None))
         return membership
 
     async def verify_identity(
@@ -111,7 +100,7 @@ class MembershipService:
                 for membership in memberships:
                     membership.version += 1
                     membership.updated_at = utc_now()
-                    uow.emit(_changed(membership, identity_verified=True))
+                    uow.emit(membership_changed(membership, identity_verified=True))
         return verdict
 
     async def of_member(self, member_id: uuid.UUID) -> Sequence[Membership]:
@@ -119,7 +108,7 @@ class MembershipService:
             return (await session.scalars(select(Membership).where(Membership.member_id == member_id))).all()
 
 
-def _changed(membership: Membership, *, identity_verified: bool) -> MembershipChanged:
+def membership_changed(membership: Membership, *, identity_verified: bool) -> MembershipChanged:
     return MembershipChanged(
         membership_id=membership.id,
         member_id=membership.member_id,

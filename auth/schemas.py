@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from common.security import Role
 
@@ -15,15 +15,49 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-class SignupIn(Input):
-    email: EmailStr = Field(max_length=254)
+PHONE_PATTERN = r"^\+[1-9][0-9]{7,14}$"  # E.164
+
+
+class Identified(Input):
+    """An email or an E.164 phone number, exactly one."""
+
+    email: EmailStr | None = Field(default=None, max_length=254)
+    phone: str | None = Field(default=None, pattern=PHONE_PATTERN)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.email is None) == (self.phone is None):
+            raise ValueError("give either an email or a phone number")
+        return self
+
+
+class SignupIn(Identified):
     # Length and strength are checked by the service, which explains what is wrong.
     password: str = Field(min_length=1, max_length=128)
 
 
-class LoginIn(Input):
-    email: EmailStr = Field(max_length=254)
+class LoginIn(Identified):
     password: str = Field(min_length=1, max_length=128)
+
+
+class AccountDeletionIn(Input):
+    password: str = Field(min_length=1, max_length=128)
+
+
+class ConsentIn(Input):
+    text_version: str = Field(min_length=1, max_length=32)
+    accepted: Literal[True]
+
+
+class ConsentOut(BaseModel):
+    id: uuid.UUID
+    text_version: str
+    given_at: datetime
+
+
+class FaceEnrolledOut(BaseModel):
+    model: str
+    embedding_space: str
 
 
 class RefreshIn(Input):
@@ -42,7 +76,8 @@ class RolesIn(Input):
 
 class UserPublic(BaseModel):
     id: uuid.UUID
-    email: str
+    email: str | None
+    phone: str | None = None
     roles: list[str]
     branches: list[str] = []
 

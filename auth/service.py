@@ -17,45 +17,25 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth.audit import audit
+from auth.errors import (
+    EmailTaken,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    InvalidResetToken,
+    LoginLocked,
+    UnknownUser,
+    WeakPassword,
+)
+from auth.faces import erase_face
 from auth.keys import KeyRing
-from auth.models import AuditEntry, LoginThrottle, PasswordReset, RefreshToken, User
+from auth.memberships import membership_changed
+from auth.models import AuditEntry, FaceConsent, LoginThrottle, Membership, PasswordReset, RefreshToken, User
 from auth.passwords import password_problems, secret_digest
 from common.events.catalog import PasswordResetRequested, UserRegistered
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
 from common.security import Role, TokenIssuer
-
-
-class EmailTaken(Exception):
-    pass
-
-
-class InvalidCredentials(Exception):
-    pass
-
-
-class WeakPassword(ValueError):
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
-
-
-class LoginLocked(Exception):
-    def __init__(self, retry_after_s: int) -> None:
-        super().__init__(f"locked for {retry_after_s}s")
-        self.retry_after_s = retry_after_s
-
-
-class InvalidRefreshToken(Exception):
-    pass
-
-
-class UnknownUser(Exception):
-    pass
-
-
-class InvalidResetToken(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -76,20 +56,6 @@ class IssuedTokens:
     refresh_expires_in: int
 
 
-def audit(
-    session: AsyncSession,
-    action: str,
-    *,
-    actor: str | None,
-    subject: str | None,
-    source: str | None,
-    **details: Any,
-) -> None:
-    session.add(
-        AuditEntry(at=utc_now(), action=action, actor=actor, subject=subject, source_address=source, details=details)
-    )
-
-
 class AccountService:
     def __init__(self, *, kernel: ServiceKernel, keys: KeyRing, hasher: PasswordHasher, policy: AuthPolicy) -> None:
         self._kernel = kernel
@@ -105,8 +71,8 @@ class AccountService:
 
     # -- accounts ------------------------------------------------------------------
 
-    async def register(self, *, email: str, password: str, source: str | None) -> User:
-        normalized = email.lower()
+    async def register(self, *, email: str | None, phone: str | None, password: str, source: str | None) -> User:
+        normalized = email.lower() if email else None
         problems = password_problems(password, email=normalized)
         if problems:
             raise WeakPassword(problems)
@@ -114,6 +80,7 @@ class AccountService:
         user = User(
             id=uuid.uuid4(),
             email=normalized,
+            phone=phone,
             password_hash=password_hash,
             roles=[Role.CUSTOMER.value],
             branches=[],
@@ -124,9 +91,9 @@ class AccountService:
                 uow.session.add(user)
                 await uow.session.flush()
                 audit(uow.session, "account_created", actor=str(user.id), subject=str(user.id), source=source)
-                uow.emit(UserRegistered(user_id=user.id, email=user.email, roles=tuple(user.roles)))
+                uow.emit(UserRegistered(user_id=user.id, email=user.email, phone=user.phone, roles=tuple(user.roles)))
         except IntegrityError as exc:
-            raise EmailTaken(normalized) from exc
+            raise EmailTaken(normalized or phone or "") from exc
         return user
 
     async def get(self, user_id: uuid.UUID) -> User | None:
@@ -179,7 +146,7 @@ class AccountService:
         normalized = email.lower()
         async with self._kernel.db.sessions() as session:
             user = await session.scalar(select(User).where(User.email == normalized))
-        if user is None:
+        if user is None or user.email is None:
             return
         token = secrets.token_urlsafe(32)
         expires_at = utc_now() + self.policy.reset_ttl
@@ -216,13 +183,37 @@ class AccountService:
             await self._revoke_where(uow.session, RefreshToken.user_id == user.id)
             audit(uow.session, "password_reset", actor=str(user.id), subject=str(user.id), source=source)
 
+    async def delete_account(self, *, user_id: uuid.UUID, password: str, source: str | None) -> None:
+        """Erase the face vector, end every session, expire memberships and remove the
+        account; the audit trail keeps the id (it holds no personal data of its own)."""
+        user = await self.get(user_id)
+        if user is None:
+            raise UnknownUser
+        if not await self._password_matches(user.password_hash, password):
+            raise InvalidCredentials
+        async with self._kernel.unit_of_work() as uow:
+            await erase_face(uow, user_id, "account_deleted", actor=str(user_id), source=source)
+            await self._revoke_where(uow.session, RefreshToken.user_id == user_id)
+            memberships = (await uow.session.scalars(select(Membership).where(Membership.member_id == user_id))).all()
+            for membership in memberships:
+                membership.status, membership.version, membership.updated_at = (
+                    "expired",
+                    membership.version + 1,
+                    utc_now(),
+                )
+                uow.emit(membership_changed(membership, identity_verified=False))
+            await uow.session.execute(delete(FaceConsent).where(FaceConsent.user_id == user_id))
+            await uow.session.execute(delete(User).where(User.id == user_id))
+            audit(uow.session, "account_deleted", actor=str(user_id), subject=str(user_id), source=source)
+
     # -- sessions ------------------------------------------------------------------
 
-    async def login(self, *, email: str, password: str, source: str | None) -> IssuedTokens:
-        normalized = email.lower()
+    async def login(self, *, email: str | None, phone: str | None, password: str, source: str | None) -> IssuedTokens:
+        normalized = email.lower() if email else (phone or "")
+        condition = User.email == normalized if email else User.phone == phone
         async with self._kernel.db.sessions() as session:
             throttle = await session.get(LoginThrottle, normalized)
-            user = await session.scalar(select(User).where(User.email == normalized))
+            user = await session.scalar(select(User).where(condition))
         now = utc_now()
         if throttle is not None and throttle.locked_until is not None and throttle.locked_until > now:
             raise LoginLocked(int((throttle.locked_until - now).total_seconds()) + 1)

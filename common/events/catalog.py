@@ -25,7 +25,8 @@ class UserRegistered(Event):
     event_version: ClassVar[int] = 1
 
     user_id: uuid.UUID
-    email: EmailStr
+    email: EmailStr | None = None  # members sign up with an email or a phone number
+    phone: str | None = None
     roles: tuple[str, ...]
 
 
@@ -70,3 +71,28 @@ class PasswordResetRequested(Event):
     email: EmailStr
     reset_token: str = Field(min_length=20, max_length=200)
     expires_at: datetime
+
+
+@CATALOG.register
+class FaceEnrolled(Event):
+    """A member enrolled (or re-enrolled) their face with consent; the vector replaces any
+    earlier one. Biometric data: consumers keep it only as long as the member's consent."""
+
+    event_name: ClassVar[str] = "FaceEnrolled"
+    event_version: ClassVar[int] = 1
+
+    member_id: uuid.UUID
+    embedding: tuple[float, ...] = Field(min_length=16, max_length=4096)
+    model: str
+    embedding_space: str
+
+
+@CATALOG.register
+class FaceErased(Event):
+    """A member's face vector was destroyed: every copy must go within seconds."""
+
+    event_name: ClassVar[str] = "FaceErased"
+    event_version: ClassVar[int] = 1
+
+    member_id: uuid.UUID
+    reason: Literal["consent_withdrawn", "member_request", "account_deleted"]

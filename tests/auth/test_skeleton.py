@@ -45,7 +45,13 @@ async def test_signup_login_me_and_event_in_the_outbox(client, settings):
     assert login.status_code == 200
     token = login.json()["access_token"]
     me = await client.get("/me", headers={"authorization": f"Bearer {token}"})
-    assert me.json() == {"id": user_id, "email": "kim@example.com", "roles": ["customer"], "branches": []}
+    assert me.json() == {
+        "id": user_id,
+        "email": "kim@example.com",
+        "phone": None,
+        "roles": ["customer"],
+        "branches": [],
+    }
     [(routing_key, body)] = outbox_rows(settings)
     assert routing_key == UserRegistered.routing_key()
     assert user_id in body

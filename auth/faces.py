@@ -1,0 +1,248 @@
+"""Face enrolment with consent, and erasure. auth asks facemodel for the embedding, keeps
+only the vector (sealed with AES-GCM), never the photo, and tells access through events."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import httpx
+import numpy as np
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth.audit import audit
+from auth.models import FaceConsent, FaceEnrollment
+from common.breaker import AsyncCircuitBreaker, CircuitOpenError
+from common.events.catalog import FaceEnrolled, FaceErased
+from common.events.envelope import utc_now
+from common.events.outbox import UnitOfWork
+from common.http import ServiceClient
+from common.kernel import ServiceKernel
+
+ErasureReason = Literal["consent_withdrawn", "member_request", "account_deleted"]
+
+
+class ConsentRequired(Exception):
+    pass
+
+
+class FaceNotUsable(Exception):
+    """The photo was analysed but cannot be enrolled; ``reason`` is for the member."""
+
+    def __init__(self, reason: str, code: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class FaceServiceUnavailable(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class FaceVector:
+    model: str
+    embedding_space: str
+    embedding: tuple[float, ...]
+
+
+class FaceAnalyser(Protocol):
+    async def embed(self, image: bytes, *, content_type: str, bearer: str) -> FaceVector: ...
+
+
+class _Quality(BaseModel):
+    ok: bool
+    reason: str | None = None
+    code: str | None = None
+
+
+class _Analysis(BaseModel):
+    model: str
+    quality: _Quality
+    embedding: list[float] | None
+
+
+class FacemodelClient:
+    """facemodel's TCP API, with the member's own token (facemodel verifies it again)."""
+
+    def __init__(self, base_url: str, *, breaker: AsyncCircuitBreaker, timeout_s: float = 10.0) -> None:
+        self._client = ServiceClient("facemodel", base_url, breaker=breaker, timeout_s=timeout_s)
+
+    async def embed(self, image: bytes, *, content_type: str, bearer: str) -> FaceVector:
+        try:
+            response = await self._client.request(
+                "POST",
+                "/v1/analyse",
+                content=image,
+                headers={"content-type": content_type, "authorization": f"Bearer {bearer}"},
+            )
+        except (httpx.HTTPError, CircuitOpenError) as exc:
+            raise FaceServiceUnavailable(type(exc).__name__) from exc
+        if response.status_code in (413, 415, 422):
+            detail = _detail(response)
+            raise FaceNotUsable(detail, "bad_image")
+        if response.status_code != 200:
+            raise FaceServiceUnavailable(f"facemodel answered {response.status_code}")
+        try:
+            analysis = _Analysis.model_validate_json(response.content)
+            status = (
+                await self._client.request("GET", "/v1/models", headers={"authorization": f"Bearer {bearer}"})
+            ).json()
+            space = str(status["embedding_space"])
+        except (ValidationError, ValueError, KeyError, httpx.HTTPError, CircuitOpenError) as exc:
+            raise FaceServiceUnavailable("facemodel answer malformed") from exc
+        if not analysis.quality.ok or analysis.embedding is None:
+            raise FaceNotUsable(analysis.quality.reason or "no usable face", analysis.quality.code)
+        return FaceVector(analysis.model, space, tuple(analysis.embedding))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = None
+    return str(detail) if detail else f"image refused ({response.status_code})"
+
+
+class Sealer:
+    """AES-256-GCM with a key derived from the platform's key-encryption secret; the
+    member id is bound in as associated data, so a sealed vector cannot be moved to
+    another member's row."""
+
+    def __init__(self, secret: bytes) -> None:
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"smartgym-auth-face-v1").derive(secret)
+        self._aead = AESGCM(key)
+
+    def seal(self, member_id: uuid.UUID, vector: FaceVector) -> bytes:
+        nonce = os.urandom(12)
+        plain = np.asarray(vector.embedding, np.float32).tobytes()
+        return nonce + self._aead.encrypt(nonce, plain, member_id.bytes)
+
+    def open(self, member_id: uuid.UUID, sealed: bytes) -> tuple[float, ...]:
+        plain = self._aead.decrypt(sealed[:12], sealed[12:], member_id.bytes)
+        return tuple(float(value) for value in np.frombuffer(plain, np.float32))
+
+
+class FaceEnrolments:
+    def __init__(self, *, kernel: ServiceKernel, analyser: FaceAnalyser, sealer: Sealer, consent_version: str) -> None:
+        self._kernel = kernel
+        self._analyser = analyser
+        self._sealer = sealer
+        self.consent_version = consent_version
+
+    async def give_consent(self, *, member_id: uuid.UUID, text_version: str, source: str | None) -> FaceConsent:
+        if text_version != self.consent_version:
+            raise ConsentRequired(f"consent text {self.consent_version} must be accepted")
+        consent = FaceConsent(
+            id=uuid.uuid4(), user_id=member_id, text_version=text_version, given_at=utc_now(), source_address=source
+        )
+        async with self._kernel.unit_of_work() as uow:
+            uow.session.add(consent)
+            audit(
+                uow.session,
+                "face_consent_given",
+                actor=str(member_id),
+                subject=str(member_id),
+                source=source,
+                text_version=text_version,
+            )
+        return consent
+
+    async def enrol(
+        self, *, member_id: uuid.UUID, image: bytes, content_type: str, bearer: str, source: str | None
+    ) -> FaceVector:
+        async with self._kernel.db.sessions() as session:
+            if await _active_consent(session, member_id, self.consent_version) is None:
+                raise ConsentRequired(f"consent text {self.consent_version} must be accepted first")
+        # The photo exists only in this request's memory: it is never written anywhere.
+        vector = await self._analyser.embed(image, content_type=content_type, bearer=bearer)
+        async with self._kernel.unit_of_work() as uow:
+            if await _active_consent(uow.session, member_id, self.consent_version) is None:
+                raise ConsentRequired("consent was withdrawn meanwhile")  # raced with a withdrawal
+            existing = await uow.session.get(FaceEnrollment, member_id, with_for_update=True)
+            sealed = self._sealer.seal(member_id, vector)
+            if existing is None:
+                uow.session.add(
+                    FaceEnrollment(
+                        user_id=member_id,
+                        model=vector.model,
+                        embedding_space=vector.embedding_space,
+                        sealed_embedding=sealed,
+                        enrolled_at=utc_now(),
+                    )
+                )
+            else:
+                existing.model, existing.embedding_space = vector.model, vector.embedding_space
+                existing.sealed_embedding, existing.enrolled_at = sealed, utc_now()
+            audit(
+                uow.session,
+                "face_enrolled",
+                actor=str(member_id),
+                subject=str(member_id),
+                source=source,
+                model=vector.model,
+                replaced=existing is not None,
+            )
+            uow.emit(
+                FaceEnrolled(
+                    member_id=member_id,
+                    embedding=vector.embedding,
+                    model=vector.model,
+                    embedding_space=vector.embedding_space,
+                )
+            )
+        return vector
+
+    async def withdraw_consent(self, *, member_id: uuid.UUID, source: str | None) -> None:
+        async with self._kernel.unit_of_work() as uow:
+            await uow.session.execute(
+                update(FaceConsent)
+                .where(FaceConsent.user_id == member_id, FaceConsent.withdrawn_at.is_(None))
+                .values(withdrawn_at=utc_now())
+            )
+            audit(uow.session, "face_consent_withdrawn", actor=str(member_id), subject=str(member_id), source=source)
+            await erase_face(uow, member_id, "consent_withdrawn", actor=str(member_id), source=source)
+
+    async def erase(self, *, member_id: uuid.UUID, source: str | None) -> bool:
+        async with self._kernel.unit_of_work() as uow:
+            return await erase_face(uow, member_id, "member_request", actor=str(member_id), source=source)
+
+    async def stored_vector(self, member_id: uuid.UUID) -> tuple[float, ...] | None:
+        async with self._kernel.db.sessions() as session:
+            enrolment = await session.get(FaceEnrollment, member_id)
+        return self._sealer.open(member_id, enrolment.sealed_embedding) if enrolment else None
+
+
+async def erase_face(
+    uow: UnitOfWork, member_id: uuid.UUID, reason: ErasureReason, *, actor: str | None, source: str | None
+) -> bool:
+    """Destroy the vector and announce it, in the caller's transaction. Returns whether
+    there was one; erasing nothing publishes nothing."""
+    enrolment = await uow.session.get(FaceEnrollment, member_id, with_for_update=True)
+    if enrolment is None:
+        return False
+    await uow.session.delete(enrolment)
+    audit(uow.session, "face_erased", actor=actor, subject=str(member_id), source=source, reason=reason)
+    uow.emit(FaceErased(member_id=member_id, reason=reason))
+    return True
+
+
+async def _active_consent(session: AsyncSession, member_id: uuid.UUID, version: str) -> FaceConsent | None:
+    result = await session.scalars(
+        select(FaceConsent)
+        .where(
+            FaceConsent.user_id == member_id, FaceConsent.text_version == version, FaceConsent.withdrawn_at.is_(None)
+        )
+        .limit(1)
+    )
+    return result.first()

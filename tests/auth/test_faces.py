@@ -1,0 +1,189 @@
+"""Face enrolment with consent and erasure, against the real facemodel on loopback."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import cv2
+import numpy as np
+import pytest
+
+from auth.app import create_app as create_auth
+from auth.settings import AuthSettings
+from common.events.catalog import FaceEnrolled, FaceErased, MembershipChanged
+from facemodel.app import create_app as create_facemodel
+from facemodel.settings import FacemodelSettings
+from tests.auth.helpers import PASSWORD, bearer, operator_tokens, outbox_events, signup_and_login
+from tests.support.apps import FAST_HASHER, asgi_client, free_port, serving
+
+CONSENT = {"text_version": "2026-11", "accepted": True}
+
+
+@pytest.fixture
+async def stack(settings, pack):
+    auth_port, face_port = free_port(), free_port()
+    auth_settings = AuthSettings(
+        **{
+            **settings.model_dump(),
+            "facemodel_url": f"http://127.0.0.1:{face_port}",
+            "auth_url": f"http://127.0.0.1:{auth_port}",
+        }
+    )
+    auth_app = create_auth(auth_settings, hasher=FAST_HASHER)
+    face_settings = FacemodelSettings(environment="test", facemodel_pack=pack, auth_url=f"http://127.0.0.1:{auth_port}")
+    async with serving(auth_app, auth_port), serving(create_facemodel(face_settings), face_port):
+        async with asgi_client(auth_app) as client:  # same app, same database: drive it in-process
+            yield auth_app, client
+
+
+def jpeg(data: bytes) -> dict:
+    return {"content": data, "headers": {"content-type": "image/jpeg"}}
+
+
+async def enrol(client, tokens, data):
+    return await client.post("/me/face", content=data, headers={**bearer(tokens), "content-type": "image/jpeg"})
+
+
+def database_bytes(settings) -> bytes:
+    path = settings.database_url("auth").removeprefix("sqlite+aiosqlite:///")
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(FULL)")
+    return open(path, "rb").read()
+
+
+async def test_consent_is_required_and_must_be_the_current_text(stack, photo_bytes):
+    _, client = stack
+    _, member = await signup_and_login(client)
+    refused = await enrol(client, member, photo_bytes["obama.jpg"])
+    assert refused.status_code == 403
+    assert "consent" in refused.json()["detail"]
+    old_text = await client.post(
+        "/me/face/consent", json={"text_version": "2020-01", "accepted": True}, headers=bearer(member)
+    )
+    assert old_text.status_code == 409
+    not_accepted = await client.post(
+        "/me/face/consent", json={"text_version": "2026-11", "accepted": False}, headers=bearer(member)
+    )
+    assert not_accepted.status_code == 422
+
+
+async def test_enrolment_stores_only_the_sealed_vector_and_publishes_it(stack, settings, photo_bytes):
+    app, client = stack
+    member_id, member = await signup_and_login(client)
+    assert (await client.post("/me/face/consent", json=CONSENT, headers=bearer(member))).status_code == 201
+    enrolled = await enrol(client, member, photo_bytes["obama.jpg"])
+    assert enrolled.status_code == 201, enrolled.text
+    assert enrolled.json() == {"model": "yunet-sface@1.0.0", "embedding_space": "sface-2021dec"}
+    [event] = outbox_events(settings, FaceEnrolled.routing_key())
+    assert event["data"]["member_id"] == member_id
+    assert len(event["data"]["embedding"]) == 128
+    stored = await app.state.faces.stored_vector(__import__("uuid").UUID(member_id))
+    assert np.allclose(stored, event["data"]["embedding"], atol=1e-6)
+    contents = database_bytes(settings)
+    photo = photo_bytes["obama.jpg"]
+    for offset in range(0, len(photo) - 64, len(photo) // 16):  # no piece of the photo anywhere
+        assert photo[offset : offset + 64] not in contents
+    assert np.asarray(stored, np.float32).tobytes() not in contents  # the vector only sealed
+
+    again = await enrol(client, member, photo_bytes["obama2.jpg"])  # re-enrolment replaces
+    assert again.status_code == 201
+    events = outbox_events(settings, FaceEnrolled.routing_key())
+    assert len(events) == 2
+    replaced = await app.state.faces.stored_vector(__import__("uuid").UUID(member_id))
+    assert np.allclose(replaced, events[1]["data"]["embedding"], atol=1e-6)
+
+
+async def test_unusable_photos_get_a_reason(stack, photo_bytes):
+    _, client = stack
+    _, member = await signup_and_login(client)
+    await client.post("/me/face/consent", json=CONSENT, headers=bearer(member))
+    blank = cv2.imencode(".jpg", np.full((480, 640, 3), 180, np.uint8))[1].tobytes()
+    cases = [
+        (blank, "image/jpeg", 422, "no face found"),
+        (photo_bytes["obama_partial_face.jpg"], "image/jpeg", 422, "move into the middle of the frame"),
+        (b"%PDF-1.7 this is a document", "image/jpeg", 422, "not a JPEG or PNG"),
+        (photo_bytes["obama.jpg"], "application/pdf", 415, "image/jpeg or image/png"),
+        (b"\xff\xd8" + b"0" * (6 * 1024 * 1024), "image/jpeg", 413, ""),
+        (b"", "image/jpeg", 422, "empty"),
+    ]
+    for content, content_type, status, reason in cases:
+        response = await client.post(
+            "/me/face", content=content, headers={**bearer(member), "content-type": content_type}
+        )
+        assert response.status_code == status, (reason, response.text)
+        assert reason in str(response.json()["detail"])
+
+
+async def test_withdrawing_consent_erases_the_vector_once(stack, settings, photo_bytes):
+    app, client = stack
+    member_id, member = await signup_and_login(client)
+    await client.post("/me/face/consent", json=CONSENT, headers=bearer(member))
+    await enrol(client, member, photo_bytes["obama.jpg"])
+    assert (await client.delete("/me/face/consent", headers=bearer(member))).status_code == 204
+    assert (await client.delete("/me/face/consent", headers=bearer(member))).status_code == 204
+    erased = [event["data"] for event in outbox_events(settings, FaceErased.routing_key())]
+    assert erased == [{"member_id": member_id, "reason": "consent_withdrawn"}]
+    assert await app.state.faces.stored_vector(__import__("uuid").UUID(member_id)) is None
+    assert (await enrol(client, member, photo_bytes["obama.jpg"])).status_code == 403  # consent is gone
+
+
+async def test_member_erases_the_face_on_request(stack, settings, photo_bytes):
+    _, client = stack
+    member_id, member = await signup_and_login(client)
+    await client.post("/me/face/consent", json=CONSENT, headers=bearer(member))
+    await enrol(client, member, photo_bytes["obama.jpg"])
+    assert (await client.delete("/me/face", headers=bearer(member))).status_code == 204
+    erased = [event["data"] for event in outbox_events(settings, FaceErased.routing_key())]
+    assert erased == [{"member_id": member_id, "reason": "member_request"}]
+
+
+async def test_deleting_the_account_erases_face_sessions_and_memberships(stack, settings, photo_bytes):
+    app, client = stack
+    operator = await operator_tokens(app, client)
+    email = "leaving@example.com"
+    member_id, member = await signup_and_login(client, email=email)
+    await client.put(
+        f"/members/{member_id}/memberships",
+        headers=bearer(operator),
+        json={
+            "branch_id": "b-1",
+            "status": "active",
+            "valid_from": "2026-01-01T00:00:00Z",
+            "valid_until": "2027-01-01T00:00:00Z",
+        },
+    )
+    await client.post("/me/face/consent", json=CONSENT, headers=bearer(member))
+    await enrol(client, member, photo_bytes["obama.jpg"])
+    wrong = await client.request("DELETE", "/me", json={"password": "not my password"}, headers=bearer(member))
+    assert wrong.status_code == 403
+    gone = await client.request("DELETE", "/me", json={"password": PASSWORD}, headers=bearer(member))
+    assert gone.status_code == 204
+    erased = [event["data"] for event in outbox_events(settings, FaceErased.routing_key())]
+    assert erased == [{"member_id": member_id, "reason": "account_deleted"}]
+    memberships = [event["data"] for event in outbox_events(settings, MembershipChanged.routing_key())]
+    assert (memberships[-1]["status"], memberships[-1]["version"]) == ("expired", 2)
+    assert (await client.post("/login", json={"email": email, "password": PASSWORD})).status_code == 401
+    assert (await client.post("/token/refresh", json={"refresh_token": member["refresh_token"]})).status_code == 401
+
+
+async def test_facemodel_down_is_503(settings, photo_bytes):
+    auth_settings = AuthSettings(**{**settings.model_dump(), "facemodel_url": f"http://127.0.0.1:{free_port()}"})
+    async with asgi_client(create_auth(auth_settings, hasher=FAST_HASHER)) as client:
+        _, member = await signup_and_login(client)
+        await client.post("/me/face/consent", json=CONSENT, headers=bearer(member))
+        response = await enrol(client, member, photo_bytes["obama.jpg"])
+        assert response.status_code == 503
+
+
+async def test_sign_up_and_log_in_with_a_phone_number(client):
+    created = await client.post("/signup", json={"phone": "+821012345678", "password": PASSWORD})
+    assert created.status_code == 201
+    assert created.json()["phone"] == "+821012345678"
+    assert created.json()["email"] is None
+    assert (await client.post("/login", json={"phone": "+821012345678", "password": PASSWORD})).status_code == 200
+    both = await client.post("/signup", json={"phone": "+821012345679", "email": "x@example.com", "password": PASSWORD})
+    assert both.status_code == 422
+    bad = await client.post("/signup", json={"phone": "010-1234-5678", "password": PASSWORD})
+    assert bad.status_code == 422
+    duplicate = await client.post("/signup", json={"phone": "+821012345678", "password": PASSWORD})
+    assert duplicate.status_code == 409
