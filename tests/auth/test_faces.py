@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 
@@ -31,9 +32,12 @@ async def stack(settings, pack):
     )
     auth_app = create_auth(auth_settings, hasher=FAST_HASHER)
     face_settings = FacemodelSettings(environment="test", facemodel_pack=pack, auth_url=f"http://127.0.0.1:{auth_port}")
-    async with serving(auth_app, auth_port), serving(create_facemodel(face_settings), face_port):
-        async with asgi_client(auth_app) as client:  # same app, same database: drive it in-process
-            yield auth_app, client
+    async with (
+        serving(auth_app, auth_port) as auth_url,
+        serving(create_facemodel(face_settings), face_port),
+        httpx.AsyncClient(base_url=auth_url, timeout=30) as client,
+    ):
+        yield auth_app, client
 
 
 def jpeg(data: bytes) -> dict:
