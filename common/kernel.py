@@ -17,8 +17,8 @@ from sqlalchemy import MetaData
 
 from common.db import Database, KernelTables, kernel_tables_of
 from common.events.bus import EventBus, Subscriptions
-from common.events.catalog import CATALOG
-from common.events.envelope import EventCatalog
+from common.events.catalog import CATALOG, DeviceRevoked
+from common.events.envelope import Event, EventCatalog
 from common.events.inprocess import InProcessBus
 from common.events.outbox import OutboxRelay, UnitOfWork, bind_idempotent
 from common.observability import Metrics
@@ -119,10 +119,18 @@ class ServiceKernel:
             await self.bus.subscribe(
                 bind_idempotent(self.subscriptions, database, tables, self.metrics, on_commit=relay.wake)
             )
+        if self.bus is not None:
+            await self.bus.broadcast([DeviceRevoked], self._on_device_revoked)
         if self.relay is not None:
             self.relay.start()
         self._started = True
         log.info("service started", extra={"service": self.name})
+
+    async def _on_device_revoked(self, event: Event) -> None:
+        # Every replica refuses the device's tokens at once instead of waiting out their
+        # lifetime; 10 minutes outlasts any device token (5 minutes) plus clock skew.
+        if isinstance(event, DeviceRevoked):
+            self.verifier.revoke_subject(f"device:{event.device_id}", for_s=600)
 
     async def stop(self) -> None:
         """Drain consumers, flush the outbox, close connections: in that order."""

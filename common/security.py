@@ -260,8 +260,16 @@ class TokenVerifier:
         self._audience = audience
         self._leeway = leeway_s
         self._cache: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        # Subjects whose tokens are refused before they expire (revoked devices).
+        self._revoked: dict[str, float] = {}
         self._cache_size = cache_size
         self._cache_ttl_s = cache_ttl_s
+
+    def revoke_subject(self, subject: str, *, for_s: float) -> None:
+        """Refuse ``subject``'s tokens for ``for_s`` seconds (at least their remaining life)."""
+        now = time.time()
+        self._revoked = {key: until for key, until in self._revoked.items() if until > now}
+        self._revoked[subject] = now + for_s
 
     async def verify(self, token: str) -> Principal:
         cached = self._cache.get(token)
@@ -269,14 +277,20 @@ class TokenVerifier:
         if cached is not None:
             if cached[0] > now:
                 self._cache.move_to_end(token)
-                return cached[1]
+                return self._unless_revoked(cached[1], now)
             del self._cache[token]
-        principal = await self._verify(token)
+        principal = self._unless_revoked(await self._verify(token), now)
         if self._cache_size and principal.expires_at is not None:
             valid_until = min(principal.expires_at.timestamp(), now + self._cache_ttl_s)
             self._cache[token] = (valid_until, principal)
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+        return principal
+
+    def _unless_revoked(self, principal: Principal, now: float) -> Principal:
+        until = self._revoked.get(principal.subject)
+        if until is not None and until > now:
+            raise InvalidToken("token revoked")
         return principal
 
     async def _verify(self, token: str) -> Principal:

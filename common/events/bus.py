@@ -80,6 +80,11 @@ class EventBus(Protocol):
     async def stop_consuming(self, service: str) -> None:
         """Stop taking new messages for ``service`` and wait for handlers in flight."""
 
+    async def broadcast(self, event_types: Sequence[type[Event]], handler: Callable[[Event], Awaitable[None]]) -> None:
+        """Deliver every event of ``event_types`` to *this process* too (not one replica of
+        the service, as a subscription does): for in-memory state every replica must
+        keep, such as revoked credentials. Best effort, no retries: the handler must not fail."""
+
     async def close(self) -> None: ...
 
     def health(self) -> dict[str, Any]:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from common.context import bind_correlation_id, reset_correlation_id, sanitize_correlation_id
 from common.events.bus import PublishError, Subscription, Subscriptions
-from common.events.envelope import EventCatalog, MalformedEvent, OutgoingMessage
+from common.events.envelope import Event, EventCatalog, MalformedEvent, OutgoingMessage
 from common.observability import Metrics
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class InProcessBus:
         self._declared: dict[str, frozenset[str]] = {}
         self._stopping: set[str] = set()
         self.parked: list[ParkedMessage] = []
+        self._broadcasts: list[tuple[tuple[type[Event], ...], Callable[[Event], Awaitable[None]]]] = []
 
     async def start(self) -> None:
         return None
@@ -67,6 +68,9 @@ class InProcessBus:
         self._subscriptions[subscriptions.service] = subscriptions
         self._declared[subscriptions.service] = frozenset(subscriptions.routing_keys)
         self._stopping.discard(subscriptions.service)
+
+    async def broadcast(self, event_types: Sequence[type[Event]], handler: Callable[[Event], Awaitable[None]]) -> None:
+        self._broadcasts.append((tuple(event_types), handler))
 
     async def stop_consuming(self, service: str) -> None:
         self._stopping.add(service)
@@ -97,6 +101,12 @@ class InProcessBus:
                 for service in self._subscribers_of(message.routing_key):
                     self._park(service, message, f"malformed: {exc.reason}")
                 return
+            for event_types, handler in self._broadcasts:
+                if isinstance(event, event_types):
+                    try:
+                        await handler(event)
+                    except Exception:
+                        log.exception("broadcast handler failed", extra={"routing_key": message.routing_key})
             for service, subscriptions in list(self._subscriptions.items()):
                 for subscription in subscriptions.handlers_for(event):
                     await self._run_with_retries(service, subscription, message, event)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aio_pika
@@ -120,6 +120,7 @@ class RabbitMQBus:
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._consumers: dict[str, _ServiceConsumer] = {}
+        self._broadcast_channels: list[AbstractChannel] = []
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -157,6 +158,10 @@ class RabbitMQBus:
     async def close(self) -> None:
         for service in list(self._consumers):
             await self.stop_consuming(service)
+        for channel in self._broadcast_channels:
+            if not channel.is_closed:
+                await channel.close()
+        self._broadcast_channels.clear()
         if self._connection is not None:
             await self._connection.close()
         self._connection = None
@@ -227,6 +232,27 @@ class RabbitMQBus:
         consumer = _ServiceConsumer(self, subscriptions)
         await consumer.start(self._connection)
         self._consumers[service] = consumer
+
+    async def broadcast(self, event_types: Sequence[type[Event]], handler: Callable[[Event], Awaitable[None]]) -> None:
+        if self._connection is None:
+            raise RuntimeError("bus not started")
+        wanted = tuple(event_types)
+        channel = await self._connection.channel()
+        # A queue of this process's own: exclusive, server-named, gone when we are.
+        queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+        for event_type in wanted:
+            await queue.bind(self.topology.events_exchange, routing_key=event_type.routing_key())
+
+        async def deliver(message: AbstractIncomingMessage) -> None:
+            try:
+                event = self._catalog.decode(message.body)
+                if isinstance(event, wanted):
+                    await handler(event)
+            except Exception:
+                log.exception("broadcast delivery dropped", extra={"routing_key": message.routing_key})
+
+        await queue.consume(deliver, no_ack=True)
+        self._broadcast_channels.append(channel)
 
     async def stop_consuming(self, service: str) -> None:
         consumer = self._consumers.pop(service, None)

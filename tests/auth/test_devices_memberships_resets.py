@@ -113,3 +113,34 @@ async def test_password_reset_by_one_time_token(client, settings):
     assert (await client.post("/login", json={"email": email, "password": PASSWORD})).status_code == 401
     assert (await client.post("/login", json={"email": email, "password": "fresh start 2026"})).status_code == 200
     assert (await client.post("/token/refresh", json={"refresh_token": tokens["refresh_token"]})).status_code == 401
+
+
+async def test_a_revoked_devices_token_is_refused_at_once(app_and_client):
+    import asyncio
+
+    from common.security import InvalidToken
+
+    app, client = app_and_client
+    operator = await operator_tokens(app, client)
+    created = (
+        await client.post(
+            "/devices", json={"name": "gate", "kind": "gate", "branch_id": "b-1"}, headers=bearer(operator)
+        )
+    ).json()
+    token = (
+        await client.post(
+            "/devices/token", json={"client_id": created["client_id"], "client_secret": created["client_secret"]}
+        )
+    ).json()
+    verifier = app.state.kernel.verifier
+    assert (await verifier.verify(token["access_token"])).subject == f"device:{created['client_id']}"
+    await client.delete(f"/devices/{created['client_id']}", headers=bearer(operator))
+    for _ in range(100):  # DeviceRevoked travels through the outbox and the bus
+        try:
+            await verifier.verify(token["access_token"])
+        except InvalidToken as refused:
+            assert refused.reason == "token revoked"
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the revoked device's token was still accepted")

@@ -213,3 +213,21 @@ async def test_consumer_killed_mid_handler_gets_redelivery_applied_once(rabbitmq
 
 async def _true_after(value: bool) -> bool:
     return value
+
+
+async def test_broadcast_reaches_every_replica(rabbitmq_url, namespace):
+    replicas = [make_bus(rabbitmq_url, namespace) for _ in range(2)]
+    received: list[list[int]] = [[], []]
+    for index, bus in enumerate(replicas):
+        await bus.start()
+
+        async def remember(event, index=index):
+            received[index].append(event.seq)
+
+        await bus.broadcast([EntryRecorded], remember)
+    try:
+        await replicas[0].publish_many([OutgoingMessage.of(EntryRecorded(seq=5))])
+        await eventually(lambda: _true_after(received == [[5], [5]]))
+    finally:
+        for bus in replicas:
+            await bus.close()
