@@ -135,12 +135,12 @@ async def test_a_revoked_devices_token_is_refused_at_once(app_and_client):
     verifier = app.state.kernel.verifier
     assert (await verifier.verify(token["access_token"])).subject == f"device:{created['client_id']}"
     await client.delete(f"/devices/{created['client_id']}", headers=bearer(operator))
+    refusal = None
     for _ in range(100):  # DeviceRevoked travels through the outbox and the bus
         try:
             await verifier.verify(token["access_token"])
         except InvalidToken as refused:
-            assert refused.reason == "token revoked"
+            refusal = refused.reason
             break
         await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("the revoked device's token was still accepted")
+    assert refusal == "token revoked"
