@@ -75,7 +75,17 @@ def test_yaml_files_lint_clean():
 def test_every_enabled_service_exists_with_the_planned_port():
     for name, service in values()["services"].items():
         assert service["port"] == PORTS[name]
-        importlib.import_module(f"{name}.app")
+        if service["create"]:
+            importlib.import_module(f"{name}.app")
+    sidecar = values()["services"]["access"]["facemodelSidecar"]
+    assert sidecar["port"] == PORTS["facemodel"]
+
+
+def test_facemodel_runs_beside_access_on_a_shared_socket_volume():
+    deployment = (CHART / "templates" / "deployment.yaml").read_text()
+    assert 'args: ["serve", "facemodel"' in deployment
+    assert deployment.count("mountPath: /var/run/smartgym") == 2  # access and facemodel
+    assert deployment.count("value: /var/run/smartgym/facemodel.sock") == 2  # both know the socket
 
 
 def test_containers_are_probed_and_locked_down():
