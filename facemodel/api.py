@@ -23,6 +23,7 @@ from facemodel.schemas import (
     QualityOut,
     SwapOut,
     VectorIn,
+    VerificationOut,
 )
 from facemodel.service import FaceService, UnknownGallery
 
@@ -102,6 +103,24 @@ async def identify(
         matches=[MatchOut(subject=match.subject, similarity=match.similarity) for match in result.matches],
         threshold=result.threshold,
         match=MatchOut(subject=best.subject, similarity=best.similarity) if best else None,
+    )
+
+
+@router.post(
+    "/galleries/{gallery}/subjects/{subject}/verify", dependencies=[Depends(caller(Role.DEVICE, Role.OPERATOR))]
+)
+async def verify(gallery: str, subject: str, image: Image, faces: Faces) -> VerificationOut:
+    try:
+        analysis, similarity, threshold = await faces.verify(image, gallery=gallery, subject=subject)
+    except ImageRejected as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason) from exc
+    except UnknownGallery as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no enrolled subject {exc}") from exc
+    return VerificationOut(
+        analysis=_analysis(analysis),
+        similarity=similarity,
+        threshold=threshold,
+        same_person=similarity is not None and similarity >= threshold,
     )
 
 

@@ -33,6 +33,13 @@ class IdentificationOut(BaseModel):
     match: MatchOut | None  # the best match if it clears the threshold
 
 
+class VerificationOut(BaseModel):
+    analysis: AnalysisOut
+    similarity: float | None
+    threshold: float
+    same_person: bool
+
+
 class VectorIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     embedding: list[float] = Field(min_length=1, max_length=4096)

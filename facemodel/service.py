@@ -79,6 +79,17 @@ class FaceService:
             raise UnknownGallery(f"{gallery} holds {target.embedding_space} vectors")
         return Identification(analysis, target.identify(analysis.embedding, k=k), engine.manifest.threshold)
 
+    async def verify(self, image: bytes, *, gallery: str, subject: str) -> tuple[Analysis, float | None, float]:
+        """1:1: how similar the face in ``image`` is to ``subject``'s enrolled vector."""
+        engine = self.holder.current
+        target = self.galleries.get(gallery)
+        if target is None or subject not in target:
+            raise UnknownGallery(f"{gallery}/{subject}")
+        analysis = await self._run(lambda: engine.analyse(image))
+        self._observe(analysis)
+        similarity = target.verify(subject, analysis.embedding) if analysis.embedding is not None else None
+        return analysis, similarity, engine.manifest.threshold
+
     def gallery(self, name: str) -> Gallery:
         manifest = self.holder.current.manifest
         if name not in self.galleries:

@@ -69,6 +69,21 @@ async def test_identify_over_the_unix_socket(uds_client, photo_bytes):
     assert status["galleries"] == {"gangnam-1": 1}
 
 
+async def test_one_to_one_verification(uds_client, photo_bytes):
+    await enrol(uds_client, photo_bytes, "chain", "member-obama", "obama.jpg")
+    same = (
+        await uds_client.post("/v1/galleries/chain/subjects/member-obama/verify", **jpeg(photo_bytes, "obama3.jpg"))
+    ).json()
+    other = (
+        await uds_client.post("/v1/galleries/chain/subjects/member-obama/verify", **jpeg(photo_bytes, "biden.jpg"))
+    ).json()
+    assert same["same_person"] is True
+    assert other["same_person"] is False
+    assert same["similarity"] > same["threshold"] > other["similarity"]
+    unknown = await uds_client.post("/v1/galleries/chain/subjects/nobody/verify", **jpeg(photo_bytes, "biden.jpg"))
+    assert unknown.status_code == 404
+
+
 async def test_hot_swap_under_load_loses_nothing(uds_client, photo_bytes, pack, second_pack):
     await enrol(uds_client, photo_bytes, "b", "member-obama", "obama.jpg")
     labels: list[str] = []
