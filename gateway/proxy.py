@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from common.breaker import AsyncCircuitBreaker
+from common.breaker import AsyncCircuitBreaker, breaker_for
 from common.http import ServiceClient
 from common.observability import Metrics
 from common.settings import PlatformSettings
@@ -60,12 +60,7 @@ class Upstreams:
         for route in routes:
             if route.service in self._clients:
                 continue
-            breaker = AsyncCircuitBreaker(
-                route.service,
-                fail_max=settings.breaker_fail_max,
-                reset_timeout_s=settings.breaker_reset_timeout_s,
-                metrics=metrics,
-            )
+            breaker = breaker_for(route.service, settings, metrics)
             self._clients[route.service] = ServiceClient(
                 route.service, route.upstream, breaker=breaker, timeout_s=route.timeout_s
             )
