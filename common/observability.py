@@ -95,6 +95,12 @@ class Metrics:
             ["breaker"],
             registry=r,
         )
+        self.rate_limited = Counter(
+            "smartgym_rate_limited_total",
+            "Requests refused with 429, by route service.",
+            ["route"],
+            registry=r,
+        )
         self.breaker_rejections = Counter(
             "smartgym_circuit_breaker_rejections_total",
             "Calls refused without a network attempt.",

@@ -4,48 +4,55 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import httpx
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from common.api import KernelDep, from_app_state, require_roles
 from common.breaker import CircuitOpenError
-from common.security import InvalidToken, Role
-from gateway.proxy import HOP_BY_HOP, RouteTable, Upstreams
+from common.kernel import ServiceKernel
+from common.security import InvalidToken, Principal, Role
+from gateway.proxy import HOP_BY_HOP, RouteTable, Upstreams, UpstreamTimeout, UpstreamUnreachable
+from gateway.ratelimit import RateLimits
 
 Table = Annotated[RouteTable, Depends(from_app_state("route_table", RouteTable))]
 UpstreamsDep = Annotated[Upstreams, Depends(from_app_state("upstreams", Upstreams))]
+Limits = Annotated[RateLimits, Depends(from_app_state("rate_limits", RateLimits))]
 
 router = APIRouter()
 
 
 @router.get("/admin/breakers", dependencies=[Depends(require_roles(Role.OPERATOR))])
 async def breakers(upstreams: UpstreamsDep) -> list[dict[str, object]]:
-    """Breaker state per upstream, for the operations dashboard."""
-    return [breaker.snapshot() for breaker in upstreams.breakers()]
+    """Breaker and instance state per upstream, for the operations dashboard."""
+    return upstreams.breakers()
 
 
-@router.api_route("/api/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-async def forward(request: Request, table: Table, upstreams: UpstreamsDep, kernel: KernelDep) -> Response:
+@router.api_route("/api/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+async def forward(
+    request: Request, table: Table, upstreams: UpstreamsDep, limits: Limits, kernel: KernelDep
+) -> Response:
     match = table.match(request.url.path)
     if match is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no route for this path")
-    if not match.is_public:
-        authorization = request.headers.get("authorization", "")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, "bearer token required", headers={"WWW-Authenticate": "Bearer"}
-            )
-        try:
-            principal = await kernel.verifier.verify(token)
-        except InvalidToken as exc:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, exc.reason, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
-            ) from exc
-        if match.route.roles and not principal.has_any_role(match.route.roles):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "role not permitted")
-    body = await request.body()
+    principal = None if match.is_public else await _authenticate(request, kernel)
+    if principal is not None and match.route.roles and not principal.has_any_role(match.route.roles):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "role not permitted")
+    address = request.client.host if request.client else None
+    verdict = await limits.check(
+        route=match.route.service,
+        limit=match.route.rate_limit,
+        principal=principal.subject if principal else None,
+        address=address,
+    )
+    if not verdict.allowed:
+        kernel.metrics.rate_limited.labels(match.route.service).inc()
+        return JSONResponse(
+            {"detail": "too many requests"},
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(verdict.retry_after_s)},
+        )
+    body = await _bounded_body(request, match.route.max_body_bytes)
     try:
         upstream = await upstreams.forward(
             match,
@@ -53,7 +60,7 @@ async def forward(request: Request, table: Table, upstreams: UpstreamsDep, kerne
             query=request.url.query,
             headers=request.headers,
             body=body,
-            client_address=request.client.host if request.client else None,
+            client_address=address,
         )
     except CircuitOpenError as exc:
         return JSONResponse(
@@ -61,12 +68,43 @@ async def forward(request: Request, table: Table, upstreams: UpstreamsDep, kerne
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": str(max(1, round(exc.retry_after_s)))},
         )
-    except httpx.TimeoutException:
+    except UpstreamTimeout:
         return JSONResponse({"detail": f"{match.route.service} timed out"}, status_code=status.HTTP_504_GATEWAY_TIMEOUT)
-    except httpx.TransportError:
+    except UpstreamUnreachable:
         return JSONResponse(
             {"detail": f"{match.route.service} is unreachable"}, status_code=status.HTTP_502_BAD_GATEWAY
         )
     headers = {name: value for name, value in upstream.headers.items() if name.lower() not in HOP_BY_HOP}
-    headers.pop("content-encoding", None)  # httpx already decoded the body
-    return Response(upstream.content, status_code=upstream.status_code, headers=headers)
+    return StreamingResponse(
+        upstream.content.iter_chunked(64 * 1024),
+        status_code=upstream.status,
+        headers=headers,
+        background=BackgroundTask(upstream.release),
+    )
+
+
+async def _authenticate(request: Request, kernel: ServiceKernel) -> Principal:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "bearer token required", headers={"WWW-Authenticate": "Bearer"}
+        )
+    try:
+        return await kernel.verifier.verify(token)
+    except InvalidToken as exc:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, exc.reason, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        ) from exc
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"request body exceeds {limit} bytes for this route")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"request body exceeds {limit} bytes for this route")
+        chunks.append(chunk)
+    return b"".join(chunks)

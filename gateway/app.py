@@ -9,6 +9,7 @@ from common.kernel import build_kernel
 from common.observability import Metrics
 from gateway.api import router
 from gateway.proxy import RouteTable, Upstreams
+from gateway.ratelimit import RateLimits
 from gateway.settings import GatewaySettings
 
 SERVICE = "gateway"
@@ -17,7 +18,10 @@ SERVICE = "gateway"
 def create_app(settings: GatewaySettings, *, metrics: Metrics | None = None) -> FastAPI:
     kernel = build_kernel(SERVICE, settings, metadata=None, metrics=metrics)
     upstreams = Upstreams(settings.gateway_routes, settings, kernel.metrics)
-    app = create_service_app(kernel, title="SmartGym gateway", routers=[router], on_stop=[upstreams.aclose])
+    app = create_service_app(
+        kernel, title="SmartGym gateway", routers=[router], on_start=[upstreams.start], on_stop=[upstreams.aclose]
+    )
     app.state.route_table = RouteTable(settings.gateway_routes)
     app.state.upstreams = upstreams
+    app.state.rate_limits = RateLimits(settings.gateway_rate_limit_storage, per_address=settings.gateway_ip_rate_limit)
     return app

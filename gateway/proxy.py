@@ -1,17 +1,25 @@
-"""Route matching and forwarding (no web framework here)."""
+"""Route matching, instance choice and forwarding (no web framework here).
+
+Forwarding uses one pooled aiohttp session (keep-alive to every upstream); see
+docs/adr/0011-gateway-proxy-transport.md for why not httpx. Responses are streamed back
+as they arrive; request bodies are buffered up to the route's limit, which is what makes
+a connect-error retry on another instance safe.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 
 from common.breaker import AsyncCircuitBreaker, breaker_for
-from common.http import ServiceClient
+from common.context import REQUEST_ID_HEADER, current_correlation_id
 from common.observability import Metrics
-from common.settings import PlatformSettings
-from gateway.settings import RouteConfig
+from gateway.settings import GatewaySettings, RouteConfig
 
 # Connection-scoped headers (RFC 9110 §7.6.1) never cross a proxy.
 HOP_BY_HOP = frozenset(
@@ -28,6 +36,7 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 @dataclass(frozen=True)
@@ -52,24 +61,86 @@ class RouteTable:
         return None
 
 
+@dataclass
+class Instance:
+    url: str
+    outstanding: int = 0
+    ejected_until: float = 0.0
+
+
+@dataclass
+class Pool:
+    """The instances of one upstream service: least outstanding requests first (ties in
+    turn); an instance that refused a connection sits out a cool-down (passive health)."""
+
+    service: str
+    instances: list[Instance]
+    breaker: AsyncCircuitBreaker
+    eject_s: float
+    _turn: itertools.count[int] = field(default_factory=itertools.count)
+
+    def pick(self, tried: set[str]) -> Instance | None:
+        now = time.monotonic()
+        candidates = [item for item in self.instances if item.url not in tried]
+        healthy = [item for item in candidates if item.ejected_until <= now] or candidates  # all sick: try anyway
+        if not healthy:
+            return None
+        least = min(item.outstanding for item in healthy)
+        tied = [item for item in healthy if item.outstanding == least]
+        return tied[next(self._turn) % len(tied)]
+
+    def eject(self, instance: Instance) -> None:
+        instance.ejected_until = time.monotonic() + self.eject_s
+
+    def snapshot(self) -> dict[str, object]:
+        now = time.monotonic()
+        return {
+            **self.breaker.snapshot(),
+            "instances": [
+                {"url": item.url, "outstanding": item.outstanding, "ejected": item.ejected_until > now}
+                for item in self.instances
+            ],
+        }
+
+
+class UpstreamUnreachable(Exception):
+    pass
+
+
+class UpstreamTimeout(Exception):
+    pass
+
+
 class Upstreams:
-    """One pooled client and one breaker per upstream service."""
+    """One pool, one breaker per upstream service, one shared connection pool."""
 
-    def __init__(self, routes: Iterable[RouteConfig], settings: PlatformSettings, metrics: Metrics) -> None:
-        self._clients: dict[str, ServiceClient] = {}
+    def __init__(self, routes: Iterable[RouteConfig], settings: GatewaySettings, metrics: Metrics) -> None:
+        self._pools: dict[str, Pool] = {}
         for route in routes:
-            if route.service in self._clients:
-                continue
-            breaker = breaker_for(route.service, settings, metrics)
-            self._clients[route.service] = ServiceClient(
-                route.service, route.upstream, breaker=breaker, timeout_s=route.timeout_s
-            )
+            if route.service not in self._pools:
+                self._pools[route.service] = Pool(
+                    route.service,
+                    [Instance(url.rstrip("/")) for url in route.upstreams],
+                    breaker_for(route.service, settings, metrics),
+                    settings.gateway_eject_s,
+                )
+        self._session: aiohttp.ClientSession | None = None
 
-    def client(self, service: str) -> ServiceClient:
-        return self._clients[service]
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=512, limit_per_host=128, keepalive_timeout=30, ttl_dns_cache=10)
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+        )
 
-    def breakers(self) -> list[AsyncCircuitBreaker]:
-        return [client.breaker for client in self._clients.values()]
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def pool(self, service: str) -> Pool:
+        return self._pools[service]
+
+    def breakers(self) -> list[dict[str, object]]:
+        return [pool.snapshot() for pool in self._pools.values()]
 
     async def forward(
         self,
@@ -80,14 +151,53 @@ class Upstreams:
         headers: Mapping[str, str],
         body: bytes,
         client_address: str | None,
-    ) -> httpx.Response:
+    ) -> aiohttp.ClientResponse:
+        """The upstream's response (headers read, body not yet); the caller streams and
+        releases it. Raises CircuitOpenError, UpstreamUnreachable or UpstreamTimeout."""
+        assert self._session is not None, "Upstreams.start() not called"
+        route, pool = match.route, self._pools[match.route.service]
         forwarded = {name: value for name, value in headers.items() if name.lower() not in HOP_BY_HOP}
         if client_address:
             prior = headers.get("x-forwarded-for")
             forwarded["x-forwarded-for"] = f"{prior}, {client_address}" if prior else client_address
-        url = match.upstream_path + (f"?{query}" if query else "")
-        return await self.client(match.route.service).request(method, url, headers=forwarded, content=body)
+        correlation_id = current_correlation_id()
+        if correlation_id:
+            forwarded[REQUEST_ID_HEADER] = correlation_id
+        path = match.upstream_path + (f"?{query}" if query else "")
+        attempts = 1 + (route.retries if method in IDEMPOTENT else 0)
+        timeout = aiohttp.ClientTimeout(total=None, connect=min(2.0, route.timeout_s), sock_read=route.timeout_s)
+        session = self._session
 
-    async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
+        async def attempt_all() -> aiohttp.ClientResponse:
+            tried: set[str] = set()
+            last_error: Exception | None = None
+            for _ in range(attempts):
+                instance = pool.pick(tried)
+                if instance is None:
+                    break
+                tried.add(instance.url)
+                instance.outstanding += 1
+                try:
+                    return await asyncio.wait_for(
+                        session.request(
+                            method,
+                            instance.url + path,
+                            headers=forwarded,
+                            data=body or None,
+                            allow_redirects=False,
+                            timeout=timeout,
+                        ),
+                        timeout=route.timeout_s,
+                    )
+                except aiohttp.ClientConnectorError as exc:
+                    pool.eject(instance)  # never reached the upstream: safe to try the next one
+                    last_error = exc
+                except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                    raise UpstreamTimeout(route.service) from exc
+                except aiohttp.ClientError as exc:
+                    raise UpstreamUnreachable(f"{route.service}: {type(exc).__name__}") from exc
+                finally:
+                    instance.outstanding -= 1
+            raise UpstreamUnreachable(f"{route.service}: {type(last_error).__name__ if last_error else 'no instance'}")
+
+        return await pool.breaker.call(attempt_all, is_failure=lambda response: response.status >= 500)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from limits import parse
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from common.security import Role
 from common.settings import PlatformSettings
@@ -17,17 +18,42 @@ class RouteConfig(BaseModel):
 
     prefix: str = Field(pattern=r"^/[a-z0-9/_-]*[a-z0-9]$")
     service: str
-    upstream: str
+    # One or more instances; a Kubernetes headless Service name resolving to several
+    # pod addresses works too (the connector resolves and spreads across them).
+    upstreams: tuple[str, ...] = Field(min_length=1)
     # Paths below the prefix that need no token (login, signup, JWKS): exact matches.
     public: tuple[str, ...] = ()
     # Empty: any authenticated principal.
     roles: tuple[Role, ...] = ()
     timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # Extra attempts on another instance, only for idempotent methods and only when the
+    # connection could not be made (the upstream never saw the request).
+    retries: int = Field(default=1, ge=0, le=3)
+    # Per principal (or per client address on public paths), in `limits` notation.
+    rate_limit: str = "50/second"
+    max_body_bytes: int = Field(default=1_048_576, ge=0)
+
+    @field_validator("upstreams", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _parsable(cls, value: str) -> str:
+        parse(value)  # raises ValueError on nonsense
+        return value
 
 
 class GatewaySettings(PlatformSettings):
     notification_url: str = "http://127.0.0.1:8008"
     gateway_routes: tuple[RouteConfig, ...] = ()
+    # memory:// (one gateway) or async+redis://host:6379 (limits shared by replicas).
+    gateway_rate_limit_storage: str = "memory://"
+    # Every client address, whatever the route: a floor against floods.
+    gateway_ip_rate_limit: str = "200/second"
+    # An instance that refused a connection is left out for this long.
+    gateway_eject_s: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
     def _default_routes(self) -> Self:
@@ -36,7 +62,7 @@ class GatewaySettings(PlatformSettings):
                 RouteConfig(
                     prefix="/api/auth",
                     service="auth",
-                    upstream=self.auth_url,
+                    upstreams=(self.auth_url,),
                     public=(
                         "/signup",
                         "/login",
@@ -47,8 +73,11 @@ class GatewaySettings(PlatformSettings):
                         "/devices/token",
                         "/.well-known/jwks.json",
                     ),
+                    rate_limit="20/second",
+                    max_body_bytes=6 * 1024 * 1024,  # enrolment photos
+                    timeout_s=15.0,
                 ),
-                RouteConfig(prefix="/api/notifications", service="notification", upstream=self.notification_url),
+                RouteConfig(prefix="/api/notifications", service="notification", upstreams=(self.notification_url,)),
             )
             object.__setattr__(self, "gateway_routes", routes)
         return self

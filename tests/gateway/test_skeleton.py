@@ -43,9 +43,9 @@ def gateway_settings(upstream: str, dead: str) -> GatewaySettings:
         breaker_fail_max=2,
         breaker_reset_timeout_s=30,
         gateway_routes=(
-            RouteConfig(prefix="/api/auth", service="auth", upstream=upstream, public=("/login",)),
-            RouteConfig(prefix="/api/ops", service="ops", upstream=upstream, roles=(Role.OPERATOR,)),
-            RouteConfig(prefix="/api/dead", service="dead", upstream=dead, timeout_s=1),
+            RouteConfig(prefix="/api/auth", service="auth", upstreams=upstream, public=("/login",)),
+            RouteConfig(prefix="/api/ops", service="ops", upstreams=upstream, roles=(Role.OPERATOR,)),
+            RouteConfig(prefix="/api/dead", service="dead", upstreams=dead, timeout_s=1),
         ),
     )
 
