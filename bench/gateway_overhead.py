@@ -146,6 +146,8 @@ async def main(args: argparse.Namespace) -> None:
             direct += latencies
             latencies, _ = await drive(via_url, auth, args.requests // 3, args.concurrency)
             via += latencies
+        single_direct, _ = await drive(direct_url, auth, 500, 1)
+        single_via, _ = await drive(via_url, auth, 500, 1)
         _, rps = await drive(via_url, auth, args.requests, 32)
         dead = f"http://127.0.0.1:{gateway_port}/api/dead/x"
         fail_fast: list[float] = []
@@ -166,6 +168,16 @@ async def main(args: argparse.Namespace) -> None:
         jwks_server.should_exit = True
         await jwks_task
     d, v = summary(direct), summary(via)
+    sd, sv = summary(single_direct), summary(single_via)
+    table(
+        "One request at a time, 500 per side",
+        ["path", "p50 ms", "p99 ms"],
+        [
+            ["upstream directly", f"{sd['p50']:.2f}", f"{sd['p99']:.2f}"],
+            ["through the gateway", f"{sv['p50']:.2f}", f"{sv['p99']:.2f}"],
+            ["added", f"{sv['p50'] - sd['p50']:.2f}", f"{sv['p99'] - sd['p99']:.2f}"],
+        ],
+    )
     table(
         f"Loopback, {args.concurrency} concurrent, {len(direct)} requests per side ({machine()})",
         ["path", "p50 ms", "p95 ms", "p99 ms"],
@@ -189,6 +201,9 @@ async def main(args: argparse.Namespace) -> None:
             "added_p50_ms": round(v["p50"] - d["p50"], 2),
             "added_p95_ms": round(v["p95"] - d["p95"], 2),
             "added_p99_ms": round(v["p99"] - d["p99"], 2),
+            "added_p50_unloaded_ms": round(sv["p50"] - sd["p50"], 2),
+            "added_p99_unloaded_ms": round(sv["p99"] - sd["p99"], 2),
+            "concurrency": args.concurrency,
             "direct_p50_ms": round(d["p50"], 2),
             "gateway_p50_ms": round(v["p50"], 2),
             "rps_one_worker": round(rps),

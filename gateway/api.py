@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
+from aiohttp import ClientResponse
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from common.api import KernelDep, from_app_state, require_roles
+from common.api import from_app_state, require_roles
 from common.breaker import CircuitOpenError
 from common.kernel import ServiceKernel
 from common.security import InvalidToken, Principal, Role
 from gateway.proxy import HOP_BY_HOP, RouteTable, Upstreams, UpstreamTimeout, UpstreamUnreachable
 from gateway.ratelimit import RateLimits
 
-Table = Annotated[RouteTable, Depends(from_app_state("route_table", RouteTable))]
 UpstreamsDep = Annotated[Upstreams, Depends(from_app_state("upstreams", Upstreams))]
-Limits = Annotated[RateLimits, Depends(from_app_state("rate_limits", RateLimits))]
+SMALL_BODY = 64 * 1024
+
+
+@dataclass(frozen=True)
+class GatewayState:
+    kernel: ServiceKernel
+    table: RouteTable
+    upstreams: Upstreams
+    limits: RateLimits
+
 
 router = APIRouter()
 
@@ -29,24 +39,25 @@ async def breakers(upstreams: UpstreamsDep) -> list[dict[str, object]]:
 
 
 @router.api_route("/api/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
-async def forward(
-    request: Request, table: Table, upstreams: UpstreamsDep, limits: Limits, kernel: KernelDep
-) -> Response:
-    match = table.match(request.url.path)
+async def forward(request: Request) -> Response:
+    # The hottest path of the platform: everything comes from one app-state object
+    # instead of five FastAPI dependencies (~190 µs of dependency solving per request).
+    gateway: GatewayState = request.app.state.gateway
+    match = gateway.table.match(request.url.path)
     if match is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no route for this path")
-    principal = None if match.is_public else await _authenticate(request, kernel)
+    principal = None if match.is_public else await _authenticate(request, gateway.kernel)
     if principal is not None and match.route.roles and not principal.has_any_role(match.route.roles):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "role not permitted")
     address = request.client.host if request.client else None
-    verdict = await limits.check(
+    verdict = await gateway.limits.check(
         route=match.route.service,
         limit=match.route.rate_limit,
         principal=principal.subject if principal else None,
         address=address,
     )
     if not verdict.allowed:
-        kernel.metrics.rate_limited.labels(match.route.service).inc()
+        gateway.kernel.metrics.rate_limited.labels(match.route.service).inc()
         return JSONResponse(
             {"detail": "too many requests"},
             status_code=status.HTTP_429_TOO_MANY_REQUESTS,
@@ -54,7 +65,7 @@ async def forward(
         )
     body = await _bounded_body(request, match.route.max_body_bytes)
     try:
-        upstream = await upstreams.forward(
+        upstream = await gateway.upstreams.forward(
             match,
             method=request.method,
             query=request.url.query,
@@ -75,12 +86,25 @@ async def forward(
             {"detail": f"{match.route.service} is unreachable"}, status_code=status.HTTP_502_BAD_GATEWAY
         )
     headers = {name: value for name, value in upstream.headers.items() if name.lower() not in HOP_BY_HOP}
+    if upstream.content_length is not None and upstream.content_length <= SMALL_BODY:
+        # Most answers are small JSON: read them whole and skip the streaming machinery
+        # (a task group per response that listens for the client leaving).
+        try:
+            content = await upstream.read()
+        finally:
+            upstream.release()
+        return Response(content, status_code=upstream.status, headers=headers)
     return StreamingResponse(
         upstream.content.iter_chunked(64 * 1024),
         status_code=upstream.status,
         headers=headers,
-        background=BackgroundTask(upstream.release),
+        background=BackgroundTask(_release, upstream),
     )
+
+
+async def _release(upstream: ClientResponse) -> None:
+    # async on purpose: Starlette runs a sync background task in a worker thread.
+    upstream.release()
 
 
 async def _authenticate(request: Request, kernel: ServiceKernel) -> Principal:

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from common.api import create_service_app
 from common.kernel import build_kernel
 from common.observability import Metrics
-from gateway.api import router
+from gateway.api import GatewayState, router
 from gateway.proxy import RouteTable, Upstreams
 from gateway.ratelimit import RateLimits
 from gateway.settings import GatewaySettings
@@ -21,7 +21,11 @@ def create_app(settings: GatewaySettings, *, metrics: Metrics | None = None) -> 
     app = create_service_app(
         kernel, title="SmartGym gateway", routers=[router], on_start=[upstreams.start], on_stop=[upstreams.aclose]
     )
-    app.state.route_table = RouteTable(settings.gateway_routes)
     app.state.upstreams = upstreams
-    app.state.rate_limits = RateLimits(settings.gateway_rate_limit_storage, per_address=settings.gateway_ip_rate_limit)
+    app.state.gateway = GatewayState(
+        kernel=kernel,
+        table=RouteTable(settings.gateway_routes),
+        upstreams=upstreams,
+        limits=RateLimits(settings.gateway_rate_limit_storage, per_address=settings.gateway_ip_rate_limit),
+    )
     return app
