@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Annotated
 
-from aiohttp import ClientResponse
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from aiohttp import ClientResponse, ClientWebSocketResponse, WSMsgType
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
@@ -105,6 +107,71 @@ async def forward(request: Request) -> Response:
 async def _release(upstream: ClientResponse) -> None:
     # async on purpose: Starlette runs a sync background task in a worker thread.
     upstream.release()
+
+
+@router.websocket("/api/{path:path}")
+async def forward_websocket(websocket: WebSocket) -> None:
+    """Live sockets (running's runs and races) pass through: the token is checked on the
+    handshake (header, or ``access_token`` in the query for browsers), then frames are
+    pumped both ways until either side closes."""
+    gateway: GatewayState = websocket.app.state.gateway
+    match = gateway.table.match(websocket.url.path)
+    if match is None:
+        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="no route for this path")
+        return
+    token = websocket.headers.get("authorization", "").partition(" ")[2] or websocket.query_params.get(
+        "access_token", ""
+    )
+    if not match.is_public:
+        try:
+            principal = await gateway.kernel.verifier.verify(token)
+        except InvalidToken:
+            await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="valid bearer token required")
+            return
+        if match.route.roles and not principal.has_any_role(match.route.roles):
+            await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="role not permitted")
+            return
+    query = "&".join(f"{k}={v}" for k, v in websocket.query_params.multi_items() if k != "access_token")
+    try:
+        upstream = await gateway.upstreams.connect_websocket(match, query=query, token=token)
+    except (UpstreamUnreachable, UpstreamTimeout, CircuitOpenError):
+        await websocket.close(code=status.WS_1013_TRY_AGAIN_LATER, reason=f"{match.route.service} unavailable")
+        return
+    await websocket.accept()
+    await _pump(websocket, upstream)
+
+
+async def _pump(client: WebSocket, upstream: ClientWebSocketResponse) -> None:
+    async def client_to_upstream() -> None:
+        while True:
+            message = await client.receive()
+            if message["type"] == "websocket.disconnect":
+                await upstream.close(code=message.get("code", 1000))
+                return
+            if message.get("text") is not None:
+                await upstream.send_str(message["text"])
+            elif message.get("bytes") is not None:
+                await upstream.send_bytes(message["bytes"])
+
+    async def upstream_to_client() -> None:
+        async for frame in upstream:
+            if frame.type == WSMsgType.TEXT:
+                await client.send_text(frame.data)
+            elif frame.type == WSMsgType.BINARY:
+                await client.send_bytes(frame.data)
+            else:
+                break
+        with contextlib.suppress(RuntimeError):  # the client may be gone already
+            await client.close(code=upstream.close_code or 1000)
+
+    tasks = [asyncio.create_task(client_to_upstream()), asyncio.create_task(upstream_to_client())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await upstream.close()
 
 
 async def _authenticate(request: Request, kernel: ServiceKernel) -> Principal:

@@ -142,6 +142,41 @@ class Upstreams:
     def breakers(self) -> list[dict[str, object]]:
         return [pool.snapshot() for pool in self._pools.values()]
 
+    async def connect_websocket(self, match: Match, *, query: str, token: str) -> aiohttp.ClientWebSocketResponse:
+        """A WebSocket to an instance of the route's upstream, carrying the caller's token."""
+        assert self._session is not None, "Upstreams.start() not called"
+        route, pool = match.route, self._pools[match.route.service]
+        session = self._session
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        correlation_id = current_correlation_id()
+        if correlation_id:
+            headers[REQUEST_ID_HEADER] = correlation_id
+        path = match.upstream_path + (f"?{query}" if query else "")
+
+        async def connect() -> aiohttp.ClientWebSocketResponse:
+            tried: set[str] = set()
+            for _ in range(1 + route.retries):
+                instance = pool.pick(tried)
+                if instance is None:
+                    break
+                tried.add(instance.url)
+                try:
+                    return await asyncio.wait_for(
+                        session.ws_connect(
+                            instance.url.replace("http", "ws", 1) + path, headers=headers, heartbeat=30.0
+                        ),
+                        timeout=route.timeout_s,
+                    )
+                except aiohttp.ClientConnectorError:
+                    pool.eject(instance)
+                except TimeoutError as exc:
+                    raise UpstreamTimeout(route.service) from exc
+                except aiohttp.ClientError as exc:
+                    raise UpstreamUnreachable(f"{route.service}: {type(exc).__name__}") from exc
+            raise UpstreamUnreachable(route.service)
+
+        return await pool.breaker.call(connect)
+
     async def forward(
         self,
         match: Match,
