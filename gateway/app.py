@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from common.api import create_service_app
 from common.kernel import build_kernel
@@ -21,6 +22,15 @@ def create_app(settings: GatewaySettings, *, metrics: Metrics | None = None) -> 
     app = create_service_app(
         kernel, title="SmartGym gateway", routers=[router], on_start=[upstreams.start], on_stop=[upstreams.aclose]
     )
+    if settings.gateway_cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.gateway_cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id", "retry-after"],
+            max_age=600,
+        )
     app.state.upstreams = upstreams
     app.state.gateway = GatewayState(
         kernel=kernel,

@@ -54,6 +54,8 @@ class GatewaySettings(PlatformSettings):
     gateway_ip_rate_limit: str = "200/second"
     # An instance that refused a connection is left out for this long.
     gateway_eject_s: float = Field(default=10.0, gt=0)
+    # Origins of the web consoles (owner console, operations dashboard) allowed by CORS.
+    gateway_cors_origins: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _default_routes(self) -> Self:

@@ -139,3 +139,17 @@ async def test_limits_are_shared_by_replicas_through_redis():
             for gateway in (first, second, first, second, first, second):
                 statuses.append((await gateway.get("/api/svc/who", headers=member)).status_code)
             assert statuses == [200, 200, 200, 200, 429, 429]
+
+
+async def test_cors_admits_the_consoles_and_nobody_else():
+    async with serving(instance_app("a")) as url:
+        settings = settings_for(url).model_copy(update={"gateway_cors_origins": ("https://console.smartgym.example",)})
+        async with asgi_client(create_app(settings)) as gateway:
+            preflight = {"access-control-request-method": "GET", "access-control-request-headers": "authorization"}
+            allowed = await gateway.options(
+                "/api/svc/who", headers={"origin": "https://console.smartgym.example", **preflight}
+            )
+            assert allowed.status_code == 200
+            assert allowed.headers["access-control-allow-origin"] == "https://console.smartgym.example"
+            other = await gateway.options("/api/svc/who", headers={"origin": "https://evil.example", **preflight})
+            assert "access-control-allow-origin" not in other.headers
