@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
 from aiohttp import ClientResponse, ClientWebSocketResponse, WSMsgType
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket, status
 from fastapi.responses import JSONResponse, StreamingResponse
+from prometheus_client import Histogram
 from starlette.background import BackgroundTask
 
 from common.api import from_app_state, require_roles
@@ -29,6 +31,7 @@ class GatewayState:
     table: RouteTable
     upstreams: Upstreams
     limits: RateLimits
+    upstream_seconds: Histogram
 
 
 router = APIRouter()
@@ -51,6 +54,9 @@ async def forward(request: Request) -> Response:
     principal = None if match.is_public else await _authenticate(request, gateway.kernel)
     if principal is not None and match.route.roles and not principal.has_any_role(match.route.roles):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "role not permitted")
+    branch = match.branch
+    if principal is not None and branch is not None and not principal.may_act_for_branch(branch):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "not permitted for this branch")
     address = request.client.host if request.client else None
     verdict = await gateway.limits.check(
         route=match.route.service,
@@ -66,6 +72,7 @@ async def forward(request: Request) -> Response:
             headers={"Retry-After": str(verdict.retry_after_s)},
         )
     body = await _bounded_body(request, match.route.max_body_bytes)
+    started = time.perf_counter()
     try:
         upstream = await gateway.upstreams.forward(
             match,
@@ -87,6 +94,7 @@ async def forward(request: Request) -> Response:
         return JSONResponse(
             {"detail": f"{match.route.service} is unreachable"}, status_code=status.HTTP_502_BAD_GATEWAY
         )
+    gateway.upstream_seconds.labels(match.route.service, str(upstream.status)).observe(time.perf_counter() - started)
     headers = {name: value for name, value in upstream.headers.items() if name.lower() not in HOP_BY_HOP}
     if upstream.content_length is not None and upstream.content_length <= SMALL_BODY:
         # Most answers are small JSON: read them whole and skip the streaming machinery

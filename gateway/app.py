@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import Histogram
 
 from common.api import create_service_app
 from common.kernel import build_kernel
-from common.observability import Metrics
+from common.observability import LATENCY_BUCKETS, Metrics
 from gateway.api import GatewayState, router
 from gateway.proxy import RouteTable, Upstreams
 from gateway.ratelimit import RateLimits
@@ -37,5 +38,12 @@ def create_app(settings: GatewaySettings, *, metrics: Metrics | None = None) -> 
         table=RouteTable(settings.gateway_routes),
         upstreams=upstreams,
         limits=RateLimits(settings.gateway_rate_limit_storage, per_address=settings.gateway_ip_rate_limit),
+        upstream_seconds=Histogram(
+            "smartgym_gateway_upstream_seconds",
+            "Time to the upstream's response headers, by route and status.",
+            ["route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=kernel.metrics.registry,
+        ),
     )
     return app

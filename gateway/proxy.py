@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,14 @@ class Match:
     @property
     def is_public(self) -> bool:
         return self.upstream_path in self.route.public
+
+    @property
+    def branch(self) -> str | None:
+        """The branch a branch-scoped route's path names, if any."""
+        if self.route.branch_pattern is None:
+            return None
+        found = re.match(self.route.branch_pattern, self.upstream_path)
+        return found.group("branch") if found else None
 
 
 class RouteTable:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Self
 
 from limits import parse
@@ -32,11 +33,21 @@ class RouteConfig(BaseModel):
     # Per principal (or per client address on public paths), in `limits` notation.
     rate_limit: str = "50/second"
     max_body_bytes: int = Field(default=1_048_576, ge=0)
+    # Branch-scoped routes: a regular expression over the upstream path whose ``branch``
+    # group names the branch; the caller must act for it (operators act for all).
+    branch_pattern: str | None = None
 
     @field_validator("upstreams", mode="before")
     @classmethod
     def _one_or_many(cls, value: object) -> object:
         return (value,) if isinstance(value, str) else value
+
+    @field_validator("branch_pattern")
+    @classmethod
+    def _has_branch_group(cls, value: str | None) -> str | None:
+        if value is not None and "branch" not in re.compile(value).groupindex:
+            raise ValueError("branch_pattern needs a (?P<branch>...) group")
+        return value
 
     @field_validator("rate_limit")
     @classmethod

@@ -46,6 +46,9 @@ def gateway_settings(upstream: str, dead: str) -> GatewaySettings:
             RouteConfig(prefix="/api/auth", service="auth", upstreams=upstream, public=("/login",)),
             RouteConfig(prefix="/api/ops", service="ops", upstreams=upstream, roles=(Role.OPERATOR,)),
             RouteConfig(prefix="/api/dead", service="dead", upstreams=dead, timeout_s=1),
+            RouteConfig(
+                prefix="/api/owner", service="owner", upstreams=upstream, branch_pattern=r"^/branches/(?P<branch>[^/]+)"
+            ),
         ),
     )
 
@@ -108,4 +111,16 @@ async def test_dead_upstream_is_502_then_the_breaker_fails_fast_with_503(gateway
     assert (await gateway.get("/admin/breakers", headers=bearer())).status_code == 403
     snapshot = await gateway.get("/admin/breakers", headers=bearer((Role.OPERATOR,)))
     states = {item["name"]: item["state"] for item in snapshot.json()}
-    assert states == {"auth": "closed", "ops": "closed", "dead": "open"}
+    assert states == {"auth": "closed", "ops": "closed", "dead": "open", "owner": "closed"}
+
+
+async def test_a_branch_owner_cannot_reach_another_branch(gateway):
+    owner = {"authorization": f"Bearer {tokens.issuer().issue('owner-1', [Role.BRANCH_OWNER], ['gangnam-1'])}"}
+    operator = bearer((Role.OPERATOR,))
+    assert (await gateway.get("/api/owner/branches/gangnam-1/reviews", headers=owner)).status_code == 200
+    idor = await gateway.get("/api/owner/branches/hongdae-2/reviews", headers=owner)
+    assert idor.status_code == 403
+    assert idor.json()["detail"] == "not permitted for this branch"
+    assert (await gateway.get("/api/owner/branches/hongdae-2/reviews", headers=operator)).status_code == 200
+    metrics = (await gateway.get("/metrics")).text
+    assert 'smartgym_gateway_upstream_seconds_count{route="owner",status="200"} 2.0' in metrics
