@@ -96,3 +96,22 @@ def test_containers_are_probed_and_locked_down():
     assert security["readOnlyRootFilesystem"] is True
     assert security["allowPrivilegeEscalation"] is False
     assert values()["podSecurityContext"]["runAsNonRoot"] is True
+
+
+def test_gateway_routes_in_values_are_what_the_gateway_reads():
+    from gateway.settings import RouteConfig
+
+    route = {
+        "prefix": "/api/auth",
+        "service": "auth",
+        "upstreams": ["http://smartgym-auth:8001"],
+        "public": ["/login"],
+        "rate_limit": "20/second",
+    }
+    chart_values = values() | {"gatewayRoutes": [route]}
+    jsonschema.validate(chart_values, schema())
+    RouteConfig.model_validate(route)  # the ConfigMap's JSON parses as the gateway's own type
+    extras = (CHART / "templates" / "gateway-extras.yaml").read_text()
+    assert "SMARTGYM_GATEWAY_ROUTES" in extras
+    assert "kind: HorizontalPodAutoscaler" in extras
+    assert values()["services"]["gateway"]["replicas"] >= 3
