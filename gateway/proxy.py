@@ -87,6 +87,18 @@ class Pool:
     breaker: AsyncCircuitBreaker
     eject_s: float
     _turn: itertools.count[int] = field(default_factory=itertools.count)
+    # Retry budget: each request earns a fifth of a retry, up to ten saved; a retry spends
+    # one. When an upstream is failing everywhere, retries cannot multiply the load.
+    _retry_tokens: float = 10.0
+
+    def earn_retry(self) -> None:
+        self._retry_tokens = min(10.0, self._retry_tokens + 0.2)
+
+    def spend_retry(self) -> bool:
+        if self._retry_tokens >= 1.0:
+            self._retry_tokens -= 1.0
+            return True
+        return False
 
     def pick(self, tried: set[str]) -> Instance | None:
         now = time.monotonic()
@@ -215,7 +227,10 @@ class Upstreams:
         async def attempt_all() -> aiohttp.ClientResponse:
             tried: set[str] = set()
             last_error: Exception | None = None
-            for _ in range(attempts):
+            pool.earn_retry()
+            for attempt in range(attempts):
+                if attempt and not pool.spend_retry():
+                    break  # budget spent: fail this one rather than pile onto a sick upstream
                 instance = pool.pick(tried)
                 if instance is None:
                     break

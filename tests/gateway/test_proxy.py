@@ -153,3 +153,38 @@ async def test_cors_admits_the_consoles_and_nobody_else():
             assert allowed.headers["access-control-allow-origin"] == "https://console.smartgym.example"
             other = await gateway.options("/api/svc/who", headers={"origin": "https://evil.example", **preflight})
             assert "access-control-allow-origin" not in other.headers
+
+
+async def test_breaker_opens_fails_fast_and_closes_when_the_upstream_returns():
+    port = free_port()
+    settings = settings_for(f"http://127.0.0.1:{port}", timeout_s=1).model_copy(
+        update={"breaker_fail_max": 3, "breaker_reset_timeout_s": 0.5}
+    )
+    jwks_port = free_port()
+    async with serving(instance_app("jwks"), jwks_port) as jwks_url:
+        settings = settings.model_copy(update={"auth_url": jwks_url})
+        async with asgi_client(create_app(settings)) as gateway:
+            async with serving(instance_app("a"), port):
+                assert (await gateway.get("/api/svc/who", headers=bearer())).status_code == 200
+            # the upstream is gone: failures open the breaker, then calls fail fast
+            statuses = [(await gateway.get("/api/svc/who", headers=bearer())).status_code for _ in range(5)]
+            assert statuses[:3] == [502, 502, 502]
+            assert statuses[3:] == [503, 503]
+            async with serving(instance_app("a"), port):
+                await asyncio.sleep(0.6)  # past the reset timeout: the next call is the probe
+                for instance in (await gateway.get("/admin/breakers", headers=bearer(roles=(Role.OPERATOR,)))).json():
+                    assert instance["state"] == "open"
+                assert (await gateway.get("/api/svc/who", headers=bearer())).status_code == 200
+                states = (await gateway.get("/admin/breakers", headers=bearer(roles=(Role.OPERATOR,)))).json()
+                assert [item["state"] for item in states] == ["closed"]
+
+
+def test_the_retry_budget_caps_retries_at_a_fifth_of_requests():
+    from common.breaker import AsyncCircuitBreaker
+    from gateway.proxy import Instance, Pool
+
+    pool = Pool("svc", [Instance("http://a"), Instance("http://b")], AsyncCircuitBreaker("svc"), eject_s=10)
+    assert sum(pool.spend_retry() for _ in range(15)) == 10  # the saved allowance, then nothing
+    for _ in range(10):
+        pool.earn_retry()  # ten requests earn two retries
+    assert [pool.spend_retry() for _ in range(3)] == [True, True, False]
