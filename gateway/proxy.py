@@ -87,16 +87,17 @@ class Pool:
     breaker: AsyncCircuitBreaker
     eject_s: float
     _turn: itertools.count[int] = field(default_factory=itertools.count)
-    # Retry budget: each request earns a fifth of a retry, up to ten saved; a retry spends
-    # one. When an upstream is failing everywhere, retries cannot multiply the load.
-    _retry_tokens: float = 10.0
+    # Retry budget, in tenths of a retry: each request earns a fifth of a retry, up to ten
+    # saved; a retry spends one. When an upstream is failing everywhere, retries cannot
+    # multiply the load.
+    _retry_tenths: int = 100
 
     def earn_retry(self) -> None:
-        self._retry_tokens = min(10.0, self._retry_tokens + 0.2)
+        self._retry_tenths = min(100, self._retry_tenths + 2)
 
     def spend_retry(self) -> bool:
-        if self._retry_tokens >= 1.0:
-            self._retry_tokens -= 1.0
+        if self._retry_tenths >= 10:
+            self._retry_tenths -= 10
             return True
         return False
 
