@@ -10,16 +10,18 @@ from common.api import create_service_app
 from common.kernel import build_kernel
 from common.observability import LATENCY_BUCKETS, Metrics
 from gateway.api import GatewayState, router
-from gateway.proxy import RouteTable, Upstreams
+from gateway.proxy import Resolver, RouteTable, Upstreams, resolve_addresses
 from gateway.ratelimit import RateLimits
 from gateway.settings import GatewaySettings
 
 SERVICE = "gateway"
 
 
-def create_app(settings: GatewaySettings, *, metrics: Metrics | None = None) -> FastAPI:
+def create_app(
+    settings: GatewaySettings, *, metrics: Metrics | None = None, resolver: Resolver = resolve_addresses
+) -> FastAPI:
     kernel = build_kernel(SERVICE, settings, metadata=None, metrics=metrics)
-    upstreams = Upstreams(settings.gateway_routes, settings, kernel.metrics)
+    upstreams = Upstreams(settings.gateway_routes, settings, kernel.metrics, resolver=resolver)
     app = create_service_app(
         kernel, title="SmartGym gateway", routers=[router], on_start=[upstreams.start], on_stop=[upstreams.aclose]
     )

@@ -9,13 +9,17 @@ a connect-error retry on another instance safe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import itertools
 import re
+import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
+from yarl import URL
 
 from common.breaker import AsyncCircuitBreaker, breaker_for
 from common.context import REQUEST_ID_HEADER, current_correlation_id
@@ -101,6 +105,13 @@ class Pool:
             return True
         return False
 
+    def replace_addresses(self, urls: list[str]) -> None:
+        """Take a fresh instance list (from discovery), keeping the state of known ones."""
+        known = {item.url: item for item in self.instances}
+        fresh = [known.get(url) or Instance(url) for url in dict.fromkeys(urls)]
+        if fresh:
+            self.instances = fresh
+
     def pick(self, tried: set[str]) -> Instance | None:
         now = time.monotonic()
         candidates = [item for item in self.instances if item.url not in tried]
@@ -125,6 +136,71 @@ class Pool:
         }
 
 
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve_addresses(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to: one for a ClusterIP Service, one per pod for a
+    Kubernetes headless Service."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+class Discovery:
+    """Re-resolves upstream host names so a headless Service's pods become instances."""
+
+    def __init__(
+        self, pools: dict[str, Pool], routes: Iterable[RouteConfig], *, resolver: Resolver, interval_s: float = 10.0
+    ) -> None:
+        self._targets: dict[str, list[URL]] = {}
+        for route in routes:
+            named = [URL(url) for url in route.upstreams if not _is_address(URL(url).host or "")]
+            if named:
+                self._targets.setdefault(route.service, named)
+        self._pools = pools
+        self._resolver = resolver
+        self._interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def refresh(self) -> None:
+        for service, urls in self._targets.items():
+            expanded: list[str] = []
+            for url in urls:
+                port = url.port or 80
+                try:
+                    addresses = await self._resolver(url.host or "", port)
+                except OSError:
+                    continue  # keep what we had: a DNS blip must not empty the pool
+                for address in addresses:
+                    host = f"[{address}]" if ":" in address else address
+                    expanded.append(f"{url.scheme}://{host}:{port}")
+            self._pools[service].replace_addresses(expanded)
+
+    async def start(self) -> None:
+        if self._targets:
+            await self.refresh()
+            self._task = asyncio.create_task(self._run(), name="gateway-discovery")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            await self.refresh()
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 class UpstreamUnreachable(Exception):
     pass
 
@@ -136,7 +212,15 @@ class UpstreamTimeout(Exception):
 class Upstreams:
     """One pool, one breaker per upstream service, one shared connection pool."""
 
-    def __init__(self, routes: Iterable[RouteConfig], settings: GatewaySettings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        routes: Iterable[RouteConfig],
+        settings: GatewaySettings,
+        metrics: Metrics,
+        *,
+        resolver: Resolver = resolve_addresses,
+    ) -> None:
+        routes = list(routes)
         self._pools: dict[str, Pool] = {}
         for route in routes:
             if route.service not in self._pools:
@@ -147,14 +231,17 @@ class Upstreams:
                     settings.gateway_eject_s,
                 )
         self._session: aiohttp.ClientSession | None = None
+        self.discovery = Discovery(self._pools, routes, resolver=resolver)
 
     async def start(self) -> None:
+        await self.discovery.start()
         connector = aiohttp.TCPConnector(limit=512, limit_per_host=128, keepalive_timeout=30, ttl_dns_cache=10)
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
         )
 
     async def aclose(self) -> None:
+        await self.discovery.stop()
         if self._session is not None:
             await self._session.close()
 

@@ -188,3 +188,33 @@ def test_the_retry_budget_caps_retries_at_a_fifth_of_requests():
     for _ in range(10):
         pool.earn_retry()  # ten requests earn two retries
     assert [pool.spend_retry() for _ in range(3)] == [True, True, False]
+
+
+async def test_a_headless_service_name_becomes_one_instance_per_pod():
+    port = free_port()
+    answers = {"running-headless.test": ["127.0.0.1", "127.0.0.2"]}
+
+    async def dns(host: str, _port: int) -> list[str]:
+        return answers[host]
+
+    settings = settings_for(f"http://running-headless.test:{port}")
+    async with serving(instance_app("jwks")) as jwks_url:
+        settings = settings.model_copy(update={"auth_url": jwks_url})
+        async with (
+            serving(instance_app("pod-1"), port, host="127.0.0.1"),
+            serving(instance_app("pod-2"), port, host="127.0.0.2"),
+        ):
+            app = create_app(settings, resolver=dns)
+            async with asgi_client(app) as gateway:
+                seen = {(await gateway.get("/api/svc/who", headers=bearer())).json()["instance"] for _ in range(10)}
+                assert seen == {"pod-1", "pod-2"}
+                answers["running-headless.test"] = ["127.0.0.2"]  # pod-1 scaled away
+                await app.state.upstreams.discovery.refresh()
+                seen = {(await gateway.get("/api/svc/who", headers=bearer())).json()["instance"] for _ in range(6)}
+                assert seen == {"pod-2"}
+
+
+async def test_the_real_resolver_expands_a_name():
+    from gateway.proxy import resolve_addresses
+
+    assert "127.0.0.1" in await resolve_addresses("localhost", 80)

@@ -32,10 +32,12 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serving(app: FastAPI, port: int | None = None, *, uds: str | None = None) -> AsyncIterator[str]:
+async def serving(
+    app: FastAPI, port: int | None = None, *, uds: str | None = None, host: str = "127.0.0.1"
+) -> AsyncIterator[str]:
     """Serve ``app`` on a real loopback socket (or a Unix socket); yields its base URL."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, uds=uds, log_config=None, lifespan="on")
+    config = uvicorn.Config(app, host=host, port=port, uds=uds, log_config=None, lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -43,7 +45,7 @@ async def serving(app: FastAPI, port: int | None = None, *, uds: str | None = No
             task.result()
         await asyncio.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
         await task
