@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -51,6 +52,12 @@ async def forward(request: Request) -> Response:
     match = gateway.table.match(request.url.path)
     if match is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no route for this path")
+    if request.method not in match.route.methods:
+        raise HTTPException(
+            status.HTTP_405_METHOD_NOT_ALLOWED,
+            f"{request.method} is not allowed here",
+            headers={"Allow": ", ".join(match.route.methods)},
+        )
     principal = None if match.is_public else await _authenticate(request, gateway.kernel)
     if principal is not None and match.route.roles and not principal.has_any_role(match.route.roles):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "role not permitted")
@@ -71,7 +78,11 @@ async def forward(request: Request) -> Response:
             status_code=status.HTTP_429_TOO_MANY_REQUESTS,
             headers={"Retry-After": str(verdict.retry_after_s)},
         )
-    body = await _bounded_body(request, match.route.max_body_bytes)
+    body: bytes | AsyncIterator[bytes] = (
+        _streamed_body(request, match.route.max_body_bytes)
+        if match.route.stream_body
+        else await _bounded_body(request, match.route.max_body_bytes)
+    )
     started = time.perf_counter()
     try:
         upstream = await gateway.upstreams.forward(
@@ -194,6 +205,22 @@ async def _authenticate(request: Request, kernel: ServiceKernel) -> Principal:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, exc.reason, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
         ) from exc
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _streamed_body(request: Request, limit: int) -> AsyncIterator[bytes]:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"request body exceeds {limit} bytes for this route")
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge  # mid-stream: the upstream sees the connection cut
+        yield chunk
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:

@@ -15,7 +15,7 @@ import itertools
 import re
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -293,7 +293,7 @@ class Upstreams:
         method: str,
         query: str,
         headers: Mapping[str, str],
-        body: bytes,
+        body: bytes | AsyncIterator[bytes],
         client_address: str | None,
     ) -> aiohttp.ClientResponse:
         """The upstream's response (headers read, body not yet); the caller streams and
@@ -308,7 +308,8 @@ class Upstreams:
         if correlation_id:
             forwarded[REQUEST_ID_HEADER] = correlation_id
         path = match.upstream_path + (f"?{query}" if query else "")
-        attempts = 1 + (route.retries if method in IDEMPOTENT else 0)
+        replayable = isinstance(body, bytes)
+        attempts = 1 + (route.retries if method in IDEMPOTENT and replayable else 0)
         timeout = aiohttp.ClientTimeout(total=None, connect=min(2.0, route.timeout_s), sock_read=route.timeout_s)
         session = self._session
 
@@ -330,7 +331,7 @@ class Upstreams:
                             method,
                             instance.url + path,
                             headers=forwarded,
-                            data=body or None,
+                            data=body if not isinstance(body, bytes) else (body or None),
                             allow_redirects=False,
                             timeout=timeout,
                         ),

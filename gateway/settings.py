@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Self
+from typing import Literal, Self
 
 from limits import parse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -26,6 +26,15 @@ class RouteConfig(BaseModel):
     public: tuple[str, ...] = ()
     # Empty: any authenticated principal.
     roles: tuple[Role, ...] = ()
+    methods: tuple[Literal["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"], ...] = (
+        "GET",
+        "HEAD",
+        "OPTIONS",
+        "POST",
+        "PUT",
+        "PATCH",
+        "DELETE",
+    )
     timeout_s: float = Field(default=5.0, gt=0, le=120)
     # Extra attempts on another instance, only for idempotent methods and only when the
     # connection could not be made (the upstream never saw the request).
@@ -33,6 +42,9 @@ class RouteConfig(BaseModel):
     # Per principal (or per client address on public paths), in `limits` notation.
     rate_limit: str = "50/second"
     max_body_bytes: int = Field(default=1_048_576, ge=0)
+    # Stream request bodies to the upstream as they arrive (large uploads) instead of
+    # buffering them; such requests are never retried (a stream cannot be replayed).
+    stream_body: bool = False
     # Branch-scoped routes: a regular expression over the upstream path whose ``branch``
     # group names the branch; the caller must act for it (operators act for all).
     branch_pattern: str | None = None
@@ -93,4 +105,8 @@ class GatewaySettings(PlatformSettings):
                 RouteConfig(prefix="/api/notifications", service="notification", upstreams=(self.notification_url,)),
             )
             object.__setattr__(self, "gateway_routes", routes)
+        # The kernel's body limit guards the whole app; routes set their own, so the
+        # outer one must let the largest of them through.
+        largest = max(route.max_body_bytes for route in self.gateway_routes)
+        object.__setattr__(self, "max_body_bytes", max(self.max_body_bytes, largest))
         return self

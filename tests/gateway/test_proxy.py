@@ -218,3 +218,18 @@ async def test_the_real_resolver_expands_a_name():
     from gateway.proxy import resolve_addresses
 
     assert "127.0.0.1" in await resolve_addresses("localhost", 80)
+
+
+async def test_streamed_uploads_reach_the_upstream_whole():
+    async with gateway_in_front(stream_body=True, max_body_bytes=8 * 1024 * 1024) as gateway:
+
+        async def chunks():
+            for _ in range(64):
+                yield b"y" * 65536
+
+        sent = await gateway.post("/api/svc/echo", content=chunks(), headers=bearer())
+        assert sent.json() == {"bytes": 64 * 65536}
+        too_big = await gateway.post(
+            "/api/svc/echo", content=b"z" * 100, headers={**bearer(), "content-length": str(9 * 1024 * 1024)}
+        )
+        assert too_big.status_code == 413

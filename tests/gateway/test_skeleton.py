@@ -44,7 +44,7 @@ def gateway_settings(upstream: str, dead: str) -> GatewaySettings:
         breaker_reset_timeout_s=30,
         gateway_routes=(
             RouteConfig(prefix="/api/auth", service="auth", upstreams=upstream, public=("/login",)),
-            RouteConfig(prefix="/api/ops", service="ops", upstreams=upstream, roles=(Role.OPERATOR,)),
+            RouteConfig(prefix="/api/ops", service="ops", upstreams=upstream, roles=(Role.OPERATOR,), methods=("GET",)),
             RouteConfig(prefix="/api/dead", service="dead", upstreams=dead, timeout_s=1),
             RouteConfig(
                 prefix="/api/owner", service="owner", upstreams=upstream, branch_pattern=r"^/branches/(?P<branch>[^/]+)"
@@ -124,3 +124,10 @@ async def test_a_branch_owner_cannot_reach_another_branch(gateway):
     assert (await gateway.get("/api/owner/branches/hongdae-2/reviews", headers=operator)).status_code == 200
     metrics = (await gateway.get("/metrics")).text
     assert 'smartgym_gateway_upstream_seconds_count{route="owner",status="200"} 2.0' in metrics
+
+
+async def test_methods_outside_the_route_table_are_405_with_allow(gateway):
+    refused = await gateway.post("/api/ops/x", headers=bearer((Role.OPERATOR,)))
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "GET"
+    assert (await gateway.get("/api/ops/x", headers=bearer((Role.OPERATOR,)))).status_code == 200
