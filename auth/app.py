@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -27,12 +24,11 @@ from common.breaker import breaker_for
 from common.events.bus import EventBus
 from common.kernel import build_kernel
 from common.observability import Metrics
+from common.periodic import Periodic
 from common.security import JwksCache
 from common.settings import PlatformSettings
 
 SERVICE = "auth"
-
-log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -61,7 +57,9 @@ def create_app(
     )
     keys = KeyRing(kernel.db, settings.key_encryption_secret.get_secret_value().encode())
     auth_settings = settings if isinstance(settings, AuthSettings) else AuthSettings(**settings.model_dump())
-    reloader = _KeyReloader(keys)
+    # Other auth replicas rotate keys too: re-read the ring every minute so this one signs
+    # with the newest key and publishes every key still trusted.
+    reloader = Periodic("auth-key-reloader", 60.0, keys.load)
     stop_hooks: list[Callable[[], Awaitable[None]]] = [reloader.stop]
 
     if identity_check is None:
@@ -100,30 +98,3 @@ def create_app(
     app.state.devices = DeviceService(kernel=kernel, keys=keys)
     app.state.memberships = MembershipService(kernel=kernel, identity=identity_check)
     return app
-
-
-class _KeyReloader:
-    """Other auth replicas rotate keys too: re-read the ring every minute so this one
-    signs with the newest key and publishes every key still trusted."""
-
-    def __init__(self, keys: KeyRing, interval_s: float = 60.0) -> None:
-        self._keys = keys
-        self._interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="auth-key-reloader")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            try:
-                await self._keys.load()
-            except Exception:
-                log.warning("signing keys could not be reloaded; keeping the current ring", exc_info=True)

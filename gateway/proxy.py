@@ -9,7 +9,6 @@ a connect-error retry on another instance safe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import itertools
 import re
@@ -24,6 +23,7 @@ from yarl import URL
 from common.breaker import AsyncCircuitBreaker, breaker_for
 from common.context import REQUEST_ID_HEADER, current_correlation_id
 from common.observability import Metrics
+from common.periodic import Periodic
 from gateway.settings import GatewaySettings, RouteConfig
 
 # Connection-scoped headers (RFC 9110 §7.6.1) never cross a proxy.
@@ -159,8 +159,7 @@ class Discovery:
                 self._targets.setdefault(route.service, named)
         self._pools = pools
         self._resolver = resolver
-        self._interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("gateway-discovery", interval_s, self.refresh)
 
     async def refresh(self) -> None:
         for service, urls in self._targets.items():
@@ -179,18 +178,10 @@ class Discovery:
     async def start(self) -> None:
         if self._targets:
             await self.refresh()
-            self._task = asyncio.create_task(self._run(), name="gateway-discovery")
+            await self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            await self.refresh()
+        await self._periodic.stop()
 
 
 def _is_address(host: str) -> bool:
