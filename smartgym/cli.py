@@ -109,6 +109,10 @@ async def _run_embedded(host: str, port_offset: int, overrides: dict[str, Any]) 
         await bus.close()
 
 
+def _built(app: FastAPI) -> FastAPI:
+    return app
+
+
 def _build(service: ServiceSpec, overrides: dict[str, Any], bus: EventBus, metrics: Metrics) -> FastAPI:
     return service.create_app(_settings_for(service, overrides), bus=bus, metrics=metrics)
 
@@ -173,15 +177,10 @@ def serve(service: str, host: str, port: int | None, migrate: bool) -> None:
     configure_logging(settings.log_level, json_lines=settings.log_json)
     if migrate:
         _migrate([chosen], settings)
-    listeners: list[tuple[str, Callable[[], FastAPI], int | Path]]
-    if chosen.name == "facemodel":
-        from facemodel.app import create_listeners
-
-        built = create_listeners(settings, port or chosen.port)  # type: ignore[arg-type]
-        listeners = [(name, functools.partial(lambda app: app, app), where) for name, app, where in built]
-    else:
-        listeners = [(chosen.name, lambda: chosen.create_app(settings), port or chosen.port)]
-    apps = listeners
+    apps = [
+        (name, functools.partial(_built, app), where)
+        for name, app, where in chosen.listeners(settings, port or chosen.port)
+    ]
     sys.exit(asyncio.run(_serve_all(host, apps, ready_message=f"{chosen.name} on port {port or chosen.port}")))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from fastapi import FastAPI
@@ -51,6 +52,17 @@ class ServiceSpec:
         module, _, attribute = self.settings_class.partition(":")
         settings_type: type[PlatformSettings] = getattr(importlib.import_module(module), attribute)
         return settings_type
+
+    def listeners(self, settings: PlatformSettings, port: int) -> list[tuple[str, FastAPI, int | Path]]:
+        """What ``smartgym serve`` runs for this service: one app on its port, unless the
+        service's app module says otherwise with ``create_listeners`` (facemodel also
+        listens on a Unix socket)."""
+        module = importlib.import_module(f"{self.name}.app")
+        custom = getattr(module, "create_listeners", None)
+        if custom is not None:
+            listeners: list[tuple[str, FastAPI, int | Path]] = custom(settings, port)
+            return listeners
+        return [(self.name, self.create_app(settings), port)]
 
     def create_app(
         self, settings: PlatformSettings, *, bus: EventBus | None = None, metrics: Metrics | None = None
