@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 
 from auth.devices import DeviceRejected, DeviceService, UnknownDevice
 from auth.errors import (
@@ -60,6 +61,16 @@ Operator = Annotated[Principal, Depends(require_roles(Role.OPERATOR))]
 router = APIRouter()
 
 
+async def weak_password(_request: Request, exc: Exception) -> JSONResponse:
+    """Every route that sets a password refuses a weak one the same way (registered on the
+    app in auth.app)."""
+    assert isinstance(exc, WeakPassword)
+    return JSONResponse(
+        {"detail": [f"password {problem}" for problem in exc.problems]},
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
+
+
 def source_address(request: Request) -> str | None:
     """The caller's address: the gateway appends it to X-Forwarded-For, so the last hop
     is the one our own gateway saw (auth is only reachable through it)."""
@@ -88,8 +99,6 @@ async def signup(body: SignupIn, accounts: Accounts, request: Request) -> UserPu
         user = await accounts.register(
             email=body.email, phone=body.phone, password=body.password, source=source_address(request)
         )
-    except WeakPassword as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [f"password {p}" for p in exc.problems]) from exc
     except EmailTaken as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, "an account with this email or phone number exists") from exc
     return _user(user)
@@ -147,8 +156,6 @@ async def change_password(
         )
     except InvalidCredentials as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "current password is wrong") from exc
-    except WeakPassword as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [f"password {p}" for p in exc.problems]) from exc
     except UnknownUser as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "account no longer exists") from exc
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -202,8 +209,6 @@ async def reset_password(body: ResetIn, accounts: Accounts, request: Request) ->
         )
     except InvalidResetToken as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "reset token invalid, used or expired") from exc
-    except WeakPassword as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [f"password {p}" for p in exc.problems]) from exc
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -9,8 +9,9 @@ from typing import Any
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 
-from auth.api import router
+from auth.api import router, weak_password
 from auth.devices import DeviceService
+from auth.errors import WeakPassword
 from auth.faces import FaceAnalyser, FaceEnrolments, FacemodelClient, Sealer
 from auth.identity import CardCheckClient, IdentityCheck
 from auth.keys import KeyRing
@@ -88,6 +89,7 @@ def create_app(
         sealer=Sealer(settings.key_encryption_secret.get_secret_value().encode()),
     )
     app.state.max_face_upload_bytes = auth_settings.max_face_upload_bytes
+    app.add_exception_handler(WeakPassword, weak_password)
     app.state.keys = keys
     app.state.accounts = AccountService(
         kernel=kernel,
