@@ -32,6 +32,20 @@ async def operator_tokens(app, client, role=Role.OPERATOR, branches=()):
     return login.json()
 
 
+async def grant_membership(client, operator_tokens_, member_id, **overrides):
+    """An active membership of branch b-1 for 2026, as an operator grants it."""
+    body = {
+        "branch_id": "b-1",
+        "status": "active",
+        "valid_from": "2026-01-01T00:00:00Z",
+        "valid_until": "2027-01-01T00:00:00Z",
+        **overrides,
+    }
+    response = await client.put(f"/members/{member_id}/memberships", headers=bearer(operator_tokens_), json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def outbox_events(settings, routing_key: str) -> list[dict]:
     """Events auth wrote to its outbox with ``routing_key``, oldest first (envelopes)."""
     import json

@@ -14,7 +14,7 @@ from auth.settings import AuthSettings
 from common.events.catalog import FaceEnrolled, FaceErased, MembershipChanged
 from facemodel.app import create_app as create_facemodel
 from facemodel.settings import FacemodelSettings
-from tests.auth.helpers import PASSWORD, bearer, operator_tokens, outbox_events, signup_and_login
+from tests.auth.helpers import PASSWORD, bearer, grant_membership, operator_tokens, outbox_events, signup_and_login
 from tests.support.apps import FAST_HASHER, asgi_client, free_port, serving
 
 CONSENT = {"text_version": "2026-11", "accepted": True}
@@ -146,16 +146,7 @@ async def test_deleting_the_account_erases_face_sessions_and_memberships(stack, 
     operator = await operator_tokens(app, client)
     email = "leaving@example.com"
     member_id, member = await signup_and_login(client, email=email)
-    await client.put(
-        f"/members/{member_id}/memberships",
-        headers=bearer(operator),
-        json={
-            "branch_id": "b-1",
-            "status": "active",
-            "valid_from": "2026-01-01T00:00:00Z",
-            "valid_until": "2027-01-01T00:00:00Z",
-        },
-    )
+    await grant_membership(client, operator, member_id)
     await client.post("/me/face/consent", json=CONSENT, headers=bearer(member))
     await enrol(client, member, photo_bytes["obama.jpg"])
     wrong = await client.request("DELETE", "/me", json={"password": "not my password"}, headers=bearer(member))

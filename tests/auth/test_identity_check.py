@@ -8,7 +8,7 @@ from auth import cardcheck_sim
 from auth.app import create_app
 from auth.settings import AuthSettings
 from common.events.catalog import MembershipChanged
-from tests.auth.helpers import bearer, operator_tokens, outbox_events, signup_and_login
+from tests.auth.helpers import bearer, grant_membership, operator_tokens, outbox_events, signup_and_login
 from tests.support.apps import FAST_HASHER, asgi_client, free_port, serving
 
 API_KEY = "partner-key-for-tests"
@@ -40,17 +40,7 @@ async def test_verified_identity_republishes_memberships(app_and_client, setting
     simulator, _ = partner
     operator = await operator_tokens(app, client)
     member_id, member = await signup_and_login(client)
-    await client.put(
-        f"/members/{member_id}/memberships",
-        headers=bearer(operator),
-        json={
-            "branch_id": "b-1",
-            "status": "active",
-            "valid_from": "2026-01-01T00:00:00Z",
-            "valid_until": "2027-01-01T00:00:00Z",
-            "requires_identity": True,
-        },
-    )
+    await grant_membership(client, operator, member_id, requires_identity=True)
     checked = await client.post(
         "/me/identity-check",
         headers=bearer(member),
