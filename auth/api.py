@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.responses import JSONResponse
 
 from auth.devices import DeviceRejected, DeviceService, UnknownDevice
+from auth.entry_passes import EntryPasses
 from auth.errors import (
     EmailTaken,
     InvalidCredentials,
@@ -31,6 +32,8 @@ from auth.schemas import (
     DeviceIn,
     DeviceTokenIn,
     DeviceTokenOut,
+    EntryPassIn,
+    EntryPassOut,
     FaceEnrolledOut,
     IdentityCheckIn,
     IdentityCheckOut,
@@ -56,6 +59,7 @@ Keys = Annotated[KeyRing, Depends(from_app_state("keys", KeyRing))]
 Faces = Annotated[FaceEnrolments, Depends(from_app_state("faces", FaceEnrolments))]
 Devices = Annotated[DeviceService, Depends(from_app_state("devices", DeviceService))]
 Memberships = Annotated[MembershipService, Depends(from_app_state("memberships", MembershipService))]
+Passes = Annotated[EntryPasses, Depends(from_app_state("entry_passes", EntryPasses))]
 Operator = Annotated[Principal, Depends(require_roles(Role.OPERATOR))]
 
 router = APIRouter()
@@ -279,6 +283,7 @@ async def set_membership(
             valid_from=body.valid_from,
             valid_until=body.valid_until,
             requires_identity=body.requires_identity,
+            access_hours=body.access_hours,
             source=source_address(request),
         )
     except InvalidMembership as exc:
@@ -311,6 +316,14 @@ async def identity_check(
     except UnknownUser as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "account no longer exists") from exc
     return IdentityCheckOut(verified=verdict.verified, reason=verdict.reason)
+
+
+@router.post("/me/entry-pass")
+async def entry_pass(body: EntryPassIn, principal: CurrentPrincipal, passes: Passes) -> EntryPassOut:
+    if principal.has_any_role({Role.DEVICE}):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "entry passes are for members")
+    issued = passes.issue(_user_id(principal), body.branch_id)
+    return EntryPassOut(code=issued.code, expires_in=issued.expires_in)
 
 
 @router.get("/me/memberships")

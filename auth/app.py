@@ -11,8 +11,9 @@ from fastapi import FastAPI
 
 from auth.api import router, weak_password
 from auth.devices import DeviceService
+from auth.entry_passes import EntryPasses
 from auth.errors import WeakPassword
-from auth.faces import FaceAnalyser, FaceEnrolments, FacemodelClient, Sealer
+from auth.faces import FaceAnalyser, FaceEnrolments, FacemodelClient
 from auth.identity import CardCheckClient, IdentityCheck
 from auth.keys import KeyRing
 from auth.memberships import MembershipService
@@ -22,6 +23,7 @@ from auth.service import AccountService, AuthPolicy
 from auth.settings import AuthSettings
 from common.api import create_service_app
 from common.breaker import breaker_for
+from common.crypto import VectorSealer
 from common.events.bus import EventBus
 from common.kernel import build_kernel
 from common.observability import Metrics
@@ -30,6 +32,8 @@ from common.security import JwksCache
 from common.settings import PlatformSettings
 
 SERVICE = "auth"
+# Fixed forever: vectors sealed under it must still open after an upgrade.
+FACE_SEALING_PURPOSE = b"smartgym-auth-face-v1"
 
 
 def create_app(
@@ -86,7 +90,7 @@ def create_app(
         kernel=kernel,
         analyser=face_analyser,
         consent_version=auth_settings.face_consent_version,
-        sealer=Sealer(settings.key_encryption_secret.get_secret_value().encode()),
+        sealer=VectorSealer(settings.key_encryption_secret.get_secret_value().encode(), purpose=FACE_SEALING_PURPOSE),
     )
     app.state.max_face_upload_bytes = auth_settings.max_face_upload_bytes
     app.add_exception_handler(WeakPassword, weak_password)
@@ -98,5 +102,6 @@ def create_app(
         policy=policy or AuthPolicy(access_ttl=timedelta(seconds=settings.jwt_access_ttl_s)),
     )
     app.state.devices = DeviceService(kernel=kernel, keys=keys)
+    app.state.entry_passes = EntryPasses(keys, settings)
     app.state.memberships = MembershipService(kernel=kernel, identity=identity_check)
     return app

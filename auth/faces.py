@@ -3,16 +3,11 @@ only the vector (sealed with AES-GCM), never the photo, and tells access through
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import httpx
-import numpy as np
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.audit import audit
 from auth.models import FaceConsent, FaceEnrollment
 from common.breaker import AsyncCircuitBreaker, CircuitOpenError
+from common.crypto import VectorSealer
 from common.events.catalog import FaceEnrolled, FaceErased
 from common.events.envelope import utc_now
 from common.events.outbox import UnitOfWork
@@ -114,27 +110,10 @@ def _detail(response: httpx.Response) -> str:
     return str(detail) if detail else f"image refused ({response.status_code})"
 
 
-class Sealer:
-    """AES-256-GCM with a key derived from the platform's key-encryption secret; the
-    member id is bound in as associated data, so a sealed vector cannot be moved to
-    another member's row."""
-
-    def __init__(self, secret: bytes) -> None:
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"smartgym-auth-face-v1").derive(secret)
-        self._aead = AESGCM(key)
-
-    def seal(self, member_id: uuid.UUID, vector: FaceVector) -> bytes:
-        nonce = os.urandom(12)
-        plain = np.asarray(vector.embedding, np.float32).tobytes()
-        return nonce + self._aead.encrypt(nonce, plain, member_id.bytes)
-
-    def open(self, member_id: uuid.UUID, sealed: bytes) -> tuple[float, ...]:
-        plain = self._aead.decrypt(sealed[:12], sealed[12:], member_id.bytes)
-        return tuple(float(value) for value in np.frombuffer(plain, np.float32))
-
-
 class FaceEnrolments:
-    def __init__(self, *, kernel: ServiceKernel, analyser: FaceAnalyser, sealer: Sealer, consent_version: str) -> None:
+    def __init__(
+        self, *, kernel: ServiceKernel, analyser: FaceAnalyser, sealer: VectorSealer, consent_version: str
+    ) -> None:
         self._kernel = kernel
         self._analyser = analyser
         self._sealer = sealer
@@ -170,7 +149,7 @@ class FaceEnrolments:
             if await _active_consent(uow.session, member_id, self.consent_version) is None:
                 raise ConsentRequired("consent was withdrawn meanwhile")  # raced with a withdrawal
             existing = await uow.session.get(FaceEnrollment, member_id, with_for_update=True)
-            sealed = self._sealer.seal(member_id, vector)
+            sealed = self._sealer.seal(member_id, vector.embedding)
             if existing is None:
                 uow.session.add(
                     FaceEnrollment(
@@ -220,7 +199,9 @@ class FaceEnrolments:
     async def stored_vector(self, member_id: uuid.UUID) -> tuple[float, ...] | None:
         async with self._kernel.db.sessions() as session:
             enrolment = await session.get(FaceEnrollment, member_id)
-        return self._sealer.open(member_id, enrolment.sealed_embedding) if enrolment else None
+        if enrolment is None:
+            return None
+        return tuple(float(value) for value in self._sealer.open(member_id, enrolment.sealed_embedding))
 
 
 async def erase_face(

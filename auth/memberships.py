@@ -40,6 +40,7 @@ class MembershipService:
         valid_until: datetime,
         requires_identity: bool,
         source: str | None,
+        access_hours: str | None = None,
     ) -> Membership:
         """Create or replace the member's membership for ``branch_id`` (None: chain-wide)."""
         if valid_until <= valid_from:
@@ -57,6 +58,7 @@ class MembershipService:
                 uow.session.add(membership)
             membership.status, membership.valid_from, membership.valid_until = status, valid_from, valid_until
             membership.requires_identity = requires_identity
+            membership.access_hours = access_hours
             membership.version += 1
             membership.updated_at = now
             audit(
@@ -119,6 +121,7 @@ def membership_changed(membership: Membership, *, identity_verified: bool) -> Me
         identity_required=membership.requires_identity,
         identity_verified=identity_verified,
         version=membership.version,
+        access_hours=membership.access_hours,
     )
 
 

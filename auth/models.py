@@ -126,6 +126,7 @@ class Membership(Base):
     valid_from: Mapped[datetime] = mapped_column(UtcDateTime())
     valid_until: Mapped[datetime] = mapped_column(UtcDateTime())
     requires_identity: Mapped[bool] = mapped_column(Boolean, default=False)
+    access_hours: Mapped[str | None] = mapped_column(String(11), nullable=True)
     # Bumped on every change; consumers keep the highest version they have seen.
     version: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

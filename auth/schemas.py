@@ -8,6 +8,7 @@ from typing import Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
+from common.events.catalog import ACCESS_HOURS_PATTERN
 from common.security import Role
 
 
@@ -90,6 +91,15 @@ class TokenOut(BaseModel):
     refresh_expires_in: int
 
 
+class EntryPassIn(Input):
+    branch_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+
+
+class EntryPassOut(BaseModel):
+    code: str  # shown as a QR code; one use, at the named branch only
+    expires_in: int
+
+
 class KeyRotated(BaseModel):
     kid: str
 
@@ -141,6 +151,7 @@ class MembershipIn(Input):
     valid_from: AwareDatetime
     valid_until: AwareDatetime
     requires_identity: bool = False
+    access_hours: str | None = Field(default=None, pattern=ACCESS_HOURS_PATTERN, examples=["06:00-23:00"])
 
 
 class MembershipPublic(BaseModel):
@@ -151,6 +162,7 @@ class MembershipPublic(BaseModel):
     valid_from: datetime
     valid_until: datetime
     requires_identity: bool
+    access_hours: str | None
     version: int
 
 

@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,18 +55,46 @@ def make_bus(settings: PlatformSettings, metrics: Metrics, catalog: EventCatalog
     )
 
 
-def remote_jwks(settings: PlatformSettings) -> JwksCache:
-    """Keys fetched from auth's JWKS endpoint, refreshed at a bounded rate."""
+def remote_jwks(settings: PlatformSettings, *, remember_in: Path | None = None) -> JwksCache:
+    """Keys fetched from auth's JWKS endpoint, refreshed at a bounded rate.
+
+    With ``remember_in``, the last document fetched is kept in that file and used when auth
+    cannot be reached, so a service restarted during an outage still checks tokens (public
+    keys only: nothing secret is written).
+    """
     url = settings.auth_url.rstrip("/") + "/.well-known/jwks.json"
 
     async def fetch() -> Mapping[str, Any]:
-        async with httpx.AsyncClient(timeout=settings.http_timeout_s) as client:
-            response = await client.get(url)
-            response.raise_for_status()
-            document: Mapping[str, Any] = response.json()
-            return document
+        try:
+            async with httpx.AsyncClient(timeout=settings.http_timeout_s) as client:
+                response = await client.get(url)
+                response.raise_for_status()
+                document: Mapping[str, Any] = response.json()
+        except (httpx.HTTPError, ValueError):
+            remembered = await asyncio.to_thread(_read_json, remember_in) if remember_in else None
+            if remembered is None:
+                raise
+            log.warning("auth unreachable; using the public keys remembered in %s", remember_in)
+            return remembered
+        if remember_in is not None:
+            await asyncio.to_thread(_write_json_atomically, remember_in, document)
+        return document
 
     return JwksCache(fetch, min_refresh_interval_s=settings.jwks_min_refresh_interval_s)
+
+
+def _read_json(path: Path) -> Mapping[str, Any] | None:
+    if not path.exists():
+        return None
+    document: Mapping[str, Any] = json.loads(path.read_text())
+    return document
+
+
+def _write_json_atomically(path: Path, document: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(".tmp")
+    staging.write_text(json.dumps(document))
+    staging.replace(path)  # a crash never leaves half a file
 
 
 @dataclass
@@ -76,11 +106,15 @@ class ServiceKernel:
     settings: PlatformSettings
     metrics: Metrics
     verifier: TokenVerifier
+    keys: JwksCache
     database: Database | None = None
     tables: KernelTables | None = None
     bus: EventBus | None = None
     subscriptions: Subscriptions | None = None
     owns_bus: bool = True
+    # A service that must keep working offline (access at the gate) stays ready while the
+    # broker is away: its outbox keeps the events until the broker is back.
+    ready_without_bus: bool = False
     relay: OutboxRelay | None = field(default=None, init=False)
     _started: bool = field(default=False, init=False)
 
@@ -157,7 +191,8 @@ class ServiceKernel:
                 checks["database"] = {"ok": False, "error": type(exc).__name__}
         if self.bus is not None:
             checks["bus"] = self.bus.health()
-        return all(check.get("ok") for check in checks.values()), checks
+        required = [check for name, check in checks.items() if not (name == "bus" and self.ready_without_bus)]
+        return all(check.get("ok") for check in required), checks
 
 
 def build_kernel(
@@ -170,12 +205,14 @@ def build_kernel(
     metrics: Metrics | None = None,
     keys: JwksCache | None = None,
     catalog: EventCatalog = CATALOG,
+    ready_without_bus: bool = False,
 ) -> ServiceKernel:
     """Wire one service from settings; pass ``bus``/``metrics`` to share them in one process."""
     metrics = metrics or Metrics()
-    verifier = TokenVerifier(keys or remote_jwks(settings), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    keys = keys or remote_jwks(settings)
+    verifier = TokenVerifier(keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     if metadata is None:
-        return ServiceKernel(name=name, settings=settings, metrics=metrics, verifier=verifier)
+        return ServiceKernel(name=name, settings=settings, metrics=metrics, verifier=verifier, keys=keys)
     owns_bus = bus is None
     if bus is None:
         bus = make_bus(settings, metrics, catalog)
@@ -184,6 +221,8 @@ def build_kernel(
         settings=settings,
         metrics=metrics,
         verifier=verifier,
+        keys=keys,
+        ready_without_bus=ready_without_bus,
         database=Database(settings.database_url(name)),
         tables=kernel_tables_of(metadata),
         bus=bus,

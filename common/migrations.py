@@ -11,7 +11,7 @@ import logging
 from importlib import resources
 from pathlib import Path
 
-from alembic import command, context
+from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, create_engine, pool
 
@@ -102,3 +102,25 @@ def drop_kernel_tables() -> None:
     op.drop_table("processed_events")
     op.drop_index("ix_outbox_unpublished", table_name="outbox")
     op.drop_table("outbox")
+
+
+def make_append_only(table: str) -> None:
+    """On PostgreSQL, refuse UPDATE and DELETE on ``table`` for everybody, the service
+    included (audit trails). Elsewhere (SQLite, embedded mode) a no-op."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute(
+        f"CREATE FUNCTION {table}_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+        f"$$ BEGIN RAISE EXCEPTION '{table} is append-only'; END $$"
+    )
+    op.execute(
+        f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION {table}_append_only()"
+    )
+
+
+def drop_append_only(table: str) -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute(f"DROP TRIGGER {table}_append_only ON {table}")
+    op.execute(f"DROP FUNCTION {table}_append_only()")

@@ -76,6 +76,9 @@ class PlatformSettings(BaseSettings):
 
     jwt_issuer: str = "smartgym-auth"
     jwt_audience: str = "smartgym"
+    # Entry passes (the member's rotating QR code): signed by auth, checked offline by access.
+    entry_pass_audience: str = "smartgym-entry"  # noqa: S105 - an audience name, not a secret
+    entry_pass_ttl_s: int = Field(default=60, ge=10, le=60)
     jwt_access_ttl_s: int = Field(default=900, ge=30, le=86_400)
     jwks_min_refresh_interval_s: float = Field(default=30.0, ge=0)
     auth_url: str = "http://127.0.0.1:8001"

@@ -23,6 +23,7 @@ from facemodel.schemas import (
     QualityOut,
     SwapOut,
     VectorIn,
+    VectorsIn,
     VerificationOut,
 )
 from facemodel.service import FaceService, UnknownGallery
@@ -135,6 +136,23 @@ async def put_vector(gallery: str, subject: str, body: VectorIn, faces: Faces) -
         raise HTTPException(status.HTTP_409_CONFLICT, f"this gallery holds {active.embedding_space} vectors")
     try:
         faces.put_vector(gallery, subject, np.asarray(body.embedding, np.float32))
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+
+@router.post(
+    "/galleries/{gallery}/subjects",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[Depends(caller(Role.OPERATOR))],
+)
+async def put_vectors(gallery: str, body: VectorsIn, faces: Faces) -> None:
+    """Upsert many subjects in one call (a gallery loaded at start-up)."""
+    active = faces.holder.current.manifest
+    if body.embedding_space != active.embedding_space:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"this gallery holds {active.embedding_space} vectors")
+    vectors = {item.subject: np.asarray(item.embedding, np.float32) for item in body.subjects}
+    try:
+        faces.put_vectors(gallery, vectors)
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
 

@@ -46,6 +46,18 @@ class VectorIn(BaseModel):
     embedding_space: str
 
 
+class SubjectVectorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subject: str = Field(min_length=1, max_length=200)
+    embedding: list[float] = Field(min_length=1, max_length=4096)
+
+
+class VectorsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    embedding_space: str
+    subjects: list[SubjectVectorIn] = Field(min_length=1, max_length=5000)
+
+
 class DeployIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     pack: str = Field(min_length=1, max_length=500)

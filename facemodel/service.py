@@ -101,6 +101,16 @@ class FaceService:
         target.upsert(subject, vector)
         self.metrics.gallery_size.labels(gallery).set(len(target))
 
+    def put_vectors(self, gallery: str, vectors: dict[str, NDArray[np.float32]]) -> None:
+        """Many at once (a gallery loaded at start-up); all or nothing on a bad vector."""
+        target = self.gallery(gallery)
+        for subject, vector in vectors.items():
+            if vector.shape != (target.dimension,) or not np.all(np.isfinite(vector)) or not np.any(vector):
+                raise ValueError(f"vector for {subject} is not a finite non-zero {target.dimension}-d vector")
+        for subject, vector in vectors.items():
+            target.upsert(subject, vector)
+        self.metrics.gallery_size.labels(gallery).set(len(target))
+
     def remove_vector(self, gallery: str, subject: str) -> bool:
         target = self.galleries.get(gallery)
         if target is None:

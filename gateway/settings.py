@@ -70,6 +70,7 @@ class RouteConfig(BaseModel):
 
 class GatewaySettings(PlatformSettings):
     notification_url: str = "http://127.0.0.1:8008"
+    access_url: str = "http://127.0.0.1:8002"
     gateway_routes: tuple[RouteConfig, ...] = ()
     # memory:// (one gateway) or async+redis://host:6379 (limits shared by replicas).
     gateway_rate_limit_storage: str = "memory://"
@@ -103,6 +104,17 @@ class GatewaySettings(PlatformSettings):
                     timeout_s=15.0,
                 ),
                 RouteConfig(prefix="/api/notifications", service="notification", upstreams=(self.notification_url,)),
+                RouteConfig(
+                    prefix="/api/access",
+                    service="access",
+                    upstreams=(self.access_url,),
+                    max_body_bytes=6 * 1024 * 1024,  # camera frames
+                    timeout_s=10.0,
+                    # Kiosks at a busy door send a frame every few hundred milliseconds.
+                    rate_limit="20/second",
+                    # The gate decides: a retried POST could open it twice.
+                    retries=0,
+                ),
             )
             object.__setattr__(self, "gateway_routes", routes)
         # The kernel's body limit guards the whole app; routes set their own, so the

@@ -85,6 +85,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
         settings_class="facemodel.settings:FacemodelSettings",
         embedded=False,
     ),
+    # With its facemodel sidecar (same pod): not part of `up`, like facemodel itself.
+    ServiceSpec(
+        "access",
+        has_database=True,
+        uses_bus=True,
+        settings_class="access.settings:AccessSettings",
+        embedded=False,
+    ),
     ServiceSpec("gateway", has_database=False, uses_bus=False, settings_class="gateway.settings:GatewaySettings"),
 )
 

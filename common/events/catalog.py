@@ -16,6 +16,8 @@ from common.events.envelope import Event, EventCatalog
 
 CATALOG = EventCatalog()
 
+ACCESS_HOURS_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$"
+
 
 @CATALOG.register
 class UserRegistered(Event):
@@ -47,6 +49,9 @@ class MembershipChanged(Event):
     identity_required: bool
     identity_verified: bool
     version: int = Field(ge=1)
+    # Daily window the member may enter, "HH:MM-HH:MM" in the branch's local time (may wrap
+    # past midnight); None: any time. Optional, so v1 consumers that ignore it stay valid.
+    access_hours: str | None = Field(default=None, pattern=ACCESS_HOURS_PATTERN)
 
 
 @CATALOG.register
@@ -96,3 +101,55 @@ class FaceErased(Event):
 
     member_id: uuid.UUID
     reason: Literal["consent_withdrawn", "member_request", "account_deleted"]
+
+
+EntryMethod = Literal["face", "qr", "remote"]
+
+
+@CATALOG.register
+class AccessGranted(Event):
+    """A gate let somebody in (or out). ``offline``: decided while the broker was away and
+    published late; ``decided_at`` is when it happened, not when it was published."""
+
+    event_name: ClassVar[str] = "AccessGranted"
+    event_version: ClassVar[int] = 1
+
+    attempt_id: uuid.UUID
+    branch_id: str
+    gate_id: str
+    direction: Literal["in", "out"]
+    member_id: uuid.UUID | None  # None only for a remote open by an operator
+    method: EntryMethod
+    decided_at: datetime
+    offline: bool = False
+
+
+@CATALOG.register
+class AccessDenied(Event):
+    """A gate refused an attempt; ``reason`` is the code the kiosk showed."""
+
+    event_name: ClassVar[str] = "AccessDenied"
+    event_version: ClassVar[int] = 1
+
+    attempt_id: uuid.UUID
+    branch_id: str
+    gate_id: str
+    member_id: uuid.UUID | None  # None when nobody was recognised
+    method: EntryMethod
+    reason: str = Field(max_length=64)
+    decided_at: datetime
+    offline: bool = False
+
+
+@CATALOG.register
+class GateStatusChanged(Event):
+    """A gate's serial line went down or came back (for monitoring and the branch owner)."""
+
+    event_name: ClassVar[str] = "GateStatusChanged"
+    event_version: ClassVar[int] = 1
+
+    branch_id: str
+    gate_id: str
+    line: Literal["up", "down"]
+    detail: str = Field(default="", max_length=200)
+    changed_at: datetime

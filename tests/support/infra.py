@@ -7,6 +7,7 @@ it is a failure, so a green CI run always means they ran.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -35,6 +36,16 @@ def require(kind: str, url: str, default_port: int) -> None:
     message = f"{kind} not reachable at {url}"
     if os.environ.get("CI"):
         pytest.fail(f"{message} (CI must run every test: start it with scripts/services)")
+    pytest.skip(message)
+
+
+def require_tool(tool: str) -> str:
+    found = shutil.which(tool)
+    if found is not None:
+        return found
+    message = f"{tool} is not installed (scripts/services installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
     pytest.skip(message)
 
 

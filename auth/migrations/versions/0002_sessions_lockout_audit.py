@@ -8,6 +8,8 @@ Create Date: 2026-11-22 01:17:03.457180
 import sqlalchemy as sa
 from alembic import op
 
+from common.migrations import drop_append_only, make_append_only
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -56,16 +58,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_refresh_tokens_family_id"), ["family_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_refresh_tokens_user_id"), ["user_id"], unique=False)
 
-    if op.get_bind().dialect.name == "postgresql":
-        # The audit trail is append-only for everybody, the service included.
-        op.execute(
-            "CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$"
-        )
-        op.execute(
-            "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
-            "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()"
-        )
+    make_append_only("audit_log")
 
     with op.batch_alter_table("signing_keys", schema=None) as batch_op:
         batch_op.add_column(sa.Column("retire_at", sa.DateTime(timezone=True), nullable=True))
@@ -89,9 +82,7 @@ def downgrade() -> None:
 
     op.drop_table("refresh_tokens")
     op.drop_table("login_throttle")
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP TRIGGER audit_log_append_only ON audit_log")
-        op.execute("DROP FUNCTION audit_log_append_only()")
+    drop_append_only("audit_log")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_log_subject"))
         batch_op.drop_index(batch_op.f("ix_audit_log_at"))

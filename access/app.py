@@ -1,0 +1,154 @@
+"""access's app factory: gates, face cache, entry passes and their background jobs."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from prometheus_client import Gauge
+
+from access.api import router
+from access.events import AccessEvents
+from access.facemodel_client import UnixSocketFacemodel
+from access.faces import CacheMetrics, FaceCache, FaceEngine
+from access.gates import Gate, SerialLine, build_gates
+from access.models import Base
+from access.passes import EntryPassChecker
+from access.service import AccessService
+from access.settings import AccessSettings
+from common.api import create_service_app
+from common.breaker import breaker_for
+from common.crypto import VectorSealer
+from common.events.bus import EventBus
+from common.events.catalog import GateStatusChanged
+from common.events.envelope import utc_now
+from common.kernel import ServiceKernel, build_kernel, remote_jwks
+from common.observability import Metrics
+from common.periodic import Periodic
+from common.security import JwksCache
+from common.settings import PlatformSettings
+
+SERVICE = "access"
+# Fixed forever: vectors sealed under it must still open after an upgrade.
+FACE_SEALING_PURPOSE = b"smartgym-access-face-v1"
+GALLERY_CHECK_INTERVAL_S = 5.0
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: PlatformSettings,
+    *,
+    bus: EventBus | None = None,
+    metrics: Metrics | None = None,
+    keys: JwksCache | None = None,
+    facemodel: FaceEngine | None = None,
+) -> FastAPI:
+    access_settings = settings if isinstance(settings, AccessSettings) else AccessSettings(**settings.model_dump())
+    # The gate must keep working while auth is away, even across a restart: remember the
+    # public keys. And it stays ready without the broker: the outbox keeps its events.
+    keys = keys or remote_jwks(access_settings, remember_in=access_settings.data_dir / "access-jwks.json")
+    kernel = build_kernel(
+        SERVICE, access_settings, metadata=Base.metadata, bus=bus, metrics=metrics, keys=keys, ready_without_bus=True
+    )
+    stop_hooks = []
+    if facemodel is None:
+        client = UnixSocketFacemodel(
+            access_settings.access_facemodel_socket,
+            breaker=breaker_for("facemodel", access_settings, kernel.metrics),
+            timeout_s=access_settings.access_facemodel_timeout_s,
+        )
+        stop_hooks.append(client.aclose)
+        facemodel = client
+    sealer = VectorSealer(
+        access_settings.key_encryption_secret.get_secret_value().encode(), purpose=FACE_SEALING_PURPOSE
+    )
+    faces = FaceCache(
+        database=kernel.db,
+        engine=facemodel,
+        sealer=sealer,
+        branches=access_settings.served_branches,
+        prefetch=access_settings.access_prefetch_members,
+        near_miss_margin=access_settings.access_near_miss_margin,
+        metrics=CacheMetrics(kernel.metrics),
+    )
+    events = AccessEvents(faces=faces, sealer=sealer, half_life_days=access_settings.access_visit_half_life_days)
+    kernel.subscriptions = events.subscriptions(access_settings.access_site)
+    gates, lines = build_gates(
+        access_settings.access_gates,
+        reconnect_interval_s=access_settings.access_serial_reconnect_s,
+        line_timeout_ms=access_settings.access_line_timeout_ms,
+        line_retries=access_settings.access_line_retries,
+    )
+    _report_line_changes(kernel, gates, lines)
+    service = AccessService(
+        kernel=kernel,
+        settings=access_settings,
+        gates=gates,
+        faces=faces,
+        passes=EntryPassChecker(keys, access_settings),
+    )
+    jobs = [
+        Periodic("access-gallery-keeper", GALLERY_CHECK_INTERVAL_S, faces.ensure_loaded),
+        Periodic("access-prefetch", access_settings.access_prefetch_refresh_s, faces.refresh_prefetch),
+        Periodic("access-used-passes", 3600.0, service.forget_used_passes),
+    ]
+
+    async def start_gates_and_faces() -> None:
+        for line in lines:
+            await line.start()
+        try:
+            await faces.load_all()
+        except Exception:
+            # facemodel may still be starting beside us; the keeper loads it shortly.
+            log.warning("face galleries not loaded at start-up; retrying in the background", exc_info=True)
+        for job in jobs:
+            await job.start()
+
+    async def stop_gates() -> None:
+        for job in jobs:
+            await job.stop()
+        for gate in gates.values():
+            close = getattr(gate.driver, "close", None)
+            if close is not None:
+                await close()
+        for line in lines:
+            await line.stop()
+
+    app = create_service_app(
+        kernel,
+        title="SmartGym access",
+        routers=[router],
+        on_start=[start_gates_and_faces],
+        on_stop=[*stop_hooks, stop_gates],
+    )
+    app.state.access = service
+    app.state.settings = access_settings
+    return app
+
+
+def _report_line_changes(kernel: ServiceKernel, gates: dict[str, Gate], lines: list[SerialLine]) -> None:
+    """Serial health as a metric, and as an event for monitoring and the branch owner."""
+    line_up = Gauge(
+        "access_gate_line_up", "1 while the gate's serial line is open.", ["gate"], registry=kernel.metrics.registry
+    )
+    for gate in gates.values():
+        line_up.labels(gate.config.gate_id).set(1 if gate.line_up else 0)
+
+    async def changed(line: SerialLine, up: bool, detail: str) -> None:
+        async with kernel.unit_of_work() as uow:
+            for gate in gates.values():
+                if gate.driver.line is line:
+                    line_up.labels(gate.config.gate_id).set(1 if up else 0)
+                    uow.emit(
+                        GateStatusChanged(
+                            branch_id=gate.config.branch_id,
+                            gate_id=gate.config.gate_id,
+                            line="up" if up else "down",
+                            detail=detail[:200],
+                            changed_at=utc_now(),
+                        )
+                    )
+
+    for line in lines:
+        line.add_listener(changed)

@@ -1,0 +1,147 @@
+"""facemodel over the pod-local Unix socket (trusted by the socket's permissions, so no
+token: the gate must not depend on auth being reachable)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ValidationError
+
+from access.faces import FaceServiceUnavailable, GalleryMissing, Identification, ImageRejected
+from common.breaker import AsyncCircuitBreaker, CircuitOpenError
+from common.http import ServiceClient
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class _Quality(BaseModel):
+    ok: bool
+    code: str | None
+
+
+class _Analysis(BaseModel):
+    model: str
+    quality: _Quality
+    embedding: list[float] | None
+    timings_ms: dict[str, float]
+
+
+class _Match(BaseModel):
+    subject: str
+    similarity: float
+
+
+class _Identification(BaseModel):
+    analysis: _Analysis
+    matches: list[_Match]
+    threshold: float
+
+
+class _Status(BaseModel):
+    embedding_space: str
+    threshold: float
+    galleries: dict[str, int]
+
+
+class UnixSocketFacemodel:
+    def __init__(self, socket_path: Path, *, breaker: AsyncCircuitBreaker, timeout_s: float) -> None:
+        self._client = ServiceClient(
+            "facemodel",
+            "http://facemodel",
+            breaker=breaker,
+            timeout_s=timeout_s,
+            transport=httpx.AsyncHTTPTransport(uds=str(socket_path)),
+        )
+        self._threshold: float | None = None
+
+    async def identify(self, gallery: str, image: bytes, content_type: str) -> Identification:
+        response = await self._call(
+            "POST", f"/v1/galleries/{gallery}/identify", content=image, headers={"content-type": content_type}
+        )
+        if response.status_code == 404:
+            raise GalleryMissing(gallery)
+        parsed = _parse(response, _Identification)
+        best = parsed.matches[0] if parsed.matches else None
+        return _identification(
+            parsed.analysis, parsed.threshold, best.subject if best else None, best.similarity if best else None
+        )
+
+    async def analyse(self, image: bytes, content_type: str) -> Identification:
+        response = await self._call("POST", "/v1/analyse", content=image, headers={"content-type": content_type})
+        analysis = _parse(response, _Analysis)
+        if self._threshold is None:
+            self._threshold = _parse(await self._call("GET", "/v1/models"), _Status).threshold
+        return _identification(analysis, self._threshold, None, None)
+
+    async def put_vectors(self, gallery: str, space: str, vectors: dict[str, NDArray[np.float32]]) -> None:
+        body = {
+            "embedding_space": space,
+            "subjects": [{"subject": subject, "embedding": vector.tolist()} for subject, vector in vectors.items()],
+        }
+        response = await self._call("POST", f"/v1/galleries/{gallery}/subjects", json=body)
+        if response.status_code != 204:
+            raise FaceServiceUnavailable(f"facemodel refused vectors: {response.status_code} {response.text[:200]}")
+
+    async def remove(self, gallery: str, subject: str) -> None:
+        response = await self._call("DELETE", f"/v1/galleries/{gallery}/subjects/{subject}")
+        if response.status_code != 204:
+            raise FaceServiceUnavailable(f"facemodel did not remove {subject}: {response.status_code}")
+
+    async def embedding_space(self) -> str:
+        status = _parse(await self._call("GET", "/v1/models"), _Status)
+        self._threshold = status.threshold
+        return status.embedding_space
+
+    async def gallery_sizes(self) -> dict[str, int]:
+        return _parse(await self._call("GET", "/v1/models"), _Status).galleries
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _call(self, method: str, url: str, **kwargs: object) -> httpx.Response:
+        try:
+            response = await self._client.request(method, url, **kwargs)
+        except (httpx.HTTPError, CircuitOpenError) as exc:
+            raise FaceServiceUnavailable(type(exc).__name__) from exc
+        if response.status_code in (413, 415, 422):
+            raise ImageRejected(_detail(response))
+        if response.status_code >= 500:
+            raise FaceServiceUnavailable(f"facemodel answered {response.status_code}")
+        return response
+
+
+def _parse(response: httpx.Response, shape: type[ModelT]) -> ModelT:
+    if response.status_code != 200:
+        raise FaceServiceUnavailable(f"facemodel answered {response.status_code}")
+    try:
+        return shape.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise FaceServiceUnavailable("facemodel answer malformed") from exc
+
+
+def _identification(
+    analysis: _Analysis, threshold: float, subject: str | None, similarity: float | None
+) -> Identification:
+    embedding = np.asarray(analysis.embedding, np.float32) if analysis.embedding is not None else None
+    return Identification(
+        model=analysis.model,
+        quality_ok=analysis.quality.ok,
+        quality_code=analysis.quality.code,
+        embedding=embedding,
+        best_subject=subject,
+        best_similarity=similarity,
+        threshold=threshold,
+        timings_ms=analysis.timings_ms,
+    )
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = None
+    return str(detail) if detail else f"image refused ({response.status_code})"

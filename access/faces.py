@@ -1,0 +1,384 @@
+"""Face identification at the door, and the face-vector cache behind it.
+
+Every vector announced by auth is kept (sealed) in access's database — the cold store.
+What facemodel holds in memory for a branch — the hot gallery — is the members of that
+branch plus the chain's most recent and frequent visitors (the pre-fetch), so a member
+visiting another branch is usually matched in one step. A face not matched hot is looked
+up cold; if found there it counts as a cache miss and is promoted into the gallery.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import numpy as np
+from cryptography.exceptions import InvalidTag
+from numpy.typing import NDArray
+from prometheus_client import Counter, Gauge
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from access.models import FaceVector, MembershipCopy, VisitScore
+from access.rules import Reason
+from common.crypto import VectorSealer
+from common.db import Database
+from common.events.envelope import utc_now
+from common.observability import Metrics
+
+log = logging.getLogger(__name__)
+
+LOAD_CHUNK = 2000
+
+
+class FaceServiceUnavailable(Exception):
+    """facemodel cannot be reached or failed."""
+
+
+class ImageRejected(Exception):
+    """The frame is not an image facemodel accepts (format, size, corrupt)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class GalleryMissing(Exception):
+    """facemodel does not hold this gallery (restarted, or nothing loaded yet)."""
+
+
+@dataclass(frozen=True)
+class Identification:
+    model: str
+    quality_ok: bool
+    quality_code: str | None
+    embedding: NDArray[np.float32] | None
+    best_subject: str | None
+    best_similarity: float | None
+    threshold: float
+    timings_ms: dict[str, float]
+
+
+class FaceEngine(Protocol):
+    """What access needs from facemodel (over the pod-local Unix socket)."""
+
+    async def identify(self, gallery: str, image: bytes, content_type: str) -> Identification: ...
+    async def analyse(self, image: bytes, content_type: str) -> Identification: ...
+    async def put_vectors(self, gallery: str, space: str, vectors: dict[str, NDArray[np.float32]]) -> None: ...
+    async def remove(self, gallery: str, subject: str) -> None: ...
+    async def embedding_space(self) -> str: ...
+    async def gallery_sizes(self) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True)
+class FaceOutcome:
+    reason: Reason  # GRANTED here means "recognised": authorization comes next
+    member_id: uuid.UUID | None
+    similarity: float | None
+    model: str | None
+    cache: str | None  # "hit", "miss" or None when nobody was recognised
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    detail: str | None = None  # what to fix, for poor quality ("too_dark", "face_turned", ...)
+
+
+class CacheMetrics:
+    def __init__(self, metrics: Metrics) -> None:
+        self.lookups = Counter(
+            "access_face_cache_lookups",
+            "Recognised faces by where they were found (hit: branch gallery; miss: cold store).",
+            ["result"],
+            registry=metrics.registry,
+        )
+        self.hit_ratio = Gauge(
+            "access_face_cache_hit_ratio", "Share of recognised faces found in the gallery.", registry=metrics.registry
+        )
+        self.gallery_size = Gauge(
+            "access_face_gallery_members", "Members in a branch's hot gallery.", ["branch"], registry=metrics.registry
+        )
+        self.hits = 0
+        self.misses = 0
+
+    def record(self, hit: bool) -> None:
+        self.hits += hit
+        self.misses += not hit
+        self.lookups.labels("hit" if hit else "miss").inc()
+        self.hit_ratio.set(self.hits / (self.hits + self.misses))
+
+
+def gallery_name(branch_id: str) -> str:
+    return f"access-{branch_id}"
+
+
+def rank_key(score: float, at: datetime, *, half_life_days: float) -> float:
+    tau_s = half_life_days * 86_400 / math.log(2)
+    return math.log(score) + at.timestamp() / tau_s
+
+
+def decayed(score: float, since: datetime, now: datetime, *, half_life_days: float) -> float:
+    elapsed_s = max(0.0, (now - since).total_seconds())
+    return float(score * 0.5 ** (elapsed_s / (half_life_days * 86_400)))
+
+
+class FaceCache:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        engine: FaceEngine,
+        sealer: VectorSealer,
+        branches: Iterable[str],
+        prefetch: int,
+        near_miss_margin: float,
+        metrics: CacheMetrics,
+    ) -> None:
+        self._database = database
+        self._engine = engine
+        self._sealer = sealer
+        self.branches = sorted(branches)
+        self._prefetch = prefetch
+        self._near_miss_margin = near_miss_margin
+        self.metrics = metrics
+        self.hot: dict[str, set[uuid.UUID]] = {branch: set() for branch in self.branches}
+        self.space: str | None = None
+        self.loaded = False
+
+    # -- loading -------------------------------------------------------------------------
+
+    async def load_all(self) -> None:
+        """Fill every branch gallery (start-up, and after facemodel lost its memory)."""
+        self.space = await self._engine.embedding_space()
+        prefetched = await self._top_visitors()
+        for branch in self.branches:
+            await self.load(branch, prefetched)
+        self.loaded = True
+
+    async def ensure_loaded(self) -> None:
+        """Periodic: load if start-up could not (facemodel still starting), and reload a
+        gallery facemodel no longer holds in full (its container restarted)."""
+        if not self.loaded:
+            await self.load_all()
+            return
+        sizes = await self._engine.gallery_sizes()
+        for branch in self.branches:
+            if sizes.get(gallery_name(branch), 0) < len(self.hot[branch]):
+                log.warning("facemodel holds fewer vectors than expected for %s; reloading", branch)
+                await self.load(branch)
+
+    async def load(self, branch: str, prefetched: list[uuid.UUID] | None = None) -> None:
+        if self.space is None:
+            self.space = await self._engine.embedding_space()
+        members = await self._branch_members(branch)
+        wanted = members | set(prefetched if prefetched is not None else await self._top_visitors())
+        loaded: set[uuid.UUID] = set()
+        pending: dict[str, NDArray[np.float32]] = {}
+        for member_id, vector in await self._vectors(wanted):
+            pending[str(member_id)] = vector
+            loaded.add(member_id)
+            if len(pending) >= LOAD_CHUNK:
+                await self._engine.put_vectors(gallery_name(branch), self.space, pending)
+                pending = {}
+        if pending:
+            await self._engine.put_vectors(gallery_name(branch), self.space, pending)
+        self.hot[branch] = loaded
+        self.metrics.gallery_size.labels(branch).set(len(loaded))
+        log.info("branch %s gallery loaded with %d members", branch, len(loaded))
+
+    async def refresh_prefetch(self) -> None:
+        """Add newly frequent visitors to every gallery (periodic)."""
+        prefetched = await self._top_visitors()
+        for branch in self.branches:
+            await self._promote(branch, [member for member in prefetched if member not in self.hot[branch]])
+
+    # -- events --------------------------------------------------------------------------
+
+    # Handlers pass their own (uncommitted) session: what the event just stored must be
+    # visible to what it triggers, even when several events share one transaction.
+
+    async def enrolled(
+        self, session: AsyncSession, member_id: uuid.UUID, vector: NDArray[np.float32], space: str
+    ) -> None:
+        """A new or replaced vector goes wherever the member belongs (or already was)."""
+        if self.space is not None and space != self.space:
+            log.warning("vector for %s is in %s, facemodel serves %s; kept cold only", member_id, space, self.space)
+            return
+        covering = await self._covered_branches(session, member_id)
+        for branch in self.branches:
+            if branch in covering or member_id in self.hot[branch]:
+                await self._engine.put_vectors(gallery_name(branch), space, {str(member_id): vector})
+                self.hot[branch].add(member_id)
+                self.metrics.gallery_size.labels(branch).set(len(self.hot[branch]))
+
+    async def erased(self, member_id: uuid.UUID) -> None:
+        for branch in self.branches:
+            await self._engine.remove(gallery_name(branch), str(member_id))
+            self.hot[branch].discard(member_id)
+            self.metrics.gallery_size.labels(branch).set(len(self.hot[branch]))
+
+    async def membership_changed(self, session: AsyncSession, member_id: uuid.UUID) -> None:
+        covering = await self._covered_branches(session, member_id)
+        missing = [branch for branch in self.branches if branch in covering and member_id not in self.hot[branch]]
+        for branch in missing:
+            await self._promote(branch, [member_id], session)
+
+    # -- at the door ---------------------------------------------------------------------
+
+    async def identify(self, branch: str, image: bytes, content_type: str) -> FaceOutcome:
+        started = time.perf_counter()
+        try:
+            found = await self._engine.identify(gallery_name(branch), image, content_type)
+        except GalleryMissing:
+            if self.hot.get(branch):
+                log.warning("facemodel lost gallery %s; reloading", branch)
+                await self.load(branch)
+                found = await self._engine.identify(gallery_name(branch), image, content_type)
+            else:
+                found = await self._engine.analyse(image, content_type)
+        timings = dict(found.timings_ms)
+        timings["facemodel_call"] = round((time.perf_counter() - started) * 1000, 2)
+        if not found.quality_ok or found.embedding is None:
+            reason = Reason.NO_FACE if found.quality_code in (None, "no_face") else Reason.POOR_QUALITY
+            return FaceOutcome(reason, None, None, found.model, None, timings, detail=found.quality_code)
+        if (
+            found.best_subject is not None
+            and found.best_similarity is not None
+            and found.best_similarity >= found.threshold
+        ):
+            self.metrics.record(hit=True)
+            return FaceOutcome(
+                Reason.GRANTED, uuid.UUID(found.best_subject), found.best_similarity, found.model, "hit", timings
+            )
+        cold_started = time.perf_counter()
+        cold_member, cold_similarity = await self._cold_search(branch, found.embedding)
+        timings["cold_search"] = round((time.perf_counter() - cold_started) * 1000, 2)
+        if cold_member is not None and cold_similarity >= found.threshold:
+            self.metrics.record(hit=False)
+            await self._promote(branch, [cold_member])
+            return FaceOutcome(Reason.GRANTED, cold_member, cold_similarity, found.model, "miss", timings)
+        best = max(value for value in (found.best_similarity, cold_similarity, -1.0) if value is not None)
+        near = best >= found.threshold - self._near_miss_margin
+        reason = Reason.MATCH_BELOW_THRESHOLD if near else Reason.FACE_NOT_RECOGNISED
+        return FaceOutcome(reason, None, round(best, 4) if best > -1 else None, found.model, None, timings)
+
+    # -- internals -----------------------------------------------------------------------
+
+    async def _promote(self, branch: str, members: list[uuid.UUID], session: AsyncSession | None = None) -> None:
+        if not members or self.space is None:
+            return
+        vectors = {str(member_id): vector for member_id, vector in await self._vectors(set(members), session)}
+        if vectors:
+            await self._engine.put_vectors(gallery_name(branch), self.space, vectors)
+            self.hot[branch].update(uuid.UUID(subject) for subject in vectors)
+            self.metrics.gallery_size.labels(branch).set(len(self.hot[branch]))
+
+    async def _cold_search(self, branch: str, probe: NDArray[np.float32]) -> tuple[uuid.UUID | None, float]:
+        """The miss path: every stored vector not in the branch gallery, brute force. It
+        costs a full read of the store — which is why the gallery pre-fetches."""
+        hot = self.hot.get(branch, set())
+        unit = probe / max(float(np.linalg.norm(probe)), 1e-12)
+        best_member: uuid.UUID | None = None
+        best = -1.0
+        async with self._database.sessions() as session:
+            rows = await session.stream(
+                select(FaceVector.member_id, FaceVector.sealed).where(FaceVector.embedding_space == self.space)
+            )
+            async for chunk in rows.partitions(LOAD_CHUNK):
+                candidates = [(member_id, sealed) for member_id, sealed in chunk if member_id not in hot]
+                if not candidates:
+                    continue
+                members, matrix = self._unseal_matrix(candidates, unit.shape[0])
+                if not members:
+                    continue
+                scores = matrix @ unit
+                index = int(np.argmax(scores))
+                if float(scores[index]) > best:
+                    best, best_member = float(scores[index]), members[index]
+        return best_member, best
+
+    def _unseal_matrix(
+        self, rows: list[tuple[uuid.UUID, bytes]], dimension: int
+    ) -> tuple[list[uuid.UUID], NDArray[np.float32]]:
+        members: list[uuid.UUID] = []
+        vectors: list[NDArray[np.float32]] = []
+        for member_id, sealed in rows:
+            vector = self._open(member_id, sealed)
+            if vector is None or vector.shape[0] != dimension:
+                continue
+            members.append(member_id)
+            vectors.append(vector / max(float(np.linalg.norm(vector)), 1e-12))
+        return members, np.vstack(vectors) if vectors else np.zeros((0, dimension), np.float32)
+
+    def _open(self, member_id: uuid.UUID, sealed: bytes) -> NDArray[np.float32] | None:
+        try:
+            return self._sealer.open(member_id, sealed)
+        except (InvalidTag, ValueError):
+            log.error("sealed face vector of %s does not open; skipped", member_id)
+            return None
+
+    async def _vectors(
+        self, members: set[uuid.UUID], session: AsyncSession | None = None
+    ) -> list[tuple[uuid.UUID, NDArray[np.float32]]]:
+        found: list[tuple[uuid.UUID, NDArray[np.float32]]] = []
+        ordered = sorted(members)
+        async with self._reading(session) as session:
+            for start in range(0, len(ordered), LOAD_CHUNK):
+                rows = await session.execute(
+                    select(FaceVector.member_id, FaceVector.sealed).where(
+                        FaceVector.member_id.in_(ordered[start : start + LOAD_CHUNK]),
+                        FaceVector.embedding_space == self.space,
+                    )
+                )
+                for member_id, sealed in rows:
+                    vector = self._open(member_id, sealed)
+                    if vector is not None:
+                        found.append((member_id, vector))
+        return found
+
+    async def _branch_members(self, branch: str) -> set[uuid.UUID]:
+        """Members whose membership covers the branch and has not long lapsed: the people
+        most likely to walk in."""
+        horizon = utc_now() - timedelta(days=30)
+        async with self._database.sessions() as session:
+            rows = await session.scalars(
+                select(MembershipCopy.member_id).where(
+                    or_(MembershipCopy.branch_id == branch, MembershipCopy.branch_id.is_(None)),
+                    MembershipCopy.status.in_(("active", "paused")),
+                    MembershipCopy.valid_until > horizon,
+                )
+            )
+            return set(rows)
+
+    @contextlib.asynccontextmanager
+    async def _reading(self, session: AsyncSession | None) -> AsyncIterator[AsyncSession]:
+        if session is not None:
+            yield session
+            return
+        async with self._database.sessions() as own:
+            yield own
+
+    async def _covered_branches(self, session: AsyncSession, member_id: uuid.UUID) -> set[str]:
+        rows = (
+            await session.scalars(
+                select(MembershipCopy.branch_id).where(
+                    MembershipCopy.member_id == member_id, MembershipCopy.status.in_(("active", "paused"))
+                )
+            )
+        ).all()
+        if any(branch is None for branch in rows):
+            return set(self.branches)
+        return {branch for branch in rows if branch is not None}
+
+    async def _top_visitors(self) -> list[uuid.UUID]:
+        if self._prefetch == 0:
+            return []
+        async with self._database.sessions() as session:
+            rows = await session.scalars(
+                select(VisitScore.member_id).order_by(VisitScore.rank_key.desc()).limit(self._prefetch)
+            )
+            return list(rows)

@@ -1,0 +1,4 @@
+from access.models import Base
+from common.migrations import run_env
+
+run_env(Base.metadata)

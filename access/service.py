@@ -1,0 +1,426 @@
+"""Decisions at the door: recognise, authorise, open, and record — in that order, with the
+record, the presence change and the event committed together after the gate has answered.
+
+The gate command runs inside the transaction on purpose: a gate that fails to open must
+leave no "granted" in the log, no presence change and no AccessGranted event. Holding one
+transaction for the few milliseconds of a serial command is cheap at a door.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from prometheus_client import Counter, Histogram
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from access.faces import FaceCache
+from access.gates import Gate, GateRefused, LineDown
+from access.models import AccessAttempt, AuditEntry, MembershipCopy, Presence, UsedEntryPass
+from access.passes import EntryPassChecker
+from access.rules import MembershipTerms, Reason, membership_verdict
+from access.settings import AccessSettings
+from common.events.catalog import AccessDenied, AccessGranted, EntryMethod
+from common.events.envelope import utc_now
+from common.events.outbox import UnitOfWork
+from common.kernel import ServiceKernel
+
+log = logging.getLogger(__name__)
+
+
+class UnknownGate(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What recognition saw, kept with the decision (face entries only)."""
+
+    detail: str | None = None
+    similarity: float | None = None
+    model: str | None = None
+    cache: str | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+NO_EVIDENCE = Evidence()
+
+
+@dataclass(frozen=True)
+class Decision:
+    attempt_id: uuid.UUID
+    gate_id: str
+    branch_id: str
+    direction: str
+    method: EntryMethod
+    granted: bool
+    reason: Reason
+    member_id: uuid.UUID | None
+    gate_result: str
+    offline: bool
+    latency_ms: float
+    evidence: Evidence = NO_EVIDENCE
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    branch_ids: Sequence[str] | None  # None: every branch (operators)
+    member_id: uuid.UUID | None = None
+    gate_id: str | None = None
+    outcome: Literal["granted", "denied"] | None = None
+    method: EntryMethod | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before_id: int | None = None
+    limit: int = 50
+
+
+class DecisionMetrics:
+    def __init__(self, kernel: ServiceKernel) -> None:
+        registry = kernel.metrics.registry
+        self.latency = Histogram(
+            "access_decision_seconds",
+            "Request received to gate commanded and decision recorded.",
+            ["method", "outcome"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 1, 2, 3),
+            registry=registry,
+        )
+        self.attempts = Counter(
+            "access_attempts", "Attempts at the gates.", ["method", "outcome", "reason"], registry=registry
+        )
+
+
+class AccessService:
+    def __init__(
+        self,
+        *,
+        kernel: ServiceKernel,
+        settings: AccessSettings,
+        gates: dict[str, Gate],
+        faces: FaceCache,
+        passes: EntryPassChecker,
+    ) -> None:
+        self._kernel = kernel
+        self._settings = settings
+        self.gates = gates
+        self.faces = faces
+        self._passes = passes
+        self._metrics = DecisionMetrics(kernel)
+        # One decision per member at a time: two gates (or a replayed pass) racing for
+        # the same member would both read "outside" otherwise.
+        self._member_locks: defaultdict[uuid.UUID, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def gate(self, gate_id: str) -> Gate:
+        gate = self.gates.get(gate_id)
+        if gate is None:
+            raise UnknownGate(gate_id)
+        return gate
+
+    # -- entries -------------------------------------------------------------------------
+
+    async def face_entry(self, gate_id: str, image: bytes, content_type: str, *, started: float) -> Decision:
+        gate = self.gate(gate_id)
+        found = await self.faces.identify(gate.config.branch_id, image, content_type)
+        evidence = Evidence(found.detail, found.similarity, found.model, found.cache, found.timings_ms)
+        if found.reason is not Reason.GRANTED or found.member_id is None:
+            return await self._record(gate, "face", found.reason, None, started=started, evidence=evidence)
+        return await self._authorise(gate, "face", found.member_id, started=started, evidence=evidence)
+
+    async def pass_entry(self, gate_id: str, code: str, *, started: float) -> Decision:
+        gate = self.gate(gate_id)
+        checked = await self._passes.check(code, branch_id=gate.config.branch_id, now=utc_now())
+        if checked.reason is not Reason.GRANTED or checked.member_id is None or checked.token_id is None:
+            return await self._record(gate, "qr", checked.reason, checked.member_id, started=started)
+        return await self._authorise(
+            gate,
+            "qr",
+            checked.member_id,
+            started=started,
+            pass_id=checked.token_id,
+            pass_expires_at=checked.expires_at,
+        )
+
+    async def remote_open(self, gate_id: str, *, actor: str, reason: str, started: float) -> Decision:
+        """An operator opens a gate from the console (a member stuck at the door)."""
+        gate = self.gate(gate_id)
+        async with self._kernel.unit_of_work() as uow:
+            _audit(uow.session, actor, "remote_open", gate.config.branch_id, gate_id, reason=reason)
+            gate_result = await self._command(gate)
+            verdict = Reason.GRANTED if gate_result == "opened" else _gate_reason(gate_result)
+            return self._log(uow, gate, "remote", verdict, None, gate_result=gate_result, started=started)
+
+    async def _authorise(
+        self,
+        gate: Gate,
+        method: EntryMethod,
+        member_id: uuid.UUID,
+        *,
+        started: float,
+        pass_id: str | None = None,
+        pass_expires_at: datetime | None = None,
+        evidence: Evidence = NO_EVIDENCE,
+    ) -> Decision:
+        branch_id = gate.config.branch_id
+        async with self._member_locks[member_id], self._kernel.unit_of_work() as uow:
+            now = utc_now()
+            session = uow.session
+            if pass_id is not None and await session.get(UsedEntryPass, pass_id) is not None:
+                return self._log(uow, gate, method, Reason.PASS_REPLAYED, member_id, started=started)
+            verdict = await self._verdict(session, gate, member_id, now)
+            gate_result = "not_commanded"
+            if verdict is Reason.GRANTED:
+                gate_result = await self._command(gate)
+                verdict = _gate_reason(gate_result)
+            if verdict is Reason.GRANTED:
+                await self._set_presence(session, member_id, branch_id, gate, now)
+                if pass_id is not None and pass_expires_at is not None:
+                    session.add(UsedEntryPass(token_id=pass_id, expires_at=pass_expires_at))
+            decision = self._log(
+                uow, gate, method, verdict, member_id, gate_result=gate_result, started=started, evidence=evidence
+            )
+        self._drop_lock(member_id)
+        return decision
+
+    async def _record(
+        self,
+        gate: Gate,
+        method: EntryMethod,
+        reason: Reason,
+        member_id: uuid.UUID | None,
+        *,
+        started: float,
+        evidence: Evidence = NO_EVIDENCE,
+    ) -> Decision:
+        """An attempt refused before authorisation (nobody recognised, a bad pass)."""
+        async with self._kernel.unit_of_work() as uow:
+            return self._log(uow, gate, method, reason, member_id, started=started, evidence=evidence)
+
+    async def _verdict(self, session: AsyncSession, gate: Gate, member_id: uuid.UUID, now: datetime) -> Reason:
+        config = gate.config
+        if not gate.line_up and config.line_down == "fail_secure":
+            return Reason.GATE_OFFLINE
+        if config.direction == "out":
+            return Reason.GRANTED  # nobody is kept inside
+        branch = self._settings.branch(config.branch_id)
+        rows = (await session.scalars(select(MembershipCopy).where(MembershipCopy.member_id == member_id))).all()
+        verdict = membership_verdict(
+            (_terms(row) for row in rows), branch_id=config.branch_id, now=now, timezone=branch.timezone
+        )
+        if verdict is not Reason.GRANTED:
+            return verdict
+        fresh_since = now - timedelta(hours=self._settings.access_presence_expiry_h)
+        if config.anti_passback:
+            presence = await session.get(Presence, (member_id, config.branch_id))
+            if presence is not None and presence.inside and presence.changed_at > fresh_since:
+                return Reason.ALREADY_INSIDE
+        if branch.occupancy_limit is not None:
+            inside = await session.scalar(
+                select(func.count()).where(
+                    Presence.branch_id == config.branch_id,
+                    Presence.inside.is_(True),
+                    Presence.changed_at > fresh_since,
+                    Presence.member_id != member_id,
+                )
+            )
+            if (inside or 0) >= branch.occupancy_limit:
+                return Reason.BRANCH_FULL
+        return Reason.GRANTED
+
+    async def _command(self, gate: Gate) -> str:
+        if not gate.line_up:
+            # fail_safe: the lock released itself when control was lost; nothing to send.
+            return "released_fail_safe" if gate.config.line_down == "fail_safe" else "line_down"
+        try:
+            await gate.driver.open(gate.config.open_ms)
+        except LineDown:
+            return "released_fail_safe" if gate.config.line_down == "fail_safe" else "line_down"
+        except GateRefused as exc:
+            log.warning("gate %s refused to open: %s", gate.config.gate_id, exc.code)
+            return f"refused_{exc.code}"[:32]
+        return "opened"
+
+    async def _set_presence(
+        self, session: AsyncSession, member_id: uuid.UUID, branch_id: str, gate: Gate, now: datetime
+    ) -> None:
+        inside = gate.config.direction == "in"
+        presence = await session.get(Presence, (member_id, branch_id))
+        if presence is None:
+            session.add(
+                Presence(
+                    member_id=member_id, branch_id=branch_id, inside=inside, changed_at=now, gate_id=gate.config.gate_id
+                )
+            )
+        else:
+            presence.inside, presence.changed_at, presence.gate_id = inside, now, gate.config.gate_id
+
+    def _log(
+        self,
+        uow: UnitOfWork,
+        gate: Gate,
+        method: EntryMethod,
+        reason: Reason,
+        member_id: uuid.UUID | None,
+        *,
+        started: float,
+        gate_result: str = "not_commanded",
+        evidence: Evidence = NO_EVIDENCE,
+    ) -> Decision:
+        config = gate.config
+        granted = reason is Reason.GRANTED
+        now = utc_now()
+        latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        offline = self._offline()
+        attempt_id = uuid.uuid4()
+        uow.session.add(
+            AccessAttempt(
+                attempt_id=attempt_id,
+                decided_at=now,
+                branch_id=config.branch_id,
+                gate_id=config.gate_id,
+                direction=config.direction,
+                method=method,
+                member_id=member_id,
+                outcome="granted" if granted else "denied",
+                reason=reason.value,
+                similarity=evidence.similarity,
+                model=evidence.model,
+                latency_ms=latency_ms,
+                gate_result=gate_result,
+                offline=offline,
+            )
+        )
+        common = {
+            "attempt_id": attempt_id,
+            "branch_id": config.branch_id,
+            "gate_id": config.gate_id,
+            "member_id": member_id,
+            "method": method,
+            "decided_at": now,
+            "offline": offline,
+        }
+        if granted:
+            uow.emit(AccessGranted(direction=config.direction, **common))
+        else:
+            uow.emit(AccessDenied(reason=reason.value, **common))
+        outcome = "granted" if granted else "denied"
+        self._metrics.attempts.labels(method, outcome, reason.value).inc()
+        self._metrics.latency.labels(method, outcome).observe(latency_ms / 1000)
+        return Decision(
+            attempt_id=attempt_id,
+            gate_id=config.gate_id,
+            branch_id=config.branch_id,
+            direction=config.direction,
+            method=method,
+            granted=granted,
+            reason=reason,
+            member_id=member_id,
+            gate_result=gate_result,
+            offline=offline,
+            latency_ms=latency_ms,
+            evidence=evidence,
+        )
+
+    def _offline(self) -> bool:
+        bus = self._kernel.bus
+        return bus is not None and not bus.health().get("ok", False)
+
+    def _drop_lock(self, member_id: uuid.UUID) -> None:
+        lock = self._member_locks.get(member_id)
+        if lock is not None and not lock.locked():
+            del self._member_locks[member_id]
+
+    # -- operators -----------------------------------------------------------------------
+
+    async def reset_passback(self, *, branch_id: str, member_id: uuid.UUID, actor: str, reason: str) -> bool:
+        """Mark a member as outside (they left without badging out); audited. Returns
+        whether they were inside."""
+        async with self._member_locks[member_id], self._kernel.unit_of_work() as uow:
+            presence = await uow.session.get(Presence, (member_id, branch_id), with_for_update=True)
+            was_inside = presence is not None and presence.inside
+            if presence is not None:
+                presence.inside, presence.changed_at = False, utc_now()
+            _audit(
+                uow.session,
+                actor,
+                "passback_reset",
+                branch_id,
+                str(member_id),
+                reason=reason,
+                was_inside=was_inside,
+            )
+        self._drop_lock(member_id)
+        return was_inside
+
+    async def occupancy(self, branch_id: str) -> int:
+        fresh_since = utc_now() - timedelta(hours=self._settings.access_presence_expiry_h)
+        async with self._kernel.db.sessions() as session:
+            count = await session.scalar(
+                select(func.count()).where(
+                    Presence.branch_id == branch_id, Presence.inside.is_(True), Presence.changed_at > fresh_since
+                )
+            )
+        return int(count or 0)
+
+    async def attempts(self, query: LogQuery) -> list[AccessAttempt]:
+        statement = select(AccessAttempt).order_by(AccessAttempt.id.desc()).limit(query.limit)
+        if query.branch_ids is not None:
+            statement = statement.where(AccessAttempt.branch_id.in_(query.branch_ids))
+        if query.member_id is not None:
+            statement = statement.where(AccessAttempt.member_id == query.member_id)
+        if query.gate_id is not None:
+            statement = statement.where(AccessAttempt.gate_id == query.gate_id)
+        if query.outcome is not None:
+            statement = statement.where(AccessAttempt.outcome == query.outcome)
+        if query.method is not None:
+            statement = statement.where(AccessAttempt.method == query.method)
+        if query.since is not None:
+            statement = statement.where(AccessAttempt.decided_at >= query.since)
+        if query.until is not None:
+            statement = statement.where(AccessAttempt.decided_at < query.until)
+        if query.before_id is not None:
+            statement = statement.where(AccessAttempt.id < query.before_id)
+        async with self._kernel.db.sessions() as session:
+            return list((await session.scalars(statement)).all())
+
+    async def forget_used_passes(self) -> None:
+        """Used passes only matter until they expire."""
+        async with self._kernel.db.sessions() as session, session.begin():
+            await session.execute(
+                delete(UsedEntryPass).where(UsedEntryPass.expires_at < utc_now() - timedelta(hours=1))
+            )
+
+
+def _gate_reason(gate_result: str) -> Reason:
+    if gate_result in ("opened", "released_fail_safe"):
+        return Reason.GRANTED
+    if gate_result == "line_down":
+        return Reason.GATE_OFFLINE
+    return Reason.GATE_FAILED
+
+
+def _terms(row: MembershipCopy) -> MembershipTerms:
+    return MembershipTerms(
+        branch_id=row.branch_id,
+        status=row.status,
+        valid_from=row.valid_from,
+        valid_until=row.valid_until,
+        identity_required=row.identity_required,
+        identity_verified=row.identity_verified,
+        access_hours=row.access_hours,
+    )
+
+
+def _audit(
+    session: AsyncSession, actor: str, action: str, branch_id: str, subject: str | None, **detail: object
+) -> None:
+    session.add(
+        AuditEntry(at=utc_now(), actor=actor, action=action, branch_id=branch_id, subject=subject, detail=detail)
+    )

@@ -1,0 +1,86 @@
+"""access's settings beyond the platform's: the site it runs at, its gates and branches.
+
+Gates are configuration, not data: each names the serial device the Helm chart passes into
+the pod, so adding a gate is a deployment change reviewed like one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from common.settings import PlatformSettings
+
+IDENTIFIER = r"^[A-Za-z0-9._-]+$"
+
+
+class GateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gate_id: str = Field(min_length=1, max_length=64, pattern=IDENTIFIER)
+    branch_id: str = Field(min_length=1, max_length=64, pattern=IDENTIFIER)
+    direction: Literal["in", "out"] = "in"
+    # ch340: the common USB relay boards (no acknowledgement); line: a controller that
+    # answers each command with OK / ERR <code>.
+    driver: Literal["ch340", "line"]
+    port: str = Field(min_length=1, max_length=300, description="device path or pyserial URL")
+    baudrate: int = Field(default=9600, ge=1200, le=921_600)
+    channel: int = Field(default=1, ge=1, le=8, description="relay channel (ch340) or gate number (line)")
+    open_ms: int = Field(default=3000, ge=100, le=30_000)
+    anti_passback: bool = True
+    # When the serial line is down: fail_secure keeps the door locked and refuses entry;
+    # fail_safe is a lock that releases without control, so the decision still stands.
+    line_down: Literal["fail_secure", "fail_safe"] = "fail_secure"
+
+
+class BranchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str = "Asia/Seoul"
+    occupancy_limit: int | None = Field(default=None, ge=1, le=10_000)
+
+
+class AccessSettings(PlatformSettings):
+    # One access deployment per site (usually a branch); it gets its own queue and database.
+    access_site: str = Field(default="main", min_length=1, max_length=64, pattern=IDENTIFIER)
+    access_gates: list[GateConfig] = Field(default_factory=list)
+    access_branches: dict[str, BranchConfig] = Field(default_factory=dict)
+    access_facemodel_socket: Path = Path("var/run/facemodel.sock")
+    access_facemodel_timeout_s: float = Field(default=3.0, gt=0, le=30)
+    # Members of other branches pre-fetched into each branch gallery, by visit score.
+    access_prefetch_members: int = Field(default=10_000, ge=0, le=1_000_000)
+    access_prefetch_refresh_s: float = Field(default=600.0, gt=0)
+    # Visits halve in weight over this many days when ranking members for pre-fetch.
+    access_visit_half_life_days: float = Field(default=14.0, gt=0)
+    # Below the threshold by less than this: "look at the camera again", not "unknown".
+    access_near_miss_margin: float = Field(default=0.08, ge=0, le=1)
+    # Somebody inside longer than this probably left without badging out (tailgating out).
+    access_presence_expiry_h: float = Field(default=12.0, gt=0)
+    access_serial_reconnect_s: float = Field(default=1.0, gt=0, le=60)
+    access_line_timeout_ms: int = Field(default=500, ge=20, le=10_000)
+    access_line_retries: int = Field(default=2, ge=0, le=10)
+    # Camera frames are bigger than JSON bodies.
+    max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _gates_are_consistent(self) -> Self:
+        seen: set[str] = set()
+        wired: dict[tuple[str, int], str] = {}
+        for gate in self.access_gates:
+            if gate.gate_id in seen:
+                raise ValueError(f"gate {gate.gate_id} is configured twice")
+            seen.add(gate.gate_id)
+            other = wired.get((gate.port, gate.channel))
+            if other is not None:
+                raise ValueError(f"gates {other} and {gate.gate_id} share {gate.port} channel {gate.channel}")
+            wired[(gate.port, gate.channel)] = gate.gate_id
+        return self
+
+    def branch(self, branch_id: str) -> BranchConfig:
+        return self.access_branches.get(branch_id, BranchConfig())
+
+    @property
+    def served_branches(self) -> list[str]:
+        return sorted({gate.branch_id for gate in self.access_gates} | set(self.access_branches))

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from access.app import create_app
+from access.settings import AccessSettings
+from common.events.catalog import FaceEnrolled, MembershipChanged
+from common.events.envelope import OutgoingMessage
+from common.migrations import upgrade
+from common.security import Role, TokenIssuer
+from common.settings import PlatformSettings
+from facemodel.app import create_app as create_facemodel_app
+from facemodel.engine import FaceEngine
+from facemodel.holder import ModelHolder
+from facemodel.service import FaceService
+from tests.support import tokens
+from tests.support.apps import asgi_client, serving
+from tests.support.serialgate import GateSimulator, SocatPair
+
+BRANCH = "gangnam"
+
+
+@pytest.fixture(scope="module")
+def face_service(pack):
+    service = FaceService(ModelHolder(FaceEngine(pack)), workers=2)
+    yield service
+    service.close()
+
+
+@pytest.fixture
+async def facemodel_socket(face_service, tmp_path):
+    face_service.galleries.clear()  # a fresh sidecar per test
+    socket_path = tmp_path / "facemodel.sock"
+    app = create_facemodel_app(PlatformSettings(environment="test"), faces=face_service, trusted_transport=True)
+    async with serving(app, uds=str(socket_path)):
+        yield socket_path
+
+
+@pytest.fixture
+def relay(tmp_path):
+    pair = SocatPair(tmp_path, "relay").start()
+    device = GateSimulator(pair.theirs, "ch340").start()
+    yield pair, device
+    device.stop()
+    pair.stop()
+
+
+def entry_pass(member_id: uuid.UUID, branch: str = BRANCH, *, ttl_s: int = 60, now: datetime | None = None) -> str:
+    issuer = TokenIssuer(
+        tokens.signing_key(), issuer=tokens.ISSUER, audience="smartgym-entry", ttl=timedelta(seconds=ttl_s)
+    )
+    return issuer.issue(str(member_id), [Role.CUSTOMER], [branch], now=now)
+
+
+def membership(member_id: uuid.UUID, *, version: int = 1, **overrides) -> MembershipChanged:
+    now = datetime.now(UTC)
+    fields = {
+        "membership_id": uuid.uuid5(uuid.NAMESPACE_URL, f"membership/{member_id}/{overrides.get('branch_id', BRANCH)}"),
+        "member_id": member_id,
+        "branch_id": BRANCH,
+        "status": "active",
+        "valid_from": now - timedelta(days=1),
+        "valid_until": now + timedelta(days=30),
+        "identity_required": False,
+        "identity_verified": False,
+        "version": version,
+    }
+    fields.update(overrides)
+    return MembershipChanged(**fields)
+
+
+@dataclass
+class Door:
+    """One access site with a real facemodel sidecar and a relay board on a pty."""
+
+    app: object
+    client: httpx.AsyncClient
+    device: GateSimulator
+    settings: AccessSettings
+
+    @property
+    def bus(self):
+        return self.app.state.kernel.bus
+
+    @property
+    def service(self):
+        return self.app.state.access
+
+    async def announce(self, *events) -> None:
+        await self.bus.publish_many([OutgoingMessage.of(event) for event in events])
+
+    async def enrol(self, face_service, photo_bytes, photo: str) -> uuid.UUID:
+        member_id = uuid.uuid4()
+        analysis = await face_service.analyse(photo_bytes[photo])
+        await self.announce(
+            membership(member_id),
+            FaceEnrolled(
+                member_id=member_id,
+                embedding=tuple(float(x) for x in analysis.embedding),
+                model=analysis.model,
+                embedding_space="sface-2021dec",
+            ),
+        )
+        return member_id
+
+    def kiosk(self, branch: str = BRANCH) -> dict[str, str]:
+        token = tokens.issuer().issue(f"device:{uuid.uuid4()}", [Role.DEVICE], [branch])
+        return {"authorization": f"Bearer {token}"}
+
+    async def face(self, photo: bytes, gate: str = "front-in", content_type: str = "image/jpeg") -> httpx.Response:
+        return await self.client.post(
+            f"/v1/gates/{gate}/face", content=photo, headers={**self.kiosk(), "content-type": content_type}
+        )
+
+    async def scan(self, code: str, gate: str = "front-in") -> httpx.Response:
+        return await self.client.post(f"/v1/gates/{gate}/pass", json={"code": code}, headers=self.kiosk())
+
+
+def site_settings(tmp_path, relay_port: str, socket_path, **overrides) -> AccessSettings:
+    values = {
+        "environment": "test",
+        "data_dir": tmp_path,
+        "access_facemodel_socket": socket_path,
+        "access_serial_reconnect_s": 0.1,
+        "access_gates": [
+            {
+                "gate_id": "front-in",
+                "branch_id": BRANCH,
+                "driver": "ch340",
+                "port": relay_port,
+                "channel": 1,
+                "open_ms": 200,
+            },
+            {
+                "gate_id": "front-out",
+                "branch_id": BRANCH,
+                "direction": "out",
+                "driver": "ch340",
+                "port": relay_port,
+                "channel": 2,
+                "open_ms": 200,
+            },
+        ],
+    }
+    values.update(overrides)
+    return AccessSettings(**values)
+
+
+@pytest.fixture
+def make_door(tmp_path, relay, facemodel_socket):
+    pair = relay[0]
+
+    async def build(**overrides):
+        settings = site_settings(tmp_path, pair.ours, facemodel_socket, **overrides)
+        upgrade("access", settings.database_url("access"))
+        return settings
+
+    return build
+
+
+@pytest.fixture
+async def door(make_door, relay):
+    settings = await make_door()
+    app = create_app(settings, keys=tokens.key_cache())
+    async with asgi_client(app) as client:
+        yield Door(app, client, relay[1], settings)
