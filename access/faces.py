@@ -23,7 +23,7 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from numpy.typing import NDArray
 from prometheus_client import Counter, Gauge
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from access.models import FaceVector, MembershipCopy, VisitScore
@@ -208,9 +208,9 @@ class FaceCache:
         if self.space is not None and space != self.space:
             log.warning("vector for %s is in %s, facemodel serves %s; kept cold only", member_id, space, self.space)
             return
-        covering = await self._covered_branches(session, member_id)
+        homes = await self._home_branches(session, member_id)
         for branch in self.branches:
-            if branch in covering or member_id in self.hot[branch]:
+            if branch in homes or member_id in self.hot[branch]:
                 await self._engine.put_vectors(gallery_name(branch), space, {str(member_id): vector})
                 self.hot[branch].add(member_id)
                 self.metrics.gallery_size.labels(branch).set(len(self.hot[branch]))
@@ -222,8 +222,8 @@ class FaceCache:
             self.metrics.gallery_size.labels(branch).set(len(self.hot[branch]))
 
     async def membership_changed(self, session: AsyncSession, member_id: uuid.UUID) -> None:
-        covering = await self._covered_branches(session, member_id)
-        missing = [branch for branch in self.branches if branch in covering and member_id not in self.hot[branch]]
+        homes = await self._home_branches(session, member_id)
+        missing = [branch for branch in self.branches if branch in homes and member_id not in self.hot[branch]]
         for branch in missing:
             await self._promote(branch, [member_id], session)
 
@@ -341,13 +341,14 @@ class FaceCache:
         return found
 
     async def _branch_members(self, branch: str) -> set[uuid.UUID]:
-        """Members whose membership covers the branch and has not long lapsed: the people
-        most likely to walk in."""
+        """Members of this branch whose membership has not long lapsed: the people most
+        likely to walk in. Chain-wide members come in by visit ranking (or a first miss):
+        putting them all in every gallery would make each gallery the whole chain."""
         horizon = utc_now() - timedelta(days=30)
         async with self._database.sessions() as session:
             rows = await session.scalars(
                 select(MembershipCopy.member_id).where(
-                    or_(MembershipCopy.branch_id == branch, MembershipCopy.branch_id.is_(None)),
+                    MembershipCopy.branch_id == branch,
                     MembershipCopy.status.in_(("active", "paused")),
                     MembershipCopy.valid_until > horizon,
                 )
@@ -362,7 +363,7 @@ class FaceCache:
         async with self._database.sessions() as own:
             yield own
 
-    async def _covered_branches(self, session: AsyncSession, member_id: uuid.UUID) -> set[str]:
+    async def _home_branches(self, session: AsyncSession, member_id: uuid.UUID) -> set[str]:
         rows = (
             await session.scalars(
                 select(MembershipCopy.branch_id).where(
@@ -370,8 +371,6 @@ class FaceCache:
                 )
             )
         ).all()
-        if any(branch is None for branch in rows):
-            return set(self.branches)
         return {branch for branch in rows if branch is not None}
 
     async def _top_visitors(self) -> list[uuid.UUID]:
