@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from access.app import create_app
 from access.settings import AccessSettings
@@ -78,7 +79,7 @@ def membership(member_id: uuid.UUID, *, version: int = 1, **overrides) -> Member
 class Door:
     """One access site with a real facemodel sidecar and a relay board on a pty."""
 
-    app: object
+    app: FastAPI
     client: httpx.AsyncClient
     device: GateSimulator
     settings: AccessSettings
