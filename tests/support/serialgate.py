@@ -103,7 +103,11 @@ class GateSimulator:
         assert self._port is not None
         while not self._stop.is_set():
             try:
-                chunk = self._port.read(64)
+                # One byte (or the timeout), then whatever else is waiting: a frame is
+                # time-stamped as soon as it arrives, not when a buffer fills.
+                chunk = self._port.read(1)
+                if chunk and self._port.in_waiting:
+                    chunk += self._port.read(self._port.in_waiting)
             except (serial.SerialException, OSError):
                 return
             if not chunk:
