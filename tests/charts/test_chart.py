@@ -88,6 +88,25 @@ def test_facemodel_runs_beside_access_on_a_shared_socket_volume():
     assert deployment.count("value: /var/run/smartgym/facemodel.sock") == 2  # both know the socket
 
 
+def test_access_gets_its_site_gates_and_serial_devices():
+    from access.settings import AccessSettings, GateConfig
+
+    deployment = (CHART / "templates" / "deployment.yaml").read_text()
+    for field in ("facemodel_socket", "site", "gates", "branches"):
+        assert f"SMARTGYM_ACCESS_{field.upper()}" in deployment
+        assert f"access_{field}" in AccessSettings.model_fields
+    assert "type: CharDevice" in deployment
+    assert "type: Recreate" in deployment
+    gate = {"gate_id": "front-in", "branch_id": "gangnam", "driver": "ch340", "port": "/dev/ttyUSB0", "channel": 1}
+    access = values()["services"]["access"] | {"gates": [gate], "serialDevices": ["/dev/ttyUSB0"]}
+    jsonschema.validate(values() | {"services": values()["services"] | {"access": access}}, schema())
+    GateConfig.model_validate(gate)
+    assert values()["services"]["access"]["replicas"] == 1  # one process per serial device
+    broken = access | {"gates": [gate | {"driver": "usb-magic"}]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(values() | {"services": values()["services"] | {"access": broken}}, schema())
+
+
 def test_containers_are_probed_and_locked_down():
     deployment = (CHART / "templates" / "deployment.yaml").read_text()
     assert "path: /healthz" in deployment
