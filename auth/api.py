@@ -43,6 +43,8 @@ from auth.schemas import (
     MembershipPublic,
     PasswordChangeIn,
     RefreshIn,
+    RepublishIn,
+    RepublishOut,
     ResetIn,
     ResetRequestIn,
     RolesIn,
@@ -185,6 +187,20 @@ async def assign_roles(
 @router.post("/admin/keys/rotate")
 async def rotate_key(operator: Operator, accounts: Accounts, request: Request) -> KeyRotated:
     return KeyRotated(kid=await accounts.rotate_signing_key(actor=operator.subject, source=source_address(request)))
+
+
+@router.post("/admin/republish")
+async def republish(
+    body: RepublishIn, operator: Operator, memberships: Memberships, faces: Faces, request: Request
+) -> RepublishOut:
+    """Announce every membership (or face vector) again, for a new access site to fill
+    its local copy; consumers that already have them ignore the repeats."""
+    source = source_address(request)
+    if body.what == "memberships":
+        count = await memberships.republish(actor=operator.subject, source=source)
+    else:
+        count = await faces.republish(actor=operator.subject, source=source)
+    return RepublishOut(published=count)
 
 
 @router.get("/admin/audit")

@@ -182,6 +182,26 @@ class FaceEnrolments:
             )
         return vector
 
+    async def republish(self, *, actor: str, source: str | None, batch: int = 500) -> int:
+        """Announce every stored vector again (a new access site fills its copy)."""
+        async with self._kernel.db.sessions() as session:
+            enrolments = (await session.scalars(select(FaceEnrollment))).all()
+        for start in range(0, len(enrolments), batch):
+            async with self._kernel.unit_of_work() as uow:
+                for enrolment in enrolments[start : start + batch]:
+                    embedding = self._sealer.open(enrolment.user_id, enrolment.sealed_embedding)
+                    uow.emit(
+                        FaceEnrolled(
+                            member_id=enrolment.user_id,
+                            embedding=tuple(float(value) for value in embedding),
+                            model=enrolment.model,
+                            embedding_space=enrolment.embedding_space,
+                        )
+                    )
+        async with self._kernel.unit_of_work() as uow:
+            audit(uow.session, "faces_republished", actor=actor, subject=None, source=source, count=len(enrolments))
+        return len(enrolments)
+
     async def withdraw_consent(self, *, member_id: uuid.UUID, source: str | None) -> None:
         async with self._kernel.unit_of_work() as uow:
             await uow.session.execute(

@@ -17,6 +17,7 @@ from common.events.catalog import MembershipChanged
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
 
+REPUBLISH_BATCH = 500
 MembershipStatus = Literal["active", "paused", "expired", "blocked"]
 
 
@@ -104,6 +105,25 @@ class MembershipService:
                     membership.updated_at = utc_now()
                     uow.emit(membership_changed(membership, identity_verified=True))
         return verdict
+
+    async def republish(self, *, actor: str, source: str | None) -> int:
+        """Announce every membership again, as it stands (same versions): a new access
+        site fills its copy from this; sites that have them ignore equal versions."""
+        published = 0
+        async with self._kernel.db.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Membership, User.identity_verified_at).join(User, User.id == Membership.member_id)
+                )
+            ).all()
+        for start in range(0, len(rows), REPUBLISH_BATCH):
+            async with self._kernel.unit_of_work() as uow:
+                for membership, verified_at in rows[start : start + REPUBLISH_BATCH]:
+                    uow.emit(membership_changed(membership, identity_verified=verified_at is not None))
+                    published += 1
+        async with self._kernel.unit_of_work() as uow:
+            audit(uow.session, "memberships_republished", actor=actor, subject=None, source=source, count=published)
+        return published
 
     async def of_member(self, member_id: uuid.UUID) -> Sequence[Membership]:
         async with self._kernel.db.sessions() as session:

@@ -100,6 +100,14 @@ class EntryPassOut(BaseModel):
     expires_in: int
 
 
+class RepublishIn(Input):
+    what: Literal["memberships", "faces"]
+
+
+class RepublishOut(BaseModel):
+    published: int
+
+
 class KeyRotated(BaseModel):
     kid: str
 

@@ -97,6 +97,24 @@ async def test_enrolment_stores_only_the_sealed_vector_and_publishes_it(stack, s
     assert np.allclose(replaced, events[1]["data"]["embedding"], atol=1e-6)
 
 
+async def test_operators_republish_memberships_and_faces_for_a_new_access_site(stack, settings, photo_bytes):
+    app, client = stack
+    operator = await operator_tokens(app, client)
+    member_id, member = await signup_and_login(client)
+    await grant_membership(client, operator, member_id)
+    await client.post("/me/face/consent", json=CONSENT, headers=bearer(member))
+    assert (await enrol(client, member, photo_bytes["obama.jpg"])).status_code == 201
+    for what in ("memberships", "faces"):
+        response = await client.post("/admin/republish", json={"what": what}, headers=bearer(operator))
+        assert response.json() == {"published": 1}
+    memberships = outbox_events(settings, "MembershipChanged.v1")
+    assert [event["data"]["version"] for event in memberships] == [1, 1]  # the same version, again
+    faces = outbox_events(settings, FaceEnrolled.routing_key())
+    assert faces[0]["data"]["embedding"] == pytest.approx(faces[1]["data"]["embedding"], abs=1e-6)
+    refused = await client.post("/admin/republish", json={"what": "faces"}, headers=bearer(member))
+    assert refused.status_code == 403
+
+
 async def test_unusable_photos_get_a_reason(stack, photo_bytes):
     _, client = stack
     _, member = await signup_and_login(client)
