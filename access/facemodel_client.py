@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from access.faces import FaceServiceUnavailable, GalleryMissing, Identification, ImageRejected
 from common.breaker import AsyncCircuitBreaker, CircuitOpenError
-from common.http import ServiceClient
+from common.http import ServiceClient, error_detail
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -108,7 +108,7 @@ class UnixSocketFacemodel:
         except (httpx.HTTPError, CircuitOpenError) as exc:
             raise FaceServiceUnavailable(type(exc).__name__) from exc
         if response.status_code in (413, 415, 422):
-            raise ImageRejected(_detail(response))
+            raise ImageRejected(error_detail(response))
         if response.status_code >= 500:
             raise FaceServiceUnavailable(f"facemodel answered {response.status_code}")
         return response
@@ -137,11 +137,3 @@ def _identification(
         threshold=threshold,
         timings_ms=analysis.timings_ms,
     )
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail")
-    except ValueError:
-        detail = None
-    return str(detail) if detail else f"image refused ({response.status_code})"

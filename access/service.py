@@ -222,15 +222,8 @@ class AccessService:
             if presence is not None and presence.inside and presence.changed_at > fresh_since:
                 return Reason.ALREADY_INSIDE
         if branch.occupancy_limit is not None:
-            inside = await session.scalar(
-                select(func.count()).where(
-                    Presence.branch_id == config.branch_id,
-                    Presence.inside.is_(True),
-                    Presence.changed_at > fresh_since,
-                    Presence.member_id != member_id,
-                )
-            )
-            if (inside or 0) >= branch.occupancy_limit:
+            others = await _inside(session, config.branch_id, fresh_since, besides=member_id)
+            if others >= branch.occupancy_limit:
                 return Reason.BRANCH_FULL
         return Reason.GRANTED
 
@@ -362,12 +355,7 @@ class AccessService:
     async def occupancy(self, branch_id: str) -> int:
         fresh_since = utc_now() - timedelta(hours=self._settings.access_presence_expiry_h)
         async with self._kernel.db.sessions() as session:
-            count = await session.scalar(
-                select(func.count()).where(
-                    Presence.branch_id == branch_id, Presence.inside.is_(True), Presence.changed_at > fresh_since
-                )
-            )
-        return int(count or 0)
+            return await _inside(session, branch_id, fresh_since)
 
     async def attempts(self, query: LogQuery) -> list[AccessAttempt]:
         statement = select(AccessAttempt).order_by(AccessAttempt.id.desc()).limit(query.limit)
@@ -396,6 +384,18 @@ class AccessService:
             await session.execute(
                 delete(UsedEntryPass).where(UsedEntryPass.expires_at < utc_now() - timedelta(hours=1))
             )
+
+
+async def _inside(
+    session: AsyncSession, branch_id: str, fresh_since: datetime, *, besides: uuid.UUID | None = None
+) -> int:
+    """Members inside the branch (presence older than the expiry does not count)."""
+    statement = select(func.count()).where(
+        Presence.branch_id == branch_id, Presence.inside.is_(True), Presence.changed_at > fresh_since
+    )
+    if besides is not None:
+        statement = statement.where(Presence.member_id != besides)
+    return int(await session.scalar(statement) or 0)
 
 
 def _gate_reason(gate_result: str) -> Reason:

@@ -19,7 +19,7 @@ from common.crypto import VectorSealer
 from common.events.catalog import FaceEnrolled, FaceErased
 from common.events.envelope import utc_now
 from common.events.outbox import UnitOfWork
-from common.http import ServiceClient
+from common.http import ServiceClient, error_detail
 from common.kernel import ServiceKernel
 
 ErasureReason = Literal["consent_withdrawn", "member_request", "account_deleted"]
@@ -82,7 +82,7 @@ class FacemodelClient:
         except (httpx.HTTPError, CircuitOpenError) as exc:
             raise FaceServiceUnavailable(type(exc).__name__) from exc
         if response.status_code in (413, 415, 422):
-            detail = _detail(response)
+            detail = error_detail(response)
             raise FaceNotUsable(detail, "bad_image")
         if response.status_code != 200:
             raise FaceServiceUnavailable(f"facemodel answered {response.status_code}")
@@ -100,14 +100,6 @@ class FacemodelClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail")
-    except ValueError:
-        detail = None
-    return str(detail) if detail else f"image refused ({response.status_code})"
 
 
 class FaceEnrolments:

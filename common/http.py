@@ -20,6 +20,15 @@ class UpstreamUnavailable(Exception):
         self.reason = reason
 
 
+def error_detail(response: httpx.Response) -> str:
+    """The ``detail`` of a FastAPI error answer, or a generic line if there is none."""
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return str(detail) if detail else f"refused ({response.status_code})"
+
+
 class ServiceClient:
     """Calls one upstream service. 5xx answers and transport errors count against its
     breaker; 4xx answers are the caller's business and do not."""
