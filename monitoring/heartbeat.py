@@ -1,0 +1,189 @@
+"""Heartbeats over TCP: devices connect, authenticate, then send one JSON object per line.
+
+::
+
+    → {"device_id": "treadmill-07", "token": "…"}
+    ← {"ok": true}
+    → {"status": "ok", "readings": {"belt_temp_c": 41.5}}
+    ← {"ok": true}
+
+Every connection is handled on its own, with limits that keep one bad client from
+hurting the others: the first line must arrive within ``auth_timeout_s`` (slow-loris),
+lines are capped at ``max_line_bytes`` (the stream's buffer limit), a token bucket caps
+the message rate (floods), repeated malformed lines end the connection, and the total
+number of connections is bounded. Refusals say why, then close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from common.observability import Metrics
+
+log = logging.getLogger(__name__)
+
+MAX_MALFORMED = 3
+
+
+class Hello(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    device_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    token: str = Field(min_length=16, max_length=200)
+
+
+class Beat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: str = Field(min_length=1, max_length=40, pattern=r"^[a-z0-9_]+$")
+    readings: dict[str, float] = Field(default_factory=dict, max_length=32)
+
+
+Authenticate = Callable[[str, str], Awaitable[bool]]
+OnBeat = Callable[[str, Beat], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_line_bytes: int = 4096
+    auth_timeout_s: float = 5.0
+    idle_timeout_s: float = 3600.0  # three of the slowest heartbeat periods
+    messages_per_s: float = 2.0
+    burst: int = 10
+    max_connections: int = 20_000
+
+
+class HeartbeatServer:
+    def __init__(self, *, authenticate: Authenticate, on_beat: OnBeat, limits: Limits, metrics: Metrics) -> None:
+        self._authenticate = authenticate
+        self._on_beat = on_beat
+        self._limits = limits
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self.connections = Gauge(
+            "monitoring_heartbeat_connections", "Open heartbeat connections.", registry=metrics.registry
+        )
+        self.refused = Counter(
+            "monitoring_heartbeat_refusals",
+            "Connections or lines refused, by reason.",
+            ["reason"],
+            registry=metrics.registry,
+        )
+        self.open_connections = 0
+
+    async def start(self, host: str, port: int) -> int:
+        self._server = await asyncio.start_server(
+            self._handle, host, port, limit=self._limits.max_line_bytes, backlog=4096
+        )
+        bound: int = self._server.sockets[0].getsockname()[1]
+        return bound
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        if self._handlers:
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self.open_connections += 1
+        self.connections.inc()
+        try:
+            if self.open_connections > self._limits.max_connections:
+                await self._refuse(writer, "server_full")
+                return
+            device_id = await self._hello(reader, writer)
+            if device_id is not None:
+                await self._beats(device_id, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.open_connections -= 1
+            self.connections.dec()
+            self._handlers.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _hello(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str | None:
+        line = await self._line(reader, writer, self._limits.auth_timeout_s)
+        if line is None:
+            return None
+        try:
+            hello = Hello.model_validate_json(line)
+        except ValidationError:
+            await self._refuse(writer, "malformed_hello")
+            return None
+        if not await self._authenticate(hello.device_id, hello.token):
+            await self._refuse(writer, "unauthenticated")
+            return None
+        await _send(writer, {"ok": True})
+        return hello.device_id
+
+    async def _beats(self, device_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        tokens, refilled = float(self._limits.burst), time.monotonic()
+        malformed = 0
+        while True:
+            line = await self._line(reader, writer, self._limits.idle_timeout_s)
+            if line is None:
+                return
+            now = time.monotonic()
+            tokens = min(self._limits.burst, tokens + (now - refilled) * self._limits.messages_per_s)
+            refilled = now
+            if tokens < 1:
+                await self._refuse(writer, "flood")
+                return
+            tokens -= 1
+            try:
+                beat = Beat.model_validate_json(line)
+            except ValidationError as exc:
+                malformed += 1
+                self.refused.labels("malformed").inc()
+                if malformed >= MAX_MALFORMED:
+                    await self._refuse(writer, "malformed")
+                    return
+                await _send(writer, {"error": "malformed", "detail": _first_error(exc)})
+                continue
+            await self._on_beat(device_id, beat)
+            await _send(writer, {"ok": True})
+
+    async def _line(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout_s: float) -> bytes | None:
+        try:
+            line = await asyncio.wait_for(reader.readuntil(b"\n"), timeout_s)
+        except TimeoutError:
+            await self._refuse(writer, "timeout")
+            return None
+        except asyncio.LimitOverrunError:
+            await self._refuse(writer, "line_too_long")
+            return None
+        except asyncio.IncompleteReadError:
+            return None  # the device hung up
+        return line
+
+    async def _refuse(self, writer: asyncio.StreamWriter, reason: str) -> None:
+        self.refused.labels(reason).inc()
+        with contextlib.suppress(ConnectionError):
+            await _send(writer, {"error": reason})
+
+
+async def _send(writer: asyncio.StreamWriter, message: dict[str, object]) -> None:
+    writer.write(json.dumps(message).encode() + b"\n")
+    await asyncio.wait_for(writer.drain(), 5.0)
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    return f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"[:200]
