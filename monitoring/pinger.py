@@ -1,0 +1,118 @@
+"""Ping/echo: the service asks every device "are you there?" on a fixed period.
+
+Each device gets its own phase within the period (from its id, plus a little random
+jitter each round), so thousands of checks spread evenly instead of bunching up at the
+top of every period; a semaphore bounds how many are in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import random
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+
+OnResult = Callable[[str, bool, str], Awaitable[None]]
+
+
+class Pinger:
+    def __init__(
+        self,
+        *,
+        interval_s: float,
+        timeout_s: float,
+        concurrency: int,
+        on_result: OnResult,
+        jitter: float = 0.05,
+    ) -> None:
+        self.interval_s = interval_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._on_result = on_result
+        self._jitter = jitter
+        self._targets: dict[str, str] = {}
+        self._due: list[tuple[float, str]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._checks: set[asyncio.Task[None]] = set()
+
+    def set_target(self, device_id: str, url: str) -> None:
+        known = device_id in self._targets
+        self._targets[device_id] = url
+        if not known:
+            heapq.heappush(self._due, (self._first_due(device_id), device_id))
+            self._wake.set()
+
+    def remove_target(self, device_id: str) -> None:
+        self._targets.pop(device_id, None)  # its heap entry is dropped when it comes due
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self._concurrency, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        self._task = asyncio.create_task(self._schedule(), name="pinger")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for check in list(self._checks):
+            check.cancel()
+        await asyncio.gather(*self._checks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    def _first_due(self, device_id: str) -> float:
+        phase = (zlib.crc32(device_id.encode()) % 10_000) / 10_000 * self.interval_s
+        return time.monotonic() + phase
+
+    async def _schedule(self) -> None:
+        while True:
+            if not self._due:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            due, device_id = self._due[0]
+            delay = due - time.monotonic()
+            if delay > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                continue
+            heapq.heappop(self._due)
+            url = self._targets.get(device_id)
+            if url is None:
+                continue
+            spread = self.interval_s * self._jitter
+            heapq.heappush(self._due, (due + self.interval_s + random.uniform(-spread, spread), device_id))
+            await self._semaphore.acquire()
+            check = asyncio.create_task(self._check(device_id, url))
+            self._checks.add(check)
+            check.add_done_callback(self._checks.discard)
+
+    async def _check(self, device_id: str, url: str) -> None:
+        try:
+            ok, detail = await self._echo(url)
+        finally:
+            self._semaphore.release()
+        await self._on_result(device_id, ok, detail)
+
+    async def _echo(self, url: str) -> tuple[bool, str]:
+        assert self._session is not None
+        try:
+            async with self._session.get(url) as response:
+                await response.read()
+                if 200 <= response.status < 300:
+                    return True, ""
+                return False, f"status {response.status}"
+        except TimeoutError:
+            return False, "timeout"
+        except aiohttp.ClientError as exc:
+            return False, type(exc).__name__

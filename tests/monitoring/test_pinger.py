@@ -1,0 +1,74 @@
+"""The pinger against real HTTP echo endpoints: every device checked once per period,
+spread over the period, bounded in flight; failures (error status, hang, nobody there)
+reported with what went wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+
+import pytest
+from aiohttp import web
+
+from monitoring.pinger import Pinger
+from tests.support.apps import free_port
+
+
+@pytest.fixture
+async def devices():
+    state = {"in_flight": 0, "peak": 0}
+    seen: dict[str, list[float]] = defaultdict(list)
+
+    async def echo(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        seen[name].append(time.monotonic())
+        if name == "hung":  # abandoned by the pinger after its timeout: not in flight any more
+            await asyncio.sleep(1)
+            return web.Response(text="late")
+        state["in_flight"] += 1
+        state["peak"] = max(state["peak"], state["in_flight"])
+        try:
+            if name == "broken":
+                return web.Response(status=500)
+            await asyncio.sleep(0.02)
+            return web.Response(text="ok")
+        finally:
+            state["in_flight"] -= 1
+
+    app = web.Application()
+    app.router.add_get("/echo/{name}", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}", state, seen
+    await runner.cleanup()
+
+
+async def test_every_device_is_checked_each_period_spread_out_and_bounded(devices):
+    base, state, seen = devices
+    results: dict[str, list[tuple[bool, str]]] = defaultdict(list)
+
+    async def record(device_id: str, ok: bool, detail: str) -> None:
+        results[device_id].append((ok, detail))
+
+    pinger = Pinger(interval_s=0.5, timeout_s=0.2, concurrency=8, on_result=record)
+    await pinger.start()
+    for n in range(60):
+        pinger.set_target(f"dev-{n}", f"{base}/echo/dev-{n}")
+    pinger.set_target("broken", f"{base}/echo/broken")
+    pinger.set_target("hung", f"{base}/echo/hung")
+    pinger.set_target("gone", f"http://127.0.0.1:{free_port()}/echo")
+    await asyncio.sleep(1.3)
+    await pinger.stop()
+
+    assert all(len(results[f"dev-{n}"]) >= 2 for n in range(60))
+    assert all(ok for n in range(60) for ok, _ in results[f"dev-{n}"])
+    assert results["broken"][0] == (False, "status 500")
+    assert results["hung"][0] == (False, "timeout")
+    assert results["gone"][0] == (False, "ClientConnectorError")
+    assert state["peak"] <= 8
+    # Spread: the first round's checks are not bunched at the start of the period.
+    first = sorted(times[0] for times in seen.values())
+    assert first[-1] - first[0] > 0.3
