@@ -109,9 +109,7 @@ def create_app(
         for job in jobs:
             await job.stop()
         for gate in gates.values():
-            close = getattr(gate.driver, "close", None)
-            if close is not None:
-                await close()
+            await gate.driver.close()
         for line in lines:
             await line.stop()
 

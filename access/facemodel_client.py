@@ -73,9 +73,8 @@ class UnixSocketFacemodel:
     async def analyse(self, image: bytes, content_type: str) -> Identification:
         response = await self._call("POST", "/v1/analyse", content=image, headers={"content-type": content_type})
         analysis = _parse(response, _Analysis)
-        if self._threshold is None:
-            self._threshold = _parse(await self._call("GET", "/v1/models"), _Status).threshold
-        return _identification(analysis, self._threshold, None, None)
+        threshold = self._threshold if self._threshold is not None else (await self._status()).threshold
+        return _identification(analysis, threshold, None, None)
 
     async def put_vectors(self, gallery: str, space: str, vectors: dict[str, NDArray[np.float32]]) -> None:
         body = {
@@ -92,12 +91,15 @@ class UnixSocketFacemodel:
             raise FaceServiceUnavailable(f"facemodel did not remove {subject}: {response.status_code}")
 
     async def embedding_space(self) -> str:
-        status = _parse(await self._call("GET", "/v1/models"), _Status)
-        self._threshold = status.threshold
-        return status.embedding_space
+        return (await self._status()).embedding_space
 
     async def gallery_sizes(self) -> dict[str, int]:
-        return _parse(await self._call("GET", "/v1/models"), _Status).galleries
+        return (await self._status()).galleries
+
+    async def _status(self) -> _Status:
+        status = _parse(await self._call("GET", "/v1/models"), _Status)
+        self._threshold = status.threshold  # changes only with the model
+        return status
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -176,19 +176,11 @@ class FaceCache:
             self.space = await self._engine.embedding_space()
         members = await self._branch_members(branch)
         wanted = members | set(prefetched if prefetched is not None else await self._top_visitors())
-        loaded: set[uuid.UUID] = set()
-        pending: dict[str, NDArray[np.float32]] = {}
-        for member_id, vector in await self._vectors(wanted):
-            pending[str(member_id)] = vector
-            loaded.add(member_id)
-            if len(pending) >= LOAD_CHUNK:
-                await self._engine.put_vectors(gallery_name(branch), self.space, pending)
-                pending = {}
-        if pending:
-            await self._engine.put_vectors(gallery_name(branch), self.space, pending)
-        self.hot[branch] = loaded
-        self.metrics.gallery_size.labels(branch).set(len(loaded))
-        log.info("branch %s gallery loaded with %d members", branch, len(loaded))
+        found = await self._vectors(wanted)
+        self.hot[branch] = set()
+        for start in range(0, len(found), LOAD_CHUNK):
+            await self._hold(branch, dict(found[start : start + LOAD_CHUNK]))
+        log.info("branch %s gallery loaded with %d members", branch, len(self.hot[branch]))
 
     async def refresh_prefetch(self) -> None:
         """Add newly frequent visitors to every gallery (periodic)."""
@@ -211,9 +203,7 @@ class FaceCache:
         homes = await self._home_branches(session, member_id)
         for branch in self.branches:
             if branch in homes or member_id in self.hot[branch]:
-                await self._engine.put_vectors(gallery_name(branch), space, {str(member_id): vector})
-                self.hot[branch].add(member_id)
-                self.metrics.gallery_size.labels(branch).set(len(self.hot[branch]))
+                await self._hold(branch, {member_id: vector})
 
     async def erased(self, member_id: uuid.UUID) -> None:
         for branch in self.branches:
@@ -269,13 +259,18 @@ class FaceCache:
     # -- internals -----------------------------------------------------------------------
 
     async def _promote(self, branch: str, members: list[uuid.UUID], session: AsyncSession | None = None) -> None:
-        if not members or self.space is None:
+        if members and self.space is not None:
+            await self._hold(branch, dict(await self._vectors(set(members), session)))
+
+    async def _hold(self, branch: str, vectors: dict[uuid.UUID, NDArray[np.float32]]) -> None:
+        """Put ``vectors`` into the branch gallery and remember that it holds them."""
+        if not vectors or self.space is None:
             return
-        vectors = {str(member_id): vector for member_id, vector in await self._vectors(set(members), session)}
-        if vectors:
-            await self._engine.put_vectors(gallery_name(branch), self.space, vectors)
-            self.hot[branch].update(uuid.UUID(subject) for subject in vectors)
-            self.metrics.gallery_size.labels(branch).set(len(self.hot[branch]))
+        await self._engine.put_vectors(
+            gallery_name(branch), self.space, {str(member_id): vector for member_id, vector in vectors.items()}
+        )
+        self.hot[branch].update(vectors)
+        self.metrics.gallery_size.labels(branch).set(len(self.hot[branch]))
 
     async def _cold_search(self, branch: str, probe: NDArray[np.float32]) -> tuple[uuid.UUID | None, float]:
         """The miss path: every stored vector not in the branch gallery, brute force. It

@@ -180,6 +180,10 @@ class GateDriver(Protocol):
         acknowledged, for protocols that acknowledge). Raises LineDown or GateRefused."""
         ...
 
+    async def close(self) -> None:
+        """Leave the gate closed (shutdown)."""
+        ...
+
 
 def relay_frame(channel: int, on: bool) -> bytes:
     """A CH340 relay board frame: start byte, channel, state, and their 8-bit sum."""
@@ -247,6 +251,9 @@ class LineProtocolDriver:
                 return
             code = answer
         raise GateRefused(code)
+
+    async def close(self) -> None:
+        return None  # the controller closes the gate itself after the open time
 
     def _exchange(self, port: Port, command: bytes) -> str:
         port.reset_input_buffer()  # an answer to an earlier, timed-out command is stale

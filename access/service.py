@@ -9,11 +9,12 @@ transaction for the few milliseconds of a serial command is cheap at a door.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -117,6 +118,7 @@ class AccessService:
         # One decision per member at a time: two gates (or a replayed pass) racing for
         # the same member would both read "outside" otherwise.
         self._member_locks: defaultdict[uuid.UUID, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._lock_users: defaultdict[uuid.UUID, int] = defaultdict(int)
 
     def gate(self, gate_id: str) -> Gate:
         gate = self.gates.get(gate_id)
@@ -169,7 +171,7 @@ class AccessService:
         evidence: Evidence = NO_EVIDENCE,
     ) -> Decision:
         branch_id = gate.config.branch_id
-        async with self._member_locks[member_id], self._kernel.unit_of_work() as uow:
+        async with self._one_at_a_time(member_id), self._kernel.unit_of_work() as uow:
             now = utc_now()
             session = uow.session
             if pass_id is not None and await session.get(UsedEntryPass, pass_id) is not None:
@@ -183,11 +185,9 @@ class AccessService:
                 await self._set_presence(session, member_id, branch_id, gate, now)
                 if pass_id is not None and pass_expires_at is not None:
                     session.add(UsedEntryPass(token_id=pass_id, expires_at=pass_expires_at))
-            decision = self._log(
+            return self._log(
                 uow, gate, method, verdict, member_id, gate_result=gate_result, started=started, evidence=evidence
             )
-        self._drop_lock(member_id)
-        return decision
 
     async def _record(
         self,
@@ -325,17 +325,26 @@ class AccessService:
         bus = self._kernel.bus
         return bus is not None and not bus.health().get("ok", False)
 
-    def _drop_lock(self, member_id: uuid.UUID) -> None:
-        lock = self._member_locks.get(member_id)
-        if lock is not None and not lock.locked():
-            del self._member_locks[member_id]
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, member_id: uuid.UUID) -> AsyncIterator[None]:
+        lock = self._member_locks[member_id]
+        self._lock_users[member_id] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            # Forget the lock once nobody holds or waits for it (counted, since a woken
+            # waiter does not hold the lock yet): one per member ever seen would pile up.
+            self._lock_users[member_id] -= 1
+            if not self._lock_users[member_id]:
+                del self._lock_users[member_id], self._member_locks[member_id]
 
     # -- operators -----------------------------------------------------------------------
 
     async def reset_passback(self, *, branch_id: str, member_id: uuid.UUID, actor: str, reason: str) -> bool:
         """Mark a member as outside (they left without badging out); audited. Returns
         whether they were inside."""
-        async with self._member_locks[member_id], self._kernel.unit_of_work() as uow:
+        async with self._one_at_a_time(member_id), self._kernel.unit_of_work() as uow:
             presence = await uow.session.get(Presence, (member_id, branch_id), with_for_update=True)
             was_inside = presence is not None and presence.inside
             if presence is not None:
@@ -349,7 +358,6 @@ class AccessService:
                 reason=reason,
                 was_inside=was_inside,
             )
-        self._drop_lock(member_id)
         return was_inside
 
     async def occupancy(self, branch_id: str) -> int:

@@ -76,7 +76,10 @@ class HeartbeatServer:
             ["reason"],
             registry=metrics.registry,
         )
-        self.open_connections = 0
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._handlers)
 
     async def start(self, host: str, port: int) -> int:
         self._server = await asyncio.start_server(
@@ -99,7 +102,6 @@ class HeartbeatServer:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
-        self.open_connections += 1
         self.connections.inc()
         try:
             if self.open_connections > self._limits.max_connections:
@@ -111,7 +113,6 @@ class HeartbeatServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
-            self.open_connections -= 1
             self.connections.dec()
             self._handlers.discard(task)
             writer.close()

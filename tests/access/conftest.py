@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -165,8 +168,22 @@ def make_door(tmp_path, relay, facemodel_socket):
 
 
 @pytest.fixture
-async def door(make_door, relay):
-    settings = await make_door()
-    app = create_app(settings, keys=tokens.key_cache())
-    async with asgi_client(app) as client:
-        yield Door(app, client, relay[1], settings)
+def open_door(
+    make_door: Callable[..., Awaitable[AccessSettings]], relay: tuple[SocatPair, GateSimulator]
+) -> Callable[..., AbstractAsyncContextManager[Door]]:
+    """A site with its settings overridden; ``device`` is the far end of its gate line."""
+
+    @asynccontextmanager
+    async def opened(device: GateSimulator | None = None, **overrides: Any) -> AsyncIterator[Door]:
+        settings = await make_door(**overrides)
+        app = create_app(settings, keys=tokens.key_cache())
+        async with asgi_client(app) as client:
+            yield Door(app, client, device or relay[1], settings)
+
+    return opened
+
+
+@pytest.fixture
+async def door(open_door):
+    async with open_door() as opened:
+        yield opened

@@ -8,12 +8,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
-from access.app import create_app
 from common.events.catalog import AccessGranted, FaceEnrolled
 from common.security import Role
 from tests.access.conftest import BRANCH, Door, entry_pass, membership
 from tests.support import tokens
-from tests.support.apps import asgi_client
 from tests.support.serialgate import GateSimulator, SocatPair
 from tests.support.waiting import eventually
 
@@ -46,15 +44,12 @@ async def test_fail_secure_gate_refuses_while_the_line_is_down_and_recovers(door
         replugged.stop()
 
 
-async def test_fail_safe_gate_lets_the_decision_stand(make_door, relay):
+async def test_fail_safe_gate_lets_the_decision_stand(open_door, relay):
     pair, device = relay
     gates = [
         {"gate_id": "front-in", "branch_id": BRANCH, "driver": "ch340", "port": pair.ours, "line_down": "fail_safe"}
     ]
-    settings = await make_door(access_gates=gates)
-    app = create_app(settings, keys=tokens.key_cache())
-    async with asgi_client(app) as client:
-        door = Door(app, client, device, settings)
+    async with open_door(access_gates=gates) as door:
         member = uuid.uuid4()
         await door.announce(membership(member))
         device.stop()
@@ -64,15 +59,12 @@ async def test_fail_safe_gate_lets_the_decision_stand(make_door, relay):
         assert (decision["granted"], decision["gate_result"]) == (True, "released_fail_safe")
 
 
-async def test_controller_refusal_grants_nothing_and_garbage_is_ignored(make_door, tmp_path):
+async def test_controller_refusal_grants_nothing_and_garbage_is_ignored(open_door, tmp_path):
     pair = SocatPair(tmp_path, "controller").start()
     controller = GateSimulator(pair.theirs, "line").start()
     gates = [{"gate_id": "front-in", "branch_id": BRANCH, "driver": "line", "port": pair.ours, "channel": 4}]
-    settings = await make_door(access_gates=gates, access_line_timeout_ms=150, access_line_retries=1)
-    app = create_app(settings, keys=tokens.key_cache())
     try:
-        async with asgi_client(app) as client:
-            door = Door(app, client, controller, settings)
+        async with open_door(controller, access_gates=gates, access_line_timeout_ms=150, access_line_retries=1) as door:
             member = uuid.uuid4()
             await door.announce(membership(member))
             controller.replies.extend(["ERR 3", "ERR 5"])

@@ -176,15 +176,8 @@ async def test_membership_rules_blocked_hours_and_lapsed(door):
     assert door.device.on_frames(1) == []
 
 
-async def test_occupancy_limit(make_door, relay):
-    from access.app import create_app
-    from tests.access.conftest import Door
-    from tests.support.apps import asgi_client
-
-    settings = await make_door(access_branches={BRANCH: {"occupancy_limit": 1}})
-    app = create_app(settings, keys=tokens.key_cache())
-    async with asgi_client(app) as client:
-        door = Door(app, client, relay[1], settings)
+async def test_occupancy_limit(open_door):
+    async with open_door(access_branches={BRANCH: {"occupancy_limit": 1}}) as door:
         first, second = uuid.uuid4(), uuid.uuid4()
         await door.announce(membership(first), membership(second))
         assert (await door.scan(entry_pass(first))).json()["granted"] is True
