@@ -71,6 +71,7 @@ class RouteConfig(BaseModel):
 class GatewaySettings(PlatformSettings):
     notification_url: str = "http://127.0.0.1:8008"
     access_url: str = "http://127.0.0.1:8002"
+    monitoring_url: str = "http://127.0.0.1:8007"
     gateway_routes: tuple[RouteConfig, ...] = ()
     # memory:// (one gateway) or async+redis://host:6379 (limits shared by replicas).
     gateway_rate_limit_storage: str = "memory://"
@@ -104,6 +105,7 @@ class GatewaySettings(PlatformSettings):
                     timeout_s=15.0,
                 ),
                 RouteConfig(prefix="/api/notifications", service="notification", upstreams=(self.notification_url,)),
+                RouteConfig(prefix="/api/monitoring", service="monitoring", upstreams=(self.monitoring_url,)),
                 RouteConfig(
                     prefix="/api/access",
                     service="access",

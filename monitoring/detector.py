@@ -10,6 +10,7 @@ the state is still tracked, so the truth is known when the window ends.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -31,6 +32,7 @@ class Rules:
 
 @dataclass(frozen=True)
 class Transition:
+    previous: Health
     health: Health
     reason: str
     at: datetime
@@ -46,7 +48,8 @@ class DeviceHealth:
     last_heartbeat: datetime | None = None
     last_reason: str = ""
     maintenance_until: datetime | None = None
-    history: list[Transition] = field(default_factory=list)
+    # The last few changes, for debugging a device; the audit log in the database is the record.
+    history: deque[Transition] = field(default_factory=lambda: deque(maxlen=32))
 
     def ping(self, ok: bool, at: datetime, detail: str = "") -> Transition | None:
         if ok:
@@ -59,6 +62,12 @@ class DeviceHealth:
             return self._good(at, "heartbeat ok")
         # A device that reports its own fault is believed at once.
         return self._become(Health.FAULTY, at, f"device reports {status}")
+
+    def report(self, ok: bool, at: datetime, reason: str) -> Transition | None:
+        """A first-hand report from the component that drives the device (a gate's serial
+        line seen by access): believed at once, both ways."""
+        self.failures_in_a_row = self.successes_in_a_row = 0
+        return self._become(Health.OK if ok else Health.FAULTY, at, reason)
 
     def check_overdue(self, now: datetime) -> Transition | None:
         period = self.rules.heartbeat_period
@@ -95,6 +104,6 @@ class DeviceHealth:
         self.successes_in_a_row = 0 if health is Health.FAULTY else self.successes_in_a_row
         # Unknown → ok is learning, not news; everything else is announced (outside maintenance).
         announce = not self.in_maintenance(at) and not (previous is Health.UNKNOWN and health is Health.OK)
-        transition = Transition(health, reason, at, announce)
+        transition = Transition(previous, health, reason, at, announce)
         self.history.append(transition)
         return transition

@@ -38,6 +38,8 @@ class Pinger:
         self._jitter = jitter
         self._targets: dict[str, str] = {}
         self._due: list[tuple[float, str]] = []
+        # Each device's one live schedule entry; older heap entries for it are stale.
+        self._next: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -47,11 +49,25 @@ class Pinger:
         known = device_id in self._targets
         self._targets[device_id] = url
         if not known:
-            heapq.heappush(self._due, (self._first_due(device_id), device_id))
-            self._wake.set()
+            self._plan(device_id, self._first_due(device_id))
 
     def remove_target(self, device_id: str) -> None:
-        self._targets.pop(device_id, None)  # its heap entry is dropped when it comes due
+        self._targets.pop(device_id, None)
+        self._next.pop(device_id, None)  # its heap entry is dropped when it comes due
+
+    def recheck(self, device_id: str, after_s: float) -> None:
+        """Check ``device_id`` again soon (a failed ping is confirmed, not left a whole period)."""
+        if device_id in self._targets:
+            self._plan(device_id, time.monotonic() + after_s)
+
+    @property
+    def targets(self) -> int:
+        return len(self._targets)
+
+    def _plan(self, device_id: str, due: float) -> None:
+        self._next[device_id] = due
+        heapq.heappush(self._due, (due, device_id))
+        self._wake.set()
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._concurrency, ttl_dns_cache=300)
@@ -88,10 +104,12 @@ class Pinger:
                 continue
             heapq.heappop(self._due)
             url = self._targets.get(device_id)
-            if url is None:
+            if url is None or self._next.get(device_id) != due:
                 continue
             spread = self.interval_s * self._jitter
-            heapq.heappush(self._due, (due + self.interval_s + random.uniform(-spread, spread), device_id))
+            next_due = due + self.interval_s + random.uniform(-spread, spread)
+            self._next[device_id] = next_due
+            heapq.heappush(self._due, (next_due, device_id))
             await self._semaphore.acquire()
             check = asyncio.create_task(self._check(device_id, url))
             self._checks.add(check)

@@ -40,6 +40,7 @@ def _service_urls(host: str, port_offset: int) -> dict[str, Any]:
     overrides = {
         "auth_url": f"http://{host}:{PORTS['auth'] + port_offset}",
         "notification_url": f"http://{host}:{PORTS['notification'] + port_offset}",
+        "monitoring_url": f"http://{host}:{PORTS['monitoring'] + port_offset}",
     }
     if _simulate_cardcheck():
         overrides["cardcheck_url"] = f"http://{host}:{PORTS['cardcheck_sim'] + port_offset}"

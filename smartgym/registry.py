@@ -76,7 +76,12 @@ class ServiceSpec:
 # Start order: consumers before the producers whose events they take, the gateway last;
 # shutdown runs in reverse, so producers flush their outbox while consumers still listen.
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("notification", has_database=True, uses_bus=True),
+    ServiceSpec(
+        "notification", has_database=True, uses_bus=True, settings_class="notification.settings:NotificationSettings"
+    ),
+    ServiceSpec(
+        "monitoring", has_database=True, uses_bus=True, settings_class="monitoring.settings:MonitoringSettings"
+    ),
     ServiceSpec("auth", has_database=True, uses_bus=True, settings_class="auth.settings:AuthSettings"),
     ServiceSpec(
         "facemodel",

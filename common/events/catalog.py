@@ -153,3 +153,87 @@ class GateStatusChanged(Event):
     line: Literal["up", "down"]
     detail: str = Field(default="", max_length=200)
     changed_at: datetime
+
+
+Criticality = Literal["critical", "major", "minor"]
+
+
+@CATALOG.register
+class EquipmentFault(Event):
+    """A device went silent or reported a fault; ``fault_id`` names this outage until it
+    is recovered. Not published inside a maintenance window."""
+
+    event_name: ClassVar[str] = "EquipmentFault"
+    event_version: ClassVar[int] = 1
+
+    fault_id: uuid.UUID
+    device_id: str = Field(max_length=64)
+    branch_id: str = Field(max_length=64)
+    kind: str = Field(max_length=32)
+    name: str = Field(max_length=120)
+    criticality: Criticality
+    reason: str = Field(max_length=200)
+    detected_at: datetime
+
+
+@CATALOG.register
+class EquipmentRecovered(Event):
+    """A faulty device answers again (after enough good checks in a row not to be a flap)."""
+
+    event_name: ClassVar[str] = "EquipmentRecovered"
+    event_version: ClassVar[int] = 1
+
+    fault_id: uuid.UUID
+    device_id: str = Field(max_length=64)
+    branch_id: str = Field(max_length=64)
+    kind: str = Field(max_length=32)
+    name: str = Field(max_length=120)
+    recovered_at: datetime
+    down_for_s: float = Field(ge=0)
+
+
+@CATALOG.register
+class EquipmentFaultEscalated(Event):
+    """A critical fault stayed unacknowledged too long: the operations team takes it."""
+
+    event_name: ClassVar[str] = "EquipmentFaultEscalated"
+    event_version: ClassVar[int] = 1
+
+    fault_id: uuid.UUID
+    device_id: str = Field(max_length=64)
+    branch_id: str = Field(max_length=64)
+    kind: str = Field(max_length=32)
+    name: str = Field(max_length=120)
+    reason: str = Field(max_length=200)
+    detected_at: datetime
+
+
+@CATALOG.register
+class TaskJudged(Event):
+    """The AI checked a helper's task: approved tasks are paid ``payout_krw``."""
+
+    event_name: ClassVar[str] = "TaskJudged"
+    event_version: ClassVar[int] = 1
+
+    task_id: uuid.UUID
+    helper_id: uuid.UUID
+    branch_id: str = Field(max_length=64)
+    verdict: Literal["approved", "rejected"]
+    score: float = Field(ge=0, le=1)
+    reason: str = Field(default="", max_length=200)
+    payout_krw: int = Field(default=0, ge=0)
+
+
+@CATALOG.register
+class BranchPreferenceCreated(Event):
+    """A branch owner described the branch's members' tastes, so notices can be tailored:
+    the language most members read and the topics they care about."""
+
+    event_name: ClassVar[str] = "BranchPreferenceCreated"
+    event_version: ClassVar[int] = 1
+
+    preference_id: uuid.UUID
+    branch_id: str = Field(max_length=64)
+    default_locale: Literal["ko", "en"] = "ko"
+    topics: tuple[str, ...] = Field(default=(), max_length=20)
+    created_by: uuid.UUID

@@ -1,0 +1,422 @@
+"""The equipment registry and the fault records behind the operations dashboard.
+
+Registration hands out a device token once (only its hash is stored) and tells the live
+watch; the watch's changes come back here to be stored with their events in one unit
+of work (:class:`FaultRecorder`).
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from sqlalchemy import and_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.events.catalog import Criticality, EquipmentFault, EquipmentFaultEscalated, EquipmentRecovered
+from common.events.envelope import utc_now
+from common.kernel import ServiceKernel
+from monitoring.detector import Health
+from monitoring.models import Equipment, Fault, MaintenanceWindow, StateChange
+from monitoring.watch import Change, DeviceSpec, EquipmentWatch, hash_token
+
+IDENTIFIER = r"^[A-Za-z0-9._-]+$"
+EquipmentKind = Literal["gate", "camera", "kiosk", "treadmill", "bike", "rower", "strength", "hvac", "locker", "other"]
+MAX_WINDOW = timedelta(days=30)
+
+
+class EquipmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: str = Field(min_length=1, max_length=64, pattern=IDENTIFIER)
+    branch_id: str = Field(min_length=1, max_length=64, pattern=IDENTIFIER)
+    kind: EquipmentKind
+    name: str = Field(min_length=1, max_length=120)
+    address: str = Field(default="", max_length=200, description="where it is, or its network address")
+    ping_url: HttpUrl | None = None
+    heartbeat_period_s: int | None = Field(default=600, ge=5, le=86_400)
+    criticality: Criticality = "major"
+
+    @field_validator("ping_url")
+    @classmethod
+    def _http_only(cls, url: HttpUrl | None) -> HttpUrl | None:
+        if url is not None and url.scheme not in ("http", "https"):
+            raise ValueError("ping_url must be http or https")
+        return url
+
+    @model_validator(mode="after")
+    def _watchable(self) -> EquipmentIn:
+        if self.ping_url is None and self.heartbeat_period_s is None:
+            raise ValueError("a device needs a ping_url, a heartbeat_period_s, or both")
+        return self
+
+
+class MaintenanceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    starts_at: datetime
+    ends_at: datetime
+    reason: str = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _sane(self) -> MaintenanceIn:
+        if self.starts_at.tzinfo is None or self.ends_at.tzinfo is None:
+            raise ValueError("times need a timezone")
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        if self.ends_at - self.starts_at > MAX_WINDOW:
+            raise ValueError("a maintenance window lasts at most 30 days")
+        return self
+
+
+class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Registered:
+    equipment: Equipment
+    token: str
+
+
+def spec_of(row: Equipment) -> DeviceSpec:
+    return DeviceSpec(
+        device_id=row.device_id,
+        branch_id=row.branch_id,
+        kind=row.kind,
+        name=row.name,
+        criticality=row.criticality,
+        ping_url=row.ping_url,
+        heartbeat_period_s=row.heartbeat_period_s,
+        token_hash=row.token_hash,
+    )
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class EquipmentRegistry:
+    def __init__(self, kernel: ServiceKernel, watch: EquipmentWatch) -> None:
+        self._kernel = kernel
+        self._watch = watch
+
+    async def load(self) -> int:
+        """Tell the watch about every registered device, its open fault and its windows."""
+        now = utc_now()
+        async with self._kernel.db.sessions() as session:
+            devices = (await session.scalars(select(Equipment))).all()
+            still_open = await session.scalars(select(Fault).where(Fault.closed_at.is_(None)))
+            open_faults = {fault.device_id: fault for fault in still_open}
+            windows = (await session.scalars(select(MaintenanceWindow).where(MaintenanceWindow.ends_at > now))).all()
+        for row in devices:
+            fault = open_faults.get(row.device_id)
+            self._watch.watch(spec_of(row), faulty_since=(fault.fault_id, fault.opened_at) if fault else None)
+        by_device: dict[str, list[tuple[datetime, datetime]]] = {}
+        for window in windows:
+            by_device.setdefault(window.device_id, []).append((window.starts_at, window.ends_at))
+        for device_id, spans in by_device.items():
+            self._watch.set_maintenance(device_id, spans)
+        self._watch.loaded = True
+        return len(devices)
+
+    async def register(self, device: EquipmentIn) -> Registered:
+        async with self._kernel.db.sessions() as session, session.begin():
+            if await session.get(Equipment, device.device_id) is not None:
+                raise Conflict(f"device {device.device_id} is already registered")
+            token = new_token()
+            row = _new_row(device, token)
+            session.add(row)
+        self._watch.watch(spec_of(row))
+        return Registered(row, token)
+
+    async def register_many(self, devices: Sequence[EquipmentIn]) -> list[Registered]:
+        """Register or re-register many devices at once; every one gets a fresh token."""
+        ids = [device.device_id for device in devices]
+        if len(set(ids)) != len(ids):
+            raise Conflict("a device id appears twice")
+        registered: list[Registered] = []
+        async with self._kernel.db.sessions() as session, session.begin():
+            existing = {
+                row.device_id: row
+                for row in await session.scalars(select(Equipment).where(Equipment.device_id.in_(ids)))
+            }
+            for device in devices:
+                token = new_token()
+                row = existing.get(device.device_id)
+                if row is None:
+                    row = _new_row(device, token)
+                    session.add(row)
+                else:
+                    _update_row(row, device)
+                    row.token_hash = hash_token(token)
+                registered.append(Registered(row, token))
+        for item in registered:
+            self._watch.watch(spec_of(item.equipment))
+        return registered
+
+    async def update(self, device: EquipmentIn) -> Equipment:
+        async with self._kernel.db.sessions() as session, session.begin():
+            row = await session.get(Equipment, device.device_id)
+            if row is None:
+                raise NotFound(device.device_id)
+            if row.branch_id != device.branch_id:
+                raise Conflict("a device cannot move between branches; retire it and register it again")
+            _update_row(row, device)
+        self._watch.watch(spec_of(row))
+        return row
+
+    async def rotate_token(self, device_id: str) -> Registered:
+        async with self._kernel.db.sessions() as session, session.begin():
+            row = await session.get(Equipment, device_id)
+            if row is None:
+                raise NotFound(device_id)
+            token = new_token()
+            row.token_hash, row.updated_at = hash_token(token), utc_now()
+        self._watch.watch(spec_of(row))
+        return Registered(row, token)
+
+    async def retire(self, device_id: str) -> None:
+        async with self._kernel.db.sessions() as session, session.begin():
+            row = await session.get(Equipment, device_id)
+            if row is None:
+                raise NotFound(device_id)
+            await session.execute(
+                update(Fault).where(Fault.device_id == device_id, Fault.closed_at.is_(None)).values(closed_at=utc_now())
+            )
+            await session.delete(row)
+        self._watch.forget(device_id)
+
+    async def get(self, device_id: str) -> Equipment:
+        async with self._kernel.db.sessions() as session:
+            row = await session.get(Equipment, device_id)
+        if row is None:
+            raise NotFound(device_id)
+        return row
+
+    async def of_branch(self, branch_id: str) -> Sequence[Equipment]:
+        async with self._kernel.db.sessions() as session:
+            result = await session.scalars(
+                select(Equipment).where(Equipment.branch_id == branch_id).order_by(Equipment.device_id)
+            )
+            return result.all()
+
+    async def add_maintenance(self, device_id: str, window: MaintenanceIn, by: str) -> MaintenanceWindow:
+        async with self._kernel.db.sessions() as session, session.begin():
+            if await session.get(Equipment, device_id) is None:
+                raise NotFound(device_id)
+            row = MaintenanceWindow(
+                device_id=device_id,
+                starts_at=window.starts_at,
+                ends_at=window.ends_at,
+                reason=window.reason,
+                created_by=by[:80],
+            )
+            session.add(row)
+            await session.flush()
+            windows = (
+                await session.scalars(
+                    select(MaintenanceWindow).where(
+                        MaintenanceWindow.device_id == device_id, MaintenanceWindow.ends_at > utc_now()
+                    )
+                )
+            ).all()
+        self._watch.set_maintenance(device_id, [(w.starts_at, w.ends_at) for w in windows])
+        return row
+
+    async def maintenance_of(self, device_id: str) -> Sequence[MaintenanceWindow]:
+        async with self._kernel.db.sessions() as session:
+            result = await session.scalars(
+                select(MaintenanceWindow)
+                .where(MaintenanceWindow.device_id == device_id)
+                .order_by(MaintenanceWindow.starts_at.desc())
+                .limit(100)
+            )
+            return result.all()
+
+    async def faults(self, *, branch_id: str | None, open_only: bool, limit: int) -> Sequence[Fault]:
+        query = select(Fault).order_by(Fault.opened_at.desc()).limit(limit)
+        if branch_id is not None:
+            query = query.where(Fault.branch_id == branch_id)
+        if open_only:
+            query = query.where(Fault.closed_at.is_(None))
+        async with self._kernel.db.sessions() as session:
+            return (await session.scalars(query)).all()
+
+    async def fault(self, fault_id: uuid.UUID) -> Fault:
+        async with self._kernel.db.sessions() as session:
+            row = await session.get(Fault, fault_id)
+        if row is None:
+            raise NotFound(str(fault_id))
+        return row
+
+    async def acknowledge(self, fault_id: uuid.UUID, by: str) -> Fault:
+        """Somebody took the fault: it will not be escalated. Acknowledging twice is harmless."""
+        async with self._kernel.db.sessions() as session, session.begin():
+            row = await session.get(Fault, fault_id)
+            if row is None:
+                raise NotFound(str(fault_id))
+            if row.acknowledged_at is None:
+                row.acknowledged_at, row.acknowledged_by = utc_now(), by[:80]
+        return row
+
+    async def history(self, device_id: str, limit: int) -> Sequence[StateChange]:
+        async with self._kernel.db.sessions() as session:
+            result = await session.scalars(
+                select(StateChange)
+                .where(StateChange.device_id == device_id)
+                .order_by(StateChange.at.desc(), StateChange.id.desc())
+                .limit(limit)
+            )
+            return result.all()
+
+    async def escalate_overdue(self, after: timedelta) -> int:
+        """Hand unacknowledged critical faults to the operations team (once each)."""
+        now = utc_now()
+        async with self._kernel.unit_of_work() as uow:
+            overdue = (
+                await uow.session.scalars(
+                    select(Fault)
+                    .where(
+                        and_(
+                            Fault.closed_at.is_(None),
+                            Fault.acknowledged_at.is_(None),
+                            Fault.escalated_at.is_(None),
+                            Fault.criticality == "critical",
+                            Fault.opened_at < now - after,
+                        )
+                    )
+                    .with_for_update(skip_locked=True)
+                    .limit(500)
+                )
+            ).all()
+            names = await _names(uow.session, [fault.device_id for fault in overdue])
+            for fault in overdue:
+                fault.escalated_at = now
+                kind, name = names.get(fault.device_id, ("other", fault.device_id))
+                uow.emit(
+                    EquipmentFaultEscalated(
+                        fault_id=fault.fault_id,
+                        device_id=fault.device_id,
+                        branch_id=fault.branch_id,
+                        kind=kind,
+                        name=name,
+                        reason=fault.reason,
+                        detected_at=fault.opened_at,
+                    )
+                )
+        return len(overdue)
+
+
+class FaultRecorder:
+    """Stores the watch's changes: audit rows, faults, the device's health and the events."""
+
+    def __init__(self, kernel: ServiceKernel) -> None:
+        self._kernel = kernel
+
+    async def record(self, changes: list[Change]) -> None:
+        async with self._kernel.unit_of_work() as uow:
+            session = uow.session
+            for change in changes:
+                spec = change.spec
+                session.add(
+                    StateChange(
+                        device_id=spec.device_id,
+                        branch_id=spec.branch_id,
+                        from_health=change.previous.value,
+                        to_health=change.health.value,
+                        reason=change.reason[:200],
+                        at=change.at,
+                        announced=change.announced,
+                        fault_id=change.opens or change.closes,
+                    )
+                )
+                await session.execute(
+                    update(Equipment)
+                    .where(Equipment.device_id == spec.device_id)
+                    .values(health=change.health.value, health_reason=change.reason[:200], health_since=change.at)
+                )
+                if change.opens is not None:
+                    session.add(
+                        Fault(
+                            fault_id=change.opens,
+                            device_id=spec.device_id,
+                            branch_id=spec.branch_id,
+                            criticality=spec.criticality,
+                            reason=change.reason[:200],
+                            opened_at=change.at,
+                        )
+                    )
+                    uow.emit(
+                        EquipmentFault(
+                            fault_id=change.opens,
+                            device_id=spec.device_id,
+                            branch_id=spec.branch_id,
+                            kind=spec.kind,
+                            name=spec.name,
+                            criticality=cast(Criticality, spec.criticality),
+                            reason=change.reason[:200],
+                            detected_at=change.at,
+                        )
+                    )
+                if change.closes is not None:
+                    await session.execute(
+                        update(Fault)
+                        .where(Fault.fault_id == change.closes, Fault.closed_at.is_(None))
+                        .values(closed_at=change.at)
+                    )
+                    opened = change.fault_opened_at or change.at
+                    uow.emit(
+                        EquipmentRecovered(
+                            fault_id=change.closes,
+                            device_id=spec.device_id,
+                            branch_id=spec.branch_id,
+                            kind=spec.kind,
+                            name=spec.name,
+                            recovered_at=change.at,
+                            down_for_s=max(0.0, (change.at - opened).total_seconds()),
+                        )
+                    )
+
+
+async def _names(session: AsyncSession, device_ids: list[str]) -> dict[str, tuple[str, str]]:
+    if not device_ids:
+        return {}
+    rows = await session.execute(
+        select(Equipment.device_id, Equipment.kind, Equipment.name).where(Equipment.device_id.in_(device_ids))
+    )
+    return {device_id: (kind, name) for device_id, kind, name in rows}
+
+
+def _new_row(device: EquipmentIn, token: str) -> Equipment:
+    now = utc_now()
+    row = Equipment(
+        device_id=device.device_id,
+        branch_id=device.branch_id,
+        token_hash=hash_token(token),
+        health=Health.UNKNOWN.value,
+        health_reason="",
+        health_since=None,
+        created_at=now,
+    )
+    _update_row(row, device)
+    return row
+
+
+def _update_row(row: Equipment, device: EquipmentIn) -> None:
+    row.kind = device.kind
+    row.name = device.name
+    row.address = device.address
+    row.ping_url = str(device.ping_url) if device.ping_url else None
+    row.heartbeat_period_s = device.heartbeat_period_s
+    row.criticality = device.criticality
+    row.updated_at = utc_now()

@@ -1,0 +1,40 @@
+"""monitoring's settings beyond the platform's: how often and how hard it checks devices.
+
+The defaults are a latency budget (see the ADR on equipment fault latency): a 10 s ping
+period, a 1 s echo timeout and a quick confirmation ping keep failure → push under 12 s
+at P95 for a device that stops answering.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.settings import PlatformSettings
+
+
+class KindRules(BaseModel):
+    """Fault rules for one kind of equipment (treadmill, gate, camera…)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fail_after: int = Field(default=2, ge=1, le=20, description="failed pings in a row before a fault")
+    recover_after: int = Field(default=3, ge=1, le=50, description="good checks in a row before recovery")
+    heartbeat_grace: float = Field(default=1.5, ge=1.0, le=10.0, description="overdue after period * grace")
+
+
+class MonitoringSettings(PlatformSettings):
+    monitoring_heartbeat_host: str = "0.0.0.0"  # noqa: S104 - devices connect from the branch networks
+    monitoring_heartbeat_port: int = Field(default=7007, ge=0, le=65535)
+    monitoring_ping_interval_s: float = Field(default=10.0, gt=0, le=3600)
+    monitoring_ping_timeout_s: float = Field(default=1.0, gt=0, le=30)
+    # After a failed ping the next one comes this soon, not a whole period later.
+    monitoring_confirm_after_s: float = Field(default=0.25, ge=0, le=60)
+    monitoring_ping_concurrency: int = Field(default=500, ge=1, le=20_000)
+    monitoring_max_connections: int = Field(default=20_000, ge=1, le=200_000)
+    monitoring_rules: dict[str, KindRules] = Field(default_factory=dict, description="per equipment kind")
+    # An unacknowledged critical fault goes to the operations team after this long.
+    monitoring_escalate_after_s: float = Field(default=300.0, gt=0)
+    monitoring_sweep_interval_s: float = Field(default=1.0, gt=0, le=60)
+
+    def rules_for(self, kind: str) -> KindRules:
+        return self.monitoring_rules.get(kind, KindRules())

@@ -1,0 +1,186 @@
+"""Fake equipment on loopback, for tests, benchmarks and a developer's laptop.
+
+Every simulated device gets its own loopback address (127.1.x.y — Linux routes all of
+127/8 to ``lo``), so a device that "dies" really closes its listening socket and a ping
+gets *connection refused*, as from a dead treadmill, not a 404 from a shared server.
+Each device answers HTTP echo requests and, when given a token and a monitoring
+address, keeps a TCP heartbeat connection like the real firmware.
+
+Modes (switch at any time): ``ok``; ``dead`` (listener and heartbeat closed); ``hang``
+(accepts, never answers, heartbeats stop); ``slow`` (answers after ``slow_s``, past the
+ping timeout); ``flap`` (every other echo fails); ``garbage`` (answers with bytes that
+are not HTTP and sends heartbeat lines that are not JSON); ``fault`` (answers pings but
+its heartbeats report ``overheat``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["ok", "dead", "hang", "slow", "flap", "garbage", "fault"]
+MODES: tuple[str, ...] = get_args(Mode)
+MAX_DEVICES = 64_000
+OK_RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
+FAIL_RESPONSE = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy"
+
+
+def device_address(index: int) -> str:
+    if not 0 <= index < MAX_DEVICES:
+        raise ValueError(f"the simulator places at most {MAX_DEVICES} devices")
+    return f"127.1.{index // 250}.{index % 250 + 1}"
+
+
+@dataclass
+class SimulatedDevice:
+    device_id: str
+    host: str
+    port: int
+    token: str | None = None
+    heartbeat_period_s: float = 600.0
+    mode: Mode = "ok"
+    echoes: int = 0
+    heartbeats_sent: int = 0
+    _server: asyncio.Server | None = field(default=None, repr=False)
+    _connections: set[asyncio.StreamWriter] = field(default_factory=set, repr=False)
+    _heartbeat: asyncio.Task[None] | None = field(default=None, repr=False)
+    _flip: bool = field(default=False, repr=False)
+
+    @property
+    def ping_url(self) -> str:
+        return f"http://{self.host}:{self.port}/echo"
+
+
+class DeviceSimulator:
+    def __init__(
+        self,
+        devices: list[SimulatedDevice],
+        *,
+        heartbeat_to: tuple[str, int] | None = None,
+        slow_s: float = 3.0,
+    ) -> None:
+        self.devices = {device.device_id: device for device in devices}
+        self._heartbeat_to = heartbeat_to
+        self._slow_s = slow_s
+
+    @classmethod
+    def numbered(
+        cls,
+        count: int,
+        port: int,
+        *,
+        prefix: str = "sim",
+        heartbeat_to: tuple[str, int] | None = None,
+        slow_s: float = 3.0,
+    ) -> DeviceSimulator:
+        devices = [SimulatedDevice(f"{prefix}-{index:05d}", device_address(index), port) for index in range(count)]
+        return cls(devices, heartbeat_to=heartbeat_to, slow_s=slow_s)
+
+    async def start(self) -> None:
+        for device in self.devices.values():
+            await self._listen(device)
+            self._start_heartbeat(device)
+
+    async def stop(self) -> None:
+        for device in self.devices.values():
+            await self._silence(device)
+
+    async def set_mode(self, device_id: str, mode: Mode) -> float:
+        """Switch a device's behaviour; returns the wall-clock time the failure began."""
+        device = self.devices[device_id]
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}")
+        previous, device.mode = device.mode, mode
+        began = time.time()
+        if mode == "dead":
+            await self._silence(device)
+        elif previous == "dead":
+            await self._listen(device)
+            self._start_heartbeat(device)
+        return began
+
+    # -- the echo endpoint --------------------------------------------------------------
+
+    async def _listen(self, device: SimulatedDevice) -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            device._connections.add(writer)
+            try:
+                await self._serve(device, reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                pass
+            finally:
+                device._connections.discard(writer)
+                writer.close()
+
+        device._server = await asyncio.start_server(handle, device.host, device.port, reuse_address=True)
+
+    async def _serve(self, device: SimulatedDevice, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await reader.readuntil(b"\r\n\r\n")  # requests carry no body
+            device.echoes += 1
+            if device.mode == "hang":
+                await asyncio.Event().wait()
+            if device.mode == "slow":
+                await asyncio.sleep(self._slow_s)
+            if device.mode == "garbage":
+                writer.write(b"\x00\xffNOT HTTP AT ALL\r\n\r\n")
+                await writer.drain()
+                return
+            if device.mode == "flap":
+                device._flip = not device._flip
+                writer.write(FAIL_RESPONSE if device._flip else OK_RESPONSE)
+            else:
+                writer.write(OK_RESPONSE)
+            await writer.drain()
+
+    async def _silence(self, device: SimulatedDevice) -> None:
+        if device._server is not None:
+            device._server.close()
+            device._server = None
+        for writer in list(device._connections):
+            writer.close()
+        if device._heartbeat is not None:
+            device._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await device._heartbeat
+            device._heartbeat = None
+
+    # -- the heartbeat client -----------------------------------------------------------
+
+    def _start_heartbeat(self, device: SimulatedDevice) -> None:
+        if self._heartbeat_to is not None and device.token is not None:
+            device._heartbeat = asyncio.create_task(self._heartbeats(device), name=f"heartbeat:{device.device_id}")
+
+    async def _heartbeats(self, device: SimulatedDevice) -> None:
+        assert self._heartbeat_to is not None
+        host, port = self._heartbeat_to
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection(host, port)
+                try:
+                    writer.write(json.dumps({"device_id": device.device_id, "token": device.token}).encode() + b"\n")
+                    await writer.drain()
+                    answer = json.loads(await reader.readline() or b"{}")
+                    if not answer.get("ok"):
+                        log.warning("%s: heartbeat refused: %s", device.device_id, answer)
+                        return
+                    while True:
+                        if device.mode in ("ok", "slow", "flap", "fault"):
+                            status = "overheat" if device.mode == "fault" else "ok"
+                            writer.write(json.dumps({"status": status, "readings": {"uptime_s": 1.0}}).encode() + b"\n")
+                            device.heartbeats_sent += 1
+                        elif device.mode == "garbage":
+                            writer.write(b"{not json\n")
+                        await writer.drain()
+                        await asyncio.sleep(device.heartbeat_period_s)
+                finally:
+                    writer.close()
+            except (ConnectionError, OSError, json.JSONDecodeError):
+                await asyncio.sleep(1.0)  # monitoring restarting: reconnect, as firmware does

@@ -1,0 +1,338 @@
+"""The live watch over every registered device: observations in, announced changes out.
+
+Pings and heartbeats arrive by the thousand per second and are judged in memory (one
+:class:`DeviceHealth` per device). Only a change of health touches the database: a single
+writer task commits each batch of changes — the audit rows, the fault rows and their
+events — in one unit of work, in the order they happened, so a burst (a branch's
+network going down takes hundreds of devices with it) is a few transactions, not a storm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from common.events.envelope import utc_now
+from common.observability import Metrics
+from monitoring.detector import DeviceHealth, Health, Rules, Transition
+from monitoring.settings import MonitoringSettings
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 200
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """What the watch needs to know about a registered device."""
+
+    device_id: str
+    branch_id: str
+    kind: str
+    name: str
+    criticality: str
+    ping_url: str | None
+    heartbeat_period_s: int | None
+    token_hash: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """One health change to record; ``opens``/``closes`` name the fault it starts or ends."""
+
+    spec: DeviceSpec
+    previous: Health
+    health: Health
+    reason: str
+    at: datetime
+    opens: uuid.UUID | None = None
+    closes: uuid.UUID | None = None
+    fault_opened_at: datetime | None = None
+
+    @property
+    def announced(self) -> bool:
+        return self.opens is not None or self.closes is not None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "device_id": self.spec.device_id,
+            "branch_id": self.spec.branch_id,
+            "kind": self.spec.kind,
+            "name": self.spec.name,
+            "health": self.health.value,
+            "previous": self.previous.value,
+            "reason": self.reason,
+            "at": self.at.isoformat(),
+            "fault_id": str(self.opens or self.closes) if self.announced else None,
+        }
+
+
+class ChangeStore(Protocol):
+    async def record(self, changes: list[Change]) -> None: ...
+
+
+class PingTargets(Protocol):
+    def set_target(self, device_id: str, url: str) -> None: ...
+    def remove_target(self, device_id: str) -> None: ...
+    def recheck(self, device_id: str, after_s: float) -> None: ...
+
+
+@dataclass
+class Watched:
+    spec: DeviceSpec
+    health: DeviceHealth
+    open_fault: uuid.UUID | None = None
+    fault_opened_at: datetime | None = None
+    windows: list[tuple[datetime, datetime]] = field(default_factory=list)
+    readings: dict[str, float] = field(default_factory=dict)
+
+
+class WatchMetrics:
+    def __init__(self, metrics: Metrics) -> None:
+        self.devices = Gauge("monitoring_devices", "Devices watched, by health.", ["health"], registry=metrics.registry)
+        self.observations = Counter(
+            "monitoring_observations", "Pings and heartbeats judged.", ["source", "ok"], registry=metrics.registry
+        )
+        self.changes = Counter(
+            "monitoring_health_changes", "Health changes, by new health.", ["health"], registry=metrics.registry
+        )
+        self.write_seconds = Histogram(
+            "monitoring_change_write_seconds", "Time to commit a batch of changes.", registry=metrics.registry
+        )
+
+
+class EquipmentWatch:
+    def __init__(
+        self,
+        *,
+        settings: MonitoringSettings,
+        store: ChangeStore,
+        pinger: PingTargets,
+        metrics: WatchMetrics,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._pinger = pinger
+        self._metrics = metrics
+        self._clock = clock
+        self._devices: dict[str, Watched] = {}
+        self._queue: asyncio.Queue[Change] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._listeners: set[Callable[[list[Change]], None]] = set()
+        self.loaded = False  # set once the registry has told the watch every device
+
+    # -- the registry tells the watch what to watch -------------------------------------
+
+    def watch(self, spec: DeviceSpec, *, faulty_since: tuple[uuid.UUID, datetime] | None = None) -> None:
+        """Start (or keep) watching ``spec``; ``faulty_since`` restores an open fault after a restart."""
+        kind_rules = self._settings.rules_for(spec.kind)
+        rules = Rules(
+            fail_after=kind_rules.fail_after,
+            recover_after=kind_rules.recover_after,
+            heartbeat_period=timedelta(seconds=spec.heartbeat_period_s) if spec.heartbeat_period_s else None,
+            heartbeat_grace=kind_rules.heartbeat_grace,
+        )
+        current = self._devices.get(spec.device_id)
+        if current is None:
+            current = Watched(spec, DeviceHealth(rules))
+            # A device that heartbeats gets one period's grace to (re)connect after we start.
+            current.health.last_heartbeat = self._clock() if rules.heartbeat_period else None
+            self._devices[spec.device_id] = current
+        else:
+            current.spec, current.health.rules = spec, rules
+        if faulty_since is not None:
+            current.health.health = Health.FAULTY
+            current.open_fault, current.fault_opened_at = faulty_since
+        if spec.ping_url:
+            self._pinger.set_target(spec.device_id, spec.ping_url)
+        else:
+            self._pinger.remove_target(spec.device_id)
+        self._count()
+
+    def forget(self, device_id: str) -> None:
+        self._devices.pop(device_id, None)
+        self._pinger.remove_target(device_id)
+        self._count()
+
+    def set_maintenance(self, device_id: str, windows: Iterable[tuple[datetime, datetime]]) -> None:
+        watched = self._devices.get(device_id)
+        if watched is not None:
+            watched.windows = sorted(windows)
+            self._refresh_window(watched, self._clock())
+
+    def authenticate(self, device_id: str, token: str) -> bool:
+        watched = self._devices.get(device_id)
+        # Compare against something even for unknown ids, so timing does not tell which exist.
+        expected = watched.spec.token_hash if watched else "0" * 64
+        return hmac.compare_digest(hash_token(token), expected) and watched is not None
+
+    def snapshot(self, device_id: str) -> dict[str, Any] | None:
+        watched = self._devices.get(device_id)
+        if watched is None:
+            return None
+        health = watched.health
+        return {
+            "failures_in_a_row": health.failures_in_a_row,
+            "last_heartbeat": health.last_heartbeat.isoformat() if health.last_heartbeat else None,
+            "in_maintenance": health.in_maintenance(self._clock()),
+            "readings": dict(watched.readings),
+        }
+
+    @property
+    def device_count(self) -> int:
+        return len(self._devices)
+
+    # -- observations -------------------------------------------------------------------
+
+    async def on_ping(self, device_id: str, ok: bool, detail: str) -> None:
+        watched = self._devices.get(device_id)
+        if watched is None:
+            return
+        self._metrics.observations.labels("ping", "yes" if ok else "no").inc()
+        health = watched.health
+        transition = health.ping(ok, self._clock(), detail)
+        if not ok and health.health is not Health.FAULTY:
+            # Confirm quickly: a whole period between the first and the second failure
+            # would double the detection time.
+            self._pinger.recheck(device_id, self._settings.monitoring_confirm_after_s)
+        if transition is not None:
+            self._apply(watched, transition)
+
+    async def on_heartbeat(self, device_id: str, status: str, readings: dict[str, float]) -> None:
+        watched = self._devices.get(device_id)
+        if watched is None:
+            return
+        self._metrics.observations.labels("heartbeat", "yes" if status == "ok" else "no").inc()
+        watched.readings = readings
+        transition = watched.health.heartbeat(status, self._clock())
+        if transition is not None:
+            self._apply(watched, transition)
+
+    def on_report(self, device_id: str, ok: bool, reason: str, *, branch_id: str) -> None:
+        watched = self._devices.get(device_id)
+        if watched is None or watched.spec.branch_id != branch_id:
+            return
+        transition = watched.health.report(ok, self._clock(), reason)
+        if transition is not None:
+            self._apply(watched, transition)
+
+    def sweep(self) -> None:
+        """Overdue heartbeats and maintenance windows that opened or closed."""
+        now = self._clock()
+        for watched in self._devices.values():
+            self._refresh_window(watched, now)
+            transition = watched.health.check_overdue(now)
+            if transition is not None:
+                self._apply(watched, transition)
+            elif (
+                watched.health.health is Health.FAULTY
+                and watched.open_fault is None
+                and not watched.health.in_maintenance(now)
+            ):
+                # Went faulty during maintenance and is still down after it: announce now.
+                reason = f"still down after maintenance: {watched.health.last_reason}"
+                self._open_fault(watched, Health.FAULTY, reason, now)
+
+    # -- turning transitions into recorded changes --------------------------------------
+
+    def _apply(self, watched: Watched, transition: Transition) -> None:
+        self._metrics.changes.labels(transition.health.value).inc()
+        if transition.health is Health.FAULTY and transition.announce:
+            self._open_fault(watched, transition.previous, transition.reason, transition.at)
+        elif transition.health is Health.OK and watched.open_fault is not None:
+            # Good news closes an announced fault even inside a maintenance window.
+            change = Change(
+                watched.spec,
+                transition.previous,
+                Health.OK,
+                transition.reason,
+                transition.at,
+                closes=watched.open_fault,
+                fault_opened_at=watched.fault_opened_at,
+            )
+            watched.open_fault = watched.fault_opened_at = None
+            self._queue.put_nowait(change)
+        else:
+            self._queue.put_nowait(
+                Change(watched.spec, transition.previous, transition.health, transition.reason, transition.at)
+            )
+        self._count()
+
+    def _open_fault(self, watched: Watched, previous: Health, reason: str, at: datetime) -> None:
+        fault_id = uuid.uuid4()
+        watched.open_fault, watched.fault_opened_at = fault_id, at
+        self._queue.put_nowait(Change(watched.spec, previous, Health.FAULTY, reason, at, opens=fault_id))
+
+    @staticmethod
+    def _refresh_window(watched: Watched, now: datetime) -> None:
+        watched.windows = [window for window in watched.windows if window[1] > now]
+        current = [end for start, end in watched.windows if start <= now]
+        watched.health.maintenance_until = max(current) if current else None
+
+    def _count(self) -> None:
+        counts = dict.fromkeys(Health, 0)
+        for watched in self._devices.values():
+            counts[watched.health.health] += 1
+        for health, count in counts.items():
+            self._metrics.devices.labels(health.value).set(count)
+
+    # -- the writer ---------------------------------------------------------------------
+
+    def add_listener(self, listener: Callable[[list[Change]], None]) -> None:
+        self._listeners.add(listener)
+
+    def remove_listener(self, listener: Callable[[list[Change]], None]) -> None:
+        self._listeners.discard(listener)
+
+    async def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_changes(), name="monitoring-writer")
+
+    async def stop(self) -> None:
+        # Record what was already decided before going away.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), 5.0)
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    async def _write_changes(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < MAX_BATCH:
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit(self, batch: list[Change]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                with self._metrics.write_seconds.time():
+                    await self._store.record(batch)
+                break
+            except Exception:
+                # The database is away: keep the changes (in order) and try again.
+                log.warning("could not record %d health changes; retrying", len(batch), exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        for listener in list(self._listeners):
+            listener(batch)
