@@ -1,4 +1,4 @@
-"""notification's app factory."""
+"""notification's app factory: event consumers, the push dispatcher and the inbox API."""
 
 from __future__ import annotations
 
@@ -8,16 +8,51 @@ from common.api import create_service_app
 from common.events.bus import EventBus
 from common.kernel import build_kernel
 from common.observability import Metrics
+from common.security import JwksCache
 from common.settings import PlatformSettings
 from notification.api import router
+from notification.dispatch import Dispatcher, DispatchMetrics, Sender
 from notification.events import subscriptions
+from notification.fcm import FcmSender, ServiceAccount
 from notification.models import Base
+from notification.service import Notifier
+from notification.settings import NotificationSettings
 
 SERVICE = "notification"
 
 
-def create_app(settings: PlatformSettings, *, bus: EventBus | None = None, metrics: Metrics | None = None) -> FastAPI:
-    kernel = build_kernel(
-        SERVICE, settings, metadata=Base.metadata, subscriptions=subscriptions(), bus=bus, metrics=metrics
+def create_app(
+    settings: PlatformSettings,
+    *,
+    bus: EventBus | None = None,
+    metrics: Metrics | None = None,
+    keys: JwksCache | None = None,
+    sender: Sender | None = None,
+) -> FastAPI:
+    config = settings if isinstance(settings, NotificationSettings) else NotificationSettings(**settings.model_dump())
+    kernel = build_kernel(SERVICE, config, metadata=Base.metadata, bus=bus, metrics=metrics, keys=keys)
+    stop_hooks = []
+    if sender is None:
+        account = (
+            ServiceAccount.from_file(config.fcm_service_account_file, token_uri=config.fcm_token_uri)
+            if config.fcm_service_account_file
+            else ServiceAccount.ephemeral(config.fcm_project_id, config.fcm_token_uri)
+        )
+        fcm = FcmSender(account, endpoint=config.fcm_endpoint, timeout_s=config.fcm_timeout_s)
+        stop_hooks.append(fcm.close)
+        sender = fcm
+    dispatcher = Dispatcher(database=kernel.db, sender=sender, settings=config, metrics=DispatchMetrics(kernel.metrics))
+    kernel.subscriptions = subscriptions(Notifier(config, wake_dispatcher=dispatcher.wake))
+
+    async def start_dispatcher() -> None:
+        dispatcher.start()
+
+    app = create_service_app(
+        kernel,
+        title="SmartGym notification",
+        routers=[router],
+        on_start=[start_dispatcher],
+        on_stop=[*stop_hooks, dispatcher.stop],
     )
-    return create_service_app(kernel, title="SmartGym notification", routers=[router])
+    app.state.dispatcher = dispatcher
+    return app

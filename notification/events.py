@@ -1,13 +1,29 @@
-"""Every event notification consumes."""
+"""Every event notification consumes, and who handles it."""
 
 from __future__ import annotations
 
 from common.events.bus import Subscriptions
-from common.events.catalog import UserRegistered
-from notification.service import welcome_new_user
+from common.events.catalog import (
+    AccessDenied,
+    BranchPreferenceCreated,
+    EquipmentFault,
+    EquipmentFaultEscalated,
+    EquipmentRecovered,
+    PasswordResetRequested,
+    TaskJudged,
+    UserRegistered,
+)
+from notification.service import Notifier
 
 
-def subscriptions() -> Subscriptions:
+def subscriptions(notifier: Notifier) -> Subscriptions:
     subs = Subscriptions("notification")
-    subs.add(UserRegistered, welcome_new_user, name="welcome_new_user")
+    subs.add(UserRegistered, notifier.user_registered, name="welcome_new_user")
+    subs.add(EquipmentFault, notifier.equipment_fault, name="equipment_fault")
+    subs.add(EquipmentRecovered, notifier.equipment_recovered, name="equipment_recovered")
+    subs.add(EquipmentFaultEscalated, notifier.equipment_escalated, name="equipment_escalated")
+    subs.add(TaskJudged, notifier.task_judged, name="task_judged")
+    subs.add(BranchPreferenceCreated, notifier.branch_preference, name="branch_preference")
+    subs.add(AccessDenied, notifier.access_denied, name="gate_denials")
+    subs.add(PasswordResetRequested, notifier.password_reset, name="password_reset")
     return subs

@@ -37,14 +37,23 @@ class _EmbeddedServer(uvicorn.Server):
 
 def _service_urls(host: str, port_offset: int) -> dict[str, Any]:
     """Settings overrides so every service finds the others at their (offset) ports."""
-    overrides = {
+    overrides: dict[str, Any] = {
         "auth_url": f"http://{host}:{PORTS['auth'] + port_offset}",
         "notification_url": f"http://{host}:{PORTS['notification'] + port_offset}",
         "monitoring_url": f"http://{host}:{PORTS['monitoring'] + port_offset}",
     }
     if _simulate_cardcheck():
         overrides["cardcheck_url"] = f"http://{host}:{PORTS['cardcheck_sim'] + port_offset}"
+    if _simulate_fcm():
+        fcm = f"http://{host}:{PORTS['fcm_sim'] + port_offset}"
+        overrides.update(fcm_endpoint=fcm, fcm_token_uri=f"{fcm}/token")
+    overrides["monitoring_heartbeat_port"] = 7007 + port_offset
     return overrides
+
+
+def _simulate_fcm() -> bool:
+    """Embedded mode pushes to the local FCM stand-in unless a service account is set."""
+    return "SMARTGYM_FCM_SERVICE_ACCOUNT_FILE" not in os.environ
 
 
 def _simulate_cardcheck() -> bool:
@@ -105,6 +114,12 @@ async def _run_embedded(host: str, port_offset: int, overrides: dict[str, Any]) 
             key = AuthSettings().cardcheck_api_key.get_secret_value()
             simulator = functools.partial(cardcheck_sim.create_app, key)
             apps.insert(0, ("cardcheck_sim", simulator, PORTS["cardcheck_sim"] + port_offset))
+        if _simulate_fcm():
+            from notification import fcm_sim
+            from notification.settings import NotificationSettings
+
+            state = fcm_sim.FcmSimState(project_id=NotificationSettings().fcm_project_id)
+            apps.insert(0, ("fcm_sim", functools.partial(fcm_sim.create_app, state), PORTS["fcm_sim"] + port_offset))
         return await _serve_all(host, apps, ready_message=f"gateway on http://{host}:{PORTS['gateway'] + port_offset}")
     finally:
         await bus.close()

@@ -28,6 +28,7 @@ PORTS: dict[str, int] = {
     "running": 8010,
     # Not a service: the local stand-in of the card identity-check partner (embedded mode).
     "cardcheck_sim": 8011,
+    "fcm_sim": 8012,
 }
 
 

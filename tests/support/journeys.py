@@ -25,10 +25,10 @@ def signup_login_and_get_welcomed(gateway: str, *, timeout: float = 30) -> dict[
         while True:
             inbox = client.get("/api/notifications/inbox", headers=auth)
             assert inbox.status_code == 200, inbox.text
-            if inbox.json():
+            if inbox.json()["messages"]:
                 break
             assert time.monotonic() < deadline, "the welcome notice never arrived"
             time.sleep(0.1)
-        [notice] = inbox.json()
+        [notice] = inbox.json()["messages"]
         assert notice["kind"] == "welcome"
         return {"user_id": me.json()["id"], "auth": auth}

@@ -1,0 +1,151 @@
+"""Sends queued pushes: claims due deliveries, sends them concurrently, records each outcome.
+
+A delivery is claimed by pushing its ``next_attempt_at`` a lease into the future in the
+claiming transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so replicas never send
+the same delivery twice in normal operation); if the process dies mid-send, the lease
+runs out and another round sends it again — at-least-once, like everything else here.
+
+Retries back off exponentially with jitter, never sooner than FCM's Retry-After; after
+``notification_max_attempts`` the delivery is parked with its last error for an operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from prometheus_client import Counter, Histogram
+from sqlalchemy import delete, select
+
+from common.db import Database
+from common.events.envelope import utc_now
+from common.observability import Metrics
+from notification.fcm import Outcome, Push, SendResult
+from notification.models import Delivery, PushToken
+from notification.settings import NotificationSettings
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)
+BATCH = 200
+
+
+class Sender(Protocol):
+    async def send(self, push: Push) -> SendResult: ...
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    attempts: int
+    push: Push
+
+
+class DispatchMetrics:
+    def __init__(self, metrics: Metrics) -> None:
+        self.outcomes = Counter(
+            "notification_push_outcomes", "Push attempts, by outcome.", ["outcome"], registry=metrics.registry
+        )
+        self.send_seconds = Histogram(
+            "notification_push_send_seconds", "Time FCM took to answer one push.", registry=metrics.registry
+        )
+
+
+class Dispatcher:
+    def __init__(
+        self, *, database: Database, sender: Sender, settings: NotificationSettings, metrics: DispatchMetrics
+    ) -> None:
+        self._database = database
+        self._sender = sender
+        self._settings = settings
+        self._metrics = metrics
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._semaphore = asyncio.Semaphore(settings.notification_send_concurrency)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="notification-dispatcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                sent = await self.dispatch_once()
+            except Exception:
+                log.warning("push dispatch round failed; trying again", exc_info=True)
+                sent = 0
+            if sent < BATCH:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._settings.notification_poll_interval_s)
+
+    async def dispatch_once(self) -> int:
+        claimed = await self._claim()
+        if claimed:
+            await asyncio.gather(*(self._deliver(item) for item in claimed))
+        return len(claimed)
+
+    async def _claim(self) -> list[Claimed]:
+        now = utc_now()
+        async with self._database.sessions() as session, session.begin():
+            rows = (
+                await session.scalars(
+                    select(Delivery)
+                    .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+                    .order_by(Delivery.critical.desc(), Delivery.next_attempt_at)
+                    .limit(BATCH)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                row.next_attempt_at = now + LEASE
+            return [
+                Claimed(row.id, row.attempts, Push(row.token, row.title, row.body, dict(row.data), row.critical))
+                for row in rows
+            ]
+
+    async def _deliver(self, item: Claimed) -> None:
+        async with self._semaphore:
+            with self._metrics.send_seconds.time():
+                result = await self._sender.send(item.push)
+        self._metrics.outcomes.labels(result.outcome.value).inc()
+        await self._record(item, result)
+
+    async def _record(self, item: Claimed, result: SendResult) -> None:
+        now = utc_now()
+        async with self._database.sessions() as session, session.begin():
+            row = await session.get(Delivery, item.id)
+            if row is None:
+                return
+            row.attempts = item.attempts + 1
+            if result.outcome is Outcome.SENT:
+                row.status, row.sent_at, row.last_error = "sent", now, None
+            elif result.outcome is Outcome.UNREGISTERED:
+                # The app is gone from that phone: forget the token and everything queued for it.
+                row.status, row.last_error = "dropped", result.detail
+                await session.execute(delete(PushToken).where(PushToken.token == item.push.token))
+            elif result.outcome is Outcome.RETRY and row.attempts < self._settings.notification_max_attempts:
+                row.next_attempt_at = now + timedelta(seconds=self._backoff(row.attempts, result.retry_after_s))
+                row.last_error = result.detail
+            else:
+                row.status, row.last_error = "parked", f"{result.outcome.value}: {result.detail}"[:200]
+                log.warning("push parked", extra={"delivery": row.id, "reason": row.last_error})
+
+    def _backoff(self, attempts: int, retry_after_s: float | None) -> float:
+        base = self._settings.notification_retry_base_s * float(2 ** (attempts - 1))
+        delay = min(self._settings.notification_retry_cap_s, base) * random.uniform(0.8, 1.2)
+        return float(max(delay, retry_after_s or 0.0))

@@ -1,0 +1,76 @@
+"""Notice texts in Korean and English. Each template is formatted with the event's fields;
+a missing translation falls back to Korean, the language of most members."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+Locale = Literal["ko", "en"]
+LOCALES: tuple[Locale, ...] = ("ko", "en")
+DEFAULT_LOCALE: Locale = "ko"
+
+
+@dataclass(frozen=True)
+class Text:
+    title: str
+    body: str
+
+
+TEMPLATES: dict[str, dict[Locale, Text]] = {
+    "welcome": {
+        "ko": Text(
+            "SmartGym에 오신 것을 환영합니다",
+            "계정이 준비되었습니다. 얼굴을 등록하거나 QR 코드로 어느 지점이든 입장하세요.",
+        ),
+        "en": Text("Welcome to SmartGym", "Your account is ready. Enrol your face or use your QR code at any branch."),
+    },
+    "equipment_fault": {
+        "ko": Text("[{branch_id}] {name} 고장", "{name}({kind})이(가) 응답하지 않습니다: {reason}"),
+        "en": Text("[{branch_id}] {name} is down", "{name} ({kind}) stopped answering: {reason}"),
+    },
+    "equipment_recovered": {
+        "ko": Text("[{branch_id}] {name} 복구", "{name}이(가) 다시 정상입니다 (중단 {down_for})."),
+        "en": Text("[{branch_id}] {name} is back", "{name} works again (down for {down_for})."),
+    },
+    "equipment_escalated": {
+        "ko": Text("[긴급] {branch_id} {name} 미확인 고장", "{name} 고장이 확인되지 않았습니다: {reason}"),
+        "en": Text("[Urgent] {branch_id} {name} fault unacknowledged", "Nobody has taken the {name} fault: {reason}"),
+    },
+    "task_approved": {
+        "ko": Text("작업 승인", "작업이 승인되었습니다. {payout_krw}원이 지급됩니다."),
+        "en": Text("Task approved", "Your task was approved. You will be paid ₩{payout_krw}."),
+    },
+    "task_rejected": {
+        "ko": Text("작업 반려", "작업이 반려되었습니다: {reason}"),
+        "en": Text("Task rejected", "Your task was rejected: {reason}"),
+    },
+    "branch_profile": {
+        "ko": Text("[{branch_id}] 지점 선호도 저장", "회원 선호 주제: {topics}"),
+        "en": Text("[{branch_id}] Branch profile saved", "Members' topics: {topics}"),
+    },
+    "gate_denials": {
+        "ko": Text(
+            "[{branch_id}] {gate_id} 반복 거부",
+            "{window_min}분 동안 {count}회 입장이 거부되었습니다 (마지막 사유: {reason}).",
+        ),
+        "en": Text(
+            "[{branch_id}] Repeated refusals at {gate_id}", "{count} refusals in {window_min} min (last: {reason})."
+        ),
+    },
+    "password_reset": {
+        "ko": Text("비밀번호 재설정", "비밀번호 재설정이 요청되었습니다. 본인이 아니라면 무시하세요."),
+        "en": Text("Password reset", "A password reset was requested. Ignore this if it was not you."),
+    },
+}
+
+
+def locale_of(value: str | None) -> Locale:
+    return "en" if value == "en" else DEFAULT_LOCALE
+
+
+def render(template_name: str, locale: str | None, fields: Mapping[str, object]) -> Text:
+    by_locale = TEMPLATES[template_name]
+    template = by_locale.get(locale_of(locale), by_locale[DEFAULT_LOCALE])
+    return Text(template.title.format(**fields)[:200], template.body.format(**fields))
