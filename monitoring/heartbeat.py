@@ -67,6 +67,7 @@ class HeartbeatServer:
         self._limits = limits
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self.connections = Gauge(
             "monitoring_heartbeat_connections", "Open heartbeat connections.", registry=metrics.registry
         )
@@ -91,10 +92,14 @@ class HeartbeatServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-        for task in list(self._handlers):
-            task.cancel()
+        # Hang up on every device; each handler then ends on its own (cancelling them
+        # instead leaves asyncio's stream callback to report a CancelledError).
+        for writer in list(self._writers):
+            writer.close()
         if self._handlers:
-            await asyncio.gather(*self._handlers, return_exceptions=True)
+            _, stuck = await asyncio.wait(list(self._handlers), timeout=5.0)
+            for task in stuck:
+                task.cancel()
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -102,6 +107,7 @@ class HeartbeatServer:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
+        self._writers.add(writer)
         self.connections.inc()
         try:
             if self.open_connections > self._limits.max_connections:
@@ -115,6 +121,7 @@ class HeartbeatServer:
         finally:
             self.connections.dec()
             self._handlers.discard(task)
+            self._writers.discard(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 
 from common.events.catalog import EquipmentFault, EquipmentRecovered
 from monitoring.simulator import DeviceSimulator
@@ -48,5 +49,77 @@ async def test_a_dead_device_raises_one_fault_and_its_return_one_recovery(monito
             ("ok", "faulty", True),
             ("unknown", "ok", False),
         ]
+    finally:
+        await simulator.stop()
+
+
+async def test_a_flapping_device_raises_no_storm(monitor, simulator_port):
+    simulator = DeviceSimulator.numbered(5, simulator_port)
+    await simulator.start()
+    try:
+        await monitor.register(simulator)
+        await all_healthy(monitor, 5)
+        await simulator.set_mode("sim-00001", "flap")  # every other echo fails
+        await asyncio.sleep(6)  # six periods
+        assert monitor.of(EquipmentFault) == []
+        assert simulator.devices["sim-00001"].echoes >= 8  # confirmations were made
+    finally:
+        await simulator.stop()
+
+
+async def test_a_device_in_maintenance_is_not_announced_until_the_window_ends_still_down(monitor, simulator_port):
+    simulator = DeviceSimulator.numbered(3, simulator_port)
+    await simulator.start()
+    try:
+        await monitor.register(simulator)
+        await all_healthy(monitor, 3)
+        now = datetime.now(UTC)
+        window = {"starts_at": now.isoformat(), "ends_at": (now + timedelta(seconds=4)).isoformat(), "reason": "belt"}
+        response = await monitor.client.post("/v1/equipment/sim-00002/maintenance", json=window, headers=staff())
+        assert response.status_code == 201, response.text
+        await simulator.set_mode("sim-00002", "dead")
+        await asyncio.sleep(2.5)
+        assert monitor.of(EquipmentFault) == []
+        [silent, *_] = (await monitor.client.get("/v1/equipment/sim-00002/history", headers=staff())).json()
+        assert (silent["to_health"], silent["announced"]) == ("faulty", False)  # known, not announced
+        # The window ends with the device still dead: now it is news.
+        await eventually(lambda: len(monitor.of(EquipmentFault)) == 1, timeout=5)
+        assert "still down after maintenance" in monitor.of(EquipmentFault)[0].reason
+    finally:
+        await simulator.stop()
+
+
+async def test_a_device_repaired_inside_its_window_is_never_announced(monitor, simulator_port):
+    simulator = DeviceSimulator.numbered(2, simulator_port)
+    await simulator.start()
+    try:
+        await monitor.register(simulator)
+        await all_healthy(monitor, 2)
+        now = datetime.now(UTC)
+        window = {"starts_at": now.isoformat(), "ends_at": (now + timedelta(seconds=6)).isoformat(), "reason": "fix"}
+        await monitor.client.post("/v1/equipment/sim-00000/maintenance", json=window, headers=staff())
+        await simulator.set_mode("sim-00000", "dead")
+        await asyncio.sleep(2)
+        await simulator.set_mode("sim-00000", "ok")
+        await asyncio.sleep(6)
+        assert monitor.of(EquipmentFault) == []
+        assert monitor.of(EquipmentRecovered) == []
+    finally:
+        await simulator.stop()
+
+
+async def test_hang_slow_and_garbage_devices_are_faults(monitor, simulator_port):
+    simulator = DeviceSimulator.numbered(4, simulator_port, slow_s=1.0)
+    await simulator.start()
+    try:
+        await monitor.register(simulator)
+        await all_healthy(monitor, 4)
+        for device_id, mode in (("sim-00000", "hang"), ("sim-00001", "slow"), ("sim-00002", "garbage")):
+            await simulator.set_mode(device_id, mode)
+        await eventually(lambda: len(monitor.of(EquipmentFault)) == 3, timeout=10)
+        reasons = {fault.device_id: fault.reason for fault in monitor.of(EquipmentFault)}
+        assert "timeout" in reasons["sim-00000"]
+        assert "timeout" in reasons["sim-00001"]
+        assert "sim-00003" not in reasons
     finally:
         await simulator.stop()
