@@ -54,6 +54,19 @@ class ServiceAccount:
             project_id=document["project_id"],
         )
 
+    def to_file(self, path: Path) -> Path:
+        """Write the account in Google's key-file format (what :meth:`from_file` reads)."""
+        document = {
+            "type": "service_account",
+            "project_id": self.project_id,
+            "client_email": self.client_email,
+            "private_key": self.private_key_pem,
+            "token_uri": self.token_uri,
+        }
+        path.write_text(json.dumps(document))
+        path.chmod(0o600)
+        return path
+
     @classmethod
     def ephemeral(cls, project_id: str, token_uri: str) -> ServiceAccount:
         """A throwaway account for the local FCM stand-in (never valid at Google)."""

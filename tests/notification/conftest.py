@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -43,18 +42,7 @@ async def fcm(tmp_path) -> AsyncIterator[FakeFcm]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     account = ServiceAccount.ephemeral("smartgym-test", f"{url}/token")
-    account_file = tmp_path / "service-account.json"
-    account_file.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": account.project_id,
-                "client_email": account.client_email,
-                "private_key": account.private_key_pem,
-                "token_uri": account.token_uri,
-            }
-        )
-    )
+    account.to_file(tmp_path / "service-account.json")
     state = FcmSimState(project_id=account.project_id, public_key_pem=account.public_key_pem())
     async with serving(create_fcm_app(state), port):
         yield FakeFcm(url, state, account)
