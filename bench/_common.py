@@ -52,3 +52,21 @@ def machine() -> str:
 
 def emit(figures: dict[str, Any]) -> None:
     print(json.dumps(figures, sort_keys=True))
+
+
+def jwks_app() -> Any:
+    """auth's public keys as services fetch them: the benchmarks sign their own tokens with
+    the test signing key instead of running auth."""
+    from fastapi import FastAPI
+
+    from common.security import jwks_document
+    from tests.support import tokens
+
+    app = FastAPI()
+    document = jwks_document([tokens.signing_key()])
+
+    @app.get("/.well-known/jwks.json")
+    async def jwks() -> dict[str, object]:
+        return document
+
+    return app

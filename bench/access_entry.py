@@ -27,17 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 import numpy as np
-from fastapi import FastAPI
 from sqlalchemy import create_engine, insert
 
 from access.faces import rank_key
 from access.models import FaceVector, MembershipCopy
-from bench._common import emit, ensure_services, machine, summary, table
+from bench._common import emit, ensure_services, jwks_app, machine, summary, table
 from bench.facemodel_pipeline import camera_frame
 from common.crypto import VectorSealer
 from common.db import sync_url
 from common.migrations import upgrade
-from common.security import Role, TokenIssuer, jwks_document
+from common.security import Role, TokenIssuer
 from common.settings import PlatformSettings
 from facemodel.packs import build_default_pack
 from tests.support import testdata, tokens
@@ -113,18 +112,6 @@ class PassRun:
     client: dict[str, float]
     server: dict[str, float]
     granted: int
-
-
-def jwks_app() -> FastAPI:
-    """auth's public keys, as access fetches them (the bench signs kiosk tokens and passes)."""
-    app = FastAPI()
-    document = jwks_document([tokens.signing_key()])
-
-    @app.get("/.well-known/jwks.json")
-    async def jwks() -> dict[str, object]:
-        return document
-
-    return app
 
 
 async def face_entries(

@@ -19,9 +19,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +86,21 @@ class DeviceSimulator:
         return cls(devices, heartbeat_to=heartbeat_to, slow_s=slow_s)
 
     async def start(self) -> None:
+        await self.start_listening()
+        self.start_heartbeats()
+
+    async def start_listening(self) -> None:
+        """Open every echo endpoint (before registering: a registered device that does not
+        answer is a fault)."""
         for device in self.devices.values():
-            await self._listen(device)
-            self._start_heartbeat(device)
+            if device._server is None and device.mode != "dead":
+                await self._listen(device)
+
+    def start_heartbeats(self) -> None:
+        """Connect every device that has a token to monitoring's heartbeat listener."""
+        for device in self.devices.values():
+            if device._heartbeat is None and device.mode != "dead":
+                self._start_heartbeat(device)
 
     async def stop(self) -> None:
         for device in self.devices.values():
@@ -184,3 +198,131 @@ class DeviceSimulator:
                     writer.close()
             except (ConnectionError, OSError, json.JSONDecodeError):
                 await asyncio.sleep(1.0)  # monitoring restarting: reconnect, as firmware does
+
+
+# -- running it as a process (``smartgym simulate equipment``) ----------------------------------
+
+
+@dataclass(frozen=True)
+class ScriptedFailure:
+    device_id: str
+    mode: Mode
+    after_s: float
+
+    @classmethod
+    def parse(cls, text: str) -> ScriptedFailure:
+        """``dead:sim-00007@30`` — switch sim-00007 to ``dead`` 30 s after start."""
+        try:
+            mode, rest = text.split(":", 1)
+            device_id, after = rest.rsplit("@", 1)
+            if mode not in MODES:
+                raise ValueError(mode)
+            return cls(device_id, mode, float(after))  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise ValueError(f"expected MODE:DEVICE@SECONDS (modes: {', '.join(MODES)}), got {text!r}") from exc
+
+
+async def register_with_monitoring(
+    simulator: DeviceSimulator, monitoring_url: str, bearer: str, *, branch_id: str, kind: str, period_s: int | None
+) -> None:
+    """Register (or re-register) every simulated device; each gets a fresh heartbeat token."""
+    import httpx
+
+    devices = list(simulator.devices.values())
+    async with httpx.AsyncClient(base_url=monitoring_url, timeout=60) as client:
+        for start in range(0, len(devices), 1000):
+            chunk = devices[start : start + 1000]
+            body = [
+                {
+                    "device_id": device.device_id,
+                    "branch_id": branch_id,
+                    "kind": kind,
+                    "name": f"Simulated {kind} {device.device_id}",
+                    "address": device.host,
+                    "ping_url": device.ping_url,
+                    "heartbeat_period_s": period_s,
+                }
+                for device in chunk
+            ]
+            response = await client.put("/v1/equipment", json=body, headers={"authorization": f"Bearer {bearer}"})
+            response.raise_for_status()
+            for item in response.json():
+                simulator.devices[item["device_id"]].token = item["token"]
+                simulator.devices[item["device_id"]].heartbeat_period_s = float(period_s or 600)
+
+
+async def serve_control(simulator: DeviceSimulator, host: str, port: int) -> Any:
+    """A small HTTP API to switch devices from another process (tests, benchmarks)."""
+    from aiohttp import web
+
+    async def switch(request: web.Request) -> web.Response:
+        device_id = request.match_info["device_id"]
+        if device_id not in simulator.devices:
+            return web.json_response({"error": f"no device {device_id}"}, status=404)
+        try:
+            mode = (await request.json())["mode"]
+            began = await simulator.set_mode(device_id, mode)
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": f"body must be {{'mode': one of {list(MODES)}}}"}, status=422)
+        return web.json_response({"device_id": device_id, "mode": mode, "began": began})
+
+    async def listing(_request: web.Request) -> web.Response:
+        counts: dict[str, int] = {}
+        for device in simulator.devices.values():
+            counts[device.mode] = counts.get(device.mode, 0) + 1
+        return web.json_response({"devices": len(simulator.devices), "modes": counts})
+
+    app = web.Application()
+    app.router.add_post("/devices/{device_id}/mode", switch)
+    app.router.add_get("/devices", listing)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def run(
+    *,
+    count: int,
+    port: int,
+    prefix: str,
+    heartbeat_to: tuple[str, int] | None,
+    monitoring_url: str | None,
+    bearer: str | None,
+    branch_id: str,
+    kind: str,
+    period_s: int | None,
+    control_port: int | None,
+    script: list[ScriptedFailure],
+    ready: Callable[[str], None],
+) -> None:
+    simulator = DeviceSimulator.numbered(count, port, prefix=prefix, heartbeat_to=heartbeat_to)
+    await simulator.start_listening()
+    if monitoring_url is not None:
+        if bearer is None:
+            raise ValueError("registering with monitoring needs an operator or branch-owner token")
+        await register_with_monitoring(
+            simulator, monitoring_url, bearer, branch_id=branch_id, kind=kind, period_s=period_s
+        )
+    simulator.start_heartbeats()
+    control = await serve_control(simulator, "127.0.0.1", control_port) if control_port else None
+    ready(f"{count} devices on 127.1.x.y:{port}" + (f"; control on 127.0.0.1:{control_port}" if control_port else ""))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    started = loop.time()
+    try:
+        for failure in sorted(script, key=lambda item: item.after_s):
+            delay = started + failure.after_s - loop.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, delay))
+            if stop.is_set():
+                break
+            await simulator.set_mode(failure.device_id, failure.mode)
+            ready(f"{failure.device_id} -> {failure.mode}")
+        await stop.wait()
+    finally:
+        if control is not None:
+            await control.cleanup()
+        await simulator.stop()

@@ -162,12 +162,10 @@ class EquipmentWatch:
             self._pinger.set_target(spec.device_id, spec.ping_url)
         else:
             self._pinger.remove_target(spec.device_id)
-        self._count()
 
     def forget(self, device_id: str) -> None:
         self._devices.pop(device_id, None)
         self._pinger.remove_target(device_id)
-        self._count()
 
     def set_maintenance(self, device_id: str, windows: Iterable[tuple[datetime, datetime]]) -> None:
         watched = self._devices.get(device_id)
@@ -232,9 +230,13 @@ class EquipmentWatch:
             self._apply(watched, transition)
 
     def sweep(self) -> None:
-        """Overdue heartbeats and maintenance windows that opened or closed."""
+        """Overdue heartbeats, maintenance windows that opened or closed, and the device
+        counts by health (counted here, once a second, not on every change: a burst of
+        changes must not cost a pass over every device each)."""
         now = self._clock()
+        counts = dict.fromkeys(Health, 0)
         for watched in self._devices.values():
+            counts[watched.health.health] += 1
             self._refresh_window(watched, now)
             transition = watched.health.check_overdue(now)
             if transition is not None:
@@ -247,6 +249,8 @@ class EquipmentWatch:
                 # Went faulty during maintenance and is still down after it: announce now.
                 reason = f"still down after maintenance: {watched.health.last_reason}"
                 self._open_fault(watched, Health.FAULTY, reason, now)
+        for health, count in counts.items():
+            self._metrics.devices.labels(health.value).set(count)
 
     # -- turning transitions into recorded changes --------------------------------------
 
@@ -271,7 +275,6 @@ class EquipmentWatch:
             self._queue.put_nowait(
                 Change(watched.spec, transition.previous, transition.health, transition.reason, transition.at)
             )
-        self._count()
 
     def _open_fault(self, watched: Watched, previous: Health, reason: str, at: datetime) -> None:
         fault_id = uuid.uuid4()
@@ -283,13 +286,6 @@ class EquipmentWatch:
         watched.windows = [window for window in watched.windows if window[1] > now]
         current = [end for start, end in watched.windows if start <= now]
         watched.health.maintenance_until = max(current) if current else None
-
-    def _count(self) -> None:
-        counts = dict.fromkeys(Health, 0)
-        for watched in self._devices.values():
-            counts[watched.health.health] += 1
-        for health, count in counts.items():
-            self._metrics.devices.labels(health.value).set(count)
 
     # -- the writer ---------------------------------------------------------------------
 

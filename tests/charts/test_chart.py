@@ -134,3 +134,29 @@ def test_gateway_routes_in_values_are_what_the_gateway_reads():
     assert "SMARTGYM_GATEWAY_ROUTES" in extras
     assert "kind: HorizontalPodAutoscaler" in extras
     assert values()["services"]["gateway"]["replicas"] >= 3
+
+
+def test_monitoring_owns_its_devices_alone_and_listens_for_heartbeats():
+    from monitoring.settings import MonitoringSettings
+
+    monitoring = values()["services"]["monitoring"]
+    assert monitoring["replicas"] == 1
+    deployment = (CHART / "templates" / "deployment.yaml").read_text()
+    assert "SMARTGYM_MONITORING_HEARTBEAT_PORT" in deployment
+    assert "monitoring_heartbeat_port" in MonitoringSettings.model_fields
+    service = (CHART / "templates" / "service.yaml").read_text()
+    assert "targetPort: heartbeat" in service
+    broken = monitoring | {"heartbeat": {"port": 7007, "serviceType": "Public"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(values() | {"services": values()["services"] | {"monitoring": broken}}, schema())
+
+
+def test_notification_reads_the_fcm_key_from_a_mounted_secret():
+    from notification.settings import NotificationSettings
+
+    deployment = (CHART / "templates" / "deployment.yaml").read_text()
+    for variable in ("FCM_PROJECT_ID", "FCM_ENDPOINT", "FCM_TOKEN_URI", "FCM_SERVICE_ACCOUNT_FILE"):
+        assert f"SMARTGYM_{variable}" in deployment
+        assert variable.lower() in NotificationSettings.model_fields
+    assert "secretName: {{ $svc.fcm.serviceAccountSecret }}" in deployment
+    assert values()["services"]["notification"]["fcm"]["endpoint"] == "https://fcm.googleapis.com"
