@@ -96,7 +96,8 @@ class Dispatcher:
     async def dispatch_once(self) -> int:
         claimed = await self._claim()
         if claimed:
-            await asyncio.gather(*(self._deliver(item) for item in claimed))
+            results = await asyncio.gather(*(self._send(item) for item in claimed))
+            await self._record(list(zip(claimed, results, strict=True)))
         return len(claimed)
 
     async def _claim(self) -> list[Claimed]:
@@ -118,32 +119,43 @@ class Dispatcher:
                 for row in rows
             ]
 
-    async def _deliver(self, item: Claimed) -> None:
+    async def _send(self, item: Claimed) -> SendResult:
         async with self._semaphore:
             with self._metrics.send_seconds.time():
                 result = await self._sender.send(item.push)
         self._metrics.outcomes.labels(result.outcome.value).inc()
-        await self._record(item, result)
+        return result
 
-    async def _record(self, item: Claimed, result: SendResult) -> None:
+    async def _record(self, outcomes: list[tuple[Claimed, SendResult]]) -> None:
+        """Every outcome of one round in one transaction."""
         now = utc_now()
         async with self._database.sessions() as session, session.begin():
-            row = await session.get(Delivery, item.id)
-            if row is None:
-                return
-            row.attempts = item.attempts + 1
-            if result.outcome is Outcome.SENT:
-                row.status, row.sent_at, row.last_error = "sent", now, None
-            elif result.outcome is Outcome.UNREGISTERED:
-                # The app is gone from that phone: forget the token and everything queued for it.
-                row.status, row.last_error = "dropped", result.detail
-                await session.execute(delete(PushToken).where(PushToken.token == item.push.token))
-            elif result.outcome is Outcome.RETRY and row.attempts < self._settings.notification_max_attempts:
-                row.next_attempt_at = now + timedelta(seconds=self._backoff(row.attempts, result.retry_after_s))
-                row.last_error = result.detail
-            else:
-                row.status, row.last_error = "parked", f"{result.outcome.value}: {result.detail}"[:200]
-                log.warning("push parked", extra={"delivery": row.id, "reason": row.last_error})
+            rows = {
+                row.id: row
+                for row in await session.scalars(
+                    select(Delivery).where(Delivery.id.in_([item.id for item, _ in outcomes]))
+                )
+            }
+            gone: set[str] = set()
+            for item, result in outcomes:
+                row = rows.get(item.id)
+                if row is None:
+                    continue
+                row.attempts = item.attempts + 1
+                if result.outcome is Outcome.SENT:
+                    row.status, row.sent_at, row.last_error = "sent", now, None
+                elif result.outcome is Outcome.UNREGISTERED:
+                    # The app is gone from that phone: forget the token.
+                    row.status, row.last_error = "dropped", result.detail
+                    gone.add(item.push.token)
+                elif result.outcome is Outcome.RETRY and row.attempts < self._settings.notification_max_attempts:
+                    row.next_attempt_at = now + timedelta(seconds=self._backoff(row.attempts, result.retry_after_s))
+                    row.last_error = result.detail
+                else:
+                    row.status, row.last_error = "parked", f"{result.outcome.value}: {result.detail}"[:200]
+                    log.warning("push parked", extra={"delivery": row.id, "reason": row.last_error})
+            if gone:
+                await session.execute(delete(PushToken).where(PushToken.token.in_(gone)))
 
     def _backoff(self, attempts: int, retry_after_s: float | None) -> float:
         base = self._settings.notification_retry_base_s * float(2 ** (attempts - 1))
