@@ -72,6 +72,8 @@ class GatewaySettings(PlatformSettings):
     notification_url: str = "http://127.0.0.1:8008"
     access_url: str = "http://127.0.0.1:8002"
     monitoring_url: str = "http://127.0.0.1:8007"
+    running_url: str = "http://127.0.0.1:8010"
+    running_live_url: str = "http://127.0.0.1:8020"
     gateway_routes: tuple[RouteConfig, ...] = ()
     # memory:// (one gateway) or async+redis://host:6379 (limits shared by replicas).
     gateway_rate_limit_storage: str = "memory://"
@@ -106,6 +108,9 @@ class GatewaySettings(PlatformSettings):
                 ),
                 RouteConfig(prefix="/api/notifications", service="notification", upstreams=(self.notification_url,)),
                 RouteConfig(prefix="/api/monitoring", service="monitoring", upstreams=(self.monitoring_url,)),
+                RouteConfig(prefix="/api/running", service="running", upstreams=(self.running_url,)),
+                # Live runs: WebSockets served by running's own socket server.
+                RouteConfig(prefix="/api/live", service="running_live", upstreams=(self.running_live_url,)),
                 RouteConfig(
                     prefix="/api/access",
                     service="access",

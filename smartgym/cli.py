@@ -48,6 +48,8 @@ def _service_urls(host: str, port_offset: int) -> dict[str, Any]:
         fcm = f"http://{host}:{PORTS['fcm_sim'] + port_offset}"
         overrides.update(fcm_endpoint=fcm, fcm_token_uri=f"{fcm}/token")
     overrides["monitoring_heartbeat_port"] = 7007 + port_offset
+    overrides["running_live_port"] = PORTS["running_live"] + port_offset
+    overrides["running_live_url"] = f"http://{host}:{PORTS['running_live'] + port_offset}"
     return overrides
 
 

@@ -29,6 +29,7 @@ PORTS: dict[str, int] = {
     # Not a service: the local stand-in of the card identity-check partner (embedded mode).
     "cardcheck_sim": 8011,
     "fcm_sim": 8012,
+    "running_live": 8020,
 }
 
 
@@ -99,6 +100,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         settings_class="access.settings:AccessSettings",
         embedded=False,
     ),
+    ServiceSpec("running", has_database=True, uses_bus=True, settings_class="running.settings:RunningSettings"),
     ServiceSpec("gateway", has_database=False, uses_bus=False, settings_class="gateway.settings:GatewaySettings"),
 )
 

@@ -1,0 +1,99 @@
+"""running's app factory: REST on the service port, live WebSockets on the live port,
+fan-out between replicas through RabbitMQ."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from fastapi import FastAPI
+
+from common.api import create_service_app
+from common.events.bus import EventBus
+from common.kernel import build_kernel
+from common.observability import Metrics
+from common.periodic import Periodic
+from common.security import JwksCache
+from common.settings import PlatformSettings
+from running.api import router
+from running.hub import Hub
+from running.live import LiveServer
+from running.models import Base
+from running.service import RunningService
+from running.settings import RunningSettings
+
+SERVICE = "running"
+JANITOR_INTERVAL_S = 5.0
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: PlatformSettings,
+    *,
+    bus: EventBus | None = None,
+    metrics: Metrics | None = None,
+    keys: JwksCache | None = None,
+) -> FastAPI:
+    config = settings if isinstance(settings, RunningSettings) else RunningSettings(**settings.model_dump())
+    kernel = build_kernel(SERVICE, config, metadata=Base.metadata, bus=bus, metrics=metrics, keys=keys)
+    service = RunningService(kernel, config)
+    hub = Hub()
+    live = LiveServer(service=service, hub=hub, verifier=kernel.verifier, settings=config)
+    replica = config.running_replica or f"{socket.gethostname()}-{os.getpid()}"
+    stop_hooks = []
+    if config.broker_url is not None:
+        from common.events.fanout import TopicFanout  # aio-pika only where a broker is configured
+
+        relay = TopicFanout(
+            str(config.broker_url),
+            exchange=f"{config.bus_namespace}.running.live",
+            replica=replica,
+            on_message=hub.deliver_local,
+        )
+        hub.attach(relay)
+        stop_hooks.append(relay.close)
+    else:
+        relay = None
+
+    async def retention() -> None:
+        removed = await service.forget_old_points()
+        if removed:
+            log.info("removed %d point chunks past retention", removed)
+
+    async def janitor() -> None:
+        await live.close_overdue_races()
+        await live.end_outings()
+
+    jobs = [
+        Periodic("running-flush", config.running_flush_interval_s, live.flush),
+        Periodic("running-janitor", JANITOR_INTERVAL_S, janitor),
+        Periodic("running-retention", 3600.0, retention),
+    ]
+
+    async def start_live() -> None:
+        if relay is not None:
+            await relay.start()
+        app.state.live_port = await live.start(config.running_live_host, config.running_live_port)
+        for job in jobs:
+            await job.start()
+        log.info("live sockets on port %d (replica %s)", app.state.live_port, replica)
+
+    async def stop_live() -> None:
+        for job in jobs:
+            await job.stop()
+        await live.stop()
+        await live.flush()
+
+    app = create_service_app(
+        kernel,
+        title="SmartGym running",
+        routers=[router],
+        on_start=[start_live],
+        on_stop=[*stop_hooks, stop_live],
+    )
+    app.state.running = service
+    app.state.live = live
+    app.state.hub = hub
+    return app

@@ -1,0 +1,168 @@
+"""Geometry and GPS filtering for runs (pure functions and small state machines, no I/O).
+
+Positions are filtered in a local east/north plane in metres around the run's first
+point (an equirectangular projection: at running distances its error is far below GPS
+noise). Three filters share one interface so they can be compared on the same tracks:
+
+- :class:`RawFilter` takes every point as it comes;
+- :class:`OutlierOnlyFilter` drops a point that implies an impossible speed from the last
+  kept one;
+- :class:`KalmanFilter` is a constant-velocity Kalman filter whose measurement noise is
+  the accuracy the phone reports, with an innovation gate (Mahalanobis distance) that
+  rejects multipath spikes; after a run of rejections (a tunnel exit, a long gap) it
+  re-anchors on the measurement instead of rejecting forever.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+EARTH_RADIUS_M = 6_371_008.8
+# Above this the runner is in a car (or the point is wrong): 12 m/s is a 1:23 km pace.
+MAX_RUNNING_SPEED_MPS = 12.0
+# 99.9 % of a two-dimensional Gaussian lies inside this squared Mahalanobis distance.
+GATE_CHI2 = 13.8
+REANCHOR_AFTER = 5
+
+
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    dphi, dlmb = phi2 - phi1, math.radians(lon2 - lon1)
+    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlmb / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+@dataclass(frozen=True)
+class LocalPlane:
+    """East/north metres around an origin, and back."""
+
+    lat0: float
+    lon0: float
+
+    def to_xy(self, lat: float, lon: float) -> tuple[float, float]:
+        x = math.radians(lon - self.lon0) * EARTH_RADIUS_M * math.cos(math.radians(self.lat0))
+        y = math.radians(lat - self.lat0) * EARTH_RADIUS_M
+        return x, y
+
+    def to_latlon(self, x: float, y: float) -> tuple[float, float]:
+        lat = self.lat0 + math.degrees(y / EARTH_RADIUS_M)
+        lon = self.lon0 + math.degrees(x / (EARTH_RADIUS_M * math.cos(math.radians(self.lat0))))
+        return lat, lon
+
+
+@dataclass(frozen=True)
+class Fix:
+    """One measurement in the local plane: time (s), position (m), reported accuracy (m)."""
+
+    t: float
+    x: float
+    y: float
+    accuracy: float
+
+
+class TrackFilter(Protocol):
+    def update(self, fix: Fix) -> tuple[float, float] | None:
+        """The filtered position for ``fix``, or None when the point is rejected."""
+        ...
+
+
+class RawFilter:
+    def update(self, fix: Fix) -> tuple[float, float] | None:
+        return fix.x, fix.y
+
+
+class OutlierOnlyFilter:
+    """Drops points that imply running faster than ``max_speed`` from the last kept point
+    (allowing for both points' reported accuracy)."""
+
+    def __init__(self, max_speed: float = MAX_RUNNING_SPEED_MPS) -> None:
+        self._max_speed = max_speed
+        self._last: Fix | None = None
+        self._rejected_in_a_row = 0
+
+    def update(self, fix: Fix) -> tuple[float, float] | None:
+        last = self._last
+        if last is not None and self._rejected_in_a_row < REANCHOR_AFTER:
+            dt = max(fix.t - last.t, 1e-3)
+            jump = math.hypot(fix.x - last.x, fix.y - last.y) - fix.accuracy - last.accuracy
+            if jump > self._max_speed * dt:
+                self._rejected_in_a_row += 1
+                return None
+        self._last, self._rejected_in_a_row = fix, 0
+        return fix.x, fix.y
+
+
+class KalmanFilter:
+    """State (x, y, vx, vy); white-noise acceleration model with spectral density ``q``."""
+
+    def __init__(self, q: float = 0.5, gate: float = GATE_CHI2) -> None:
+        self._q = q
+        self._gate = gate
+        self._state: np.ndarray | None = None
+        self._cov = np.eye(4)
+        self._t = 0.0
+        self._rejected_in_a_row = 0
+        self.rejected = 0
+
+    def update(self, fix: Fix) -> tuple[float, float] | None:
+        variance = max(fix.accuracy, 1.0) ** 2
+        if self._state is None or self._rejected_in_a_row >= REANCHOR_AFTER:
+            self._anchor(fix, variance)
+            return fix.x, fix.y
+        dt = max(fix.t - self._t, 1e-3)
+        transition = np.array([[1, 0, dt, 0], [0, 1, 0, dt], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
+        q = self._q
+        dt2, dt3 = dt * dt, dt * dt * dt
+        noise = q * np.array(
+            [
+                [dt3 / 3, 0, dt2 / 2, 0],
+                [0, dt3 / 3, 0, dt2 / 2],
+                [dt2 / 2, 0, dt, 0],
+                [0, dt2 / 2, 0, dt],
+            ]
+        )
+        state = transition @ self._state
+        cov = transition @ self._cov @ transition.T + noise
+        innovation = np.array([fix.x - state[0], fix.y - state[1]])
+        s = cov[:2, :2] + np.eye(2) * variance
+        s_inv = np.linalg.inv(s)
+        if float(innovation @ s_inv @ innovation) > self._gate:
+            # A spike: keep the prediction's time base untouched, forget the point.
+            self._rejected_in_a_row += 1
+            self.rejected += 1
+            return None
+        gain = cov[:, :2] @ s_inv
+        self._state = state + gain @ innovation
+        self._cov = (np.eye(4) - gain @ np.eye(2, 4)) @ cov
+        self._t = fix.t
+        self._rejected_in_a_row = 0
+        return float(self._state[0]), float(self._state[1])
+
+    def copy(self) -> KalmanFilter:
+        twin = KalmanFilter(self._q, self._gate)
+        twin._state = None if self._state is None else self._state.copy()
+        twin._cov = self._cov.copy()
+        twin._t, twin._rejected_in_a_row, twin.rejected = self._t, self._rejected_in_a_row, self.rejected
+        return twin
+
+    @property
+    def speed(self) -> float:
+        """The filtered ground speed (m/s)."""
+        if self._state is None:
+            return 0.0
+        return float(math.hypot(self._state[2], self._state[3]))
+
+    def _anchor(self, fix: Fix, variance: float) -> None:
+        self._state = np.array([fix.x, fix.y, 0.0, 0.0])
+        self._cov = np.diag([variance, variance, 9.0, 9.0])  # speed unknown: ±3 m/s
+        self._t = fix.t
+        self._rejected_in_a_row = 0
+
+
+def path_length(points: list[tuple[float, float]]) -> float:
+    return sum(math.hypot(b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(points))

@@ -1,0 +1,542 @@
+"""The live WebSocket endpoints, served by the ``websockets`` library on their own port.
+
+    /ws/runs[?run_id=…][&race_id=…]   a runner streams points, gets live stats back
+    /ws/runs/{run_id}/watch           a friend watches a run
+    /ws/share/{token}                 anyone with an unexpired link watches a run
+    /ws/outings/{outing_id}           a walk/run together: share positions with the group
+
+The bearer token (``Authorization`` header, or ``access_token`` in the query for browsers)
+is verified during the handshake: a bad one gets HTTP 401 and never a socket. Frames are
+JSON. Bad frames get an ``error`` message with the reason; too many of them, or frames
+faster than the rate limit, close the socket with code 1008 and the reason.
+
+Runner frames: ``{"type": "point", …GpsPoint}``, ``{"type": "points", "points": […]}``
+(a burst after a tunnel), ``{"type": "finish"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import websockets
+from pydantic import ValidationError
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from common.security import InvalidToken, Principal, TokenVerifier
+from running.hub import Hub
+from running.service import Conflict, Forbidden, LiveRun, NotFound, RunningService
+from running.settings import RunningSettings
+from running.track import Accepted, GpsPoint
+
+log = logging.getLogger(__name__)
+
+POLICY = 1008
+MAX_FRAME_BYTES = 256 * 1024
+
+
+def _dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))
+
+
+class ConnectionGroup:
+    """The sockets on this replica that follow one topic; one broadcast per message."""
+
+    def __init__(self) -> None:
+        self.connections: set[ServerConnection] = set()
+
+    def deliver(self, topic: str, message: str) -> None:
+        broadcast(self.connections, message)
+
+
+class RaceBoard:
+    """One race's leaderboard as this replica hears it; pushed to its local racers at most
+    once a second (and at once on a finish or the results)."""
+
+    def __init__(self, race_id: uuid.UUID, mode: str, target: float) -> None:
+        self.race_id = race_id
+        self.mode = mode
+        self.target = target
+        self.connections: set[ServerConnection] = set()
+        self._progress: dict[str, dict[str, Any]] = {}
+        self._pending: asyncio.TimerHandle | None = None
+
+    def deliver(self, topic: str, message: str) -> None:
+        update = json.loads(message)
+        if update.get("type") == "results":
+            broadcast(self.connections, message)
+            return
+        self._progress[update["user_id"]] = {
+            "user_id": update["user_id"],
+            "distance_m": update["distance_m"],
+            "finish_s": update.get("finish_s"),
+        }
+        if update.get("type") == "finish":
+            self._push()
+        elif self._pending is None:
+            self._pending = asyncio.get_running_loop().call_later(1.0, self._push)
+
+    def leaderboard(self) -> list[dict[str, Any]]:
+        finished = sorted(
+            (entry for entry in self._progress.values() if entry["finish_s"] is not None),
+            key=lambda entry: entry["finish_s"] if self.mode == "distance" else -entry["distance_m"],
+        )
+        running = sorted(
+            (entry for entry in self._progress.values() if entry["finish_s"] is None),
+            key=lambda entry: -entry["distance_m"],
+        )
+        return [{**entry, "position": index} for index, entry in enumerate([*finished, *running], start=1)]
+
+    def _push(self) -> None:
+        self._pending = None
+        broadcast(
+            self.connections, _dumps({"type": "leaderboard", "race_id": str(self.race_id), "board": self.leaderboard()})
+        )
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate, self._burst = rate, float(burst)
+        self._tokens, self._at = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+class Closed(Exception):
+    """End the session: close with ``code`` and ``reason``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+@dataclass
+class Session:
+    connection: ServerConnection
+    principal: Principal | None
+    query: dict[str, str]
+
+
+class LiveServer:
+    def __init__(
+        self, *, service: RunningService, hub: Hub, verifier: TokenVerifier, settings: RunningSettings
+    ) -> None:
+        self._service = service
+        self._hub = hub
+        self._verifier = verifier
+        self._settings = settings
+        self._server: Server | None = None
+        self._principals: dict[uuid.UUID, Principal] = {}
+        self._groups: dict[str, ConnectionGroup] = {}
+        self._boards: dict[uuid.UUID, RaceBoard] = {}
+        self.active: dict[uuid.UUID, LiveRun] = {}
+        self.points_in = 0
+
+    async def start(self, host: str, port: int) -> int:
+        self._server = await serve(
+            self._handle,
+            host,
+            port,
+            process_request=self._authenticate,
+            max_size=MAX_FRAME_BYTES,
+            ping_interval=20,
+            ping_timeout=20,
+            # A client flooding us has frames queued ahead of its close reply; do not wait
+            # the default 10 s for it before dropping the connection.
+            close_timeout=2,
+            compression=None,  # positions are small; deflate costs more CPU than it saves
+        )
+        bound: int = next(iter(self._server.sockets)).getsockname()[1]
+        return bound
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            await self._server.wait_closed()
+
+    # -- handshake ------------------------------------------------------------------------
+
+    async def _authenticate(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlparse(request.path).path
+        if path.startswith("/ws/share/"):
+            return None  # the link is the credential
+        token = request.headers.get("authorization", "").partition(" ")[2]
+        if not token:
+            token = parse_qs(urlparse(request.path).query).get("access_token", [""])[0]
+        if not token:
+            return _refuse(HTTPStatus.UNAUTHORIZED, "bearer token required")
+        try:
+            principal = await self._verifier.verify(token)
+            uuid.UUID(principal.subject)
+        except InvalidToken as exc:
+            return _refuse(HTTPStatus.UNAUTHORIZED, exc.reason)
+        except ValueError:
+            return _refuse(HTTPStatus.FORBIDDEN, "only members run")
+        self._principals[connection.id] = principal
+        return None
+
+    # -- routing --------------------------------------------------------------------------
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        principal = self._principals.pop(connection.id, None)
+        url = urlparse(connection.request.path if connection.request else "/")
+        query = {key: values[0] for key, values in parse_qs(url.query).items()}
+        session = Session(connection, principal, query)
+        parts = [part for part in url.path.split("/") if part]
+        try:
+            match parts:
+                case ["ws", "runs"]:
+                    await self._runner(session)
+                case ["ws", "runs", run_id, "watch"]:
+                    await self._watch(session, _uuid(run_id))
+                case ["ws", "share", token]:
+                    await self._watch_shared(session, token)
+                case ["ws", "outings", outing_id]:
+                    await self._outing(session, _uuid(outing_id))
+                case _:
+                    raise Closed(POLICY, "no such endpoint")
+        except Closed as exc:
+            await connection.close(exc.code, exc.reason)
+        except (NotFound, Forbidden, Conflict) as exc:
+            await connection.close(POLICY, str(exc)[:120])
+        except websockets.ConnectionClosed:
+            pass
+
+    def _user(self, session: Session) -> uuid.UUID:
+        if session.principal is None:
+            raise Closed(POLICY, "sign in first")
+        return uuid.UUID(session.principal.subject)
+
+    # -- runners --------------------------------------------------------------------------
+
+    async def _runner(self, session: Session) -> None:
+        user = self._user(session)
+        connection = session.connection
+        run_id, race_id = session.query.get("run_id"), session.query.get("race_id")
+        if run_id:
+            live = await self._service.resume_run(user, _uuid(run_id))
+        else:
+            live = await self._service.start_run(user, race_id=_uuid(race_id) if race_id else None)
+        self.active[live.run_id] = live
+        board = await self._join_race(live, connection)
+        await connection.send(
+            _dumps(
+                {
+                    "type": "started",
+                    "run_id": str(live.run_id),
+                    "race": {"race_id": str(live.race.race_id), "mode": live.race.mode, "target": live.race.target,
+                             "start_at": live.race.start_at} if live.race else None,
+                    "stats": live.track.stats(),
+                }
+            )
+        )  # fmt: skip
+        bucket = TokenBucket(self._settings.running_frames_per_s, self._settings.running_frame_burst)
+        bad_frames = 0
+        last_stats = 0.0
+        try:
+            async for frame in connection:
+                if not bucket.take():
+                    raise Closed(POLICY, "rate limit exceeded")
+                try:
+                    message = _frame(frame)
+                    kind = message.get("type")
+                    if kind == "finish":
+                        await self._finish(live, connection)
+                        return
+                    if kind == "point":
+                        raw = [message]
+                    elif kind == "points" and isinstance(message.get("points"), list):
+                        raw = message["points"]
+                        if len(raw) > self._settings.running_max_batch:
+                            raise BadFrame(f"at most {self._settings.running_max_batch} points per frame")
+                    else:
+                        raise BadFrame("expected type point, points or finish")
+                except BadFrame as exc:
+                    bad_frames += 1
+                    if bad_frames > self._settings.running_max_bad_frames:
+                        raise Closed(POLICY, "too many bad frames") from exc
+                    await connection.send(_dumps({"type": "error", "reason": exc.reason}))
+                    continue
+                invalid, refused = await self._ingest(live, raw)
+                if invalid or refused:
+                    bad_frames += 1 if invalid and len(invalid) == len(raw) else 0
+                    await connection.send(_dumps({"type": "refused", "invalid": invalid[:10], "reasons": refused}))
+                now = time.monotonic()
+                if now - last_stats >= self._settings.running_stats_interval_s:
+                    last_stats = now
+                    await connection.send(_dumps({"type": "stats", **live.track.stats()}))
+        finally:
+            self.active.pop(live.run_id, None)
+            if board is not None:
+                board.connections.discard(connection)
+                if not board.connections:
+                    await self._hub.unsubscribe(f"race.{board.race_id}", board)
+                    self._boards.pop(board.race_id, None)
+            with contextlib.suppress(Exception):
+                await self._service.save_points([live])
+
+    async def _ingest(self, live: LiveRun, raw: list[Any]) -> tuple[list[str], dict[str, int]]:
+        invalid: list[str] = []
+        refused: dict[str, int] = {}
+        accepted = False
+        now = time.time()
+        for item in raw:
+            try:
+                point = GpsPoint.model_validate(item)
+            except ValidationError as exc:
+                invalid.append(_validation_reason(exc))
+                continue
+            outcome = live.track.add(point, now=now)
+            if isinstance(outcome, Accepted):
+                live.pending.append(point)
+                accepted = True
+            else:
+                refused[outcome.reason.value] = refused.get(outcome.reason.value, 0) + 1
+        self.points_in += len(raw)
+        position = live.track.position
+        if accepted and position is not None:
+            await self._hub.publish(
+                f"run.{live.run_id}",
+                _dumps(
+                    {
+                        "type": "position",
+                        "run_id": str(live.run_id),
+                        "user_id": str(live.user_id),
+                        "t": position.t,
+                        "lat": round(position.lat, 7),
+                        "lon": round(position.lon, 7),
+                        "distance_m": round(live.track.distance_m, 1),
+                        "speed_mps": round(position.speed, 2),
+                        "at": time.time(),
+                    }
+                ),
+            )
+            if live.race is not None:
+                await self._race_progress(live)
+        return invalid, refused
+
+    async def _finish(self, live: LiveRun, connection: ServerConnection) -> None:
+        if live.race is not None and not live.race_finished:
+            await self._race_over(live, finish_s=None)
+        run = await self._service.finish_run(live)
+        await self._hub.publish(f"run.{live.run_id}", _dumps({"type": "finished", "run_id": str(live.run_id)}))
+        await connection.send(_dumps({"type": "finished", "run_id": str(run.run_id), "summary": run.summary}))
+        await connection.close(1000, "run finished")
+
+    # -- races ----------------------------------------------------------------------------
+
+    async def _join_race(self, live: LiveRun, connection: ServerConnection) -> RaceBoard | None:
+        if live.race is None:
+            return None
+        board = self._boards.get(live.race.race_id)
+        if board is None:
+            board = RaceBoard(live.race.race_id, live.race.mode, live.race.target)
+            self._boards[live.race.race_id] = board
+            await self._hub.subscribe(f"race.{live.race.race_id}", board)
+        board.connections.add(connection)
+        return board
+
+    async def _race_progress(self, live: LiveRun) -> None:
+        race = live.race
+        assert race is not None
+        track = live.track
+        if not live.race_finished:
+            if race.mode == "distance" and track.distance_m >= race.target:
+                await self._race_over(live, finish_s=track.time_at_distance(race.target))
+                return
+            if race.mode == "time" and track.position is not None and track.position.t - race.start_at >= race.target:
+                await self._race_over(live, finish_s=race.target)
+                return
+        await self._hub.publish(
+            f"race.{race.race_id}",
+            _dumps({"type": "progress", "user_id": str(live.user_id), "distance_m": round(track.distance_m, 1)}),
+        )
+
+    async def _race_over(self, live: LiveRun, *, finish_s: float | None) -> None:
+        race = live.race
+        assert race is not None
+        live.race_finished = True
+        await self._service.save_points([live])
+        placings = await self._service.record_race_finish(live, finish_s)
+        topic = f"race.{race.race_id}"
+        await self._hub.publish(
+            topic,
+            _dumps(
+                {
+                    "type": "finish",
+                    "user_id": str(live.user_id),
+                    "distance_m": round(live.track.distance_m, 1),
+                    "finish_s": round(finish_s, 1) if finish_s is not None else None,
+                }
+            ),
+        )
+        if placings is not None:
+            await self._hub.publish(
+                topic,
+                _dumps(
+                    {
+                        "type": "results",
+                        "race_id": str(race.race_id),
+                        "placings": [placing.model_dump(mode="json") for placing in placings],
+                    }
+                ),
+            )
+
+    async def close_overdue_races(self) -> None:
+        for race_id in await self._service.overdue_races():
+            placings = await self._service.close_race(race_id)
+            if placings is not None:
+                await self._hub.publish(
+                    f"race.{race_id}",
+                    _dumps({"type": "results", "race_id": str(race_id),
+                            "placings": [placing.model_dump(mode="json") for placing in placings]}),
+                )  # fmt: skip
+
+    # -- watchers -------------------------------------------------------------------------
+
+    async def _watch(self, session: Session, run_id: uuid.UUID) -> None:
+        run = await self._service.watchable_run(self._user(session), run_id)
+        await self._follow(session.connection, f"run.{run_id}", {"run_id": str(run_id), "user_id": str(run.user_id),
+                                                                 "status": run.status})  # fmt: skip
+
+    async def _watch_shared(self, session: Session, token: str) -> None:
+        run = await self._service.shared_run(token)
+        await self._follow(session.connection, f"run.{run.run_id}", {"run_id": str(run.run_id), "status": run.status})
+
+    async def _follow(self, connection: ServerConnection, topic: str, hello: dict[str, Any]) -> None:
+        group = self._groups.get(topic)
+        if group is None:
+            group = self._groups[topic] = ConnectionGroup()
+        if len(group.connections) >= self._settings.running_watchers_per_run:
+            raise Closed(1013, "too many watchers; try again later")
+        group.connections.add(connection)
+        if len(group.connections) == 1:
+            await self._hub.subscribe(topic, group)
+        try:
+            await connection.send(_dumps({"type": "watching", **hello}))
+            bucket = TokenBucket(1.0, 10)
+            async for _ in connection:  # watchers only listen; chatter is capped
+                if not bucket.take():
+                    raise Closed(POLICY, "rate limit exceeded")
+        finally:
+            group.connections.discard(connection)
+            if not group.connections:
+                self._groups.pop(topic, None)
+                await self._hub.unsubscribe(topic, group)
+
+    # -- outings --------------------------------------------------------------------------
+
+    async def _outing(self, session: Session, outing_id: uuid.UUID) -> None:
+        user = self._user(session)
+        outing = await self._service.outing_for(user, outing_id)
+        topic = f"outing.{outing_id}"
+        connection = session.connection
+        group = self._groups.get(topic)
+        if group is None:
+            group = self._groups[topic] = OutingGroup()
+        group.connections.add(connection)
+        if len(group.connections) == 1:
+            await self._hub.subscribe(topic, group)
+        bucket = TokenBucket(self._settings.running_frames_per_s, self._settings.running_frame_burst)
+        ends_at = outing.ends_at.timestamp()
+        try:
+            await connection.send(_dumps({"type": "joined", "outing_id": str(outing_id), "members": outing.members,
+                                          "ends_at": ends_at}))  # fmt: skip
+            async for frame in connection:
+                if not bucket.take():
+                    raise Closed(POLICY, "rate limit exceeded")
+                if time.time() >= ends_at:
+                    raise Closed(1000, "outing ended")
+                try:
+                    message = _frame(frame)
+                    point = GpsPoint.model_validate(message)
+                except BadFrame as exc:
+                    await connection.send(_dumps({"type": "error", "reason": exc.reason}))
+                    continue
+                except ValidationError as exc:
+                    await connection.send(_dumps({"type": "error", "reason": _validation_reason(exc)}))
+                    continue
+                await self._hub.publish(
+                    topic,
+                    _dumps({"type": "position", "user_id": str(user), "t": point.t, "lat": point.lat,
+                            "lon": point.lon, "at": time.time()}),
+                )  # fmt: skip
+        finally:
+            group.connections.discard(connection)
+            if not group.connections:
+                self._groups.pop(topic, None)
+                await self._hub.unsubscribe(topic, group)
+
+    async def end_outings(self) -> None:
+        for outing_id in await self._service.ended_outings():
+            await self.end_outing(outing_id)
+
+    async def end_outing(self, outing_id: uuid.UUID) -> None:
+        await self._service.close_outing(None, outing_id)
+        await self._hub.publish(f"outing.{outing_id}", _dumps({"type": "closed", "outing_id": str(outing_id)}))
+
+    async def flush(self) -> None:
+        await self._service.save_points(list(self.active.values()))
+
+
+class OutingGroup(ConnectionGroup):
+    def deliver(self, topic: str, message: str) -> None:
+        broadcast(self.connections, message)
+        if '"type":"closed"' in message:
+            for connection in list(self.connections):
+                asyncio.get_running_loop().create_task(connection.close(1000, "outing ended"))
+
+
+class BadFrame(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _frame(frame: str | bytes) -> dict[str, Any]:
+    if isinstance(frame, bytes):
+        raise BadFrame("send text frames with JSON")
+    try:
+        message = json.loads(frame)
+    except json.JSONDecodeError as exc:
+        raise BadFrame(f"not JSON: {exc.msg}") from exc
+    if not isinstance(message, dict):
+        raise BadFrame("a frame is a JSON object")
+    return message
+
+
+def _validation_reason(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    return f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"[:160]
+
+
+def _uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError as exc:
+        raise Closed(POLICY, "malformed id") from exc
+
+
+def _refuse(status: HTTPStatus, reason: str) -> Response:
+    body = f"{reason}\n".encode()
+    headers = Headers([("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+    if status is HTTPStatus.UNAUTHORIZED:
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return Response(status.value, status.phrase, headers, body)

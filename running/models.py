@@ -1,0 +1,121 @@
+"""running's own tables."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Date, Float, Index, Integer, String, Uuid
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from common.db import BigIntPK, UtcDateTime, service_metadata
+
+
+class Base(DeclarativeBase):
+    metadata = service_metadata()
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_user_started", "user_id", "started_at"),)
+
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    status: Mapped[str] = mapped_column(String(16))  # live | finished
+    source: Mapped[str] = mapped_column(String(8))  # live | gpx
+    title: Mapped[str] = mapped_column(String(120))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    distance_m: Mapped[float] = mapped_column(Float, default=0.0)
+    moving_s: Mapped[float] = mapped_column(Float, default=0.0)
+    elapsed_s: Mapped[float] = mapped_column(Float, default=0.0)
+    race_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
+    # Splits, pace chart, elevation, heart-rate zones: computed once at the finish.
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class RunChunk(Base):
+    """A few seconds of one run's raw points: one row per run per flush, not per point.
+    Each point is ``[t, lat, lon, acc, alt, hr]``."""
+
+    __tablename__ = "run_chunks"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    first_t: Mapped[float] = mapped_column(Float)
+    points: Mapped[list[list[float | None]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class Friendship(Base):
+    """``user_id`` → ``friend_id``; accepted friendships are stored both ways."""
+
+    __tablename__ = "friendships"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    friend_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, index=True)
+    status: Mapped[str] = mapped_column(String(16))  # requested | accepted
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ShareLink(Base):
+    __tablename__ = "share_links"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    created_by: Mapped[uuid.UUID] = mapped_column(Uuid)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Race(Base):
+    __tablename__ = "races"
+
+    race_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    host_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    title: Mapped[str] = mapped_column(String(120))
+    mode: Mapped[str] = mapped_column(String(8))  # distance | time
+    target: Mapped[float] = mapped_column(Float)  # metres or seconds
+    status: Mapped[str] = mapped_column(String(16), index=True)  # open | running | finished
+    start_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class RaceEntry(Base):
+    __tablename__ = "race_entries"
+
+    race_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, index=True)
+    status: Mapped[str] = mapped_column(String(16))  # invited | joined | finished
+    run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    distance_m: Mapped[float] = mapped_column(Float, default=0.0)
+    finish_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Outing(Base):
+    """A walk or run together: a small group sharing locations until it ends."""
+
+    __tablename__ = "outings"
+
+    outing_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    title: Mapped[str] = mapped_column(String(120))
+    members: Mapped[list[str]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # open | closed
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class StepCount(Base):
+    """Steps of one day from one phone or watch (a re-upload replaces the count)."""
+
+    __tablename__ = "step_counts"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    steps: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -1,0 +1,265 @@
+"""One run's track as points arrive: validation, ordering, de-duplication, filtering and
+live statistics (pure; no I/O).
+
+Phones send a point a second, but not tidily: after a tunnel a minute of points comes in
+one burst, retries duplicate points, and points overtake each other. The track keeps its
+points sorted by *device* time. A point later than the newest is filtered incrementally;
+an earlier one (within the reorder window) is slotted in and the filter re-run from a
+snapshot taken just before it, so the statistics are what an orderly phone would have
+produced. A point that is a duplicate, from the future, far too late, or physically
+impossible is refused with a reason and changes nothing.
+
+Distance is the integral of the Kalman filter's speed (summing filtered positions still
+counts leftover jitter as distance; the speed estimate does not), counted only while
+moving.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from running.geo import EARTH_RADIUS_M, MAX_RUNNING_SPEED_MPS, Fix, KalmanFilter, LocalPlane
+
+MOVING_SPEED_MPS = 0.7  # slower is standing at a crossing
+MAX_GAP_S = 30.0  # a longer silence is a pause, not movement
+MAX_SPEED_MPS = MAX_RUNNING_SPEED_MPS
+SNAPSHOTS = 128
+
+
+class GpsPoint(BaseModel):
+    """One point as the phone sends it (``t``: device time, Unix seconds)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    t: float = Field(gt=1_500_000_000, lt=4_000_000_000)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    acc: float = Field(gt=0, le=500, description="reported horizontal accuracy, metres")
+    alt: float | None = Field(default=None, ge=-500, le=9000)
+    spd: float | None = Field(default=None, ge=0, le=100)
+    hr: int | None = Field(default=None, ge=25, le=250)
+
+
+class Refusal(StrEnum):
+    DUPLICATE = "duplicate"
+    FUTURE = "timestamp_in_future"
+    TOO_OLD = "too_old"
+    TOO_LATE = "too_late_to_reorder"
+    IMPOSSIBLE = "impossible_jump"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    late: bool
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: Refusal
+
+
+@dataclass
+class _Stats:
+    distance_m: float = 0.0
+    moving_s: float = 0.0
+    last_t: float | None = None
+    splits: list[float] = field(default_factory=list)  # moving seconds at each full km
+
+    def copy(self) -> _Stats:
+        return _Stats(self.distance_m, self.moving_s, self.last_t, list(self.splits))
+
+
+@dataclass
+class _Snapshot:
+    index: int  # number of points processed before this snapshot
+    kalman: KalmanFilter
+    stats: _Stats
+
+
+@dataclass(frozen=True)
+class Position:
+    t: float
+    lat: float
+    lon: float
+    speed: float
+
+
+class LiveTrack:
+    def __init__(
+        self,
+        *,
+        started_at: float,
+        reorder_window_s: float = 60.0,
+        max_future_s: float = 30.0,
+    ) -> None:
+        self.started_at = started_at
+        self._reorder_window_s = reorder_window_s
+        self._max_future_s = max_future_s
+        self.points: list[GpsPoint] = []
+        self._times: list[float] = []
+        self.kept: list[bool] = []  # per point: passed the filter's gate
+        self._plane: LocalPlane | None = None
+        self._kalman = KalmanFilter(q=0.1)
+        self._stats = _Stats()
+        self._snapshots: deque[_Snapshot] = deque(maxlen=SNAPSHOTS)
+        self.position: Position | None = None
+        self.refused: Counter[str] = Counter()
+        # (point index, distance, moving seconds) after every kept point.
+        self._profile: list[tuple[int, float, float]] = []
+
+    # -- ingest ---------------------------------------------------------------------------
+
+    def add(self, point: GpsPoint, *, now: float) -> Accepted | Refused:
+        refusal = self._refusal(point, now)
+        if refusal is not None:
+            self.refused[refusal.value] += 1
+            return Refused(refusal)
+        if not self._times or point.t > self._times[-1]:
+            self._append(point)
+            return Accepted(late=False)
+        index = bisect.bisect_left(self._times, point.t)
+        self.points.insert(index, point)
+        self._times.insert(index, point.t)
+        self.kept.insert(index, False)
+        self._replay_from(index)
+        return Accepted(late=True)
+
+    def _refusal(self, point: GpsPoint, now: float) -> Refusal | None:
+        if point.t > now + self._max_future_s:
+            return Refusal.FUTURE
+        if point.t < self.started_at - 300:
+            return Refusal.TOO_OLD
+        index = bisect.bisect_left(self._times, point.t - 0.0005)
+        if index < len(self._times) and abs(self._times[index] - point.t) < 0.001:
+            return Refusal.DUPLICATE
+        if self._times and point.t < self._times[-1] - self._reorder_window_s:
+            return Refusal.TOO_LATE
+        # A hard physical limit before the statistical gate: a teleport after a gap would
+        # otherwise re-anchor the filter there once the gate gives up.
+        last = self.position
+        if last is not None and point.t > self._times[-1]:
+            if _impossible(last.t, last.lat, last.lon, point, 0.0):  # from the last trusted position
+                return Refusal.IMPOSSIBLE
+        elif self.points:
+            # A late point: impossible from both of its neighbours in time.
+            after = bisect.bisect_left(self._times, point.t)
+            neighbours = [self.points[i] for i in (after - 1, after) if 0 <= i < len(self.points)]
+            if all(_impossible(other.t, other.lat, other.lon, point, other.acc) for other in neighbours):
+                return Refusal.IMPOSSIBLE
+        return None
+
+    def _append(self, point: GpsPoint) -> None:
+        self.points.append(point)
+        self._times.append(point.t)
+        self.kept.append(False)
+        self._process(len(self.points) - 1)
+
+    def _process(self, index: int) -> None:
+        point = self.points[index]
+        if self._plane is None:
+            self._plane = LocalPlane(point.lat, point.lon)
+        self._snapshots.append(_Snapshot(index, self._kalman.copy(), self._stats.copy()))
+        x, y = self._plane.to_xy(point.lat, point.lon)
+        filtered = self._kalman.update(Fix(point.t, x, y, point.acc))
+        if filtered is None:
+            return
+        self.kept[index] = True
+        stats = self._stats
+        if stats.last_t is not None:
+            dt = point.t - stats.last_t
+            speed = self._kalman.speed
+            if dt <= MAX_GAP_S and speed >= MOVING_SPEED_MPS:
+                before = stats.distance_m
+                stats.distance_m += speed * dt
+                stats.moving_s += dt
+                for km in range(int(before // 1000) + 1, int(stats.distance_m // 1000) + 1):
+                    # Interpolate the moment the km mark was passed.
+                    share = (km * 1000 - before) / (stats.distance_m - before)
+                    stats.splits.append(stats.moving_s - dt * (1 - share))
+        stats.last_t = point.t
+        self._profile.append((index, stats.distance_m, stats.moving_s))
+        lat, lon = self._plane.to_latlon(*filtered)
+        self.position = Position(point.t, lat, lon, self._kalman.speed)
+
+    def _replay_from(self, index: int) -> None:
+        snapshot = next((item for item in reversed(self._snapshots) if item.index <= index), None)
+        if snapshot is None:  # older than every snapshot: replay the whole run
+            self._kalman, self._stats, start = KalmanFilter(q=0.1), _Stats(), 0
+            self._snapshots.clear()
+        else:
+            self._kalman, self._stats, start = snapshot.kalman, snapshot.stats, snapshot.index
+            while self._snapshots and self._snapshots[-1].index >= start:
+                self._snapshots.pop()
+        while self._profile and self._profile[-1][0] >= start:
+            self._profile.pop()
+        for position in range(start, len(self.points)):
+            self.kept[position] = False
+            self._process(position)
+
+    # -- what the runner and the watchers see ---------------------------------------------
+
+    @property
+    def profile(self) -> list[tuple[float, float]]:
+        """Cumulative (distance, moving seconds) after each kept point."""
+        return [(distance, moving) for _, distance, moving in self._profile]
+
+    def kept_positions(self) -> list[tuple[float, float, float]]:
+        """(t, lat, lon) of the points the filter kept, as recorded."""
+        return [(p.t, p.lat, p.lon) for p, ok in zip(self.points, self.kept, strict=True) if ok]
+
+    @property
+    def distance_m(self) -> float:
+        return self._stats.distance_m
+
+    @property
+    def moving_s(self) -> float:
+        return self._stats.moving_s
+
+    def elapsed_s(self) -> float:
+        return self._times[-1] - self._times[0] if self._times else 0.0
+
+    def stats(self) -> dict[str, object]:
+        stats = self._stats
+        speed = self.position.speed if self.position else 0.0
+        splits = [b - a for a, b in zip([0.0, *stats.splits], stats.splits, strict=False)]
+        return {
+            "distance_m": round(stats.distance_m, 1),
+            "moving_s": round(stats.moving_s, 1),
+            "elapsed_s": round(self.elapsed_s(), 1),
+            "pace_s_per_km": round(1000 / speed, 1) if speed >= MOVING_SPEED_MPS else None,
+            "avg_pace_s_per_km": round(stats.moving_s / (stats.distance_m / 1000), 1)
+            if stats.distance_m >= 50
+            else None,
+            "splits_s": [round(split, 1) for split in splits],
+            "points": len(self.points),
+            "refused": dict(self.refused),
+        }
+
+    def time_at_distance(self, metres: float) -> float | None:
+        """Moving seconds when ``metres`` was reached (for race finishes), if it was."""
+        if self._stats.distance_m < metres:
+            return None
+        km = int(metres // 1000)
+        if metres == km * 1000 and 0 < km <= len(self._stats.splits):
+            return self._stats.splits[km - 1]
+        # Beyond the last split: assume the current pace since (the finish is recent).
+        speed = max(self.position.speed if self.position else 0.0, MOVING_SPEED_MPS)
+        return self._stats.moving_s - (self._stats.distance_m - metres) / speed
+
+
+def _impossible(t: float, lat: float, lon: float, point: GpsPoint, slack_m: float) -> bool:
+    jump = _metres(lat, lon, point.lat, point.lon) - point.acc - slack_m
+    return jump > MAX_SPEED_MPS * abs(point.t - t) + 50.0
+
+
+def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    phi = math.radians((lat1 + lat2) / 2)
+    dx = math.radians(lon2 - lon1) * EARTH_RADIUS_M * math.cos(phi)
+    dy = math.radians(lat2 - lat1) * EARTH_RADIUS_M
+    return math.hypot(dx, dy)

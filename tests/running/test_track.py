@@ -1,0 +1,96 @@
+"""The live track and the filters, on generated tracks with a known true path."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from running.geo import Fix, KalmanFilter, OutlierOnlyFilter, RawFilter
+from running.synthetic import generate
+from running.track import Accepted, GpsPoint, LiveTrack, Refusal, Refused
+
+NOW = 1_790_100_000.0
+
+
+def points(seed: int = 7, seconds: int = 1200) -> tuple[list[GpsPoint], float]:
+    track = generate(seed, seconds=seconds, start_time=NOW - seconds)
+    samples = [
+        GpsPoint(t=s.t, lat=s.lat, lon=s.lon, acc=s.accuracy, alt=s.altitude, hr=s.heart_rate) for s in track.samples
+    ]
+    return samples, track.true_distance_m
+
+
+def feed(sequence: list[GpsPoint]) -> LiveTrack:
+    track = LiveTrack(started_at=sequence[0].t)
+    for point in sequence:
+        track.add(point, now=NOW)
+    return track
+
+
+def test_distance_splits_and_pace_match_the_true_course():
+    sequence, truth = points()
+    track = feed(sequence)
+    stats = track.stats()
+    assert abs(stats["distance_m"] - truth) / truth < 0.02  # within 2 % of the true path
+    assert len(stats["splits_s"]) == int(stats["distance_m"] // 1000)
+    # Splits agree with the moving time: their sum is the time at the last full km.
+    assert sum(stats["splits_s"]) <= stats["moving_s"]
+    assert 250 < stats["avg_pace_s_per_km"] < 450  # the generator runs ~3 m/s
+
+
+def test_out_of_order_and_duplicated_points_give_the_same_run():
+    sequence, _ = points()
+    rng = random.Random(3)
+    messy = list(sequence)
+    for index in range(0, len(messy) - 5, 9):  # neighbours overtake each other
+        messy[index], messy[index + 3] = messy[index + 3], messy[index]
+    messy += rng.sample(sequence, 40)  # retried sends
+    orderly, shuffled = feed(sequence), feed(messy)
+    assert shuffled.refused[Refusal.DUPLICATE.value] == 40
+    assert math.isclose(shuffled.distance_m, orderly.distance_m, rel_tol=1e-6)
+    assert shuffled.stats()["splits_s"] == orderly.stats()["splits_s"]
+
+
+def test_a_burst_after_a_tunnel_is_taken_in_order():
+    sequence, _ = points()
+    held = sequence[300:355]  # most of a minute underground, then sent at once, newest first
+    track = LiveTrack(started_at=sequence[0].t)
+    for point in sequence[:300]:
+        track.add(point, now=NOW)
+    outcomes = [track.add(point, now=NOW) for point in reversed(held)]
+    assert all(isinstance(outcome, Accepted) for outcome in outcomes)
+    assert sum(1 for outcome in outcomes if isinstance(outcome, Accepted) and outcome.late) == len(held) - 1
+    reference = feed(sequence[:355])
+    assert math.isclose(track.distance_m, reference.distance_m, rel_tol=1e-6)
+
+
+def test_teleports_future_points_and_stale_points_change_nothing():
+    sequence, _ = points(seconds=300)
+    track = feed(sequence[:200])
+    before = track.stats()
+    last = sequence[199]
+    teleport = last.model_copy(update={"t": last.t + 1, "lat": last.lat + 0.05})  # 5.5 km in a second
+    future = last.model_copy(update={"t": NOW + 3600})
+    stale = sequence[10].model_copy(update={"t": last.t - 120.5})
+    assert track.add(teleport, now=NOW) == Refused(Refusal.IMPOSSIBLE)
+    assert track.add(future, now=NOW) == Refused(Refusal.FUTURE)
+    assert track.add(stale, now=NOW) == Refused(Refusal.TOO_LATE)
+    assert track.stats()["distance_m"] == before["distance_m"]
+    assert isinstance(track.add(sequence[200], now=NOW), Accepted)  # and the run goes on
+
+
+def test_kalman_beats_raw_and_outlier_only_on_position_error():
+    errors: dict[str, list[float]] = {"raw": [], "outlier": [], "kalman": []}
+    for seed in range(3):
+        track = generate(seed, seconds=900)
+        filters = {"raw": RawFilter(), "outlier": OutlierOnlyFilter(), "kalman": KalmanFilter(q=0.1)}
+        for truth, sample in zip(track.truth, track.samples, strict=True):
+            x, y = track.plane.to_xy(sample.lat, sample.lon)
+            for name, track_filter in filters.items():
+                estimate = track_filter.update(Fix(sample.t, x, y, sample.accuracy))
+                if estimate is not None:
+                    errors[name].append(math.hypot(estimate[0] - truth.x, estimate[1] - truth.y))
+    mean = {name: sum(values) / len(values) for name, values in errors.items()}
+    assert mean["kalman"] < mean["outlier"] < mean["raw"]
+    assert mean["kalman"] < 6.0  # the design's "±15 m → ±5 m"
+    assert mean["raw"] > 2 * mean["kalman"]
