@@ -106,14 +106,18 @@ async def test_bad_frames_get_reasons_and_a_flood_closes_the_socket(running):
         assert refused["invalid"][0].startswith("lat")
         await socket.send(json.dumps({"type": "point", **point, "t": point["t"] + 86400}))
         assert (await receive(socket, "refused"))["reasons"] == {"timestamp_in_future": 1}
+        for _ in range(200):
+            await socket.send(json.dumps({"type": "point", **point}))
         with pytest.raises(ConnectionClosed) as closed:
-            for _ in range(200):
-                await socket.send(json.dumps({"type": "point", **point}))
-            async with asyncio.timeout(5):
-                while True:
-                    await socket.recv()
+            await drain(socket)
         assert closed.value.rcvd.code == 1008
         assert closed.value.rcvd.reason == "rate limit exceeded"
+
+
+async def drain(socket) -> None:
+    async with asyncio.timeout(5):
+        while True:
+            await socket.recv()
 
 
 async def test_the_handshake_needs_a_valid_token(running):
