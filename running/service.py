@@ -23,7 +23,6 @@ from running.settings import RunningSettings
 from running.track import GpsPoint, LiveTrack
 
 MAX_FRIENDS_TOLD = 1000
-RACE_COUNTDOWN_S = 5.0
 DISTANCE_RACE_LIMIT = timedelta(hours=6)
 
 
@@ -188,7 +187,7 @@ class RunningService:
                     friends=tuple(friends[:MAX_FRIENDS_TOLD]),
                 )
             )
-        return LiveRun(run_id, user, self._new_track(_ts(now)), race)
+        return LiveRun(run_id, user, self._new_track(_ts(now), race), race)
 
     async def resume_run(self, user: uuid.UUID, run_id: uuid.UUID) -> LiveRun:
         """Pick up a live run after a reconnect, possibly on another replica: the track is
@@ -205,17 +204,18 @@ class RunningService:
                 if found is not None and found.start_at is not None:
                     race = RaceInfo(found.race_id, found.mode, found.target, _ts(found.start_at))  # type: ignore[arg-type]
             points = await self._points(session, run_id)
-        track = self._new_track(_ts(run.started_at))
+        track = self._new_track(_ts(run.started_at), race)
         latest = max((point.t for point in points), default=0.0)
         for point in points:
             track.add(point, now=latest)
         return LiveRun(run_id, user, track, race)
 
-    def _new_track(self, started_at: float) -> LiveTrack:
+    def _new_track(self, started_at: float, race: RaceInfo | None = None) -> LiveTrack:
         return LiveTrack(
             started_at=started_at,
             reorder_window_s=self._settings.running_reorder_window_s,
             max_future_s=self._settings.running_max_future_s,
+            not_before=race.start_at if race else None,
         )
 
     async def save_points(self, runs: Sequence[LiveRun]) -> int:
@@ -463,7 +463,7 @@ class RunningService:
             if race.status != "open":
                 raise Conflict(f"the race is {race.status}")
             race.status = "running"
-            race.start_at = utc_now() + timedelta(seconds=RACE_COUNTDOWN_S)
+            race.start_at = utc_now() + timedelta(seconds=self._settings.running_race_countdown_s)
         return race
 
     async def _enter_race(

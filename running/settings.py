@@ -23,5 +23,6 @@ class RunningSettings(PlatformSettings):
     running_flush_interval_s: float = Field(default=5.0, gt=0, le=60)
     running_point_retention_days: int = Field(default=730, ge=1)
     running_share_max_hours: int = Field(default=24, ge=1, le=24 * 14)
+    running_race_countdown_s: float = Field(default=5.0, ge=0, le=600)
     running_stats_interval_s: float = Field(default=1.0, ge=0, le=60)
     running_watchers_per_run: int = Field(default=500, ge=1, le=100_000)

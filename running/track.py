@@ -51,6 +51,7 @@ class Refusal(StrEnum):
     FUTURE = "timestamp_in_future"
     TOO_OLD = "too_old"
     TOO_LATE = "too_late_to_reorder"
+    BEFORE_START = "before_the_start"
     IMPOSSIBLE = "impossible_jump"
 
 
@@ -97,8 +98,10 @@ class LiveTrack:
         started_at: float,
         reorder_window_s: float = 60.0,
         max_future_s: float = 30.0,
+        not_before: float | None = None,
     ) -> None:
         self.started_at = started_at
+        self._not_before = not_before  # a race's start: earlier points are the warm-up
         self._reorder_window_s = reorder_window_s
         self._max_future_s = max_future_s
         self.points: list[GpsPoint] = []
@@ -135,6 +138,8 @@ class LiveTrack:
             return Refusal.FUTURE
         if point.t < self.started_at - 300:
             return Refusal.TOO_OLD
+        if self._not_before is not None and point.t < self._not_before:
+            return Refusal.BEFORE_START
         index = bisect.bisect_left(self._times, point.t - 0.0005)
         if index < len(self._times) and abs(self._times[index] - point.t) < 0.001:
             return Refusal.DUPLICATE

@@ -25,7 +25,7 @@ from tests.support import tokens
 from tests.support.apps import asgi_client
 
 
-@dataclass
+@dataclass(frozen=True)
 class Member:
     user_id: uuid.UUID
     token: str

@@ -1,0 +1,139 @@
+"""Races between three runners over real WebSockets: the live leaderboard, finishes, the
+results and RaceFinished; and an outing that closes when it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from common.events.catalog import RaceFinished
+from tests.running.conftest import member, receive, track_points
+from tests.support.waiting import eventually
+
+
+async def test_three_runners_race_five_hundred_metres(open_running):
+    # Points may run ahead of the clock here, so the race needs no real-time wait.
+    async with open_running(running_max_future_s=600, running_race_countdown_s=0) as running:
+        await _race(running)
+
+
+async def _race(running):
+    host, second, third = member(), member(), member()
+    for friend in (second, third):
+        await running.befriend(host, friend)
+    created = await running.client.post(
+        "/v1/races",
+        json={
+            "title": "Friday 500",
+            "mode": "distance",
+            "target": 500,
+            "invite": [str(second.user_id), str(third.user_id)],
+        },
+        headers=host.headers,
+    )
+    assert created.status_code == 201, created.text
+    race_id = created.json()["race_id"]
+    for racer in (second, third):
+        assert (await running.client.post(f"/v1/races/{race_id}/join", headers=racer.headers)).status_code == 204
+    assert (await running.client.post(f"/v1/races/{race_id}/start", headers=second.headers)).status_code == 403
+    started = await running.client.post(f"/v1/races/{race_id}/start", headers=host.headers)
+    assert started.json()["status"] == "running"
+
+    # The same course at three paces: the host fastest, the third runner slowest.
+    course = track_points(seed=5, seconds=280, start_time=time.time() + 0.5)
+    paces = {host: 1.0, second: 0.9, third: 0.8}
+    sockets = {}
+    for racer in paces:
+        socket = await running.socket(f"/ws/runs?race_id={race_id}", racer).__aenter__()
+        assert (await receive(socket, "started"))["race"]["mode"] == "distance"
+        sockets[racer] = socket
+    try:
+        for racer, pace in paces.items():
+            await sockets[racer].send(json.dumps({"type": "points", "points": _slowed(course, pace)}))
+        board = await receive(sockets[third], "leaderboard", timeout=5)
+        assert [entry["user_id"] for entry in board["board"]][:1] == [str(host.user_id)]
+        results = await receive(sockets[host], "results", timeout=10)
+    finally:
+        for socket in sockets.values():
+            await socket.close()
+    placings = results["placings"]
+    assert [placing["user_id"] for placing in placings] == [str(host.user_id), str(second.user_id), str(third.user_id)]
+    assert [placing["rank"] for placing in placings] == [1, 2, 3]
+    assert placings[0]["finish_s"] < placings[1]["finish_s"] < placings[2]["finish_s"]
+    await eventually(lambda: len(running.of(RaceFinished)) == 1, timeout=5)
+    stored = (await running.client.get(f"/v1/races/{race_id}", headers=third.headers)).json()
+    assert stored["status"] == "finished"
+    assert [entry["rank"] for entry in stored["entries"]] == [1, 2, 3]
+
+
+def _slowed(points: list[dict], scale: float) -> list[dict]:
+    """The same course at a slower pace: positions interpolated along the track."""
+    out = []
+    last = len(points) - 1
+    for index, point in enumerate(points):
+        position = index * scale
+        low = min(int(position), last)
+        high = min(low + 1, last)
+        share = position - low
+        a, b = points[low], points[high]
+        out.append(
+            {**point, "lat": a["lat"] + (b["lat"] - a["lat"]) * share, "lon": a["lon"] + (b["lon"] - a["lon"]) * share}
+        )
+    return out
+
+
+async def test_racers_must_be_invited_friends_and_joined(running):
+    host, stranger = member(), member()
+    refused = await running.client.post(
+        "/v1/races",
+        json={"title": "x", "mode": "time", "target": 600, "invite": [str(stranger.user_id)]},
+        headers=host.headers,
+    )
+    assert refused.status_code == 403
+    silly = await running.client.post(
+        "/v1/races", json={"title": "x", "mode": "distance", "target": 5}, headers=host.headers
+    )
+    assert silly.status_code == 422
+    race = (
+        await running.client.post("/v1/races", json={"title": "x", "mode": "time", "target": 600}, headers=host.headers)
+    ).json()
+    async with running.socket(f"/ws/runs?race_id={race['race_id']}", stranger) as socket:
+        await asyncio.sleep(0.1)
+        assert socket.close_code in (None, 1008)
+        try:
+            await socket.recv()
+        except Exception as exc:
+            assert "join the race first" in str(exc)
+
+
+async def test_an_outing_shares_positions_and_closes_when_ended(running):
+    owner, friend = member(), member()
+    await running.befriend(owner, friend)
+    outing = await running.client.post(
+        "/v1/outings",
+        json={"title": "Han river walk", "members": [str(friend.user_id)], "minutes": 30},
+        headers=owner.headers,
+    )
+    assert outing.status_code == 201
+    path = outing.json()["path"]
+    point = track_points(seconds=5)[0]
+    async with running.socket(path, owner) as mine, running.socket(path, friend) as theirs:
+        await receive(mine, "joined")
+        await receive(theirs, "joined")
+        await mine.send(json.dumps(point))
+        seen = await receive(theirs, "position")
+        assert seen["user_id"] == str(owner.user_id)
+        await mine.send(json.dumps({**point, "lat": 200}))
+        assert "lat" in (await receive(mine, "error"))["reason"]
+        ended = await running.client.delete(f"/v1/outings/{outing.json()['outing_id']}", headers=owner.headers)
+        assert ended.status_code == 204
+        await receive(theirs, "closed")
+        await asyncio.sleep(0.2)
+        assert theirs.close_code == 1000
+    async with running.socket(path, friend) as late:
+        await asyncio.sleep(0.1)
+        try:
+            await late.recv()
+        except Exception as exc:
+            assert "ended" in str(exc)
