@@ -23,6 +23,7 @@ async def test_gpx_export_then_import_preserves_the_track(running):
     exported = await running.client.get(f"/v1/runs/{run_id}/gpx", headers=runner.headers)
     assert exported.headers["content-type"] == "application/gpx+xml"
     name, parsed = gpx.parse(exported.content)
+    assert name.startswith("Run on ")
     stored = sorted((GpsPoint.model_validate(point) for point in points), key=lambda point: point.t)
     kept = [point for point in stored if any(abs(point.t - other.t) < 0.001 for other in parsed)]
     assert len(parsed) == len(kept) > 200
