@@ -19,7 +19,7 @@ RECORD_DISTANCES = (1000, 5000, 10000, 21097.5, 42195)
 
 def replay(points: Sequence[GpsPoint]) -> LiveTrack:
     ordered = sorted(points, key=lambda point: point.t)
-    track = LiveTrack(started_at=ordered[0].t if ordered else 0.0, reorder_window_s=0.0)
+    track = LiveTrack(started_at=ordered[0].t if ordered else 0.0, reorder_window_s=0.0, history=True)
     latest = ordered[-1].t if ordered else 0.0
     for point in ordered:
         track.add(point, now=latest)

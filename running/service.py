@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.events.catalog import RaceFinished, RacePlacing, RunFinished, RunStarted, StepRankChanged
@@ -227,33 +227,32 @@ class RunningService:
         for run, _ in batches:
             run.pending = []
         now = utc_now()
+        chunks = [
+            {"run_id": run.run_id, "first_t": points[0].t, "points": [_point_row(p) for p in points], "created_at": now}
+            for run, points in batches
+        ]
+        progress = [
+            {
+                "run_id": run.run_id,
+                "distance_m": run.track.distance_m,
+                "moving_s": run.track.moving_s,
+                "elapsed_s": run.track.elapsed_s(),
+                "updated_at": now,
+            }
+            for run, _ in batches
+        ]
+        racing = [
+            {"race_id": run.race.race_id, "user_id": run.user_id, "distance_m": run.track.distance_m}
+            for run, _ in batches
+            if run.race is not None
+        ]
         try:
+            # Executemany statements: a flush of two thousand runs is three round trips.
             async with self._kernel.db.sessions() as session, session.begin():
-                for run, points in batches:
-                    session.add(
-                        RunChunk(
-                            run_id=run.run_id,
-                            first_t=points[0].t,
-                            points=[_point_row(point) for point in points],
-                            created_at=now,
-                        )
-                    )
-                    await session.execute(
-                        update(Run)
-                        .where(Run.run_id == run.run_id)
-                        .values(
-                            distance_m=run.track.distance_m,
-                            moving_s=run.track.moving_s,
-                            elapsed_s=run.track.elapsed_s(),
-                            updated_at=now,
-                        )
-                    )
-                    if run.race is not None:
-                        await session.execute(
-                            update(RaceEntry)
-                            .where(RaceEntry.race_id == run.race.race_id, RaceEntry.user_id == run.user_id)
-                            .values(distance_m=run.track.distance_m)
-                        )
+                await session.execute(insert(RunChunk), chunks)
+                await session.execute(update(Run), progress)
+                if racing:
+                    await session.execute(update(RaceEntry), racing)
         except Exception:
             for run, points in batches:  # keep them for the next flush
                 run.pending = points + run.pending

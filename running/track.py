@@ -29,7 +29,9 @@ from running.geo import EARTH_RADIUS_M, MAX_RUNNING_SPEED_MPS, Fix, KalmanFilter
 MOVING_SPEED_MPS = 0.7  # slower is standing at a crossing
 MAX_GAP_S = 30.0  # a longer silence is a pause, not movement
 MAX_SPEED_MPS = MAX_RUNNING_SPEED_MPS
-SNAPSHOTS = 128
+SNAPSHOT_EVERY = 8  # points between two filter snapshots (a late point replays at most this many more)
+SNAPSHOTS = 64
+TRIM_EVERY = 64
 
 
 class GpsPoint(BaseModel):
@@ -99,6 +101,7 @@ class LiveTrack:
         reorder_window_s: float = 60.0,
         max_future_s: float = 30.0,
         not_before: float | None = None,
+        history: bool = False,
     ) -> None:
         self.started_at = started_at
         self._not_before = not_before  # a race's start: earlier points are the warm-up
@@ -115,6 +118,12 @@ class LiveTrack:
         self.refused: Counter[str] = Counter()
         # (point index, distance, moving seconds) after every kept point.
         self._profile: list[tuple[int, float, float]] = []
+        # A live track keeps only the points a late arrival could still need (memory and
+        # garbage-collector time stay flat through a long run); a replayed one keeps all.
+        self._history = history
+        self._dropped = 0
+        self._first_t: float | None = None
+        self._appended = 0
 
     # -- ingest ---------------------------------------------------------------------------
 
@@ -164,12 +173,35 @@ class LiveTrack:
         self._times.append(point.t)
         self.kept.append(False)
         self._process(len(self.points) - 1)
+        self._appended += 1
+        if not self._history and self._appended % TRIM_EVERY == 0:
+            self._trim()
+
+    def _trim(self) -> None:
+        """Forget points older than the reorder window, up to a snapshot to replay from."""
+        cutoff = self._times[-1] - self._reorder_window_s - 5.0
+        anchors = [
+            item.index
+            for item in self._snapshots
+            if item.index < len(self._times) and self._times[item.index] <= cutoff
+        ]
+        if not anchors or anchors[-1] <= 0:
+            return
+        anchor = anchors[-1]
+        del self.points[:anchor], self._times[:anchor], self.kept[:anchor]
+        self._dropped += anchor
+        for item in self._snapshots:
+            item.index -= anchor
+        while self._snapshots and self._snapshots[0].index < 0:
+            self._snapshots.popleft()
 
     def _process(self, index: int) -> None:
         point = self.points[index]
         if self._plane is None:
             self._plane = LocalPlane(point.lat, point.lon)
-        self._snapshots.append(_Snapshot(index, self._kalman.copy(), self._stats.copy()))
+        self._first_t = point.t if self._first_t is None else min(self._first_t, point.t)
+        if index == 0 or not self._snapshots or index - self._snapshots[-1].index >= SNAPSHOT_EVERY:
+            self._snapshots.append(_Snapshot(index, self._kalman.copy(), self._stats.copy()))
         x, y = self._plane.to_xy(point.lat, point.lon)
         filtered = self._kalman.update(Fix(point.t, x, y, point.acc))
         if filtered is None:
@@ -188,7 +220,8 @@ class LiveTrack:
                     share = (km * 1000 - before) / (stats.distance_m - before)
                     stats.splits.append(stats.moving_s - dt * (1 - share))
         stats.last_t = point.t
-        self._profile.append((index, stats.distance_m, stats.moving_s))
+        if self._history:
+            self._profile.append((index, stats.distance_m, stats.moving_s))
         lat, lon = self._plane.to_latlon(*filtered)
         self.position = Position(point.t, lat, lon, self._kalman.speed)
 
@@ -227,7 +260,7 @@ class LiveTrack:
         return self._stats.moving_s
 
     def elapsed_s(self) -> float:
-        return self._times[-1] - self._times[0] if self._times else 0.0
+        return self._times[-1] - self._first_t if self._times and self._first_t is not None else 0.0
 
     def stats(self) -> dict[str, object]:
         stats = self._stats
@@ -242,7 +275,7 @@ class LiveTrack:
             if stats.distance_m >= 50
             else None,
             "splits_s": [round(split, 1) for split in splits],
-            "points": len(self.points),
+            "points": self._dropped + len(self.points),
             "refused": dict(self.refused),
         }
 

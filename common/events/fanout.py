@@ -56,6 +56,8 @@ class TopicFanout:
                 message.encode(), app_id=self._replica, delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT
             ),
             routing_key=topic,
+            # Nobody watching elsewhere is the common case: no basic.return for it.
+            mandatory=False,
         )
 
     async def interested(self, topic: str) -> None:

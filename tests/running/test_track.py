@@ -44,7 +44,7 @@ def test_out_of_order_and_duplicated_points_give_the_same_run():
     messy = list(sequence)
     for index in range(0, len(messy) - 5, 9):  # neighbours overtake each other
         messy[index], messy[index + 3] = messy[index + 3], messy[index]
-    messy += rng.sample(sequence, 40)  # retried sends
+    messy += rng.sample(sequence[-50:], 40)  # retried sends (older ones are simply too late)
     orderly, shuffled = feed(sequence), feed(messy)
     assert shuffled.refused[Refusal.DUPLICATE.value] == 40
     assert math.isclose(shuffled.distance_m, orderly.distance_m, rel_tol=1e-6)
