@@ -10,6 +10,9 @@ from common.events.catalog import (
     EquipmentFaultEscalated,
     EquipmentRecovered,
     PasswordResetRequested,
+    RaceFinished,
+    RunStarted,
+    StepRankChanged,
     TaskJudged,
     UserRegistered,
 )
@@ -26,4 +29,7 @@ def subscriptions(notifier: Notifier) -> Subscriptions:
     subs.add(BranchPreferenceCreated, notifier.branch_preference, name="branch_preference")
     subs.add(AccessDenied, notifier.access_denied, name="gate_denials")
     subs.add(PasswordResetRequested, notifier.password_reset, name="password_reset")
+    subs.add(RunStarted, notifier.friend_started_running, name="friend_running")
+    subs.add(RaceFinished, notifier.race_finished, name="race_result")
+    subs.add(StepRankChanged, notifier.steps_overtaken, name="steps_overtaken")
     return subs

@@ -27,6 +27,9 @@ from common.events.catalog import (
     EquipmentFaultEscalated,
     EquipmentRecovered,
     PasswordResetRequested,
+    RaceFinished,
+    RunStarted,
+    StepRankChanged,
     TaskJudged,
     UserRegistered,
 )
@@ -193,6 +196,41 @@ class Notifier:
             },
         )
         await self._tell(uow, event.event_id, [member], notice)
+
+    async def friend_started_running(self, event: RunStarted, uow: UnitOfWork) -> None:
+        if event.race_id is not None:
+            return  # racers are told by the race itself
+        friends = [await _recipient(uow.session, friend, roles=None, branches=None) for friend in event.friends]
+        notice = Notice(
+            "friend_running",
+            {},
+            critical=False,
+            data={"kind": "friend_running", "run_id": str(event.run_id), "user_id": str(event.user_id)},
+        )
+        await self._tell(uow, event.event_id, friends, notice)
+
+    async def race_finished(self, event: RaceFinished, uow: UnitOfWork) -> None:
+        for placing in event.placings:
+            racer = await _recipient(uow.session, placing.user_id, roles=None, branches=None)
+            ko = f"{placing.rank}위로 완주했어요." if placing.rank else "완주하지 못했어요."
+            en = f"You finished #{placing.rank}." if placing.rank else "You did not finish."
+            notice = Notice(
+                "race_result",
+                {"place": en if racer.locale == "en" else ko},
+                critical=False,
+                data={"kind": "race_result", "race_id": str(event.race_id), "rank": str(placing.rank or "")},
+            )
+            await self._tell(uow, event.event_id, [racer], notice)
+
+    async def steps_overtaken(self, event: StepRankChanged, uow: UnitOfWork) -> None:
+        walker = await _recipient(uow.session, event.user_id, roles=None, branches=None)
+        notice = Notice(
+            "steps_overtaken",
+            {"steps": f"{event.steps:,}", "rank": event.new_rank},
+            critical=False,
+            data={"kind": "steps_overtaken", "day": event.day.isoformat(), "by": str(event.overtaken_by)},
+        )
+        await self._tell(uow, event.event_id, [walker], notice)
 
     # -- the common path ------------------------------------------------------------------
 

@@ -59,6 +59,18 @@ TEMPLATES: dict[str, dict[Locale, Text]] = {
             "[{branch_id}] Repeated refusals at {gate_id}", "{count} refusals in {window_min} min (last: {reason})."
         ),
     },
+    "friend_running": {
+        "ko": Text("친구가 달리기 시작", "친구가 방금 달리기를 시작했어요. 실시간으로 응원해 보세요!"),
+        "en": Text("Your friend is running", "A friend just started a run. Watch it live and cheer!"),
+    },
+    "race_result": {
+        "ko": Text("레이스 결과", "{place}"),
+        "en": Text("Race results", "{place}"),
+    },
+    "steps_overtaken": {
+        "ko": Text("걸음 수 순위 변동", "친구가 {steps}걸음으로 앞질렀어요. 지금 순위: {rank}위"),
+        "en": Text("Overtaken on steps", "A friend passed you with {steps} steps. You are now #{rank}."),
+    },
     "password_reset": {
         "ko": Text("비밀번호 재설정", "비밀번호 재설정이 요청되었습니다. 본인이 아니라면 무시하세요."),
         "en": Text("Password reset", "A password reset was requested. Ignore this if it was not you."),

@@ -284,3 +284,35 @@ async def test_bad_requests_get_clear_refusals(notifications):
     assert (await client.get("/inbox", headers=device)).status_code == 403
     missing = await client.delete("/me/push-tokens/not-mine-token-000000", headers=owner.headers)
     assert missing.status_code == 404
+
+
+async def test_running_news_reaches_friends_racers_and_walkers(notifications, fcm):
+    from datetime import date
+
+    from common.events.catalog import RaceFinished, RacePlacing, RunStarted, StepRankChanged
+
+    runner, friend, second = person(Role.CUSTOMER), person(Role.CUSTOMER), person(Role.CUSTOMER)
+    await notifications.with_phone(friend, locale="en")
+    await notifications.with_phone(second)
+    race_id = uuid.uuid4()
+    await notifications.announce(
+        RunStarted(
+            run_id=uuid.uuid4(), user_id=runner.user_id, started_at=datetime.now(UTC), friends=(friend.user_id,)
+        ),
+        RaceFinished(
+            race_id=race_id,
+            mode="distance",
+            target=5000,
+            finished_at=datetime.now(UTC),
+            placings=(
+                RacePlacing(user_id=runner.user_id, rank=1, distance_m=5000, finish_s=1500),
+                RacePlacing(user_id=second.user_id, rank=2, distance_m=5000, finish_s=1600),
+            ),
+        ),
+        StepRankChanged(user_id=friend.user_id, overtaken_by=runner.user_id, day=date.today(), new_rank=2, steps=9500),
+    )
+    await eventually(lambda: len(fcm.state.received) == 3, timeout=5)
+    titles = [notice["title"] for notice in await notifications.inbox(friend)]
+    assert titles == ["Overtaken on steps", "Your friend is running"]
+    [result] = await notifications.inbox(second)
+    assert result["body"] == "2위로 완주했어요."
