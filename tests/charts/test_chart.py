@@ -160,3 +160,18 @@ def test_notification_reads_the_fcm_key_from_a_mounted_secret():
         assert variable.lower() in NotificationSettings.model_fields
     assert "secretName: {{ $svc.fcm.serviceAccountSecret }}" in deployment
     assert values()["services"]["notification"]["fcm"]["endpoint"] == "https://fcm.googleapis.com"
+
+
+def test_running_scales_out_without_session_affinity():
+    from running.settings import RunningSettings
+
+    running = values()["services"]["running"]
+    assert running["replicas"] >= 2
+    assert running["livePort"] == PORTS["running_live"]
+    deployment = (CHART / "templates" / "deployment.yaml").read_text()
+    service = (CHART / "templates" / "service.yaml").read_text()
+    for variable in ("RUNNING_LIVE_PORT", "RUNNING_REPLICA"):
+        assert f"SMARTGYM_{variable}" in deployment
+        assert variable.lower() in RunningSettings.model_fields
+    assert "targetPort: live" in service
+    assert "sessionAffinity" not in service
