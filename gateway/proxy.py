@@ -51,7 +51,10 @@ class Match:
 
     @property
     def is_public(self) -> bool:
-        return self.upstream_path in self.route.public
+        """Public paths are exact, or prefixes when they end with a slash (a path that
+        carries its own credential, such as a shared link's token)."""
+        path = self.upstream_path
+        return any(path == public or (public.endswith("/") and path.startswith(public)) for public in self.route.public)
 
     @property
     def branch(self) -> str | None:

@@ -110,7 +110,12 @@ class GatewaySettings(PlatformSettings):
                 RouteConfig(prefix="/api/monitoring", service="monitoring", upstreams=(self.monitoring_url,)),
                 RouteConfig(prefix="/api/running", service="running", upstreams=(self.running_url,)),
                 # Live runs: WebSockets served by running's own socket server.
-                RouteConfig(prefix="/api/live", service="running_live", upstreams=(self.running_live_url,)),
+                RouteConfig(
+                    prefix="/api/live",
+                    service="running_live",
+                    upstreams=(self.running_live_url,),
+                    public=("/ws/share/",),  # the link's token is the credential
+                ),
                 RouteConfig(
                     prefix="/api/access",
                     service="access",

@@ -53,3 +53,36 @@ async def test_frames_flow_both_ways_and_bad_handshakes_are_refused():
                 with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                     await session.ws_connect(url, headers=bad)
                 assert refused.value.status == 403
+
+
+async def test_live_runs_pass_through_the_gateway_and_shared_links_need_no_account(tmp_path):
+    """The real running service behind the real gateway: the route table sends
+    /api/live to the live sockets, /api/running to the REST API."""
+    import json
+
+    from common.migrations import upgrade
+    from running.app import create_app as create_running
+    from tests.running.conftest import member, running_settings, track_points
+
+    settings = running_settings(tmp_path)
+    upgrade("running", settings.database_url("running"))
+    running = create_running(settings, keys=tokens.key_cache())
+    async with serving(running) as rest, serving(live_app()) as auth:
+        live = f"http://127.0.0.1:{running.state.live_port}"
+        gateway_settings = GatewaySettings(environment="test", auth_url=auth, running_url=rest, running_live_url=live)
+        runner = member()
+        async with serving(create_app(gateway_settings)) as gateway, aiohttp.ClientSession() as session:
+            base = gateway.replace("http", "ws", 1)
+            async with session.ws_connect(f"{base}/api/live/ws/runs", headers=runner.headers) as socket:
+                run_id = (await socket.receive_json())["run_id"]
+                shared = await session.post(
+                    f"{gateway}/api/running/v1/runs/{run_id}/share", json={"hours": 1}, headers=runner.headers
+                )
+                assert shared.status == 201
+                link = (await shared.json())["path"]
+                async with session.ws_connect(f"{base}/api/live{link}") as watcher:  # no token
+                    assert (await watcher.receive_json())["type"] == "watching"
+                    await socket.send_str(json.dumps({"type": "point", **track_points(seconds=5)[0]}))
+                    assert (await watcher.receive_json())["type"] == "position"
+            with pytest.raises(aiohttp.WSServerHandshakeError):
+                await session.ws_connect(f"{base}/api/live/ws/runs")  # everything else needs a token
