@@ -24,7 +24,7 @@ from common.events.catalog import GateStatusChanged
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel, build_kernel, remote_jwks
 from common.observability import Metrics
-from common.periodic import Periodic
+from common.periodic import Jobs, Periodic
 from common.security import JwksCache
 from common.settings import PlatformSettings
 
@@ -44,7 +44,7 @@ def create_app(
     keys: JwksCache | None = None,
     facemodel: FaceEngine | None = None,
 ) -> FastAPI:
-    access_settings = settings if isinstance(settings, AccessSettings) else AccessSettings(**settings.model_dump())
+    access_settings = AccessSettings.of(settings)
     # The gate must keep working while auth is away, even across a restart: remember the
     # public keys. And it stays ready without the broker: the outbox keeps its events.
     keys = keys or remote_jwks(access_settings, remember_in=access_settings.data_dir / "access-jwks.json")
@@ -88,11 +88,11 @@ def create_app(
         faces=faces,
         passes=EntryPassChecker(keys, access_settings),
     )
-    jobs = [
+    jobs = Jobs(
         Periodic("access-gallery-keeper", GALLERY_CHECK_INTERVAL_S, faces.ensure_loaded),
         Periodic("access-prefetch", access_settings.access_prefetch_refresh_s, faces.refresh_prefetch),
         Periodic("access-used-passes", 3600.0, service.forget_used_passes),
-    ]
+    )
 
     async def start_gates_and_faces() -> None:
         for line in lines:
@@ -102,12 +102,10 @@ def create_app(
         except Exception:
             # facemodel may still be starting beside us; the keeper loads it shortly.
             log.warning("face galleries not loaded at start-up; retrying in the background", exc_info=True)
-        for job in jobs:
-            await job.start()
+        await jobs.start()
 
     async def stop_gates() -> None:
-        for job in jobs:
-            await job.stop()
+        await jobs.stop()
         for gate in gates.values():
             await gate.driver.close()
         for line in lines:

@@ -61,7 +61,7 @@ def create_app(
         keys=JwksCache(own_jwks, min_refresh_interval_s=1.0),
     )
     keys = KeyRing(kernel.db, settings.key_encryption_secret.get_secret_value().encode())
-    auth_settings = settings if isinstance(settings, AuthSettings) else AuthSettings(**settings.model_dump())
+    auth_settings = AuthSettings.of(settings)
     # Other auth replicas rotate keys too: re-read the ring every minute so this one signs
     # with the newest key and publishes every key still trusted.
     reloader = Periodic("auth-key-reloader", 60.0, keys.load)

@@ -35,3 +35,18 @@ class Periodic:
             except Exception:
                 # One failed round must not end the job; the next round tries again.
                 log.warning("%s failed; trying again in %.0fs", self._name, self._interval_s, exc_info=True)
+
+
+class Jobs:
+    """A service's background jobs, started and stopped together (stopped in reverse)."""
+
+    def __init__(self, *jobs: Periodic) -> None:
+        self._jobs = list(jobs)
+
+    async def start(self) -> None:
+        for job in self._jobs:
+            await job.start()
+
+    async def stop(self) -> None:
+        for job in reversed(self._jobs):
+            await job.stop()

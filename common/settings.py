@@ -109,6 +109,12 @@ class PlatformSettings(BaseSettings):
     def embedded(self) -> bool:
         return self.broker_url is None
 
+    @classmethod
+    def of(cls, settings: PlatformSettings) -> Self:
+        """``settings`` as this service's settings: the same platform values, plus the
+        service's own fields (from the environment, or their defaults)."""
+        return settings if isinstance(settings, cls) else cls(**settings.model_dump())
+
     def database_url(self, service: str) -> str:
         """The async SQLAlchemy URL of ``service``'s own database."""
         if service not in SERVICE_NAMES:

@@ -35,7 +35,7 @@ def create_app(
     trusted_transport: bool = False,
     keys: JwksCache | None = None,
 ) -> FastAPI:
-    face_settings = settings if isinstance(settings, FacemodelSettings) else FacemodelSettings(**settings.model_dump())
+    face_settings = FacemodelSettings.of(settings)
     metrics = metrics or Metrics()
     faces = faces or create_service(face_settings, metrics)
     kernel = build_kernel(SERVICE, face_settings, metadata=None, metrics=metrics, keys=keys)

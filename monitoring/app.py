@@ -11,7 +11,7 @@ from common.api import create_service_app
 from common.events.bus import EventBus
 from common.kernel import build_kernel
 from common.observability import Metrics
-from common.periodic import Periodic
+from common.periodic import Jobs, Periodic
 from common.security import JwksCache
 from common.settings import PlatformSettings
 from monitoring.api import router
@@ -36,7 +36,7 @@ def create_app(
     metrics: Metrics | None = None,
     keys: JwksCache | None = None,
 ) -> FastAPI:
-    config = settings if isinstance(settings, MonitoringSettings) else MonitoringSettings(**settings.model_dump())
+    config = MonitoringSettings.of(settings)
     kernel = build_kernel(SERVICE, config, metadata=Base.metadata, bus=bus, metrics=metrics, keys=keys)
 
     async def ping_result(device_id: str, ok: bool, detail: str) -> None:
@@ -75,10 +75,10 @@ def create_app(
         if escalated:
             log.warning("escalated %d unacknowledged critical faults", escalated)
 
-    jobs = [
+    jobs = Jobs(
         Periodic("monitoring-sweep", config.monitoring_sweep_interval_s, sweep),
         Periodic("monitoring-escalation", ESCALATION_CHECK_S, escalate),
-    ]
+    )
 
     async def start_watching() -> None:
         await watch.start()
@@ -86,13 +86,11 @@ def create_app(
         await pinger.start()
         port = await heartbeats.start(config.monitoring_heartbeat_host, config.monitoring_heartbeat_port)
         app.state.heartbeat_port = port
-        for job in jobs:
-            await job.start()
+        await jobs.start()
         log.info("watching %d devices; heartbeats on port %d", devices, port)
 
     async def stop_watching() -> None:
-        for job in jobs:
-            await job.stop()
+        await jobs.stop()
         await heartbeats.stop()
         await pinger.stop()
         await watch.stop()

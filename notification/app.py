@@ -29,7 +29,7 @@ def create_app(
     keys: JwksCache | None = None,
     sender: Sender | None = None,
 ) -> FastAPI:
-    config = settings if isinstance(settings, NotificationSettings) else NotificationSettings(**settings.model_dump())
+    config = NotificationSettings.of(settings)
     kernel = build_kernel(SERVICE, config, metadata=Base.metadata, bus=bus, metrics=metrics, keys=keys)
     stop_hooks = []
     if sender is None:

@@ -14,7 +14,7 @@ from common.api import create_service_app
 from common.events.bus import EventBus
 from common.kernel import build_kernel
 from common.observability import Metrics
-from common.periodic import Periodic
+from common.periodic import Jobs, Periodic
 from common.security import JwksCache
 from common.settings import PlatformSettings
 from running.api import router
@@ -58,7 +58,7 @@ def create_app(
     metrics: Metrics | None = None,
     keys: JwksCache | None = None,
 ) -> FastAPI:
-    config = settings if isinstance(settings, RunningSettings) else RunningSettings(**settings.model_dump())
+    config = RunningSettings.of(settings)
     kernel = build_kernel(SERVICE, config, metadata=Base.metadata, bus=bus, metrics=metrics, keys=keys)
     service = RunningService(kernel, config)
     hub = Hub()
@@ -89,25 +89,23 @@ def create_app(
         await live.end_outings()
 
     gc_pacing = GcPacing()
-    jobs = [
+    jobs = Jobs(
         Periodic("running-gc", GC_FREEZE_INTERVAL_S, gc_pacing.step),
         Periodic("running-flush", config.running_flush_interval_s, live.flush),
         Periodic("running-janitor", JANITOR_INTERVAL_S, janitor),
         Periodic("running-retention", 3600.0, retention),
-    ]
+    )
 
     async def start_live() -> None:
         gc.freeze()  # what start-up built lives as long as the process
         if relay is not None:
             await relay.start()
         app.state.live_port = await live.start(config.running_live_host, config.running_live_port)
-        for job in jobs:
-            await job.start()
+        await jobs.start()
         log.info("live sockets on port %d (replica %s)", app.state.live_port, replica)
 
     async def stop_live() -> None:
-        for job in jobs:
-            await job.stop()
+        await jobs.stop()
         await live.stop()
         await live.flush()
 

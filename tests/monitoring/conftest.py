@@ -10,17 +10,16 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from common.events.catalog import CATALOG, EquipmentFault, EquipmentFaultEscalated, EquipmentRecovered
+from common.events.catalog import EquipmentFault, EquipmentFaultEscalated, EquipmentRecovered
 from common.events.envelope import Event
-from common.events.inprocess import InProcessBus
 from common.migrations import upgrade
-from common.observability import Metrics
 from common.security import Role
 from monitoring.app import create_app
 from monitoring.settings import MonitoringSettings
 from monitoring.simulator import DeviceSimulator
 from tests.support import tokens
 from tests.support.apps import asgi_client, free_port
+from tests.support.events import recording_bus
 
 BRANCH = "gangnam"
 
@@ -82,21 +81,10 @@ def open_monitor(tmp_path) -> Callable[..., AbstractAsyncContextManager[Monitor]
     async def opened(**overrides: Any) -> AsyncIterator[Monitor]:
         settings = MonitoringSettings(environment="test", data_dir=tmp_path, **{**FAST, **overrides})
         upgrade("monitoring", settings.database_url("monitoring"))
-        metrics = Metrics()
-        bus = InProcessBus(catalog=CATALOG, metrics=metrics)
-        await bus.start()
-        app = create_app(settings, bus=bus, metrics=metrics, keys=tokens.key_cache())
-        recorded: list[Event] = []
-
-        async def record(event: Event) -> None:
-            recorded.append(event)
-
-        await bus.broadcast([EquipmentFault, EquipmentRecovered, EquipmentFaultEscalated], record)
-        try:
+        async with recording_bus(EquipmentFault, EquipmentRecovered, EquipmentFaultEscalated) as recording:
+            app = create_app(settings, bus=recording.bus, metrics=recording.metrics, keys=tokens.key_cache())
             async with asgi_client(app) as client:
-                yield Monitor(app, client, settings, recorded)
-        finally:
-            await bus.close()
+                yield Monitor(app, client, settings, recording.recorded)
 
     return opened
 

@@ -10,11 +10,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from common.events.catalog import CATALOG
 from common.events.envelope import Event, OutgoingMessage
 from common.events.inprocess import InProcessBus
 from common.migrations import upgrade
-from common.observability import Metrics
 from common.security import Role
 from notification.app import create_app
 from notification.fcm import ServiceAccount
@@ -23,6 +21,7 @@ from notification.fcm_sim import create_app as create_fcm_app
 from notification.settings import NotificationSettings
 from tests.support import tokens
 from tests.support.apps import asgi_client, serving
+from tests.support.events import recording_bus
 
 BRANCH = "gangnam"
 
@@ -103,15 +102,10 @@ def open_notifications(tmp_path, fcm) -> Callable[..., AbstractAsyncContextManag
         }
         settings = NotificationSettings(**{**values, **overrides})
         upgrade("notification", settings.database_url("notification"))
-        metrics = Metrics()
-        bus = InProcessBus(catalog=CATALOG, metrics=metrics)
-        await bus.start()
-        app = create_app(settings, bus=bus, metrics=metrics, keys=tokens.key_cache())
-        try:
+        async with recording_bus() as recording:
+            app = create_app(settings, bus=recording.bus, metrics=recording.metrics, keys=tokens.key_cache())
             async with asgi_client(app) as client:
-                yield Notifications(app, client, bus)
-        finally:
-            await bus.close()
+                yield Notifications(app, client, recording.bus)
 
     return opened
 

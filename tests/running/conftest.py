@@ -12,17 +12,16 @@ import pytest
 from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 
-from common.events.catalog import CATALOG, RaceFinished, RunFinished, RunStarted, StepRankChanged
+from common.events.catalog import RaceFinished, RunFinished, RunStarted, StepRankChanged
 from common.events.envelope import Event
-from common.events.inprocess import InProcessBus
 from common.migrations import upgrade
-from common.observability import Metrics
 from common.security import Role
 from running.app import create_app
 from running.settings import RunningSettings
 from running.synthetic import generate
 from tests.support import tokens
 from tests.support.apps import asgi_client
+from tests.support.events import recording_bus
 
 
 @dataclass(frozen=True)
@@ -107,21 +106,10 @@ def open_running(tmp_path) -> Callable[..., AbstractAsyncContextManager[Running]
     async def opened(**overrides: Any) -> AsyncIterator[Running]:
         settings = running_settings(tmp_path, **overrides)
         upgrade("running", settings.database_url("running"))
-        metrics = Metrics()
-        bus = InProcessBus(catalog=CATALOG, metrics=metrics)
-        await bus.start()
-        recorded: list[Event] = []
-
-        async def record(event: Event) -> None:
-            recorded.append(event)
-
-        await bus.broadcast([RunStarted, RunFinished, RaceFinished, StepRankChanged], record)
-        app = create_app(settings, bus=bus, metrics=metrics, keys=tokens.key_cache())
-        try:
+        async with recording_bus(RunStarted, RunFinished, RaceFinished, StepRankChanged) as recording:
+            app = create_app(settings, bus=recording.bus, metrics=recording.metrics, keys=tokens.key_cache())
             async with asgi_client(app) as client:
-                yield Running(app, client, settings, recorded)
-        finally:
-            await bus.close()
+                yield Running(app, client, settings, recording.recorded)
 
     return opened
 

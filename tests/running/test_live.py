@@ -145,6 +145,12 @@ async def test_a_reconnect_resumes_the_same_run(running):
         run_id = (await receive(socket, "started"))["run_id"]
         await socket.send(json.dumps({"type": "points", "points": points[:60]}))
         first = await receive(socket, "stats")
+
+    async def stored() -> bool:  # the server saves a run's points when its socket closes
+        detail = await running.client.get(f"/v1/runs/{run_id}", headers=runner.headers)
+        return detail.json()["distance_m"] == first["distance_m"]
+
+    await eventually(stored, timeout=5)
     async with running.socket(f"/ws/runs?run_id={run_id}", runner) as socket:
         resumed = await receive(socket, "started")
         assert resumed["run_id"] == run_id
