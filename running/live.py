@@ -76,10 +76,14 @@ class RaceBoard:
         if update.get("type") == "results":
             broadcast(self.connections, message)
             return
+        known = self._progress.get(update["user_id"], {})
+        # Competitors' positions ride along with the board (the last one each sent).
         self._progress[update["user_id"]] = {
             "user_id": update["user_id"],
             "distance_m": update["distance_m"],
             "finish_s": update.get("finish_s"),
+            "lat": update.get("lat", known.get("lat")),
+            "lon": update.get("lon", known.get("lon")),
         }
         if update.get("type") == "finish":
             self._push()
@@ -364,9 +368,18 @@ class LiveServer:
             if race.mode == "time" and track.position is not None and track.position.t - race.start_at >= race.target:
                 await self._race_over(live, finish_s=race.target)
                 return
+        position = track.position
         await self._hub.publish(
             f"race.{race.race_id}",
-            _dumps({"type": "progress", "user_id": str(live.user_id), "distance_m": round(track.distance_m, 1)}),
+            _dumps(
+                {
+                    "type": "progress",
+                    "user_id": str(live.user_id),
+                    "distance_m": round(track.distance_m, 1),
+                    "lat": round(position.lat, 7) if position else None,
+                    "lon": round(position.lon, 7) if position else None,
+                }
+            ),
         )
 
     async def _race_over(self, live: LiveRun, *, finish_s: float | None) -> None:
@@ -383,6 +396,8 @@ class LiveServer:
                     "type": "finish",
                     "user_id": str(live.user_id),
                     "distance_m": round(live.track.distance_m, 1),
+                    "lat": round(live.track.position.lat, 7) if live.track.position else None,
+                    "lon": round(live.track.position.lon, 7) if live.track.position else None,
                     "finish_s": round(finish_s, 1) if finish_s is not None else None,
                 }
             ),

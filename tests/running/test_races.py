@@ -58,6 +58,7 @@ async def _race(running):
         while len(board["board"]) < 3:  # boards are pushed as progress arrives
             board = await receive(sockets[third], "leaderboard", timeout=5)
         assert [entry["user_id"] for entry in board["board"]] == [str(r.user_id) for r in (host, second, third)]
+        assert all(entry["lat"] is not None for entry in board["board"])  # where the competitors are
         results = await receive(sockets[host], "results", timeout=10)
     finally:
         for socket in sockets.values():
@@ -137,3 +138,32 @@ async def test_an_outing_shares_positions_and_closes_when_ended(running):
         with pytest.raises(ConnectionClosed) as closed:
             await late.recv()
         assert closed.value.rcvd.reason == "the outing has ended"
+
+
+async def test_a_time_race_ranks_by_distance_when_the_clock_runs_out(open_running):
+    async with open_running(running_max_future_s=600, running_race_countdown_s=0) as running:
+        host, rival = member(), member()
+        await running.befriend(host, rival)
+        race = (
+            await running.client.post(
+                "/v1/races",
+                json={"title": "2 minutes", "mode": "time", "target": 120, "invite": [str(rival.user_id)]},
+                headers=host.headers,
+            )
+        ).json()
+        await running.client.post(f"/v1/races/{race['race_id']}/join", headers=rival.headers)
+        await running.client.post(f"/v1/races/{race['race_id']}/start", headers=host.headers)
+        course = track_points(seed=9, seconds=180, start_time=time.time() + 0.5)
+        async with (
+            running.socket(f"/ws/runs?race_id={race['race_id']}", host) as fast,
+            running.socket(f"/ws/runs?race_id={race['race_id']}", rival) as slow,
+        ):
+            for socket in (fast, slow):
+                await receive(socket, "started")
+            await slow.send(json.dumps({"type": "points", "points": _slowed(course, 0.7)}))
+            await fast.send(json.dumps({"type": "points", "points": course}))
+            results = await receive(fast, "results", timeout=10)
+        placings = results["placings"]
+        assert [placing["user_id"] for placing in placings] == [str(host.user_id), str(rival.user_id)]
+        assert placings[0]["distance_m"] > placings[1]["distance_m"]
+        assert {placing["finish_s"] for placing in placings} == {120.0}
