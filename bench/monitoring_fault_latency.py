@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 import tempfile
@@ -45,6 +46,8 @@ from tests.support.processes import clean_env, start, stop, wait_healthy
 ROOT = Path(__file__).resolve().parents[1]
 BRANCH = "bench-branch"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PER_SIMULATOR = 5000
+OK_GAUGE = 'monitoring_devices{health="ok"}'
 
 
 BENCH_START = time.monotonic()
@@ -78,7 +81,7 @@ async def run(args: argparse.Namespace) -> None:
     upgrade("notification", notification_db)
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     fcm_port, monitoring_port, notification_port = free_port(), free_port(), free_port()
-    heartbeat_port, echo_port, control_port = free_port(), free_port(), free_port()
+    heartbeat_port = free_port()
     fcm_url = f"http://127.0.0.1:{fcm_port}"
     account = ServiceAccount.ephemeral("smartgym-bench", f"{fcm_url}/token")
     fcm = FcmSimState(project_id=account.project_id, public_key_pem=account.public_key_pem())
@@ -129,42 +132,61 @@ async def run(args: argparse.Namespace) -> None:
                 )
                 phone.raise_for_status()
 
-            simulator_log = scratch / "simulator.log"
-            simulator = start(
-                [
-                    "simulate", "equipment",
-                    "--devices", str(args.devices),
-                    "--port", str(echo_port),
-                    "--monitoring", monitoring_url,
-                    "--heartbeat", f"127.0.0.1:{heartbeat_port}",
-                    "--branch", BRANCH,
-                    "--control-port", str(control_port),
-                ],
-                env=clean_env(SMARTGYM_SIMULATOR_TOKEN=operator),
-                cwd=ROOT,
-                log=simulator_log,
-            )  # fmt: skip
-            processes.append(simulator)
-            control = f"http://127.0.0.1:{control_port}"
+            # One simulator process per 5,000 devices: each device holds a listener and a
+            # heartbeat connection, and a process may open 20,000 files here.
+            shards = []
+            for shard in range(math.ceil(args.devices / PER_SIMULATOR)):
+                count = min(PER_SIMULATOR, args.devices - shard * PER_SIMULATOR)
+                control_port = free_port()
+                log = scratch / f"simulator-{shard}.log"
+                simulator = start(
+                    [
+                        "simulate", "equipment",
+                        "--devices", str(count),
+                        "--prefix", f"sim{shard}",
+                        "--port", str(free_port()),
+                        "--monitoring", monitoring_url,
+                        "--heartbeat", f"127.0.0.1:{heartbeat_port}",
+                        "--branch", BRANCH,
+                        "--control-port", str(control_port),
+                    ],
+                    env=clean_env(SMARTGYM_SIMULATOR_TOKEN=operator),
+                    cwd=ROOT,
+                    log=log,
+                )  # fmt: skip
+                processes.append(simulator)
+                shards.append((f"sim{shard}", count, f"http://127.0.0.1:{control_port}", simulator, log))
             auth = {"authorization": f"Bearer {operator}"}
             async with httpx.AsyncClient(timeout=30) as client:
 
-                async def control_up() -> bool:
-                    if simulator.poll() is not None:
-                        raise SystemExit(simulator_log.read_text()[-2000:])
-                    try:
-                        return (await client.get(f"{control}/devices")).status_code == 200
-                    except httpx.HTTPError:
-                        return False
+                async def simulators_up() -> bool:
+                    for _, _, control, simulator, log in shards:
+                        if simulator.poll() is not None:
+                            raise SystemExit(log.read_text()[-2000:])
+                        try:
+                            if (await client.get(f"{control}/devices")).status_code != 200:
+                                return False
+                        except httpx.HTTPError:
+                            return False
+                    return True
 
-                await wait_for(control_up, 120, "the simulator to register and start its devices")
+                await wait_for(simulators_up, 180, "the simulators to register and start their devices")
                 progress(f"{args.devices} devices registered and answering")
 
                 async def all_ok() -> bool:
-                    rows = (await client.get(f"{monitoring_url}/v1/branches/{BRANCH}/equipment", headers=auth)).json()
-                    return sum(row["health"] == "ok" for row in rows) == args.devices
+                    # The health gauge, not the status listing: listing 10,000 devices twice a
+                    # second would be most of what monitoring does.
+                    metrics = (await client.get(f"{monitoring_url}/metrics")).text
+                    line = next((row for row in metrics.splitlines() if row.startswith(OK_GAUGE)), "")
+                    counts["health"] = [row for row in metrics.splitlines() if row.startswith("monitoring_devices{")]
+                    return line.endswith(f" {float(args.devices)}")
 
-                await wait_for(all_ok, 60, "every device to be seen healthy")
+                counts: dict[str, list[str]] = {}
+                try:
+                    await wait_for(all_ok, 60, "every device to be seen healthy")
+                except SystemExit:
+                    progress(f"devices by health: {counts.get('health')}")
+                    raise
                 progress("every device seen healthy; measuring steady-state CPU")
 
                 # Steady state: monitoring pings every device every 10 s.
@@ -172,13 +194,15 @@ async def run(args: argparse.Namespace) -> None:
                 await asyncio.sleep(args.steady_s)
                 cpu_share = (cpu_seconds(monitoring.pid) - cpu_before) / (time.monotonic() - wall_before)
 
-                victims = [
-                    f"sim-{index:05d}" for index in range(7, args.devices, max(1, args.devices // args.failures))
-                ]
-                victims = victims[: args.failures]
+                victims: list[tuple[str, str]] = []  # (device id, its simulator's control URL)
+                for number in range(args.failures):
+                    prefix, count, control, _, _ = shards[number % len(shards)]
+                    per_shard = math.ceil(args.failures / len(shards))
+                    index = 7 + (number // len(shards)) * max(1, count // per_shard)
+                    victims.append((f"{prefix}-{min(index, count - 1):05d}", control))
                 began: dict[str, float] = {}
                 progress(f"killing {len(victims)} devices, one every {args.spacing_s} s")
-                for device_id in victims:
+                for device_id, control in victims:
                     answer = await client.post(f"{control}/devices/{device_id}/mode", json={"mode": "dead"})
                     began[device_id] = answer.json()["began"]
                     await asyncio.sleep(args.spacing_s)
@@ -192,7 +216,7 @@ async def run(args: argparse.Namespace) -> None:
                     return arrivals
 
                 async def all_pushed() -> bool:
-                    return set(victims) <= set(fault_pushes())
+                    return set(began) <= set(fault_pushes())
 
                 await wait_for(all_pushed, 30, "a push for every killed device")
                 await asyncio.sleep(2)
@@ -207,9 +231,9 @@ async def run(args: argparse.Namespace) -> None:
     for row in faults:  # the first fault of each device
         at = datetime.fromisoformat(row["opened_at"]).timestamp()
         opened[row["device_id"]] = min(at, opened.get(row["device_id"], at))
-    latency = [arrivals[device] - began[device] for device in victims]
-    detection = [opened[device] - began[device] for device in victims]
-    delivery = [arrivals[device] - opened[device] for device in victims]
+    latency = [arrivals[device] - began[device] for device in began]
+    detection = [opened[device] - began[device] for device in began]
+    delivery = [arrivals[device] - opened[device] for device in began]
     false_faults = [row for row in faults if row["device_id"] not in began]
     false_alarms = len(false_faults)
     false_reasons = Counter(row["reason"][:60] for row in false_faults).most_common(3)
