@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import json
 import math
 import multiprocessing
@@ -38,9 +39,10 @@ from bench._common import emit, ensure_services, jwks_app, machine, summary, tab
 from common.db import sync_url
 from common.migrations import upgrade
 from common.security import Role
-from running.geo import Fix, KalmanFilter, OutlierOnlyFilter, RawFilter, TrackFilter
+from running.analysis import replay
 from running.models import Friendship
-from running.synthetic import generate
+from running.synthetic import generate, position_errors
+from running.track import GpsPoint
 from tests.support import tokens
 from tests.support.apps import free_port, serving
 from tests.support.infra import PG_ADMIN_URL, RABBITMQ_URL, PostgresDatabases
@@ -177,25 +179,24 @@ def watchers_process(base: str, plan: list[tuple[str, str]], seconds: float, pip
 
 
 def filter_errors(tracks: int = 8) -> dict[str, float]:
-    errors: dict[str, list[float]] = {"raw": [], "outlier_only": [], "kalman": []}
-    for seed in range(tracks):
-        track = generate(seed, seconds=1800)
-        filters: dict[str, TrackFilter] = {
-            "raw": RawFilter(),
-            "outlier_only": OutlierOnlyFilter(),
-            "kalman": KalmanFilter(q=0.1),
-        }
-        for truth, sample in zip(track.truth, track.samples, strict=True):
-            x, y = track.plane.to_xy(sample.lat, sample.lon)
-            for name, track_filter in filters.items():
-                estimate = track_filter.update(Fix(sample.t, x, y, sample.accuracy))
-                if estimate is not None:
-                    errors[name].append(math.hypot(estimate[0] - truth.x, estimate[1] - truth.y))
     figures = {}
-    for name, values in errors.items():
+    for name, values in position_errors(range(tracks)).items():
         figures[f"{name}_mean"] = statistics.fmean(values)
         figures[f"{name}_p95"] = sorted(values)[int(0.95 * len(values))]
     return figures
+
+
+def distance_errors(tracks: int = 8) -> dict[str, float]:
+    """Total distance against the true course: our track (Kalman speed integrated) and the
+    naive sum of raw point-to-point segments."""
+    ours, naive = [], []
+    for seed in range(tracks):
+        track = generate(seed, seconds=1800)
+        points = [GpsPoint(t=s.t, lat=s.lat, lon=s.lon, acc=s.accuracy) for s in track.samples]
+        ours.append(replay(points).distance_m / track.true_distance_m - 1)
+        xy = [track.plane.to_xy(s.lat, s.lon) for s in track.samples]
+        naive.append(sum(math.dist(a, b) for a, b in itertools.pairwise(xy)) / track.true_distance_m - 1)
+    return {"track_pct": 100 * statistics.fmean(map(abs, ours)), "raw_sum_pct": 100 * statistics.fmean(naive)}
 
 
 # -- the run -----------------------------------------------------------------------------
@@ -272,6 +273,7 @@ async def run(args: argparse.Namespace) -> None:
         databases.drop_all()
 
     errors = filter_errors()
+    distance = distance_errors()
     ingest = sent["sent"] / sent["elapsed"]
     deliveries = watched["received"] / watched["elapsed"]
     expected = sent["sent"] * per_run
@@ -303,6 +305,14 @@ async def run(args: argparse.Namespace) -> None:
             for name in ("raw", "outlier_only", "kalman")
         ],
     )
+    table(
+        "total distance against the true course (8 x 30 min)",
+        ["method", "mean error"],
+        [
+            ["our track (Kalman speed, while moving)", f"{distance['track_pct']:.2f} %"],
+            ["sum of raw segments", f"+{distance['raw_sum_pct']:.0f} %"],
+        ],
+    )
     emit(
         {
             "runners": args.runners,
@@ -318,6 +328,8 @@ async def run(args: argparse.Namespace) -> None:
             "kalman_error_m": round(errors["kalman_mean"], 2),
             "outlier_only_error_m": round(errors["outlier_only_mean"], 2),
             "raw_error_m": round(errors["raw_mean"], 2),
+            "distance_error_pct": round(distance["track_pct"], 2),
+            "raw_sum_distance_error_pct": round(distance["raw_sum_pct"], 1),
             "machine": machine(),
         }
     )

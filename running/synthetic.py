@@ -97,3 +97,25 @@ def generate(
         x += speed * math.cos(heading)
         y += speed * math.sin(heading)
     return SyntheticTrack(plane, truth, samples)
+
+
+def position_errors(seeds: range, *, seconds: int = 1800) -> dict[str, list[float]]:
+    """Each filter's distance from the true position at every point it kept, over the
+    generated tracks of ``seeds`` (the comparison the design's "±15 m → ±5 m" is about)."""
+    from running.geo import Fix, KalmanFilter, OutlierOnlyFilter, RawFilter, TrackFilter
+
+    errors: dict[str, list[float]] = {"raw": [], "outlier_only": [], "kalman": []}
+    for seed in seeds:
+        track = generate(seed, seconds=seconds)
+        filters: dict[str, TrackFilter] = {
+            "raw": RawFilter(),
+            "outlier_only": OutlierOnlyFilter(),
+            "kalman": KalmanFilter(q=0.1),
+        }
+        for truth, sample in zip(track.truth, track.samples, strict=True):
+            x, y = track.plane.to_xy(sample.lat, sample.lon)
+            for name, track_filter in filters.items():
+                estimate = track_filter.update(Fix(sample.t, x, y, sample.accuracy))
+                if estimate is not None:
+                    errors[name].append(math.hypot(estimate[0] - truth.x, estimate[1] - truth.y))
+    return errors

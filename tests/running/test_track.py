@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from running.geo import Fix, KalmanFilter, OutlierOnlyFilter, RawFilter
-from running.synthetic import generate
+from running.synthetic import generate, position_errors
 from running.track import Accepted, GpsPoint, LiveTrack, Refusal, Refused
 
 NOW = 1_790_100_000.0
@@ -80,17 +79,8 @@ def test_teleports_future_points_and_stale_points_change_nothing():
 
 
 def test_kalman_beats_raw_and_outlier_only_on_position_error():
-    errors: dict[str, list[float]] = {"raw": [], "outlier": [], "kalman": []}
-    for seed in range(3):
-        track = generate(seed, seconds=900)
-        filters = {"raw": RawFilter(), "outlier": OutlierOnlyFilter(), "kalman": KalmanFilter(q=0.1)}
-        for truth, sample in zip(track.truth, track.samples, strict=True):
-            x, y = track.plane.to_xy(sample.lat, sample.lon)
-            for name, track_filter in filters.items():
-                estimate = track_filter.update(Fix(sample.t, x, y, sample.accuracy))
-                if estimate is not None:
-                    errors[name].append(math.hypot(estimate[0] - truth.x, estimate[1] - truth.y))
+    errors = position_errors(range(3), seconds=900)
     mean = {name: sum(values) / len(values) for name, values in errors.items()}
-    assert mean["kalman"] < mean["outlier"] < mean["raw"]
+    assert mean["kalman"] < mean["outlier_only"] < mean["raw"]
     assert mean["kalman"] < 6.0  # the design's "±15 m → ±5 m"
     assert mean["raw"] > 2 * mean["kalman"]
