@@ -426,7 +426,6 @@ async def jwks(keys: Keys) -> dict[str, Any]:
 
 
 def _user_id(principal: Principal) -> uuid.UUID:
-    try:
-        return uuid.UUID(principal.subject)
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "not a member account") from exc
+    if principal.user_id is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "not a member account")
+    return principal.user_id

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from argon2 import PasswordHasher
 
 MIN_LENGTH = 10
@@ -60,9 +58,3 @@ def default_hasher() -> PasswordHasher:
     """Argon2id, m=19 MiB, t=2, p=1 (OWASP's recommended minimum): ~17 ms per hash on our
     2-core machines. docs/adr/0007-argon2-parameters.md weighs it against the login budget."""
     return PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
-
-
-def secret_digest(secret: str) -> str:
-    """How random secrets (refresh and reset tokens, device secrets) are stored. They carry
-    256 bits of entropy, so a fast hash suffices; Argon2 is for what people choose."""
-    return hashlib.sha256(secret.encode()).hexdigest()

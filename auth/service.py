@@ -31,11 +31,11 @@ from auth.faces import erase_face
 from auth.keys import KeyRing
 from auth.memberships import membership_changed
 from auth.models import AuditEntry, FaceConsent, LoginThrottle, Membership, PasswordReset, RefreshToken, User
-from auth.passwords import password_problems, secret_digest
+from auth.passwords import password_problems
 from common.events.catalog import PasswordResetRequested, UserRegistered
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
-from common.security import Role, TokenIssuer
+from common.security import Role, TokenIssuer, secret_digest
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ principal/role/branch dependencies."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Annotated, TypeVar
@@ -150,6 +151,16 @@ async def current_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def current_user_id(principal: CurrentPrincipal) -> uuid.UUID:
+    """Dependency: the calling person's account id; 403 for devices."""
+    if principal.user_id is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs a person's account, not a device")
+    return principal.user_id
+
+
+CurrentUserId = Annotated[uuid.UUID, Depends(current_user_id)]
 
 
 def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:

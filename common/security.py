@@ -71,6 +71,21 @@ class Principal:
         """Operators act chain-wide; everybody else only for the branches in their token."""
         return Role.OPERATOR in self.roles or branch_id in self.branches
 
+    @property
+    def user_id(self) -> uuid.UUID | None:
+        """The person's account id; None for kiosks and other devices."""
+        try:
+            return uuid.UUID(self.subject)
+        except ValueError:
+            return None
+
+
+def secret_digest(secret: str) -> str:
+    """How random secrets (refresh and reset tokens, device secrets and tokens, shared
+    links) are stored. They carry 256 bits of entropy, so a fast hash suffices; Argon2 is
+    for what people choose."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
 
 # -- keys ------------------------------------------------------------------------------
 

@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.events.catalog import Criticality, EquipmentFault, EquipmentFaultEscalated, EquipmentRecovered
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
+from common.security import secret_digest
 from monitoring.detector import Health
 from monitoring.models import Equipment, Fault, MaintenanceWindow, StateChange
-from monitoring.watch import Change, DeviceSpec, EquipmentWatch, hash_token
+from monitoring.watch import Change, DeviceSpec, EquipmentWatch
 
 IDENTIFIER = r"^[A-Za-z0-9._-]+$"
 EquipmentKind = Literal["gate", "camera", "kiosk", "treadmill", "bike", "rower", "strength", "hvac", "locker", "other"]
@@ -158,7 +159,7 @@ class EquipmentRegistry:
                     session.add(row)
                 else:
                     _update_row(row, device)
-                    row.token_hash = hash_token(token)
+                    row.token_hash = secret_digest(token)
                 registered.append(Registered(row, token))
         for item in registered:
             self._watch.watch(spec_of(item.equipment))
@@ -181,7 +182,7 @@ class EquipmentRegistry:
             if row is None:
                 raise NotFound(device_id)
             token = new_token()
-            row.token_hash, row.updated_at = hash_token(token), utc_now()
+            row.token_hash, row.updated_at = secret_digest(token), utc_now()
         self._watch.watch(spec_of(row))
         return Registered(row, token)
 
@@ -402,7 +403,7 @@ def _new_row(device: EquipmentIn, token: str) -> Equipment:
     row = Equipment(
         device_id=device.device_id,
         branch_id=device.branch_id,
-        token_hash=hash_token(token),
+        token_hash=secret_digest(token),
         health=Health.UNKNOWN.value,
         health_reason="",
         health_since=None,

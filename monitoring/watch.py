@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import logging
 import uuid
@@ -24,16 +23,13 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from common.events.envelope import utc_now
 from common.observability import Metrics
+from common.security import secret_digest
 from monitoring.detector import DeviceHealth, Health, Rules, Transition
 from monitoring.settings import MonitoringSettings
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 200
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -177,7 +173,7 @@ class EquipmentWatch:
         watched = self._devices.get(device_id)
         # Compare against something even for unknown ids, so timing does not tell which exist.
         expected = watched.spec.token_hash if watched else "0" * 64
-        return hmac.compare_digest(hash_token(token), expected) and watched is not None
+        return hmac.compare_digest(secret_digest(token), expected) and watched is not None
 
     def snapshot(self, device_id: str) -> dict[str, Any] | None:
         watched = self._devices.get(device_id)

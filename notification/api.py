@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 
-from common.api import CurrentPrincipal, KernelDep
-from common.security import Principal
+from common.api import CurrentPrincipal, CurrentUserId, KernelDep, current_user_id
 from notification.schemas import InboxMessagePublic, InboxPage, MarkReadIn, PreferencesBody, PushTokenIn
 from notification.service import (
     PreferencesIn,
@@ -22,24 +20,18 @@ from notification.service import (
 )
 
 router = APIRouter()
-
-
-def _user(principal: Principal) -> uuid.UUID:
-    try:
-        return uuid.UUID(principal.subject)
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only people have an inbox") from exc
+# Push tokens and preferences belong to people; the routes also read the caller's roles.
+PEOPLE_ONLY = Depends(current_user_id)
 
 
 @router.get("/inbox")
 async def inbox(
-    principal: CurrentPrincipal,
+    user_id: CurrentUserId,
     kernel: KernelDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     unread: bool = False,
     before_id: Annotated[int | None, Query(ge=1)] = None,
 ) -> InboxPage:
-    user_id = _user(principal)
     messages = await inbox_of(kernel.db, user_id, limit=limit, unread_only=unread, before_id=before_id)
     return InboxPage(
         messages=[
@@ -60,26 +52,25 @@ async def inbox(
 
 
 @router.post("/inbox/read")
-async def read(body: MarkReadIn, principal: CurrentPrincipal, kernel: KernelDep) -> dict[str, int]:
-    return {"marked": await mark_read(kernel.db, _user(principal), body.message_ids)}
+async def read(body: MarkReadIn, user_id: CurrentUserId, kernel: KernelDep) -> dict[str, int]:
+    return {"marked": await mark_read(kernel.db, user_id, body.message_ids)}
 
 
-@router.put("/me/push-tokens", status_code=status.HTTP_204_NO_CONTENT)
-async def add_push_token(body: PushTokenIn, principal: CurrentPrincipal, kernel: KernelDep) -> None:
-    _user(principal)
+@router.put("/me/push-tokens", status_code=status.HTTP_204_NO_CONTENT, dependencies=[PEOPLE_ONLY])
+async def add_push_token(
+    body: PushTokenIn, principal: CurrentPrincipal, _person: CurrentUserId, kernel: KernelDep
+) -> None:
     await register_push_token(kernel.db, principal, body.token, body.platform)
 
 
-@router.delete("/me/push-tokens/{token}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/me/push-tokens/{token}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[PEOPLE_ONLY])
 async def remove_push_token(token: str, principal: CurrentPrincipal, kernel: KernelDep) -> None:
-    _user(principal)
     if not await forget_push_token(kernel.db, principal, token):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such push token for you")
 
 
-@router.get("/me/preferences")
+@router.get("/me/preferences", dependencies=[PEOPLE_ONLY])
 async def get_preferences(principal: CurrentPrincipal, kernel: KernelDep) -> PreferencesBody:
-    _user(principal)
     recipient = await preferences_of(kernel.db, principal)
     return PreferencesBody(
         locale="en" if recipient.locale == "en" else ("ko" if recipient.locale else None),
@@ -90,8 +81,9 @@ async def get_preferences(principal: CurrentPrincipal, kernel: KernelDep) -> Pre
     )
 
 
-@router.put("/me/preferences")
-async def put_preferences(body: PreferencesBody, principal: CurrentPrincipal, kernel: KernelDep) -> PreferencesBody:
-    _user(principal)
+@router.put("/me/preferences", dependencies=[PEOPLE_ONLY])
+async def put_preferences(
+    body: PreferencesBody, principal: CurrentPrincipal, _person: CurrentUserId, kernel: KernelDep
+) -> PreferencesBody:
     await set_preferences(kernel.db, principal, PreferencesIn(**body.model_dump()))
     return body

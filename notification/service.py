@@ -342,7 +342,9 @@ async def _branch_locale(session: AsyncSession, branch_id: str | None) -> str | 
 
 
 def _user_id(principal: Principal) -> uuid.UUID:
-    return uuid.UUID(principal.subject)  # the API refuses non-user principals before this
+    if principal.user_id is None:  # the API refuses devices before this
+        raise ValueError("notification preferences belong to people")
+    return principal.user_id
 
 
 async def remember_recipient(session: AsyncSession, principal: Principal) -> Recipient:

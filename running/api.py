@@ -10,8 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.api import CurrentPrincipal, from_app_state
-from common.security import Principal
+from common.api import CurrentUserId, from_app_state
 from running import analysis, gpx
 from running.live import LiveServer
 from running.models import Race, RaceEntry
@@ -21,13 +20,6 @@ router = APIRouter(prefix="/v1")
 Service = Annotated[RunningService, Depends(from_app_state("running", RunningService))]
 Live = Annotated[LiveServer, Depends(from_app_state("live", LiveServer))]
 MAX_GPX_BYTES = 10 * 1024 * 1024
-
-
-def _user(principal: Principal) -> uuid.UUID:
-    try:
-        return uuid.UUID(principal.subject)
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only members run") from exc
 
 
 def _problem(exc: Exception) -> HTTPException:
@@ -45,29 +37,29 @@ DomainError = (NotFound, Forbidden, Conflict)
 
 
 @router.get("/friends")
-async def friends(principal: CurrentPrincipal, service: Service) -> dict[str, list[uuid.UUID]]:
-    return await service.friendships(_user(principal))
+async def friends(user: CurrentUserId, service: Service) -> dict[str, list[uuid.UUID]]:
+    return await service.friendships(user)
 
 
 @router.post("/friends/{other}")
-async def befriend(other: uuid.UUID, principal: CurrentPrincipal, service: Service) -> dict[str, str]:
+async def befriend(other: uuid.UUID, user: CurrentUserId, service: Service) -> dict[str, str]:
     try:
-        return {"status": await service.request_friend(_user(principal), other)}
+        return {"status": await service.request_friend(user, other)}
     except DomainError as exc:
         raise _problem(exc) from exc
 
 
 @router.post("/friends/{other}/accept", status_code=status.HTTP_204_NO_CONTENT)
-async def accept(other: uuid.UUID, principal: CurrentPrincipal, service: Service) -> None:
+async def accept(other: uuid.UUID, user: CurrentUserId, service: Service) -> None:
     try:
-        await service.accept_friend(_user(principal), other)
+        await service.accept_friend(user, other)
     except DomainError as exc:
         raise _problem(exc) from exc
 
 
 @router.delete("/friends/{other}", status_code=status.HTTP_204_NO_CONTENT)
-async def unfriend(other: uuid.UUID, principal: CurrentPrincipal, service: Service) -> None:
-    await service.remove_friend(_user(principal), other)
+async def unfriend(other: uuid.UUID, user: CurrentUserId, service: Service) -> None:
+    await service.remove_friend(user, other)
 
 
 # -- runs ---------------------------------------------------------------------------------
@@ -96,19 +88,19 @@ class RunDetail(RunOut):
 
 @router.get("/runs")
 async def runs(
-    principal: CurrentPrincipal,
+    user: CurrentUserId,
     service: Service,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     before: datetime | None = None,
 ) -> list[RunOut]:
-    found = await service.runs_of(_user(principal), limit=limit, before=before)
+    found = await service.runs_of(user, limit=limit, before=before)
     return [RunOut.model_validate(run) for run in found]
 
 
 @router.get("/runs/{run_id}")
-async def run_detail(run_id: uuid.UUID, principal: CurrentPrincipal, service: Service) -> RunDetail:
+async def run_detail(run_id: uuid.UUID, user: CurrentUserId, service: Service) -> RunDetail:
     try:
-        run = await service.run_of(_user(principal), run_id)
+        run = await service.run_of(user, run_id)
     except DomainError as exc:
         raise _problem(exc) from exc
     points = await service.run_points(run_id)
@@ -117,8 +109,8 @@ async def run_detail(run_id: uuid.UUID, principal: CurrentPrincipal, service: Se
 
 
 @router.get("/records")
-async def records(principal: CurrentPrincipal, service: Service) -> dict[str, Any]:
-    return await service.records(_user(principal))
+async def records(user: CurrentUserId, service: Service) -> dict[str, Any]:
+    return await service.records(user)
 
 
 class ShareIn(BaseModel):
@@ -127,18 +119,18 @@ class ShareIn(BaseModel):
 
 
 @router.post("/runs/{run_id}/share", status_code=status.HTTP_201_CREATED)
-async def share(run_id: uuid.UUID, body: ShareIn, principal: CurrentPrincipal, service: Service) -> dict[str, Any]:
+async def share(run_id: uuid.UUID, body: ShareIn, user: CurrentUserId, service: Service) -> dict[str, Any]:
     try:
-        token, expires_at = await service.share(_user(principal), run_id, body.hours)
+        token, expires_at = await service.share(user, run_id, body.hours)
     except DomainError as exc:
         raise _problem(exc) from exc
     return {"token": token, "path": f"/ws/share/{token}", "expires_at": expires_at}
 
 
 @router.get("/runs/{run_id}/gpx")
-async def export_gpx(run_id: uuid.UUID, principal: CurrentPrincipal, service: Service) -> Response:
+async def export_gpx(run_id: uuid.UUID, user: CurrentUserId, service: Service) -> Response:
     try:
-        run = await service.run_of(_user(principal), run_id)
+        run = await service.run_of(user, run_id)
     except DomainError as exc:
         raise _problem(exc) from exc
     document = gpx.export(await service.run_points(run_id), name=run.title)
@@ -150,8 +142,7 @@ async def export_gpx(run_id: uuid.UUID, principal: CurrentPrincipal, service: Se
 
 
 @router.post("/runs/gpx", status_code=status.HTTP_201_CREATED)
-async def import_gpx(request: Request, principal: CurrentPrincipal, service: Service) -> RunOut:
-    user = _user(principal)
+async def import_gpx(request: Request, user: CurrentUserId, service: Service) -> RunOut:
     document = await request.body()
     if len(document) > MAX_GPX_BYTES:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "a GPX file is at most 10 MiB")
@@ -224,8 +215,7 @@ def _race(race: Race, entries: list[RaceEntry]) -> RaceOut:
 
 
 @router.post("/races", status_code=status.HTTP_201_CREATED)
-async def create_race(body: RaceIn, principal: CurrentPrincipal, service: Service) -> RaceOut:
-    user = _user(principal)
+async def create_race(body: RaceIn, user: CurrentUserId, service: Service) -> RaceOut:
     try:
         race = await service.create_race(
             user, title=body.title, mode=body.mode, target=body.target, invite=body.invite, start_at=body.start_at
@@ -237,25 +227,24 @@ async def create_race(body: RaceIn, principal: CurrentPrincipal, service: Servic
 
 
 @router.get("/races/{race_id}")
-async def race(race_id: uuid.UUID, principal: CurrentPrincipal, service: Service) -> RaceOut:
+async def race(race_id: uuid.UUID, user: CurrentUserId, service: Service) -> RaceOut:
     try:
-        found, entries = await service.race(_user(principal), race_id)
+        found, entries = await service.race(user, race_id)
     except DomainError as exc:
         raise _problem(exc) from exc
     return _race(found, list(entries))
 
 
 @router.post("/races/{race_id}/join", status_code=status.HTTP_204_NO_CONTENT)
-async def join_race(race_id: uuid.UUID, principal: CurrentPrincipal, service: Service) -> None:
+async def join_race(race_id: uuid.UUID, user: CurrentUserId, service: Service) -> None:
     try:
-        await service.join_race(_user(principal), race_id)
+        await service.join_race(user, race_id)
     except DomainError as exc:
         raise _problem(exc) from exc
 
 
 @router.post("/races/{race_id}/start")
-async def start_race(race_id: uuid.UUID, principal: CurrentPrincipal, service: Service) -> RaceOut:
-    user = _user(principal)
+async def start_race(race_id: uuid.UUID, user: CurrentUserId, service: Service) -> RaceOut:
     try:
         await service.start_race(user, race_id)
         found, entries = await service.race(user, race_id)
@@ -275,11 +264,9 @@ class OutingIn(BaseModel):
 
 
 @router.post("/outings", status_code=status.HTTP_201_CREATED)
-async def create_outing(body: OutingIn, principal: CurrentPrincipal, service: Service) -> dict[str, Any]:
+async def create_outing(body: OutingIn, user: CurrentUserId, service: Service) -> dict[str, Any]:
     try:
-        outing = await service.create_outing(
-            _user(principal), title=body.title, members=body.members, minutes=body.minutes
-        )
+        outing = await service.create_outing(user, title=body.title, members=body.members, minutes=body.minutes)
     except DomainError as exc:
         raise _problem(exc) from exc
     return {
@@ -291,9 +278,9 @@ async def create_outing(body: OutingIn, principal: CurrentPrincipal, service: Se
 
 
 @router.delete("/outings/{outing_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def end_outing(outing_id: uuid.UUID, principal: CurrentPrincipal, service: Service, live: Live) -> None:
+async def end_outing(outing_id: uuid.UUID, user: CurrentUserId, service: Service, live: Live) -> None:
     try:
-        await service.close_outing(_user(principal), outing_id)
+        await service.close_outing(user, outing_id)
     except DomainError as exc:
         raise _problem(exc) from exc
     await live.end_outing(outing_id)
@@ -309,19 +296,19 @@ class StepsIn(BaseModel):
 
 
 @router.put("/steps/{day}")
-async def upload_steps(day: date, body: StepsIn, principal: CurrentPrincipal, service: Service) -> dict[str, Any]:
+async def upload_steps(day: date, body: StepsIn, user: CurrentUserId, service: Service) -> dict[str, Any]:
     today = datetime.now(UTC).date()
     # A day ahead for time zones east of UTC; a month back for a watch that synced late.
     if not today - timedelta(days=31) <= day <= today + timedelta(days=1):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "steps are accepted for the last 31 days only")
-    return await service.upload_steps(_user(principal), day, body.device_id, body.steps)
+    return await service.upload_steps(user, day, body.device_id, body.steps)
 
 
 @router.get("/steps/ranking")
 async def step_ranking(
-    principal: CurrentPrincipal,
+    user: CurrentUserId,
     service: Service,
     period: Literal["day", "week"] = "day",
     day: date | None = None,
 ) -> list[dict[str, Any]]:
-    return await service.step_ranking(_user(principal), period=period, day=day or datetime.now(UTC).date())
+    return await service.step_ranking(user, period=period, day=day or datetime.now(UTC).date())

@@ -188,10 +188,9 @@ class LiveServer:
             return _refuse(HTTPStatus.UNAUTHORIZED, "bearer token required")
         try:
             principal = await self._verifier.verify(token)
-            uuid.UUID(principal.subject)
         except InvalidToken as exc:
             return _refuse(HTTPStatus.UNAUTHORIZED, exc.reason)
-        except ValueError:
+        if principal.user_id is None:
             return _refuse(HTTPStatus.FORBIDDEN, "only members run")
         self._principals[connection.id] = principal
         return None
@@ -224,9 +223,10 @@ class LiveServer:
             pass
 
     def _user(self, session: Session) -> uuid.UUID:
-        if session.principal is None:
+        user_id = session.principal.user_id if session.principal else None
+        if user_id is None:
             raise Closed(POLICY, "sign in first")
-        return uuid.UUID(session.principal.subject)
+        return user_id
 
     # -- runners --------------------------------------------------------------------------
 

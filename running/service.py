@@ -3,7 +3,6 @@ framework, no broker code here)."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.events.catalog import RaceFinished, RacePlacing, RunFinished, RunStarted, StepRankChanged
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
+from common.security import secret_digest
 from running import analysis
 from running.models import Friendship, Outing, Race, RaceEntry, Run, RunChunk, ShareLink, StepCount
 from running.settings import RunningSettings
@@ -36,10 +36,6 @@ class Forbidden(Exception):
 
 class Conflict(Exception):
     pass
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _ts(moment: datetime) -> float:
@@ -324,12 +320,14 @@ class RunningService:
             run = await session.get(Run, run_id)
             if run is None or run.user_id != user:
                 raise NotFound("no such run of yours")
-            session.add(ShareLink(token_hash=_hash(token), run_id=run_id, created_by=user, expires_at=expires_at))
+            session.add(
+                ShareLink(token_hash=secret_digest(token), run_id=run_id, created_by=user, expires_at=expires_at)
+            )
         return token, expires_at
 
     async def shared_run(self, token: str) -> Run:
         async with self._kernel.db.sessions() as session:
-            link = await session.get(ShareLink, _hash(token))
+            link = await session.get(ShareLink, secret_digest(token))
             if link is None:
                 raise NotFound("unknown link")
             if link.expires_at <= utc_now():
