@@ -16,7 +16,6 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import String, cast, delete, func, select
-from sqlalchemy import event as orm_event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Database
@@ -278,8 +277,7 @@ class Notifier:
                 )
                 queued = True
         if queued:
-            # Send right after the commit rather than at the dispatcher's next poll.
-            orm_event.listen(session.sync_session, "after_commit", lambda _session: self._wake(), once=True)
+            uow.after_commit(self._wake)  # send now, not at the dispatcher's next poll
 
 
 def _equipment_data(fault_id: uuid.UUID, device_id: str, branch_id: str, state: str) -> dict[str, str]:

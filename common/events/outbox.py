@@ -50,6 +50,7 @@ class UnitOfWork:
         self._database = database
         self._tables = tables
         self._on_commit = on_commit
+        self._after_commit: list[Callable[[], None]] = []
         self._events: list[Event] = []
         self._session: AsyncSession | None = None
 
@@ -61,6 +62,11 @@ class UnitOfWork:
 
     def emit(self, event: Event) -> None:
         self._events.append(event)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the transaction has committed (never on a rollback): to
+        wake a worker that acts on what was just written."""
+        self._after_commit.append(callback)
 
     async def __aenter__(self) -> Self:
         self._session = self._database.sessions()
@@ -83,6 +89,8 @@ class UnitOfWork:
             self._session = None
         if self._events:
             self._on_commit()
+        for callback in self._after_commit:
+            callback()
 
 
 async def write_outbox(session: AsyncSession, tables: KernelTables, events: list[Event]) -> None:

@@ -68,6 +68,26 @@ async def test_rolled_back_transaction_leaves_no_event(postgres):
     await database.dispose()
 
 
+async def test_after_commit_callbacks_run_after_a_commit_and_never_after_a_rollback(postgres):
+    url = postgres.create("producer")
+    create_schema(url)
+    database = Database(url)
+    calls: list[str] = []
+    async with UnitOfWork(database, TABLES, on_commit=lambda: None) as uow:
+        uow.after_commit(lambda: calls.append("committed"))
+        assert calls == []  # not before the commit
+
+    async def broken() -> None:
+        async with UnitOfWork(database, TABLES, on_commit=lambda: None) as uow:
+            uow.after_commit(lambda: calls.append("rolled back"))
+            raise RuntimeError("business rule broken")
+
+    with pytest.raises(RuntimeError):
+        await broken()
+    assert calls == ["committed"]
+    await database.dispose()
+
+
 async def test_relay_delivers_everything_through_connection_cuts(rabbitmq_url, namespace, postgres):
     producer_url, consumer_url = postgres.create("producer"), postgres.create("consumer")
     create_schema(producer_url)
