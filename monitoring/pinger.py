@@ -60,10 +60,6 @@ class Pinger:
         if device_id in self._targets:
             self._plan(device_id, time.monotonic() + after_s)
 
-    @property
-    def targets(self) -> int:
-        return len(self._targets)
-
     def _plan(self, device_id: str, due: float) -> None:
         self._next[device_id] = due
         heapq.heappush(self._due, (due, device_id))

@@ -23,7 +23,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ class ScriptedFailure:
             device_id, after = rest.rsplit("@", 1)
             if mode not in MODES:
                 raise ValueError(mode)
-            return cls(device_id, mode, float(after))  # type: ignore[arg-type]
+            return cls(device_id, cast(Mode, mode), float(after))
         except ValueError as exc:
             raise ValueError(f"expected MODE:DEVICE@SECONDS (modes: {', '.join(MODES)}), got {text!r}") from exc
 

@@ -187,10 +187,6 @@ class EquipmentWatch:
             "readings": dict(watched.readings),
         }
 
-    @property
-    def device_count(self) -> int:
-        return len(self._devices)
-
     # -- observations -------------------------------------------------------------------
 
     async def on_ping(self, device_id: str, ok: bool, detail: str) -> None:

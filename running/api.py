@@ -100,7 +100,7 @@ async def runs(
 @router.get("/runs/{run_id}")
 async def run_detail(run_id: uuid.UUID, user: CurrentUserId, service: Service) -> RunDetail:
     try:
-        run = await service.run_of(user, run_id)
+        run = await service.watchable_run(user, run_id)
     except DomainError as exc:
         raise _problem(exc) from exc
     points = await service.run_points(run_id)
@@ -130,7 +130,7 @@ async def share(run_id: uuid.UUID, body: ShareIn, user: CurrentUserId, service: 
 @router.get("/runs/{run_id}/gpx")
 async def export_gpx(run_id: uuid.UUID, user: CurrentUserId, service: Service) -> Response:
     try:
-        run = await service.run_of(user, run_id)
+        run = await service.watchable_run(user, run_id)
     except DomainError as exc:
         raise _problem(exc) from exc
     document = gpx.export(await service.run_points(run_id), name=run.title)

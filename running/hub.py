@@ -11,7 +11,6 @@ misses nothing it could use later — the run's stored track is the record.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,6 @@ class Hub:
     def __init__(self) -> None:
         self._topics: dict[str, set[Subscriber]] = {}
         self._relay: Relay | None = None
-        self.delivered = 0
 
     def attach(self, relay: Relay) -> None:
         self._relay = relay
@@ -62,22 +60,5 @@ class Hub:
         for subscriber in list(self._topics.get(topic, ())):
             try:
                 subscriber.deliver(topic, message)
-                self.delivered += 1
             except Exception:
                 log.warning("a live subscriber failed on %s", topic, exc_info=True)
-
-    def subscribers(self, topic: str) -> int:
-        return len(self._topics.get(topic, ()))
-
-
-class CallbackSubscriber:
-    """A subscriber that runs a function (race boards, outing closers)."""
-
-    def __init__(self, callback: Callable[[str, str], None]) -> None:
-        self._callback = callback
-
-    def deliver(self, topic: str, message: str) -> None:
-        self._callback(topic, message)
-
-
-AsyncCallback = Callable[[str, str], Awaitable[None]]

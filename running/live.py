@@ -151,7 +151,6 @@ class LiveServer:
         self._groups: dict[str, ConnectionGroup] = {}
         self._boards: dict[uuid.UUID, RaceBoard] = {}
         self.active: dict[uuid.UUID, LiveRun] = {}
-        self.points_in = 0
 
     async def start(self, host: str, port: int) -> int:
         self._server = await serve(
@@ -313,7 +312,6 @@ class LiveServer:
                 accepted = True
             else:
                 refused[outcome.reason.value] = refused.get(outcome.reason.value, 0) + 1
-        self.points_in += len(raw)
         position = live.track.position
         if accepted and position is not None:
             await self._hub.publish(

@@ -59,6 +59,15 @@ class RaceInfo:
     start_at: float
 
 
+def _mode(race: Race) -> Literal["distance", "time"]:
+    return "time" if race.mode == "time" else "distance"
+
+
+def _race_info(race: Race) -> RaceInfo:
+    assert race.start_at is not None, "only a started race has a clock"
+    return RaceInfo(race.race_id, _mode(race), race.target, _ts(race.start_at))
+
+
 @dataclass
 class LiveRun:
     """A run being streamed to this replica."""
@@ -198,7 +207,7 @@ class RunningService:
             if run.race_id is not None:
                 found = await session.get(Race, run.race_id)
                 if found is not None and found.start_at is not None:
-                    race = RaceInfo(found.race_id, found.mode, found.target, _ts(found.start_at))  # type: ignore[arg-type]
+                    race = _race_info(found)
             points = await self._points(session, run_id)
         track = self._new_track(_ts(run.started_at), race)
         latest = max((point.t for point in points), default=0.0)
@@ -346,9 +355,6 @@ class RunningService:
         async with self._kernel.db.sessions() as session:
             return (await session.scalars(query.order_by(Run.started_at.desc()).limit(limit))).all()
 
-    async def run_of(self, viewer: uuid.UUID, run_id: uuid.UUID) -> Run:
-        return await self.watchable_run(viewer, run_id)
-
     async def records(self, user: uuid.UUID) -> dict[str, Any]:
         async with self._kernel.db.sessions() as session:
             runs = (await session.scalars(select(Run).where(Run.user_id == user, Run.status == "finished"))).all()
@@ -477,7 +483,7 @@ class RunningService:
         if entry.run_id is not None and entry.status == "finished":
             raise Conflict("you have finished this race")
         entry.run_id = run_id
-        return RaceInfo(race.race_id, race.mode, race.target, _ts(race.start_at))  # type: ignore[arg-type]
+        return _race_info(race)
 
     async def race(self, viewer: uuid.UUID, race_id: uuid.UUID) -> tuple[Race, Sequence[RaceEntry]]:
         async with self._kernel.db.sessions() as session:
@@ -539,7 +545,7 @@ class RunningService:
             uow.emit(
                 RaceFinished(
                     race_id=race_id,
-                    mode="time" if race.mode == "time" else "distance",
+                    mode=_mode(race),
                     target=race.target,
                     finished_at=now,
                     placings=tuple(placings),

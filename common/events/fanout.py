@@ -43,8 +43,6 @@ class TopicFanout:
         self._bound: set[str] = set()
         self._remote: dict[str, set[str]] = {}  # topic -> other replicas that follow it
         self._lock = asyncio.Lock()
-        self.published = 0
-        self.skipped = 0
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(self._url)
@@ -68,9 +66,7 @@ class TopicFanout:
         if self._exchange is None:
             return
         if not self._remote.get(topic):
-            self.skipped += 1
             return
-        self.published += 1
         await self._exchange.publish(
             aio_pika.Message(
                 message.encode(), app_id=self._replica, delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT
