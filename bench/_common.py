@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+_STARTED = time.monotonic()
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def ensure_services() -> None:
@@ -70,3 +75,14 @@ def jwks_app() -> Any:
         return document
 
     return app
+
+
+def progress(message: str) -> None:
+    """A line on stderr with the seconds since the benchmark started (stdout is the table)."""
+    print(f"[{time.monotonic() - _STARTED:5.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS

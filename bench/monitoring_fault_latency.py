@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
-from bench._common import emit, ensure_services, jwks_app, machine, summary, table
+from bench._common import cpu_seconds, emit, ensure_services, jwks_app, machine, progress, summary, table
 from common.migrations import upgrade
 from common.security import Role
 from notification.fcm import ServiceAccount
@@ -45,22 +44,8 @@ from tests.support.processes import clean_env, start, stop, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 BRANCH = "bench-branch"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PER_SIMULATOR = 5000
 OK_GAUGE = 'monitoring_devices{health="ok"}'
-
-
-BENCH_START = time.monotonic()
-
-
-def progress(message: str) -> None:
-    print(f"[{time.monotonic() - BENCH_START:5.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:

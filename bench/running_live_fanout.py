@@ -20,7 +20,6 @@ import itertools
 import json
 import math
 import multiprocessing
-import os
 import random
 import statistics
 import sys
@@ -35,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import create_engine, insert
 
-from bench._common import emit, ensure_services, jwks_app, machine, summary, table
+from bench._common import cpu_seconds, emit, ensure_services, jwks_app, machine, progress, summary, table
 from common.db import sync_url
 from common.migrations import upgrade
 from common.security import Role
@@ -49,17 +48,7 @@ from tests.support.infra import PG_ADMIN_URL, RABBITMQ_URL, PostgresDatabases
 from tests.support.processes import clean_env, start, stop, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CONNECT_CONCURRENCY = 64
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # -- load generators (each in its own process) --------------------------------------------
