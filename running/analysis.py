@@ -27,7 +27,14 @@ def replay(points: Sequence[GpsPoint]) -> LiveTrack:
 
 
 def summarise(points: Sequence[GpsPoint], *, max_hr: int = DEFAULT_MAX_HR) -> dict[str, Any]:
-    track = replay(points)
+    return summarise_track(replay(points), max_hr=max_hr)
+
+
+def filtered_positions(track: LiveTrack) -> list[list[float]]:
+    return [[round(t, 3), round(lat, 7), round(lon, 7)] for t, lat, lon in track.kept_positions()]
+
+
+def summarise_track(track: LiveTrack, *, max_hr: int = DEFAULT_MAX_HR) -> dict[str, Any]:
     stats = track.stats()
     kept = [point for point, ok in zip(track.points, track.kept, strict=True) if ok]
     return {

@@ -103,8 +103,11 @@ async def run_detail(run_id: uuid.UUID, user: CurrentUserId, service: Service) -
         run = await service.watchable_run(user, run_id)
     except DomainError as exc:
         raise _problem(exc) from exc
-    points = await service.run_points(run_id)
-    track = analysis.replay(points).kept_positions() if points else []
+    if run.track is not None:
+        track = [(t, lat, lon) for t, lat, lon in run.track]
+    else:  # still live: filter what is stored so far
+        points = await service.run_points(run_id)
+        track = analysis.replay(points).kept_positions() if points else []
     return RunDetail(**RunOut.model_validate(run).model_dump(), summary=run.summary, track=track)
 
 

@@ -33,6 +33,9 @@ class Run(Base):
     race_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
     # Splits, pace chart, elevation, heart-rate zones: computed once at the finish.
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The filtered track, [t, lat, lon] per kept point, also kept from the finish (None
+    # while the run is live): a run's page must not re-filter the whole run each time.
+    track: Mapped[list[list[float]] | None] = mapped_column(JSON, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 

@@ -268,7 +268,8 @@ class RunningService:
         await self.save_points([live])
         async with self._kernel.db.sessions() as session:
             points = await self._points(session, live.run_id)
-        summary = analysis.summarise(points) if points else {"distance_m": 0.0, "moving_s": 0.0, "elapsed_s": 0.0}
+        track = analysis.replay(points)
+        summary = analysis.summarise_track(track) if points else {"distance_m": 0.0, "moving_s": 0.0, "elapsed_s": 0.0}
         now = utc_now()
         async with self._kernel.unit_of_work() as uow:
             run = await uow.session.get(Run, live.run_id)
@@ -277,6 +278,7 @@ class RunningService:
             if run.status == "finished":
                 return run
             run.status, run.finished_at, run.summary, run.updated_at = "finished", now, summary, now
+            run.track = analysis.filtered_positions(track)
             run.distance_m, run.moving_s = float(summary["distance_m"]), float(summary["moving_s"])
             run.elapsed_s = float(summary["elapsed_s"])
             uow.emit(
@@ -372,7 +374,8 @@ class RunningService:
         }
 
     async def import_run(self, user: uuid.UUID, title: str, points: Sequence[GpsPoint]) -> Run:
-        summary = analysis.summarise(points)
+        track = analysis.replay(points)
+        summary = analysis.summarise_track(track)
         now = utc_now()
         started = datetime.fromtimestamp(points[0].t, UTC)
         finished = datetime.fromtimestamp(points[-1].t, UTC)
@@ -390,6 +393,7 @@ class RunningService:
                 moving_s=float(summary["moving_s"]),
                 elapsed_s=float(summary["elapsed_s"]),
                 summary=summary,
+                track=analysis.filtered_positions(track),
                 updated_at=now,
             )
             uow.session.add(run)
