@@ -20,13 +20,13 @@ from common.api import create_service_app
 from common.breaker import breaker_for
 from common.crypto import VectorSealer
 from common.events.bus import EventBus
-from common.events.catalog import GateStatusChanged
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel, build_kernel, remote_jwks
 from common.observability import Metrics
 from common.periodic import Jobs, Periodic
 from common.security import JwksCache
 from common.settings import PlatformSettings
+from contracts import CATALOG, GateStatusChanged
 
 SERVICE = "access"
 # Fixed forever: vectors sealed under it must still open after an upgrade.
@@ -49,7 +49,14 @@ def create_app(
     # public keys. And it stays ready without the broker: the outbox keeps its events.
     keys = keys or remote_jwks(access_settings, remember_in=access_settings.data_dir / "access-jwks.json")
     kernel = build_kernel(
-        SERVICE, access_settings, metadata=Base.metadata, bus=bus, metrics=metrics, keys=keys, ready_without_bus=True
+        SERVICE,
+        access_settings,
+        metadata=Base.metadata,
+        catalog=CATALOG,
+        bus=bus,
+        metrics=metrics,
+        keys=keys,
+        ready_without_bus=True,
     )
     stop_hooks = []
     if facemodel is None:

@@ -9,8 +9,8 @@ from access.faces import FaceCache, decayed, rank_key
 from access.models import FaceVector, MembershipCopy, VisitScore
 from common.crypto import VectorSealer
 from common.events.bus import Subscriptions
-from common.events.catalog import AccessGranted, FaceEnrolled, FaceErased, MembershipChanged
 from common.events.outbox import UnitOfWork
+from contracts import AccessGranted, FaceEnrolled, FaceErased, MembershipChanged
 
 
 class AccessEvents:

@@ -29,10 +29,10 @@ from access.models import AccessAttempt, AuditEntry, MembershipCopy, Presence, U
 from access.passes import EntryPassChecker
 from access.rules import MembershipTerms, Reason, membership_verdict
 from access.settings import AccessSettings
-from common.events.catalog import AccessDenied, AccessGranted, EntryMethod
 from common.events.envelope import utc_now
 from common.events.outbox import UnitOfWork
 from common.kernel import ServiceKernel
+from contracts import AccessDenied, AccessGranted, EntryMethod
 
 log = logging.getLogger(__name__)
 

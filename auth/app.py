@@ -30,6 +30,7 @@ from common.observability import Metrics
 from common.periodic import Periodic
 from common.security import JwksCache
 from common.settings import PlatformSettings
+from contracts import CATALOG
 
 SERVICE = "auth"
 # Fixed forever: vectors sealed under it must still open after an upgrade.
@@ -56,6 +57,7 @@ def create_app(
         SERVICE,
         settings,
         metadata=Base.metadata,
+        catalog=CATALOG,
         bus=bus,
         metrics=metrics,
         keys=JwksCache(own_jwks, min_refresh_interval_s=1.0),

@@ -12,10 +12,10 @@ from typing import Literal
 from auth.audit import audit
 from auth.keys import KeyRing
 from auth.models import Device
-from common.events.catalog import DeviceRevoked
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
 from common.security import Role, TokenIssuer, secret_digest
+from contracts import DeviceRevoked
 
 DeviceKind = Literal["gate", "kiosk", "camera", "equipment"]
 

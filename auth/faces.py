@@ -16,11 +16,11 @@ from auth.audit import audit
 from auth.models import FaceConsent, FaceEnrollment
 from common.breaker import AsyncCircuitBreaker, CircuitOpenError
 from common.crypto import VectorSealer
-from common.events.catalog import FaceEnrolled, FaceErased
 from common.events.envelope import utc_now
 from common.events.outbox import UnitOfWork
 from common.http import ServiceClient, error_detail
 from common.kernel import ServiceKernel
+from contracts import FaceEnrolled, FaceErased
 
 ErasureReason = Literal["consent_withdrawn", "member_request", "account_deleted"]
 

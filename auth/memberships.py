@@ -13,9 +13,9 @@ from auth.audit import audit
 from auth.errors import UnknownUser
 from auth.identity import IdentityCheck, IdentityVerdict
 from auth.models import Membership, User
-from common.events.catalog import MembershipChanged
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
+from contracts import MembershipChanged
 
 REPUBLISH_BATCH = 500
 MembershipStatus = Literal["active", "paused", "expired", "blocked"]

@@ -8,8 +8,8 @@ from typing import Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
-from common.events.catalog import ACCESS_HOURS_PATTERN
 from common.security import Role
+from contracts import ACCESS_HOURS_PATTERN
 
 
 class Input(BaseModel):

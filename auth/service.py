@@ -32,10 +32,10 @@ from auth.keys import KeyRing
 from auth.memberships import membership_changed
 from auth.models import AuditEntry, FaceConsent, LoginThrottle, Membership, PasswordReset, RefreshToken, User
 from auth.passwords import password_problems
-from common.events.catalog import PasswordResetRequested, UserRegistered
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
 from common.security import Role, TokenIssuer, secret_digest
+from contracts import PasswordResetRequested, UserRegistered
 
 
 @dataclass(frozen=True)

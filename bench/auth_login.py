@@ -35,7 +35,7 @@ PASSWORD = "a long enough password"
 async def login_latencies(
     hasher: PasswordHasher, url: str, logins: int, concurrency: int
 ) -> tuple[list[float], float, dict[str, float]]:
-    settings = PlatformSettings(environment="test", auth_database_url=url)
+    settings = PlatformSettings(environment="test", database_urls={"auth": url})
     app = create_app(settings, hasher=hasher)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -25,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 
 from bench._common import emit, ensure_services, jwks_app, machine, table
-from common.events.catalog import CATALOG, EquipmentFault
 from common.events.envelope import OutgoingMessage
 from common.events.rabbitmq import RabbitMQBus
 from common.migrations import upgrade
 from common.observability import Metrics
 from common.security import Role
+from contracts import CATALOG, EquipmentFault
 from notification.fcm import FcmSender, Push, ServiceAccount
 from notification.fcm_sim import FcmSimState
 from notification.fcm_sim import create_app as create_fcm

@@ -19,8 +19,7 @@ from sqlalchemy import MetaData
 
 from common.db import Database, KernelTables, kernel_tables_of
 from common.events.bus import EventBus, Subscriptions
-from common.events.catalog import CATALOG, DeviceRevoked
-from common.events.envelope import Event, EventCatalog
+from common.events.envelope import Event, EventCatalog, RevokesCredentials
 from common.events.inprocess import InProcessBus
 from common.events.outbox import OutboxRelay, UnitOfWork, bind_idempotent
 from common.observability import Metrics
@@ -30,7 +29,7 @@ from common.settings import PlatformSettings
 log = logging.getLogger(__name__)
 
 
-def make_bus(settings: PlatformSettings, metrics: Metrics, catalog: EventCatalog = CATALOG) -> EventBus:
+def make_bus(settings: PlatformSettings, metrics: Metrics, catalog: EventCatalog) -> EventBus:
     """RabbitMQ when a broker URL is configured, the in-process bus otherwise."""
     if settings.broker_url is None:
         return InProcessBus(
@@ -115,6 +114,8 @@ class ServiceKernel:
     # A service that must keep working offline (access at the gate) stays ready while the
     # broker is away: its outbox keeps the events until the broker is back.
     ready_without_bus: bool = False
+    # The events this service can decode (a stateless service needs none).
+    catalog: EventCatalog = field(default_factory=EventCatalog)
     relay: OutboxRelay | None = field(default=None, init=False)
     _started: bool = field(default=False, init=False)
 
@@ -153,18 +154,20 @@ class ServiceKernel:
             await self.bus.subscribe(
                 bind_idempotent(self.subscriptions, database, tables, self.metrics, on_commit=relay.wake)
             )
-        if self.bus is not None:
-            await self.bus.broadcast([DeviceRevoked], self._on_device_revoked)
+        revocations = [kind for kind in self.catalog if issubclass(kind, RevokesCredentials)]
+        if self.bus is not None and revocations:
+            await self.bus.broadcast(revocations, self._on_revocation)
         if self.relay is not None:
             self.relay.start()
         self._started = True
         log.info("service started", extra={"service": self.name})
 
-    async def _on_device_revoked(self, event: Event) -> None:
-        # Every replica refuses the device's tokens at once instead of waiting out their
-        # lifetime; 10 minutes outlasts any device token (5 minutes) plus clock skew.
-        if isinstance(event, DeviceRevoked):
-            self.verifier.revoke_subject(f"device:{event.device_id}", for_s=600)
+    async def _on_revocation(self, event: Event) -> None:
+        # Every replica refuses the subject's tokens at once instead of waiting out their
+        # lifetime.
+        if isinstance(event, RevokesCredentials):
+            subject, for_s = event.revoked_subject()
+            self.verifier.revoke_subject(subject, for_s=for_s)
 
     async def stop(self) -> None:
         """Drain consumers, flush the outbox, close connections: in that order."""
@@ -204,7 +207,7 @@ def build_kernel(
     bus: EventBus | None = None,
     metrics: Metrics | None = None,
     keys: JwksCache | None = None,
-    catalog: EventCatalog = CATALOG,
+    catalog: EventCatalog | None = None,
     ready_without_bus: bool = False,
 ) -> ServiceKernel:
     """Wire one service from settings; pass ``bus``/``metrics`` to share them in one process."""
@@ -213,6 +216,8 @@ def build_kernel(
     verifier = TokenVerifier(keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     if metadata is None:
         return ServiceKernel(name=name, settings=settings, metrics=metrics, verifier=verifier, keys=keys)
+    if catalog is None:
+        raise TypeError(f"{name} has a database and a bus: pass the event catalog it speaks")
     owns_bus = bus is None
     if bus is None:
         bus = make_bus(settings, metrics, catalog)
@@ -220,6 +225,7 @@ def build_kernel(
         name=name,
         settings=settings,
         metrics=metrics,
+        catalog=catalog,
         verifier=verifier,
         keys=keys,
         ready_without_bus=ready_without_bus,

@@ -7,26 +7,18 @@ with the developer's guest credentials or the embedded SQLite files by accident.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import AmqpDsn, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-SERVICE_NAMES: tuple[str, ...] = (
-    "gateway",
-    "auth",
-    "access",
-    "facemodel",
-    "helper",
-    "branch_owner",
-    "search",
-    "monitoring",
-    "notification",
-    "mlops",
-    "running",
-)
+SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,40}$"
+_PER_SERVICE_DATABASE_URL = re.compile(r"^SMARTGYM_([A-Z][A-Z0-9_]{0,40})_DATABASE_URL$")
 
 LOCAL_KEY_SECRET = "local-development-only"  # noqa: S105 - refused outside local/test
 
@@ -62,17 +54,9 @@ class PlatformSettings(BaseSettings):
     # A per-service URL wins; otherwise the template (``{service}`` is replaced);
     # otherwise an SQLite file under data_dir (embedded mode).
     database_url_template: str | None = None
-    gateway_database_url: str | None = None
-    auth_database_url: str | None = None
-    access_database_url: str | None = None
-    facemodel_database_url: str | None = None
-    helper_database_url: str | None = None
-    branch_owner_database_url: str | None = None
-    search_database_url: str | None = None
-    monitoring_database_url: str | None = None
-    notification_database_url: str | None = None
-    mlops_database_url: str | None = None
-    running_database_url: str | None = None
+    # Per service, by name; ``SMARTGYM_<SERVICE>_DATABASE_URL`` variables land here too, so
+    # a new service needs no field of its own in the kernel.
+    database_urls: dict[str, str] = Field(default_factory=dict)
 
     jwt_issuer: str = "smartgym-auth"
     jwt_audience: str = "smartgym"
@@ -105,6 +89,23 @@ class PlatformSettings(BaseSettings):
             raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            _PerServiceDatabaseUrls(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
     @property
     def embedded(self) -> bool:
         return self.broker_url is None
@@ -117,9 +118,9 @@ class PlatformSettings(BaseSettings):
 
     def database_url(self, service: str) -> str:
         """The async SQLAlchemy URL of ``service``'s own database."""
-        if service not in SERVICE_NAMES:
-            raise ValueError(f"unknown service {service!r}")
-        explicit: str | None = getattr(self, f"{service}_database_url")
+        if not re.fullmatch(SERVICE_NAME_PATTERN, service):
+            raise ValueError(f"not a service name: {service!r}")
+        explicit = self.database_urls.get(service)
         if explicit:
             url = explicit
         elif self.database_url_template:
@@ -130,3 +131,20 @@ class PlatformSettings(BaseSettings):
         if self.environment == "production" and url.startswith("sqlite"):
             raise ValueError(f"{service}: SQLite is for embedded mode, set a PostgreSQL URL")
         return url
+
+
+class _PerServiceDatabaseUrls(PydanticBaseSettingsSource):
+    """``SMARTGYM_<SERVICE>_DATABASE_URL`` variables gathered into ``database_urls``: the
+    documented per-service variables keep working while the kernel names no service.
+    ``SMARTGYM_DATABASE_URLS`` (JSON) and constructor arguments win over them, key by key."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found = {
+            match.group(1).lower(): value
+            for key, value in os.environ.items()
+            if (match := _PER_SERVICE_DATABASE_URL.match(key)) and value
+        }
+        return {"database_urls": found} if found else {}

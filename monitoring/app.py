@@ -14,6 +14,7 @@ from common.observability import Metrics
 from common.periodic import Jobs, Periodic
 from common.security import JwksCache
 from common.settings import PlatformSettings
+from contracts import CATALOG
 from monitoring.api import router
 from monitoring.events import subscriptions
 from monitoring.heartbeat import Beat, HeartbeatServer, Limits
@@ -37,7 +38,7 @@ def create_app(
     keys: JwksCache | None = None,
 ) -> FastAPI:
     config = MonitoringSettings.of(settings)
-    kernel = build_kernel(SERVICE, config, metadata=Base.metadata, bus=bus, metrics=metrics, keys=keys)
+    kernel = build_kernel(SERVICE, config, metadata=Base.metadata, catalog=CATALOG, bus=bus, metrics=metrics, keys=keys)
 
     async def ping_result(device_id: str, ok: bool, detail: str) -> None:
         await watch.on_ping(device_id, ok, detail)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from common.events.bus import Subscriptions
-from common.events.catalog import GateStatusChanged
 from common.events.outbox import UnitOfWork
+from contracts import GateStatusChanged
 from monitoring.watch import EquipmentWatch
 
 

@@ -18,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, mod
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.events.catalog import Criticality, EquipmentFault, EquipmentFaultEscalated, EquipmentRecovered
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
 from common.security import secret_digest
+from contracts import Criticality, EquipmentFault, EquipmentFaultEscalated, EquipmentRecovered
 from monitoring.detector import Health
 from monitoring.models import Equipment, Fault, MaintenanceWindow, StateChange
 from monitoring.watch import Change, DeviceSpec, EquipmentWatch

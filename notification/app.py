@@ -10,6 +10,7 @@ from common.kernel import build_kernel
 from common.observability import Metrics
 from common.security import JwksCache
 from common.settings import PlatformSettings
+from contracts import CATALOG
 from notification.api import router
 from notification.dispatch import Dispatcher, DispatchMetrics, Sender
 from notification.events import subscriptions
@@ -30,7 +31,7 @@ def create_app(
     sender: Sender | None = None,
 ) -> FastAPI:
     config = NotificationSettings.of(settings)
-    kernel = build_kernel(SERVICE, config, metadata=Base.metadata, bus=bus, metrics=metrics, keys=keys)
+    kernel = build_kernel(SERVICE, config, metadata=Base.metadata, catalog=CATALOG, bus=bus, metrics=metrics, keys=keys)
     stop_hooks = []
     if sender is None:
         account = (

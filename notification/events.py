@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from common.events.bus import Subscriptions
-from common.events.catalog import (
+from contracts import (
     AccessDenied,
     BranchPreferenceCreated,
     EquipmentFault,

@@ -19,7 +19,10 @@ from sqlalchemy import String, cast, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Database
-from common.events.catalog import (
+from common.events.envelope import utc_now
+from common.events.outbox import UnitOfWork
+from common.security import Principal, Role
+from contracts import (
     AccessDenied,
     BranchPreferenceCreated,
     EquipmentFault,
@@ -32,9 +35,6 @@ from common.events.catalog import (
     TaskJudged,
     UserRegistered,
 )
-from common.events.envelope import utc_now
-from common.events.outbox import UnitOfWork
-from common.security import Principal, Role
 from notification.models import BranchProfile, Delivery, GateDenial, InboxMessage, PushToken, Recipient
 from notification.settings import NotificationSettings
 from notification.templates import render

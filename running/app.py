@@ -17,6 +17,7 @@ from common.observability import Metrics
 from common.periodic import Jobs, Periodic
 from common.security import JwksCache
 from common.settings import PlatformSettings
+from contracts import CATALOG
 from running.api import router
 from running.hub import Hub
 from running.live import LiveServer
@@ -59,7 +60,7 @@ def create_app(
     keys: JwksCache | None = None,
 ) -> FastAPI:
     config = RunningSettings.of(settings)
-    kernel = build_kernel(SERVICE, config, metadata=Base.metadata, bus=bus, metrics=metrics, keys=keys)
+    kernel = build_kernel(SERVICE, config, metadata=Base.metadata, catalog=CATALOG, bus=bus, metrics=metrics, keys=keys)
     service = RunningService(kernel, config)
     hub = Hub()
     live = LiveServer(service=service, hub=hub, verifier=kernel.verifier, settings=config)

@@ -13,10 +13,10 @@ from typing import Any, Literal
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.events.catalog import RaceFinished, RacePlacing, RunFinished, RunStarted, StepRankChanged
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
 from common.security import secret_digest
+from contracts import RaceFinished, RacePlacing, RunFinished, RunStarted, StepRankChanged
 from running import analysis
 from running.models import Friendship, Outing, Race, RaceEntry, Run, RunChunk, ShareLink, StepCount
 from running.settings import RunningSettings

@@ -22,6 +22,7 @@ from common.kernel import make_bus
 from common.migrations import upgrade
 from common.observability import Metrics, configure_logging
 from common.settings import PlatformSettings
+from contracts import CATALOG
 from smartgym.registry import PORTS, SERVICES, ServiceSpec, spec
 
 log = logging.getLogger("smartgym")
@@ -47,7 +48,7 @@ def _service_urls(host: str, port_offset: int) -> dict[str, Any]:
     if _simulate_fcm():
         fcm = f"http://{host}:{PORTS['fcm_sim'] + port_offset}"
         overrides.update(fcm_endpoint=fcm, fcm_token_uri=f"{fcm}/token")
-    overrides["monitoring_heartbeat_port"] = 7007 + port_offset
+    overrides["monitoring_heartbeat_port"] = PORTS["monitoring_heartbeat"] + port_offset
     overrides["running_live_port"] = PORTS["running_live"] + port_offset
     overrides["running_live_url"] = f"http://{host}:{PORTS['running_live'] + port_offset}"
     return overrides
@@ -101,7 +102,7 @@ def up(host: str, port_offset: int) -> None:
 async def _run_embedded(host: str, port_offset: int, overrides: dict[str, Any]) -> int:
     platform = PlatformSettings()
     metrics = Metrics()
-    bus = make_bus(platform, metrics)
+    bus = make_bus(platform, metrics, CATALOG)
     await bus.start()
     try:
         apps = [

@@ -4,33 +4,16 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
 from fastapi import FastAPI
 
 from common.events.bus import EventBus
+from common.manifest import ServiceManifest
 from common.observability import Metrics
 from common.settings import PlatformSettings
-
-# The port plan of the whole platform (embedded mode and the Helm chart use the same).
-PORTS: dict[str, int] = {
-    "gateway": 8000,
-    "auth": 8001,
-    "access": 8002,
-    "facemodel": 8003,
-    "helper": 8004,
-    "branch_owner": 8005,
-    "search": 8006,
-    "monitoring": 8007,
-    "notification": 8008,
-    "mlops": 8009,
-    "running": 8010,
-    # Not a service: the local stand-in of the card identity-check partner (embedded mode).
-    "cardcheck_sim": 8011,
-    "fcm_sim": 8012,
-    "running_live": 8020,
-}
 
 
 class AppFactory(Protocol):
@@ -39,19 +22,32 @@ class AppFactory(Protocol):
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    name: str
-    has_database: bool
-    uses_bus: bool
-    settings_class: str = "common.settings:PlatformSettings"
-    # Part of `smartgym up`? facemodel needs the `face` extra and a model pack.
-    embedded: bool = True
+    """A discovered service: its manifest plus what the launcher does with it."""
+
+    manifest: ServiceManifest
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
 
     @property
     def port(self) -> int:
-        return PORTS[self.name]
+        return self.manifest.port
+
+    @property
+    def has_database(self) -> bool:
+        return self.manifest.has_database
+
+    @property
+    def uses_bus(self) -> bool:
+        return self.manifest.uses_bus
+
+    @property
+    def embedded(self) -> bool:
+        return self.manifest.embedded
 
     def settings_type(self) -> type[PlatformSettings]:
-        module, _, attribute = self.settings_class.partition(":")
+        module, _, attribute = self.manifest.settings_class.partition(":")
         settings_type: type[PlatformSettings] = getattr(importlib.import_module(module), attribute)
         return settings_type
 
@@ -75,34 +71,40 @@ class ServiceSpec:
         return factory(settings, metrics=metrics)
 
 
-# Start order: consumers before the producers whose events they take, the gateway last;
-# shutdown runs in reverse, so producers flush their outbox while consumers still listen.
-SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec(
-        "notification", has_database=True, uses_bus=True, settings_class="notification.settings:NotificationSettings"
-    ),
-    ServiceSpec(
-        "monitoring", has_database=True, uses_bus=True, settings_class="monitoring.settings:MonitoringSettings"
-    ),
-    ServiceSpec("auth", has_database=True, uses_bus=True, settings_class="auth.settings:AuthSettings"),
-    ServiceSpec(
-        "facemodel",
-        has_database=False,
-        uses_bus=False,
-        settings_class="facemodel.settings:FacemodelSettings",
-        embedded=False,
-    ),
-    # With its facemodel sidecar (same pod): not part of `up`, like facemodel itself.
-    ServiceSpec(
-        "access",
-        has_database=True,
-        uses_bus=True,
-        settings_class="access.settings:AccessSettings",
-        embedded=False,
-    ),
-    ServiceSpec("running", has_database=True, uses_bus=True, settings_class="running.settings:RunningSettings"),
-    ServiceSpec("gateway", has_database=False, uses_bus=False, settings_class="gateway.settings:GatewaySettings"),
-)
+ENTRY_POINT_GROUP = "smartgym.services"
+
+
+def discover() -> tuple[ServiceSpec, ...]:
+    """Every installed service (entry points of ``smartgym.services``), in start order:
+    consumers before the producers whose events they take, the gateway last; shutdown runs
+    in reverse, so producers flush their outbox while consumers still listen."""
+    found: list[ServiceSpec] = []
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        manifest = entry.load()
+        if not isinstance(manifest, ServiceManifest) or manifest.name != entry.name:
+            raise TypeError(f"entry point {entry.name!r} must name that service's ServiceManifest")
+        found.append(ServiceSpec(manifest))
+    found.sort(key=lambda item: (item.manifest.start_order, item.name))
+    return tuple(found)
+
+
+SERVICES: tuple[ServiceSpec, ...] = discover()
+
+
+def ports(port_offset: int = 0) -> dict[str, int]:
+    """The port plan (embedded mode and the Helm chart use the same): every service's
+    port, its extra listeners as ``service_name`` and its partner stand-ins, offset."""
+    plan: dict[str, int] = {}
+    for service in SERVICES:
+        plan[service.name] = service.port + port_offset
+        for listener, port in service.manifest.extra_ports.items():
+            plan[f"{service.name}_{listener}"] = port + port_offset
+        for stand_in, port in service.manifest.stand_ins.items():
+            plan[stand_in] = port + port_offset
+    return plan
+
+
+PORTS: dict[str, int] = ports()
 
 
 def spec(name: str) -> ServiceSpec:

@@ -1,7 +1,7 @@
 """Integration events: schemas, the bus, the outbox and idempotent consumers."""
 
 from common.events.bus import EventBus, PublishError, Subscription, Subscriptions
-from common.events.envelope import Event, EventCatalog, MalformedEvent, OutgoingMessage
+from common.events.envelope import Event, EventCatalog, MalformedEvent, OutgoingMessage, RevokesCredentials
 
 __all__ = [
     "Event",
@@ -10,6 +10,7 @@ __all__ = [
     "MalformedEvent",
     "OutgoingMessage",
     "PublishError",
+    "RevokesCredentials",
     "Subscription",
     "Subscriptions",
 ]

@@ -13,11 +13,11 @@ from fastapi import FastAPI
 
 from access.app import create_app
 from access.settings import AccessSettings
-from common.events.catalog import FaceEnrolled, MembershipChanged
 from common.events.envelope import OutgoingMessage
 from common.migrations import upgrade
 from common.security import Role, TokenIssuer
 from common.settings import PlatformSettings
+from contracts import FaceEnrolled, MembershipChanged
 from facemodel.app import create_app as create_facemodel_app
 from facemodel.engine import FaceEngine
 from facemodel.holder import ModelHolder

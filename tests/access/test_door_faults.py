@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
-from common.events.catalog import AccessGranted, FaceEnrolled
 from common.security import Role
+from contracts import AccessGranted, FaceEnrolled
 from tests.access.conftest import BRANCH, Door, entry_pass, membership
 from tests.support import tokens
 from tests.support.serialgate import GateSimulator, SocatPair

@@ -11,8 +11,8 @@ from PIL import Image
 from sqlalchemy import select
 
 from access.models import AuditEntry
-from common.events.catalog import FaceErased
 from common.security import Role, TokenIssuer
+from contracts import FaceErased
 from tests.access.conftest import BRANCH, entry_pass, membership
 from tests.support import tokens
 from tests.support.waiting import eventually

@@ -36,7 +36,7 @@ async def test_entries_are_decided_offline_and_every_event_arrives_once(
     pair, device = relay
     bus = {"broker_url": rabbitmq_url, "bus_namespace": namespace, "outbox_poll_interval_s": 0.2}
     auth_settings = AuthSettings(
-        environment="test", data_dir=tmp_path, auth_database_url=postgres.create("auth"), **bus
+        environment="test", data_dir=tmp_path, database_urls={"auth": postgres.create("auth")}, **bus
     )
     upgrade("auth", auth_settings.database_url("auth"))
     auth_app = create_auth_app(auth_settings, hasher=FAST_HASHER)
@@ -47,7 +47,7 @@ async def test_entries_are_decided_offline_and_every_event_arrives_once(
         pair.ours,
         facemodel_socket,
         auth_url=auth_base,
-        access_database_url=postgres.create("access"),
+        database_urls={"access": postgres.create("access")},
         **bus,
     )
     upgrade("access", settings.database_url("access"))

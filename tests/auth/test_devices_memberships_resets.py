@@ -6,8 +6,8 @@ import uuid
 
 import jwt
 
-from common.events.catalog import DeviceRevoked, MembershipChanged, PasswordResetRequested
 from common.security import Role
+from contracts import DeviceRevoked, MembershipChanged, PasswordResetRequested
 from tests.auth.helpers import PASSWORD, bearer, operator_tokens, outbox_events, signup_and_login
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from auth.app import create_app as create_auth
 from auth.settings import AuthSettings
-from common.events.catalog import FaceEnrolled, FaceErased, MembershipChanged
+from contracts import FaceEnrolled, FaceErased, MembershipChanged
 from facemodel.app import create_app as create_facemodel
 from facemodel.settings import FacemodelSettings
 from tests.auth.helpers import PASSWORD, bearer, grant_membership, operator_tokens, outbox_events, signup_and_login

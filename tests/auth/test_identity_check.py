@@ -7,7 +7,7 @@ import pytest
 from auth import cardcheck_sim
 from auth.app import create_app
 from auth.settings import AuthSettings
-from common.events.catalog import MembershipChanged
+from contracts import MembershipChanged
 from tests.auth.helpers import bearer, grant_membership, operator_tokens, outbox_events, signup_and_login
 from tests.support.apps import FAST_HASHER, asgi_client, free_port, serving
 

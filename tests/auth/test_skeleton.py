@@ -10,9 +10,9 @@ from sqlalchemy import create_engine, text
 
 from auth.app import create_app
 from common.db import sync_url
-from common.events.catalog import UserRegistered
 from common.migrations import upgrade
 from common.settings import PlatformSettings
+from contracts import UserRegistered
 from tests.support.apps import FAST_HASHER, asgi_client
 
 

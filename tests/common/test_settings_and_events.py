@@ -6,9 +6,9 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from common.events.catalog import CATALOG, UserRegistered
 from common.events.envelope import MalformedEvent
 from common.settings import PlatformSettings
+from contracts import CATALOG, UserRegistered
 
 
 def test_production_refuses_local_defaults():
@@ -36,8 +36,14 @@ def test_database_url_resolution(tmp_path, monkeypatch):
     settings = PlatformSettings()
     assert settings.database_url("auth") == "postgresql+psycopg://authdb/auth"
     assert settings.database_url("notification") == "postgresql+psycopg://db/smartgym_notification"
-    with pytest.raises(ValueError, match="unknown service"):
-        settings.database_url("kitchen")
+    # A service the kernel has never heard of is just a name: nothing to add in common/.
+    monkeypatch.setenv("SMARTGYM_KITCHEN_DATABASE_URL", "postgresql+psycopg://k/kitchen")
+    assert PlatformSettings().database_url("kitchen") == "postgresql+psycopg://k/kitchen"
+    monkeypatch.setenv("SMARTGYM_DATABASE_URLS", '{"kitchen": "postgresql+psycopg://json/kitchen"}')
+    assert PlatformSettings().database_url("kitchen") == "postgresql+psycopg://json/kitchen"
+    assert PlatformSettings().database_url("auth") == "postgresql+psycopg://authdb/auth"
+    with pytest.raises(ValueError, match="not a service name"):
+        settings.database_url("../etc")
 
 
 def test_event_round_trip_and_envelope_shape():

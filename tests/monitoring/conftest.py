@@ -10,10 +10,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from common.events.catalog import EquipmentFault, EquipmentFaultEscalated, EquipmentRecovered
 from common.events.envelope import Event
 from common.migrations import upgrade
 from common.security import Role
+from contracts import EquipmentFault, EquipmentFaultEscalated, EquipmentRecovered
 from monitoring.app import create_app
 from monitoring.settings import MonitoringSettings
 from monitoring.simulator import DeviceSimulator

@@ -38,7 +38,7 @@ async def test_killing_one_of_a_thousand_devices_pushes_once_to_its_owner(
     notification_settings = NotificationSettings(
         environment="test",
         data_dir=tmp_path,
-        notification_database_url=postgres.create("notification"),
+        database_urls={"notification": postgres.create("notification")},
         fcm_project_id=account.project_id,
         fcm_endpoint=fcm_url,
         fcm_token_uri=account.token_uri,
@@ -48,7 +48,7 @@ async def test_killing_one_of_a_thousand_devices_pushes_once_to_its_owner(
     monitoring_settings = MonitoringSettings(
         environment="test",
         data_dir=tmp_path,
-        monitoring_database_url=postgres.create("monitoring"),
+        database_urls={"monitoring": postgres.create("monitoring")},
         **{**FAST, "monitoring_ping_interval_s": 2.0, "monitoring_ping_timeout_s": 0.5},
         **bus,
     )

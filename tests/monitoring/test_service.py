@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 
 import httpx
 
-from common.events.catalog import EquipmentFault, EquipmentFaultEscalated, EquipmentRecovered, GateStatusChanged
 from common.events.envelope import OutgoingMessage
 from common.security import Role
+from contracts import EquipmentFault, EquipmentFaultEscalated, EquipmentRecovered, GateStatusChanged
 from monitoring.simulator import DeviceSimulator
 from tests.monitoring.conftest import BRANCH, staff
 from tests.support.apps import serving

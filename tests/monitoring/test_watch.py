@@ -7,7 +7,7 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
-from common.events.catalog import EquipmentFault, EquipmentRecovered
+from contracts import EquipmentFault, EquipmentRecovered
 from monitoring.simulator import DeviceSimulator
 from tests.monitoring.conftest import BRANCH, staff
 from tests.support.waiting import eventually

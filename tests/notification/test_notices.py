@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from common.events.catalog import (
+from common.security import Role
+from contracts import (
     AccessDenied,
     BranchPreferenceCreated,
     EquipmentFault,
@@ -18,7 +19,6 @@ from common.events.catalog import (
     PasswordResetRequested,
     TaskJudged,
 )
-from common.security import Role
 from notification.models import Delivery, PushToken
 from tests.notification.conftest import BRANCH, person
 from tests.support.waiting import eventually
@@ -289,7 +289,7 @@ async def test_bad_requests_get_clear_refusals(notifications):
 async def test_running_news_reaches_friends_racers_and_walkers(notifications, fcm):
     from datetime import date
 
-    from common.events.catalog import RaceFinished, RacePlacing, RunStarted, StepRankChanged
+    from contracts import RaceFinished, RacePlacing, RunStarted, StepRankChanged
 
     runner, friend, second = person(Role.CUSTOMER), person(Role.CUSTOMER), person(Role.CUSTOMER)
     await notifications.with_phone(friend, locale="en")

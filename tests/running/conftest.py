@@ -12,10 +12,10 @@ import pytest
 from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 
-from common.events.catalog import RaceFinished, RunFinished, RunStarted, StepRankChanged
 from common.events.envelope import Event
 from common.migrations import upgrade
 from common.security import Role
+from contracts import RaceFinished, RunFinished, RunStarted, StepRankChanged
 from running.app import create_app
 from running.settings import RunningSettings
 from running.synthetic import generate

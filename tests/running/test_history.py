@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from common.events.catalog import StepRankChanged
+from contracts import StepRankChanged
 from running import gpx
 from running.track import GpsPoint
 from tests.running.conftest import member, receive, track_points

@@ -9,7 +9,7 @@ import json
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from common.events.catalog import RunFinished, RunStarted
+from contracts import RunFinished, RunStarted
 from running.analysis import replay, summarise
 from running.track import GpsPoint
 from tests.running.conftest import member, receive, track_points

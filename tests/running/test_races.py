@@ -10,7 +10,7 @@ import time
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from common.events.catalog import RaceFinished
+from contracts import RaceFinished
 from tests.running.conftest import member, receive, track_points
 from tests.support.waiting import eventually
 

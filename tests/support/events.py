@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from common.events.catalog import CATALOG
 from common.events.envelope import Event
 from common.events.inprocess import InProcessBus
 from common.observability import Metrics
+from contracts import CATALOG
 
 
 @dataclass

@@ -1,0 +1,56 @@
+"""The events SmartGym services publish to each other: the published language.
+
+Services cannot import each other, so their contract lives in this package, one module
+per domain; the kernel (``common``) only knows how an event travels, never which events
+exist. A new service adds its module here and one import line below. Each class is one
+version of one event; see :mod:`common.events.envelope` for the rules.
+"""
+
+from contracts.access import AccessDenied, AccessGranted, EntryMethod, GateStatusChanged
+from contracts.branches import BranchPreferenceCreated
+from contracts.catalog import CATALOG
+from contracts.equipment import (
+    Criticality,
+    EquipmentFault,
+    EquipmentFaultEscalated,
+    EquipmentOutageEvent,
+    EquipmentRecovered,
+)
+from contracts.identity import (
+    ACCESS_HOURS_PATTERN,
+    DeviceRevoked,
+    FaceEnrolled,
+    FaceErased,
+    MembershipChanged,
+    PasswordResetRequested,
+    UserRegistered,
+)
+from contracts.running import RaceFinished, RacePlacing, RunFinished, RunStarted, StepRankChanged
+from contracts.tasks import TaskJudged
+
+__all__ = [
+    "ACCESS_HOURS_PATTERN",
+    "CATALOG",
+    "AccessDenied",
+    "AccessGranted",
+    "BranchPreferenceCreated",
+    "Criticality",
+    "DeviceRevoked",
+    "EntryMethod",
+    "EquipmentFault",
+    "EquipmentFaultEscalated",
+    "EquipmentOutageEvent",
+    "EquipmentRecovered",
+    "FaceEnrolled",
+    "FaceErased",
+    "GateStatusChanged",
+    "MembershipChanged",
+    "PasswordResetRequested",
+    "RaceFinished",
+    "RacePlacing",
+    "RunFinished",
+    "RunStarted",
+    "StepRankChanged",
+    "TaskJudged",
+    "UserRegistered",
+]

@@ -1,0 +1,102 @@
+"""Accounts, memberships, devices and faces (published by auth)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import EmailStr, Field
+
+from common.events.envelope import Event, RevokesCredentials
+from contracts.catalog import CATALOG
+
+ACCESS_HOURS_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+@CATALOG.register
+class UserRegistered(Event):
+    """A person created an account with auth."""
+
+    event_name: ClassVar[str] = "UserRegistered"
+    event_version: ClassVar[int] = 1
+
+    user_id: uuid.UUID
+    email: EmailStr | None = None  # members sign up with an email or a phone number
+    phone: str | None = None
+    roles: tuple[str, ...]
+
+
+@CATALOG.register
+class MembershipChanged(Event):
+    """A membership was created or changed; ``version`` orders changes of one membership
+    (consumers keep the highest they have seen, so a late redelivery cannot roll back)."""
+
+    event_name: ClassVar[str] = "MembershipChanged"
+    event_version: ClassVar[int] = 1
+
+    membership_id: uuid.UUID
+    member_id: uuid.UUID
+    branch_id: str | None  # None: every branch of the chain
+    status: Literal["active", "paused", "expired", "blocked"]
+    valid_from: datetime
+    valid_until: datetime
+    identity_required: bool
+    identity_verified: bool
+    version: int = Field(ge=1)
+    # Daily window the member may enter, "HH:MM-HH:MM" in the branch's local time (may wrap
+    # past midnight); None: any time. Optional, so v1 consumers that ignore it stay valid.
+    access_hours: str | None = Field(default=None, pattern=ACCESS_HOURS_PATTERN)
+
+
+@CATALOG.register
+class DeviceRevoked(RevokesCredentials):
+    """A device's credentials were revoked: its tokens must stop being honoured."""
+
+    event_name: ClassVar[str] = "DeviceRevoked"
+    event_version: ClassVar[int] = 1
+
+    device_id: uuid.UUID
+    branch_id: str
+
+    def revoked_subject(self) -> tuple[str, float]:
+        # 10 minutes outlasts any device token (5 minutes) plus clock skew.
+        return f"device:{self.device_id}", 600.0
+
+
+@CATALOG.register
+class PasswordResetRequested(Event):
+    """Somebody asked to reset a password; notification delivers the one-time token."""
+
+    event_name: ClassVar[str] = "PasswordResetRequested"
+    event_version: ClassVar[int] = 1
+
+    user_id: uuid.UUID
+    email: EmailStr
+    reset_token: str = Field(min_length=20, max_length=200)
+    expires_at: datetime
+
+
+@CATALOG.register
+class FaceEnrolled(Event):
+    """A member enrolled (or re-enrolled) their face with consent; the vector replaces any
+    earlier one. Biometric data: consumers keep it only as long as the member's consent."""
+
+    event_name: ClassVar[str] = "FaceEnrolled"
+    event_version: ClassVar[int] = 1
+
+    member_id: uuid.UUID
+    embedding: tuple[float, ...] = Field(min_length=16, max_length=4096)
+    model: str
+    embedding_space: str
+
+
+@CATALOG.register
+class FaceErased(Event):
+    """A member's face vector was destroyed: every copy must go within seconds."""
+
+    event_name: ClassVar[str] = "FaceErased"
+    event_version: ClassVar[int] = 1
+
+    member_id: uuid.UUID
+    reason: Literal["consent_withdrawn", "member_request", "account_deleted"]

@@ -1,0 +1,13 @@
+"""How the launcher finds facemodel: see common.manifest."""
+
+from common.manifest import ServiceManifest
+
+MANIFEST = ServiceManifest(
+    "facemodel",
+    port=8003,
+    has_database=False,
+    uses_bus=False,
+    settings_class="facemodel.settings:FacemodelSettings",
+    embedded=False,
+    start_order=40,
+)
