@@ -74,6 +74,22 @@ class PlatformSettings(BaseSettings):
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_per_service_database_urls(cls, data: Any) -> Any:
+        # ``auth_database_url=...`` as a constructor argument means what the variable
+        # SMARTGYM_AUTH_DATABASE_URL means; without this it would be silently ignored.
+        if not isinstance(data, dict):
+            return data
+        named = {key: value for key, value in data.items() if key.endswith("_database_url") and value}
+        if not named:
+            return data
+        rest = {key: value for key, value in data.items() if key not in named}
+        urls = dict(rest.get("database_urls") or {})
+        for key, value in named.items():
+            urls[key.removesuffix("_database_url")] = value
+        return {**rest, "database_urls": urls}
+
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> Self:
         if self.environment != "production":

@@ -42,6 +42,9 @@ def test_database_url_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv("SMARTGYM_DATABASE_URLS", '{"kitchen": "postgresql+psycopg://json/kitchen"}')
     assert PlatformSettings().database_url("kitchen") == "postgresql+psycopg://json/kitchen"
     assert PlatformSettings().database_url("auth") == "postgresql+psycopg://authdb/auth"
+    assert PlatformSettings(kitchen_database_url="postgresql+psycopg://arg/k").database_url("kitchen") == (
+        "postgresql+psycopg://arg/k"
+    )
     with pytest.raises(ValueError, match="not a service name"):
         settings.database_url("../etc")
 

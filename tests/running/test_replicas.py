@@ -25,7 +25,7 @@ async def test_a_watcher_on_another_replica_gets_every_position_in_order(
     shared = {
         "broker_url": rabbitmq_url,
         "bus_namespace": namespace,
-        "running_database_url": database,
+        "database_urls": {"running": database},
         "outbox_poll_interval_s": 0.2,
     }
     upgrade("running", database)
