@@ -105,6 +105,10 @@ async def remote_open(gate_id: str, body: ReasonIn, principal: CurrentPrincipal,
 
 @router.get("/gates")
 async def gates(principal: CurrentPrincipal, service: Service) -> list[GateOut]:
+    """The gates of the branches the caller acts for: staff and the branch's kiosks only
+    (drivers and line states are not for members or helpers)."""
+    if not principal.has_any_role(STAFF | {Role.DEVICE}):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "role not permitted")
     return [
         GateOut(
             gate_id=gate.config.gate_id,

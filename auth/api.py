@@ -71,8 +71,12 @@ async def weak_password(_request: Request, exc: Exception) -> JSONResponse:
     """Every route that sets a password refuses a weak one the same way (registered on the
     app in auth.app)."""
     assert isinstance(exc, WeakPassword)
+    # The same shape as any other field error, so a client reads one kind of 422.
+    problems = [
+        {"loc": ["body", "password"], "msg": f"password {problem}", "type": "weak_password"} for problem in exc.problems
+    ]
     return JSONResponse(
-        {"detail": [f"password {problem}" for problem in exc.problems]},
+        {"detail": problems},
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
     )
 

@@ -7,11 +7,11 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -62,7 +62,32 @@ def create_service_app(
         app.include_router(router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    _document_error_bodies(app)
     return app
+
+
+def _document_error_bodies(app: FastAPI) -> None:
+    """Say in the OpenAPI document what a 4xx body really is: ``detail`` holds either the
+    field errors of a malformed request or one reason in words (a domain refusal), so a
+    client generated from the document can read both."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        schemas = document.get("components", {}).get("schemas", {})
+        validation = schemas.get("HTTPValidationError", {}).get("properties", {})
+        if "detail" in validation:
+            field_errors = {key: value for key, value in validation["detail"].items() if key != "title"}
+            validation["detail"] = {
+                "title": "Detail",
+                "description": "the field errors, or one reason in words",
+                "anyOf": [field_errors, {"type": "string"}],
+            }
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def health_router(kernel: ServiceKernel) -> APIRouter:
@@ -80,7 +105,7 @@ def health_router(kernel: ServiceKernel) -> APIRouter:
             status_code=200 if ready else 503,
         )
 
-    @router.get("/metrics")
+    @router.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         return Response(generate_latest(kernel.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

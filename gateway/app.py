@@ -9,6 +9,7 @@ from prometheus_client import Histogram
 from common.api import create_service_app
 from common.kernel import build_kernel
 from common.observability import LATENCY_BUCKETS, Metrics
+from common.security import JwksCache
 from gateway.api import GatewayState, router
 from gateway.proxy import Resolver, RouteTable, Upstreams, resolve_addresses
 from gateway.ratelimit import RateLimits
@@ -18,9 +19,13 @@ SERVICE = "gateway"
 
 
 def create_app(
-    settings: GatewaySettings, *, metrics: Metrics | None = None, resolver: Resolver = resolve_addresses
+    settings: GatewaySettings,
+    *,
+    metrics: Metrics | None = None,
+    resolver: Resolver = resolve_addresses,
+    keys: JwksCache | None = None,
 ) -> FastAPI:
-    kernel = build_kernel(SERVICE, settings, metadata=None, metrics=metrics)
+    kernel = build_kernel(SERVICE, settings, metadata=None, metrics=metrics, keys=keys)
     upstreams = Upstreams(settings.gateway_routes, settings, kernel.metrics, resolver=resolver)
     app = create_service_app(
         kernel, title="SmartGym gateway", routers=[router], on_start=[upstreams.start], on_stop=[upstreams.aclose]

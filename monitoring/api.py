@@ -239,7 +239,7 @@ async def acknowledge(fault_id: uuid.UUID, principal: CurrentPrincipal, registry
     return _fault(await registry.acknowledge(fault_id, by=principal.subject))
 
 
-@router.get("/stream")
+@router.get("/stream", response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
 async def stream(
     request: Request, principal: CurrentPrincipal, watch: Watch, branch_id: str | None = None
 ) -> StreamingResponse:

@@ -23,7 +23,9 @@ from tests.auth.helpers import PASSWORD, bearer, operator_tokens, signup_and_log
 async def test_weak_passwords_are_refused_with_reasons(client, password, reason):
     response = await client.post("/signup", json={"email": "kimsungmin@example.com", "password": password})
     assert response.status_code == 422
-    assert any(reason in problem for problem in response.json()["detail"]) or reason in str(response.json())
+    problems = response.json()["detail"]
+    assert any(reason in problem["msg"] for problem in problems), problems
+    assert {tuple(problem["loc"]) for problem in problems} == {("body", "password")}
 
 
 async def test_lockout_after_repeated_failures_and_no_enumeration(client):

@@ -1,0 +1,87 @@
+"""Property-based fuzzing of a served API with schemathesis (its CLI, as an operator
+would run it), driven from the OpenAPI document each service publishes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+# What must hold for every generated request: no 5xx (but a 503 with Retry-After, see
+# schemathesis_hooks.py), every body matches the documented schema, every content type is
+# documented.
+CHECKS = "no_server_error,response_schema_conformance,content_type_conformance"
+HOOKS = "tests.security.schemathesis_hooks"
+# Endless responses (Server-Sent Events) cannot be fuzzed by a request/response tool.
+ENDLESS_PATHS = ("/v1/stream",)
+
+
+@dataclass(frozen=True)
+class FuzzOutcome:
+    returncode: int
+    output: str
+
+    @property
+    def cases(self) -> int:
+        """How many test cases schemathesis generated (0 when it printed no summary)."""
+        for line in self.output.splitlines():
+            words = line.split()
+            if len(words) > 1 and words[1].rstrip(",") == "generated" and words[0].isdigit():
+                return int(words[0])
+        return 0
+
+
+def examples_per_operation() -> int:
+    """Small for the suite; ``scripts/fuzz`` raises it with SMARTGYM_FUZZ_EXAMPLES."""
+    return int(os.environ.get("SMARTGYM_FUZZ_EXAMPLES", "4"))
+
+
+async def fuzz(
+    schema: str,
+    *,
+    base_url: str | None = None,
+    headers: dict[str, str] | None = None,
+    seed: int = 1,
+    thorough: bool = True,
+) -> FuzzOutcome:
+    """Run schemathesis against ``schema`` (a URL or a file) and return what it said."""
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "run",
+        schema,
+        "--checks",
+        CHECKS,
+        # The coverage phase walks every boundary value of every field: the thorough pass.
+        "--phases",
+        "coverage,fuzzing" if thorough or examples_per_operation() > 10 else "fuzzing",
+        "--max-examples",
+        str(examples_per_operation() if thorough else max(1, examples_per_operation() // 2)),
+        "--seed",
+        str(seed),
+        "--generation-database",
+        "none",
+        "--generation-with-security-parameters",
+        "false",
+        "--request-timeout",
+        "10",
+        "--no-shrink",
+        "--no-color",
+        "--workers",
+        "1",
+    ]
+    for path in ENDLESS_PATHS:
+        command += ["--exclude-path", path]
+    if base_url is not None:
+        command += ["--url", base_url]
+    for name, value in (headers or {}).items():
+        command += ["--header", f"{name}: {value}"]
+    root = Path(__file__).resolve().parents[2]
+    environment = {**os.environ, "SCHEMATHESIS_HOOKS": HOOKS, "PYTHONPATH": str(root)}
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=environment, cwd=root
+    )
+    output, _ = await process.communicate()
+    assert process.returncode is not None
+    return FuzzOutcome(process.returncode, output.decode(errors="replace"))

@@ -1,0 +1,136 @@
+"""Who may get a 2xx from each route: the one table the route matrix checks.
+
+Every route a service publishes in its OpenAPI must be named here; a new route without an
+entry fails the matrix, so nobody adds an endpoint without saying who may call it.
+
+Path parameters are filled so that the resource belongs to branch A (``gangnam``), and the
+principals are: anonymous, a customer, a helper, the owner of branch A, the owner of branch
+B, an operator, a device (kiosk) of branch A and a device of branch B. A principal outside
+a route's set must never get a 2xx; inside it, any answer but a 5xx is acceptable (the
+resource named by the filled-in path often does not exist, or the empty body is refused).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Caller(StrEnum):
+    ANONYMOUS = "anonymous"
+    CUSTOMER = "customer"
+    HELPER = "helper"
+    OWNER_A = "owner_of_branch_a"
+    OWNER_B = "owner_of_branch_b"
+    OPERATOR = "operator"
+    DEVICE_A = "device_of_branch_a"
+    DEVICE_B = "device_of_branch_b"
+
+
+PERSONS = frozenset({Caller.CUSTOMER, Caller.HELPER, Caller.OWNER_A, Caller.OWNER_B, Caller.OPERATOR})
+ANYONE = frozenset(Caller)
+SIGNED_IN = ANYONE - {Caller.ANONYMOUS}
+OPERATORS = frozenset({Caller.OPERATOR})
+STAFF_OF_A = frozenset({Caller.OWNER_A, Caller.OPERATOR})
+STAFF = frozenset({Caller.OWNER_A, Caller.OWNER_B, Caller.OPERATOR})
+KIOSK_OF_A = frozenset({Caller.DEVICE_A})
+NOBODY: frozenset[Caller] = frozenset()
+
+
+class Scoped(frozenset[Caller]):
+    """A listing filtered by the caller's scope: callers outside the set may get a 2xx
+    only with an empty list (they see nothing, which is not a leak)."""
+
+
+# Operational endpoints every service answers without a token (probes and scraping;
+# the gateway does not route them, and the NetworkPolicy keeps them in the cluster).
+PROBES = {("GET", "/healthz"): ANYONE, ("GET", "/readyz"): ANYONE, ("GET", "/metrics"): ANYONE}
+
+POLICY: dict[str, dict[tuple[str, str], frozenset[Caller]]] = {
+    "auth": {
+        **PROBES,
+        ("POST", "/signup"): ANYONE,
+        ("POST", "/login"): ANYONE,
+        ("POST", "/token/refresh"): ANYONE,
+        ("POST", "/logout"): ANYONE,
+        ("GET", "/me"): PERSONS,
+        ("DELETE", "/me"): PERSONS,
+        ("POST", "/password"): PERSONS,
+        ("PUT", "/users/{user_id}/roles"): OPERATORS,
+        ("POST", "/admin/keys/rotate"): OPERATORS,
+        ("POST", "/admin/republish"): OPERATORS,
+        ("GET", "/admin/audit"): OPERATORS,
+        ("POST", "/password/reset-request"): ANYONE,
+        ("POST", "/password/reset"): ANYONE,
+        ("POST", "/devices"): STAFF_OF_A,
+        ("POST", "/devices/{device_id}/rotate"): STAFF_OF_A,
+        ("DELETE", "/devices/{device_id}"): STAFF_OF_A,
+        ("POST", "/devices/token"): ANYONE,
+        ("PUT", "/members/{member_id}/memberships"): STAFF_OF_A,
+        ("POST", "/me/identity-check"): PERSONS,
+        ("POST", "/me/entry-pass"): PERSONS,
+        ("GET", "/me/memberships"): PERSONS,
+        ("POST", "/me/face/consent"): PERSONS,
+        ("DELETE", "/me/face/consent"): PERSONS,
+        ("POST", "/me/face"): PERSONS,
+        ("DELETE", "/me/face"): PERSONS,
+        ("GET", "/.well-known/jwks.json"): ANYONE,
+    },
+    "access": {
+        **PROBES,
+        ("POST", "/v1/gates/{gate_id}/face"): KIOSK_OF_A,
+        ("POST", "/v1/gates/{gate_id}/pass"): KIOSK_OF_A,
+        ("POST", "/v1/gates/{gate_id}/open"): STAFF_OF_A,
+        # Each caller sees the gates of the branches it acts for.
+        ("GET", "/v1/gates"): Scoped(STAFF | KIOSK_OF_A | {Caller.DEVICE_B}),
+        # A helper working at the branch may see how busy it is.
+        ("GET", "/v1/branches/{branch_id}/occupancy"): STAFF_OF_A | KIOSK_OF_A | {Caller.HELPER},
+        ("POST", "/v1/branches/{branch_id}/members/{member_id}/passback-reset"): STAFF_OF_A,
+        ("GET", "/v1/access-log"): STAFF,
+    },
+    "monitoring": {
+        **PROBES,
+        ("PUT", "/v1/equipment"): STAFF,
+        ("POST", "/v1/equipment"): STAFF,
+        ("GET", "/v1/equipment/{device_id}"): STAFF_OF_A,
+        ("PUT", "/v1/equipment/{device_id}"): STAFF_OF_A,
+        ("DELETE", "/v1/equipment/{device_id}"): STAFF_OF_A,
+        ("POST", "/v1/equipment/{device_id}/token"): STAFF_OF_A,
+        ("GET", "/v1/equipment/{device_id}/history"): STAFF_OF_A,
+        ("POST", "/v1/equipment/{device_id}/maintenance"): STAFF_OF_A,
+        ("GET", "/v1/equipment/{device_id}/maintenance"): STAFF_OF_A,
+        ("GET", "/v1/branches/{branch_id}/equipment"): STAFF_OF_A,
+        ("GET", "/v1/faults"): STAFF,
+        ("POST", "/v1/faults/{fault_id}/ack"): STAFF_OF_A,
+        ("GET", "/v1/stream"): STAFF,
+    },
+    "notification": {
+        **PROBES,
+        ("GET", "/inbox"): PERSONS,
+        ("POST", "/inbox/read"): PERSONS,
+        ("PUT", "/me/push-tokens"): PERSONS,
+        ("DELETE", "/me/push-tokens/{token}"): PERSONS,
+        ("GET", "/me/preferences"): PERSONS,
+        ("PUT", "/me/preferences"): PERSONS,
+    },
+    "running": {
+        **PROBES,
+        ("GET", "/v1/friends"): PERSONS,
+        ("POST", "/v1/friends/{other}"): PERSONS,
+        ("DELETE", "/v1/friends/{other}"): PERSONS,
+        ("POST", "/v1/friends/{other}/accept"): PERSONS,
+        ("GET", "/v1/runs"): PERSONS,
+        ("GET", "/v1/runs/{run_id}"): PERSONS,
+        ("GET", "/v1/records"): PERSONS,
+        ("POST", "/v1/runs/{run_id}/share"): PERSONS,
+        ("GET", "/v1/runs/{run_id}/gpx"): PERSONS,
+        ("POST", "/v1/runs/gpx"): PERSONS,
+        ("POST", "/v1/races"): PERSONS,
+        ("GET", "/v1/races/{race_id}"): PERSONS,
+        ("POST", "/v1/races/{race_id}/join"): PERSONS,
+        ("POST", "/v1/races/{race_id}/start"): PERSONS,
+        ("POST", "/v1/outings"): PERSONS,
+        ("DELETE", "/v1/outings/{outing_id}"): PERSONS,
+        ("PUT", "/v1/steps/{day}"): PERSONS,
+        ("GET", "/v1/steps/ranking"): PERSONS,
+    },
+}
