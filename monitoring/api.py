@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -25,12 +26,14 @@ from monitoring.registry import (
     NotFound,
     Registered,
 )
+from monitoring.settings import MonitoringSettings
 from monitoring.watch import Change, EquipmentWatch
 
 router = APIRouter(prefix="/v1")
 
 Registry = Annotated[EquipmentRegistry, Depends(from_app_state("registry", EquipmentRegistry))]
 Watch = Annotated[EquipmentWatch, Depends(from_app_state("watch", EquipmentWatch))]
+Settings = Annotated[MonitoringSettings, Depends(from_app_state("settings", MonitoringSettings))]
 STAFF = frozenset({Role.OPERATOR, Role.BRANCH_OWNER})
 MAX_BULK = 10_000
 STREAM_KEEPALIVE_S = 15.0
@@ -138,11 +141,21 @@ async def register(device: EquipmentIn, principal: CurrentPrincipal, registry: R
 
 @router.put("/equipment")
 async def register_many(
-    devices: Annotated[list[EquipmentIn], Body(max_length=MAX_BULK)], principal: CurrentPrincipal, registry: Registry
+    devices: Annotated[list[EquipmentIn], Body(max_length=MAX_BULK)],
+    principal: CurrentPrincipal,
+    registry: Registry,
+    settings: Settings,
 ) -> list[RegisteredOut]:
-    """Register or re-register a batch (an installer's import): each device gets a fresh token."""
-    for branch_id in {device.branch_id for device in devices}:
+    """Register or re-register a batch (an installer's import): each device gets a fresh
+    token. Staff of every branch named; an id already held by another branch is refused."""
+    per_branch = Counter(device.branch_id for device in devices)
+    for branch_id in per_branch:
         _staff_for(principal, branch_id)
+    cap = settings.monitoring_bulk_max_per_branch
+    if any(count > cap for count in per_branch.values()):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"at most {cap} devices per branch in one call; split the import"
+        )
     try:
         return [_registered(item) for item in await registry.register_many(devices)]
     except Conflict as exc:

@@ -141,7 +141,12 @@ class EquipmentRegistry:
         return Registered(row, token)
 
     async def register_many(self, devices: Sequence[EquipmentIn]) -> list[Registered]:
-        """Register or re-register many devices at once; every one gets a fresh token."""
+        """Register or re-register many devices at once; every one gets a fresh token.
+
+        The caller was checked against the branches named in the body, so a device that
+        already exists must belong to the branch its line names: otherwise an owner of one
+        branch could rename another branch's device and take its heartbeat token. The
+        refusal does not say which branch holds the id."""
         ids = [device.device_id for device in devices]
         if len(set(ids)) != len(ids):
             raise Conflict("a device id appears twice")
@@ -157,6 +162,8 @@ class EquipmentRegistry:
                 if row is None:
                     row = _new_row(device, token)
                     session.add(row)
+                elif row.branch_id != device.branch_id:
+                    raise Conflict(f"device id {device.device_id} is taken; choose another")
                 else:
                     _update_row(row, device)
                     row.token_hash = secret_digest(token)

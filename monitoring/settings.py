@@ -35,6 +35,8 @@ class MonitoringSettings(PlatformSettings):
     # An unacknowledged critical fault goes to the operations team after this long.
     monitoring_escalate_after_s: float = Field(default=300.0, gt=0)
     monitoring_sweep_interval_s: float = Field(default=1.0, gt=0, le=60)
+    # One bulk registration call registers at most this many devices of one branch.
+    monitoring_bulk_max_per_branch: int = Field(default=1000, ge=1, le=10_000)
 
     def rules_for(self, kind: str) -> KindRules:
         return self.monitoring_rules.get(kind, KindRules())

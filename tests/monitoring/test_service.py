@@ -200,3 +200,34 @@ async def test_a_restart_keeps_the_open_fault_and_its_recovery_closes_it(open_mo
             assert restarted.of(EquipmentFault) == []  # not announced a second time
     finally:
         await simulator.stop()
+
+
+async def test_a_bulk_import_cannot_take_over_another_branchs_device(open_monitor):
+    async with open_monitor(monitoring_bulk_max_per_branch=2) as monitor:
+        client = monitor.client
+        theirs = heartbeat_device("tm-9", branch_id="hongdae", name="Their treadmill")
+        registered = (await client.post("/v1/equipment", json=theirs, headers=staff())).json()
+        owner = staff(Role.BRANCH_OWNER, (BRANCH,))
+        hijack = [heartbeat_device("tm-9", name="Mine now"), heartbeat_device("tm-mine")]
+        refused = await client.put("/v1/equipment", json=hijack, headers=owner)
+        assert refused.status_code == 409, refused.text
+        assert "hongdae" not in refused.text  # nor which branch holds it
+        operator_too = await client.put("/v1/equipment", json=hijack, headers=staff())
+        assert operator_too.status_code == 409  # nobody moves a device between branches
+        kept = (await client.get("/v1/equipment/tm-9", headers=staff())).json()
+        assert (kept["branch_id"], kept["name"]) == ("hongdae", "Their treadmill")
+        assert (await client.get("/v1/equipment/tm-mine", headers=staff())).status_code == 404  # all or nothing
+        _, writer, answer = await hello(monitor.heartbeat_port, "tm-9", registered["token"])
+        assert answer == {"ok": True}  # its token was not replaced
+        writer.close()
+
+        three = [heartbeat_device(f"d-{n}") for n in range(3)]
+        too_many = await client.put("/v1/equipment", json=three, headers=owner)
+        assert too_many.status_code == 422
+        assert "at most 2" in too_many.text
+        mixed = [heartbeat_device(f"d-{n}") for n in range(2)] + [
+            heartbeat_device(f"h-{n}", branch_id="hongdae") for n in range(2)
+        ]
+        assert (await client.put("/v1/equipment", json=mixed, headers=staff())).status_code == 200
+        own_again = await client.put("/v1/equipment", json=[heartbeat_device("d-0", name="Renamed")], headers=owner)
+        assert own_again.status_code == 200  # re-registering one's own device still works
