@@ -96,6 +96,8 @@ async def run(args: argparse.Namespace) -> None:
                 SMARTGYM_MONITORING_DATABASE_URL=monitoring_db,
                 SMARTGYM_MONITORING_HEARTBEAT_HOST="127.0.0.1",
                 SMARTGYM_MONITORING_HEARTBEAT_PORT=str(heartbeat_port),
+                # The simulated devices sit on 127.1.x.y, declared like a site's equipment LAN.
+                SMARTGYM_MONITORING_EQUIPMENT_NETWORKS='{"*": ["127.1.0.0/16"]}',
             )
             for name, port, env in (
                 ("notification", notification_port, notification_env),

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from common.api import CurrentPrincipal, from_app_state
 from common.security import Principal, Role
+from monitoring.egress import EgressRefused
 from monitoring.models import Equipment, Fault, MaintenanceWindow, StateChange
 from monitoring.registry import (
     Conflict,
@@ -137,6 +138,8 @@ async def register(device: EquipmentIn, principal: CurrentPrincipal, registry: R
         return _registered(await registry.register(device))
     except Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except EgressRefused as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"ping_url refused: {exc.reason}") from exc
 
 
 @router.put("/equipment")
@@ -160,6 +163,8 @@ async def register_many(
         return [_registered(item) for item in await registry.register_many(devices)]
     except Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except EgressRefused as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"ping_url refused: {exc.reason}") from exc
 
 
 @router.get("/equipment/{device_id}")
@@ -177,6 +182,8 @@ async def update(device_id: str, device: EquipmentIn, principal: CurrentPrincipa
         return _equipment(await registry.update(device))
     except Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except EgressRefused as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"ping_url refused: {exc.reason}") from exc
 
 
 @router.post("/equipment/{device_id}/token")

@@ -48,12 +48,13 @@ def create_app(
         timeout_s=config.monitoring_ping_timeout_s,
         concurrency=config.monitoring_ping_concurrency,
         on_result=ping_result,
+        egress=config.egress(),
     )
     watch = EquipmentWatch(
         settings=config, store=FaultRecorder(kernel), pinger=pinger, metrics=WatchMetrics(kernel.metrics)
     )
     kernel.subscriptions = subscriptions(watch)
-    registry = EquipmentRegistry(kernel, watch)
+    registry = EquipmentRegistry(kernel, watch, egress=config.egress())
 
     async def authenticate(device_id: str, token: str) -> bool:
         return watch.authenticate(device_id, token)

@@ -3,6 +3,9 @@
 Each device gets its own phase within the period (from its id, plus a little random
 jitter each round), so thousands of checks spread evenly instead of bunching up at the
 top of every period; a semaphore bounds how many are in flight.
+
+Every ping goes through the egress policy (monitoring.egress): to a checked address, with
+no redirects followed and at most a few KiB of the answer read.
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from monitoring.egress import EgressPolicy, EgressRefused
+
 OnResult = Callable[[str, bool, str], Awaitable[None]]
+# An echo needs no body: what a device (or whatever hides behind its URL) sends beyond
+# this is not read.
+MAX_ECHO_BYTES = 4096
 
 
 class Pinger:
@@ -28,15 +36,17 @@ class Pinger:
         timeout_s: float,
         concurrency: int,
         on_result: OnResult,
+        egress: EgressPolicy,
         jitter: float = 0.05,
     ) -> None:
+        self._egress = egress
         self.interval_s = interval_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._semaphore = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._on_result = on_result
         self._jitter = jitter
-        self._targets: dict[str, str] = {}
+        self._targets: dict[str, tuple[str, str]] = {}  # device → (url, branch)
         self._due: list[tuple[float, str]] = []
         # Each device's one live schedule entry; older heap entries for it are stale.
         self._next: dict[str, float] = {}
@@ -45,9 +55,9 @@ class Pinger:
         self._session: aiohttp.ClientSession | None = None
         self._checks: set[asyncio.Task[None]] = set()
 
-    def set_target(self, device_id: str, url: str) -> None:
+    def set_target(self, device_id: str, url: str, branch_id: str) -> None:
         known = device_id in self._targets
-        self._targets[device_id] = url
+        self._targets[device_id] = (url, branch_id)
         if not known:
             self._plan(device_id, self._first_due(device_id))
 
@@ -99,30 +109,39 @@ class Pinger:
                     await asyncio.wait_for(self._wake.wait(), delay)
                 continue
             heapq.heappop(self._due)
-            url = self._targets.get(device_id)
-            if url is None or self._next.get(device_id) != due:
+            target = self._targets.get(device_id)
+            if target is None or self._next.get(device_id) != due:
                 continue
             spread = self.interval_s * self._jitter
             next_due = due + self.interval_s + random.uniform(-spread, spread)
             self._next[device_id] = next_due
             heapq.heappush(self._due, (next_due, device_id))
             await self._semaphore.acquire()
-            check = asyncio.create_task(self._check(device_id, url))
+            check = asyncio.create_task(self._check(device_id, *target))
             self._checks.add(check)
             check.add_done_callback(self._checks.discard)
 
-    async def _check(self, device_id: str, url: str) -> None:
+    async def _check(self, device_id: str, url: str, branch_id: str) -> None:
         try:
-            ok, detail = await self._echo(url)
+            ok, detail = await self._echo(url, branch_id)
         finally:
             self._semaphore.release()
         await self._on_result(device_id, ok, detail)
 
-    async def _echo(self, url: str) -> tuple[bool, str]:
+    async def _echo(self, url: str, branch_id: str) -> tuple[bool, str]:
         assert self._session is not None
         try:
-            async with self._session.get(url) as response:
-                await response.read()
+            target = await self._egress.target(branch_id, url)
+        except EgressRefused as exc:
+            return False, f"refused: {exc.reason}"[:200]
+        try:
+            async with self._session.get(
+                target.url,
+                headers={"host": target.host_header},
+                server_hostname=target.host if target.url.scheme == "https" else None,
+                allow_redirects=False,
+            ) as response:
+                await response.content.read(MAX_ECHO_BYTES)
                 if 200 <= response.status < 300:
                     return True, ""
                 return False, f"status {response.status}"

@@ -23,6 +23,7 @@ from common.kernel import ServiceKernel
 from common.security import secret_digest
 from contracts import Criticality, EquipmentFault, EquipmentFaultEscalated, EquipmentRecovered
 from monitoring.detector import Health
+from monitoring.egress import EgressPolicy
 from monitoring.models import Equipment, Fault, MaintenanceWindow, StateChange
 from monitoring.watch import Change, DeviceSpec, EquipmentWatch
 
@@ -107,9 +108,17 @@ def new_token() -> str:
 
 
 class EquipmentRegistry:
-    def __init__(self, kernel: ServiceKernel, watch: EquipmentWatch) -> None:
+    def __init__(self, kernel: ServiceKernel, watch: EquipmentWatch, *, egress: EgressPolicy) -> None:
         self._kernel = kernel
         self._watch = watch
+        self._egress = egress
+
+    async def check_ping_urls(self, devices: Sequence[EquipmentIn]) -> None:
+        """Refuse (EgressRefused) a ping URL monitoring may not call, before storing it;
+        the pinger checks again on every ping, since names re-resolve."""
+        for device in devices:
+            if device.ping_url is not None:
+                await self._egress.target(device.branch_id, str(device.ping_url))
 
     async def load(self) -> int:
         """Tell the watch about every registered device, its open fault and its windows."""
@@ -131,6 +140,7 @@ class EquipmentRegistry:
         return len(devices)
 
     async def register(self, device: EquipmentIn) -> Registered:
+        await self.check_ping_urls([device])
         async with self._kernel.db.sessions() as session, session.begin():
             if await session.get(Equipment, device.device_id) is not None:
                 raise Conflict(f"device {device.device_id} is already registered")
@@ -150,6 +160,7 @@ class EquipmentRegistry:
         ids = [device.device_id for device in devices]
         if len(set(ids)) != len(ids):
             raise Conflict("a device id appears twice")
+        await self.check_ping_urls(devices)
         registered: list[Registered] = []
         async with self._kernel.db.sessions() as session, session.begin():
             existing = {
@@ -173,6 +184,7 @@ class EquipmentRegistry:
         return registered
 
     async def update(self, device: EquipmentIn) -> Equipment:
+        await self.check_ping_urls([device])
         async with self._kernel.db.sessions() as session, session.begin():
             row = await session.get(Equipment, device.device_id)
             if row is None:

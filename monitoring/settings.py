@@ -7,9 +7,12 @@ at P95 for a device that stops answering.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from ipaddress import ip_network
+
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
 
 from common.settings import PlatformSettings
+from monitoring.egress import EgressPolicy
 
 
 class KindRules(BaseModel):
@@ -35,8 +38,16 @@ class MonitoringSettings(PlatformSettings):
     # An unacknowledged critical fault goes to the operations team after this long.
     monitoring_escalate_after_s: float = Field(default=300.0, gt=0)
     monitoring_sweep_interval_s: float = Field(default=1.0, gt=0, le=60)
+    # Ping URLs may name loopback, link-local, private or cluster addresses only inside
+    # these networks: by branch id, or "*" for every branch (monitoring.egress).
+    monitoring_equipment_networks: dict[str, tuple[IPvAnyNetwork, ...]] = Field(default_factory=dict)
+    # The cluster's Service range: never pinged unless declared above.
+    monitoring_service_cidrs: tuple[IPvAnyNetwork, ...] = (ip_network("10.96.0.0/12"),)
     # One bulk registration call registers at most this many devices of one branch.
     monitoring_bulk_max_per_branch: int = Field(default=1000, ge=1, le=10_000)
+
+    def egress(self) -> EgressPolicy:
+        return EgressPolicy(networks=self.monitoring_equipment_networks, service_cidrs=self.monitoring_service_cidrs)
 
     def rules_for(self, kind: str) -> KindRules:
         return self.monitoring_rules.get(kind, KindRules())

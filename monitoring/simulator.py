@@ -245,6 +245,12 @@ async def register_with_monitoring(
                 for device in chunk
             ]
             response = await client.put("/v1/equipment", json=body, headers={"authorization": f"Bearer {bearer}"})
+            if response.status_code == 422 and "ping_url refused" in response.text:
+                raise RuntimeError(
+                    f"monitoring refuses 127.1.x.y ping URLs: declare the network, e.g. "
+                    f'SMARTGYM_MONITORING_EQUIPMENT_NETWORKS=\'{{"{branch_id}": ["127.1.0.0/16"]}}\' '
+                    f"({response.json()['detail']})"
+                )
             response.raise_for_status()
             for item in response.json():
                 simulator.devices[item["device_id"]].token = item["token"]

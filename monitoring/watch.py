@@ -82,7 +82,7 @@ class ChangeStore(Protocol):
 
 
 class PingTargets(Protocol):
-    def set_target(self, device_id: str, url: str) -> None: ...
+    def set_target(self, device_id: str, url: str, branch_id: str) -> None: ...
     def remove_target(self, device_id: str) -> None: ...
     def recheck(self, device_id: str, after_s: float) -> None: ...
 
@@ -155,7 +155,7 @@ class EquipmentWatch:
             current.health.health = Health.FAULTY
             current.open_fault, current.fault_opened_at = faulty_since
         if spec.ping_url:
-            self._pinger.set_target(spec.device_id, spec.ping_url)
+            self._pinger.set_target(spec.device_id, spec.ping_url, spec.branch_id)
         else:
             self._pinger.remove_target(spec.device_id)
 

@@ -301,7 +301,11 @@ def simulate_equipment(
     failures: tuple[str, ...],
 ) -> None:
     """Start N fake devices on loopback: HTTP echo endpoints and TCP heartbeats, with
-    scriptable failures (dead, hang, slow, flap, garbage, fault)."""
+    scriptable failures (dead, hang, slow, flap, garbage, fault).
+
+    Monitoring pings loopback addresses only inside a declared equipment network: start
+    it with SMARTGYM_MONITORING_EQUIPMENT_NETWORKS='{"sim-branch": ["127.1.0.0/16"]}'
+    (the branch given here), or it refuses the devices' ping URLs."""
     from monitoring import simulator
 
     try:

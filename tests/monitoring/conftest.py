@@ -72,6 +72,8 @@ FAST = {
     "monitoring_sweep_interval_s": 0.1,
     "monitoring_heartbeat_host": "127.0.0.1",
     "monitoring_heartbeat_port": 0,
+    # The simulator's devices live on 127.1.x.y: declared, as a site declares its equipment LAN.
+    "monitoring_equipment_networks": {"*": ["127.1.0.0/16"]},
 }
 
 

@@ -7,12 +7,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from ipaddress import ip_network
 
 import pytest
 from aiohttp import web
 
+from monitoring.egress import EgressPolicy
 from monitoring.pinger import Pinger
 from tests.support.apps import free_port
+
+LOOPBACK = EgressPolicy(networks={"lab": [ip_network("127.0.0.0/8")]}, service_cidrs=[])
 
 
 @pytest.fixture
@@ -53,13 +57,13 @@ async def test_every_device_is_checked_each_period_spread_out_and_bounded(device
     async def record(device_id: str, ok: bool, detail: str) -> None:
         results[device_id].append((ok, detail))
 
-    pinger = Pinger(interval_s=0.5, timeout_s=0.2, concurrency=8, on_result=record)
+    pinger = Pinger(interval_s=0.5, timeout_s=0.2, concurrency=8, on_result=record, egress=LOOPBACK)
     await pinger.start()
     for n in range(60):
-        pinger.set_target(f"dev-{n}", f"{base}/echo/dev-{n}")
-    pinger.set_target("broken", f"{base}/echo/broken")
-    pinger.set_target("hung", f"{base}/echo/hung")
-    pinger.set_target("gone", f"http://127.0.0.1:{free_port()}/echo")
+        pinger.set_target(f"dev-{n}", f"{base}/echo/dev-{n}", "lab")
+    pinger.set_target("broken", f"{base}/echo/broken", "lab")
+    pinger.set_target("hung", f"{base}/echo/hung", "lab")
+    pinger.set_target("gone", f"http://127.0.0.1:{free_port()}/echo", "lab")
     await asyncio.sleep(1.3)
     await pinger.stop()
 
