@@ -112,6 +112,7 @@ def create_app(
         await jobs.start()
 
     async def stop_gates() -> None:
+        await service.stop()
         await jobs.stop()
         for gate in gates.values():
             await gate.driver.close()

@@ -7,6 +7,9 @@
   answer, so "sent" is all we can know.
 * :class:`LineProtocolDriver` speaks a line-based controller protocol
   (``OPEN <gate> <ms>`` → ``OK`` / ``ERR <code>``) with a timeout and a bounded retry.
+  Controllers with a door-contact input also report, unsolicited, ``DOOR <gate> OPEN`` and
+  ``DOOR <gate> CLOSED``; the line notes them (between and during conversations) so a
+  granted entry can be confirmed as having physically happened.
 """
 
 from __future__ import annotations
@@ -60,6 +63,40 @@ class SerialLine:
         self._listeners: list[LineListener] = []
         self._on_connect: list[Callable[[Port], None]] = []
         self.detail = "not opened yet"
+        # Door reports by gate number: written on the line thread, read on the loop
+        # (single float/bool stores: no lock needed under the GIL).
+        self.reads_door_reports = False
+        self._door_opened_at: dict[int, float] = {}
+        self._door_open: dict[int, bool] = {}
+
+    def note(self, text: str) -> bool:
+        """Take an unsolicited controller line; True if it was a door report."""
+        parts = text.split()
+        if len(parts) != 3 or parts[0] != "DOOR" or not parts[1].isdigit() or parts[2] not in ("OPEN", "CLOSED"):
+            return False
+        number, opened = int(parts[1]), parts[2] == "OPEN"
+        self._door_open[number] = opened
+        if opened:
+            self._door_opened_at[number] = time.monotonic()
+        return True
+
+    def door_opened_since(self, number: int, since: float) -> bool:
+        return self._door_opened_at.get(number, -1.0) >= since
+
+    def door_is_open(self, number: int) -> bool | None:
+        return self._door_open.get(number)
+
+    def drain(self, port: Port) -> None:
+        """Consume whatever is waiting (line thread): door reports are noted, anything
+        else (answers to timed-out commands, noise) is dropped; a part line too."""
+        waiting = port.in_waiting
+        if not waiting:
+            return
+        raw = port.read(min(waiting, 16 * MAX_REPLY_BYTES))
+        if port.in_waiting > 16 * MAX_REPLY_BYTES:
+            port.reset_input_buffer()
+        for line in raw.split(b"\n")[:-1]:
+            self.note(line.decode("ascii", errors="replace").strip())
 
     @property
     def up(self) -> bool:
@@ -118,7 +155,9 @@ class SerialLine:
         a missing or re-pointed path; a dead pty shows as an I/O error."""
         if self._opened_target is not None and _target(self.url) != self._opened_target:
             raise serial.SerialException("device node disappeared or was replaced")
-        if port.in_waiting > 4 * MAX_REPLY_BYTES:
+        if self.reads_door_reports:
+            self.drain(port)  # door reports arrive between commands too
+        elif port.in_waiting > 4 * MAX_REPLY_BYTES:
             port.reset_input_buffer()  # chatter nobody asked for must not pile up
 
     async def _try_open(self) -> None:
@@ -236,11 +275,15 @@ class LineProtocolDriver:
     a reboot banner) are skipped; no answer in time, a half line, or ERR is retried a
     bounded number of times, then refused with the last code."""
 
-    def __init__(self, line: SerialLine, gate_number: int, *, timeout_ms: int, retries: int) -> None:
+    def __init__(
+        self, line: SerialLine, gate_number: int, *, timeout_ms: int, retries: int, door_contact: bool = False
+    ) -> None:
         self.line = line
         self.gate_number = gate_number
         self.timeout_s = timeout_ms / 1000
         self.retries = retries
+        if door_contact:
+            line.reads_door_reports = True
 
     async def open(self, open_ms: int) -> None:
         command = f"OPEN {self.gate_number} {open_ms}\n".encode("ascii")
@@ -256,7 +299,11 @@ class LineProtocolDriver:
         return None  # the controller closes the gate itself after the open time
 
     def _exchange(self, port: Port, command: bytes) -> str:
-        port.reset_input_buffer()  # an answer to an earlier, timed-out command is stale
+        # An answer to an earlier, timed-out command is stale; a door report is not.
+        if self.line.reads_door_reports:
+            self.line.drain(port)
+        else:
+            port.reset_input_buffer()
         port.write(command)
         port.flush()
         deadline = time.monotonic() + self.timeout_s
@@ -271,6 +318,8 @@ class LineProtocolDriver:
             if text.startswith("ERR "):
                 detail = text[4:].strip()
                 return f"err_{detail}" if detail.isalnum() and len(detail) <= 16 else "err_unreadable"
+            if self.line.note(text):
+                continue
             log.debug("skipping unexpected line from gate controller: %r", raw[:40])
         return "no_answer"
 
@@ -300,6 +349,8 @@ def build_gates(
         if config.driver == "ch340":
             driver = Ch340RelayDriver(line, config.channel)
         else:
-            driver = LineProtocolDriver(line, config.channel, timeout_ms=line_timeout_ms, retries=line_retries)
+            driver = LineProtocolDriver(
+                line, config.channel, timeout_ms=line_timeout_ms, retries=line_retries, door_contact=config.door_contact
+            )
         gates[config.gate_id] = Gate(config, driver)
     return gates, list(lines.values())

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from access.faces import FaceCache
@@ -35,6 +35,11 @@ from common.kernel import ServiceKernel
 from contracts import AccessDenied, AccessGranted, EntryMethod
 
 log = logging.getLogger(__name__)
+
+# Gate results of an entry through a gate with a door contact.
+UNCONFIRMED = "commanded_unconfirmed"
+CONFIRMED = "door_opened"
+DOOR_POLL_S = 0.05
 
 
 class UnknownGate(Exception):
@@ -119,6 +124,7 @@ class AccessService:
         # the same member would both read "outside" otherwise.
         self._member_locks: defaultdict[uuid.UUID, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._lock_users: defaultdict[uuid.UUID, int] = defaultdict(int)
+        self._confirmations: set[asyncio.Task[None]] = set()
 
     def gate(self, gate_id: str) -> Gate:
         gate = self.gates.get(gate_id)
@@ -171,6 +177,7 @@ class AccessService:
         evidence: Evidence = NO_EVIDENCE,
     ) -> Decision:
         branch_id = gate.config.branch_id
+        confirm_since: float | None = None
         async with self._one_at_a_time(member_id), self._kernel.unit_of_work() as uow:
             now = utc_now()
             session = uow.session
@@ -179,15 +186,66 @@ class AccessService:
             verdict = await self._verdict(session, gate, member_id, now)
             gate_result = "not_commanded"
             if verdict is Reason.GRANTED:
+                commanded_at = time.monotonic()
                 gate_result = await self._command(gate)
                 verdict = _gate_reason(gate_result)
+                if verdict is Reason.GRANTED and gate_result == "opened" and gate.config.door_contact:
+                    # Until the door contact reports the door opening (_confirm_entry).
+                    gate_result, confirm_since = UNCONFIRMED, commanded_at
             if verdict is Reason.GRANTED:
-                await self._set_presence(session, member_id, branch_id, gate, now)
+                # A member is counted inside only when the gate was actually commanded: a
+                # fail-safe release with the line down proves nothing about who went in.
+                if gate_result != "released_fail_safe" or gate.config.direction == "out":
+                    await self._set_presence(session, member_id, branch_id, gate, now)
                 if pass_id is not None and pass_expires_at is not None:
                     session.add(UsedEntryPass(token_id=pass_id, expires_at=pass_expires_at))
-            return self._log(
+            decision = self._log(
                 uow, gate, method, verdict, member_id, gate_result=gate_result, started=started, evidence=evidence
             )
+        if confirm_since is not None:
+            task = asyncio.create_task(self._confirm_entry(gate, decision, since=confirm_since, decided_at=now))
+            self._confirmations.add(task)
+            task.add_done_callback(self._confirmations.discard)
+        return decision
+
+    async def _confirm_entry(self, gate: Gate, decision: Decision, *, since: float, decided_at: datetime) -> None:
+        """Wait for the door contact: an entry the door never opened for stays logged as
+        commanded_unconfirmed, and its member is not left counted inside."""
+        config = gate.config
+        deadline = since + (config.open_ms + config.door_confirm_grace_ms) / 1000
+        confirmed = gate.driver.line.door_opened_since(config.channel, since)
+        while not confirmed and time.monotonic() < deadline:
+            await asyncio.sleep(DOOR_POLL_S)
+            confirmed = gate.driver.line.door_opened_since(config.channel, since)
+        try:
+            async with self._kernel.db.sessions() as session, session.begin():
+                if confirmed:
+                    await session.execute(
+                        update(AccessAttempt)
+                        .where(AccessAttempt.attempt_id == decision.attempt_id)
+                        .values(gate_result=CONFIRMED)
+                    )
+                elif decision.member_id is not None and config.direction == "in":
+                    await session.execute(
+                        update(Presence)
+                        .where(
+                            Presence.member_id == decision.member_id,
+                            Presence.branch_id == config.branch_id,
+                            Presence.gate_id == config.gate_id,
+                            Presence.inside.is_(True),
+                            Presence.changed_at <= decided_at,
+                        )
+                        .values(inside=False)
+                    )
+        except Exception:
+            log.exception("could not record the door contact for attempt %s", decision.attempt_id)
+        if not confirmed:
+            log.warning("gate %s: entry %s not confirmed by the door contact", config.gate_id, decision.attempt_id)
+
+    async def stop(self) -> None:
+        for task in list(self._confirmations):
+            task.cancel()
+        await asyncio.gather(*self._confirmations, return_exceptions=True)
 
     async def _record(
         self,
@@ -205,10 +263,10 @@ class AccessService:
 
     async def _verdict(self, session: AsyncSession, gate: Gate, member_id: uuid.UUID, now: datetime) -> Reason:
         config = gate.config
+        if config.direction == "out":
+            return Reason.GRANTED  # nobody is kept inside, whatever the line's state
         if not gate.line_up and config.line_down == "fail_secure":
             return Reason.GATE_OFFLINE
-        if config.direction == "out":
-            return Reason.GRANTED  # nobody is kept inside
         branch = self._settings.branch(config.branch_id)
         rows = (await session.scalars(select(MembershipCopy).where(MembershipCopy.member_id == member_id))).all()
         verdict = membership_verdict(

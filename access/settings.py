@@ -32,7 +32,29 @@ class GateConfig(BaseModel):
     anti_passback: bool = True
     # When the serial line is down: fail_secure keeps the door locked and refuses entry;
     # fail_safe is a lock that releases without control, so the decision still stands.
+    # Entry gates default to fail_secure; exit gates are always fail_safe (nobody is
+    # locked in by a platform outage; docs/adr/0016-egress-and-fail-safe-exits.md).
     line_down: Literal["fail_secure", "fail_safe"] = "fail_secure"
+    # The controller reports the door contact (``DOOR <gate> OPEN``): a granted entry is
+    # confirmed by the door opening within open_ms plus this grace, else it is logged
+    # ``commanded_unconfirmed`` and the member is not counted inside.
+    door_contact: bool = False
+    door_confirm_grace_ms: int = Field(default=2000, ge=0, le=30_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exits_fail_safe_by_default(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("direction") == "out" and "line_down" not in data:
+            return {**data, "line_down": "fail_safe"}
+        return data
+
+    @model_validator(mode="after")
+    def _egress_is_never_blocked(self) -> Self:
+        if self.direction == "out" and self.line_down == "fail_secure":
+            raise ValueError(f"exit gate {self.gate_id} must be fail_safe: a platform outage never blocks egress")
+        if self.door_contact and self.driver != "line":
+            raise ValueError(f"gate {self.gate_id}: a door contact needs the line driver (relay boards cannot report)")
+        return self
 
 
 class BranchConfig(BaseModel):

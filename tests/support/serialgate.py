@@ -64,7 +64,9 @@ class Frame:
 class GateSimulator:
     """The device end. ``protocol`` is "ch340" (records relay frames) or "line" (answers
     ``OPEN`` commands from ``replies``: "OK", "ERR <code>", "garbage", "half", "silent";
-    "OK" when the script runs out)."""
+    "OK" when the script runs out). A controller with a door contact (``door_opens``)
+    reports ``DOOR <gate> OPEN`` and ``DOOR <gate> CLOSED`` after each OK, as a member
+    walking through; without it the door stays shut (nobody came)."""
 
     path: str
     protocol: str
@@ -73,6 +75,8 @@ class GateSimulator:
     bad_bytes: int = 0
     received: bytearray = field(default_factory=bytearray)  # every byte, for byte-for-byte checks
     replies: collections.deque[str] = field(default_factory=collections.deque)
+    door_opens: bool = False
+    door_delay_s: float = 0.05
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _port: serial.Serial | None = None
@@ -94,6 +98,10 @@ class GateSimulator:
         """Unsolicited bytes from the device (noise, a reboot banner)."""
         assert self._port is not None
         self._port.write(raw)
+
+    def report_door(self, gate: int, opened: bool) -> None:
+        """An unsolicited door-contact report."""
+        self.send(f"DOOR {gate} {'OPEN' if opened else 'CLOSED'}\n".encode("ascii"))
 
     def on_frames(self, channel: int) -> list[Frame]:
         return [frame for frame in self.frames if frame.channel == channel and frame.on]
@@ -149,4 +157,22 @@ class GateSimulator:
                 self._port.write(b"O")
                 continue
             self._port.write(reply.encode("ascii") + b"\n")
+            words = text.split()
+            if reply == "OK" and self.door_opens and len(words) == 3 and words[0] == "OPEN":
+                gate = int(words[1])
+                # The member pushes the door a moment after the release, on a timer
+                # thread so this end keeps answering commands meanwhile.
+                timer = threading.Timer(self.door_delay_s, self._walk_through, (gate,))
+                timer.daemon = True
+                timer.start()
         return buffer
+
+    def _walk_through(self, gate: int) -> None:
+        if self._stop.is_set() or self._port is None:
+            return
+        try:
+            self.report_door(gate, True)
+            time.sleep(0.02)
+            self.report_door(gate, False)
+        except (serial.SerialException, OSError):
+            pass
