@@ -7,10 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 
 from access.faces import FaceServiceUnavailable, ImageRejected
 from access.gates import Gate
+from access.idempotency import KEY_PATTERN, KeyReused, RequestKey
 from access.schemas import (
     AttemptOut,
     AttemptPage,
@@ -30,6 +31,14 @@ router = APIRouter(prefix="/v1")
 
 Service = Annotated[AccessService, Depends(from_app_state("access", AccessService))]
 Settings = Annotated[AccessSettings, Depends(from_app_state("settings", AccessSettings))]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=KEY_PATTERN,
+        description="a kiosk's retry with the same key gets the first decision back",
+    ),
+]
 IMAGE_TYPES = {"image/jpeg", "image/png"}
 STAFF = frozenset({Role.OPERATOR, Role.BRANCH_OWNER})
 
@@ -44,7 +53,15 @@ def _gate_for(service: AccessService, gate_id: str, principal: Principal, roles:
     return gate
 
 
-def _decision(decision: Decision) -> DecisionOut:
+def _request(key: str | None, *, gate_id: str, principal: Principal, method: str, payload: bytes) -> RequestKey | None:
+    if key is None:
+        return None
+    return RequestKey.of(gate_id=gate_id, caller=principal.subject, key=key, method=method, payload=payload)
+
+
+def _decision(decision: Decision, response: Response | None = None) -> DecisionOut:
+    if response is not None and decision.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     evidence = decision.evidence
     return DecisionOut(
         attempt_id=decision.attempt_id,
@@ -64,7 +81,14 @@ def _decision(decision: Decision) -> DecisionOut:
 
 
 @router.post("/gates/{gate_id}/face")
-async def face_entry(gate_id: str, request: Request, principal: CurrentPrincipal, service: Service) -> DecisionOut:
+async def face_entry(
+    gate_id: str,
+    request: Request,
+    response: Response,
+    principal: CurrentPrincipal,
+    service: Service,
+    key: IdempotencyKey = None,
+) -> DecisionOut:
     """A camera frame from the kiosk at ``gate_id`` (device token of that branch)."""
     started = time.perf_counter()
     _gate_for(service, gate_id, principal, frozenset({Role.DEVICE}))
@@ -74,8 +98,12 @@ async def face_entry(gate_id: str, request: Request, principal: CurrentPrincipal
     image = await request.body()
     if not image:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "empty frame")
+    retry = _request(key, gate_id=gate_id, principal=principal, method="face", payload=image)
     try:
-        return _decision(await service.face_entry(gate_id, image, content_type, started=started))
+        decision = await service.face_entry(gate_id, image, content_type, started=started, request=retry)
+        return _decision(decision, response)
+    except KeyReused as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, "Idempotency-Key already used for another request") from exc
     except ImageRejected as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason) from exc
     except FaceServiceUnavailable as exc:
@@ -88,19 +116,44 @@ async def face_entry(gate_id: str, request: Request, principal: CurrentPrincipal
 
 
 @router.post("/gates/{gate_id}/pass")
-async def pass_entry(gate_id: str, body: PassIn, principal: CurrentPrincipal, service: Service) -> DecisionOut:
+async def pass_entry(
+    gate_id: str,
+    body: PassIn,
+    response: Response,
+    principal: CurrentPrincipal,
+    service: Service,
+    key: IdempotencyKey = None,
+) -> DecisionOut:
     """An entry pass (QR code) scanned at ``gate_id``."""
     started = time.perf_counter()
     _gate_for(service, gate_id, principal, frozenset({Role.DEVICE}))
-    return _decision(await service.pass_entry(gate_id, body.code, started=started))
+    retry = _request(key, gate_id=gate_id, principal=principal, method="qr", payload=body.code.encode())
+    try:
+        return _decision(await service.pass_entry(gate_id, body.code, started=started, request=retry), response)
+    except KeyReused as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, "Idempotency-Key already used for another request") from exc
 
 
 @router.post("/gates/{gate_id}/open")
-async def remote_open(gate_id: str, body: ReasonIn, principal: CurrentPrincipal, service: Service) -> DecisionOut:
+async def remote_open(
+    gate_id: str,
+    body: ReasonIn,
+    response: Response,
+    principal: CurrentPrincipal,
+    service: Service,
+    key: IdempotencyKey = None,
+) -> DecisionOut:
     """Open from the console (audited)."""
     started = time.perf_counter()
     _gate_for(service, gate_id, principal, STAFF)
-    return _decision(await service.remote_open(gate_id, actor=principal.subject, reason=body.reason, started=started))
+    retry = _request(key, gate_id=gate_id, principal=principal, method="remote", payload=body.reason.encode())
+    try:
+        decision = await service.remote_open(
+            gate_id, actor=principal.subject, reason=body.reason, started=started, request=retry
+        )
+    except KeyReused as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, "Idempotency-Key already used for another request") from exc
+    return _decision(decision, response)
 
 
 @router.get("/gates")

@@ -118,3 +118,18 @@ class AuditEntry(Base):
     branch_id: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str | None] = mapped_column(String(100), nullable=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class GateRequest(Base):
+    """A gate request made with an Idempotency-Key, and the decision it got: a kiosk that
+    retries after a timeout gets this decision back instead of a second attempt."""
+
+    __tablename__ = "gate_requests"
+
+    gate_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    caller: Mapped[str] = mapped_column(String(100), primary_key=True)  # the kiosk or operator
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    attempt_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    decision: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)

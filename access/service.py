@@ -14,10 +14,10 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import delete, func, select, update
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from access.faces import FaceCache
 from access.gates import Gate, GateRefused, LineDown
+from access.idempotency import RequestKey, forget_before, remember, stored_decision
 from access.models import AccessAttempt, AuditEntry, MembershipCopy, Presence, UsedEntryPass
 from access.passes import EntryPassChecker
 from access.rules import MembershipTerms, Reason, membership_verdict
@@ -74,6 +75,48 @@ class Decision:
     offline: bool
     latency_ms: float
     evidence: Evidence = NO_EVIDENCE
+    replayed: bool = False  # handed back for a retried Idempotency-Key
+
+    def stored(self) -> dict[str, object]:
+        return {
+            "attempt_id": str(self.attempt_id),
+            "gate_id": self.gate_id,
+            "branch_id": self.branch_id,
+            "direction": self.direction,
+            "method": self.method,
+            "granted": self.granted,
+            "reason": self.reason.value,
+            "member_id": str(self.member_id) if self.member_id else None,
+            "gate_result": self.gate_result,
+            "offline": self.offline,
+            "latency_ms": self.latency_ms,
+            "evidence": {
+                "detail": self.evidence.detail,
+                "similarity": self.evidence.similarity,
+                "model": self.evidence.model,
+                "cache": self.evidence.cache,
+                "timings_ms": self.evidence.timings_ms,
+            },
+        }
+
+    @classmethod
+    def replay(cls, stored: dict[str, Any]) -> Decision:
+        member_id = stored["member_id"]
+        return cls(
+            attempt_id=uuid.UUID(stored["attempt_id"]),
+            gate_id=stored["gate_id"],
+            branch_id=stored["branch_id"],
+            direction=stored["direction"],
+            method=stored["method"],
+            granted=stored["granted"],
+            reason=Reason(stored["reason"]),
+            member_id=uuid.UUID(member_id) if member_id else None,
+            gate_result=stored["gate_result"],
+            offline=stored["offline"],
+            latency_ms=stored["latency_ms"],
+            evidence=Evidence(**stored["evidence"]),
+            replayed=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -122,8 +165,9 @@ class AccessService:
         self._metrics = DecisionMetrics(kernel)
         # One decision per member at a time: two gates (or a replayed pass) racing for
         # the same member would both read "outside" otherwise.
-        self._member_locks: defaultdict[uuid.UUID, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._lock_users: defaultdict[uuid.UUID, int] = defaultdict(int)
+        # The same lock table serialises the retries of one Idempotency-Key.
+        self._member_locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._lock_users: defaultdict[Hashable, int] = defaultdict(int)
         self._confirmations: set[asyncio.Task[None]] = set()
 
     def gate(self, gate_id: str) -> Gate:
@@ -134,36 +178,60 @@ class AccessService:
 
     # -- entries -------------------------------------------------------------------------
 
-    async def face_entry(self, gate_id: str, image: bytes, content_type: str, *, started: float) -> Decision:
+    async def face_entry(
+        self, gate_id: str, image: bytes, content_type: str, *, started: float, request: RequestKey | None = None
+    ) -> Decision:
         gate = self.gate(gate_id)
-        found = await self.faces.identify(gate.config.branch_id, image, content_type)
-        evidence = Evidence(found.detail, found.similarity, found.model, found.cache, found.timings_ms)
-        if found.reason is not Reason.GRANTED or found.member_id is None:
-            return await self._record(gate, "face", found.reason, None, started=started, evidence=evidence)
-        return await self._authorise(gate, "face", found.member_id, started=started, evidence=evidence)
+        async with self._first_answer(request) as earlier:
+            if earlier is not None:
+                return earlier
+            found = await self.faces.identify(gate.config.branch_id, image, content_type)
+            evidence = Evidence(found.detail, found.similarity, found.model, found.cache, found.timings_ms)
+            if found.reason is not Reason.GRANTED or found.member_id is None:
+                return await self._record(
+                    gate, "face", found.reason, None, started=started, evidence=evidence, request=request
+                )
+            return await self._authorise(
+                gate, "face", found.member_id, started=started, evidence=evidence, request=request
+            )
 
-    async def pass_entry(self, gate_id: str, code: str, *, started: float) -> Decision:
+    async def pass_entry(
+        self, gate_id: str, code: str, *, started: float, request: RequestKey | None = None
+    ) -> Decision:
         gate = self.gate(gate_id)
-        checked = await self._passes.check(code, branch_id=gate.config.branch_id, now=utc_now())
-        if checked.reason is not Reason.GRANTED or checked.member_id is None or checked.token_id is None:
-            return await self._record(gate, "qr", checked.reason, checked.member_id, started=started)
-        return await self._authorise(
-            gate,
-            "qr",
-            checked.member_id,
-            started=started,
-            pass_id=checked.token_id,
-            pass_expires_at=checked.expires_at,
-        )
+        async with self._first_answer(request) as earlier:
+            if earlier is not None:
+                return earlier
+            checked = await self._passes.check(code, branch_id=gate.config.branch_id, now=utc_now())
+            if checked.reason is not Reason.GRANTED or checked.member_id is None or checked.token_id is None:
+                return await self._record(
+                    gate, "qr", checked.reason, checked.member_id, started=started, request=request
+                )
+            return await self._authorise(
+                gate,
+                "qr",
+                checked.member_id,
+                started=started,
+                pass_id=checked.token_id,
+                pass_expires_at=checked.expires_at,
+                request=request,
+            )
 
-    async def remote_open(self, gate_id: str, *, actor: str, reason: str, started: float) -> Decision:
+    async def remote_open(
+        self, gate_id: str, *, actor: str, reason: str, started: float, request: RequestKey | None = None
+    ) -> Decision:
         """An operator opens a gate from the console (a member stuck at the door)."""
         gate = self.gate(gate_id)
-        async with self._kernel.unit_of_work() as uow:
-            _audit(uow.session, actor, "remote_open", gate.config.branch_id, gate_id, reason=reason)
-            gate_result = await self._command(gate)
-            verdict = Reason.GRANTED if gate_result == "opened" else _gate_reason(gate_result)
-            return self._log(uow, gate, "remote", verdict, None, gate_result=gate_result, started=started)
+        async with self._first_answer(request) as earlier:
+            if earlier is not None:
+                return earlier
+            async with self._kernel.unit_of_work() as uow:
+                _audit(uow.session, actor, "remote_open", gate.config.branch_id, gate_id, reason=reason)
+                gate_result = await self._command(gate)
+                verdict = Reason.GRANTED if gate_result == "opened" else _gate_reason(gate_result)
+                return self._log(
+                    uow, gate, "remote", verdict, None, gate_result=gate_result, started=started, request=request
+                )
 
     async def _authorise(
         self,
@@ -175,6 +243,7 @@ class AccessService:
         pass_id: str | None = None,
         pass_expires_at: datetime | None = None,
         evidence: Evidence = NO_EVIDENCE,
+        request: RequestKey | None = None,
     ) -> Decision:
         branch_id = gate.config.branch_id
         confirm_since: float | None = None
@@ -182,7 +251,7 @@ class AccessService:
             now = utc_now()
             session = uow.session
             if pass_id is not None and await session.get(UsedEntryPass, pass_id) is not None:
-                return self._log(uow, gate, method, Reason.PASS_REPLAYED, member_id, started=started)
+                return self._log(uow, gate, method, Reason.PASS_REPLAYED, member_id, started=started, request=request)
             verdict = await self._verdict(session, gate, member_id, now)
             gate_result = "not_commanded"
             if verdict is Reason.GRANTED:
@@ -200,7 +269,15 @@ class AccessService:
                 if pass_id is not None and pass_expires_at is not None:
                     session.add(UsedEntryPass(token_id=pass_id, expires_at=pass_expires_at))
             decision = self._log(
-                uow, gate, method, verdict, member_id, gate_result=gate_result, started=started, evidence=evidence
+                uow,
+                gate,
+                method,
+                verdict,
+                member_id,
+                gate_result=gate_result,
+                started=started,
+                evidence=evidence,
+                request=request,
             )
         if confirm_since is not None:
             task = asyncio.create_task(self._confirm_entry(gate, decision, since=confirm_since, decided_at=now))
@@ -256,10 +333,11 @@ class AccessService:
         *,
         started: float,
         evidence: Evidence = NO_EVIDENCE,
+        request: RequestKey | None = None,
     ) -> Decision:
         """An attempt refused before authorisation (nobody recognised, a bad pass)."""
         async with self._kernel.unit_of_work() as uow:
-            return self._log(uow, gate, method, reason, member_id, started=started, evidence=evidence)
+            return self._log(uow, gate, method, reason, member_id, started=started, evidence=evidence, request=request)
 
     async def _verdict(self, session: AsyncSession, gate: Gate, member_id: uuid.UUID, now: datetime) -> Reason:
         config = gate.config
@@ -323,6 +401,7 @@ class AccessService:
         started: float,
         gate_result: str = "not_commanded",
         evidence: Evidence = NO_EVIDENCE,
+        request: RequestKey | None = None,
     ) -> Decision:
         config = gate.config
         granted = reason is Reason.GRANTED
@@ -364,7 +443,7 @@ class AccessService:
         outcome = "granted" if granted else "denied"
         self._metrics.attempts.labels(method, outcome, reason.value).inc()
         self._metrics.latency.labels(method, outcome).observe(latency_ms / 1000)
-        return Decision(
+        decision = Decision(
             attempt_id=attempt_id,
             gate_id=config.gate_id,
             branch_id=config.branch_id,
@@ -378,24 +457,40 @@ class AccessService:
             latency_ms=latency_ms,
             evidence=evidence,
         )
+        if request is not None:
+            remember(uow.session, request=request, attempt_id=attempt_id, decision=decision.stored(), now=now)
+        return decision
 
     def _offline(self) -> bool:
         bus = self._kernel.bus
         return bus is not None and not bus.health().get("ok", False)
 
     @contextlib.asynccontextmanager
-    async def _one_at_a_time(self, member_id: uuid.UUID) -> AsyncIterator[None]:
-        lock = self._member_locks[member_id]
-        self._lock_users[member_id] += 1
+    async def _one_at_a_time(self, subject: Hashable) -> AsyncIterator[None]:
+        lock = self._member_locks[subject]
+        self._lock_users[subject] += 1
         try:
             async with lock:
                 yield
         finally:
             # Forget the lock once nobody holds or waits for it (counted, since a woken
             # waiter does not hold the lock yet): one per member ever seen would pile up.
-            self._lock_users[member_id] -= 1
-            if not self._lock_users[member_id]:
-                del self._lock_users[member_id], self._member_locks[member_id]
+            self._lock_users[subject] -= 1
+            if not self._lock_users[subject]:
+                del self._lock_users[subject], self._member_locks[subject]
+
+    @contextlib.asynccontextmanager
+    async def _first_answer(self, request: RequestKey | None) -> AsyncIterator[Decision | None]:
+        """Yields the decision already given under ``request``'s key (a retry), or None:
+        then the caller decides, and its decision is stored under the key with it."""
+        if request is None:
+            yield None
+            return
+        async with self._one_at_a_time(("request", *request.scope)):
+            since = utc_now() - timedelta(seconds=self._settings.access_idempotency_ttl_s)
+            async with self._kernel.db.sessions() as session, session.begin():
+                stored = await stored_decision(session, request=request, since=since)
+            yield Decision.replay(stored) if stored is not None else None
 
     # -- operators -----------------------------------------------------------------------
 
@@ -445,11 +540,11 @@ class AccessService:
             return list((await session.scalars(statement)).all())
 
     async def forget_used_passes(self) -> None:
-        """Used passes only matter until they expire."""
+        """Used passes only matter until they expire; idempotency keys until their TTL."""
+        now = utc_now()
         async with self._kernel.db.sessions() as session, session.begin():
-            await session.execute(
-                delete(UsedEntryPass).where(UsedEntryPass.expires_at < utc_now() - timedelta(hours=1))
-            )
+            await session.execute(delete(UsedEntryPass).where(UsedEntryPass.expires_at < now - timedelta(hours=1)))
+            await forget_before(session, before=now - timedelta(seconds=self._settings.access_idempotency_ttl_s))
 
 
 async def _inside(

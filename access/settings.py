@@ -83,6 +83,8 @@ class AccessSettings(PlatformSettings):
     access_serial_reconnect_s: float = Field(default=1.0, gt=0, le=60)
     access_line_timeout_ms: int = Field(default=500, ge=20, le=10_000)
     access_line_retries: int = Field(default=2, ge=0, le=10)
+    # A gate request's Idempotency-Key answers retries with the first decision this long.
+    access_idempotency_ttl_s: float = Field(default=600.0, ge=1, le=86_400)
     # Camera frames are bigger than JSON bodies.
     max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
 
