@@ -21,6 +21,7 @@ from common.kernel import ServiceKernel
 from common.security import InvalidToken, Principal, Role
 from gateway.proxy import HOP_BY_HOP, RouteTable, Upstreams, UpstreamTimeout, UpstreamUnreachable
 from gateway.ratelimit import RateLimits
+from gateway.sockets import SocketSlots
 
 UpstreamsDep = Annotated[Upstreams, Depends(from_app_state("upstreams", Upstreams))]
 SMALL_BODY = 64 * 1024
@@ -33,6 +34,7 @@ class GatewayState:
     upstreams: Upstreams
     limits: RateLimits
     upstream_seconds: Histogram
+    sockets: SocketSlots
 
 
 router = APIRouter()
@@ -132,32 +134,61 @@ async def _release(upstream: ClientResponse) -> None:
 async def forward_websocket(websocket: WebSocket) -> None:
     """Live sockets (running's runs and races) pass through: the token is checked on the
     handshake (header, or ``access_token`` in the query for browsers), then frames are
-    pumped both ways until either side closes."""
+    pumped both ways until either side closes. A refused handshake is an HTTP answer
+    with the reason (401 for a missing or bad token), not a bare close."""
     gateway: GatewayState = websocket.app.state.gateway
     match = gateway.table.match(websocket.url.path)
     if match is None:
-        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="no route for this path")
+        await _deny(websocket, status.HTTP_404_NOT_FOUND, "no route for this path")
         return
     token = websocket.headers.get("authorization", "").partition(" ")[2] or websocket.query_params.get(
         "access_token", ""
     )
+    principal: Principal | None = None
     if not match.is_public:
+        if not token:
+            await _deny(websocket, status.HTTP_401_UNAUTHORIZED, "bearer token required", bearer_error=None)
+            return
         try:
             principal = await gateway.kernel.verifier.verify(token)
-        except InvalidToken:
-            await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="valid bearer token required")
+        except InvalidToken as exc:
+            await _deny(websocket, status.HTTP_401_UNAUTHORIZED, exc.reason, bearer_error="invalid_token")
             return
         if match.route.roles and not principal.has_any_role(match.route.roles):
-            await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="role not permitted")
+            await _deny(websocket, status.HTTP_403_FORBIDDEN, "role not permitted")
             return
-    query = "&".join(f"{k}={v}" for k, v in websocket.query_params.multi_items() if k != "access_token")
-    try:
-        upstream = await gateway.upstreams.connect_websocket(match, query=query, token=token)
-    except (UpstreamUnreachable, UpstreamTimeout, CircuitOpenError):
-        await websocket.close(code=status.WS_1013_TRY_AGAIN_LATER, reason=f"{match.route.service} unavailable")
+    claim = gateway.sockets.claim(
+        address=websocket.client.host if websocket.client else None,
+        principal=principal.subject if principal else None,
+        # A public live path carries its own credential (a shared link's token).
+        share_link=f"{match.route.service}:{match.upstream_path}" if match.is_public else None,
+    )
+    if isinstance(claim, str):
+        await _deny(websocket, status.HTTP_429_TOO_MANY_REQUESTS, claim)
         return
-    await websocket.accept()
-    await _pump(websocket, upstream)
+    try:
+        query = "&".join(f"{k}={v}" for k, v in websocket.query_params.multi_items() if k != "access_token")
+        try:
+            upstream = await gateway.upstreams.connect_websocket(match, query=query, token=token)
+        except (UpstreamUnreachable, UpstreamTimeout, CircuitOpenError):
+            await _deny(websocket, status.HTTP_503_SERVICE_UNAVAILABLE, f"{match.route.service} unavailable")
+            return
+        await websocket.accept()
+        await _pump(websocket, upstream)
+    finally:
+        claim.release()
+
+
+async def _deny(websocket: WebSocket, code: int, reason: str, *, bearer_error: str | None = None) -> None:
+    """Refuse the handshake with an HTTP answer and a JSON reason (servers without the
+    denial-response extension get a policy-violation close instead)."""
+    headers: dict[str, str] = {}
+    if code == status.HTTP_401_UNAUTHORIZED:
+        headers["WWW-Authenticate"] = f'Bearer error="{bearer_error}"' if bearer_error else "Bearer"
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse({"detail": reason}, status_code=code, headers=headers))
+    else:
+        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason=reason)
 
 
 async def _pump(client: WebSocket, upstream: ClientWebSocketResponse) -> None:
@@ -165,7 +196,7 @@ async def _pump(client: WebSocket, upstream: ClientWebSocketResponse) -> None:
         while True:
             message = await client.receive()
             if message["type"] == "websocket.disconnect":
-                await upstream.close(code=message.get("code", 1000))
+                await upstream.close(code=message.get("code", 1000), message=(message.get("reason") or "").encode())
                 return
             if message.get("text") is not None:
                 await upstream.send_str(message["text"])
@@ -173,15 +204,19 @@ async def _pump(client: WebSocket, upstream: ClientWebSocketResponse) -> None:
                 await upstream.send_bytes(message["bytes"])
 
     async def upstream_to_client() -> None:
-        async for frame in upstream:
+        reason = ""
+        while True:
+            frame = await upstream.receive()
             if frame.type == WSMsgType.TEXT:
                 await client.send_text(frame.data)
             elif frame.type == WSMsgType.BINARY:
                 await client.send_bytes(frame.data)
             else:
+                if frame.type == WSMsgType.CLOSE:
+                    reason = frame.extra or ""  # the upstream's close reason, passed on as sent
                 break
         with contextlib.suppress(RuntimeError):  # the client may be gone already
-            await client.close(code=upstream.close_code or 1000)
+            await client.close(code=upstream.close_code or 1000, reason=reason)
 
     tasks = [asyncio.create_task(client_to_upstream()), asyncio.create_task(upstream_to_client())]
     try:

@@ -14,6 +14,7 @@ from gateway.api import GatewayState, router
 from gateway.proxy import Resolver, RouteTable, Upstreams, resolve_addresses
 from gateway.ratelimit import RateLimits
 from gateway.settings import GatewaySettings
+from gateway.sockets import SocketSlots
 
 SERVICE = "gateway"
 
@@ -51,6 +52,11 @@ def create_app(
             ["route", "status"],
             buckets=LATENCY_BUCKETS,
             registry=kernel.metrics.registry,
+        ),
+        sockets=SocketSlots(
+            per_address=settings.gateway_ws_per_address,
+            per_principal=settings.gateway_ws_per_principal,
+            per_share_link=settings.gateway_ws_per_share_link,
         ),
     )
     return app

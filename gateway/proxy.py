@@ -225,19 +225,29 @@ class Upstreams:
                     settings.gateway_eject_s,
                 )
         self._session: aiohttp.ClientSession | None = None
+        # Long-lived sockets get their own connections: a few hundred live runs must not
+        # take the keep-alive pool every HTTP request needs.
+        self._ws_session: aiohttp.ClientSession | None = None
+        self._per_host = settings.gateway_pool_per_host
         self.discovery = Discovery(self._pools, routes, resolver=resolver)
 
     async def start(self) -> None:
         await self.discovery.start()
-        connector = aiohttp.TCPConnector(limit=512, limit_per_host=128, keepalive_timeout=30, ttl_dns_cache=10)
+        connector = aiohttp.TCPConnector(
+            limit=max(512, self._per_host), limit_per_host=self._per_host, keepalive_timeout=30, ttl_dns_cache=10
+        )
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
         )
+        # No pool limit here: open sockets are bounded by the gateway's socket slots.
+        ws_connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=10)
+        self._ws_session = aiohttp.ClientSession(connector=ws_connector, cookie_jar=aiohttp.DummyCookieJar())
 
     async def aclose(self) -> None:
         await self.discovery.stop()
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._ws_session):
+            if session is not None:
+                await session.close()
 
     def pool(self, service: str) -> Pool:
         return self._pools[service]
@@ -247,9 +257,9 @@ class Upstreams:
 
     async def connect_websocket(self, match: Match, *, query: str, token: str) -> aiohttp.ClientWebSocketResponse:
         """A WebSocket to an instance of the route's upstream, carrying the caller's token."""
-        assert self._session is not None, "Upstreams.start() not called"
+        assert self._ws_session is not None, "Upstreams.start() not called"
         route, pool = match.route, self._pools[match.route.service]
-        session = self._session
+        session = self._ws_session
         headers = {"authorization": f"Bearer {token}"} if token else {}
         correlation_id = current_correlation_id()
         if correlation_id:

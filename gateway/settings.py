@@ -81,6 +81,13 @@ class GatewaySettings(PlatformSettings):
     gateway_ip_rate_limit: str = "200/second"
     # An instance that refused a connection is left out for this long.
     gateway_eject_s: float = Field(default=10.0, gt=0)
+    # Pooled keep-alive connections per upstream instance for HTTP (WebSockets have their
+    # own connections and never take from this pool).
+    gateway_pool_per_host: int = Field(default=128, ge=1, le=10_000)
+    # Open WebSockets at once: per client address, per principal, per shared link.
+    gateway_ws_per_address: int = Field(default=20, ge=1, le=100_000)
+    gateway_ws_per_principal: int = Field(default=5, ge=1, le=100_000)
+    gateway_ws_per_share_link: int = Field(default=50, ge=1, le=100_000)
     # Origins of the web consoles (owner console, operations dashboard) allowed by CORS.
     gateway_cors_origins: tuple[str, ...] = ()
 
