@@ -18,6 +18,7 @@ from common.context import (
     reset_correlation_id,
     sanitize_correlation_id,
 )
+from common.redaction import install_redaction
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -143,6 +144,8 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Tokens in WebSocket queries and shared-link paths must not reach any line.
+    install_redaction(handler)
     # uvicorn's own access log would duplicate ours.
     logging.getLogger("uvicorn.access").disabled = True
 
