@@ -36,8 +36,8 @@ def create_app(
             CORSMiddleware,
             allow_origins=list(settings.gateway_cors_origins),
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["authorization", "content-type", "x-request-id"],
-            expose_headers=["x-request-id", "retry-after"],
+            allow_headers=["authorization", "content-type", "x-request-id", "idempotency-key"],
+            expose_headers=["x-request-id", "retry-after", "idempotent-replayed"],
             max_age=600,
         )
     app.state.upstreams = upstreams
