@@ -17,10 +17,10 @@ import pytest
 
 from auth.app import create_app as create_auth
 from auth.settings import AuthSettings
-from common.events.catalog import FaceEnrolled, PasswordResetRequested
 from common.migrations import upgrade
 from common.observability import configure_logging
 from common.redaction import redact
+from contracts import FaceEnrolled, PasswordResetRequested
 from facemodel.app import create_app as create_facemodel
 from facemodel.settings import FacemodelSettings
 from gateway.app import create_app as create_gateway
