@@ -46,6 +46,8 @@ class EgressPolicy:
     def __init__(self, *, networks: Mapping[str, Sequence[Network]], service_cidrs: Sequence[Network]) -> None:
         self._networks = {branch: tuple(cidrs) for branch, cidrs in networks.items()}
         self._service_cidrs = tuple(service_cidrs)
+        # Targets of URLs naming an address, not a host name: their check never changes.
+        self._literal: dict[tuple[str, str], Target] = {}
 
     def allows(self, branch_id: str, address: Address) -> bool:
         declared = self._networks.get(branch_id, ()) + self._networks.get(EVERY_BRANCH, ())
@@ -60,6 +62,9 @@ class EgressPolicy:
     async def target(self, branch_id: str, url: str) -> Target:
         """The URL rewritten to one checked address of its host; every address the host
         resolves to must be allowed (a name with one private answer is refused)."""
+        known = self._literal.get((branch_id, url))
+        if known is not None:
+            return known
         parsed = URL(url)
         host = parsed.host or ""
         if not host or parsed.scheme not in ("http", "https"):
@@ -75,7 +80,20 @@ class EgressPolicy:
             )
         named = f"[{host}]" if ":" in host else host
         header = named if parsed.explicit_port is None else f"{named}:{parsed.explicit_port}"
-        return Target(parsed.with_host(str(addresses[0])), host, header)
+        target = Target(parsed.with_host(str(addresses[0])), host, header)
+        if _is_literal(host):
+            if len(self._literal) > 200_000:
+                self._literal.clear()
+            self._literal[(branch_id, url)] = target
+        return target
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 async def _resolve(host: str, port: int) -> list[Address]:

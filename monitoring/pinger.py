@@ -141,7 +141,7 @@ class Pinger:
                 server_hostname=target.host if target.url.scheme == "https" else None,
                 allow_redirects=False,
             ) as response:
-                await response.content.read(MAX_ECHO_BYTES)
+                await _read_at_most(response, MAX_ECHO_BYTES)
                 if 200 <= response.status < 300:
                     return True, ""
                 return False, f"status {response.status}"
@@ -149,3 +149,14 @@ class Pinger:
             return False, "timeout"
         except aiohttp.ClientError as exc:
             return False, type(exc).__name__
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> None:
+    """Read a small answer to its end (so the connection is kept alive for the next
+    ping) but never more than ``limit`` bytes: a longer one is cut with its connection."""
+    received = 0
+    while received <= limit and not response.content.at_eof():
+        chunk = await response.content.read(limit + 1 - received)
+        if not chunk:
+            return
+        received += len(chunk)
