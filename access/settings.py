@@ -33,7 +33,7 @@ class GateConfig(BaseModel):
     # When the serial line is down: fail_secure keeps the door locked and refuses entry;
     # fail_safe is a lock that releases without control, so the decision still stands.
     # Entry gates default to fail_secure; exit gates are always fail_safe (nobody is
-    # locked in by a platform outage; docs/adr/0016-egress-and-fail-safe-exits.md).
+    # locked in by a platform outage; docs/adr/0017-egress-and-fail-safe-exits.md).
     line_down: Literal["fail_secure", "fail_safe"] = "fail_secure"
     # The controller reports the door contact (``DOOR <gate> OPEN``): a granted entry is
     # confirmed by the door opening within open_ms plus this grace, else it is logged

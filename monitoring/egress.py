@@ -7,7 +7,7 @@ inside a network the operator declared as that branch's (or every branch's) equi
 network; never to the cluster's service range unless declared. The host is resolved and
 checked on every ping and the connection goes to the checked address (a name that
 re-resolves to somewhere else between check and use gains nothing). See
-docs/adr/0016-egress-and-fail-safe-exits.md.
+docs/adr/0017-egress-and-fail-safe-exits.md.
 """
 
 from __future__ import annotations
