@@ -3,38 +3,19 @@ RabbitMQ and PostgreSQL), each driven end to end like an operator would."""
 
 from __future__ import annotations
 
-import random
-import socket
 import sqlite3
 
-from smartgym.registry import PORTS
 from tests.support.apps import free_port
+from tests.support.embedded import free_port_offset, seed_wheel_cache
 from tests.support.journeys import signup_login_and_get_welcomed
 from tests.support.processes import clean_env, start, stop, wait_healthy
-
-
-def free_port_offset() -> int:
-    """An offset at which every port of the plan is free (a random one can land on a port
-    some other process on the machine holds, and `up` then fails to bind)."""
-    while True:
-        offset = random.randint(20_000, 40_000)
-        if all(_bindable(port + offset) for port in PORTS.values()):
-            return offset
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def test_embedded_up_runs_everything_in_one_process_without_broker_or_database(tmp_path):
     offset = free_port_offset()
     gateway = f"http://127.0.0.1:{8000 + offset}"
     log = tmp_path / "up.log"
+    seed_wheel_cache(tmp_path)
     process = start(["up", "--port-offset", str(offset)], env=clean_env(), cwd=tmp_path, log=log)
     try:
         wait_healthy(gateway, process, log)
