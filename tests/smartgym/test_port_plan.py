@@ -1,0 +1,54 @@
+"""``up --port-offset N --host H``: every listener of the port plan moves and binds H, and
+every route of the gateway's table reaches its own service there."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+
+from gateway.settings import GatewaySettings
+from smartgym.registry import ports
+from tests.support.embedded import PASSWORD, free_port_offset, seed_wheel_cache
+from tests.support.processes import clean_env, start, stop, wait_healthy
+
+HOST = "127.0.0.2"  # a loopback address of its own: a listener left on 127.0.0.1 shows
+
+
+def _accepts(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((host, port)) == 0
+
+
+def test_every_listener_moves_with_the_offset_and_binds_the_host(tmp_path):
+    offset = free_port_offset()
+    plan = ports(offset)
+    gateway = f"http://{HOST}:{plan['gateway']}"
+    seed_wheel_cache(tmp_path)
+    log = tmp_path / "up.log"
+    process = start(["up", "--host", HOST, "--port-offset", str(offset)], env=clean_env(), cwd=tmp_path, log=log)
+    try:
+        wait_healthy(gateway, process, log, timeout=90)
+        for name, port in plan.items():
+            assert _accepts(HOST, port), f"{name} not listening on {HOST}:{port}"
+            assert not _accepts("127.0.0.1", port), f"{name} listens on 127.0.0.1:{port}, not only on {HOST}"
+
+        with httpx.Client(base_url=gateway, timeout=10) as client:
+            assert client.post("/api/auth/signup", json={"email": "route@example.com", "password": PASSWORD}).is_success
+            login = client.post("/api/auth/login", json={"email": "route@example.com", "password": PASSWORD})
+            auth = {"authorization": f"Bearer {login.json()['access_token']}"}
+            routes = GatewaySettings().gateway_routes
+            assert {route.service for route in routes} >= {"auth", "access", "running", "running_live"}
+            for route in routes:
+                answer = client.get(f"{route.prefix}/healthz", headers=auth)
+                if route.service == "running_live":
+                    # The live socket server answers plain HTTP with its own refusal.
+                    assert answer.status_code in (400, 426), (route.prefix, answer.status_code, answer.text)
+                    assert "websocket" in answer.text.lower(), answer.text
+                else:
+                    assert answer.status_code == 200, (route.prefix, answer.status_code, answer.text)
+                    assert answer.json()["service"] == route.service, route.prefix
+    finally:
+        code = stop(process)
+    assert code == 0, log.read_text()[-3000:]
