@@ -31,7 +31,10 @@ class PlatformSettings(BaseSettings):
     environment: Literal["local", "test", "production"] = "local"
     data_dir: Path = Path("var")
     log_level: str = "INFO"
-    log_json: bool = True
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="json: one JSON object per line; text: readable lines; auto: text in local, json elsewhere.",
+    )
 
     broker_url: AmqpDsn | None = Field(
         default=None, description="AMQP URL; unset means the in-process bus (embedded mode)."
@@ -121,6 +124,12 @@ class PlatformSettings(BaseSettings):
             dotenv_settings,
             file_secret_settings,
         )
+
+    @property
+    def log_json(self) -> bool:
+        if self.log_format == "auto":
+            return self.environment != "local"
+        return self.log_format == "json"
 
     @property
     def embedded(self) -> bool:

@@ -30,6 +30,21 @@ def main() -> None:
     """SmartGym: run, serve and migrate the platform's services."""
 
 
+LOG_FORMAT = click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "text"]),
+    default=None,
+    help="Console log lines: readable text or JSON (default: SMARTGYM_LOG_FORMAT; auto = text in local).",
+)
+
+
+def _configure_logging(settings: PlatformSettings, log_format: str | None) -> None:
+    json_lines = settings.log_json if log_format in (None, "auto") else log_format == "json"
+    if log_format == "auto":
+        json_lines = settings.environment != "local"
+    configure_logging(settings.log_level, json_lines=json_lines)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address every listener binds.")
 @click.option(
@@ -39,10 +54,11 @@ def main() -> None:
     type=click.IntRange(0, 50_000),
     help="Added to every service port (to run beside another installation).",
 )
-def up(host: str, port_offset: int) -> None:
+@LOG_FORMAT
+def up(host: str, port_offset: int, log_format: str | None) -> None:
     """Run every service in this one process (embedded mode unless a broker/DB is set)."""
     settings = PlatformSettings()
-    configure_logging(settings.log_level, json_lines=settings.log_json)
+    _configure_logging(settings, log_format)
     chosen = embedded.plan(host, port_offset)
     try:
         _migrate(chosen.services, settings)
@@ -57,14 +73,15 @@ def up(host: str, port_offset: int) -> None:
 @click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 - a container's listener
 @click.option("--port", type=int, default=None, help="Defaults to the service's port in the plan.")
 @click.option("--migrate/--no-migrate", default=False, help="Apply migrations before serving.")
-def serve(service: str, host: str, port: int | None, migrate: bool) -> None:
+@LOG_FORMAT
+def serve(service: str, host: str, port: int | None, migrate: bool, log_format: str | None) -> None:
     """Run one service as its own process (what a container runs)."""
     try:
         chosen = spec(service)
     except KeyError as exc:
         raise click.BadParameter(str(exc)) from exc
     settings = chosen.settings_type()()
-    configure_logging(settings.log_level, json_lines=settings.log_json)
+    _configure_logging(settings, log_format)
     if migrate:
         _migrate([chosen], settings)
     listeners = chosen.listeners(settings, port or chosen.port)

@@ -3,6 +3,7 @@ every route of the gateway's table reaches its own service there."""
 
 from __future__ import annotations
 
+import json
 import socket
 
 import httpx
@@ -27,7 +28,8 @@ def test_every_listener_moves_with_the_offset_and_binds_the_host(tmp_path):
     gateway = f"http://{HOST}:{plan['gateway']}"
     seed_wheel_cache(tmp_path)
     log = tmp_path / "up.log"
-    process = start(["up", "--host", HOST, "--port-offset", str(offset)], env=clean_env(), cwd=tmp_path, log=log)
+    args = ["up", "--host", HOST, "--port-offset", str(offset), "--log-format", "json"]
+    process = start(args, env=clean_env(), cwd=tmp_path, log=log)
     try:
         wait_healthy(gateway, process, log, timeout=90)
         for name, port in plan.items():
@@ -52,3 +54,8 @@ def test_every_listener_moves_with_the_offset_and_binds_the_host(tmp_path):
     finally:
         code = stop(process)
     assert code == 0, log.read_text()[-3000:]
+    # --log-format json: every log line is one JSON object (the launcher's progress lines
+    # for a person are not log lines).
+    lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
+    assert len(lines) > 10
+    assert all(json.loads(line)["level"] for line in lines)
