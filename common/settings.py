@@ -29,6 +29,13 @@ class PlatformSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMARTGYM_", extra="ignore", frozen=True)
 
     environment: Literal["local", "test", "production"] = "local"
+    single_box: bool = Field(
+        default=False,
+        description=(
+            "Production on one machine: `smartgym up` with SQLite and the in-process bus "
+            "(parked events kept on disk). Without it production needs a broker and PostgreSQL."
+        ),
+    )
     data_dir: Path = Path("var")
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "text"] = Field(
@@ -100,12 +107,21 @@ class PlatformSettings(BaseSettings):
         problems: list[str] = []
         if self.key_encryption_secret.get_secret_value() == LOCAL_KEY_SECRET:
             problems.append("SMARTGYM_KEY_ENCRYPTION_SECRET is the local default")
-        if self.broker_url is None:
-            problems.append("SMARTGYM_BROKER_URL is unset (the in-process bus is for embedded mode)")
-        elif self.broker_url.username == "guest":
+        if self.broker_url is not None and self.broker_url.username == "guest":
             problems.append("SMARTGYM_BROKER_URL uses the broker's guest account")
         if problems:
             raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _shared_broker_unless_single_box(self) -> Self:
+        """Replicas on several machines share events only through a broker; one box may
+        run everything in one process instead, when the operator says so."""
+        if self.environment == "production" and self.broker_url is None and not self.single_box:
+            raise ValueError(
+                "unsafe production settings: SMARTGYM_BROKER_URL is unset (the in-process bus "
+                "serves one process: set SMARTGYM_SINGLE_BOX=true to run everything with `smartgym up`)"
+            )
         return self
 
     @classmethod
@@ -153,8 +169,10 @@ class PlatformSettings(BaseSettings):
         else:
             url = f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').as_posix()}"
         make_url(url)  # fail early on a malformed URL
-        if self.environment == "production" and url.startswith("sqlite"):
-            raise ValueError(f"{service}: SQLite is for embedded mode, set a PostgreSQL URL")
+        if self.environment == "production" and url.startswith("sqlite") and not self.single_box:
+            raise ValueError(
+                f"{service}: SQLite is for embedded mode, set a PostgreSQL URL (or SMARTGYM_SINGLE_BOX=true)"
+            )
         return url
 
 

@@ -82,6 +82,9 @@ def serve(service: str, host: str, port: int | None, migrate: bool, log_format: 
         raise click.BadParameter(str(exc)) from exc
     settings = chosen.settings_type()()
     _configure_logging(settings, log_format)
+    if settings.environment == "production" and settings.broker_url is None:
+        # Its events would reach only itself: a single box runs every service in `up`.
+        raise click.ClickException("production without SMARTGYM_BROKER_URL runs as `smartgym up` (single box)")
     if migrate:
         _migrate([chosen], settings)
     listeners = chosen.listeners(settings, port or chosen.port)

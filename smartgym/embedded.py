@@ -37,6 +37,8 @@ from smartgym.serving import Listener, ListenerGroup, serve_all
 log = logging.getLogger("smartgym")
 
 DEFAULT_PACK = "yunet-sface-1.0.0"
+# The in-process bus's parked events, beside the services' databases.
+PARKING_LOT = "bus-parked.db"
 # sockaddr_un holds 108 bytes; a deep data directory falls back to a short path.
 MAX_SOCKET_PATH = 100
 # The gate a fresh installation gets: one entry gate of the site's branch on a virtual line.
@@ -246,7 +248,7 @@ def refuse_stand_ins_in_production(production: bool) -> None:
 async def run(chosen: Plan) -> int:
     platform = PlatformSettings()
     metrics = Metrics()
-    bus = make_bus(platform, metrics, CATALOG)
+    bus = make_bus(platform, metrics, CATALOG, parking_lot=platform.data_dir / PARKING_LOT)
     await bus.start()
     try:
         groups: list[ListenerGroup] = [
