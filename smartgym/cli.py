@@ -220,3 +220,27 @@ def simulate_equipment(
             ready=lambda message: click.echo(message, err=True),
         )
     )
+
+
+@main.command("settings-doc")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("docs/SETTINGS.md"),
+    show_default=True,
+)
+@click.option("--check", is_flag=True, help="Fail if the file is not what the settings classes say.")
+def settings_doc(out: Path, check: bool) -> None:
+    """Write the settings reference (every SMARTGYM_* variable) from the settings classes."""
+    from smartgym.settings_doc import render
+
+    text = render()
+    if check:
+        current = out.read_text() if out.exists() else ""
+        if current != text:
+            raise click.ClickException(f"{out} is not current: run `smartgym settings-doc`")
+        click.echo(f"{out} is current")
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    click.echo(f"wrote {out}")
