@@ -1,6 +1,7 @@
-"""``smartgym up`` as a newcomer meets it: facemodel and access in the one process (the
-face model pack built on first start, reused after), and a virtual gate that visibly
-opens when an operator opens it through the gateway."""
+"""``smartgym up`` as a newcomer meets it on a terminal: readable, coloured log lines;
+facemodel and access in the one process (the face model pack built on first start,
+reused after); and a virtual gate that visibly opens when an operator opens it through
+the gateway."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 
 import httpx
 
-from tests.support.embedded import free_port_offset, make_operator, seed_wheel_cache
+from tests.support.embedded import OnTerminal, free_port_offset, make_operator, seed_wheel_cache
 from tests.support.processes import clean_env, start, stop, wait_healthy
 
 
@@ -28,11 +29,15 @@ def test_up_serves_faces_over_the_socket_and_opens_a_virtual_gate(tmp_path):
     seed_wheel_cache(tmp_path)
     log = tmp_path / "up.log"
     env = clean_env()
-    process = start(["up", "--port-offset", str(offset)], env=env, cwd=tmp_path, log=log)
+    terminal = OnTerminal(["up", "--port-offset", str(offset)], env=env, cwd=tmp_path, log=log)
+    process = terminal.process
     try:
         wait_healthy(gateway, process, log, timeout=90)
         text = log.read_text()
         assert "Building the face model pack" in text
+        # A terminal gets readable lines, coloured, not JSON.
+        assert "\033[32mINFO" in text
+        assert not any(line.lstrip().startswith("{") for line in text.splitlines())
         assert (tmp_path / "var" / "models" / "yunet-sface-1.0.0" / "manifest.json").exists()
         # facemodel answers on its Unix socket, as access reaches it in a pod.
         socket_path = tmp_path / "var" / "run" / "facemodel.sock"
@@ -59,6 +64,7 @@ def test_up_serves_faces_over_the_socket_and_opens_a_virtual_gate(tmp_path):
         _wait_for_line(log, "virtual gate front-door #1: CLOSE (open time over), relay OFF", timeout=6)
     finally:
         code = stop(process)
+        terminal.close()
     assert code == 0, log.read_text()[-3000:]
 
     # A second start reuses the pack: no build, no download.

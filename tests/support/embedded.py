@@ -5,10 +5,14 @@ administrator is (a role written into auth's database)."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import socket
 import sqlite3
+import subprocess
+import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -61,3 +65,40 @@ def make_operator(gateway: str, data_dir: Path, *, branches: tuple[str, ...] = (
         login = client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
         assert login.status_code == 200, login.text
         return {"authorization": f"Bearer {login.json()['access_token']}"}
+
+
+class OnTerminal:
+    """``smartgym ARGS`` with a real terminal (a pty) as its stdout and stderr, what it
+    writes copied to ``log`` as it comes."""
+
+    def __init__(self, args: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> None:
+        controller, terminal = os.openpty()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "smartgym", *args],
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=terminal,
+            stderr=terminal,
+        )
+        os.close(terminal)
+        self._controller = controller
+        self._log = log.open("wb")
+        self._reader = threading.Thread(target=self._copy, daemon=True)
+        self._reader.start()
+
+    def _copy(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._controller, 4096)
+            except OSError:
+                return  # the process closed the terminal
+            if not chunk:
+                return
+            self._log.write(chunk)
+            self._log.flush()
+
+    def close(self) -> None:
+        self._reader.join(timeout=5)
+        os.close(self._controller)
+        self._log.close()
