@@ -18,7 +18,7 @@ def test_embedded_up_runs_everything_in_one_process_without_broker_or_database(t
     seed_wheel_cache(tmp_path)
     process = start(["up", "--port-offset", str(offset)], env=clean_env(), cwd=tmp_path, log=log)
     try:
-        wait_healthy(gateway, process, log)
+        wait_healthy(gateway, process, log, timeout=90)  # the first start builds the face model pack
         signup_login_and_get_welcomed(gateway)
     finally:
         code = stop(process)
