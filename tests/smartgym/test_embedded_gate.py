@@ -1,15 +1,17 @@
-"""``smartgym up`` as a newcomer meets it on a terminal: readable, coloured log lines;
-facemodel and access in the one process (the face model pack built on first start,
-reused after); and a virtual gate that visibly opens when an operator opens it through
-the gateway."""
+"""``smartgym up`` as a newcomer meets it on a terminal, with no broker and no database
+server: readable, coloured log lines; the member journey through the gateway; facemodel
+and access in the one process (the face model pack built on first start, reused after);
+and a virtual gate that visibly opens when an operator opens it through the gateway."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import httpx
 
 from tests.support.embedded import OnTerminal, free_port_offset, make_operator, seed_wheel_cache
+from tests.support.journeys import signup_login_and_get_welcomed
 from tests.support.processes import clean_env, start, stop, wait_healthy
 
 
@@ -38,6 +40,7 @@ def test_up_serves_faces_over_the_socket_and_opens_a_virtual_gate(tmp_path):
         # A terminal gets readable lines, coloured, not JSON.
         assert "\033[32mINFO" in text
         assert not any(line.lstrip().startswith("{") for line in text.splitlines())
+        signup_login_and_get_welcomed(gateway)
         assert (tmp_path / "var" / "models" / "yunet-sface-1.0.0" / "manifest.json").exists()
         # facemodel answers on its Unix socket, as access reaches it in a pod.
         socket_path = tmp_path / "var" / "run" / "facemodel.sock"
@@ -66,6 +69,8 @@ def test_up_serves_faces_over_the_socket_and_opens_a_virtual_gate(tmp_path):
         code = stop(process)
         terminal.close()
     assert code == 0, log.read_text()[-3000:]
+    with sqlite3.connect(tmp_path / "var" / "auth.db") as db:
+        assert db.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone() == (0,)
 
     # A second start reuses the pack: no build, no download.
     log2 = tmp_path / "up2.log"

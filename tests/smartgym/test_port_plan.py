@@ -14,7 +14,7 @@ import httpx
 
 from gateway.settings import GatewaySettings
 from smartgym.registry import ports
-from tests.support.embedded import PASSWORD, free_port_offset, make_operator, seed_wheel_cache
+from tests.support.embedded import PASSWORD, free_port_offset, make_operator, seed_pack
 from tests.support.processes import clean_env, start, stop, wait_healthy
 
 HOST = "127.0.0.2"  # a loopback address of its own: a listener left on 127.0.0.1 shows
@@ -41,7 +41,7 @@ def test_every_listener_moves_with_the_offset_and_binds_the_host(tmp_path):
     offset = free_port_offset()
     plan = ports(offset)
     gateway = f"http://{HOST}:{plan['gateway']}"
-    seed_wheel_cache(tmp_path)
+    seed_pack(tmp_path)
     controller = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Controller)
     threading.Thread(target=controller.serve_forever, daemon=True).start()
     gates = [

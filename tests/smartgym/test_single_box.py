@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from common.settings import PlatformSettings
 from notification.fcm import ServiceAccount
 from tests.support.apps import free_port
-from tests.support.embedded import PASSWORD, free_port_offset, seed_wheel_cache
+from tests.support.embedded import PASSWORD, free_port_offset, seed_pack
 from tests.support.processes import clean_env, start, stop, wait_healthy
 
 REAL_SECRET = "a-real-secret-from-the-vault"
@@ -110,7 +110,7 @@ def test_kill_9_mid_stream_loses_no_event_and_applies_each_once(tmp_path):
     offset = free_port_offset()
     gateway = f"http://127.0.0.1:{8000 + offset}"
     data_dir = tmp_path / "var"
-    seed_wheel_cache(tmp_path)
+    seed_pack(tmp_path)
     env = _production_env(tmp_path)
     log = tmp_path / "up.log"
     process = start(["up", "--port-offset", str(offset)], env=env, cwd=tmp_path, log=log)

