@@ -222,6 +222,19 @@ def simulate_equipment(
     )
 
 
+@main.command()
+def parked() -> None:
+    """List the events the in-process bus parked (handlers that kept failing), kept in
+    <data_dir>/bus-parked.db across restarts; with a broker, see its parking-lot queues."""
+    from common.events.inprocess import load_parked
+
+    lot = PlatformSettings().data_dir / embedded.PARKING_LOT
+    messages = load_parked(lot)
+    click.echo(f"{len(messages)} parked event(s) in {lot}")
+    for message in messages:
+        click.echo(f"{message.service}\t{message.routing_key}\t{message.reason}")
+
+
 @main.command("settings-doc")
 @click.option(
     "--out",

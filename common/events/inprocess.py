@@ -198,6 +198,11 @@ def _store_parked(path: Path, parked: ParkedMessage) -> None:
         connection.close()
 
 
+def load_parked(path: Path) -> list[ParkedMessage]:
+    """The parked messages kept in a parking-lot file (none if it does not exist)."""
+    return _load_parked(path) if path.exists() else []
+
+
 def _load_parked(path: Path) -> list[ParkedMessage]:
     connection = _connect(path)
     try:

@@ -80,3 +80,24 @@ async def test_parked_messages_survive_a_restart_in_the_parking_lot(tmp_path):
     assert (parked.service, parked.routing_key, parked.body) == ("ledger", message.routing_key, message.body)
     assert parked.reason == "ValueError: nope"
     assert second.health()["parked"] == 1
+
+
+async def test_smartgym_parked_lists_the_parking_lot(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from smartgym.cli import main
+
+    lot = tmp_path / "bus-parked.db"
+    in_process = InProcessBus(catalog=CATALOG, metrics=Metrics(), max_attempts=1, parking_lot=lot)
+    await in_process.start()
+    subs = Subscriptions("ledger")
+    subs.add_bus_handler(EntryRecorded, lambda event: None, name="noop")
+    await in_process.subscribe(subs)
+    message = OutgoingMessage(EntryRecorded(seq=1).event_id, EntryRecorded.routing_key(), b"{}", None)
+    await in_process.publish_many([message])
+
+    monkeypatch.setenv("SMARTGYM_DATA_DIR", str(tmp_path))
+    shown = CliRunner().invoke(main, ["parked"])
+    assert shown.exit_code == 0, shown.output
+    assert "1 parked event(s)" in shown.output
+    assert f"ledger\t{EntryRecorded.routing_key()}\tmalformed" in shown.output
