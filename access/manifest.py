@@ -8,6 +8,5 @@ MANIFEST = ServiceManifest(
     has_database=True,
     uses_bus=True,
     settings_class="access.settings:AccessSettings",
-    embedded=False,
     start_order=50,
 )

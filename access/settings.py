@@ -19,27 +19,60 @@ IDENTIFIER = r"^[A-Za-z0-9._-]+$"
 class GateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    gate_id: str = Field(min_length=1, max_length=64, pattern=IDENTIFIER)
-    branch_id: str = Field(min_length=1, max_length=64, pattern=IDENTIFIER)
-    direction: Literal["in", "out"] = "in"
+    gate_id: str = Field(
+        min_length=1, max_length=64, pattern=IDENTIFIER, description="The gate's name in the API, logs and events."
+    )
+    branch_id: str = Field(
+        min_length=1, max_length=64, pattern=IDENTIFIER, description="Branch the gate lets members into."
+    )
+    direction: Literal["in", "out"] = Field(
+        default="in", description="in: entry gate; out: exit gate (anti-passback counts both)."
+    )
     # ch340: the common USB relay boards (no acknowledgement); line: a controller that
     # answers each command with OK / ERR <code>.
-    driver: Literal["ch340", "line"]
-    port: str = Field(min_length=1, max_length=300, description="device path or pyserial URL")
-    baudrate: int = Field(default=9600, ge=1200, le=921_600)
-    channel: int = Field(default=1, ge=1, le=8, description="relay channel (ch340) or gate number (line)")
-    open_ms: int = Field(default=3000, ge=100, le=30_000)
-    anti_passback: bool = True
+    driver: Literal["ch340", "line"] = Field(
+        description="ch340: USB relay boards (4-byte frames, no answer); line: a controller answering "
+        "`OPEN <gate> <ms>` with OK / ERR <code>."
+    )
+    port: str = Field(
+        min_length=1,
+        max_length=300,
+        description=(
+            "Serial device path or pyserial URL (/dev/ttyUSB0, rfc2217://host:port, socket://host:port); "
+            "`virtual:<name>` in `smartgym up` is a pty with a gate stand-in that logs every OPEN/CLOSE."
+        ),
+    )
+    baudrate: int = Field(default=9600, ge=1200, le=921_600, description="Serial speed.")
+    channel: int = Field(default=1, ge=1, le=8, description="Relay channel (ch340) or gate number (line).")
+    open_ms: int = Field(
+        default=3000, ge=100, le=30_000, description="How long the door stays open per decision, milliseconds."
+    )
+    anti_passback: bool = Field(default=True, description="Refuse a second entry before an exit.")
     # When the serial line is down: fail_secure keeps the door locked and refuses entry;
     # fail_safe is a lock that releases without control, so the decision still stands.
     # Entry gates default to fail_secure; exit gates are always fail_safe (nobody is
     # locked in by a platform outage; docs/adr/0017-egress-and-fail-safe-exits.md).
-    line_down: Literal["fail_secure", "fail_safe"] = "fail_secure"
-    # The controller reports the door contact (``DOOR <gate> OPEN``): a granted entry is
-    # confirmed by the door opening within open_ms plus this grace, else it is logged
-    # ``commanded_unconfirmed`` and the member is not counted inside.
-    door_contact: bool = False
-    door_confirm_grace_ms: int = Field(default=2000, ge=0, le=30_000)
+    line_down: Literal["fail_secure", "fail_safe"] = Field(
+        default="fail_secure",
+        description=(
+            "With the serial line down: fail_secure keeps the door locked and refuses entry; fail_safe is"
+            " a lock that releases without control, so the decision still stands. Exit gates are always"
+            " fail_safe."
+        ),
+    )
+    door_contact: bool = Field(
+        default=False,
+        description=(
+            "The controller reports the door contact (`DOOR <gate> OPEN`): a granted entry is confirmed by the"
+            " door opening, else it is logged commanded_unconfirmed and the member is not counted inside."
+        ),
+    )
+    door_confirm_grace_ms: int = Field(
+        default=2000,
+        ge=0,
+        le=30_000,
+        description="How long after open_ms a door contact may still confirm an entry, milliseconds.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -60,33 +93,85 @@ class GateConfig(BaseModel):
 class BranchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timezone: str = "Asia/Seoul"
-    occupancy_limit: int | None = Field(default=None, ge=1, le=10_000)
+    timezone: str = Field(default="Asia/Seoul", description="The branch's time zone (membership access hours).")
+    occupancy_limit: int | None = Field(
+        default=None, ge=1, le=10_000, description="Most members inside at once; unset = no limit."
+    )
 
 
 class AccessSettings(PlatformSettings):
     # One access deployment per site (usually a branch); it gets its own queue and database.
-    access_site: str = Field(default="main", min_length=1, max_length=64, pattern=IDENTIFIER)
-    access_gates: list[GateConfig] = Field(default_factory=list)
-    access_branches: dict[str, BranchConfig] = Field(default_factory=dict)
-    access_facemodel_socket: Path = Path("var/run/facemodel.sock")
-    access_facemodel_timeout_s: float = Field(default=3.0, gt=0, le=30)
+    access_site: str = Field(
+        default="main",
+        min_length=1,
+        max_length=64,
+        pattern=IDENTIFIER,
+        description="The site this access deployment serves (usually a branch); names its queue.",
+    )
+    access_gates: list[GateConfig] = Field(
+        default_factory=list,
+        description=(
+            'The gates of this site as JSON, e.g. [{"gate_id": "front-door", "branch_id": "main", '
+            '"driver": "line", "port": "/dev/ttyUSB0"}] (see GateConfig below). `smartgym up` without gates '
+            "runs one virtual gate."
+        ),
+    )
+    access_branches: dict[str, BranchConfig] = Field(
+        default_factory=dict,
+        description='Per-branch rules as JSON: {"main": {"timezone": "Asia/Seoul", "occupancy_limit": 80}}.',
+    )
+    access_facemodel_socket: Path = Field(
+        default=Path("var/run/facemodel.sock"),
+        description="facemodel's Unix socket (set by `smartgym up` to facemodel's own).",
+    )
+    access_facemodel_timeout_s: float = Field(
+        default=3.0, gt=0, le=30, description="Timeout of one call to facemodel, seconds."
+    )
     # Members of other branches pre-fetched into each branch gallery, by visit score.
-    access_prefetch_members: int = Field(default=10_000, ge=0, le=1_000_000)
-    access_prefetch_refresh_s: float = Field(default=600.0, gt=0)
+    access_prefetch_members: int = Field(
+        default=10_000,
+        ge=0,
+        le=1_000_000,
+        description="Members of other branches pre-fetched into each branch gallery, by visit score.",
+    )
+    access_prefetch_refresh_s: float = Field(default=600.0, gt=0, description="Seconds between pre-fetch refreshes.")
     # Visits halve in weight over this many days when ranking members for pre-fetch.
-    access_visit_half_life_days: float = Field(default=14.0, gt=0)
+    access_visit_half_life_days: float = Field(
+        default=14.0, gt=0, description="Days over which a visit halves in weight when ranking members for pre-fetch."
+    )
     # Below the threshold by less than this: "look at the camera again", not "unknown".
-    access_near_miss_margin: float = Field(default=0.08, ge=0, le=1)
+    access_near_miss_margin: float = Field(
+        default=0.08,
+        ge=0,
+        le=1,
+        description="Below the match threshold by less than this: 'look at the camera again', not 'unknown'.",
+    )
     # Somebody inside longer than this probably left without badging out (tailgating out).
-    access_presence_expiry_h: float = Field(default=12.0, gt=0)
-    access_serial_reconnect_s: float = Field(default=1.0, gt=0, le=60)
-    access_line_timeout_ms: int = Field(default=500, ge=20, le=10_000)
-    access_line_retries: int = Field(default=2, ge=0, le=10)
-    # A gate request's Idempotency-Key answers retries with the first decision this long.
-    access_idempotency_ttl_s: float = Field(default=600.0, ge=1, le=86_400)
+    access_presence_expiry_h: float = Field(
+        default=12.0,
+        gt=0,
+        description="Hours after which a member still counted inside is assumed gone (left without badging out).",
+    )
+    access_serial_reconnect_s: float = Field(
+        default=1.0, gt=0, le=60, description="Seconds between attempts to reopen a serial line that went down."
+    )
+    access_line_timeout_ms: int = Field(
+        default=500,
+        ge=20,
+        le=10_000,
+        description="Line protocol: how long to wait for a controller's answer, milliseconds.",
+    )
+    access_line_retries: int = Field(
+        default=2, ge=0, le=10, description="Line protocol: extra attempts after no answer or ERR."
+    )
+    access_idempotency_ttl_s: float = Field(
+        default=600.0,
+        ge=1,
+        le=86_400,
+        description="How long a gate request's Idempotency-Key answers retries with the first decision, seconds.",
+    )
     # Camera frames are bigger than JSON bodies.
-    max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024, description="Largest request body (camera frames).")
 
     @model_validator(mode="after")
     def _gates_are_consistent(self) -> Self:

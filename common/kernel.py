@@ -29,14 +29,18 @@ from common.settings import PlatformSettings
 log = logging.getLogger(__name__)
 
 
-def make_bus(settings: PlatformSettings, metrics: Metrics, catalog: EventCatalog) -> EventBus:
-    """RabbitMQ when a broker URL is configured, the in-process bus otherwise."""
+def make_bus(
+    settings: PlatformSettings, metrics: Metrics, catalog: EventCatalog, *, parking_lot: Path | None = None
+) -> EventBus:
+    """RabbitMQ when a broker URL is configured, the in-process bus otherwise (its parked
+    messages kept in the ``parking_lot`` file when given)."""
     if settings.broker_url is None:
         return InProcessBus(
             catalog=catalog,
             metrics=metrics,
             max_attempts=settings.bus_max_attempts,
             retry_delays_ms=settings.bus_retry_delays_ms,
+            parking_lot=parking_lot,
         )
     from common.events.rabbitmq import RabbitMQBus  # aio-pika is only imported when used
 

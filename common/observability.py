@@ -136,11 +136,59 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class ConsoleFormatter(logging.Formatter):
+    """One readable line per event for a developer's terminal: time, level, where, the
+    message, then any ``extra`` fields as ``key=value``; coloured when ``colour``."""
+
+    COLOURS = {
+        "DEBUG": "\033[2m",
+        "INFO": "\033[32m",
+        "WARNING": "\033[33m",
+        "ERROR": "\033[31m",
+        "CRITICAL": "\033[1;31m",
+    }
+    DIM, RESET = "\033[2m", "\033[0m"
+    # Fields that repeat what the line already says, or only matter to machines.
+    QUIET = frozenset({"color_message", "request_id"})
+
+    def __init__(self, *, colour: bool) -> None:
+        super().__init__()
+        self.colour = colour
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = time.strftime("%H:%M:%S", time.localtime(record.created))
+        level = record.levelname
+        fields = [
+            f"{key}={value}"
+            for key, value in record.__dict__.items()
+            if key not in _RESERVED and key not in self.QUIET and not key.startswith("_")
+        ]
+        correlation_id = current_correlation_id()
+        if correlation_id:
+            fields.append(f"cid={correlation_id[:8]}")
+        tail = " ".join(fields)
+        if self.colour:
+            level = f"{self.COLOURS.get(level, '')}{level:<7}{self.RESET}"
+            where = f"{self.DIM}{record.name}{self.RESET}"
+            tail = f"{self.DIM}{tail}{self.RESET}" if tail else ""
+        else:
+            level, where = f"{level:<7}", record.name
+        line = f"{when} {level} {where}: {record.getMessage()}"
+        if tail:
+            line = f"{line}  {tail}"
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        return line
+
+
 def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
+    """JSON lines (production, collectors) or, with ``json_lines=False``, the readable
+    console format, coloured when stderr is a terminal."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
-    )
+    if json_lines:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(ConsoleFormatter(colour=sys.stderr.isatty()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -148,6 +196,11 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
     install_redaction(handler)
     # uvicorn's own access log would duplicate ours.
     logging.getLogger("uvicorn.access").disabled = True
+    if not json_lines:
+        # A person reads this: the launcher already says which service listens where, and
+        # per-request client lines and migration internals drown the events that matter.
+        for chatty in ("uvicorn.error", "httpx", "alembic"):
+            logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger(chatty).level))
 
 
 # -- middleware ------------------------------------------------------------------------

@@ -28,10 +28,32 @@ class PlatformSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SMARTGYM_", extra="ignore", frozen=True)
 
-    environment: Literal["local", "test", "production"] = "local"
-    data_dir: Path = Path("var")
-    log_level: str = "INFO"
-    log_json: bool = True
+    environment: Literal["local", "test", "production"] = Field(
+        default="local",
+        description=(
+            "local, test or production; production refuses unsafe defaults (default secrets, guest broker"
+            " account, SQLite without single box)."
+        ),
+    )
+    single_box: bool = Field(
+        default=False,
+        description=(
+            "Production on one machine: `smartgym up` with SQLite and the in-process bus "
+            "(parked events kept on disk). Without it production needs a broker and PostgreSQL."
+        ),
+    )
+    data_dir: Path = Field(
+        default=Path("var"),
+        description=(
+            "Directory of the embedded mode's SQLite files, face model pack, facemodel socket, caches and"
+            " parked events."
+        ),
+    )
+    log_level: str = Field(default="INFO", description="Root log level (DEBUG, INFO, WARNING, ERROR).")
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="json: one JSON object per line; text: readable lines; auto: text in local, json elsewhere.",
+    )
 
     broker_url: AmqpDsn | None = Field(
         default=None, description="AMQP URL; unset means the in-process bus (embedded mode)."
@@ -41,38 +63,90 @@ class PlatformSettings(BaseSettings):
         pattern=r"^[a-z][a-z0-9_.-]{0,40}$",
         description="Prefix of every exchange and queue, so several installations share a broker.",
     )
-    bus_prefetch: int = Field(default=256, ge=1, le=5000)
-    bus_batch_size: int = Field(default=100, ge=1, le=1000)
-    bus_consumer_workers: int = Field(default=4, ge=1, le=64)
-    bus_max_attempts: int = Field(default=5, ge=1, le=50)
-    bus_retry_delays_ms: tuple[int, ...] = (200, 1_000, 5_000)
-    bus_delivery_limit: int = Field(default=20, ge=1)
+    bus_prefetch: int = Field(
+        default=256, ge=1, le=5000, description="RabbitMQ: unacknowledged messages a consumer may hold."
+    )
+    bus_batch_size: int = Field(
+        default=100, ge=1, le=1000, description="RabbitMQ: events a consumer applies in one database transaction."
+    )
+    bus_consumer_workers: int = Field(
+        default=4, ge=1, le=64, description="RabbitMQ: concurrent handler tasks per consuming service."
+    )
+    bus_max_attempts: int = Field(
+        default=5, ge=1, le=50, description="Attempts of a failing handler before its message is parked."
+    )
+    bus_retry_delays_ms: tuple[int, ...] = Field(
+        default=(200, 1_000, 5_000), description="Delays between handler attempts, in milliseconds (the last repeats)."
+    )
+    bus_delivery_limit: int = Field(
+        default=20, ge=1, description="RabbitMQ quorum queues: redeliveries before the broker dead-letters a message."
+    )
 
-    outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
-    outbox_poll_interval_s: float = Field(default=0.5, gt=0)
+    outbox_batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="Outbox rows the relay publishes per round."
+    )
+    outbox_poll_interval_s: float = Field(
+        default=0.5, gt=0, description="Seconds between outbox polls when no commit woke the relay."
+    )
 
     # A per-service URL wins; otherwise the template (``{service}`` is replaced);
     # otherwise an SQLite file under data_dir (embedded mode).
-    database_url_template: str | None = None
+    database_url_template: str | None = Field(
+        default=None,
+        description=(
+            "Database URL for every service, `{service}` replaced by its name (e.g. "
+            "postgresql+psycopg://u:p@db/smartgym_{service}); a per-service URL wins."
+        ),
+    )
     # Per service, by name; ``SMARTGYM_<SERVICE>_DATABASE_URL`` variables land here too, so
     # a new service needs no field of its own in the kernel.
-    database_urls: dict[str, str] = Field(default_factory=dict)
+    database_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            'Per-service database URLs as JSON ({"auth": "postgresql+psycopg://\u2026"}); '
+            "SMARTGYM_<SERVICE>_DATABASE_URL variables land here too. Unset: SQLite under "
+            "SMARTGYM_DATA_DIR."
+        ),
+    )
 
-    jwt_issuer: str = "smartgym-auth"
-    jwt_audience: str = "smartgym"
+    jwt_issuer: str = Field(
+        default="smartgym-auth", description="`iss` of the access tokens auth signs and every service checks."
+    )
+    jwt_audience: str = Field(default="smartgym", description="`aud` of the access tokens.")
     # Entry passes (the member's rotating QR code): signed by auth, checked offline by access.
-    entry_pass_audience: str = "smartgym-entry"  # noqa: S105 - an audience name, not a secret
-    entry_pass_ttl_s: int = Field(default=60, ge=10, le=60)
-    jwt_access_ttl_s: int = Field(default=900, ge=30, le=86_400)
-    jwks_min_refresh_interval_s: float = Field(default=30.0, ge=0)
-    auth_url: str = "http://127.0.0.1:8001"
-    key_encryption_secret: SecretStr = SecretStr(LOCAL_KEY_SECRET)
+    entry_pass_audience: str = Field(
+        default="smartgym-entry",
+        description="`aud` of entry passes (the member's rotating QR code), checked offline by access.",
+    )
+    entry_pass_ttl_s: int = Field(default=60, ge=10, le=60, description="Lifetime of an entry pass, seconds.")
+    jwt_access_ttl_s: int = Field(default=900, ge=30, le=86_400, description="Lifetime of an access token, seconds.")
+    jwks_min_refresh_interval_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Least seconds between two fetches of auth's JWKS (an unknown key id triggers one).",
+    )
+    auth_url: str = Field(
+        default="http://127.0.0.1:8001", description="auth's base URL, where services fetch the JWKS."
+    )
+    key_encryption_secret: SecretStr = Field(
+        default=SecretStr(LOCAL_KEY_SECRET),
+        description=(
+            "Encrypts auth's signing keys and access's face vectors at rest; refused in production while "
+            "it is the local default."
+        ),
+    )
 
-    http_timeout_s: float = Field(default=5.0, gt=0)
-    breaker_fail_max: int = Field(default=5, ge=1)
-    breaker_reset_timeout_s: float = Field(default=10.0, gt=0)
+    http_timeout_s: float = Field(
+        default=5.0, gt=0, description="Default timeout of service-to-service HTTP calls, seconds."
+    )
+    breaker_fail_max: int = Field(default=5, ge=1, description="Failures in a row that open a circuit breaker.")
+    breaker_reset_timeout_s: float = Field(
+        default=10.0, gt=0, description="Seconds an open breaker waits before letting a trial call through."
+    )
 
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body a service accepts (413 beyond)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -97,12 +171,21 @@ class PlatformSettings(BaseSettings):
         problems: list[str] = []
         if self.key_encryption_secret.get_secret_value() == LOCAL_KEY_SECRET:
             problems.append("SMARTGYM_KEY_ENCRYPTION_SECRET is the local default")
-        if self.broker_url is None:
-            problems.append("SMARTGYM_BROKER_URL is unset (the in-process bus is for embedded mode)")
-        elif self.broker_url.username == "guest":
+        if self.broker_url is not None and self.broker_url.username == "guest":
             problems.append("SMARTGYM_BROKER_URL uses the broker's guest account")
         if problems:
             raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _shared_broker_unless_single_box(self) -> Self:
+        """Replicas on several machines share events only through a broker; one box may
+        run everything in one process instead, when the operator says so."""
+        if self.environment == "production" and self.broker_url is None and not self.single_box:
+            raise ValueError(
+                "unsafe production settings: SMARTGYM_BROKER_URL is unset (the in-process bus "
+                "serves one process: set SMARTGYM_SINGLE_BOX=true to run everything with `smartgym up`)"
+            )
         return self
 
     @classmethod
@@ -121,6 +204,12 @@ class PlatformSettings(BaseSettings):
             dotenv_settings,
             file_secret_settings,
         )
+
+    @property
+    def log_json(self) -> bool:
+        if self.log_format == "auto":
+            return self.environment != "local"
+        return self.log_format == "json"
 
     @property
     def embedded(self) -> bool:
@@ -144,8 +233,10 @@ class PlatformSettings(BaseSettings):
         else:
             url = f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').as_posix()}"
         make_url(url)  # fail early on a malformed URL
-        if self.environment == "production" and url.startswith("sqlite"):
-            raise ValueError(f"{service}: SQLite is for embedded mode, set a PostgreSQL URL")
+        if self.environment == "production" and url.startswith("sqlite") and not self.single_box:
+            raise ValueError(
+                f"{service}: SQLite is for embedded mode, set a PostgreSQL URL (or SMARTGYM_SINGLE_BOX=true)"
+            )
         return url
 
 

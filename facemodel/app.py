@@ -46,12 +46,14 @@ def create_app(
     return app
 
 
-def create_listeners(settings: PlatformSettings, port: int) -> list[tuple[str, FastAPI, int | Path]]:
-    """What ``smartgym serve facemodel`` runs: one model, two doors — the pod-local Unix
-    socket for access (trusted) and TCP for auth's enrolment and mlops (tokens)."""
+def create_listeners(
+    settings: PlatformSettings, port: int, *, metrics: Metrics | None = None
+) -> list[tuple[str, FastAPI, int | Path]]:
+    """What ``smartgym serve facemodel`` (and ``up``) runs: one model, two doors — the
+    pod-local Unix socket for access (trusted) and TCP for auth's enrolment and mlops (tokens)."""
     if not isinstance(settings, FacemodelSettings):
         settings = FacemodelSettings(**settings.model_dump())
-    metrics = Metrics()
+    metrics = metrics or Metrics()
     faces = create_service(settings, metrics)
     settings.facemodel_socket.parent.mkdir(parents=True, exist_ok=True)
     return [

@@ -8,6 +8,5 @@ MANIFEST = ServiceManifest(
     has_database=False,
     uses_bus=False,
     settings_class="facemodel.settings:FacemodelSettings",
-    embedded=False,
     start_order=40,
 )

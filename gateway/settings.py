@@ -17,37 +17,64 @@ class RouteConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    prefix: str = Field(pattern=r"^/[a-z0-9/_-]*[a-z0-9]$")
-    service: str
+    prefix: str = Field(
+        pattern=r"^/[a-z0-9/_-]*[a-z0-9]$",
+        description="Path prefix routed to the service (the rest of the path is forwarded).",
+    )
+    service: str = Field(description="Upstream service name (breaker, metrics, logs).")
     # One or more instances; a Kubernetes headless Service name resolving to several
     # pod addresses works too (the connector resolves and spreads across them).
-    upstreams: tuple[str, ...] = Field(min_length=1)
-    # Paths below the prefix that need no token (login, signup, JWKS): exact matches.
-    public: tuple[str, ...] = ()
-    # Empty: any authenticated principal.
-    roles: tuple[Role, ...] = ()
-    methods: tuple[Literal["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"], ...] = (
-        "GET",
-        "HEAD",
-        "OPTIONS",
-        "POST",
-        "PUT",
-        "PATCH",
-        "DELETE",
+    upstreams: tuple[str, ...] = Field(
+        min_length=1,
+        description="One or more instance URLs; a headless Service name resolving to several addresses works too.",
     )
-    timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # Paths below the prefix that need no token (login, signup, JWKS): exact matches.
+    public: tuple[str, ...] = Field(
+        default=(), description="Paths below the prefix that need no token (exact matches)."
+    )
+    # Empty: any authenticated principal.
+    roles: tuple[Role, ...] = Field(default=(), description="Roles allowed; empty: any authenticated principal.")
+    methods: tuple[Literal["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"], ...] = Field(
+        default=(
+            "GET",
+            "HEAD",
+            "OPTIONS",
+            "POST",
+            "PUT",
+            "PATCH",
+            "DELETE",
+        ),
+        description="HTTP methods routed.",
+    )
+    timeout_s: float = Field(default=5.0, gt=0, le=120, description="Upstream timeout, seconds.")
     # Extra attempts on another instance, only for idempotent methods and only when the
     # connection could not be made (the upstream never saw the request).
-    retries: int = Field(default=1, ge=0, le=3)
+    retries: int = Field(
+        default=1,
+        ge=0,
+        le=3,
+        description=(
+            "Extra attempts on another instance, only for idempotent methods and only when no connection was made."
+        ),
+    )
     # Per principal (or per client address on public paths), in `limits` notation.
-    rate_limit: str = "50/second"
-    max_body_bytes: int = Field(default=1_048_576, ge=0)
+    rate_limit: str = Field(
+        default="50/second", description="Per principal (or client address on public paths), in `limits` notation."
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=0, description="Largest request body on this route.")
     # Stream request bodies to the upstream as they arrive (large uploads) instead of
     # buffering them; such requests are never retried (a stream cannot be replayed).
-    stream_body: bool = False
+    stream_body: bool = Field(
+        default=False, description="Stream request bodies upstream as they arrive (never retried)."
+    )
     # Branch-scoped routes: a regular expression over the upstream path whose ``branch``
     # group names the branch; the caller must act for it (operators act for all).
-    branch_pattern: str | None = None
+    branch_pattern: str | None = Field(
+        default=None,
+        description=(
+            "Regular expression over the upstream path whose `branch` group names the branch the caller must act for."
+        ),
+    )
 
     @field_validator("upstreams", mode="before")
     @classmethod
@@ -69,27 +96,50 @@ class RouteConfig(BaseModel):
 
 
 class GatewaySettings(PlatformSettings):
-    notification_url: str = "http://127.0.0.1:8008"
-    access_url: str = "http://127.0.0.1:8002"
-    monitoring_url: str = "http://127.0.0.1:8007"
-    running_url: str = "http://127.0.0.1:8010"
-    running_live_url: str = "http://127.0.0.1:8020"
-    gateway_routes: tuple[RouteConfig, ...] = ()
+    notification_url: str = Field(default="http://127.0.0.1:8008", description="notification's base URL.")
+    access_url: str = Field(default="http://127.0.0.1:8002", description="access's base URL.")
+    monitoring_url: str = Field(default="http://127.0.0.1:8007", description="monitoring's base URL.")
+    running_url: str = Field(default="http://127.0.0.1:8010", description="running's base URL.")
+    running_live_url: str = Field(default="http://127.0.0.1:8020", description="running's live-socket server base URL.")
+    gateway_routes: tuple[RouteConfig, ...] = Field(
+        default=(),
+        description=(
+            "The route table as JSON (see RouteConfig below); empty: the built-in table over the *_URL settings."
+        ),
+    )
     # memory:// (one gateway) or async+redis://host:6379 (limits shared by replicas).
-    gateway_rate_limit_storage: str = "memory://"
+    gateway_rate_limit_storage: str = Field(
+        default="memory://",
+        description="memory:// (one gateway) or async+redis://host:6379 (limits shared by replicas).",
+    )
     # Every client address, whatever the route: a floor against floods.
-    gateway_ip_rate_limit: str = "200/second"
+    gateway_ip_rate_limit: str = Field(
+        default="200/second",
+        description="Per client address, whatever the route: a floor against floods (`limits` notation).",
+    )
     # An instance that refused a connection is left out for this long.
-    gateway_eject_s: float = Field(default=10.0, gt=0)
-    # Pooled keep-alive connections per upstream instance for HTTP (WebSockets have their
-    # own connections and never take from this pool).
-    gateway_pool_per_host: int = Field(default=128, ge=1, le=10_000)
-    # Open WebSockets at once: per client address, per principal, per shared link.
-    gateway_ws_per_address: int = Field(default=20, ge=1, le=100_000)
-    gateway_ws_per_principal: int = Field(default=5, ge=1, le=100_000)
-    gateway_ws_per_share_link: int = Field(default=50, ge=1, le=100_000)
+    gateway_eject_s: float = Field(
+        default=10.0, gt=0, description="Seconds an instance that refused a connection is left out."
+    )
+    gateway_pool_per_host: int = Field(
+        default=128,
+        ge=1,
+        le=10_000,
+        description="Pooled keep-alive HTTP connections per upstream instance (WebSockets never take from it).",
+    )
+    gateway_ws_per_address: int = Field(
+        default=20, ge=1, le=100_000, description="Open WebSockets at once per client address."
+    )
+    gateway_ws_per_principal: int = Field(
+        default=5, ge=1, le=100_000, description="Open WebSockets at once per principal (token subject)."
+    )
+    gateway_ws_per_share_link: int = Field(
+        default=50, ge=1, le=100_000, description="Open WebSockets at once per shared-run link."
+    )
     # Origins of the web consoles (owner console, operations dashboard) allowed by CORS.
-    gateway_cors_origins: tuple[str, ...] = ()
+    gateway_cors_origins: tuple[str, ...] = Field(
+        default=(), description="Origins of the web consoles allowed by CORS."
+    )
 
     @model_validator(mode="after")
     def _default_routes(self) -> Self:

@@ -26,25 +26,57 @@ class KindRules(BaseModel):
 
 
 class MonitoringSettings(PlatformSettings):
-    monitoring_heartbeat_host: str = "0.0.0.0"  # noqa: S104 - devices connect from the branch networks
-    monitoring_heartbeat_port: int = Field(default=7007, ge=0, le=65535)
-    monitoring_ping_interval_s: float = Field(default=10.0, gt=0, le=3600)
-    monitoring_ping_timeout_s: float = Field(default=1.0, gt=0, le=30)
+    monitoring_heartbeat_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - devices connect from the branch networks
+        description="Address the heartbeat listener binds (devices connect from the branch networks).",
+    )
+    monitoring_heartbeat_port: int = Field(
+        default=7007, ge=0, le=65535, description="TCP port of the heartbeat listener."
+    )
+    monitoring_ping_interval_s: float = Field(
+        default=10.0, gt=0, le=3600, description="Seconds between pings of one device."
+    )
+    monitoring_ping_timeout_s: float = Field(
+        default=1.0, gt=0, le=30, description="Seconds a device has to answer a ping."
+    )
     # After a failed ping the next one comes this soon, not a whole period later.
-    monitoring_confirm_after_s: float = Field(default=0.25, ge=0, le=60)
-    monitoring_ping_concurrency: int = Field(default=500, ge=1, le=20_000)
-    monitoring_max_connections: int = Field(default=20_000, ge=1, le=200_000)
-    monitoring_rules: dict[str, KindRules] = Field(default_factory=dict, description="per equipment kind")
+    monitoring_confirm_after_s: float = Field(
+        default=0.25,
+        ge=0,
+        le=60,
+        description="After a failed ping, the confirming ping comes this soon (not a whole period later).",
+    )
+    monitoring_ping_concurrency: int = Field(default=500, ge=1, le=20_000, description="Pings in flight at once.")
+    monitoring_max_connections: int = Field(
+        default=20_000, ge=1, le=200_000, description="Heartbeat connections accepted at once."
+    )
+    monitoring_rules: dict[str, KindRules] = Field(
+        default_factory=dict,
+        description='Fault rules per equipment kind as JSON: {"treadmill": {"fail_after": 2}} (see KindRules below).',
+    )
     # An unacknowledged critical fault goes to the operations team after this long.
-    monitoring_escalate_after_s: float = Field(default=300.0, gt=0)
-    monitoring_sweep_interval_s: float = Field(default=1.0, gt=0, le=60)
-    # Ping URLs may name loopback, link-local, private or cluster addresses only inside
-    # these networks: by branch id, or "*" for every branch (monitoring.egress).
-    monitoring_equipment_networks: dict[str, tuple[IPvAnyNetwork, ...]] = Field(default_factory=dict)
-    # The cluster's Service range: never pinged unless declared above.
-    monitoring_service_cidrs: tuple[IPvAnyNetwork, ...] = (ip_network("10.96.0.0/12"),)
-    # One bulk registration call registers at most this many devices of one branch.
-    monitoring_bulk_max_per_branch: int = Field(default=1000, ge=1, le=10_000)
+    monitoring_escalate_after_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="An unacknowledged critical fault goes to the operations team after this many seconds.",
+    )
+    monitoring_sweep_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="Seconds between sweeps for overdue heartbeats."
+    )
+    monitoring_equipment_networks: dict[str, tuple[IPvAnyNetwork, ...]] = Field(
+        default_factory=dict,
+        description=(
+            "Networks that ping URLs may name besides public addresses (loopback, link-local, private or"
+            ' cluster ranges are refused otherwise): by branch id, or "*" for every branch.'
+        ),
+    )
+    monitoring_service_cidrs: tuple[IPvAnyNetwork, ...] = Field(
+        default=(ip_network("10.96.0.0/12"),),
+        description="The cluster's Service range: never pinged unless declared in monitoring_equipment_networks.",
+    )
+    monitoring_bulk_max_per_branch: int = Field(
+        default=1000, ge=1, le=10_000, description="Devices of one branch one bulk registration call may register."
+    )
 
     def egress(self) -> EgressPolicy:
         return EgressPolicy(networks=self.monitoring_equipment_networks, service_cidrs=self.monitoring_service_cidrs)

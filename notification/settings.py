@@ -11,21 +11,49 @@ from common.settings import PlatformSettings
 
 
 class NotificationSettings(PlatformSettings):
-    fcm_project_id: str = Field(default="smartgym-local", min_length=1, max_length=100)
-    fcm_endpoint: str = "http://127.0.0.1:8012"  # https://fcm.googleapis.com in production
-    fcm_token_uri: str = "http://127.0.0.1:8012/token"  # noqa: S105 - a URL; https://oauth2.googleapis.com/token
+    fcm_project_id: str = Field(
+        default="smartgym-local", min_length=1, max_length=100, description="Firebase project the pushes are sent for."
+    )
+    fcm_endpoint: str = Field(
+        default="http://127.0.0.1:8012",
+        description=(
+            "FCM HTTP v1 base URL (https://fcm.googleapis.com in production; the local stand-in in `smartgym up`)."
+        ),
+    )
+    fcm_token_uri: str = Field(
+        default="http://127.0.0.1:8012/token",
+        description=(
+            "OAuth2 token endpoint for the service account (https://oauth2.googleapis.com/token in production)."
+        ),
+    )
     # The service account's JSON key (mounted from a Secret). Without one, local and test
     # runs sign with a throwaway key that only the local FCM stand-in accepts.
-    fcm_service_account_file: Path | None = None
-    fcm_timeout_s: float = Field(default=10.0, gt=0, le=60)
-    notification_send_concurrency: int = Field(default=64, ge=1, le=1000)
-    notification_max_attempts: int = Field(default=6, ge=1, le=50)
-    notification_retry_base_s: float = Field(default=1.0, gt=0, le=600)
-    notification_retry_cap_s: float = Field(default=600.0, gt=0)
-    notification_poll_interval_s: float = Field(default=0.2, gt=0, le=10)
+    fcm_service_account_file: Path | None = Field(
+        default=None,
+        description=(
+            "The FCM service account's JSON key (mounted from a Secret); required in production. Unset: a"
+            " throwaway key only the local stand-in accepts."
+        ),
+    )
+    fcm_timeout_s: float = Field(default=10.0, gt=0, le=60, description="Timeout of one FCM call, seconds.")
+    notification_send_concurrency: int = Field(default=64, ge=1, le=1000, description="Pushes in flight at once.")
+    notification_max_attempts: int = Field(
+        default=6, ge=1, le=50, description="Attempts of one push before it is given up."
+    )
+    notification_retry_base_s: float = Field(
+        default=1.0, gt=0, le=600, description="First retry delay of a push, seconds (doubles each attempt)."
+    )
+    notification_retry_cap_s: float = Field(default=600.0, gt=0, description="Longest retry delay of a push, seconds.")
+    notification_poll_interval_s: float = Field(
+        default=0.2, gt=0, le=10, description="Seconds between polls of the push queue."
+    )
     # Repeated refusals at one gate within the window are worth a branch owner's attention.
-    notification_denials_threshold: int = Field(default=5, ge=2, le=1000)
-    notification_denials_window_s: float = Field(default=120.0, gt=0, le=86_400)
+    notification_denials_threshold: int = Field(
+        default=5, ge=2, le=1000, description="Refusals at one gate within the window that alert the branch owner."
+    )
+    notification_denials_window_s: float = Field(
+        default=120.0, gt=0, le=86_400, description="The window for counting refusals at a gate, seconds."
+    )
 
     @model_validator(mode="after")
     def _real_account_in_production(self) -> Self:

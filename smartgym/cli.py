@@ -3,71 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
-import os
-import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import click
-import uvicorn
-from fastapi import FastAPI
 
-from common.events.bus import EventBus
-from common.kernel import make_bus
 from common.migrations import upgrade
-from common.observability import Metrics, configure_logging
+from common.observability import configure_logging
 from common.settings import PlatformSettings
-from contracts import CATALOG
-from smartgym.registry import PORTS, SERVICES, ServiceSpec, spec
+from smartgym import embedded
+from smartgym.registry import SERVICES, ServiceSpec, spec
+from smartgym.serving import serve_all
 
 log = logging.getLogger("smartgym")
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signals to the launcher (several share one loop)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _service_urls(host: str, port_offset: int) -> dict[str, Any]:
-    """Settings overrides so every service finds the others at their (offset) ports."""
-    overrides: dict[str, Any] = {
-        "auth_url": f"http://{host}:{PORTS['auth'] + port_offset}",
-        "notification_url": f"http://{host}:{PORTS['notification'] + port_offset}",
-        "monitoring_url": f"http://{host}:{PORTS['monitoring'] + port_offset}",
-    }
-    if _simulate_cardcheck():
-        overrides["cardcheck_url"] = f"http://{host}:{PORTS['cardcheck_sim'] + port_offset}"
-    if _simulate_fcm():
-        fcm = f"http://{host}:{PORTS['fcm_sim'] + port_offset}"
-        overrides.update(fcm_endpoint=fcm, fcm_token_uri=f"{fcm}/token")
-    overrides["monitoring_heartbeat_port"] = PORTS["monitoring_heartbeat"] + port_offset
-    overrides["running_live_port"] = PORTS["running_live"] + port_offset
-    overrides["running_live_url"] = f"http://{host}:{PORTS['running_live'] + port_offset}"
-    return overrides
-
-
-def _simulate_fcm() -> bool:
-    """Embedded mode pushes to the local FCM stand-in unless a service account is set."""
-    return "SMARTGYM_FCM_SERVICE_ACCOUNT_FILE" not in os.environ
-
-
-def _simulate_cardcheck() -> bool:
-    """Embedded mode talks to the local partner simulator unless a real partner is set."""
-    return "SMARTGYM_CARDCHECK_URL" not in os.environ
-
-
-def _settings_for(service: ServiceSpec, overrides: dict[str, Any]) -> PlatformSettings:
-    settings_type = service.settings_type()
-    accepted = {key: value for key, value in overrides.items() if key in settings_type.model_fields}
-    return settings_type(**accepted)
 
 
 def _migrate(services: list[ServiceSpec], settings: PlatformSettings) -> None:
@@ -81,8 +30,23 @@ def main() -> None:
     """SmartGym: run, serve and migrate the platform's services."""
 
 
+LOG_FORMAT = click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "text"]),
+    default=None,
+    help="Console log lines: readable text or JSON (default: SMARTGYM_LOG_FORMAT; auto = text in local).",
+)
+
+
+def _configure_logging(settings: PlatformSettings, log_format: str | None) -> None:
+    json_lines = settings.log_json if log_format in (None, "auto") else log_format == "json"
+    if log_format == "auto":
+        json_lines = settings.environment != "local"
+    configure_logging(settings.log_level, json_lines=json_lines)
+
+
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address every listener binds.")
 @click.option(
     "--port-offset",
     default=0,
@@ -90,95 +54,18 @@ def main() -> None:
     type=click.IntRange(0, 50_000),
     help="Added to every service port (to run beside another installation).",
 )
-def up(host: str, port_offset: int) -> None:
+@LOG_FORMAT
+def up(host: str, port_offset: int, log_format: str | None) -> None:
     """Run every service in this one process (embedded mode unless a broker/DB is set)."""
-    overrides = _service_urls(host, port_offset)
     settings = PlatformSettings()
-    configure_logging(settings.log_level, json_lines=settings.log_json)
-    _migrate([service for service in SERVICES if service.embedded], settings)
-    sys.exit(asyncio.run(_run_embedded(host, port_offset, overrides)))
-
-
-async def _run_embedded(host: str, port_offset: int, overrides: dict[str, Any]) -> int:
-    platform = PlatformSettings()
-    metrics = Metrics()
-    bus = make_bus(platform, metrics, CATALOG)
-    await bus.start()
+    _configure_logging(settings, log_format)
+    chosen = embedded.plan(host, port_offset)
     try:
-        apps = [
-            (service.name, functools.partial(_build, service, overrides, bus, metrics), service.port + port_offset)
-            for service in SERVICES
-            if service.embedded
-        ]
-        if _simulate_cardcheck():
-            from auth import cardcheck_sim
-            from auth.settings import AuthSettings
-
-            key = AuthSettings().cardcheck_api_key.get_secret_value()
-            simulator = functools.partial(cardcheck_sim.create_app, key)
-            apps.insert(0, ("cardcheck_sim", simulator, PORTS["cardcheck_sim"] + port_offset))
-        if _simulate_fcm():
-            from notification import fcm_sim
-            from notification.settings import NotificationSettings
-
-            state = fcm_sim.FcmSimState(project_id=NotificationSettings().fcm_project_id)
-            apps.insert(0, ("fcm_sim", functools.partial(fcm_sim.create_app, state), PORTS["fcm_sim"] + port_offset))
-        return await _serve_all(host, apps, ready_message=f"gateway on http://{host}:{PORTS['gateway'] + port_offset}")
+        _migrate(chosen.services, settings)
+        code = asyncio.run(embedded.run(chosen))
     finally:
-        await bus.close()
-
-
-def _built(app: FastAPI) -> FastAPI:
-    return app
-
-
-def _build(service: ServiceSpec, overrides: dict[str, Any], bus: EventBus, metrics: Metrics) -> FastAPI:
-    return service.create_app(_settings_for(service, overrides), bus=bus, metrics=metrics)
-
-
-async def _serve_all(
-    host: str, apps: Sequence[tuple[str, Callable[[], FastAPI], int | Path]], *, ready_message: str
-) -> int:
-    """Start each app in order (each waits for the previous to listen), run until SIGINT or
-    SIGTERM or until one dies, then stop them in reverse order. Returns the exit code."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    running: list[tuple[str, uvicorn.Server, asyncio.Task[None]]] = []
-    exit_code = 0
-    try:
-        for name, build, where in apps:
-            uds = str(where) if isinstance(where, Path) else None
-            port = where if isinstance(where, int) else 0
-            config = uvicorn.Config(
-                build(), host=host, port=port, uds=uds, log_config=None, lifespan="on", access_log=False
-            )
-            server = _EmbeddedServer(config)
-            task = asyncio.create_task(server.serve(), name=f"serve:{name}")
-            # uvicorn exposes start-up only as a flag.
-            while not server.started and not task.done():  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
-            if task.done():
-                with contextlib.suppress(BaseException):  # uvicorn exits with SystemExit(3)
-                    task.result()
-                log.error("service failed to start", extra={"service": name})
-                return 1
-            running.append((name, server, task))
-            log.info("service listening", extra={"service": name, "at": uds or f"http://{host}:{port}"})
-        click.echo(f"SmartGym is up: {ready_message}", err=True)
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([stopper, *(task for _, _, task in running)], return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if stopper not in done:
-            exit_code = 1  # a service died on its own
-    finally:
-        for name, started_server, task in reversed(running):
-            started_server.should_exit = True
-            with contextlib.suppress(BaseException):
-                await task
-            log.info("service stopped", extra={"service": name})
-    return exit_code
+        chosen.gates.stop()
+    sys.exit(code)
 
 
 @main.command()
@@ -186,21 +73,24 @@ async def _serve_all(
 @click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 - a container's listener
 @click.option("--port", type=int, default=None, help="Defaults to the service's port in the plan.")
 @click.option("--migrate/--no-migrate", default=False, help="Apply migrations before serving.")
-def serve(service: str, host: str, port: int | None, migrate: bool) -> None:
+@LOG_FORMAT
+def serve(service: str, host: str, port: int | None, migrate: bool, log_format: str | None) -> None:
     """Run one service as its own process (what a container runs)."""
     try:
         chosen = spec(service)
     except KeyError as exc:
         raise click.BadParameter(str(exc)) from exc
     settings = chosen.settings_type()()
-    configure_logging(settings.log_level, json_lines=settings.log_json)
+    _configure_logging(settings, log_format)
+    if settings.environment == "production" and settings.broker_url is None:
+        # Its events would reach only itself: a single box runs every service in `up`.
+        raise click.ClickException("production without SMARTGYM_BROKER_URL runs as `smartgym up` (single box)")
     if migrate:
         _migrate([chosen], settings)
-    apps = [
-        (name, functools.partial(_built, app), where)
-        for name, app, where in chosen.listeners(settings, port or chosen.port)
-    ]
-    sys.exit(asyncio.run(_serve_all(host, apps, ready_message=f"{chosen.name} on port {port or chosen.port}")))
+    listeners = chosen.listeners(settings, port or chosen.port)
+    sys.exit(
+        asyncio.run(serve_all(host, [lambda: listeners], ready_message=f"{chosen.name} on port {port or chosen.port}"))
+    )
 
 
 @main.command()
@@ -334,3 +224,40 @@ def simulate_equipment(
             ready=lambda message: click.echo(message, err=True),
         )
     )
+
+
+@main.command()
+def parked() -> None:
+    """List the events the in-process bus parked (handlers that kept failing), kept in
+    <data_dir>/bus-parked.db across restarts; with a broker, see its parking-lot queues."""
+    from common.events.inprocess import load_parked
+
+    lot = PlatformSettings().data_dir / embedded.PARKING_LOT
+    messages = load_parked(lot)
+    click.echo(f"{len(messages)} parked event(s) in {lot}")
+    for message in messages:
+        click.echo(f"{message.service}\t{message.routing_key}\t{message.reason}")
+
+
+@main.command("settings-doc")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("docs/SETTINGS.md"),
+    show_default=True,
+)
+@click.option("--check", is_flag=True, help="Fail if the file is not what the settings classes say.")
+def settings_doc(out: Path, check: bool) -> None:
+    """Write the settings reference (every SMARTGYM_* variable) from the settings classes."""
+    from smartgym.settings_doc import render
+
+    text = render()
+    if check:
+        current = out.read_text() if out.exists() else ""
+        if current != text:
+            raise click.ClickException(f"{out} is not current: run `smartgym settings-doc`")
+        click.echo(f"{out} is current")
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    click.echo(f"wrote {out}")

@@ -51,16 +51,23 @@ class ServiceSpec:
         settings_type: type[PlatformSettings] = getattr(importlib.import_module(module), attribute)
         return settings_type
 
-    def listeners(self, settings: PlatformSettings, port: int) -> list[tuple[str, FastAPI, int | Path]]:
-        """What ``smartgym serve`` runs for this service: one app on its port, unless the
-        service's app module says otherwise with ``create_listeners`` (facemodel also
-        listens on a Unix socket)."""
+    def listeners(
+        self,
+        settings: PlatformSettings,
+        port: int,
+        *,
+        bus: EventBus | None = None,
+        metrics: Metrics | None = None,
+    ) -> list[tuple[str, FastAPI, int | Path]]:
+        """What this service listens on: one app on its port, unless the service's app
+        module says otherwise with ``create_listeners`` (facemodel also listens on a Unix
+        socket). ``bus``/``metrics`` are shared by every service of one process."""
         module = importlib.import_module(f"{self.name}.app")
         custom = getattr(module, "create_listeners", None)
         if custom is not None:
-            listeners: list[tuple[str, FastAPI, int | Path]] = custom(settings, port)
+            listeners: list[tuple[str, FastAPI, int | Path]] = custom(settings, port, metrics=metrics)
             return listeners
-        return [(self.name, self.create_app(settings), port)]
+        return [(self.name, self.create_app(settings, bus=bus, metrics=metrics), port)]
 
     def create_app(
         self, settings: PlatformSettings, *, bus: EventBus | None = None, metrics: Metrics | None = None

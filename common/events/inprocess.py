@@ -3,17 +3,24 @@
 ``publish_many`` returns only after every subscribed handler has run (or the message was
 parked), so the outbox marks an event published only once it took effect: a crash before
 that republishes it from the outbox on restart, and the idempotent consumers absorb the
-repeat. Retries follow the same attempt budget as on RabbitMQ; parked messages are kept
-in memory and logged, since there is no broker to hold them (see the embedded-mode ADR).
+repeat. The delivery state therefore lives in the databases already: the producer's
+outbox (not yet marked = not yet delivered everywhere) and each consumer's processed-event
+inbox (committed with the effect). Retries follow the same attempt budget as on RabbitMQ.
+
+There is no broker to hold parked messages: with ``parking_lot`` (a file) they are
+written to an SQLite file before the outbox can mark their event published, so a restart
+loses none; without it (tests) they are kept in memory. Either way they are logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from common.context import bind_correlation_id, reset_correlation_id, sanitize_correlation_id
@@ -40,6 +47,7 @@ class InProcessBus:
         metrics: Metrics,
         max_attempts: int = 5,
         retry_delays_ms: Sequence[int] = (200, 1_000, 5_000),
+        parking_lot: Path | None = None,
     ) -> None:
         self._catalog = catalog
         self._metrics = metrics
@@ -51,10 +59,17 @@ class InProcessBus:
         self._declared: dict[str, frozenset[str]] = {}
         self._stopping: set[str] = set()
         self.parked: list[ParkedMessage] = []
+        self._parking_lot = parking_lot
         self._broadcasts: list[tuple[tuple[type[Event], ...], Callable[[Event], Awaitable[None]]]] = []
 
     async def start(self) -> None:
-        return None
+        if self._parking_lot is not None:
+            self.parked = await asyncio.to_thread(_load_parked, self._parking_lot)
+            if self.parked:
+                log.warning(
+                    "parked events from earlier runs are waiting",
+                    extra={"parked": len(self.parked), "parking_lot": str(self._parking_lot)},
+                )
 
     async def close(self) -> None:
         self._subscriptions.clear()
@@ -99,7 +114,7 @@ class InProcessBus:
             except MalformedEvent as exc:
                 self._metrics.consumed.labels(event=message.routing_key, outcome="malformed").inc()
                 for service in self._subscribers_of(message.routing_key):
-                    self._park(service, message, f"malformed: {exc.reason}")
+                    await self._park(service, message, f"malformed: {exc.reason}")
                 return
             for event_types, handler in self._broadcasts:
                 if isinstance(event, event_types):
@@ -122,7 +137,7 @@ class InProcessBus:
             except Exception as exc:
                 self._metrics.consumed.labels(event=message.routing_key, outcome="failed").inc()
                 if attempt == self._max_attempts or service in self._stopping:
-                    self._park(service, message, f"{type(exc).__name__}: {exc}"[:500])
+                    await self._park(service, message, f"{type(exc).__name__}: {exc}"[:500])
                     return
                 delay_ms = self._retry_delays_ms[min(attempt, len(self._retry_delays_ms)) - 1]
                 log.warning("handler failed, retrying", exc_info=True, extra={"service": service})
@@ -138,10 +153,60 @@ class InProcessBus:
             if routing_key in subscriptions.routing_keys
         ]
 
-    def _park(self, service: str, message: OutgoingMessage, reason: str) -> None:
+    async def _park(self, service: str, message: OutgoingMessage, reason: str) -> None:
+        parked = ParkedMessage(service, message.routing_key, message.body, reason)
+        if self._parking_lot is not None:
+            # Durable before the relay may mark the event published: if this write fails,
+            # publishing fails and the outbox keeps the event.
+            await asyncio.to_thread(_store_parked, self._parking_lot, parked)
         self._metrics.parked.labels(service=service).inc()
         log.error(
             "event parked",
             extra={"service": service, "routing_key": message.routing_key, "reason": reason},
         )
-        self.parked.append(ParkedMessage(service, message.routing_key, message.body, reason))
+        self.parked.append(parked)
+
+
+_PARKED_TABLE = """CREATE TABLE IF NOT EXISTS parked (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    service TEXT NOT NULL,
+    routing_key TEXT NOT NULL,
+    body BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    parked_at REAL NOT NULL
+)"""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, timeout=10)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")  # a parked event must survive power loss
+    connection.execute(_PARKED_TABLE)
+    return connection
+
+
+def _store_parked(path: Path, parked: ParkedMessage) -> None:
+    connection = _connect(path)
+    try:
+        with connection:
+            connection.execute(
+                "INSERT INTO parked (service, routing_key, body, reason, parked_at) VALUES (?, ?, ?, ?, ?)",
+                (parked.service, parked.routing_key, parked.body, parked.reason, time.time()),
+            )
+    finally:
+        connection.close()
+
+
+def load_parked(path: Path) -> list[ParkedMessage]:
+    """The parked messages kept in a parking-lot file (none if it does not exist)."""
+    return _load_parked(path) if path.exists() else []
+
+
+def _load_parked(path: Path) -> list[ParkedMessage]:
+    connection = _connect(path)
+    try:
+        rows = connection.execute("SELECT service, routing_key, body, reason FROM parked ORDER BY id").fetchall()
+    finally:
+        connection.close()
+    return [ParkedMessage(service, key, bytes(body), reason) for service, key, body, reason in rows]

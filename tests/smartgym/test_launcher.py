@@ -1,50 +1,11 @@
-"""``smartgym up`` (embedded) and ``smartgym serve`` (one process per service over
-RabbitMQ and PostgreSQL), each driven end to end like an operator would."""
+"""``smartgym serve``: one process per service over RabbitMQ and PostgreSQL, driven end to
+end like an operator would (``smartgym up`` is driven in test_embedded_gate)."""
 
 from __future__ import annotations
 
-import random
-import socket
-import sqlite3
-
-from smartgym.registry import PORTS
 from tests.support.apps import free_port
 from tests.support.journeys import signup_login_and_get_welcomed
 from tests.support.processes import clean_env, start, stop, wait_healthy
-
-
-def free_port_offset() -> int:
-    """An offset at which every port of the plan is free (a random one can land on a port
-    some other process on the machine holds, and `up` then fails to bind)."""
-    while True:
-        offset = random.randint(20_000, 40_000)
-        if all(_bindable(port + offset) for port in PORTS.values()):
-            return offset
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def test_embedded_up_runs_everything_in_one_process_without_broker_or_database(tmp_path):
-    offset = free_port_offset()
-    gateway = f"http://127.0.0.1:{8000 + offset}"
-    log = tmp_path / "up.log"
-    process = start(["up", "--port-offset", str(offset)], env=clean_env(), cwd=tmp_path, log=log)
-    try:
-        wait_healthy(gateway, process, log)
-        signup_login_and_get_welcomed(gateway)
-    finally:
-        code = stop(process)
-    assert code == 0, log.read_text()[-3000:]
-    assert (tmp_path / "var" / "auth.db").exists()
-    with sqlite3.connect(tmp_path / "var" / "auth.db") as db:
-        assert db.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone() == (0,)
 
 
 def test_each_service_in_its_own_process_over_rabbitmq_and_postgres(

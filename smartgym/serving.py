@@ -1,0 +1,79 @@
+"""Serving several ASGI apps in one event loop, started in order and stopped in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import click
+import uvicorn
+from fastapi import FastAPI
+
+log = logging.getLogger("smartgym")
+
+# One listener: a name for the log, the app, and a TCP port or a Unix socket path.
+Listener = tuple[str, FastAPI, int | Path]
+# Builds a group of listeners when their turn comes (after the previous group listens):
+# a service's apps are created only once the services it talks to are up.
+ListenerGroup = Callable[[], Sequence[Listener]]
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to the launcher (several share one loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_all(host: str, groups: Sequence[ListenerGroup], *, ready_message: str) -> int:
+    """Start each group in order (each waits for the previous to listen), run until SIGINT
+    or SIGTERM or until one dies, then stop them in reverse order. Returns the exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    running: list[tuple[str, uvicorn.Server, asyncio.Task[None]]] = []
+    exit_code = 0
+    try:
+        for group in groups:
+            try:
+                listeners = group()
+            except Exception:
+                log.exception("service could not be built")
+                return 1
+            for name, app, where in listeners:
+                uds = str(where) if isinstance(where, Path) else None
+                port = where if isinstance(where, int) else 0
+                config = uvicorn.Config(
+                    app, host=host, port=port, uds=uds, log_config=None, lifespan="on", access_log=False
+                )
+                server = _EmbeddedServer(config)
+                task = asyncio.create_task(server.serve(), name=f"serve:{name}")
+                # uvicorn exposes start-up only as a flag.
+                while not server.started and not task.done():  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+                if task.done():
+                    with contextlib.suppress(BaseException):  # uvicorn exits with SystemExit(3)
+                        task.result()
+                    log.error("service failed to start", extra={"service": name})
+                    return 1
+                running.append((name, server, task))
+                log.info("service listening", extra={"service": name, "at": uds or f"http://{host}:{port}"})
+        click.echo(f"SmartGym is up: {ready_message}", err=True)
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *(task for _, _, task in running)], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if stopper not in done:
+            exit_code = 1  # a service died on its own
+    finally:
+        for name, started_server, task in reversed(running):
+            started_server.should_exit = True
+            with contextlib.suppress(BaseException):
+                await task
+            log.info("service stopped", extra={"service": name})
+    return exit_code
