@@ -53,9 +53,6 @@ class Ledger:
 
     async def task_confirmed(self, event: TaskConfirmed, uow: UnitOfWork) -> None:
         approved = event.decision == "approved"
-        await record_decision(
-            uow.session, task_id=event.task_id, approved=approved, reason=event.reason, at=event.decided_at
-        )
         if approved and event.reward_krw > 0:
             await _append(
                 uow.session,
@@ -67,6 +64,9 @@ class Ledger:
                 source_event_id=event.event_id,
                 task_id=event.task_id,
             )
+        await record_decision(
+            uow.session, task_id=event.task_id, approved=approved, reason=event.reason, at=event.decided_at
+        )
 
 
 async def balance_of(database: Database, *, helper_id: uuid.UUID) -> int:
