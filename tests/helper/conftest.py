@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from common.events.envelope import Event
 from common.migrations import upgrade
@@ -33,6 +34,7 @@ class HelperApp:
     settings: HelperSettings
     events: list[Event]
     owner: dict[str, str] = field(default_factory=dict)
+    app: FastAPI | None = None
     helper_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
     @property
@@ -84,7 +86,7 @@ def open_helper(tmp_path) -> Callable[..., AbstractAsyncContextManager[HelperApp
             app = create_app(settings, bus=recording.bus, metrics=recording.metrics, keys=tokens.key_cache())
             async with asgi_client(app) as client:
                 owner = bearer(uuid.uuid4(), Role.BRANCH_OWNER, (BRANCH,))
-                yield HelperApp(client, settings, recording.recorded, owner=owner)
+                yield HelperApp(client, settings, recording.recorded, owner=owner, app=app)
 
     return opened
 
