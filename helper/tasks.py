@@ -267,9 +267,10 @@ async def photo(database: Database, *, task_id: uuid.UUID, position: int) -> Tas
 async def record_decision(
     session: AsyncSession, *, task_id: uuid.UUID, approved: bool, reason: str, at: datetime
 ) -> None:
-    task = await session.get(Task, task_id)
-    if task is None:
-        return
-    task.status = "approved" if approved else "rejected"
-    task.decided_at = at
-    task.decision_reason = reason or None
+    # One UPDATE, no read first: the ledger applies decisions in batches.
+    await session.execute(
+        update(Task)
+        .where(Task.id == task_id)
+        .values(status="approved" if approved else "rejected", decided_at=at, decision_reason=reason or None)
+        .execution_options(synchronize_session=False)
+    )
