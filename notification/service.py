@@ -32,6 +32,7 @@ from contracts import (
     RaceFinished,
     RunStarted,
     StepRankChanged,
+    TaskConfirmed,
     TaskJudged,
     UserRegistered,
 )
@@ -121,6 +122,18 @@ class Notifier:
             {"payout_krw": f"{event.payout_krw:,}", "reason": event.reason or "-"},
             critical=False,
             data={"kind": "task_judged", "task_id": str(event.task_id), "verdict": event.verdict},
+        )
+        await self._tell(uow, event.event_id, [helper], notice)
+
+    async def task_confirmed(self, event: TaskConfirmed, uow: UnitOfWork) -> None:
+        """The owner's decision is what pays (TaskJudged v2 only advises), so helpers hear of it."""
+        helper = await _recipient(uow.session, event.helper_id, roles=[Role.HELPER.value], branches=None)
+        approved = event.decision == "approved"
+        notice = Notice(
+            "task_approved" if approved else "task_rejected",
+            {"payout_krw": f"{event.reward_krw:,}", "reason": event.reason or "-"},
+            critical=False,
+            data={"kind": "task_confirmed", "task_id": str(event.task_id), "decision": event.decision},
         )
         await self._tell(uow, event.event_id, [helper], notice)
 

@@ -17,6 +17,7 @@ from contracts import (
     EquipmentFaultEscalated,
     EquipmentRecovered,
     PasswordResetRequested,
+    TaskConfirmed,
     TaskJudged,
 )
 from notification.models import Delivery, PushToken
@@ -194,6 +195,34 @@ async def test_recovery_escalation_task_and_profile_go_to_their_people(notificat
     assert (escalated["kind"], escalated["critical"]) == ("equipment_escalated", True)
     [paid] = await notifications.inbox(helper)
     assert paid["body"] == "작업이 승인되었습니다. 15,000원이 지급됩니다."
+
+
+async def test_a_helper_hears_the_owners_decision_on_a_task(notifications, fcm):
+    helper = person(Role.HELPER)
+    await notifications.with_phone(helper)
+    common = {
+        "helper_id": helper.user_id,
+        "branch_id": BRANCH,
+        "task_type": "wash",
+        "ai_outcome": "needs_review",
+        "ai_overridden": False,
+        "decided_by": uuid.uuid4(),
+        "decided_at": datetime.now(UTC),
+    }
+    await notifications.announce(
+        TaskConfirmed(task_id=uuid.uuid4(), decision="approved", final_label="done", reward_krw=3000, **common),
+        TaskConfirmed(
+            task_id=uuid.uuid4(),
+            decision="rejected",
+            final_label="not_done",
+            reward_krw=0,
+            reason="젖은 수건",
+            **common,
+        ),
+    )
+    await eventually(lambda: len(fcm.state.received) == 2, timeout=5)
+    bodies = sorted(notice["body"] for notice in await notifications.inbox(helper))
+    assert bodies == ["작업이 반려되었습니다: 젖은 수건", "작업이 승인되었습니다. 3,000원이 지급됩니다."]
 
 
 async def test_repeated_refusals_at_a_gate_make_one_notice(notifications, fcm):
