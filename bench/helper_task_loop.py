@@ -9,7 +9,7 @@ as a second decision about the same task) and counts ledger entries. Baselines i
 same run: the judge's image measurements alone, in this process; a ``/healthz`` round
 trip to each service (framework and loopback floor).
 
-    python bench/helper_task_loop.py [--tasks 200] [--queue-rows 100000] [--credits 2000]
+    python bench/helper_task_loop.py [--tasks 110] [--queue-rows 100000] [--credits 1000]
 """
 
 from __future__ import annotations
@@ -50,6 +50,12 @@ from tests.support.processes import clean_env, start, stop, wait_healthy
 ROOT = Path(__file__).resolve().parents[1]
 BRANCH = "bench-gangnam"
 BRANCHES = 200  # the queue's 100,000 tasks spread over this many branches
+
+
+def scalar(connection: psycopg.Connection, sql: str, *params: object) -> int:
+    row = connection.execute(sql, params or None).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def libpq(url: str) -> str:
@@ -254,29 +260,31 @@ async def run(args: argparse.Namespace) -> None:
             stream = messages + repeats + second_words
             rng.shuffle(stream)
             with psycopg.connect(libpq(helper_db)) as connection:
-                before = connection.execute("SELECT count(*) FROM ledger_entries").fetchone()[0]
+                before = scalar(connection, "SELECT count(*) FROM ledger_entries")
             began = time.perf_counter()
             for chunk in range(0, len(stream), 500):
                 await publisher.publish_many(stream[chunk : chunk + 500])
             deadline = time.monotonic() + 90
             with psycopg.connect(libpq(helper_db), autocommit=True) as connection:
                 while time.monotonic() < deadline:
-                    credited = connection.execute("SELECT count(*) FROM ledger_entries").fetchone()[0] - before
+                    credited = scalar(connection, "SELECT count(*) FROM ledger_entries") - before
                     if credited >= args.credits:
                         break
                     await asyncio.sleep(0.05)
                 credit_s = time.perf_counter() - began
                 await asyncio.sleep(2.0)  # let any straggling duplicate land before counting
-                doubles = connection.execute(
+                doubles = scalar(
+                    connection,
                     "SELECT coalesce(sum(n - 1), 0) FROM (SELECT task_id, count(*) AS n FROM ledger_entries"
-                    " WHERE kind = 'task_reward' GROUP BY task_id) per_task"
-                ).fetchone()[0]
-                total = connection.execute(
+                    " WHERE kind = 'task_reward' GROUP BY task_id) per_task",
+                )
+                total = scalar(
+                    connection,
                     "SELECT coalesce(sum(amount_krw), 0) FROM ledger_entries"
                     " WHERE kind = 'task_reward' AND task_id = ANY(%s)",
-                    ([event.task_id for event in decisions],),
-                ).fetchone()[0]
-                credited = connection.execute("SELECT count(*) FROM ledger_entries").fetchone()[0] - before
+                    [event.task_id for event in decisions],
+                )
+                credited = scalar(connection, "SELECT count(*) FROM ledger_entries") - before
             helper_floor_ms = await healthz_ms(helper_url, 100)
     finally:
         await listener.close()
@@ -355,12 +363,12 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=150)
+    parser.add_argument("--tasks", type=int, default=110)
     parser.add_argument("--phones", type=int, default=2, help="uploads in flight at once")
     parser.add_argument("--interval-s", type=float, default=0.05)
     parser.add_argument("--queue-rows", type=int, default=100_000)
-    parser.add_argument("--pages", type=int, default=200)
-    parser.add_argument("--credits", type=int, default=2000)
+    parser.add_argument("--pages", type=int, default=150)
+    parser.add_argument("--credits", type=int, default=1000)
     asyncio.run(run(parser.parse_args()))
 
 
