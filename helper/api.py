@@ -3,6 +3,7 @@ history and payouts for helpers; photos for whoever may review them."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Reques
 from common.api import CurrentPrincipal, CurrentUserId, KernelDep, from_app_state, require_roles
 from common.security import Principal, Role
 from helper import ledger, tasks
+from helper.classifier import ClassifierHolder, PackError
 from helper.models import Payout, Task
 from helper.schemas import (
     CLIENT_KEY,
@@ -19,6 +21,8 @@ from helper.schemas import (
     BalancePublic,
     LedgerEntryPublic,
     LedgerPage,
+    ModelIn,
+    ModelPublic,
     PayoutIn,
     PayoutMoveIn,
     PayoutPublic,
@@ -295,3 +299,37 @@ async def move_payout(payout_id: uuid.UUID, body: PayoutMoveIn, principal: Opera
     except ledger.PayoutRefused as exc:
         raise HTTPException(exc.status, exc.reason) from exc
     return _payout(row)
+
+
+# -- the judge's learned model -------------------------------------------------------------
+
+
+async def _classifier(request: Request) -> ClassifierHolder:
+    holder: ClassifierHolder = request.app.state.classifier
+    return holder
+
+
+Classifier = Annotated[ClassifierHolder, Depends(_classifier)]
+
+
+@router.get("/judge/model")
+async def judge_model(principal: Operator, classifier: Classifier) -> ModelPublic:
+    return ModelPublic(model_version=classifier.version)
+
+
+@router.post("/judge/model")
+async def deploy_judge_model(
+    body: ModelIn, principal: Operator, classifier: Classifier, settings: Settings
+) -> ModelPublic:
+    """Swap in a pack from the packs directory; verdicts in flight finish on the old one.
+    Each replica swaps on its own call (a rollout restarts pods with the new setting)."""
+    if settings.judge_packs_dir is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, "no packs directory is configured")
+    pack = settings.judge_packs_dir / body.pack
+    if not pack.is_dir():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no pack {body.pack!r}")
+    try:
+        version = await asyncio.to_thread(classifier.deploy, pack)
+    except PackError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason) from exc
+    return ModelPublic(model_version=version)

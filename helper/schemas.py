@@ -102,3 +102,13 @@ class PayoutPublic(BaseModel):
 
 def reasons_of(raw: list[dict[str, Any]]) -> list[ReasonPublic]:
     return [ReasonPublic(code=str(item.get("code", "")), message=str(item.get("message", ""))) for item in raw]
+
+
+class ModelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # A directory name under the packs directory, never a path.
+    pack: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+class ModelPublic(BaseModel):
+    model_version: str

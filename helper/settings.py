@@ -32,6 +32,8 @@ class HelperSettings(PlatformSettings):
     judge_max_photo_age_s: float = Field(default=6 * 3600, gt=0)
     # The learned classifier's pack (see helper/classifier.py); none: "needs review".
     judge_model_pack: Path | None = None
+    # Where operators' packs are mounted: POST /v1/judge/model swaps in one of them by name.
+    judge_packs_dir: Path | None = None
     judge_pass_threshold: float = Field(default=0.9, gt=0.5, le=1)
 
     @model_validator(mode="after")

@@ -13,8 +13,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from common.security import Role
 from helper.classifier import ClassifierHolder, PackError, write_pack
 from helper.store import PhotoNotFound, S3Store
+from tests.helper.conftest import bearer
 from tests.helper.images import jpeg, scene
 from tests.support.apps import free_port
 
@@ -127,15 +129,22 @@ async def test_a_deployed_model_decides_and_a_new_one_swaps_in(open_helper, tmp_
         tmp_path / "packs" / "b", brightness_model(0.0, 0.0), name="done", version="1.1.0", input_name="x", size=32
     )
     assert ClassifierHolder().version == "none"
-    async with open_helper(judge_model_pack=sure) as opened:
-        holder = opened.app.state.classifier
-        assert holder.version == "done@1.0.0"
+    async with open_helper(judge_model_pack=sure, judge_packs_dir=tmp_path / "packs") as opened:
+        operator = bearer(uuid.uuid4(), Role.OPERATOR)
+        current = await opened.client.get("/v1/judge/model", headers=operator)
+        assert current.json() == {"model_version": "done@1.0.0"}
         await opened.task_type()
         await opened.bind()
         first = await opened.verdict((await opened.submit(jpeg(scene(41)))).json()["id"])
         assert (first.outcome, first.model_version, first.reasons) == ("pass", "done@1.0.0", ())
         assert first.confidence > 0.9
-        assert holder.deploy(unsure) == "done@1.1.0"
+        assert unsure.name == "b"
+        refused = await opened.client.post("/v1/judge/model", json={"pack": "b"}, headers=opened.helper)
+        assert refused.status_code == 403
+        assert (await opened.client.post("/v1/judge/model", json={"pack": "../a"}, headers=operator)).status_code == 422
+        assert (await opened.client.post("/v1/judge/model", json={"pack": "zzz"}, headers=operator)).status_code == 404
+        swapped = await opened.client.post("/v1/judge/model", json={"pack": "b"}, headers=operator)
+        assert swapped.json() == {"model_version": "done@1.1.0"}
         second = await opened.verdict((await opened.submit(jpeg(scene(42)))).json()["id"])
         assert (second.outcome, second.model_version, codes_of(second)) == ("needs_review", "done@1.1.0", ["uncertain"])
         assert second.confidence == pytest.approx(0.5)
