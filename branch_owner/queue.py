@@ -169,6 +169,8 @@ async def remind_overdue(kernel: ServiceKernel, *, sla: timedelta, batch: int = 
                     task_id=row.task_id,
                     helper_id=row.helper_id,
                     branch_id=row.branch_id,
+                    task_type=row.task_type,
+                    title=row.title,
                     judged_at=row.judged_at,
                     waited_s=(now - row.judged_at).total_seconds(),
                 )

@@ -141,5 +141,7 @@ class TaskReviewOverdue(Event):
     task_id: uuid.UUID
     helper_id: uuid.UUID
     branch_id: str = Field(max_length=64)
+    task_type: str = Field(max_length=40)
+    title: str = Field(max_length=100)
     judged_at: datetime
     waited_s: float = Field(ge=0)

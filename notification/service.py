@@ -34,6 +34,7 @@ from contracts import (
     StepRankChanged,
     TaskConfirmed,
     TaskJudged,
+    TaskReviewOverdue,
     UserRegistered,
 )
 from notification.models import BranchProfile, Delivery, GateDenial, InboxMessage, PushToken, Recipient
@@ -136,6 +137,15 @@ class Notifier:
             data={"kind": "task_confirmed", "task_id": str(event.task_id), "decision": event.decision},
         )
         await self._tell(uow, event.event_id, [helper], notice)
+
+    async def task_review_overdue(self, event: TaskReviewOverdue, uow: UnitOfWork) -> None:
+        notice = Notice(
+            "task_review_overdue",
+            {"branch_id": event.branch_id, "title": event.title, "waited": _duration(event.waited_s)},
+            critical=False,
+            data={"kind": "task_review_overdue", "task_id": str(event.task_id), "branch_id": event.branch_id},
+        )
+        await self._tell(uow, event.event_id, await _owners(uow.session, event.branch_id), notice)
 
     async def branch_preference(self, event: BranchPreferenceCreated, uow: UnitOfWork) -> None:
         profile = await uow.session.get(BranchProfile, event.branch_id)

@@ -19,6 +19,7 @@ from contracts import (
     PasswordResetRequested,
     TaskConfirmed,
     TaskJudged,
+    TaskReviewOverdue,
 )
 from notification.models import Delivery, PushToken
 from tests.notification.conftest import BRANCH, person
@@ -223,6 +224,28 @@ async def test_a_helper_hears_the_owners_decision_on_a_task(notifications, fcm):
     await eventually(lambda: len(fcm.state.received) == 2, timeout=5)
     bodies = sorted(notice["body"] for notice in await notifications.inbox(helper))
     assert bodies == ["작업이 반려되었습니다: 젖은 수건", "작업이 승인되었습니다. 3,000원이 지급됩니다."]
+
+
+async def test_owners_hear_of_a_task_waiting_past_the_review_sla(notifications, fcm):
+    owner = person(Role.BRANCH_OWNER, (BRANCH,))
+    other_owner = person(Role.BRANCH_OWNER, ("hongdae",))
+    await notifications.with_phone(owner)
+    await notifications.with_phone(other_owner)
+    await notifications.announce(
+        TaskReviewOverdue(
+            task_id=uuid.uuid4(),
+            helper_id=uuid.uuid4(),
+            branch_id=BRANCH,
+            task_type="wash",
+            title="수건 세탁",
+            judged_at=datetime.now(UTC) - timedelta(hours=4, minutes=5),
+            waited_s=4 * 3600 + 300,
+        )
+    )
+    await eventually(lambda: len(fcm.state.received) == 1, timeout=5)
+    [notice] = await notifications.inbox(owner)
+    assert notice["body"] == "'수건 세탁' 작업이 4h 5m 동안 검토를 기다리고 있습니다."
+    assert await notifications.inbox(other_owner) == []
 
 
 async def test_repeated_refusals_at_a_gate_make_one_notice(notifications, fcm):
