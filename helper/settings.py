@@ -20,6 +20,8 @@ class HelperSettings(PlatformSettings):
     helper_s3_access_key_id: SecretStr | None = None
     helper_s3_secret_access_key: SecretStr | None = None
     helper_photo_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=20 * 1024 * 1024)
+    # The whole upload: five photos at the limit plus the form around them.
+    max_body_bytes: int = Field(default=21 * 1024 * 1024, ge=1024)
     # Decoding is refused beyond this many pixels (a small file can decode to gigabytes).
     helper_photo_max_pixels: int = Field(default=40_000_000, ge=10_000)
     # Days are counted in the branches' local time for daily limits.

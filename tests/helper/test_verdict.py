@@ -83,6 +83,13 @@ async def test_heic_and_other_formats_are_refused_with_a_reason(helper_app):
     assert helper_app.of(TaskSubmitted) == []
 
 
+async def test_phone_sized_photos_are_accepted(helper_app):
+    big = png(scene(15, size=(1400, 1000)))
+    assert 2_000_000 < len(big) < 4 * 1024 * 1024
+    response = await helper_app.submit(big, jpeg(scene(16, size=(4000, 3000)), quality=80))  # 12 MP
+    assert response.status_code == 201, response.text
+
+
 async def test_an_oversized_photo_is_refused(open_helper):
     async with open_helper(helper_photo_max_bytes=50_000) as opened:
         await opened.task_type()
