@@ -67,7 +67,7 @@ def _me(principal: Principal) -> uuid.UUID:
     return principal.user_id
 
 
-def _task(task: Task, photos: int) -> TaskPublic:
+def _task(task: Task) -> TaskPublic:
     return TaskPublic(
         id=task.id,
         branch_id=task.branch_id,
@@ -76,7 +76,7 @@ def _task(task: Task, photos: int) -> TaskPublic:
         reward_krw=task.reward_krw,
         status=task.status,
         submitted_at=task.submitted_at,
-        photos=photos,
+        photos=task.photo_count,
         verdict=task.outcome,
         confidence=task.confidence,
         reasons=reasons_of(task.reasons or []),
@@ -206,7 +206,7 @@ async def submit_task(
         raise HTTPException(exc.status, exc.reason) from exc
     if submitted.replay:
         response.status_code = status.HTTP_200_OK
-    return _task(submitted.task, photos=len(uploads) if not submitted.replay else submitted.task.expected_photos)
+    return _task(submitted.task)
 
 
 @router.get("/me/tasks")
@@ -219,7 +219,7 @@ async def my_tasks(
 ) -> TaskPage:
     rows = await tasks.tasks_of(kernel.db, helper_id=helper_id, limit=limit, before=before)
     return TaskPage(
-        tasks=[_task(row, photos=row.expected_photos) for row in rows],
+        tasks=[_task(row) for row in rows],
         next_before=rows[-1].submitted_at if len(rows) == limit else None,
     )
 
@@ -229,7 +229,7 @@ async def my_task(task_id: uuid.UUID, principal: Helper, helper_id: CurrentUserI
     task = await tasks.task_of(kernel.db, task_id=task_id)
     if task is None or task.helper_id != helper_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such task of yours")
-    return _task(task, photos=task.expected_photos)
+    return _task(task)
 
 
 @router.get("/me/balance")

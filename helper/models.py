@@ -73,6 +73,7 @@ class Task(Base):
     client_key: Mapped[str] = mapped_column(String(64))
     reward_krw: Mapped[int] = mapped_column(Integer)
     expected_photos: Mapped[int] = mapped_column(Integer)
+    photo_count: Mapped[int] = mapped_column(Integer)
     # submitted → judged → approved | rejected
     status: Mapped[str] = mapped_column(String(16))
     submitted_at: Mapped[datetime] = mapped_column(UtcDateTime())

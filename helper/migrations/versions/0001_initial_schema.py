@@ -118,6 +118,7 @@ def upgrade() -> None:
         sa.Column("client_key", sa.String(length=64), nullable=False),
         sa.Column("reward_krw", sa.Integer(), nullable=False),
         sa.Column("expected_photos", sa.Integer(), nullable=False),
+        sa.Column("photo_count", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("judged_at", sa.DateTime(timezone=True), nullable=True),
