@@ -40,7 +40,8 @@ class HelperSettings(PlatformSettings):
 
     @model_validator(mode="after")
     def _store_configured(self) -> Self:
-        if self.environment == "production" and self.helper_photo_store != "s3":
+        # Replicas on several nodes must share the photos; one box keeps them on its disk.
+        if self.environment == "production" and self.helper_photo_store != "s3" and not self.single_box:
             raise ValueError("production keeps task photos in S3: set SMARTGYM_HELPER_PHOTO_STORE=s3")
         return self
 
