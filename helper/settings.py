@@ -11,32 +11,66 @@ from common.settings import PlatformSettings
 
 
 class HelperSettings(PlatformSettings):
-    # "directory" keeps photos under data_dir (embedded mode); "s3" in production.
-    helper_photo_store: Literal["directory", "s3"] = "directory"
-    helper_photo_dir: Path | None = None  # default: <data_dir>/helper-photos
-    helper_s3_endpoint: str | None = None  # None: AWS itself
-    helper_s3_bucket: str = Field(default="smartgym-task-photos", min_length=3, max_length=63)
-    helper_s3_region: str = "ap-northeast-2"
-    helper_s3_access_key_id: SecretStr | None = None
-    helper_s3_secret_access_key: SecretStr | None = None
-    helper_photo_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=20 * 1024 * 1024)
-    # The whole upload: five photos at the limit plus the form around them.
-    max_body_bytes: int = Field(default=21 * 1024 * 1024, ge=1024)
-    # Decoding is refused beyond this many pixels (a small file can decode to gigabytes).
-    helper_photo_max_pixels: int = Field(default=40_000_000, ge=10_000)
-    # Days are counted in the branches' local time for daily limits.
-    helper_timezone: str = "Asia/Seoul"
-    # The judge's measured checks (see helper/checks.py for what each number means).
-    judge_duplicate_max_distance: int = Field(default=6, ge=0, le=32)
-    judge_duplicate_window_days: int = Field(default=30, ge=1, le=365)
-    judge_blur_min_variance: float = Field(default=60.0, ge=0)
-    judge_dark_min_brightness: float = Field(default=45.0, ge=0, le=255)
-    judge_max_photo_age_s: float = Field(default=6 * 3600, gt=0)
-    # The learned classifier's pack (see helper/classifier.py); none: "needs review".
-    judge_model_pack: Path | None = None
-    # Where operators' packs are mounted: POST /v1/judge/model swaps in one of them by name.
-    judge_packs_dir: Path | None = None
-    judge_pass_threshold: float = Field(default=0.9, gt=0.5, le=1)
+    helper_photo_store: Literal["directory", "s3"] = Field(
+        default="directory", description="Where task photos are kept: a directory (embedded mode) or S3 (production)."
+    )
+    helper_photo_dir: Path | None = Field(
+        default=None, description="The photo directory; unset: `helper-photos` under the data directory."
+    )
+    helper_s3_endpoint: str | None = Field(
+        default=None, description="S3 endpoint URL for S3-compatible stores; unset: AWS itself."
+    )
+    helper_s3_bucket: str = Field(
+        default="smartgym-task-photos", min_length=3, max_length=63, description="Bucket of the task photos."
+    )
+    helper_s3_region: str = Field(default="ap-northeast-2", description="Region of the bucket.")
+    helper_s3_access_key_id: SecretStr | None = Field(
+        default=None, description="S3 access key id; unset: the pod's role or the default credential chain."
+    )
+    helper_s3_secret_access_key: SecretStr | None = Field(default=None, description="S3 secret access key.")
+    helper_photo_max_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, le=20 * 1024 * 1024, description="Largest photo accepted, in bytes."
+    )
+    max_body_bytes: int = Field(
+        default=21 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body: five photos at the limit plus the form around them.",
+    )
+    helper_photo_max_pixels: int = Field(
+        default=40_000_000,
+        ge=10_000,
+        description="Largest photo accepted, in pixels (a small file can decode to gigabytes).",
+    )
+    helper_timezone: str = Field(
+        default="Asia/Seoul", description="Time zone whose days the daily limits count, and of EXIF times without one."
+    )
+    judge_duplicate_max_distance: int = Field(
+        default=6,
+        ge=0,
+        le=32,
+        description="Perceptual-hash distance (of 64 bits) at or below which photos are the same.",
+    )
+    judge_duplicate_window_days: int = Field(
+        default=30, ge=1, le=365, description="How far back a branch's photos are compared for re-submissions."
+    )
+    judge_blur_min_variance: float = Field(
+        default=60.0, ge=0, description="Variance of the Laplacian (at 512 px) below which a photo is blurred."
+    )
+    judge_dark_min_brightness: float = Field(
+        default=45.0, ge=0, le=255, description="Mean grey level (0-255) below which a photo is too dark."
+    )
+    judge_max_photo_age_s: float = Field(
+        default=6 * 3600, gt=0, description="Oldest EXIF capture time accepted, in seconds before the submission."
+    )
+    judge_model_pack: Path | None = Field(
+        default=None, description="The task classifier's pack loaded at start; unset: every verdict needs review."
+    )
+    judge_packs_dir: Path | None = Field(
+        default=None, description="Where operators' packs are mounted, for `POST /v1/judge/model` to swap in by name."
+    )
+    judge_pass_threshold: float = Field(
+        default=0.9, gt=0.5, le=1, description="Classifier probability for `pass` (and 1 minus it for `fail`)."
+    )
 
     @model_validator(mode="after")
     def _store_configured(self) -> Self:
