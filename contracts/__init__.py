@@ -7,7 +7,14 @@ version of one event; see :mod:`common.events.envelope` for the rules.
 """
 
 from contracts.access import AccessDenied, AccessGranted, EntryMethod, GateStatusChanged
-from contracts.branches import BranchPreferenceCreated
+from contracts.branches import (
+    BranchInfoCreated,
+    BranchInfoUpdated,
+    BranchPreferenceCreated,
+    OpeningHours,
+    Price,
+    ReviewPosted,
+)
 from contracts.catalog import CATALOG
 from contracts.equipment import (
     Criticality,
@@ -26,13 +33,23 @@ from contracts.identity import (
     UserRegistered,
 )
 from contracts.running import RaceFinished, RacePlacing, RunFinished, RunStarted, StepRankChanged
-from contracts.tasks import TaskJudged
+from contracts.tasks import (
+    PhotoRef,
+    TaskConfirmed,
+    TaskJudged,
+    TaskJudgedV2,
+    TaskReviewOverdue,
+    TaskSubmitted,
+    VerdictReason,
+)
 
 __all__ = [
     "ACCESS_HOURS_PATTERN",
     "CATALOG",
     "AccessDenied",
     "AccessGranted",
+    "BranchInfoCreated",
+    "BranchInfoUpdated",
     "BranchPreferenceCreated",
     "Criticality",
     "DeviceRevoked",
@@ -45,12 +62,21 @@ __all__ = [
     "FaceErased",
     "GateStatusChanged",
     "MembershipChanged",
+    "OpeningHours",
     "PasswordResetRequested",
+    "PhotoRef",
+    "Price",
     "RaceFinished",
     "RacePlacing",
+    "ReviewPosted",
     "RunFinished",
     "RunStarted",
     "StepRankChanged",
+    "TaskConfirmed",
     "TaskJudged",
+    "TaskJudgedV2",
+    "TaskReviewOverdue",
+    "TaskSubmitted",
     "UserRegistered",
+    "VerdictReason",
 ]

@@ -101,6 +101,8 @@ class GatewaySettings(PlatformSettings):
     monitoring_url: str = Field(default="http://127.0.0.1:8007", description="monitoring's base URL.")
     running_url: str = Field(default="http://127.0.0.1:8010", description="running's base URL.")
     running_live_url: str = Field(default="http://127.0.0.1:8020", description="running's live-socket server base URL.")
+    helper_url: str = Field(default="http://127.0.0.1:8004", description="helper's base URL.")
+    branch_owner_url: str = Field(default="http://127.0.0.1:8005", description="branch_owner's base URL.")
     gateway_routes: tuple[RouteConfig, ...] = Field(
         default=(),
         description=(
@@ -173,6 +175,19 @@ class GatewaySettings(PlatformSettings):
                     upstreams=(self.running_live_url,),
                     public=("/ws/share/",),  # the link's token is the credential
                 ),
+                RouteConfig(
+                    prefix="/api/helper",
+                    service="helper",
+                    upstreams=(self.helper_url,),
+                    # Helpers' tasks, and the task photos their branches' staff review.
+                    roles=(Role.HELPER, Role.BRANCH_OWNER, Role.OPERATOR),
+                    max_body_bytes=21 * 1024 * 1024,  # up to five photos of 4 MiB
+                    timeout_s=30.0,
+                    # A retried upload is safe (client keys) but slow: the app retries, not us.
+                    retries=0,
+                ),
+                # Members read profiles and write reviews there too: every role, checked per route.
+                RouteConfig(prefix="/api/branch-owner", service="branch_owner", upstreams=(self.branch_owner_url,)),
                 RouteConfig(
                     prefix="/api/access",
                     service="access",

@@ -13,7 +13,9 @@ from contracts import (
     RaceFinished,
     RunStarted,
     StepRankChanged,
+    TaskConfirmed,
     TaskJudged,
+    TaskReviewOverdue,
     UserRegistered,
 )
 from notification.service import Notifier
@@ -26,6 +28,8 @@ def subscriptions(notifier: Notifier) -> Subscriptions:
     subs.add(EquipmentRecovered, notifier.equipment_recovered, name="equipment_recovered")
     subs.add(EquipmentFaultEscalated, notifier.equipment_escalated, name="equipment_escalated")
     subs.add(TaskJudged, notifier.task_judged, name="task_judged")
+    subs.add(TaskConfirmed, notifier.task_confirmed, name="task_confirmed")
+    subs.add(TaskReviewOverdue, notifier.task_review_overdue, name="task_review_overdue")
     subs.add(BranchPreferenceCreated, notifier.branch_preference, name="branch_preference")
     subs.add(AccessDenied, notifier.access_denied, name="gate_denials")
     subs.add(PasswordResetRequested, notifier.password_reset, name="password_reset")

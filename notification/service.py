@@ -32,7 +32,9 @@ from contracts import (
     RaceFinished,
     RunStarted,
     StepRankChanged,
+    TaskConfirmed,
     TaskJudged,
+    TaskReviewOverdue,
     UserRegistered,
 )
 from notification.models import BranchProfile, Delivery, GateDenial, InboxMessage, PushToken, Recipient
@@ -123,6 +125,27 @@ class Notifier:
             data={"kind": "task_judged", "task_id": str(event.task_id), "verdict": event.verdict},
         )
         await self._tell(uow, event.event_id, [helper], notice)
+
+    async def task_confirmed(self, event: TaskConfirmed, uow: UnitOfWork) -> None:
+        """The owner's decision is what pays (TaskJudged v2 only advises), so helpers hear of it."""
+        helper = await _recipient(uow.session, event.helper_id, roles=[Role.HELPER.value], branches=None)
+        approved = event.decision == "approved"
+        notice = Notice(
+            "task_approved" if approved else "task_rejected",
+            {"payout_krw": f"{event.reward_krw:,}", "reason": event.reason or "-"},
+            critical=False,
+            data={"kind": "task_confirmed", "task_id": str(event.task_id), "decision": event.decision},
+        )
+        await self._tell(uow, event.event_id, [helper], notice)
+
+    async def task_review_overdue(self, event: TaskReviewOverdue, uow: UnitOfWork) -> None:
+        notice = Notice(
+            "task_review_overdue",
+            {"branch_id": event.branch_id, "title": event.title, "waited": _duration(event.waited_s)},
+            critical=False,
+            data={"kind": "task_review_overdue", "task_id": str(event.task_id), "branch_id": event.branch_id},
+        )
+        await self._tell(uow, event.event_id, await _owners(uow.session, event.branch_id), notice)
 
     async def branch_preference(self, event: BranchPreferenceCreated, uow: UnitOfWork) -> None:
         profile = await uow.session.get(BranchProfile, event.branch_id)

@@ -46,6 +46,10 @@ TEMPLATES: dict[str, dict[Locale, Text]] = {
         "ko": Text("작업 반려", "작업이 반려되었습니다: {reason}"),
         "en": Text("Task rejected", "Your task was rejected: {reason}"),
     },
+    "task_review_overdue": {
+        "ko": Text("[{branch_id}] 검토 대기 작업", "'{title}' 작업이 {waited} 동안 검토를 기다리고 있습니다."),
+        "en": Text("[{branch_id}] A task is waiting", "'{title}' has waited {waited} for your review."),
+    },
     "branch_profile": {
         "ko": Text("[{branch_id}] 지점 선호도 저장", "회원 선호 주제: {topics}"),
         "en": Text("[{branch_id}] Branch profile saved", "Members' topics: {topics}"),

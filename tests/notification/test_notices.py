@@ -17,7 +17,9 @@ from contracts import (
     EquipmentFaultEscalated,
     EquipmentRecovered,
     PasswordResetRequested,
+    TaskConfirmed,
     TaskJudged,
+    TaskReviewOverdue,
 )
 from notification.models import Delivery, PushToken
 from tests.notification.conftest import BRANCH, person
@@ -194,6 +196,56 @@ async def test_recovery_escalation_task_and_profile_go_to_their_people(notificat
     assert (escalated["kind"], escalated["critical"]) == ("equipment_escalated", True)
     [paid] = await notifications.inbox(helper)
     assert paid["body"] == "작업이 승인되었습니다. 15,000원이 지급됩니다."
+
+
+async def test_a_helper_hears_the_owners_decision_on_a_task(notifications, fcm):
+    helper = person(Role.HELPER)
+    await notifications.with_phone(helper)
+    common = {
+        "helper_id": helper.user_id,
+        "branch_id": BRANCH,
+        "task_type": "wash",
+        "ai_outcome": "needs_review",
+        "ai_overridden": False,
+        "decided_by": uuid.uuid4(),
+        "decided_at": datetime.now(UTC),
+    }
+    await notifications.announce(
+        TaskConfirmed(task_id=uuid.uuid4(), decision="approved", final_label="done", reward_krw=3000, **common),
+        TaskConfirmed(
+            task_id=uuid.uuid4(),
+            decision="rejected",
+            final_label="not_done",
+            reward_krw=0,
+            reason="젖은 수건",
+            **common,
+        ),
+    )
+    await eventually(lambda: len(fcm.state.received) == 2, timeout=5)
+    bodies = sorted(notice["body"] for notice in await notifications.inbox(helper))
+    assert bodies == ["작업이 반려되었습니다: 젖은 수건", "작업이 승인되었습니다. 3,000원이 지급됩니다."]
+
+
+async def test_owners_hear_of_a_task_waiting_past_the_review_sla(notifications, fcm):
+    owner = person(Role.BRANCH_OWNER, (BRANCH,))
+    other_owner = person(Role.BRANCH_OWNER, ("hongdae",))
+    await notifications.with_phone(owner)
+    await notifications.with_phone(other_owner)
+    await notifications.announce(
+        TaskReviewOverdue(
+            task_id=uuid.uuid4(),
+            helper_id=uuid.uuid4(),
+            branch_id=BRANCH,
+            task_type="wash",
+            title="수건 세탁",
+            judged_at=datetime.now(UTC) - timedelta(hours=4, minutes=5),
+            waited_s=4 * 3600 + 300,
+        )
+    )
+    await eventually(lambda: len(fcm.state.received) == 1, timeout=5)
+    [notice] = await notifications.inbox(owner)
+    assert notice["body"] == "'수건 세탁' 작업이 4h 5m 동안 검토를 기다리고 있습니다."
+    assert await notifications.inbox(other_owner) == []
 
 
 async def test_repeated_refusals_at_a_gate_make_one_notice(notifications, fcm):

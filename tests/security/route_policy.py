@@ -33,6 +33,7 @@ OPERATORS = frozenset({Caller.OPERATOR})
 STAFF_OF_A = frozenset({Caller.OWNER_A, Caller.OPERATOR})
 STAFF = frozenset({Caller.OWNER_A, Caller.OWNER_B, Caller.OPERATOR})
 KIOSK_OF_A = frozenset({Caller.DEVICE_A})
+HELPERS = frozenset({Caller.HELPER})
 NOBODY: frozenset[Caller] = frozenset()
 
 
@@ -132,5 +133,40 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[Caller]]] = {
         ("DELETE", "/v1/outings/{outing_id}"): PERSONS,
         ("PUT", "/v1/steps/{day}"): PERSONS,
         ("GET", "/v1/steps/ranking"): PERSONS,
+    },
+    "helper": {
+        **PROBES,
+        ("PUT", "/v1/branches/{branch_id}/task-types/{code}"): STAFF_OF_A,
+        # Helpers bound to the branch too (by binding, not by token: none is bound here).
+        ("GET", "/v1/branches/{branch_id}/task-types"): STAFF_OF_A | {Caller.HELPER},
+        ("PUT", "/v1/branches/{branch_id}/helpers/{helper_id}"): STAFF_OF_A,
+        ("DELETE", "/v1/branches/{branch_id}/helpers/{helper_id}"): STAFF_OF_A,
+        # The helper who sent the task, and the staff of its branch.
+        ("GET", "/v1/tasks/{task_id}/photos/{position}"): STAFF_OF_A | {Caller.HELPER},
+        ("POST", "/v1/tasks"): HELPERS,
+        ("GET", "/v1/me/tasks"): HELPERS,
+        ("GET", "/v1/me/tasks/{task_id}"): HELPERS,
+        ("GET", "/v1/me/balance"): HELPERS,
+        ("GET", "/v1/me/ledger"): HELPERS,
+        ("POST", "/v1/me/payouts"): HELPERS,
+        ("GET", "/v1/me/payouts"): HELPERS,
+        ("POST", "/v1/payouts/{payout_id}/status"): OPERATORS,
+        ("GET", "/v1/judge/model"): OPERATORS,
+        ("POST", "/v1/judge/model"): OPERATORS,
+    },
+    "branch_owner": {
+        **PROBES,
+        ("PUT", "/v1/branches/{branch_id}"): STAFF_OF_A,
+        ("GET", "/v1/branches/{branch_id}"): SIGNED_IN,
+        ("GET", "/v1/branches"): Scoped(STAFF_OF_A),
+        ("GET", "/v1/branches/{branch_id}/queue"): STAFF_OF_A,
+        ("GET", "/v1/branches/{branch_id}/queue/{task_id}"): STAFF_OF_A,
+        ("POST", "/v1/branches/{branch_id}/queue/{task_id}/decision"): STAFF_OF_A,
+        ("POST", "/v1/branches/{branch_id}/queue/decisions"): STAFF_OF_A,
+        ("PUT", "/v1/branches/{branch_id}/reviews/mine"): frozenset({Caller.CUSTOMER}),
+        ("GET", "/v1/branches/{branch_id}/reviews"): SIGNED_IN,
+        ("POST", "/v1/reviews/{review_id}/reply"): STAFF_OF_A,
+        ("POST", "/v1/reviews/{review_id}/reports"): PERSONS,
+        ("POST", "/v1/branches/{branch_id}/preference-profile"): STAFF_OF_A,
     },
 }

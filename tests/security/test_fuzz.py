@@ -17,7 +17,7 @@ from tests.security.services import Callers, built_service
 from tests.support import tokens
 from tests.support.apps import serving
 
-FUZZED = ("auth", "access", "monitoring", "notification", "running")
+FUZZED = ("auth", "access", "monitoring", "notification", "running", "helper", "branch_owner")
 # Where the gateway's route table puts each service.
 GATEWAY_PREFIX = {
     "auth": "/api/auth",
@@ -25,6 +25,8 @@ GATEWAY_PREFIX = {
     "monitoring": "/api/monitoring",
     "notification": "/api/notifications",
     "running": "/api/running",
+    "helper": "/api/helper",
+    "branch_owner": "/api/branch-owner",
 }
 FORGED = tokens.signed(tokens.claims(roles=["operator"]), key=tokens.other_key())
 

@@ -1,0 +1,15 @@
+"""Every event helper consumes, and who handles it."""
+
+from __future__ import annotations
+
+from common.events.bus import Subscriptions
+from contracts import TaskConfirmed, TaskSubmitted
+from helper.judge import TaskJudge
+from helper.ledger import Ledger
+
+
+def subscriptions(judge: TaskJudge, ledger: Ledger) -> Subscriptions:
+    subs = Subscriptions("helper")
+    subs.add(TaskSubmitted, judge.task_submitted, name="task_judge")
+    subs.add(TaskConfirmed, ledger.task_confirmed, name="reward_ledger")
+    return subs
