@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +81,12 @@ async def fuzz(
     root = Path(__file__).resolve().parents[2]
     environment = {**os.environ, "SCHEMATHESIS_HOOKS": HOOKS, "PYTHONPATH": str(root)}
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=environment, cwd=root
+        *command,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=environment,
+        # schemathesis keeps a crash cache in its working directory: not in the repository.
+        cwd=tempfile.mkdtemp(prefix="schemathesis-"),
     )
     output, _ = await process.communicate()
     assert process.returncode is not None
