@@ -13,6 +13,7 @@ from common.migrations import upgrade
 from common.observability import configure_logging
 from common.settings import PlatformSettings
 from smartgym import embedded
+from smartgym.admin import admin
 from smartgym.registry import SERVICES, ServiceSpec, spec
 from smartgym.serving import serve_all
 
@@ -261,3 +262,6 @@ def settings_doc(out: Path, check: bool) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     click.echo(f"wrote {out}")
+
+
+main.add_command(admin)

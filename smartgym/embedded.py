@@ -180,13 +180,13 @@ class VirtualGates:
             peer.stop()
 
 
-def gate_overrides(*, production: bool, gates: VirtualGates) -> dict[str, Any]:
+def gate_overrides(*, production: bool, gates: VirtualGates, site_file: Path | None = None) -> dict[str, Any]:
     """The configured gates (the default virtual gate when none is), every ``virtual:``
     port replaced by a fresh pty whose far end is a :class:`~access.virtualgate.VirtualGate`."""
     from access.settings import AccessSettings, GateConfig
     from access.virtualgate import Protocol, VirtualGate, is_virtual
 
-    configured = list(AccessSettings().access_gates)
+    configured = list(AccessSettings(access_site_file=site_file).access_gates)
     if not configured and not production:
         configured = [GateConfig.model_validate(DEFAULT_GATE)]
     wired: list[GateConfig] = []
@@ -243,7 +243,11 @@ def plan(host: str, port_offset: int) -> Plan:
             services = [service for service in services if service.name != "facemodel"]
     gates = VirtualGates()
     if any(service.name == "access" for service in services):
-        overrides.update(gate_overrides(production=production, gates=gates))
+        from access.site import site_file_path
+
+        # Gates and branches added with `smartgym admin` (access.site).
+        overrides["access_site_file"] = site_file_path(platform)
+        overrides.update(gate_overrides(production=production, gates=gates, site_file=overrides["access_site_file"]))
     return Plan(host, port_offset, overrides, services, gates)
 
 
