@@ -14,6 +14,7 @@ from common.observability import configure_logging
 from common.settings import PlatformSettings
 from smartgym import embedded
 from smartgym.admin import admin
+from smartgym.demo import demo, demo_run
 from smartgym.registry import SERVICES, ServiceSpec, spec
 from smartgym.serving import serve_all
 
@@ -265,3 +266,5 @@ def settings_doc(out: Path, check: bool) -> None:
 
 
 main.add_command(admin)
+main.add_command(demo)
+main.add_command(demo_run)
