@@ -43,6 +43,8 @@ DEFAULT_PACK = "yunet-sface-1.0.0"
 PARKING_LOT = "bus-parked.db"
 # sockaddr_un holds 108 bytes; a deep data directory falls back to a short path.
 MAX_SOCKET_PATH = 100
+# Where monitoring.simulator puts its devices (127.1.x.y).
+SIMULATED_EQUIPMENT_NETWORK = "127.1.0.0/16"
 # The gate a fresh installation gets: one entry gate of the site's branch on a virtual line.
 DEFAULT_GATE = {"gate_id": "front-door", "branch_id": "main", "driver": "line", "port": "virtual:front-door"}
 
@@ -241,6 +243,10 @@ def plan(host: str, port_offset: int) -> Plan:
                 "Face recognition is off: install the face extra (scripts/install face). QR entry works.", err=True
             )
             services = [service for service in services if service.name != "facemodel"]
+    if not production and "SMARTGYM_MONITORING_EQUIPMENT_NETWORKS" not in os.environ:
+        # `smartgym simulate equipment` and the demo put their devices on 127.1.x.y: the
+        # one loopback range monitoring may ping on a developer's machine.
+        overrides["monitoring_equipment_networks"] = {"*": [SIMULATED_EQUIPMENT_NETWORK]}
     gates = VirtualGates()
     if any(service.name == "access" for service in services):
         from access.site import site_file_path
