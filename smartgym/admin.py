@@ -14,16 +14,15 @@ refused with a reason and exit code 2, before anything is written.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import re
 import uuid
 import zoneinfo
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any
 
 import click
 from pydantic import TypeAdapter, ValidationError
@@ -31,9 +30,6 @@ from pydantic.networks import EmailStr
 
 from common.security import Role
 from common.settings import PlatformSettings
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 ACTOR = "smartgym-admin"
 SOURCE = "smartgym admin"
@@ -46,17 +42,16 @@ class Refused(click.UsageError):
     """Bad input: said plainly, exit code 2, nothing written."""
 
 
-def _run(coroutine: Callable[P, Awaitable[T]]) -> Callable[P, T]:
-    @functools.wraps(coroutine)
-    def runner(*args: P.args, **kwargs: P.kwargs) -> T:
-        return asyncio.run(coroutine(*args, **kwargs))  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class Outcome:
+    """What a command did: a sentence for a person, a record for a script."""
 
-    return runner
+    message: str
+    record: dict[str, Any]
 
 
-def _report(as_json: bool, message: str, record: dict[str, Any]) -> None:
-    """One line for a person, or one JSON object for a script."""
-    click.echo(json.dumps(record, sort_keys=True, default=str) if as_json else message)
+def _report(as_json: bool, outcome: Outcome) -> None:
+    click.echo(json.dumps(outcome.record, sort_keys=True, default=str) if as_json else outcome.message)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a sentence.")
@@ -157,21 +152,7 @@ def _describe_user(user: Any) -> str:
     return f"{user.email} (id {user.id}): {', '.join(sorted(user.roles))}{branches}"
 
 
-@admin.command("create-user")
-@click.option("--email", required=True, help="The person's sign-in email.")
-@click.option("--role", type=click.Choice(STAFF_ROLES), required=True)
-@click.option("--branch", "branches", multiple=True, help="Branch the person works for (branch owners, helpers).")
-@click.option(
-    "--password",
-    envvar="SMARTGYM_ADMIN_PASSWORD",
-    prompt=True,
-    hide_input=True,
-    confirmation_prompt=True,
-    help="Asked for when not given (env SMARTGYM_ADMIN_PASSWORD); unused if the user exists.",
-)
-@json_option
-@_run
-async def create_user(email: str, role: str, branches: tuple[str, ...], password: str, as_json: bool) -> None:
+async def create_user(*, email: str, role: str, branches: tuple[str, ...] | list[str], password: str) -> Outcome:
     """Create a user with a role, or give an existing one the role (password unchanged)."""
     from auth.errors import EmailTaken, WeakPassword
 
@@ -179,7 +160,9 @@ async def create_user(email: str, role: str, branches: tuple[str, ...], password
         email = str(_EMAIL.validate_python(email)).lower()
     except ValidationError as exc:
         raise Refused(f"--email {email!r} is not an email address") from exc
-    wanted_branches = _check_branches(role, branches)
+    if role not in STAFF_ROLES:
+        raise Refused(f"--role {role!r}: one of {', '.join(STAFF_ROLES)}")
+    wanted_branches = _check_branches(role, tuple(branches))
     async with auth_services() as auth:
         user = await auth.accounts.by_email(email)
         if user is None:
@@ -193,17 +176,33 @@ async def create_user(email: str, role: str, branches: tuple[str, ...], password
                 user = await auth.accounts.assign_roles(
                     actor=ACTOR, user_id=user.id, roles=[Role(role)], branches=wanted_branches, source=SOURCE
                 )
-                _report(as_json, f"created {_describe_user(user)}", _user_record(user, True))
-                return
+                return Outcome(f"created {_describe_user(user)}", _user_record(user, True))
         roles = {Role(item) for item in user.roles} | {Role(role)}
         all_branches = sorted(set(user.branches or []) | set(wanted_branches))
         if roles == {Role(item) for item in user.roles} and all_branches == sorted(user.branches or []):
-            _report(as_json, f"already exists: {_describe_user(user)}", _user_record(user, False))
-            return
+            return Outcome(f"already exists: {_describe_user(user)}", _user_record(user, False))
         user = await auth.accounts.assign_roles(
             actor=ACTOR, user_id=user.id, roles=sorted(roles), branches=all_branches, source=SOURCE
         )
-        _report(as_json, f"already existed; now {_describe_user(user)} (password unchanged)", _user_record(user, False))
+        return Outcome(f"already existed; now {_describe_user(user)} (password unchanged)", _user_record(user, False))
+
+
+@admin.command("create-user")
+@click.option("--email", required=True, help="The person's sign-in email.")
+@click.option("--role", type=click.Choice(STAFF_ROLES), required=True)
+@click.option("--branch", "branches", multiple=True, help="Branch the person works for (branch owners, helpers).")
+@click.option(
+    "--password",
+    envvar="SMARTGYM_ADMIN_PASSWORD",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Asked for when not given (env SMARTGYM_ADMIN_PASSWORD); unused if the user exists.",
+)
+@json_option
+def create_user_command(email: str, role: str, branches: tuple[str, ...], password: str, as_json: bool) -> None:
+    """Create a user with a role, or give an existing one the role (password unchanged)."""
+    _report(as_json, asyncio.run(create_user(email=email, role=role, branches=branches, password=password)))
 
 
 @admin.command("create-branch")
@@ -211,8 +210,12 @@ async def create_user(email: str, role: str, branches: tuple[str, ...], password
 @click.option("--timezone", default="Asia/Seoul", show_default=True, help="IANA zone of the branch's opening hours.")
 @click.option("--occupancy-limit", type=int, default=None, help="Most people inside at once (none: no limit).")
 @json_option
-def create_branch(branch_id: str, timezone: str, occupancy_limit: int | None, as_json: bool) -> None:
+def create_branch_command(branch_id: str, timezone: str, occupancy_limit: int | None, as_json: bool) -> None:
     """Create a branch (an id such as gangnam-1) for gates, owners and memberships."""
+    _report(as_json, create_branch(branch_id, timezone=timezone, occupancy_limit=occupancy_limit))
+
+
+def create_branch(branch_id: str, *, timezone: str = "Asia/Seoul", occupancy_limit: int | None = None) -> Outcome:
     from access.settings import IDENTIFIER, BranchConfig
     from access.site import SiteFileError, add_branch
 
@@ -233,7 +236,7 @@ def create_branch(branch_id: str, timezone: str, occupancy_limit: int | None, as
     record = {"branch_id": branch_id, **stored.model_dump(), "created": created}
     limit = f", at most {stored.occupancy_limit} inside" if stored.occupancy_limit else ""
     text = f"branch {branch_id} ({stored.timezone}{limit})"
-    _report(as_json, f"created {text}" if created else f"already exists: {text}", record)
+    return Outcome(f"created {text}" if created else f"already exists: {text}", record)
 
 
 @admin.command("add-gate")
@@ -257,10 +260,10 @@ def create_branch(branch_id: str, timezone: str, occupancy_limit: int | None, as
 @click.option("--open-ms", type=int, default=3000, show_default=True)
 @click.option("--line-down", type=click.Choice(["fail_secure", "fail_safe"]), default="fail_secure", show_default=True)
 @json_option
-def add_gate(
+def add_gate_command(
     gate_id: str,
     branch_id: str,
-    direction: Literal["in", "out"],
+    direction: str,
     driver: str,
     port: str | None,
     channel: int | None,
@@ -269,8 +272,33 @@ def add_gate(
     as_json: bool,
 ) -> None:
     """Add a gate to a branch. A running installation opens it within a second."""
+    outcome = add_gate(
+        gate_id,
+        branch_id=branch_id,
+        direction=direction,
+        driver=driver,
+        port=port,
+        channel=channel,
+        open_ms=open_ms,
+        line_down=line_down,
+    )
+    _report(as_json, outcome)
+
+
+def add_gate(
+    gate_id: str,
+    *,
+    branch_id: str,
+    direction: str = "in",
+    driver: str = "line",
+    port: str | None = None,
+    channel: int | None = None,
+    open_ms: int = 3000,
+    line_down: str = "fail_secure",
+) -> Outcome:
     from access.settings import GateConfig
-    from access.site import SiteFileError, add_gate, read_site
+    from access.site import SiteFileError, read_site
+    from access.site import add_gate as add_to_site
 
     site_file = _site_file()
     port = port or f"virtual:{branch_id}"
@@ -301,7 +329,7 @@ def add_gate(
         field = ".".join(str(part) for part in problem["loc"])
         raise Refused(f"{field}: {problem['msg']}") from exc
     try:
-        stored, created = add_gate(site_file, gate=gate, configured_branches=known_branches())
+        stored, created = add_to_site(site_file, gate=gate, configured_branches=known_branches())
     except SiteFileError as exc:
         raise Refused(str(exc)) from exc
     text = (
@@ -309,7 +337,7 @@ def add_gate(
         f"on {stored.port} #{stored.channel}"
     )
     record = {**stored.model_dump(), "created": created}
-    _report(as_json, f"added {text}" if created else f"already exists: {text}", record)
+    return Outcome(f"added {text}" if created else f"already exists: {text}", record)
 
 
 @admin.command("add-device")
@@ -318,9 +346,12 @@ def add_gate(
 @click.option("--kind", type=click.Choice(DEVICE_KINDS), default="kiosk", show_default=True)
 @click.option("--rotate", is_flag=True, help="If the device exists, issue it a new secret (the old one stops working).")
 @json_option
-@_run
-async def add_device(name: str, branch_id: str, kind: str, rotate: bool, as_json: bool) -> None:
+def add_device_command(name: str, branch_id: str, kind: str, rotate: bool, as_json: bool) -> None:
     """Register a kiosk, gate, camera or machine; prints its client secret once."""
+    _report(as_json, asyncio.run(add_device(name, branch_id=branch_id, kind=kind, rotate=rotate)))
+
+
+async def add_device(name: str, *, branch_id: str, kind: str = "kiosk", rotate: bool = False) -> Outcome:
     if not 1 <= len(name) <= 100 or not name.isprintable():
         raise Refused("device name: 1-100 printable characters")
     if branch_id not in known_branches():
@@ -330,13 +361,11 @@ async def add_device(name: str, branch_id: str, kind: str, rotate: bool, as_json
         if device is not None and device.kind != kind:
             raise Refused(f"device {name} of branch {branch_id} exists as a {device.kind}, not a {kind}")
         if device is not None and not rotate:
-            _report(
-                as_json,
+            return Outcome(
                 f"already exists: {kind} {name} of branch {branch_id} (client id {device.id}); its secret was shown "
                 "when it was created; --rotate issues a new one",
                 {"client_id": str(device.id), "name": name, "kind": kind, "branch_id": branch_id, "created": False},
             )
-            return
         if device is not None:
             credentials = await auth.devices.rotate(actor=ACTOR, device_id=device.id, source=SOURCE)
             verb = "issued a new secret to"
@@ -346,8 +375,7 @@ async def add_device(name: str, branch_id: str, kind: str, rotate: bool, as_json
             )
             verb = "created"
     client_id: uuid.UUID = credentials.device_id
-    _report(
-        as_json,
+    return Outcome(
         f"{verb} {kind} {name} of branch {branch_id}\n"
         f"  client id:     {client_id}\n"
         f"  client secret: {credentials.client_secret}   (shown once: store it on the device now)\n"

@@ -4,8 +4,8 @@ It creates (again harmlessly: every step is idempotent) a branch with an entry a
 gate on a virtual line, an operator, the branch's owner, two members with memberships who
 are running friends, a kiosk, sample face photos, and 20 simulated pieces of equipment
 watched by monitoring; then it prints what to try next and keeps the equipment running
-until Ctrl-C. Accounts, branch, gates and the kiosk are made with the administrator's
-commands (smartgym.admin); memberships, friendships and the owner's phone go through the
+until Ctrl-C. Accounts, branch, gates and the kiosk are made the way the administrator's
+commands make them (smartgym.admin); memberships, friendships and the owner's phone go through the
 gateway, as the consoles and apps do.
 
 The sample faces are test photos of the ``face_recognition`` sdist on PyPI, fetched with
@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +29,6 @@ from typing import Any
 
 import click
 import httpx
-from click.testing import CliRunner
 
 from common.settings import PlatformSettings
 from smartgym import admin
@@ -61,14 +61,12 @@ class Where:
     equipment_port: int
 
 
-def _run_admin(command: click.Command, *args: str) -> dict[str, Any]:
-    """One administrator command, as a person would run it; its JSON record."""
-    env = {"SMARTGYM_ADMIN_PASSWORD": PASSWORD}
-    result = CliRunner().invoke(command, [*args, "--json"], env=env, catch_exceptions=False)
-    if result.exit_code != 0:
-        raise DemoRefused(f"{command.name} {' '.join(args)}: {result.output.strip()}")
-    record: dict[str, Any] = json.loads(result.output.strip().splitlines()[-1])
-    return record
+def _admin(outcome: admin.Outcome | Coroutine[Any, Any, admin.Outcome]) -> dict[str, Any]:
+    """The record of one administrator's step (smartgym.admin), run here as it would be
+    from the command line."""
+    if not isinstance(outcome, admin.Outcome):
+        outcome = asyncio.run(outcome)
+    return outcome.record
 
 
 def _step(message: str) -> None:
@@ -134,10 +132,10 @@ def kiosk_credentials(data_dir: Path) -> dict[str, str]:
     """The kiosk's client id and secret, kept (owner-only) in the data directory so a
     second run can print them again; a kiosk whose secret was lost gets a new one."""
     stored = data_dir / "demo" / "kiosk.json"
-    record = _run_admin(admin.add_device, KIOSK, "--branch", BRANCH, "--kind", "kiosk")
+    record = _admin(admin.add_device(KIOSK, branch_id=BRANCH, kind="kiosk"))
     if record["created"] or not stored.exists():
         if not record["created"]:
-            record = _run_admin(admin.add_device, KIOSK, "--branch", BRANCH, "--kind", "kiosk", "--rotate")
+            record = _admin(admin.add_device(KIOSK, branch_id=BRANCH, kind="kiosk", rotate=True))
         stored.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as handle:
@@ -155,13 +153,15 @@ def set_up(where: Where) -> dict[str, Any]:
         raise DemoRefused(f"no installation answers at {where.gateway}: start `smartgym up` first") from exc
     try:
         click.echo(f"Setting up the demo gym {BRANCH} on {where.gateway}", err=True)
-        _run_admin(admin.create_branch, BRANCH)
+        _admin(admin.create_branch(BRANCH))
         for gate, direction in ((ENTRY_GATE, "in"), (EXIT_GATE, "out")):
-            _run_admin(admin.add_gate, gate, "--branch", BRANCH, "--direction", direction)
+            _admin(admin.add_gate(gate, branch_id=BRANCH, direction=direction))
         _step(f"branch {BRANCH}: gates {ENTRY_GATE} (entry) and {EXIT_GATE} (exit) on virtual:{BRANCH}")
-        _run_admin(admin.create_user, "--email", OPERATOR, "--role", "operator")
-        owner = _run_admin(admin.create_user, "--email", OWNER, "--role", "branch_owner", "--branch", BRANCH)
-        members = [_run_admin(admin.create_user, "--email", email, "--role", "customer") for email in MEMBERS]
+        _admin(admin.create_user(email=OPERATOR, role="operator", branches=(), password=PASSWORD))
+        owner = _admin(admin.create_user(email=OWNER, role="branch_owner", branches=(BRANCH,), password=PASSWORD))
+        members = [
+            _admin(admin.create_user(email=email, role="customer", branches=(), password=PASSWORD)) for email in MEMBERS
+        ]
         _step(f"accounts: operator {OPERATOR}, owner {OWNER}, members {', '.join(MEMBERS)}")
         kiosk = kiosk_credentials(where.data_dir)
         _step(f"kiosk {KIOSK}: client id {kiosk['client_id']}")
