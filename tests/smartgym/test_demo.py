@@ -17,7 +17,7 @@ import httpx
 
 from smartgym.demo import BRANCH, ENTRY_GATE, KILL, MEMBERS, OWNER, PASSWORD
 from tests.support import testdata
-from tests.support.embedded import free_port_offset, seed_wheel_cache
+from tests.support.embedded import free_port_offset, seed_pack
 from tests.support.processes import clean_env, start, stop, wait_healthy
 
 
@@ -46,8 +46,9 @@ def _stop_demo(process: subprocess.Popen[bytes]) -> int:
 def test_up_demo_and_the_walk_through_the_gateway(tmp_path):
     offset = free_port_offset()
     gateway = f"http://127.0.0.1:{8000 + offset}"
-    seed_wheel_cache(tmp_path)
+    seed_pack(tmp_path)  # the pack build on a first start is tested elsewhere
     testdata.photos()  # the face_recognition sdist is in the test cache now
+    (tmp_path / "var" / "cache").mkdir(parents=True, exist_ok=True)
     shutil.copy(testdata.CACHE / "face_recognition-1.3.0.tar.gz", tmp_path / "var" / "cache")
     env = clean_env()
     up_log, demo_log = tmp_path / "up.log", tmp_path / "demo.log"
