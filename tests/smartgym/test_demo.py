@@ -17,6 +17,7 @@ import httpx
 
 from smartgym.demo import BRANCH, ENTRY_GATE, KILL, MEMBERS, OWNER, PASSWORD
 from tests.support import testdata
+from tests.support.apps import free_port
 from tests.support.embedded import free_port_offset, seed_pack
 from tests.support.processes import clean_env, start, stop, wait_healthy
 
@@ -29,7 +30,8 @@ def _wait_for(log: Path, text: str, process: subprocess.Popen[bytes] | None = No
         if process is not None and process.poll() is not None:
             break
         time.sleep(0.1)
-    raise AssertionError(f"{text!r} not seen in {log.name}:\n{log.read_text(errors='replace')[-3000:]}")
+    seen = log.read_text(errors="replace")
+    raise AssertionError(f"{text!r} not seen in {log.name}:\n{seen[:2500]}\n…\n{seen[-1500:]}")
 
 
 def _login(client: httpx.Client, email: str) -> dict[str, str]:
@@ -51,12 +53,14 @@ def test_up_demo_and_the_walk_through_the_gateway(tmp_path):
     (tmp_path / "var" / "cache").mkdir(parents=True, exist_ok=True)
     shutil.copy(testdata.CACHE / "face_recognition-1.3.0.tar.gz", tmp_path / "var" / "cache")
     env = clean_env()
+    control = free_port()  # the simulated equipment's control API
+    demo_args = ["demo", "--port-offset", str(offset), "--control-port", str(control)]
     up_log, demo_log = tmp_path / "up.log", tmp_path / "demo.log"
     up = start(["up", "--port-offset", str(offset)], env=env, cwd=tmp_path, log=up_log)
     demo = None
     try:
         wait_healthy(gateway, up, up_log, timeout=120)
-        demo = start(["demo", "--port-offset", str(offset)], env=env, cwd=tmp_path, log=demo_log)
+        demo = start(demo_args, env=env, cwd=tmp_path, log=demo_log)
         _wait_for(demo_log, "The demo gym is ready", demo, timeout=60)
         _wait_for(demo_log, "equipment: 20 devices", demo)
         _wait_for(up_log, f"gate {ENTRY_GATE} of branch {BRANCH} added from the site file")
@@ -103,7 +107,6 @@ def test_up_demo_and_the_walk_through_the_gateway(tmp_path):
             assert (passed.json()["granted"], passed.json()["gate_result"]) == (True, "opened")
 
             # 4. A treadmill dies; the owner's inbox gets the fault.
-            control = 18081 + offset
             killed = httpx.post(f"http://127.0.0.1:{control}/devices/{KILL}/mode", json={"mode": "dead"})
             assert killed.status_code == 200, killed.text
             owner = _login(client, OWNER)
@@ -132,7 +135,7 @@ def test_up_demo_and_the_walk_through_the_gateway(tmp_path):
         # Running the demo again changes nothing and says the same.
         assert _stop_demo(demo) == 0, demo_log.read_text()[-2000:]
         again_log = tmp_path / "demo-again.log"
-        demo = start(["demo", "--port-offset", str(offset)], env=env, cwd=tmp_path, log=again_log)
+        demo = start(demo_args, env=env, cwd=tmp_path, log=again_log)
         _wait_for(again_log, "The demo gym is ready", demo, timeout=60)
         assert kiosk["client_secret"] in again_log.read_text()
     finally:
