@@ -258,7 +258,12 @@ def create_branch(branch_id: str, *, timezone: str = "Asia/Seoul", occupancy_lim
 )
 @click.option("--channel", type=int, default=None, help="Gate number or relay channel (default: the next free one).")
 @click.option("--open-ms", type=int, default=3000, show_default=True)
-@click.option("--line-down", type=click.Choice(["fail_secure", "fail_safe"]), default="fail_secure", show_default=True)
+@click.option(
+    "--line-down",
+    type=click.Choice(["fail_secure", "fail_safe"]),
+    default=None,
+    help="When the serial line is down (default: fail_secure for an entry, fail_safe for an exit).",
+)
 @json_option
 def add_gate_command(
     gate_id: str,
@@ -268,7 +273,7 @@ def add_gate_command(
     port: str | None,
     channel: int | None,
     open_ms: int,
-    line_down: str,
+    line_down: str | None,
     as_json: bool,
 ) -> None:
     """Add a gate to a branch. A running installation opens it within a second."""
@@ -294,7 +299,7 @@ def add_gate(
     port: str | None = None,
     channel: int | None = None,
     open_ms: int = 3000,
-    line_down: str = "fail_secure",
+    line_down: str | None = None,
 ) -> Outcome:
     from access.settings import GateConfig
     from access.site import SiteFileError, read_site
@@ -322,12 +327,14 @@ def add_gate(
             port=port,
             channel=channel,
             open_ms=open_ms,
-            line_down=line_down,
+            # An exit must open whatever happens to the line (nobody is locked in).
+            line_down=line_down or ("fail_safe" if direction == "out" else "fail_secure"),
         )
     except ValidationError as exc:
         problem = exc.errors()[0]
         field = ".".join(str(part) for part in problem["loc"])
-        raise Refused(f"{field}: {problem['msg']}") from exc
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        raise Refused(f"{field}: {message}" if field else message) from exc
     try:
         stored, created = add_to_site(site_file, gate=gate, configured_branches=known_branches())
     except SiteFileError as exc:

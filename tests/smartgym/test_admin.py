@@ -60,6 +60,7 @@ def test_add_gate_is_read_by_access_and_refuses_conflicts(admin, tmp_path):
     exit_ = _json(admin("add-gate", "exit", "--branch", "gangnam-1", "--direction", "out", "--json"))
     assert (entry["port"], entry["channel"], entry["created"]) == ("virtual:gangnam-1", 1, True)
     assert (exit_["direction"], exit_["channel"]) == ("out", 2)  # the next free number on the line
+    assert (entry["line_down"], exit_["line_down"]) == ("fail_secure", "fail_safe")
     repeat = _json(admin("add-gate", "exit", "--branch", "gangnam-1", "--direction", "out", "--json"))
     assert repeat == {**exit_, "created": False}
     _refused(admin("add-gate", "exit", "--branch", "gangnam-1", "--direction", "in"), "another configuration")
@@ -68,6 +69,10 @@ def test_add_gate_is_read_by_access_and_refuses_conflicts(admin, tmp_path):
     _refused(admin("add-gate", "side", "--branch", "gangnam-1", "--driver", "ch340"), "share one driver")
     _refused(admin("add-gate", "bad id", "--branch", "gangnam-1"), "gate_id")
     _refused(admin("add-gate", "side", "--branch", "gangnam-1", "--open-ms", "5"), "open_ms")
+    _refused(
+        admin("add-gate", "back", "--branch", "gangnam-1", "--direction", "out", "--line-down", "fail_secure"),
+        "must be fail_safe",
+    )
     settings = AccessSettings(access_site_file=tmp_path / "var" / "access-site.json")
     assert [(gate.gate_id, gate.direction) for gate in settings.access_gates] == [("entry", "in"), ("exit", "out")]
     assert settings.served_branches == ["gangnam-1"]
