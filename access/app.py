@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import FastAPI
 from prometheus_client import Gauge
@@ -16,6 +17,7 @@ from access.models import Base
 from access.passes import EntryPassChecker
 from access.service import AccessService
 from access.settings import AccessSettings
+from access.site import SiteAdditions
 from common.api import create_service_app
 from common.breaker import breaker_for
 from common.crypto import VectorSealer
@@ -32,6 +34,8 @@ SERVICE = "access"
 # Fixed forever: vectors sealed under it must still open after an upgrade.
 FACE_SEALING_PURPOSE = b"smartgym-access-face-v1"
 GALLERY_CHECK_INTERVAL_S = 5.0
+# How soon a gate added with `smartgym admin add-gate` opens.
+SITE_FILE_CHECK_INTERVAL_S = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ def create_app(
         ready_without_bus=True,
     )
     stop_hooks = []
+    stop_peers: list[Callable[[], None]] = []
     if facemodel is None:
         client = UnixSocketFacemodel(
             access_settings.access_facemodel_socket,
@@ -87,7 +92,7 @@ def create_app(
         line_timeout_ms=access_settings.access_line_timeout_ms,
         line_retries=access_settings.access_line_retries,
     )
-    _report_line_changes(kernel, gates, lines)
+    watch_lines = _report_line_changes(kernel, gates, lines)
     service = AccessService(
         kernel=kernel,
         settings=access_settings,
@@ -95,11 +100,18 @@ def create_app(
         faces=faces,
         passes=EntryPassChecker(keys, access_settings),
     )
-    jobs = Jobs(
+    periodic = [
         Periodic("access-gallery-keeper", GALLERY_CHECK_INTERVAL_S, faces.ensure_loaded),
         Periodic("access-prefetch", access_settings.access_prefetch_refresh_s, faces.refresh_prefetch),
         Periodic("access-used-passes", 3600.0, service.forget_used_passes),
-    )
+    ]
+    if access_settings.access_site_file is not None:
+        additions = SiteAdditions(
+            settings=access_settings, gates=gates, lines=lines, faces=faces, watch_lines=watch_lines
+        )
+        periodic.append(Periodic("access-site-file", SITE_FILE_CHECK_INTERVAL_S, additions.apply))
+        stop_peers.append(additions.stop)
+    jobs = Jobs(*periodic)
 
     async def start_gates_and_faces() -> None:
         for line in lines:
@@ -118,6 +130,8 @@ def create_app(
             await gate.driver.close()
         for line in lines:
             await line.stop()
+        for stop_peer in stop_peers:
+            stop_peer()
 
     app = create_service_app(
         kernel,
@@ -131,8 +145,11 @@ def create_app(
     return app
 
 
-def _report_line_changes(kernel: ServiceKernel, gates: dict[str, Gate], lines: list[SerialLine]) -> None:
-    """Serial health as a metric, and as an event for monitoring and the branch owner."""
+def _report_line_changes(
+    kernel: ServiceKernel, gates: dict[str, Gate], lines: list[SerialLine]
+) -> Callable[[list[SerialLine]], None]:
+    """Serial health as a metric, and as an event for monitoring and the branch owner.
+    Returns what watches lines opened later the same way."""
     line_up = Gauge(
         "access_gate_line_up", "1 while the gate's serial line is open.", ["gate"], registry=kernel.metrics.registry
     )
@@ -154,5 +171,12 @@ def _report_line_changes(kernel: ServiceKernel, gates: dict[str, Gate], lines: l
                         )
                     )
 
-    for line in lines:
-        line.add_listener(changed)
+    def watch(added: list[SerialLine]) -> None:
+        for line in added:
+            line.add_listener(changed)
+            for gate in gates.values():
+                if gate.driver.line is line:
+                    line_up.labels(gate.config.gate_id).set(1 if gate.line_up else 0)
+
+    watch(lines)
+    return watch

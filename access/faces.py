@@ -182,6 +182,15 @@ class FaceCache:
             await self._hold(branch, dict(found[start : start + LOAD_CHUNK]))
         log.info("branch %s gallery loaded with %d members", branch, len(self.hot[branch]))
 
+    async def add_branch(self, branch: str) -> None:
+        """Serve one more branch (a gate added while access runs)."""
+        if branch in self.hot:
+            return
+        self.branches = sorted([*self.branches, branch])
+        self.hot[branch] = set()
+        if self.loaded:
+            await self.load(branch)
+
     async def refresh_prefetch(self) -> None:
         """Add newly frequent visitors to every gallery (periodic)."""
         prefetched = await self._top_visitors()

@@ -172,6 +172,26 @@ class AccessSettings(PlatformSettings):
     )
     # Camera frames are bigger than JSON bodies.
     max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024, description="Largest request body (camera frames).")
+    access_site_file: Path | None = Field(
+        default=None,
+        description=(
+            "Branches and gates added with `smartgym admin` on a single machine (JSON, see access.site); "
+            "read at start and watched while running. `smartgym up` sets it to <data dir>/access-site.json."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _add_the_site_file(self) -> Self:
+        if self.access_site_file is None:
+            return self
+        from access.site import read_site  # the site file's shapes are these settings'
+
+        site = read_site(self.access_site_file)
+        configured = {gate.gate_id for gate in self.access_gates}
+        gates = [*self.access_gates, *(gate for gate in site.gates if gate.gate_id not in configured)]
+        object.__setattr__(self, "access_gates", gates)
+        object.__setattr__(self, "access_branches", {**site.branches, **self.access_branches})
+        return self
 
     @model_validator(mode="after")
     def _gates_are_consistent(self) -> Self:

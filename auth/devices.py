@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
+from sqlalchemy import select
+
 from auth.audit import audit
 from auth.keys import KeyRing
 from auth.models import Device
@@ -67,6 +69,13 @@ class DeviceService:
                 branch_id=branch_id,
             )
         return DeviceCredentials(device.id, secret)
+
+    async def find(self, *, name: str, branch_id: str) -> Device | None:
+        """The active device of that name at that branch, if any."""
+        async with self._kernel.db.sessions() as session:
+            return await session.scalar(
+                select(Device).where(Device.name == name, Device.branch_id == branch_id, Device.revoked_at.is_(None))
+            )
 
     async def rotate(self, *, actor: str, device_id: uuid.UUID, source: str | None) -> DeviceCredentials:
         secret = secrets.token_urlsafe(32)

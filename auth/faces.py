@@ -76,6 +76,7 @@ class FacemodelClient:
             response = await self._client.request(
                 "POST",
                 "/v1/analyse",
+                params={"purpose": "enrolment"},
                 content=image,
                 headers={"content-type": content_type, "authorization": f"Bearer {bearer}"},
             )

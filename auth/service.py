@@ -100,6 +100,10 @@ class AccountService:
         async with self._kernel.db.sessions() as session:
             return await session.get(User, user_id)
 
+    async def by_email(self, email: str) -> User | None:
+        async with self._kernel.db.sessions() as session:
+            return await session.scalar(select(User).where(User.email == email.lower()))
+
     async def change_password(self, *, user_id: uuid.UUID, current: str, new: str, source: str | None) -> None:
         """Change the password and end every session of the account."""
         user = await self.get(user_id)

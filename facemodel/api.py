@@ -14,6 +14,7 @@ from common.api import from_app_state, get_kernel
 from common.security import InvalidToken, Principal, Role
 from facemodel.engine import Analysis, ImageRejected
 from facemodel.packs import PackError
+from facemodel.quality import Purpose
 from facemodel.schemas import (
     AnalysisOut,
     DeployIn,
@@ -81,9 +82,11 @@ def _analysis(analysis: Analysis) -> AnalysisOut:
 
 
 @router.post("/analyse", dependencies=[Depends(caller())])
-async def analyse(image: Image, faces: Faces) -> AnalysisOut:
+async def analyse(image: Image, faces: Faces, purpose: Purpose = "entry") -> AnalysisOut:
+    """``purpose=enrolment`` for an uploaded photo (judged and worded as one), ``entry``
+    for a camera frame."""
     try:
-        return _analysis(await faces.analyse(image))
+        return _analysis(await faces.analyse(image, purpose=purpose))
     except ImageRejected as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason) from exc
 

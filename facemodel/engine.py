@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
 from facemodel.packs import Manifest, PackError, read_manifest
+from facemodel.quality import CUT_OFF_REASONS, ENROLMENT_CUT_OFF, ENTRY_CUT_OFF, CutOffRules, Purpose, cut_off
 
 Image.MAX_IMAGE_PIXELS = None  # we enforce our own, lower limit before decoding
 
@@ -75,8 +76,10 @@ class QualityRules:
     min_brightness: float = 40.0
     max_brightness: float = 225.0
     max_yaw_ratio: float = 0.35  # nose offset from the eyes' midpoint / eye distance
-    max_outside: float = 0.08  # share of the face box outside the frame
-    edge_margin_px: float = 2.0  # a box touching the border is a face cut by it
+    # A face cut off by the picture's edge, for a live frame and for an uploaded photo
+    # (facemodel.quality).
+    entry_cut_off: CutOffRules = ENTRY_CUT_OFF
+    enrolment_cut_off: CutOffRules = ENROLMENT_CUT_OFF
 
 
 def decode_image(data: bytes) -> UInt8Image:
@@ -265,16 +268,15 @@ class FaceEngine:
         norm = float(np.linalg.norm(vector))
         return vector / norm if norm > 0 else vector
 
-    def judge(self, image: UInt8Image, detection: Detection, aligned: UInt8Image) -> Quality:
+    def judge(
+        self, image: UInt8Image, detection: Detection, aligned: UInt8Image, purpose: Purpose = "entry"
+    ) -> Quality:
         rules = self.rules
         height, width = image.shape[:2]
-        x, y, w, h = detection.box
-        inside_w = max(0.0, min(x + w, width) - max(x, 0.0))
-        inside_h = max(0.0, min(y + h, height) - max(y, 0.0))
-        margin = rules.edge_margin_px
-        touches_edge = x < margin or y < margin or x + w > width - margin or y + h > height - margin
-        if w <= 0 or h <= 0 or touches_edge or 1 - (inside_w * inside_h) / (w * h) > rules.max_outside:
-            return Quality(False, "move into the middle of the frame", "face_cut_off")
+        _, _, w, h = detection.box
+        cut_off_rules = rules.enrolment_cut_off if purpose == "enrolment" else rules.entry_cut_off
+        if cut_off(detection.box, detection.landmarks, width, height, cut_off_rules):
+            return Quality(False, CUT_OFF_REASONS[purpose], "face_cut_off")
         if min(w, h) < rules.min_face_px:
             return Quality(False, "move closer to the camera", "face_too_small")
         right_eye, left_eye, nose = detection.landmarks[0], detection.landmarks[1], detection.landmarks[2]
@@ -296,15 +298,18 @@ class FaceEngine:
 
     # -- whole pipeline --------------------------------------------------------------
 
-    def analyse(self, data: bytes) -> Analysis:
-        """Everything a caller needs to decide; raises ImageRejected for unusable input."""
+    def analyse(self, data: bytes, *, purpose: Purpose = "entry") -> Analysis:
+        """Everything a caller needs to decide; raises ImageRejected for unusable input.
+        ``purpose`` says where the picture comes from (a live frame, an uploaded photo)."""
         timings: dict[str, float] = {}
         started = time.perf_counter()
         image = decode_image(data)
         timings["decode"] = _since(started)
-        return self.analyse_pixels(image, timings)
+        return self.analyse_pixels(image, timings, purpose=purpose)
 
-    def analyse_pixels(self, image: UInt8Image, timings: dict[str, float] | None = None) -> Analysis:
+    def analyse_pixels(
+        self, image: UInt8Image, timings: dict[str, float] | None = None, *, purpose: Purpose = "entry"
+    ) -> Analysis:
         timings = {} if timings is None else timings
         started = time.perf_counter()
         detections = self.detect(image)
@@ -315,7 +320,7 @@ class FaceEngine:
         started = time.perf_counter()
         aligned = self.align(image, chosen)
         timings["align"] = _since(started)
-        quality = self.judge(image, chosen, aligned)
+        quality = self.judge(image, chosen, aligned, purpose)
         if not quality.ok:
             return Analysis(self.label, len(detections), chosen, quality, None, timings)
         started = time.perf_counter()

@@ -18,6 +18,7 @@ from facemodel.engine import Analysis
 from facemodel.gallery import Gallery, Match
 from facemodel.holder import ModelHolder, SwapReport
 from facemodel.metrics import FaceMetrics
+from facemodel.quality import Purpose
 
 T = TypeVar("T")
 
@@ -53,9 +54,9 @@ class FaceService:
     async def _run(self, function: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function)
 
-    async def analyse(self, image: bytes) -> Analysis:
+    async def analyse(self, image: bytes, *, purpose: Purpose = "entry") -> Analysis:
         engine = self.holder.current  # this request finishes on this engine, swap or not
-        analysis = await self._run(lambda: engine.analyse(image))
+        analysis = await self._run(lambda: engine.analyse(image, purpose=purpose))
         self._observe(analysis)
         if analysis.aligned is not None:
             self.holder.reference_face = analysis.aligned

@@ -13,6 +13,8 @@ from common.migrations import upgrade
 from common.observability import configure_logging
 from common.settings import PlatformSettings
 from smartgym import embedded
+from smartgym.admin import admin
+from smartgym.demo import demo, demo_run
 from smartgym.registry import SERVICES, ServiceSpec, spec
 from smartgym.serving import serve_all
 
@@ -261,3 +263,8 @@ def settings_doc(out: Path, check: bool) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     click.echo(f"wrote {out}")
+
+
+main.add_command(admin)
+main.add_command(demo)
+main.add_command(demo_run)

@@ -43,6 +43,8 @@ DEFAULT_PACK = "yunet-sface-1.0.0"
 PARKING_LOT = "bus-parked.db"
 # sockaddr_un holds 108 bytes; a deep data directory falls back to a short path.
 MAX_SOCKET_PATH = 100
+# Where monitoring.simulator puts its devices (127.1.x.y).
+SIMULATED_EQUIPMENT_NETWORK = "127.1.0.0/16"
 # The gate a fresh installation gets: one entry gate of the site's branch on a virtual line.
 DEFAULT_GATE = {"gate_id": "front-door", "branch_id": "main", "driver": "line", "port": "virtual:front-door"}
 
@@ -180,13 +182,13 @@ class VirtualGates:
             peer.stop()
 
 
-def gate_overrides(*, production: bool, gates: VirtualGates) -> dict[str, Any]:
+def gate_overrides(*, production: bool, gates: VirtualGates, site_file: Path | None = None) -> dict[str, Any]:
     """The configured gates (the default virtual gate when none is), every ``virtual:``
     port replaced by a fresh pty whose far end is a :class:`~access.virtualgate.VirtualGate`."""
     from access.settings import AccessSettings, GateConfig
     from access.virtualgate import Protocol, VirtualGate, is_virtual
 
-    configured = list(AccessSettings().access_gates)
+    configured = list(AccessSettings(access_site_file=site_file).access_gates)
     if not configured and not production:
         configured = [GateConfig.model_validate(DEFAULT_GATE)]
     wired: list[GateConfig] = []
@@ -241,9 +243,17 @@ def plan(host: str, port_offset: int) -> Plan:
                 "Face recognition is off: install the face extra (scripts/install face). QR entry works.", err=True
             )
             services = [service for service in services if service.name != "facemodel"]
+    if not production and "SMARTGYM_MONITORING_EQUIPMENT_NETWORKS" not in os.environ:
+        # `smartgym simulate equipment` and the demo put their devices on 127.1.x.y: the
+        # one loopback range monitoring may ping on a developer's machine.
+        overrides["monitoring_equipment_networks"] = {"*": [SIMULATED_EQUIPMENT_NETWORK]}
     gates = VirtualGates()
     if any(service.name == "access" for service in services):
-        overrides.update(gate_overrides(production=production, gates=gates))
+        from access.site import site_file_path
+
+        # Gates and branches added with `smartgym admin` (access.site).
+        overrides["access_site_file"] = site_file_path(platform)
+        overrides.update(gate_overrides(production=production, gates=gates, site_file=overrides["access_site_file"]))
     return Plan(host, port_offset, overrides, services, gates)
 
 

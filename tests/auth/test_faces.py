@@ -122,7 +122,7 @@ async def test_unusable_photos_get_a_reason(stack, photo_bytes):
     blank = cv2.imencode(".jpg", np.full((480, 640, 3), 180, np.uint8))[1].tobytes()
     cases = [
         (blank, "image/jpeg", 422, "no face found"),
-        (photo_bytes["obama_partial_face.jpg"], "image/jpeg", 422, "move into the middle of the frame"),
+        (photo_bytes["obama_partial_face.jpg"], "image/jpeg", 422, "cut off at the edge of the photo"),
         (b"%PDF-1.7 this is a document", "image/jpeg", 422, "not a JPEG or PNG"),
         (photo_bytes["obama.jpg"], "application/pdf", 415, "image/jpeg or image/png"),
         (b"\xff\xd8" + b"0" * (6 * 1024 * 1024), "image/jpeg", 413, ""),
