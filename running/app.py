@@ -19,11 +19,16 @@ from common.security import JwksCache
 from common.settings import PlatformSettings
 from contracts import CATALOG
 from running.api import router
+from running.friends import FriendService
+from running.history import HistoryService
 from running.hub import Hub
 from running.live import LiveServer
 from running.models import Base
-from running.service import RunningService
+from running.outings import OutingService
+from running.races import RaceService
+from running.runs import RunService
 from running.settings import RunningSettings
+from running.steps import StepService
 
 SERVICE = "running"
 JANITOR_INTERVAL_S = 5.0
@@ -61,9 +66,11 @@ def create_app(
 ) -> FastAPI:
     config = RunningSettings.of(settings)
     kernel = build_kernel(SERVICE, config, metadata=Base.metadata, catalog=CATALOG, bus=bus, metrics=metrics, keys=keys)
-    service = RunningService(kernel, config)
+    runs = RunService(kernel=kernel, settings=config)
+    races = RaceService(kernel=kernel, settings=config)
+    outings = OutingService(kernel=kernel)
     hub = Hub()
-    live = LiveServer(service=service, hub=hub, verifier=kernel.verifier, settings=config)
+    live = LiveServer(runs=runs, races=races, outings=outings, hub=hub, verifier=kernel.verifier, settings=config)
     replica = config.running_replica or f"{socket.gethostname()}-{os.getpid()}"
     stop_hooks = []
     if config.broker_url is not None:
@@ -81,7 +88,7 @@ def create_app(
         relay = None
 
     async def retention() -> None:
-        removed = await service.forget_old_points()
+        removed = await runs.forget_old_points()
         if removed:
             log.info("removed %d point chunks past retention", removed)
 
@@ -117,7 +124,12 @@ def create_app(
         on_start=[start_live],
         on_stop=[*stop_hooks, stop_live],
     )
-    app.state.running = service
+    app.state.runs = runs
+    app.state.races = races
+    app.state.outings = outings
+    app.state.friends = FriendService(kernel=kernel)
+    app.state.history = HistoryService(kernel=kernel)
+    app.state.steps = StepService(kernel=kernel)
     app.state.live = live
     app.state.hub = hub
     return app

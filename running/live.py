@@ -34,8 +34,11 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from common.security import InvalidToken, Principal, TokenVerifier
+from running.errors import Conflict, Forbidden, NotFound
 from running.hub import Hub
-from running.service import Conflict, Forbidden, LiveRun, NotFound, RunningService
+from running.outings import OutingService
+from running.races import RaceService
+from running.runs import LiveRun, RunService
 from running.settings import RunningSettings
 from running.track import Accepted, GpsPoint
 
@@ -140,9 +143,18 @@ class Session:
 
 class LiveServer:
     def __init__(
-        self, *, service: RunningService, hub: Hub, verifier: TokenVerifier, settings: RunningSettings
+        self,
+        *,
+        runs: RunService,
+        races: RaceService,
+        outings: OutingService,
+        hub: Hub,
+        verifier: TokenVerifier,
+        settings: RunningSettings,
     ) -> None:
-        self._service = service
+        self._runs = runs
+        self._races = races
+        self._outings = outings
         self._hub = hub
         self._verifier = verifier
         self._settings = settings
@@ -234,9 +246,9 @@ class LiveServer:
         connection = session.connection
         run_id, race_id = session.query.get("run_id"), session.query.get("race_id")
         if run_id:
-            live = await self._service.resume_run(user, _uuid(run_id))
+            live = await self._runs.resume_run(user=user, run_id=_uuid(run_id))
         else:
-            live = await self._service.start_run(user, race_id=_uuid(race_id) if race_id else None)
+            live = await self._runs.start_run(user=user, race_id=_uuid(race_id) if race_id else None)
         self.active[live.run_id] = live
         board = await self._join_race(live, connection)
         await connection.send(
@@ -293,7 +305,7 @@ class LiveServer:
                     await self._hub.unsubscribe(f"race.{board.race_id}", board)
                     self._boards.pop(board.race_id, None)
             with contextlib.suppress(Exception):
-                await self._service.save_points([live])
+                await self._runs.save_points(runs=[live])
 
     async def _ingest(self, live: LiveRun, raw: list[Any]) -> tuple[list[str], dict[str, int]]:
         invalid: list[str] = []
@@ -337,7 +349,7 @@ class LiveServer:
     async def _finish(self, live: LiveRun, connection: ServerConnection) -> None:
         if live.race is not None and not live.race_finished:
             await self._race_over(live, finish_s=None)
-        run = await self._service.finish_run(live)
+        run = await self._runs.finish_run(live=live)
         await self._hub.publish(f"run.{live.run_id}", _dumps({"type": "finished", "run_id": str(live.run_id)}))
         await connection.send(_dumps({"type": "finished", "run_id": str(run.run_id), "summary": run.summary}))
         await connection.close(1000, "run finished")
@@ -384,8 +396,10 @@ class LiveServer:
         race = live.race
         assert race is not None
         live.race_finished = True
-        await self._service.save_points([live])
-        placings = await self._service.record_race_finish(live, finish_s)
+        await self._runs.save_points(runs=[live])
+        placings = await self._races.record_finish(
+            race_id=race.race_id, user=live.user_id, distance_m=live.track.distance_m, finish_s=finish_s
+        )
         topic = f"race.{race.race_id}"
         await self._hub.publish(
             topic,
@@ -407,30 +421,30 @@ class LiveServer:
                     {
                         "type": "results",
                         "race_id": str(race.race_id),
-                        "placings": [placing.model_dump(mode="json") for placing in placings],
+                        "placings": placings,
                     }
                 ),
             )
 
     async def close_overdue_races(self) -> None:
-        for race_id in await self._service.overdue_races():
-            placings = await self._service.close_race(race_id)
+        for race_id in await self._races.overdue_races():
+            placings = await self._races.close_race(race_id=race_id)
             if placings is not None:
                 await self._hub.publish(
                     f"race.{race_id}",
                     _dumps({"type": "results", "race_id": str(race_id),
-                            "placings": [placing.model_dump(mode="json") for placing in placings]}),
+                            "placings": placings}),
                 )  # fmt: skip
 
     # -- watchers -------------------------------------------------------------------------
 
     async def _watch(self, session: Session, run_id: uuid.UUID) -> None:
-        run = await self._service.watchable_run(self._user(session), run_id)
+        run = await self._runs.watchable_run(viewer=self._user(session), run_id=run_id)
         await self._follow(session.connection, f"run.{run_id}", {"run_id": str(run_id), "user_id": str(run.user_id),
                                                                  "status": run.status})  # fmt: skip
 
     async def _watch_shared(self, session: Session, token: str) -> None:
-        run = await self._service.shared_run(token)
+        run = await self._runs.shared_run(token=token)
         await self._follow(session.connection, f"run.{run.run_id}", {"run_id": str(run.run_id), "status": run.status})
 
     async def _follow(self, connection: ServerConnection, topic: str, hello: dict[str, Any]) -> None:
@@ -458,7 +472,7 @@ class LiveServer:
 
     async def _outing(self, session: Session, outing_id: uuid.UUID) -> None:
         user = self._user(session)
-        outing = await self._service.outing_for(user, outing_id)
+        outing = await self._outings.outing_for(user=user, outing_id=outing_id)
         topic = f"outing.{outing_id}"
         connection = session.connection
         group = self._groups.get(topic)
@@ -498,15 +512,15 @@ class LiveServer:
                 await self._hub.unsubscribe(topic, group)
 
     async def end_outings(self) -> None:
-        for outing_id in await self._service.ended_outings():
+        for outing_id in await self._outings.ended_outings():
             await self.end_outing(outing_id)
 
     async def end_outing(self, outing_id: uuid.UUID) -> None:
-        await self._service.close_outing(None, outing_id)
+        await self._outings.close_outing(user=None, outing_id=outing_id)
         await self._hub.publish(f"outing.{outing_id}", _dumps({"type": "closed", "outing_id": str(outing_id)}))
 
     async def flush(self) -> None:
-        await self._service.save_points(list(self.active.values()))
+        await self._runs.save_points(runs=list(self.active.values()))
 
 
 class OutingGroup(ConnectionGroup):

@@ -94,7 +94,10 @@ class RaceEntry(Base):
     status: Mapped[str] = mapped_column(String(16))  # invited | joined | finished
     run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     distance_m: Mapped[float] = mapped_column(Float, default=0.0)
+    # Gun time: from the race's start to the finish (what ranks a distance race).
     finish_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Chip time: from the racer's own first point after the start to the finish.
+    chip_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 

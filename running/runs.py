@@ -1,0 +1,236 @@
+"""Live runs: start, resume after a reconnect, batched persistence of points, the finish;
+and who may watch a run (friends, or anyone holding an unexpired share link)."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.events.envelope import utc_now
+from common.kernel import ServiceKernel
+from common.security import secret_digest
+from contracts import RunFinished, RunStarted
+from running import analysis
+from running.errors import Conflict, Forbidden, NotFound
+from running.friends import friends_of, is_friend
+from running.models import RaceEntry, Run, RunChunk, ShareLink
+from running.races import RaceInfo, enter_race, race_of_run
+from running.settings import RunningSettings
+from running.track import GpsPoint, LiveTrack
+
+MAX_FRIENDS_TOLD = 1000
+
+
+def point_row(point: GpsPoint) -> list[float | None]:
+    return [point.t, point.lat, point.lon, point.acc, point.alt, point.hr]
+
+
+def point_of(row: Sequence[float | None]) -> GpsPoint:
+    t, lat, lon, acc, alt, hr = row[:6]
+    return GpsPoint.model_validate({"t": t, "lat": lat, "lon": lon, "acc": acc, "alt": alt, "hr": hr})
+
+
+async def stored_points(session: AsyncSession, *, run_id: uuid.UUID) -> list[GpsPoint]:
+    chunks = await session.scalars(select(RunChunk).where(RunChunk.run_id == run_id).order_by(RunChunk.id))
+    return sorted((point_of(row) for chunk in chunks for row in chunk.points), key=lambda point: point.t)
+
+
+@dataclass
+class LiveRun:
+    """A run being streamed to this replica."""
+
+    run_id: uuid.UUID
+    user_id: uuid.UUID
+    track: LiveTrack
+    race: RaceInfo | None = None
+    pending: list[GpsPoint] = field(default_factory=list)
+    race_finished: bool = False
+
+
+class RunService:
+    def __init__(self, *, kernel: ServiceKernel, settings: RunningSettings) -> None:
+        self._kernel = kernel
+        self._settings = settings
+
+    async def start_run(self, *, user: uuid.UUID, race_id: uuid.UUID | None = None, title: str = "") -> LiveRun:
+        now = utc_now()
+        run_id = uuid.uuid4()
+        race: RaceInfo | None = None
+        async with self._kernel.unit_of_work() as uow:
+            session = uow.session
+            if race_id is not None:
+                race = await enter_race(session, race_id=race_id, user=user, run_id=run_id, now=now)
+            session.add(
+                Run(
+                    run_id=run_id,
+                    user_id=user,
+                    status="live",
+                    source="live",
+                    title=title or f"Run on {now:%Y-%m-%d}",
+                    started_at=now,
+                    race_id=race_id,
+                    summary={},
+                    updated_at=now,
+                )
+            )
+            friends = await friends_of(session, user=user)
+            uow.emit(
+                RunStarted(
+                    run_id=run_id,
+                    user_id=user,
+                    started_at=now,
+                    race_id=race_id,
+                    friends=tuple(friends[:MAX_FRIENDS_TOLD]),
+                )
+            )
+        return LiveRun(run_id, user, self._new_track(now.timestamp(), race), race)
+
+    async def resume_run(self, *, user: uuid.UUID, run_id: uuid.UUID) -> LiveRun:
+        """Pick up a live run after a reconnect, possibly on another replica: the track is
+        rebuilt from the stored points."""
+        async with self._kernel.db.sessions() as session:
+            run = await session.get(Run, run_id)
+            if run is None or run.user_id != user:
+                raise NotFound("no such run of yours")
+            if run.status != "live":
+                raise Conflict("this run is finished")
+            race = await race_of_run(session, race_id=run.race_id) if run.race_id is not None else None
+            points = await stored_points(session, run_id=run_id)
+        track = self._new_track(run.started_at.timestamp(), race)
+        latest = max((point.t for point in points), default=0.0)
+        for point in points:
+            track.add(point, now=latest)
+        return LiveRun(run_id, user, track, race)
+
+    def _new_track(self, started_at: float, race: RaceInfo | None = None) -> LiveTrack:
+        return LiveTrack(
+            started_at=started_at,
+            reorder_window_s=self._settings.running_reorder_window_s,
+            max_future_s=self._settings.running_max_future_s,
+            not_before=race.start_at if race else None,
+        )
+
+    async def save_points(self, *, runs: Sequence[LiveRun]) -> int:
+        """One transaction for every run's new points: a chunk row per run, not a row per
+        point, plus each run's (and race entry's) progress."""
+        batches = [(run, run.pending) for run in runs if run.pending]
+        if not batches:
+            return 0
+        for run, _ in batches:
+            run.pending = []
+        now = utc_now()
+        chunks = [
+            {"run_id": run.run_id, "first_t": points[0].t, "points": [point_row(p) for p in points], "created_at": now}
+            for run, points in batches
+        ]
+        progress = [
+            {
+                "run_id": run.run_id,
+                "distance_m": run.track.distance_m,
+                "moving_s": run.track.moving_s,
+                "elapsed_s": run.track.elapsed_s(),
+                "updated_at": now,
+            }
+            for run, _ in batches
+        ]
+        racing = [
+            {"race_id": run.race.race_id, "user_id": run.user_id, "distance_m": run.track.distance_m}
+            for run, _ in batches
+            if run.race is not None
+        ]
+        try:
+            # Executemany statements: a flush of two thousand runs is three round trips.
+            async with self._kernel.db.sessions() as session, session.begin():
+                await session.execute(insert(RunChunk), chunks)
+                await session.execute(update(Run), progress)
+                if racing:
+                    await session.execute(update(RaceEntry), racing)
+        except Exception:
+            for run, points in batches:  # keep them for the next flush
+                run.pending = points + run.pending
+            raise
+        return sum(len(points) for _, points in batches)
+
+    async def finish_run(self, *, live: LiveRun) -> Run:
+        await self.save_points(runs=[live])
+        async with self._kernel.db.sessions() as session:
+            points = await stored_points(session, run_id=live.run_id)
+        track = analysis.replay(points)
+        summary = analysis.summarise_track(track) if points else {"distance_m": 0.0, "moving_s": 0.0, "elapsed_s": 0.0}
+        now = utc_now()
+        async with self._kernel.unit_of_work() as uow:
+            run = await uow.session.get(Run, live.run_id)
+            if run is None:
+                raise NotFound("run vanished")
+            if run.status == "finished":
+                return run
+            run.status, run.finished_at, run.summary, run.updated_at = "finished", now, summary, now
+            run.track = analysis.filtered_positions(track)
+            run.distance_m, run.moving_s = float(summary["distance_m"]), float(summary["moving_s"])
+            run.elapsed_s = float(summary["elapsed_s"])
+            uow.emit(
+                RunFinished(
+                    run_id=run.run_id,
+                    user_id=run.user_id,
+                    started_at=run.started_at,
+                    finished_at=now,
+                    distance_m=run.distance_m,
+                    moving_s=run.moving_s,
+                    race_id=run.race_id,
+                )
+            )
+        return run
+
+    async def run_points(self, *, run_id: uuid.UUID) -> list[GpsPoint]:
+        async with self._kernel.db.sessions() as session:
+            return await stored_points(session, run_id=run_id)
+
+    async def forget_old_points(self) -> int:
+        """Retention: raw points go after the configured days; summaries stay."""
+        cutoff = utc_now() - timedelta(days=self._settings.running_point_retention_days)
+        async with self._kernel.db.sessions() as session, session.begin():
+            result = await session.execute(delete(RunChunk).where(RunChunk.created_at < cutoff))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    # -- who may see a run ----------------------------------------------------------------
+
+    async def watchable_run(self, *, viewer: uuid.UUID, run_id: uuid.UUID) -> Run:
+        async with self._kernel.db.sessions() as session:
+            run = await session.get(Run, run_id)
+            if run is None:
+                raise NotFound("no such run")
+            if run.user_id != viewer and not await is_friend(session, user=viewer, of=run.user_id):
+                raise Forbidden("only the runner's friends may watch this run")
+        return run
+
+    async def share(self, *, user: uuid.UUID, run_id: uuid.UUID, hours: float) -> tuple[str, datetime]:
+        if not 0 < hours <= self._settings.running_share_max_hours:
+            raise Conflict(f"a link lasts between a minute and {self._settings.running_share_max_hours} hours")
+        token = secrets.token_urlsafe(24)
+        expires_at = utc_now() + timedelta(hours=hours)
+        async with self._kernel.db.sessions() as session, session.begin():
+            run = await session.get(Run, run_id)
+            if run is None or run.user_id != user:
+                raise NotFound("no such run of yours")
+            session.add(
+                ShareLink(token_hash=secret_digest(token), run_id=run_id, created_by=user, expires_at=expires_at)
+            )
+        return token, expires_at
+
+    async def shared_run(self, *, token: str) -> Run:
+        async with self._kernel.db.sessions() as session:
+            link = await session.get(ShareLink, secret_digest(token))
+            if link is None:
+                raise NotFound("unknown link")
+            if link.expires_at <= utc_now():
+                raise Forbidden("this link has expired")
+            run = await session.get(Run, link.run_id)
+        if run is None:
+            raise NotFound("the run is gone")
+        return run

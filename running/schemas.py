@@ -1,0 +1,98 @@
+"""running's request and response models (inputs refuse unknown fields)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class RunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    run_id: uuid.UUID
+    user_id: uuid.UUID
+    title: str
+    status: str
+    source: str
+    started_at: datetime
+    finished_at: datetime | None
+    distance_m: float
+    moving_s: float
+    elapsed_s: float
+    race_id: uuid.UUID | None
+
+
+class RunDetail(RunOut):
+    summary: dict[str, Any]
+    track: list[tuple[float, float, float]]  # (t, lat, lon) of the points kept
+
+
+class ShareIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hours: float = Field(default=3, gt=0, le=24 * 14)
+
+
+class RaceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=120)
+    mode: Literal["distance", "time"]
+    target: float = Field(gt=0, description="metres (distance) or seconds (time)")
+    invite: list[uuid.UUID] = Field(default_factory=list, max_length=49)
+    start_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _sane(self) -> RaceIn:
+        if self.mode == "distance" and not 100 <= self.target <= 100_000:
+            raise ValueError("a distance race is 100 m to 100 km")
+        if self.mode == "time" and not 60 <= self.target <= 6 * 3600:
+            raise ValueError("a time race lasts 1 minute to 6 hours")
+        if self.start_at is not None:
+            if self.start_at.tzinfo is None:
+                raise ValueError("start_at needs a timezone")
+            if self.start_at < datetime.now(UTC) - timedelta(minutes=1):
+                raise ValueError("start_at is in the past")
+        return self
+
+
+class RaceEntryOut(BaseModel):
+    user_id: uuid.UUID
+    status: str
+    distance_m: float
+    finish_s: float | None = Field(description="gun time: seconds from the race's start to the finish")
+    chip_s: float | None = Field(description="the runner's own time from their first step to the finish")
+    rank: int | None
+
+
+class RaceOut(BaseModel):
+    race_id: uuid.UUID
+    host_id: uuid.UUID
+    title: str
+    mode: str
+    target: float
+    status: str
+    start_at: datetime | None
+    finished_at: datetime | None
+    entries: list[RaceEntryOut]
+
+
+class OutingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=120)
+    members: list[uuid.UUID] = Field(min_length=1, max_length=19)
+    minutes: int = Field(default=90, ge=5, le=12 * 60)
+
+
+class OutingOut(BaseModel):
+    outing_id: uuid.UUID
+    members: list[str]
+    ends_at: datetime
+    path: str
+
+
+class StepsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    device_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+    steps: int = Field(ge=0, le=200_000)
