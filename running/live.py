@@ -40,7 +40,7 @@ from running.outings import OutingService
 from running.races import RaceService
 from running.runs import LiveRun, RunService
 from running.settings import RunningSettings
-from running.track import Accepted, GpsPoint
+from running.track import Accepted, GpsPoint, LiveTrack
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class RaceBoard:
             "user_id": update["user_id"],
             "distance_m": update["distance_m"],
             "finish_s": update.get("finish_s"),
+            "chip_s": update.get("chip_s"),
             "lat": update.get("lat", known.get("lat")),
             "lon": update.get("lon", known.get("lon")),
         }
@@ -372,11 +373,15 @@ class LiveServer:
         assert race is not None
         track = live.track
         if not live.race_finished:
-            if race.mode == "distance" and track.distance_m >= race.target:
-                await self._race_over(live, finish_s=track.time_at_distance(race.target))
+            # Gun time ranks (seconds from the race's start, as on a real course); chip
+            # time (from the racer's own first point) is reported beside it.
+            crossed = track.reached_at(race.target) if race.mode == "distance" else None
+            if crossed is not None:
+                await self._race_over(live, finish_s=crossed - race.start_at, chip_s=_chip(track, crossed))
                 return
             if race.mode == "time" and track.position is not None and track.position.t - race.start_at >= race.target:
-                await self._race_over(live, finish_s=race.target)
+                ended = race.start_at + race.target
+                await self._race_over(live, finish_s=race.target, chip_s=_chip(track, ended))
                 return
         position = track.position
         await self._hub.publish(
@@ -392,13 +397,13 @@ class LiveServer:
             ),
         )
 
-    async def _race_over(self, live: LiveRun, *, finish_s: float | None) -> None:
+    async def _race_over(self, live: LiveRun, *, finish_s: float | None, chip_s: float | None = None) -> None:
         race = live.race
         assert race is not None
         live.race_finished = True
         await self._runs.save_points(runs=[live])
         placings = await self._races.record_finish(
-            race_id=race.race_id, user=live.user_id, distance_m=live.track.distance_m, finish_s=finish_s
+            race_id=race.race_id, user=live.user_id, distance_m=live.track.distance_m, finish_s=finish_s, chip_s=chip_s
         )
         topic = f"race.{race.race_id}"
         await self._hub.publish(
@@ -411,6 +416,7 @@ class LiveServer:
                     "lat": round(live.track.position.lat, 7) if live.track.position else None,
                     "lon": round(live.track.position.lon, 7) if live.track.position else None,
                     "finish_s": round(finish_s, 1) if finish_s is not None else None,
+                    "chip_s": round(chip_s, 1) if chip_s is not None else None,
                 }
             ),
         )
@@ -552,6 +558,10 @@ def _frame(frame: str | bytes) -> dict[str, Any]:
 def _validation_reason(exc: ValidationError) -> str:
     error = exc.errors()[0]
     return f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"[:160]
+
+
+def _chip(track: LiveTrack, at: float) -> float | None:
+    return at - track.first_t if track.first_t is not None else None
 
 
 def _uuid(text: str) -> uuid.UUID:

@@ -114,6 +114,7 @@ class RunService:
             reorder_window_s=self._settings.running_reorder_window_s,
             max_future_s=self._settings.running_max_future_s,
             not_before=race.start_at if race else None,
+            marks=(race.target,) if race is not None and race.mode == "distance" else (),
         )
 
     async def save_points(self, *, runs: Sequence[LiveRun]) -> int:
