@@ -7,6 +7,7 @@ to its entrants, an outing to its members (the domain modules check)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -14,16 +15,28 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from common.api import CurrentUserId, from_app_state
-from running import analysis, gpx
+from running import analysis, gpx, imports
 from running.errors import Conflict, Forbidden, NotFound
 from running.friends import FriendService
 from running.history import HistoryService
 from running.live import LiveServer
 from running.models import Race, RaceEntry
 from running.outings import OutingService
+from running.profiles import ProfileService
 from running.races import RaceService
 from running.runs import RunService
-from running.schemas import OutingIn, OutingOut, RaceEntryOut, RaceIn, RaceOut, RunDetail, RunOut, ShareIn, StepsIn
+from running.schemas import (
+    OutingIn,
+    OutingOut,
+    ProfileIn,
+    RaceEntryOut,
+    RaceIn,
+    RaceOut,
+    RunDetail,
+    RunOut,
+    ShareIn,
+    StepsIn,
+)
 from running.steps import StepService
 
 router = APIRouter(prefix="/v1")
@@ -33,8 +46,9 @@ History = Annotated[HistoryService, Depends(from_app_state("history", HistorySer
 Races = Annotated[RaceService, Depends(from_app_state("races", RaceService))]
 Outings = Annotated[OutingService, Depends(from_app_state("outings", OutingService))]
 Steps = Annotated[StepService, Depends(from_app_state("steps", StepService))]
+Profiles = Annotated[ProfileService, Depends(from_app_state("profiles", ProfileService))]
 Live = Annotated[LiveServer, Depends(from_app_state("live", LiveServer))]
-MAX_GPX_BYTES = 10 * 1024 * 1024
+MAX_IMPORT_BYTES = 32 * 1024 * 1024
 
 
 def _problem(exc: Exception) -> HTTPException:
@@ -133,16 +147,24 @@ async def export_gpx(run_id: uuid.UUID, user: CurrentUserId, service: Runs) -> R
     )
 
 
-@router.post("/runs/gpx", status_code=status.HTTP_201_CREATED)
-async def import_gpx(request: Request, user: CurrentUserId, history: History) -> RunOut:
-    document = await request.body()
-    if len(document) > MAX_GPX_BYTES:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "a GPX file is at most 10 MiB")
+@router.post("/runs/import", status_code=status.HTTP_201_CREATED)
+@router.post("/runs/gpx", status_code=status.HTTP_201_CREATED, include_in_schema=False)
+async def import_run(request: Request, response: Response, user: CurrentUserId, history: History) -> RunOut:
+    """A run from a GPX, TCX or FIT file (told apart by content). The same run again
+    answers 200 with the run already stored."""
+    document = bytearray()
+    async for piece in request.stream():
+        document += piece
+        if len(document) > MAX_IMPORT_BYTES:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "a file is at most 32 MiB")
     try:
-        name, points = gpx.parse(document)
-    except gpx.GpxError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid GPX: {exc}") from exc
-    return RunOut.model_validate(await history.import_run(user=user, title=name, points=points))
+        parsed = await asyncio.to_thread(imports.parse, bytes(document))
+    except imports.ImportRefused as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    run, created = await history.import_run(user=user, title=parsed.name, points=parsed.points, source=parsed.source)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return RunOut.model_validate(run)
 
 
 # -- races --------------------------------------------------------------------------------
@@ -258,3 +280,22 @@ async def step_ranking(
     day: date | None = None,
 ) -> list[dict[str, Any]]:
     return await service.step_ranking(user=user, period=period, day=day or datetime.now(UTC).date())
+
+
+# -- profile ------------------------------------------------------------------------------
+
+
+@router.get("/profile")
+async def profile(user: CurrentUserId, service: Profiles) -> dict[str, Any]:
+    return await service.profile(user=user)
+
+
+@router.put("/profile")
+async def update_profile(body: ProfileIn, user: CurrentUserId, service: Profiles) -> dict[str, Any]:
+    """Own profile only: the name on boards and the heart rates zones are computed from."""
+    try:
+        return await service.update_profile(
+            user=user, display_name=body.display_name, max_hr=body.max_hr, resting_hr=body.resting_hr
+        )
+    except DomainError as exc:
+        raise _problem(exc) from exc

@@ -25,6 +25,7 @@ from running.hub import Hub
 from running.live import LiveServer
 from running.models import Base
 from running.outings import OutingService
+from running.profiles import ProfileService
 from running.races import RaceService
 from running.runs import RunService
 from running.settings import RunningSettings
@@ -95,6 +96,7 @@ def create_app(
     async def janitor() -> None:
         await live.close_overdue_races()
         await live.end_outings()
+        await live.end_abandoned_runs()
 
     gc_pacing = GcPacing()
     jobs = Jobs(
@@ -130,6 +132,7 @@ def create_app(
     app.state.friends = FriendService(kernel=kernel)
     app.state.history = HistoryService(kernel=kernel)
     app.state.steps = StepService(kernel=kernel)
+    app.state.profiles = ProfileService(kernel=kernel)
     app.state.live = live
     app.state.hub = hub
     return app

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
 from contracts import RunFinished
 from running import analysis
 from running.models import Run, RunChunk
+from running.profiles import heart_rates
 from running.runs import point_row
-from running.track import GpsPoint
+from running.track import GpsPoint, LiveTrack
 
 CHUNK_POINTS = 600
 
@@ -47,20 +50,64 @@ class HistoryService:
             "total_distance_m": round(sum(run.distance_m for run in runs), 1),
         }
 
-    async def import_run(self, *, user: uuid.UUID, title: str, points: Sequence[GpsPoint]) -> Run:
-        track = analysis.replay(points)
-        summary = analysis.summarise_track(track)
+    async def import_run(
+        self, *, user: uuid.UUID, title: str, points: Sequence[GpsPoint], source: str = "gpx"
+    ) -> tuple[Run, bool]:
+        """The imported run and whether it is new. Importing is idempotent: a run is known
+        by its first and last second, so the same file twice (or the same run exported as
+        GPX, TCX and FIT) is one run, and records and events count it once."""
+        fingerprint = f"{round(points[0].t)}-{round(points[-1].t)}"
+        known = await self._imported(user, fingerprint)
+        if known is not None:
+            return known, False
+        async with self._kernel.db.sessions() as session:
+            heart = await heart_rates(session, user=user)
+        # A marathon is ~15,000 points: filter and summarise off the event loop.
+        track = await asyncio.to_thread(analysis.replay, points)
+        summary = await asyncio.to_thread(analysis.summarise_track, track, heart=heart)
         now = utc_now()
         started = datetime.fromtimestamp(points[0].t, UTC)
         finished = datetime.fromtimestamp(points[-1].t, UTC)
         run_id = uuid.uuid4()
+        try:
+            return await self._store_import(
+                user, title, points, source, fingerprint, track, summary, now, started, finished, run_id
+            ), True
+        except IntegrityError:  # the same file raced in twice: the other upload stored it
+            known = await self._imported(user, fingerprint)
+            if known is None:
+                raise
+            return known, False
+
+    async def _imported(self, user: uuid.UUID, fingerprint: str) -> Run | None:
+        async with self._kernel.db.sessions() as session:
+            found: Run | None = await session.scalar(
+                select(Run).where(Run.user_id == user, Run.fingerprint == fingerprint)
+            )
+            return found
+
+    async def _store_import(
+        self,
+        user: uuid.UUID,
+        title: str,
+        points: Sequence[GpsPoint],
+        source: str,
+        fingerprint: str,
+        track: LiveTrack,
+        summary: dict[str, Any],
+        now: datetime,
+        started: datetime,
+        finished: datetime,
+        run_id: uuid.UUID,
+    ) -> Run:
         async with self._kernel.unit_of_work() as uow:
             run = Run(
                 run_id=run_id,
                 user_id=user,
                 status="finished",
-                source="gpx",
+                source=source,
                 title=title,
+                fingerprint=fingerprint,
                 started_at=started,
                 finished_at=finished,
                 distance_m=float(summary["distance_m"]),
@@ -84,7 +131,7 @@ class HistoryService:
                     finished_at=finished,
                     distance_m=run.distance_m,
                     moving_s=run.moving_s,
-                    source="gpx",
+                    source="gpx",  # the published event knows one kind of file import
                 )
             )
         return run

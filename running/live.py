@@ -53,13 +53,17 @@ def _dumps(message: dict[str, Any]) -> str:
 
 
 class ConnectionGroup:
-    """The sockets on this replica that follow one topic; one broadcast per message."""
+    """The sockets on this replica that follow one topic; one broadcast per message. A
+    run's watchers are let go once it has finished: nothing more will come."""
 
     def __init__(self) -> None:
         self.connections: set[ServerConnection] = set()
 
     def deliver(self, topic: str, message: str) -> None:
         broadcast(self.connections, message)
+        if topic.startswith("run.") and '"type":"finished"' in message:
+            for connection in list(self.connections):
+                asyncio.get_running_loop().create_task(connection.close(1000, "run finished"))
 
 
 class RaceBoard:
@@ -164,6 +168,7 @@ class LiveServer:
         self._groups: dict[str, ConnectionGroup] = {}
         self._boards: dict[uuid.UUID, RaceBoard] = {}
         self.active: dict[uuid.UUID, LiveRun] = {}
+        self._runner_sockets: dict[uuid.UUID, ServerConnection] = {}
 
     async def start(self, host: str, port: int) -> int:
         self._server = await serve(
@@ -248,9 +253,19 @@ class LiveServer:
         run_id, race_id = session.query.get("run_id"), session.query.get("race_id")
         if run_id:
             live = await self._runs.resume_run(user=user, run_id=_uuid(run_id))
+            previous = self._runner_sockets.get(live.run_id)
+            if previous is not None:  # the old socket of a reconnect is half-dead: drop it
+                self.active.pop(live.run_id, None)
+                await previous.close(1000, "resumed on another connection")
         else:
-            live = await self._runs.start_run(user=user, race_id=_uuid(race_id) if race_id else None)
+            # One live run per member: what this replica holds of an older one is saved
+            # first, then the start ends it (running.runs.RunService.start_run).
+            await self._runs.save_points(runs=[run for run in self.active.values() if run.user_id == user])
+            live, ended = await self._runs.start_run(user=user, race_id=_uuid(race_id) if race_id else None)
+            for old in ended:
+                await self._ended(old, "a new run was started")
         self.active[live.run_id] = live
+        self._runner_sockets[live.run_id] = connection
         board = await self._join_race(live, connection)
         await connection.send(
             _dumps(
@@ -299,7 +314,9 @@ class LiveServer:
                     last_stats = now
                     await connection.send(_dumps({"type": "stats", **live.track.stats()}))
         finally:
-            self.active.pop(live.run_id, None)
+            if self._runner_sockets.get(live.run_id) is connection:
+                self.active.pop(live.run_id, None)
+                self._runner_sockets.pop(live.run_id, None)
             if board is not None:
                 board.connections.discard(connection)
                 if not board.connections:
@@ -527,6 +544,25 @@ class LiveServer:
 
     async def flush(self) -> None:
         await self._runs.save_points(runs=list(self.active.values()))
+        # Runs ended elsewhere (a new start on another replica, the janitor) lose their socket.
+        for run_id in await self._runs.not_live(run_ids=list(self.active)):
+            connection = self._runner_sockets.pop(run_id, None)
+            self.active.pop(run_id, None)
+            if connection is not None:
+                await connection.close(1000, "run ended")
+
+    async def end_abandoned_runs(self) -> None:
+        for run_id in await self._runs.abandoned_runs(keep=set(self.active)):
+            await self._runs.finish_stored(run_id=run_id)
+            await self._ended(run_id, "run abandoned")
+
+    async def _ended(self, run_id: uuid.UUID, reason: str) -> None:
+        """A run was finished without its runner's finish: tell its watchers, drop its socket."""
+        await self._hub.publish(f"run.{run_id}", _dumps({"type": "finished", "run_id": str(run_id), "reason": reason}))
+        self.active.pop(run_id, None)
+        connection = self._runner_sockets.pop(run_id, None)
+        if connection is not None:
+            await connection.close(1000, reason)
 
 
 class OutingGroup(ConnectionGroup):

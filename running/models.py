@@ -18,7 +18,11 @@ class Base(DeclarativeBase):
 
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_user_started", "user_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_runs_user_started", "user_id", "started_at"),
+        Index("ux_runs_user_fingerprint", "user_id", "fingerprint", unique=True),
+        Index("ix_runs_status_updated", "status", "updated_at"),
+    )
 
     run_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
@@ -37,6 +41,14 @@ class Run(Base):
     # while the run is live): a run's page must not re-filter the whole run each time.
     track: Mapped[list[list[float]] | None] = mapped_column(JSON, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # What the live filter refused, by reason: refused points are not stored, so a replay
+    # at the finish cannot count them again.
+    refused: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
+    # Laps and pauses the runner marked: [{"t", "distance_m", "moving_s"}], [[from_t, to_t]].
+    laps: Mapped[list[dict[str, float]] | None] = mapped_column(JSON, nullable=True)
+    pauses: Mapped[list[list[float]] | None] = mapped_column(JSON, nullable=True)
+    # An imported file's identity (its first and last second): the same file twice is one run.
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class RunChunk(Base):
@@ -124,4 +136,17 @@ class StepCount(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     steps: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class RunnerProfile(Base):
+    """What a runner told us about themselves: the name others see on boards, and the
+    heart rates their zones are computed from."""
+
+    __tablename__ = "runner_profiles"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    display_name: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    max_hr: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    resting_hr: Mapped[int | None] = mapped_column(Integer, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -3,11 +3,15 @@ and who may watch a run (friends, or anyone holding an unexpired share link)."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,11 +24,13 @@ from running import analysis
 from running.errors import Conflict, Forbidden, NotFound
 from running.friends import friends_of, is_friend
 from running.models import RaceEntry, Run, RunChunk, ShareLink
+from running.profiles import heart_rates
 from running.races import RaceInfo, enter_race, race_of_run
 from running.settings import RunningSettings
 from running.track import GpsPoint, LiveTrack
 
 MAX_FRIENDS_TOLD = 1000
+TOUCH_EVERY_S = 60.0  # a connected but quiet run (paused, standing) still shows it is alive
 
 
 def point_row(point: GpsPoint) -> list[float | None]:
@@ -51,6 +57,7 @@ class LiveRun:
     race: RaceInfo | None = None
     pending: list[GpsPoint] = field(default_factory=list)
     race_finished: bool = False
+    touched: float = field(default_factory=time.monotonic)
 
 
 class RunService:
@@ -58,7 +65,19 @@ class RunService:
         self._kernel = kernel
         self._settings = settings
 
-    async def start_run(self, *, user: uuid.UUID, race_id: uuid.UUID | None = None, title: str = "") -> LiveRun:
+    async def start_run(
+        self, *, user: uuid.UUID, race_id: uuid.UUID | None = None, title: str = ""
+    ) -> tuple[LiveRun, list[uuid.UUID]]:
+        """A new live run, and the runs it ended: a member has at most one live run, and
+        a start without a run id means the phone lost the old one (a reconnect names it),
+        so the old run is finished with everything it recorded."""
+        ended = []
+        async with self._kernel.db.sessions() as session:
+            stale = await session.scalars(select(Run.run_id).where(Run.user_id == user, Run.status == "live"))
+            for old in list(stale):
+                ended.append(old)
+        for old in ended:
+            await self.finish_stored(run_id=old)
         now = utc_now()
         run_id = uuid.uuid4()
         race: RaceInfo | None = None
@@ -76,6 +95,7 @@ class RunService:
                     started_at=now,
                     race_id=race_id,
                     summary={},
+                    refused={},
                     updated_at=now,
                 )
             )
@@ -89,7 +109,7 @@ class RunService:
                     friends=tuple(friends[:MAX_FRIENDS_TOLD]),
                 )
             )
-        return LiveRun(run_id, user, self._new_track(now.timestamp(), race), race)
+        return LiveRun(run_id, user, self._new_track(now.timestamp(), race), race), ended
 
     async def resume_run(self, *, user: uuid.UUID, run_id: uuid.UUID) -> LiveRun:
         """Pick up a live run after a reconnect, possibly on another replica: the track is
@@ -106,6 +126,8 @@ class RunService:
         latest = max((point.t for point in points), default=0.0)
         for point in points:
             track.add(point, now=latest)
+        # Refused points were never stored: their counts come back from the run's row.
+        track.refused = Counter(run.refused or {})
         return LiveRun(run_id, user, track, race)
 
     def _new_track(self, started_at: float, race: RaceInfo | None = None) -> LiveTrack:
@@ -120,15 +142,17 @@ class RunService:
     async def save_points(self, *, runs: Sequence[LiveRun]) -> int:
         """One transaction for every run's new points: a chunk row per run, not a row per
         point, plus each run's (and race entry's) progress."""
-        batches = [(run, run.pending) for run in runs if run.pending]
+        clock = time.monotonic()
+        batches = [(run, run.pending) for run in runs if run.pending or clock - run.touched >= TOUCH_EVERY_S]
         if not batches:
             return 0
         for run, _ in batches:
-            run.pending = []
+            run.pending, run.touched = [], clock
         now = utc_now()
         chunks = [
             {"run_id": run.run_id, "first_t": points[0].t, "points": [point_row(p) for p in points], "created_at": now}
             for run, points in batches
+            if points
         ]
         progress = [
             {
@@ -136,6 +160,7 @@ class RunService:
                 "distance_m": run.track.distance_m,
                 "moving_s": run.track.moving_s,
                 "elapsed_s": run.track.elapsed_s(),
+                "refused": dict(run.track.refused),
                 "updated_at": now,
             }
             for run, _ in batches
@@ -148,7 +173,8 @@ class RunService:
         try:
             # Executemany statements: a flush of two thousand runs is three round trips.
             async with self._kernel.db.sessions() as session, session.begin():
-                await session.execute(insert(RunChunk), chunks)
+                if chunks:
+                    await session.execute(insert(RunChunk), chunks)
                 await session.execute(update(Run), progress)
                 if racing:
                     await session.execute(update(RaceEntry), racing)
@@ -159,18 +185,32 @@ class RunService:
         return sum(len(points) for _, points in batches)
 
     async def finish_run(self, *, live: LiveRun) -> Run:
+        live.touched = float("-inf")  # written even without new points: the refusals are
         await self.save_points(runs=[live])
+        return await self.finish_stored(run_id=live.run_id)
+
+    async def finish_stored(self, *, run_id: uuid.UUID) -> Run:
+        """Finish a run from what is stored (its points and refusal counts): the end of a
+        live run, or of one abandoned without a finish."""
         async with self._kernel.db.sessions() as session:
-            points = await stored_points(session, run_id=live.run_id)
-        track = analysis.replay(points)
-        summary = analysis.summarise_track(track) if points else {"distance_m": 0.0, "moving_s": 0.0, "elapsed_s": 0.0}
+            points = await stored_points(session, run_id=run_id)
+            owner = await session.scalar(select(Run.user_id).where(Run.run_id == run_id))
+            heart = await heart_rates(session, user=owner) if owner is not None else None
+        # Replaying a long run is CPU work: off the event loop, so live sockets keep flowing.
+        track = await asyncio.to_thread(analysis.replay, points)
+        summary: dict[str, Any] = (
+            await asyncio.to_thread(analysis.summarise_track, track, heart=heart)
+            if points
+            else {"distance_m": 0.0, "moving_s": 0.0, "elapsed_s": 0.0}
+        )
         now = utc_now()
         async with self._kernel.unit_of_work() as uow:
-            run = await uow.session.get(Run, live.run_id)
+            run = await uow.session.scalar(select(Run).where(Run.run_id == run_id).with_for_update())
             if run is None:
                 raise NotFound("run vanished")
             if run.status == "finished":
                 return run
+            summary["refused"] = dict(run.refused or {})
             run.status, run.finished_at, run.summary, run.updated_at = "finished", now, summary, now
             run.track = analysis.filtered_positions(track)
             run.distance_m, run.moving_s = float(summary["distance_m"]), float(summary["moving_s"])
@@ -187,6 +227,23 @@ class RunService:
                 )
             )
         return run
+
+    async def abandoned_runs(self, *, keep: set[uuid.UUID]) -> list[uuid.UUID]:
+        """Live runs nobody has streamed to for the abandon timeout (the socket closed
+        without a finish and no reconnect came); ``keep`` are runs this replica serves."""
+        cutoff = utc_now() - timedelta(seconds=self._settings.running_abandon_after_s)
+        async with self._kernel.db.sessions() as session:
+            rows = await session.scalars(select(Run.run_id).where(Run.status == "live", Run.updated_at < cutoff))
+            return [run_id for run_id in rows if run_id not in keep]
+
+    async def not_live(self, *, run_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these runs were ended elsewhere (a new start on another replica, the
+        janitor): their sockets here are closed."""
+        if not run_ids:
+            return set()
+        async with self._kernel.db.sessions() as session:
+            rows = await session.scalars(select(Run.run_id).where(Run.run_id.in_(run_ids), Run.status != "live"))
+            return set(rows)
 
     async def run_points(self, *, run_id: uuid.UUID) -> list[GpsPoint]:
         async with self._kernel.db.sessions() as session:

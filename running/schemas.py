@@ -96,3 +96,10 @@ class StepsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     device_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
     steps: int = Field(ge=0, le=200_000)
+
+
+class ProfileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    display_name: str | None = Field(default=None, min_length=1, max_length=40)
+    max_hr: int | None = Field(default=None, ge=120, le=230, description="beats per minute")
+    resting_hr: int | None = Field(default=None, ge=30, le=110, description="beats per minute")
