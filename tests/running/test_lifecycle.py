@@ -11,7 +11,7 @@ import time
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from common.events.catalog import RunFinished
+from contracts import RunFinished
 from running import gpx
 from running.synthetic import generate
 from running.track import GpsPoint
