@@ -20,9 +20,9 @@ ELEVATION_SMOOTHING = 5
 RECORD_DISTANCES = (1000, 5000, 10000, 21097.5, 42195)
 
 
-def replay(points: Sequence[GpsPoint]) -> LiveTrack:
+def replay(points: Sequence[GpsPoint], *, pauses: list[list[float | None]] | None = None) -> LiveTrack:
     ordered = sorted(points, key=lambda point: point.t)
-    track = LiveTrack(started_at=ordered[0].t if ordered else 0.0, reorder_window_s=0.0, history=True)
+    track = LiveTrack(started_at=ordered[0].t if ordered else 0.0, reorder_window_s=0.0, history=True, pauses=pauses)
     latest = ordered[-1].t if ordered else 0.0
     for point in ordered:
         track.add(point, now=latest)
@@ -59,6 +59,7 @@ def summarise_track(track: LiveTrack, *, heart: HeartRates | None = None) -> dic
         "best_efforts_s": _best_efforts(track),
         "points": len(track.points),
         "refused": stats["refused"],
+        "paused_s": round(sum((end or begin or 0.0) - (begin or 0.0) for begin, end in track.pauses), 1),
     }
 
 

@@ -291,6 +291,9 @@ class LiveServer:
                     if kind == "finish":
                         await self._finish(live, connection)
                         return
+                    if kind in ("pause", "resume", "lap"):
+                        await connection.send(_dumps(self._control(live, kind, message)))
+                        continue
                     if kind == "point":
                         raw = [message]
                     elif kind == "points" and isinstance(message.get("points"), list):
@@ -298,7 +301,7 @@ class LiveServer:
                         if len(raw) > self._settings.running_max_batch:
                             raise BadFrame(f"at most {self._settings.running_max_batch} points per frame")
                     else:
-                        raise BadFrame("expected type point, points or finish")
+                        raise BadFrame("expected type point, points, pause, resume, lap or finish")
                 except BadFrame as exc:
                     bad_frames += 1
                     if bad_frames > self._settings.running_max_bad_frames:
@@ -324,6 +327,23 @@ class LiveServer:
                     self._boards.pop(board.race_id, None)
             with contextlib.suppress(Exception):
                 await self._runs.save_points(runs=[live])
+
+    def _control(self, live: LiveRun, kind: str, message: dict[str, Any]) -> dict[str, Any]:
+        """The pause, resume and lap buttons. ``t`` (device time) is optional: without it
+        the moment is the newest point's (the phone's clock, as the points use)."""
+        at = message.get("t")
+        if at is not None and (
+            isinstance(at, bool) or not isinstance(at, int | float) or abs(at - time.time()) > 86400
+        ):
+            raise BadFrame("t is device time in Unix seconds")
+        latest = live.track.position.t if live.track.position is not None else time.time()
+        # Without t: a pause is at the last point; a resume is now (no point came meanwhile).
+        moment = float(at) if at is not None else (latest if kind != "resume" else time.time())
+        live.touched = float("-inf")  # stored at the next flush
+        if kind == "lap":
+            return {"type": "lap", **live.lap(moment)}
+        changed = live.track.pause(moment) if kind == "pause" else live.track.resume(moment)
+        return {"type": "paused" if kind == "pause" else "resumed", "changed": changed, "stats": live.track.stats()}
 
     async def _ingest(self, live: LiveRun, raw: list[Any]) -> tuple[list[str], dict[str, int]]:
         invalid: list[str] = []

@@ -46,7 +46,7 @@ class Run(Base):
     refused: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
     # Laps and pauses the runner marked: [{"t", "distance_m", "moving_s"}], [[from_t, to_t]].
     laps: Mapped[list[dict[str, float]] | None] = mapped_column(JSON, nullable=True)
-    pauses: Mapped[list[list[float]] | None] = mapped_column(JSON, nullable=True)
+    pauses: Mapped[list[list[float | None]] | None] = mapped_column(JSON, nullable=True)
     # An imported file's identity (its first and last second): the same file twice is one run.
     fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
 

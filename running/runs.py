@@ -58,6 +58,23 @@ class LiveRun:
     pending: list[GpsPoint] = field(default_factory=list)
     race_finished: bool = False
     touched: float = field(default_factory=time.monotonic)
+    laps: list[dict[str, float]] = field(default_factory=list)
+
+    def lap(self, at: float) -> dict[str, float]:
+        """The runner pressed the lap button: the lap since the previous one (or the start)."""
+        previous = self.laps[-1] if self.laps else {"distance_m": 0.0, "moving_s": 0.0}
+        distance, moving = round(self.track.distance_m, 1), round(self.track.moving_s, 1)
+        lap = {
+            "n": len(self.laps) + 1,
+            "t": at,
+            "distance_m": distance,
+            "moving_s": moving,
+            "lap_distance_m": round(distance - previous["distance_m"], 1),
+            "lap_moving_s": round(moving - previous["moving_s"], 1),
+        }
+        self.laps.append(lap)
+        self.touched = float("-inf")  # stored at the next flush even without new points
+        return lap
 
 
 class RunService:
@@ -122,21 +139,24 @@ class RunService:
                 raise Conflict("this run is finished")
             race = await race_of_run(session, race_id=run.race_id) if run.race_id is not None else None
             points = await stored_points(session, run_id=run_id)
-        track = self._new_track(run.started_at.timestamp(), race)
+        track = self._new_track(run.started_at.timestamp(), race, pauses=run.pauses)
         latest = max((point.t for point in points), default=0.0)
         for point in points:
             track.add(point, now=latest)
         # Refused points were never stored: their counts come back from the run's row.
         track.refused = Counter(run.refused or {})
-        return LiveRun(run_id, user, track, race)
+        return LiveRun(run_id, user, track, race, laps=list(run.laps or []))
 
-    def _new_track(self, started_at: float, race: RaceInfo | None = None) -> LiveTrack:
+    def _new_track(
+        self, started_at: float, race: RaceInfo | None = None, *, pauses: list[list[float | None]] | None = None
+    ) -> LiveTrack:
         return LiveTrack(
             started_at=started_at,
             reorder_window_s=self._settings.running_reorder_window_s,
             max_future_s=self._settings.running_max_future_s,
             not_before=race.start_at if race else None,
             marks=(race.target,) if race is not None and race.mode == "distance" else (),
+            pauses=pauses,
         )
 
     async def save_points(self, *, runs: Sequence[LiveRun]) -> int:
@@ -161,6 +181,8 @@ class RunService:
                 "moving_s": run.track.moving_s,
                 "elapsed_s": run.track.elapsed_s(),
                 "refused": dict(run.track.refused),
+                "laps": list(run.laps),
+                "pauses": [list(pause) for pause in run.track.pauses],
                 "updated_at": now,
             }
             for run, _ in batches
@@ -194,10 +216,13 @@ class RunService:
         live run, or of one abandoned without a finish."""
         async with self._kernel.db.sessions() as session:
             points = await stored_points(session, run_id=run_id)
-            owner = await session.scalar(select(Run.user_id).where(Run.run_id == run_id))
-            heart = await heart_rates(session, user=owner) if owner is not None else None
+            stored = await session.get(Run, run_id)
+            if stored is None:
+                raise NotFound("no such run")
+            heart = await heart_rates(session, user=stored.user_id)
+            pauses = stored.pauses
         # Replaying a long run is CPU work: off the event loop, so live sockets keep flowing.
-        track = await asyncio.to_thread(analysis.replay, points)
+        track = await asyncio.to_thread(analysis.replay, points, pauses=pauses)
         summary: dict[str, Any] = (
             await asyncio.to_thread(analysis.summarise_track, track, heart=heart)
             if points
@@ -211,6 +236,7 @@ class RunService:
             if run.status == "finished":
                 return run
             summary["refused"] = dict(run.refused or {})
+            summary["laps"] = list(run.laps or [])
             run.status, run.finished_at, run.summary, run.updated_at = "finished", now, summary, now
             run.track = analysis.filtered_positions(track)
             run.distance_m, run.moving_s = float(summary["distance_m"]), float(summary["moving_s"])

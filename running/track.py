@@ -58,6 +58,7 @@ class Refusal(StrEnum):
     TOO_LATE = "too_late_to_reorder"
     BEFORE_START = "before_the_start"
     IMPOSSIBLE = "impossible_jump"
+    PAUSED = "paused"
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,13 @@ class LiveTrack:
         not_before: float | None = None,
         history: bool = False,
         marks: tuple[float, ...] = (),
+        pauses: list[list[float | None]] | None = None,
     ) -> None:
         self.started_at = started_at
+        # The runner's pauses, [from, to] in device time (to None while paused): points in
+        # them are refused, and no distance is counted across one (they may have walked
+        # home in between).
+        self.pauses: list[list[float | None]] = [list(pause) for pause in pauses or []]
         # Distances whose crossing moment is wanted (a race's finish line, a workout's
         # interval ends), interpolated between the two points that straddle them.
         self._marks = tuple(sorted(marks))
@@ -151,9 +157,34 @@ class LiveTrack:
         self._replay_from(index)
         return Accepted(late=True)
 
+    @property
+    def paused(self) -> bool:
+        return bool(self.pauses) and self.pauses[-1][1] is None
+
+    def pause(self, at: float) -> bool:
+        if self.paused:
+            return False
+        self.pauses.append([at, None])
+        return True
+
+    def resume(self, at: float) -> bool:
+        if not self.paused:
+            return False
+        began = self.pauses[-1][0]
+        self.pauses[-1][1] = max(at, began if began is not None else at)
+        return True
+
+    def _in_pause(self, t: float) -> bool:
+        return any(begin is not None and begin <= t and (end is None or t < end) for begin, end in self.pauses)
+
+    def _paused_between(self, earlier: float, later: float) -> bool:
+        return any(begin is not None and earlier <= begin < later for begin, _ in self.pauses)
+
     def _refusal(self, point: GpsPoint, now: float) -> Refusal | None:
         if point.t > now + self._max_future_s:
             return Refusal.FUTURE
+        if self.pauses and self._in_pause(point.t):
+            return Refusal.PAUSED
         if point.t < self.started_at - 300:
             return Refusal.TOO_OLD
         if self._not_before is not None and point.t < self._not_before:
@@ -215,7 +246,10 @@ class LiveTrack:
         # Silence is time without any point (a point the filter refused was still a sign
         # of life: the phone was tracking, only badly).
         silent = index > 0 and point.t - self.points[index - 1].t > GAP_S
-        if silent:
+        paused = (
+            self._stats.last_t is not None and bool(self.pauses) and self._paused_between(self._stats.last_t, point.t)
+        )
+        if silent or paused:
             # The velocity from before a gap is stale (the runner may have stopped when the
             # phone went quiet): start the filter afresh on this fix.
             self._kalman = KalmanFilter(q=0.1)
@@ -227,7 +261,9 @@ class LiveTrack:
         if stats.last_t is not None:
             dt = point.t - stats.last_t
             step = 0.0
-            if not silent:
+            if paused:
+                pass  # where they went during a pause is not part of the run
+            elif not silent:
                 speed = self._kalman.speed
                 step = speed * dt if speed >= MOVING_SPEED_MPS else 0.0
             elif stats.last_xy is not None:
@@ -306,6 +342,7 @@ class LiveTrack:
             "splits_s": [round(split, 1) for split in splits],
             "points": self._dropped + len(self.points),
             "refused": dict(self.refused),
+            "paused": self.paused,
         }
 
     @property

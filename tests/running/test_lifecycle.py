@@ -175,3 +175,36 @@ def test_the_gateway_lets_a_marathon_file_through_to_the_import_only():
     assert routes["/api/running/v1/runs/import"].max_body_bytes >= 32 * 1024 * 1024
     assert routes["/api/running/v1/runs/import"].stream_body
     assert routes["/api/running"].max_body_bytes == 1024 * 1024
+
+
+async def test_pause_resume_and_laps_are_kept_with_the_run(running):
+    runner = member()
+    points = track_points(seconds=200)
+    async with running.socket("/ws/runs", runner) as socket:
+        run_id = (await receive(socket, "started"))["run_id"]
+        await socket.send(json.dumps({"type": "points", "points": points[:60]}))
+        await socket.send(json.dumps({"type": "lap"}))
+        first_lap = await receive(socket, "lap")
+        await socket.send(json.dumps({"type": "pause", "t": points[59]["t"] + 0.5}))
+        assert (await receive(socket, "paused"))["stats"]["paused"] is True
+        # The runner walks on while paused: those points are not part of the run.
+        await socket.send(json.dumps({"type": "points", "points": points[60:120]}))
+        assert (await receive(socket, "refused"))["reasons"]["paused"] == 60
+        await socket.send(json.dumps({"type": "resume", "t": points[120]["t"] - 0.5}))
+        await receive(socket, "resumed")
+        await socket.send(json.dumps({"type": "points", "points": points[120:]}))
+        await socket.send(json.dumps({"type": "lap"}))
+        second_lap = await receive(socket, "lap")
+        await socket.send(json.dumps({"type": "pause", "t": "soon"}))
+        assert "device time" in (await receive(socket, "error"))["reason"]
+        await socket.send(json.dumps({"type": "finish"}))
+        summary = (await receive(socket, "finished"))["summary"]
+    assert first_lap["n"] == 1
+    assert 150 < first_lap["lap_distance_m"] < 210
+    assert second_lap["n"] == 2
+    assert 200 < second_lap["lap_distance_m"] < 270  # 80 s after the pause, not the 60 s walked
+    assert [lap["n"] for lap in summary["laps"]] == [1, 2]
+    assert summary["paused_s"] == pytest.approx(60.0, abs=1.0)
+    assert summary["distance_m"] == pytest.approx(second_lap["distance_m"], rel=0.03)
+    detail = (await running.client.get(f"/v1/runs/{run_id}", headers=runner.headers)).json()
+    assert len(detail["summary"]["laps"]) == 2
