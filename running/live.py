@@ -87,7 +87,10 @@ class RaceBoard:
         # Competitors' positions ride along with the board (the last one each sent).
         self._progress[update["user_id"]] = {
             "user_id": update["user_id"],
+            "name": update.get("name", known.get("name")),
             "distance_m": update["distance_m"],
+            "pace_s_per_km": update.get("pace_s_per_km"),
+            "speed_mps": update.get("speed_mps", 0.0),
             "finish_s": update.get("finish_s"),
             "chip_s": update.get("chip_s"),
             "lat": update.get("lat", known.get("lat")),
@@ -99,6 +102,8 @@ class RaceBoard:
             self._pending = asyncio.get_running_loop().call_later(1.0, self._push)
 
     def leaderboard(self) -> list[dict[str, Any]]:
+        """Finishers first (by gun time, or distance in a time race), then by distance; each
+        with the gap to the leader in metres and, when it can be known, seconds."""
         finished = sorted(
             (entry for entry in self._progress.values() if entry["finish_s"] is not None),
             key=lambda entry: entry["finish_s"] if self.mode == "distance" else -entry["distance_m"],
@@ -107,7 +112,30 @@ class RaceBoard:
             (entry for entry in self._progress.values() if entry["finish_s"] is None),
             key=lambda entry: -entry["distance_m"],
         )
-        return [{**entry, "position": index} for index, entry in enumerate([*finished, *running], start=1)]
+        ordered = [*finished, *running]
+        if not ordered:
+            return []
+        leader = ordered[0]
+        leader_m = self.target if self.mode == "distance" and leader["finish_s"] is not None else leader["distance_m"]
+        board = []
+        for index, entry in enumerate(ordered, start=1):
+            gap_m = (
+                max(0.0, leader_m - entry["distance_m"]) if entry["finish_s"] is None or self.mode == "time" else 0.0
+            )
+            if entry["finish_s"] is not None and leader["finish_s"] is not None and self.mode == "distance":
+                gap_s: float | None = entry["finish_s"] - leader["finish_s"]
+            elif gap_m == 0.0:
+                gap_s = 0.0
+            else:  # how long the gap takes at this runner's current speed
+                gap_s = gap_m / entry["speed_mps"] if entry["speed_mps"] and entry["speed_mps"] > 0.7 else None
+            view = {key: value for key, value in entry.items() if key != "speed_mps"}
+            view |= {
+                "position": index,
+                "gap_m": round(gap_m, 1),
+                "gap_s": round(gap_s, 1) if gap_s is not None else None,
+            }
+            board.append(view)
+        return board
 
     def _push(self) -> None:
         self._pending = None
@@ -427,7 +455,10 @@ class LiveServer:
                 {
                     "type": "progress",
                     "user_id": str(live.user_id),
+                    "name": live.name,
                     "distance_m": round(track.distance_m, 1),
+                    "pace_s_per_km": track.stats()["pace_s_per_km"],
+                    "speed_mps": round(position.speed, 2) if position else 0.0,
                     "lat": round(position.lat, 7) if position else None,
                     "lon": round(position.lon, 7) if position else None,
                 }
@@ -449,6 +480,7 @@ class LiveServer:
                 {
                     "type": "finish",
                     "user_id": str(live.user_id),
+                    "name": live.name,
                     "distance_m": round(live.track.distance_m, 1),
                     "lat": round(live.track.position.lat, 7) if live.track.position else None,
                     "lon": round(live.track.position.lon, 7) if live.track.position else None,

@@ -76,3 +76,8 @@ async def display_names(session: AsyncSession, *, users: list[uuid.UUID]) -> dic
         select(RunnerProfile.user_id, RunnerProfile.display_name).where(RunnerProfile.user_id.in_(users))
     )
     return {user: name for user, name in rows if name}
+
+
+async def display_name(session: AsyncSession, *, user: uuid.UUID) -> str:
+    """The name a runner chose, or a neutral one (never their account's e-mail or id)."""
+    return (await display_names(session, users=[user])).get(user) or f"Runner {str(user)[:4].upper()}"

@@ -24,7 +24,7 @@ from running import analysis
 from running.errors import Conflict, Forbidden, NotFound
 from running.friends import friends_of, is_friend
 from running.models import RaceEntry, Run, RunChunk, ShareLink
-from running.profiles import heart_rates
+from running.profiles import display_name, heart_rates
 from running.races import RaceInfo, enter_race, race_of_run
 from running.settings import RunningSettings
 from running.track import GpsPoint, LiveTrack
@@ -59,6 +59,7 @@ class LiveRun:
     race_finished: bool = False
     touched: float = field(default_factory=time.monotonic)
     laps: list[dict[str, float]] = field(default_factory=list)
+    name: str = ""  # shown on race boards
 
     def lap(self, at: float) -> dict[str, float]:
         """The runner pressed the lap button: the lap since the previous one (or the start)."""
@@ -117,6 +118,7 @@ class RunService:
                 )
             )
             friends = await friends_of(session, user=user)
+            name = await display_name(session, user=user)
             uow.emit(
                 RunStarted(
                     run_id=run_id,
@@ -126,7 +128,7 @@ class RunService:
                     friends=tuple(friends[:MAX_FRIENDS_TOLD]),
                 )
             )
-        return LiveRun(run_id, user, self._new_track(now.timestamp(), race), race), ended
+        return LiveRun(run_id, user, self._new_track(now.timestamp(), race), race, name=name), ended
 
     async def resume_run(self, *, user: uuid.UUID, run_id: uuid.UUID) -> LiveRun:
         """Pick up a live run after a reconnect, possibly on another replica: the track is
@@ -139,13 +141,14 @@ class RunService:
                 raise Conflict("this run is finished")
             race = await race_of_run(session, race_id=run.race_id) if run.race_id is not None else None
             points = await stored_points(session, run_id=run_id)
+            name = await display_name(session, user=user)
         track = self._new_track(run.started_at.timestamp(), race, pauses=run.pauses)
         latest = max((point.t for point in points), default=0.0)
         for point in points:
             track.add(point, now=latest)
         # Refused points were never stored: their counts come back from the run's row.
         track.refused = Counter(run.refused or {})
-        return LiveRun(run_id, user, track, race, laps=list(run.laps or []))
+        return LiveRun(run_id, user, track, race, laps=list(run.laps or []), name=name)
 
     def _new_track(
         self, started_at: float, race: RaceInfo | None = None, *, pauses: list[list[float | None]] | None = None

@@ -44,6 +44,8 @@ async def _race(running):
     started = await running.client.post(f"/v1/races/{race_id}/start", headers=host.headers)
     assert started.json()["status"] == "running"
 
+    named = await running.client.put("/v1/profile", json={"display_name": "Hare"}, headers=host.headers)
+    assert named.status_code == 200
     # The same course at three paces: the host fastest, the third runner slowest.
     course = track_points(seed=5, seconds=280, start_time=time.time() + 0.5)
     paces = {host: 1.0, second: 0.9, third: 0.8}
@@ -60,6 +62,13 @@ async def _race(running):
             board = await receive(sockets[third], "leaderboard", timeout=5)
         assert [entry["user_id"] for entry in board["board"]] == [str(r.user_id) for r in (host, second, third)]
         assert all(entry["lat"] is not None for entry in board["board"])  # where the competitors are
+        leader, *others = board["board"]
+        assert leader["name"] == "Hare"  # the name the runner chose; others get a neutral one
+        assert all(entry["name"].startswith("Runner ") for entry in others)
+        assert (leader["gap_m"], leader["gap_s"]) == (0.0, 0.0)
+        assert all(entry["gap_m"] >= 0 for entry in others)
+        assert others[-1]["gap_m"] >= others[0]["gap_m"]
+        assert all(entry["pace_s_per_km"] is None or 120 < entry["pace_s_per_km"] < 900 for entry in board["board"])
         results = await receive(sockets[host], "results", timeout=10)
     finally:
         for socket in sockets.values():
