@@ -257,7 +257,35 @@ async def end_outing(outing_id: uuid.UUID, user: CurrentUserId, service: Outings
         await service.close_outing(user=user, outing_id=outing_id)
     except DomainError as exc:
         raise _problem(exc) from exc
-    await live.end_outing(outing_id)
+    await live.end_outing(outing_id, reason="host_ended")
+
+
+@router.get("/outings")
+async def my_outings(user: CurrentUserId, service: Outings) -> list[dict[str, Any]]:
+    """Open outings the caller hosts, is invited to, or answered."""
+    return await service.invitations(user=user)
+
+
+@router.post("/outings/{outing_id}/{answer}", status_code=status.HTTP_204_NO_CONTENT)
+async def answer_outing(
+    outing_id: uuid.UUID,
+    answer: Literal["accept", "decline", "start", "leave"],
+    user: CurrentUserId,
+    service: Outings,
+    live: Live,
+) -> None:
+    """An invitee accepts or declines; the host starts; a member leaves (the last one out
+    ends the outing for everyone)."""
+    try:
+        if answer == "start":
+            await service.start_outing(user=user, outing_id=outing_id)
+        elif answer == "leave":
+            if await service.leave(user=user, outing_id=outing_id):
+                await live.end_outing(outing_id, reason="all_left")
+        else:
+            await service.answer(user=user, outing_id=outing_id, accept=answer == "accept")
+    except DomainError as exc:
+        raise _problem(exc) from exc
 
 
 # -- steps --------------------------------------------------------------------------------

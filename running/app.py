@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import socket
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -69,7 +70,7 @@ def create_app(
     kernel = build_kernel(SERVICE, config, metadata=Base.metadata, catalog=CATALOG, bus=bus, metrics=metrics, keys=keys)
     runs = RunService(kernel=kernel, settings=config)
     races = RaceService(kernel=kernel, settings=config)
-    outings = OutingService(kernel=kernel)
+    outings = OutingService(kernel=kernel, invite_for=timedelta(seconds=config.running_outing_invite_s))
     hub = Hub()
     live = LiveServer(runs=runs, races=races, outings=outings, hub=hub, verifier=kernel.verifier, settings=config)
     replica = config.running_replica or f"{socket.gethostname()}-{os.getpid()}"

@@ -9,7 +9,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.events.envelope import utc_now
+from common.events.outbox import UnitOfWork
 from common.kernel import ServiceKernel
+from contracts import FriendRequestAccepted
 from running.errors import Conflict, NotFound
 from running.models import Friendship
 
@@ -41,7 +43,7 @@ class FriendService:
             theirs = await session.get(Friendship, (other, user))
             if theirs is not None and theirs.status == "requested":
                 # They asked first: asking back is accepting.
-                await _accept(session, requester=other, accepter=user)
+                await _accept(uow, requester=other, accepter=user)
                 return "accepted"
             session.add(Friendship(user_id=user, friend_id=other, status="requested", created_at=utc_now()))
             return "requested"
@@ -52,7 +54,7 @@ class FriendService:
             if request is None:
                 raise NotFound("no friend request from that user")
             if request.status != "accepted":
-                await _accept(uow.session, requester=requester, accepter=user)
+                await _accept(uow, requester=requester, accepter=user)
 
     async def remove_friend(self, *, user: uuid.UUID, other: uuid.UUID) -> None:
         async with self._kernel.db.sessions() as session, session.begin():
@@ -78,7 +80,8 @@ class FriendService:
         }
 
 
-async def _accept(session: AsyncSession, *, requester: uuid.UUID, accepter: uuid.UUID) -> None:
+async def _accept(uow: UnitOfWork, *, requester: uuid.UUID, accepter: uuid.UUID) -> None:
+    session = uow.session
     request = await session.get(Friendship, (requester, accepter))
     assert request is not None
     request.status = "accepted"
@@ -87,3 +90,4 @@ async def _accept(session: AsyncSession, *, requester: uuid.UUID, accepter: uuid
         session.add(Friendship(user_id=accepter, friend_id=requester, status="accepted", created_at=utc_now()))
     else:
         reverse.status = "accepted"
+    uow.emit(FriendRequestAccepted(user_id=requester, friend_id=accepter, accepted_at=utc_now()))

@@ -552,7 +552,7 @@ class LiveServer:
         connection = session.connection
         group = self._groups.get(topic)
         if group is None:
-            group = self._groups[topic] = OutingGroup()
+            group = self._groups[topic] = OutingGroup(self._settings.running_outing_snapshot_s)
         group.connections.add(connection)
         if len(group.connections) == 1:
             await self._hub.subscribe(topic, group)
@@ -568,6 +568,11 @@ class LiveServer:
                     raise Closed(1000, "outing ended")
                 try:
                     message = _frame(frame)
+                    if message.get("type") == "leave":
+                        last = await self._outings.leave(user=user, outing_id=outing_id)
+                        if last:  # everyone has left: the outing ends for all
+                            await self._publish_closed(outing_id, "all_left")
+                        raise Closed(1000, "you left the outing")
                     point = GpsPoint.model_validate(message)
                 except BadFrame as exc:
                     await connection.send(_dumps({"type": "error", "reason": exc.reason}))
@@ -590,9 +595,14 @@ class LiveServer:
         for outing_id in await self._outings.ended_outings():
             await self.end_outing(outing_id)
 
-    async def end_outing(self, outing_id: uuid.UUID) -> None:
+    async def end_outing(self, outing_id: uuid.UUID, *, reason: str = "time_up") -> None:
         await self._outings.close_outing(user=None, outing_id=outing_id)
-        await self._hub.publish(f"outing.{outing_id}", _dumps({"type": "closed", "outing_id": str(outing_id)}))
+        await self._publish_closed(outing_id, reason)
+
+    async def _publish_closed(self, outing_id: uuid.UUID, reason: str) -> None:
+        await self._hub.publish(
+            f"outing.{outing_id}", _dumps({"type": "closed", "outing_id": str(outing_id), "reason": reason})
+        )
 
     async def flush(self) -> None:
         await self._runs.save_points(runs=list(self.active.values()))
@@ -618,11 +628,34 @@ class LiveServer:
 
 
 class OutingGroup(ConnectionGroup):
+    """An outing's members on this replica: everyone's latest position, pushed as one
+    ``group`` message every few seconds (a walk needs no second-by-second dots, and one
+    message for the group costs less than one per member per second)."""
+
+    def __init__(self, every_s: float) -> None:
+        super().__init__()
+        self._every_s = every_s
+        self._latest: dict[str, dict[str, Any]] = {}
+        self._pending: asyncio.TimerHandle | None = None
+
     def deliver(self, topic: str, message: str) -> None:
+        update = json.loads(message)
+        if update.get("type") == "position":
+            self._latest[update["user_id"]] = {key: update[key] for key in ("user_id", "t", "lat", "lon")}
+            if self._pending is None:
+                self._pending = asyncio.get_running_loop().call_later(self._every_s, self._push)
+            return
         broadcast(self.connections, message)
-        if '"type":"closed"' in message:
+        if update.get("type") == "closed":
+            if self._pending is not None:
+                self._pending.cancel()
             for connection in list(self.connections):
                 asyncio.get_running_loop().create_task(connection.close(1000, "outing ended"))
+
+    def _push(self) -> None:
+        self._pending = None
+        positions = sorted(self._latest.values(), key=lambda entry: entry["user_id"])
+        broadcast(self.connections, _dumps({"type": "group", "members": positions, "at": time.time()}))
 
 
 class BadFrame(Exception):

@@ -125,6 +125,10 @@ class Outing(Base):
     status: Mapped[str] = mapped_column(String(16))  # open | closed
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     ends_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Each member's answer: invited | accepted | declined | left (the host starts accepted).
+    invites: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    invite_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class StepCount(Base):

@@ -130,13 +130,15 @@ async def test_an_outing_shares_positions_and_closes_when_ended(running):
     )
     assert outing.status_code == 201
     path = outing.json()["path"]
+    accepted = await running.client.post(f"/v1/outings/{outing.json()['outing_id']}/accept", headers=friend.headers)
+    assert accepted.status_code == 204
     point = track_points(seconds=5)[0]
     async with running.socket(path, owner) as mine, running.socket(path, friend) as theirs:
         await receive(mine, "joined")
         await receive(theirs, "joined")
         await mine.send(json.dumps(point))
-        seen = await receive(theirs, "position")
-        assert seen["user_id"] == str(owner.user_id)
+        seen = await receive(theirs, "group")  # the group's positions, every few seconds
+        assert [entry["user_id"] for entry in seen["members"]] == [str(owner.user_id)]
         await mine.send(json.dumps({**point, "lat": 200}))
         assert "lat" in (await receive(mine, "error"))["reason"]
         ended = await running.client.delete(f"/v1/outings/{outing.json()['outing_id']}", headers=owner.headers)
