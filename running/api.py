@@ -35,6 +35,7 @@ from running.schemas import (
     RunDetail,
     RunOut,
     ShareIn,
+    StepGoalIn,
     StepsIn,
 )
 from running.steps import StepService
@@ -298,6 +299,34 @@ async def upload_steps(day: date, body: StepsIn, user: CurrentUserId, service: S
     if not today - timedelta(days=31) <= day <= today + timedelta(days=1):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "steps are accepted for the last 31 days only")
     return await service.upload_steps(user=user, day=day, device_id=body.device_id, steps=body.steps)
+
+
+@router.post("/steps/goals", status_code=status.HTTP_201_CREATED)
+async def create_step_goal(body: StepGoalIn, user: CurrentUserId, service: Steps) -> dict[str, Any]:
+    """A shared goal among the caller and friends of theirs."""
+    try:
+        return await service.create_goal(
+            owner=user, title=body.title, members=body.members, period=body.period, target=body.target
+        )
+    except DomainError as exc:
+        raise _problem(exc) from exc
+
+
+@router.get("/steps/goals")
+async def step_goals(user: CurrentUserId, service: Steps, day: date | None = None) -> list[dict[str, Any]]:
+    """The caller's goals with this period's progress."""
+    return await service.goals(user=user, day=day or datetime.now(UTC).date())
+
+
+@router.get("/steps/stats")
+async def step_statistics(
+    user: CurrentUserId,
+    service: Steps,
+    day: date | None = None,
+    streak_min: Annotated[int, Query(ge=1, le=100_000)] = 8000,
+) -> dict[str, Any]:
+    """The caller's own week, month and streaks."""
+    return await service.statistics(user=user, day=day or datetime.now(UTC).date(), streak_min=streak_min)
 
 
 @router.get("/steps/ranking")

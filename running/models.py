@@ -154,3 +154,33 @@ class RunnerProfile(Base):
     max_hr: Mapped[int | None] = mapped_column(Integer, nullable=True)
     resting_hr: Mapped[int | None] = mapped_column(Integer, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class StepGoal(Base):
+    """A group's shared step target per day or week."""
+
+    __tablename__ = "step_goals"
+
+    goal_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    title: Mapped[str] = mapped_column(String(120))
+    period: Mapped[str] = mapped_column(String(8))  # day | week
+    target: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class StepGoalMember(Base):
+    __tablename__ = "step_goal_members"
+
+    goal_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, index=True)
+
+
+class StepGoalReachedMark(Base):
+    """A goal reached in one period: the event goes out once, however many uploads follow."""
+
+    __tablename__ = "step_goal_reached"
+
+    goal_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    period_start: Mapped[date] = mapped_column(Date, primary_key=True)
+    reached_at: Mapped[datetime] = mapped_column(UtcDateTime())

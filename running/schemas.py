@@ -103,3 +103,11 @@ class ProfileIn(BaseModel):
     display_name: str | None = Field(default=None, min_length=1, max_length=40)
     max_hr: int | None = Field(default=None, ge=120, le=230, description="beats per minute")
     resting_hr: int | None = Field(default=None, ge=30, le=110, description="beats per minute")
+
+
+class StepGoalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=120)
+    members: list[uuid.UUID] = Field(default_factory=list, max_length=49)
+    period: Literal["day", "week"]
+    target: int = Field(ge=1000, le=10_000_000)
