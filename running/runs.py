@@ -34,12 +34,14 @@ TOUCH_EVERY_S = 60.0  # a connected but quiet run (paused, standing) still shows
 
 
 def point_row(point: GpsPoint) -> list[float | None]:
-    return [point.t, point.lat, point.lon, point.acc, point.alt, point.hr]
+    row: list[float | None] = [point.t, point.lat, point.lon, point.acc, point.alt, point.hr]
+    return row if point.cad is None else [*row, point.cad]  # older rows have six fields
 
 
 def point_of(row: Sequence[float | None]) -> GpsPoint:
     t, lat, lon, acc, alt, hr = row[:6]
-    return GpsPoint.model_validate({"t": t, "lat": lat, "lon": lon, "acc": acc, "alt": alt, "hr": hr})
+    cad = row[6] if len(row) > 6 else None
+    return GpsPoint.model_validate({"t": t, "lat": lat, "lon": lon, "acc": acc, "alt": alt, "hr": hr, "cad": cad})
 
 
 async def stored_points(session: AsyncSession, *, run_id: uuid.UUID) -> list[GpsPoint]:

@@ -49,6 +49,7 @@ class GpsPoint(BaseModel):
     alt: float | None = Field(default=None, ge=-500, le=9000)
     spd: float | None = Field(default=None, ge=0, le=100)
     hr: int | None = Field(default=None, ge=25, le=250)
+    cad: int | None = Field(default=None, ge=0, le=300, description="steps (or strides) per minute")
 
 
 class Refusal(StrEnum):
