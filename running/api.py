@@ -37,8 +37,10 @@ from running.schemas import (
     ShareIn,
     StepGoalIn,
     StepsIn,
+    WorkoutIn,
 )
 from running.steps import StepService
+from running.workouts import WorkoutService
 
 router = APIRouter(prefix="/v1")
 Friends = Annotated[FriendService, Depends(from_app_state("friends", FriendService))]
@@ -47,6 +49,7 @@ History = Annotated[HistoryService, Depends(from_app_state("history", HistorySer
 Races = Annotated[RaceService, Depends(from_app_state("races", RaceService))]
 Outings = Annotated[OutingService, Depends(from_app_state("outings", OutingService))]
 Steps = Annotated[StepService, Depends(from_app_state("steps", StepService))]
+Workouts = Annotated[WorkoutService, Depends(from_app_state("workouts", WorkoutService))]
 Profiles = Annotated[ProfileService, Depends(from_app_state("profiles", ProfileService))]
 Live = Annotated[LiveServer, Depends(from_app_state("live", LiveServer))]
 MAX_IMPORT_BYTES = 32 * 1024 * 1024
@@ -356,3 +359,25 @@ async def update_profile(body: ProfileIn, user: CurrentUserId, service: Profiles
         )
     except DomainError as exc:
         raise _problem(exc) from exc
+
+
+# -- workouts -----------------------------------------------------------------------------
+
+
+@router.post("/workouts", status_code=status.HTTP_201_CREATED)
+async def create_workout(body: WorkoutIn, user: CurrentUserId, service: Workouts) -> dict[str, Any]:
+    """Own workouts only; a live run follows one with ``/ws/runs?workout_id=…``."""
+    try:
+        steps = body.expanded()
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    workout = await service.create_workout(user=user, title=body.title, steps=steps)
+    return {"workout_id": workout.workout_id, "title": workout.title, "steps": workout.steps}
+
+
+@router.get("/workouts")
+async def workouts(user: CurrentUserId, service: Workouts) -> list[dict[str, Any]]:
+    return [
+        {"workout_id": item.workout_id, "title": item.title, "steps": item.steps}
+        for item in await service.workouts(user=user)
+    ]

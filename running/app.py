@@ -31,6 +31,7 @@ from running.races import RaceService
 from running.runs import RunService
 from running.settings import RunningSettings
 from running.steps import StepService
+from running.workouts import WorkoutService
 
 SERVICE = "running"
 JANITOR_INTERVAL_S = 5.0
@@ -134,6 +135,7 @@ def create_app(
     app.state.history = HistoryService(kernel=kernel)
     app.state.steps = StepService(kernel=kernel)
     app.state.profiles = ProfileService(kernel=kernel)
+    app.state.workouts = WorkoutService(kernel=kernel)
     app.state.live = live
     app.state.hub = hub
     return app

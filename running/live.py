@@ -279,6 +279,7 @@ class LiveServer:
         user = self._user(session)
         connection = session.connection
         run_id, race_id = session.query.get("run_id"), session.query.get("race_id")
+        workout_id = session.query.get("workout_id")
         if run_id:
             live = await self._runs.resume_run(user=user, run_id=_uuid(run_id))
             previous = self._runner_sockets.get(live.run_id)
@@ -289,7 +290,11 @@ class LiveServer:
             # One live run per member: what this replica holds of an older one is saved
             # first, then the start ends it (running.runs.RunService.start_run).
             await self._runs.save_points(runs=[run for run in self.active.values() if run.user_id == user])
-            live, ended = await self._runs.start_run(user=user, race_id=_uuid(race_id) if race_id else None)
+            live, ended = await self._runs.start_run(
+                user=user,
+                race_id=_uuid(race_id) if race_id else None,
+                workout_id=_uuid(workout_id) if workout_id else None,
+            )
             for old in ended:
                 await self._ended(old, "a new run was started")
         self.active[live.run_id] = live
@@ -337,6 +342,9 @@ class LiveServer:
                     await connection.send(_dumps({"type": "error", "reason": exc.reason}))
                     continue
                 invalid, refused = await self._ingest(live, raw)
+                for cue in live.cues:
+                    await connection.send(_dumps(cue))
+                live.cues.clear()
                 if invalid or refused:
                     bad_frames += 1 if invalid and len(invalid) == len(raw) else 0
                     await connection.send(_dumps({"type": "refused", "invalid": invalid[:10], "reasons": refused}))
@@ -388,6 +396,8 @@ class LiveServer:
             if isinstance(outcome, Accepted):
                 live.pending.append(point)
                 accepted = True
+                if live.workout is not None:  # followed point by point: a burst may span steps
+                    live.cues += live.workout.update(live.track)
             else:
                 refused[outcome.reason.value] = refused.get(outcome.reason.value, 0) + 1
         position = live.track.position

@@ -49,6 +49,8 @@ class Run(Base):
     pauses: Mapped[list[list[float | None]] | None] = mapped_column(JSON, nullable=True)
     # An imported file's identity (its first and last second): the same file twice is one run.
     fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A structured workout followed live: its steps with targets and what was done.
+    workout: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class RunChunk(Base):
@@ -184,3 +186,15 @@ class StepGoalReachedMark(Base):
     goal_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     period_start: Mapped[date] = mapped_column(Date, primary_key=True)
     reached_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Workout(Base):
+    """A structured workout a member planned: steps with targets (repeats expanded)."""
+
+    __tablename__ = "workouts"
+
+    workout_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    title: Mapped[str] = mapped_column(String(120))
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())

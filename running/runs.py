@@ -28,6 +28,7 @@ from running.profiles import display_name, heart_rates
 from running.races import RaceInfo, enter_race, race_of_run
 from running.settings import RunningSettings
 from running.track import GpsPoint, LiveTrack
+from running.workouts import WorkoutTracker, own_workout
 
 MAX_FRIENDS_TOLD = 1000
 TOUCH_EVERY_S = 60.0  # a connected but quiet run (paused, standing) still shows it is alive
@@ -62,6 +63,8 @@ class LiveRun:
     touched: float = field(default_factory=time.monotonic)
     laps: list[dict[str, float]] = field(default_factory=list)
     name: str = ""  # shown on race boards
+    workout: WorkoutTracker | None = None
+    cues: list[dict[str, Any]] = field(default_factory=list)  # for the runner, after this frame
 
     def lap(self, at: float) -> dict[str, float]:
         """The runner pressed the lap button: the lap since the previous one (or the start)."""
@@ -86,7 +89,12 @@ class RunService:
         self._settings = settings
 
     async def start_run(
-        self, *, user: uuid.UUID, race_id: uuid.UUID | None = None, title: str = ""
+        self,
+        *,
+        user: uuid.UUID,
+        race_id: uuid.UUID | None = None,
+        workout_id: uuid.UUID | None = None,
+        title: str = "",
     ) -> tuple[LiveRun, list[uuid.UUID]]:
         """A new live run, and the runs it ended: a member has at most one live run, and
         a start without a run id means the phone lost the old one (a reconnect names it),
@@ -105,6 +113,10 @@ class RunService:
             session = uow.session
             if race_id is not None:
                 race = await enter_race(session, race_id=race_id, user=user, run_id=run_id, now=now)
+            workout = None
+            if workout_id is not None:
+                planned = await own_workout(session, user=user, workout_id=workout_id)
+                workout = WorkoutTracker.begin(workout_id=workout_id, title=planned.title, steps=planned.steps)
             session.add(
                 Run(
                     run_id=run_id,
@@ -116,6 +128,7 @@ class RunService:
                     race_id=race_id,
                     summary={},
                     refused={},
+                    workout=workout.state if workout is not None else None,
                     updated_at=now,
                 )
             )
@@ -130,7 +143,8 @@ class RunService:
                     friends=tuple(friends[:MAX_FRIENDS_TOLD]),
                 )
             )
-        return LiveRun(run_id, user, self._new_track(now.timestamp(), race), race, name=name), ended
+        live = LiveRun(run_id, user, self._new_track(now.timestamp(), race), race, name=name, workout=workout)
+        return live, ended
 
     async def resume_run(self, *, user: uuid.UUID, run_id: uuid.UUID) -> LiveRun:
         """Pick up a live run after a reconnect, possibly on another replica: the track is
@@ -150,7 +164,8 @@ class RunService:
             track.add(point, now=latest)
         # Refused points were never stored: their counts come back from the run's row.
         track.refused = Counter(run.refused or {})
-        return LiveRun(run_id, user, track, race, laps=list(run.laps or []), name=name)
+        workout = WorkoutTracker(dict(run.workout)) if run.workout else None
+        return LiveRun(run_id, user, track, race, laps=list(run.laps or []), name=name, workout=workout)
 
     def _new_track(
         self, started_at: float, race: RaceInfo | None = None, *, pauses: list[list[float | None]] | None = None
@@ -188,6 +203,7 @@ class RunService:
                 "refused": dict(run.track.refused),
                 "laps": list(run.laps),
                 "pauses": [list(pause) for pause in run.track.pauses],
+                "workout": run.workout.state if run.workout is not None else None,
                 "updated_at": now,
             }
             for run, _ in batches
@@ -242,6 +258,8 @@ class RunService:
                 return run
             summary["refused"] = dict(run.refused or {})
             summary["laps"] = list(run.laps or [])
+            if run.workout:
+                summary["workout"] = WorkoutTracker(dict(run.workout)).report()
             run.status, run.finished_at, run.summary, run.updated_at = "finished", now, summary, now
             run.track = analysis.filtered_positions(track)
             run.distance_m, run.moving_s = float(summary["distance_m"]), float(summary["moving_s"])

@@ -111,3 +111,45 @@ class StepGoalIn(BaseModel):
     members: list[uuid.UUID] = Field(default_factory=list, max_length=49)
     period: Literal["day", "week"]
     target: int = Field(ge=1000, le=10_000_000)
+
+
+class WorkoutStepIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["warmup", "run", "recover", "cooldown"]
+    distance_m: float | None = Field(default=None, ge=50, le=50_000)
+    duration_s: float | None = Field(default=None, ge=10, le=4 * 3600)
+    pace_min_s_per_km: float | None = Field(default=None, ge=120, le=1200, description="fastest pace wanted")
+    pace_max_s_per_km: float | None = Field(default=None, ge=120, le=1200, description="slowest pace wanted")
+
+    @model_validator(mode="after")
+    def _one_amount(self) -> WorkoutStepIn:
+        if (self.distance_m is None) == (self.duration_s is None):
+            raise ValueError("a step has either distance_m or duration_s")
+        if (self.pace_min_s_per_km is None) != (self.pace_max_s_per_km is None):
+            raise ValueError("a pace target needs both ends")
+        low, high = self.pace_min_s_per_km, self.pace_max_s_per_km
+        if low is not None and high is not None and low > high:
+            raise ValueError("pace_min_s_per_km is the faster (smaller) end")
+        return self
+
+
+class WorkoutRepeatIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    repeat: int = Field(ge=2, le=50)
+    steps: list[WorkoutStepIn] = Field(min_length=1, max_length=10)
+
+
+class WorkoutIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=120)
+    steps: list[WorkoutStepIn | WorkoutRepeatIn] = Field(min_length=1, max_length=50)
+
+    def expanded(self) -> list[dict[str, Any]]:
+        """The steps with repeats written out (what the live tracker follows)."""
+        out: list[dict[str, Any]] = []
+        for item in self.steps:
+            group = item.steps * item.repeat if isinstance(item, WorkoutRepeatIn) else [item]
+            out += [step.model_dump(exclude_none=True) for step in group]
+        if len(out) > 200:
+            raise ValueError("a workout has at most 200 steps")
+        return out
