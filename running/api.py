@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 
 from common.api import CurrentUserId, from_app_state
 from running import analysis, gpx, imports
+from running.analytics import AnalyticsService
 from running.errors import Conflict, Forbidden, NotFound
 from running.friends import FriendService
 from running.history import HistoryService
@@ -34,7 +35,9 @@ from running.schemas import (
     RaceOut,
     RunDetail,
     RunOut,
+    RunShoeIn,
     ShareIn,
+    ShoeIn,
     StepGoalIn,
     StepsIn,
     WorkoutIn,
@@ -50,6 +53,7 @@ Races = Annotated[RaceService, Depends(from_app_state("races", RaceService))]
 Outings = Annotated[OutingService, Depends(from_app_state("outings", OutingService))]
 Steps = Annotated[StepService, Depends(from_app_state("steps", StepService))]
 Workouts = Annotated[WorkoutService, Depends(from_app_state("workouts", WorkoutService))]
+Analytics = Annotated[AnalyticsService, Depends(from_app_state("analytics", AnalyticsService))]
 Profiles = Annotated[ProfileService, Depends(from_app_state("profiles", ProfileService))]
 Live = Annotated[LiveServer, Depends(from_app_state("live", LiveServer))]
 MAX_IMPORT_BYTES = 32 * 1024 * 1024
@@ -381,3 +385,36 @@ async def workouts(user: CurrentUserId, service: Workouts) -> list[dict[str, Any
         {"workout_id": item.workout_id, "title": item.title, "steps": item.steps}
         for item in await service.workouts(user=user)
     ]
+
+
+# -- analytics and shoes ------------------------------------------------------------------
+
+
+@router.get("/analytics")
+async def analytics(
+    user: CurrentUserId,
+    service: Analytics,
+    day: date | None = None,
+    weeks: Annotated[int, Query(ge=1, le=52)] = 12,
+) -> dict[str, Any]:
+    """The caller's own training: weekly volume, acute:chronic load, race predictions."""
+    return await service.analytics(user=user, day=day or datetime.now(UTC).date(), weeks=weeks)
+
+
+@router.post("/shoes", status_code=status.HTTP_201_CREATED)
+async def add_shoe(body: ShoeIn, user: CurrentUserId, service: Analytics) -> dict[str, Any]:
+    return await service.add_shoe(user=user, name=body.name, retire_at_km=body.retire_at_km)
+
+
+@router.get("/shoes")
+async def shoes(user: CurrentUserId, service: Analytics) -> list[dict[str, Any]]:
+    return await service.shoes(user=user)
+
+
+@router.put("/runs/{run_id}/shoe", status_code=status.HTTP_204_NO_CONTENT)
+async def wear_shoe(run_id: uuid.UUID, body: RunShoeIn, user: CurrentUserId, service: Analytics) -> None:
+    """Own runs and own shoes only."""
+    try:
+        await service.wear(user=user, run_id=run_id, shoe_id=body.shoe_id)
+    except DomainError as exc:
+        raise _problem(exc) from exc

@@ -19,6 +19,7 @@ from common.periodic import Jobs, Periodic
 from common.security import JwksCache
 from common.settings import PlatformSettings
 from contracts import CATALOG
+from running.analytics import AnalyticsService
 from running.api import router
 from running.friends import FriendService
 from running.history import HistoryService
@@ -136,6 +137,7 @@ def create_app(
     app.state.steps = StepService(kernel=kernel)
     app.state.profiles = ProfileService(kernel=kernel)
     app.state.workouts = WorkoutService(kernel=kernel)
+    app.state.analytics = AnalyticsService(kernel=kernel)
     app.state.live = live
     app.state.hub = hub
     return app

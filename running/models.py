@@ -51,6 +51,7 @@ class Run(Base):
     fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # A structured workout followed live: its steps with targets and what was done.
     workout: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    shoe_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
 
 
 class RunChunk(Base):
@@ -197,4 +198,17 @@ class Workout(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
     title: Mapped[str] = mapped_column(String(120))
     steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Shoe(Base):
+    """A pair of running shoes and when the runner means to retire them."""
+
+    __tablename__ = "shoes"
+
+    shoe_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    retire_at_km: Mapped[float] = mapped_column(Float, default=700.0)
+    retired: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -153,3 +153,14 @@ class WorkoutIn(BaseModel):
         if len(out) > 200:
             raise ValueError("a workout has at most 200 steps")
         return out
+
+
+class ShoeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=80)
+    retire_at_km: float = Field(default=700.0, ge=50, le=5000)
+
+
+class RunShoeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    shoe_id: uuid.UUID | None
