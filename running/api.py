@@ -359,7 +359,12 @@ async def update_profile(body: ProfileIn, user: CurrentUserId, service: Profiles
     """Own profile only: the name on boards and the heart rates zones are computed from."""
     try:
         return await service.update_profile(
-            user=user, display_name=body.display_name, max_hr=body.max_hr, resting_hr=body.resting_hr
+            user=user,
+            display_name=body.display_name,
+            max_hr=body.max_hr,
+            resting_hr=body.resting_hr,
+            nearby_opt_in=body.nearby_opt_in,
+            privacy_zones=[zone.model_dump() for zone in body.privacy_zones],
         )
     except DomainError as exc:
         raise _problem(exc) from exc

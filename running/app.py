@@ -100,6 +100,7 @@ def create_app(
         await live.close_overdue_races()
         await live.end_outings()
         await live.end_abandoned_runs()
+        live.nearby.index.sweep()
 
     gc_pacing = GcPacing()
     jobs = Jobs(

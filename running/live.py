@@ -11,7 +11,9 @@ JSON. Bad frames get an ``error`` message with the reason; too many of them, or 
 faster than the rate limit, close the socket with code 1008 and the reason.
 
 Runner frames: ``{"type": "point", …GpsPoint}``, ``{"type": "points", "points": […]}``
-(a burst after a tunnel), ``{"type": "finish"}``.
+(a burst after a tunnel), ``{"type": "pause"|"resume"|"lap"[, "t": device time]}``,
+``{"type": "nearby", "radius_m": 1000}`` (opted-in runners only) and ``{"type": "finish"}``.
+``?workout_id=…`` follows a structured workout and sends ``cue`` messages.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from websockets.http11 import Request, Response
 from common.security import InvalidToken, Principal, TokenVerifier
 from running.errors import Conflict, Forbidden, NotFound
 from running.hub import Hub
+from running.nearby import MAX_RADIUS_M, NearbyIndex, coarsen
 from running.outings import OutingService
 from running.races import RaceService
 from running.runs import LiveRun, RunService
@@ -45,6 +48,8 @@ from running.track import Accepted, GpsPoint, LiveTrack
 log = logging.getLogger(__name__)
 
 POLICY = 1008
+NEARBY_TOPIC = "nearby"
+NEARBY_EVERY_S = 5.0  # an opted-in runner's coarse position is shared this often
 MAX_FRAME_BYTES = 256 * 1024
 
 
@@ -197,8 +202,12 @@ class LiveServer:
         self._boards: dict[uuid.UUID, RaceBoard] = {}
         self.active: dict[uuid.UUID, LiveRun] = {}
         self._runner_sockets: dict[uuid.UUID, ServerConnection] = {}
+        self.nearby = NearbyFeed()
 
     async def start(self, host: str, port: int) -> int:
+        # Every replica keeps the whole nearby index: coarsened updates are few (one per
+        # opted-in runner every few seconds) and a query then needs no network.
+        await self._hub.subscribe(NEARBY_TOPIC, self.nearby)
         self._server = await serve(
             self._handle,
             host,
@@ -324,6 +333,9 @@ class LiveServer:
                     if kind == "finish":
                         await self._finish(live, connection)
                         return
+                    if kind == "nearby":
+                        await connection.send(_dumps(self._nearby_answer(live, message)))
+                        continue
                     if kind in ("pause", "resume", "lap"):
                         await connection.send(_dumps(self._control(live, kind, message)))
                         continue
@@ -334,7 +346,7 @@ class LiveServer:
                         if len(raw) > self._settings.running_max_batch:
                             raise BadFrame(f"at most {self._settings.running_max_batch} points per frame")
                     else:
-                        raise BadFrame("expected type point, points, pause, resume, lap or finish")
+                        raise BadFrame("expected type point, points, pause, resume, lap, nearby or finish")
                 except BadFrame as exc:
                     bad_frames += 1
                     if bad_frames > self._settings.running_max_bad_frames:
@@ -353,6 +365,9 @@ class LiveServer:
                     last_stats = now
                     await connection.send(_dumps({"type": "stats", **live.track.stats()}))
         finally:
+            if live.nearby is not None and live.nearby_sent:
+                with contextlib.suppress(Exception):
+                    await self._hub.publish(NEARBY_TOPIC, _dumps({"user_id": str(live.user_id), "gone": True}))
             if self._runner_sockets.get(live.run_id) is connection:
                 self.active.pop(live.run_id, None)
                 self._runner_sockets.pop(live.run_id, None)
@@ -420,7 +435,35 @@ class LiveServer:
             )
             if live.race is not None:
                 await self._race_progress(live)
+            if live.nearby is not None and time.monotonic() - live.nearby_sent >= NEARBY_EVERY_S:
+                await self._share_nearby(live)
         return invalid, refused
+
+    async def _share_nearby(self, live: LiveRun) -> None:
+        """An opted-in runner's coarsened position for runners nearby (nothing exact ever
+        leaves this session; inside a privacy zone the runner disappears)."""
+        position = live.track.position
+        if position is None or live.nearby is None:
+            return
+        live.nearby_sent = time.monotonic()
+        coarse = coarsen(position.lat, position.lon, live.nearby)
+        if coarse is None:
+            await self._hub.publish(NEARBY_TOPIC, _dumps({"user_id": str(live.user_id), "gone": True}))
+            return
+        update = {"user_id": str(live.user_id), "name": live.name, "lat": coarse[0], "lon": coarse[1]}
+        await self._hub.publish(NEARBY_TOPIC, _dumps(update))
+
+    def _nearby_answer(self, live: LiveRun, message: dict[str, Any]) -> dict[str, Any]:
+        if live.nearby is None:
+            raise BadFrame("opt in to runners nearby (your profile) to see them")
+        radius = message.get("radius_m", 1000)
+        if isinstance(radius, bool) or not isinstance(radius, int | float) or not 100 <= radius <= MAX_RADIUS_M:
+            raise BadFrame(f"radius_m is 100 to {MAX_RADIUS_M:.0f}")
+        position = live.track.position
+        if position is None:
+            return {"type": "nearby", "runners": []}
+        runners = self.nearby.index.query(position.lat, position.lon, float(radius), exclude=str(live.user_id))
+        return {"type": "nearby", "radius_m": radius, "runners": runners}
 
     async def _finish(self, live: LiveRun, connection: ServerConnection) -> None:
         if live.race is not None and not live.race_finished:
@@ -635,6 +678,20 @@ class LiveServer:
         connection = self._runner_sockets.pop(run_id, None)
         if connection is not None:
             await connection.close(1000, reason)
+
+
+class NearbyFeed:
+    """This replica's copy of the nearby index, fed by every replica's coarsened updates."""
+
+    def __init__(self) -> None:
+        self.index = NearbyIndex()
+
+    def deliver(self, topic: str, message: str) -> None:
+        update = json.loads(message)
+        if update.get("gone"):
+            self.index.remove(update["user_id"])
+        else:
+            self.index.update(update["user_id"], update["name"], update["lat"], update["lon"])
 
 
 class OutingGroup(ConnectionGroup):

@@ -156,6 +156,9 @@ class RunnerProfile(Base):
     display_name: Mapped[str | None] = mapped_column(String(40), nullable=True)
     max_hr: Mapped[int | None] = mapped_column(Integer, nullable=True)
     resting_hr: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Runners nearby: off unless the runner opts in; never shown inside a privacy zone.
+    nearby_opt_in: Mapped[bool] = mapped_column(default=False)
+    privacy_zones: Mapped[list[dict[str, float]] | None] = mapped_column(JSON, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 

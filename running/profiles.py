@@ -17,6 +17,7 @@ from common.kernel import ServiceKernel
 from running.analysis import DEFAULT_MAX_HR, HeartRates
 from running.errors import Conflict
 from running.models import Run, RunnerProfile
+from running.nearby import PrivacyZone
 
 HISTORY_RUNS = 50  # the most recent runs the estimate looks at
 HISTORY_MIN_RUNS = 3  # fewer and a peak is more likely an easy day than a real maximum
@@ -53,11 +54,20 @@ class ProfileService:
             "display_name": found.display_name if found else None,
             "max_hr": found.max_hr if found else None,
             "resting_hr": found.resting_hr if found else None,
+            "nearby_opt_in": bool(found and found.nearby_opt_in),
+            "privacy_zones": (found.privacy_zones or []) if found else [],
             "zones": {"max_hr": heart.max_hr, "resting_hr": heart.resting_hr, "from": heart.source},
         }
 
     async def update_profile(
-        self, *, user: uuid.UUID, display_name: str | None, max_hr: int | None, resting_hr: int | None
+        self,
+        *,
+        user: uuid.UUID,
+        display_name: str | None,
+        max_hr: int | None,
+        resting_hr: int | None,
+        nearby_opt_in: bool = False,
+        privacy_zones: list[dict[str, float]] | None = None,
     ) -> dict[str, Any]:
         if max_hr is not None and resting_hr is not None and resting_hr >= max_hr - 20:
             raise Conflict("the resting heart rate must be well below the maximum")
@@ -67,6 +77,7 @@ class ProfileService:
                 found = RunnerProfile(user_id=user)
                 session.add(found)
             found.display_name, found.max_hr, found.resting_hr = display_name, max_hr, resting_hr
+            found.nearby_opt_in, found.privacy_zones = nearby_opt_in, privacy_zones or []
             found.updated_at = utc_now()
         return await self.profile(user=user)
 
@@ -81,3 +92,11 @@ async def display_names(session: AsyncSession, *, users: list[uuid.UUID]) -> dic
 async def display_name(session: AsyncSession, *, user: uuid.UUID) -> str:
     """The name a runner chose, or a neutral one (never their account's e-mail or id)."""
     return (await display_names(session, users=[user])).get(user) or f"Runner {str(user)[:4].upper()}"
+
+
+async def nearby_privacy(session: AsyncSession, *, user: uuid.UUID) -> tuple[PrivacyZone, ...] | None:
+    """The runner's privacy zones if they opted in to runners nearby; None if they did not."""
+    found = await session.get(RunnerProfile, user)
+    if found is None or not found.nearby_opt_in:
+        return None
+    return tuple(PrivacyZone(zone["lat"], zone["lon"], zone["radius_m"]) for zone in found.privacy_zones or [])

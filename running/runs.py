@@ -24,7 +24,8 @@ from running import analysis
 from running.errors import Conflict, Forbidden, NotFound
 from running.friends import friends_of, is_friend
 from running.models import RaceEntry, Run, RunChunk, ShareLink
-from running.profiles import display_name, heart_rates
+from running.nearby import PrivacyZone
+from running.profiles import display_name, heart_rates, nearby_privacy
 from running.races import RaceInfo, enter_race, race_of_run
 from running.settings import RunningSettings
 from running.track import GpsPoint, LiveTrack
@@ -65,6 +66,8 @@ class LiveRun:
     name: str = ""  # shown on race boards
     workout: WorkoutTracker | None = None
     cues: list[dict[str, Any]] = field(default_factory=list)  # for the runner, after this frame
+    nearby: tuple[PrivacyZone, ...] | None = None  # privacy zones when opted in to runners nearby
+    nearby_sent: float = 0.0
 
     def lap(self, at: float) -> dict[str, float]:
         """The runner pressed the lap button: the lap since the previous one (or the start)."""
@@ -134,6 +137,7 @@ class RunService:
             )
             friends = await friends_of(session, user=user)
             name = await display_name(session, user=user)
+            nearby = await nearby_privacy(session, user=user)
             uow.emit(
                 RunStarted(
                     run_id=run_id,
@@ -143,7 +147,9 @@ class RunService:
                     friends=tuple(friends[:MAX_FRIENDS_TOLD]),
                 )
             )
-        live = LiveRun(run_id, user, self._new_track(now.timestamp(), race), race, name=name, workout=workout)
+        live = LiveRun(
+            run_id, user, self._new_track(now.timestamp(), race), race, name=name, workout=workout, nearby=nearby
+        )
         return live, ended
 
     async def resume_run(self, *, user: uuid.UUID, run_id: uuid.UUID) -> LiveRun:
@@ -158,6 +164,7 @@ class RunService:
             race = await race_of_run(session, race_id=run.race_id) if run.race_id is not None else None
             points = await stored_points(session, run_id=run_id)
             name = await display_name(session, user=user)
+            nearby = await nearby_privacy(session, user=user)
         track = self._new_track(run.started_at.timestamp(), race, pauses=run.pauses)
         latest = max((point.t for point in points), default=0.0)
         for point in points:
@@ -165,7 +172,7 @@ class RunService:
         # Refused points were never stored: their counts come back from the run's row.
         track.refused = Counter(run.refused or {})
         workout = WorkoutTracker(dict(run.workout)) if run.workout else None
-        return LiveRun(run_id, user, track, race, laps=list(run.laps or []), name=name, workout=workout)
+        return LiveRun(run_id, user, track, race, laps=list(run.laps or []), name=name, workout=workout, nearby=nearby)
 
     def _new_track(
         self, started_at: float, race: RaceInfo | None = None, *, pauses: list[list[float | None]] | None = None

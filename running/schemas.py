@@ -98,11 +98,20 @@ class StepsIn(BaseModel):
     steps: int = Field(ge=0, le=200_000)
 
 
+class PrivacyZoneIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    radius_m: float = Field(default=300, ge=100, le=2000)
+
+
 class ProfileIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     display_name: str | None = Field(default=None, min_length=1, max_length=40)
     max_hr: int | None = Field(default=None, ge=120, le=230, description="beats per minute")
     resting_hr: int | None = Field(default=None, ge=30, le=110, description="beats per minute")
+    nearby_opt_in: bool = Field(default=False, description="appear to (and see) runners nearby")
+    privacy_zones: list[PrivacyZoneIn] = Field(default_factory=list, max_length=5)
 
 
 class StepGoalIn(BaseModel):
