@@ -40,9 +40,11 @@ from running.schemas import (
     ShoeIn,
     StepGoalIn,
     StepsIn,
+    StravaConnectIn,
     WorkoutIn,
 )
 from running.steps import StepService
+from running.sync import StravaSync, StravaUnavailable
 from running.workouts import WorkoutService
 
 router = APIRouter(prefix="/v1")
@@ -54,6 +56,7 @@ Outings = Annotated[OutingService, Depends(from_app_state("outings", OutingServi
 Steps = Annotated[StepService, Depends(from_app_state("steps", StepService))]
 Workouts = Annotated[WorkoutService, Depends(from_app_state("workouts", WorkoutService))]
 Analytics = Annotated[AnalyticsService, Depends(from_app_state("analytics", AnalyticsService))]
+Strava = Annotated[StravaSync, Depends(from_app_state("strava", StravaSync))]
 Profiles = Annotated[ProfileService, Depends(from_app_state("profiles", ProfileService))]
 Live = Annotated[LiveServer, Depends(from_app_state("live", LiveServer))]
 MAX_IMPORT_BYTES = 32 * 1024 * 1024
@@ -423,3 +426,38 @@ async def wear_shoe(run_id: uuid.UUID, body: RunShoeIn, user: CurrentUserId, ser
         await service.wear(user=user, run_id=run_id, shoe_id=body.shoe_id)
     except DomainError as exc:
         raise _problem(exc) from exc
+
+
+# -- Strava -------------------------------------------------------------------------------
+
+
+def _strava_problem(exc: Exception) -> HTTPException:
+    if isinstance(exc, StravaUnavailable):
+        return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc))
+    return _problem(exc)
+
+
+@router.post("/strava/connect")
+async def connect_strava(body: StravaConnectIn, user: CurrentUserId, strava: Strava) -> dict[str, Any]:
+    """The caller's own connection, from the code Strava's consent page returned."""
+    try:
+        return await strava.connect(user=user, code=body.code)
+    except (*DomainError, StravaUnavailable) as exc:
+        raise _strava_problem(exc) from exc
+
+
+@router.post("/runs/{run_id}/strava")
+async def send_to_strava(run_id: uuid.UUID, user: CurrentUserId, strava: Strava) -> dict[str, Any]:
+    """Own runs only; sending again reports the first upload."""
+    try:
+        return await strava.upload_run(user=user, run_id=run_id)
+    except (*DomainError, StravaUnavailable) as exc:
+        raise _strava_problem(exc) from exc
+
+
+@router.get("/runs/{run_id}/strava")
+async def strava_status(run_id: uuid.UUID, user: CurrentUserId, strava: Strava) -> dict[str, Any]:
+    try:
+        return await strava.status(user=user, run_id=run_id)
+    except (*DomainError, StravaUnavailable) as exc:
+        raise _strava_problem(exc) from exc

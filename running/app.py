@@ -32,6 +32,8 @@ from running.races import RaceService
 from running.runs import RunService
 from running.settings import RunningSettings
 from running.steps import StepService
+from running.strava import StravaClient
+from running.sync import StravaSync
 from running.workouts import WorkoutService
 
 SERVICE = "running"
@@ -102,6 +104,19 @@ def create_app(
         await live.end_abandoned_runs()
         live.nearby.index.sweep()
 
+    strava = (
+        StravaClient(
+            base_url=config.running_strava_url,
+            client_id=config.running_strava_client_id,
+            client_secret=config.running_strava_client_secret.get_secret_value(),
+            backoff_s=config.running_strava_backoff_s,
+        )
+        if config.running_strava_client_id and config.running_strava_client_secret is not None
+        else None
+    )
+    if strava is not None:
+        stop_hooks.append(strava.close)
+
     gc_pacing = GcPacing()
     jobs = Jobs(
         Periodic("running-gc", GC_FREEZE_INTERVAL_S, gc_pacing.step),
@@ -139,6 +154,7 @@ def create_app(
     app.state.profiles = ProfileService(kernel=kernel)
     app.state.workouts = WorkoutService(kernel=kernel)
     app.state.analytics = AnalyticsService(kernel=kernel)
+    app.state.strava = StravaSync(kernel=kernel, client=strava, wait_s=config.running_strava_wait_s)
     app.state.live = live
     app.state.hub = hub
     return app

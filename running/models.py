@@ -215,3 +215,30 @@ class Shoe(Base):
     retire_at_km: Mapped[float] = mapped_column(Float, default=700.0)
     retired: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class StravaLink(Base):
+    """A member's Strava connection (OAuth2 tokens; Strava rotates the refresh token)."""
+
+    __tablename__ = "strava_links"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    athlete_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    access_token: Mapped[str] = mapped_column(String(200))
+    refresh_token: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class StravaUpload(Base):
+    """A run sent to Strava: the upload and, once processed, the activity it became."""
+
+    __tablename__ = "strava_uploads"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    upload_id: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(200))
+    activity_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

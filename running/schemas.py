@@ -173,3 +173,8 @@ class ShoeIn(BaseModel):
 class RunShoeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     shoe_id: uuid.UUID | None
+
+
+class StravaConnectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")
