@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from common.api import CurrentUserId, from_app_state
 from running import analysis, gpx, imports
 from running.analytics import AnalyticsService
+from running.coach import Coach
 from running.errors import Conflict, Forbidden, NotFound
 from running.friends import FriendService
 from running.history import HistoryService
@@ -27,6 +28,7 @@ from running.profiles import ProfileService
 from running.races import RaceService
 from running.runs import RunService
 from running.schemas import (
+    CoachIn,
     OutingIn,
     OutingOut,
     ProfileIn,
@@ -57,6 +59,7 @@ Steps = Annotated[StepService, Depends(from_app_state("steps", StepService))]
 Workouts = Annotated[WorkoutService, Depends(from_app_state("workouts", WorkoutService))]
 Analytics = Annotated[AnalyticsService, Depends(from_app_state("analytics", AnalyticsService))]
 Strava = Annotated[StravaSync, Depends(from_app_state("strava", StravaSync))]
+CoachDep = Annotated[Coach, Depends(from_app_state("coach", Coach))]
 Profiles = Annotated[ProfileService, Depends(from_app_state("profiles", ProfileService))]
 Live = Annotated[LiveServer, Depends(from_app_state("live", LiveServer))]
 MAX_IMPORT_BYTES = 32 * 1024 * 1024
@@ -461,3 +464,12 @@ async def strava_status(run_id: uuid.UUID, user: CurrentUserId, strava: Strava) 
         return await strava.status(user=user, run_id=run_id)
     except (*DomainError, StravaUnavailable) as exc:
         raise _strava_problem(exc) from exc
+
+
+# -- coach --------------------------------------------------------------------------------
+
+
+@router.post("/coach")
+async def ask_coach(body: CoachIn, user: CurrentUserId, coach: CoachDep) -> dict[str, Any]:
+    """The caller's own numbers only; a partner's failure falls back to rules, never a 5xx."""
+    return await coach.ask(user=user, question=body.question)

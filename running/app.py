@@ -12,6 +12,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from common.api import create_service_app
+from common.breaker import breaker_for
 from common.events.bus import EventBus
 from common.kernel import build_kernel
 from common.observability import Metrics
@@ -21,6 +22,7 @@ from common.settings import PlatformSettings
 from contracts import CATALOG
 from running.analytics import AnalyticsService
 from running.api import router
+from running.coach import Budget, ChatPartner, Coach
 from running.friends import FriendService
 from running.history import HistoryService
 from running.hub import Hub
@@ -116,6 +118,18 @@ def create_app(
     )
     if strava is not None:
         stop_hooks.append(strava.close)
+    partner = (
+        ChatPartner(
+            base_url=config.running_coach_url,
+            api_key=config.running_coach_api_key.get_secret_value() if config.running_coach_api_key else "",
+            model=config.running_coach_model,
+            timeout_s=config.running_coach_timeout_s,
+        )
+        if config.running_coach_url
+        else None
+    )
+    if partner is not None:
+        stop_hooks.append(partner.close)
 
     gc_pacing = GcPacing()
     jobs = Jobs(
@@ -154,6 +168,12 @@ def create_app(
     app.state.profiles = ProfileService(kernel=kernel)
     app.state.workouts = WorkoutService(kernel=kernel)
     app.state.analytics = AnalyticsService(kernel=kernel)
+    app.state.coach = Coach(
+        analytics=app.state.analytics,
+        partner=partner,
+        breaker=breaker_for("running-coach", config, kernel.metrics),
+        budget=Budget(config.running_coach_tokens_per_day, config.running_coach_questions_per_member),
+    )
     app.state.strava = StravaSync(kernel=kernel, client=strava, wait_s=config.running_strava_wait_s)
     app.state.live = live
     app.state.hub = hub
