@@ -18,9 +18,7 @@ Runner frames: ``{"type": "point", …GpsPoint}``, ``{"type": "points", "points"
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -31,14 +29,25 @@ from urllib.parse import parse_qs, urlparse
 
 import websockets
 from pydantic import ValidationError
-from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from common.security import InvalidToken, Principal, TokenVerifier
 from running.errors import Conflict, Forbidden, NotFound
 from running.hub import Hub
-from running.nearby import MAX_RADIUS_M, NearbyIndex, coarsen
+from running.live_groups import (
+    BadFrame,
+    ConnectionGroup,
+    NearbyFeed,
+    OutingGroup,
+    RaceBoard,
+    TokenBucket,
+    dumps,
+    parse_frame,
+    validation_reason,
+)
+from running.nearby import MAX_RADIUS_M, coarsen
 from running.outings import OutingService
 from running.races import RaceService
 from running.runs import LiveRun, RunService
@@ -51,117 +60,6 @@ POLICY = 1008
 NEARBY_TOPIC = "nearby"
 NEARBY_EVERY_S = 5.0  # an opted-in runner's coarse position is shared this often
 MAX_FRAME_BYTES = 256 * 1024
-
-
-def _dumps(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"))
-
-
-class ConnectionGroup:
-    """The sockets on this replica that follow one topic; one broadcast per message. A
-    run's watchers are let go once it has finished: nothing more will come."""
-
-    def __init__(self) -> None:
-        self.connections: set[ServerConnection] = set()
-
-    def deliver(self, topic: str, message: str) -> None:
-        broadcast(self.connections, message)
-        if topic.startswith("run.") and '"type":"finished"' in message:
-            for connection in list(self.connections):
-                asyncio.get_running_loop().create_task(connection.close(1000, "run finished"))
-
-
-class RaceBoard:
-    """One race's leaderboard as this replica hears it; pushed to its local racers at most
-    once a second (and at once on a finish or the results)."""
-
-    def __init__(self, race_id: uuid.UUID, mode: str, target: float) -> None:
-        self.race_id = race_id
-        self.mode = mode
-        self.target = target
-        self.connections: set[ServerConnection] = set()
-        self._progress: dict[str, dict[str, Any]] = {}
-        self._pending: asyncio.TimerHandle | None = None
-
-    def deliver(self, topic: str, message: str) -> None:
-        update = json.loads(message)
-        if update.get("type") == "results":
-            broadcast(self.connections, message)
-            return
-        known = self._progress.get(update["user_id"], {})
-        # Competitors' positions ride along with the board (the last one each sent).
-        self._progress[update["user_id"]] = {
-            "user_id": update["user_id"],
-            "name": update.get("name", known.get("name")),
-            "distance_m": update["distance_m"],
-            "pace_s_per_km": update.get("pace_s_per_km"),
-            "speed_mps": update.get("speed_mps", 0.0),
-            "finish_s": update.get("finish_s"),
-            "chip_s": update.get("chip_s"),
-            "lat": update.get("lat", known.get("lat")),
-            "lon": update.get("lon", known.get("lon")),
-        }
-        if update.get("type") == "finish":
-            self._push()
-        elif self._pending is None:
-            self._pending = asyncio.get_running_loop().call_later(1.0, self._push)
-
-    def leaderboard(self) -> list[dict[str, Any]]:
-        """Finishers first (by gun time, or distance in a time race), then by distance; each
-        with the gap to the leader in metres and, when it can be known, seconds."""
-        finished = sorted(
-            (entry for entry in self._progress.values() if entry["finish_s"] is not None),
-            key=lambda entry: entry["finish_s"] if self.mode == "distance" else -entry["distance_m"],
-        )
-        running = sorted(
-            (entry for entry in self._progress.values() if entry["finish_s"] is None),
-            key=lambda entry: -entry["distance_m"],
-        )
-        ordered = [*finished, *running]
-        if not ordered:
-            return []
-        leader = ordered[0]
-        leader_m = self.target if self.mode == "distance" and leader["finish_s"] is not None else leader["distance_m"]
-        board = []
-        for index, entry in enumerate(ordered, start=1):
-            gap_m = (
-                max(0.0, leader_m - entry["distance_m"]) if entry["finish_s"] is None or self.mode == "time" else 0.0
-            )
-            if entry["finish_s"] is not None and leader["finish_s"] is not None and self.mode == "distance":
-                gap_s: float | None = entry["finish_s"] - leader["finish_s"]
-            elif gap_m == 0.0:
-                gap_s = 0.0
-            else:  # how long the gap takes at this runner's current speed
-                gap_s = gap_m / entry["speed_mps"] if entry["speed_mps"] and entry["speed_mps"] > 0.7 else None
-            view = {key: value for key, value in entry.items() if key != "speed_mps"}
-            view |= {
-                "position": index,
-                "gap_m": round(gap_m, 1),
-                "gap_s": round(gap_s, 1) if gap_s is not None else None,
-            }
-            board.append(view)
-        return board
-
-    def _push(self) -> None:
-        self._pending = None
-        broadcast(
-            self.connections, _dumps({"type": "leaderboard", "race_id": str(self.race_id), "board": self.leaderboard()})
-        )
-
-
-class TokenBucket:
-    def __init__(self, rate: float, burst: int) -> None:
-        self._rate, self._burst = rate, float(burst)
-        self._tokens, self._at = float(burst), time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
-        self._at = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
 
 
 class Closed(Exception):
@@ -310,7 +208,7 @@ class LiveServer:
         self._runner_sockets[live.run_id] = connection
         board = await self._join_race(live, connection)
         await connection.send(
-            _dumps(
+            dumps(
                 {
                     "type": "started",
                     "run_id": str(live.run_id),
@@ -328,16 +226,16 @@ class LiveServer:
                 if not bucket.take():
                     raise Closed(POLICY, "rate limit exceeded")
                 try:
-                    message = _frame(frame)
+                    message = parse_frame(frame)
                     kind = message.get("type")
                     if kind == "finish":
                         await self._finish(live, connection)
                         return
                     if kind == "nearby":
-                        await connection.send(_dumps(self._nearby_answer(live, message)))
+                        await connection.send(dumps(self._nearby_answer(live, message)))
                         continue
                     if kind in ("pause", "resume", "lap"):
-                        await connection.send(_dumps(self._control(live, kind, message)))
+                        await connection.send(dumps(self._control(live, kind, message)))
                         continue
                     if kind == "point":
                         raw = [message]
@@ -351,23 +249,23 @@ class LiveServer:
                     bad_frames += 1
                     if bad_frames > self._settings.running_max_bad_frames:
                         raise Closed(POLICY, "too many bad frames") from exc
-                    await connection.send(_dumps({"type": "error", "reason": exc.reason}))
+                    await connection.send(dumps({"type": "error", "reason": exc.reason}))
                     continue
                 invalid, refused = await self._ingest(live, raw)
                 for cue in live.cues:
-                    await connection.send(_dumps(cue))
+                    await connection.send(dumps(cue))
                 live.cues.clear()
                 if invalid or refused:
                     bad_frames += 1 if invalid and len(invalid) == len(raw) else 0
-                    await connection.send(_dumps({"type": "refused", "invalid": invalid[:10], "reasons": refused}))
+                    await connection.send(dumps({"type": "refused", "invalid": invalid[:10], "reasons": refused}))
                 now = time.monotonic()
                 if now - last_stats >= self._settings.running_stats_interval_s:
                     last_stats = now
-                    await connection.send(_dumps({"type": "stats", **live.track.stats()}))
+                    await connection.send(dumps({"type": "stats", **live.track.stats()}))
         finally:
             if live.nearby is not None and live.nearby_sent:
                 with contextlib.suppress(Exception):
-                    await self._hub.publish(NEARBY_TOPIC, _dumps({"user_id": str(live.user_id), "gone": True}))
+                    await self._hub.publish(NEARBY_TOPIC, dumps({"user_id": str(live.user_id), "gone": True}))
             if self._runner_sockets.get(live.run_id) is connection:
                 self.active.pop(live.run_id, None)
                 self._runner_sockets.pop(live.run_id, None)
@@ -405,7 +303,7 @@ class LiveServer:
             try:
                 point = GpsPoint.model_validate(item)
             except ValidationError as exc:
-                invalid.append(_validation_reason(exc))
+                invalid.append(validation_reason(exc))
                 continue
             outcome = live.track.add(point, now=now)
             if isinstance(outcome, Accepted):
@@ -419,7 +317,7 @@ class LiveServer:
         if accepted and position is not None:
             await self._hub.publish(
                 f"run.{live.run_id}",
-                _dumps(
+                dumps(
                     {
                         "type": "position",
                         "run_id": str(live.run_id),
@@ -448,10 +346,10 @@ class LiveServer:
         live.nearby_sent = time.monotonic()
         coarse = coarsen(position.lat, position.lon, live.nearby)
         if coarse is None:
-            await self._hub.publish(NEARBY_TOPIC, _dumps({"user_id": str(live.user_id), "gone": True}))
+            await self._hub.publish(NEARBY_TOPIC, dumps({"user_id": str(live.user_id), "gone": True}))
             return
         update = {"user_id": str(live.user_id), "name": live.name, "lat": coarse[0], "lon": coarse[1]}
-        await self._hub.publish(NEARBY_TOPIC, _dumps(update))
+        await self._hub.publish(NEARBY_TOPIC, dumps(update))
 
     def _nearby_answer(self, live: LiveRun, message: dict[str, Any]) -> dict[str, Any]:
         if live.nearby is None:
@@ -469,8 +367,8 @@ class LiveServer:
         if live.race is not None and not live.race_finished:
             await self._race_over(live, finish_s=None)
         run = await self._runs.finish_run(live=live)
-        await self._hub.publish(f"run.{live.run_id}", _dumps({"type": "finished", "run_id": str(live.run_id)}))
-        await connection.send(_dumps({"type": "finished", "run_id": str(run.run_id), "summary": run.summary}))
+        await self._hub.publish(f"run.{live.run_id}", dumps({"type": "finished", "run_id": str(live.run_id)}))
+        await connection.send(dumps({"type": "finished", "run_id": str(run.run_id), "summary": run.summary}))
         await connection.close(1000, "run finished")
 
     # -- races ----------------------------------------------------------------------------
@@ -504,7 +402,7 @@ class LiveServer:
         position = track.position
         await self._hub.publish(
             f"race.{race.race_id}",
-            _dumps(
+            dumps(
                 {
                     "type": "progress",
                     "user_id": str(live.user_id),
@@ -529,7 +427,7 @@ class LiveServer:
         topic = f"race.{race.race_id}"
         await self._hub.publish(
             topic,
-            _dumps(
+            dumps(
                 {
                     "type": "finish",
                     "user_id": str(live.user_id),
@@ -545,7 +443,7 @@ class LiveServer:
         if placings is not None:
             await self._hub.publish(
                 topic,
-                _dumps(
+                dumps(
                     {
                         "type": "results",
                         "race_id": str(race.race_id),
@@ -560,7 +458,7 @@ class LiveServer:
             if placings is not None:
                 await self._hub.publish(
                     f"race.{race_id}",
-                    _dumps({"type": "results", "race_id": str(race_id),
+                    dumps({"type": "results", "race_id": str(race_id),
                             "placings": placings}),
                 )  # fmt: skip
 
@@ -585,7 +483,7 @@ class LiveServer:
         if len(group.connections) == 1:
             await self._hub.subscribe(topic, group)
         try:
-            await connection.send(_dumps({"type": "watching", **hello}))
+            await connection.send(dumps({"type": "watching", **hello}))
             bucket = TokenBucket(1.0, 10)
             async for _ in connection:  # watchers only listen; chatter is capped
                 if not bucket.take():
@@ -612,7 +510,7 @@ class LiveServer:
         bucket = TokenBucket(self._settings.running_frames_per_s, self._settings.running_frame_burst)
         ends_at = outing.ends_at.timestamp()
         try:
-            await connection.send(_dumps({"type": "joined", "outing_id": str(outing_id), "members": outing.members,
+            await connection.send(dumps({"type": "joined", "outing_id": str(outing_id), "members": outing.members,
                                           "ends_at": ends_at}))  # fmt: skip
             async for frame in connection:
                 if not bucket.take():
@@ -620,7 +518,7 @@ class LiveServer:
                 if time.time() >= ends_at:
                     raise Closed(1000, "outing ended")
                 try:
-                    message = _frame(frame)
+                    message = parse_frame(frame)
                     if message.get("type") == "leave":
                         last = await self._outings.leave(user=user, outing_id=outing_id)
                         if last:  # everyone has left: the outing ends for all
@@ -628,14 +526,14 @@ class LiveServer:
                         raise Closed(1000, "you left the outing")
                     point = GpsPoint.model_validate(message)
                 except BadFrame as exc:
-                    await connection.send(_dumps({"type": "error", "reason": exc.reason}))
+                    await connection.send(dumps({"type": "error", "reason": exc.reason}))
                     continue
                 except ValidationError as exc:
-                    await connection.send(_dumps({"type": "error", "reason": _validation_reason(exc)}))
+                    await connection.send(dumps({"type": "error", "reason": validation_reason(exc)}))
                     continue
                 await self._hub.publish(
                     topic,
-                    _dumps({"type": "position", "user_id": str(user), "t": point.t, "lat": point.lat,
+                    dumps({"type": "position", "user_id": str(user), "t": point.t, "lat": point.lat,
                             "lon": point.lon, "at": time.time()}),
                 )  # fmt: skip
         finally:
@@ -654,7 +552,7 @@ class LiveServer:
 
     async def _publish_closed(self, outing_id: uuid.UUID, reason: str) -> None:
         await self._hub.publish(
-            f"outing.{outing_id}", _dumps({"type": "closed", "outing_id": str(outing_id), "reason": reason})
+            f"outing.{outing_id}", dumps({"type": "closed", "outing_id": str(outing_id), "reason": reason})
         )
 
     async def flush(self) -> None:
@@ -673,79 +571,11 @@ class LiveServer:
 
     async def _ended(self, run_id: uuid.UUID, reason: str) -> None:
         """A run was finished without its runner's finish: tell its watchers, drop its socket."""
-        await self._hub.publish(f"run.{run_id}", _dumps({"type": "finished", "run_id": str(run_id), "reason": reason}))
+        await self._hub.publish(f"run.{run_id}", dumps({"type": "finished", "run_id": str(run_id), "reason": reason}))
         self.active.pop(run_id, None)
         connection = self._runner_sockets.pop(run_id, None)
         if connection is not None:
             await connection.close(1000, reason)
-
-
-class NearbyFeed:
-    """This replica's copy of the nearby index, fed by every replica's coarsened updates."""
-
-    def __init__(self) -> None:
-        self.index = NearbyIndex()
-
-    def deliver(self, topic: str, message: str) -> None:
-        update = json.loads(message)
-        if update.get("gone"):
-            self.index.remove(update["user_id"])
-        else:
-            self.index.update(update["user_id"], update["name"], update["lat"], update["lon"])
-
-
-class OutingGroup(ConnectionGroup):
-    """An outing's members on this replica: everyone's latest position, pushed as one
-    ``group`` message every few seconds (a walk needs no second-by-second dots, and one
-    message for the group costs less than one per member per second)."""
-
-    def __init__(self, every_s: float) -> None:
-        super().__init__()
-        self._every_s = every_s
-        self._latest: dict[str, dict[str, Any]] = {}
-        self._pending: asyncio.TimerHandle | None = None
-
-    def deliver(self, topic: str, message: str) -> None:
-        update = json.loads(message)
-        if update.get("type") == "position":
-            self._latest[update["user_id"]] = {key: update[key] for key in ("user_id", "t", "lat", "lon")}
-            if self._pending is None:
-                self._pending = asyncio.get_running_loop().call_later(self._every_s, self._push)
-            return
-        broadcast(self.connections, message)
-        if update.get("type") == "closed":
-            if self._pending is not None:
-                self._pending.cancel()
-            for connection in list(self.connections):
-                asyncio.get_running_loop().create_task(connection.close(1000, "outing ended"))
-
-    def _push(self) -> None:
-        self._pending = None
-        positions = sorted(self._latest.values(), key=lambda entry: entry["user_id"])
-        broadcast(self.connections, _dumps({"type": "group", "members": positions, "at": time.time()}))
-
-
-class BadFrame(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _frame(frame: str | bytes) -> dict[str, Any]:
-    if isinstance(frame, bytes):
-        raise BadFrame("send text frames with JSON")
-    try:
-        message = json.loads(frame)
-    except json.JSONDecodeError as exc:
-        raise BadFrame(f"not JSON: {exc.msg}") from exc
-    if not isinstance(message, dict):
-        raise BadFrame("a frame is a JSON object")
-    return message
-
-
-def _validation_reason(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    return f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"[:160]
 
 
 def _chip(track: LiveTrack, at: float) -> float | None:
