@@ -32,6 +32,7 @@ from running.outings import OutingService
 from running.profiles import ProfileService
 from running.races import RaceService
 from running.runs import RunService
+from running.sealing import TokenSealer
 from running.settings import RunningSettings
 from running.steps import StepService
 from running.strava import StravaClient
@@ -174,7 +175,12 @@ def create_app(
         breaker=breaker_for("running-coach", config, kernel.metrics),
         budget=Budget(config.running_coach_tokens_per_day, config.running_coach_questions_per_member),
     )
-    app.state.strava = StravaSync(kernel=kernel, client=strava, wait_s=config.running_strava_wait_s)
+    app.state.strava = StravaSync(
+        kernel=kernel,
+        client=strava,
+        sealer=TokenSealer(config.key_encryption_secret.get_secret_value().encode()),
+        wait_s=config.running_strava_wait_s,
+    )
     app.state.live = live
     app.state.hub = hub
     return app

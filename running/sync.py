@@ -14,6 +14,7 @@ from running import fit
 from running.errors import Conflict, NotFound
 from running.models import Run, StravaLink, StravaUpload
 from running.runs import stored_points
+from running.sealing import TokenSealer
 from running.strava import StravaClient, StravaError, StravaTokens
 
 
@@ -22,8 +23,11 @@ class StravaUnavailable(Exception):
 
 
 class StravaSync:
-    def __init__(self, *, kernel: ServiceKernel, client: StravaClient | None, wait_s: float = 10.0) -> None:
+    def __init__(
+        self, *, kernel: ServiceKernel, client: StravaClient | None, sealer: TokenSealer, wait_s: float = 10.0
+    ) -> None:
         self._kernel = kernel
+        self._sealer = sealer
         self._client = client
         self._wait_s = wait_s
 
@@ -46,11 +50,9 @@ class StravaSync:
             if link is None:
                 link = StravaLink(user_id=user)
                 session.add(link)
-            link.access_token, link.refresh_token, link.expires_at = (
-                tokens.access_token,
-                tokens.refresh_token,
-                tokens.expires_at,
-            )
+            link.access_token = self._sealer.seal(user, tokens.access_token)
+            link.refresh_token = self._sealer.seal(user, tokens.refresh_token)
+            link.expires_at = tokens.expires_at
             if tokens.athlete_id is not None:
                 link.athlete_id = tokens.athlete_id
             link.updated_at = utc_now()
@@ -60,7 +62,12 @@ class StravaSync:
             link = await session.get(StravaLink, user)
         if link is None:
             raise Conflict("connect Strava first")
-        tokens = StravaTokens(link.access_token, link.refresh_token, link.expires_at, link.athlete_id)
+        tokens = StravaTokens(
+            self._sealer.open(user, link.access_token),
+            self._sealer.open(user, link.refresh_token),
+            link.expires_at,
+            link.athlete_id,
+        )
         if tokens.expired():
             tokens = await self._strava().refresh(tokens.refresh_token)
             await self._store(user, tokens)

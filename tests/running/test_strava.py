@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from running import fit
+from running.models import StravaLink
 from running.strava_sim import StravaSimState
 from running.strava_sim import create_app as create_strava
 from running.synthetic import generate
@@ -42,6 +43,9 @@ async def test_a_run_reaches_strava_through_refresh_retries_and_polling(open_run
             connected = await running.client.post("/v1/strava/connect", json={"code": "abc123"}, headers=runner.headers)
             assert connected.status_code == 200, connected.text
             first_refresh = set(state.refresh)
+            async with running.app.state.kernel.db.sessions() as session:
+                link = await session.get(StravaLink, runner.user_id)
+            assert link.refresh_token not in first_refresh  # sealed at rest, not Strava's token as is
 
             state.failures = [429, 503]  # Strava busy: the client waits and tries again
             sent = await running.client.post(f"/v1/runs/{run['run_id']}/strava", headers=runner.headers)
