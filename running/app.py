@@ -102,7 +102,7 @@ def create_app(
             log.info("removed %d point chunks past retention", removed)
 
     async def janitor() -> None:
-        await live.close_overdue_races()
+        await live.races.close_overdue()
         await live.end_outings()
         await live.end_abandoned_runs()
         live.nearby.index.sweep()

@@ -41,18 +41,18 @@ from running.live_groups import (
     ConnectionGroup,
     NearbyFeed,
     OutingGroup,
-    RaceBoard,
     TokenBucket,
     dumps,
     parse_frame,
     validation_reason,
 )
+from running.live_races import LiveRaces
 from running.nearby import MAX_RADIUS_M, coarsen
 from running.outings import OutingService
 from running.races import RaceService
 from running.runs import LiveRun, RunService
 from running.settings import RunningSettings
-from running.track import Accepted, GpsPoint, LiveTrack
+from running.track import Accepted, GpsPoint
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class LiveServer:
         self._server: Server | None = None
         self._principals: dict[uuid.UUID, Principal] = {}
         self._groups: dict[str, ConnectionGroup] = {}
-        self._boards: dict[uuid.UUID, RaceBoard] = {}
+        self.races = LiveRaces(hub=hub, runs=runs, races=races)
         self.active: dict[uuid.UUID, LiveRun] = {}
         self._runner_sockets: dict[uuid.UUID, ServerConnection] = {}
         self.nearby = NearbyFeed()
@@ -206,7 +206,7 @@ class LiveServer:
                 await self._ended(old, "a new run was started")
         self.active[live.run_id] = live
         self._runner_sockets[live.run_id] = connection
-        board = await self._join_race(live, connection)
+        board = await self.races.join(live, connection)
         await connection.send(
             dumps(
                 {
@@ -270,10 +270,7 @@ class LiveServer:
                 self.active.pop(live.run_id, None)
                 self._runner_sockets.pop(live.run_id, None)
             if board is not None:
-                board.connections.discard(connection)
-                if not board.connections:
-                    await self._hub.unsubscribe(f"race.{board.race_id}", board)
-                    self._boards.pop(board.race_id, None)
+                await self.races.leave(board, connection)
             with contextlib.suppress(Exception):
                 await self._runs.save_points(runs=[live])
 
@@ -332,7 +329,7 @@ class LiveServer:
                 ),
             )
             if live.race is not None:
-                await self._race_progress(live)
+                await self.races.progress(live)
             if live.nearby is not None and time.monotonic() - live.nearby_sent >= NEARBY_EVERY_S:
                 await self._share_nearby(live)
         return invalid, refused
@@ -365,102 +362,11 @@ class LiveServer:
 
     async def _finish(self, live: LiveRun, connection: ServerConnection) -> None:
         if live.race is not None and not live.race_finished:
-            await self._race_over(live, finish_s=None)
+            await self.races.over(live, finish_s=None)
         run = await self._runs.finish_run(live=live)
         await self._hub.publish(f"run.{live.run_id}", dumps({"type": "finished", "run_id": str(live.run_id)}))
         await connection.send(dumps({"type": "finished", "run_id": str(run.run_id), "summary": run.summary}))
         await connection.close(1000, "run finished")
-
-    # -- races ----------------------------------------------------------------------------
-
-    async def _join_race(self, live: LiveRun, connection: ServerConnection) -> RaceBoard | None:
-        if live.race is None:
-            return None
-        board = self._boards.get(live.race.race_id)
-        if board is None:
-            board = RaceBoard(live.race.race_id, live.race.mode, live.race.target)
-            self._boards[live.race.race_id] = board
-            await self._hub.subscribe(f"race.{live.race.race_id}", board)
-        board.connections.add(connection)
-        return board
-
-    async def _race_progress(self, live: LiveRun) -> None:
-        race = live.race
-        assert race is not None
-        track = live.track
-        if not live.race_finished:
-            # Gun time ranks (seconds from the race's start, as on a real course); chip
-            # time (from the racer's own first point) is reported beside it.
-            crossed = track.reached_at(race.target) if race.mode == "distance" else None
-            if crossed is not None:
-                await self._race_over(live, finish_s=crossed - race.start_at, chip_s=_chip(track, crossed))
-                return
-            if race.mode == "time" and track.position is not None and track.position.t - race.start_at >= race.target:
-                ended = race.start_at + race.target
-                await self._race_over(live, finish_s=race.target, chip_s=_chip(track, ended))
-                return
-        position = track.position
-        await self._hub.publish(
-            f"race.{race.race_id}",
-            dumps(
-                {
-                    "type": "progress",
-                    "user_id": str(live.user_id),
-                    "name": live.name,
-                    "distance_m": round(track.distance_m, 1),
-                    "pace_s_per_km": track.stats()["pace_s_per_km"],
-                    "speed_mps": round(position.speed, 2) if position else 0.0,
-                    "lat": round(position.lat, 7) if position else None,
-                    "lon": round(position.lon, 7) if position else None,
-                }
-            ),
-        )
-
-    async def _race_over(self, live: LiveRun, *, finish_s: float | None, chip_s: float | None = None) -> None:
-        race = live.race
-        assert race is not None
-        live.race_finished = True
-        await self._runs.save_points(runs=[live])
-        placings = await self._races.record_finish(
-            race_id=race.race_id, user=live.user_id, distance_m=live.track.distance_m, finish_s=finish_s, chip_s=chip_s
-        )
-        topic = f"race.{race.race_id}"
-        await self._hub.publish(
-            topic,
-            dumps(
-                {
-                    "type": "finish",
-                    "user_id": str(live.user_id),
-                    "name": live.name,
-                    "distance_m": round(live.track.distance_m, 1),
-                    "lat": round(live.track.position.lat, 7) if live.track.position else None,
-                    "lon": round(live.track.position.lon, 7) if live.track.position else None,
-                    "finish_s": round(finish_s, 1) if finish_s is not None else None,
-                    "chip_s": round(chip_s, 1) if chip_s is not None else None,
-                }
-            ),
-        )
-        if placings is not None:
-            await self._hub.publish(
-                topic,
-                dumps(
-                    {
-                        "type": "results",
-                        "race_id": str(race.race_id),
-                        "placings": placings,
-                    }
-                ),
-            )
-
-    async def close_overdue_races(self) -> None:
-        for race_id in await self._races.overdue_races():
-            placings = await self._races.close_race(race_id=race_id)
-            if placings is not None:
-                await self._hub.publish(
-                    f"race.{race_id}",
-                    dumps({"type": "results", "race_id": str(race_id),
-                            "placings": placings}),
-                )  # fmt: skip
 
     # -- watchers -------------------------------------------------------------------------
 
@@ -576,10 +482,6 @@ class LiveServer:
         connection = self._runner_sockets.pop(run_id, None)
         if connection is not None:
             await connection.close(1000, reason)
-
-
-def _chip(track: LiveTrack, at: float) -> float | None:
-    return at - track.first_t if track.first_t is not None else None
 
 
 def _uuid(text: str) -> uuid.UUID:
