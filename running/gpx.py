@@ -10,8 +10,10 @@ write and which the export writes back. Errors say what is wrong and where.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from xml.etree import ElementTree
 from xml.etree.ElementTree import Element, SubElement  # only builds our own extension elements
 
 import gpxpy
@@ -25,6 +27,7 @@ GPX_NS = "http://www.topografix.com/GPX/1/1"
 TPX_NS = "http://www.garmin.com/xmlschemas/TrackPointExtension/v1"
 MAX_POINTS = 100_000
 IMPORTED_ACCURACY_M = 5.0  # GPX carries no accuracy; files from watches are usually this good
+_PREFIXES = threading.Lock()
 
 
 class GpxError(ValueError):
@@ -72,7 +75,7 @@ def parse(document: bytes) -> tuple[str, list[GpsPoint]]:
 def parse_checked(document: bytes) -> tuple[str, list[GpsPoint]]:
     """Parse a document that already passed the defusedxml gate."""
     try:
-        parsed = gpxpy.parse(document.decode("utf-8"))
+        parsed = _parse(document.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise GpxError("the file is not UTF-8") from exc
     except gpxpy.gpx.GPXException as exc:
@@ -88,6 +91,20 @@ def parse_checked(document: bytes) -> tuple[str, list[GpsPoint]]:
         point = _point(element, number)
         points.setdefault(point.t, point)  # the same instant twice: keep the first
     return name, [points[t] for t in sorted(points)]
+
+
+def _parse(text: str) -> gpxpy.gpx.GPX:
+    """gpxpy registers every namespace prefix of the file in ElementTree's process-wide
+    prefix map; uploads with made-up prefixes would grow it without end, so the map is
+    put back as it was after each parse."""
+    prefixes: dict[str, str] = getattr(ElementTree, "_namespace_map", {})
+    with _PREFIXES:
+        saved = dict(prefixes)
+        try:
+            return gpxpy.parse(text)
+        finally:
+            prefixes.clear()
+            prefixes.update(saved)
 
 
 def _point(element: gpxpy.gpx.GPXTrackPoint, number: int) -> GpsPoint:

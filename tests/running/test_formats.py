@@ -73,3 +73,17 @@ async def test_one_run_imported_as_fit_then_gpx_is_one_run(running):
     assert again.json()["run_id"] == first.json()["run_id"]
     tcx_run = await running.client.post("/v1/runs/import", content=tcx.export(points, name="x"), headers=headers)
     assert tcx_run.json()["run_id"] == first.json()["run_id"]
+
+
+def test_made_up_namespace_prefixes_do_not_pile_up():
+    from xml.etree import ElementTree
+
+    before = len(ElementTree._namespace_map)
+    for number in range(20):
+        document = (
+            f'<gpx xmlns="http://www.topografix.com/GPX/1/1" xmlns:p{number}x="urn:x:{number}" version="1.1">'
+            '<trk><trkseg><trkpt lat="37.5" lon="127.0"><time>2026-11-01T06:00:00Z</time></trkpt>'
+            '<trkpt lat="37.5001" lon="127.0"><time>2026-11-01T06:00:01Z</time></trkpt></trkseg></trk></gpx>'
+        ).encode()
+        imports.parse(document)
+    assert len(ElementTree._namespace_map) == before
