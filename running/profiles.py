@@ -91,7 +91,8 @@ async def display_names(session: AsyncSession, *, users: list[uuid.UUID]) -> dic
 
 async def display_name(session: AsyncSession, *, user: uuid.UUID) -> str:
     """The name a runner chose, or a neutral one (never their account's e-mail or id)."""
-    return (await display_names(session, users=[user])).get(user) or f"Runner {str(user)[:4].upper()}"
+    found = await session.get(RunnerProfile, user)  # the identity map serves the next get
+    return (found.display_name if found else None) or f"Runner {str(user)[:4].upper()}"
 
 
 async def nearby_privacy(session: AsyncSession, *, user: uuid.UUID) -> tuple[PrivacyZone, ...] | None:

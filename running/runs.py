@@ -102,18 +102,14 @@ class RunService:
         """A new live run, and the runs it ended: a member has at most one live run, and
         a start without a run id means the phone lost the old one (a reconnect names it),
         so the old run is finished with everything it recorded."""
-        ended = []
-        async with self._kernel.db.sessions() as session:
-            stale = await session.scalars(select(Run.run_id).where(Run.user_id == user, Run.status == "live"))
-            for old in list(stale):
-                ended.append(old)
-        for old in ended:
-            await self.finish_stored(run_id=old)
         now = utc_now()
         run_id = uuid.uuid4()
         race: RaceInfo | None = None
+        # One transaction (one pooled connection) per start: a thousand phones may start
+        # at once when a race's gun goes.
         async with self._kernel.unit_of_work() as uow:
             session = uow.session
+            ended = list(await session.scalars(select(Run.run_id).where(Run.user_id == user, Run.status == "live")))
             if race_id is not None:
                 race = await enter_race(session, race_id=race_id, user=user, run_id=run_id, now=now)
             workout = None
@@ -147,6 +143,8 @@ class RunService:
                     friends=tuple(friends[:MAX_FRIENDS_TOLD]),
                 )
             )
+        for old in ended:  # rare: the phone lost its run; the old one ends with what it stored
+            await self.finish_stored(run_id=old)
         live = LiveRun(
             run_id, user, self._new_track(now.timestamp(), race), race, name=name, workout=workout, nearby=nearby
         )
