@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urlparse
 
 import websockets
 from pydantic import ValidationError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -57,6 +58,7 @@ from running.track import Accepted, GpsPoint
 log = logging.getLogger(__name__)
 
 POLICY = 1008
+TRY_AGAIN_LATER = 1013
 NEARBY_TOPIC = "nearby"
 NEARBY_EVERY_S = 5.0  # an opted-in runner's coarse position is shared this often
 MAX_FRAME_BYTES = 256 * 1024
@@ -171,6 +173,11 @@ class LiveServer:
             await connection.close(exc.code, exc.reason)
         except (NotFound, Forbidden, Conflict) as exc:
             await connection.close(POLICY, str(exc)[:120])
+        except PoolTimeout:
+            # Every database connection is busy (a crowd of starts at a race's gun): say
+            # "try again" (1013) instead of an internal error, so the app reconnects.
+            log.warning("database pool exhausted; asked a client to reconnect")
+            await connection.close(TRY_AGAIN_LATER, "server busy; reconnect in a few seconds")
         except websockets.ConnectionClosed:
             pass
 
