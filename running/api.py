@@ -162,7 +162,7 @@ async def export_gpx(run_id: uuid.UUID, user: CurrentUserId, service: Runs) -> R
 
 
 @router.post("/runs/import", status_code=status.HTTP_201_CREATED)
-@router.post("/runs/gpx", status_code=status.HTTP_201_CREATED, include_in_schema=False)
+@router.post("/runs/gpx", status_code=status.HTTP_201_CREATED)
 async def import_run(request: Request, response: Response, user: CurrentUserId, history: History) -> RunOut:
     """A run from a GPX, TCX or FIT file (told apart by content). The same run again
     answers 200 with the run already stored."""
@@ -435,8 +435,8 @@ async def wear_shoe(run_id: uuid.UUID, body: RunShoeIn, user: CurrentUserId, ser
 
 
 def _strava_problem(exc: Exception) -> HTTPException:
-    if isinstance(exc, StravaUnavailable):
-        return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc))
+    if isinstance(exc, StravaUnavailable):  # the app retries after Retry-After
+        return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "60"})
     return _problem(exc)
 
 

@@ -75,4 +75,5 @@ async def test_without_strava_configured_the_routes_say_so(running):
     runner = member()
     answer = await running.client.post("/v1/strava/connect", json={"code": "abc"}, headers=runner.headers)
     assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "60"
     assert answer.json()["detail"] == "Strava is not configured"
