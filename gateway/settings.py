@@ -167,17 +167,15 @@ class GatewaySettings(PlatformSettings):
                 ),
                 RouteConfig(prefix="/api/notifications", service="notification", upstreams=(self.notification_url,)),
                 RouteConfig(prefix="/api/monitoring", service="monitoring", upstreams=(self.monitoring_url,)),
-                RouteConfig(prefix="/api/running", service="running", upstreams=(self.running_url,)),
-                # Run files (GPX/TCX/FIT): a marathon at one point a second is several MiB.
                 RouteConfig(
-                    prefix="/api/running/v1/runs/import",
+                    prefix="/api/running",
                     service="running",
                     upstreams=(self.running_url,),
-                    methods=("POST",),
+                    # Run files (GPX/TCX/FIT) up to a marathon at a point a second. The
+                    # table strips a route's prefix, so the import cannot have a route of
+                    # its own; running itself holds every other route to 1 MiB.
                     max_body_bytes=32 * 1024 * 1024,
-                    stream_body=True,
                     timeout_s=60.0,
-                    rate_limit="2/second",
                 ),
                 # Live runs: WebSockets served by running's own socket server.
                 RouteConfig(

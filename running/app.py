@@ -10,6 +10,8 @@ import socket
 from datetime import timedelta
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from common.api import create_service_app
 from common.breaker import breaker_for
@@ -64,6 +66,27 @@ class GcPacing:
 
 
 log = logging.getLogger(__name__)
+
+FILE_ROUTES = ("/v1/runs/import", "/v1/runs/gpx")
+SMALL_BODY_BYTES = 1024 * 1024
+
+
+class SmallBodies:
+    """The service takes bodies up to a marathon's file (``max_body_bytes``) only on the
+    file-import routes; every other route says 413 above 1 MiB, by declared length (a
+    body without one is still held to the kernel's limit)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in FILE_ROUTES:
+            declared = dict(scope["headers"]).get(b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > SMALL_BODY_BYTES:
+                response = JSONResponse({"detail": "the body is larger than 1 MiB"}, status_code=413)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(
@@ -160,6 +183,7 @@ def create_app(
         on_start=[start_live],
         on_stop=[*stop_hooks, stop_live],
     )
+    app.add_middleware(SmallBodies)
     app.state.runs = runs
     app.state.races = races
     app.state.outings = outings

@@ -168,13 +168,11 @@ async def test_without_a_profile_the_maximum_is_estimated_from_history(running):
     assert zones["max_hr"] == max(peaks)
 
 
-def test_the_gateway_lets_a_marathon_file_through_to_the_import_only():
+def test_the_gateway_lets_a_marathon_file_through():
     from gateway.settings import GatewaySettings
 
     routes = {route.prefix: route for route in GatewaySettings(environment="test").gateway_routes}
-    assert routes["/api/running/v1/runs/import"].max_body_bytes >= 32 * 1024 * 1024
-    assert routes["/api/running/v1/runs/import"].stream_body
-    assert routes["/api/running"].max_body_bytes == 1024 * 1024
+    assert routes["/api/running"].max_body_bytes >= 32 * 1024 * 1024
 
 
 async def test_pause_resume_and_laps_are_kept_with_the_run(running):
@@ -208,3 +206,12 @@ async def test_pause_resume_and_laps_are_kept_with_the_run(running):
     assert summary["distance_m"] == pytest.approx(second_lap["distance_m"], rel=0.03)
     detail = (await running.client.get(f"/v1/runs/{run_id}", headers=runner.headers)).json()
     assert len(detail["summary"]["laps"]) == 2
+
+
+async def test_only_the_file_routes_take_big_bodies(running):
+    runner = member()
+    big = b"{" + b" " * (2 * 1024 * 1024) + b"}"
+    refused = await running.client.put(
+        "/v1/profile", content=big, headers={**runner.headers, "content-type": "application/json"}
+    )
+    assert refused.status_code == 413
