@@ -32,7 +32,18 @@ from contracts.identity import (
     PasswordResetRequested,
     UserRegistered,
 )
-from contracts.running import RaceFinished, RacePlacing, RunFinished, RunStarted, StepRankChanged
+from contracts.running import (
+    FriendRequestAccepted,
+    OutingEnded,
+    OutingInvited,
+    OutingStarted,
+    RaceFinished,
+    RacePlacing,
+    RunFinished,
+    RunStarted,
+    StepGoalReached,
+    StepRankChanged,
+)
 from contracts.tasks import (
     PhotoRef,
     TaskConfirmed,
@@ -60,9 +71,13 @@ __all__ = [
     "EquipmentRecovered",
     "FaceEnrolled",
     "FaceErased",
+    "FriendRequestAccepted",
     "GateStatusChanged",
     "MembershipChanged",
     "OpeningHours",
+    "OutingEnded",
+    "OutingInvited",
+    "OutingStarted",
     "PasswordResetRequested",
     "PhotoRef",
     "Price",
@@ -71,6 +86,7 @@ __all__ = [
     "ReviewPosted",
     "RunFinished",
     "RunStarted",
+    "StepGoalReached",
     "StepRankChanged",
     "TaskConfirmed",
     "TaskJudged",

@@ -78,3 +78,74 @@ class StepRankChanged(Event):
     day: date
     new_rank: int = Field(ge=1)
     steps: int = Field(ge=0)
+
+
+# -- walking together, friends and shared step goals ---------------------------------------
+
+
+@CATALOG.register
+class FriendRequestAccepted(Event):
+    """``friend_id`` accepted ``user_id``'s friend request (tell ``user_id``)."""
+
+    event_name: ClassVar[str] = "FriendRequestAccepted"
+    event_version: ClassVar[int] = 1
+
+    user_id: uuid.UUID
+    friend_id: uuid.UUID
+    accepted_at: datetime
+
+
+@CATALOG.register
+class OutingInvited(Event):
+    """``host_id`` invited friends to walk or run together; each invitee may be pushed."""
+
+    event_name: ClassVar[str] = "OutingInvited"
+    event_version: ClassVar[int] = 1
+
+    outing_id: uuid.UUID
+    host_id: uuid.UUID
+    title: str = Field(max_length=120)
+    invitees: tuple[uuid.UUID, ...] = Field(max_length=50)
+    expires_at: datetime
+
+
+@CATALOG.register
+class OutingStarted(Event):
+    """The host started the outing; ``members`` (who accepted) may be pushed to join."""
+
+    event_name: ClassVar[str] = "OutingStarted"
+    event_version: ClassVar[int] = 1
+
+    outing_id: uuid.UUID
+    host_id: uuid.UUID
+    members: tuple[uuid.UUID, ...] = Field(max_length=50)
+    started_at: datetime
+
+
+@CATALOG.register
+class OutingEnded(Event):
+    """The outing is over for everyone: the host ended it, all left, or its time ran out."""
+
+    event_name: ClassVar[str] = "OutingEnded"
+    event_version: ClassVar[int] = 1
+
+    outing_id: uuid.UUID
+    host_id: uuid.UUID
+    reason: Literal["host_ended", "all_left", "time_up"]
+    ended_at: datetime
+
+
+@CATALOG.register
+class StepGoalReached(Event):
+    """A group reached its shared step goal for the period starting ``period_start``."""
+
+    event_name: ClassVar[str] = "StepGoalReached"
+    event_version: ClassVar[int] = 1
+
+    goal_id: uuid.UUID
+    title: str = Field(max_length=120)
+    members: tuple[uuid.UUID, ...] = Field(max_length=50)
+    period: Literal["day", "week"]
+    period_start: date
+    target: int = Field(gt=0)
+    steps: int = Field(ge=0)

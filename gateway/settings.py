@@ -167,7 +167,16 @@ class GatewaySettings(PlatformSettings):
                 ),
                 RouteConfig(prefix="/api/notifications", service="notification", upstreams=(self.notification_url,)),
                 RouteConfig(prefix="/api/monitoring", service="monitoring", upstreams=(self.monitoring_url,)),
-                RouteConfig(prefix="/api/running", service="running", upstreams=(self.running_url,)),
+                RouteConfig(
+                    prefix="/api/running",
+                    service="running",
+                    upstreams=(self.running_url,),
+                    # Run files (GPX/TCX/FIT) up to a marathon at a point a second. The
+                    # table strips a route's prefix, so the import cannot have a route of
+                    # its own; running itself holds every other route to 1 MiB.
+                    max_body_bytes=32 * 1024 * 1024,
+                    timeout_s=60.0,
+                ),
                 # Live runs: WebSockets served by running's own socket server.
                 RouteConfig(
                     prefix="/api/live",

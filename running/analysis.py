@@ -5,36 +5,46 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from running.track import GpsPoint, LiveTrack
 
-# Zones as shares of the maximum heart rate (the common five-zone model).
-HR_ZONES = ((0.0, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 10.0))
+# Five zones as shares of the maximum heart rate, or of the heart-rate reserve (max -
+# resting, Karvonen) when the resting rate is known: the same bounds, a fairer scale for a
+# fit runner with a low resting pulse.
+HR_ZONES = ((-10.0, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 10.0))
 DEFAULT_MAX_HR = 190
 PACE_CHART_STEP_M = 250.0
 ELEVATION_SMOOTHING = 5
 RECORD_DISTANCES = (1000, 5000, 10000, 21097.5, 42195)
 
 
-def replay(points: Sequence[GpsPoint]) -> LiveTrack:
+def replay(points: Sequence[GpsPoint], *, pauses: list[list[float | None]] | None = None) -> LiveTrack:
     ordered = sorted(points, key=lambda point: point.t)
-    track = LiveTrack(started_at=ordered[0].t if ordered else 0.0, reorder_window_s=0.0, history=True)
+    track = LiveTrack(started_at=ordered[0].t if ordered else 0.0, reorder_window_s=0.0, history=True, pauses=pauses)
     latest = ordered[-1].t if ordered else 0.0
     for point in ordered:
         track.add(point, now=latest)
     return track
 
 
-def summarise(points: Sequence[GpsPoint], *, max_hr: int = DEFAULT_MAX_HR) -> dict[str, Any]:
-    return summarise_track(replay(points), max_hr=max_hr)
+@dataclass(frozen=True)
+class HeartRates:
+    max_hr: int = DEFAULT_MAX_HR
+    resting_hr: int | None = None
+    source: str = "default"  # profile | history | default
+
+
+def summarise(points: Sequence[GpsPoint], *, heart: HeartRates | None = None) -> dict[str, Any]:
+    return summarise_track(replay(points), heart=heart)
 
 
 def filtered_positions(track: LiveTrack) -> list[list[float]]:
     return [[round(t, 3), round(lat, 7), round(lon, 7)] for t, lat, lon in track.kept_positions()]
 
 
-def summarise_track(track: LiveTrack, *, max_hr: int = DEFAULT_MAX_HR) -> dict[str, Any]:
+def summarise_track(track: LiveTrack, *, heart: HeartRates | None = None) -> dict[str, Any]:
     stats = track.stats()
     kept = [point for point, ok in zip(track.points, track.kept, strict=True) if ok]
     return {
@@ -45,10 +55,11 @@ def summarise_track(track: LiveTrack, *, max_hr: int = DEFAULT_MAX_HR) -> dict[s
         "splits_s": stats["splits_s"],
         "pace_chart": _pace_chart(track),
         "elevation": _elevation(kept),
-        "heart_rate": _heart_rate(kept, max_hr),
+        "heart_rate": _heart_rate(kept, heart or HeartRates()),
         "best_efforts_s": _best_efforts(track),
         "points": len(track.points),
         "refused": stats["refused"],
+        "paused_s": round(sum((end or begin or 0.0) - (begin or 0.0) for begin, end in track.pauses), 1),
     }
 
 
@@ -82,13 +93,14 @@ def _elevation(points: Sequence[GpsPoint]) -> dict[str, Any]:
     return {"gain_m": round(gain, 1), "loss_m": round(loss, 1), "profile": [round(v, 1) for v in smooth[::step]]}
 
 
-def _heart_rate(points: Sequence[GpsPoint], max_hr: int) -> dict[str, Any] | None:
+def _heart_rate(points: Sequence[GpsPoint], heart: HeartRates) -> dict[str, Any] | None:
     samples = [(point.t, point.hr) for point in points if point.hr is not None]
     if len(samples) < 2:
         return None
     seconds = [0.0] * len(HR_ZONES)
+    rest = heart.resting_hr if heart.resting_hr is not None and heart.resting_hr < heart.max_hr else 0
     for (t, hr), (next_t, _) in itertools.pairwise(samples):
-        share = hr / max_hr
+        share = (hr - rest) / (heart.max_hr - rest)
         zone = next(index for index, (low, high) in enumerate(HR_ZONES) if low <= share < high)
         seconds[zone] += min(next_t - t, 30.0)
     rates = [hr for _, hr in samples]
@@ -96,7 +108,9 @@ def _heart_rate(points: Sequence[GpsPoint], max_hr: int) -> dict[str, Any] | Non
         "average": round(sum(rates) / len(rates)),
         "max": max(rates),
         "zones_s": [round(value, 1) for value in seconds],
-        "max_hr_used": max_hr,
+        "max_hr_used": heart.max_hr,
+        "resting_hr_used": heart.resting_hr,
+        "zones_from": heart.source,
     }
 
 

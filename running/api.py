@@ -1,25 +1,68 @@
 """running's HTTP routes (thin): friends, history, GPX, sharing, races, outings, steps.
-Live streams are WebSockets on the live port (running.live)."""
+Live streams are WebSockets on the live port (running.live).
+
+Who may call: every route needs a signed-in member (``CurrentUserId``) and acts on that
+member's own account; a run is visible to its runner and their accepted friends, a race
+to its entrants, an outing to its members (the domain modules check)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.api import CurrentUserId, from_app_state
-from running import analysis, gpx
+from running import analysis, gpx, imports
+from running.analytics import AnalyticsService
+from running.coach import Coach
+from running.errors import Conflict, Forbidden, NotFound
+from running.friends import FriendService
+from running.history import HistoryService
 from running.live import LiveServer
 from running.models import Race, RaceEntry
-from running.service import Conflict, Forbidden, NotFound, RunningService
+from running.outings import OutingService
+from running.profiles import ProfileService
+from running.races import RaceService
+from running.runs import RunService
+from running.schemas import (
+    CoachIn,
+    OutingIn,
+    OutingOut,
+    ProfileIn,
+    RaceEntryOut,
+    RaceIn,
+    RaceOut,
+    RunDetail,
+    RunOut,
+    RunShoeIn,
+    ShareIn,
+    ShoeIn,
+    StepGoalIn,
+    StepsIn,
+    StravaConnectIn,
+    WorkoutIn,
+)
+from running.steps import StepService
+from running.sync import StravaSync, StravaUnavailable
+from running.workouts import WorkoutService
 
 router = APIRouter(prefix="/v1")
-Service = Annotated[RunningService, Depends(from_app_state("running", RunningService))]
+Friends = Annotated[FriendService, Depends(from_app_state("friends", FriendService))]
+Runs = Annotated[RunService, Depends(from_app_state("runs", RunService))]
+History = Annotated[HistoryService, Depends(from_app_state("history", HistoryService))]
+Races = Annotated[RaceService, Depends(from_app_state("races", RaceService))]
+Outings = Annotated[OutingService, Depends(from_app_state("outings", OutingService))]
+Steps = Annotated[StepService, Depends(from_app_state("steps", StepService))]
+Workouts = Annotated[WorkoutService, Depends(from_app_state("workouts", WorkoutService))]
+Analytics = Annotated[AnalyticsService, Depends(from_app_state("analytics", AnalyticsService))]
+Strava = Annotated[StravaSync, Depends(from_app_state("strava", StravaSync))]
+CoachDep = Annotated[Coach, Depends(from_app_state("coach", Coach))]
+Profiles = Annotated[ProfileService, Depends(from_app_state("profiles", ProfileService))]
 Live = Annotated[LiveServer, Depends(from_app_state("live", LiveServer))]
-MAX_GPX_BYTES = 10 * 1024 * 1024
+MAX_IMPORT_BYTES = 32 * 1024 * 1024
 
 
 def _problem(exc: Exception) -> HTTPException:
@@ -37,106 +80,80 @@ DomainError = (NotFound, Forbidden, Conflict)
 
 
 @router.get("/friends")
-async def friends(user: CurrentUserId, service: Service) -> dict[str, list[uuid.UUID]]:
-    return await service.friendships(user)
+async def friends(user: CurrentUserId, service: Friends) -> dict[str, list[uuid.UUID]]:
+    return await service.friendships(user=user)
 
 
 @router.post("/friends/{other}")
-async def befriend(other: uuid.UUID, user: CurrentUserId, service: Service) -> dict[str, str]:
+async def befriend(other: uuid.UUID, user: CurrentUserId, service: Friends) -> dict[str, str]:
     try:
-        return {"status": await service.request_friend(user, other)}
+        return {"status": await service.request_friend(user=user, other=other)}
     except DomainError as exc:
         raise _problem(exc) from exc
 
 
 @router.post("/friends/{other}/accept", status_code=status.HTTP_204_NO_CONTENT)
-async def accept(other: uuid.UUID, user: CurrentUserId, service: Service) -> None:
+async def accept(other: uuid.UUID, user: CurrentUserId, service: Friends) -> None:
     try:
-        await service.accept_friend(user, other)
+        await service.accept_friend(user=user, requester=other)
     except DomainError as exc:
         raise _problem(exc) from exc
 
 
 @router.delete("/friends/{other}", status_code=status.HTTP_204_NO_CONTENT)
-async def unfriend(other: uuid.UUID, user: CurrentUserId, service: Service) -> None:
-    await service.remove_friend(user, other)
+async def unfriend(other: uuid.UUID, user: CurrentUserId, service: Friends) -> None:
+    await service.remove_friend(user=user, other=other)
 
 
 # -- runs ---------------------------------------------------------------------------------
 
 
-class RunOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    run_id: uuid.UUID
-    user_id: uuid.UUID
-    title: str
-    status: str
-    source: str
-    started_at: datetime
-    finished_at: datetime | None
-    distance_m: float
-    moving_s: float
-    elapsed_s: float
-    race_id: uuid.UUID | None
-
-
-class RunDetail(RunOut):
-    summary: dict[str, Any]
-    track: list[tuple[float, float, float]]  # (t, lat, lon) of the points kept
-
-
 @router.get("/runs")
 async def runs(
     user: CurrentUserId,
-    service: Service,
+    history: History,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     before: datetime | None = None,
 ) -> list[RunOut]:
-    found = await service.runs_of(user, limit=limit, before=before)
+    found = await history.runs_of(user=user, limit=limit, before=before)
     return [RunOut.model_validate(run) for run in found]
 
 
 @router.get("/runs/{run_id}")
-async def run_detail(run_id: uuid.UUID, user: CurrentUserId, service: Service) -> RunDetail:
+async def run_detail(run_id: uuid.UUID, user: CurrentUserId, service: Runs) -> RunDetail:
     try:
-        run = await service.watchable_run(user, run_id)
+        run = await service.watchable_run(viewer=user, run_id=run_id)
     except DomainError as exc:
         raise _problem(exc) from exc
     if run.track is not None:
         track = [(t, lat, lon) for t, lat, lon in run.track]
     else:  # still live: filter what is stored so far
-        points = await service.run_points(run_id)
+        points = await service.run_points(run_id=run_id)
         track = analysis.replay(points).kept_positions() if points else []
     return RunDetail(**RunOut.model_validate(run).model_dump(), summary=run.summary, track=track)
 
 
 @router.get("/records")
-async def records(user: CurrentUserId, service: Service) -> dict[str, Any]:
-    return await service.records(user)
-
-
-class ShareIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    hours: float = Field(default=3, gt=0, le=24 * 14)
+async def records(user: CurrentUserId, history: History) -> dict[str, Any]:
+    return await history.records(user=user)
 
 
 @router.post("/runs/{run_id}/share", status_code=status.HTTP_201_CREATED)
-async def share(run_id: uuid.UUID, body: ShareIn, user: CurrentUserId, service: Service) -> dict[str, Any]:
+async def share(run_id: uuid.UUID, body: ShareIn, user: CurrentUserId, service: Runs) -> dict[str, Any]:
     try:
-        token, expires_at = await service.share(user, run_id, body.hours)
+        token, expires_at = await service.share(user=user, run_id=run_id, hours=body.hours)
     except DomainError as exc:
         raise _problem(exc) from exc
     return {"token": token, "path": f"/ws/share/{token}", "expires_at": expires_at}
 
 
 @router.get("/runs/{run_id}/gpx")
-async def export_gpx(run_id: uuid.UUID, user: CurrentUserId, service: Service) -> Response:
+async def export_gpx(run_id: uuid.UUID, user: CurrentUserId, service: Runs) -> Response:
     try:
-        run = await service.watchable_run(user, run_id)
+        run = await service.watchable_run(viewer=user, run_id=run_id)
     except DomainError as exc:
         raise _problem(exc) from exc
-    document = gpx.export(await service.run_points(run_id), name=run.title)
+    document = gpx.export(await service.run_points(run_id=run_id), name=run.title)
     return Response(
         document,
         media_type="application/gpx+xml",
@@ -144,53 +161,27 @@ async def export_gpx(run_id: uuid.UUID, user: CurrentUserId, service: Service) -
     )
 
 
+@router.post("/runs/import", status_code=status.HTTP_201_CREATED)
 @router.post("/runs/gpx", status_code=status.HTTP_201_CREATED)
-async def import_gpx(request: Request, user: CurrentUserId, service: Service) -> RunOut:
-    document = await request.body()
-    if len(document) > MAX_GPX_BYTES:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "a GPX file is at most 10 MiB")
+async def import_run(request: Request, response: Response, user: CurrentUserId, history: History) -> RunOut:
+    """A run from a GPX, TCX or FIT file (told apart by content). The same run again
+    answers 200 with the run already stored."""
+    document = bytearray()
+    async for piece in request.stream():
+        document += piece
+        if len(document) > MAX_IMPORT_BYTES:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "a file is at most 32 MiB")
     try:
-        name, points = gpx.parse(document)
-    except gpx.GpxError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid GPX: {exc}") from exc
-    return RunOut.model_validate(await service.import_run(user, name, points))
+        parsed = await asyncio.to_thread(imports.parse, bytes(document))
+    except imports.ImportRefused as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    run, created = await history.import_run(user=user, title=parsed.name, points=parsed.points, source=parsed.source)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return RunOut.model_validate(run)
 
 
 # -- races --------------------------------------------------------------------------------
-
-
-class RaceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    title: str = Field(min_length=1, max_length=120)
-    mode: Literal["distance", "time"]
-    target: float = Field(gt=0, description="metres (distance) or seconds (time)")
-    invite: list[uuid.UUID] = Field(default_factory=list, max_length=49)
-    start_at: datetime | None = None
-
-    @model_validator(mode="after")
-    def _sane(self) -> RaceIn:
-        if self.mode == "distance" and not 100 <= self.target <= 100_000:
-            raise ValueError("a distance race is 100 m to 100 km")
-        if self.mode == "time" and not 60 <= self.target <= 6 * 3600:
-            raise ValueError("a time race lasts 1 minute to 6 hours")
-        if self.start_at is not None:
-            if self.start_at.tzinfo is None:
-                raise ValueError("start_at needs a timezone")
-            if self.start_at < datetime.now(UTC) - timedelta(minutes=1):
-                raise ValueError("start_at is in the past")
-        return self
-
-
-class RaceOut(BaseModel):
-    race_id: uuid.UUID
-    host_id: uuid.UUID
-    title: str
-    mode: str
-    target: float
-    status: str
-    start_at: datetime | None
-    finished_at: datetime | None
-    entries: list[dict[str, Any]]
 
 
 def _race(race: Race, entries: list[RaceEntry]) -> RaceOut:
@@ -205,52 +196,53 @@ def _race(race: Race, entries: list[RaceEntry]) -> RaceOut:
         start_at=race.start_at,
         finished_at=race.finished_at,
         entries=[
-            {
-                "user_id": str(entry.user_id),
-                "status": entry.status,
-                "distance_m": entry.distance_m,
-                "finish_s": entry.finish_s,
-                "rank": entry.rank,
-            }
+            RaceEntryOut(
+                user_id=entry.user_id,
+                status=entry.status,
+                distance_m=entry.distance_m,
+                finish_s=entry.finish_s,
+                chip_s=entry.chip_s,
+                rank=entry.rank,
+            )
             for entry in ordered
         ],
     )
 
 
 @router.post("/races", status_code=status.HTTP_201_CREATED)
-async def create_race(body: RaceIn, user: CurrentUserId, service: Service) -> RaceOut:
+async def create_race(body: RaceIn, user: CurrentUserId, service: Races) -> RaceOut:
     try:
         race = await service.create_race(
-            user, title=body.title, mode=body.mode, target=body.target, invite=body.invite, start_at=body.start_at
+            host=user, title=body.title, mode=body.mode, target=body.target, invite=body.invite, start_at=body.start_at
         )
-        found, entries = await service.race(user, race.race_id)
+        found, entries = await service.race(viewer=user, race_id=race.race_id)
     except DomainError as exc:
         raise _problem(exc) from exc
     return _race(found, list(entries))
 
 
 @router.get("/races/{race_id}")
-async def race(race_id: uuid.UUID, user: CurrentUserId, service: Service) -> RaceOut:
+async def race(race_id: uuid.UUID, user: CurrentUserId, service: Races) -> RaceOut:
     try:
-        found, entries = await service.race(user, race_id)
+        found, entries = await service.race(viewer=user, race_id=race_id)
     except DomainError as exc:
         raise _problem(exc) from exc
     return _race(found, list(entries))
 
 
 @router.post("/races/{race_id}/join", status_code=status.HTTP_204_NO_CONTENT)
-async def join_race(race_id: uuid.UUID, user: CurrentUserId, service: Service) -> None:
+async def join_race(race_id: uuid.UUID, user: CurrentUserId, service: Races) -> None:
     try:
-        await service.join_race(user, race_id)
+        await service.join_race(user=user, race_id=race_id)
     except DomainError as exc:
         raise _problem(exc) from exc
 
 
 @router.post("/races/{race_id}/start")
-async def start_race(race_id: uuid.UUID, user: CurrentUserId, service: Service) -> RaceOut:
+async def start_race(race_id: uuid.UUID, user: CurrentUserId, service: Races) -> RaceOut:
     try:
-        await service.start_race(user, race_id)
-        found, entries = await service.race(user, race_id)
+        await service.start_race(user=user, race_id=race_id)
+        found, entries = await service.race(viewer=user, race_id=race_id)
     except DomainError as exc:
         raise _problem(exc) from exc
     return _race(found, list(entries))
@@ -259,59 +251,225 @@ async def start_race(race_id: uuid.UUID, user: CurrentUserId, service: Service) 
 # -- outings ------------------------------------------------------------------------------
 
 
-class OutingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    title: str = Field(min_length=1, max_length=120)
-    members: list[uuid.UUID] = Field(min_length=1, max_length=19)
-    minutes: int = Field(default=90, ge=5, le=12 * 60)
-
-
 @router.post("/outings", status_code=status.HTTP_201_CREATED)
-async def create_outing(body: OutingIn, user: CurrentUserId, service: Service) -> dict[str, Any]:
+async def create_outing(body: OutingIn, user: CurrentUserId, service: Outings) -> OutingOut:
     try:
-        outing = await service.create_outing(user, title=body.title, members=body.members, minutes=body.minutes)
+        outing = await service.create_outing(owner=user, title=body.title, members=body.members, minutes=body.minutes)
     except DomainError as exc:
         raise _problem(exc) from exc
-    return {
-        "outing_id": outing.outing_id,
-        "members": outing.members,
-        "ends_at": outing.ends_at,
-        "path": f"/ws/outings/{outing.outing_id}",
-    }
+    return OutingOut(
+        outing_id=outing.outing_id,
+        members=outing.members,
+        ends_at=outing.ends_at,
+        path=f"/ws/outings/{outing.outing_id}",
+    )
 
 
 @router.delete("/outings/{outing_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def end_outing(outing_id: uuid.UUID, user: CurrentUserId, service: Service, live: Live) -> None:
+async def end_outing(outing_id: uuid.UUID, user: CurrentUserId, service: Outings, live: Live) -> None:
     try:
-        await service.close_outing(user, outing_id)
+        await service.close_outing(user=user, outing_id=outing_id)
     except DomainError as exc:
         raise _problem(exc) from exc
-    await live.end_outing(outing_id)
+    await live.end_outing(outing_id, reason="host_ended")
+
+
+@router.get("/outings")
+async def my_outings(user: CurrentUserId, service: Outings) -> list[dict[str, Any]]:
+    """Open outings the caller hosts, is invited to, or answered."""
+    return await service.invitations(user=user)
+
+
+@router.post("/outings/{outing_id}/{answer}", status_code=status.HTTP_204_NO_CONTENT)
+async def answer_outing(
+    outing_id: uuid.UUID,
+    answer: Literal["accept", "decline", "start", "leave"],
+    user: CurrentUserId,
+    service: Outings,
+    live: Live,
+) -> None:
+    """An invitee accepts or declines; the host starts; a member leaves (the last one out
+    ends the outing for everyone)."""
+    try:
+        if answer == "start":
+            await service.start_outing(user=user, outing_id=outing_id)
+        elif answer == "leave":
+            if await service.leave(user=user, outing_id=outing_id):
+                await live.end_outing(outing_id, reason="all_left")
+        else:
+            await service.answer(user=user, outing_id=outing_id, accept=answer == "accept")
+    except DomainError as exc:
+        raise _problem(exc) from exc
 
 
 # -- steps --------------------------------------------------------------------------------
 
 
-class StepsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    device_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
-    steps: int = Field(ge=0, le=200_000)
-
-
 @router.put("/steps/{day}")
-async def upload_steps(day: date, body: StepsIn, user: CurrentUserId, service: Service) -> dict[str, Any]:
+async def upload_steps(day: date, body: StepsIn, user: CurrentUserId, service: Steps) -> dict[str, Any]:
     today = datetime.now(UTC).date()
     # A day ahead for time zones east of UTC; a month back for a watch that synced late.
     if not today - timedelta(days=31) <= day <= today + timedelta(days=1):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "steps are accepted for the last 31 days only")
-    return await service.upload_steps(user, day, body.device_id, body.steps)
+    return await service.upload_steps(user=user, day=day, device_id=body.device_id, steps=body.steps)
+
+
+@router.post("/steps/goals", status_code=status.HTTP_201_CREATED)
+async def create_step_goal(body: StepGoalIn, user: CurrentUserId, service: Steps) -> dict[str, Any]:
+    """A shared goal among the caller and friends of theirs."""
+    try:
+        return await service.create_goal(
+            owner=user, title=body.title, members=body.members, period=body.period, target=body.target
+        )
+    except DomainError as exc:
+        raise _problem(exc) from exc
+
+
+@router.get("/steps/goals")
+async def step_goals(user: CurrentUserId, service: Steps, day: date | None = None) -> list[dict[str, Any]]:
+    """The caller's goals with this period's progress."""
+    return await service.goals(user=user, day=day or datetime.now(UTC).date())
+
+
+@router.get("/steps/stats")
+async def step_statistics(
+    user: CurrentUserId,
+    service: Steps,
+    day: date | None = None,
+    streak_min: Annotated[int, Query(ge=1, le=100_000)] = 8000,
+) -> dict[str, Any]:
+    """The caller's own week, month and streaks."""
+    return await service.statistics(user=user, day=day or datetime.now(UTC).date(), streak_min=streak_min)
 
 
 @router.get("/steps/ranking")
 async def step_ranking(
     user: CurrentUserId,
-    service: Service,
+    service: Steps,
     period: Literal["day", "week"] = "day",
     day: date | None = None,
 ) -> list[dict[str, Any]]:
-    return await service.step_ranking(user, period=period, day=day or datetime.now(UTC).date())
+    return await service.step_ranking(user=user, period=period, day=day or datetime.now(UTC).date())
+
+
+# -- profile ------------------------------------------------------------------------------
+
+
+@router.get("/profile")
+async def profile(user: CurrentUserId, service: Profiles) -> dict[str, Any]:
+    return await service.profile(user=user)
+
+
+@router.put("/profile")
+async def update_profile(body: ProfileIn, user: CurrentUserId, service: Profiles) -> dict[str, Any]:
+    """Own profile only: the name on boards and the heart rates zones are computed from."""
+    try:
+        return await service.update_profile(
+            user=user,
+            display_name=body.display_name,
+            max_hr=body.max_hr,
+            resting_hr=body.resting_hr,
+            nearby_opt_in=body.nearby_opt_in,
+            privacy_zones=[zone.model_dump() for zone in body.privacy_zones],
+        )
+    except DomainError as exc:
+        raise _problem(exc) from exc
+
+
+# -- workouts -----------------------------------------------------------------------------
+
+
+@router.post("/workouts", status_code=status.HTTP_201_CREATED)
+async def create_workout(body: WorkoutIn, user: CurrentUserId, service: Workouts) -> dict[str, Any]:
+    """Own workouts only; a live run follows one with ``/ws/runs?workout_id=…``."""
+    try:
+        steps = body.expanded()
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    workout = await service.create_workout(user=user, title=body.title, steps=steps)
+    return {"workout_id": workout.workout_id, "title": workout.title, "steps": workout.steps}
+
+
+@router.get("/workouts")
+async def workouts(user: CurrentUserId, service: Workouts) -> list[dict[str, Any]]:
+    return [
+        {"workout_id": item.workout_id, "title": item.title, "steps": item.steps}
+        for item in await service.workouts(user=user)
+    ]
+
+
+# -- analytics and shoes ------------------------------------------------------------------
+
+
+@router.get("/analytics")
+async def analytics(
+    user: CurrentUserId,
+    service: Analytics,
+    day: date | None = None,
+    weeks: Annotated[int, Query(ge=1, le=52)] = 12,
+) -> dict[str, Any]:
+    """The caller's own training: weekly volume, acute:chronic load, race predictions."""
+    return await service.analytics(user=user, day=day or datetime.now(UTC).date(), weeks=weeks)
+
+
+@router.post("/shoes", status_code=status.HTTP_201_CREATED)
+async def add_shoe(body: ShoeIn, user: CurrentUserId, service: Analytics) -> dict[str, Any]:
+    return await service.add_shoe(user=user, name=body.name, retire_at_km=body.retire_at_km)
+
+
+@router.get("/shoes")
+async def shoes(user: CurrentUserId, service: Analytics) -> list[dict[str, Any]]:
+    return await service.shoes(user=user)
+
+
+@router.put("/runs/{run_id}/shoe", status_code=status.HTTP_204_NO_CONTENT)
+async def wear_shoe(run_id: uuid.UUID, body: RunShoeIn, user: CurrentUserId, service: Analytics) -> None:
+    """Own runs and own shoes only."""
+    try:
+        await service.wear(user=user, run_id=run_id, shoe_id=body.shoe_id)
+    except DomainError as exc:
+        raise _problem(exc) from exc
+
+
+# -- Strava -------------------------------------------------------------------------------
+
+
+def _strava_problem(exc: Exception) -> HTTPException:
+    if isinstance(exc, StravaUnavailable):  # the app retries after Retry-After
+        return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "60"})
+    return _problem(exc)
+
+
+@router.post("/strava/connect")
+async def connect_strava(body: StravaConnectIn, user: CurrentUserId, strava: Strava) -> dict[str, Any]:
+    """The caller's own connection, from the code Strava's consent page returned."""
+    try:
+        return await strava.connect(user=user, code=body.code)
+    except (*DomainError, StravaUnavailable) as exc:
+        raise _strava_problem(exc) from exc
+
+
+@router.post("/runs/{run_id}/strava")
+async def send_to_strava(run_id: uuid.UUID, user: CurrentUserId, strava: Strava) -> dict[str, Any]:
+    """Own runs only; sending again reports the first upload."""
+    try:
+        return await strava.upload_run(user=user, run_id=run_id)
+    except (*DomainError, StravaUnavailable) as exc:
+        raise _strava_problem(exc) from exc
+
+
+@router.get("/runs/{run_id}/strava")
+async def strava_status(run_id: uuid.UUID, user: CurrentUserId, strava: Strava) -> dict[str, Any]:
+    try:
+        return await strava.status(user=user, run_id=run_id)
+    except (*DomainError, StravaUnavailable) as exc:
+        raise _strava_problem(exc) from exc
+
+
+# -- coach --------------------------------------------------------------------------------
+
+
+@router.post("/coach")
+async def ask_coach(body: CoachIn, user: CurrentUserId, coach: CoachDep) -> dict[str, Any]:
+    """The caller's own numbers only; a partner's failure falls back to rules, never a 5xx."""
+    return await coach.ask(user=user, question=body.question)

@@ -7,10 +7,14 @@ import gc
 import logging
 import os
 import socket
+from datetime import timedelta
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from common.api import create_service_app
+from common.breaker import breaker_for
 from common.events.bus import EventBus
 from common.kernel import build_kernel
 from common.observability import Metrics
@@ -18,12 +22,24 @@ from common.periodic import Jobs, Periodic
 from common.security import JwksCache
 from common.settings import PlatformSettings
 from contracts import CATALOG
+from running.analytics import AnalyticsService
 from running.api import router
+from running.coach import Budget, ChatPartner, Coach
+from running.friends import FriendService
+from running.history import HistoryService
 from running.hub import Hub
 from running.live import LiveServer
 from running.models import Base
-from running.service import RunningService
+from running.outings import OutingService
+from running.profiles import ProfileService
+from running.races import RaceService
+from running.runs import RunService
+from running.sealing import TokenSealer
 from running.settings import RunningSettings
+from running.steps import StepService
+from running.strava import StravaClient
+from running.sync import StravaSync
+from running.workouts import WorkoutService
 
 SERVICE = "running"
 JANITOR_INTERVAL_S = 5.0
@@ -51,6 +67,27 @@ class GcPacing:
 
 log = logging.getLogger(__name__)
 
+FILE_ROUTES = ("/v1/runs/import", "/v1/runs/gpx")
+SMALL_BODY_BYTES = 1024 * 1024
+
+
+class SmallBodies:
+    """The service takes bodies up to a marathon's file (``max_body_bytes``) only on the
+    file-import routes; every other route says 413 above 1 MiB, by declared length (a
+    body without one is still held to the kernel's limit)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in FILE_ROUTES:
+            declared = dict(scope["headers"]).get(b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > SMALL_BODY_BYTES:
+                response = JSONResponse({"detail": "the body is larger than 1 MiB"}, status_code=413)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
 
 def create_app(
     settings: PlatformSettings,
@@ -61,9 +98,11 @@ def create_app(
 ) -> FastAPI:
     config = RunningSettings.of(settings)
     kernel = build_kernel(SERVICE, config, metadata=Base.metadata, catalog=CATALOG, bus=bus, metrics=metrics, keys=keys)
-    service = RunningService(kernel, config)
+    runs = RunService(kernel=kernel, settings=config)
+    races = RaceService(kernel=kernel, settings=config)
+    outings = OutingService(kernel=kernel, invite_for=timedelta(seconds=config.running_outing_invite_s))
     hub = Hub()
-    live = LiveServer(service=service, hub=hub, verifier=kernel.verifier, settings=config)
+    live = LiveServer(runs=runs, races=races, outings=outings, hub=hub, verifier=kernel.verifier, settings=config)
     replica = config.running_replica or f"{socket.gethostname()}-{os.getpid()}"
     stop_hooks = []
     if config.broker_url is not None:
@@ -81,13 +120,40 @@ def create_app(
         relay = None
 
     async def retention() -> None:
-        removed = await service.forget_old_points()
+        removed = await runs.forget_old_points()
         if removed:
             log.info("removed %d point chunks past retention", removed)
 
     async def janitor() -> None:
-        await live.close_overdue_races()
+        await live.races.close_overdue()
         await live.end_outings()
+        await live.end_abandoned_runs()
+        live.nearby.index.sweep()
+
+    strava = (
+        StravaClient(
+            base_url=config.running_strava_url,
+            client_id=config.running_strava_client_id,
+            client_secret=config.running_strava_client_secret.get_secret_value(),
+            backoff_s=config.running_strava_backoff_s,
+        )
+        if config.running_strava_client_id and config.running_strava_client_secret is not None
+        else None
+    )
+    if strava is not None:
+        stop_hooks.append(strava.close)
+    partner = (
+        ChatPartner(
+            base_url=config.running_coach_url,
+            api_key=config.running_coach_api_key.get_secret_value() if config.running_coach_api_key else "",
+            model=config.running_coach_model,
+            timeout_s=config.running_coach_timeout_s,
+        )
+        if config.running_coach_url
+        else None
+    )
+    if partner is not None:
+        stop_hooks.append(partner.close)
 
     gc_pacing = GcPacing()
     jobs = Jobs(
@@ -117,7 +183,28 @@ def create_app(
         on_start=[start_live],
         on_stop=[*stop_hooks, stop_live],
     )
-    app.state.running = service
+    app.add_middleware(SmallBodies)
+    app.state.runs = runs
+    app.state.races = races
+    app.state.outings = outings
+    app.state.friends = FriendService(kernel=kernel)
+    app.state.history = HistoryService(kernel=kernel)
+    app.state.steps = StepService(kernel=kernel)
+    app.state.profiles = ProfileService(kernel=kernel)
+    app.state.workouts = WorkoutService(kernel=kernel)
+    app.state.analytics = AnalyticsService(kernel=kernel)
+    app.state.coach = Coach(
+        analytics=app.state.analytics,
+        partner=partner,
+        breaker=breaker_for("running-coach", config, kernel.metrics),
+        budget=Budget(config.running_coach_tokens_per_day, config.running_coach_questions_per_member),
+    )
+    app.state.strava = StravaSync(
+        kernel=kernel,
+        client=strava,
+        sealer=TokenSealer(config.key_encryption_secret.get_secret_value().encode()),
+        wait_s=config.running_strava_wait_s,
+    )
     app.state.live = live
     app.state.hub = hub
     return app

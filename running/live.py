@@ -11,14 +11,14 @@ JSON. Bad frames get an ``error`` message with the reason; too many of them, or 
 faster than the rate limit, close the socket with code 1008 and the reason.
 
 Runner frames: ``{"type": "point", …GpsPoint}``, ``{"type": "points", "points": […]}``
-(a burst after a tunnel), ``{"type": "finish"}``.
+(a burst after a tunnel), ``{"type": "pause"|"resume"|"lap"[, "t": device time]}``,
+``{"type": "nearby", "radius_m": 1000}`` (opted-in runners only) and ``{"type": "finish"}``.
+``?workout_id=…`` follows a structured workout and sends ``cue`` messages.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -29,98 +29,39 @@ from urllib.parse import parse_qs, urlparse
 
 import websockets
 from pydantic import ValidationError
-from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from common.security import InvalidToken, Principal, TokenVerifier
+from running.errors import Conflict, Forbidden, NotFound
 from running.hub import Hub
-from running.service import Conflict, Forbidden, LiveRun, NotFound, RunningService
+from running.live_groups import (
+    BadFrame,
+    ConnectionGroup,
+    NearbyFeed,
+    OutingGroup,
+    TokenBucket,
+    dumps,
+    parse_frame,
+    validation_reason,
+)
+from running.live_races import LiveRaces
+from running.nearby import MAX_RADIUS_M, coarsen
+from running.outings import OutingService
+from running.races import RaceService
+from running.runs import LiveRun, RunService
 from running.settings import RunningSettings
 from running.track import Accepted, GpsPoint
 
 log = logging.getLogger(__name__)
 
 POLICY = 1008
+TRY_AGAIN_LATER = 1013
+NEARBY_TOPIC = "nearby"
+NEARBY_EVERY_S = 5.0  # an opted-in runner's coarse position is shared this often
 MAX_FRAME_BYTES = 256 * 1024
-
-
-def _dumps(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"))
-
-
-class ConnectionGroup:
-    """The sockets on this replica that follow one topic; one broadcast per message."""
-
-    def __init__(self) -> None:
-        self.connections: set[ServerConnection] = set()
-
-    def deliver(self, topic: str, message: str) -> None:
-        broadcast(self.connections, message)
-
-
-class RaceBoard:
-    """One race's leaderboard as this replica hears it; pushed to its local racers at most
-    once a second (and at once on a finish or the results)."""
-
-    def __init__(self, race_id: uuid.UUID, mode: str, target: float) -> None:
-        self.race_id = race_id
-        self.mode = mode
-        self.target = target
-        self.connections: set[ServerConnection] = set()
-        self._progress: dict[str, dict[str, Any]] = {}
-        self._pending: asyncio.TimerHandle | None = None
-
-    def deliver(self, topic: str, message: str) -> None:
-        update = json.loads(message)
-        if update.get("type") == "results":
-            broadcast(self.connections, message)
-            return
-        known = self._progress.get(update["user_id"], {})
-        # Competitors' positions ride along with the board (the last one each sent).
-        self._progress[update["user_id"]] = {
-            "user_id": update["user_id"],
-            "distance_m": update["distance_m"],
-            "finish_s": update.get("finish_s"),
-            "lat": update.get("lat", known.get("lat")),
-            "lon": update.get("lon", known.get("lon")),
-        }
-        if update.get("type") == "finish":
-            self._push()
-        elif self._pending is None:
-            self._pending = asyncio.get_running_loop().call_later(1.0, self._push)
-
-    def leaderboard(self) -> list[dict[str, Any]]:
-        finished = sorted(
-            (entry for entry in self._progress.values() if entry["finish_s"] is not None),
-            key=lambda entry: entry["finish_s"] if self.mode == "distance" else -entry["distance_m"],
-        )
-        running = sorted(
-            (entry for entry in self._progress.values() if entry["finish_s"] is None),
-            key=lambda entry: -entry["distance_m"],
-        )
-        return [{**entry, "position": index} for index, entry in enumerate([*finished, *running], start=1)]
-
-    def _push(self) -> None:
-        self._pending = None
-        broadcast(
-            self.connections, _dumps({"type": "leaderboard", "race_id": str(self.race_id), "board": self.leaderboard()})
-        )
-
-
-class TokenBucket:
-    def __init__(self, rate: float, burst: int) -> None:
-        self._rate, self._burst = rate, float(burst)
-        self._tokens, self._at = float(burst), time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
-        self._at = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
 
 
 class Closed(Exception):
@@ -140,19 +81,33 @@ class Session:
 
 class LiveServer:
     def __init__(
-        self, *, service: RunningService, hub: Hub, verifier: TokenVerifier, settings: RunningSettings
+        self,
+        *,
+        runs: RunService,
+        races: RaceService,
+        outings: OutingService,
+        hub: Hub,
+        verifier: TokenVerifier,
+        settings: RunningSettings,
     ) -> None:
-        self._service = service
+        self._runs = runs
+        self._races = races
+        self._outings = outings
         self._hub = hub
         self._verifier = verifier
         self._settings = settings
         self._server: Server | None = None
         self._principals: dict[uuid.UUID, Principal] = {}
         self._groups: dict[str, ConnectionGroup] = {}
-        self._boards: dict[uuid.UUID, RaceBoard] = {}
+        self.races = LiveRaces(hub=hub, runs=runs, races=races)
         self.active: dict[uuid.UUID, LiveRun] = {}
+        self._runner_sockets: dict[uuid.UUID, ServerConnection] = {}
+        self.nearby = NearbyFeed()
 
     async def start(self, host: str, port: int) -> int:
+        # Every replica keeps the whole nearby index: coarsened updates are few (one per
+        # opted-in runner every few seconds) and a query then needs no network.
+        await self._hub.subscribe(NEARBY_TOPIC, self.nearby)
         self._server = await serve(
             self._handle,
             host,
@@ -218,6 +173,11 @@ class LiveServer:
             await connection.close(exc.code, exc.reason)
         except (NotFound, Forbidden, Conflict) as exc:
             await connection.close(POLICY, str(exc)[:120])
+        except PoolTimeout:
+            # Every database connection is busy (a crowd of starts at a race's gun): say
+            # "try again" (1013) instead of an internal error, so the app reconnects.
+            log.warning("database pool exhausted; asked a client to reconnect")
+            await connection.close(TRY_AGAIN_LATER, "server busy; reconnect in a few seconds")
         except websockets.ConnectionClosed:
             pass
 
@@ -233,14 +193,29 @@ class LiveServer:
         user = self._user(session)
         connection = session.connection
         run_id, race_id = session.query.get("run_id"), session.query.get("race_id")
+        workout_id = session.query.get("workout_id")
         if run_id:
-            live = await self._service.resume_run(user, _uuid(run_id))
+            live = await self._runs.resume_run(user=user, run_id=_uuid(run_id))
+            previous = self._runner_sockets.get(live.run_id)
+            if previous is not None:  # the old socket of a reconnect is half-dead: drop it
+                self.active.pop(live.run_id, None)
+                await previous.close(1000, "resumed on another connection")
         else:
-            live = await self._service.start_run(user, race_id=_uuid(race_id) if race_id else None)
+            # One live run per member: what this replica holds of an older one is saved
+            # first, then the start ends it (running.runs.RunService.start_run).
+            await self._runs.save_points(runs=[run for run in self.active.values() if run.user_id == user])
+            live, ended = await self._runs.start_run(
+                user=user,
+                race_id=_uuid(race_id) if race_id else None,
+                workout_id=_uuid(workout_id) if workout_id else None,
+            )
+            for old in ended:
+                await self._ended(old, "a new run was started")
         self.active[live.run_id] = live
-        board = await self._join_race(live, connection)
+        self._runner_sockets[live.run_id] = connection
+        board = await self.races.join(live, connection)
         await connection.send(
-            _dumps(
+            dumps(
                 {
                     "type": "started",
                     "run_id": str(live.run_id),
@@ -258,11 +233,17 @@ class LiveServer:
                 if not bucket.take():
                     raise Closed(POLICY, "rate limit exceeded")
                 try:
-                    message = _frame(frame)
+                    message = parse_frame(frame)
                     kind = message.get("type")
                     if kind == "finish":
                         await self._finish(live, connection)
                         return
+                    if kind == "nearby":
+                        await connection.send(dumps(self._nearby_answer(live, message)))
+                        continue
+                    if kind in ("pause", "resume", "lap"):
+                        await connection.send(dumps(self._control(live, kind, message)))
+                        continue
                     if kind == "point":
                         raw = [message]
                     elif kind == "points" and isinstance(message.get("points"), list):
@@ -270,30 +251,52 @@ class LiveServer:
                         if len(raw) > self._settings.running_max_batch:
                             raise BadFrame(f"at most {self._settings.running_max_batch} points per frame")
                     else:
-                        raise BadFrame("expected type point, points or finish")
+                        raise BadFrame("expected type point, points, pause, resume, lap, nearby or finish")
                 except BadFrame as exc:
                     bad_frames += 1
                     if bad_frames > self._settings.running_max_bad_frames:
                         raise Closed(POLICY, "too many bad frames") from exc
-                    await connection.send(_dumps({"type": "error", "reason": exc.reason}))
+                    await connection.send(dumps({"type": "error", "reason": exc.reason}))
                     continue
                 invalid, refused = await self._ingest(live, raw)
+                for cue in live.cues:
+                    await connection.send(dumps(cue))
+                live.cues.clear()
                 if invalid or refused:
                     bad_frames += 1 if invalid and len(invalid) == len(raw) else 0
-                    await connection.send(_dumps({"type": "refused", "invalid": invalid[:10], "reasons": refused}))
+                    await connection.send(dumps({"type": "refused", "invalid": invalid[:10], "reasons": refused}))
                 now = time.monotonic()
                 if now - last_stats >= self._settings.running_stats_interval_s:
                     last_stats = now
-                    await connection.send(_dumps({"type": "stats", **live.track.stats()}))
+                    await connection.send(dumps({"type": "stats", **live.track.stats()}))
         finally:
-            self.active.pop(live.run_id, None)
+            if live.nearby is not None and live.nearby_sent:
+                with contextlib.suppress(Exception):
+                    await self._hub.publish(NEARBY_TOPIC, dumps({"user_id": str(live.user_id), "gone": True}))
+            if self._runner_sockets.get(live.run_id) is connection:
+                self.active.pop(live.run_id, None)
+                self._runner_sockets.pop(live.run_id, None)
             if board is not None:
-                board.connections.discard(connection)
-                if not board.connections:
-                    await self._hub.unsubscribe(f"race.{board.race_id}", board)
-                    self._boards.pop(board.race_id, None)
+                await self.races.leave(board, connection)
             with contextlib.suppress(Exception):
-                await self._service.save_points([live])
+                await self._runs.save_points(runs=[live])
+
+    def _control(self, live: LiveRun, kind: str, message: dict[str, Any]) -> dict[str, Any]:
+        """The pause, resume and lap buttons. ``t`` (device time) is optional: without it
+        the moment is the newest point's (the phone's clock, as the points use)."""
+        at = message.get("t")
+        if at is not None and (
+            isinstance(at, bool) or not isinstance(at, int | float) or abs(at - time.time()) > 86400
+        ):
+            raise BadFrame("t is device time in Unix seconds")
+        latest = live.track.position.t if live.track.position is not None else time.time()
+        # Without t: a pause is at the last point; a resume is now (no point came meanwhile).
+        moment = float(at) if at is not None else (latest if kind != "resume" else time.time())
+        live.touched = float("-inf")  # stored at the next flush
+        if kind == "lap":
+            return {"type": "lap", **live.lap(moment)}
+        changed = live.track.pause(moment) if kind == "pause" else live.track.resume(moment)
+        return {"type": "paused" if kind == "pause" else "resumed", "changed": changed, "stats": live.track.stats()}
 
     async def _ingest(self, live: LiveRun, raw: list[Any]) -> tuple[list[str], dict[str, int]]:
         invalid: list[str] = []
@@ -304,19 +307,21 @@ class LiveServer:
             try:
                 point = GpsPoint.model_validate(item)
             except ValidationError as exc:
-                invalid.append(_validation_reason(exc))
+                invalid.append(validation_reason(exc))
                 continue
             outcome = live.track.add(point, now=now)
             if isinstance(outcome, Accepted):
                 live.pending.append(point)
                 accepted = True
+                if live.workout is not None:  # followed point by point: a burst may span steps
+                    live.cues += live.workout.update(live.track)
             else:
                 refused[outcome.reason.value] = refused.get(outcome.reason.value, 0) + 1
         position = live.track.position
         if accepted and position is not None:
             await self._hub.publish(
                 f"run.{live.run_id}",
-                _dumps(
+                dumps(
                     {
                         "type": "position",
                         "run_id": str(live.run_id),
@@ -331,106 +336,54 @@ class LiveServer:
                 ),
             )
             if live.race is not None:
-                await self._race_progress(live)
+                await self.races.progress(live)
+            if live.nearby is not None and time.monotonic() - live.nearby_sent >= NEARBY_EVERY_S:
+                await self._share_nearby(live)
         return invalid, refused
+
+    async def _share_nearby(self, live: LiveRun) -> None:
+        """An opted-in runner's coarsened position for runners nearby (nothing exact ever
+        leaves this session; inside a privacy zone the runner disappears)."""
+        position = live.track.position
+        if position is None or live.nearby is None:
+            return
+        live.nearby_sent = time.monotonic()
+        coarse = coarsen(position.lat, position.lon, live.nearby)
+        if coarse is None:
+            await self._hub.publish(NEARBY_TOPIC, dumps({"user_id": str(live.user_id), "gone": True}))
+            return
+        update = {"user_id": str(live.user_id), "name": live.name, "lat": coarse[0], "lon": coarse[1]}
+        await self._hub.publish(NEARBY_TOPIC, dumps(update))
+
+    def _nearby_answer(self, live: LiveRun, message: dict[str, Any]) -> dict[str, Any]:
+        if live.nearby is None:
+            raise BadFrame("opt in to runners nearby (your profile) to see them")
+        radius = message.get("radius_m", 1000)
+        if isinstance(radius, bool) or not isinstance(radius, int | float) or not 100 <= radius <= MAX_RADIUS_M:
+            raise BadFrame(f"radius_m is 100 to {MAX_RADIUS_M:.0f}")
+        position = live.track.position
+        if position is None:
+            return {"type": "nearby", "runners": []}
+        runners = self.nearby.index.query(position.lat, position.lon, float(radius), exclude=str(live.user_id))
+        return {"type": "nearby", "radius_m": radius, "runners": runners}
 
     async def _finish(self, live: LiveRun, connection: ServerConnection) -> None:
         if live.race is not None and not live.race_finished:
-            await self._race_over(live, finish_s=None)
-        run = await self._service.finish_run(live)
-        await self._hub.publish(f"run.{live.run_id}", _dumps({"type": "finished", "run_id": str(live.run_id)}))
-        await connection.send(_dumps({"type": "finished", "run_id": str(run.run_id), "summary": run.summary}))
+            await self.races.over(live, finish_s=None)
+        run = await self._runs.finish_run(live=live)
+        await self._hub.publish(f"run.{live.run_id}", dumps({"type": "finished", "run_id": str(live.run_id)}))
+        await connection.send(dumps({"type": "finished", "run_id": str(run.run_id), "summary": run.summary}))
         await connection.close(1000, "run finished")
-
-    # -- races ----------------------------------------------------------------------------
-
-    async def _join_race(self, live: LiveRun, connection: ServerConnection) -> RaceBoard | None:
-        if live.race is None:
-            return None
-        board = self._boards.get(live.race.race_id)
-        if board is None:
-            board = RaceBoard(live.race.race_id, live.race.mode, live.race.target)
-            self._boards[live.race.race_id] = board
-            await self._hub.subscribe(f"race.{live.race.race_id}", board)
-        board.connections.add(connection)
-        return board
-
-    async def _race_progress(self, live: LiveRun) -> None:
-        race = live.race
-        assert race is not None
-        track = live.track
-        if not live.race_finished:
-            if race.mode == "distance" and track.distance_m >= race.target:
-                await self._race_over(live, finish_s=track.time_at_distance(race.target))
-                return
-            if race.mode == "time" and track.position is not None and track.position.t - race.start_at >= race.target:
-                await self._race_over(live, finish_s=race.target)
-                return
-        position = track.position
-        await self._hub.publish(
-            f"race.{race.race_id}",
-            _dumps(
-                {
-                    "type": "progress",
-                    "user_id": str(live.user_id),
-                    "distance_m": round(track.distance_m, 1),
-                    "lat": round(position.lat, 7) if position else None,
-                    "lon": round(position.lon, 7) if position else None,
-                }
-            ),
-        )
-
-    async def _race_over(self, live: LiveRun, *, finish_s: float | None) -> None:
-        race = live.race
-        assert race is not None
-        live.race_finished = True
-        await self._service.save_points([live])
-        placings = await self._service.record_race_finish(live, finish_s)
-        topic = f"race.{race.race_id}"
-        await self._hub.publish(
-            topic,
-            _dumps(
-                {
-                    "type": "finish",
-                    "user_id": str(live.user_id),
-                    "distance_m": round(live.track.distance_m, 1),
-                    "lat": round(live.track.position.lat, 7) if live.track.position else None,
-                    "lon": round(live.track.position.lon, 7) if live.track.position else None,
-                    "finish_s": round(finish_s, 1) if finish_s is not None else None,
-                }
-            ),
-        )
-        if placings is not None:
-            await self._hub.publish(
-                topic,
-                _dumps(
-                    {
-                        "type": "results",
-                        "race_id": str(race.race_id),
-                        "placings": [placing.model_dump(mode="json") for placing in placings],
-                    }
-                ),
-            )
-
-    async def close_overdue_races(self) -> None:
-        for race_id in await self._service.overdue_races():
-            placings = await self._service.close_race(race_id)
-            if placings is not None:
-                await self._hub.publish(
-                    f"race.{race_id}",
-                    _dumps({"type": "results", "race_id": str(race_id),
-                            "placings": [placing.model_dump(mode="json") for placing in placings]}),
-                )  # fmt: skip
 
     # -- watchers -------------------------------------------------------------------------
 
     async def _watch(self, session: Session, run_id: uuid.UUID) -> None:
-        run = await self._service.watchable_run(self._user(session), run_id)
+        run = await self._runs.watchable_run(viewer=self._user(session), run_id=run_id)
         await self._follow(session.connection, f"run.{run_id}", {"run_id": str(run_id), "user_id": str(run.user_id),
                                                                  "status": run.status})  # fmt: skip
 
     async def _watch_shared(self, session: Session, token: str) -> None:
-        run = await self._service.shared_run(token)
+        run = await self._runs.shared_run(token=token)
         await self._follow(session.connection, f"run.{run.run_id}", {"run_id": str(run.run_id), "status": run.status})
 
     async def _follow(self, connection: ServerConnection, topic: str, hello: dict[str, Any]) -> None:
@@ -443,7 +396,7 @@ class LiveServer:
         if len(group.connections) == 1:
             await self._hub.subscribe(topic, group)
         try:
-            await connection.send(_dumps({"type": "watching", **hello}))
+            await connection.send(dumps({"type": "watching", **hello}))
             bucket = TokenBucket(1.0, 10)
             async for _ in connection:  # watchers only listen; chatter is capped
                 if not bucket.take():
@@ -458,19 +411,19 @@ class LiveServer:
 
     async def _outing(self, session: Session, outing_id: uuid.UUID) -> None:
         user = self._user(session)
-        outing = await self._service.outing_for(user, outing_id)
+        outing = await self._outings.outing_for(user=user, outing_id=outing_id)
         topic = f"outing.{outing_id}"
         connection = session.connection
         group = self._groups.get(topic)
         if group is None:
-            group = self._groups[topic] = OutingGroup()
+            group = self._groups[topic] = OutingGroup(self._settings.running_outing_snapshot_s)
         group.connections.add(connection)
         if len(group.connections) == 1:
             await self._hub.subscribe(topic, group)
         bucket = TokenBucket(self._settings.running_frames_per_s, self._settings.running_frame_burst)
         ends_at = outing.ends_at.timestamp()
         try:
-            await connection.send(_dumps({"type": "joined", "outing_id": str(outing_id), "members": outing.members,
+            await connection.send(dumps({"type": "joined", "outing_id": str(outing_id), "members": outing.members,
                                           "ends_at": ends_at}))  # fmt: skip
             async for frame in connection:
                 if not bucket.take():
@@ -478,17 +431,22 @@ class LiveServer:
                 if time.time() >= ends_at:
                     raise Closed(1000, "outing ended")
                 try:
-                    message = _frame(frame)
+                    message = parse_frame(frame)
+                    if message.get("type") == "leave":
+                        last = await self._outings.leave(user=user, outing_id=outing_id)
+                        if last:  # everyone has left: the outing ends for all
+                            await self._publish_closed(outing_id, "all_left")
+                        raise Closed(1000, "you left the outing")
                     point = GpsPoint.model_validate(message)
                 except BadFrame as exc:
-                    await connection.send(_dumps({"type": "error", "reason": exc.reason}))
+                    await connection.send(dumps({"type": "error", "reason": exc.reason}))
                     continue
                 except ValidationError as exc:
-                    await connection.send(_dumps({"type": "error", "reason": _validation_reason(exc)}))
+                    await connection.send(dumps({"type": "error", "reason": validation_reason(exc)}))
                     continue
                 await self._hub.publish(
                     topic,
-                    _dumps({"type": "position", "user_id": str(user), "t": point.t, "lat": point.lat,
+                    dumps({"type": "position", "user_id": str(user), "t": point.t, "lat": point.lat,
                             "lon": point.lon, "at": time.time()}),
                 )  # fmt: skip
         finally:
@@ -498,46 +456,39 @@ class LiveServer:
                 await self._hub.unsubscribe(topic, group)
 
     async def end_outings(self) -> None:
-        for outing_id in await self._service.ended_outings():
+        for outing_id in await self._outings.ended_outings():
             await self.end_outing(outing_id)
 
-    async def end_outing(self, outing_id: uuid.UUID) -> None:
-        await self._service.close_outing(None, outing_id)
-        await self._hub.publish(f"outing.{outing_id}", _dumps({"type": "closed", "outing_id": str(outing_id)}))
+    async def end_outing(self, outing_id: uuid.UUID, *, reason: str = "time_up") -> None:
+        await self._outings.close_outing(user=None, outing_id=outing_id)
+        await self._publish_closed(outing_id, reason)
+
+    async def _publish_closed(self, outing_id: uuid.UUID, reason: str) -> None:
+        await self._hub.publish(
+            f"outing.{outing_id}", dumps({"type": "closed", "outing_id": str(outing_id), "reason": reason})
+        )
 
     async def flush(self) -> None:
-        await self._service.save_points(list(self.active.values()))
+        await self._runs.save_points(runs=list(self.active.values()))
+        # Runs ended elsewhere (a new start on another replica, the janitor) lose their socket.
+        for run_id in await self._runs.not_live(run_ids=list(self.active)):
+            connection = self._runner_sockets.pop(run_id, None)
+            self.active.pop(run_id, None)
+            if connection is not None:
+                await connection.close(1000, "run ended")
 
+    async def end_abandoned_runs(self) -> None:
+        for run_id in await self._runs.abandoned_runs(keep=set(self.active)):
+            await self._runs.finish_stored(run_id=run_id)
+            await self._ended(run_id, "run abandoned")
 
-class OutingGroup(ConnectionGroup):
-    def deliver(self, topic: str, message: str) -> None:
-        broadcast(self.connections, message)
-        if '"type":"closed"' in message:
-            for connection in list(self.connections):
-                asyncio.get_running_loop().create_task(connection.close(1000, "outing ended"))
-
-
-class BadFrame(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _frame(frame: str | bytes) -> dict[str, Any]:
-    if isinstance(frame, bytes):
-        raise BadFrame("send text frames with JSON")
-    try:
-        message = json.loads(frame)
-    except json.JSONDecodeError as exc:
-        raise BadFrame(f"not JSON: {exc.msg}") from exc
-    if not isinstance(message, dict):
-        raise BadFrame("a frame is a JSON object")
-    return message
-
-
-def _validation_reason(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    return f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"[:160]
+    async def _ended(self, run_id: uuid.UUID, reason: str) -> None:
+        """A run was finished without its runner's finish: tell its watchers, drop its socket."""
+        await self._hub.publish(f"run.{run_id}", dumps({"type": "finished", "run_id": str(run_id), "reason": reason}))
+        self.active.pop(run_id, None)
+        connection = self._runner_sockets.pop(run_id, None)
+        if connection is not None:
+            await connection.close(1000, reason)
 
 
 def _uuid(text: str) -> uuid.UUID:

@@ -18,7 +18,11 @@ class Base(DeclarativeBase):
 
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_user_started", "user_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_runs_user_started", "user_id", "started_at"),
+        Index("ux_runs_user_fingerprint", "user_id", "fingerprint", unique=True),
+        Index("ix_runs_status_updated", "status", "updated_at"),
+    )
 
     run_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
@@ -37,6 +41,17 @@ class Run(Base):
     # while the run is live): a run's page must not re-filter the whole run each time.
     track: Mapped[list[list[float]] | None] = mapped_column(JSON, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # What the live filter refused, by reason: refused points are not stored, so a replay
+    # at the finish cannot count them again.
+    refused: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
+    # Laps and pauses the runner marked: [{"t", "distance_m", "moving_s"}], [[from_t, to_t]].
+    laps: Mapped[list[dict[str, float]] | None] = mapped_column(JSON, nullable=True)
+    pauses: Mapped[list[list[float | None]] | None] = mapped_column(JSON, nullable=True)
+    # An imported file's identity (its first and last second): the same file twice is one run.
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A structured workout followed live: its steps with targets and what was done.
+    workout: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    shoe_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
 
 
 class RunChunk(Base):
@@ -94,7 +109,10 @@ class RaceEntry(Base):
     status: Mapped[str] = mapped_column(String(16))  # invited | joined | finished
     run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     distance_m: Mapped[float] = mapped_column(Float, default=0.0)
+    # Gun time: from the race's start to the finish (what ranks a distance race).
     finish_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Chip time: from the racer's own first point after the start to the finish.
+    chip_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
@@ -110,6 +128,10 @@ class Outing(Base):
     status: Mapped[str] = mapped_column(String(16))  # open | closed
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     ends_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Each member's answer: invited | accepted | declined | left (the host starts accepted).
+    invites: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    invite_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class StepCount(Base):
@@ -121,4 +143,102 @@ class StepCount(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     steps: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class RunnerProfile(Base):
+    """What a runner told us about themselves: the name others see on boards, and the
+    heart rates their zones are computed from."""
+
+    __tablename__ = "runner_profiles"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    display_name: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    max_hr: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    resting_hr: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Runners nearby: off unless the runner opts in; never shown inside a privacy zone.
+    nearby_opt_in: Mapped[bool] = mapped_column(default=False)
+    privacy_zones: Mapped[list[dict[str, float]] | None] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class StepGoal(Base):
+    """A group's shared step target per day or week."""
+
+    __tablename__ = "step_goals"
+
+    goal_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    title: Mapped[str] = mapped_column(String(120))
+    period: Mapped[str] = mapped_column(String(8))  # day | week
+    target: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class StepGoalMember(Base):
+    __tablename__ = "step_goal_members"
+
+    goal_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, index=True)
+
+
+class StepGoalReachedMark(Base):
+    """A goal reached in one period: the event goes out once, however many uploads follow."""
+
+    __tablename__ = "step_goal_reached"
+
+    goal_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    period_start: Mapped[date] = mapped_column(Date, primary_key=True)
+    reached_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Workout(Base):
+    """A structured workout a member planned: steps with targets (repeats expanded)."""
+
+    __tablename__ = "workouts"
+
+    workout_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    title: Mapped[str] = mapped_column(String(120))
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Shoe(Base):
+    """A pair of running shoes and when the runner means to retire them."""
+
+    __tablename__ = "shoes"
+
+    shoe_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    retire_at_km: Mapped[float] = mapped_column(Float, default=700.0)
+    retired: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class StravaLink(Base):
+    """A member's Strava connection (OAuth2 tokens; Strava rotates the refresh token)."""
+
+    __tablename__ = "strava_links"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    athlete_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    access_token: Mapped[str] = mapped_column(String(200))
+    refresh_token: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class StravaUpload(Base):
+    """A run sent to Strava: the upload and, once processed, the activity it became."""
+
+    __tablename__ = "strava_uploads"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    upload_id: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(200))
+    activity_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(String(300), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

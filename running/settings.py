@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from common.settings import PlatformSettings
 
@@ -39,7 +39,7 @@ class RunningSettings(PlatformSettings):
         description="Late points within this many seconds are put back in order; older ones are dropped.",
     )
     running_max_future_s: float = Field(
-        default=30.0, ge=0, le=600, description="Points stamped further ahead than this are refused."
+        default=30.0, ge=0, le=3600, description="Points stamped further ahead than this are refused."
     )
     running_flush_interval_s: float = Field(
         default=5.0, gt=0, le=60, description="Seconds between writes of buffered points to the database."
@@ -55,3 +55,40 @@ class RunningSettings(PlatformSettings):
         default=1.0, ge=0, le=60, description="Seconds between live stats frames to a runner."
     )
     running_watchers_per_run: int = Field(default=500, ge=1, le=100_000, description="Most watchers of one run.")
+    # A live run nobody streamed to for this long (socket gone, no reconnect) is finished
+    # with what it recorded.
+    running_abandon_after_s: float = Field(
+        default=900.0, ge=1, le=86_400, description="A live run nobody streams to for this long is finished, seconds."
+    )
+    # The import route takes a marathon's 1 s samples in any format (TCX is the wordiest,
+    # ~400 bytes a point); the gateway keeps every other running route at its 1 MiB.
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="Largest request body (run files up to a marathon)."
+    )
+    running_outing_snapshot_s: float = Field(
+        default=3.0, gt=0, le=60, description="Seconds between group position snapshots in an outing."
+    )
+    running_outing_invite_s: float = Field(
+        default=1800.0, ge=1, le=86_400, description="How long an outing invitation can be answered, seconds."
+    )
+    # Strava (https://www.strava.com): off unless a client id and secret are set.
+    running_strava_url: str = Field(default="https://www.strava.com", description="Strava's base URL.")
+    running_strava_client_id: str = Field(default="", description="Strava API client id (empty: Strava off).")
+    running_strava_client_secret: SecretStr | None = Field(default=None, description="Strava API client secret.")
+    running_strava_wait_s: float = Field(
+        default=10.0, ge=0, le=120, description="How long an upload is polled before answering, seconds."
+    )
+    running_strava_backoff_s: float = Field(
+        default=0.5, gt=0, le=60, description="First backoff after a 429/5xx from Strava, seconds (doubles, jittered)."
+    )
+    # The coach's LLM partner (OpenAI-compatible chat completions): rules only when unset.
+    running_coach_url: str = Field(default="", description="OpenAI-compatible base URL of the coach's partner.")
+    running_coach_api_key: SecretStr | None = Field(default=None, description="API key of the coach's partner.")
+    running_coach_model: str = Field(default="gpt-4o-mini", description="Model name sent to the partner.")
+    running_coach_tokens_per_day: int = Field(
+        default=200_000, ge=0, description="Partner tokens the coach may use per UTC day (per replica)."
+    )
+    running_coach_questions_per_member: int = Field(
+        default=20, ge=0, description="Questions a member may ask the partner per UTC day."
+    )
+    running_coach_timeout_s: float = Field(default=20.0, gt=0, le=120, description="Partner request timeout, seconds.")

@@ -11,7 +11,10 @@ impossible is refused with a reason and changes nothing.
 
 Distance is the integral of the Kalman filter's speed (summing filtered positions still
 counts leftover jitter as distance; the speed estimate does not), counted only while
-moving.
+moving. Across a silent gap (a pause, a tunnel) the speed says nothing about what happened
+in between, so the gap counts the straight displacement from the last trusted position to
+the new fix instead, and only when it is larger than the fix's own accuracy: standing
+still through a gap adds nothing, running through a tunnel adds the way between its ends.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from running.geo import EARTH_RADIUS_M, MAX_RUNNING_SPEED_MPS, Fix, KalmanFilter, LocalPlane
 
 MOVING_SPEED_MPS = 0.7  # slower is standing at a crossing
-MAX_GAP_S = 30.0  # a longer silence is a pause, not movement
+GAP_S = 5.0  # a longer silence is a gap: counted by displacement, not speed x time
 MAX_SPEED_MPS = MAX_RUNNING_SPEED_MPS
 SNAPSHOT_EVERY = 8  # points between two filter snapshots (a late point replays at most this many more)
 SNAPSHOTS = 64
@@ -46,6 +49,7 @@ class GpsPoint(BaseModel):
     alt: float | None = Field(default=None, ge=-500, le=9000)
     spd: float | None = Field(default=None, ge=0, le=100)
     hr: int | None = Field(default=None, ge=25, le=250)
+    cad: int | None = Field(default=None, ge=0, le=300, description="steps (or strides) per minute")
 
 
 class Refusal(StrEnum):
@@ -55,6 +59,7 @@ class Refusal(StrEnum):
     TOO_LATE = "too_late_to_reorder"
     BEFORE_START = "before_the_start"
     IMPOSSIBLE = "impossible_jump"
+    PAUSED = "paused"
 
 
 @dataclass(frozen=True)
@@ -73,9 +78,11 @@ class _Stats:
     moving_s: float = 0.0
     last_t: float | None = None
     splits: list[float] = field(default_factory=list)  # moving seconds at each full km
+    last_xy: tuple[float, float] | None = None  # the last filtered position (local plane)
+    marks: dict[float, float] = field(default_factory=dict)  # distance -> device time reached
 
     def copy(self) -> _Stats:
-        return _Stats(self.distance_m, self.moving_s, self.last_t, list(self.splits))
+        return _Stats(self.distance_m, self.moving_s, self.last_t, list(self.splits), self.last_xy, dict(self.marks))
 
 
 @dataclass
@@ -102,8 +109,17 @@ class LiveTrack:
         max_future_s: float = 30.0,
         not_before: float | None = None,
         history: bool = False,
+        marks: tuple[float, ...] = (),
+        pauses: list[list[float | None]] | None = None,
     ) -> None:
         self.started_at = started_at
+        # The runner's pauses, [from, to] in device time (to None while paused): points in
+        # them are refused, and no distance is counted across one (they may have walked
+        # home in between).
+        self.pauses: list[list[float | None]] = [list(pause) for pause in pauses or []]
+        # Distances whose crossing moment is wanted (a race's finish line, a workout's
+        # interval ends), interpolated between the two points that straddle them.
+        self._marks = tuple(sorted(marks))
         self._not_before = not_before  # a race's start: earlier points are the warm-up
         self._reorder_window_s = reorder_window_s
         self._max_future_s = max_future_s
@@ -142,9 +158,34 @@ class LiveTrack:
         self._replay_from(index)
         return Accepted(late=True)
 
+    @property
+    def paused(self) -> bool:
+        return bool(self.pauses) and self.pauses[-1][1] is None
+
+    def pause(self, at: float) -> bool:
+        if self.paused:
+            return False
+        self.pauses.append([at, None])
+        return True
+
+    def resume(self, at: float) -> bool:
+        if not self.paused:
+            return False
+        began = self.pauses[-1][0]
+        self.pauses[-1][1] = max(at, began if began is not None else at)
+        return True
+
+    def _in_pause(self, t: float) -> bool:
+        return any(begin is not None and begin <= t and (end is None or t < end) for begin, end in self.pauses)
+
+    def _paused_between(self, earlier: float, later: float) -> bool:
+        return any(begin is not None and earlier <= begin < later for begin, _ in self.pauses)
+
     def _refusal(self, point: GpsPoint, now: float) -> Refusal | None:
         if point.t > now + self._max_future_s:
             return Refusal.FUTURE
+        if self.pauses and self._in_pause(point.t):
+            return Refusal.PAUSED
         if point.t < self.started_at - 300:
             return Refusal.TOO_OLD
         if self._not_before is not None and point.t < self._not_before:
@@ -203,6 +244,16 @@ class LiveTrack:
         if index == 0 or not self._snapshots or index - self._snapshots[-1].index >= SNAPSHOT_EVERY:
             self._snapshots.append(_Snapshot(index, self._kalman.copy(), self._stats.copy()))
         x, y = self._plane.to_xy(point.lat, point.lon)
+        # Silence is time without any point (a point the filter refused was still a sign
+        # of life: the phone was tracking, only badly).
+        silent = index > 0 and point.t - self.points[index - 1].t > GAP_S
+        paused = (
+            self._stats.last_t is not None and bool(self.pauses) and self._paused_between(self._stats.last_t, point.t)
+        )
+        if silent or paused:
+            # The velocity from before a gap is stale (the runner may have stopped when the
+            # phone went quiet): start the filter afresh on this fix.
+            self._kalman = KalmanFilter(q=0.1)
         filtered = self._kalman.update(Fix(point.t, x, y, point.acc))
         if filtered is None:
             return
@@ -210,16 +261,31 @@ class LiveTrack:
         stats = self._stats
         if stats.last_t is not None:
             dt = point.t - stats.last_t
-            speed = self._kalman.speed
-            if dt <= MAX_GAP_S and speed >= MOVING_SPEED_MPS:
+            step = 0.0
+            if paused:
+                pass  # where they went during a pause is not part of the run
+            elif not silent:
+                speed = self._kalman.speed
+                step = speed * dt if speed >= MOVING_SPEED_MPS else 0.0
+            elif stats.last_xy is not None:
+                # After a gap the filter's speed is a guess; where the runner got to is not.
+                moved = math.hypot(x - stats.last_xy[0], y - stats.last_xy[1])
+                if moved > point.acc and moved >= MOVING_SPEED_MPS * dt:
+                    step = moved
+            if step > 0.0:
                 before = stats.distance_m
-                stats.distance_m += speed * dt
+                stats.distance_m += step
                 stats.moving_s += dt
                 for km in range(int(before // 1000) + 1, int(stats.distance_m // 1000) + 1):
                     # Interpolate the moment the km mark was passed.
                     share = (km * 1000 - before) / (stats.distance_m - before)
                     stats.splits.append(stats.moving_s - dt * (1 - share))
+                for mark in self._marks:
+                    if before < mark <= stats.distance_m and mark not in stats.marks:
+                        share = (mark - before) / (stats.distance_m - before)
+                        stats.marks[mark] = stats.last_t + dt * share
         stats.last_t = point.t
+        stats.last_xy = filtered
         if self._history:
             self._profile.append((index, stats.distance_m, stats.moving_s))
         lat, lon = self._plane.to_latlon(*filtered)
@@ -277,18 +343,18 @@ class LiveTrack:
             "splits_s": [round(split, 1) for split in splits],
             "points": self._dropped + len(self.points),
             "refused": dict(self.refused),
+            "paused": self.paused,
         }
 
-    def time_at_distance(self, metres: float) -> float | None:
-        """Moving seconds when ``metres`` was reached (for race finishes), if it was."""
-        if self._stats.distance_m < metres:
-            return None
-        km = int(metres // 1000)
-        if metres == km * 1000 and 0 < km <= len(self._stats.splits):
-            return self._stats.splits[km - 1]
-        # Beyond the last split: assume the current pace since (the finish is recent).
-        speed = max(self.position.speed if self.position else 0.0, MOVING_SPEED_MPS)
-        return self._stats.moving_s - (self._stats.distance_m - metres) / speed
+    @property
+    def first_t(self) -> float | None:
+        """Device time of the earliest accepted point (a racer's own start)."""
+        return self._first_t
+
+    def reached_at(self, metres: float) -> float | None:
+        """Device time at which ``metres`` (one of the track's marks) was reached,
+        interpolated between the two points either side of it; None if not yet."""
+        return self._stats.marks.get(metres)
 
 
 def _impossible(t: float, lat: float, lon: float, point: GpsPoint, slack_m: float) -> bool:

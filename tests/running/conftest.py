@@ -15,13 +15,25 @@ from websockets.asyncio.client import ClientConnection, connect
 from common.events.envelope import Event
 from common.migrations import upgrade
 from common.security import Role
-from contracts import RaceFinished, RunFinished, RunStarted, StepRankChanged
+from contracts import (
+    FriendRequestAccepted,
+    OutingEnded,
+    OutingInvited,
+    OutingStarted,
+    RaceFinished,
+    RunFinished,
+    RunStarted,
+    StepGoalReached,
+    StepRankChanged,
+)
 from running.app import create_app
 from running.settings import RunningSettings
 from running.synthetic import generate
 from tests.support import tokens
 from tests.support.apps import asgi_client
 from tests.support.events import recording_bus
+
+NEW_EVENTS = (FriendRequestAccepted, OutingInvited, OutingStarted, OutingEnded, StepGoalReached)
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,7 @@ def running_settings(tmp_path, **overrides: Any) -> RunningSettings:
         "running_live_port": 0,
         "running_flush_interval_s": 0.5,
         "running_stats_interval_s": 0,
+        "running_outing_snapshot_s": 0.3,
     }
     return RunningSettings(**{**values, **overrides})
 
@@ -106,7 +119,7 @@ def open_running(tmp_path) -> Callable[..., AbstractAsyncContextManager[Running]
     async def opened(**overrides: Any) -> AsyncIterator[Running]:
         settings = running_settings(tmp_path, **overrides)
         upgrade("running", settings.database_url("running"))
-        async with recording_bus(RunStarted, RunFinished, RaceFinished, StepRankChanged) as recording:
+        async with recording_bus(RunStarted, RunFinished, RaceFinished, StepRankChanged, *NEW_EVENTS) as recording:
             app = create_app(settings, bus=recording.bus, metrics=recording.metrics, keys=tokens.key_cache())
             async with asgi_client(app) as client:
                 yield Running(app, client, settings, recording.recorded)

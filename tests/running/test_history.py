@@ -53,7 +53,11 @@ async def test_gpx_export_then_import_preserves_the_track(running):
 
 BAD_FILES = {
     b"not xml at all": "not well-formed XML",
-    b'<gpx xmlns="http://www.topografix.com/GPX/1/0" version="1.0"></gpx>': "not a GPX 1.1 document",
+    b'<kml xmlns="http://www.opengis.net/kml/2.2"></kml>': "not a GPX, TCX or FIT document",
+    b'<gpx xmlns="http://www.topografix.com/GPX/1/0" version="1.0"></gpx>': "at least two",
+    b"0123456789": "not well-formed XML",
+    b"\x0e\x20\x54\x08\x10\x00\x00\x00.FIT\x00\x00garbage": "invalid FIT",
+    b'<TrainingCenterDatabase xmlns="http://www.garmin.com/xmlschemas/TrainingCenterDatabase/v2"/>': "two Trackpoints",
     b'<gpx xmlns="http://www.topografix.com/GPX/1/1" version="1.1"><trk><trkseg>'
     b'<trkpt lat="37.5" lon="127.0"><time>2026-11-01T06:00:00Z</time></trkpt></trkseg></trk></gpx>': "at least two",
     b'<gpx xmlns="http://www.topografix.com/GPX/1/1" version="1.1"><trk><trkseg>'

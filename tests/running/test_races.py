@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import datetime
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -43,6 +44,8 @@ async def _race(running):
     started = await running.client.post(f"/v1/races/{race_id}/start", headers=host.headers)
     assert started.json()["status"] == "running"
 
+    named = await running.client.put("/v1/profile", json={"display_name": "Hare"}, headers=host.headers)
+    assert named.status_code == 200
     # The same course at three paces: the host fastest, the third runner slowest.
     course = track_points(seed=5, seconds=280, start_time=time.time() + 0.5)
     paces = {host: 1.0, second: 0.9, third: 0.8}
@@ -59,6 +62,13 @@ async def _race(running):
             board = await receive(sockets[third], "leaderboard", timeout=5)
         assert [entry["user_id"] for entry in board["board"]] == [str(r.user_id) for r in (host, second, third)]
         assert all(entry["lat"] is not None for entry in board["board"])  # where the competitors are
+        leader, *others = board["board"]
+        assert leader["name"] == "Hare"  # the name the runner chose; others get a neutral one
+        assert all(entry["name"].startswith("Runner ") for entry in others)
+        assert (leader["gap_m"], leader["gap_s"]) == (0.0, 0.0)
+        assert all(entry["gap_m"] >= 0 for entry in others)
+        assert others[-1]["gap_m"] >= others[0]["gap_m"]
+        assert all(entry["pace_s_per_km"] is None or 120 < entry["pace_s_per_km"] < 900 for entry in board["board"])
         results = await receive(sockets[host], "results", timeout=10)
     finally:
         for socket in sockets.values():
@@ -120,13 +130,15 @@ async def test_an_outing_shares_positions_and_closes_when_ended(running):
     )
     assert outing.status_code == 201
     path = outing.json()["path"]
+    accepted = await running.client.post(f"/v1/outings/{outing.json()['outing_id']}/accept", headers=friend.headers)
+    assert accepted.status_code == 204
     point = track_points(seconds=5)[0]
     async with running.socket(path, owner) as mine, running.socket(path, friend) as theirs:
         await receive(mine, "joined")
         await receive(theirs, "joined")
         await mine.send(json.dumps(point))
-        seen = await receive(theirs, "position")
-        assert seen["user_id"] == str(owner.user_id)
+        seen = await receive(theirs, "group")  # the group's positions, every few seconds
+        assert [entry["user_id"] for entry in seen["members"]] == [str(owner.user_id)]
         await mine.send(json.dumps({**point, "lat": 200}))
         assert "lat" in (await receive(mine, "error"))["reason"]
         ended = await running.client.delete(f"/v1/outings/{outing.json()['outing_id']}", headers=owner.headers)
@@ -167,3 +179,49 @@ async def test_a_time_race_ranks_by_distance_when_the_clock_runs_out(open_runnin
         assert [placing["user_id"] for placing in placings] == [str(host.user_id), str(rival.user_id)]
         assert placings[0]["distance_m"] > placings[1]["distance_m"]
         assert {placing["finish_s"] for placing in placings} == {120.0}
+
+
+async def test_a_distance_race_ranks_by_gun_time_and_reports_chip_times(open_running):
+    """One racer stops for a minute, the other starts half a minute late and runs a little
+    slower: by moving time the stopper would win; from the gun the late starter is ahead."""
+    async with open_running(running_max_future_s=600, running_race_countdown_s=0) as running:
+        stopper, late = member(), member()
+        await running.befriend(stopper, late)
+        created = await running.client.post(
+            "/v1/races",
+            json={"title": "400", "mode": "distance", "target": 400, "invite": [str(late.user_id)]},
+            headers=stopper.headers,
+        )
+        race_id = created.json()["race_id"]
+        assert (await running.client.post(f"/v1/races/{race_id}/join", headers=late.headers)).status_code == 204
+        started = (await running.client.post(f"/v1/races/{race_id}/start", headers=stopper.headers)).json()
+        gun = datetime.fromisoformat(started["start_at"]).timestamp()
+
+        course = track_points(seed=5, seconds=280, start_time=gun + 1.0)
+        # The stopper halts after 60 s for 60 s (standing on the spot), then goes on.
+        halted = [{**course[59], "t": course[59]["t"] + second} for second in range(1, 61)]
+        stopping = course[:60] + halted + [{**point, "t": point["t"] + 60} for point in course[60:]]
+        late_start = [{**point, "t": point["t"] + 29.0} for point in _slowed(course, 0.9)]
+        sockets = {}
+        for racer in (stopper, late):
+            socket = await running.socket(f"/ws/runs?race_id={race_id}", racer).__aenter__()
+            await receive(socket, "started")
+            sockets[racer] = socket
+        try:
+            for racer, sent in ((stopper, stopping), (late, late_start)):
+                # Within what the server takes from the future (600 s here).
+                ahead = [point for point in sent if point["t"] < gun + 280]
+                await sockets[racer].send(json.dumps({"type": "points", "points": ahead}))
+            results = await receive(sockets[stopper], "results", timeout=10)
+        finally:
+            for socket in sockets.values():
+                await socket.close()
+    placings = {placing["user_id"]: placing for placing in results["placings"]}
+    first, second = placings[str(late.user_id)], placings[str(stopper.user_id)]
+    assert (first["rank"], second["rank"]) == (1, 2)
+    assert first["finish_s"] < second["finish_s"]
+    # Chip time starts at the racer's own first step: 30 s less than gun time for the late
+    # starter; about the same for the one who left with the gun (the stop is in both).
+    assert first["finish_s"] - first["chip_s"] == pytest.approx(30.0, abs=1.5)
+    assert second["finish_s"] - second["chip_s"] == pytest.approx(1.0, abs=1.5)
+    assert second["chip_s"] > first["chip_s"] + 30  # the minute's stop costs the stopper

@@ -84,3 +84,51 @@ def test_kalman_beats_raw_and_outlier_only_on_position_error():
     assert mean["kalman"] < mean["outlier_only"] < mean["raw"]
     assert mean["kalman"] < 6.0  # the design's "±15 m → ±5 m"
     assert mean["raw"] > 2 * mean["kalman"]
+
+
+def _run_then_stand(gap_s: float, *, stood_s: int, seed: int = 3) -> tuple[float, float]:
+    """A minute running east at 3 m/s, ``stood_s`` standing, silence for ``gap_s``, 15 s
+    more standing at the same spot: the distance before the gap and at the end."""
+    rng = random.Random(seed)
+    lat0, lon0 = 37.52, 127.0
+    metre_lon = 1 / (111_320 * math.cos(math.radians(lat0)))
+    t0 = NOW - 400
+
+    def at(t: float, east_m: float) -> GpsPoint:
+        return GpsPoint(
+            t=t, lat=lat0 + rng.gauss(0, 2) / 111_320, lon=lon0 + (east_m + rng.gauss(0, 2)) * metre_lon, acc=5.0
+        )
+
+    running = [at(t0 + second, 3.0 * second) for second in range(60)]
+    standing = [at(t0 + 60 + second, 180.0) for second in range(stood_s)]
+    after = [at(t0 + 60 + stood_s + gap_s + second, 180.0) for second in range(15)]
+    track = LiveTrack(started_at=t0)
+    for point in running + standing:
+        track.add(point, now=NOW)
+    before = track.distance_m
+    for point in after:
+        track.add(point, now=NOW)
+    return before, track.distance_m
+
+
+def test_a_silent_gap_standing_still_adds_no_distance():
+    # Stopping at a crossing and the phone going quiet at once (auto-pause), or after a while.
+    for stood in (0, 15):
+        for gap in (6.0, 25.0, 120.0):
+            before, end = _run_then_stand(gap, stood_s=stood)
+            assert end - before < 3.0, f"{gap} s gap after {stood} s standing added {end - before:.1f} m"
+
+
+def test_a_tunnel_counts_the_way_between_its_ends():
+    # Running straight through 40 s without points: ~120 m by displacement.
+    rng = random.Random(5)
+    t0 = NOW - 400
+    metre_lon = 1 / (111_320 * math.cos(math.radians(37.52)))
+    points = [
+        GpsPoint(t=t0 + second, lat=37.52 + rng.gauss(0, 2) / 111_320, lon=127.0 + 3.0 * second * metre_lon, acc=5.0)
+        for second in [*range(60), *range(100, 160)]
+    ]
+    track = LiveTrack(started_at=t0)
+    for point in points:
+        track.add(point, now=NOW)
+    assert 159 * 3.0 * 0.95 < track.distance_m < 159 * 3.0 * 1.05

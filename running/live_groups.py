@@ -1,0 +1,194 @@
+"""What live sockets subscribe to and share: connection groups per topic, a race's
+board, an outing's group snapshots, the nearby feed; and frame parsing helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from websockets.asyncio.server import ServerConnection, broadcast
+
+from running.nearby import NearbyIndex
+
+
+def dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))
+
+
+class ConnectionGroup:
+    """The sockets on this replica that follow one topic; one broadcast per message. A
+    run's watchers are let go once it has finished: nothing more will come."""
+
+    def __init__(self) -> None:
+        self.connections: set[ServerConnection] = set()
+
+    def deliver(self, topic: str, message: str) -> None:
+        broadcast(self.connections, message)
+        if topic.startswith("run.") and '"type":"finished"' in message:
+            for connection in list(self.connections):
+                asyncio.get_running_loop().create_task(connection.close(1000, "run finished"))
+
+
+class RaceBoard:
+    """One race's leaderboard as this replica hears it; pushed to its local racers at most
+    once a second (and at once on a finish or the results)."""
+
+    def __init__(self, race_id: uuid.UUID, mode: str, target: float) -> None:
+        self.race_id = race_id
+        self.mode = mode
+        self.target = target
+        self.connections: set[ServerConnection] = set()
+        self._progress: dict[str, dict[str, Any]] = {}
+        self._pending: asyncio.TimerHandle | None = None
+
+    def deliver(self, topic: str, message: str) -> None:
+        update = json.loads(message)
+        if update.get("type") == "results":
+            broadcast(self.connections, message)
+            return
+        known = self._progress.get(update["user_id"], {})
+        # Competitors' positions ride along with the board (the last one each sent).
+        self._progress[update["user_id"]] = {
+            "user_id": update["user_id"],
+            "name": update.get("name", known.get("name")),
+            "distance_m": update["distance_m"],
+            "pace_s_per_km": update.get("pace_s_per_km"),
+            "speed_mps": update.get("speed_mps", 0.0),
+            "finish_s": update.get("finish_s"),
+            "chip_s": update.get("chip_s"),
+            "lat": update.get("lat", known.get("lat")),
+            "lon": update.get("lon", known.get("lon")),
+        }
+        if update.get("type") == "finish":
+            self._push()
+        elif self._pending is None:
+            self._pending = asyncio.get_running_loop().call_later(1.0, self._push)
+
+    def leaderboard(self) -> list[dict[str, Any]]:
+        """Finishers first (by gun time, or distance in a time race), then by distance; each
+        with the gap to the leader in metres and, when it can be known, seconds."""
+        finished = sorted(
+            (entry for entry in self._progress.values() if entry["finish_s"] is not None),
+            key=lambda entry: entry["finish_s"] if self.mode == "distance" else -entry["distance_m"],
+        )
+        running = sorted(
+            (entry for entry in self._progress.values() if entry["finish_s"] is None),
+            key=lambda entry: -entry["distance_m"],
+        )
+        ordered = [*finished, *running]
+        if not ordered:
+            return []
+        leader = ordered[0]
+        leader_m = self.target if self.mode == "distance" and leader["finish_s"] is not None else leader["distance_m"]
+        board = []
+        for index, entry in enumerate(ordered, start=1):
+            gap_m = (
+                max(0.0, leader_m - entry["distance_m"]) if entry["finish_s"] is None or self.mode == "time" else 0.0
+            )
+            if entry["finish_s"] is not None and leader["finish_s"] is not None and self.mode == "distance":
+                gap_s: float | None = entry["finish_s"] - leader["finish_s"]
+            elif gap_m == 0.0:
+                gap_s = 0.0
+            else:  # how long the gap takes at this runner's current speed
+                gap_s = gap_m / entry["speed_mps"] if entry["speed_mps"] and entry["speed_mps"] > 0.7 else None
+            view = {key: value for key, value in entry.items() if key != "speed_mps"}
+            view |= {
+                "position": index,
+                "gap_m": round(gap_m, 1),
+                "gap_s": round(gap_s, 1) if gap_s is not None else None,
+            }
+            board.append(view)
+        return board
+
+    def _push(self) -> None:
+        self._pending = None
+        broadcast(
+            self.connections, dumps({"type": "leaderboard", "race_id": str(self.race_id), "board": self.leaderboard()})
+        )
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate, self._burst = rate, float(burst)
+        self._tokens, self._at = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+class NearbyFeed:
+    """This replica's copy of the nearby index, fed by every replica's coarsened updates."""
+
+    def __init__(self) -> None:
+        self.index = NearbyIndex()
+
+    def deliver(self, topic: str, message: str) -> None:
+        update = json.loads(message)
+        if update.get("gone"):
+            self.index.remove(update["user_id"])
+        else:
+            self.index.update(update["user_id"], update["name"], update["lat"], update["lon"])
+
+
+class OutingGroup(ConnectionGroup):
+    """An outing's members on this replica: everyone's latest position, pushed as one
+    ``group`` message every few seconds (a walk needs no second-by-second dots, and one
+    message for the group costs less than one per member per second)."""
+
+    def __init__(self, every_s: float) -> None:
+        super().__init__()
+        self._every_s = every_s
+        self._latest: dict[str, dict[str, Any]] = {}
+        self._pending: asyncio.TimerHandle | None = None
+
+    def deliver(self, topic: str, message: str) -> None:
+        update = json.loads(message)
+        if update.get("type") == "position":
+            self._latest[update["user_id"]] = {key: update[key] for key in ("user_id", "t", "lat", "lon")}
+            if self._pending is None:
+                self._pending = asyncio.get_running_loop().call_later(self._every_s, self._push)
+            return
+        broadcast(self.connections, message)
+        if update.get("type") == "closed":
+            if self._pending is not None:
+                self._pending.cancel()
+            for connection in list(self.connections):
+                asyncio.get_running_loop().create_task(connection.close(1000, "outing ended"))
+
+    def _push(self) -> None:
+        self._pending = None
+        positions = sorted(self._latest.values(), key=lambda entry: entry["user_id"])
+        broadcast(self.connections, dumps({"type": "group", "members": positions, "at": time.time()}))
+
+
+class BadFrame(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def parse_frame(frame: str | bytes) -> dict[str, Any]:
+    if isinstance(frame, bytes):
+        raise BadFrame("send text frames with JSON")
+    try:
+        message = json.loads(frame)
+    except json.JSONDecodeError as exc:
+        raise BadFrame(f"not JSON: {exc.msg}") from exc
+    if not isinstance(message, dict):
+        raise BadFrame("a frame is a JSON object")
+    return message
+
+
+def validation_reason(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    return f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"[:160]

@@ -1,0 +1,60 @@
+"""The coach: rules without a partner; a partner (a local OpenAI-compatible stand-in)
+behind a breaker and a budget, falling back to rules when it fails."""
+
+from __future__ import annotations
+
+from running.llm_sim import ChatSimState
+from running.llm_sim import create_app as create_chat
+from tests.running.conftest import member
+from tests.support.apps import serving
+
+
+async def test_without_a_partner_the_coach_answers_from_rules(running):
+    runner = member()
+    answer = await running.client.post("/v1/coach", json={"question": "Am I overdoing it?"}, headers=runner.headers)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["source"], body["reason"]) == ("rules", "no coaching partner configured")
+    assert "not enough history" in body["answer"]
+    empty = await running.client.post("/v1/coach", json={"question": ""}, headers=runner.headers)
+    assert empty.status_code == 422
+
+
+async def test_a_partner_behind_a_breaker_and_a_budget(open_running):
+    state = ChatSimState()
+    async with serving(create_chat(state)) as url:
+        config = {
+            "running_coach_url": url,
+            "running_coach_api_key": state.api_key,
+            "running_coach_questions_per_member": 3,
+            "breaker_fail_max": 2,
+            "breaker_reset_timeout_s": 60,
+        }
+        async with open_running(**config) as running:
+            runner, other = member(), member()
+
+            async def ask(who, question="How far this week?"):
+                response = await running.client.post("/v1/coach", json={"question": question}, headers=who.headers)
+                assert response.status_code == 200
+                return response.json()
+
+            first = await ask(runner)
+            assert first["source"] == "partner"
+            assert "How far this week?" in first["answer"]
+            [request] = state.requests
+            assert "weekly_volume" in request["messages"][1]["content"]  # the runner's own numbers went along
+            await ask(runner)
+            await ask(runner)
+            limited = await ask(runner)  # the fourth question today
+            assert (limited["source"], limited["reason"]) == ("rules", "daily question limit reached")
+            assert len(state.requests) == 3
+
+            state.failures = [500, 503]
+            for _ in range(2):
+                failed = await ask(other)
+                assert failed["source"] == "rules"
+                assert failed["reason"].startswith("the coaching partner failed")
+            calls = len(state.requests)
+            opened = await ask(other)  # the breaker is open: no call at all
+            assert opened["reason"] == "the coaching partner is unavailable (circuit open)"
+            assert len(state.requests) == calls
