@@ -68,7 +68,11 @@ class Catalogue:
 
     @staticmethod
     def _doc_terms(doc: BranchDoc) -> set[str]:
-        return {term for term in analyze(f"{doc.name} {doc.description} {' '.join(doc.keywords)}") if len(term) >= 2}
+        text = f"{doc.name} {doc.address} {doc.description} {' '.join(doc.keywords)} {' '.join(doc.tags)}"
+        return {
+            *(term for term in analyze(text) if len(term) >= 2),
+            *(term for term in analyze(" ".join(doc.review_sample), morphology=False) if len(term) >= 2),
+        }
 
     def _rebuild(self) -> None:
         suggestions = list(self._static)
@@ -106,6 +110,9 @@ class Catalogue:
 
     def knows(self, term: str) -> bool:
         return self._terms.get(term, 0) > 0
+
+    def knows_any(self, terms: list[str]) -> bool:
+        return any(self._terms.get(term, 0) > 0 for term in terms)
 
     def correct(self, term: str) -> str | None:
         """The indexed word closest to ``term`` (one edit per ~5 letters), if any."""

@@ -87,7 +87,8 @@ def parse(query: str) -> ParsedQuery:
             parsed.top_rated = True
     if parsed.place is not None:
         parsed.near_me = False  # "강남역 근처" is near the station, not near the caller
-    free = [word for index, word in enumerate(found) if index not in used]
+    place_words = vocabulary.place_words.get(parsed.place.id, set()) if parsed.place else set()
+    free = [word for index, word in enumerate(found) if index not in used and word.form not in place_words]
     parsed.free_words = [text[word.start : word.end] for word in free]
     parsed.terms = analyze_query_words([word.form for word in free])
     return parsed

@@ -63,6 +63,12 @@ class Lexicon:
             tag: (names["ko"][0], names["en"][0]) for tag, names in vocabulary["facilities"].items()
         }
         self.attributes: dict[str, dict[str, list[str]]] = vocabulary["attributes"]
+        # Every word of every name of a place: what is left of a long place name after
+        # the matcher took a shorter one ("guro digital [complex]") is not a search word.
+        self.place_words: dict[str, set[str]] = {
+            item["id"]: {word.form for name in (*item["ko"], *item["en"]) for word in words(normalize(name))}
+            for item in gazetteer["places"]
+        }
         phrases: list[Phrase] = []
         for item in gazetteer["places"]:
             for name in (*item["ko"], *item["en"]):

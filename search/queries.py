@@ -33,20 +33,26 @@ class SearchContext:
         self.zone = ZoneInfo(self.settings.search_timezone)
 
 
-def _correct(parsed: ParsedQuery, catalogue: Catalogue) -> None:
-    """Free words nobody indexed are replaced by the closest indexed word."""
+def _correct(parsed: ParsedQuery, catalogue: Catalogue) -> list[str]:
+    """Free words nobody indexed are replaced by the closest indexed word, or dropped
+    (returned) when nothing is close: an unknown word must not empty the results."""
     if not parsed.free_words:
-        return
+        return []
     forms: list[str] = []
+    ignored: list[str] = []
     for surface in parsed.free_words:
         for word in words(normalize(surface)):
+            if catalogue.knows_any(analyze_query_words([word.form])):
+                forms.append(word.form)
+                continue
             fixed = catalogue.correct(word.form)
-            if fixed is not None and fixed != word.form:
+            if fixed is not None:
                 parsed.corrections[surface] = fixed
                 forms.append(fixed)
             else:
-                forms.append(word.form)
+                ignored.append(word.form)
     parsed.terms = analyze_query_words(forms)
+    return ignored
 
 
 async def search(
@@ -62,8 +68,8 @@ async def search(
     started = time.perf_counter()
     settings = context.settings
     parsed = parse(query) if query else ParsedQuery(text="")
-    _correct(parsed, context.catalogue)
-    notes: list[str] = []
+    ignored = _correct(parsed, context.catalogue)
+    notes: list[str] = [f"no branch mentions {', '.join(ignored)}: searched without"] if ignored else []
     facilities = list(dict.fromkeys([*parsed.facilities, *filters.facilities]))
     open_24h = parsed.open_24h or filters.open_24h
     open_now = parsed.open_now or filters.open_now
@@ -105,6 +111,10 @@ async def search(
         request.tags = [*request.tags, *request.facilities]
         request.facilities = []
         relaxed.append("facilities")
+        candidates = await context.backend.search(request)
+    if not candidates and request.terms and (request.geo or request.facilities or request.open_24h):
+        request.terms = []
+        relaxed.append("words")
         candidates = await context.backend.search(request)
     if not candidates and request.geo is not None:
         request.geo = GeoFilter(request.geo.lat, request.geo.lon, request.geo.radius_m * 3)
