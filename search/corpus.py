@@ -67,17 +67,26 @@ GENERAL_EN = [
     "ok for the money",
 ]
 POSITIVE = {
-    "quiet": (["조용해서 집중이 잘 돼요", "한적하고 여유로워요", "저녁에도 조용해요"], ["very quiet in the evening", "calm and uncrowded", "peaceful place to lift"]),
-    "clean": (["정말 깨끗해요", "청결 관리가 잘 돼요", "샤워실이 깔끔해요"], ["spotless locker room", "always clean", "tidy and well kept"]),
+    "quiet": (
+        ["조용해서 집중이 잘 돼요", "한적하고 여유로워요", "저녁에도 조용해요"],
+        ["very quiet in the evening", "calm and uncrowded", "peaceful place to lift"],
+    ),
+    "clean": (
+        ["정말 깨끗해요", "청결 관리가 잘 돼요", "샤워실이 깔끔해요"],
+        ["spotless locker room", "always clean", "tidy and well kept"],
+    ),
     "friendly": (["직원분들이 친절해요", "트레이너가 친절합니다"], ["friendly staff", "helpful trainers"]),
-    "new_equipment": (["최신 기구가 많아요", "신형 머신이 들어왔어요"], ["new equipment everywhere", "modern equipment"]),
+    "new_equipment": (
+        ["최신 기구가 많아요", "신형 머신이 들어왔어요"],
+        ["new equipment everywhere", "modern equipment"],
+    ),
     "spacious": (["넓고 쾌적해요", "공간이 널찍해요"], ["spacious floor", "roomy and bright"]),
-}  # fmt: skip
+}
 NEGATIVE = {
     "quiet": (["저녁엔 너무 붐벼요", "음악이 시끄러워요"], ["crowded after work", "loud music all day"]),
     "clean": (["좀 지저분해요"], ["a bit dirty"]),
     "spacious": (["좁아요"], ["cramped at peak hours"]),
-}  # fmt: skip
+}
 
 
 @dataclass

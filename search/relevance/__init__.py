@@ -46,9 +46,9 @@ def judge(
     if "branch" in need:
         # The branch asked for; its namesakes ("… II") are relevant too, less so.
         target = next(branch for branch in branches if branch.branch_id == need["branch"])
-        grades = {branch.branch_id: 1 for branch in branches if branch.name.startswith(target.name)}
-        grades[target.branch_id] = 2
-        return grades
+        namesakes = {branch.branch_id: 1 for branch in branches if branch.name.startswith(target.name)}
+        namesakes[target.branch_id] = 2
+        return namesakes
     settings = SearchSettings(environment="test")
     places = lexicon().places
     centre: tuple[float, float] | None = None

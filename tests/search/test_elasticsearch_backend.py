@@ -4,6 +4,8 @@ geo_distance, highlights, and a rebuild that swaps the alias."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from search.backends.base import BranchDoc, GeoFilter, SearchRequest
@@ -14,7 +16,7 @@ from tests.support.elasticsearch import elasticsearch_emulator
 
 
 def doc(branch_id: str, name: str, **fields) -> BranchDoc:
-    values = {
+    values: dict[str, Any] = {
         "branch_id": branch_id,
         "version": 1,
         "name": name,
@@ -90,7 +92,7 @@ async def test_template_alias_and_pre_analysed_korean(backend):
     template = await backend.client.indices.get_index_template(name=backend.alias)
     assert template["index_templates"][0]["index_template"]["index_patterns"] == [f"{backend.prefix}-branches-*"]
     hits = await backend.search(SearchRequest(terms=analyze_query_words(["강남"])))
-    assert [hit.doc.branch_id for hit in hits][0] == "gn"  # 강남 finds 강남역점 through its bigrams
+    assert next(hit.doc.branch_id for hit in hits) == "gn"  # 강남 finds 강남역점 through its bigrams
 
 
 async def test_fuzzy_boosts_filters_geo_and_highlights(backend):
@@ -105,7 +107,7 @@ async def test_fuzzy_boosts_filters_geo_and_highlights(backend):
     filtered = await backend.search(SearchRequest(terms=[], open_24h=True, price_max_krw=60_000))
     assert [hit.doc.branch_id for hit in filtered] == ["gn"]
     rated = await backend.search(SearchRequest(terms=[], rating_min=3.5, tags=["quiet"]))
-    assert [hit.doc.branch_id for hit in rated][0] == "yk"
+    assert next(hit.doc.branch_id for hit in rated) == "yk"
     assert {hit.doc.branch_id for hit in rated} == {"gn", "yk"}
 
 
