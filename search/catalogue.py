@@ -28,6 +28,9 @@ class Catalogue:
     def __init__(self) -> None:
         self.docs: dict[str, BranchDoc] = {}
         self._terms: Counter[str] = Counter()
+        # Words of names, descriptions and keywords: what a typo is corrected towards
+        # (review text would offer far more, and far noisier, candidates).
+        self._words: Counter[str] = Counter()
         self._static = self._lexicon_suggestions()
         self._keys: list[tuple[str, int]] = []
         self._suggestions: list[Suggestion] = []
@@ -48,31 +51,37 @@ class Catalogue:
 
     def replace(self, docs: Iterable[BranchDoc]) -> None:
         self.docs = {doc.branch_id: doc for doc in docs}
-        self._terms = Counter()
+        self._terms, self._words = Counter(), Counter()
         for doc in self.docs.values():
-            self._terms.update(self._doc_terms(doc))
+            self._count(doc, 1)
         self._dirty = True
+
+    def _count(self, doc: BranchDoc, sign: int) -> None:
+        words, reviews = self._doc_terms(doc)
+        for term in words:
+            self._words[term] += sign
+        for term in words | reviews:
+            self._terms[term] += sign
 
     def update(self, docs: Iterable[BranchDoc], gone: Iterable[str] = ()) -> None:
         for branch_id in gone:
             old = self.docs.pop(branch_id, None)
             if old is not None:
-                self._terms.subtract(self._doc_terms(old))
+                self._count(old, -1)
         for doc in docs:
             old = self.docs.get(doc.branch_id)
             if old is not None:
-                self._terms.subtract(self._doc_terms(old))
+                self._count(old, -1)
             self.docs[doc.branch_id] = doc
-            self._terms.update(self._doc_terms(doc))
+            self._count(doc, 1)
         self._dirty = True
 
     @staticmethod
-    def _doc_terms(doc: BranchDoc) -> set[str]:
+    def _doc_terms(doc: BranchDoc) -> tuple[set[str], set[str]]:
         text = f"{doc.name} {doc.address} {doc.description} {' '.join(doc.keywords)} {' '.join(doc.tags)}"
-        return {
-            *(term for term in analyze(text) if len(term) >= 2),
-            *(term for term in analyze(" ".join(doc.review_sample), morphology=False) if len(term) >= 2),
-        }
+        words = {term for term in analyze(text) if len(term) >= 2}
+        reviews = {term for term in analyze(" ".join(doc.review_sample), morphology=False) if len(term) >= 2}
+        return words, reviews
 
     def _rebuild(self) -> None:
         suggestions = list(self._static)
@@ -81,7 +90,7 @@ class Catalogue:
         keyed = sorted(((jamo(normalize(item.text)), index) for index, item in enumerate(suggestions)))
         self._suggestions = suggestions
         self._keys = keyed
-        known = [term for term, count in self._terms.items() if count > 0]
+        known = [term for term, count in self._words.items() if count > 0]
         self._vocabulary_latin = [term for term in known if term.isascii() and len(term) >= 3]
         self._vocabulary_korean = [jamo(term) for term in known if HANGUL.fullmatch(term)]
         self._dirty = False

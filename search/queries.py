@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from search.backends.base import GeoFilter, SearchBackend, SearchRequest
 from search.catalogue import Catalogue
 from search.intent import CHEAP_MONTHLY_KRW, TOP_RATED_MIN, ParsedQuery, parse
-from search.ranking import highlight_terms, highlights, rank
+from search.ranking import highlight_terms, highlights, is_open, rank
 from search.schemas import Filters, Interpretation, SearchHit, SearchPage, Why
 from search.settings import SearchSettings
 from search.text import analyze_query_words, normalize, words
@@ -158,7 +158,7 @@ async def search(
                     place=parsed.place.name_ko if parsed.place else None,
                     distance_m=round(item.distance_m) if item.distance_m is not None else None,
                     open_24h=doc.open_24h,
-                    open_now=item.open_now,
+                    open_now=item.open_now if item.open_now is not None else is_open(doc, local_now),
                     highlights=item.candidate.highlights or highlights(doc, marks),
                 ),
             )

@@ -19,6 +19,14 @@ PRIOR_RATING = 3.5
 PRIOR_WEIGHT = 5.0
 
 
+def near_distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Equirectangular distance: within a city (tens of km) it differs from the great
+    circle by well under a metre per kilometre, at a fifth of the cost per candidate."""
+    x = math.radians(lon2 - lon1) * math.cos(math.radians((lat1 + lat2) / 2))
+    y = math.radians(lat2 - lat1)
+    return EARTH_RADIUS_M * math.hypot(x, y)
+
+
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
@@ -52,8 +60,22 @@ def is_open(doc: BranchDoc, local: datetime) -> bool | None:
     return False
 
 
+_QUALITY: dict[tuple[int, float], float] = {}
+
+
 def quality(doc: BranchDoc) -> float:
     """0..1 from the Bayesian rating and, a little, from how many people reviewed."""
+    key = (doc.review_count, doc.rating_avg)
+    cached = _QUALITY.get(key)
+    if cached is not None:
+        return cached
+    if len(_QUALITY) > 100_000:
+        _QUALITY.clear()
+    _QUALITY[key] = value = _quality(doc)
+    return value
+
+
+def _quality(doc: BranchDoc) -> float:
     rating = (PRIOR_RATING * PRIOR_WEIGHT + doc.rating_avg * doc.review_count) / (PRIOR_WEIGHT + doc.review_count)
     volume = min(1.0, math.log1p(doc.review_count) / math.log1p(200))
     return 0.85 * (rating - 1) / 4 + 0.15 * volume
@@ -64,7 +86,7 @@ class Scored:
     candidate: Candidate
     score: float
     distance_m: float | None
-    open_now: bool | None
+    open_now: bool | None  # only known when it was asked for; see :func:`is_open`
     matched_tags: list[str] = field(default_factory=list)
 
 
@@ -95,10 +117,10 @@ def rank(
     scored: list[Scored] = []
     for candidate in candidates:
         doc = candidate.doc
-        distance = distance_m(origin[0], origin[1], doc.lat, doc.lon) if origin else None
+        distance = near_distance_m(origin[0], origin[1], doc.lat, doc.lon) if origin else None
         if radius_m is not None and distance is not None and distance > radius_m:
             continue  # the engine filtered by a box; the radius is a circle
-        open_now = is_open(doc, local_now)
+        open_now = is_open(doc, local_now) if open_now_required else None
         if open_now_required and not open_now:
             continue
         text = candidate.text_score / top_text if has_text else 0.0

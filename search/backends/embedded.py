@@ -25,7 +25,7 @@ import tantivy
 from search.backends.base import BOOSTS, BranchDoc, Candidate, SearchRequest
 from search.text import analyze
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 _FIELDS = {"name": "name_t", "tags": "tags_t", "description": "desc_t", "reviews": "reviews_t"}
 _WRITER_HEAP = 64_000_000
 _UNKNOWN_PRICE = -1
@@ -42,6 +42,9 @@ def _schema() -> tantivy.Schema:
     builder.add_float_field("lon", indexed=True, fast=True)
     builder.add_integer_field("price", indexed=True, fast=True)
     builder.add_float_field("rating", indexed=True, fast=True)
+    # A number per branch, read from a column on the hot path: fetching stored documents
+    # for hundreds of candidates would cost more than the search itself.
+    builder.add_unsigned_field("ordinal", stored=True, fast=True)
     builder.add_bytes_field("doc", stored=True, indexed=False)
     return builder.build()
 
@@ -69,6 +72,11 @@ class TantivyBackend:
         self._generation = 0
         # tantivy's writer is not to be shared across threads at once.
         self._write_lock = threading.Lock()
+        # The indexed documents in memory, by branch and by ordinal.
+        self._docs: dict[str, BranchDoc] = {}
+        self._ordinal_of: dict[str, int] = {}
+        self._branch_at: dict[int, str] = {}
+        self._next_ordinal = 1
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -86,6 +94,38 @@ class TantivyBackend:
             else:
                 generation = int(name) + 1 if name.isdigit() else 1
         self._switch(generation)
+        self._load_documents()
+
+    def _load_documents(self) -> None:
+        index, _ = self._require()
+        searcher = index.searcher()
+        total = int(searcher.num_docs)
+        self._docs, self._ordinal_of, self._branch_at, self._next_ordinal = {}, {}, {}, 1
+        if total == 0:
+            return
+        for _score, address in searcher.search(tantivy.Query.all_query(), limit=total, count=False).hits:
+            stored = searcher.doc(address)
+            doc = BranchDoc.from_json(json.loads(bytes(stored["doc"][0])))
+            self._remember(doc, int(stored["ordinal"][0]))
+
+    def _remember(self, doc: BranchDoc, ordinal: int) -> None:
+        self._next_ordinal = max(self._next_ordinal, ordinal + 1)
+        self._docs[doc.branch_id] = doc
+        self._ordinal_of[doc.branch_id] = ordinal
+        self._branch_at[ordinal] = doc.branch_id
+
+    def _forget(self, branch_id: str) -> None:
+        self._docs.pop(branch_id, None)
+        ordinal = self._ordinal_of.pop(branch_id, None)
+        if ordinal is not None:
+            self._branch_at.pop(ordinal, None)
+
+    def _ordinal(self, branch_id: str) -> int:
+        known = self._ordinal_of.get(branch_id)
+        if known is not None:
+            return known
+        self._next_ordinal += 1
+        return self._next_ordinal - 1
 
     def _switch(self, generation: int) -> None:
         path = self.directory / f"gen-{generation}"
@@ -111,9 +151,10 @@ class TantivyBackend:
 
     # -- writes --------------------------------------------------------------------------
 
-    def _document(self, doc: BranchDoc) -> tantivy.Document:
+    def _document(self, doc: BranchDoc, ordinal: int) -> tantivy.Document:
         document = tantivy.Document()
         document.add_text("branch_id", doc.branch_id)
+        document.add_unsigned("ordinal", ordinal)
         for key, text in terms_of(doc).items():
             document.add_text(_FIELDS[key], text)
         for facility in doc.facilities:
@@ -131,10 +172,17 @@ class TantivyBackend:
             index, writer = self._require()
             for branch_id in (*deletions, *(doc.branch_id for doc in docs)):
                 writer.delete_documents_by_term("branch_id", branch_id)
+            placed = []
             for doc in docs:
-                writer.add_document(self._document(doc))
+                ordinal = self._ordinal(doc.branch_id)
+                placed.append((doc, ordinal))
+                writer.add_document(self._document(doc, ordinal))
             writer.commit()
             index.reload()
+            for branch_id in deletions:
+                self._forget(branch_id)
+            for doc, ordinal in placed:
+                self._remember(doc, ordinal)
 
     def _require(self) -> tuple[tantivy.Index, Any]:
         if self._index is None or self._writer is None:
@@ -160,14 +208,17 @@ class TantivyBackend:
             path.mkdir(parents=True)
             index = tantivy.Index(self.schema, path=str(path))
             writer = index.writer(_WRITER_HEAP, 1)
-            for doc in docs:
-                writer.add_document(self._document(doc))
+            for ordinal, doc in enumerate(docs, start=1):
+                writer.add_document(self._document(doc, ordinal))
             writer.commit()
             writer.wait_merging_threads()
             del writer
             self._switch(generation)
             index_now, _ = self._require()
             index_now.reload()
+            self._docs, self._ordinal_of, self._branch_at, self._next_ordinal = {}, {}, {}, 1
+            for ordinal, doc in enumerate(docs, start=1):
+                self._remember(doc, ordinal)
         return len(docs)
 
     # -- reads ---------------------------------------------------------------------------
@@ -229,36 +280,22 @@ class TantivyBackend:
         # Under a millisecond at 10k branches: cheaper inline than a thread hop.
         index, _ = self._require()
         searcher = index.searcher()
-        result = searcher.search(self._query(request), limit=request.limit, count=False)
+        hits = searcher.search(self._query(request), limit=request.limit, count=False).hits
+        ordinals = searcher.fast_field_values("ordinal", [address for _score, address in hits])
         candidates: list[Candidate] = []
-        for score, address in result.hits:
-            stored = searcher.doc(address)
-            doc = BranchDoc.from_json(json.loads(bytes(stored["doc"][0])))
-            candidates.append(Candidate(doc=doc, text_score=float(score)))
+        for (score, _address), ordinal in zip(hits, ordinals, strict=True):
+            branch_id = self._branch_at.get(int(ordinal)) if ordinal is not None else None
+            doc = self._docs.get(branch_id) if branch_id is not None else None
+            if doc is not None:
+                candidates.append(Candidate(doc=doc, text_score=float(score)))
         return candidates
 
     async def get(self, branch_ids: Sequence[str]) -> dict[str, BranchDoc]:
-        if not branch_ids:
-            return {}
-        index, _ = self._require()
-        searcher = index.searcher()
-        query = tantivy.Query.term_set_query(self.schema, "branch_id", list(branch_ids))
-        result = searcher.search(query, limit=len(branch_ids), count=False)
-        found: dict[str, BranchDoc] = {}
-        for _score, address in result.hits:
-            doc = BranchDoc.from_json(json.loads(bytes(searcher.doc(address)["doc"][0])))
-            found[doc.branch_id] = doc
-        return found
+        return {branch_id: self._docs[branch_id] for branch_id in branch_ids if branch_id in self._docs}
 
     async def count(self) -> int:
         index, _ = self._require()
         return int(index.searcher().num_docs)
 
     async def all_docs(self) -> list[BranchDoc]:
-        index, _ = self._require()
-        searcher = index.searcher()
-        total = int(searcher.num_docs)
-        if total == 0:
-            return []
-        result = searcher.search(tantivy.Query.all_query(), limit=total, count=False)
-        return [BranchDoc.from_json(json.loads(bytes(searcher.doc(address)["doc"][0]))) for _s, address in result.hits]
+        return list(self._docs.values())
