@@ -138,15 +138,15 @@ def seed(database_url: str, branches: int, reviews_per_branch: int) -> tuple[int
         )
         keywords = []
         for item in corpus:
-            latest = [r.text for r in sorted(item.reviews, key=lambda r: r.posted_at, reverse=True)[:30]]
-            extraction = extract_offline(description=item.description, reviews=latest)
+            recent = [r.text for r in sorted(item.reviews, key=lambda r: r.posted_at, reverse=True)[:30]]
+            extraction = extract_offline(description=item.description, reviews=recent)
             keywords.append(
                 {
                     "branch_id": item.branch_id,
                     "tags": extraction.tags,
                     "keywords": extraction.keywords,
                     "source": "offline",
-                    "reviews_seen": len(latest),
+                    "reviews_seen": len(recent),
                     "extracted_at": now,
                 }
             )
