@@ -13,7 +13,7 @@ from common.breaker import breaker_for
 from common.events.bus import EventBus
 from common.kernel import build_kernel
 from common.observability import Metrics
-from common.periodic import Periodic
+from common.periodic import Jobs, Periodic
 from common.security import JwksCache
 from common.settings import PlatformSettings
 from contracts import CATALOG
@@ -77,7 +77,10 @@ def create_app(
     async def enrich() -> None:
         await enricher.run_once()
 
-    enrich_job = Periodic("search-enrichment", config.search_enrich_interval_s, enrich)
+    jobs = [Periodic("search-enrichment", config.search_enrich_interval_s, enrich)]
+    if engine.name == "elasticsearch":
+        jobs.append(Periodic("search-catalogue", config.search_catalogue_refresh_s, updater.refresh_catalogue))
+    background = Jobs(*jobs)
 
     async def start() -> None:
         # Kiwi's model and the lexicon load before the first query, not during it.
@@ -85,10 +88,10 @@ def create_app(
         lexicon()
         await engine.start()
         await updater.start()
-        await enrich_job.start()
+        await background.start()
 
     async def stop() -> None:
-        await enrich_job.stop()
+        await background.stop()
         await updater.stop()
         if llm is not None:
             await llm.aclose()

@@ -120,6 +120,11 @@ class IndexUpdater:
         """Wait until nothing is dirty (tests, the CLI)."""
         await self._idle.wait()
 
+    async def refresh_catalogue(self) -> None:
+        """Re-read every document from the engine (other replicas write it too)."""
+        async with self._lock:
+            self._catalogue.replace(await self._backend.all_docs())
+
     async def rebuild(self) -> int:
         """Rebuild the whole index from the tables (new index, then switch)."""
         async with self._lock:

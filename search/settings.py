@@ -31,6 +31,9 @@ class SearchSettings(PlatformSettings):
     # tags by the cold path).
     search_review_sample: int = Field(default=8, ge=0, le=100)
     search_index_flush_s: float = Field(default=0.2, gt=0, le=60)
+    # With a shared cluster, another replica may have written the index: each replica
+    # re-reads its in-memory catalogue (suggestions, branch pages, recommendations).
+    search_catalogue_refresh_s: float = Field(default=60.0, gt=0, le=3600)
 
     # Cold path: an OpenAI-compatible chat-completions partner extracts keywords; without
     # one, the offline extractor does.
