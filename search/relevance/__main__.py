@@ -1,4 +1,4 @@
-"""``python -m search.relevance build|run``."""
+"""``python -m search.relevance build | run [ELASTICSEARCH_URL]``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,24 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from search.relevance import QUERIES_FILE, build, evaluate_embedded
+from search.relevance import QUERIES_FILE, Scores, build, evaluate, evaluate_embedded
+from search.settings import SearchSettings
+
+
+async def evaluate_elasticsearch(url: str) -> Scores:
+    from search.backends.elastic import ElasticsearchBackend
+
+    settings = SearchSettings(
+        search_backend="elasticsearch", elasticsearch_url=url, elasticsearch_index_prefix="smartgym-relevance"
+    )
+    backend = ElasticsearchBackend(settings)
+    await backend.start()
+    try:
+        return await evaluate(backend)
+    finally:
+        for index in await backend.live_indices():
+            await backend.client.indices.delete(index=index, ignore_unavailable=True)
+        await backend.close()
 
 
 def main(argv: list[str]) -> int:
@@ -20,7 +37,7 @@ def main(argv: list[str]) -> int:
         empty = [item["q"] for item in items if not item["judged"]]
         print(f"wrote {len(items)} queries to {target}; without relevant branches: {empty}")
         return 0
-    scores = asyncio.run(evaluate_embedded())
+    scores = asyncio.run(evaluate_elasticsearch(argv[1]) if len(argv) > 1 else evaluate_embedded())
     for query, ndcg, recall in scores.per_query:
         print(f"{ndcg:5.2f} {recall:5.2f}  {query}")
     print(
