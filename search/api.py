@@ -33,7 +33,18 @@ from search.schemas import (
 )
 
 router = APIRouter()
-Context = Annotated[SearchContext, Depends(from_app_state("search", SearchContext))]
+_search_context = from_app_state("search", SearchContext)
+
+
+async def ready_context(request: Request) -> SearchContext:
+    """The hot path's context, once its models and catalogue are loaded (seconds after a
+    start; requests arriving earlier wait rather than see an empty catalogue)."""
+    context = await _search_context(request)
+    await context.wait_ready()
+    return context
+
+
+Context = Annotated[SearchContext, Depends(ready_context)]
 Updater = Annotated[IndexUpdater, Depends(from_app_state("index_updater", IndexUpdater))]
 OPERATOR = Depends(require_roles(Role.OPERATOR))
 BRANCH_ID = r"^[A-Za-z0-9_.:-]{1,64}$"

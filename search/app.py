@@ -82,12 +82,16 @@ def create_app(
         jobs.append(Periodic("search-catalogue", config.search_catalogue_refresh_s, updater.refresh_catalogue))
     background = Jobs(*jobs)
 
-    async def start() -> None:
-        # Kiwi's model and the lexicon load before the first query, not during it.
-        await asyncio.to_thread(warm_up)
+    def load_models() -> None:
+        warm_up()
         lexicon()
+
+    async def start() -> None:
+        # Kiwi's model and the lexicon take seconds to load: in a thread, so the service
+        # (and `smartgym up` after it) starts at once; requests wait for them (see api.py).
+        warming = asyncio.ensure_future(asyncio.to_thread(load_models))
         await engine.start()
-        await updater.start()
+        await updater.start(warming=warming)
         await background.start()
 
     async def stop() -> None:
@@ -98,7 +102,7 @@ def create_app(
         await engine.close()
 
     app = create_service_app(kernel, title="SmartGym search", routers=[router], on_start=[start], on_stop=[stop])
-    app.state.search = SearchContext(backend=engine, catalogue=catalogue, settings=config)
+    app.state.search = SearchContext(backend=engine, catalogue=catalogue, settings=config, ready=updater.ready)
     app.state.index_updater = updater
     app.state.enricher = enricher
     return app

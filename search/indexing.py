@@ -61,6 +61,10 @@ class IndexUpdater:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # a flush and a rebuild never interleave
+        # Set once the catalogue is loaded: the API waits for it instead of answering
+        # from an empty catalogue.
+        self.ready = asyncio.Event()
+        self._loading: asyncio.Task[None] | None = None
 
     def mark(self, branch_ids: Iterable[str]) -> None:
         self._dirty.update(branch_ids)
@@ -68,11 +72,25 @@ class IndexUpdater:
             self._idle.clear()
             self._wake.set()
 
-    async def start(self) -> None:
-        self._catalogue.replace(await self._backend.all_docs())
+    async def start(self, *, warming: asyncio.Future[None] | None = None) -> None:
+        """Load the catalogue in the background (after ``warming``, Kiwi's model load), so
+        the service listens at once; flushes wait for the load (they share the lock)."""
+        self._loading = asyncio.create_task(self._load(warming), name="search-catalogue-load")
         self._task = asyncio.create_task(self._run(), name="search-index-updater")
 
+    async def _load(self, warming: asyncio.Future[None] | None) -> None:
+        async with self._lock:
+            if warming is not None:
+                await warming
+            docs = await self._backend.all_docs()
+            await asyncio.to_thread(self._catalogue.replace, docs)
+        self.ready.set()
+
     async def stop(self) -> None:
+        if self._loading is not None and not self._loading.done():
+            self._loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loading
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -4,6 +4,7 @@ search cluster, ranking is arithmetic."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,10 +28,15 @@ class SearchContext:
     backend: SearchBackend
     catalogue: Catalogue
     settings: SearchSettings
+    # Set once models and catalogue are loaded (always set when built outside the app).
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
     zone: ZoneInfo = field(init=False)
 
     def __post_init__(self) -> None:
         self.zone = ZoneInfo(self.settings.search_timezone)
+
+    async def wait_ready(self) -> None:
+        await self.ready.wait()
 
 
 def _correct(parsed: ParsedQuery, catalogue: Catalogue) -> list[str]:

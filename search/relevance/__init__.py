@@ -143,6 +143,7 @@ async def evaluate(backend: SearchBackend, *, branches: Sequence[CorpusBranch] |
     catalogue = Catalogue()
     catalogue.replace(docs)
     context = SearchContext(backend=backend, catalogue=catalogue, settings=SearchSettings(environment="test"))
+    context.ready.set()
     per_query: list[tuple[str, float, float]] = []
     by_lang: dict[str, list[float]] = {"ko": [], "en": []}
     for item in load():
