@@ -8,12 +8,13 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.events.envelope import utc_now
-from contracts import AccessGranted, BranchInfo, BranchPreferenceCreated, ReviewPosted
+from contracts import AccessGranted, BranchPreferenceCreated, ReviewPosted
+from contracts.branches import BranchInfo
 from search.models import Branch, BranchTopics, EnrichmentDue, Review, ReviewStats, Visit
 
 # Reviews come in bursts: wait a little so one extraction covers several.
@@ -31,24 +32,42 @@ async def upsert(
     await session.execute(statement.on_conflict_do_update(index_elements=keys, set_=dict(update)))
 
 
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_MONTHLY = ("month", "월", "개월")
+_DAILY = ("day", "일일", "1일", "하루")
+
+
+def _price(event: BranchInfo, words: tuple[str, ...]) -> int | None:
+    """The cheapest price whose name says it is monthly (or daily): "1 month", "1개월"…"""
+    amounts = [price.amount_krw for price in event.prices if any(word in price.name.lower() for word in words)]
+    return min(amounts) if amounts else None
+
+
+def _description(event: BranchInfo) -> str:
+    """The owner's text, plus the equipment list in words (a rack count is searchable)."""
+    equipment = ", ".join(f"{kind.replace('_', ' ')} {count}" for kind, count in sorted(event.equipment.items()))
+    return " ".join(part for part in (event.description, equipment) if part)
+
+
 async def apply_branch_info(session: AsyncSession, *, event: BranchInfo) -> bool:
     """Keep the profile if it is newer than the one stored; True when it changed."""
     current = await session.get(Branch, event.branch_id, with_for_update=True)
-    if current is not None and current.version >= event.version:
+    if current is not None and current.version >= event.revision:
         return False
     values = {
-        "version": event.version,
+        "version": event.revision,
         "name": event.name,
         "address": event.address,
-        "description": event.description,
+        "description": _description(event),
         "lat": event.lat,
         "lon": event.lon,
-        "open_24h": event.open_24h,
-        "weekly_hours": [[item.day, item.opens, item.closes] for item in event.weekly_hours],
+        # The contract: a branch without any opening hours is open around the clock.
+        "open_24h": event.open_24h or not event.hours,
+        "weekly_hours": [[_WEEKDAYS.index(item.day), item.open, item.close] for item in event.hours],
         "facilities": sorted(set(event.facilities)),
-        "monthly_price_krw": event.monthly_price_krw,
-        "day_pass_krw": event.day_pass_krw,
-        "photos_count": event.photos_count,
+        "monthly_price_krw": _price(event, _MONTHLY),
+        "day_pass_krw": _price(event, _DAILY),
+        "photos_count": len(event.photo_urls),
         "closed": event.closed,
         "updated_at": utc_now(),
     }
@@ -64,8 +83,24 @@ async def apply_branch_info(session: AsyncSession, *, event: BranchInfo) -> bool
 
 
 async def record_review(session: AsyncSession, *, event: ReviewPosted) -> bool:
-    if await session.get(Review, event.review_id) is not None:
-        return False  # the same review under another event id
+    """A new review, or an edit (same review, higher revision); True when it changed."""
+    table = ReviewStats.__table__
+    assert isinstance(table, Table)
+    stored = await session.get(Review, event.review_id, with_for_update=True)
+    if stored is not None:
+        if stored.revision >= event.revision:
+            return False  # a redelivery or an older copy
+        delta = event.rating - stored.rating
+        stored.rating, stored.text, stored.revision = event.rating, event.text, event.revision
+        await session.flush()
+        if delta:
+            await session.execute(
+                update(ReviewStats)
+                .where(ReviewStats.branch_id == stored.branch_id)
+                .values(rating_sum=ReviewStats.rating_sum + delta)
+            )
+        await enrichment_due(session, branch_id=stored.branch_id, now=utc_now())
+        return True
     session.add(
         Review(
             review_id=event.review_id,
@@ -73,12 +108,11 @@ async def record_review(session: AsyncSession, *, event: ReviewPosted) -> bool:
             member_id=event.member_id,
             rating=event.rating,
             text=event.text,
+            revision=event.revision,
             posted_at=event.posted_at,
         )
     )
     await session.flush()
-    table = ReviewStats.__table__
-    assert isinstance(table, Table)
     # One statement: concurrent consumers on PostgreSQL cannot lose an increment.
     await upsert(
         session,

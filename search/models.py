@@ -48,6 +48,8 @@ class Review(Base):
     member_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     rating: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
+    # An edit is the same review with a higher revision.
+    revision: Mapped[int] = mapped_column(Integer, server_default="1")
     posted_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 

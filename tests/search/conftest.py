@@ -15,7 +15,7 @@ from common.events.envelope import Event, OutgoingMessage
 from common.events.inprocess import InProcessBus
 from common.migrations import upgrade
 from common.security import Role
-from contracts import BranchInfoCreated, BranchInfoUpdated, OpeningHours, ReviewPosted
+from contracts import BranchInfoCreated, BranchInfoUpdated, OpeningHours, Price, ReviewPosted
 from search.app import create_app
 from search.settings import SearchSettings
 from tests.support import tokens
@@ -31,20 +31,33 @@ def headers(role: Role = Role.CUSTOMER, user_id: uuid.UUID | None = None) -> dic
 MEMBER = headers()
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
 def branch(branch_id: str, name: str, *, version: int = 1, updated: bool = False, **fields: Any) -> Event:
+    """A profile as branch_owner publishes it; ``monthly_price_krw`` and ``weekly_hours``
+    ((day index, opens, closes)) are spelled the test's short way."""
     values: dict[str, Any] = {
         "branch_id": branch_id,
-        "version": version,
+        "revision": version,
         "name": name,
         "address": "서울 강남구 테헤란로 1",
         "description": "",
         "lat": 37.4979,
         "lon": 127.0276,
+        "open_24h": False,
         "facilities": (),
+        "updated_at": datetime.now(UTC),
     }
+    price = fields.pop("monthly_price_krw", None)
+    if price is not None:
+        values["prices"] = (Price(name="1 month", amount_krw=price),)
+    hours = fields.pop("weekly_hours", None)
+    values["hours"] = tuple(
+        OpeningHours(day=WEEKDAYS[day], open=opens, close=closes)
+        for day, opens, closes in hours or [(0, "06:00", "23:00")]
+    )
     values.update(fields)
-    if "weekly_hours" in values:
-        values["weekly_hours"] = tuple(OpeningHours(day=d, opens=o, closes=c) for d, o, c in values["weekly_hours"])
     return (BranchInfoUpdated if updated else BranchInfoCreated)(**values)
 
 
@@ -55,6 +68,7 @@ def review(branch_id: str, rating: int, text: str, **fields: Any) -> ReviewPoste
         member_id=fields.pop("member_id", uuid.uuid4()),
         rating=rating,
         text=text,
+        revision=fields.pop("revision", 1),
         posted_at=fields.pop("posted_at", datetime.now(UTC)),
         **fields,
     )

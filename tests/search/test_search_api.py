@@ -143,11 +143,16 @@ async def test_a_redelivered_review_counts_once(search):
     await seed(search)
     again = review("gn-day", 1, "별로")
     await search.announce(again, again)
-    await search.announce(review("gn-day", 5, "좋아요", review_id=again.review_id))  # same review, new event
+    await search.announce(review("gn-day", 5, "좋아요", review_id=again.review_id))  # same revision, new event
     await search.settle()
     detail = (await search.client.get("/branches/gn-day", headers=MEMBER)).json()
     assert detail["review_count"] == 1
     assert detail["rating"] == 1.0
+    await search.announce(review("gn-day", 4, "고쳐 씀: 괜찮아요", review_id=again.review_id, revision=2))  # an edit
+    await search.settle()
+    detail = (await search.client.get("/branches/gn-day", headers=MEMBER)).json()
+    assert (detail["review_count"], detail["rating"]) == (1, 4.0)
+    assert detail["reviews"][0]["text"] == "고쳐 씀: 괜찮아요"
 
 
 async def test_branch_detail_reviews_and_suggestions(search):

@@ -85,6 +85,7 @@ def upgrade() -> None:
         sa.Column("member_id", sa.Uuid(), nullable=False),
         sa.Column("rating", sa.Integer(), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("revision", sa.Integer(), server_default="1", nullable=False),
         sa.Column("posted_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("review_id", name=op.f("pk_reviews")),
     )
