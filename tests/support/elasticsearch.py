@@ -3,9 +3,11 @@ search service's wire-level tests: no Elasticsearch server can run on these mach
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +19,14 @@ from tests.support.apps import free_port
 
 
 def emulator_binary() -> str | None:
-    beside = Path(sys.executable).parent / "noida-db"
-    return str(beside) if beside.exists() else shutil.which("noida-db")
+    """The emulator's own binary (the ``noida-db`` console script only launches it, and
+    stopping the script would leave the binary running)."""
+    try:
+        import noida_db
+    except ImportError:
+        return shutil.which("noida-db")
+    binary = Path(noida_db.__file__).parent / "noida-db"
+    return str(binary) if binary.exists() else shutil.which("noida-db")
 
 
 @contextmanager
@@ -43,6 +51,7 @@ def elasticsearch_emulator(data_dir: Path) -> Iterator[str]:
             ],
             stdout=handle,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped whole below
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -60,9 +69,11 @@ def elasticsearch_emulator(data_dir: Path) -> Iterator[str]:
             time.sleep(0.05)
         yield url
     finally:
-        process.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
