@@ -22,7 +22,7 @@ def emulator_binary() -> str | None:
     """The emulator's own binary (the ``noida-db`` console script only launches it, and
     stopping the script would leave the binary running)."""
     try:
-        import noida_db
+        import noida_db  # type: ignore[import-untyped]
     except ImportError:
         return shutil.which("noida-db")
     binary = Path(noida_db.__file__).parent / "noida-db"
