@@ -49,6 +49,10 @@ class BranchInfo(Event):
     # Grows by one with every change, so a reader can drop an older copy arriving late.
     revision: int = Field(ge=1)
     updated_at: datetime
+    # Optional (tolerant readers): the owner's free text about the branch, and a closure
+    # (closed for good or suspended: out of search results).
+    description: str = Field(default="", max_length=4000)
+    closed: bool = False
 
 
 @CATALOG.register

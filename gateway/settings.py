@@ -103,6 +103,7 @@ class GatewaySettings(PlatformSettings):
     running_live_url: str = Field(default="http://127.0.0.1:8020", description="running's live-socket server base URL.")
     helper_url: str = Field(default="http://127.0.0.1:8004", description="helper's base URL.")
     branch_owner_url: str = Field(default="http://127.0.0.1:8005", description="branch_owner's base URL.")
+    search_url: str = Field(default="http://127.0.0.1:8006", description="search's base URL.")
     gateway_routes: tuple[RouteConfig, ...] = Field(
         default=(),
         description=(
@@ -176,6 +177,15 @@ class GatewaySettings(PlatformSettings):
                     # its own; running itself holds every other route to 1 MiB.
                     max_body_bytes=32 * 1024 * 1024,
                     timeout_s=60.0,
+                ),
+                # Members type as they search (suggestions): a higher rate than the default.
+                RouteConfig(
+                    prefix="/api/search",
+                    service="search",
+                    upstreams=(self.search_url,),
+                    rate_limit="30/second",
+                    max_body_bytes=16 * 1024,
+                    timeout_s=3.0,
                 ),
                 # Live runs: WebSockets served by running's own socket server.
                 RouteConfig(

@@ -187,4 +187,16 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[Caller]]] = {
         ("POST", "/v1/reviews/{review_id}/reports"): PERSONS,
         ("POST", "/v1/branches/{branch_id}/preference-profile"): STAFF_OF_A,
     },
+    "search": {
+        **PROBES,
+        # Any signed-in principal searches (members' app, owners' console, kiosks).
+        ("GET", "/search"): SIGNED_IN,
+        ("POST", "/search"): SIGNED_IN,
+        ("GET", "/suggest"): SIGNED_IN,
+        ("GET", "/branches/{branch_id}"): SIGNED_IN,
+        ("GET", "/branches/{branch_id}/reviews"): SIGNED_IN,
+        ("GET", "/branches/{branch_id}/similar"): SIGNED_IN,
+        ("GET", "/me/recommendations"): PERSONS,
+        ("POST", "/admin/reindex"): OPERATORS,
+    },
 }
