@@ -29,3 +29,6 @@ class ServiceManifest:
     # Local stand-ins of external partners the launcher may start beside it in embedded
     # mode: name -> port (the service's app module knows how to build them).
     stand_ins: Mapping[str, int] = field(default_factory=dict)
+    # "package.module:attribute" of a click command group the service adds to the
+    # `smartgym` command line (operator commands such as `smartgym search reindex`).
+    commands: str | None = None

@@ -9,6 +9,7 @@ MANIFEST = ServiceManifest(
     uses_bus=True,
     settings_class="search.settings:SearchSettings",
     start_order=10,
+    commands="search.cli:search",
     # No partner stand-in in `smartgym up`: without SMARTGYM_SEARCH_LLM_URL the offline
     # extractor runs. The LLM stand-in (search.llm_sim, search.app.create_stand_in) is for
     # tests and for trying the partner path by hand.

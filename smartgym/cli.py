@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -268,3 +269,8 @@ def settings_doc(out: Path, check: bool) -> None:
 main.add_command(admin)
 main.add_command(demo)
 main.add_command(demo_run)
+# Each service may bring operator commands of its own (its manifest names them).
+for _service in SERVICES:
+    if _service.manifest.commands:
+        _module, _, _attribute = _service.manifest.commands.partition(":")
+        main.add_command(getattr(importlib.import_module(_module), _attribute))
