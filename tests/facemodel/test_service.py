@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 
 from common.security import Role
 from common.settings import PlatformSettings
 from facemodel.app import create_app
-from facemodel.engine import FaceEngine
-from facemodel.holder import ModelHolder
 from facemodel.packs import build_default_pack
-from facemodel.service import FaceService
 from tests.support import tokens
-from tests.support.apps import asgi_client, serving
+from tests.support.apps import asgi_client
 
 
 @pytest.fixture(scope="module")
@@ -24,23 +20,6 @@ def second_pack(wheel, tmp_path_factory):
     directory = tmp_path_factory.mktemp("packs2") / "yunet-sface-1.0.1"
     build_default_pack(wheel, directory, version="1.0.1")
     return directory
-
-
-@pytest.fixture
-def faces(pack):
-    service = FaceService(ModelHolder(FaceEngine(pack)), workers=2)
-    yield service
-    service.close()
-
-
-@pytest.fixture
-async def uds_client(faces, tmp_path):
-    socket_path = str(tmp_path / "facemodel.sock")
-    app = create_app(PlatformSettings(environment="test"), faces=faces, trusted_transport=True)
-    async with serving(app, uds=socket_path):
-        transport = httpx.AsyncHTTPTransport(uds=socket_path)
-        async with httpx.AsyncClient(transport=transport, base_url="http://facemodel", timeout=30) as client:
-            yield client
 
 
 def jpeg(photo_bytes, name="obama.jpg"):
