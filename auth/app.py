@@ -13,7 +13,7 @@ from auth.api import router, weak_password
 from auth.devices import DeviceService
 from auth.entry_passes import EntryPasses
 from auth.errors import WeakPassword
-from auth.faces import FaceAnalyser, FaceEnrolments, FacemodelClient
+from auth.faces import FaceAnalyser, FaceEnrolments, FacemodelClient, service_credential
 from auth.identity import CardCheckClient, IdentityCheck
 from auth.keys import KeyRing
 from auth.memberships import MembershipService
@@ -82,6 +82,7 @@ def create_app(
         facemodel = FacemodelClient(
             auth_settings.facemodel_url,
             breaker=breaker_for("facemodel", settings, kernel.metrics),
+            credential=lambda: service_credential(keys, settings),
         )
         stop_hooks.append(facemodel.aclose)
         face_analyser = facemodel

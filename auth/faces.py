@@ -4,7 +4,9 @@ only the vector (sealed with AES-GCM), never the photo, and tells access through
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal, Protocol
 
 import httpx
@@ -13,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.audit import audit
+from auth.keys import KeyRing
 from auth.models import FaceConsent, FaceEnrollment
 from common.breaker import AsyncCircuitBreaker, CircuitOpenError
 from common.crypto import VectorSealer
@@ -20,7 +23,11 @@ from common.events.envelope import utc_now
 from common.events.outbox import UnitOfWork
 from common.http import ServiceClient, error_detail
 from common.kernel import ServiceKernel
+from common.security import Role, TokenIssuer
+from common.settings import PlatformSettings
 from contracts import FaceEnrolled, FaceErased
+
+SERVICE_CREDENTIAL_TTL = timedelta(seconds=60)
 
 ErasureReason = Literal["consent_withdrawn", "member_request", "account_deleted"]
 
@@ -50,7 +57,7 @@ class FaceVector:
 
 
 class FaceAnalyser(Protocol):
-    async def embed(self, image: bytes, *, content_type: str, bearer: str) -> FaceVector: ...
+    async def embed(self, image: bytes, *, content_type: str) -> FaceVector: ...
 
 
 class _Quality(BaseModel):
@@ -66,12 +73,23 @@ class _Analysis(BaseModel):
 
 
 class FacemodelClient:
-    """facemodel's TCP API, with the member's own token (facemodel verifies it again)."""
+    """facemodel's TCP API with auth's own service credential: facemodel hands embeddings
+    only to services and operators, never to a member's token (which could then extract
+    anybody's face vector from any photo)."""
 
-    def __init__(self, base_url: str, *, breaker: AsyncCircuitBreaker, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        breaker: AsyncCircuitBreaker,
+        credential: Callable[[], str],
+        timeout_s: float = 10.0,
+    ) -> None:
         self._client = ServiceClient("facemodel", base_url, breaker=breaker, timeout_s=timeout_s)
+        self._credential = credential
 
-    async def embed(self, image: bytes, *, content_type: str, bearer: str) -> FaceVector:
+    async def embed(self, image: bytes, *, content_type: str) -> FaceVector:
+        bearer = self._credential()
         try:
             response = await self._client.request(
                 "POST",
@@ -103,6 +121,15 @@ class FacemodelClient:
         await self._client.aclose()
 
 
+def service_credential(keys: KeyRing, settings: PlatformSettings) -> str:
+    """A token auth gives itself for one call to facemodel (a minute; a fresh one each
+    call, so nothing long-lived exists to leak)."""
+    issuer = TokenIssuer(
+        keys.active, issuer=settings.jwt_issuer, audience=settings.jwt_audience, ttl=SERVICE_CREDENTIAL_TTL
+    )
+    return issuer.issue("service:auth", [Role.SERVICE])
+
+
 class FaceEnrolments:
     def __init__(
         self, *, kernel: ServiceKernel, analyser: FaceAnalyser, sealer: VectorSealer, consent_version: str
@@ -130,14 +157,12 @@ class FaceEnrolments:
             )
         return consent
 
-    async def enrol(
-        self, *, member_id: uuid.UUID, image: bytes, content_type: str, bearer: str, source: str | None
-    ) -> FaceVector:
+    async def enrol(self, *, member_id: uuid.UUID, image: bytes, content_type: str, source: str | None) -> FaceVector:
         async with self._kernel.db.sessions() as session:
             if await _active_consent(session, member_id, self.consent_version) is None:
                 raise ConsentRequired(f"consent text {self.consent_version} must be accepted first")
         # The photo exists only in this request's memory: it is never written anywhere.
-        vector = await self._analyser.embed(image, content_type=content_type, bearer=bearer)
+        vector = await self._analyser.embed(image, content_type=content_type)
         async with self._kernel.unit_of_work() as uow:
             if await _active_consent(uow.session, member_id, self.consent_version) is None:
                 raise ConsentRequired("consent was withdrawn meanwhile")  # raced with a withdrawal

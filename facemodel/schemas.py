@@ -21,6 +21,13 @@ class AnalysisOut(BaseModel):
     timings_ms: dict[str, float]
 
 
+class QualityVerdictOut(BaseModel):
+    model: str
+    faces_seen: int
+    box: list[float] | None
+    quality: QualityOut
+
+
 class MatchOut(BaseModel):
     subject: str
     similarity: float

@@ -54,11 +54,11 @@ class FaceService:
     async def _run(self, function: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function)
 
-    async def analyse(self, image: bytes, *, purpose: Purpose = "entry") -> Analysis:
+    async def analyse(self, image: bytes, *, purpose: Purpose = "entry", keep_reference: bool = True) -> Analysis:
         engine = self.holder.current  # this request finishes on this engine, swap or not
         analysis = await self._run(lambda: engine.analyse(image, purpose=purpose))
         self._observe(analysis)
-        if analysis.aligned is not None:
+        if keep_reference and analysis.aligned is not None:
             self.holder.reference_face = analysis.aligned
         return analysis
 

@@ -9,8 +9,12 @@ import stat
 
 import httpx
 
-from tests.facemodel.test_service import jpeg
-from tests.support import processes
+from common.security import Role
+from common.settings import PlatformSettings
+from facemodel.app import create_app
+from tests.facemodel.test_service import enrol, jpeg
+from tests.support import processes, tokens
+from tests.support.apps import asgi_client
 
 
 async def test_the_unix_socket_is_owner_only(pack, tmp_path):
@@ -69,3 +73,32 @@ async def test_a_pack_with_an_uncalibrated_threshold_is_refused_and_the_old_mode
     status = (await uds_client.get("/v1/models")).json()
     assert (status["active"], status["threshold"], status["swap_count"]) == ("yunet-sface@1.0.0", 0.363, 0)
     assert (await uds_client.post("/v1/analyse", **jpeg(photo_bytes))).json()["model"] == "yunet-sface@1.0.0"
+
+
+async def test_embeddings_go_only_to_services_operators_and_the_socket(faces, photo_bytes, uds_client):
+    app = create_app(PlatformSettings(environment="test"), faces=faces, keys=tokens.key_cache())
+
+    def as_(*roles: Role) -> dict[str, str]:
+        token = tokens.issuer().issue(f"{roles[0]}-1", list(roles), ["gangnam"])
+        return {"authorization": f"Bearer {token}", "content-type": "image/jpeg"}
+
+    photo = photo_bytes["obama.jpg"]
+    await enrol(uds_client, photo_bytes, "chain", "member-obama", "obama.jpg")
+    async with asgi_client(app) as client:
+        # A member's token could otherwise turn anybody's photo into their face vector.
+        for person in (Role.CUSTOMER, Role.HELPER, Role.BRANCH_OWNER, Role.DEVICE):
+            assert (await client.post("/v1/analyse", content=photo, headers=as_(person))).status_code == 403
+        verdict = await client.post("/v1/quality", content=photo, headers=as_(Role.CUSTOMER))
+        assert verdict.status_code == 200
+        assert verdict.json()["quality"]["ok"] is True
+        assert "embedding" not in verdict.json()
+        # A kiosk identifying over TCP learns who matched, not the probe's vector.
+        kiosk = await client.post("/v1/galleries/chain/identify", content=photo, headers=as_(Role.DEVICE))
+        assert kiosk.json()["match"]["subject"] == "member-obama"
+        assert kiosk.json()["analysis"]["embedding"] is None
+        for trusted in (Role.SERVICE, Role.OPERATOR):
+            analysed = await client.post("/v1/analyse", content=photo, headers=as_(trusted))
+            assert len(analysed.json()["embedding"]) == 128
+    # access, over the socket, still gets the probe's vector for its cold search.
+    over_socket = await uds_client.post("/v1/galleries/chain/identify", **jpeg(photo_bytes))
+    assert len(over_socket.json()["analysis"]["embedding"]) == 128
