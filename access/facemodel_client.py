@@ -41,6 +41,10 @@ class _Identification(BaseModel):
     threshold: float
 
 
+class _Subjects(BaseModel):
+    subjects: list[str]
+
+
 class _Status(BaseModel):
     embedding_space: str
     threshold: float
@@ -89,6 +93,12 @@ class UnixSocketFacemodel:
         response = await self._call("DELETE", f"/v1/galleries/{gallery}/subjects/{subject}")
         if response.status_code != 204:
             raise FaceServiceUnavailable(f"facemodel did not remove {subject}: {response.status_code}")
+
+    async def subjects(self, gallery: str) -> set[str]:
+        response = await self._call("GET", f"/v1/galleries/{gallery}/subjects")
+        if response.status_code == 404:
+            return set()
+        return set(_parse(response, _Subjects).subjects)
 
     async def embedding_space(self) -> str:
         return (await self._status()).embedding_space

@@ -30,7 +30,7 @@ from common.observability import Metrics
 from common.periodic import Periodic
 from common.security import JwksCache
 from common.settings import PlatformSettings
-from contracts import CATALOG
+from contracts import CATALOG, FACE_TRANSIT_PURPOSE
 
 SERVICE = "auth"
 # Fixed forever: vectors sealed under it must still open after an upgrade.
@@ -93,7 +93,8 @@ def create_app(
         kernel=kernel,
         analyser=face_analyser,
         consent_version=auth_settings.face_consent_version,
-        sealer=VectorSealer(settings.key_encryption_secret.get_secret_value().encode(), purpose=FACE_SEALING_PURPOSE),
+        sealer=VectorSealer(auth_settings.sealing_keys(), purpose=FACE_SEALING_PURPOSE),
+        transit=VectorSealer(auth_settings.sealing_keys(), purpose=FACE_TRANSIT_PURPOSE),
     )
     app.state.max_face_upload_bytes = auth_settings.max_face_upload_bytes
     app.add_exception_handler(WeakPassword, weak_password)

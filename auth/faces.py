@@ -1,8 +1,10 @@
 """Face enrolment with consent, and erasure. auth asks facemodel for the embedding, keeps
-only the vector (sealed with AES-GCM), never the photo, and tells access through events."""
+only the vector (sealed with AES-GCM), never the photo, and tells access through events
+(the vector sealed again for transit: FaceEnrolled carries no plaintext biometrics)."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from common.events.envelope import utc_now
 from common.events.outbox import UnitOfWork
 from common.http import ServiceClient, error_detail
 from common.kernel import ServiceKernel
+from common.sealing import reseal_rows
 from common.security import Role, TokenIssuer
 from common.settings import PlatformSettings
 from contracts import FaceEnrolled, FaceErased
@@ -130,14 +133,42 @@ def service_credential(keys: KeyRing, settings: PlatformSettings) -> str:
     return issuer.issue("service:auth", [Role.SERVICE])
 
 
+def enrolment_version(previous: int | None) -> int:
+    """Microseconds since the epoch, and always past the member's previous enrolment: it
+    orders enrolments even across an erasure, when the previous row is gone (clocks of
+    auth replicas are NTP-kept; a skew only matters to an enrolment made within it)."""
+    now = int(utc_now().timestamp() * 1_000_000)
+    return max(now, (previous or 0) + 1)
+
+
 class FaceEnrolments:
     def __init__(
-        self, *, kernel: ServiceKernel, analyser: FaceAnalyser, sealer: VectorSealer, consent_version: str
+        self,
+        *,
+        kernel: ServiceKernel,
+        analyser: FaceAnalyser,
+        sealer: VectorSealer,
+        transit: VectorSealer,
+        consent_version: str,
     ) -> None:
         self._kernel = kernel
         self._analyser = analyser
         self._sealer = sealer
+        self._transit = transit
         self.consent_version = consent_version
+
+    def _announcement(
+        self, member_id: uuid.UUID, embedding: object, *, model: str, space: str, version: int
+    ) -> FaceEnrolled:
+        sealed = self._transit.seal(member_id, embedding)  # type: ignore[arg-type]
+        return FaceEnrolled(
+            member_id=member_id,
+            sealed_embedding=base64.b64encode(sealed).decode(),
+            key_id=self._transit.current,
+            enrolment_version=version,
+            model=model,
+            embedding_space=space,
+        )
 
     async def give_consent(self, *, member_id: uuid.UUID, text_version: str, source: str | None) -> FaceConsent:
         if text_version != self.consent_version:
@@ -168,6 +199,7 @@ class FaceEnrolments:
                 raise ConsentRequired("consent was withdrawn meanwhile")  # raced with a withdrawal
             existing = await uow.session.get(FaceEnrollment, member_id, with_for_update=True)
             sealed = self._sealer.seal(member_id, vector.embedding)
+            version = enrolment_version(existing.version if existing is not None else None)
             if existing is None:
                 uow.session.add(
                     FaceEnrollment(
@@ -176,11 +208,13 @@ class FaceEnrolments:
                         embedding_space=vector.embedding_space,
                         sealed_embedding=sealed,
                         enrolled_at=utc_now(),
+                        version=version,
                     )
                 )
             else:
                 existing.model, existing.embedding_space = vector.model, vector.embedding_space
                 existing.sealed_embedding, existing.enrolled_at = sealed, utc_now()
+                existing.version = version
             audit(
                 uow.session,
                 "face_enrolled",
@@ -191,11 +225,8 @@ class FaceEnrolments:
                 replaced=existing is not None,
             )
             uow.emit(
-                FaceEnrolled(
-                    member_id=member_id,
-                    embedding=vector.embedding,
-                    model=vector.model,
-                    embedding_space=vector.embedding_space,
+                self._announcement(
+                    member_id, vector.embedding, model=vector.model, space=vector.embedding_space, version=version
                 )
             )
         return vector
@@ -209,11 +240,12 @@ class FaceEnrolments:
                 for enrolment in enrolments[start : start + batch]:
                     embedding = self._sealer.open(enrolment.user_id, enrolment.sealed_embedding)
                     uow.emit(
-                        FaceEnrolled(
-                            member_id=enrolment.user_id,
-                            embedding=tuple(float(value) for value in embedding),
+                        self._announcement(
+                            enrolment.user_id,
+                            embedding,
                             model=enrolment.model,
-                            embedding_space=enrolment.embedding_space,
+                            space=enrolment.embedding_space,
+                            version=max(enrolment.version, 1),
                         )
                     )
         async with self._kernel.unit_of_work() as uow:
@@ -234,6 +266,18 @@ class FaceEnrolments:
         async with self._kernel.unit_of_work() as uow:
             return await erase_face(uow, member_id, "member_request", actor=str(member_id), source=source)
 
+    async def reseal(self, *, batch: int = 500) -> tuple[int, int]:
+        """Re-seal every stored vector not under the current key (key rotation).
+        Returns (re-sealed, total); safe to run again after an interruption."""
+        return await reseal_rows(
+            self._kernel.db,
+            FaceEnrollment,
+            FaceEnrollment.user_id,
+            FaceEnrollment.sealed_embedding,
+            self._sealer,
+            batch=batch,
+        )
+
     async def stored_vector(self, member_id: uuid.UUID) -> tuple[float, ...] | None:
         async with self._kernel.db.sessions() as session:
             enrolment = await session.get(FaceEnrollment, member_id)
@@ -250,9 +294,10 @@ async def erase_face(
     enrolment = await uow.session.get(FaceEnrollment, member_id, with_for_update=True)
     if enrolment is None:
         return False
+    erased_version = enrolment.version
     await uow.session.delete(enrolment)
     audit(uow.session, "face_erased", actor=actor, subject=str(member_id), source=source, reason=reason)
-    uow.emit(FaceErased(member_id=member_id, reason=reason))
+    uow.emit(FaceErased(member_id=member_id, reason=reason, enrolment_version=erased_version))
     return True
 
 

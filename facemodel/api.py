@@ -28,6 +28,7 @@ from facemodel.schemas import (
     ModelStatus,
     QualityOut,
     QualityVerdictOut,
+    SubjectsOut,
     SwapOut,
     VectorIn,
     VectorsIn,
@@ -181,6 +182,15 @@ async def put_vectors(gallery: str, body: VectorsIn, faces: Faces) -> None:
         faces.put_vectors(gallery, vectors)
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+
+@router.get("/galleries/{gallery}/subjects", dependencies=[Depends(caller(Role.OPERATOR))])
+async def list_subjects(gallery: str, faces: Faces) -> SubjectsOut:
+    """Who a gallery holds (ids only): access reconciles it against its own store."""
+    target = faces.galleries.get(gallery)
+    if target is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no gallery {gallery}")
+    return SubjectsOut(subjects=target.subjects())
 
 
 @router.delete(

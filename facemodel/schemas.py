@@ -65,6 +65,10 @@ class VectorsIn(BaseModel):
     subjects: list[SubjectVectorIn] = Field(min_length=1, max_length=5000)
 
 
+class SubjectsOut(BaseModel):
+    subjects: list[str]
+
+
 class DeployIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     pack: str = Field(min_length=1, max_length=500)

@@ -113,6 +113,10 @@ class FaceService:
         self.metrics.gallery_size.labels(gallery).set(len(target))
 
     def remove_vector(self, gallery: str, subject: str) -> bool:
+        # The reference crop for self-tests is the last enrolment photo's aligned face,
+        # whoever it was: an erasure may be that person's, so it goes too (a deploy then
+        # self-tests on the synthetic face until the next enrolment).
+        self.holder.reference_face = None
         target = self.galleries.get(gallery)
         if target is None:
             return False

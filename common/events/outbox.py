@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.context import bind_correlation_id, reset_correlation_id
 from common.db import Database, KernelTables
 from common.events.bus import EventBus, Subscriptions
-from common.events.envelope import Event, OutgoingMessage, utc_now
+from common.events.envelope import PURGED_AFTER_PUBLISH, Event, OutgoingMessage, utc_now
 from common.observability import Metrics
 
 log = logging.getLogger(__name__)
@@ -218,8 +218,13 @@ class OutboxRelay:
                 await session.rollback()
                 await self._record_failure([row.id for row in rows], exc)
                 raise
+            purged = [row.id for row in rows if row.routing_key in PURGED_AFTER_PUBLISH]
+            if purged:
+                await session.execute(delete(outbox).where(outbox.c.id.in_(purged)))
             await session.execute(
-                update(outbox).where(outbox.c.id.in_([row.id for row in rows])).values(published_at=utc_now())
+                update(outbox)
+                .where(outbox.c.id.in_([row.id for row in rows if row.id not in set(purged)]))
+                .values(published_at=utc_now())
             )
         return len(rows)
 
