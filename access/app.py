@@ -11,7 +11,7 @@ from prometheus_client import Gauge
 from access.api import router
 from access.events import AccessEvents
 from access.facemodel_client import UnixSocketFacemodel
-from access.faces import CacheMetrics, FaceCache, FaceEngine
+from access.faces import FACE_SEALING_PURPOSE, CacheMetrics, FaceCache, FaceEngine
 from access.gates import Gate, SerialLine, build_gates
 from access.models import Base
 from access.passes import EntryPassChecker
@@ -31,8 +31,6 @@ from common.settings import PlatformSettings
 from contracts import CATALOG, FACE_TRANSIT_PURPOSE, GateStatusChanged
 
 SERVICE = "access"
-# Fixed forever: vectors sealed under it must still open after an upgrade.
-FACE_SEALING_PURPOSE = b"smartgym-access-face-v1"
 GALLERY_CHECK_INTERVAL_S = 5.0
 # How soon a gate added with `smartgym admin add-gate` opens.
 SITE_FILE_CHECK_INTERVAL_S = 1.0

@@ -35,14 +35,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from access.models import FaceTombstone, FaceVector, MembershipCopy, VisitScore
 from access.rules import Reason
+from access.settings import AccessSettings
 from common.crypto import VectorSealer
 from common.db import Database
 from common.events.envelope import utc_now
 from common.observability import Metrics
+from common.sealing import reseal_rows
 
 log = logging.getLogger(__name__)
 
 LOAD_CHUNK = 2000
+# Fixed forever: vectors sealed under it must still open after an upgrade.
+FACE_SEALING_PURPOSE = b"smartgym-access-face-v1"
 
 
 class FaceServiceUnavailable(Exception):
@@ -137,6 +141,17 @@ def rank_key(score: float, at: datetime, *, half_life_days: float) -> float:
 def decayed(score: float, since: datetime, now: datetime, *, half_life_days: float) -> float:
     elapsed_s = max(0.0, (now - since).total_seconds())
     return float(score * 0.5 ** (elapsed_s / (half_life_days * 86_400)))
+
+
+async def reseal_stored_faces(settings: AccessSettings) -> tuple[int, int]:
+    """Key rotation: every vector of the cold store re-sealed under the current biometric
+    sealing key. Returns (re-sealed, total); safe to run again after an interruption."""
+    database = Database(settings.database_url("access"))
+    try:
+        sealer = VectorSealer(settings.sealing_keys(), purpose=FACE_SEALING_PURPOSE)
+        return await reseal_rows(database, FaceVector, FaceVector.member_id, FaceVector.sealed, sealer)
+    finally:
+        await database.engine.dispose()
 
 
 class FaceCache:

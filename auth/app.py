@@ -13,7 +13,7 @@ from auth.api import router, weak_password
 from auth.devices import DeviceService
 from auth.entry_passes import EntryPasses
 from auth.errors import WeakPassword
-from auth.faces import FaceAnalyser, FaceEnrolments, FacemodelClient, service_credential
+from auth.faces import FACE_SEALING_PURPOSE, FaceAnalyser, FaceEnrolments, FacemodelClient, service_credential
 from auth.identity import CardCheckClient, IdentityCheck
 from auth.keys import KeyRing
 from auth.memberships import MembershipService
@@ -33,8 +33,6 @@ from common.settings import PlatformSettings
 from contracts import CATALOG, FACE_TRANSIT_PURPOSE
 
 SERVICE = "auth"
-# Fixed forever: vectors sealed under it must still open after an upgrade.
-FACE_SEALING_PURPOSE = b"smartgym-auth-face-v1"
 
 
 def create_app(

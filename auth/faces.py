@@ -19,8 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.audit import audit
 from auth.keys import KeyRing
 from auth.models import FaceConsent, FaceEnrollment
+from auth.settings import AuthSettings
 from common.breaker import AsyncCircuitBreaker, CircuitOpenError
 from common.crypto import VectorSealer
+from common.db import Database
 from common.events.envelope import utc_now
 from common.events.outbox import UnitOfWork
 from common.http import ServiceClient, error_detail
@@ -31,6 +33,8 @@ from common.settings import PlatformSettings
 from contracts import FaceEnrolled, FaceErased
 
 SERVICE_CREDENTIAL_TTL = timedelta(seconds=60)
+# Fixed forever: vectors sealed under it must still open after an upgrade.
+FACE_SEALING_PURPOSE = b"smartgym-auth-face-v1"
 
 ErasureReason = Literal["consent_withdrawn", "member_request", "account_deleted"]
 
@@ -266,24 +270,25 @@ class FaceEnrolments:
         async with self._kernel.unit_of_work() as uow:
             return await erase_face(uow, member_id, "member_request", actor=str(member_id), source=source)
 
-    async def reseal(self, *, batch: int = 500) -> tuple[int, int]:
-        """Re-seal every stored vector not under the current key (key rotation).
-        Returns (re-sealed, total); safe to run again after an interruption."""
-        return await reseal_rows(
-            self._kernel.db,
-            FaceEnrollment,
-            FaceEnrollment.user_id,
-            FaceEnrollment.sealed_embedding,
-            self._sealer,
-            batch=batch,
-        )
-
     async def stored_vector(self, member_id: uuid.UUID) -> tuple[float, ...] | None:
         async with self._kernel.db.sessions() as session:
             enrolment = await session.get(FaceEnrollment, member_id)
         if enrolment is None:
             return None
         return tuple(float(value) for value in self._sealer.open(member_id, enrolment.sealed_embedding))
+
+
+async def reseal_stored_faces(settings: AuthSettings) -> tuple[int, int]:
+    """Key rotation: every stored vector re-sealed under the current biometric sealing
+    key. Returns (re-sealed, total); safe to run again after an interruption."""
+    database = Database(settings.database_url("auth"))
+    try:
+        sealer = VectorSealer(settings.sealing_keys(), purpose=FACE_SEALING_PURPOSE)
+        return await reseal_rows(
+            database, FaceEnrollment, FaceEnrollment.user_id, FaceEnrollment.sealed_embedding, sealer
+        )
+    finally:
+        await database.engine.dispose()
 
 
 async def erase_face(
