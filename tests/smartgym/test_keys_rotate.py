@@ -9,6 +9,7 @@ import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -146,7 +147,7 @@ def test_production_refuses_default_or_weak_biometric_keys() -> None:
     from access.settings import AccessSettings
     from auth.settings import AuthSettings
 
-    production = {
+    production: dict[str, Any] = {
         "environment": "production",
         "broker_url": "amqp://smartgym:pw@broker/",
         "key_encryption_secret": "a-real-key-encryption-secret-0123456789",
