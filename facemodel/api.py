@@ -8,6 +8,7 @@ gets the quality verdict and, for identification, the match, never the vector.""
 
 from __future__ import annotations
 
+import binascii
 from pathlib import Path
 from typing import Annotated
 
@@ -22,8 +23,10 @@ from facemodel.packs import PackError
 from facemodel.quality import Purpose
 from facemodel.schemas import (
     AnalysisOut,
+    BurstIn,
     DeployIn,
     IdentificationOut,
+    LivenessOut,
     MatchOut,
     ModelStatus,
     QualityOut,
@@ -134,6 +137,40 @@ async def identify(
         threshold=result.threshold,
         match=MatchOut(subject=best.subject, similarity=best.similarity) if best else None,
     )
+
+
+async def _identified_live(
+    faces: FaceService, body: BurstIn, *, gallery: str | None, principal: Principal | None
+) -> IdentificationOut:
+    try:
+        result, verdict = await faces.identify_live(body.decoded(), gallery=gallery)
+    except (ValueError, binascii.Error) as exc:
+        reason = exc.reason if isinstance(exc, ImageRejected) else "frames must be base64 JPEG or PNG images"
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, reason) from exc
+    except UnknownGallery as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no gallery {exc}") from exc
+    best = result.best
+    return IdentificationOut(
+        analysis=_analysis(result.analysis, with_embedding=may_see_embeddings(principal) and verdict.ok),
+        matches=[MatchOut(subject=match.subject, similarity=match.similarity) for match in result.matches],
+        threshold=result.threshold,
+        match=MatchOut(subject=best.subject, similarity=best.similarity) if best else None,
+        liveness=LivenessOut(ok=verdict.ok, code=verdict.code, yaw_change=verdict.yaw_change),
+    )
+
+
+@router.post("/galleries/{gallery}/identify-live")
+async def identify_live(gallery: str, body: BurstIn, faces: Faces, principal: Caller) -> IdentificationOut:
+    """Active liveness on a burst of 2-4 frames, then identification of the first."""
+    return await _identified_live(faces, body, gallery=gallery, principal=principal)
+
+
+@router.post("/analyse-live")
+async def analyse_live(
+    body: BurstIn, faces: Faces, principal: Annotated[Principal | None, Depends(caller(*EMBEDDING_ROLES))]
+) -> IdentificationOut:
+    """Liveness and the first frame's analysis, without a gallery (access's cold path)."""
+    return await _identified_live(faces, body, gallery=None, principal=principal)
 
 
 @router.post("/galleries/{gallery}/subjects/{subject}/verify")

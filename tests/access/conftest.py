@@ -18,12 +18,12 @@ from common.crypto import VectorSealer
 from common.events.envelope import OutgoingMessage
 from common.migrations import upgrade
 from common.security import Role, TokenIssuer
-from common.settings import PlatformSettings
 from contracts import FACE_TRANSIT_PURPOSE, FaceEnrolled, MembershipChanged
 from facemodel.app import create_app as create_facemodel_app
 from facemodel.engine import FaceEngine
 from facemodel.holder import ModelHolder
 from facemodel.service import FaceService
+from facemodel.settings import FacemodelSettings
 from tests.support import tokens
 from tests.support.apps import asgi_client, serving
 from tests.support.serialgate import GateSimulator, SocatPair
@@ -42,7 +42,7 @@ def face_service(pack):
 async def facemodel_socket(face_service, tmp_path):
     face_service.galleries.clear()  # a fresh sidecar per test
     socket_path = tmp_path / "facemodel.sock"
-    app = create_facemodel_app(PlatformSettings(environment="test"), faces=face_service, trusted_transport=True)
+    app = create_facemodel_app(FacemodelSettings(environment="test"), faces=face_service, trusted_transport=True)
     async with serving(app, uds=str(socket_path)):
         yield socket_path
 
