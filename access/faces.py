@@ -21,7 +21,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -75,6 +75,8 @@ class Identification:
     best_similarity: float | None
     threshold: float
     timings_ms: dict[str, float]
+    liveness_ok: bool | None = None  # None: a single frame, no liveness asked
+    liveness_code: str | None = None
 
 
 class FaceEngine(Protocol):
@@ -82,6 +84,7 @@ class FaceEngine(Protocol):
 
     async def identify(self, gallery: str, image: bytes, content_type: str) -> Identification: ...
     async def analyse(self, image: bytes, content_type: str) -> Identification: ...
+    async def identify_live(self, gallery: str | None, frames: Sequence[bytes]) -> Identification: ...
     async def put_vectors(self, gallery: str, space: str, vectors: dict[str, NDArray[np.float32]]) -> None: ...
     async def remove(self, gallery: str, subject: str) -> None: ...
     async def subjects(self, gallery: str) -> set[str]: ...
@@ -329,19 +332,35 @@ class FaceCache:
 
     # -- at the door ---------------------------------------------------------------------
 
-    async def identify(self, branch: str, image: bytes, content_type: str) -> FaceOutcome:
+    async def identify(
+        self, branch: str, image: bytes, content_type: str, *, burst: Sequence[bytes] | None = None
+    ) -> FaceOutcome:
+        """Who is at the door. With ``burst`` (liveness asked), a burst that is not live
+        is refused before anybody is matched."""
         started = time.perf_counter()
+        engine = self._engine
+
+        async def call(gallery: str | None) -> Identification:
+            if burst is not None:
+                return await engine.identify_live(gallery, burst)
+            if gallery is None:
+                return await engine.analyse(image, content_type)
+            return await engine.identify(gallery, image, content_type)
+
         try:
-            found = await self._engine.identify(gallery_name(branch), image, content_type)
+            found = await call(gallery_name(branch))
         except GalleryMissing:
             if self.hot.get(branch):
                 log.warning("facemodel lost gallery %s; reloading", branch)
                 await self.load(branch)
-                found = await self._engine.identify(gallery_name(branch), image, content_type)
+                found = await call(gallery_name(branch))
             else:
-                found = await self._engine.analyse(image, content_type)
+                found = await call(None)
         timings = dict(found.timings_ms)
         timings["facemodel_call"] = round((time.perf_counter() - started) * 1000, 2)
+        if burst is not None and not found.liveness_ok:
+            detail = found.liveness_code or "liveness_failed"
+            return FaceOutcome(Reason.LIVENESS_FAILED, None, None, found.model, None, timings, detail=detail)
         if not found.quality_ok or found.embedding is None:
             reason = Reason.NO_FACE if found.quality_code in (None, "no_face") else Reason.POOR_QUALITY
             return FaceOutcome(reason, None, None, found.model, None, timings, detail=found.quality_code)

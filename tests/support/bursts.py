@@ -33,7 +33,8 @@ def head_turn(photo: bytes, engine: FaceEngine, *, amplitudes: tuple[float, ...]
     bump = np.exp(-((xx - nose[0]) ** 2 + (yy - centre_y) ** 2) / (2 * sigma**2)).astype(np.float32)
     frames = []
     for amplitude in amplitudes:
-        warped = cv2.remap(image, xx - amplitude * eye_distance * bump, yy, cv2.INTER_LINEAR, cv2.BORDER_REFLECT)
+        shifted = (xx - amplitude * eye_distance * bump).astype(np.float32)
+        warped = cv2.remap(image, shifted, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         frames.append(_jpeg(warped))
     return frames
 
