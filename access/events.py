@@ -17,6 +17,10 @@ from contracts import AccessGranted, FaceEnrolled, FaceErased, MembershipChanged
 log = logging.getLogger(__name__)
 
 
+class UnreadableEnrolment(Exception):
+    """A FaceEnrolled whose sealed vector this site cannot open."""
+
+
 class AccessEvents:
     def __init__(self, *, faces: FaceCache, sealer: VectorSealer, transit: VectorSealer, half_life_days: float) -> None:
         self._faces = faces
@@ -58,10 +62,11 @@ class AccessEvents:
             return  # a late copy of an older (or the same) enrolment
         try:
             vector = self._transit.open(member_id, base64.b64decode(event.sealed_embedding, validate=True))
-        except (InvalidTag, ValueError, binascii.Error):
-            # Not retried: no redelivery makes it open. Logged without the payload.
-            log.error("sealed vector of %s (key %s) does not open; enrolment dropped", member_id, event.key_id)
-            return
+        except (InvalidTag, ValueError, binascii.Error) as exc:
+            # Most likely a key this site does not hold yet (auth rotated first): the event
+            # fails, is retried and parked — sealed, so safe to keep — for a replay once the
+            # site has the key. Never logged with its payload.
+            raise UnreadableEnrolment(f"sealed vector of {member_id} does not open with key {event.key_id}") from exc
         if row is None:
             row = FaceVector(member_id=member_id)
             uow.session.add(row)
