@@ -7,7 +7,8 @@ photo turned about its vertical axis, which mostly compresses it horizontally â€
 the nose where it was *relative to the eyes*. A real head turning shifts the nose,
 which stands out of the face, across the line between the eyes. So the burst passes when
 
-- every frame is a different capture (not the same bytes, not the same pixels);
+- every frame is a different capture (not the same bytes, not the same pixels, not the
+  same aligned face crop);
 - every frame shows a usable face, and the same person in all of them;
 - the nose's offset along the eye axis, in eye distances (the *yaw ratio*), changes by
   at least ``min_yaw_change`` across the burst and no frame jumps implausibly far;
@@ -25,7 +26,6 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from facemodel.engine import Analysis, Detection, UInt8Image
@@ -41,7 +41,9 @@ class LivenessRules:
     min_yaw_change: float = 0.18
     max_yaw_step: float = 0.45  # between consecutive frames: faster than a head turns
     max_scale_change: float = 1.3  # ratio of eye distances across the burst
-    min_pixel_difference: float = 0.5  # mean absolute grey difference (0-255) at 64x64
+    # Mean absolute difference (0-255) between the aligned 112x112 face crops: the face, not
+    # the whole frame, where a small face's turn would vanish in the background.
+    min_pixel_difference: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -74,13 +76,18 @@ def judge_burst(
         return LivenessVerdict(False, "wrong_frame_count")
     if len({hashlib.sha256(frame).digest() for frame in frames}) < len(frames):
         return LivenessVerdict(False, "identical_frames")
-    thumbs = [cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (64, 64)).astype(np.float32) for image in pixels]
-    for index, thumb in enumerate(thumbs):
-        for other in thumbs[index + 1 :]:
-            if float(np.abs(thumb - other).mean()) < rules.min_pixel_difference:
-                return LivenessVerdict(False, "identical_frames")
-    if any(analysis.embedding is None or analysis.detection is None for analysis in analyses):
+    for index, image in enumerate(pixels):
+        if any(image.shape == other.shape and np.array_equal(image, other) for other in pixels[index + 1 :]):
+            return LivenessVerdict(False, "identical_frames")  # re-encoded, same pixels
+    if any(
+        analysis.embedding is None or analysis.detection is None or analysis.aligned is None for analysis in analyses
+    ):
         return LivenessVerdict(False, "no_face_in_every_frame")
+    crops = [analysis.aligned.astype(np.float32) for analysis in analyses if analysis.aligned is not None]
+    for index, crop in enumerate(crops):
+        for other in crops[index + 1 :]:
+            if float(np.abs(crop - other).mean()) < rules.min_pixel_difference:
+                return LivenessVerdict(False, "identical_frames")
     embeddings = [analysis.embedding for analysis in analyses if analysis.embedding is not None]
     for index, embedding in enumerate(embeddings):
         for other in embeddings[index + 1 :]:
