@@ -218,14 +218,14 @@ class OutboxRelay:
                 await session.rollback()
                 await self._record_failure([row.id for row in rows], exc)
                 raise
-            purged = [row.id for row in rows if row.routing_key in PURGED_AFTER_PUBLISH]
+            # Rows carrying biometrics go as soon as the broker has them; the rest stay for
+            # the retention period (diagnosis, replay).
+            purged = {row.id for row in rows if row.routing_key in PURGED_AFTER_PUBLISH}
             if purged:
                 await session.execute(delete(outbox).where(outbox.c.id.in_(purged)))
-            await session.execute(
-                update(outbox)
-                .where(outbox.c.id.in_([row.id for row in rows if row.id not in set(purged)]))
-                .values(published_at=utc_now())
-            )
+            kept = [row.id for row in rows if row.id not in purged]
+            if kept:
+                await session.execute(update(outbox).where(outbox.c.id.in_(kept)).values(published_at=utc_now()))
         return len(rows)
 
     async def _record_failure(self, ids: list[int], exc: Exception) -> None:
