@@ -40,7 +40,9 @@ class LivenessRules:
     # under shift, scale and small rotations, measured on the test photos).
     min_yaw_change: float = 0.18
     max_yaw_step: float = 0.45  # between consecutive frames: faster than a head turns
-    max_scale_change: float = 1.3  # ratio of eye distances across the burst
+    # Ratio of eye distances across the burst: a turn foreshortens them (cos 40 deg ~ 0.77),
+    # stepping towards the camera mid-burst grows them.
+    max_scale_change: float = 1.5
     # Mean absolute difference (0-255) between the aligned 112x112 face crops: the face, not
     # the whole frame, where a small face's turn would vanish in the background.
     min_pixel_difference: float = 0.5
