@@ -27,7 +27,7 @@ class AuthSettings(PlatformSettings):
     # facemodel's TCP API, for enrolment (auth forwards the member's own token).
     facemodel_url: str = Field(
         default="http://127.0.0.1:8003",
-        description="facemodel's TCP API, for enrolment photos (auth forwards the member's own token).",
+        description="facemodel's TCP API, for enrolment photos (auth calls it with its own short-lived service credential).",
     )
     # The consent text members accept before enrolment; a new text needs new consent.
     face_consent_version: str = Field(
