@@ -24,7 +24,7 @@ class AuthSettings(PlatformSettings):
         default=SecretStr("local-cardcheck-key"), description="API key presented to the card identity-check partner."
     )
     cardcheck_timeout_s: float = Field(default=5.0, gt=0, le=30, description="Timeout of one identity check, seconds.")
-    # facemodel's TCP API, for enrolment (auth forwards the member's own token).
+    # facemodel's TCP API, for enrolment (auth calls it with its own service credential).
     facemodel_url: str = Field(
         default="http://127.0.0.1:8003",
         description="facemodel's TCP API, for enrolment photos (auth calls it with its own short-lived service credential).",
