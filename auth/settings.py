@@ -27,7 +27,7 @@ class AuthSettings(PlatformSettings):
     # facemodel's TCP API, for enrolment (auth calls it with its own service credential).
     facemodel_url: str = Field(
         default="http://127.0.0.1:8003",
-        description="facemodel's TCP API, for enrolment photos (auth calls it with its own short-lived service credential).",
+        description="facemodel's TCP API, for enrolment photos (auth calls it with its own service credential).",
     )
     # The consent text members accept before enrolment; a new text needs new consent.
     face_consent_version: str = Field(
