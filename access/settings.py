@@ -99,7 +99,7 @@ class BranchConfig(BaseModel):
         default=None, ge=1, le=10_000, description="Most members inside at once; unset = no limit."
     )
     # active: the kiosk sends a burst of 2-4 frames of a small head turn it asks for, and a
-    # still picture is refused (docs/adr/0021); off: one frame decides.
+    # still picture is refused (docs/adr/0026); off: one frame decides.
     liveness: Literal["off", "active"] = Field(
         default="off", description="active: face entry needs a burst of a head turn (a still photo is refused)."
     )

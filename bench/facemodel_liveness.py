@@ -4,7 +4,7 @@ through FaceService with two inference workers; and the verdicts on synthetic bu
 (head turns simulated by warping a still photo; still photos moved about in the plane).
 
 The verdict rates are a sanity check of the geometry on derived frames, not an accuracy
-figure: no recorded kiosk burst was available (docs/adr/0021).
+figure: no recorded kiosk burst was available (docs/adr/0026).
 
     python bench/facemodel_liveness.py [--rounds 120]
 """

@@ -1,4 +1,4 @@
-"""Active liveness from a short burst of frames (docs/adr/0021).
+"""Active liveness from a short burst of frames (docs/adr/0026).
 
 The kiosk asks the member for a small head turn and sends 2-4 frames of it. A flat
 picture held to the camera can move, tilt and change size, but its landmarks move
