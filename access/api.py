@@ -16,6 +16,7 @@ from access.schemas import (
     AttemptOut,
     AttemptPage,
     DecisionOut,
+    FaceBurstIn,
     GateOut,
     OccupancyOut,
     PassbackResetOut,
@@ -113,6 +114,28 @@ async def face_entry(
             "face recognition unavailable; use the QR code",
             headers={"Retry-After": "5"},
         ) from exc
+
+
+@router.post("/gates/{gate_id}/face-burst")
+async def face_burst_entry(
+    gate_id: str, body: FaceBurstIn, principal: CurrentPrincipal, service: Service
+) -> DecisionOut:
+    """A burst of 2-4 frames of the head turn the kiosk asked for (branches with active
+    liveness; elsewhere the first frame decides). Device token of that branch."""
+    started = time.perf_counter()
+    _gate_for(service, gate_id, principal, frozenset({Role.DEVICE}))
+    frames = body.decoded()
+    try:
+        decision = await service.face_entry(gate_id, frames[0], "image/jpeg", started=started, burst=frames)
+    except ImageRejected as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason) from exc
+    except FaceServiceUnavailable as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "face recognition unavailable; use the QR code",
+            headers={"Retry-After": "5"},
+        ) from exc
+    return _decision(decision)
 
 
 @router.post("/gates/{gate_id}/pass")

@@ -11,7 +11,7 @@ from prometheus_client import Gauge
 from access.api import router
 from access.events import AccessEvents
 from access.facemodel_client import UnixSocketFacemodel
-from access.faces import CacheMetrics, FaceCache, FaceEngine
+from access.faces import FACE_SEALING_PURPOSE, CacheMetrics, FaceCache, FaceEngine
 from access.gates import Gate, SerialLine, build_gates
 from access.models import Base
 from access.passes import EntryPassChecker
@@ -28,11 +28,9 @@ from common.observability import Metrics
 from common.periodic import Jobs, Periodic
 from common.security import JwksCache
 from common.settings import PlatformSettings
-from contracts import CATALOG, GateStatusChanged
+from contracts import CATALOG, FACE_TRANSIT_PURPOSE, GateStatusChanged
 
 SERVICE = "access"
-# Fixed forever: vectors sealed under it must still open after an upgrade.
-FACE_SEALING_PURPOSE = b"smartgym-access-face-v1"
 GALLERY_CHECK_INTERVAL_S = 5.0
 # How soon a gate added with `smartgym admin add-gate` opens.
 SITE_FILE_CHECK_INTERVAL_S = 1.0
@@ -72,9 +70,7 @@ def create_app(
         )
         stop_hooks.append(client.aclose)
         facemodel = client
-    sealer = VectorSealer(
-        access_settings.key_encryption_secret.get_secret_value().encode(), purpose=FACE_SEALING_PURPOSE
-    )
+    sealer = VectorSealer(access_settings.sealing_keys(), purpose=FACE_SEALING_PURPOSE)
     faces = FaceCache(
         database=kernel.db,
         engine=facemodel,
@@ -84,7 +80,12 @@ def create_app(
         near_miss_margin=access_settings.access_near_miss_margin,
         metrics=CacheMetrics(kernel.metrics),
     )
-    events = AccessEvents(faces=faces, sealer=sealer, half_life_days=access_settings.access_visit_half_life_days)
+    events = AccessEvents(
+        faces=faces,
+        sealer=sealer,
+        transit=VectorSealer(access_settings.sealing_keys(), purpose=FACE_TRANSIT_PURPOSE),
+        half_life_days=access_settings.access_visit_half_life_days,
+    )
     kernel.subscriptions = events.subscriptions(access_settings.access_site)
     gates, lines = build_gates(
         access_settings.access_gates,
@@ -103,6 +104,7 @@ def create_app(
     periodic = [
         Periodic("access-gallery-keeper", GALLERY_CHECK_INTERVAL_S, faces.ensure_loaded),
         Periodic("access-prefetch", access_settings.access_prefetch_refresh_s, faces.refresh_prefetch),
+        Periodic("access-face-reconciler", access_settings.access_face_reconcile_s, faces.reconcile),
         Periodic("access-used-passes", 3600.0, service.forget_used_passes),
     ]
     if access_settings.access_site_file is not None:

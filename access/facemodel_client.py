@@ -3,6 +3,9 @@ token: the gate must not depend on auth being reachable)."""
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,10 +38,20 @@ class _Match(BaseModel):
     similarity: float
 
 
+class _Liveness(BaseModel):
+    ok: bool
+    code: str | None
+
+
 class _Identification(BaseModel):
     analysis: _Analysis
     matches: list[_Match]
     threshold: float
+    liveness: _Liveness | None = None
+
+
+class _Subjects(BaseModel):
+    subjects: list[str]
 
 
 class _Status(BaseModel):
@@ -70,6 +83,22 @@ class UnixSocketFacemodel:
             parsed.analysis, parsed.threshold, best.subject if best else None, best.similarity if best else None
         )
 
+    async def identify_live(self, gallery: str | None, frames: Sequence[bytes]) -> Identification:
+        """Liveness on a burst, then the first frame identified (``gallery`` None: only
+        analysed, for the cold path)."""
+        body = {"frames": [base64.b64encode(frame).decode() for frame in frames]}
+        url = f"/v1/galleries/{gallery}/identify-live" if gallery is not None else "/v1/analyse-live"
+        response = await self._call("POST", url, json=body)
+        if response.status_code == 404 and gallery is not None:
+            raise GalleryMissing(gallery)
+        parsed = _parse(response, _Identification)
+        best = parsed.matches[0] if parsed.matches else None
+        found = _identification(
+            parsed.analysis, parsed.threshold, best.subject if best else None, best.similarity if best else None
+        )
+        live = parsed.liveness
+        return replace(found, liveness_ok=live.ok if live else False, liveness_code=live.code if live else None)
+
     async def analyse(self, image: bytes, content_type: str) -> Identification:
         response = await self._call("POST", "/v1/analyse", content=image, headers={"content-type": content_type})
         analysis = _parse(response, _Analysis)
@@ -89,6 +118,12 @@ class UnixSocketFacemodel:
         response = await self._call("DELETE", f"/v1/galleries/{gallery}/subjects/{subject}")
         if response.status_code != 204:
             raise FaceServiceUnavailable(f"facemodel did not remove {subject}: {response.status_code}")
+
+    async def subjects(self, gallery: str) -> set[str]:
+        response = await self._call("GET", f"/v1/galleries/{gallery}/subjects")
+        if response.status_code == 404:
+            return set()
+        return set(_parse(response, _Subjects).subjects)
 
     async def embedding_space(self) -> str:
         return (await self._status()).embedding_space

@@ -5,17 +5,24 @@ What facemodel holds in memory for a branch — the hot gallery — is the membe
 branch plus the chain's most recent and frequent visitors (the pre-fetch), so a member
 visiting another branch is usually matched in one step. A face not matched hot is looked
 up cold; if found there it counts as a cache miss and is promoted into the gallery.
+
+Erasure always wins. An erased face is deleted here first (with a tombstone that refuses
+late or replayed enrolments), whether facemodel is reachable or not; facemodel is then
+told, and its galleries are reconciled against this store at start-up, after it comes
+back and periodically. A gallery match counts only if this store still holds the vector,
+so a vector facemodel kept while away cannot open the door in the meantime.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -23,19 +30,23 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from numpy.typing import NDArray
 from prometheus_client import Counter, Gauge
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from access.models import FaceVector, MembershipCopy, VisitScore
+from access.models import FaceTombstone, FaceVector, MembershipCopy, VisitScore
 from access.rules import Reason
+from access.settings import AccessSettings
 from common.crypto import VectorSealer
 from common.db import Database
 from common.events.envelope import utc_now
 from common.observability import Metrics
+from common.sealing import reseal_rows
 
 log = logging.getLogger(__name__)
 
 LOAD_CHUNK = 2000
+# Fixed forever: vectors sealed under it must still open after an upgrade.
+FACE_SEALING_PURPOSE = b"smartgym-access-face-v1"
 
 
 class FaceServiceUnavailable(Exception):
@@ -64,6 +75,8 @@ class Identification:
     best_similarity: float | None
     threshold: float
     timings_ms: dict[str, float]
+    liveness_ok: bool | None = None  # None: a single frame, no liveness asked
+    liveness_code: str | None = None
 
 
 class FaceEngine(Protocol):
@@ -71,8 +84,10 @@ class FaceEngine(Protocol):
 
     async def identify(self, gallery: str, image: bytes, content_type: str) -> Identification: ...
     async def analyse(self, image: bytes, content_type: str) -> Identification: ...
+    async def identify_live(self, gallery: str | None, frames: Sequence[bytes]) -> Identification: ...
     async def put_vectors(self, gallery: str, space: str, vectors: dict[str, NDArray[np.float32]]) -> None: ...
     async def remove(self, gallery: str, subject: str) -> None: ...
+    async def subjects(self, gallery: str) -> set[str]: ...
     async def embedding_space(self) -> str: ...
     async def gallery_sizes(self) -> dict[str, int]: ...
 
@@ -116,6 +131,11 @@ def gallery_name(branch_id: str) -> str:
     return f"access-{branch_id}"
 
 
+def version_at(moment: datetime) -> int:
+    """An enrolment version for a moment (auth's versions are epoch microseconds)."""
+    return int(moment.timestamp() * 1_000_000)
+
+
 def rank_key(score: float, at: datetime, *, half_life_days: float) -> float:
     tau_s = half_life_days * 86_400 / math.log(2)
     return math.log(score) + at.timestamp() / tau_s
@@ -124,6 +144,17 @@ def rank_key(score: float, at: datetime, *, half_life_days: float) -> float:
 def decayed(score: float, since: datetime, now: datetime, *, half_life_days: float) -> float:
     elapsed_s = max(0.0, (now - since).total_seconds())
     return float(score * 0.5 ** (elapsed_s / (half_life_days * 86_400)))
+
+
+async def reseal_stored_faces(settings: AccessSettings) -> tuple[int, int]:
+    """Key rotation: every vector of the cold store re-sealed under the current biometric
+    sealing key. Returns (re-sealed, total); safe to run again after an interruption."""
+    database = Database(settings.database_url("access"))
+    try:
+        sealer = VectorSealer(settings.sealing_keys(), purpose=FACE_SEALING_PURPOSE)
+        return await reseal_rows(database, FaceVector, FaceVector.member_id, FaceVector.sealed, sealer)
+    finally:
+        await database.engine.dispose()
 
 
 class FaceCache:
@@ -148,15 +179,21 @@ class FaceCache:
         self.hot: dict[str, set[uuid.UUID]] = {branch: set() for branch in self.branches}
         self.space: str | None = None
         self.loaded = False
+        # Erased here, not yet confirmed gone from facemodel (mirrors uncleared tombstones).
+        self.erasing_members: set[uuid.UUID] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- loading -------------------------------------------------------------------------
 
     async def load_all(self) -> None:
-        """Fill every branch gallery (start-up, and after facemodel lost its memory)."""
+        """Fill every branch gallery (start-up, and after facemodel lost its memory), and
+        take out of facemodel whatever this store no longer holds."""
+        await self._remember_pending_erasures()
         self.space = await self._engine.embedding_space()
         prefetched = await self._top_visitors()
         for branch in self.branches:
             await self.load(branch, prefetched)
+        await self.reconcile()
         self.loaded = True
 
     async def ensure_loaded(self) -> None:
@@ -170,6 +207,8 @@ class FaceCache:
             if sizes.get(gallery_name(branch), 0) < len(self.hot[branch]):
                 log.warning("facemodel holds fewer vectors than expected for %s; reloading", branch)
                 await self.load(branch)
+        if self.erasing_members:
+            await self.clear_erased()  # facemodel is answering again: finish what it missed
 
     async def load(self, branch: str, prefetched: list[uuid.UUID] | None = None) -> None:
         if self.space is None:
@@ -206,6 +245,7 @@ class FaceCache:
         self, session: AsyncSession, member_id: uuid.UUID, vector: NDArray[np.float32], space: str
     ) -> None:
         """A new or replaced vector goes wherever the member belongs (or already was)."""
+        self.erasing_members.discard(member_id)  # re-enrolled after an erasure
         if self.space is not None and space != self.space:
             log.warning("vector for %s is in %s, facemodel serves %s; kept cold only", member_id, space, self.space)
             return
@@ -214,11 +254,75 @@ class FaceCache:
             if branch in homes or member_id in self.hot[branch]:
                 await self._hold(branch, {member_id: vector})
 
-    async def erased(self, member_id: uuid.UUID) -> None:
+    def erasing(self, member_id: uuid.UUID) -> None:
+        """The member's vector is being deleted here: from now on no match on it counts."""
+        self.erasing_members.add(member_id)
         for branch in self.branches:
-            await self._engine.remove(gallery_name(branch), str(member_id))
             self.hot[branch].discard(member_id)
             self.metrics.gallery_size.labels(branch).set(len(self.hot[branch]))
+
+    def forget_soon(self, member_id: uuid.UUID) -> None:
+        """After the erasure committed: tell facemodel now, without holding up the event
+        (if facemodel is away, the keeper finishes it once it answers)."""
+        task = asyncio.create_task(self._clear_quietly(), name=f"access-erase:{member_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _clear_quietly(self) -> None:
+        try:
+            await self.clear_erased()
+        except Exception as exc:  # facemodel away: the periodic keeper retries
+            log.warning("facemodel not told of an erasure yet (%s); retrying later", type(exc).__name__)
+
+    async def clear_erased(self) -> None:
+        """Remove every erased-but-not-yet-cleared member from every gallery, then mark
+        their tombstones cleared. Safe to repeat; raises if facemodel is unreachable."""
+        async with self._database.sessions() as session:
+            pending = set(
+                await session.scalars(select(FaceTombstone.member_id).where(FaceTombstone.galleries_cleared.is_(False)))
+            )
+        for member_id in pending:
+            for branch in self.branches:
+                await self._engine.remove(gallery_name(branch), str(member_id))
+        if pending:
+            async with self._database.transaction() as session:
+                await session.execute(
+                    update(FaceTombstone)
+                    .where(FaceTombstone.member_id.in_(pending), FaceTombstone.galleries_cleared.is_(False))
+                    .values(galleries_cleared=True)
+                )
+            log.info("erasures applied in facemodel: %d", len(pending))
+        self.erasing_members -= pending
+
+    async def reconcile(self) -> None:
+        """Make facemodel's galleries hold nothing this store does not: a vector it kept
+        across an erasure it never heard of (it was away, or access's erase event was
+        parked) goes now. Start-up, and periodic."""
+        await self.clear_erased()
+        async with self._database.sessions() as session:
+            held = {str(member_id) for member_id in await session.scalars(select(FaceVector.member_id))}
+        for branch in self.branches:
+            stale = await self._engine.subjects(gallery_name(branch)) - held
+            for subject in stale:
+                await self._engine.remove(gallery_name(branch), subject)
+            if stale:
+                log.warning("removed %d vectors from %s that access no longer holds", len(stale), branch)
+                self.hot[branch] = {member for member in self.hot[branch] if str(member) in held}
+
+    async def _remember_pending_erasures(self) -> None:
+        async with self._database.sessions() as session:
+            self.erasing_members |= set(
+                await session.scalars(select(FaceTombstone.member_id).where(FaceTombstone.galleries_cleared.is_(False)))
+            )
+
+    async def _still_held(self, member_id: uuid.UUID) -> bool:
+        """Whether this store still holds the member's vector (one primary-key read)."""
+        if member_id in self.erasing_members:
+            return False
+        async with self._database.sessions() as session:
+            return (
+                await session.scalar(select(FaceVector.member_id).where(FaceVector.member_id == member_id)) is not None
+            )
 
     async def membership_changed(self, session: AsyncSession, member_id: uuid.UUID) -> None:
         homes = await self._home_branches(session, member_id)
@@ -228,33 +332,55 @@ class FaceCache:
 
     # -- at the door ---------------------------------------------------------------------
 
-    async def identify(self, branch: str, image: bytes, content_type: str) -> FaceOutcome:
+    async def identify(
+        self, branch: str, image: bytes, content_type: str, *, burst: Sequence[bytes] | None = None
+    ) -> FaceOutcome:
+        """Who is at the door. With ``burst`` (liveness asked), a burst that is not live
+        is refused before anybody is matched."""
         started = time.perf_counter()
+        engine = self._engine
+
+        async def call(gallery: str | None) -> Identification:
+            if burst is not None:
+                return await engine.identify_live(gallery, burst)
+            if gallery is None:
+                return await engine.analyse(image, content_type)
+            return await engine.identify(gallery, image, content_type)
+
         try:
-            found = await self._engine.identify(gallery_name(branch), image, content_type)
+            found = await call(gallery_name(branch))
         except GalleryMissing:
             if self.hot.get(branch):
                 log.warning("facemodel lost gallery %s; reloading", branch)
                 await self.load(branch)
-                found = await self._engine.identify(gallery_name(branch), image, content_type)
+                found = await call(gallery_name(branch))
             else:
-                found = await self._engine.analyse(image, content_type)
+                found = await call(None)
         timings = dict(found.timings_ms)
         timings["facemodel_call"] = round((time.perf_counter() - started) * 1000, 2)
+        if burst is not None and not found.liveness_ok:
+            detail = found.liveness_code or "liveness_failed"
+            return FaceOutcome(Reason.LIVENESS_FAILED, None, None, found.model, None, timings, detail=detail)
         if not found.quality_ok or found.embedding is None:
             reason = Reason.NO_FACE if found.quality_code in (None, "no_face") else Reason.POOR_QUALITY
             return FaceOutcome(reason, None, None, found.model, None, timings, detail=found.quality_code)
+        probe = found.embedding
         if (
             found.best_subject is not None
             and found.best_similarity is not None
             and found.best_similarity >= found.threshold
         ):
-            self.metrics.record(hit=True)
-            return FaceOutcome(
-                Reason.GRANTED, uuid.UUID(found.best_subject), found.best_similarity, found.model, "hit", timings
-            )
+            member_id = uuid.UUID(found.best_subject)
+            if await self._still_held(member_id):
+                self.metrics.record(hit=True)
+                return FaceOutcome(Reason.GRANTED, member_id, found.best_similarity, found.model, "hit", timings)
+            # facemodel still holds an erased vector: not a match, and it goes now.
+            log.warning("facemodel matched a vector access no longer holds; removing it")
+            self.erasing(member_id)
+            self.forget_soon(member_id)
+            found = replace(found, best_subject=None, best_similarity=None)
         cold_started = time.perf_counter()
-        cold_member, cold_similarity = await self._cold_search(branch, found.embedding)
+        cold_member, cold_similarity = await self._cold_search(branch, probe)
         timings["cold_search"] = round((time.perf_counter() - cold_started) * 1000, 2)
         if cold_member is not None and cold_similarity >= found.threshold:
             self.metrics.record(hit=False)

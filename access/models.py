@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, Index, Integer, LargeBinary, String, Uuid
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, LargeBinary, String, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.db import BigIntPK, UtcDateTime, service_metadata
@@ -43,6 +43,20 @@ class FaceVector(Base):
     embedding_space: Mapped[str] = mapped_column(String(100))
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     enrolled_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    version: Mapped[int] = mapped_column(BigInteger, server_default="0")  # FaceEnrolled.enrolment_version
+
+
+class FaceTombstone(Base):
+    """A member's face was erased: enrolments up to ``version`` are refused (late or
+    replayed copies), and until ``galleries_cleared`` facemodel may still hold the vector,
+    so a match on it is not trusted and the reconciler keeps removing it."""
+
+    __tablename__ = "face_tombstones"
+
+    member_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    erased_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    galleries_cleared: Mapped[bool] = mapped_column(Boolean, index=True)
 
 
 class VisitScore(Base):

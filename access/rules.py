@@ -33,6 +33,7 @@ class Reason(StrEnum):
     POOR_QUALITY = "poor_quality"
     MATCH_BELOW_THRESHOLD = "match_below_threshold"
     FACE_NOT_RECOGNISED = "face_not_recognised"
+    LIVENESS_FAILED = "liveness_failed"  # a still photo, or no burst where the branch asks for one
     # entry pass (QR)
     PASS_EXPIRED = "pass_expired"  # noqa: S105 - a reason code, not a secret
     PASS_REPLAYED = "pass_replayed"  # noqa: S105 - a reason code, not a secret

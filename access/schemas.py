@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Input(BaseModel):
@@ -30,6 +32,28 @@ class GateOut(BaseModel):
     line_detail: str
     line_down_policy: str
     anti_passback: bool
+
+
+class FaceBurstIn(BaseModel):
+    """2-4 camera frames of the head turn the kiosk asked for (base64 JPEG/PNG), in order."""
+
+    model_config = ConfigDict(extra="forbid")
+    frames: list[str] = Field(min_length=2, max_length=4)
+
+    @field_validator("frames")
+    @classmethod
+    def _frames_are_images(cls, frames: list[str]) -> list[str]:
+        for frame in frames:
+            if not 16 <= len(frame) <= 2 * 1024 * 1024:
+                raise ValueError("each frame must be a base64 image of at most 1.5 MiB")
+            try:
+                base64.b64decode(frame, validate=True)
+            except binascii.Error as exc:
+                raise ValueError("frames must be base64") from exc
+        return frames
+
+    def decoded(self) -> list[bytes]:
+        return [base64.b64decode(frame) for frame in self.frames]
 
 
 class DecisionOut(BaseModel):

@@ -179,13 +179,32 @@ class AccessService:
     # -- entries -------------------------------------------------------------------------
 
     async def face_entry(
-        self, gate_id: str, image: bytes, content_type: str, *, started: float, request: RequestKey | None = None
+        self,
+        gate_id: str,
+        image: bytes,
+        content_type: str,
+        *,
+        started: float,
+        request: RequestKey | None = None,
+        burst: Sequence[bytes] | None = None,
     ) -> Decision:
         gate = self.gate(gate_id)
+        live = self._settings.branch(gate.config.branch_id).liveness == "active"
         async with self._first_answer(request) as earlier:
             if earlier is not None:
                 return earlier
-            found = await self.faces.identify(gate.config.branch_id, image, content_type)
+            if live and burst is None:
+                # A single frame cannot show a head turn: this branch wants a burst.
+                return await self._record(
+                    gate,
+                    "face",
+                    Reason.LIVENESS_FAILED,
+                    None,
+                    started=started,
+                    evidence=Evidence(detail="burst_required"),
+                    request=request,
+                )
+            found = await self.faces.identify(gate.config.branch_id, image, content_type, burst=burst if live else None)
             evidence = Evidence(found.detail, found.similarity, found.model, found.cache, found.timings_ms)
             if found.reason is not Reason.GRANTED or found.member_id is None:
                 return await self._record(

@@ -396,13 +396,11 @@ async def enrol_face(principal: CurrentPrincipal, faces: Faces, request: Request
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "photo too large")
     if not image:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "empty photo")
-    bearer = request.headers.get("authorization", "").partition(" ")[2]
     try:
         vector = await faces.enrol(
             member_id=_user_id(principal),
             image=image,
             content_type=content_type,
-            bearer=bearer,
             source=source_address(request),
         )
     except ConsentRequired as exc:

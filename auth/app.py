@@ -13,7 +13,7 @@ from auth.api import router, weak_password
 from auth.devices import DeviceService
 from auth.entry_passes import EntryPasses
 from auth.errors import WeakPassword
-from auth.faces import FaceAnalyser, FaceEnrolments, FacemodelClient
+from auth.faces import FACE_SEALING_PURPOSE, FaceAnalyser, FaceEnrolments, FacemodelClient, service_credential
 from auth.identity import CardCheckClient, IdentityCheck
 from auth.keys import KeyRing
 from auth.memberships import MembershipService
@@ -30,11 +30,9 @@ from common.observability import Metrics
 from common.periodic import Periodic
 from common.security import JwksCache
 from common.settings import PlatformSettings
-from contracts import CATALOG
+from contracts import CATALOG, FACE_TRANSIT_PURPOSE
 
 SERVICE = "auth"
-# Fixed forever: vectors sealed under it must still open after an upgrade.
-FACE_SEALING_PURPOSE = b"smartgym-auth-face-v1"
 
 
 def create_app(
@@ -82,6 +80,7 @@ def create_app(
         facemodel = FacemodelClient(
             auth_settings.facemodel_url,
             breaker=breaker_for("facemodel", settings, kernel.metrics),
+            credential=lambda: service_credential(keys, settings),
         )
         stop_hooks.append(facemodel.aclose)
         face_analyser = facemodel
@@ -92,7 +91,8 @@ def create_app(
         kernel=kernel,
         analyser=face_analyser,
         consent_version=auth_settings.face_consent_version,
-        sealer=VectorSealer(settings.key_encryption_secret.get_secret_value().encode(), purpose=FACE_SEALING_PURPOSE),
+        sealer=VectorSealer(auth_settings.sealing_keys(), purpose=FACE_SEALING_PURPOSE),
+        transit=VectorSealer(auth_settings.sealing_keys(), purpose=FACE_TRANSIT_PURPOSE),
     )
     app.state.max_face_upload_bytes = auth_settings.max_face_upload_bytes
     app.add_exception_handler(WeakPassword, weak_password)

@@ -1,10 +1,14 @@
 """Face enrolment with consent, and erasure. auth asks facemodel for the embedding, keeps
-only the vector (sealed with AES-GCM), never the photo, and tells access through events."""
+only the vector (sealed with AES-GCM), never the photo, and tells access through events
+(the vector sealed again for transit: FaceEnrolled carries no plaintext biometrics)."""
 
 from __future__ import annotations
 
+import base64
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal, Protocol
 
 import httpx
@@ -13,14 +17,24 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.audit import audit
+from auth.keys import KeyRing
 from auth.models import FaceConsent, FaceEnrollment
+from auth.settings import AuthSettings
 from common.breaker import AsyncCircuitBreaker, CircuitOpenError
 from common.crypto import VectorSealer
+from common.db import Database
 from common.events.envelope import utc_now
 from common.events.outbox import UnitOfWork
 from common.http import ServiceClient, error_detail
 from common.kernel import ServiceKernel
+from common.sealing import reseal_rows
+from common.security import Role, TokenIssuer
+from common.settings import PlatformSettings
 from contracts import FaceEnrolled, FaceErased
+
+SERVICE_CREDENTIAL_TTL = timedelta(seconds=60)
+# Fixed forever: vectors sealed under it must still open after an upgrade.
+FACE_SEALING_PURPOSE = b"smartgym-auth-face-v1"
 
 ErasureReason = Literal["consent_withdrawn", "member_request", "account_deleted"]
 
@@ -50,7 +64,7 @@ class FaceVector:
 
 
 class FaceAnalyser(Protocol):
-    async def embed(self, image: bytes, *, content_type: str, bearer: str) -> FaceVector: ...
+    async def embed(self, image: bytes, *, content_type: str) -> FaceVector: ...
 
 
 class _Quality(BaseModel):
@@ -66,12 +80,23 @@ class _Analysis(BaseModel):
 
 
 class FacemodelClient:
-    """facemodel's TCP API, with the member's own token (facemodel verifies it again)."""
+    """facemodel's TCP API with auth's own service credential: facemodel hands embeddings
+    only to services and operators, never to a member's token (which could then extract
+    anybody's face vector from any photo)."""
 
-    def __init__(self, base_url: str, *, breaker: AsyncCircuitBreaker, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        breaker: AsyncCircuitBreaker,
+        credential: Callable[[], str],
+        timeout_s: float = 10.0,
+    ) -> None:
         self._client = ServiceClient("facemodel", base_url, breaker=breaker, timeout_s=timeout_s)
+        self._credential = credential
 
-    async def embed(self, image: bytes, *, content_type: str, bearer: str) -> FaceVector:
+    async def embed(self, image: bytes, *, content_type: str) -> FaceVector:
+        bearer = self._credential()
         try:
             response = await self._client.request(
                 "POST",
@@ -103,14 +128,51 @@ class FacemodelClient:
         await self._client.aclose()
 
 
+def service_credential(keys: KeyRing, settings: PlatformSettings) -> str:
+    """A token auth gives itself for one call to facemodel (a minute; a fresh one each
+    call, so nothing long-lived exists to leak)."""
+    issuer = TokenIssuer(
+        keys.active, issuer=settings.jwt_issuer, audience=settings.jwt_audience, ttl=SERVICE_CREDENTIAL_TTL
+    )
+    return issuer.issue("service:auth", [Role.SERVICE])
+
+
+def enrolment_version(previous: int | None) -> int:
+    """Microseconds since the epoch, and always past the member's previous enrolment: it
+    orders enrolments even across an erasure, when the previous row is gone (clocks of
+    auth replicas are NTP-kept; a skew only matters to an enrolment made within it)."""
+    now = int(utc_now().timestamp() * 1_000_000)
+    return max(now, (previous or 0) + 1)
+
+
 class FaceEnrolments:
     def __init__(
-        self, *, kernel: ServiceKernel, analyser: FaceAnalyser, sealer: VectorSealer, consent_version: str
+        self,
+        *,
+        kernel: ServiceKernel,
+        analyser: FaceAnalyser,
+        sealer: VectorSealer,
+        transit: VectorSealer,
+        consent_version: str,
     ) -> None:
         self._kernel = kernel
         self._analyser = analyser
         self._sealer = sealer
+        self._transit = transit
         self.consent_version = consent_version
+
+    def _announcement(
+        self, member_id: uuid.UUID, embedding: object, *, model: str, space: str, version: int
+    ) -> FaceEnrolled:
+        sealed = self._transit.seal(member_id, embedding)  # type: ignore[arg-type]
+        return FaceEnrolled(
+            member_id=member_id,
+            sealed_embedding=base64.b64encode(sealed).decode(),
+            key_id=self._transit.current,
+            enrolment_version=version,
+            model=model,
+            embedding_space=space,
+        )
 
     async def give_consent(self, *, member_id: uuid.UUID, text_version: str, source: str | None) -> FaceConsent:
         if text_version != self.consent_version:
@@ -130,19 +192,18 @@ class FaceEnrolments:
             )
         return consent
 
-    async def enrol(
-        self, *, member_id: uuid.UUID, image: bytes, content_type: str, bearer: str, source: str | None
-    ) -> FaceVector:
+    async def enrol(self, *, member_id: uuid.UUID, image: bytes, content_type: str, source: str | None) -> FaceVector:
         async with self._kernel.db.sessions() as session:
             if await _active_consent(session, member_id, self.consent_version) is None:
                 raise ConsentRequired(f"consent text {self.consent_version} must be accepted first")
         # The photo exists only in this request's memory: it is never written anywhere.
-        vector = await self._analyser.embed(image, content_type=content_type, bearer=bearer)
+        vector = await self._analyser.embed(image, content_type=content_type)
         async with self._kernel.unit_of_work() as uow:
             if await _active_consent(uow.session, member_id, self.consent_version) is None:
                 raise ConsentRequired("consent was withdrawn meanwhile")  # raced with a withdrawal
             existing = await uow.session.get(FaceEnrollment, member_id, with_for_update=True)
             sealed = self._sealer.seal(member_id, vector.embedding)
+            version = enrolment_version(existing.version if existing is not None else None)
             if existing is None:
                 uow.session.add(
                     FaceEnrollment(
@@ -151,11 +212,13 @@ class FaceEnrolments:
                         embedding_space=vector.embedding_space,
                         sealed_embedding=sealed,
                         enrolled_at=utc_now(),
+                        version=version,
                     )
                 )
             else:
                 existing.model, existing.embedding_space = vector.model, vector.embedding_space
                 existing.sealed_embedding, existing.enrolled_at = sealed, utc_now()
+                existing.version = version
             audit(
                 uow.session,
                 "face_enrolled",
@@ -166,11 +229,8 @@ class FaceEnrolments:
                 replaced=existing is not None,
             )
             uow.emit(
-                FaceEnrolled(
-                    member_id=member_id,
-                    embedding=vector.embedding,
-                    model=vector.model,
-                    embedding_space=vector.embedding_space,
+                self._announcement(
+                    member_id, vector.embedding, model=vector.model, space=vector.embedding_space, version=version
                 )
             )
         return vector
@@ -184,11 +244,12 @@ class FaceEnrolments:
                 for enrolment in enrolments[start : start + batch]:
                     embedding = self._sealer.open(enrolment.user_id, enrolment.sealed_embedding)
                     uow.emit(
-                        FaceEnrolled(
-                            member_id=enrolment.user_id,
-                            embedding=tuple(float(value) for value in embedding),
+                        self._announcement(
+                            enrolment.user_id,
+                            embedding,
                             model=enrolment.model,
-                            embedding_space=enrolment.embedding_space,
+                            space=enrolment.embedding_space,
+                            version=max(enrolment.version, 1),
                         )
                     )
         async with self._kernel.unit_of_work() as uow:
@@ -217,6 +278,19 @@ class FaceEnrolments:
         return tuple(float(value) for value in self._sealer.open(member_id, enrolment.sealed_embedding))
 
 
+async def reseal_stored_faces(settings: AuthSettings) -> tuple[int, int]:
+    """Key rotation: every stored vector re-sealed under the current biometric sealing
+    key. Returns (re-sealed, total); safe to run again after an interruption."""
+    database = Database(settings.database_url("auth"))
+    try:
+        sealer = VectorSealer(settings.sealing_keys(), purpose=FACE_SEALING_PURPOSE)
+        return await reseal_rows(
+            database, FaceEnrollment, FaceEnrollment.user_id, FaceEnrollment.sealed_embedding, sealer
+        )
+    finally:
+        await database.engine.dispose()
+
+
 async def erase_face(
     uow: UnitOfWork, member_id: uuid.UUID, reason: ErasureReason, *, actor: str | None, source: str | None
 ) -> bool:
@@ -225,9 +299,10 @@ async def erase_face(
     enrolment = await uow.session.get(FaceEnrollment, member_id, with_for_update=True)
     if enrolment is None:
         return False
+    erased_version = enrolment.version
     await uow.session.delete(enrolment)
     audit(uow.session, "face_erased", actor=actor, subject=str(member_id), source=source, reason=reason)
-    uow.emit(FaceErased(member_id=member_id, reason=reason))
+    uow.emit(FaceErased(member_id=member_id, reason=reason, enrolment_version=erased_version))
     return True
 
 

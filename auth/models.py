@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Integer, LargeBinary, String, Uuid
+from sqlalchemy import JSON, BigInteger, Boolean, Integer, LargeBinary, String, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.db import BigIntPK, UtcDateTime, service_metadata
@@ -164,3 +164,5 @@ class FaceEnrollment(Base):
     embedding_space: Mapped[str] = mapped_column(String(100))
     sealed_embedding: Mapped[bytes] = mapped_column(LargeBinary)
     enrolled_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Orders this member's enrolments, across erasures (FaceEnrolled.enrolment_version).
+    version: Mapped[int] = mapped_column(BigInteger, server_default="0")

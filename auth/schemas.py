@@ -74,6 +74,12 @@ class RolesIn(Input):
     roles: list[Role] = Field(min_length=1, max_length=5)
     branches: list[str] = Field(default_factory=list, max_length=200)
 
+    @model_validator(mode="after")
+    def _no_service_role(self) -> Self:
+        if Role.SERVICE in self.roles:
+            raise ValueError("the service role belongs to services, not to accounts")
+        return self
+
 
 class UserPublic(BaseModel):
     id: uuid.UUID

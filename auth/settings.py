@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Self
 
+from pydantic import Field, SecretStr, model_validator
+
+from common.crypto import KEY_ID_PATTERN, LOCAL_SEALING_KEY, SealingKeys, sealing_key_problems
 from common.settings import PlatformSettings
 
 
@@ -21,10 +24,10 @@ class AuthSettings(PlatformSettings):
         default=SecretStr("local-cardcheck-key"), description="API key presented to the card identity-check partner."
     )
     cardcheck_timeout_s: float = Field(default=5.0, gt=0, le=30, description="Timeout of one identity check, seconds.")
-    # facemodel's TCP API, for enrolment (auth forwards the member's own token).
+    # facemodel's TCP API, for enrolment (auth calls it with its own service credential).
     facemodel_url: str = Field(
         default="http://127.0.0.1:8003",
-        description="facemodel's TCP API, for enrolment photos (auth forwards the member's own token).",
+        description="facemodel's TCP API, for enrolment photos (auth calls it with its own service credential).",
     )
     # The consent text members accept before enrolment; a new text needs new consent.
     face_consent_version: str = Field(
@@ -41,3 +44,31 @@ class AuthSettings(PlatformSettings):
         ge=1024,
         description="Largest request body (enrolment photos are the largest auth takes).",
     )
+    # Seals face vectors at rest and in FaceEnrolled; auth and access hold the same keys,
+    # nobody else. A JSON object of key id -> key: the one named by the id seals, every one
+    # listed opens (an old key stays until `smartgym keys rotate` re-sealed its values).
+    biometric_sealing_keys: dict[str, SecretStr] = Field(
+        default_factory=lambda: {"1": SecretStr(LOCAL_SEALING_KEY)},
+        min_length=1,
+        max_length=8,
+        description="Biometric sealing keys (JSON: key id -> key), held by auth and access only.",
+    )
+    biometric_sealing_key_id: str = Field(
+        default="1", pattern=KEY_ID_PATTERN, description="The biometric sealing key that seals new values."
+    )
+
+    @model_validator(mode="after")
+    def _biometric_keys_are_safe(self) -> Self:
+        problems = sealing_key_problems(self.biometric_sealing_keys, self.biometric_sealing_key_id)
+        if self.biometric_sealing_key_id not in self.biometric_sealing_keys or (
+            problems and self.environment == "production"
+        ):
+            raise ValueError("unsafe biometric sealing keys: " + "; ".join(problems))
+        return self
+
+    def sealing_keys(self) -> SealingKeys:
+        return SealingKeys.of(
+            self.biometric_sealing_keys,
+            self.biometric_sealing_key_id,
+            legacy=self.key_encryption_secret.get_secret_value(),
+        )

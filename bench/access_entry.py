@@ -31,13 +31,13 @@ from sqlalchemy import create_engine, insert
 
 from access.faces import rank_key
 from access.models import FaceVector, MembershipCopy
+from access.settings import AccessSettings
 from bench._common import emit, ensure_services, jwks_app, machine, summary, table
 from bench.facemodel_pipeline import camera_frame
 from common.crypto import VectorSealer
 from common.db import sync_url
 from common.migrations import upgrade
 from common.security import Role, TokenIssuer
-from common.settings import PlatformSettings
 from facemodel.packs import build_default_pack
 from tests.support import testdata, tokens
 from tests.support.apps import free_port, serving
@@ -53,9 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def populate(database_url: str, count: int, *, start_at: int, real: tuple[uuid.UUID, list[float]] | None) -> None:
     """``count`` members of the branch with random (well-separated) face vectors, sealed
     as access seals them; plus the real member whose photos the camera will see."""
-    sealer = VectorSealer(
-        PlatformSettings().key_encryption_secret.get_secret_value().encode(), purpose=b"smartgym-access-face-v1"
-    )
+    sealer = VectorSealer(AccessSettings().sealing_keys(), purpose=b"smartgym-access-face-v1")
     rng = np.random.default_rng(start_at)
     now = datetime.now(UTC)
     members = [uuid.UUID(int=start_at + n + 1) for n in range(count)]

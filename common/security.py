@@ -44,6 +44,9 @@ class Role(StrEnum):
     BRANCH_OWNER = "branch_owner"
     OPERATOR = "operator"
     DEVICE = "device"
+    # Another service acting on its own behalf (auth's enrolment asking facemodel for an
+    # embedding). Issued by auth to itself for seconds; never assignable to a person.
+    SERVICE = "service"
 
 
 class InvalidToken(Exception):

@@ -25,6 +25,7 @@ from contracts.equipment import (
 )
 from contracts.identity import (
     ACCESS_HOURS_PATTERN,
+    FACE_TRANSIT_PURPOSE,
     DeviceRevoked,
     FaceEnrolled,
     FaceErased,
@@ -57,6 +58,7 @@ from contracts.tasks import (
 __all__ = [
     "ACCESS_HOURS_PATTERN",
     "CATALOG",
+    "FACE_TRANSIT_PURPOSE",
     "AccessDenied",
     "AccessGranted",
     "BranchInfoCreated",

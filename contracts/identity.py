@@ -80,13 +80,22 @@ class PasswordResetRequested(Event):
 @CATALOG.register
 class FaceEnrolled(Event):
     """A member enrolled (or re-enrolled) their face with consent; the vector replaces any
-    earlier one. Biometric data: consumers keep it only as long as the member's consent."""
+    earlier one. Biometric data: consumers keep it only as long as the member's consent.
+
+    The vector travels sealed (AES-GCM, common.crypto, purpose ``FACE_TRANSIT_PURPOSE``)
+    under the biometric sealing key ``key_id`` that only auth and access hold: the broker,
+    its queues and parking lots and every other consumer see ciphertext.
+    ``enrolment_version`` orders enrolments of one member, across erasures: an enrolment
+    not newer than an erasure the consumer has seen is a late or replayed copy."""
 
     event_name: ClassVar[str] = "FaceEnrolled"
-    event_version: ClassVar[int] = 1
+    event_version: ClassVar[int] = 2
+    purge_after_publish: ClassVar[bool] = True
 
     member_id: uuid.UUID
-    embedding: tuple[float, ...] = Field(min_length=16, max_length=4096)
+    sealed_embedding: str = Field(min_length=16, max_length=24_000, description="base64 of the sealed vector")
+    key_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,32}$")
+    enrolment_version: int = Field(ge=1)
     model: str
     embedding_space: str
 
@@ -100,3 +109,10 @@ class FaceErased(Event):
 
     member_id: uuid.UUID
     reason: Literal["consent_withdrawn", "member_request", "account_deleted"]
+    # The newest enrolment erased (absent from older publishers: then everything enrolled
+    # before ``occurred_at`` is).
+    enrolment_version: int | None = Field(default=None, ge=0)
+
+
+# The sealing purpose of FaceEnrolled's vector (fixed forever, like every purpose).
+FACE_TRANSIT_PURPOSE = b"smartgym-face-transit-v1"

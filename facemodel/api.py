@@ -1,8 +1,14 @@
 """facemodel's routes. Over the Unix socket (access, same pod) callers are trusted by the
-socket's file permissions; over TCP every call needs a token (model changes: operators)."""
+socket's file permissions; over TCP every call needs a token (model changes: operators).
+
+An embedding is biometric data that identifies its owner: it goes only to callers that
+store or match vectors (auth's enrolment with its service credential, operators, and
+access over the socket). Everybody else — a kiosk, a member's app checking a selfie —
+gets the quality verdict and, for identification, the match, never the vector."""
 
 from __future__ import annotations
 
+import binascii
 from pathlib import Path
 from typing import Annotated
 
@@ -17,11 +23,15 @@ from facemodel.packs import PackError
 from facemodel.quality import Purpose
 from facemodel.schemas import (
     AnalysisOut,
+    BurstIn,
     DeployIn,
     IdentificationOut,
+    LivenessOut,
     MatchOut,
     ModelStatus,
     QualityOut,
+    QualityVerdictOut,
+    SubjectsOut,
     SwapOut,
     VectorIn,
     VectorsIn,
@@ -29,6 +39,7 @@ from facemodel.schemas import (
 )
 from facemodel.service import FaceService, UnknownGallery
 
+EMBEDDING_ROLES = (Role.SERVICE, Role.OPERATOR)
 Faces = Annotated[FaceService, Depends(from_app_state("faces", FaceService))]
 IMAGE_TYPES = {"image/jpeg", "image/png"}
 _bearer = HTTPBearer(auto_error=False)
@@ -68,7 +79,11 @@ async def image_body(request: Request) -> bytes:
 Image = Annotated[bytes, Depends(image_body)]
 
 
-def _analysis(analysis: Analysis) -> AnalysisOut:
+def may_see_embeddings(principal: Principal | None) -> bool:
+    return principal is None or principal.has_any_role(EMBEDDING_ROLES)  # None: over the socket
+
+
+def _analysis(analysis: Analysis, *, with_embedding: bool) -> AnalysisOut:
     detection = analysis.detection
     return AnalysisOut(
         model=analysis.model,
@@ -76,24 +91,38 @@ def _analysis(analysis: Analysis) -> AnalysisOut:
         box=[round(value, 1) for value in detection.box] if detection else None,
         score=round(detection.score, 4) if detection else None,
         quality=QualityOut(ok=analysis.quality.ok, reason=analysis.quality.reason, code=analysis.quality.code),
-        embedding=analysis.embedding.tolist() if analysis.embedding is not None else None,
+        embedding=analysis.embedding.tolist() if with_embedding and analysis.embedding is not None else None,
         timings_ms=analysis.timings_ms,
     )
 
 
-@router.post("/analyse", dependencies=[Depends(caller())])
+@router.post("/analyse", dependencies=[Depends(caller(*EMBEDDING_ROLES))])
 async def analyse(image: Image, faces: Faces, purpose: Purpose = "entry") -> AnalysisOut:
-    """``purpose=enrolment`` for an uploaded photo (judged and worded as one), ``entry``
-    for a camera frame."""
+    """The full analysis with the embedding: enrolment and access only. ``purpose=enrolment``
+    for an uploaded photo (judged and worded as one), ``entry`` for a camera frame."""
     try:
-        return _analysis(await faces.analyse(image, purpose=purpose))
+        return _analysis(await faces.analyse(image, purpose=purpose), with_embedding=True)
     except ImageRejected as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason) from exc
 
 
-@router.post("/galleries/{gallery}/identify", dependencies=[Depends(caller(Role.DEVICE, Role.OPERATOR))])
+@router.post("/quality", dependencies=[Depends(caller())])
+async def quality(image: Image, faces: Faces) -> QualityVerdictOut:
+    """Whether a photo would enrol (any signed-in caller): the verdict, not the vector."""
+    try:
+        analysis = await faces.analyse(image, purpose="enrolment", keep_reference=False)
+    except ImageRejected as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason) from exc
+    out = _analysis(analysis, with_embedding=False)
+    return QualityVerdictOut(model=out.model, faces_seen=out.faces_seen, box=out.box, quality=out.quality)
+
+
+Caller = Annotated[Principal | None, Depends(caller(Role.DEVICE, Role.OPERATOR))]
+
+
+@router.post("/galleries/{gallery}/identify")
 async def identify(
-    gallery: str, image: Image, faces: Faces, k: Annotated[int, Query(ge=1, le=20)] = 1
+    gallery: str, image: Image, faces: Faces, principal: Caller, k: Annotated[int, Query(ge=1, le=20)] = 1
 ) -> IdentificationOut:
     try:
         result = await faces.identify(image, gallery=gallery, k=k)
@@ -103,17 +132,49 @@ async def identify(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no gallery {exc}") from exc
     best = result.best
     return IdentificationOut(
-        analysis=_analysis(result.analysis),
+        analysis=_analysis(result.analysis, with_embedding=may_see_embeddings(principal)),
         matches=[MatchOut(subject=match.subject, similarity=match.similarity) for match in result.matches],
         threshold=result.threshold,
         match=MatchOut(subject=best.subject, similarity=best.similarity) if best else None,
     )
 
 
-@router.post(
-    "/galleries/{gallery}/subjects/{subject}/verify", dependencies=[Depends(caller(Role.DEVICE, Role.OPERATOR))]
-)
-async def verify(gallery: str, subject: str, image: Image, faces: Faces) -> VerificationOut:
+async def _identified_live(
+    faces: FaceService, body: BurstIn, *, gallery: str | None, principal: Principal | None
+) -> IdentificationOut:
+    try:
+        result, verdict = await faces.identify_live(body.decoded(), gallery=gallery)
+    except (ValueError, binascii.Error) as exc:
+        reason = exc.reason if isinstance(exc, ImageRejected) else "frames must be base64 JPEG or PNG images"
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, reason) from exc
+    except UnknownGallery as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no gallery {exc}") from exc
+    best = result.best
+    return IdentificationOut(
+        analysis=_analysis(result.analysis, with_embedding=may_see_embeddings(principal) and verdict.ok),
+        matches=[MatchOut(subject=match.subject, similarity=match.similarity) for match in result.matches],
+        threshold=result.threshold,
+        match=MatchOut(subject=best.subject, similarity=best.similarity) if best else None,
+        liveness=LivenessOut(ok=verdict.ok, code=verdict.code, yaw_change=verdict.yaw_change),
+    )
+
+
+@router.post("/galleries/{gallery}/identify-live")
+async def identify_live(gallery: str, body: BurstIn, faces: Faces, principal: Caller) -> IdentificationOut:
+    """Active liveness on a burst of 2-4 frames, then identification of the first."""
+    return await _identified_live(faces, body, gallery=gallery, principal=principal)
+
+
+@router.post("/analyse-live")
+async def analyse_live(
+    body: BurstIn, faces: Faces, principal: Annotated[Principal | None, Depends(caller(*EMBEDDING_ROLES))]
+) -> IdentificationOut:
+    """Liveness and the first frame's analysis, without a gallery (access's cold path)."""
+    return await _identified_live(faces, body, gallery=None, principal=principal)
+
+
+@router.post("/galleries/{gallery}/subjects/{subject}/verify")
+async def verify(gallery: str, subject: str, image: Image, faces: Faces, principal: Caller) -> VerificationOut:
     try:
         analysis, similarity, threshold = await faces.verify(image, gallery=gallery, subject=subject)
     except ImageRejected as exc:
@@ -121,7 +182,7 @@ async def verify(gallery: str, subject: str, image: Image, faces: Faces) -> Veri
     except UnknownGallery as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no enrolled subject {exc}") from exc
     return VerificationOut(
-        analysis=_analysis(analysis),
+        analysis=_analysis(analysis, with_embedding=may_see_embeddings(principal)),
         similarity=similarity,
         threshold=threshold,
         same_person=similarity is not None and similarity >= threshold,
@@ -158,6 +219,15 @@ async def put_vectors(gallery: str, body: VectorsIn, faces: Faces) -> None:
         faces.put_vectors(gallery, vectors)
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+
+@router.get("/galleries/{gallery}/subjects", dependencies=[Depends(caller(Role.OPERATOR))])
+async def list_subjects(gallery: str, faces: Faces) -> SubjectsOut:
+    """Who a gallery holds (ids only): access reconciles it against its own store."""
+    target = faces.galleries.get(gallery)
+    if target is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no gallery {gallery}")
+    return SubjectsOut(subjects=target.subjects())
 
 
 @router.delete(

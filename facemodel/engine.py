@@ -18,7 +18,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
-from facemodel.packs import Manifest, PackError, read_manifest
+from facemodel.packs import Manifest, PackError, read_manifest, verified_bytes
 from facemodel.quality import CUT_OFF_REASONS, ENROLMENT_CUT_OFF, ENTRY_CUT_OFF, CutOffRules, Purpose, cut_off
 
 Image.MAX_IMAGE_PIXELS = None  # we enforce our own, lower limit before decoding
@@ -135,11 +135,13 @@ class FaceEngine:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         try:
             self._detector = ort.InferenceSession(
-                str(pack / self.manifest.detector.file), options, providers=["CPUExecutionProvider"]
+                verified_bytes(pack, self.manifest.detector), options, providers=["CPUExecutionProvider"]
             )
             self._recognizer = ort.InferenceSession(
-                str(pack / self.manifest.recognizer.file), options, providers=["CPUExecutionProvider"]
+                verified_bytes(pack, self.manifest.recognizer), options, providers=["CPUExecutionProvider"]
             )
+        except PackError:
+            raise
         except Exception as exc:  # onnxruntime raises its own exception types
             raise PackError(f"onnxruntime refused the pack: {exc}") from exc
         for session, declared in (

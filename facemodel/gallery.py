@@ -32,6 +32,9 @@ class Gallery:
     def __contains__(self, subject: str) -> bool:
         return subject in self._rows
 
+    def subjects(self) -> list[str]:
+        return list(self._subjects)
+
     def upsert(self, subject: str, vector: NDArray[np.float32]) -> None:
         unit = _unit(vector, self.dimension)
         row = self._rows.get(subject)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 if TYPE_CHECKING:
     import onnx
@@ -39,6 +39,16 @@ SOURCE_FILES = {
 SOURCE_SHA256 = {
     "detector": "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
     "recognizer": "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
+}
+
+
+# The similarity thresholds each pack family was calibrated for (SFace: OpenCV's 0.363 on
+# LFW; ArcFace-family InsightFace recognisers: ~0.3-0.4). A manifest is data an operator
+# or a pipeline writes, and its threshold alone decides who opens the door: 0.05 would let
+# nearly anybody in. Anything outside the family's range is refused, not clamped.
+CALIBRATED_THRESHOLDS: dict[str, tuple[float, float]] = {
+    "yunet-sface": (0.30, 0.50),
+    "insightface": (0.25, 0.55),
 }
 
 
@@ -79,6 +89,15 @@ class Manifest(BaseModel):
     @property
     def label(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @model_validator(mode="after")
+    def _threshold_is_calibrated(self) -> Manifest:
+        low, high = CALIBRATED_THRESHOLDS[self.kind]
+        if not low <= self.threshold <= high:
+            raise ValueError(
+                f"threshold {self.threshold} is outside the calibrated range {low}-{high} of {self.kind} packs"
+            )
+        return self
 
 
 def sha256_of(path: Path) -> str:
@@ -289,6 +308,18 @@ def read_manifest(pack: Path) -> Manifest:
         if sha256_of(path) != model.sha256:
             raise PackError(f"{model.file}: sha256 does not match the manifest")
     return manifest
+
+
+def verified_bytes(pack: Path, model: ModelFile) -> bytes:
+    """The file's bytes, checked against the manifest's digest: the bytes that are hashed
+    are the bytes loaded, so a file swapped after the check cannot slip in."""
+    try:
+        data = (pack / model.file).read_bytes()
+    except OSError as exc:
+        raise PackError(f"{model.file}: cannot be read") from exc
+    if hashlib.sha256(data).hexdigest() != model.sha256:
+        raise PackError(f"{model.file}: sha256 does not match the manifest")
+    return data
 
 
 def _models(manifest: Manifest) -> Iterable[ModelFile]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import base64
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class QualityOut(BaseModel):
@@ -21,9 +23,22 @@ class AnalysisOut(BaseModel):
     timings_ms: dict[str, float]
 
 
+class QualityVerdictOut(BaseModel):
+    model: str
+    faces_seen: int
+    box: list[float] | None
+    quality: QualityOut
+
+
 class MatchOut(BaseModel):
     subject: str
     similarity: float
+
+
+class LivenessOut(BaseModel):
+    ok: bool
+    code: str | None  # why not: identical_frames, no_face_in_every_frame, identity_changed, no_head_turn, ...
+    yaw_change: float | None
 
 
 class IdentificationOut(BaseModel):
@@ -31,6 +46,26 @@ class IdentificationOut(BaseModel):
     matches: list[MatchOut]
     threshold: float
     match: MatchOut | None  # the best match if it clears the threshold
+    liveness: LivenessOut | None = None  # burst requests only
+
+
+class BurstIn(BaseModel):
+    """A short burst of camera frames (JPEG or PNG, base64), first frame first."""
+
+    model_config = ConfigDict(extra="forbid")
+    frames: list[str] = Field(min_length=2, max_length=4)
+
+    @field_validator("frames")
+    @classmethod
+    def _frames_are_bounded(cls, frames: list[str]) -> list[str]:
+        for frame in frames:
+            if not 16 <= len(frame) <= 4 * 1024 * 1024:
+                raise ValueError("each frame must be a base64 image of at most 3 MiB")
+        return frames
+
+    def decoded(self) -> list[bytes]:
+        """The frames' bytes; raises ValueError on bad base64."""
+        return [base64.b64decode(frame, validate=True) for frame in self.frames]
 
 
 class VerificationOut(BaseModel):
@@ -56,6 +91,10 @@ class VectorsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     embedding_space: str
     subjects: list[SubjectVectorIn] = Field(min_length=1, max_length=5000)
+
+
+class SubjectsOut(BaseModel):
+    subjects: list[str]
 
 
 class DeployIn(BaseModel):

@@ -4,6 +4,7 @@ against a gallery, manage galleries, deploy and roll back models."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,9 +15,10 @@ import numpy as np
 from numpy.typing import NDArray
 from prometheus_client import CollectorRegistry
 
-from facemodel.engine import Analysis
+from facemodel.engine import Analysis, UInt8Image, decode_image
 from facemodel.gallery import Gallery, Match
 from facemodel.holder import ModelHolder, SwapReport
+from facemodel.liveness import LivenessRules, LivenessVerdict, judge_burst
 from facemodel.metrics import FaceMetrics
 from facemodel.quality import Purpose
 
@@ -47,6 +49,7 @@ class FaceService:
         self.metrics = metrics or FaceMetrics(CollectorRegistry())
         self.metrics.active_model.labels(holder.current.label).set(1)
         self.galleries: dict[str, Gallery] = {}
+        self.liveness_rules = LivenessRules()
         # Inference runs in worker threads (onnxruntime releases the GIL); the event loop
         # stays free for I/O. One ONNX thread per worker keeps latency predictable.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facemodel")
@@ -54,11 +57,11 @@ class FaceService:
     async def _run(self, function: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function)
 
-    async def analyse(self, image: bytes, *, purpose: Purpose = "entry") -> Analysis:
+    async def analyse(self, image: bytes, *, purpose: Purpose = "entry", keep_reference: bool = True) -> Analysis:
         engine = self.holder.current  # this request finishes on this engine, swap or not
         analysis = await self._run(lambda: engine.analyse(image, purpose=purpose))
         self._observe(analysis)
-        if analysis.aligned is not None:
+        if keep_reference and analysis.aligned is not None:
             self.holder.reference_face = analysis.aligned
         return analysis
 
@@ -79,6 +82,36 @@ class FaceService:
         if target.embedding_space != engine.manifest.embedding_space:
             raise UnknownGallery(f"{gallery} holds {target.embedding_space} vectors")
         return Identification(analysis, target.identify(analysis.embedding, k=k), engine.manifest.threshold)
+
+    async def identify_live(
+        self, frames: list[bytes], *, gallery: str | None, k: int = 1
+    ) -> tuple[Identification, LivenessVerdict]:
+        """A burst of frames: liveness first; the first frame is identified only if the
+        burst is live (a failed burst learns nothing about who is enrolled)."""
+        engine = self.holder.current
+        target = None
+        if gallery is not None:
+            target = self.galleries.get(gallery)
+            if target is None:
+                raise UnknownGallery(gallery)
+
+        def analysed(frame: bytes) -> tuple[UInt8Image, Analysis]:
+            pixels = decode_image(frame)
+            return pixels, engine.analyse_pixels(pixels)
+
+        results = await asyncio.gather(*(self._run(functools.partial(analysed, frame)) for frame in frames))
+        pixels, analyses = [item[0] for item in results], [item[1] for item in results]
+        for analysis in analyses:
+            self._observe(analysis)
+        threshold = engine.manifest.threshold
+        verdict = judge_burst(frames, pixels, analyses, threshold=threshold, rules=self.liveness_rules)
+        first = analyses[0]
+        matches: list[Match] = []
+        if verdict.ok and target is not None and first.embedding is not None:
+            if target.embedding_space != engine.manifest.embedding_space:
+                raise UnknownGallery(f"{gallery} holds {target.embedding_space} vectors")
+            matches = target.identify(first.embedding, k=k)
+        return Identification(first, matches, threshold), verdict
 
     async def verify(self, image: bytes, *, gallery: str, subject: str) -> tuple[Analysis, float | None, float]:
         """1:1: how similar the face in ``image`` is to ``subject``'s enrolled vector."""
@@ -113,6 +146,10 @@ class FaceService:
         self.metrics.gallery_size.labels(gallery).set(len(target))
 
     def remove_vector(self, gallery: str, subject: str) -> bool:
+        # The reference crop for self-tests is the last enrolment photo's aligned face,
+        # whoever it was: an erasure may be that person's, so it goes too (a deploy then
+        # self-tests on the synthetic face until the next enrolment).
+        self.holder.reference_face = None
         target = self.galleries.get(gallery)
         if target is None:
             return False

@@ -6,7 +6,9 @@ import asyncio
 import importlib
 import logging
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -108,6 +110,34 @@ def migrate(service: str | None) -> None:
         raise click.BadParameter(str(exc)) from exc
     _migrate(chosen, settings)
     click.echo("migrated: " + ", ".join(item.name for item in chosen if item.has_database))
+
+
+@main.group()
+def keys() -> None:
+    """Keys of stored secrets."""
+
+
+@keys.command("rotate")
+@click.option("--service", type=click.Choice(["auth", "access", "all"]), default="all", show_default=True)
+def rotate_keys(service: str) -> None:
+    """Re-seal stored face vectors under the current biometric sealing key
+    (SMARTGYM_BIOMETRIC_SEALING_KEY_ID). Older keys keep opening values until this has
+    run on every auth and access database; then they may leave SMARTGYM_BIOMETRIC_SEALING_KEYS."""
+    from access.faces import reseal_stored_faces as reseal_access
+    from access.settings import AccessSettings
+    from auth.faces import reseal_stored_faces as reseal_auth
+    from auth.settings import AuthSettings
+
+    jobs: list[tuple[str, Callable[[], Coroutine[Any, Any, tuple[int, int]]]]] = []
+    if service in ("auth", "all"):
+        auth_settings = AuthSettings()
+        jobs.append(("auth", lambda: reseal_auth(auth_settings)))
+    if service in ("access", "all"):
+        access_settings = AccessSettings()
+        jobs.append(("access", lambda: reseal_access(access_settings)))
+    for name, job in jobs:
+        resealed, seen = asyncio.run(job())
+        click.echo(f"{name}: re-sealed {resealed} of {seen} face vectors; none left under older keys")
 
 
 @main.group()

@@ -13,6 +13,8 @@ import click
 import uvicorn
 from fastapi import FastAPI
 
+from common.unix_socket import bind_private_socket
+
 log = logging.getLogger("smartgym")
 
 # One listener: a name for the log, the app, and a TCP port or a Unix socket path.
@@ -49,11 +51,11 @@ async def serve_all(host: str, groups: Sequence[ListenerGroup], *, ready_message
             for name, app, where in listeners:
                 uds = str(where) if isinstance(where, Path) else None
                 port = where if isinstance(where, int) else 0
-                config = uvicorn.Config(
-                    app, host=host, port=port, uds=uds, log_config=None, lifespan="on", access_log=False
-                )
+                config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on", access_log=False)
                 server = _EmbeddedServer(config)
-                task = asyncio.create_task(server.serve(), name=f"serve:{name}")
+                # A Unix socket is bound here, owner-only: uvicorn's own would be world-writable.
+                sockets = [bind_private_socket(where)] if isinstance(where, Path) else None
+                task = asyncio.create_task(server.serve(sockets=sockets), name=f"serve:{name}")
                 # uvicorn exposes start-up only as a flag.
                 while not server.started and not task.done():  # noqa: ASYNC110
                     await asyncio.sleep(0.02)

@@ -28,6 +28,11 @@ ENVELOPE_FIELDS = frozenset({"event_id", "occurred_at", "correlation_id"})
 MAX_EVENT_BYTES = 256 * 1024
 
 
+# Routing keys of events whose outbox rows are deleted as soon as the broker confirmed
+# them, instead of staying for the retention period (they carry biometric data).
+PURGED_AFTER_PUBLISH: set[str] = set()
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -39,10 +44,17 @@ class Event(BaseModel):
 
     event_name: ClassVar[str]
     event_version: ClassVar[int]
+    # True for events carrying biometric data: no copy outlives its publication.
+    purge_after_publish: ClassVar[bool] = False
 
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     occurred_at: datetime = Field(default_factory=utc_now)
     correlation_id: str = Field(default_factory=correlation_id_or_new, max_length=64)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("purge_after_publish"):
+            PURGED_AFTER_PUBLISH.add(cls.routing_key())
 
     @classmethod
     def routing_key(cls) -> str:

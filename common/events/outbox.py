@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.context import bind_correlation_id, reset_correlation_id
 from common.db import Database, KernelTables
 from common.events.bus import EventBus, Subscriptions
-from common.events.envelope import Event, OutgoingMessage, utc_now
+from common.events.envelope import PURGED_AFTER_PUBLISH, Event, OutgoingMessage, utc_now
 from common.observability import Metrics
 
 log = logging.getLogger(__name__)
@@ -218,9 +218,14 @@ class OutboxRelay:
                 await session.rollback()
                 await self._record_failure([row.id for row in rows], exc)
                 raise
-            await session.execute(
-                update(outbox).where(outbox.c.id.in_([row.id for row in rows])).values(published_at=utc_now())
-            )
+            # Rows carrying biometrics go as soon as the broker has them; the rest stay for
+            # the retention period (diagnosis, replay).
+            purged = {row.id for row in rows if row.routing_key in PURGED_AFTER_PUBLISH}
+            if purged:
+                await session.execute(delete(outbox).where(outbox.c.id.in_(purged)))
+            kept = [row.id for row in rows if row.id not in purged]
+            if kept:
+                await session.execute(update(outbox).where(outbox.c.id.in_(kept)).values(published_at=utc_now()))
         return len(rows)
 
     async def _record_failure(self, ids: list[int], exc: Exception) -> None:

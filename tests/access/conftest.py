@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -13,15 +14,16 @@ from fastapi import FastAPI
 
 from access.app import create_app
 from access.settings import AccessSettings
+from common.crypto import VectorSealer
 from common.events.envelope import OutgoingMessage
 from common.migrations import upgrade
 from common.security import Role, TokenIssuer
-from common.settings import PlatformSettings
-from contracts import FaceEnrolled, MembershipChanged
+from contracts import FACE_TRANSIT_PURPOSE, FaceEnrolled, MembershipChanged
 from facemodel.app import create_app as create_facemodel_app
 from facemodel.engine import FaceEngine
 from facemodel.holder import ModelHolder
 from facemodel.service import FaceService
+from facemodel.settings import FacemodelSettings
 from tests.support import tokens
 from tests.support.apps import asgi_client, serving
 from tests.support.serialgate import GateSimulator, SocatPair
@@ -40,7 +42,7 @@ def face_service(pack):
 async def facemodel_socket(face_service, tmp_path):
     face_service.galleries.clear()  # a fresh sidecar per test
     socket_path = tmp_path / "facemodel.sock"
-    app = create_facemodel_app(PlatformSettings(environment="test"), faces=face_service, trusted_transport=True)
+    app = create_facemodel_app(FacemodelSettings(environment="test"), faces=face_service, trusted_transport=True)
     async with serving(app, uds=str(socket_path)):
         yield socket_path
 
@@ -101,16 +103,20 @@ class Door:
     async def enrol(self, face_service, photo_bytes, photo: str) -> uuid.UUID:
         member_id = uuid.uuid4()
         analysis = await face_service.analyse(photo_bytes[photo])
-        await self.announce(
-            membership(member_id),
-            FaceEnrolled(
-                member_id=member_id,
-                embedding=tuple(float(x) for x in analysis.embedding),
-                model=analysis.model,
-                embedding_space="sface-2021dec",
-            ),
-        )
+        await self.announce(membership(member_id), self.enrolment(member_id, analysis.embedding, model=analysis.model))
         return member_id
+
+    def enrolment(self, member_id: uuid.UUID, vector: Any, *, model: str, version: int | None = None) -> FaceEnrolled:
+        """FaceEnrolled as auth publishes it: the vector sealed for transit."""
+        transit = VectorSealer(self.settings.sealing_keys(), purpose=FACE_TRANSIT_PURPOSE)
+        return FaceEnrolled(
+            member_id=member_id,
+            sealed_embedding=base64.b64encode(transit.seal(member_id, vector)).decode(),
+            key_id=transit.current,
+            enrolment_version=version or int(datetime.now(UTC).timestamp() * 1_000_000),
+            model=model,
+            embedding_space="sface-2021dec",
+        )
 
     def kiosk(self, branch: str = BRANCH) -> dict[str, str]:
         token = tokens.issuer().issue(f"device:{uuid.uuid4()}", [Role.DEVICE], [branch])

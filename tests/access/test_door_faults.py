@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 
 from common.security import Role
-from contracts import AccessGranted, FaceEnrolled
+from contracts import AccessGranted
 from tests.access.conftest import BRANCH, Door, entry_pass, membership
 from tests.support import tokens
 from tests.support.serialgate import GateSimulator, SocatPair
@@ -89,7 +89,7 @@ async def test_a_chain_member_is_a_miss_once_then_a_hit(door, face_service, phot
     analysis = await face_service.analyse(photo_bytes["obama.jpg"])
     await door.announce(
         membership(member, branch_id=None),
-        FaceEnrolled(member_id=member, embedding=tuple(analysis.embedding), model="m", embedding_space="sface-2021dec"),
+        door.enrolment(member, analysis.embedding, model="m"),
     )
     assert member not in door.service.faces.hot[BRANCH]  # chain-wide: not pre-loaded everywhere
     first = (await door.face(photo_bytes["obama2.jpg"])).json()
@@ -109,7 +109,7 @@ async def test_frequent_visitors_of_other_branches_are_prefetched(door, face_ser
     analysis = await face_service.analyse(photo_bytes["obama.jpg"])
     await door.announce(
         membership(member, branch_id=None),
-        FaceEnrolled(member_id=member, embedding=tuple(analysis.embedding), model="m", embedding_space="sface-2021dec"),
+        door.enrolment(member, analysis.embedding, model="m"),
         *(
             AccessGranted(
                 attempt_id=uuid.uuid4(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import sqlite3
 
 import cv2
@@ -11,17 +12,46 @@ import pytest
 
 from auth.app import create_app as create_auth
 from auth.settings import AuthSettings
-from contracts import FaceEnrolled, FaceErased, MembershipChanged
+from common.crypto import InvalidTag, SealingKeys, VectorSealer
+from contracts import FACE_TRANSIT_PURPOSE, FaceEnrolled, FaceErased, MembershipChanged
 from facemodel.app import create_app as create_facemodel
 from facemodel.settings import FacemodelSettings
 from tests.auth.helpers import PASSWORD, bearer, grant_membership, operator_tokens, outbox_events, signup_and_login
 from tests.support.apps import FAST_HASHER, asgi_client, free_port, serving
+from tests.support.events import recording_bus
+from tests.support.waiting import eventually
 
 CONSENT = {"text_version": "2026-11", "accepted": True}
 
 
 @pytest.fixture
-async def stack(settings, pack):
+async def published():
+    async with recording_bus(FaceEnrolled, FaceErased) as recording:
+        yield recording
+
+
+def transit_sealer() -> VectorSealer:
+    return VectorSealer(AuthSettings(environment="test").sealing_keys(), purpose=FACE_TRANSIT_PURPOSE)
+
+
+def announced(published) -> list[FaceEnrolled]:
+    return [event for event in published.recorded if isinstance(event, FaceEnrolled)]
+
+
+def erasures(published) -> list[dict]:
+    return [
+        event.model_dump(include={"member_id", "reason"}, mode="json")
+        for event in published.recorded
+        if isinstance(event, FaceErased)
+    ]
+
+
+def opened(event: FaceEnrolled) -> np.ndarray:
+    return transit_sealer().open(event.member_id, base64.b64decode(event.sealed_embedding))
+
+
+@pytest.fixture
+async def stack(settings, pack, published):
     auth_port, face_port = free_port(), free_port()
     auth_settings = AuthSettings(
         **{
@@ -30,7 +60,7 @@ async def stack(settings, pack):
             "auth_url": f"http://127.0.0.1:{auth_port}",
         }
     )
-    auth_app = create_auth(auth_settings, hasher=FAST_HASHER)
+    auth_app = create_auth(auth_settings, hasher=FAST_HASHER, bus=published.bus)
     face_settings = FacemodelSettings(environment="test", facemodel_pack=pack, auth_url=f"http://127.0.0.1:{auth_port}")
     async with (
         serving(auth_app, auth_port) as auth_url,
@@ -71,18 +101,27 @@ async def test_consent_is_required_and_must_be_the_current_text(stack, photo_byt
     assert not_accepted.status_code == 422
 
 
-async def test_enrolment_stores_only_the_sealed_vector_and_publishes_it(stack, settings, photo_bytes):
+async def test_enrolment_stores_only_the_sealed_vector_and_publishes_it(stack, settings, photo_bytes, published):
     app, client = stack
     member_id, member = await signup_and_login(client)
     assert (await client.post("/me/face/consent", json=CONSENT, headers=bearer(member))).status_code == 201
     enrolled = await enrol(client, member, photo_bytes["obama.jpg"])
     assert enrolled.status_code == 201, enrolled.text
     assert enrolled.json() == {"model": "yunet-sface@1.0.0", "embedding_space": "sface-2021dec"}
-    [event] = outbox_events(settings, FaceEnrolled.routing_key())
-    assert event["data"]["member_id"] == member_id
-    assert len(event["data"]["embedding"]) == 128
+    await eventually(lambda: len(announced(published)) == 1, timeout=5)
+    [event] = announced(published)
+    assert str(event.member_id) == member_id
+    # In transit the vector is sealed under a named key; only a holder of the key opens it.
+    wire = event.to_wire()
+    assert b'"embedding"' not in wire
+    assert event.key_id == "1"
     stored = await app.state.faces.stored_vector(__import__("uuid").UUID(member_id))
-    assert np.allclose(stored, event["data"]["embedding"], atol=1e-6)
+    assert np.allclose(stored, opened(event), atol=1e-6)
+    other_key = VectorSealer(SealingKeys.of({"1": "x" * 40}, "1"), purpose=FACE_TRANSIT_PURPOSE)
+    with pytest.raises(InvalidTag):
+        other_key.open(event.member_id, base64.b64decode(event.sealed_embedding))
+    # Once published, the outbox keeps no copy of an event carrying biometrics.
+    await eventually(lambda: outbox_events(settings, FaceEnrolled.routing_key()) == [], timeout=5)
     contents = database_bytes(settings)
     photo = photo_bytes["obama.jpg"]
     for offset in range(0, len(photo) - 64, len(photo) // 16):  # no piece of the photo anywhere
@@ -91,13 +130,14 @@ async def test_enrolment_stores_only_the_sealed_vector_and_publishes_it(stack, s
 
     again = await enrol(client, member, photo_bytes["obama2.jpg"])  # re-enrolment replaces
     assert again.status_code == 201
-    events = outbox_events(settings, FaceEnrolled.routing_key())
-    assert len(events) == 2
+    await eventually(lambda: len(announced(published)) == 2, timeout=5)
+    first, second = announced(published)
+    assert second.enrolment_version > first.enrolment_version
     replaced = await app.state.faces.stored_vector(__import__("uuid").UUID(member_id))
-    assert np.allclose(replaced, events[1]["data"]["embedding"], atol=1e-6)
+    assert np.allclose(replaced, opened(second), atol=1e-6)
 
 
-async def test_operators_republish_memberships_and_faces_for_a_new_access_site(stack, settings, photo_bytes):
+async def test_operators_republish_memberships_and_faces_for_a_new_access_site(stack, settings, photo_bytes, published):
     app, client = stack
     operator = await operator_tokens(app, client)
     member_id, member = await signup_and_login(client)
@@ -109,8 +149,10 @@ async def test_operators_republish_memberships_and_faces_for_a_new_access_site(s
         assert response.json() == {"published": 1}
     memberships = outbox_events(settings, "MembershipChanged.v1")
     assert [event["data"]["version"] for event in memberships] == [1, 1]  # the same version, again
-    faces = outbox_events(settings, FaceEnrolled.routing_key())
-    assert faces[0]["data"]["embedding"] == pytest.approx(faces[1]["data"]["embedding"], abs=1e-6)
+    await eventually(lambda: len(announced(published)) == 2, timeout=5)
+    first, again = announced(published)
+    assert np.allclose(opened(first), opened(again), atol=1e-6)
+    assert first.enrolment_version == again.enrolment_version  # the same enrolment, again
     refused = await client.post("/admin/republish", json={"what": "faces"}, headers=bearer(member))
     assert refused.status_code == 403
 
@@ -136,30 +178,32 @@ async def test_unusable_photos_get_a_reason(stack, photo_bytes):
         assert reason in str(response.json()["detail"])
 
 
-async def test_withdrawing_consent_erases_the_vector_once(stack, settings, photo_bytes):
+async def test_withdrawing_consent_erases_the_vector_once(stack, settings, photo_bytes, published):
     app, client = stack
     member_id, member = await signup_and_login(client)
     await client.post("/me/face/consent", json=CONSENT, headers=bearer(member))
     await enrol(client, member, photo_bytes["obama.jpg"])
     assert (await client.delete("/me/face/consent", headers=bearer(member))).status_code == 204
     assert (await client.delete("/me/face/consent", headers=bearer(member))).status_code == 204
-    erased = [event["data"] for event in outbox_events(settings, FaceErased.routing_key())]
-    assert erased == [{"member_id": member_id, "reason": "consent_withdrawn"}]
+    await eventually(lambda: len(erasures(published)) >= 1, timeout=5)
+    assert erasures(published) == [{"member_id": member_id, "reason": "consent_withdrawn"}]
+    [erased] = [event for event in published.recorded if isinstance(event, FaceErased)]
+    assert erased.enrolment_version == announced(published)[0].enrolment_version
     assert await app.state.faces.stored_vector(__import__("uuid").UUID(member_id)) is None
     assert (await enrol(client, member, photo_bytes["obama.jpg"])).status_code == 403  # consent is gone
 
 
-async def test_member_erases_the_face_on_request(stack, settings, photo_bytes):
+async def test_member_erases_the_face_on_request(stack, settings, photo_bytes, published):
     _, client = stack
     member_id, member = await signup_and_login(client)
     await client.post("/me/face/consent", json=CONSENT, headers=bearer(member))
     await enrol(client, member, photo_bytes["obama.jpg"])
     assert (await client.delete("/me/face", headers=bearer(member))).status_code == 204
-    erased = [event["data"] for event in outbox_events(settings, FaceErased.routing_key())]
-    assert erased == [{"member_id": member_id, "reason": "member_request"}]
+    await eventually(lambda: len(erasures(published)) >= 1, timeout=5)
+    assert erasures(published) == [{"member_id": member_id, "reason": "member_request"}]
 
 
-async def test_deleting_the_account_erases_face_sessions_and_memberships(stack, settings, photo_bytes):
+async def test_deleting_the_account_erases_face_sessions_and_memberships(stack, settings, photo_bytes, published):
     app, client = stack
     operator = await operator_tokens(app, client)
     email = "leaving@example.com"
@@ -171,8 +215,8 @@ async def test_deleting_the_account_erases_face_sessions_and_memberships(stack, 
     assert wrong.status_code == 403
     gone = await client.request("DELETE", "/me", json={"password": PASSWORD}, headers=bearer(member))
     assert gone.status_code == 204
-    erased = [event["data"] for event in outbox_events(settings, FaceErased.routing_key())]
-    assert erased == [{"member_id": member_id, "reason": "account_deleted"}]
+    await eventually(lambda: len(erasures(published)) >= 1, timeout=5)
+    assert erasures(published) == [{"member_id": member_id, "reason": "account_deleted"}]
     memberships = [event["data"] for event in outbox_events(settings, MembershipChanged.routing_key())]
     assert (memberships[-1]["status"], memberships[-1]["version"]) == ("expired", 2)
     assert (await client.post("/login", json={"email": email, "password": PASSWORD})).status_code == 401

@@ -14,13 +14,18 @@ from collections.abc import Iterator
 
 import aiohttp
 import pytest
+from sqlalchemy import create_engine, select
 
 from auth.app import create_app as create_auth
+from auth.faces import FACE_SEALING_PURPOSE
+from auth.models import FaceEnrollment
 from auth.settings import AuthSettings
+from common.crypto import VectorSealer
+from common.db import sync_url
 from common.migrations import upgrade
 from common.observability import configure_logging
 from common.redaction import redact
-from contracts import FaceEnrolled, PasswordResetRequested
+from contracts import PasswordResetRequested
 from facemodel.app import create_app as create_facemodel
 from facemodel.settings import FacemodelSettings
 from gateway.app import create_app as create_gateway
@@ -124,8 +129,12 @@ async def test_no_secret_of_a_members_journey_is_logged(tmp_path, pack, photo_by
                 headers={**bearer, "content-type": "image/jpeg"},
             )
             assert enrolled.status == 201, await enrolled.text()
-            [face] = outbox_events(auth_settings, FaceEnrolled.routing_key())
-            embedding = [float(value) for value in face["data"]["embedding"]]
+            # FaceEnrolled carries the vector sealed (and leaves the outbox once published):
+            # the values to look for are the ones auth stored, opened with its key.
+            with create_engine(sync_url(auth_settings.database_url("auth"))).connect() as db:
+                member_id, sealed = db.execute(select(FaceEnrollment.user_id, FaceEnrollment.sealed_embedding)).one()
+            sealer = VectorSealer(auth_settings.sealing_keys(), purpose=FACE_SEALING_PURPOSE)
+            embedding = [float(value) for value in sealer.open(member_id, sealed)]
 
             # Browsers put the token in the query of a WebSocket URL.
             async with http.ws_connect(f"{ws}/live/ws/runs?access_token={refreshed['access_token']}") as run:

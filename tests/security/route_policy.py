@@ -79,6 +79,7 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[Caller]]] = {
     "access": {
         **PROBES,
         ("POST", "/v1/gates/{gate_id}/face"): KIOSK_OF_A,
+        ("POST", "/v1/gates/{gate_id}/face-burst"): KIOSK_OF_A,
         ("POST", "/v1/gates/{gate_id}/pass"): KIOSK_OF_A,
         ("POST", "/v1/gates/{gate_id}/open"): STAFF_OF_A,
         # Each caller sees the gates of the branches it acts for.

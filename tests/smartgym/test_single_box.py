@@ -4,6 +4,7 @@ when asked for, still refusing stand-ins and default secrets, and losing no even
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
 import sqlite3
@@ -45,6 +46,7 @@ def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         SMARTGYM_ENVIRONMENT="production",
         SMARTGYM_SINGLE_BOX="true",
         SMARTGYM_KEY_ENCRYPTION_SECRET=secrets.token_urlsafe(32),
+        SMARTGYM_BIOMETRIC_SEALING_KEYS=json.dumps({"1": secrets.token_urlsafe(32)}),
         SMARTGYM_CARDCHECK_URL=unreachable,
         SMARTGYM_CARDCHECK_API_KEY=secrets.token_urlsafe(32),
         SMARTGYM_FCM_SERVICE_ACCOUNT_FILE=str(account),

@@ -7,11 +7,14 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import uvicorn
 from argon2 import PasswordHasher
 from fastapi import FastAPI
+
+from common.unix_socket import bind_private_socket
 
 # Fast hashing for tests; production parameters are the library defaults.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
@@ -37,9 +40,11 @@ async def serving(
 ) -> AsyncIterator[str]:
     """Serve ``app`` on a real loopback socket (or a Unix socket); yields its base URL."""
     port = port or free_port()
-    config = uvicorn.Config(app, host=host, port=port, uds=uds, log_config=None, lifespan="on")
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    # Unix sockets the way `smartgym serve` binds them (owner-only), not uvicorn's 0666.
+    sockets = [bind_private_socket(Path(uds))] if uds is not None else None
+    task = asyncio.create_task(server.serve(sockets=sockets))
     while not server.started:
         if task.done():
             task.result()
