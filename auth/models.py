@@ -164,3 +164,17 @@ class FaceEnrollment(Base):
     embedding_space: Mapped[str] = mapped_column(String(100))
     sealed_embedding: Mapped[bytes] = mapped_column(LargeBinary)
     enrolled_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Revocation(Base):
+    """Access tokens refused before they expire (see common.events.revocations): kept
+    until every token it could match has expired, so a replica that starts late can
+    read what is in force."""
+
+    __tablename__ = "revocations"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    subject: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    issued_before: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)

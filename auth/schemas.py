@@ -112,6 +112,15 @@ class KeyRotated(BaseModel):
     kid: str
 
 
+class RevocationOut(BaseModel):
+    """One revocation in force; the fields of the kernel's TokensRevoked event."""
+
+    subject: str | None
+    session_id: str | None
+    issued_before: datetime
+    expires_at: datetime
+
+
 class AuditEntryPublic(BaseModel):
     id: int
     at: datetime

@@ -32,7 +32,9 @@ from auth.keys import KeyRing
 from auth.memberships import membership_changed
 from auth.models import AuditEntry, FaceConsent, LoginThrottle, Membership, PasswordReset, RefreshToken, User
 from auth.passwords import password_problems
+from auth.revocations import in_force, revoke
 from common.events.envelope import utc_now
+from common.events.revocations import TokensRevoked
 from common.kernel import ServiceKernel
 from common.security import Role, TokenIssuer, secret_digest
 from contracts import PasswordResetRequested, UserRegistered
@@ -121,6 +123,7 @@ class AccountService:
                 update(User).where(User.id == user_id).values(password_hash=new_hash, password_changed_at=now)
             )
             await self._revoke_where(uow.session, RefreshToken.user_id == user_id)
+            revoke(uow, token_ttl=self.policy.access_ttl, subject=str(user_id))
             audit(uow.session, "password_changed", actor=str(user_id), subject=str(user_id), source=source)
 
     async def assign_roles(
@@ -133,6 +136,9 @@ class AccountService:
             before = {"roles": list(user.roles), "branches": list(user.branches)}
             user.roles = sorted({role.value for role in roles})
             user.branches = sorted(set(branches))
+            if before != {"roles": user.roles, "branches": user.branches}:
+                # Tokens state roles and branches: those issued before the change lie now.
+                revoke(uow, token_ttl=self.policy.access_ttl, subject=str(user_id))
             audit(
                 uow.session,
                 "roles_changed",
@@ -185,6 +191,7 @@ class AccountService:
                 update(User).where(User.id == user.id).values(password_hash=new_hash, password_changed_at=now)
             )
             await self._revoke_where(uow.session, RefreshToken.user_id == user.id)
+            revoke(uow, token_ttl=self.policy.access_ttl, subject=str(user.id))
             audit(uow.session, "password_reset", actor=str(user.id), subject=str(user.id), source=source)
 
     async def delete_account(self, *, user_id: uuid.UUID, password: str, source: str | None) -> None:
@@ -198,6 +205,7 @@ class AccountService:
         async with self._kernel.unit_of_work() as uow:
             await erase_face(uow, user_id, "account_deleted", actor=str(user_id), source=source)
             await self._revoke_where(uow.session, RefreshToken.user_id == user_id)
+            revoke(uow, token_ttl=self.policy.access_ttl, subject=str(user_id))
             memberships = (await uow.session.scalars(select(Membership).where(Membership.member_id == user_id))).all()
             for membership in memberships:
                 membership.status, membership.version, membership.updated_at = (
@@ -247,6 +255,7 @@ class AccountService:
                 raise InvalidRefreshToken
             if record.used_at is not None or record.revoked_at is not None:
                 await self._revoke_where(uow.session, RefreshToken.family_id == record.family_id)
+                revoke(uow, token_ttl=self.policy.access_ttl, session_id=str(record.family_id))
                 audit(
                     uow.session,
                     "refresh_token_reused",
@@ -277,7 +286,11 @@ class AccountService:
             if record is None:
                 return  # already gone: logging out twice is not an error
             await self._revoke_where(uow.session, RefreshToken.family_id == record.family_id)
+            revoke(uow, token_ttl=self.policy.access_ttl, session_id=str(record.family_id))
             audit(uow.session, "logout", actor=str(record.user_id), subject=str(record.user_id), source=source)
+
+    async def revocations_in_force(self) -> Sequence[TokensRevoked]:
+        return await in_force(self._kernel.db)
 
     async def rotate_signing_key(self, *, actor: str, source: str | None) -> str:
         # Tokens signed by the old key live at most access_ttl; keep it published that long.
@@ -345,7 +358,9 @@ class AccountService:
             audience=self._kernel.settings.jwt_audience,
             ttl=self.policy.access_ttl,
         )
-        access = issuer.issue(str(user.id), [Role(role) for role in user.roles], user.branches, now=now)
+        access = issuer.issue(
+            str(user.id), [Role(role) for role in user.roles], user.branches, now=now, session_id=str(family_id)
+        )
         return IssuedTokens(
             access_token=access,
             expires_in=int(self.policy.access_ttl.total_seconds()),

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 from pydantic import EmailStr, Field
 
-from common.events.envelope import Event, RevokesCredentials
+from common.events.envelope import Event
 from contracts.catalog import CATALOG
 
 ACCESS_HOURS_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$"
@@ -50,18 +50,15 @@ class MembershipChanged(Event):
 
 
 @CATALOG.register
-class DeviceRevoked(RevokesCredentials):
-    """A device's credentials were revoked: its tokens must stop being honoured."""
+class DeviceRevoked(Event):
+    """A device's credentials were revoked (its tokens end through the kernel's
+    TokensRevoked, which auth publishes with it)."""
 
     event_name: ClassVar[str] = "DeviceRevoked"
     event_version: ClassVar[int] = 1
 
     device_id: uuid.UUID
     branch_id: str
-
-    def revoked_subject(self) -> tuple[str, float]:
-        # 10 minutes outlasts any device token (5 minutes) plus clock skew.
-        return f"device:{self.device_id}", 600.0
 
 
 @CATALOG.register
