@@ -76,6 +76,7 @@ def create_app(
 
     async def purge() -> None:
         await revocations.purge_expired(kernel.db)
+        await accounts.purge_stale_throttles()
 
     purger = Periodic("auth-housekeeping", 300.0, purge)
     stop_hooks: list[Callable[[], Awaitable[None]]] = [reloader.stop, purger.stop]
@@ -112,7 +113,7 @@ def create_app(
     app.state.max_face_upload_bytes = auth_settings.max_face_upload_bytes
     app.add_exception_handler(WeakPassword, weak_password)
     app.state.keys = keys
-    app.state.accounts = AccountService(
+    app.state.accounts = accounts = AccountService(
         kernel=kernel,
         keys=keys,
         hasher=hasher or default_hasher(),

@@ -70,12 +70,14 @@ class RefreshToken(Base):
 
 
 class LoginThrottle(Base):
-    """Failed logins per normalised email, whether or not the account exists (so the
-    lockout itself reveals nothing)."""
+    """Failed logins per normalised email *and* source address, whether or not the account
+    exists (so the lockout itself reveals nothing). Keyed by both, so a stranger who
+    guesses wrong locks out only their own address, never the member."""
 
     __tablename__ = "login_throttle"
 
     email: Mapped[str] = mapped_column(String(254), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_started_at: Mapped[datetime] = mapped_column(UtcDateTime())
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -224,7 +224,7 @@ class AccountService:
         normalized = email.lower() if email else (phone or "")
         condition = User.email == normalized if email else User.phone == phone
         async with self._kernel.db.sessions() as session:
-            throttle = await session.get(LoginThrottle, normalized)
+            throttle = await session.get(LoginThrottle, (normalized, source or ""))
             user = await session.scalar(select(User).where(condition))
         now = utc_now()
         if throttle is not None and throttle.locked_until is not None and throttle.locked_until > now:
@@ -238,7 +238,9 @@ class AccountService:
         async with self._kernel.unit_of_work() as uow:
             if rehashed is not None:
                 await uow.session.execute(update(User).where(User.id == user.id).values(password_hash=rehashed))
-            await uow.session.execute(delete(LoginThrottle).where(LoginThrottle.email == normalized))
+            await uow.session.execute(
+                delete(LoginThrottle).where(LoginThrottle.email == normalized, LoginThrottle.source == (source or ""))
+            )
             tokens = await self._open_session(uow.session, user, family_id=uuid.uuid4())
             audit(uow.session, "login_succeeded", actor=str(user.id), subject=str(user.id), source=source)
         return tokens
@@ -292,6 +294,18 @@ class AccountService:
     async def revocations_in_force(self) -> Sequence[TokensRevoked]:
         return await in_force(self._kernel.db)
 
+    async def purge_stale_throttles(self) -> int:
+        """Forget failure counts whose window and lock are both over (they decide nothing)."""
+        now = utc_now()
+        async with self._kernel.db.transaction() as session:
+            result = await session.execute(
+                delete(LoginThrottle).where(
+                    LoginThrottle.window_started_at < now - self.policy.failure_window,
+                    or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until < now),
+                )
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
     async def rotate_signing_key(self, *, actor: str, source: str | None) -> str:
         # Tokens signed by the old key live at most access_ttl; keep it published that long.
         kid = await self._keys.rotate(grace=self.policy.access_ttl + timedelta(minutes=1))
@@ -325,9 +339,9 @@ class AccountService:
         now = utc_now()
         policy = self.policy
         async with self._kernel.unit_of_work() as uow:
-            throttle = await uow.session.get(LoginThrottle, email, with_for_update=True)
+            throttle = await uow.session.get(LoginThrottle, (email, source or ""), with_for_update=True)
             if throttle is None:
-                throttle = LoginThrottle(email=email, failures=0, window_started_at=now)
+                throttle = LoginThrottle(email=email, source=source or "", failures=0, window_started_at=now)
                 uow.session.add(throttle)
             if now - throttle.window_started_at > policy.failure_window:
                 throttle.failures, throttle.window_started_at = 0, now
