@@ -207,6 +207,13 @@ class AccessSettings(PlatformSettings):
             wired[(gate.port, gate.channel)] = gate.gate_id
         return self
 
+    @model_validator(mode="after")
+    def _strong_sealing_secret_in_production(self) -> Self:
+        problems = self.key_encryption_problems() if self.environment == "production" else []
+        if problems:
+            raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self
+
     def branch(self, branch_id: str) -> BranchConfig:
         return self.access_branches.get(branch_id, BranchConfig())
 

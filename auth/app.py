@@ -68,8 +68,12 @@ def create_app(
         keys=JwksCache(own_jwks, min_refresh_interval_s=1.0),
         revocations=own_revocations,
     )
-    keys = KeyRing(kernel.db, settings.key_encryption_secret.get_secret_value().encode())
     auth_settings = AuthSettings.of(settings)
+    keys = KeyRing(
+        kernel.db,
+        auth_settings.signing_key_secret.get_secret_value().encode(),
+        legacy_passphrase=settings.key_encryption_secret.get_secret_value().encode(),
+    )
     # Other auth replicas rotate keys too: re-read the ring every minute so this one signs
     # with the newest key and publishes every key still trusted.
     reloader = Periodic("auth-key-reloader", 60.0, keys.load)

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Self
 
-from common.settings import PlatformSettings
+from pydantic import Field, SecretStr, model_validator
+
+from common.settings import LOCAL_KEY_SECRET, PlatformSettings, weak_secret
 
 
 class AuthSettings(PlatformSettings):
+    # Keys written under SMARTGYM_KEY_ENCRYPTION_SECRET before the split are re-encrypted
+    # under this one at start (auth.keys).
+    signing_key_secret: SecretStr = Field(
+        default=SecretStr(LOCAL_KEY_SECRET),
+        description=(
+            "Encrypts auth's JWT signing keys at rest; auth's alone. Production wants 32+ unpredictable "
+            "characters, different from SMARTGYM_KEY_ENCRYPTION_SECRET."
+        ),
+    )
     # The card identity-check partner. Unset in embedded mode: the launcher then starts
     # the local partner simulator (auth.cardcheck_sim) and points here.
     cardcheck_url: str = Field(
@@ -41,3 +52,22 @@ class AuthSettings(PlatformSettings):
         ge=1024,
         description="Largest request body (enrolment photos are the largest auth takes).",
     )
+
+    @model_validator(mode="after")
+    def _strong_secrets_in_production(self) -> Self:
+        if self.environment != "production":
+            return self
+        problems = self.key_encryption_problems()
+        for variable, value, min_length in (
+            ("SMARTGYM_SIGNING_KEY_SECRET", self.signing_key_secret.get_secret_value(), 32),
+            # Issued by the partner: its format is theirs, but never a short or sample key.
+            ("SMARTGYM_CARDCHECK_API_KEY", self.cardcheck_api_key.get_secret_value(), 24),
+        ):
+            reason = weak_secret(variable, value, min_length=min_length)
+            if reason:
+                problems.append(reason)
+        if self.signing_key_secret.get_secret_value() == self.key_encryption_secret.get_secret_value():
+            problems.append("SMARTGYM_SIGNING_KEY_SECRET must differ from SMARTGYM_KEY_ENCRYPTION_SECRET")
+        if problems:
+            raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self
