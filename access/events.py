@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from access.accounts import forget_member
 from access.faces import FaceCache, decayed, rank_key
 from access.models import FaceVector, MembershipCopy, VisitScore
 from common.crypto import VectorSealer
 from common.events.bus import Subscriptions
 from common.events.outbox import UnitOfWork
-from contracts import AccessGranted, FaceEnrolled, FaceErased, MembershipChanged
+from contracts import AccessGranted, FaceEnrolled, FaceErased, MembershipChanged, UserDeleted
 
 
 class AccessEvents:
@@ -26,7 +27,11 @@ class AccessEvents:
         subs.add(FaceEnrolled, self.face_enrolled, name="face_enrolled")
         subs.add(FaceErased, self.face_erased, name="face_erased")
         subs.add(AccessGranted, self.entry_seen, name="entry_seen")
+        subs.add(UserDeleted, self.user_deleted, name="forget_deleted_user")
         return subs
+
+    async def user_deleted(self, event: UserDeleted, uow: UnitOfWork) -> None:
+        await forget_member(uow.session, member_id=event.user_id)
 
     async def membership_changed(self, event: MembershipChanged, uow: UnitOfWork) -> None:
         row = await uow.session.get(MembershipCopy, event.membership_id, with_for_update=True)

@@ -37,7 +37,7 @@ from common.events.envelope import utc_now
 from common.events.revocations import TokensRevoked
 from common.kernel import ServiceKernel
 from common.security import Role, TokenIssuer, secret_digest
-from contracts import PasswordResetRequested, UserRegistered
+from contracts import PasswordResetRequested, UserDeleted, UserRegistered
 
 
 @dataclass(frozen=True)
@@ -217,6 +217,7 @@ class AccountService:
             await uow.session.execute(delete(FaceConsent).where(FaceConsent.user_id == user_id))
             await uow.session.execute(delete(User).where(User.id == user_id))
             audit(uow.session, "account_deleted", actor=str(user_id), subject=str(user_id), source=source)
+            uow.emit(UserDeleted(user_id=user_id))
 
     # -- sessions ------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from contracts.identity import (
     FaceErased,
     MembershipChanged,
     PasswordResetRequested,
+    UserDeleted,
     UserRegistered,
 )
 from contracts.running import (
@@ -93,6 +94,7 @@ __all__ = [
     "TaskJudgedV2",
     "TaskReviewOverdue",
     "TaskSubmitted",
+    "UserDeleted",
     "UserRegistered",
     "VerdictReason",
 ]

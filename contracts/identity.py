@@ -97,3 +97,14 @@ class FaceErased(Event):
 
     member_id: uuid.UUID
     reason: Literal["consent_withdrawn", "member_request", "account_deleted"]
+
+
+@CATALOG.register
+class UserDeleted(Event):
+    """A person deleted their account with auth: every service forgets what it keeps about
+    them (auth itself has already removed the account and erased the face vector)."""
+
+    event_name: ClassVar[str] = "UserDeleted"
+    event_version: ClassVar[int] = 1
+
+    user_id: uuid.UUID

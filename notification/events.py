@@ -16,6 +16,7 @@ from contracts import (
     TaskConfirmed,
     TaskJudged,
     TaskReviewOverdue,
+    UserDeleted,
     UserRegistered,
 )
 from notification.service import Notifier
@@ -36,4 +37,5 @@ def subscriptions(notifier: Notifier) -> Subscriptions:
     subs.add(RunStarted, notifier.friend_started_running, name="friend_running")
     subs.add(RaceFinished, notifier.race_finished, name="race_result")
     subs.add(StepRankChanged, notifier.steps_overtaken, name="steps_overtaken")
+    subs.add(UserDeleted, notifier.user_deleted, name="forget_deleted_user")
     return subs

@@ -35,6 +35,7 @@ from contracts import (
     TaskConfirmed,
     TaskJudged,
     TaskReviewOverdue,
+    UserDeleted,
     UserRegistered,
 )
 from notification.models import BranchProfile, Delivery, GateDenial, InboxMessage, PushToken, Recipient
@@ -254,6 +255,9 @@ class Notifier:
         )
         await self._tell(uow, event.event_id, [walker], notice)
 
+    async def user_deleted(self, event: UserDeleted, uow: UnitOfWork) -> None:
+        await forget_user(uow.session, user_id=event.user_id)
+
     # -- the common path ------------------------------------------------------------------
 
     async def _tell(
@@ -357,6 +361,15 @@ async def _branch_locale(session: AsyncSession, branch_id: str | None) -> str | 
         return None
     profile = await session.get(BranchProfile, branch_id)
     return profile.default_locale if profile else None
+
+
+async def forget_user(session: AsyncSession, *, user_id: uuid.UUID) -> None:
+    """A deleted account: its push tokens, its pushes not yet sent (they name a token),
+    its inbox and its preferences go. Safe to repeat."""
+    await session.execute(delete(PushToken).where(PushToken.user_id == user_id))
+    await session.execute(delete(Delivery).where(Delivery.user_id == user_id))
+    await session.execute(delete(InboxMessage).where(InboxMessage.user_id == user_id))
+    await session.execute(delete(Recipient).where(Recipient.user_id == user_id))
 
 
 # -- what users do through the API ---------------------------------------------------------

@@ -151,3 +151,24 @@ async def test_stale_lockout_rows_are_purged(app_and_client):
     assert await accounts.purge_stale_throttles() == 1
     async with database.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(LoginThrottle)) == 1
+
+
+async def test_deleting_an_account_tells_every_service_and_ends_its_tokens(app_and_client, settings):
+    from common.events.revocations import TokensRevoked
+    from contracts import UserDeleted
+    from tests.auth.helpers import outbox_events
+    from tests.support.waiting import eventually
+
+    _app, client = app_and_client
+    user_id, tokens = await signup_and_login(client)
+    gone = await client.request("DELETE", "/me", json={"password": PASSWORD}, headers=bearer(tokens))
+    assert gone.status_code == 204
+    [deleted] = outbox_events(settings, UserDeleted.routing_key())
+    assert deleted["data"] == {"user_id": user_id}
+    revoked = outbox_events(settings, TokensRevoked.routing_key())
+    assert [item["data"]["subject"] for item in revoked] == [user_id]
+
+    async def refused() -> bool:  # the revocation travels through the outbox and the bus
+        return (await client.get("/me", headers=bearer(tokens))).status_code == 401
+
+    await eventually(refused, timeout=5)
