@@ -222,7 +222,7 @@ async def audit_trail(
 
 @router.post("/password/reset-request", status_code=status.HTTP_202_ACCEPTED)
 async def request_reset(body: ResetRequestIn, accounts: Accounts, request: Request) -> dict[str, str]:
-    await accounts.request_password_reset(email=body.email, source=source_address(request))
+    await accounts.request_password_reset(email=body.email, phone=body.phone, source=source_address(request))
     return {"detail": "if the account exists, a reset link is on its way"}
 
 

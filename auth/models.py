@@ -139,7 +139,10 @@ class PasswordReset(Base):
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    # When it was asked for: the per-account throttle counts recent requests.
+    requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Used, or superseded by a newer code: either way it opens nothing any more.
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 

@@ -131,8 +131,8 @@ class AuditEntryPublic(BaseModel):
     details: dict[str, Any]
 
 
-class ResetRequestIn(Input):
-    email: EmailStr = Field(max_length=254)
+class ResetRequestIn(Identified):
+    """A phone-only account gets its code by SMS, an email account by its app's push."""
 
 
 class ResetIn(Input):

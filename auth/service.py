@@ -13,7 +13,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,7 +37,7 @@ from common.events.envelope import utc_now
 from common.events.revocations import TokensRevoked
 from common.kernel import ServiceKernel
 from common.security import Role, TokenIssuer, secret_digest
-from contracts import PasswordResetRequested, UserDeleted, UserRegistered
+from contracts import PasswordResetRequestedV2, UserDeleted, UserRegistered
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,10 @@ class AuthPolicy:
     failure_window: timedelta = timedelta(minutes=15)
     lockout: timedelta = timedelta(minutes=15)
     reset_ttl: timedelta = timedelta(minutes=30)
+    # Reset codes one account may be sent per window: more would let a stranger flood a
+    # member's phone (and an SMS costs money). Beyond it, the request is quietly dropped.
+    max_resets: int = 3
+    reset_window: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -150,21 +154,44 @@ class AccountService:
             )
         return user
 
-    async def request_password_reset(self, *, email: str, source: str | None) -> None:
-        """Publish a one-time reset token for notification to deliver. Says nothing about
-        whether the account exists: the caller gets the same answer either way."""
-        normalized = email.lower()
-        async with self._kernel.db.sessions() as session:
-            user = await session.scalar(select(User).where(User.email == normalized))
-        if user is None or user.email is None:
-            return
-        token = secrets.token_urlsafe(32)
-        expires_at = utc_now() + self.policy.reset_ttl
+    async def request_password_reset(self, *, email: str | None, phone: str | None, source: str | None) -> None:
+        """Publish a one-time reset code for notification to deliver (by push, or by SMS to
+        a phone-only account). Says nothing about whether the account exists, nor about
+        the throttle: the caller gets the same answer either way."""
+        condition = User.email == email.lower() if email else User.phone == phone
+        now = utc_now()
         async with self._kernel.unit_of_work() as uow:
-            uow.session.add(PasswordReset(token_hash=secret_digest(token), user_id=user.id, expires_at=expires_at))
+            user = await uow.session.scalar(select(User).where(condition).with_for_update())
+            if user is None:
+                return
+            recent = await uow.session.scalar(
+                select(func.count())
+                .select_from(PasswordReset)
+                .where(PasswordReset.user_id == user.id, PasswordReset.requested_at > now - self.policy.reset_window)
+            )
+            if (recent or 0) >= self.policy.max_resets:
+                audit(uow.session, "password_reset_throttled", actor=None, subject=str(user.id), source=source)
+                return
+            # A new code voids every earlier one: only the latest message opens anything.
+            await uow.session.execute(
+                update(PasswordReset)
+                .where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))
+                .values(used_at=now)
+            )
+            token = secrets.token_urlsafe(32)
+            expires_at = now + self.policy.reset_ttl
+            uow.session.add(
+                PasswordReset(token_hash=secret_digest(token), user_id=user.id, requested_at=now, expires_at=expires_at)
+            )
             audit(uow.session, "password_reset_requested", actor=None, subject=str(user.id), source=source)
             uow.emit(
-                PasswordResetRequested(user_id=user.id, email=user.email, reset_token=token, expires_at=expires_at)
+                PasswordResetRequestedV2(
+                    user_id=user.id,
+                    email=user.email,
+                    phone=None if user.email else user.phone,
+                    reset_token=token,
+                    expires_at=expires_at,
+                )
             )
 
     async def reset_password(self, *, reset_token: str, new_password: str, source: str | None) -> None:

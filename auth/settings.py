@@ -58,12 +58,12 @@ class AuthSettings(PlatformSettings):
         if self.environment != "production":
             return self
         problems = self.key_encryption_problems()
-        for variable, value, min_length in (
-            ("SMARTGYM_SIGNING_KEY_SECRET", self.signing_key_secret.get_secret_value(), 32),
+        for variable, value, min_length, min_bits in (
+            ("SMARTGYM_SIGNING_KEY_SECRET", self.signing_key_secret.get_secret_value(), 32, 128.0),
             # Issued by the partner: its format is theirs, but never a short or sample key.
-            ("SMARTGYM_CARDCHECK_API_KEY", self.cardcheck_api_key.get_secret_value(), 24),
+            ("SMARTGYM_CARDCHECK_API_KEY", self.cardcheck_api_key.get_secret_value(), 24, 80.0),
         ):
-            reason = weak_secret(variable, value, min_length=min_length)
+            reason = weak_secret(variable, value, min_length=min_length, min_bits=min_bits)
             if reason:
                 problems.append(reason)
         if self.signing_key_secret.get_secret_value() == self.key_encryption_secret.get_secret_value():

@@ -41,15 +41,18 @@ def estimated_bits(value: str) -> float:
     return per_char * len(value)
 
 
-def weak_secret(variable: str, value: str, *, min_length: int = MIN_SECRET_LENGTH) -> str | None:
-    """Why ``value`` may not be a production secret (None when it may)."""
+def weak_secret(
+    variable: str, value: str, *, min_length: int = MIN_SECRET_LENGTH, min_bits: float = MIN_SECRET_BITS
+) -> str | None:
+    """Why ``value`` may not be a production secret (None when it may). Partners' keys
+    have their own formats (a Twilio auth token is 32 hex digits): they pass lower floors."""
     lowered = value.lower()
     if value == LOCAL_KEY_SECRET or any(marker in lowered for marker in ("local", "change", "example", "default")):
         return f"{variable} is a local or placeholder value"
     if len(value) < min_length:
         return f"{variable} is shorter than {min_length} characters"
-    if estimated_bits(value) < MIN_SECRET_BITS:
-        return f"{variable} is too predictable (under {MIN_SECRET_BITS:.0f} bits)"
+    if estimated_bits(value) < min_bits:
+        return f"{variable} is too predictable (under {min_bits:.0f} bits)"
     return None
 
 
@@ -246,7 +249,7 @@ class PlatformSettings(BaseSettings):
             if self.broker_url.username == "guest":
                 problems.append("SMARTGYM_BROKER_URL uses the broker's guest account")
             password = self.broker_url.password or ""
-            if weak_secret("the broker password", password, min_length=16):
+            if weak_secret("the broker password", password, min_length=16, min_bits=64):
                 problems.append("SMARTGYM_BROKER_URL's password is weak or a placeholder")
             if self.broker_url.scheme != "amqps" and not self.broker_allow_plaintext:
                 problems.append(

@@ -30,6 +30,7 @@ from contracts.identity import (
     FaceErased,
     MembershipChanged,
     PasswordResetRequested,
+    PasswordResetRequestedV2,
     UserDeleted,
     UserRegistered,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "OutingInvited",
     "OutingStarted",
     "PasswordResetRequested",
+    "PasswordResetRequestedV2",
     "PhotoRef",
     "Price",
     "RaceFinished",

@@ -63,7 +63,8 @@ class DeviceRevoked(Event):
 
 @CATALOG.register
 class PasswordResetRequested(Event):
-    """Somebody asked to reset a password; notification delivers the one-time token."""
+    """Somebody asked to reset a password; notification delivers the one-time token.
+    Superseded by version 2 (phone-only accounts); kept to read messages still in flight."""
 
     event_name: ClassVar[str] = "PasswordResetRequested"
     event_version: ClassVar[int] = 1
@@ -108,3 +109,19 @@ class UserDeleted(Event):
     event_version: ClassVar[int] = 1
 
     user_id: uuid.UUID
+
+
+@CATALOG.register
+class PasswordResetRequestedV2(Event):
+    """Somebody asked to reset a password; notification delivers the one-time code once
+    (push for an account with an email, SMS to ``phone`` for a phone-only one) and keeps
+    no copy after sending. Auth itself stores only the code's hash."""
+
+    event_name: ClassVar[str] = "PasswordResetRequested"
+    event_version: ClassVar[int] = 2
+
+    user_id: uuid.UUID
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{7,14}$")
+    reset_token: str = Field(min_length=20, max_length=200)
+    expires_at: datetime

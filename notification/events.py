@@ -10,6 +10,7 @@ from contracts import (
     EquipmentFaultEscalated,
     EquipmentRecovered,
     PasswordResetRequested,
+    PasswordResetRequestedV2,
     RaceFinished,
     RunStarted,
     StepRankChanged,
@@ -34,6 +35,7 @@ def subscriptions(notifier: Notifier) -> Subscriptions:
     subs.add(BranchPreferenceCreated, notifier.branch_preference, name="branch_preference")
     subs.add(AccessDenied, notifier.access_denied, name="gate_denials")
     subs.add(PasswordResetRequested, notifier.password_reset, name="password_reset")
+    subs.add(PasswordResetRequestedV2, notifier.password_reset, name="password_reset_v2")
     subs.add(RunStarted, notifier.friend_started_running, name="friend_running")
     subs.add(RaceFinished, notifier.race_finished, name="race_result")
     subs.add(StepRankChanged, notifier.steps_overtaken, name="steps_overtaken")

@@ -29,6 +29,7 @@ from contracts import (
     EquipmentFaultEscalated,
     EquipmentRecovered,
     PasswordResetRequested,
+    PasswordResetRequestedV2,
     RaceFinished,
     RunStarted,
     StepRankChanged,
@@ -40,6 +41,7 @@ from contracts import (
 )
 from notification.models import BranchProfile, Delivery, GateDenial, InboxMessage, PushToken, Recipient
 from notification.settings import NotificationSettings
+from notification.sms import sms_token
 from notification.templates import render
 
 
@@ -204,14 +206,16 @@ class Notifier:
         )
         await self._tell(uow, event.event_id, await _owners(uow.session, event.branch_id), notice)
 
-    async def password_reset(self, event: PasswordResetRequested, uow: UnitOfWork) -> None:
-        # The code travels only in the push's data (for the app to open the reset screen);
-        # the visible text and the inbox never show it. Asked for now: ignores quiet hours.
+    async def password_reset(self, event: PasswordResetRequested | PasswordResetRequestedV2, uow: UnitOfWork) -> None:
+        # The code travels only in the push's data (for the app to open the reset screen)
+        # or in the SMS text of a phone-only account; the visible push text and the inbox
+        # never show it, and the delivery rows drop it once sent (notification.dispatch).
+        # Not critical: a stranger asking for a member's reset must not wake them at night.
         member = await _recipient(uow.session, event.user_id, roles=None, branches=None)
         notice = Notice(
             "password_reset",
             {},
-            critical=True,
+            critical=False,
             data={
                 "kind": "password_reset",
                 "reset_token": event.reset_token,
@@ -219,6 +223,32 @@ class Notifier:
             },
         )
         await self._tell(uow, event.event_id, [member], notice)
+        phone = getattr(event, "phone", None)
+        if phone is None:
+            return
+        message_id = await uow.session.scalar(
+            select(InboxMessage.id).where(
+                InboxMessage.user_id == member.user_id, InboxMessage.source_event_id == event.event_id
+            )
+        )
+        now = utc_now()
+        text = render("password_reset_sms", member.locale, {"code": event.reset_token})
+        uow.session.add(
+            Delivery(
+                message_id=message_id,
+                user_id=member.user_id,
+                token=sms_token(phone),
+                title=text.title,
+                body=text.body,
+                data=dict(notice.data),
+                critical=False,
+                status="pending",
+                attempts=0,
+                next_attempt_at=quiet_until(member, now) or now,
+                created_at=now,
+            )
+        )
+        uow.after_commit(self._wake)
 
     async def friend_started_running(self, event: RunStarted, uow: UnitOfWork) -> None:
         if event.race_id is not None:

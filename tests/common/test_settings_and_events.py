@@ -120,6 +120,19 @@ def test_every_production_secret_clears_the_floor():
     with pytest.raises(ValidationError, match="SMARTGYM_KEY_ENCRYPTION_SECRET"):
         AccessSettings(environment="production", broker_url=BROKER)
     AccessSettings(environment="production", broker_url=BROKER, key_encryption_secret=STRONG)
+    from notification.settings import NotificationSettings
+
+    with pytest.raises(ValidationError) as refused:
+        NotificationSettings(environment="production", broker_url=BROKER, fcm_service_account_file="/run/fcm.json")
+    assert "SMARTGYM_SMS_AUTH_TOKEN" in str(refused.value)
+    assert "SMARTGYM_SMS_ENDPOINT" in str(refused.value)
+    NotificationSettings(
+        environment="production",
+        broker_url=BROKER,
+        fcm_service_account_file="/run/fcm.json",
+        sms_endpoint="https://api.twilio.com",
+        sms_auth_token="9f2c4e1a7b3d8f6e0c5a2b9d4e7f1a3c",  # the shape of a Twilio auth token
+    )
     with pytest.raises(ValidationError, match="CORS"):
         GatewaySettings(environment="production", broker_url=BROKER, gateway_cors_origins=("*",))
     GatewaySettings(environment="production", broker_url=BROKER, gateway_cors_origins=("https://console.smartgym.kr",))
