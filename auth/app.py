@@ -15,6 +15,7 @@ from auth.devices import DeviceService
 from auth.entry_passes import EntryPasses
 from auth.errors import WeakPassword
 from auth.faces import FaceAnalyser, FaceEnrolments, FacemodelClient
+from auth.housekeeping import forget_sent_reset_codes
 from auth.identity import CardCheckClient, IdentityCheck
 from auth.keys import KeyRing
 from auth.memberships import MembershipService
@@ -79,10 +80,11 @@ def create_app(
     reloader = Periodic("auth-key-reloader", 60.0, keys.load)
 
     async def purge() -> None:
+        await forget_sent_reset_codes(kernel)
         await revocations.purge_expired(kernel.db)
         await accounts.purge_stale_throttles()
 
-    purger = Periodic("auth-housekeeping", 300.0, purge)
+    purger = Periodic("auth-housekeeping", 60.0, purge)
     stop_hooks: list[Callable[[], Awaitable[None]]] = [reloader.stop, purger.stop]
 
     if identity_check is None:

@@ -191,3 +191,22 @@ async def test_a_phone_only_account_gets_its_code_by_sms(client, settings):
         stored = connection.execute(text("SELECT token_hash FROM password_resets")).scalars().all()
     engine.dispose()
     assert code not in stored
+
+
+async def test_a_published_reset_code_leaves_auths_outbox(app_and_client, settings):
+    from auth.housekeeping import forget_sent_reset_codes
+    from tests.support.waiting import eventually
+
+    app, client = app_and_client
+    await signup_and_login(client, email="outboxed@example.com")
+    await client.post("/password/reset-request", json={"email": "outboxed@example.com"})
+    kernel = app.state.kernel
+
+    async def published() -> bool:
+        return await kernel.relay.backlog() == 0
+
+    await eventually(published, timeout=5)
+    assert len(outbox_events(settings, PasswordResetRequestedV2.routing_key())) == 1
+    assert await forget_sent_reset_codes(kernel) == 1
+    assert outbox_events(settings, PasswordResetRequestedV2.routing_key()) == []
+    assert outbox_events(settings, "UserRegistered.v1")  # everything else keeps its retention
