@@ -52,6 +52,7 @@ async def test_revocations_reach_every_replica_and_one_started_later(
         outbox_poll_interval_s=0.1,
     )
     upgrade("auth", settings.database_url("auth"))
+    upgrade("running", settings.database_url("running"))  # the replica's own (empty) database
     app = create_app(settings, hasher=FAST_HASHER)
     early = replica(settings)
     async with serving(app, port), asgi_client(app) as client:
