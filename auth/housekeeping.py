@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import delete
 
-from common.events.catalog import PasswordResetRequested, PasswordResetRequestedV2
 from common.kernel import ServiceKernel
+from contracts import PasswordResetRequested, PasswordResetRequestedV2
 
 RESET_ROUTING_KEYS = (PasswordResetRequested.routing_key(), PasswordResetRequestedV2.routing_key())
 

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from auth.app import create_app
 from bench._common import emit, ensure_services, machine, summary, table
 from common.db import service_metadata
+from common.events.envelope import EventCatalog
 from common.kernel import build_kernel, remote_jwks
 from common.migrations import upgrade
 from common.security import InvalidToken, TokenVerifier
@@ -37,7 +38,9 @@ PASSWORD = "correct horse battery"
 async def propagation(settings: PlatformSettings, logouts: int) -> tuple[list[float], int]:
     app = create_app(settings, hasher=FAST_HASHER)
     port = int(settings.auth_url.rsplit(":", 1)[1])
-    replica = build_kernel("running", settings, metadata=service_metadata(), keys=remote_jwks(settings))
+    replica = build_kernel(
+        "running", settings, metadata=service_metadata(), keys=remote_jwks(settings), catalog=EventCatalog()
+    )
     arrived: dict[str, float] = {}
     original = replica.verifier.revocations.add
 

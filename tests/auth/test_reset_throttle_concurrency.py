@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 
 from auth.app import create_app
-from common.events.catalog import PasswordResetRequestedV2
 from common.migrations import upgrade
 from common.settings import PlatformSettings
+from contracts import PasswordResetRequestedV2
 from tests.auth.helpers import outbox_events, signup_and_login
 from tests.support.apps import FAST_HASHER, asgi_client
 
