@@ -7,12 +7,13 @@ import base64
 import binascii
 import logging
 
+from access.accounts import forget_member
 from access.faces import FaceCache, decayed, rank_key, version_at
 from access.models import FaceTombstone, FaceVector, MembershipCopy, VisitScore
 from common.crypto import InvalidTag, VectorSealer
 from common.events.bus import Subscriptions
 from common.events.outbox import UnitOfWork
-from contracts import AccessGranted, FaceEnrolled, FaceErased, MembershipChanged
+from contracts import AccessGranted, FaceEnrolled, FaceErased, MembershipChanged, UserDeleted
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,11 @@ class AccessEvents:
         subs.add(FaceEnrolled, self.face_enrolled, name="face_enrolled")
         subs.add(FaceErased, self.face_erased, name="face_erased")
         subs.add(AccessGranted, self.entry_seen, name="entry_seen")
+        subs.add(UserDeleted, self.user_deleted, name="forget_deleted_user")
         return subs
+
+    async def user_deleted(self, event: UserDeleted, uow: UnitOfWork) -> None:
+        await forget_member(uow.session, member_id=event.user_id)
 
     async def membership_changed(self, event: MembershipChanged, uow: UnitOfWork) -> None:
         row = await uow.session.get(MembershipCopy, event.membership_id, with_for_update=True)

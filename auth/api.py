@@ -47,6 +47,7 @@ from auth.schemas import (
     RepublishOut,
     ResetIn,
     ResetRequestIn,
+    RevocationOut,
     RolesIn,
     SignupIn,
     TokenOut,
@@ -221,7 +222,7 @@ async def audit_trail(
 
 @router.post("/password/reset-request", status_code=status.HTTP_202_ACCEPTED)
 async def request_reset(body: ResetRequestIn, accounts: Accounts, request: Request) -> dict[str, str]:
-    await accounts.request_password_reset(email=body.email, source=source_address(request))
+    await accounts.request_password_reset(email=body.email, phone=body.phone, source=source_address(request))
     return {"detail": "if the account exists, a reset link is on its way"}
 
 
@@ -420,6 +421,21 @@ async def enrol_face(principal: CurrentPrincipal, faces: Faces, request: Request
 async def erase_face(principal: CurrentPrincipal, faces: Faces, request: Request) -> Response:
     await faces.erase(member_id=_user_id(principal), source=source_address(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/revocations")
+async def revocations_in_force(accounts: Accounts) -> list[RevocationOut]:
+    """Public, like the JWKS: a replica starting up reads what is in force before it follows
+    the bus. It names only opaque account and session ids, never a person or a token."""
+    return [
+        RevocationOut(
+            subject=item.subject,
+            session_id=item.session_id,
+            issued_before=item.issued_before,
+            expires_at=item.expires_at,
+        )
+        for item in await accounts.revocations_in_force()
+    ]
 
 
 @router.get("/.well-known/jwks.json")

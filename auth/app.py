@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 
+from auth import revocations
 from auth.api import router, weak_password
 from auth.devices import DeviceService
 from auth.entry_passes import EntryPasses
 from auth.errors import WeakPassword
 from auth.faces import FACE_SEALING_PURPOSE, FaceAnalyser, FaceEnrolments, FacemodelClient, service_credential
+from auth.housekeeping import forget_sent_reset_codes
 from auth.identity import CardCheckClient, IdentityCheck
 from auth.keys import KeyRing
 from auth.memberships import MembershipService
@@ -25,6 +27,7 @@ from common.api import create_service_app
 from common.breaker import breaker_for
 from common.crypto import VectorSealer
 from common.events.bus import EventBus
+from common.events.revocations import TokensRevoked
 from common.kernel import build_kernel
 from common.observability import Metrics
 from common.periodic import Periodic
@@ -51,6 +54,9 @@ def create_app(
     async def own_jwks() -> Mapping[str, Any]:
         return keys.jwks()
 
+    async def own_revocations() -> Sequence[TokensRevoked]:
+        return await revocations.in_force(kernel.db)
+
     kernel = build_kernel(
         SERVICE,
         settings,
@@ -59,13 +65,25 @@ def create_app(
         bus=bus,
         metrics=metrics,
         keys=JwksCache(own_jwks, min_refresh_interval_s=1.0),
+        revocations=own_revocations,
     )
-    keys = KeyRing(kernel.db, settings.key_encryption_secret.get_secret_value().encode())
     auth_settings = AuthSettings.of(settings)
+    keys = KeyRing(
+        kernel.db,
+        auth_settings.signing_key_secret.get_secret_value().encode(),
+        legacy_passphrase=settings.key_encryption_secret.get_secret_value().encode(),
+    )
     # Other auth replicas rotate keys too: re-read the ring every minute so this one signs
     # with the newest key and publishes every key still trusted.
     reloader = Periodic("auth-key-reloader", 60.0, keys.load)
-    stop_hooks: list[Callable[[], Awaitable[None]]] = [reloader.stop]
+
+    async def purge() -> None:
+        await forget_sent_reset_codes(kernel)
+        await revocations.purge_expired(kernel.db)
+        await accounts.purge_stale_throttles()
+
+    purger = Periodic("auth-housekeeping", 60.0, purge)
+    stop_hooks: list[Callable[[], Awaitable[None]]] = [reloader.stop, purger.stop]
 
     if identity_check is None:
         partner = CardCheckClient(
@@ -85,7 +103,11 @@ def create_app(
         stop_hooks.append(facemodel.aclose)
         face_analyser = facemodel
     app = create_service_app(
-        kernel, title="SmartGym auth", routers=[router], on_start=[keys.load, reloader.start], on_stop=stop_hooks
+        kernel,
+        title="SmartGym auth",
+        routers=[router],
+        on_start=[keys.load, reloader.start, purger.start],
+        on_stop=stop_hooks,
     )
     app.state.faces = FaceEnrolments(
         kernel=kernel,
@@ -97,7 +119,7 @@ def create_app(
     app.state.max_face_upload_bytes = auth_settings.max_face_upload_bytes
     app.add_exception_handler(WeakPassword, weak_password)
     app.state.keys = keys
-    app.state.accounts = AccountService(
+    app.state.accounts = accounts = AccountService(
         kernel=kernel,
         keys=keys,
         hasher=hasher or default_hasher(),

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from auth.audit import audit
 from auth.keys import KeyRing
 from auth.models import Device
+from auth.revocations import revoke
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
 from common.security import Role, TokenIssuer, secret_digest
@@ -22,7 +23,7 @@ from contracts import DeviceRevoked
 DeviceKind = Literal["gate", "kiosk", "camera", "equipment"]
 
 # Device tokens live shorter than members': a revoked device is locked out by its next
-# token request at the latest, and consumers of DeviceRevoked can act at once.
+# token request at the latest, and every verifier refuses its tokens at once (TokensRevoked).
 DEVICE_TOKEN_TTL = timedelta(minutes=5)
 
 
@@ -97,6 +98,7 @@ class DeviceService:
             device.revoked_at = utc_now()
             audit(uow.session, "device_revoked", actor=actor, subject=str(device_id), source=source)
             uow.emit(DeviceRevoked(device_id=device_id, branch_id=device.branch_id))
+            revoke(uow, token_ttl=DEVICE_TOKEN_TTL, subject=f"device:{device_id}")
 
     async def issue_token(self, *, device_id: uuid.UUID, client_secret: str) -> tuple[str, int]:
         async with self._kernel.db.sessions() as session:

@@ -17,9 +17,12 @@ from common.security import SigningKey, jwks_document
 class KeyRing:
     """The active signing key plus every key still trusted for verification."""
 
-    def __init__(self, database: Database, passphrase: bytes) -> None:
+    def __init__(self, database: Database, passphrase: bytes, *, legacy_passphrase: bytes | None = None) -> None:
         self._database = database
         self._passphrase = passphrase
+        # Keys encrypted under the platform-wide secret before auth had a secret of its
+        # own: opened with it once, then re-encrypted under ``passphrase``.
+        self._legacy = legacy_passphrase if legacy_passphrase != passphrase else None
         self._keys: list[SigningKey] = []
 
     @property
@@ -39,12 +42,13 @@ class KeyRing:
                     .order_by(SigningKeyRecord.active.desc(), SigningKeyRecord.created_at.desc())
                 )
             ).all()
+            opened = self._decrypt(records)
             if not any(record.active for record in records):
                 key = SigningKey.generate()
                 session.add(self._record(key, now))
-                self._keys = [key, *self._decrypt(records)]
+                self._keys = [key, *opened]
                 return
-        self._keys = self._decrypt(records)
+        self._keys = opened
 
     async def rotate(self, *, grace: timedelta) -> str:
         """Make a new key the signing key; the old ones stay published for ``grace``."""
@@ -67,4 +71,15 @@ class KeyRing:
         )
 
     def _decrypt(self, records: Any) -> list[SigningKey]:
-        return [SigningKey.from_encrypted_pem(record.private_key_pem, self._passphrase) for record in records]
+        """Open every record (re-encrypting legacy ones in the caller's transaction)."""
+        keys = []
+        for record in records:
+            try:
+                key = SigningKey.from_encrypted_pem(record.private_key_pem, self._passphrase)
+            except ValueError:
+                if self._legacy is None:
+                    raise
+                key = SigningKey.from_encrypted_pem(record.private_key_pem, self._legacy)
+                record.private_key_pem = key.to_encrypted_pem(self._passphrase)
+            keys.append(key)
+        return keys

@@ -70,12 +70,14 @@ class RefreshToken(Base):
 
 
 class LoginThrottle(Base):
-    """Failed logins per normalised email, whether or not the account exists (so the
-    lockout itself reveals nothing)."""
+    """Failed logins per normalised email *and* source address, whether or not the account
+    exists (so the lockout itself reveals nothing). Keyed by both, so a stranger who
+    guesses wrong locks out only their own address, never the member."""
 
     __tablename__ = "login_throttle"
 
     email: Mapped[str] = mapped_column(String(254), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_started_at: Mapped[datetime] = mapped_column(UtcDateTime())
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
@@ -137,7 +139,10 @@ class PasswordReset(Base):
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    # When it was asked for: the per-account throttle counts recent requests.
+    requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Used, or superseded by a newer code: either way it opens nothing any more.
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
@@ -166,3 +171,17 @@ class FaceEnrollment(Base):
     enrolled_at: Mapped[datetime] = mapped_column(UtcDateTime())
     # Orders this member's enrolments, across erasures (FaceEnrolled.enrolment_version).
     version: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class Revocation(Base):
+    """Access tokens refused before they expire (see common.events.revocations): kept
+    until every token it could match has expired, so a replica that starts late can
+    read what is in force."""
+
+    __tablename__ = "revocations"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    subject: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    issued_before: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)

@@ -118,6 +118,15 @@ class KeyRotated(BaseModel):
     kid: str
 
 
+class RevocationOut(BaseModel):
+    """One revocation in force; the fields of the kernel's TokensRevoked event."""
+
+    subject: str | None
+    session_id: str | None
+    issued_before: datetime
+    expires_at: datetime
+
+
 class AuditEntryPublic(BaseModel):
     id: int
     at: datetime
@@ -128,8 +137,8 @@ class AuditEntryPublic(BaseModel):
     details: dict[str, Any]
 
 
-class ResetRequestIn(Input):
-    email: EmailStr = Field(max_length=254)
+class ResetRequestIn(Identified):
+    """A phone-only account gets its code by SMS, an email account by its app's push."""
 
 
 class ResetIn(Input):

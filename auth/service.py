@@ -13,7 +13,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,10 +32,12 @@ from auth.keys import KeyRing
 from auth.memberships import membership_changed
 from auth.models import AuditEntry, FaceConsent, LoginThrottle, Membership, PasswordReset, RefreshToken, User
 from auth.passwords import password_problems
+from auth.revocations import in_force, revoke
 from common.events.envelope import utc_now
+from common.events.revocations import TokensRevoked
 from common.kernel import ServiceKernel
 from common.security import Role, TokenIssuer, secret_digest
-from contracts import PasswordResetRequested, UserRegistered
+from contracts import PasswordResetRequestedV2, UserDeleted, UserRegistered
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,10 @@ class AuthPolicy:
     failure_window: timedelta = timedelta(minutes=15)
     lockout: timedelta = timedelta(minutes=15)
     reset_ttl: timedelta = timedelta(minutes=30)
+    # Reset codes one account may be sent per window: more would let a stranger flood a
+    # member's phone (and an SMS costs money). Beyond it, the request is quietly dropped.
+    max_resets: int = 3
+    reset_window: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,7 @@ class AccountService:
                 update(User).where(User.id == user_id).values(password_hash=new_hash, password_changed_at=now)
             )
             await self._revoke_where(uow.session, RefreshToken.user_id == user_id)
+            revoke(uow, token_ttl=self.policy.access_ttl, subject=str(user_id))
             audit(uow.session, "password_changed", actor=str(user_id), subject=str(user_id), source=source)
 
     async def assign_roles(
@@ -133,6 +140,9 @@ class AccountService:
             before = {"roles": list(user.roles), "branches": list(user.branches)}
             user.roles = sorted({role.value for role in roles})
             user.branches = sorted(set(branches))
+            if before != {"roles": user.roles, "branches": user.branches}:
+                # Tokens state roles and branches: those issued before the change lie now.
+                revoke(uow, token_ttl=self.policy.access_ttl, subject=str(user_id))
             audit(
                 uow.session,
                 "roles_changed",
@@ -144,21 +154,44 @@ class AccountService:
             )
         return user
 
-    async def request_password_reset(self, *, email: str, source: str | None) -> None:
-        """Publish a one-time reset token for notification to deliver. Says nothing about
-        whether the account exists: the caller gets the same answer either way."""
-        normalized = email.lower()
-        async with self._kernel.db.sessions() as session:
-            user = await session.scalar(select(User).where(User.email == normalized))
-        if user is None or user.email is None:
-            return
-        token = secrets.token_urlsafe(32)
-        expires_at = utc_now() + self.policy.reset_ttl
+    async def request_password_reset(self, *, email: str | None, phone: str | None, source: str | None) -> None:
+        """Publish a one-time reset code for notification to deliver (by push, or by SMS to
+        a phone-only account). Says nothing about whether the account exists, nor about
+        the throttle: the caller gets the same answer either way."""
+        condition = User.email == email.lower() if email else User.phone == phone
+        now = utc_now()
         async with self._kernel.unit_of_work() as uow:
-            uow.session.add(PasswordReset(token_hash=secret_digest(token), user_id=user.id, expires_at=expires_at))
+            user = await uow.session.scalar(select(User).where(condition).with_for_update())
+            if user is None:
+                return
+            recent = await uow.session.scalar(
+                select(func.count())
+                .select_from(PasswordReset)
+                .where(PasswordReset.user_id == user.id, PasswordReset.requested_at > now - self.policy.reset_window)
+            )
+            if (recent or 0) >= self.policy.max_resets:
+                audit(uow.session, "password_reset_throttled", actor=None, subject=str(user.id), source=source)
+                return
+            # A new code voids every earlier one: only the latest message opens anything.
+            await uow.session.execute(
+                update(PasswordReset)
+                .where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))
+                .values(used_at=now)
+            )
+            token = secrets.token_urlsafe(32)
+            expires_at = now + self.policy.reset_ttl
+            uow.session.add(
+                PasswordReset(token_hash=secret_digest(token), user_id=user.id, requested_at=now, expires_at=expires_at)
+            )
             audit(uow.session, "password_reset_requested", actor=None, subject=str(user.id), source=source)
             uow.emit(
-                PasswordResetRequested(user_id=user.id, email=user.email, reset_token=token, expires_at=expires_at)
+                PasswordResetRequestedV2(
+                    user_id=user.id,
+                    email=user.email,
+                    phone=None if user.email else user.phone,
+                    reset_token=token,
+                    expires_at=expires_at,
+                )
             )
 
     async def reset_password(self, *, reset_token: str, new_password: str, source: str | None) -> None:
@@ -185,6 +218,7 @@ class AccountService:
                 update(User).where(User.id == user.id).values(password_hash=new_hash, password_changed_at=now)
             )
             await self._revoke_where(uow.session, RefreshToken.user_id == user.id)
+            revoke(uow, token_ttl=self.policy.access_ttl, subject=str(user.id))
             audit(uow.session, "password_reset", actor=str(user.id), subject=str(user.id), source=source)
 
     async def delete_account(self, *, user_id: uuid.UUID, password: str, source: str | None) -> None:
@@ -198,6 +232,7 @@ class AccountService:
         async with self._kernel.unit_of_work() as uow:
             await erase_face(uow, user_id, "account_deleted", actor=str(user_id), source=source)
             await self._revoke_where(uow.session, RefreshToken.user_id == user_id)
+            revoke(uow, token_ttl=self.policy.access_ttl, subject=str(user_id))
             memberships = (await uow.session.scalars(select(Membership).where(Membership.member_id == user_id))).all()
             for membership in memberships:
                 membership.status, membership.version, membership.updated_at = (
@@ -209,6 +244,7 @@ class AccountService:
             await uow.session.execute(delete(FaceConsent).where(FaceConsent.user_id == user_id))
             await uow.session.execute(delete(User).where(User.id == user_id))
             audit(uow.session, "account_deleted", actor=str(user_id), subject=str(user_id), source=source)
+            uow.emit(UserDeleted(user_id=user_id))
 
     # -- sessions ------------------------------------------------------------------
 
@@ -216,7 +252,7 @@ class AccountService:
         normalized = email.lower() if email else (phone or "")
         condition = User.email == normalized if email else User.phone == phone
         async with self._kernel.db.sessions() as session:
-            throttle = await session.get(LoginThrottle, normalized)
+            throttle = await session.get(LoginThrottle, (normalized, source or ""))
             user = await session.scalar(select(User).where(condition))
         now = utc_now()
         if throttle is not None and throttle.locked_until is not None and throttle.locked_until > now:
@@ -230,7 +266,9 @@ class AccountService:
         async with self._kernel.unit_of_work() as uow:
             if rehashed is not None:
                 await uow.session.execute(update(User).where(User.id == user.id).values(password_hash=rehashed))
-            await uow.session.execute(delete(LoginThrottle).where(LoginThrottle.email == normalized))
+            await uow.session.execute(
+                delete(LoginThrottle).where(LoginThrottle.email == normalized, LoginThrottle.source == (source or ""))
+            )
             tokens = await self._open_session(uow.session, user, family_id=uuid.uuid4())
             audit(uow.session, "login_succeeded", actor=str(user.id), subject=str(user.id), source=source)
         return tokens
@@ -247,6 +285,7 @@ class AccountService:
                 raise InvalidRefreshToken
             if record.used_at is not None or record.revoked_at is not None:
                 await self._revoke_where(uow.session, RefreshToken.family_id == record.family_id)
+                revoke(uow, token_ttl=self.policy.access_ttl, session_id=str(record.family_id))
                 audit(
                     uow.session,
                     "refresh_token_reused",
@@ -277,7 +316,23 @@ class AccountService:
             if record is None:
                 return  # already gone: logging out twice is not an error
             await self._revoke_where(uow.session, RefreshToken.family_id == record.family_id)
+            revoke(uow, token_ttl=self.policy.access_ttl, session_id=str(record.family_id))
             audit(uow.session, "logout", actor=str(record.user_id), subject=str(record.user_id), source=source)
+
+    async def revocations_in_force(self) -> Sequence[TokensRevoked]:
+        return await in_force(self._kernel.db)
+
+    async def purge_stale_throttles(self) -> int:
+        """Forget failure counts whose window and lock are both over (they decide nothing)."""
+        now = utc_now()
+        async with self._kernel.db.transaction() as session:
+            result = await session.execute(
+                delete(LoginThrottle).where(
+                    LoginThrottle.window_started_at < now - self.policy.failure_window,
+                    or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until < now),
+                )
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def rotate_signing_key(self, *, actor: str, source: str | None) -> str:
         # Tokens signed by the old key live at most access_ttl; keep it published that long.
@@ -312,9 +367,9 @@ class AccountService:
         now = utc_now()
         policy = self.policy
         async with self._kernel.unit_of_work() as uow:
-            throttle = await uow.session.get(LoginThrottle, email, with_for_update=True)
+            throttle = await uow.session.get(LoginThrottle, (email, source or ""), with_for_update=True)
             if throttle is None:
-                throttle = LoginThrottle(email=email, failures=0, window_started_at=now)
+                throttle = LoginThrottle(email=email, source=source or "", failures=0, window_started_at=now)
                 uow.session.add(throttle)
             if now - throttle.window_started_at > policy.failure_window:
                 throttle.failures, throttle.window_started_at = 0, now
@@ -345,7 +400,9 @@ class AccountService:
             audience=self._kernel.settings.jwt_audience,
             ttl=self.policy.access_ttl,
         )
-        access = issuer.issue(str(user.id), [Role(role) for role in user.roles], user.branches, now=now)
+        access = issuer.issue(
+            str(user.id), [Role(role) for role in user.roles], user.branches, now=now, session_id=str(family_id)
+        )
         return IssuedTokens(
             access_token=access,
             expires_in=int(self.policy.access_ttl.total_seconds()),

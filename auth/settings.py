@@ -7,10 +7,19 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 
 from common.crypto import KEY_ID_PATTERN, LOCAL_SEALING_KEY, SealingKeys, sealing_key_problems
-from common.settings import PlatformSettings
+from common.settings import LOCAL_KEY_SECRET, PlatformSettings, weak_secret
 
 
 class AuthSettings(PlatformSettings):
+    # Keys written under SMARTGYM_KEY_ENCRYPTION_SECRET before the split are re-encrypted
+    # under this one at start (auth.keys).
+    signing_key_secret: SecretStr = Field(
+        default=SecretStr(LOCAL_KEY_SECRET),
+        description=(
+            "Encrypts auth's JWT signing keys at rest; auth's alone. Production wants 32+ unpredictable "
+            "characters, different from SMARTGYM_KEY_ENCRYPTION_SECRET."
+        ),
+    )
     # The card identity-check partner. Unset in embedded mode: the launcher then starts
     # the local partner simulator (auth.cardcheck_sim) and points here.
     cardcheck_url: str = Field(
@@ -72,3 +81,24 @@ class AuthSettings(PlatformSettings):
             self.biometric_sealing_key_id,
             legacy=self.key_encryption_secret.get_secret_value(),
         )
+
+    @model_validator(mode="after")
+    def _strong_secrets_in_production(self) -> Self:
+        if self.environment != "production":
+            return self
+        # The key-encryption secret only opens values sealed before the per-purpose keys
+        # (signing keys, face vectors) existed: it is no longer a secret auth depends on.
+        problems: list[str] = []
+        for variable, value, min_length, min_bits in (
+            ("SMARTGYM_SIGNING_KEY_SECRET", self.signing_key_secret.get_secret_value(), 32, 128.0),
+            # Issued by the partner: its format is theirs, but never a short or sample key.
+            ("SMARTGYM_CARDCHECK_API_KEY", self.cardcheck_api_key.get_secret_value(), 24, 80.0),
+        ):
+            reason = weak_secret(variable, value, min_length=min_length, min_bits=min_bits)
+            if reason:
+                problems.append(reason)
+        if self.signing_key_secret.get_secret_value() == self.key_encryption_secret.get_secret_value():
+            problems.append("SMARTGYM_SIGNING_KEY_SECRET must differ from SMARTGYM_KEY_ENCRYPTION_SECRET")
+        if problems:
+            raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self

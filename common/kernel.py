@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ from sqlalchemy import MetaData
 
 from common.db import Database, KernelTables, kernel_tables_of
 from common.events.bus import EventBus, Subscriptions
-from common.events.envelope import Event, EventCatalog, RevokesCredentials
+from common.events.envelope import Event, EventCatalog
 from common.events.inprocess import InProcessBus
 from common.events.outbox import OutboxRelay, UnitOfWork, bind_idempotent
+from common.events.revocations import TokensRevoked
 from common.observability import Metrics
 from common.security import JwksCache, TokenVerifier
 from common.settings import PlatformSettings
@@ -34,6 +36,7 @@ def make_bus(
 ) -> EventBus:
     """RabbitMQ when a broker URL is configured, the in-process bus otherwise (its parked
     messages kept in the ``parking_lot`` file when given)."""
+    catalog.register(TokensRevoked)  # every replica follows revocations, whatever its catalog
     if settings.broker_url is None:
         return InProcessBus(
             catalog=catalog,
@@ -86,6 +89,26 @@ def remote_jwks(settings: PlatformSettings, *, remember_in: Path | None = None) 
     return JwksCache(fetch, min_refresh_interval_s=settings.jwks_min_refresh_interval_s)
 
 
+# Where a replica that starts late learns the revocations still in force.
+RevocationSource = Callable[[], Awaitable[Sequence[TokensRevoked]]]
+
+
+def remote_revocations(settings: PlatformSettings) -> RevocationSource:
+    """The revocations in force, from auth's ``GET /revocations``."""
+    url = settings.auth_url.rstrip("/") + "/revocations"
+
+    async def fetch() -> Sequence[TokensRevoked]:
+        async with httpx.AsyncClient(timeout=settings.http_timeout_s) as client:
+            response = await client.get(url)
+            response.raise_for_status()
+            items = response.json()
+        if not isinstance(items, list):
+            raise ValueError("revocations: expected a JSON list")
+        return [TokensRevoked.model_validate(item) for item in items]
+
+    return fetch
+
+
 def _read_json(path: Path) -> Mapping[str, Any] | None:
     if not path.exists():
         return None
@@ -120,8 +143,12 @@ class ServiceKernel:
     ready_without_bus: bool = False
     # The events this service can decode (a stateless service needs none).
     catalog: EventCatalog = field(default_factory=EventCatalog)
+    # None: this service does not follow revocations (it checks no member tokens).
+    revocation_source: RevocationSource | None = None
+    revocation_retry_s: float = 2.0
     relay: OutboxRelay | None = field(default=None, init=False)
     _started: bool = field(default=False, init=False)
+    _catch_up: asyncio.Task[None] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.database is not None and self.tables is not None and self.bus is not None:
@@ -158,26 +185,61 @@ class ServiceKernel:
             await self.bus.subscribe(
                 bind_idempotent(self.subscriptions, database, tables, self.metrics, on_commit=relay.wake)
             )
-        revocations = [kind for kind in self.catalog if issubclass(kind, RevokesCredentials)]
-        if self.bus is not None and revocations:
-            await self.bus.broadcast(revocations, self._on_revocation)
+        if self.bus is not None:
+            # Follow the bus first, then read what is already in force: a revocation
+            # published in between is seen twice (harmless), never missed.
+            await self.bus.broadcast([TokensRevoked], self._on_tokens_revoked)
+        if self.revocation_source is not None and not await self._catch_up_on_revocations():
+            self._catch_up = asyncio.create_task(self._keep_catching_up(), name=f"{self.name}-revocations")
         if self.relay is not None:
             self.relay.start()
         self._started = True
         log.info("service started", extra={"service": self.name})
 
-    async def _on_revocation(self, event: Event) -> None:
-        # Every replica refuses the subject's tokens at once instead of waiting out their
-        # lifetime.
-        if isinstance(event, RevokesCredentials):
-            subject, for_s = event.revoked_subject()
-            self.verifier.revoke_subject(subject, for_s=for_s)
+    async def _on_tokens_revoked(self, event: Event) -> None:
+        if isinstance(event, TokensRevoked):
+            self.apply_revocation(event)
+
+    def apply_revocation(self, revocation: TokensRevoked) -> None:
+        self.verifier.revocations.add(
+            subject=revocation.subject,
+            session_id=revocation.session_id,
+            issued_before=revocation.issued_before.timestamp(),
+            expires_at=revocation.expires_at.timestamp(),
+        )
+
+    async def _catch_up_on_revocations(self) -> bool:
+        if self.revocation_source is None:
+            return True
+        try:
+            revocations = await self.revocation_source()
+        except Exception as exc:
+            log.warning("revocations in force not fetched yet (%s); retrying", type(exc).__name__)
+            return False
+        for revocation in revocations:
+            self.apply_revocation(revocation)
+        log.info("revocations in force applied", extra={"service": self.name, "count": len(revocations)})
+        return True
+
+    async def _keep_catching_up(self) -> None:
+        # The issuer may still be starting; until it answers, the bus alone keeps us current.
+        delay = self.revocation_retry_s
+        while True:
+            await asyncio.sleep(delay)
+            if await self._catch_up_on_revocations():
+                return
+            delay = min(delay * 2, 30.0)
 
     async def stop(self) -> None:
         """Drain consumers, flush the outbox, close connections: in that order."""
         if not self._started:
             return
         self._started = False
+        if self._catch_up is not None:
+            self._catch_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._catch_up
+            self._catch_up = None
         if self.bus is not None and self.subscriptions is not None and self.subscriptions.items:
             await self.bus.stop_consuming(self.name)
         if self.relay is not None:
@@ -213,8 +275,12 @@ def build_kernel(
     keys: JwksCache | None = None,
     catalog: EventCatalog | None = None,
     ready_without_bus: bool = False,
+    revocations: RevocationSource | None = None,
 ) -> ServiceKernel:
-    """Wire one service from settings; pass ``bus``/``metrics`` to share them in one process."""
+    """Wire one service from settings; pass ``bus``/``metrics`` to share them in one process.
+
+    ``revocations`` says where the revocations in force are read at start (auth reads its
+    own table); by default a service with a bus asks auth over HTTP."""
     metrics = metrics or Metrics()
     keys = keys or remote_jwks(settings)
     verifier = TokenVerifier(keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
@@ -238,4 +304,5 @@ def build_kernel(
         bus=bus,
         subscriptions=subscriptions,
         owns_bus=owns_bus,
+        revocation_source=revocations or remote_revocations(settings),
     )

@@ -66,6 +66,10 @@ class Principal:
     branches: frozenset[str] = frozenset()
     token_id: str | None = None
     expires_at: datetime | None = None
+    # When the token was issued (seconds since the epoch, sub-second) and the login
+    # session it belongs to: what a revocation is matched against.
+    issued_at: float | None = None
+    session_id: str | None = None
 
     def has_any_role(self, roles: Iterable[Role]) -> bool:
         return not self.roles.isdisjoint(roles)
@@ -185,19 +189,24 @@ class TokenIssuer:
         branches: Iterable[str] = (),
         *,
         now: datetime | None = None,
+        session_id: str | None = None,
     ) -> str:
         issued = now or datetime.now(UTC)
-        claims = {
+        claims: dict[str, Any] = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": subject,
-            "iat": issued,
-            "nbf": issued,
-            "exp": issued + self.ttl,
+            # Sub-second (RFC 7519 NumericDate may be fractional): a revocation of "every
+            # token issued before now" must not also refuse the login a second later.
+            "iat": (iat := round(issued.timestamp(), 3)),
+            "nbf": iat,
+            "exp": iat + self.ttl.total_seconds(),
             "jti": uuid.uuid4().hex,
             "roles": sorted(Role(role).value for role in roles),
             "branches": sorted(set(branches)),
         }
+        if session_id is not None:
+            claims["sid"] = session_id
         return jwt.encode(claims, self.key.private_key, algorithm=ALGORITHM, headers={"kid": self.key.kid})
 
 
@@ -278,16 +287,13 @@ class TokenVerifier:
         self._audience = audience
         self._leeway = leeway_s
         self._cache: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
-        # Subjects whose tokens are refused before they expire (revoked devices).
-        self._revoked: dict[str, float] = {}
+        self._revocations = Revocations()
         self._cache_size = cache_size
         self._cache_ttl_s = cache_ttl_s
 
-    def revoke_subject(self, subject: str, *, for_s: float) -> None:
-        """Refuse ``subject``'s tokens for ``for_s`` seconds (at least their remaining life)."""
-        now = time.time()
-        self._revoked = {key: until for key, until in self._revoked.items() if until > now}
-        self._revoked[subject] = now + for_s
+    @property
+    def revocations(self) -> Revocations:
+        return self._revocations
 
     async def verify(self, token: str) -> Principal:
         cached = self._cache.get(token)
@@ -295,9 +301,9 @@ class TokenVerifier:
         if cached is not None:
             if cached[0] > now:
                 self._cache.move_to_end(token)
-                return self._unless_revoked(cached[1], now)
+                return self._unless_revoked(cached[1])
             del self._cache[token]
-        principal = self._unless_revoked(await self._verify(token), now)
+        principal = self._unless_revoked(await self._verify(token))
         if self._cache_size and principal.expires_at is not None:
             valid_until = min(principal.expires_at.timestamp(), now + self._cache_ttl_s)
             self._cache[token] = (valid_until, principal)
@@ -305,9 +311,8 @@ class TokenVerifier:
                 self._cache.popitem(last=False)
         return principal
 
-    def _unless_revoked(self, principal: Principal, now: float) -> Principal:
-        until = self._revoked.get(principal.subject)
-        if until is not None and until > now:
+    def _unless_revoked(self, principal: Principal) -> Principal:
+        if self._revocations.refuses(principal):
             raise InvalidToken("token revoked")
         return principal
 
@@ -349,6 +354,61 @@ class TokenVerifier:
         return _principal(claims)
 
 
+class Revocations:
+    """Tokens refused before they expire: every token of a subject issued before a moment
+    (password or role changed, device revoked, account deleted), or every token of one
+    session (logout; a single token by its ``jti``).
+
+    Checked on every request, so a lookup is two dict reads. Entries are forgotten once
+    every token they could match has expired (``expires_at``); the sweep is amortised
+    over additions, so the maps stay as small as the tokens' lifetime allows.
+    """
+
+    def __init__(self) -> None:
+        self._subjects: dict[str, tuple[float, float]] = {}  # subject -> (issued_before, expires_at)
+        self._sessions: dict[str, float] = {}  # sid or jti -> expires_at
+        self._added_since_sweep = 0
+
+    def __len__(self) -> int:
+        return len(self._subjects) + len(self._sessions)
+
+    def add(
+        self, *, subject: str | None = None, session_id: str | None = None, issued_before: float, expires_at: float
+    ) -> None:
+        if subject is not None:
+            previous = self._subjects.get(subject)
+            if previous is not None:  # the later cut-off and the longer life win
+                issued_before, expires_at = max(previous[0], issued_before), max(previous[1], expires_at)
+            self._subjects[subject] = (issued_before, expires_at)
+        if session_id is not None:
+            self._sessions[session_id] = max(self._sessions.get(session_id, 0.0), expires_at)
+        self._added_since_sweep += 1
+        if self._added_since_sweep >= 1000:
+            self.sweep(time.time())
+
+    def sweep(self, now: float) -> None:
+        self._subjects = {key: value for key, value in self._subjects.items() if value[1] > now}
+        self._sessions = {key: until for key, until in self._sessions.items() if until > now}
+        self._added_since_sweep = 0
+
+    def refuses(self, principal: Principal) -> bool:
+        now = time.time()
+        by_subject = self._subjects.get(principal.subject)
+        # A token without iat cannot prove it is newer than the cut-off.
+        if (
+            by_subject is not None
+            and by_subject[1] > now
+            and (principal.issued_at is None or principal.issued_at < by_subject[0])
+        ):
+            return True
+        for key in (principal.session_id, principal.token_id):
+            if key is not None:
+                until = self._sessions.get(key)
+                if until is not None and until > now:
+                    return True
+        return False
+
+
 def _principal(claims: Mapping[str, Any]) -> Principal:
     subject = claims["sub"]
     raw_roles = claims.get("roles", [])
@@ -370,4 +430,6 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         branches=frozenset(raw_branches),
         token_id=claims.get("jti") if isinstance(claims.get("jti"), str) else None,
         expires_at=datetime.fromtimestamp(expires, UTC) if isinstance(expires, int | float) else None,
+        issued_at=float(issued) if isinstance(issued := claims.get("iat"), int | float) else None,
+        session_id=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
     )

@@ -7,8 +7,10 @@ with the developer's guest credentials or the embedded SQLite files by accident.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -21,6 +23,37 @@ SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,40}$"
 _PER_SERVICE_DATABASE_URL = re.compile(r"^SMARTGYM_([A-Z][A-Z0-9_]{0,40})_DATABASE_URL$")
 
 LOCAL_KEY_SECRET = "local-development-only"  # noqa: S105 - refused outside local/test
+
+# The floor every production secret must clear: long enough, and not a word repeated or a
+# keyboard walk (estimated from the characters' spread, which a random token passes with
+# room to spare: 43 URL-safe characters from secrets.token_urlsafe(32) carry ~200 bits).
+MIN_SECRET_LENGTH = 32
+MIN_SECRET_BITS = 128.0
+
+
+def estimated_bits(value: str) -> float:
+    """Shannon entropy of ``value``'s own characters times its length: an upper bound on
+    what it can hold, so a low figure proves a secret weak (a high one proves nothing)."""
+    if not value:
+        return 0.0
+    counts = Counter(value)
+    per_char = -sum(count / len(value) * math.log2(count / len(value)) for count in counts.values())
+    return per_char * len(value)
+
+
+def weak_secret(
+    variable: str, value: str, *, min_length: int = MIN_SECRET_LENGTH, min_bits: float = MIN_SECRET_BITS
+) -> str | None:
+    """Why ``value`` may not be a production secret (None when it may). Partners' keys
+    have their own formats (a Twilio auth token is 32 hex digits): they pass lower floors."""
+    lowered = value.lower()
+    if value == LOCAL_KEY_SECRET or any(marker in lowered for marker in ("local", "change", "example", "default")):
+        return f"{variable} is a local or placeholder value"
+    if len(value) < min_length:
+        return f"{variable} is shorter than {min_length} characters"
+    if estimated_bits(value) < min_bits:
+        return f"{variable} is too predictable (under {min_bits:.0f} bits)"
+    return None
 
 
 class PlatformSettings(BaseSettings):
@@ -57,6 +90,13 @@ class PlatformSettings(BaseSettings):
 
     broker_url: AmqpDsn | None = Field(
         default=None, description="AMQP URL; unset means the in-process bus (embedded mode)."
+    )
+    broker_allow_plaintext: bool = Field(
+        default=False,
+        description=(
+            "Production accepts an amqp:// broker URL (no TLS); only for broker traffic that never leaves "
+            "an encrypted network. Otherwise production wants amqps://."
+        ),
     )
     bus_namespace: str = Field(
         default="smartgym",
@@ -131,8 +171,8 @@ class PlatformSettings(BaseSettings):
     key_encryption_secret: SecretStr = Field(
         default=SecretStr(LOCAL_KEY_SECRET),
         description=(
-            "Encrypts auth's signing keys and access's face vectors at rest; refused in production while "
-            "it is the local default."
+            "Seals face vectors at rest in auth and access (only those two read it, and check it in "
+            "production); auth's signing keys have their own SMARTGYM_SIGNING_KEY_SECRET."
         ),
     )
 
@@ -168,11 +208,7 @@ class PlatformSettings(BaseSettings):
     def _refuse_unsafe_production_defaults(self) -> Self:
         if self.environment != "production":
             return self
-        problems: list[str] = []
-        if self.key_encryption_secret.get_secret_value() == LOCAL_KEY_SECRET:
-            problems.append("SMARTGYM_KEY_ENCRYPTION_SECRET is the local default")
-        if self.broker_url is not None and self.broker_url.username == "guest":
-            problems.append("SMARTGYM_BROKER_URL uses the broker's guest account")
+        problems = self.production_problems()
         if problems:
             raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self
@@ -204,6 +240,29 @@ class PlatformSettings(BaseSettings):
             dotenv_settings,
             file_secret_settings,
         )
+
+    def production_problems(self) -> list[str]:
+        """What makes these settings unsafe in production; a service's settings add its own."""
+        problems: list[str] = []
+        # An unset broker is refused apart, unless the operator runs a single box.
+        if self.broker_url is not None:
+            if self.broker_url.username == "guest":
+                problems.append("SMARTGYM_BROKER_URL uses the broker's guest account")
+            password = self.broker_url.password or ""
+            if weak_secret("the broker password", password, min_length=16, min_bits=64):
+                problems.append("SMARTGYM_BROKER_URL's password is weak or a placeholder")
+            if self.broker_url.scheme != "amqps" and not self.broker_allow_plaintext:
+                problems.append(
+                    "SMARTGYM_BROKER_URL is not amqps:// (set SMARTGYM_BROKER_ALLOW_PLAINTEXT=true only if "
+                    "the network below encrypts it)"
+                )
+        return problems
+
+    def key_encryption_problems(self) -> list[str]:
+        """For the services that keep something sealed under this secret (running's
+        partner tokens); auth and access only open legacy values with it."""
+        reason = weak_secret("SMARTGYM_KEY_ENCRYPTION_SECRET", self.key_encryption_secret.get_secret_value())
+        return [reason] if reason else []
 
     @property
     def log_json(self) -> bool:

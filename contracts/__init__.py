@@ -31,6 +31,8 @@ from contracts.identity import (
     FaceErased,
     MembershipChanged,
     PasswordResetRequested,
+    PasswordResetRequestedV2,
+    UserDeleted,
     UserRegistered,
 )
 from contracts.running import (
@@ -81,6 +83,7 @@ __all__ = [
     "OutingInvited",
     "OutingStarted",
     "PasswordResetRequested",
+    "PasswordResetRequestedV2",
     "PhotoRef",
     "Price",
     "RaceFinished",
@@ -95,6 +98,7 @@ __all__ = [
     "TaskJudgedV2",
     "TaskReviewOverdue",
     "TaskSubmitted",
+    "UserDeleted",
     "UserRegistered",
     "VerdictReason",
 ]

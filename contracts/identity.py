@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 from pydantic import EmailStr, Field
 
-from common.events.envelope import Event, RevokesCredentials
+from common.events.envelope import Event
 from contracts.catalog import CATALOG
 
 ACCESS_HOURS_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$"
@@ -50,8 +50,9 @@ class MembershipChanged(Event):
 
 
 @CATALOG.register
-class DeviceRevoked(RevokesCredentials):
-    """A device's credentials were revoked: its tokens must stop being honoured."""
+class DeviceRevoked(Event):
+    """A device's credentials were revoked (its tokens end through the kernel's
+    TokensRevoked, which auth publishes with it)."""
 
     event_name: ClassVar[str] = "DeviceRevoked"
     event_version: ClassVar[int] = 1
@@ -59,14 +60,11 @@ class DeviceRevoked(RevokesCredentials):
     device_id: uuid.UUID
     branch_id: str
 
-    def revoked_subject(self) -> tuple[str, float]:
-        # 10 minutes outlasts any device token (5 minutes) plus clock skew.
-        return f"device:{self.device_id}", 600.0
-
 
 @CATALOG.register
 class PasswordResetRequested(Event):
-    """Somebody asked to reset a password; notification delivers the one-time token."""
+    """Somebody asked to reset a password; notification delivers the one-time token.
+    Superseded by version 2 (phone-only accounts); kept to read messages still in flight."""
 
     event_name: ClassVar[str] = "PasswordResetRequested"
     event_version: ClassVar[int] = 1
@@ -116,3 +114,30 @@ class FaceErased(Event):
 
 # The sealing purpose of FaceEnrolled's vector (fixed forever, like every purpose).
 FACE_TRANSIT_PURPOSE = b"smartgym-face-transit-v1"
+
+
+@CATALOG.register
+class UserDeleted(Event):
+    """A person deleted their account with auth: every service forgets what it keeps about
+    them (auth itself has already removed the account and erased the face vector)."""
+
+    event_name: ClassVar[str] = "UserDeleted"
+    event_version: ClassVar[int] = 1
+
+    user_id: uuid.UUID
+
+
+@CATALOG.register
+class PasswordResetRequestedV2(Event):
+    """Somebody asked to reset a password; notification delivers the one-time code once
+    (push for an account with an email, SMS to ``phone`` for a phone-only one) and keeps
+    no copy after sending. Auth itself stores only the code's hash."""
+
+    event_name: ClassVar[str] = "PasswordResetRequested"
+    event_version: ClassVar[int] = 2
+
+    user_id: uuid.UUID
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{7,14}$")
+    reset_token: str = Field(min_length=20, max_length=200)
+    expires_at: datetime

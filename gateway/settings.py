@@ -145,6 +145,13 @@ class GatewaySettings(PlatformSettings):
     )
 
     @model_validator(mode="after")
+    def _no_wildcard_cors_in_production(self) -> Self:
+        # "*" would let any web page call the API with a member's token in hand.
+        if self.environment == "production" and any("*" in origin for origin in self.gateway_cors_origins):
+            raise ValueError("unsafe production settings: SMARTGYM_GATEWAY_CORS_ORIGINS must list origins, not '*'")
+        return self
+
+    @model_validator(mode="after")
     def _default_routes(self) -> Self:
         if not self.gateway_routes:
             routes = (

@@ -18,6 +18,7 @@ from notification.fcm import FcmSender, ServiceAccount
 from notification.models import Base
 from notification.service import Notifier
 from notification.settings import NotificationSettings
+from notification.sms import Channels, TwilioSmsSender
 
 SERVICE = "notification"
 
@@ -40,8 +41,15 @@ def create_app(
             else ServiceAccount.ephemeral(config.fcm_project_id, config.fcm_token_uri)
         )
         fcm = FcmSender(account, endpoint=config.fcm_endpoint, timeout_s=config.fcm_timeout_s)
-        stop_hooks.append(fcm.close)
-        sender = fcm
+        sms = TwilioSmsSender(
+            endpoint=config.sms_endpoint,
+            account_sid=config.sms_account_sid,
+            auth_token=config.sms_auth_token.get_secret_value(),
+            sender=config.sms_from,
+            timeout_s=config.sms_timeout_s,
+        )
+        stop_hooks.extend([fcm.close, sms.close])
+        sender = Channels(push=fcm, sms=sms)
     dispatcher = Dispatcher(database=kernel.db, sender=sender, settings=config, metrics=DispatchMetrics(kernel.metrics))
     kernel.subscriptions = subscriptions(Notifier(config, wake_dispatcher=dispatcher.wake))
 

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from prometheus_client import Counter, Histogram
@@ -33,6 +33,25 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
 BATCH = 200
+# Data a push or SMS carries once (a password reset code): dropped from the delivery row
+# as soon as the row is done with (sent, dropped, parked or expired), with its text.
+ONCE_DATA_KEYS = frozenset({"reset_token"})
+
+
+def scrub(row: Delivery) -> None:
+    if ONCE_DATA_KEYS.isdisjoint(row.data):
+        return
+    row.data = {key: value for key, value in row.data.items() if key not in ONCE_DATA_KEYS}
+    row.body = ""  # an SMS's text holds the code itself
+
+
+def expired(row: Delivery, now: datetime) -> bool:
+    """A code that expired while the delivery waited (quiet hours, retries) is not sent."""
+    raw = row.data.get("expires_at")
+    try:
+        return raw is not None and datetime.fromisoformat(str(raw)) <= now
+    except ValueError:
+        return False
 
 
 class Sender(Protocol):
@@ -112,12 +131,17 @@ class Dispatcher:
                     .with_for_update(skip_locked=True)
                 )
             ).all()
+            claimed = []
             for row in rows:
+                if expired(row, now):
+                    row.status, row.last_error = "dropped", "expired before it could be sent"
+                    scrub(row)
+                    continue
                 row.next_attempt_at = now + LEASE
-            return [
-                Claimed(row.id, row.attempts, Push(row.token, row.title, row.body, dict(row.data), row.critical))
-                for row in rows
-            ]
+                claimed.append(
+                    Claimed(row.id, row.attempts, Push(row.token, row.title, row.body, dict(row.data), row.critical))
+                )
+            return claimed
 
     async def _send(self, item: Claimed) -> SendResult:
         async with self._semaphore:
@@ -154,6 +178,8 @@ class Dispatcher:
                 else:
                     row.status, row.last_error = "parked", f"{result.outcome.value}: {result.detail}"[:200]
                     log.warning("push parked", extra={"delivery": row.id, "reason": row.last_error})
+                if row.status != "pending":
+                    scrub(row)
             if gone:
                 await session.execute(delete(PushToken).where(PushToken.token.in_(gone)))
 

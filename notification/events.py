@@ -10,12 +10,14 @@ from contracts import (
     EquipmentFaultEscalated,
     EquipmentRecovered,
     PasswordResetRequested,
+    PasswordResetRequestedV2,
     RaceFinished,
     RunStarted,
     StepRankChanged,
     TaskConfirmed,
     TaskJudged,
     TaskReviewOverdue,
+    UserDeleted,
     UserRegistered,
 )
 from notification.service import Notifier
@@ -33,7 +35,9 @@ def subscriptions(notifier: Notifier) -> Subscriptions:
     subs.add(BranchPreferenceCreated, notifier.branch_preference, name="branch_preference")
     subs.add(AccessDenied, notifier.access_denied, name="gate_denials")
     subs.add(PasswordResetRequested, notifier.password_reset, name="password_reset")
+    subs.add(PasswordResetRequestedV2, notifier.password_reset, name="password_reset_v2")
     subs.add(RunStarted, notifier.friend_started_running, name="friend_running")
     subs.add(RaceFinished, notifier.race_finished, name="race_result")
     subs.add(StepRankChanged, notifier.steps_overtaken, name="steps_overtaken")
+    subs.add(UserDeleted, notifier.user_deleted, name="forget_deleted_user")
     return subs

@@ -9,5 +9,5 @@ MANIFEST = ServiceManifest(
     uses_bus=True,
     settings_class="notification.settings:NotificationSettings",
     start_order=10,
-    stand_ins={"fcm_sim": 8012},
+    stand_ins={"fcm_sim": 8012, "sms_sim": 8013},
 )

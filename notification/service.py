@@ -29,16 +29,19 @@ from contracts import (
     EquipmentFaultEscalated,
     EquipmentRecovered,
     PasswordResetRequested,
+    PasswordResetRequestedV2,
     RaceFinished,
     RunStarted,
     StepRankChanged,
     TaskConfirmed,
     TaskJudged,
     TaskReviewOverdue,
+    UserDeleted,
     UserRegistered,
 )
 from notification.models import BranchProfile, Delivery, GateDenial, InboxMessage, PushToken, Recipient
 from notification.settings import NotificationSettings
+from notification.sms import sms_token
 from notification.templates import render
 
 
@@ -203,14 +206,16 @@ class Notifier:
         )
         await self._tell(uow, event.event_id, await _owners(uow.session, event.branch_id), notice)
 
-    async def password_reset(self, event: PasswordResetRequested, uow: UnitOfWork) -> None:
-        # The code travels only in the push's data (for the app to open the reset screen);
-        # the visible text and the inbox never show it. Asked for now: ignores quiet hours.
+    async def password_reset(self, event: PasswordResetRequested | PasswordResetRequestedV2, uow: UnitOfWork) -> None:
+        # The code travels only in the push's data (for the app to open the reset screen)
+        # or in the SMS text of a phone-only account; the visible push text and the inbox
+        # never show it, and the delivery rows drop it once sent (notification.dispatch).
+        # Not critical: a stranger asking for a member's reset must not wake them at night.
         member = await _recipient(uow.session, event.user_id, roles=None, branches=None)
         notice = Notice(
             "password_reset",
             {},
-            critical=True,
+            critical=False,
             data={
                 "kind": "password_reset",
                 "reset_token": event.reset_token,
@@ -218,6 +223,32 @@ class Notifier:
             },
         )
         await self._tell(uow, event.event_id, [member], notice)
+        phone = getattr(event, "phone", None)
+        if phone is None:
+            return
+        message_id = await uow.session.scalar(
+            select(InboxMessage.id).where(
+                InboxMessage.user_id == member.user_id, InboxMessage.source_event_id == event.event_id
+            )
+        )
+        now = utc_now()
+        text = render("password_reset_sms", member.locale, {"code": event.reset_token})
+        uow.session.add(
+            Delivery(
+                message_id=message_id,
+                user_id=member.user_id,
+                token=sms_token(phone),
+                title=text.title,
+                body=text.body,
+                data=dict(notice.data),
+                critical=False,
+                status="pending",
+                attempts=0,
+                next_attempt_at=quiet_until(member, now) or now,
+                created_at=now,
+            )
+        )
+        uow.after_commit(self._wake)
 
     async def friend_started_running(self, event: RunStarted, uow: UnitOfWork) -> None:
         if event.race_id is not None:
@@ -253,6 +284,9 @@ class Notifier:
             data={"kind": "steps_overtaken", "day": event.day.isoformat(), "by": str(event.overtaken_by)},
         )
         await self._tell(uow, event.event_id, [walker], notice)
+
+    async def user_deleted(self, event: UserDeleted, uow: UnitOfWork) -> None:
+        await forget_user(uow.session, user_id=event.user_id)
 
     # -- the common path ------------------------------------------------------------------
 
@@ -357,6 +391,15 @@ async def _branch_locale(session: AsyncSession, branch_id: str | None) -> str | 
         return None
     profile = await session.get(BranchProfile, branch_id)
     return profile.default_locale if profile else None
+
+
+async def forget_user(session: AsyncSession, *, user_id: uuid.UUID) -> None:
+    """A deleted account: its push tokens, its pushes not yet sent (they name a token),
+    its inbox and its preferences go. Safe to repeat."""
+    await session.execute(delete(PushToken).where(PushToken.user_id == user_id))
+    await session.execute(delete(Delivery).where(Delivery.user_id == user_id))
+    await session.execute(delete(InboxMessage).where(InboxMessage.user_id == user_id))
+    await session.execute(delete(Recipient).where(Recipient.user_id == user_id))
 
 
 # -- what users do through the API ---------------------------------------------------------

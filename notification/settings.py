@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
-from common.settings import PlatformSettings
+from common.settings import PlatformSettings, weak_secret
 
 
 class NotificationSettings(PlatformSettings):
@@ -54,9 +54,37 @@ class NotificationSettings(PlatformSettings):
     notification_denials_window_s: float = Field(
         default=120.0, gt=0, le=86_400, description="The window for counting refusals at a gate, seconds."
     )
+    # The SMS partner (Twilio's Messages API, or one that speaks it), for members who
+    # signed up with a phone number only.
+    sms_endpoint: str = Field(
+        default="http://127.0.0.1:8013",
+        description="The SMS partner's base URL (https://api.twilio.com); embedded mode: the local stand-in.",
+    )
+    sms_account_sid: str = Field(
+        default="AC" + "0" * 32, pattern=r"^AC[0-9a-fA-F]{32}$", description="The SMS partner account's SID."
+    )
+    sms_auth_token: SecretStr = Field(
+        default=SecretStr("local-sms-auth-token"),
+        description="The SMS partner account's auth token; production refuses a placeholder.",
+    )
+    sms_from: str = Field(
+        default="+15005550006", pattern=r"^\+[1-9][0-9]{7,14}$", description="The number texts come from (E.164)."
+    )
+    sms_timeout_s: float = Field(default=10.0, gt=0, le=60, description="Timeout of one SMS send, seconds.")
 
     @model_validator(mode="after")
     def _real_account_in_production(self) -> Self:
-        if self.environment == "production" and self.fcm_service_account_file is None:
-            raise ValueError("production needs SMARTGYM_FCM_SERVICE_ACCOUNT_FILE (the FCM service account key)")
+        if self.environment != "production":
+            return self
+        problems = []
+        if self.fcm_service_account_file is None:
+            problems.append("production needs SMARTGYM_FCM_SERVICE_ACCOUNT_FILE (the FCM service account key)")
+        # A Twilio auth token is 32 hex digits: long enough, and no placeholder.
+        reason = weak_secret("SMARTGYM_SMS_AUTH_TOKEN", self.sms_auth_token.get_secret_value(), min_bits=80.0)
+        if reason:
+            problems.append(reason)
+        if not self.sms_endpoint.startswith("https://"):
+            problems.append("SMARTGYM_SMS_ENDPOINT must be https:// in production")
+        if problems:
+            raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self

@@ -79,6 +79,11 @@ TEMPLATES: dict[str, dict[Locale, Text]] = {
         "ko": Text("비밀번호 재설정", "비밀번호 재설정이 요청되었습니다. 본인이 아니라면 무시하세요."),
         "en": Text("Password reset", "A password reset was requested. Ignore this if it was not you."),
     },
+    # The SMS to a phone-only account: the code is the message (an SMS has no data part).
+    "password_reset_sms": {
+        "ko": Text("SmartGym", "[SmartGym] 비밀번호 재설정 코드: {code} (30분 안에 사용, 본인이 아니라면 무시하세요)"),
+        "en": Text("SmartGym", "[SmartGym] Password reset code: {code} (use within 30 minutes; ignore if not you)"),
+    },
 }
 
 

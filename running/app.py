@@ -25,6 +25,7 @@ from contracts import CATALOG
 from running.analytics import AnalyticsService
 from running.api import router
 from running.coach import Budget, ChatPartner, Coach
+from running.events import subscriptions
 from running.friends import FriendService
 from running.history import HistoryService
 from running.hub import Hub
@@ -97,7 +98,16 @@ def create_app(
     keys: JwksCache | None = None,
 ) -> FastAPI:
     config = RunningSettings.of(settings)
-    kernel = build_kernel(SERVICE, config, metadata=Base.metadata, catalog=CATALOG, bus=bus, metrics=metrics, keys=keys)
+    kernel = build_kernel(
+        SERVICE,
+        config,
+        metadata=Base.metadata,
+        catalog=CATALOG,
+        bus=bus,
+        metrics=metrics,
+        keys=keys,
+        subscriptions=subscriptions(),
+    )
     runs = RunService(kernel=kernel, settings=config)
     races = RaceService(kernel=kernel, settings=config)
     outings = OutingService(kernel=kernel, invite_for=timedelta(seconds=config.running_outing_invite_s))

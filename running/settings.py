@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 
 from common.settings import PlatformSettings
 
@@ -92,3 +94,11 @@ class RunningSettings(PlatformSettings):
         default=20, ge=0, description="Questions a member may ask the partner per UTC day."
     )
     running_coach_timeout_s: float = Field(default=20.0, gt=0, le=120, description="Partner request timeout, seconds.")
+
+    @model_validator(mode="after")
+    def _strong_sealing_secret_in_production(self) -> Self:
+        # Strava tokens are sealed under the key-encryption secret (running.sealing).
+        problems = self.key_encryption_problems() if self.environment == "production" else []
+        if problems:
+            raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self

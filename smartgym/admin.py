@@ -108,7 +108,11 @@ async def auth_services() -> AsyncIterator[Auth]:
     kernel = build_kernel(
         "auth", settings, metadata=Base.metadata, catalog=CATALOG, keys=JwksCache(no_keys, min_refresh_interval_s=60)
     )
-    keys = KeyRing(kernel.db, settings.key_encryption_secret.get_secret_value().encode())
+    keys = KeyRing(
+        kernel.db,
+        settings.signing_key_secret.get_secret_value().encode(),
+        legacy_passphrase=settings.key_encryption_secret.get_secret_value().encode(),
+    )
     try:
         yield Auth(
             accounts=AccountService(kernel=kernel, keys=keys, hasher=default_hasher(), policy=AuthPolicy()),

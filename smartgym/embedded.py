@@ -71,6 +71,11 @@ def simulate_fcm() -> bool:
     return "SMARTGYM_FCM_SERVICE_ACCOUNT_FILE" not in os.environ
 
 
+def simulate_sms() -> bool:
+    """Text through the local Twilio stand-in unless an SMS partner is set."""
+    return "SMARTGYM_SMS_ENDPOINT" not in os.environ
+
+
 def simulate_cardcheck() -> bool:
     """Talk to the local card-check simulator unless a real partner is set."""
     return "SMARTGYM_CARDCHECK_URL" not in os.environ
@@ -94,6 +99,8 @@ def plan_overrides(host: str, port_offset: int) -> dict[str, Any]:
     if simulate_fcm():
         fcm = _url(reach, plan["fcm_sim"])
         overrides.update(fcm_endpoint=fcm, fcm_token_uri=f"{fcm}/token")
+    if simulate_sms():
+        overrides["sms_endpoint"] = _url(reach, plan["sms_sim"])
     return overrides
 
 
@@ -265,6 +272,8 @@ def refuse_stand_ins_in_production(production: bool) -> None:
         missing.append("SMARTGYM_CARDCHECK_URL (the card identity-check partner)")
     if simulate_fcm():
         missing.append("SMARTGYM_FCM_SERVICE_ACCOUNT_FILE (FCM)")
+    if simulate_sms():
+        missing.append("SMARTGYM_SMS_ENDPOINT (the SMS partner)")
     if missing:
         raise LaunchRefused("production runs no partner stand-ins; configure " + " and ".join(missing))
 
@@ -300,6 +309,13 @@ def _stand_ins(chosen: Plan) -> list[ListenerGroup]:
 
         state = fcm_sim.FcmSimState(project_id=NotificationSettings().fcm_project_id)
         groups.append(lambda: [("fcm_sim", fcm_sim.create_app(state), plan_ports["fcm_sim"])])
+    if simulate_sms():
+        from notification import sms_sim
+        from notification.settings import NotificationSettings
+
+        defaults = NotificationSettings()
+        texts = sms_sim.SmsSimState(defaults.sms_account_sid, defaults.sms_auth_token.get_secret_value())
+        groups.append(lambda: [("sms_sim", sms_sim.create_app(texts), plan_ports["sms_sim"])])
     if simulate_cardcheck():
         from auth import cardcheck_sim
         from auth.settings import AuthSettings

@@ -1,7 +1,8 @@
 """Integration events: schemas, the bus, the outbox and idempotent consumers."""
 
 from common.events.bus import EventBus, PublishError, Subscription, Subscriptions
-from common.events.envelope import Event, EventCatalog, MalformedEvent, OutgoingMessage, RevokesCredentials
+from common.events.envelope import Event, EventCatalog, MalformedEvent, OutgoingMessage
+from common.events.revocations import TokensRevoked
 
 __all__ = [
     "Event",
@@ -10,7 +11,7 @@ __all__ = [
     "MalformedEvent",
     "OutgoingMessage",
     "PublishError",
-    "RevokesCredentials",
     "Subscription",
     "Subscriptions",
+    "TokensRevoked",
 ]

@@ -75,19 +75,6 @@ class Event(BaseModel):
 E = TypeVar("E", bound=Event)
 
 
-class RevokesCredentials(Event):
-    """An event after which some subject's tokens must stop being honoured everywhere.
-
-    The kernel delivers every such event of its catalog to each replica (not to one of
-    them), so a revocation takes effect on all of them at once; the kernel knows only this
-    shape, never which service publishes it.
-    """
-
-    def revoked_subject(self) -> tuple[str, float]:
-        """The token subject to refuse and for how many seconds."""
-        raise NotImplementedError
-
-
 class MalformedEvent(ValueError):
     """A message that is not a valid event of the published language."""
 

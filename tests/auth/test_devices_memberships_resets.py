@@ -7,7 +7,7 @@ import uuid
 import jwt
 
 from common.security import Role
-from contracts import DeviceRevoked, MembershipChanged, PasswordResetRequested
+from contracts import DeviceRevoked, MembershipChanged, PasswordResetRequestedV2
 from tests.auth.helpers import PASSWORD, bearer, operator_tokens, outbox_events, signup_and_login
 
 
@@ -26,7 +26,7 @@ async def test_device_credentials_lifecycle(app_and_client, settings):
     assert claims["sub"] == f"device:{created['client_id']}"
     assert claims["roles"] == [Role.DEVICE.value]
     assert claims["branches"] == ["gangnam-1"]
-    assert claims["exp"] - claims["iat"] == 300
+    assert round(claims["exp"] - claims["iat"]) == 300
 
     rotated = (await client.post(f"/devices/{created['client_id']}/rotate", headers=bearer(operator))).json()
     assert (await client.post("/devices/token", json=credentials)).status_code == 401  # old secret is dead
@@ -102,7 +102,7 @@ async def test_password_reset_by_one_time_token(client, settings):
         answer = await client.post("/password/reset-request", json={"email": address})
         assert answer.status_code == 202
         assert answer.json()["detail"] == "if the account exists, a reset link is on its way"
-    [requested] = outbox_events(settings, PasswordResetRequested.routing_key())  # only for the real account
+    [requested] = outbox_events(settings, PasswordResetRequestedV2.routing_key())  # only for the real account
     reset_token = requested["data"]["reset_token"]
     weak = await client.post("/password/reset", json={"reset_token": reset_token, "new_password": "short"})
     assert weak.status_code == 422
@@ -144,3 +144,69 @@ async def test_a_revoked_devices_token_is_refused_at_once(app_and_client):
             break
         await asyncio.sleep(0.05)
     assert refusal == "token revoked"
+
+
+async def test_reset_codes_are_throttled_per_account_and_only_the_latest_opens(client, settings):
+    email = "flooded@example.com"
+    await signup_and_login(client, email=email)
+    for _ in range(5):  # a stranger keeps asking for the member's account
+        answer = await client.post("/password/reset-request", json={"email": email})
+        assert answer.status_code == 202
+        assert answer.json()["detail"] == "if the account exists, a reset link is on its way"
+    sent = outbox_events(settings, PasswordResetRequestedV2.routing_key())
+    assert len(sent) == 3  # the account's allowance per hour; the rest were dropped quietly
+    codes = [event["data"]["reset_token"] for event in sent]
+    for earlier in codes[:-1]:  # each new code voided the ones before it
+        refused = await client.post(
+            "/password/reset", json={"reset_token": earlier, "new_password": "fresh start 2026"}
+        )
+        assert refused.status_code == 400
+    done = await client.post("/password/reset", json={"reset_token": codes[-1], "new_password": "fresh start 2026"})
+    assert done.status_code == 204
+
+
+async def test_a_phone_only_account_gets_its_code_by_sms(client, settings):
+    phone = "+821012345678"
+    created = await client.post("/signup", json={"phone": phone, "password": PASSWORD})
+    assert created.status_code == 201
+    assert (await client.post("/password/reset-request", json={"phone": phone})).status_code == 202
+    assert (await client.post("/password/reset-request", json={"phone": "+821099999999"})).status_code == 202
+    both = await client.post("/password/reset-request", json={"phone": phone, "email": "a@example.com"})
+    assert both.status_code == 422
+    [requested] = outbox_events(settings, PasswordResetRequestedV2.routing_key())
+    assert requested["data"]["phone"] == phone
+    assert requested["data"]["email"] is None
+    code = requested["data"]["reset_token"]
+    assert (
+        await client.post("/password/reset", json={"reset_token": code, "new_password": "fresh start 2026"})
+    ).status_code == 204
+    assert (await client.post("/login", json={"phone": phone, "password": "fresh start 2026"})).status_code == 200
+    # auth keeps only the code's hash
+    from sqlalchemy import create_engine, text
+
+    from common.db import sync_url
+
+    engine = create_engine(sync_url(settings.database_url("auth")))
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT token_hash FROM password_resets")).scalars().all()
+    engine.dispose()
+    assert code not in stored
+
+
+async def test_a_published_reset_code_leaves_auths_outbox(app_and_client, settings):
+    from auth.housekeeping import forget_sent_reset_codes
+    from tests.support.waiting import eventually
+
+    app, client = app_and_client
+    await signup_and_login(client, email="outboxed@example.com")
+    await client.post("/password/reset-request", json={"email": "outboxed@example.com"})
+    kernel = app.state.kernel
+
+    async def published() -> bool:
+        return await kernel.relay.backlog() == 0
+
+    await eventually(published, timeout=5)
+    assert len(outbox_events(settings, PasswordResetRequestedV2.routing_key())) == 1
+    assert await forget_sent_reset_codes(kernel) == 1
+    assert outbox_events(settings, PasswordResetRequestedV2.routing_key()) == []
+    assert outbox_events(settings, "UserRegistered.v1")  # everything else keeps its retention

@@ -111,3 +111,64 @@ async def test_roles_are_assigned_by_operators_only_and_audited(app_and_client):
     assert actions[0] == "roles_changed"
     assert trail[0]["details"]["after"] == {"roles": ["branch_owner"], "branches": ["gangnam-1"]}
     assert {"account_created", "login_succeeded"} <= set(actions)
+
+
+async def test_a_stranger_guessing_locks_out_only_their_own_address(client):
+    email = "targeted@example.com"
+    await signup_and_login(client, email=email)
+    stranger, member = {"x-forwarded-for": "203.0.113.66"}, {"x-forwarded-for": "198.51.100.7"}
+    for _ in range(5):
+        wrong = await client.post("/login", json={"email": email, "password": "wrong password!"}, headers=stranger)
+        assert wrong.status_code == 401
+    locked = await client.post("/login", json={"email": email, "password": PASSWORD}, headers=stranger)
+    assert locked.status_code == 429
+    assert (await client.post("/login", json={"email": email, "password": PASSWORD}, headers=member)).status_code == 200
+
+
+async def test_stale_lockout_rows_are_purged(app_and_client):
+    from datetime import timedelta
+
+    from sqlalchemy import func, select, update
+
+    from auth.models import LoginThrottle
+    from common.events.envelope import utc_now
+
+    app, client = app_and_client
+    accounts = app.state.accounts
+    for address in ("203.0.113.1", "203.0.113.2"):
+        await client.post(
+            "/login",
+            json={"email": "nobody@example.com", "password": "wrong password!"},
+            headers={"x-forwarded-for": address},
+        )
+    database = app.state.kernel.db
+    async with database.transaction() as session:  # one counter's window ended long ago
+        await session.execute(
+            update(LoginThrottle)
+            .where(LoginThrottle.source == "203.0.113.1")
+            .values(window_started_at=utc_now() - timedelta(hours=1))
+        )
+    assert await accounts.purge_stale_throttles() == 1
+    async with database.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(LoginThrottle)) == 1
+
+
+async def test_deleting_an_account_tells_every_service_and_ends_its_tokens(app_and_client, settings):
+    from common.events.revocations import TokensRevoked
+    from contracts import UserDeleted
+    from tests.auth.helpers import outbox_events
+    from tests.support.waiting import eventually
+
+    _app, client = app_and_client
+    user_id, tokens = await signup_and_login(client)
+    gone = await client.request("DELETE", "/me", json={"password": PASSWORD}, headers=bearer(tokens))
+    assert gone.status_code == 204
+    [deleted] = outbox_events(settings, UserDeleted.routing_key())
+    assert deleted["data"] == {"user_id": user_id}
+    revoked = outbox_events(settings, TokensRevoked.routing_key())
+    assert [item["data"]["subject"] for item in revoked] == [user_id]
+
+    async def refused() -> bool:  # the revocation travels through the outbox and the bus
+        return (await client.get("/me", headers=bearer(tokens))).status_code == 401
+
+    await eventually(refused, timeout=5)

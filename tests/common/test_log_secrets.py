@@ -25,7 +25,7 @@ from common.db import sync_url
 from common.migrations import upgrade
 from common.observability import configure_logging
 from common.redaction import redact
-from contracts import PasswordResetRequested
+from contracts import PasswordResetRequestedV2
 from facemodel.app import create_app as create_facemodel
 from facemodel.settings import FacemodelSettings
 from gateway.app import create_app as create_gateway
@@ -102,7 +102,7 @@ async def test_no_secret_of_a_members_journey_is_logged(tmp_path, pack, photo_by
             assert (await http.post(f"{api}/auth/signup", json={"email": email, "password": password})).status == 201
             login = await (await http.post(f"{api}/auth/login", json={"email": email, "password": password})).json()
             await http.post(f"{api}/auth/password/reset-request", json={"email": email})
-            [requested] = outbox_events(auth_settings, PasswordResetRequested.routing_key())
+            [requested] = outbox_events(auth_settings, PasswordResetRequestedV2.routing_key())
             secrets["reset_token"] = requested["data"]["reset_token"]
             reset = await http.post(
                 f"{api}/auth/password/reset",

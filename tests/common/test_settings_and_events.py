@@ -7,24 +7,23 @@ import pytest
 from pydantic import ValidationError
 
 from common.events.envelope import MalformedEvent
-from common.settings import PlatformSettings
+from common.settings import PlatformSettings, weak_secret
 from contracts import CATALOG, UserRegistered
+
+STRONG = "vS3q_9pXr2LmT8wZk4NbYc7HdJf6GhQa1Ue5"
+BROKER = f"amqps://smartgym:{STRONG}@rabbit:5671/"
 
 
 def test_production_refuses_local_defaults():
     with pytest.raises(ValidationError) as refused:
         PlatformSettings(environment="production", broker_url="amqp://guest:guest@rabbit:5672/")
     message = str(refused.value)
-    assert "SMARTGYM_KEY_ENCRYPTION_SECRET" in message
     assert "guest" in message
+    assert "amqps" in message
 
 
 def test_production_refuses_sqlite():
-    settings = PlatformSettings(
-        environment="production",
-        broker_url="amqp://smartgym:s3cret@rabbit:5672/",
-        key_encryption_secret="a-real-secret-from-the-vault",
-    )
+    settings = PlatformSettings(environment="production", broker_url=BROKER)
     with pytest.raises(ValueError, match="SQLite"):
         settings.database_url("auth")
 
@@ -80,3 +79,60 @@ def test_unknown_fields_are_tolerated_for_forward_compatibility():
 def test_malformed_events_are_refused_with_a_reason(body, reason):
     with pytest.raises(MalformedEvent, match=reason):
         CATALOG.decode(body)
+
+
+def test_every_production_secret_clears_the_floor():
+    from access.settings import AccessSettings
+    from auth.settings import AuthSettings
+    from gateway.settings import GatewaySettings
+
+    for weak in ("local-development-only", "change-me-please-change-me-please!", "short", "ab" * 20):
+        assert weak_secret("X", weak) is not None, weak
+    assert weak_secret("X", STRONG) is None
+    # A service that seals nothing needs no sealing secret at all.
+    PlatformSettings(environment="production", broker_url=BROKER)
+    with pytest.raises(ValidationError) as refused:
+        PlatformSettings(environment="production", broker_url="amqps://smartgym:s3cret@rabbit:5671/")
+    assert "password is weak" in str(refused.value)
+    with pytest.raises(ValidationError, match="amqps"):
+        PlatformSettings(environment="production", broker_url=BROKER.replace("amqps", "amqp"))
+    PlatformSettings(environment="production", broker_url=BROKER.replace("amqps", "amqp"), broker_allow_plaintext=True)
+
+    with pytest.raises(ValidationError) as refused:
+        AuthSettings(environment="production", broker_url=BROKER)
+    for variable in ("SMARTGYM_KEY_ENCRYPTION_SECRET", "SMARTGYM_SIGNING_KEY_SECRET", "SMARTGYM_CARDCHECK_API_KEY"):
+        assert variable in str(refused.value)
+    with pytest.raises(ValidationError, match="must differ"):
+        AuthSettings(
+            environment="production",
+            broker_url=BROKER,
+            key_encryption_secret=STRONG,
+            signing_key_secret=STRONG,
+            cardcheck_api_key=STRONG[::-1],
+        )
+    AuthSettings(
+        environment="production",
+        broker_url=BROKER,
+        key_encryption_secret=STRONG,
+        signing_key_secret=STRONG[::-1],
+        cardcheck_api_key=STRONG[3:] + "Zq9",
+    )
+    with pytest.raises(ValidationError, match="SMARTGYM_KEY_ENCRYPTION_SECRET"):
+        AccessSettings(environment="production", broker_url=BROKER)
+    AccessSettings(environment="production", broker_url=BROKER, key_encryption_secret=STRONG)
+    from notification.settings import NotificationSettings
+
+    with pytest.raises(ValidationError) as refused:
+        NotificationSettings(environment="production", broker_url=BROKER, fcm_service_account_file="/run/fcm.json")
+    assert "SMARTGYM_SMS_AUTH_TOKEN" in str(refused.value)
+    assert "SMARTGYM_SMS_ENDPOINT" in str(refused.value)
+    NotificationSettings(
+        environment="production",
+        broker_url=BROKER,
+        fcm_service_account_file="/run/fcm.json",
+        sms_endpoint="https://api.twilio.com",
+        sms_auth_token="9f2c4e1a7b3d8f6e0c5a2b9d4e7f1a3c",  # the shape of a Twilio auth token
+    )
+    with pytest.raises(ValidationError, match="CORS"):
+        GatewaySettings(environment="production", broker_url=BROKER, gateway_cors_origins=("*",))
+    GatewaySettings(environment="production", broker_url=BROKER, gateway_cors_origins=("https://console.smartgym.kr",))

@@ -75,6 +75,8 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[Caller]]] = {
         ("POST", "/me/face"): PERSONS,
         ("DELETE", "/me/face"): PERSONS,
         ("GET", "/.well-known/jwks.json"): ANYONE,
+        # Opaque account and session ids only, read by replicas as they start.
+        ("GET", "/revocations"): ANYONE,
     },
     "access": {
         **PROBES,

