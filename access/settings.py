@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.crypto import KEY_ID_PATTERN, LOCAL_SEALING_KEY, SealingKeys, sealing_key_problems
-from common.settings import PlatformSettings
+from common.sealing import BiometricSealingSettings
 
 IDENTIFIER = r"^[A-Za-z0-9._-]+$"
 
@@ -105,7 +104,7 @@ class BranchConfig(BaseModel):
     )
 
 
-class AccessSettings(PlatformSettings):
+class AccessSettings(BiometricSealingSettings):
     # One access deployment per site (usually a branch); it gets its own queue and database.
     access_site: str = Field(
         default="main",
@@ -191,18 +190,6 @@ class AccessSettings(PlatformSettings):
     access_face_reconcile_s: float = Field(
         default=300.0, gt=0, description="How often facemodel's galleries are reconciled with access's store, seconds."
     )
-    # Seals face vectors at rest and in FaceEnrolled; auth and access hold the same keys,
-    # nobody else. A JSON object of key id -> key: the one named by the id seals, every one
-    # listed opens (an old key stays until `smartgym keys rotate` re-sealed its values).
-    biometric_sealing_keys: dict[str, SecretStr] = Field(
-        default_factory=lambda: {"1": SecretStr(LOCAL_SEALING_KEY)},
-        min_length=1,
-        max_length=8,
-        description="Biometric sealing keys (JSON: key id -> key), held by auth and access only.",
-    )
-    biometric_sealing_key_id: str = Field(
-        default="1", pattern=KEY_ID_PATTERN, description="The biometric sealing key that seals new values."
-    )
 
     @model_validator(mode="after")
     def _add_the_site_file(self) -> Self:
@@ -230,22 +217,6 @@ class AccessSettings(PlatformSettings):
                 raise ValueError(f"gates {other} and {gate.gate_id} share {gate.port} channel {gate.channel}")
             wired[(gate.port, gate.channel)] = gate.gate_id
         return self
-
-    @model_validator(mode="after")
-    def _biometric_keys_are_safe(self) -> Self:
-        problems = sealing_key_problems(self.biometric_sealing_keys, self.biometric_sealing_key_id)
-        if self.biometric_sealing_key_id not in self.biometric_sealing_keys or (
-            problems and self.environment == "production"
-        ):
-            raise ValueError("unsafe biometric sealing keys: " + "; ".join(problems))
-        return self
-
-    def sealing_keys(self) -> SealingKeys:
-        return SealingKeys.of(
-            self.biometric_sealing_keys,
-            self.biometric_sealing_key_id,
-            legacy=self.key_encryption_secret.get_secret_value(),
-        )
 
     def branch(self, branch_id: str) -> BranchConfig:
         return self.access_branches.get(branch_id, BranchConfig())

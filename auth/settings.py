@@ -6,11 +6,11 @@ from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
 
-from common.crypto import KEY_ID_PATTERN, LOCAL_SEALING_KEY, SealingKeys, sealing_key_problems
-from common.settings import LOCAL_KEY_SECRET, PlatformSettings, weak_secret
+from common.sealing import BiometricSealingSettings
+from common.settings import LOCAL_KEY_SECRET, weak_secret
 
 
-class AuthSettings(PlatformSettings):
+class AuthSettings(BiometricSealingSettings):
     # Keys written under SMARTGYM_KEY_ENCRYPTION_SECRET before the split are re-encrypted
     # under this one at start (auth.keys).
     signing_key_secret: SecretStr = Field(
@@ -53,34 +53,6 @@ class AuthSettings(PlatformSettings):
         ge=1024,
         description="Largest request body (enrolment photos are the largest auth takes).",
     )
-    # Seals face vectors at rest and in FaceEnrolled; auth and access hold the same keys,
-    # nobody else. A JSON object of key id -> key: the one named by the id seals, every one
-    # listed opens (an old key stays until `smartgym keys rotate` re-sealed its values).
-    biometric_sealing_keys: dict[str, SecretStr] = Field(
-        default_factory=lambda: {"1": SecretStr(LOCAL_SEALING_KEY)},
-        min_length=1,
-        max_length=8,
-        description="Biometric sealing keys (JSON: key id -> key), held by auth and access only.",
-    )
-    biometric_sealing_key_id: str = Field(
-        default="1", pattern=KEY_ID_PATTERN, description="The biometric sealing key that seals new values."
-    )
-
-    @model_validator(mode="after")
-    def _biometric_keys_are_safe(self) -> Self:
-        problems = sealing_key_problems(self.biometric_sealing_keys, self.biometric_sealing_key_id)
-        if self.biometric_sealing_key_id not in self.biometric_sealing_keys or (
-            problems and self.environment == "production"
-        ):
-            raise ValueError("unsafe biometric sealing keys: " + "; ".join(problems))
-        return self
-
-    def sealing_keys(self) -> SealingKeys:
-        return SealingKeys.of(
-            self.biometric_sealing_keys,
-            self.biometric_sealing_key_id,
-            legacy=self.key_encryption_secret.get_secret_value(),
-        )
 
     @model_validator(mode="after")
     def _strong_secrets_in_production(self) -> Self:

@@ -98,9 +98,12 @@ def test_every_production_secret_clears_the_floor():
         PlatformSettings(environment="production", broker_url=BROKER.replace("amqps", "amqp"))
     PlatformSettings(environment="production", broker_url=BROKER.replace("amqps", "amqp"), broker_allow_plaintext=True)
 
-    with pytest.raises(ValidationError) as refused:
+    sealing = {"biometric_sealing_keys": {"1": STRONG[5:] + "Kx7"}}
+    with pytest.raises(ValidationError, match="biometric sealing key 1 is the local default"):
         AuthSettings(environment="production", broker_url=BROKER)
-    for variable in ("SMARTGYM_KEY_ENCRYPTION_SECRET", "SMARTGYM_SIGNING_KEY_SECRET", "SMARTGYM_CARDCHECK_API_KEY"):
+    with pytest.raises(ValidationError) as refused:
+        AuthSettings(environment="production", broker_url=BROKER, **sealing)
+    for variable in ("SMARTGYM_SIGNING_KEY_SECRET", "SMARTGYM_CARDCHECK_API_KEY"):
         assert variable in str(refused.value)
     with pytest.raises(ValidationError, match="must differ"):
         AuthSettings(
@@ -109,17 +112,25 @@ def test_every_production_secret_clears_the_floor():
             key_encryption_secret=STRONG,
             signing_key_secret=STRONG,
             cardcheck_api_key=STRONG[::-1],
+            **sealing,
         )
+    # The key-encryption secret only opens legacy values in auth: not required there.
     AuthSettings(
         environment="production",
         broker_url=BROKER,
-        key_encryption_secret=STRONG,
         signing_key_secret=STRONG[::-1],
         cardcheck_api_key=STRONG[3:] + "Zq9",
+        **sealing,
     )
-    with pytest.raises(ValidationError, match="SMARTGYM_KEY_ENCRYPTION_SECRET"):
+    with pytest.raises(ValidationError, match="biometric sealing key 1 is the local default"):
         AccessSettings(environment="production", broker_url=BROKER)
-    AccessSettings(environment="production", broker_url=BROKER, key_encryption_secret=STRONG)
+    AccessSettings(environment="production", broker_url=BROKER, **sealing)
+    # running seals its partner tokens under the key-encryption secret.
+    from running.settings import RunningSettings
+
+    with pytest.raises(ValidationError, match="SMARTGYM_KEY_ENCRYPTION_SECRET"):
+        RunningSettings(environment="production", broker_url=BROKER)
+    RunningSettings(environment="production", broker_url=BROKER, key_encryption_secret=STRONG)
     from notification.settings import NotificationSettings
 
     with pytest.raises(ValidationError) as refused:

@@ -149,10 +149,16 @@ def test_production_refuses_default_or_weak_biometric_keys() -> None:
 
     production: dict[str, Any] = {
         "environment": "production",
-        "broker_url": "amqp://smartgym:pw@broker/",
+        "broker_url": "amqps://smartgym:Vq3xT9pLm2Wz7Rk4Nc8Hd6Jf@broker/",
         "key_encryption_secret": "a-real-key-encryption-secret-0123456789",
     }
     for settings_class in (AuthSettings, AccessSettings):
+        if settings_class is AuthSettings:
+            production = {
+                **production,
+                "signing_key_secret": "Gm4tR8wQz2Lp6Xv9Bn3Kd7Hs5Jy1Fc0A",
+                "cardcheck_api_key": "Pz8Lw3Nq6Tr1Vx4Ks9Mb2Hd7Gf5",
+            }
         with pytest.raises(ValueError, match="local default"):
             settings_class(**production)
         with pytest.raises(ValueError, match="weak"):
