@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
+import sqlalchemy.exc
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -61,6 +62,8 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for unavailable in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)
     _document_error_bodies(app)
     return app
@@ -119,6 +122,26 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         for error in exc.errors()
     ]
     return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+# The database cannot be reached, or no connection is free in time: the request did not
+# happen (its transaction never committed), so the caller may simply try again.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    sqlalchemy.exc.DisconnectionError,
+)
+DATABASE_RETRY_AFTER_S = 5
+
+
+async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("database unavailable", exc_info=exc)
+    return JSONResponse(
+        {"detail": "the service's database is unavailable, try again shortly", "request_id": current_correlation_id()},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"retry-after": str(DATABASE_RETRY_AFTER_S)},
+    )
 
 
 async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:

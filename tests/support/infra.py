@@ -98,3 +98,30 @@ def restart_broker_app(down_s: float = 1.0) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError("broker did not come back")
         time.sleep(0.2)
+
+
+def postgres_cluster() -> tuple[str, str]:
+    """(version, name) of the machine's PostgreSQL cluster, for pg_ctlcluster."""
+    version = sorted(os.listdir("/etc/postgresql"), key=lambda name: [int(part) for part in name.split(".")])[-1]
+    return version, "main"
+
+
+def stop_postgres() -> None:
+    """Stop the whole PostgreSQL server (fast shutdown: sessions are cut at once)."""
+    version, name = postgres_cluster()
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "stop", "-m", "fast"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def start_postgres() -> None:
+    version, name = postgres_cluster()
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "start"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
