@@ -136,7 +136,11 @@ DATABASE_RETRY_AFTER_S = 5
 
 
 async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    log.error("database unavailable", exc_info=exc)
+    # The driver's own message only: SQLAlchemy's text of the error carries the statement's
+    # parameters (password hashes, reset codes), which never belong in a log.
+    cause = getattr(exc, "orig", None) or exc
+    reason = (str(cause).splitlines() or [""])[0][:300]
+    log.warning("database unavailable: %s: %s", type(cause).__name__, reason)
     return JSONResponse(
         {"detail": "the service's database is unavailable, try again shortly", "request_id": current_correlation_id()},
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -5,6 +5,7 @@ commanded (and, with a door contact, the door really opened). Real pty serial li
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -17,7 +18,8 @@ from tests.support import tokens
 from tests.support.serialgate import GateSimulator, SocatPair
 from tests.support.waiting import eventually
 
-OPERATOR = {"authorization": f"Bearer {tokens.issuer().issue('op', [Role.OPERATOR])}"}
+# Made once at import: long-lived, so it outlasts a whole test run.
+OPERATOR = {"authorization": f"Bearer {tokens.issuer(ttl=timedelta(hours=6)).issue('op', [Role.OPERATOR])}"}
 
 
 async def test_the_exit_releases_while_the_line_is_down(door, relay):

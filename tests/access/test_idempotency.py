@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 from common.security import Role
 from tests.access.conftest import BRANCH, entry_pass, membership
@@ -17,7 +18,8 @@ def kiosk(name: str = "kiosk-1") -> dict[str, str]:
     return {"authorization": f"Bearer {tokens.issuer().issue(f'device:{name}', [Role.DEVICE], [BRANCH])}"}
 
 
-OPERATOR = {"authorization": f"Bearer {tokens.issuer().issue('op', [Role.OPERATOR])}"}
+# Made once at import: long-lived, so it outlasts a whole test run.
+OPERATOR = {"authorization": f"Bearer {tokens.issuer(ttl=timedelta(hours=6)).issue('op', [Role.OPERATOR])}"}
 
 
 async def _attempts(door) -> list[dict]:

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -24,7 +24,8 @@ from tests.support.events import recording_bus
 
 
 def headers(role: Role = Role.CUSTOMER, user_id: uuid.UUID | None = None) -> dict[str, str]:
-    token = tokens.issuer().issue(str(user_id or uuid.uuid4()), [role], [])
+    # Long-lived: MEMBER is made once at import and must outlast a whole test run.
+    token = tokens.issuer(ttl=timedelta(hours=6)).issue(str(user_id or uuid.uuid4()), [role], [])
     return {"authorization": f"Bearer {token}"}
 
 

@@ -63,7 +63,8 @@ class PostgresDatabases:
     """Creates throw-away databases on the real server and drops them afterwards."""
 
     def __init__(self, admin_url: str) -> None:
-        self._admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        # pre_ping: a test may restart the server under this engine (fault tests).
+        self._admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
         self._admin_url = admin_url
         self._created: list[str] = []
 
