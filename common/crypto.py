@@ -1,5 +1,6 @@
-"""Sealing biometric vectors: the one way SmartGym encrypts a face vector, wherever it is
-(auth's store, the FaceEnrolled event in transit, access's cold store).
+"""Sealing values at rest: the one way SmartGym encrypts a face vector, wherever it is
+(auth's store, the FaceEnrolled event in transit, access's cold store), and any other
+secret a service keeps (running's partner tokens).
 
 AES-256-GCM under a key derived per *purpose* from a versioned sealing key, with the
 owner's id (and the key id) bound in as associated data, so a sealed value cannot be
@@ -35,7 +36,7 @@ KEY_ID_PATTERN = r"^[A-Za-z0-9._-]{1,32}$"
 MIN_KEY_CHARS = 32
 LOCAL_SEALING_KEY = "local-development-only-biometric-sealing-key"
 
-__all__ = ["InvalidTag", "SealingKeys", "VectorSealer", "sealing_key_problems"]
+__all__ = ["InvalidTag", "Sealer", "SealingKeys", "VectorSealer", "sealing_key_problems"]
 
 
 @dataclass(frozen=True)
@@ -79,21 +80,22 @@ def sealing_key_problems(keys: Mapping[str, object], current: str) -> list[str]:
     return problems
 
 
-class VectorSealer:
+class Sealer:
+    """Seals bytes for one purpose under a ring of versioned keys (see the module doc)."""
+
     def __init__(self, keys: SealingKeys, *, purpose: bytes) -> None:
         # One derived key per purpose: a value sealed for one use opens nowhere else.
         self.current = keys.current
         self._aeads = {key_id: AESGCM(_derive(secret, purpose)) for key_id, secret in keys.keys.items()}
         self._legacy = AESGCM(_derive(keys.legacy, purpose)) if keys.legacy is not None else None
 
-    def seal(self, owner: uuid.UUID, vector: Sequence[float] | NDArray[np.float32]) -> bytes:
+    def seal_bytes(self, owner: uuid.UUID, plain: bytes) -> bytes:
         key_id = self.current.encode()
         header = MAGIC + bytes([len(key_id)]) + key_id
         nonce = os.urandom(NONCE_BYTES)
-        plain = np.asarray(vector, np.float32).tobytes()
         return header + nonce + self._aeads[self.current].encrypt(nonce, plain, owner.bytes + header)
 
-    def open(self, owner: uuid.UUID, sealed: bytes) -> NDArray[np.float32]:
+    def open_bytes(self, owner: uuid.UUID, sealed: bytes) -> bytes:
         """Raises ``InvalidTag`` if tampered with, moved to another owner, or sealed under
         a key this ring does not hold."""
         parsed = _parse(sealed)
@@ -102,7 +104,7 @@ class VectorSealer:
             aead = self._aeads.get(key_id)
             if aead is not None:
                 try:
-                    return _vector(aead.decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], owner.bytes + header))
+                    return aead.decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], owner.bytes + header)
                 except InvalidTag:
                     if self._legacy is None:
                         raise
@@ -110,7 +112,7 @@ class VectorSealer:
                 raise InvalidTag
         if self._legacy is None:
             raise InvalidTag
-        return _vector(self._legacy.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], owner.bytes))
+        return self._legacy.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], owner.bytes)
 
     def key_id(self, sealed: bytes) -> str | None:
         """The key that sealed ``sealed`` (None: the legacy key)."""
@@ -119,6 +121,16 @@ class VectorSealer:
 
     def is_current(self, sealed: bytes) -> bool:
         return self.key_id(sealed) == self.current
+
+
+class VectorSealer(Sealer):
+    """Face vectors (float32) sealed and opened."""
+
+    def seal(self, owner: uuid.UUID, vector: Sequence[float] | NDArray[np.float32]) -> bytes:
+        return self.seal_bytes(owner, np.asarray(vector, np.float32).tobytes())
+
+    def open(self, owner: uuid.UUID, sealed: bytes) -> NDArray[np.float32]:
+        return _vector(self.open_bytes(owner, sealed))
 
     def reseal(self, owner: uuid.UUID, sealed: bytes) -> bytes:
         """``sealed`` under the current key (unchanged if it already is)."""
