@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from common.api import create_service_app
 from common.breaker import breaker_for
+from common.chat import ChatCompletions
 from common.events.bus import EventBus
 from common.kernel import build_kernel
 from common.observability import Metrics
@@ -24,7 +25,7 @@ from common.settings import PlatformSettings
 from contracts import CATALOG
 from running.analytics import AnalyticsService
 from running.api import router
-from running.coach import Budget, ChatPartner, Coach
+from running.coach import Budget, Coach
 from running.events import subscriptions
 from running.friends import FriendService
 from running.history import HistoryService
@@ -153,17 +154,18 @@ def create_app(
     if strava is not None:
         stop_hooks.append(strava.close)
     partner = (
-        ChatPartner(
+        ChatCompletions(
             base_url=config.running_coach_url,
-            api_key=config.running_coach_api_key.get_secret_value() if config.running_coach_api_key else "",
+            api_key=config.running_coach_api_key.get_secret_value() if config.running_coach_api_key else None,
             model=config.running_coach_model,
+            breaker=breaker_for("running-coach", config, kernel.metrics),
             timeout_s=config.running_coach_timeout_s,
         )
         if config.running_coach_url
         else None
     )
     if partner is not None:
-        stop_hooks.append(partner.close)
+        stop_hooks.append(partner.aclose)
 
     gc_pacing = GcPacing()
     jobs = Jobs(
@@ -206,7 +208,6 @@ def create_app(
     app.state.coach = Coach(
         analytics=app.state.analytics,
         partner=partner,
-        breaker=breaker_for("running-coach", config, kernel.metrics),
         budget=Budget(config.running_coach_tokens_per_day, config.running_coach_questions_per_member),
     )
     app.state.strava = StravaSync(

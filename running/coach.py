@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
-from common.breaker import AsyncCircuitBreaker, CircuitOpenError
+from common.chat import ChatCircuitOpen, ChatCompletions, ChatUnavailable
 from running.analytics import AnalyticsService
 
 SYSTEM_PROMPT = (
@@ -27,10 +25,6 @@ SYSTEM_PROMPT = (
     "runner's numbers given as JSON. Never give medical diagnoses; suggest a professional "
     "for pain or illness."
 )
-
-
-class PartnerFailed(Exception):
-    pass
 
 
 @dataclass
@@ -65,39 +59,6 @@ class Budget:
         self._tokens += tokens
 
 
-class ChatPartner:
-    """An OpenAI-compatible chat-completions client."""
-
-    def __init__(self, *, base_url: str, api_key: str, model: str, timeout_s: float = 20.0) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout_s, headers={"authorization": f"Bearer {api_key}"}
-        )
-        self._model = model
-
-    async def close(self) -> None:
-        await self._http.aclose()
-
-    async def complete(self, messages: list[dict[str, str]], *, max_tokens: int) -> tuple[str, int]:
-        try:
-            response = await self._http.post(
-                "/v1/chat/completions",
-                json={"model": self._model, "messages": messages, "max_tokens": max_tokens, "temperature": 0.3},
-            )
-        except httpx.HTTPError as exc:
-            raise PartnerFailed(f"unreachable: {exc}") from exc
-        if response.status_code != 200:
-            raise PartnerFailed(f"HTTP {response.status_code}")
-        try:
-            body = response.json()
-            content = str(body["choices"][0]["message"]["content"]).strip()
-            tokens = int((body.get("usage") or {}).get("total_tokens") or 0)
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise PartnerFailed("malformed answer") from exc
-        if not content:
-            raise PartnerFailed("empty answer")
-        return content[:2000], tokens
-
-
 def rule_based(numbers: dict[str, Any], question: str) -> str:
     """Advice from the runner's numbers alone (no partner needed)."""
     load = numbers["load"]
@@ -130,14 +91,12 @@ class Coach:
         self,
         *,
         analytics: AnalyticsService,
-        partner: ChatPartner | None,
-        breaker: AsyncCircuitBreaker,
+        partner: ChatCompletions | None,
         budget: Budget,
         max_tokens: int = 300,
     ) -> None:
         self._analytics = analytics
         self._partner = partner
-        self._breaker = breaker
         self._budget = budget
         self._max_tokens = max_tokens
 
@@ -152,14 +111,13 @@ class Coach:
             ]
             started = time.monotonic()
             try:
-                answer, tokens = await self._breaker.call(
-                    lambda: partner.complete(messages, max_tokens=self._max_tokens)
-                )
-            except CircuitOpenError:
+                answer = await partner.complete(messages, max_tokens=self._max_tokens, temperature=0.3)
+            except ChatCircuitOpen:
                 reason = "the coaching partner is unavailable (circuit open)"
-            except PartnerFailed as exc:
+            except ChatUnavailable as exc:
                 reason = f"the coaching partner failed ({exc})"
             else:
-                self._budget.spend(user, tokens or self._max_tokens)
-                return {"answer": answer, "source": "partner", "took_ms": round((time.monotonic() - started) * 1000)}
+                self._budget.spend(user, answer.tokens or self._max_tokens)
+                took_ms = round((time.monotonic() - started) * 1000)
+                return {"answer": answer.content[:2000], "source": "partner", "took_ms": took_ms}
         return {"answer": rule_based(numbers, question), "source": "rules", "reason": reason}

@@ -3,8 +3,8 @@ behind a breaker and a budget, falling back to rules when it fails."""
 
 from __future__ import annotations
 
-from running.llm_sim import ChatSimState
-from running.llm_sim import create_app as create_chat
+from common.chat_sim import create_app as create_chat
+from running.llm_sim import coach_sim_state
 from tests.running.conftest import member
 from tests.support.apps import serving
 
@@ -21,7 +21,7 @@ async def test_without_a_partner_the_coach_answers_from_rules(running):
 
 
 async def test_a_partner_behind_a_breaker_and_a_budget(open_running):
-    state = ChatSimState()
+    state = coach_sim_state()
     async with serving(create_chat(state)) as url:
         config = {
             "running_coach_url": url,
@@ -49,7 +49,7 @@ async def test_a_partner_behind_a_breaker_and_a_budget(open_running):
             assert (limited["source"], limited["reason"]) == ("rules", "daily question limit reached")
             assert len(state.requests) == 3
 
-            state.failures = [500, 503]
+            state.failures.extend([(500, None), (503, None)])
             for _ in range(2):
                 failed = await ask(other)
                 assert failed["source"] == "rules"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from search.llm_sim import LOCAL_KEY, LlmSimState
+from search.llm_sim import LOCAL_KEY, llm_sim_state
 from search.llm_sim import create_app as create_llm_app
 from search.models import BranchKeywords, EnrichmentDue, LlmUsage
 from tests.search.conftest import branch, review
@@ -39,7 +39,7 @@ def llm_settings(url: str, **extra):
 
 
 async def test_reviews_are_enriched_by_the_partner_and_become_searchable(open_search):
-    state = LlmSimState()
+    state = llm_sim_state()
     async with serving(create_llm_app(state)) as url, open_search(**llm_settings(url)) as search:
         await seed(search)
         assert await search.enrich() == 1
@@ -63,7 +63,7 @@ async def test_reviews_are_enriched_by_the_partner_and_become_searchable(open_se
 
 
 async def test_outages_and_rate_limits_are_retried(open_search):
-    state = LlmSimState()
+    state = llm_sim_state()
     state.failures.extend([(503, None), (429, 0.05)])
     async with serving(create_llm_app(state)) as url, open_search(**llm_settings(url)) as search:
         await seed(search)
@@ -73,7 +73,7 @@ async def test_outages_and_rate_limits_are_retried(open_search):
 
 
 async def test_a_failing_partner_opens_the_circuit_and_the_offline_extractor_steps_in(open_search):
-    state = LlmSimState()
+    state = llm_sim_state()
     state.failures.extend([(500, None)] * 20)
     async with serving(create_llm_app(state)) as url, open_search(**llm_settings(url)) as search:
         await seed(search)
@@ -93,7 +93,7 @@ async def test_a_failing_partner_opens_the_circuit_and_the_offline_extractor_ste
 
 
 async def test_the_daily_budget_stops_calls(open_search):
-    state = LlmSimState()
+    state = llm_sim_state()
     async with (
         serving(create_llm_app(state)) as url,
         open_search(**llm_settings(url, search_llm_daily_token_budget=0)) as search,
@@ -105,7 +105,9 @@ async def test_the_daily_budget_stops_calls(open_search):
 
 
 async def test_what_the_partner_answers_is_validated(open_search):
-    state = LlmSimState(raw_content='{"tags": ["quiet", "<script>", "helipad"], "keywords": ["calm", "x\\u0000y", 7]}')
+    state = llm_sim_state(
+        raw_content='{"tags": ["quiet", "<script>", "helipad"], "keywords": ["calm", "x\\u0000y", 7]}'
+    )
     async with serving(create_llm_app(state)) as url, open_search(**llm_settings(url)) as search:
         await seed(search)
         await search.enrich()
