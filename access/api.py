@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 
+from access.access_log import LogQuery
+from access.decisions import Decision, UnknownGate
 from access.faces import FaceServiceUnavailable, ImageRejected
 from access.gates import Gate
 from access.idempotency import KEY_PATTERN, KeyReused, RequestKey
@@ -23,7 +25,7 @@ from access.schemas import (
     PassIn,
     ReasonIn,
 )
-from access.service import AccessService, Decision, LogQuery, UnknownGate
+from access.service import AccessService
 from access.settings import AccessSettings
 from common.api import BranchPrincipal, CurrentPrincipal, from_app_state
 from common.security import Principal, Role

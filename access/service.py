@@ -15,14 +15,13 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Hashable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
 
-from prometheus_client import Counter, Histogram
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from access.access_log import LogQuery
+from access.decisions import NO_EVIDENCE, Decision, DecisionMetrics, Evidence, UnknownGate
 from access.faces import FaceCache
 from access.gates import Gate, GateRefused, LineDown
 from access.idempotency import RequestKey, forget_before, remember, stored_decision
@@ -41,110 +40,6 @@ log = logging.getLogger(__name__)
 UNCONFIRMED = "commanded_unconfirmed"
 CONFIRMED = "door_opened"
 DOOR_POLL_S = 0.05
-
-
-class UnknownGate(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """What recognition saw, kept with the decision (face entries only)."""
-
-    detail: str | None = None
-    similarity: float | None = None
-    model: str | None = None
-    cache: str | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-NO_EVIDENCE = Evidence()
-
-
-@dataclass(frozen=True)
-class Decision:
-    attempt_id: uuid.UUID
-    gate_id: str
-    branch_id: str
-    direction: str
-    method: EntryMethod
-    granted: bool
-    reason: Reason
-    member_id: uuid.UUID | None
-    gate_result: str
-    offline: bool
-    latency_ms: float
-    evidence: Evidence = NO_EVIDENCE
-    replayed: bool = False  # handed back for a retried Idempotency-Key
-
-    def stored(self) -> dict[str, object]:
-        return {
-            "attempt_id": str(self.attempt_id),
-            "gate_id": self.gate_id,
-            "branch_id": self.branch_id,
-            "direction": self.direction,
-            "method": self.method,
-            "granted": self.granted,
-            "reason": self.reason.value,
-            "member_id": str(self.member_id) if self.member_id else None,
-            "gate_result": self.gate_result,
-            "offline": self.offline,
-            "latency_ms": self.latency_ms,
-            "evidence": {
-                "detail": self.evidence.detail,
-                "similarity": self.evidence.similarity,
-                "model": self.evidence.model,
-                "cache": self.evidence.cache,
-                "timings_ms": self.evidence.timings_ms,
-            },
-        }
-
-    @classmethod
-    def replay(cls, stored: dict[str, Any]) -> Decision:
-        member_id = stored["member_id"]
-        return cls(
-            attempt_id=uuid.UUID(stored["attempt_id"]),
-            gate_id=stored["gate_id"],
-            branch_id=stored["branch_id"],
-            direction=stored["direction"],
-            method=stored["method"],
-            granted=stored["granted"],
-            reason=Reason(stored["reason"]),
-            member_id=uuid.UUID(member_id) if member_id else None,
-            gate_result=stored["gate_result"],
-            offline=stored["offline"],
-            latency_ms=stored["latency_ms"],
-            evidence=Evidence(**stored["evidence"]),
-            replayed=True,
-        )
-
-
-@dataclass(frozen=True)
-class LogQuery:
-    branch_ids: Sequence[str] | None  # None: every branch (operators)
-    member_id: uuid.UUID | None = None
-    gate_id: str | None = None
-    outcome: Literal["granted", "denied"] | None = None
-    method: EntryMethod | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    before_id: int | None = None
-    limit: int = 50
-
-
-class DecisionMetrics:
-    def __init__(self, kernel: ServiceKernel) -> None:
-        registry = kernel.metrics.registry
-        self.latency = Histogram(
-            "access_decision_seconds",
-            "Request received to gate commanded and decision recorded.",
-            ["method", "outcome"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 1, 2, 3),
-            registry=registry,
-        )
-        self.attempts = Counter(
-            "access_attempts", "Attempts at the gates.", ["method", "outcome", "reason"], registry=registry
-        )
 
 
 class AccessService:
@@ -538,25 +433,8 @@ class AccessService:
             return await _inside(session, branch_id, fresh_since)
 
     async def attempts(self, query: LogQuery) -> list[AccessAttempt]:
-        statement = select(AccessAttempt).order_by(AccessAttempt.id.desc()).limit(query.limit)
-        if query.branch_ids is not None:
-            statement = statement.where(AccessAttempt.branch_id.in_(query.branch_ids))
-        if query.member_id is not None:
-            statement = statement.where(AccessAttempt.member_id == query.member_id)
-        if query.gate_id is not None:
-            statement = statement.where(AccessAttempt.gate_id == query.gate_id)
-        if query.outcome is not None:
-            statement = statement.where(AccessAttempt.outcome == query.outcome)
-        if query.method is not None:
-            statement = statement.where(AccessAttempt.method == query.method)
-        if query.since is not None:
-            statement = statement.where(AccessAttempt.decided_at >= query.since)
-        if query.until is not None:
-            statement = statement.where(AccessAttempt.decided_at < query.until)
-        if query.before_id is not None:
-            statement = statement.where(AccessAttempt.id < query.before_id)
         async with self._kernel.db.sessions() as session:
-            return list((await session.scalars(statement)).all())
+            return list((await session.scalars(query.statement())).all())
 
     async def forget_used_passes(self) -> None:
         """Used passes only matter until they expire; idempotency keys until their TTL."""
