@@ -113,9 +113,8 @@ async def test_price_and_rating_filters(search):
     cheap = await search.find("5만원 이하 헬스장")
     assert {hit["branch_id"] for hit in cheap["hits"]} == {"gn-day", "hd-loud"}
     rated = await search.find("gym rated 4.5+")
-    assert [hit["branch_id"] for hit in rated["hits"]] == ["gn-24", "hd-quiet"] or {
-        hit["branch_id"] for hit in rated["hits"]
-    } == {"gn-24", "hd-quiet"}
+    # Both are rated 4.5 or more; their order is the ranking's business.
+    assert {hit["branch_id"] for hit in rated["hits"]} == {"gn-24", "hd-quiet"}
 
 
 async def test_paging_is_stable(search):
