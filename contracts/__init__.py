@@ -35,6 +35,7 @@ from contracts.identity import (
     UserDeleted,
     UserRegistered,
 )
+from contracts.models import ModelDeployed, ModelFamily, ModelSignalReported, ModelSwapReported, PackFile
 from contracts.running import (
     FriendRequestAccepted,
     OutingEnded,
@@ -78,10 +79,15 @@ __all__ = [
     "FriendRequestAccepted",
     "GateStatusChanged",
     "MembershipChanged",
+    "ModelDeployed",
+    "ModelFamily",
+    "ModelSignalReported",
+    "ModelSwapReported",
     "OpeningHours",
     "OutingEnded",
     "OutingInvited",
     "OutingStarted",
+    "PackFile",
     "PasswordResetRequested",
     "PasswordResetRequestedV2",
     "PhotoRef",

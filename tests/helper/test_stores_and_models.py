@@ -13,9 +13,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from common.objectstore import S3Store
 from common.security import Role
 from helper.classifier import ClassifierHolder, PackError, write_pack
-from helper.store import PhotoNotFound, S3Store
+from helper.store import KEY_PATTERN, PhotoNotFound
 from tests.helper.conftest import bearer
 from tests.helper.images import jpeg, scene
 from tests.support.apps import free_port
@@ -86,6 +87,7 @@ async def test_an_s3_key_that_is_not_there_is_not_found(moto_s3):
             "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
         ),
         BUCKET,
+        key_pattern=KEY_PATTERN,
     )
     with pytest.raises(PhotoNotFound):
         await s3.get(f"gangnam/{uuid.uuid4()}/0.jpg")
