@@ -49,7 +49,11 @@ class RacePlacing(BaseModel):
     user_id: uuid.UUID
     rank: int | None = Field(ge=1)  # None: did not finish
     distance_m: float = Field(ge=0)
+    # Gun time: seconds from the race's start to this runner's finish (ranks a distance race).
     finish_s: float | None = Field(default=None, ge=0)
+    # Chip time: seconds from the runner's own first point to their finish. Optional and
+    # added later (a tolerant reader ignores it, an old publisher leaves it out): v1 still.
+    chip_s: float | None = Field(default=None, ge=0)
 
 
 @CATALOG.register
@@ -120,6 +124,7 @@ class OutingStarted(Event):
     host_id: uuid.UUID
     members: tuple[uuid.UUID, ...] = Field(max_length=50)
     started_at: datetime
+    title: str = Field(default="", max_length=120)  # optional, added later: still v1
 
 
 @CATALOG.register
@@ -133,6 +138,9 @@ class OutingEnded(Event):
     host_id: uuid.UUID
     reason: Literal["host_ended", "all_left", "time_up"]
     ended_at: datetime
+    # Optional, added later (still v1): who took part (the host and those who accepted).
+    members: tuple[uuid.UUID, ...] = Field(default=(), max_length=50)
+    title: str = Field(default="", max_length=120)
 
 
 @CATALOG.register

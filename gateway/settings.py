@@ -179,9 +179,11 @@ class GatewaySettings(PlatformSettings):
                     prefix="/api/running",
                     service="running",
                     upstreams=(self.running_url,),
+                    public=("/v1/shared/",),  # a share link's token is the credential
                     # Run files (GPX/TCX/FIT) up to a marathon at a point a second. The
                     # table strips a route's prefix, so the import cannot have a route of
-                    # its own; running itself holds every other route to 1 MiB.
+                    # its own; running itself holds every other route to 1 MiB (the
+                    # archive of a whole history shares the file routes' 32 MiB).
                     max_body_bytes=32 * 1024 * 1024,
                     timeout_s=60.0,
                 ),

@@ -9,10 +9,15 @@ from contracts import (
     EquipmentFault,
     EquipmentFaultEscalated,
     EquipmentRecovered,
+    FriendRequestAccepted,
+    OutingEnded,
+    OutingInvited,
+    OutingStarted,
     PasswordResetRequested,
     PasswordResetRequestedV2,
     RaceFinished,
     RunStarted,
+    StepGoalReached,
     StepRankChanged,
     TaskConfirmed,
     TaskJudged,
@@ -21,6 +26,7 @@ from contracts import (
     UserRegistered,
 )
 from notification.service import Notifier
+from notification.social import SocialNotices
 
 
 def subscriptions(notifier: Notifier) -> Subscriptions:
@@ -36,8 +42,14 @@ def subscriptions(notifier: Notifier) -> Subscriptions:
     subs.add(AccessDenied, notifier.access_denied, name="gate_denials")
     subs.add(PasswordResetRequested, notifier.password_reset, name="password_reset")
     subs.add(PasswordResetRequestedV2, notifier.password_reset, name="password_reset_v2")
-    subs.add(RunStarted, notifier.friend_started_running, name="friend_running")
-    subs.add(RaceFinished, notifier.race_finished, name="race_result")
-    subs.add(StepRankChanged, notifier.steps_overtaken, name="steps_overtaken")
+    social = SocialNotices(tell=notifier.tell)
+    subs.add(RunStarted, social.friend_started_running, name="friend_running")
+    subs.add(RaceFinished, social.race_finished, name="race_result")
+    subs.add(StepRankChanged, social.steps_overtaken, name="steps_overtaken")
+    subs.add(FriendRequestAccepted, social.friend_accepted, name="friend_accepted")
+    subs.add(OutingInvited, social.outing_invited, name="outing_invited")
+    subs.add(OutingStarted, social.outing_started, name="outing_started")
+    subs.add(OutingEnded, social.outing_ended, name="outing_ended")
+    subs.add(StepGoalReached, social.step_goal_reached, name="step_goal_reached")
     subs.add(UserDeleted, notifier.user_deleted, name="forget_deleted_user")
     return subs

@@ -30,9 +30,6 @@ from contracts import (
     EquipmentRecovered,
     PasswordResetRequested,
     PasswordResetRequestedV2,
-    RaceFinished,
-    RunStarted,
-    StepRankChanged,
     TaskConfirmed,
     TaskJudged,
     TaskReviewOverdue,
@@ -88,8 +85,8 @@ class Notifier:
     # -- event handlers -------------------------------------------------------------------
 
     async def user_registered(self, event: UserRegistered, uow: UnitOfWork) -> None:
-        recipient = await _recipient(uow.session, event.user_id, roles=list(event.roles), branches=None)
-        await self._tell(uow, event.event_id, [recipient], Notice("welcome", {}, critical=False, data={}))
+        recipient = await recipient_of(uow.session, event.user_id, roles=list(event.roles), branches=None)
+        await self.tell(uow, event.event_id, [recipient], Notice("welcome", {}, critical=False, data={}))
 
     async def equipment_fault(self, event: EquipmentFault, uow: UnitOfWork) -> None:
         notice = Notice(
@@ -98,7 +95,7 @@ class Notifier:
             critical=event.criticality == "critical",
             data=_equipment_data(event.fault_id, event.device_id, event.branch_id, "fault"),
         )
-        await self._tell(uow, event.event_id, await _owners(uow.session, event.branch_id), notice)
+        await self.tell(uow, event.event_id, await _owners(uow.session, event.branch_id), notice)
 
     async def equipment_recovered(self, event: EquipmentRecovered, uow: UnitOfWork) -> None:
         notice = Notice(
@@ -107,7 +104,7 @@ class Notifier:
             critical=False,
             data=_equipment_data(event.fault_id, event.device_id, event.branch_id, "recovered"),
         )
-        await self._tell(uow, event.event_id, await _owners(uow.session, event.branch_id), notice)
+        await self.tell(uow, event.event_id, await _owners(uow.session, event.branch_id), notice)
 
     async def equipment_escalated(self, event: EquipmentFaultEscalated, uow: UnitOfWork) -> None:
         notice = Notice(
@@ -116,10 +113,10 @@ class Notifier:
             critical=True,
             data=_equipment_data(event.fault_id, event.device_id, event.branch_id, "escalated"),
         )
-        await self._tell(uow, event.event_id, await _operators(uow.session), notice)
+        await self.tell(uow, event.event_id, await _operators(uow.session), notice)
 
     async def task_judged(self, event: TaskJudged, uow: UnitOfWork) -> None:
-        helper = await _recipient(uow.session, event.helper_id, roles=[Role.HELPER.value], branches=None)
+        helper = await recipient_of(uow.session, event.helper_id, roles=[Role.HELPER.value], branches=None)
         approved = event.verdict == "approved"
         notice = Notice(
             "task_approved" if approved else "task_rejected",
@@ -127,11 +124,11 @@ class Notifier:
             critical=False,
             data={"kind": "task_judged", "task_id": str(event.task_id), "verdict": event.verdict},
         )
-        await self._tell(uow, event.event_id, [helper], notice)
+        await self.tell(uow, event.event_id, [helper], notice)
 
     async def task_confirmed(self, event: TaskConfirmed, uow: UnitOfWork) -> None:
         """The owner's decision is what pays (TaskJudged v2 only advises), so helpers hear of it."""
-        helper = await _recipient(uow.session, event.helper_id, roles=[Role.HELPER.value], branches=None)
+        helper = await recipient_of(uow.session, event.helper_id, roles=[Role.HELPER.value], branches=None)
         approved = event.decision == "approved"
         notice = Notice(
             "task_approved" if approved else "task_rejected",
@@ -139,7 +136,7 @@ class Notifier:
             critical=False,
             data={"kind": "task_confirmed", "task_id": str(event.task_id), "decision": event.decision},
         )
-        await self._tell(uow, event.event_id, [helper], notice)
+        await self.tell(uow, event.event_id, [helper], notice)
 
     async def task_review_overdue(self, event: TaskReviewOverdue, uow: UnitOfWork) -> None:
         notice = Notice(
@@ -148,7 +145,7 @@ class Notifier:
             critical=False,
             data={"kind": "task_review_overdue", "task_id": str(event.task_id), "branch_id": event.branch_id},
         )
-        await self._tell(uow, event.event_id, await _owners(uow.session, event.branch_id), notice)
+        await self.tell(uow, event.event_id, await _owners(uow.session, event.branch_id), notice)
 
     async def branch_preference(self, event: BranchPreferenceCreated, uow: UnitOfWork) -> None:
         profile = await uow.session.get(BranchProfile, event.branch_id)
@@ -166,7 +163,7 @@ class Notifier:
             critical=False,
             data={"kind": "branch_profile", "branch_id": event.branch_id},
         )
-        await self._tell(uow, event.event_id, await _owners(uow.session, event.branch_id), notice)
+        await self.tell(uow, event.event_id, await _owners(uow.session, event.branch_id), notice)
 
     async def access_denied(self, event: AccessDenied, uow: UnitOfWork) -> None:
         """One notice when refusals at a gate reach the threshold within the window — not one
@@ -204,14 +201,14 @@ class Notifier:
             critical=False,
             data={"kind": "gate_denials", "branch_id": event.branch_id, "gate_id": event.gate_id},
         )
-        await self._tell(uow, event.event_id, await _owners(uow.session, event.branch_id), notice)
+        await self.tell(uow, event.event_id, await _owners(uow.session, event.branch_id), notice)
 
     async def password_reset(self, event: PasswordResetRequested | PasswordResetRequestedV2, uow: UnitOfWork) -> None:
         # The code travels only in the push's data (for the app to open the reset screen)
         # or in the SMS text of a phone-only account; the visible push text and the inbox
         # never show it, and the delivery rows drop it once sent (notification.dispatch).
         # Not critical: a stranger asking for a member's reset must not wake them at night.
-        member = await _recipient(uow.session, event.user_id, roles=None, branches=None)
+        member = await recipient_of(uow.session, event.user_id, roles=None, branches=None)
         notice = Notice(
             "password_reset",
             {},
@@ -222,7 +219,7 @@ class Notifier:
                 "expires_at": event.expires_at.isoformat(),
             },
         )
-        await self._tell(uow, event.event_id, [member], notice)
+        await self.tell(uow, event.event_id, [member], notice)
         phone = getattr(event, "phone", None)
         if phone is None:
             return
@@ -250,49 +247,12 @@ class Notifier:
         )
         uow.after_commit(self._wake)
 
-    async def friend_started_running(self, event: RunStarted, uow: UnitOfWork) -> None:
-        if event.race_id is not None:
-            return  # racers are told by the race itself
-        friends = [await _recipient(uow.session, friend, roles=None, branches=None) for friend in event.friends]
-        notice = Notice(
-            "friend_running",
-            {},
-            critical=False,
-            data={"kind": "friend_running", "run_id": str(event.run_id), "user_id": str(event.user_id)},
-        )
-        await self._tell(uow, event.event_id, friends, notice)
-
-    async def race_finished(self, event: RaceFinished, uow: UnitOfWork) -> None:
-        for placing in event.placings:
-            racer = await _recipient(uow.session, placing.user_id, roles=None, branches=None)
-            ko = f"{placing.rank}위로 완주했어요." if placing.rank else "완주하지 못했어요."
-            en = f"You finished #{placing.rank}." if placing.rank else "You did not finish."
-            notice = Notice(
-                "race_result",
-                {"place": en if racer.locale == "en" else ko},
-                critical=False,
-                data={"kind": "race_result", "race_id": str(event.race_id), "rank": str(placing.rank or "")},
-            )
-            await self._tell(uow, event.event_id, [racer], notice)
-
-    async def steps_overtaken(self, event: StepRankChanged, uow: UnitOfWork) -> None:
-        walker = await _recipient(uow.session, event.user_id, roles=None, branches=None)
-        notice = Notice(
-            "steps_overtaken",
-            {"steps": f"{event.steps:,}", "rank": event.new_rank},
-            critical=False,
-            data={"kind": "steps_overtaken", "day": event.day.isoformat(), "by": str(event.overtaken_by)},
-        )
-        await self._tell(uow, event.event_id, [walker], notice)
-
     async def user_deleted(self, event: UserDeleted, uow: UnitOfWork) -> None:
         await forget_user(uow.session, user_id=event.user_id)
 
     # -- the common path ------------------------------------------------------------------
 
-    async def _tell(
-        self, uow: UnitOfWork, event_id: uuid.UUID, recipients: Sequence[Recipient], notice: Notice
-    ) -> None:
+    async def tell(self, uow: UnitOfWork, event_id: uuid.UUID, recipients: Sequence[Recipient], notice: Notice) -> None:
         if not recipients:
             return
         session = uow.session
@@ -346,7 +306,7 @@ def _equipment_data(fault_id: uuid.UUID, device_id: str, branch_id: str, state: 
     }
 
 
-async def _recipient(
+async def recipient_of(
     session: AsyncSession, user_id: uuid.UUID, *, roles: list[str] | None, branches: list[str] | None
 ) -> Recipient:
     recipient = await session.get(Recipient, user_id)
@@ -413,7 +373,7 @@ def _user_id(principal: Principal) -> uuid.UUID:
 
 async def remember_recipient(session: AsyncSession, principal: Principal) -> Recipient:
     """Roles and branches as the caller's token states them now: routing follows the token."""
-    recipient = await _recipient(session, _user_id(principal), roles=None, branches=None)
+    recipient = await recipient_of(session, _user_id(principal), roles=None, branches=None)
     recipient.roles = sorted(role.value for role in principal.roles)
     recipient.branches = sorted(principal.branches)
     recipient.updated_at = utc_now()

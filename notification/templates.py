@@ -75,6 +75,36 @@ TEMPLATES: dict[str, dict[Locale, Text]] = {
         "ko": Text("걸음 수 순위 변동", "친구가 {steps}걸음으로 앞질렀어요. 지금 순위: {rank}위"),
         "en": Text("Overtaken on steps", "A friend passed you with {steps} steps. You are now #{rank}."),
     },
+    "friend_accepted": {
+        "ko": Text("친구 요청 수락", "친구 요청이 수락되었어요. 이제 서로의 달리기를 응원할 수 있어요!"),
+        "en": Text("Friend request accepted", "Your friend request was accepted. Cheer each other's runs now!"),
+    },
+    "outing_invited": {
+        "ko": Text("함께 걷기 초대", "'{title}'에 초대받았어요. 참여할지 알려 주세요."),
+        "en": Text("Invitation to walk together", "You are invited to '{title}'. Let them know if you join."),
+    },
+    "outing_started": {
+        "ko": Text("함께 걷기 시작", "'{title}'이(가) 시작되었어요. 지금 합류하세요!"),
+        "en": Text("Walk together started", "'{title}' has started. Join now!"),
+    },
+    "outing_ended_host_ended": {
+        "ko": Text("함께 걷기 종료", "호스트가 '{title}'을(를) 마쳤어요. 수고하셨어요!"),
+        "en": Text("Walk together ended", "The host ended '{title}'. Well done!"),
+    },
+    "outing_ended_time_up": {
+        "ko": Text("함께 걷기 종료", "'{title}' 시간이 다 되어 끝났어요. 수고하셨어요!"),
+        "en": Text("Walk together ended", "Time is up for '{title}'. Well done!"),
+    },
+    "step_goal_reached_day": {
+        "ko": Text("오늘의 걸음 목표 달성", "'{title}': 함께 {steps}걸음으로 오늘 목표 {target}걸음을 달성했어요!"),
+        "en": Text("Today's step goal reached", "'{title}': together you walked {steps} steps, past today's {target}!"),
+    },
+    "step_goal_reached_week": {
+        "ko": Text("이번 주 걸음 목표 달성", "'{title}': 함께 {steps}걸음으로 이번 주 목표 {target}걸음을 달성했어요!"),
+        "en": Text(
+            "This week's step goal reached", "'{title}': together you walked {steps} steps, past this week's {target}!"
+        ),
+    },
     "password_reset": {
         "ko": Text("비밀번호 재설정", "비밀번호 재설정이 요청되었습니다. 본인이 아니라면 무시하세요."),
         "en": Text("Password reset", "A password reset was requested. Ignore this if it was not you."),

@@ -3,7 +3,9 @@ Live streams are WebSockets on the live port (running.live).
 
 Who may call: every route needs a signed-in member (``CurrentUserId``) and acts on that
 member's own account; a run is visible to its runner and their accepted friends, a race
-to its entrants, an outing to its members (the domain modules check)."""
+to its entrants, an outing to its members (the domain modules check). The one exception
+is ``/v1/shared/{token}``: an unexpired share link is its own credential. Whatever of a
+track others see leaves out the runner's privacy zones (running.privacy)."""
 
 from __future__ import annotations
 
@@ -12,17 +14,16 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 
 from common.api import CurrentUserId, from_app_state
-from running import analysis, gpx, imports
+from running import archives, gpx, imports
 from running.analytics import AnalyticsService
 from running.coach import Coach
 from running.errors import Conflict, Forbidden, NotFound
 from running.friends import FriendService
 from running.history import HistoryService
 from running.live import LiveServer
-from running.models import Race, RaceEntry
 from running.outings import OutingService
 from running.profiles import ProfileService
 from running.races import RaceService
@@ -32,7 +33,6 @@ from running.schemas import (
     OutingIn,
     OutingOut,
     ProfileIn,
-    RaceEntryOut,
     RaceIn,
     RaceOut,
     RunDetail,
@@ -121,15 +121,24 @@ async def runs(
 
 @router.get("/runs/{run_id}")
 async def run_detail(run_id: uuid.UUID, user: CurrentUserId, service: Runs) -> RunDetail:
+    """The runner's own run whole; a friend's without what lies in its privacy zones."""
     try:
         run = await service.watchable_run(viewer=user, run_id=run_id)
     except DomainError as exc:
         raise _problem(exc) from exc
-    if run.track is not None:
-        track = [(t, lat, lon) for t, lat, lon in run.track]
-    else:  # still live: filter what is stored so far
-        points = await service.run_points(run_id=run_id)
-        track = analysis.replay(points).kept_positions() if points else []
+    track = await service.shown_track(run=run, viewer=user)
+    return RunDetail(**RunOut.model_validate(run).model_dump(), summary=run.summary, track=track)
+
+
+@router.get("/shared/{token}")
+async def shared_run(token: Annotated[str, Path(min_length=16, max_length=64)], service: Runs) -> RunDetail:
+    """Anyone holding an unexpired share link (the link is the credential): the run without
+    what lies in its runner's privacy zones."""
+    try:
+        run = await service.shared_run(token=token)
+    except DomainError as exc:
+        raise _problem(exc) from exc
+    track = await service.shown_track(run=run, viewer=None)
     return RunDetail(**RunOut.model_validate(run).model_dump(), summary=run.summary, track=track)
 
 
@@ -153,7 +162,8 @@ async def export_gpx(run_id: uuid.UUID, user: CurrentUserId, service: Runs) -> R
         run = await service.watchable_run(viewer=user, run_id=run_id)
     except DomainError as exc:
         raise _problem(exc) from exc
-    document = gpx.export(await service.run_points(run_id=run_id), name=run.title)
+    # A friend's export leaves out the runner's privacy zones, as their view of it does.
+    document = gpx.export(await service.shown_run_points(run=run, viewer=user), name=run.title)
     return Response(
         document,
         media_type="application/gpx+xml",
@@ -161,18 +171,23 @@ async def export_gpx(run_id: uuid.UUID, user: CurrentUserId, service: Runs) -> R
     )
 
 
-@router.post("/runs/import", status_code=status.HTTP_201_CREATED)
-@router.post("/runs/gpx", status_code=status.HTTP_201_CREATED)
-async def import_run(request: Request, response: Response, user: CurrentUserId, history: History) -> RunOut:
-    """A run from a GPX, TCX or FIT file (told apart by content). The same run again
-    answers 200 with the run already stored."""
+async def _body(request: Request) -> bytes:
     document = bytearray()
     async for piece in request.stream():
         document += piece
         if len(document) > MAX_IMPORT_BYTES:
             raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "a file is at most 32 MiB")
+    return bytes(document)
+
+
+@router.post("/runs/import", status_code=status.HTTP_201_CREATED)
+@router.post("/runs/gpx", status_code=status.HTTP_201_CREATED)
+async def import_run(request: Request, response: Response, user: CurrentUserId, history: History) -> RunOut:
+    """A run from a GPX, TCX or FIT file (told apart by content). The same run again
+    answers 200 with the run already stored."""
+    document = await _body(request)
     try:
-        parsed = await asyncio.to_thread(imports.parse, bytes(document))
+        parsed = await asyncio.to_thread(imports.parse, document)
     except imports.ImportRefused as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     run, created = await history.import_run(user=user, title=parsed.name, points=parsed.points, source=parsed.source)
@@ -181,32 +196,17 @@ async def import_run(request: Request, response: Response, user: CurrentUserId, 
     return RunOut.model_validate(run)
 
 
+@router.post("/runs/archive")
+async def import_archive(request: Request, user: CurrentUserId, history: History) -> dict[str, Any]:
+    """Own history: a zip of FIT, TCX and GPX files (``.gz`` each too), each file imported
+    as if uploaded alone and answered one by one; runs already stored are ``known``."""
+    try:
+        return await history.import_archive(user=user, document=await _body(request))
+    except archives.ArchiveRefused as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+
 # -- races --------------------------------------------------------------------------------
-
-
-def _race(race: Race, entries: list[RaceEntry]) -> RaceOut:
-    ordered = sorted(entries, key=lambda entry: (entry.rank is None, entry.rank or 0, -entry.distance_m))
-    return RaceOut(
-        race_id=race.race_id,
-        host_id=race.host_id,
-        title=race.title,
-        mode=race.mode,
-        target=race.target,
-        status=race.status,
-        start_at=race.start_at,
-        finished_at=race.finished_at,
-        entries=[
-            RaceEntryOut(
-                user_id=entry.user_id,
-                status=entry.status,
-                distance_m=entry.distance_m,
-                finish_s=entry.finish_s,
-                chip_s=entry.chip_s,
-                rank=entry.rank,
-            )
-            for entry in ordered
-        ],
-    )
 
 
 @router.post("/races", status_code=status.HTTP_201_CREATED)
@@ -218,7 +218,7 @@ async def create_race(body: RaceIn, user: CurrentUserId, service: Races) -> Race
         found, entries = await service.race(viewer=user, race_id=race.race_id)
     except DomainError as exc:
         raise _problem(exc) from exc
-    return _race(found, list(entries))
+    return RaceOut.of(found, entries)
 
 
 @router.get("/races/{race_id}")
@@ -227,7 +227,7 @@ async def race(race_id: uuid.UUID, user: CurrentUserId, service: Races) -> RaceO
         found, entries = await service.race(viewer=user, race_id=race_id)
     except DomainError as exc:
         raise _problem(exc) from exc
-    return _race(found, list(entries))
+    return RaceOut.of(found, entries)
 
 
 @router.post("/races/{race_id}/join", status_code=status.HTTP_204_NO_CONTENT)
@@ -245,7 +245,7 @@ async def start_race(race_id: uuid.UUID, user: CurrentUserId, service: Races) ->
         found, entries = await service.race(viewer=user, race_id=race_id)
     except DomainError as exc:
         raise _problem(exc) from exc
-    return _race(found, list(entries))
+    return RaceOut.of(found, entries)
 
 
 # -- outings ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import gc
 import logging
 import os
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -69,7 +69,7 @@ class GcPacing:
 
 log = logging.getLogger(__name__)
 
-FILE_ROUTES = ("/v1/runs/import", "/v1/runs/gpx")
+FILE_ROUTES = ("/v1/runs/import", "/v1/runs/gpx", "/v1/runs/archive")
 SMALL_BODY_BYTES = 1024 * 1024
 
 
@@ -135,11 +135,20 @@ def create_app(
         if removed:
             log.info("removed %d point chunks past retention", removed)
 
+    budget = Budget(
+        kernel=kernel,
+        tokens_per_day=config.running_coach_tokens_per_day,
+        questions_per_member=config.running_coach_questions_per_member,
+    )
+
+    async def retention_of_budget() -> None:
+        await budget.forget_before(datetime.now(UTC).date() - timedelta(days=2))
+
     async def janitor() -> None:
         await live.races.close_overdue()
         await live.end_outings()
         await live.end_abandoned_runs()
-        live.nearby.index.sweep()
+        live.nearby.feed.index.sweep()
 
     strava = (
         StravaClient(
@@ -173,6 +182,7 @@ def create_app(
         Periodic("running-flush", config.running_flush_interval_s, live.flush),
         Periodic("running-janitor", JANITOR_INTERVAL_S, janitor),
         Periodic("running-retention", 3600.0, retention),
+        Periodic("running-coach-budget", 3600.0, retention_of_budget),
     )
 
     async def start_live() -> None:
@@ -208,7 +218,7 @@ def create_app(
     app.state.coach = Coach(
         analytics=app.state.analytics,
         partner=partner,
-        budget=Budget(config.running_coach_tokens_per_day, config.running_coach_questions_per_member),
+        budget=budget,
     )
     app.state.strava = StravaSync(
         kernel=kernel,

@@ -1,4 +1,5 @@
-"""A member's history: past runs, personal records, and runs imported from files."""
+"""A member's history: past runs, personal records, and runs imported from files (one at
+a time, or a whole archive of them)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
 from contracts import RunFinished
-from running import analysis
+from running import analysis, archives, imports
 from running.models import Run, RunChunk
 from running.profiles import heart_rates
 from running.runs import point_row
@@ -78,6 +79,50 @@ class HistoryService:
             if known is None:
                 raise
             return known, False
+
+    async def import_archive(self, *, user: uuid.UUID, document: bytes) -> dict[str, Any]:
+        """Every run file of a zip, each as if uploaded alone: idempotent per run (the same
+        archive twice imports nothing the second time), and answered file by file."""
+        if not archives.is_zip(document):
+            raise archives.ArchiveRefused("not a zip archive")
+        results: list[dict[str, Any]] = []
+        counts = {"imported": 0, "known": 0, "refused": 0, "skipped": 0}
+        # Reading the zip is CPU work: one member at a time off the event loop, so only
+        # one inflated file is held at once.
+        found = archives.members(document)
+        stopped = None
+        while True:
+            try:
+                member = await asyncio.to_thread(next, found, None)
+            except archives.ArchiveRefused as exc:
+                if not results:
+                    raise
+                stopped = str(exc)  # what came before is imported and reported
+                break
+            if member is None:
+                break
+            result: dict[str, Any] = {"name": member.name[:200]}
+            if member.data is None:
+                result.update(status="skipped" if member.skipped else "refused", reason=member.reason)
+            else:
+                try:
+                    parsed = await asyncio.to_thread(imports.parse, member.data)
+                except imports.ImportRefused as exc:
+                    result.update(status="refused", reason=str(exc)[:300])
+                else:
+                    title = parsed.name or member.name.rsplit("/", 1)[-1]
+                    run, created = await self.import_run(
+                        user=user, title=title[:120], points=parsed.points, source=parsed.source
+                    )
+                    result.update(
+                        status="imported" if created else "known",
+                        run_id=str(run.run_id),
+                        started_at=run.started_at.isoformat(),
+                        distance_m=round(run.distance_m, 1),
+                    )
+            counts[result["status"]] += 1
+            results.append(result)
+        return {**counts, "stopped": stopped, "files": results}
 
     async def _imported(self, user: uuid.UUID, fingerprint: str) -> Run | None:
         async with self._kernel.db.sessions() as session:

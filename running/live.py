@@ -40,16 +40,16 @@ from running.hub import Hub
 from running.live_groups import (
     BadFrame,
     ConnectionGroup,
-    NearbyFeed,
     OutingGroup,
     TokenBucket,
     dumps,
     parse_frame,
     validation_reason,
 )
+from running.live_nearby import LiveNearby
 from running.live_races import LiveRaces
-from running.nearby import MAX_RADIUS_M, coarsen
 from running.outings import OutingService
+from running.privacy import hides
 from running.races import RaceService
 from running.runs import LiveRun, RunService
 from running.settings import RunningSettings
@@ -59,8 +59,6 @@ log = logging.getLogger(__name__)
 
 POLICY = 1008
 TRY_AGAIN_LATER = 1013
-NEARBY_TOPIC = "nearby"
-NEARBY_EVERY_S = 5.0  # an opted-in runner's coarse position is shared this often
 MAX_FRAME_BYTES = 256 * 1024
 
 
@@ -102,12 +100,10 @@ class LiveServer:
         self.races = LiveRaces(hub=hub, runs=runs, races=races)
         self.active: dict[uuid.UUID, LiveRun] = {}
         self._runner_sockets: dict[uuid.UUID, ServerConnection] = {}
-        self.nearby = NearbyFeed()
+        self.nearby = LiveNearby(hub=hub)
 
     async def start(self, host: str, port: int) -> int:
-        # Every replica keeps the whole nearby index: coarsened updates are few (one per
-        # opted-in runner every few seconds) and a query then needs no network.
-        await self._hub.subscribe(NEARBY_TOPIC, self.nearby)
+        await self.nearby.start()
         self._server = await serve(
             self._handle,
             host,
@@ -239,7 +235,7 @@ class LiveServer:
                         await self._finish(live, connection)
                         return
                     if kind == "nearby":
-                        await connection.send(dumps(self._nearby_answer(live, message)))
+                        await connection.send(dumps(self.nearby.answer(live, message)))
                         continue
                     if kind in ("pause", "resume", "lap"):
                         await connection.send(dumps(self._control(live, kind, message)))
@@ -272,7 +268,7 @@ class LiveServer:
         finally:
             if live.nearby is not None and live.nearby_sent:
                 with contextlib.suppress(Exception):
-                    await self._hub.publish(NEARBY_TOPIC, dumps({"user_id": str(live.user_id), "gone": True}))
+                    await self.nearby.gone(live)
             if self._runner_sockets.get(live.run_id) is connection:
                 self.active.pop(live.run_id, None)
                 self._runner_sockets.pop(live.run_id, None)
@@ -319,6 +315,9 @@ class LiveServer:
                 refused[outcome.reason.value] = refused.get(outcome.reason.value, 0) + 1
         position = live.track.position
         if accepted and position is not None:
+            # Watchers (friends, link holders) see nothing of where the runner is inside a
+            # privacy zone: the start at home and the way back are hidden.
+            shown = not hides(live.zones, position.lat, position.lon)
             await self._hub.publish(
                 f"run.{live.run_id}",
                 dumps(
@@ -327,8 +326,9 @@ class LiveServer:
                         "run_id": str(live.run_id),
                         "user_id": str(live.user_id),
                         "t": position.t,
-                        "lat": round(position.lat, 7),
-                        "lon": round(position.lon, 7),
+                        "lat": round(position.lat, 7) if shown else None,
+                        "lon": round(position.lon, 7) if shown else None,
+                        "hidden": not shown,
                         "distance_m": round(live.track.distance_m, 1),
                         "speed_mps": round(position.speed, 2),
                         "at": time.time(),
@@ -337,35 +337,9 @@ class LiveServer:
             )
             if live.race is not None:
                 await self.races.progress(live)
-            if live.nearby is not None and time.monotonic() - live.nearby_sent >= NEARBY_EVERY_S:
-                await self._share_nearby(live)
+            if self.nearby.due(live):
+                await self.nearby.share(live)
         return invalid, refused
-
-    async def _share_nearby(self, live: LiveRun) -> None:
-        """An opted-in runner's coarsened position for runners nearby (nothing exact ever
-        leaves this session; inside a privacy zone the runner disappears)."""
-        position = live.track.position
-        if position is None or live.nearby is None:
-            return
-        live.nearby_sent = time.monotonic()
-        coarse = coarsen(position.lat, position.lon, live.nearby)
-        if coarse is None:
-            await self._hub.publish(NEARBY_TOPIC, dumps({"user_id": str(live.user_id), "gone": True}))
-            return
-        update = {"user_id": str(live.user_id), "name": live.name, "lat": coarse[0], "lon": coarse[1]}
-        await self._hub.publish(NEARBY_TOPIC, dumps(update))
-
-    def _nearby_answer(self, live: LiveRun, message: dict[str, Any]) -> dict[str, Any]:
-        if live.nearby is None:
-            raise BadFrame("opt in to runners nearby (your profile) to see them")
-        radius = message.get("radius_m", 1000)
-        if isinstance(radius, bool) or not isinstance(radius, int | float) or not 100 <= radius <= MAX_RADIUS_M:
-            raise BadFrame(f"radius_m is 100 to {MAX_RADIUS_M:.0f}")
-        position = live.track.position
-        if position is None:
-            return {"type": "nearby", "runners": []}
-        runners = self.nearby.index.query(position.lat, position.lon, float(radius), exclude=str(live.user_id))
-        return {"type": "nearby", "radius_m": radius, "runners": runners}
 
     async def _finish(self, live: LiveRun, connection: ServerConnection) -> None:
         if live.race is not None and not live.race_finished:
@@ -412,6 +386,7 @@ class LiveServer:
     async def _outing(self, session: Session, outing_id: uuid.UUID) -> None:
         user = self._user(session)
         outing = await self._outings.outing_for(user=user, outing_id=outing_id)
+        zones = await self._runs.privacy_zones(user=user)
         topic = f"outing.{outing_id}"
         connection = session.connection
         group = self._groups.get(topic)
@@ -438,6 +413,8 @@ class LiveServer:
                             await self._publish_closed(outing_id, "all_left")
                         raise Closed(1000, "you left the outing")
                     point = GpsPoint.model_validate(message)
+                    if hides(zones, point.lat, point.lon):
+                        continue  # the group does not see a member inside their privacy zone
                 except BadFrame as exc:
                     await connection.send(dumps({"type": "error", "reason": exc.reason}))
                     continue

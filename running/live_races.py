@@ -10,6 +10,7 @@ from websockets.asyncio.server import ServerConnection
 
 from running.hub import Hub
 from running.live_groups import RaceBoard, dumps
+from running.privacy import hides
 from running.races import RaceService
 from running.runs import LiveRun, RunService
 from running.track import LiveTrack
@@ -51,6 +52,8 @@ class LiveRaces:
                 await self.over(live, finish_s=race.target, chip_s=_chip(track, ended))
                 return
         position = track.position
+        # Competitors see no position of a racer inside one of the racer's privacy zones.
+        place = position if position is not None and not hides(live.zones, position.lat, position.lon) else None
         await self._hub.publish(
             f"race.{race.race_id}",
             dumps(
@@ -61,8 +64,8 @@ class LiveRaces:
                     "distance_m": round(track.distance_m, 1),
                     "pace_s_per_km": track.stats()["pace_s_per_km"],
                     "speed_mps": round(position.speed, 2) if position else 0.0,
-                    "lat": round(position.lat, 7) if position else None,
-                    "lon": round(position.lon, 7) if position else None,
+                    "lat": round(place.lat, 7) if place else None,
+                    "lon": round(place.lon, 7) if place else None,
                 }
             ),
         )
@@ -76,6 +79,8 @@ class LiveRaces:
             race_id=race.race_id, user=live.user_id, distance_m=live.track.distance_m, finish_s=finish_s, chip_s=chip_s
         )
         topic = f"race.{race.race_id}"
+        last = live.track.position
+        shown = last is not None and not hides(live.zones, last.lat, last.lon)
         await self._hub.publish(
             topic,
             dumps(
@@ -84,8 +89,8 @@ class LiveRaces:
                     "user_id": str(live.user_id),
                     "name": live.name,
                     "distance_m": round(live.track.distance_m, 1),
-                    "lat": round(live.track.position.lat, 7) if live.track.position else None,
-                    "lon": round(live.track.position.lon, 7) if live.track.position else None,
+                    "lat": round(last.lat, 7) if last is not None and shown else None,
+                    "lon": round(last.lon, 7) if last is not None and shown else None,
                     "finish_s": round(finish_s, 1) if finish_s is not None else None,
                     "chip_s": round(chip_s, 1) if chip_s is not None else None,
                 }

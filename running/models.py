@@ -242,3 +242,16 @@ class StravaUpload(Base):
     activity_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(String(300), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class CoachUsage(Base):
+    """What the coach's partner was asked per UTC day, for the whole installation: one row
+    per member (their questions) and one with ``scope`` ``*`` (everyone's tokens). Every
+    replica counts here, so the budget is the installation's, not each replica's."""
+
+    __tablename__ = "coach_usage"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(40), primary_key=True)  # a member id, or "*"
+    questions: Mapped[int] = mapped_column(Integer, default=0)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)

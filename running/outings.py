@@ -96,7 +96,11 @@ class OutingService:
             if outing.started_at is None:
                 outing.started_at = now
                 accepted = [uuid.UUID(who) for who, answer in _answers(outing).items() if answer == "accepted"]
-                uow.emit(OutingStarted(outing_id=outing_id, host_id=user, members=tuple(accepted), started_at=now))
+                uow.emit(
+                    OutingStarted(
+                        outing_id=outing_id, host_id=user, members=tuple(accepted), started_at=now, title=outing.title
+                    )
+                )
         return outing
 
     async def outing_for(self, *, user: uuid.UUID, outing_id: uuid.UUID) -> Outing:
@@ -144,7 +148,17 @@ class OutingService:
     @staticmethod
     def _end(uow: UnitOfWork, outing: Outing, reason: EndReason) -> None:
         outing.status = "closed"
-        uow.emit(OutingEnded(outing_id=outing.outing_id, host_id=outing.owner_id, reason=reason, ended_at=utc_now()))
+        took_part = [uuid.UUID(who) for who, answer in _answers(outing).items() if answer in ("accepted", "left")]
+        uow.emit(
+            OutingEnded(
+                outing_id=outing.outing_id,
+                host_id=outing.owner_id,
+                reason=reason,
+                ended_at=utc_now(),
+                members=tuple(took_part[:50]),
+                title=outing.title,
+            )
+        )
 
     async def ended_outings(self) -> list[uuid.UUID]:
         async with self._kernel.db.sessions() as session:

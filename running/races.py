@@ -189,10 +189,15 @@ class RaceService:
             for rank, entry in enumerate(ranked, start=1):
                 entry.rank = rank
                 placings.append(
-                    RacePlacing(user_id=entry.user_id, rank=rank, distance_m=entry.distance_m, finish_s=entry.finish_s)
+                    RacePlacing(
+                        user_id=entry.user_id,
+                        rank=rank,
+                        distance_m=entry.distance_m,
+                        finish_s=entry.finish_s,
+                        chip_s=_non_negative(entry.chip_s),
+                    )
                 )
             placings += [RacePlacing(user_id=entry.user_id, rank=None, distance_m=entry.distance_m) for entry in others]
-            chips = {entry.user_id: entry.chip_s for entry in entries}
             uow.emit(
                 RaceFinished(
                     race_id=race_id,
@@ -202,8 +207,7 @@ class RaceService:
                     placings=tuple(placings),
                 )
             )
-        # The event keeps its published shape; the racers' own chip times ride on the results.
-        return [{**placing.model_dump(mode="json"), "chip_s": chips.get(placing.user_id)} for placing in placings]
+        return [placing.model_dump(mode="json") for placing in placings]
 
     async def overdue_races(self) -> list[uuid.UUID]:
         """Running races past their end (time races) or past the limit (distance races)."""
@@ -218,3 +222,8 @@ class RaceService:
             if race.start_at + limit < now:
                 overdue.append(race.race_id)
         return overdue
+
+
+def _non_negative(seconds: float | None) -> float | None:
+    # A first point stamped a hair after the crossing (clock jitter) is no negative time.
+    return None if seconds is None else max(seconds, 0.0)

@@ -25,6 +25,7 @@ from running.errors import Conflict, Forbidden, NotFound
 from running.friends import friends_of, is_friend
 from running.models import RaceEntry, Run, RunChunk, ShareLink
 from running.nearby import PrivacyZone
+from running.privacy import Zones, privacy_zones, shown_points, shown_positions
 from running.profiles import display_name, heart_rates, nearby_privacy
 from running.races import RaceInfo, enter_race, race_of_run
 from running.settings import RunningSettings
@@ -68,6 +69,7 @@ class LiveRun:
     cues: list[dict[str, Any]] = field(default_factory=list)  # for the runner, after this frame
     nearby: tuple[PrivacyZone, ...] | None = None  # privacy zones when opted in to runners nearby
     nearby_sent: float = 0.0
+    zones: Zones = ()  # the runner's privacy zones: what others see never comes from inside
 
     def lap(self, at: float) -> dict[str, float]:
         """The runner pressed the lap button: the lap since the previous one (or the start)."""
@@ -134,6 +136,7 @@ class RunService:
             friends = await friends_of(session, user=user)
             name = await display_name(session, user=user)
             nearby = await nearby_privacy(session, user=user)
+            zones = await privacy_zones(session, user=user)
             uow.emit(
                 RunStarted(
                     run_id=run_id,
@@ -146,7 +149,14 @@ class RunService:
         for old in ended:  # rare: the phone lost its run; the old one ends with what it stored
             await self.finish_stored(run_id=old)
         live = LiveRun(
-            run_id, user, self._new_track(now.timestamp(), race), race, name=name, workout=workout, nearby=nearby
+            run_id,
+            user,
+            self._new_track(now.timestamp(), race),
+            race,
+            name=name,
+            workout=workout,
+            nearby=nearby,
+            zones=zones,
         )
         return live, ended
 
@@ -163,6 +173,7 @@ class RunService:
             points = await stored_points(session, run_id=run_id)
             name = await display_name(session, user=user)
             nearby = await nearby_privacy(session, user=user)
+            zones = await privacy_zones(session, user=user)
         track = self._new_track(run.started_at.timestamp(), race, pauses=run.pauses)
         latest = max((point.t for point in points), default=0.0)
         for point in points:
@@ -170,7 +181,17 @@ class RunService:
         # Refused points were never stored: their counts come back from the run's row.
         track.refused = Counter(run.refused or {})
         workout = WorkoutTracker(dict(run.workout)) if run.workout else None
-        return LiveRun(run_id, user, track, race, laps=list(run.laps or []), name=name, workout=workout, nearby=nearby)
+        return LiveRun(
+            run_id,
+            user,
+            track,
+            race,
+            laps=list(run.laps or []),
+            name=name,
+            workout=workout,
+            nearby=nearby,
+            zones=zones,
+        )
 
     def _new_track(
         self, started_at: float, race: RaceInfo | None = None, *, pauses: list[list[float | None]] | None = None
@@ -320,6 +341,30 @@ class RunService:
             if run.user_id != viewer and not await is_friend(session, user=viewer, of=run.user_id):
                 raise Forbidden("only the runner's friends may watch this run")
         return run
+
+    async def privacy_zones(self, *, user: uuid.UUID) -> Zones:
+        async with self._kernel.db.sessions() as session:
+            return await privacy_zones(session, user=user)
+
+    async def shown_track(self, *, run: Run, viewer: uuid.UUID | None) -> list[list[float]]:
+        """The filtered track as ``viewer`` may see it (None: a link holder): whole for its
+        runner, without anything inside the runner's privacy zones for everyone else."""
+        if run.track is not None:
+            track = [list(row) for row in run.track]
+        else:  # still live: filter what is stored so far
+            points = await self.run_points(run_id=run.run_id)
+            replayed = await asyncio.to_thread(analysis.replay, points) if points else None
+            track = [list(row) for row in replayed.kept_positions()] if replayed is not None else []
+        if viewer == run.user_id:
+            return track
+        return shown_positions(track, await self.privacy_zones(user=run.user_id))
+
+    async def shown_run_points(self, *, run: Run, viewer: uuid.UUID | None) -> list[GpsPoint]:
+        """The raw points (an export) as ``viewer`` may see them."""
+        points = await self.run_points(run_id=run.run_id)
+        if viewer == run.user_id:
+            return points
+        return shown_points(points, await self.privacy_zones(user=run.user_id))
 
     async def share(self, *, user: uuid.UUID, run_id: uuid.UUID, hours: float) -> tuple[str, datetime]:
         if not 0 < hours <= self._settings.running_share_max_hours:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from running.models import Race, RaceEntry
 
 
 class RunOut(BaseModel):
@@ -76,6 +79,32 @@ class RaceOut(BaseModel):
     start_at: datetime | None
     finished_at: datetime | None
     entries: list[RaceEntryOut]
+
+    @classmethod
+    def of(cls, race: Race, entries: Sequence[RaceEntry]) -> RaceOut:
+        """Entries in rank order, then the unranked by distance."""
+        ordered = sorted(entries, key=lambda entry: (entry.rank is None, entry.rank or 0, -entry.distance_m))
+        return cls(
+            race_id=race.race_id,
+            host_id=race.host_id,
+            title=race.title,
+            mode=race.mode,
+            target=race.target,
+            status=race.status,
+            start_at=race.start_at,
+            finished_at=race.finished_at,
+            entries=[
+                RaceEntryOut(
+                    user_id=entry.user_id,
+                    status=entry.status,
+                    distance_m=entry.distance_m,
+                    finish_s=entry.finish_s,
+                    chip_s=entry.chip_s,
+                    rank=entry.rank,
+                )
+                for entry in ordered
+            ],
+        )
 
 
 class OutingIn(BaseModel):

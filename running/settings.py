@@ -88,7 +88,9 @@ class RunningSettings(PlatformSettings):
     running_coach_api_key: SecretStr | None = Field(default=None, description="API key of the coach's partner.")
     running_coach_model: str = Field(default="gpt-4o-mini", description="Model name sent to the partner.")
     running_coach_tokens_per_day: int = Field(
-        default=200_000, ge=0, description="Partner tokens the coach may use per UTC day (per replica)."
+        default=200_000,
+        ge=0,
+        description="Partner tokens the coach may use per UTC day (the whole installation, all replicas).",
     )
     running_coach_questions_per_member: int = Field(
         default=20, ge=0, description="Questions a member may ask the partner per UTC day."

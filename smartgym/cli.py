@@ -19,6 +19,7 @@ from smartgym import embedded
 from smartgym.admin import admin
 from smartgym.demo import demo, demo_run
 from smartgym.registry import SERVICES, ServiceSpec, spec
+from smartgym.runs_import import import_runs
 from smartgym.serving import serve_all
 
 log = logging.getLogger("smartgym")
@@ -299,6 +300,7 @@ def settings_doc(out: Path, check: bool) -> None:
 main.add_command(admin)
 main.add_command(demo)
 main.add_command(demo_run)
+main.add_command(import_runs)
 # Each service may bring operator commands of its own (its manifest names them).
 for _service in SERVICES:
     if _service.manifest.commands:

@@ -367,4 +367,4 @@ async def test_running_news_reaches_friends_racers_and_walkers(notifications, fc
     titles = [notice["title"] for notice in await notifications.inbox(friend)]
     assert titles == ["Overtaken on steps", "Your friend is running"]
     [result] = await notifications.inbox(second)
-    assert result["body"] == "2위로 완주했어요."
+    assert result["body"] == "2위로 완주했어요. 기록 26:40."  # gun time; this placing has no chip time

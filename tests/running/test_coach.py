@@ -58,3 +58,43 @@ async def test_a_partner_behind_a_breaker_and_a_budget(open_running):
             opened = await ask(other)  # the breaker is open: no call at all
             assert opened["reason"] == "the coaching partner is unavailable (circuit open)"
             assert len(state.requests) == calls
+
+
+async def test_the_budget_is_the_installations_not_each_replicas(tmp_path, postgres):
+    """Two replicas on one database: a member's questions and everyone's tokens are counted
+    once for both, so a second replica is no second allowance."""
+    from common.migrations import upgrade
+    from running.app import create_app
+    from tests.running.conftest import running_settings
+    from tests.support import tokens
+    from tests.support.apps import asgi_client
+
+    state = coach_sim_state()  # 120 tokens an answer
+    database = postgres.create("running")
+    upgrade("running", database)
+    async with serving(create_chat(state)) as url:
+        shared = {
+            "database_urls": {"running": database},
+            "running_coach_url": url,
+            "running_coach_api_key": state.api_key,
+            "running_coach_questions_per_member": 3,
+            "running_coach_tokens_per_day": 400,
+        }
+        replica_a = create_app(running_settings(tmp_path, running_replica="a", **shared), keys=tokens.key_cache())
+        replica_b = create_app(running_settings(tmp_path, running_replica="b", **shared), keys=tokens.key_cache())
+        async with asgi_client(replica_a) as a, asgi_client(replica_b) as b:
+            runner, second, third = member(), member(), member()
+
+            async def ask(client, who) -> dict:
+                response = await client.post("/v1/coach", json={"question": "10k under 50?"}, headers=who.headers)
+                assert response.status_code == 200
+                return response.json()
+
+            assert [(await ask(client, runner))["source"] for client in (a, b, a)] == ["partner"] * 3
+            limited = await ask(b, runner)  # the fourth question, on the other replica
+            assert (limited["source"], limited["reason"]) == ("rules", "daily question limit reached")
+            # 360 of 400 tokens are spent: one more answer may overshoot, then nobody is served.
+            assert (await ask(b, second))["source"] == "partner"
+            spent = await ask(a, third)
+            assert (spent["source"], spent["reason"]) == ("rules", "the coach's daily budget is spent")
+            assert len(state.requests) == 4

@@ -30,6 +30,33 @@ def test_geohash_cells_coarsening_and_zones():
     assert index.sweep(now=200) == 2
 
 
+def test_ten_thousand_runners_over_a_city_only_those_within_the_radius_coarsened():
+    import random
+
+    rng = random.Random(7)
+    index = NearbyIndex(expire_s=60)
+    exact = {}
+    for number in range(10_000):  # a 20 km x 20 km city around Seoul's centre
+        lat, lon = 37.4566 + rng.uniform(0, 0.18), 126.8780 + rng.uniform(0, 0.23)
+        coarse = coarsen(lat, lon, ())
+        assert coarse is not None
+        index.update(f"r{number}", f"R{number}", *coarse, now=0)
+        exact[f"r{number}"] = coarse
+    for _ in range(20):
+        lat, lon = 37.4566 + rng.uniform(0.03, 0.15), 126.8780 + rng.uniform(0.03, 0.2)
+        hits = index.query(lat, lon, 500, now=1)
+        within = {user for user, (a, b) in exact.items() if metres(lat, lon, a, b) <= 500}
+        assert 0 < len(within) < 50  # ~22 runners a km2: under the answer's cap of 50
+        assert {hit["user_id"] for hit in hits} == within
+        # What is shown is a cell's centre, never a runner's own point.
+        for hit in hits:
+            centre = cell_centre(hit["lat"], hit["lon"], COARSE_PRECISION)
+            assert (hit["lat"], hit["lon"]) == (round(centre[0], 5), round(centre[1], 5))
+        crowded = index.query(lat, lon, 2000, now=1)  # more than 50 within: the nearest 50
+        assert len(crowded) == 50
+        assert [hit["distance_m"] for hit in crowded] == sorted(hit["distance_m"] for hit in crowded)
+
+
 async def test_only_opted_in_runners_appear_coarsened_and_outside_privacy_zones(running):
     me, other, homebody, hidden = member(), member(), member(), member()
     course = track_points(seed=1, seconds=30)

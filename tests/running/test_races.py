@@ -216,6 +216,7 @@ async def test_a_distance_race_ranks_by_gun_time_and_reports_chip_times(open_run
         finally:
             for socket in sockets.values():
                 await socket.close()
+        await eventually(lambda: len(running.of(RaceFinished)) == 1, timeout=5)
     placings = {placing["user_id"]: placing for placing in results["placings"]}
     first, second = placings[str(late.user_id)], placings[str(stopper.user_id)]
     assert (first["rank"], second["rank"]) == (1, 2)
@@ -225,3 +226,7 @@ async def test_a_distance_race_ranks_by_gun_time_and_reports_chip_times(open_run
     assert first["finish_s"] - first["chip_s"] == pytest.approx(30.0, abs=1.5)
     assert second["finish_s"] - second["chip_s"] == pytest.approx(1.0, abs=1.5)
     assert second["chip_s"] > first["chip_s"] + 30  # the minute's stop costs the stopper
+    # The published result carries both times too (chip time is an optional v1 field).
+    [published] = running.of(RaceFinished)
+    chips = {placing.user_id: placing.chip_s for placing in published.placings}
+    assert chips == {late.user_id: first["chip_s"], stopper.user_id: second["chip_s"]}

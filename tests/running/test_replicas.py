@@ -58,3 +58,37 @@ async def test_a_watcher_on_another_replica_gets_every_position_in_order(
             await socket.send(json.dumps({"type": "finish"}))
             finished = await receive(socket, "finished")
         assert finished["summary"]["points"] >= 75
+
+
+async def test_a_nearby_query_on_one_replica_sees_runners_streaming_to_another(
+    tmp_path, rabbitmq_url, postgres, namespace, broker_cleanup
+):
+    """Runners' coarse positions cross replicas through the broker: each replica keeps the
+    whole nearby index, so a query is answered locally and still sees everyone."""
+    database = postgres.create("running")
+    shared = {"broker_url": rabbitmq_url, "bus_namespace": namespace, "database_urls": {"running": database}}
+    upgrade("running", database)
+    replica_a = create_app(running_settings(tmp_path, running_replica="a", **shared), keys=tokens.key_cache())
+    replica_b = create_app(running_settings(tmp_path, running_replica="b", **shared), keys=tokens.key_cache())
+    on_a, on_b = member(), member()
+    course = track_points(seed=2, seconds=20)
+    async with asgi_client(replica_a) as client_a, asgi_client(replica_b) as client_b:
+        a = Running(replica_a, client_a, replica_a.state.kernel.settings)
+        b = Running(replica_b, client_b, replica_b.state.kernel.settings)
+        for client, who, name in ((client_a, on_a, "Kim"), (client_b, on_b, "Lee")):
+            body = {"display_name": name, "nearby_opt_in": True}
+            assert (await client.put("/v1/profile", json=body, headers=who.headers)).status_code == 200
+        async with a.socket("/ws/runs", on_a) as runner_a, b.socket("/ws/runs", on_b) as runner_b:
+            for socket, shift in ((runner_a, 0.0), (runner_b, 0.002)):
+                await receive(socket, "started")
+                points = [{**point, "lat": point["lat"] + shift} for point in course]
+                await socket.send(json.dumps({"type": "points", "points": points}))
+            for socket, other in ((runner_b, "Kim"), (runner_a, "Lee")):
+                for _ in range(50):  # the other replica's update crosses the broker
+                    await socket.send(json.dumps({"type": "nearby", "radius_m": 1000}))
+                    seen = (await receive(socket, "nearby"))["runners"]
+                    if seen:
+                        break
+                    await asyncio.sleep(0.1)
+                assert [runner["name"] for runner in seen] == [other]
+                assert set(seen[0]) == {"user_id", "name", "lat", "lon", "distance_m"}

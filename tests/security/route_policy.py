@@ -137,6 +137,9 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[Caller]]] = {
         ("PUT", "/v1/steps/{day}"): PERSONS,
         ("GET", "/v1/steps/ranking"): PERSONS,
         ("POST", "/v1/runs/import"): PERSONS,
+        ("POST", "/v1/runs/archive"): PERSONS,
+        # A share link is its own credential (the run, its privacy zones left out).
+        ("GET", "/v1/shared/{token}"): ANYONE,
         ("GET", "/v1/profile"): PERSONS,
         ("PUT", "/v1/profile"): PERSONS,
         ("GET", "/v1/outings"): PERSONS,
