@@ -14,6 +14,9 @@ Runner frames: ``{"type": "point", …GpsPoint}``, ``{"type": "points", "points"
 (a burst after a tunnel), ``{"type": "pause"|"resume"|"lap"[, "t": device time]}``,
 ``{"type": "nearby", "radius_m": 1000}`` (opted-in runners only) and ``{"type": "finish"}``.
 ``?workout_id=…`` follows a structured workout and sends ``cue`` messages.
+
+Watchers get ``position`` messages; inside one of the runner's privacy zones they carry
+``"hidden": true`` and no coordinates (running.privacy).
 """
 
 from __future__ import annotations

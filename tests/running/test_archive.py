@@ -118,7 +118,14 @@ async def test_a_history_and_a_marathon_pass_the_gateway(tmp_path):
             base = f"{gateway}/api/running/v1/runs"
             async with session.post(f"{base}/import", data=marathon, headers=runner.headers) as response:
                 assert response.status == 201, await response.text()
-                assert (await response.json())["distance_m"] > 40_000
+                run = await response.json()
+                assert run["distance_m"] > 20_000
+            # Its share link opens the run with no account: the gateway lets /v1/shared/ through.
+            async with session.post(f"{base}/{run['run_id']}/share", json={"hours": 1}, headers=runner.headers) as link:
+                token = (await link.json())["token"]
+            async with session.get(f"{gateway}/api/running/v1/shared/{token}") as shared:
+                assert shared.status == 200
+                assert (await shared.json())["run_id"] == run["run_id"]
             async with session.post(f"{base}/archive", data=_history(), headers=runner.headers) as response:
                 assert response.status == 200, await response.text()
                 assert (await response.json())["imported"] == 3
