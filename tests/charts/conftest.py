@@ -18,8 +18,7 @@ def renders() -> dict[str, list[dict[str, Any]]]:
     """Every profile's objects, rendered side by side (helm is a separate process)."""
     profiles = chart.profiles()
     with ThreadPoolExecutor(max_workers=4) as pool:
-        rendered = dict(zip(profiles, pool.map(chart.render, profiles.values()), strict=True))
-    return rendered
+        return dict(zip(profiles, pool.map(chart.render, profiles.values()), strict=True))
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,9 @@ def test_each_lock_covers_what_pyproject_asks_for(lock):
 
 
 def test_the_locks_agree_on_every_shared_version():
-    versions = {name: {pin.name: pin.version for pin in image.pins(image.LOCKS / f"{name}.txt")} for name in image.LOCK_EXTRAS}
+    versions = {
+        name: {pin.name: pin.version for pin in image.pins(image.LOCKS / f"{name}.txt")} for name in image.LOCK_EXTRAS
+    }
     for name, version in versions["base"].items():
         assert versions["face"].get(name) == version, name
         assert versions["dev"].get(name) == version, name

@@ -123,7 +123,8 @@ def test_every_workload_is_locked_down_probed_and_sized(profile, renders):
         assert security["allowPrivilegeEscalation"] is False, container.name
         assert container.pod["securityContext"]["runAsNonRoot"] is True, container.name
         resources = container.spec["resources"]
-        assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
+        assert {"cpu", "memory"} <= set(resources["requests"])
+        assert {"cpu", "memory"} <= set(resources["limits"])
         if container.serves:
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                 assert probe in container.spec, (container.name, probe)
@@ -140,7 +141,8 @@ def test_stateless_services_scale_and_survive_disruption(profile, renders):
         spec = deployment["spec"]
         if component in ("access", "monitoring"):  # they own devices: one pod, replaced, never scaled
             assert spec["strategy"]["type"] == "Recreate", name
-            assert name not in hpas and spec.get("replicas", 1) == 1, name
+            assert name not in hpas, name
+            assert spec.get("replicas", 1) == 1, name
             continue
         assert name in hpas or spec.get("replicas", 0) >= 1, name
         if name in hpas or spec.get("replicas", 0) > 1:
@@ -173,7 +175,8 @@ def test_access_and_facemodel_share_a_pod_per_site(profile, renders):
             if mount["name"].startswith("serial-")
         ):
             assert volumes[f"serial-{index}"]["hostPath"] == {"path": device, "type": "CharDevice"}
-            assert facemodel["volumeMounts"] and all(m["mountPath"] != device for m in facemodel["volumeMounts"])
+            assert facemodel["volumeMounts"]
+            assert all(m["mountPath"] != device for m in facemodel["volumeMounts"])
 
 
 def test_the_edge_is_https(renders):

@@ -46,8 +46,7 @@ def helm() -> Path:
 
 def profiles() -> dict[str, list[Path]]:
     """Default values plus every profile under charts/smartgym/profiles/."""
-    found = {"default": []} | {path.stem: [path] for path in sorted(PROFILES.glob("*.yaml"))}
-    return found
+    return {"default": []} | {path.stem: [path] for path in sorted(PROFILES.glob("*.yaml"))}
 
 
 def _values_args(values: list[Path], sets: Mapping[str, str] | None = None) -> list[str]:
@@ -249,8 +248,7 @@ def called_urls(container: Container) -> list[tuple[str, str]]:
     and the settings' (a field left at its default counts: that is where it will call)."""
     settings = settings_of(container)
     dumped = settings.model_dump(mode="json")
-    urls = [(f"settings.{where}", url) for where, url in _urls_in(dumped, container.service)]
-    return urls
+    return [(f"settings.{where}", url) for where, url in _urls_in(dumped, container.service)]
 
 
 def _service_ports(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

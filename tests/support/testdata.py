@@ -73,7 +73,8 @@ def helm() -> Path:
 
     location = Path(__file__).resolve().parents[2] / "scripts" / "fetch_helm.py"
     loader = importlib.util.spec_from_file_location("fetch_helm", location)
-    assert loader is not None and loader.loader is not None
+    assert loader is not None
+    assert loader.loader is not None
     module = importlib.util.module_from_spec(loader)
     loader.loader.exec_module(module)
     binary: Path = module.fetch(CACHE / "helm")
