@@ -130,7 +130,7 @@ def main() -> None:
     )
     problems += uncovered + around
 
-    install = {"lock_install_ok": None, "lock_install_s": None}
+    install: dict[str, bool | float | None] = {"lock_install_ok": None, "lock_install_s": None}
     if not args.no_install:
         ok, seconds, output = _install_lock(image.LOCKS / "base.txt")
         install = {"lock_install_ok": ok, "lock_install_s": round(seconds, 1)}

@@ -10,6 +10,7 @@ import contextlib
 import re
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -27,7 +28,7 @@ from tests.support.infra import PG_ADMIN_URL, require_postgres, require_rabbitmq
 
 pytestmark = pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed")
 
-VENV_BIN = Path(chart.sys.executable).parent
+VENV_BIN = Path(sys.executable).parent
 # What the image's ENV adds to every container (Dockerfile).
 IMAGE_ENV = {
     "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",

@@ -420,6 +420,8 @@ def unadmitted_ports(objects: list[dict[str, Any]], *, device: str = OUTSIDE_ADD
             if resolved is None or resolved[1] is None:
                 continue
             port_name, target = resolved
+            if target is None:
+                continue
             port = next(item["containerPort"] for item in target.spec["ports"] if item.get("name") == port_name)
             if not admitted(objects, target, port_name, port, Peer(pod_labels=container.pod_labels)):
                 problems.append(f"{container.name} -> {target.name}:{port_name} ({where}) is dropped")
