@@ -118,6 +118,8 @@ def test_every_container_gets_only_its_own_services_secret(profile, renders):
 @pytest.mark.parametrize("profile", PROFILE_NAMES)
 def test_every_workload_is_locked_down_probed_and_sized(profile, renders):
     for container in chart.containers(renders[profile]):
+        names = [variable["name"] for variable in container.spec.get("env", [])]
+        assert len(names) == len(set(names)), (container.name, sorted(n for n in names if names.count(n) > 1))
         security = container.spec["securityContext"]
         assert security["readOnlyRootFilesystem"] is True, container.name
         assert security["allowPrivilegeEscalation"] is False, container.name

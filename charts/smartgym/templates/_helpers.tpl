@@ -115,7 +115,7 @@ smartgym.io/site: {{ . }}
 {{- end }}
 {{- if eq .name "gateway" }}
 {{- range $other, $svc := $values.services }}
-{{- if and $svc.create (not (has $other (list "gateway" "access" "facemodel"))) }}
+{{- if and $svc.create (not (has $other (list "gateway" "auth" "access" "facemodel"))) }}
 - name: SMARTGYM_{{ $other | upper }}_URL
   value: {{ include "smartgym.url" (dict "root" $root "name" $other) | quote }}
 {{- end }}
