@@ -4,10 +4,11 @@ For the default values and every profile under charts/smartgym/profiles/: object
 by the real helm, objects the Kubernetes API schema refuses, URLs a service calls that
 reach no Service port, connections a NetworkPolicy drops, writes outside writable
 volumes. For the image: lock lines without an exact pin and hash, pyproject requirements a
-lock misses, Dockerfile installs around the locks; then (unless --no-install) the runtime
-lock installed into a clean venv exactly as the Dockerfile does it, and `pip check`.
+lock misses, Dockerfile installs around the locks; with --install, the runtime lock
+installed into a clean venv exactly as the Dockerfile does it, then `pip check` (several
+minutes: every wheel is downloaded and checked against its hash).
 
-    python bench/deploy_chart.py [--no-install] [--renders N]
+    python bench/deploy_chart.py [--install] [--renders N]
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _helm_version() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--no-install", action="store_true", help="skip installing the runtime lock")
+    parser.add_argument("--install", action="store_true", help="also install the runtime lock into a clean venv")
     parser.add_argument("--renders", type=int, default=5, help="helm template runs per profile (timing)")
     args = parser.parse_args()
 
@@ -131,7 +132,7 @@ def main() -> None:
     problems += uncovered + around
 
     install: dict[str, bool | float | None] = {"lock_install_ok": None, "lock_install_s": None}
-    if not args.no_install:
+    if args.install:
         ok, seconds, output = _install_lock(image.LOCKS / "base.txt")
         install = {"lock_install_ok": ok, "lock_install_s": round(seconds, 1)}
         print(
