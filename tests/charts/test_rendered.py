@@ -200,3 +200,8 @@ def test_a_chain_gets_one_access_pod_and_service_per_site(renders):
     ]
     access = jamsil["spec"]["template"]["spec"]["containers"][0]
     assert access["resources"]["limits"]["squat.ai/serial"] == 1  # the device plugin's resource
+
+
+def test_helm_refuses_a_search_backend_without_its_cluster():
+    with pytest.raises(RuntimeError, match=r"externals\.elasticsearch\.url"):
+        chart.render([], sets={"services.search.backend": "elasticsearch"})
