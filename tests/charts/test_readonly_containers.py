@@ -180,7 +180,7 @@ def test_every_container_runs_on_a_read_only_root(tmp_path, pack, databases, nam
         gateway_port = next(
             p["containerPort"] for item, _, _ in processes if item.service == "gateway" for p in item.spec["ports"]
         )
-        member = journeys.signup_login_and_get_welcomed(f"http://127.0.0.1:{gateway_port}", timeout=60)
+        member = journeys.signup_login_and_get_welcomed(f"http://127.0.0.1:{gateway_port}", timeout=120)
 
         # Each service checks the member's token against auth's keys (fetched, and for
         # access remembered in its data directory): a wrong answer would be 401.
