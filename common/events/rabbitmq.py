@@ -37,6 +37,7 @@ from pamqp.commands import Basic
 
 from common.context import bind_correlation_id, reset_correlation_id, sanitize_correlation_id
 from common.events.bus import PublishError, Subscriptions
+from common.events.cluster import ClusterConnection, connect_cluster
 from common.events.envelope import Event, EventCatalog, MalformedEvent, OutgoingMessage
 from common.observability import Metrics
 
@@ -95,7 +96,7 @@ class RabbitMQBus:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         catalog: EventCatalog,
         metrics: Metrics,
@@ -108,7 +109,8 @@ class RabbitMQBus:
         delivery_limit: int = 20,
         confirm_timeout_s: float = 10.0,
     ) -> None:
-        self._url = url
+        # Several URLs: one per node of a cluster, tried in order (common/events/cluster.py).
+        self._urls = [url] if isinstance(url, str) else list(url)
         self._catalog = catalog
         self._metrics = metrics
         self._prefetch = prefetch
@@ -127,8 +129,8 @@ class RabbitMQBus:
     async def start(self) -> None:
         if self._connection is not None:
             return
-        self._connection = await aio_pika.connect_robust(
-            self._url,
+        self._connection = await connect_cluster(
+            self._urls,
             client_properties={"connection_name": f"smartgym:{self.topology.namespace}"},
         )
         self._publish_channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -169,10 +171,13 @@ class RabbitMQBus:
 
     def health(self) -> dict[str, Any]:
         connected = self._connection is not None and not self._connection.is_closed
-        return {
+        report: dict[str, Any] = {
             "ok": connected and self._connection is not None and self._connection.connected.is_set(),
             "kind": "rabbitmq",
         }
+        if isinstance(self._connection, ClusterConnection):
+            report["node"] = self._connection.node
+        return report
 
     # -- publishing ------------------------------------------------------------------
 
