@@ -12,8 +12,8 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AmqpDsn, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -195,6 +195,30 @@ class PlatformSettings(BaseSettings):
         ),
     )
 
+    tracing_enabled: bool | None = Field(
+        default=None,
+        description=(
+            "OpenTelemetry tracing. Unset: on when a broker is configured (not embedded mode) and an OTLP"
+            " endpoint is known (SMARTGYM_TRACING_ENDPOINT or OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT); off otherwise."
+        ),
+    )
+    tracing_exporter: Literal["otlp-http", "otlp-grpc"] = Field(
+        default="otlp-http", description="How spans leave the process: OTLP over HTTP (protobuf) or gRPC."
+    )
+    tracing_endpoint: str | None = Field(
+        default=None,
+        description=(
+            "OTLP collector endpoint (http://collector:4318/v1/traces for otlp-http, http://collector:4317 for"
+            " otlp-grpc); unset: the exporter's OTEL_EXPORTER_OTLP_* variables or its default."
+        ),
+    )
+    tracing_sample_ratio: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of new traces recorded (a request that arrives traced keeps its caller's decision).",
+    )
+
     http_timeout_s: float = Field(
         default=5.0, gt=0, description="Default timeout of service-to-service HTTP calls, seconds."
     )
@@ -311,6 +335,15 @@ class PlatformSettings(BaseSettings):
     def embedded(self) -> bool:
         return self.broker_url is None
 
+    @property
+    def tracing_on(self) -> bool:
+        if self.tracing_enabled is not None:
+            return self.tracing_enabled
+        endpoint_known = self.tracing_endpoint is not None or any(
+            os.environ.get(name) for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        )
+        return not self.embedded and endpoint_known
+
     def broker_urls(self) -> list[str]:
         """One AMQP URL per broker node, in the order clients try them: the URL itself, or
         its credentials, virtual host and options on each of ``broker_addresses``; the
@@ -322,7 +355,9 @@ class PlatformSettings(BaseSettings):
         userinfo, at, hostport = parts.netloc.rpartition("@")
         query = parts.query
         if "reconnect_interval=" not in query:
-            query = "&".join(part for part in (query, f"reconnect_interval={self.broker_reconnect_interval_s:g}") if part)
+            query = "&".join(
+                part for part in (query, f"reconnect_interval={self.broker_reconnect_interval_s:g}") if part
+            )
         nodes = self.broker_addresses or (hostport,)
         return [urlunsplit((parts.scheme, f"{userinfo}{at}{node}", parts.path, query, "")) for node in nodes]
 

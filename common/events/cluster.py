@@ -46,7 +46,7 @@ class ClusterConnection(RobustConnection):
         """host:port of the node this connection uses (or tries) now."""
         return f"{self.url.host}:{self.url.port}"
 
-    async def _RobustConnection__connect_transport(self) -> None:  # noqa: N802 - see _ATTEMPT
+    async def _RobustConnection__connect_transport(self) -> None:
         self.url = self._nodes[self._next % len(self._nodes)]
         self._next += 1
         self.attempts += 1

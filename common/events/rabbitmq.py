@@ -40,6 +40,7 @@ from common.events.bus import PublishError, Subscriptions
 from common.events.cluster import ClusterConnection, connect_cluster
 from common.events.envelope import Event, EventCatalog, MalformedEvent, OutgoingMessage
 from common.observability import Metrics
+from common.tracing import TRACEPARENT
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,7 @@ class RabbitMQBus:
                 delivery_mode=int(aio_pika.DeliveryMode.PERSISTENT),
                 message_id=str(message.event_id),
                 correlation_id=message.correlation_id,
+                headers={TRACEPARENT: message.traceparent} if message.traceparent else None,
             ),
             mandatory=True,
             timeout=self._confirm_timeout_s,
@@ -383,6 +385,8 @@ class _ServiceConsumer:
                 log.error("malformed event parked", extra={"service": self.service, "reason": exc.reason})
                 await self._park(message, f"malformed: {exc.reason}")
                 continue
+            # The publish span's context, from the headers (the envelope's is the cause's).
+            event.in_trace((message.headers or {}).get(TRACEPARENT))  # type: ignore[arg-type]
             if not self._subscriptions.handlers_for(event):
                 metrics.consumed.labels(event=event.routing_key(), outcome="unhandled").inc()
                 await self._park(message, f"no handler for {event.routing_key()} in {self.service}")

@@ -12,6 +12,7 @@ Erlang distribution, so such a node cannot be reached by the CLI.)
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import random
@@ -112,7 +113,7 @@ class RabbitCluster:
             # Quick leader elections and failure detection: the test measures reconnects.
             "net_ticktime = 10\n"
         )
-        env = {
+        return {
             **self._cli_env(),
             "RABBITMQ_NODENAME": node.name,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
@@ -128,7 +129,6 @@ class RabbitCluster:
                 "-kernel inet_dist_use_interface {127,0,0,1} +S 1:1 +sbwt none +sbwtdcpu none +sbwtdio none"
             ),
         }
-        return env
 
     # -- control -----------------------------------------------------------------------
 
@@ -167,7 +167,9 @@ class RabbitCluster:
                     return
             except OSError:
                 time.sleep(0.2)
-        raise ClusterUnavailable(f"{node.name} did not listen on {node.amqp_port} in {timeout:.0f}s: {self._tail(node)}")
+        raise ClusterUnavailable(
+            f"{node.name} did not listen on {node.amqp_port} in {timeout:.0f}s: {self._tail(node)}"
+        )
 
     def _tail(self, node: Node) -> str:
         out = node.directory / "server.out"
@@ -217,10 +219,8 @@ class RabbitCluster:
     def stop(self, node: Node) -> None:
         if not node.running:
             return
-        try:
+        with contextlib.suppress(ClusterUnavailable, subprocess.TimeoutExpired):
             self.ctl(node, "stop", timeout=60)
-        except (ClusterUnavailable, subprocess.TimeoutExpired):
-            pass
         if node.process is not None:
             try:
                 node.process.wait(timeout=30)
