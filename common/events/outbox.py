@@ -39,6 +39,8 @@ from common.observability import Metrics
 
 log = logging.getLogger(__name__)
 
+BACKLOG_MEASURE_INTERVAL_S = 15.0
+
 
 class UnitOfWork:
     """One business transaction: a session plus the events it will publish on commit.
@@ -173,9 +175,14 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         backoff = 0.0
-        sweep_due = 0.0
+        sweep_due = measure_due = 0.0
         loop = asyncio.get_running_loop()
         while True:
+            if loop.time() >= measure_due:
+                # Often enough for an alert on a growing backlog, and measured while the
+                # broker is away too (when it matters most); one indexed count.
+                measure_due = loop.time() + BACKLOG_MEASURE_INTERVAL_S
+                await self._measure_backlog()
             try:
                 published = await self.relay_once()
                 backoff = 0.0
@@ -196,7 +203,7 @@ class OutboxRelay:
                 return
             if loop.time() >= sweep_due:
                 sweep_due = loop.time() + 300
-                await self._sweep_and_measure()
+                await self._sweep()
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval_s)
@@ -280,15 +287,20 @@ class OutboxRelay:
             )
         return int(count or 0)
 
-    async def _sweep_and_measure(self) -> None:
+    async def _sweep(self) -> None:
         try:
             async with self._database.transaction() as session:
                 await session.execute(
                     delete(self._outbox).where(self._outbox.c.published_at < utc_now() - self._retention)
                 )
-            self._metrics.outbox_backlog.labels(self._service).set(await self.backlog())
         except Exception:
             log.warning("outbox sweep failed", exc_info=True, extra={"service": self._service})
+
+    async def _measure_backlog(self) -> None:
+        try:
+            self._metrics.outbox_backlog.labels(self._service).set(await self.backlog())
+        except Exception:
+            log.warning("outbox backlog not measured", exc_info=True, extra={"service": self._service})
 
 
 def idempotent(

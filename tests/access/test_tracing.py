@@ -50,7 +50,7 @@ async def test_one_trace_covers_gateway_access_facemodel_outbox_and_consumer(
     notification_settings = NotificationSettings(environment="test", data_dir=tmp_path / "notification")
     upgrade("notification", notification_settings.database_url("notification"))
     notification_app = create_notification_app(notification_settings, bus=bus, keys=tokens.key_cache())
-    door = Door(access_app, None, relay[1], access_settings)  # type: ignore[arg-type]
+    door = Door(access_app, None, relay[1], access_settings)
 
     async with serving(access_app) as access_url, asgi_client(notification_app):
         await door.enrol(face_service, photo_bytes, "obama.jpg")
