@@ -85,7 +85,10 @@ def test_one_dashboard_per_layer_every_query_parses():
 
 
 def test_the_checker_finds_the_selected_metrics_only():
-    expr = 'histogram_quantile(0.95, sum by (le, route) (rate(a_seconds_bucket{le=~"1(\\\\.0)?", x!="by"}[5m]))) / on (route) group_left b'
+    expr = (
+        'histogram_quantile(0.95, sum by (le, route) (rate(a_seconds_bucket{le=~"1(\\\\.0)?", x!="by"}[5m])))'
+        " / on (route) group_left b"
+    )
     assert metric_names(expr) == {"a_seconds_bucket", "b"}
     assert exported_family("a_seconds_bucket", {"a_seconds": "histogram"})
     assert exported_family("c_total", {"c": "counter"})

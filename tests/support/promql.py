@@ -13,17 +13,103 @@ import re
 from dataclasses import dataclass
 
 FUNCTIONS = frozenset(
-    """abs absent absent_over_time ceil changes clamp clamp_max clamp_min day_of_month day_of_week
-    day_of_year days_in_month delta deriv exp floor histogram_avg histogram_count histogram_fraction
-    histogram_quantile histogram_stddev histogram_stdvar histogram_sum holt_winters hour idelta increase
-    irate label_join label_replace ln log10 log2 minute month predict_linear rate resets round scalar sgn
-    sort sort_desc sort_by_label sort_by_label_desc sqrt time timestamp vector year avg_over_time
-    min_over_time max_over_time sum_over_time count_over_time quantile_over_time stddev_over_time
-    stdvar_over_time last_over_time present_over_time mad_over_time double_exponential_smoothing
-    acos acosh asin asinh atan atanh cos cosh sin sinh tan tanh deg rad pi""".split()
+    [
+        "abs",
+        "absent",
+        "absent_over_time",
+        "ceil",
+        "changes",
+        "clamp",
+        "clamp_max",
+        "clamp_min",
+        "day_of_month",
+        "day_of_week",
+        "day_of_year",
+        "days_in_month",
+        "delta",
+        "deriv",
+        "exp",
+        "floor",
+        "histogram_avg",
+        "histogram_count",
+        "histogram_fraction",
+        "histogram_quantile",
+        "histogram_stddev",
+        "histogram_stdvar",
+        "histogram_sum",
+        "holt_winters",
+        "hour",
+        "idelta",
+        "increase",
+        "irate",
+        "label_join",
+        "label_replace",
+        "ln",
+        "log10",
+        "log2",
+        "minute",
+        "month",
+        "predict_linear",
+        "rate",
+        "resets",
+        "round",
+        "scalar",
+        "sgn",
+        "sort",
+        "sort_desc",
+        "sort_by_label",
+        "sort_by_label_desc",
+        "sqrt",
+        "time",
+        "timestamp",
+        "vector",
+        "year",
+        "avg_over_time",
+        "min_over_time",
+        "max_over_time",
+        "sum_over_time",
+        "count_over_time",
+        "quantile_over_time",
+        "stddev_over_time",
+        "stdvar_over_time",
+        "last_over_time",
+        "present_over_time",
+        "mad_over_time",
+        "double_exponential_smoothing",
+        "acos",
+        "acosh",
+        "asin",
+        "asinh",
+        "atan",
+        "atanh",
+        "cos",
+        "cosh",
+        "sin",
+        "sinh",
+        "tan",
+        "tanh",
+        "deg",
+        "rad",
+        "pi",
+    ]
 )
 AGGREGATIONS = frozenset(
-    "sum min max avg group stddev stdvar count count_values bottomk topk quantile limitk limit_ratio".split()
+    [
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+        "limitk",
+        "limit_ratio",
+    ]
 )
 GROUPING = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
 KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "inf", "nan"}) | GROUPING
