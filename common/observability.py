@@ -208,6 +208,8 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
 
 
 access_log = logging.getLogger("smartgym.access")
+# Probes and scrapes: many a minute per pod, each a trace of one span that nobody reads.
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class KernelMiddleware:
@@ -232,7 +234,7 @@ class KernelMiddleware:
             if scope["type"] == "websocket":
                 await self.app(scope, receive, send)
                 return
-            if tracing.enabled():
+            if tracing.enabled() and scope["path"] not in UNTRACED_PATHS:
                 await self._traced_http(scope, receive, send, request_id)
                 return
             await self._http(scope, receive, send, request_id)
