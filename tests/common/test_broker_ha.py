@@ -89,7 +89,8 @@ async def test_losing_the_quorum_leader_mid_stream_loses_and_duplicates_nothing(
         producing = asyncio.create_task(produce(producer, TOTAL, pace_s=0.02))
         await eventually(lambda: _at_least(applied(consumer), TOTAL // 4), timeout=60)
 
-        leader = await asyncio.to_thread(rabbit_cluster.leader_of, queue)
+        leader, members = await asyncio.to_thread(rabbit_cluster.quorum_of, queue)
+        assert len(members) == 3  # replicated on every node: losing one keeps a majority
         await asyncio.to_thread(rabbit_cluster.kill, leader)
         killed_at = time.monotonic()
         before = await applied(consumer)

@@ -189,6 +189,13 @@ class RabbitCluster:
             list(pool.map(lambda node: self.ctl(node, "start_app"), others))
         for node in others:
             self._wait_for_port(node, timeout)
+        # A quorum queue declared before every node counts as running gets fewer members,
+        # and then one node lost can be a majority lost: wait for the three.
+        deadline = time.monotonic() + timeout
+        while len(self.running_nodes()) < len(self.nodes):
+            if time.monotonic() > deadline:
+                raise ClusterUnavailable(f"only {self.running_nodes()} running after {timeout:.0f}s")
+            time.sleep(0.5)
 
     def running_nodes(self) -> list[str]:
         listing = self.ctl(next(node for node in self.nodes if node.running), "eval", "rabbit_nodes:all_running().")
@@ -202,12 +209,16 @@ class RabbitCluster:
 
     def leader_of(self, queue: str) -> Node:
         """The node that leads quorum queue ``queue`` now."""
+        return self.quorum_of(queue)[0]
+
+    def quorum_of(self, queue: str) -> tuple[Node, list[Node]]:
+        """(leader, members) of quorum queue ``queue`` now."""
         alive = next(node for node in self.nodes if node.running)
-        listing = self.ctl(alive, "list_queues", "name", "leader", "--quiet", "--no-table-headers")
+        listing = self.ctl(alive, "list_queues", "name", "leader", "members", "--quiet", "--no-table-headers")
         for line in listing.splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[0] == queue:
-                return self.node_named(parts[1])
+            parts = line.split(maxsplit=2)
+            if len(parts) == 3 and parts[0] == queue:
+                return self.node_named(parts[1]), [node for node in self.nodes if node.name in parts[2]]
         raise ClusterUnavailable(f"queue {queue} not found: {listing[-500:]}")
 
     def kill(self, node: Node) -> None:
