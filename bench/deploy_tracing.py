@@ -227,6 +227,17 @@ async def main(args: argparse.Namespace) -> None:
         "\nPOST /entries: one server span, the outbox's publish span and the consumer's span per request;"
         "\nGET /ping: one server span on a route that does almost nothing (the upper bound in relative terms)."
     )
+    # The event path's own comparison drowns in the SQLite threads' drift on a shared
+    # machine (see the pairs' spread): the cost of its three spans, priced at what one span
+    # added to /ping in this run, says the same thing with far less noise.
+    per_span_us = figures["ping_cpu_us_on_median"] - figures["ping_cpu_us_off_median"]
+    estimated = 3 * per_span_us / figures["entries_cpu_us_off_median"] * 100
+    figures["span_cpu_us"] = round(per_span_us, 1)
+    figures["entries_estimated_overhead_pct"] = round(estimated, 1)
+    print(
+        f"one span (server, OTLP export included): {per_span_us:.0f} µs; three on POST /entries:"
+        f" ~{estimated:.1f} % of its {figures['entries_cpu_us_off_median']:.0f} µs"
+    )
     # The headline: a request that changes state and causes an event, the platform's common case.
     figures["tracing_overhead_pct"] = figures["entries_overhead_pct"]
     emit(figures)

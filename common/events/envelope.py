@@ -69,10 +69,11 @@ class Event(BaseModel):
     def traceparent(self) -> str | None:
         return self._traceparent
 
-    def in_trace(self, traceparent: str | None) -> Self:
+    def in_trace(self, traceparent: object) -> Self:
         """This event, travelling in trace context ``traceparent`` (ignored unless valid)."""
-        if valid_traceparent(traceparent):
-            self._traceparent = traceparent
+        valid = valid_traceparent(traceparent)
+        if valid is not None:
+            self._traceparent = valid
         return self
 
     def to_wire(self, *, traceparent: str | None = None) -> bytes:

@@ -386,7 +386,7 @@ class _ServiceConsumer:
                 await self._park(message, f"malformed: {exc.reason}")
                 continue
             # The publish span's context, from the headers (the envelope's is the cause's).
-            event.in_trace((message.headers or {}).get(TRACEPARENT))  # type: ignore[arg-type]
+            event.in_trace((message.headers or {}).get(TRACEPARENT))
             if not self._subscriptions.handlers_for(event):
                 metrics.consumed.labels(event=event.routing_key(), outcome="unhandled").inc()
                 await self._park(message, f"no handler for {event.routing_key()} in {self.service}")
