@@ -243,11 +243,8 @@ class KernelMiddleware:
 
     async def _traced_http(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         # The route template names the span (the raw path may carry a token or an id).
-        headers = {
-            key.decode("latin-1").lower(): value.decode("latin-1")
-            for key, value in scope.get("headers", ())
-            if key.lower() in (b"traceparent", b"tracestate")
-        }
+        traceparent = _header(scope, "traceparent")
+        parent = tracing.context_from_headers({"traceparent": traceparent}) if traceparent else None
         status_seen = 500
 
         async def observed_send(message: Message) -> None:
@@ -258,9 +255,13 @@ class KernelMiddleware:
 
         span = tracing.tracer().start_span(
             f"{scope['method']} {self.service}",
-            context=tracing.context_from_headers(headers),
+            context=parent,
             kind=tracing.SpanKind.SERVER,
-            attributes={tracing.SERVICE_ATTRIBUTE: self.service, "http.request.method": scope["method"]},
+            attributes={
+                tracing.SERVICE_ATTRIBUTE: self.service,
+                "http.request.method": scope["method"],
+                "smartgym.request_id": request_id,
+            },
         )
         try:
             with tracing.use_span(span):
@@ -269,9 +270,7 @@ class KernelMiddleware:
             template = getattr(scope.get("route"), "path", None)
             if template:
                 span.update_name(f"{scope['method']} {template}")
-                span.set_attribute("http.route", template)
-            span.set_attribute("http.response.status_code", status_seen)
-            span.set_attribute("smartgym.request_id", request_id)
+            span.set_attributes({"http.route": template or "<unmatched>", "http.response.status_code": status_seen})
             if status_seen >= 500:
                 tracing.mark_error(span, f"HTTP {status_seen}")
             span.end()

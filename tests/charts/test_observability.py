@@ -131,7 +131,7 @@ def test_every_metric_in_rules_and_dashboards_is_exported_by_a_running_stack(tmp
     process = start(["up", "--port-offset", str(offset)], env=clean_env(), cwd=tmp_path, log=log)
     families: dict[str, str] = {}
     try:
-        wait_healthy(f"http://127.0.0.1:{plan['gateway']}", process, log, timeout=120)
+        wait_healthy(f"http://127.0.0.1:{plan['gateway']}", process, log, timeout=240)
         for service in SERVICES:
             response = httpx.get(f"http://127.0.0.1:{plan[service.name]}/metrics", timeout=10)
             assert response.status_code == 200, f"{service.name}: {response.status_code}"
