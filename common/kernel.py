@@ -48,7 +48,7 @@ def make_bus(
     from common.events.rabbitmq import RabbitMQBus  # aio-pika is only imported when used
 
     return RabbitMQBus(
-        str(settings.broker_url),
+        settings.broker_urls(),
         catalog=catalog,
         metrics=metrics,
         namespace=settings.bus_namespace,

@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from common import tracing
 from common.context import (
     REQUEST_ID_HEADER,
     bind_correlation_id,
@@ -207,6 +208,8 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
 
 
 access_log = logging.getLogger("smartgym.access")
+# Probes and scrapes: many a minute per pod, each a trace of one span that nobody reads.
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class KernelMiddleware:
@@ -231,9 +234,46 @@ class KernelMiddleware:
             if scope["type"] == "websocket":
                 await self.app(scope, receive, send)
                 return
+            if tracing.enabled() and scope["path"] not in UNTRACED_PATHS:
+                await self._traced_http(scope, receive, send, request_id)
+                return
             await self._http(scope, receive, send, request_id)
         finally:
             reset_correlation_id(token)
+
+    async def _traced_http(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        # The route template names the span (the raw path may carry a token or an id).
+        traceparent = _header(scope, "traceparent")
+        parent = tracing.context_from_headers({"traceparent": traceparent}) if traceparent else None
+        status_seen = 500
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status_seen
+            if message["type"] == "http.response.start":
+                status_seen = message["status"]
+            await send(message)
+
+        span = tracing.tracer().start_span(
+            f"{scope['method']} {self.service}",
+            context=parent,
+            kind=tracing.SpanKind.SERVER,
+            attributes={
+                tracing.SERVICE_ATTRIBUTE: self.service,
+                "http.request.method": scope["method"],
+                "smartgym.request_id": request_id,
+            },
+        )
+        try:
+            with tracing.use_span(span):
+                await self._http(scope, receive, observed_send, request_id)
+        finally:
+            template = getattr(scope.get("route"), "path", None)
+            if template:
+                span.update_name(f"{scope['method']} {template}")
+            span.set_attributes({"http.route": template or "<unmatched>", "http.response.status_code": status_seen})
+            if status_seen >= 500:
+                tracing.mark_error(span, f"HTTP {status_seen}")
+            span.end()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         started = time.perf_counter()

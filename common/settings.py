@@ -12,14 +12,17 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AmqpDsn, Field, SecretStr, model_validator
+from pydantic import AmqpDsn, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,40}$"
+# One broker node as ``host:port`` (a DNS name, an IPv4 address or a bracketed IPv6 one).
+_BROKER_ADDRESS = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\]):\d{1,5}$")
 _PER_SERVICE_DATABASE_URL = re.compile(r"^SMARTGYM_([A-Z][A-Z0-9_]{0,40})_DATABASE_URL$")
 
 LOCAL_KEY_SECRET = "local-development-only"  # noqa: S105 - refused outside local/test
@@ -90,6 +93,22 @@ class PlatformSettings(BaseSettings):
 
     broker_url: AmqpDsn | None = Field(
         default=None, description="AMQP URL; unset means the in-process bus (embedded mode)."
+    )
+    # Not a list of URLs: the credentials, virtual host and TLS options are one secret
+    # (the URL); the nodes are plain configuration that a chart can render from values.
+    broker_addresses: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "Every node of a RabbitMQ cluster as host:port, comma-separated; clients start at the first and move"
+            " to the next when a node goes. Credentials, virtual host and TLS come from SMARTGYM_BROKER_URL,"
+            " whose own host:port is then not used. Unset: the URL's node only."
+        ),
+    )
+    broker_reconnect_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Seconds between two attempts to reach a broker node after a connection was lost.",
     )
     broker_allow_plaintext: bool = Field(
         default=False,
@@ -176,6 +195,30 @@ class PlatformSettings(BaseSettings):
         ),
     )
 
+    tracing_enabled: bool | None = Field(
+        default=None,
+        description=(
+            "OpenTelemetry tracing. Unset: on when a broker is configured (not embedded mode) and an OTLP"
+            " endpoint is known (SMARTGYM_TRACING_ENDPOINT or OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT); off otherwise."
+        ),
+    )
+    tracing_exporter: Literal["otlp-http", "otlp-grpc"] = Field(
+        default="otlp-http", description="How spans leave the process: OTLP over HTTP (protobuf) or gRPC."
+    )
+    tracing_endpoint: str | None = Field(
+        default=None,
+        description=(
+            "OTLP collector endpoint (http://collector:4318/v1/traces for otlp-http, http://collector:4317 for"
+            " otlp-grpc); unset: the exporter's OTEL_EXPORTER_OTLP_* variables or its default."
+        ),
+    )
+    tracing_sample_ratio: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of new traces recorded (a request that arrives traced keeps its caller's decision).",
+    )
+
     http_timeout_s: float = Field(
         default=5.0, gt=0, description="Default timeout of service-to-service HTTP calls, seconds."
     )
@@ -187,6 +230,24 @@ class PlatformSettings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest request body a service accepts (413 beyond)."
     )
+
+    @field_validator("broker_addresses", mode="before")
+    @classmethod
+    def _split_broker_addresses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("broker_addresses")
+    @classmethod
+    def _check_broker_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            port = address.rsplit(":", 1)[-1]
+            if not _BROKER_ADDRESS.match(address) or not 0 < int(port) < 65536:
+                raise ValueError(f"broker address {address!r} is not host:port")
+        if len(set(value)) != len(value):
+            raise ValueError("a broker address is listed twice")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -273,6 +334,32 @@ class PlatformSettings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return self.broker_url is None
+
+    @property
+    def tracing_on(self) -> bool:
+        if self.tracing_enabled is not None:
+            return self.tracing_enabled
+        endpoint_known = self.tracing_endpoint is not None or any(
+            os.environ.get(name) for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        )
+        return not self.embedded and endpoint_known
+
+    def broker_urls(self) -> list[str]:
+        """One AMQP URL per broker node, in the order clients try them: the URL itself, or
+        its credentials, virtual host and options on each of ``broker_addresses``; the
+        reconnect interval is added unless the URL sets its own."""
+        if self.broker_url is None:
+            return []
+        parts = urlsplit(str(self.broker_url))
+        # The user and password exactly as written (still percent-encoded), host dropped.
+        userinfo, at, hostport = parts.netloc.rpartition("@")
+        query = parts.query
+        if "reconnect_interval=" not in query:
+            query = "&".join(
+                part for part in (query, f"reconnect_interval={self.broker_reconnect_interval_s:g}") if part
+            )
+        nodes = self.broker_addresses or (hostport,)
+        return [urlunsplit((parts.scheme, f"{userinfo}{at}{node}", parts.path, query, "")) for node in nodes]
 
     @classmethod
     def of(cls, settings: PlatformSettings) -> Self:

@@ -46,6 +46,9 @@ class DeviceHealth:
     failures_in_a_row: int = 0
     successes_in_a_row: int = 0
     last_heartbeat: datetime | None = None
+    # The device's last sign of life (an answered ping, an ok heartbeat): where the silence
+    # that a fault reports began, for the fault-to-alert latency.
+    last_contact: datetime | None = None
     last_reason: str = ""
     maintenance_until: datetime | None = None
     # The last few changes, for debugging a device; the audit log in the database is the record.
@@ -81,6 +84,7 @@ class DeviceHealth:
         return self.maintenance_until is not None and at < self.maintenance_until
 
     def _good(self, at: datetime, reason: str) -> Transition | None:
+        self.last_contact = at
         self.failures_in_a_row = 0
         self.successes_in_a_row += 1
         if self.health is Health.OK:

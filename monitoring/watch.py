@@ -58,6 +58,8 @@ class Change:
     opens: uuid.UUID | None = None
     closes: uuid.UUID | None = None
     fault_opened_at: datetime | None = None
+    # For a fault: the device's last sign of life before it (None if it never had one).
+    silent_since: datetime | None = None
 
     @property
     def announced(self) -> bool:
@@ -108,6 +110,15 @@ class WatchMetrics:
         )
         self.write_seconds = Histogram(
             "monitoring_change_write_seconds", "Time to commit a batch of changes.", registry=metrics.registry
+        )
+        # QAS-01 (alerted within 15 s, P95): from the last sign of life to the committed
+        # EquipmentFault. An upper bound of the true latency: the device went silent
+        # somewhere after its last contact.
+        self.fault_alert_seconds = Histogram(
+            "monitoring_fault_alert_seconds",
+            "Device's last contact to its fault event committed, seconds.",
+            buckets=(1.0, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0),
+            registry=metrics.registry,
         )
 
 
@@ -271,7 +282,17 @@ class EquipmentWatch:
     def _open_fault(self, watched: Watched, previous: Health, reason: str, at: datetime) -> None:
         fault_id = uuid.uuid4()
         watched.open_fault, watched.fault_opened_at = fault_id, at
-        self._queue.put_nowait(Change(watched.spec, previous, Health.FAULTY, reason, at, opens=fault_id))
+        self._queue.put_nowait(
+            Change(
+                watched.spec,
+                previous,
+                Health.FAULTY,
+                reason,
+                at,
+                opens=fault_id,
+                silent_since=watched.health.last_contact,
+            )
+        )
 
     @staticmethod
     def _refresh_window(watched: Watched, now: datetime) -> None:
@@ -322,5 +343,9 @@ class EquipmentWatch:
                 log.warning("could not record %d health changes; retrying", len(batch), exc_info=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        committed = self._clock()
+        for change in batch:
+            if change.opens is not None and change.silent_since is not None:
+                self._metrics.fault_alert_seconds.observe(max(0.0, (committed - change.silent_since).total_seconds()))
         for listener in list(self._listeners):
             listener(batch)

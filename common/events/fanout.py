@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
+from common.events.cluster import connect_cluster
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ OnMessage = Callable[[str, str], None]
 
 
 class TopicFanout:
-    def __init__(self, url: str, *, exchange: str, replica: str, on_message: OnMessage) -> None:
+    def __init__(self, url: str | Sequence[str], *, exchange: str, replica: str, on_message: OnMessage) -> None:
         self._url = url
         self._exchange_name = exchange
         self._interest_name = f"{exchange}.interest"
@@ -45,7 +47,7 @@ class TopicFanout:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(self._url)
+        self._connection = await connect_cluster(self._url)
         channel = await self._connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=5000)
         self._exchange = await channel.declare_exchange(self._exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)

@@ -110,7 +110,7 @@ class InProcessBus:
         token = bind_correlation_id(sanitize_correlation_id(message.correlation_id))
         try:
             try:
-                event = self._catalog.decode(message.body)
+                event = self._catalog.decode(message.body).in_trace(message.traceparent)
             except MalformedEvent as exc:
                 self._metrics.consumed.labels(event=message.routing_key, outcome="malformed").inc()
                 for service in self._subscribers_of(message.routing_key):

@@ -19,21 +19,27 @@ import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
 
+from opentelemetry.trace import Span
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common import tracing
 from common.context import bind_correlation_id, reset_correlation_id
 from common.db import Database, KernelTables
 from common.events.bus import EventBus, Subscriptions
-from common.events.envelope import PURGED_AFTER_PUBLISH, Event, OutgoingMessage, utc_now
+from common.events.envelope import PURGED_AFTER_PUBLISH, Event, OutgoingMessage, envelope_traceparent, utc_now
 from common.observability import Metrics
 
 log = logging.getLogger(__name__)
+
+BACKLOG_MEASURE_INTERVAL_S = 15.0
 
 
 class UnitOfWork:
@@ -95,13 +101,16 @@ class UnitOfWork:
 
 async def write_outbox(session: AsyncSession, tables: KernelTables, events: list[Event]) -> None:
     now = utc_now()
+    # The trace the events are caused in (a request's, or the consuming span's): the relay
+    # and the consumers continue it, however long the events wait in the outbox.
+    traceparent = tracing.current_traceparent()
     await session.execute(
         insert(tables.outbox),
         [
             {
                 "event_id": event.event_id,
                 "routing_key": event.routing_key(),
-                "body": event.to_wire().decode(),
+                "body": event.to_wire(traceparent=traceparent).decode(),
                 "correlation_id": event.correlation_id,
                 "created_at": now,
             }
@@ -166,9 +175,14 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         backoff = 0.0
-        sweep_due = 0.0
+        sweep_due = measure_due = 0.0
         loop = asyncio.get_running_loop()
         while True:
+            if loop.time() >= measure_due:
+                # Often enough for an alert on a growing backlog, and measured while the
+                # broker is away too (when it matters most); one indexed count.
+                measure_due = loop.time() + BACKLOG_MEASURE_INTERVAL_S
+                await self._measure_backlog()
             try:
                 published = await self.relay_once()
                 backoff = 0.0
@@ -189,7 +203,7 @@ class OutboxRelay:
                 return
             if loop.time() >= sweep_due:
                 sweep_due = loop.time() + 300
-                await self._sweep_and_measure()
+                await self._sweep()
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval_s)
@@ -212,12 +226,20 @@ class OutboxRelay:
             messages = [
                 OutgoingMessage(row.event_id, row.routing_key, row.body.encode(), row.correlation_id) for row in rows
             ]
+            spans = self._publish_spans(messages) if tracing.enabled() else []
+            if spans:
+                messages = [replace(message, traceparent=tracing.traceparent_of(span)) for message, span in spans]
             try:
                 await self._bus.publish_many(messages)
             except Exception as exc:
+                for _, span in spans:
+                    tracing.mark_error(span, type(exc).__name__)
+                    span.end()
                 await session.rollback()
                 await self._record_failure([row.id for row in rows], exc)
                 raise
+            for _, span in spans:
+                span.end()
             # Rows carrying biometrics go as soon as the broker has them; the rest stay for
             # the retention period (diagnosis, replay).
             purged = {row.id for row in rows if row.routing_key in PURGED_AFTER_PUBLISH}
@@ -227,6 +249,27 @@ class OutboxRelay:
             if kept:
                 await session.execute(update(outbox).where(outbox.c.id.in_(kept)).values(published_at=utc_now()))
         return len(rows)
+
+    def _publish_spans(self, messages: list[OutgoingMessage]) -> list[tuple[OutgoingMessage, Span]]:
+        """One producer span per event, continuing the trace its envelope carries; the bus
+        hands each span's context to the consumers."""
+        spans = []
+        for message in messages:
+            parent = tracing.context_of(envelope_traceparent(message.body))
+            span = tracing.tracer().start_span(
+                f"publish {message.routing_key}",
+                context=parent,
+                kind=tracing.SpanKind.PRODUCER,
+                attributes={
+                    tracing.SERVICE_ATTRIBUTE: self._service,
+                    "messaging.operation.type": "send",
+                    "messaging.destination.name": message.routing_key,
+                    "messaging.message.id": str(message.event_id),
+                    "smartgym.outbox": True,
+                },
+            )
+            spans.append((message, span))
+        return spans
 
     async def _record_failure(self, ids: list[int], exc: Exception) -> None:
         with contextlib.suppress(Exception):
@@ -244,15 +287,20 @@ class OutboxRelay:
             )
         return int(count or 0)
 
-    async def _sweep_and_measure(self) -> None:
+    async def _sweep(self) -> None:
         try:
             async with self._database.transaction() as session:
                 await session.execute(
                     delete(self._outbox).where(self._outbox.c.published_at < utc_now() - self._retention)
                 )
-            self._metrics.outbox_backlog.labels(self._service).set(await self.backlog())
         except Exception:
             log.warning("outbox sweep failed", exc_info=True, extra={"service": self._service})
+
+    async def _measure_backlog(self) -> None:
+        try:
+            self._metrics.outbox_backlog.labels(self._service).set(await self.backlog())
+        except Exception:
+            log.warning("outbox backlog not measured", exc_info=True, extra={"service": self._service})
 
 
 def idempotent(
@@ -271,13 +319,30 @@ def idempotent(
     """
 
     async def apply(event: Event) -> None:
-        async with UnitOfWork(database, tables, on_commit) as uow:
-            if not await _claim(uow.session, tables, [event.event_id], consumer_name, database.is_sqlite):
-                metrics.duplicates.labels(consumer_name).inc()
-                return
-            await handler(event, uow)
+        with consume_span(event, consumer_name):
+            async with UnitOfWork(database, tables, on_commit) as uow:
+                if not await _claim(uow.session, tables, [event.event_id], consumer_name, database.is_sqlite):
+                    metrics.duplicates.labels(consumer_name).inc()
+                    return
+                await handler(event, uow)
 
     return apply
+
+
+def consume_span(event: Event, consumer_name: str) -> AbstractContextManager[Span | None]:
+    """The consumer's span, continuing the trace the event arrived in (nothing when off)."""
+    return tracing.span(
+        f"consume {event.routing_key()}",
+        kind=tracing.SpanKind.CONSUMER,
+        parent=event.traceparent,
+        attributes={
+            tracing.SERVICE_ATTRIBUTE: consumer_name.split(".", 1)[0],
+            "messaging.operation.type": "process",
+            "messaging.destination.name": event.routing_key(),
+            "messaging.message.id": str(event.event_id),
+            "smartgym.consumer": consumer_name,
+        },
+    )
 
 
 def idempotent_batch(
@@ -311,7 +376,8 @@ def idempotent_batch(
                     claimed.discard(event.event_id)  # the same event twice in one batch runs once
                     token = bind_correlation_id(event.correlation_id)
                     try:
-                        await handler(event, uow)
+                        with consume_span(event, consumer_name):
+                            await handler(event, uow)
                     finally:
                         reset_correlation_id(token)
 

@@ -37,8 +37,10 @@ from pamqp.commands import Basic
 
 from common.context import bind_correlation_id, reset_correlation_id, sanitize_correlation_id
 from common.events.bus import PublishError, Subscriptions
+from common.events.cluster import ClusterConnection, connect_cluster
 from common.events.envelope import Event, EventCatalog, MalformedEvent, OutgoingMessage
 from common.observability import Metrics
+from common.tracing import TRACEPARENT
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ class RabbitMQBus:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         catalog: EventCatalog,
         metrics: Metrics,
@@ -108,7 +110,8 @@ class RabbitMQBus:
         delivery_limit: int = 20,
         confirm_timeout_s: float = 10.0,
     ) -> None:
-        self._url = url
+        # Several URLs: one per node of a cluster, tried in order (common/events/cluster.py).
+        self._urls = [url] if isinstance(url, str) else list(url)
         self._catalog = catalog
         self._metrics = metrics
         self._prefetch = prefetch
@@ -127,8 +130,8 @@ class RabbitMQBus:
     async def start(self) -> None:
         if self._connection is not None:
             return
-        self._connection = await aio_pika.connect_robust(
-            self._url,
+        self._connection = await connect_cluster(
+            self._urls,
             client_properties={"connection_name": f"smartgym:{self.topology.namespace}"},
         )
         self._publish_channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -169,10 +172,13 @@ class RabbitMQBus:
 
     def health(self) -> dict[str, Any]:
         connected = self._connection is not None and not self._connection.is_closed
-        return {
+        report: dict[str, Any] = {
             "ok": connected and self._connection is not None and self._connection.connected.is_set(),
             "kind": "rabbitmq",
         }
+        if isinstance(self._connection, ClusterConnection):
+            report["node"] = self._connection.node
+        return report
 
     # -- publishing ------------------------------------------------------------------
 
@@ -213,6 +219,7 @@ class RabbitMQBus:
                 delivery_mode=int(aio_pika.DeliveryMode.PERSISTENT),
                 message_id=str(message.event_id),
                 correlation_id=message.correlation_id,
+                headers={TRACEPARENT: message.traceparent} if message.traceparent else None,
             ),
             mandatory=True,
             timeout=self._confirm_timeout_s,
@@ -378,6 +385,8 @@ class _ServiceConsumer:
                 log.error("malformed event parked", extra={"service": self.service, "reason": exc.reason})
                 await self._park(message, f"malformed: {exc.reason}")
                 continue
+            # The publish span's context, from the headers (the envelope's is the cause's).
+            event.in_trace((message.headers or {}).get(TRACEPARENT))
             if not self._subscriptions.handlers_for(event):
                 metrics.consumed.labels(event=event.routing_key(), outcome="unhandled").inc()
                 await self._park(message, f"no handler for {event.routing_key()} in {self.service}")

@@ -147,3 +147,18 @@ def test_every_production_secret_clears_the_floor():
     with pytest.raises(ValidationError, match="CORS"):
         GatewaySettings(environment="production", broker_url=BROKER, gateway_cors_origins=("*",))
     GatewaySettings(environment="production", broker_url=BROKER, gateway_cors_origins=("https://console.smartgym.kr",))
+
+
+def test_an_events_trace_context_travels_in_its_envelope_and_bad_ones_are_ignored():
+    from common.events.envelope import EventCatalog, envelope_traceparent
+    from tests.support.ledger import EntryRecorded
+
+    catalog = EventCatalog()
+    catalog.register(EntryRecorded)
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    wire = EntryRecorded(seq=1).to_wire(traceparent=traceparent)
+    assert envelope_traceparent(wire) == traceparent
+    assert catalog.decode(wire).traceparent == traceparent
+    assert b"traceparent" not in EntryRecorded(seq=1).to_wire()  # nothing written while tracing is off
+    forged = wire.replace(traceparent.encode(), b"00-xyz\\n-injected")
+    assert catalog.decode(forged).traceparent is None

@@ -81,6 +81,20 @@ smartgym.io/site: {{ . }}
 {{- end }}
 - name: SMARTGYM_DATA_DIR
   value: {{ $values.dataDir | quote }}
+{{- with $values.tracing }}
+{{- if .enabled }}
+- name: SMARTGYM_TRACING_ENABLED
+  value: "true"
+- name: SMARTGYM_TRACING_EXPORTER
+  value: {{ .exporter | quote }}
+{{- with .endpoint }}
+- name: SMARTGYM_TRACING_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+- name: SMARTGYM_TRACING_SAMPLE_RATIO
+  value: {{ .sampleRatio | quote }}
+{{- end }}
+{{- end }}
 {{- if $values.services.auth.create }}
 - name: SMARTGYM_AUTH_URL
   value: {{ include "smartgym.url" (dict "root" $root "name" "auth") | quote }}
@@ -95,6 +109,11 @@ smartgym.io/site: {{ . }}
     secretKeyRef: {name: {{ $secret }}, key: {{ .passwordKey }}}
 - name: SMARTGYM_BROKER_URL
   value: {{ printf "%s://$(SMARTGYM_BROKER_USERNAME):$(SMARTGYM_BROKER_PASSWORD)@%s/%s" (ternary "amqps" "amqp" .tls) (first .hosts) .vhost | quote }}
+{{- if gt (len .hosts) 1 }}
+# Every node of the cluster: a client moves to a survivor when its node goes.
+- name: SMARTGYM_BROKER_ADDRESSES
+  value: {{ join "," .hosts | quote }}
+{{- end }}
 {{- if not .tls }}
 - name: SMARTGYM_BROKER_ALLOW_PLAINTEXT
   value: "true"
