@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 from prometheus_client import CollectorRegistry
 
-from facemodel.engine import Analysis, UInt8Image, decode_image
+from facemodel.engine import Analysis, FaceEngine, UInt8Image, decode_image
 from facemodel.gallery import Gallery, Match
 from facemodel.holder import ModelHolder, SwapReport
 from facemodel.liveness import LivenessRules, LivenessVerdict, judge_burst
@@ -44,8 +44,18 @@ class UnknownGallery(LookupError):
 
 
 class FaceService:
-    def __init__(self, holder: ModelHolder, *, workers: int, metrics: FaceMetrics | None = None) -> None:
+    def __init__(
+        self,
+        holder: ModelHolder,
+        *,
+        workers: int,
+        metrics: FaceMetrics | None = None,
+        on_identified: Callable[[str, bool], None] | None = None,
+    ) -> None:
         self.holder = holder
+        # Told (model version, matched) for every identification of a usable face: the
+        # live signal a canary deployment is judged by (no match is a rejected entry).
+        self.on_identified = on_identified
         self.metrics = metrics or FaceMetrics(CollectorRegistry())
         self.metrics.active_model.labels(holder.current.label).set(1)
         self.galleries: dict[str, Gallery] = {}
@@ -81,7 +91,13 @@ class FaceService:
             return Identification(analysis, [], engine.manifest.threshold)
         if target.embedding_space != engine.manifest.embedding_space:
             raise UnknownGallery(f"{gallery} holds {target.embedding_space} vectors")
-        return Identification(analysis, target.identify(analysis.embedding, k=k), engine.manifest.threshold)
+        result = Identification(analysis, target.identify(analysis.embedding, k=k), engine.manifest.threshold)
+        self._identified(engine, result)
+        return result
+
+    def _identified(self, engine: FaceEngine, result: Identification) -> None:
+        if self.on_identified is not None:
+            self.on_identified(self.holder.version_of(engine), result.best is not None)
 
     async def identify_live(
         self, frames: list[bytes], *, gallery: str | None, k: int = 1
@@ -111,6 +127,9 @@ class FaceService:
             if target.embedding_space != engine.manifest.embedding_space:
                 raise UnknownGallery(f"{gallery} holds {target.embedding_space} vectors")
             matches = target.identify(first.embedding, k=k)
+            result = Identification(first, matches, threshold)
+            self._identified(engine, result)
+            return result, verdict
         return Identification(first, matches, threshold), verdict
 
     async def verify(self, image: bytes, *, gallery: str, subject: str) -> tuple[Analysis, float | None, float]:
@@ -157,13 +176,24 @@ class FaceService:
         self.metrics.gallery_size.labels(gallery).set(len(target))
         return removed
 
-    async def deploy(self, pack: Path, *, threads: int) -> SwapReport:
-        return self._swapped(await asyncio.to_thread(self.holder.deploy, pack, threads=threads))
+    async def deploy(
+        self, pack: Path, *, threads: int, version: str | None = None, new_space_approved: bool = False
+    ) -> SwapReport:
+        deploy = functools.partial(
+            self.holder.deploy, pack, threads=threads, version=version, new_space_approved=new_space_approved
+        )
+        return self._swapped(await asyncio.to_thread(deploy))
 
-    async def rollback(self) -> SwapReport:
-        return self._swapped(await asyncio.to_thread(self.holder.rollback))
+    async def rollback(self, *, new_space_approved: bool = False) -> SwapReport:
+        return self._swapped(await asyncio.to_thread(self.holder.rollback, new_space_approved=new_space_approved))
 
     def _swapped(self, report: SwapReport) -> SwapReport:
+        space = self.holder.current.manifest.embedding_space
+        for name in [name for name, gallery in self.galleries.items() if gallery.embedding_space != space]:
+            # An approved re-enrolment moved to another space: the old vectors cannot match
+            # any more; access re-sends the gallery as members are re-enrolled.
+            del self.galleries[name]
+            self.metrics.gallery_size.labels(name).set(0)
         self.metrics.swaps.inc()
         if report.previous:
             self.metrics.active_model.labels(report.previous).set(0)

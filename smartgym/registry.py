@@ -65,7 +65,8 @@ class ServiceSpec:
         module = importlib.import_module(f"{self.name}.app")
         custom = getattr(module, "create_listeners", None)
         if custom is not None:
-            listeners: list[tuple[str, FastAPI, int | Path]] = custom(settings, port, metrics=metrics)
+            extra = {"bus": bus} if self.uses_bus else {}
+            listeners: list[tuple[str, FastAPI, int | Path]] = custom(settings, port, metrics=metrics, **extra)
             return listeners
         return [(self.name, self.create_app(settings, bus=bus, metrics=metrics), port)]
 
