@@ -212,40 +212,53 @@ class ModelServer(Protocol):
         """Swap back to the kept previous model, without loading anything."""
 
 
-# What the registry says is deployed for a family, or None when nothing is.
-DeployedSource = Callable[[], Awaitable[ModelDeployed | None]]
+# What the registry says is deployed for a family: the canary (if one runs) first, then
+# the stable deployment; empty when nothing is deployed.
+DeployedSource = Callable[[], Awaitable[Sequence[ModelDeployed]]]
 
 
 def registry_source(url: str, family: str, *, timeout_s: float) -> DeployedSource:
     """Ask the registry (``GET {url}/v1/models/{family}/deployed``) what this family serves."""
     endpoint = f"{url.rstrip('/')}/v1/models/{family}/deployed"
 
-    async def fetch() -> ModelDeployed | None:
+    async def fetch() -> Sequence[ModelDeployed]:
         async with httpx.AsyncClient(timeout=timeout_s) as client:
             response = await client.get(endpoint)
         if response.status_code == 404:
-            return None
+            return ()
         response.raise_for_status()
         return deployed_from(response.json(), family=family)
 
     return fetch
 
 
-def deployed_from(body: Any, *, family: str) -> ModelDeployed:
-    """The registry's answer read as the deployment it stands for (unknown fields ignored)."""
+def deployed_from(body: Any, *, family: str) -> tuple[ModelDeployed, ...]:
+    """The registry's answer — ``{"stable": pack, "canary": pack}`` (each with deployment
+    id, version, files, canary share) — as the deployments it stands for, canary first.
+    The stable one is for every instance, whatever share it was first deployed with."""
     if not isinstance(body, dict):
         raise ValueError("the registry answered with something other than a JSON object")
+    found = []
+    for role in ("canary", "stable"):
+        served = body.get(role)
+        if isinstance(served, dict):
+            event = _deployment_of(served, family=family)
+            found.append(event if role == "canary" else event.model_copy(update={"canary_share": 1.0}))
+    return tuple(found)
+
+
+def _deployment_of(served: dict[str, Any], *, family: str) -> ModelDeployed:
     fields = {
-        "deployment_id": body.get("deployment_id"),
+        "deployment_id": served.get("deployment_id"),
         "family": family,
-        "version": body.get("version"),
-        "action": body.get("action") if body.get("action") in ("deploy", "promote", "rollback") else "deploy",
-        "canary_share": body.get("canary_share", 1.0),
-        "files": body.get("files"),
-        "previous_version": body.get("previous_version"),
-        "embedding_space": body.get("embedding_space"),
-        "reenrolment_approved": bool(body.get("reenrolment_approved", False)),
-        "deployed_at": body.get("deployed_at") or utc_now(),
+        "version": served.get("version"),
+        "action": served.get("action") if served.get("action") in ("deploy", "promote", "rollback") else "deploy",
+        "canary_share": served.get("canary_share", 1.0),
+        "files": served.get("files"),
+        "previous_version": served.get("previous_version"),
+        "embedding_space": served.get("embedding_space"),
+        "reenrolment_approved": bool(served.get("reenrolment_approved", False)),
+        "deployed_at": served.get("deployed_at") or utc_now(),
     }
     try:
         return ModelDeployed.model_validate(fields)
@@ -316,14 +329,13 @@ class ModelFollower:
         if self._deployed is None:
             return
         try:
-            deployment = await self._deployed()
+            deployments = await self._deployed()
         except Exception as exc:
             log.warning("model registry not reachable to reconcile %s: %s", self.server.family, exc)
             return
-        if deployment is None or not selected(deployment, self.instance_id):
-            return
-        if deployment.version != self.server.active_version():
-            await self.apply(deployment)
+        mine = next((item for item in deployments if selected(item, self.instance_id)), None)
+        if mine is not None and mine.version != self.server.active_version():
+            await self.apply(mine)
 
     async def _apply_logged(self, event: ModelDeployed) -> None:
         try:

@@ -97,19 +97,30 @@ def verify_face_pack(
         return FaceVerification(False, ("the evaluation set needs at least two identities",), far, None)
     reasons: list[str] = []
     try:
-        candidate = _score(FacePack(candidate_dir, threads=threads), identities, far)
+        candidate_pack = FacePack(candidate_dir, threads=threads)
+    except FacePackUnusable as exc:
+        return FaceVerification(False, (f"candidate: {exc.reason}",), far, None, identities=len(identities))
+    deployed_pack = FacePack(deployed_dir, threads=threads) if deployed_dir is not None else None
+    other_space = deployed_pack is not None and candidate_pack.embedding_space != deployed_pack.embedding_space
+    if other_space and not reenrolment_plan:
+        # Refused before measuring anything: no figure can make it a hot swap.
+        reason = (
+            f"embeds into {candidate_pack.embedding_space!r}, the enrolled vectors are "
+            f"{deployed_pack.embedding_space if deployed_pack else None!r}: a re-enrolment plan is needed"
+        )
+        return FaceVerification(False, (reason,), far, None, identities=len(identities))
+    try:
+        candidate = _score(candidate_pack, identities, far)
     except FacePackUnusable as exc:
         return FaceVerification(False, (f"candidate: {exc.reason}",), far, None, identities=len(identities))
     deployed = None
-    if deployed_dir is not None:
-        deployed = _score(FacePack(deployed_dir, threads=threads), identities, far)
-        if candidate.embedding_space != deployed.embedding_space and not reenrolment_plan:
-            reasons.append(
-                f"embeds into {candidate.embedding_space!r}, the enrolled vectors are {deployed.embedding_space!r}: "
-                "a re-enrolment plan is needed"
-            )
-        if candidate.tar < deployed.tar - max_tar_drop:
-            reasons.append(f"TAR {candidate.tar:.4f} below the deployed pack's {deployed.tar:.4f} at FAR {far:g}")
+    if deployed_pack is not None:
+        # The deployed pack's figures on the same set do not change between candidates.
+        key = (deployed_pack.fingerprint, _fingerprint(evaluation_dir), far)
+        deployed = _DEPLOYED_SCORES.get(key) or _score(deployed_pack, identities, far)
+        _DEPLOYED_SCORES[key] = deployed
+    if deployed is not None and candidate.tar < deployed.tar - max_tar_drop:
+        reasons.append(f"TAR {candidate.tar:.4f} below the deployed pack's {deployed.tar:.4f} at FAR {far:g}")
     if candidate.tar < min_tar:
         reasons.append(f"TAR {candidate.tar:.4f} below the floor {min_tar:.4f} at FAR {far:g}")
     if candidate.latency_ms_p50 > latency_budget_ms:
@@ -131,7 +142,19 @@ def verify_face_pack(
     return FaceVerification(not reasons, tuple(reasons), far, candidate, deployed, len(identities), metrics)
 
 
+_DEPLOYED_SCORES: dict[tuple[str, str, float], PackScore] = {}
+
+
 # -- the evaluation set -------------------------------------------------------------------
+
+
+def _fingerprint(directory: Path) -> str:
+    """Which photos the set holds (names and sizes): a changed set is scored again."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            digest.update(f"{path.relative_to(directory)}:{path.stat().st_size}\n".encode())
+    return digest.hexdigest()
 
 
 def load_evaluation_set(directory: Path) -> dict[str, list[UInt8Image]]:
@@ -176,7 +199,9 @@ class FacePack:
         import onnxruntime as ort
 
         try:
-            manifest = json.loads((directory / "manifest.json").read_text())
+            raw = (directory / "manifest.json").read_bytes()
+            manifest = json.loads(raw)
+            self.fingerprint = hashlib.sha256(raw).hexdigest()  # the manifest holds every file's digest
         except (OSError, ValueError) as exc:
             raise FacePackUnusable(f"no readable manifest.json in {directory.name}") from exc
         if manifest.get("format") != SUPPORTED_FORMAT:
@@ -208,8 +233,7 @@ class FacePack:
         marks = self._landmarks(image)
         if marks is None:
             return None
-        # OpenCV answers None for degenerate landmarks (its stubs do not say so).
-        matrix: NDArray[Any] | None = cv2.estimateAffinePartial2D(marks, ARCFACE_TEMPLATE, method=cv2.LMEDS)[0]
+        matrix = similarity_to_template(marks)
         if matrix is None:
             return None
         aligned = cv2.warpAffine(image, matrix, (112, 112), borderValue=0.0)
@@ -248,6 +272,25 @@ class FacePack:
                     kps = outputs[f"kps_{stride}"][0, index].reshape(5, 2)
                     best_area, best_marks = area, ((kps + np.array([col, row])) * stride / scale).astype(np.float32)
         return best_marks
+
+
+def similarity_to_template(landmarks: Float32Array) -> NDArray[np.float64] | None:
+    """The least-squares similarity transform (Umeyama) of five landmarks onto the ArcFace
+    template (insightface's ``norm_crop``); None for degenerate landmarks. facemodel's
+    engine has the same 15 lines: mlops judges a pack without running facemodel's code."""
+    src, dst = landmarks.astype(np.float64), ARCFACE_TEMPLATE.astype(np.float64)
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    src_centred, dst_centred = src - src_mean, dst - dst_mean
+    variance = float((src_centred**2).sum()) / len(src)
+    if variance <= 1e-12:
+        return None
+    covariance = dst_centred.T @ src_centred / len(src)
+    u, singular, vt = np.linalg.svd(covariance)
+    signs = np.array([1.0, -1.0 if np.linalg.det(covariance) < 0 else 1.0])
+    rotation = u @ np.diag(signs) @ vt
+    scale = float((singular * signs).sum()) / variance
+    translation = dst_mean - scale * rotation @ src_mean
+    return np.hstack([scale * rotation, translation[:, None]])
 
 
 def _verified(directory: Path, declared: dict[str, Any]) -> bytes:

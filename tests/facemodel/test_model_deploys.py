@@ -23,6 +23,7 @@ from tests.support.modelpacks import (
     registry_bus,
     store_pack,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("broker_cleanup")
 
@@ -53,7 +54,9 @@ async def deployed(pack, photo_bytes, rabbitmq_url, namespace, tmp_path):
             await stack.enter_async_context(
                 face_instance(
                     pack,
-                    face_instance_settings(name, rabbitmq_url=rabbitmq_url, namespace=namespace, root=tmp_path),
+                    face_instance_settings(
+                        name, rabbitmq_url=rabbitmq_url, namespace=namespace, root=tmp_path, model_signal_window_s=0.5
+                    ),
                     tmp_path / f"{name}.sock",
                 )
             )
@@ -77,7 +80,7 @@ async def identify_until(stop: asyncio.Event, target: Instance, photo: bytes, ou
             outcomes.append(type(exc).__name__)
 
 
-async def test_deploy_under_traffic_then_rollback_on_both(deployed, pack, photo_bytes, tmp_path):
+async def test_deploy_under_traffic_rollback_and_canary_on_both(deployed, pack, photo_bytes, tmp_path):
     registry, instances = deployed
     files = store_pack(tmp_path / "store", pack, family="face", version="1.1.0")
     stop, outcomes = asyncio.Event(), []
@@ -107,6 +110,25 @@ async def test_deploy_under_traffic_then_rollback_on_both(deployed, pack, photo_
     reports = await registry.reports_of(back.deployment_id)
     assert {(r.outcome, r.active_version, r.load_ms) for r in reports.values()} == {("serving", "1.0.0", 0.0)}
     assert await versions(instances) == ["1.0.0", "1.0.0"]
+
+    # A canary share: only the instance whose bucket is below it swaps; promotion takes all.
+    files = store_pack(tmp_path / "store", pack, family="face", version="1.4.0")
+    while True:  # a deployment id whose buckets put gate-a in the first half and gate-b out
+        deployment_id = uuid.uuid4()
+        if canary_bucket("facemodel@gate-a", deployment_id) < 0.5 <= canary_bucket("facemodel@gate-b", deployment_id):
+            break
+    canary = deployment("face", "1.4.0", files, canary_share=0.5, deployment_id=deployment_id)
+    await registry.publish(canary)
+    reports = await registry.reports_of(deployment_id)
+    assert reports["facemodel@gate-a"].outcome == "serving"
+    assert reports["facemodel@gate-b"].outcome == "not_selected"
+    assert await versions(instances) == ["1.4.0", "1.0.0"]
+
+    promote = deployment("face", "1.4.0", files, action="promote")
+    await registry.publish(promote)
+    reports = await registry.reports_of(promote.deployment_id)
+    assert {r.outcome for r in reports.values()} == {"serving"}
+    assert await versions(instances) == ["1.4.0", "1.4.0"]
 
 
 async def test_bad_digest_and_failing_self_test_are_refused(deployed, pack, photo_bytes, tmp_path):
@@ -143,27 +165,21 @@ async def test_bad_digest_and_failing_self_test_are_refused(deployed, pack, phot
             "/v1/galleries/gate/identify", content=photo_bytes["obama2.jpg"], headers={"content-type": "image/jpeg"}
         )
         assert response.json()["match"]["subject"] == "member-obama"
+        stranger = await item.client.post(
+            "/v1/galleries/gate/identify", content=photo_bytes["biden.jpg"], headers={"content-type": "image/jpeg"}
+        )
+        assert stranger.json()["match"] is None
 
+    # The live signal: identifications per model version, a stranger counted as rejected.
+    async def counted() -> bool:
+        seen = {(s.instance_id, s.version) for s in registry.signals}
+        return {("facemodel@gate-a", "1.0.0"), ("facemodel@gate-b", "1.0.0")} <= seen
 
-async def test_canary_share_reaches_only_the_instances_in_its_buckets(deployed, pack, tmp_path):
-    registry, instances = deployed
-    files = store_pack(tmp_path / "store", pack, family="face", version="1.4.0")
-    while True:  # a deployment id whose buckets put gate-a in the first half and gate-b out
-        deployment_id = uuid.uuid4()
-        if canary_bucket("facemodel@gate-a", deployment_id) < 0.5 <= canary_bucket("facemodel@gate-b", deployment_id):
-            break
-    canary = deployment("face", "1.4.0", files, canary_share=0.5, deployment_id=deployment_id)
-    await registry.publish(canary)
-    reports = await registry.reports_of(deployment_id)
-    assert reports["facemodel@gate-a"].outcome == "serving"
-    assert reports["facemodel@gate-b"].outcome == "not_selected"
-    assert await versions(instances) == ["1.4.0", "1.0.0"]
-
-    promote = deployment("face", "1.4.0", files, action="promote")
-    await registry.publish(promote)
-    reports = await registry.reports_of(promote.deployment_id)
-    assert {r.outcome for r in reports.values()} == {"serving"}
-    assert await versions(instances) == ["1.4.0", "1.4.0"]
+    await eventually(counted, timeout=10)
+    for name in ("facemodel@gate-a", "facemodel@gate-b"):
+        windows = [s for s in registry.signals if s.instance_id == name]
+        assert sum(s.samples for s in windows) == 2  # enrolment is not identification
+        assert sum(s.bad for s in windows) == 1
 
 
 async def test_an_instance_started_after_the_deploy_catches_up_from_the_registry(
@@ -177,7 +193,8 @@ async def test_an_instance_started_after_the_deploy_catches_up_from_the_registry
     @registry_app.get("/v1/models/{family}/deployed")
     async def deployed_version(family: str) -> dict[str, object]:
         asked.append(family)
-        return current.model_dump(mode="json")
+        # The registry's answer: the stable deployment, no canary running.
+        return {"family": family, "stable": current.model_dump(mode="json"), "canary": None}
 
     async with registry_bus(rabbitmq_url, namespace) as registry, serving(registry_app) as registry_url:
         settings = face_instance_settings(

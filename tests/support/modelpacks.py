@@ -20,7 +20,7 @@ from common.kernel import make_bus
 from common.observability import Metrics
 from common.settings import PlatformSettings
 from contracts import CATALOG
-from contracts.models import ModelDeployed, ModelSwapReported, PackFile
+from contracts.models import ModelDeployed, ModelSignalReported, ModelSwapReported, PackFile
 from facemodel.app import create_app
 from facemodel.engine import FaceEngine
 from facemodel.holder import ModelHolder
@@ -93,6 +93,7 @@ class Registry:
 
     bus: EventBus
     reports: list[ModelSwapReported]
+    signals: list[ModelSignalReported]
 
     async def publish(self, event: ModelDeployed) -> None:
         await self.bus.publish_many([OutgoingMessage.of(event)])
@@ -140,13 +141,16 @@ async def registry_bus(rabbitmq_url: str, namespace: str) -> AsyncIterator[Regis
     bus = make_bus(PlatformSettings(broker_url=rabbitmq_url, bus_namespace=namespace), Metrics(), CATALOG)
     await bus.start()
     reports: list[ModelSwapReported] = []
+    signals: list[ModelSignalReported] = []
 
     async def record(event: Event) -> None:
         if isinstance(event, ModelSwapReported):
             reports.append(event)
+        elif isinstance(event, ModelSignalReported):
+            signals.append(event)
 
-    await bus.broadcast([ModelSwapReported], record)
+    await bus.broadcast([ModelSwapReported, ModelSignalReported], record)
     try:
-        yield Registry(bus, reports)
+        yield Registry(bus, reports, signals)
     finally:
         await bus.close()

