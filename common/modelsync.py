@@ -73,13 +73,14 @@ class ModelInstanceSettings(PlatformSettings):
         default="directory", description="Where model packs are fetched from: a directory (embedded mode) or S3."
     )
     model_store_dir: Path | None = Field(
-        default=None, description="The model-pack directory; unset: `model-store` under the data directory."
+        default=None,
+        description="The model-pack directory (the registry's); unset: `model-packs` under the data directory.",
     )
     model_s3_endpoint: str | None = Field(
         default=None, description="S3 endpoint URL of the model packs for S3-compatible stores; unset: AWS itself."
     )
     model_s3_bucket: str = Field(
-        default="smartgym-models", min_length=3, max_length=63, description="Bucket of the model packs."
+        default="smartgym-model-packs", min_length=3, max_length=63, description="Bucket of the model packs."
     )
     model_s3_region: str = Field(default="ap-northeast-2", description="Region of the model-pack bucket.")
     model_s3_access_key_id: SecretStr | None = Field(
@@ -106,7 +107,8 @@ class ModelInstanceSettings(PlatformSettings):
                 self.model_s3_secret_access_key.get_secret_value() if self.model_s3_secret_access_key else None
             ),
         )
-        directory = self.model_store_dir or self.data_dir / "model-store"
+        # The registry's default place in one box (mlops writes it, instances read it).
+        directory = self.model_store_dir or self.data_dir / "model-packs"
         return object_store(self.model_store, directory=directory, s3=location, key_pattern=PACK_KEY_PATTERN)
 
     def local_pack_dir(self) -> Path:
