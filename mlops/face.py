@@ -109,16 +109,12 @@ def verify_face_pack(
             f"{deployed_pack.embedding_space if deployed_pack else None!r}: a re-enrolment plan is needed"
         )
         return FaceVerification(False, (reason,), far, None, identities=len(identities))
+    evaluation = _fingerprint(evaluation_dir)
     try:
-        candidate = _score(candidate_pack, identities, far)
+        candidate = _scored(candidate_pack, identities, far, evaluation)
     except FacePackUnusable as exc:
         return FaceVerification(False, (f"candidate: {exc.reason}",), far, None, identities=len(identities))
-    deployed = None
-    if deployed_pack is not None:
-        # The deployed pack's figures on the same set do not change between candidates.
-        key = (deployed_pack.fingerprint, _fingerprint(evaluation_dir), far)
-        deployed = _DEPLOYED_SCORES.get(key) or _score(deployed_pack, identities, far)
-        _DEPLOYED_SCORES[key] = deployed
+    deployed = _scored(deployed_pack, identities, far, evaluation) if deployed_pack is not None else None
     if deployed is not None and candidate.tar < deployed.tar - max_tar_drop:
         reasons.append(f"TAR {candidate.tar:.4f} below the deployed pack's {deployed.tar:.4f} at FAR {far:g}")
     if candidate.tar < min_tar:
@@ -142,7 +138,16 @@ def verify_face_pack(
     return FaceVerification(not reasons, tuple(reasons), far, candidate, deployed, len(identities), metrics)
 
 
-_DEPLOYED_SCORES: dict[tuple[str, str, float], PackScore] = {}
+# A pack's figures on a set do not change: the deployed pack is scored once, not once per
+# candidate. Keyed by the manifest's digest (which holds every file's), the set and FAR.
+_SCORES: dict[tuple[str, str, float], PackScore] = {}
+
+
+def _scored(pack: FacePack, identities: dict[str, list[UInt8Image]], far: float, evaluation: str) -> PackScore:
+    key = (pack.fingerprint, evaluation, far)
+    if key not in _SCORES:
+        _SCORES[key] = _score(pack, identities, far)
+    return _SCORES[key]
 
 
 # -- the evaluation set -------------------------------------------------------------------

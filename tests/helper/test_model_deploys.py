@@ -5,44 +5,22 @@ without loading anything."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
+from contextlib import AsyncExitStack
 
 import httpx
 import pytest
 
 from common.migrations import upgrade
 from common.security import Role
-from helper.app import create_app
 from helper.classifier import write_pack
 from helper.settings import HelperSettings
 from tests.helper.conftest import bearer
 from tests.helper.test_stores_and_models import brightness_model
-from tests.support import tokens
-from tests.support.apps import asgi_client
-from tests.support.modelpacks import deployment, registry_bus, store_pack
+from tests.support.modelpacks import deployment, helper_replica, registry_bus, store_pack
 
 pytestmark = pytest.mark.usefixtures("broker_cleanup")
 
 OPERATOR = bearer(uuid.uuid4(), Role.OPERATOR)
-
-
-@asynccontextmanager
-async def replica(name: str, *, root: Path, rabbitmq_url: str, namespace: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = HelperSettings(
-        environment="test",
-        data_dir=root,
-        broker_url=rabbitmq_url,
-        bus_namespace=namespace,
-        outbox_poll_interval_s=0.05,
-        model_instance_id=name,
-        model_store_dir=root / "store",
-        model_local_dir=root / name,
-    )
-    app = create_app(settings, keys=tokens.key_cache())
-    async with asgi_client(app) as client:
-        yield client
 
 
 async def served(replicas: list[httpx.AsyncClient]) -> list[str]:
@@ -61,12 +39,12 @@ async def test_two_replicas_swap_refuse_and_roll_back(rabbitmq_url, namespace, t
             input_name="x",
             size=32,
         )
-        packs[version] = store_pack(tmp_path / "store", source, family="task_judge", version=version)
+        packs[version] = store_pack(tmp_path / "model-packs", source, family="task_judge", version=version)
     async with AsyncExitStack() as stack:
         registry = await stack.enter_async_context(registry_bus(rabbitmq_url, namespace))
         replicas = [
             await stack.enter_async_context(
-                replica(name, root=tmp_path, rabbitmq_url=rabbitmq_url, namespace=namespace)
+                helper_replica(name, root=tmp_path, rabbitmq_url=rabbitmq_url, namespace=namespace)
             )
             for name in ("judge-a", "judge-b")
         ]

@@ -26,7 +26,8 @@ from facemodel.engine import FaceEngine
 from facemodel.holder import ModelHolder
 from facemodel.service import FaceService
 from facemodel.settings import FacemodelSettings
-from tests.support.apps import serving
+from tests.support import tokens
+from tests.support.apps import asgi_client, serving
 from tests.support.waiting import eventually
 
 
@@ -94,8 +95,12 @@ class Registry:
     bus: EventBus
     reports: list[ModelSwapReported]
     signals: list[ModelSignalReported]
+    deployed: list[ModelDeployed]
 
     async def publish(self, event: ModelDeployed) -> None:
+        await self.bus.publish_many([OutgoingMessage.of(event)])
+
+    async def publish_event(self, event: Event) -> None:
         await self.bus.publish_many([OutgoingMessage.of(event)])
 
     async def reports_of(self, deployment_id: uuid.UUID, count: int = 2) -> dict[str, ModelSwapReported]:
@@ -142,15 +147,42 @@ async def registry_bus(rabbitmq_url: str, namespace: str) -> AsyncIterator[Regis
     await bus.start()
     reports: list[ModelSwapReported] = []
     signals: list[ModelSignalReported] = []
+    deployed: list[ModelDeployed] = []
 
     async def record(event: Event) -> None:
         if isinstance(event, ModelSwapReported):
             reports.append(event)
         elif isinstance(event, ModelSignalReported):
             signals.append(event)
+        elif isinstance(event, ModelDeployed):
+            deployed.append(event)
 
-    await bus.broadcast([ModelSwapReported, ModelSignalReported], record)
+    await bus.broadcast([ModelSwapReported, ModelSignalReported, ModelDeployed], record)
     try:
-        yield Registry(bus, reports, signals)
+        yield Registry(bus, reports, signals, deployed)
     finally:
         await bus.close()
+
+
+@asynccontextmanager
+async def helper_replica(
+    name: str, *, root: Path, rabbitmq_url: str, namespace: str, **extra: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """One running helper replica (its database under ``root``, shared by replicas) that
+    follows task-judge deployments from the store under ``root/model-packs``."""
+    from helper.app import create_app as create_helper
+    from helper.settings import HelperSettings
+
+    settings = HelperSettings(
+        environment="test",
+        data_dir=root,
+        broker_url=rabbitmq_url,
+        bus_namespace=namespace,
+        outbox_poll_interval_s=0.05,
+        model_instance_id=name,
+        model_local_dir=root / name,
+        **extra,
+    )
+    app = create_helper(settings, keys=tokens.key_cache())
+    async with asgi_client(app) as client:
+        yield client
