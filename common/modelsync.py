@@ -363,8 +363,9 @@ class ModelFollower:
         if event.version == server.active_version():
             return self._report(event, "serving")
         try:
-            if event.action == "rollback" and event.version == server.previous_version():
-                swapped = await server.restore_previous()  # kept loaded: no download
+            if event.version == server.previous_version():
+                # A rollback (or a return to the version just left): kept loaded, no download.
+                swapped = await server.restore_previous()
             else:
                 pack = await fetch_pack(
                     store=self._store, files=event.files, destination=self._local_dir / event.family / event.version

@@ -157,7 +157,9 @@ async def test_corrections_train_verify_deploy_and_roll_back_on_two_replicas(rab
         )
         replicas = [
             await stack.enter_async_context(
-                helper_replica(name, root=tmp_path, rabbitmq_url=rabbitmq_url, namespace=namespace)
+                helper_replica(
+                    name, root=tmp_path, rabbitmq_url=rabbitmq_url, namespace=namespace, model_signal_window_s=0.5
+                )
             )
             for name in ("judge-a", "judge-b")
         ]
@@ -183,6 +185,17 @@ async def test_corrections_train_verify_deploy_and_roll_back_on_two_replicas(rab
 
         await eventually(queued, timeout=30)
         [run] = await queued()
+
+        # The replicas counted the same confirmations as overrides of the version that
+        # judged them (each confirmation reaches one replica: they share helper's queue).
+        def overrides() -> tuple[int, int]:
+            windows = [s for s in registry_side.signals if s.family == "task_judge" and s.version == "1.0.0"]
+            return sum(s.samples for s in windows), sum(s.bad for s in windows)
+
+        try:
+            await eventually(lambda: overrides() == (100, 100), timeout=20)
+        except AssertionError:
+            raise AssertionError((overrides(), registry_side.signals[:3], len(registry_side.reports))) from None
 
         # The worker's job, run here (the worker process runs the same function).
         resources = jobs.Resources.open(mlops_settings)

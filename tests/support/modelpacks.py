@@ -105,7 +105,7 @@ class Registry:
 
     async def reports_of(self, deployment_id: uuid.UUID, count: int = 2) -> dict[str, ModelSwapReported]:
         async def arrived() -> bool:
-            return len([r for r in self.reports if r.deployment_id == deployment_id]) >= count
+            return len({r.instance_id for r in self.reports if r.deployment_id == deployment_id}) >= count
 
         await eventually(arrived, timeout=30)
         return {r.instance_id: r for r in self.reports if r.deployment_id == deployment_id}
@@ -149,7 +149,13 @@ async def registry_bus(rabbitmq_url: str, namespace: str) -> AsyncIterator[Regis
     signals: list[ModelSignalReported] = []
     deployed: list[ModelDeployed] = []
 
+    seen: set[uuid.UUID] = set()
+
     async def record(event: Event) -> None:
+        # At least once: a relay may publish an event twice (replicas sharing an outbox).
+        if event.event_id in seen:
+            return
+        seen.add(event.event_id)
         if isinstance(event, ModelSwapReported):
             reports.append(event)
         elif isinstance(event, ModelSignalReported):

@@ -37,6 +37,19 @@ app.kubernetes.io/component: {{ include "smartgym.component" . }}
   value: {{ printf "http://%s-%s:%v" (include "smartgym.fullname" $root) (include "smartgym.component" (dict "name" $other)) $svc.port | quote }}
 {{- end }}
 {{- end }}
+{{- with $root.Values.services.mlops }}
+{{- if .create }}
+{{- /* Model-serving processes ask the registry what is deployed as they start. */}}
+- name: SMARTGYM_MODEL_REGISTRY_URL
+  value: {{ printf "http://%s-%s:%v" (include "smartgym.fullname" $root) (include "smartgym.component" (dict "name" "mlops")) .port | quote }}
+{{- end }}
+{{- end }}
+{{- /* A model-serving process's name in swap reports and canary buckets; its packs go to the writable /tmp. */}}
+- name: SMARTGYM_MODEL_INSTANCE_ID
+  valueFrom:
+    fieldRef: {fieldPath: metadata.name}
+- name: SMARTGYM_MODEL_LOCAL_DIR
+  value: /tmp/models
 {{- range $key, $value := .svc.env }}
 - name: {{ $key }}
   value: {{ $value | quote }}
