@@ -67,11 +67,22 @@ class ModelHolder:
 
         ``new_space_approved``: the pack embeds into another space and its re-enrolment was
         approved (galleries of the old space stop matching until re-enrolled)."""
+        candidate, load_ms = self.prepare(pack, threads=threads, new_space_approved=new_space_approved)
+        return self.activate(candidate, load_ms=load_ms, version=version, new_space_approved=new_space_approved)
+
+    def prepare(self, pack: Path, *, threads: int = 1, new_space_approved: bool = False) -> tuple[FaceEngine, float]:
+        """The slow half of a deploy (load and self-test), off the request path."""
         started = time.perf_counter()
         candidate = FaceEngine(pack, threads=threads, rules=self._active.rules)
         self._check_space(candidate, new_space_approved=new_space_approved)
         self.self_test(candidate)
-        load_ms = (time.perf_counter() - started) * 1000
+        return candidate, (time.perf_counter() - started) * 1000
+
+    def activate(
+        self, candidate: FaceEngine, *, load_ms: float, version: str | None = None, new_space_approved: bool = False
+    ) -> SwapReport:
+        """The swap: one reference replaced (call it where a thread switch is least likely
+        to land in the middle of the timing, e.g. the event loop)."""
         with self._lock:
             if version is not None:
                 self._versions[id(candidate)] = version

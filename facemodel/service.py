@@ -179,13 +179,16 @@ class FaceService:
     async def deploy(
         self, pack: Path, *, threads: int, version: str | None = None, new_space_approved: bool = False
     ) -> SwapReport:
-        deploy = functools.partial(
-            self.holder.deploy, pack, threads=threads, version=version, new_space_approved=new_space_approved
+        prepare = functools.partial(self.holder.prepare, pack, threads=threads, new_space_approved=new_space_approved)
+        candidate, load_ms = await asyncio.to_thread(prepare)
+        # The swap itself on the event loop: microseconds, no thread hand-off to wait for.
+        report = self.holder.activate(
+            candidate, load_ms=load_ms, version=version, new_space_approved=new_space_approved
         )
-        return self._swapped(await asyncio.to_thread(deploy))
+        return self._swapped(report)
 
     async def rollback(self, *, new_space_approved: bool = False) -> SwapReport:
-        return self._swapped(await asyncio.to_thread(self.holder.rollback, new_space_approved=new_space_approved))
+        return self._swapped(self.holder.rollback(new_space_approved=new_space_approved))
 
     def _swapped(self, report: SwapReport) -> SwapReport:
         space = self.holder.current.manifest.embedding_space

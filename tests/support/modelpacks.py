@@ -107,7 +107,7 @@ class Registry:
         async def arrived() -> bool:
             return len({r.instance_id for r in self.reports if r.deployment_id == deployment_id}) >= count
 
-        await eventually(arrived, timeout=30)
+        await eventually(arrived, timeout=60)
         return {r.instance_id: r for r in self.reports if r.deployment_id == deployment_id}
 
 
