@@ -162,8 +162,8 @@ async def test_corrections_train_a_candidate_in_the_worker_and_its_deploy_reache
 
 
 async def _start_slow_run(stack) -> uuid.UUID:
-    await stack.seed(corrections=10)  # below the trigger: the operator starts the run
-    await eventually(lambda: _labels_in(stack, 220), timeout=30, every=0.2)
+    await stack.seed(corrections=10, tasks=120)  # below the trigger: the operator starts the run
+    await eventually(lambda: _labels_in(stack, 120), timeout=30, every=0.2)
     started = await stack.client.post("/v1/models/task_judge/training-runs", headers=OPERATOR)
     assert started.status_code == 202, started.text
     return uuid.UUID(started.json()["run_id"])
@@ -178,22 +178,27 @@ async def _labels_in(stack, count: int) -> bool:
 
 @pytest.mark.slow
 async def test_a_worker_killed_mid_job_leaves_the_job_to_the_next_which_completes_it_once(stack):
+    # Two workers wait on the queue; whichever takes the job is killed in the middle of it.
+    pause = {"SMARTGYM_MLOPS_WORKER_STEP_PAUSE_S": "1.0"}
+    workers = {name: stack.start_worker(name, **pause) for name in ("w-a", "w-b")}
+    for _process, log in stack.workers:
+        await eventually(lambda log=log: "consuming" in log.read_text(), timeout=60, every=0.2)
     run_id = await _start_slow_run(stack)
-    first = stack.start_worker("doomed", SMARTGYM_MLOPS_WORKER_STEP_PAUSE_S="1.0")
 
     async def mid_job() -> bool:
         run = await stack.run(run_id)
         return run.status == "running" and run.step in ("split", "train", "export")
 
     await eventually(mid_job, timeout=60, every=0.1)
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=10)
+    doomed = (await stack.run(run_id)).lease_owner
+    workers[doomed].send_signal(signal.SIGKILL)
+    workers[doomed].wait(timeout=10)
     assert (await stack.run(run_id)).status == "running"  # its lease still holds it
-    stack.start_worker("heir")
     await eventually(lambda: _finished(stack, run_id), timeout=90, every=0.3)
     run = await stack.run(run_id)
     assert run.status == "succeeded", run.error
-    assert run.lease_owner == "heir"
+    assert run.lease_owner is not None
+    assert run.lease_owner != doomed
     assert run.attempts == 2
     assert await stack.versions_of(run_id) == 1
     await _no_message_left(stack)
@@ -201,8 +206,8 @@ async def test_a_worker_killed_mid_job_leaves_the_job_to_the_next_which_complete
 
 @pytest.mark.slow
 async def test_a_broker_restart_mid_job_does_not_lose_or_repeat_the_job(stack):
-    run_id = await _start_slow_run(stack)
     stack.start_worker("steady", SMARTGYM_MLOPS_WORKER_STEP_PAUSE_S="1.0")
+    run_id = await _start_slow_run(stack)
 
     async def mid_job() -> bool:
         run = await stack.run(run_id)
@@ -213,8 +218,13 @@ async def test_a_broker_restart_mid_job_does_not_lose_or_repeat_the_job(stack):
     await eventually(lambda: _finished(stack, run_id), timeout=90, every=0.3)
     run = await stack.run(run_id)
     assert run.status == "succeeded", run.error
-    assert run.attempts == 1  # the job ran through the outage; the redelivery found it done
+    assert run.attempts == 1  # the job ran through the outage
     assert await stack.versions_of(run_id) == 1
+    # Its message, unacknowledged when the connection dropped, comes back after the
+    # worker reconnects: the worker finds the run finished and acknowledges it.
+    log = stack.workers[0][1]
+    await eventually(lambda: f"run {run_id}: finished" in log.read_text(), timeout=60, every=0.3)
+    assert (await stack.run(run_id)).attempts == 1
     await _no_message_left(stack)
 
 
