@@ -56,12 +56,7 @@ class CanaryJudgement:
 
 
 async def _state(session: AsyncSession, family: str) -> FamilyState:
-    state = await session.get(FamilyState, family, with_for_update=True)
-    if state is None:
-        state = FamilyState(family=family, updated_at=utc_now())
-        session.add(state)
-        await session.flush()
-    return state
+    return await registry.lock_family(session, family=family)
 
 
 def _announce(

@@ -82,9 +82,12 @@ async def execute(
     run = claim.run
     assert run is not None
 
+    steps: list[str] = []
+
     async def progress(step: str, fraction: float) -> None:
-        if settings.mlops_worker_step_pause_s:
+        if settings.mlops_worker_step_pause_s and step not in steps:
             await asyncio.sleep(settings.mlops_worker_step_pause_s)
+        steps.append(step)
         async with resources.database.transaction() as session:
             await runs.report_progress(
                 session, run_id=run_id, worker=worker, lease_s=lease_s, step=step, progress=fraction

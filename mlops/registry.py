@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.events.envelope import utc_now
 from contracts import PackFile
-from mlops.models import ModelVersion
+from mlops.models import FamilyState, ModelVersion
 
 STATUSES = ("candidate", "verified", "rejected", "deployed", "retired")
 DEPLOYABLE = frozenset({"verified", "deployed", "retired"})
@@ -125,3 +126,18 @@ async def next_version(session: AsyncSession, *, family: str) -> str:
         if len(parts) == 3 and parts[0] == "1" and parts[1].isdigit():
             highest = max(highest, int(parts[1]))
     return f"1.{highest + 1}.0"
+
+
+async def lock_family(session: AsyncSession, *, family: str) -> FamilyState:
+    """The family's state row, locked for this transaction: what serialises deploys,
+    promotions, rollbacks and the training trigger of one family. Created on first use
+    (concurrent first uses both insert; the loser's insert does nothing)."""
+    insert = sqlite.insert if session.get_bind().dialect.name == "sqlite" else postgresql.insert
+    await session.execute(
+        insert(FamilyState)
+        .values(family=family, updated_at=utc_now())
+        .on_conflict_do_nothing(index_elements=["family"])
+    )
+    state = await session.get(FamilyState, family, with_for_update=True, populate_existing=True)
+    assert state is not None
+    return state

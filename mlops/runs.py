@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.events.envelope import utc_now
 from common.events.outbox import UnitOfWork
 from contracts import TaskConfirmed, TrainingRequested
-from mlops.models import FamilyState, TaskLabel, TrainingRun
+from mlops.models import TaskLabel, TrainingRun
 from mlops.registry import RegistryError
 
 ACTIVE = ("queued", "running")
@@ -90,11 +90,9 @@ async def _last_mark(session: AsyncSession, family: str) -> int:
 async def _lock_family(session: AsyncSession, family: str) -> None:
     # The family's state row is the mutex of its trigger: two labels consumed at once
     # cannot both take the same correction number or both queue a run.
-    state = await session.get(FamilyState, family, with_for_update=True)
-    if state is None:
-        session.add(FamilyState(family=family, updated_at=utc_now()))
-        await session.flush()
-        await session.get(FamilyState, family, with_for_update=True)
+    from mlops.registry import lock_family
+
+    await lock_family(session, family=family)
 
 
 async def record_label(uow: UnitOfWork, *, event: TaskConfirmed, threshold: int) -> TrainingRun | None:

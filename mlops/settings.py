@@ -109,6 +109,10 @@ class MlopsSettings(PlatformSettings):
     mlops_job_lease_s: float = Field(
         default=30.0, gt=0, le=3600, description="How long a worker's claim on a job lasts without a renewal."
     )
+    mlops_embedded_worker: bool = Field(
+        default=True,
+        description="Without a broker (embedded mode), run training jobs inside the service, one at a time.",
+    )
     mlops_worker_id: str | None = Field(
         default=None, max_length=120, description="This worker's name in the job table; unset: host and process id."
     )

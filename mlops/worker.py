@@ -27,9 +27,9 @@ from typing import Any
 
 import pika
 import pika.exceptions
-from pydantic import ValidationError
 
-from contracts import TrainingRequested
+from common.events.envelope import MalformedEvent
+from contracts import CATALOG, TrainingRequested
 from mlops import jobs
 from mlops.settings import MlopsSettings
 
@@ -123,9 +123,11 @@ class TrainingWorker:
 
     def _handle(self, connection: Any, channel: Any, tag: int, body: bytes) -> None:
         try:
-            request = TrainingRequested.model_validate_json(body)
-        except ValidationError:
-            log.error("not a training request; dropped: %r", body[:200])
+            request = CATALOG.decode(body)
+        except MalformedEvent as exc:
+            request = None
+            log.error("not a training request (%s); dropped", exc.reason)
+        if not isinstance(request, TrainingRequested):
             channel.basic_nack(tag, requeue=False)
             return
         outcome: list[str] = []
@@ -172,6 +174,7 @@ class TrainingWorker:
 
 def main() -> int:
     settings = MlopsSettings()
+    logging.getLogger("pika").setLevel(logging.WARNING)  # its INFO is every frame of a connection
     worker = TrainingWorker(settings)
 
     def stop(_signum: int, _frame: Any) -> None:

@@ -68,7 +68,13 @@ class MlopsApp:
 def open_mlops(tmp_path) -> Callable[..., AbstractAsyncContextManager[MlopsApp]]:
     @asynccontextmanager
     async def opened(**overrides: Any) -> AsyncIterator[MlopsApp]:
-        values = {"environment": "test", "data_dir": tmp_path, "outbox_poll_interval_s": 0.05, **overrides}
+        values = {
+            "environment": "test",
+            "data_dir": tmp_path,
+            "outbox_poll_interval_s": 0.05,
+            "mlops_embedded_worker": False,
+        }
+        values.update(overrides)
         settings = MlopsSettings(**values)
         upgrade("mlops", settings.database_url("mlops"))
         async with recording_bus(ModelDeployed, TrainingRequested) as recording:
