@@ -119,7 +119,10 @@ async def run(cycles: int, clients: int) -> dict[str, object]:
             while sum(1 for at, _, _ in traffic.samples if at >= steady_from) < MIN_SAMPLES:
                 await asyncio.sleep(0.5)
             steady_until = time.perf_counter()
-            deploys, rollbacks, swaps, windows = [], [], [], []
+            deploys: list[float] = []
+            rollbacks: list[float] = []
+            swaps: list[float] = []
+            windows: list[tuple[float, float]] = []
 
             def during_count() -> int:
                 return sum(1 for at, _, _ in traffic.samples if any(a <= at <= b for a, b in windows))

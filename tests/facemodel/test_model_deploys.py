@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from common.modelsync import canary_bucket
+from contracts.models import ModelDeployed
 from tests.support.apps import serving
 from tests.support.modelpacks import (
     Instance,
@@ -180,20 +181,25 @@ async def test_bad_digest_and_failing_self_test_are_refused(deployed, pack, phot
     await eventually(lambda: all(totals(name) == (2, 1) for name in names), timeout=20)  # enrolment is not counted
 
 
+def fake_registry(current: ModelDeployed, asked: list[str]) -> FastAPI:
+    """mlops' deployed-version route, answering with ``current`` as the stable deployment."""
+    app = FastAPI()
+
+    @app.get("/v1/models/{family}/deployed")
+    async def deployed_version(family: str) -> dict[str, object]:
+        asked.append(family)
+        return {"family": family, "stable": current.model_dump(mode="json"), "canary": None}
+
+    return app
+
+
 async def test_an_instance_started_after_the_deploy_catches_up_from_the_registry(
     pack, rabbitmq_url, namespace, tmp_path
 ):
     files = store_pack(tmp_path / "store", pack, family="face", version="2.0.0")
     current = deployment("face", "2.0.0", files)
     asked: list[str] = []
-    registry_app = FastAPI()
-
-    @registry_app.get("/v1/models/{family}/deployed")
-    async def deployed_version(family: str) -> dict[str, object]:
-        asked.append(family)
-        # The registry's answer: the stable deployment, no canary running.
-        return {"family": family, "stable": current.model_dump(mode="json"), "canary": None}
-
+    registry_app = fake_registry(current, asked)
     async with registry_bus(rabbitmq_url, namespace) as registry, serving(registry_app) as registry_url:
         settings = face_instance_settings(
             "late", rabbitmq_url=rabbitmq_url, namespace=namespace, root=tmp_path, model_registry_url=registry_url

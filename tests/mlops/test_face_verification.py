@@ -29,11 +29,11 @@ def evaluation_dir(pack, photos, tmp_path_factory) -> Path:
     for index, detection in enumerate(FaceEngine(pack).detect(group)):
         x, y, w, h = detection.box
         top, left = max(0, int(y - h)), max(0, int(x - w))
-        crop = group[top : int(y + 2 * h), left : int(x + 2 * w)]
-        scale = 300 / max(crop.shape[:2])
-        crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        cut = group[top : int(y + 2 * h), left : int(x + 2 * w)]
+        scale = 300 / max(cut.shape[:2])
+        enlarged = cv2.resize(cut, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         (root / f"group-{index}").mkdir()
-        cv2.imwrite(str(root / f"group-{index}" / "face.jpg"), crop)
+        cv2.imwrite(str(root / f"group-{index}" / "face.jpg"), enlarged)
     return root
 
 

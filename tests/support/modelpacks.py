@@ -71,9 +71,9 @@ def deployment(
 ) -> ModelDeployed:
     return ModelDeployed(
         deployment_id=deployment_id or uuid.uuid4(),
-        family=family,  # type: ignore[arg-type]
+        family=family,
         version=version,
-        action=action,  # type: ignore[arg-type]
+        action=action,
         canary_share=canary_share,
         files=files,
         deployed_at=utc_now(),
@@ -112,7 +112,7 @@ class Registry:
 
 
 def face_instance_settings(
-    name: str, *, rabbitmq_url: str, namespace: str, root: Path, **extra: object
+    name: str, *, rabbitmq_url: str, namespace: str, root: Path, **extra: Any
 ) -> FacemodelSettings:
     return FacemodelSettings(
         environment="test",
