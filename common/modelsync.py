@@ -317,7 +317,20 @@ class ModelFollower:
         self.reports: list[ModelSwapReported] = []  # this process's history, newest last
 
     async def follow(self, bus: EventBus) -> None:
-        await bus.broadcast([ModelDeployed], self.on_event, on_connected=self.reconcile)
+        await bus.broadcast([ModelDeployed], self.on_event, on_connected=self._reconcile_soon)
+
+    async def _reconcile_soon(self) -> None:
+        # In the background: a start-up never waits on the registry (it may be starting
+        # too), and deployments heard meanwhile queue behind the same lock.
+        task = asyncio.create_task(self._reconcile_logged(), name=f"reconcile:{self.server.family}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reconcile_logged(self) -> None:
+        try:
+            await self.reconcile()
+        except Exception:
+            log.exception("reconciling %s with the registry failed", self.server.family)
 
     async def on_event(self, event: Event) -> None:
         # Delivery must not wait for a download and a model load: the work is queued.
