@@ -26,6 +26,7 @@ from facemodel.metrics import FaceMetrics
 from facemodel.quality import Purpose
 
 T = TypeVar("T")
+LOADER_NICE = 5
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,10 @@ class FaceService:
         # Inference runs in worker threads (onnxruntime releases the GIL); the event loop
         # stays free for I/O. One ONNX thread per worker keeps latency predictable.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facemodel")
-        # Loading and self-testing a new model runs on a thread of its own at the lowest
-        # CPU priority: on a busy node the gate's requests win the cores, and the deploy
-        # just takes a little longer.
+        # Loading and self-testing a new model runs on a thread of its own at a lower CPU
+        # priority (nice 5: about a quarter of a busy core's share against a request
+        # thread): on a busy node the gate's requests win the cores and the deploy takes a
+        # little longer. Nice 19 starved it past a minute on a saturated machine.
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facemodel-loader", initializer=_yield_cpu)
 
     async def _run(self, function: Callable[[], T]) -> T:
@@ -216,6 +218,6 @@ class FaceService:
 
 
 def _yield_cpu() -> None:
-    """Lowest scheduling priority for the calling thread (Linux sets nice per thread)."""
+    """A lower scheduling priority for the calling thread (Linux sets nice per thread)."""
     with contextlib.suppress(OSError, AttributeError):  # elsewhere: the normal priority
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICE)
