@@ -209,7 +209,7 @@ def test_every_container_gets_only_its_own_services_secret():
     assert seen["smartgym-access/facemodel"] == set()  # the sidecar never sees access's sealing key
     assert seen["smartgym-notification-migrate/migrate"] == {"smartgym-notification"}
     for workload, refs in seen.items():
-        service = workload.split("/")[0].removesuffix("-migrate")
+        service = workload.split("/")[0].removesuffix("-migrate").removesuffix("-worker")
         if refs:
             assert refs == {service}, workload
     # An operator may name a service's Secret; the schema refuses names Kubernetes would.

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from PIL import Image, ImageDraw
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, insert
 
 from common.db import sync_url
 from contracts import TaskConfirmed
@@ -116,7 +116,7 @@ def seed_helper(
             )
         )
     with engine.begin() as connection:
-        connection.execute(Task.__table__.insert(), task_rows)
-        connection.execute(TaskPhoto.__table__.insert(), photo_rows)
+        connection.execute(insert(Task), task_rows)
+        connection.execute(insert(TaskPhoto), photo_rows)
     engine.dispose()
     return Seeded(events, len(corrected))

@@ -150,3 +150,20 @@ async def test_deploys_that_make_no_sense_are_refused_with_a_reason(mlops_app):
         assert response.status_code == 403
     assert (await client.get("/v1/models")).status_code == 401
     assert (await client.get("/v1/models/task_judge/deployed")).status_code == 200
+
+
+async def test_a_face_pack_in_another_embedding_space_needs_an_approved_reenrolment(mlops_app):
+    await mlops_app.register("1.0.0", family="face", embedding_space="sface-128")
+    await mlops_app.register("2.0.0", family="face", embedding_space="arcface-512")
+    url = "/v1/models/face/deployments"
+    assert (await mlops_app.client.post(url, json={"version": "1.0.0", "canary_share": 1}, headers=OPERATOR)).is_success
+    refused = await mlops_app.client.post(url, json={"version": "2.0.0"}, headers=OPERATOR)
+    assert refused.status_code == 422
+    assert "re-enrolment" in refused.json()["detail"]
+    approved = await mlops_app.client.post(
+        url, json={"version": "2.0.0", "canary_share": 1, "reenrolment_approved": True}, headers=OPERATOR
+    )
+    assert approved.status_code == 201, approved.text
+    await eventually(lambda: len(mlops_app.of(ModelDeployed)) == 2, timeout=10)
+    event = mlops_app.of(ModelDeployed)[1]
+    assert (event.embedding_space, event.reenrolment_approved) == ("arcface-512", True)
