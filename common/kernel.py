@@ -279,18 +279,36 @@ def build_kernel(
 ) -> ServiceKernel:
     """Wire one service from settings; pass ``bus``/``metrics`` to share them in one process.
 
+    Without ``metadata`` (no database) the service gets a bus only when it gives a
+    ``catalog``: it can then follow broadcasts and publish, not consume subscriptions.
+
     ``revocations`` says where the revocations in force are read at start (auth reads its
     own table); by default a service with a bus asks auth over HTTP."""
     metrics = metrics or Metrics()
     keys = keys or remote_jwks(settings)
     verifier = TokenVerifier(keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
-    if metadata is None:
+    if metadata is None and catalog is None:
         return ServiceKernel(name=name, settings=settings, metrics=metrics, verifier=verifier, keys=keys)
     if catalog is None:
         raise TypeError(f"{name} has a database and a bus: pass the event catalog it speaks")
     owns_bus = bus is None
     if bus is None:
         bus = make_bus(settings, metrics, catalog)
+    if metadata is None:
+        # Events but no database (a model-serving sidecar): it hears broadcasts and
+        # publishes straight to the bus; with no inbox it may consume no subscriptions.
+        return ServiceKernel(
+            name=name,
+            settings=settings,
+            metrics=metrics,
+            catalog=catalog,
+            verifier=verifier,
+            keys=keys,
+            ready_without_bus=ready_without_bus,
+            bus=bus,
+            owns_bus=owns_bus,
+            revocation_source=revocations,
+        )
     return ServiceKernel(
         name=name,
         settings=settings,

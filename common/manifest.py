@@ -32,3 +32,7 @@ class ServiceManifest:
     # "package.module:attribute" of a click command group the service adds to the
     # `smartgym` command line (operator commands such as `smartgym search reindex`).
     commands: str | None = None
+    # Further processes of the service that are not HTTP listeners, run as
+    # `smartgym serve <service>-<name>`: name -> "package.module:function" (a function of
+    # no arguments returning an exit code), e.g. a CPU-bound worker.
+    processes: Mapping[str, str] = field(default_factory=dict)

@@ -124,3 +124,67 @@ def drop_append_only(table: str) -> None:
         return
     op.execute(f"DROP TRIGGER {table}_append_only ON {table}")
     op.execute(f"DROP FUNCTION {table}_append_only()")
+
+
+def create_reader_role(role: str, *, password_env: str) -> None:
+    """On PostgreSQL, a login role that may only SELECT this database's tables (now and
+    those later migrations add), for a service that reads another's data for training.
+
+    Roles are cluster-wide: one that exists already (made by another database's migration
+    or by the DBA) is granted, not created again. Creating it needs CREATEROLE; a
+    migration user without it leaves the creation to the DBA (logged) and grants once the
+    role exists, on the next run. The password comes from the environment variable
+    ``password_env`` when set. The role also defaults to read-only transactions, a second
+    lock should a grant ever be too wide. Elsewhere a no-op: in embedded mode the reader
+    opens the SQLite file read-only.
+    """
+    import os
+
+    from sqlalchemy import text
+
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    _check_role_name(role)
+    password = os.environ.get(password_env, "").replace("'", "''")  # utility statements take no parameters
+    settings = f"ALTER ROLE {role} SET default_transaction_read_only = on;"
+    if password:
+        settings += f" ALTER ROLE {role} PASSWORD '{password}';"
+    op.execute(
+        f"DO $$ BEGIN "
+        f"IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
+        f"BEGIN CREATE ROLE {role} LOGIN; "
+        f"EXCEPTION WHEN duplicate_object OR unique_violation OR insufficient_privilege THEN NULL; END; "
+        f"END IF; "
+        f"BEGIN {settings} EXCEPTION WHEN insufficient_privilege OR undefined_object THEN NULL; END; "
+        f"END $$"
+    )
+    if bind.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}).first() is None:
+        log.warning("role %s does not exist and may not be created here: ask the DBA, then migrate again", role)
+        return
+    op.execute(f'GRANT CONNECT ON DATABASE "{bind.engine.url.database}" TO {role}')
+    op.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+    op.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    op.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {role}")
+
+
+def _check_role_name(role: str) -> None:
+    # Role names reach SQL text (DDL takes no parameters): letters, digits, underscores only.
+    if not role.replace("_", "").isalnum() or not role.isascii() or not role[0].isalpha():
+        raise ValueError(f"not a role name: {role!r}")
+
+
+def drop_reader_grants(role: str) -> None:
+    """Undo :func:`create_reader_role` for this database (the role stays: others may use it)."""
+    from sqlalchemy import text
+
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    _check_role_name(role)
+    if bind.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}).first() is None:
+        return
+    op.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE SELECT ON TABLES FROM {role}")  # noqa: S608
+    op.execute(f"REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM {role}")  # noqa: S608 - a checked role name
+    op.execute(f"REVOKE USAGE ON SCHEMA public FROM {role}")
+    op.execute(f'REVOKE CONNECT ON DATABASE "{bind.engine.url.database}" FROM {role}')

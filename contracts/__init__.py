@@ -35,7 +35,14 @@ from contracts.identity import (
     UserDeleted,
     UserRegistered,
 )
-from contracts.models import ModelDeployed, ModelFamily, ModelSignalReported, ModelSwapReported, PackFile
+from contracts.models import (
+    ModelDeployed,
+    ModelFamily,
+    ModelSignalReported,
+    ModelSwapReported,
+    PackFile,
+    TrainingRequested,
+)
 from contracts.running import (
     FriendRequestAccepted,
     OutingEnded,
@@ -104,6 +111,7 @@ __all__ = [
     "TaskJudgedV2",
     "TaskReviewOverdue",
     "TaskSubmitted",
+    "TrainingRequested",
     "UserDeleted",
     "UserRegistered",
     "VerdictReason",

@@ -94,3 +94,19 @@ class ModelSignalReported(Event):
     window_ended_at: datetime
     samples: int = Field(ge=0)
     bad: int = Field(ge=0)
+
+
+@CATALOG.register
+class TrainingRequested(Event):
+    """mlops queued a job for its training workers: train a new version of ``family``, or
+    verify ``version``. The run's row in mlops' database is the job's truth (progress,
+    lease, result); this message only wakes a worker, so a second delivery is harmless."""
+
+    event_name: ClassVar[str] = "TrainingRequested"
+    event_version: ClassVar[int] = 1
+
+    run_id: uuid.UUID
+    family: ModelFamily
+    kind: Literal["train", "verify"]
+    version: str | None = Field(default=None, pattern=MODEL_VERSION_PATTERN)
+    requested_at: datetime

@@ -245,6 +245,8 @@ async def model_status(faces: Faces) -> ModelStatus:
     return ModelStatus(
         active=active.label,
         previous=previous.label if previous else None,
+        active_version=faces.holder.active_version,
+        previous_version=faces.holder.previous_version,
         embedding_space=active.manifest.embedding_space,
         threshold=active.manifest.threshold,
         swap_count=faces.holder.swap_count,

@@ -6,7 +6,7 @@ MANIFEST = ServiceManifest(
     "facemodel",
     port=8003,
     has_database=False,
-    uses_bus=False,
+    uses_bus=True,
     settings_class="facemodel.settings:FacemodelSettings",
     start_order=40,
 )

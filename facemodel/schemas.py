@@ -105,6 +105,9 @@ class DeployIn(BaseModel):
 class ModelStatus(BaseModel):
     active: str
     previous: str | None
+    # The registry's versions (mlops' names for them; a pack loaded at start: its own version).
+    active_version: str
+    previous_version: str | None
     embedding_space: str
     threshold: float
     swap_count: int

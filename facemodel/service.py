@@ -4,7 +4,10 @@ against a gallery, manage galleries, deploy and roll back models."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from prometheus_client import CollectorRegistry
 
-from facemodel.engine import Analysis, UInt8Image, decode_image
+from facemodel.engine import Analysis, FaceEngine, UInt8Image, decode_image
 from facemodel.gallery import Gallery, Match
 from facemodel.holder import ModelHolder, SwapReport
 from facemodel.liveness import LivenessRules, LivenessVerdict, judge_burst
@@ -23,6 +26,7 @@ from facemodel.metrics import FaceMetrics
 from facemodel.quality import Purpose
 
 T = TypeVar("T")
+LOADER_NICE = 5
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,18 @@ class UnknownGallery(LookupError):
 
 
 class FaceService:
-    def __init__(self, holder: ModelHolder, *, workers: int, metrics: FaceMetrics | None = None) -> None:
+    def __init__(
+        self,
+        holder: ModelHolder,
+        *,
+        workers: int,
+        metrics: FaceMetrics | None = None,
+        on_identified: Callable[[str, bool], None] | None = None,
+    ) -> None:
         self.holder = holder
+        # Told (model version, matched) for every identification of a usable face: the
+        # live signal a canary deployment is judged by (no match is a rejected entry).
+        self.on_identified = on_identified
         self.metrics = metrics or FaceMetrics(CollectorRegistry())
         self.metrics.active_model.labels(holder.current.label).set(1)
         self.galleries: dict[str, Gallery] = {}
@@ -53,6 +67,11 @@ class FaceService:
         # Inference runs in worker threads (onnxruntime releases the GIL); the event loop
         # stays free for I/O. One ONNX thread per worker keeps latency predictable.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facemodel")
+        # Loading and self-testing a new model runs on a thread of its own at a lower CPU
+        # priority (nice 5: about a quarter of a busy core's share against a request
+        # thread): on a busy node the gate's requests win the cores and the deploy takes a
+        # little longer. Nice 19 starved it past a minute on a saturated machine.
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facemodel-loader", initializer=_yield_cpu)
 
     async def _run(self, function: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function)
@@ -81,7 +100,13 @@ class FaceService:
             return Identification(analysis, [], engine.manifest.threshold)
         if target.embedding_space != engine.manifest.embedding_space:
             raise UnknownGallery(f"{gallery} holds {target.embedding_space} vectors")
-        return Identification(analysis, target.identify(analysis.embedding, k=k), engine.manifest.threshold)
+        result = Identification(analysis, target.identify(analysis.embedding, k=k), engine.manifest.threshold)
+        self._identified(engine, result)
+        return result
+
+    def _identified(self, engine: FaceEngine, result: Identification) -> None:
+        if self.on_identified is not None:
+            self.on_identified(self.holder.version_of(engine), result.best is not None)
 
     async def identify_live(
         self, frames: list[bytes], *, gallery: str | None, k: int = 1
@@ -111,6 +136,9 @@ class FaceService:
             if target.embedding_space != engine.manifest.embedding_space:
                 raise UnknownGallery(f"{gallery} holds {target.embedding_space} vectors")
             matches = target.identify(first.embedding, k=k)
+            result = Identification(first, matches, threshold)
+            self._identified(engine, result)
+            return result, verdict
         return Identification(first, matches, threshold), verdict
 
     async def verify(self, image: bytes, *, gallery: str, subject: str) -> tuple[Analysis, float | None, float]:
@@ -157,13 +185,27 @@ class FaceService:
         self.metrics.gallery_size.labels(gallery).set(len(target))
         return removed
 
-    async def deploy(self, pack: Path, *, threads: int) -> SwapReport:
-        return self._swapped(await asyncio.to_thread(self.holder.deploy, pack, threads=threads))
+    async def deploy(
+        self, pack: Path, *, threads: int, version: str | None = None, new_space_approved: bool = False
+    ) -> SwapReport:
+        prepare = functools.partial(self.holder.prepare, pack, threads=threads, new_space_approved=new_space_approved)
+        candidate, load_ms = await asyncio.get_running_loop().run_in_executor(self._loader, prepare)
+        # The swap itself on the event loop: microseconds, no thread hand-off to wait for.
+        report = self.holder.activate(
+            candidate, load_ms=load_ms, version=version, new_space_approved=new_space_approved
+        )
+        return self._swapped(report)
 
-    async def rollback(self) -> SwapReport:
-        return self._swapped(await asyncio.to_thread(self.holder.rollback))
+    async def rollback(self, *, new_space_approved: bool = False) -> SwapReport:
+        return self._swapped(self.holder.rollback(new_space_approved=new_space_approved))
 
     def _swapped(self, report: SwapReport) -> SwapReport:
+        space = self.holder.current.manifest.embedding_space
+        for name in [name for name, gallery in self.galleries.items() if gallery.embedding_space != space]:
+            # An approved re-enrolment moved to another space: the old vectors cannot match
+            # any more; access re-sends the gallery as members are re-enrolled.
+            del self.galleries[name]
+            self.metrics.gallery_size.labels(name).set(0)
         self.metrics.swaps.inc()
         if report.previous:
             self.metrics.active_model.labels(report.previous).set(0)
@@ -172,3 +214,10 @@ class FaceService:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._loader.shutdown(wait=True, cancel_futures=True)
+
+
+def _yield_cpu() -> None:
+    """A lower scheduling priority for the calling thread (Linux sets nice per thread)."""
+    with contextlib.suppress(OSError, AttributeError):  # elsewhere: the normal priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICE)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from common.settings import PlatformSettings
+from common.modelsync import ModelInstanceSettings
 
 
-class FacemodelSettings(PlatformSettings):
+class FacemodelSettings(ModelInstanceSettings):
     # The pack served at start-up; built by `smartgym facemodel build-pack` when missing.
     facemodel_pack: Path = Field(
         default=Path("var/models/yunet-sface-1.0.0"),

@@ -104,6 +104,7 @@ class GatewaySettings(PlatformSettings):
     helper_url: str = Field(default="http://127.0.0.1:8004", description="helper's base URL.")
     branch_owner_url: str = Field(default="http://127.0.0.1:8005", description="branch_owner's base URL.")
     search_url: str = Field(default="http://127.0.0.1:8006", description="search's base URL.")
+    mlops_url: str = Field(default="http://127.0.0.1:8009", description="mlops' base URL.")
     gateway_routes: tuple[RouteConfig, ...] = Field(
         default=(),
         description=(
@@ -213,6 +214,14 @@ class GatewaySettings(PlatformSettings):
                     timeout_s=30.0,
                     # A retried upload is safe (client keys) but slow: the app retries, not us.
                     retries=0,
+                ),
+                # The model registry and deployments: the operations dashboard only.
+                RouteConfig(
+                    prefix="/api/mlops",
+                    service="mlops",
+                    upstreams=(self.mlops_url,),
+                    roles=(Role.OPERATOR,),
+                    max_body_bytes=64 * 1024,
                 ),
                 # Members read profiles and write reviews there too: every role, checked per route.
                 RouteConfig(prefix="/api/branch-owner", service="branch_owner", upstreams=(self.branch_owner_url,)),

@@ -98,11 +98,16 @@ def _grey_square(size: int) -> bytes:
 
 class ClassifierHolder:
     """The active classifier (or none). A verdict reads ``current`` once, so a swap never
-    changes the model under a verdict in flight."""
+    changes the model under a verdict in flight. The previous classifier is kept, so a
+    rollback swaps back without loading anything."""
 
     def __init__(self, classifier: Classifier | None = None) -> None:
         self._active = classifier
+        self._previous: Classifier | None = None
         self._lock = threading.Lock()
+        # The registry's version of each classifier deployed by mlops (by object id); one
+        # loaded from settings at start is known by its pack's own version.
+        self._versions: dict[int, str] = {}
 
     @property
     def current(self) -> Classifier | None:
@@ -110,15 +115,49 @@ class ClassifierHolder:
 
     @property
     def version(self) -> str:
-        active = self._active
-        return active.manifest.label if active else NO_MODEL
+        return self.label_of(self._active)
 
-    def deploy(self, pack: Path) -> str:
+    def label_of(self, classifier: Classifier | None) -> str:
+        """What a verdict names as its model: the registry's version for a deployed one,
+        the pack's ``name@version`` for one loaded by hand, ``none`` without a model."""
+        if classifier is None:
+            return NO_MODEL
+        return self._versions.get(id(classifier), classifier.manifest.label)
+
+    def version_of(self, classifier: Classifier | None) -> str | None:
+        if classifier is None:
+            return None
+        return self._versions.get(id(classifier), classifier.manifest.version)
+
+    @property
+    def active_version(self) -> str | None:
+        return self.version_of(self._active)
+
+    @property
+    def previous_version(self) -> str | None:
+        return self.version_of(self._previous)
+
+    def deploy(self, pack: Path, *, version: str | None = None) -> str:
         """Load and self-test ``pack``, then swap it in (blocking: run it in a thread)."""
         candidate = Classifier.load(pack)
         with self._lock:
-            self._active = candidate
+            if version is not None:
+                self._versions[id(candidate)] = version
+            self._swap(candidate)
         return candidate.manifest.label
+
+    def rollback(self) -> str:
+        with self._lock:
+            previous = self._previous
+            if previous is None:
+                raise PackError("no previous model to roll back to")
+            self._swap(previous)
+        return previous.manifest.label
+
+    def _swap(self, candidate: Classifier) -> None:
+        self._previous, self._active = self._active, candidate
+        kept = {id(self._active), id(self._previous)}
+        self._versions = {key: value for key, value in self._versions.items() if key in kept}
 
 
 def write_pack(directory: Path, model_bytes: bytes, *, name: str, version: str, input_name: str, size: int) -> Path:

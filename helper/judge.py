@@ -99,7 +99,7 @@ class TaskJudge:
         """(outcome, confidence, model version, reasons). A measured failure is certain
         whatever a model would say; otherwise the model decides, or nobody does."""
         classifier = self._classifier.current
-        version = classifier.manifest.label if classifier else "none"
+        version = self._classifier.label_of(classifier)
         if failed:
             return "fail", 1.0, version, []
         if classifier is None:

@@ -7,10 +7,10 @@ from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 
-from common.settings import PlatformSettings
+from common.modelsync import ModelInstanceSettings
 
 
-class HelperSettings(PlatformSettings):
+class HelperSettings(ModelInstanceSettings):
     helper_photo_store: Literal["directory", "s3"] = Field(
         default="directory", description="Where task photos are kept: a directory (embedded mode) or S3 (production)."
     )

@@ -18,7 +18,7 @@ from common.settings import PlatformSettings
 from smartgym import embedded
 from smartgym.admin import admin
 from smartgym.demo import demo, demo_run
-from smartgym.registry import SERVICES, ServiceSpec, spec
+from smartgym.registry import SERVICES, ServiceSpec, process, spec
 from smartgym.runs_import import import_runs
 from smartgym.serving import serve_all
 
@@ -81,7 +81,12 @@ def up(host: str, port_offset: int, log_format: str | None) -> None:
 @click.option("--migrate/--no-migrate", default=False, help="Apply migrations before serving.")
 @LOG_FORMAT
 def serve(service: str, host: str, port: int | None, migrate: bool, log_format: str | None) -> None:
-    """Run one service as its own process (what a container runs)."""
+    """Run one service as its own process (what a container runs), or one of a service's
+    extra processes (``smartgym serve mlops-worker``)."""
+    extra = process(service)
+    if extra is not None:
+        _configure_logging(extra[0].settings_type()(), log_format)
+        sys.exit(extra[1]())
     try:
         chosen = spec(service)
     except KeyError as exc:

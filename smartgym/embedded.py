@@ -94,6 +94,9 @@ def plan_overrides(host: str, port_offset: int) -> dict[str, Any]:
             key = f"{service.name}_{listener}"
             overrides[f"{key}_port"] = plan[key]
             overrides[f"{key}_host"] = host
+    if "mlops" in plan:
+        # Instances serving a model ask the registry what is deployed as they start.
+        overrides["model_registry_url"] = _url(reach, plan["mlops"])
     if simulate_cardcheck():
         overrides["cardcheck_url"] = _url(reach, plan["cardcheck_sim"])
     if simulate_fcm():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -65,7 +66,8 @@ class ServiceSpec:
         module = importlib.import_module(f"{self.name}.app")
         custom = getattr(module, "create_listeners", None)
         if custom is not None:
-            listeners: list[tuple[str, FastAPI, int | Path]] = custom(settings, port, metrics=metrics)
+            extra = {"bus": bus} if self.uses_bus else {}
+            listeners: list[tuple[str, FastAPI, int | Path]] = custom(settings, port, metrics=metrics, **extra)
             return listeners
         return [(self.name, self.create_app(settings, bus=bus, metrics=metrics), port)]
 
@@ -112,6 +114,17 @@ def ports(port_offset: int = 0) -> dict[str, int]:
 
 
 PORTS: dict[str, int] = ports()
+
+
+def process(name: str) -> tuple[ServiceSpec, Callable[[], int]] | None:
+    """The extra process ``<service>-<process>`` (see ``ServiceManifest.processes``), or None."""
+    for candidate in SERVICES:
+        for process_name, target in candidate.manifest.processes.items():
+            if name == f"{candidate.name}-{process_name}":
+                module, _, attribute = target.partition(":")
+                run: Callable[[], int] = getattr(importlib.import_module(module), attribute)
+                return candidate, run
+    return None
 
 
 def spec(name: str) -> ServiceSpec:

@@ -80,10 +80,21 @@ class EventBus(Protocol):
     async def stop_consuming(self, service: str) -> None:
         """Stop taking new messages for ``service`` and wait for handlers in flight."""
 
-    async def broadcast(self, event_types: Sequence[type[Event]], handler: Callable[[Event], Awaitable[None]]) -> None:
+    async def broadcast(
+        self,
+        event_types: Sequence[type[Event]],
+        handler: Callable[[Event], Awaitable[None]],
+        *,
+        on_connected: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Deliver every event of ``event_types`` to *this process* too (not one replica of
         the service, as a subscription does): for in-memory state every replica must
-        keep, such as revoked credentials. Best effort, no retries: the handler must not fail."""
+        keep, such as revoked credentials or the model it serves. Best effort, no retries:
+        the handler must not fail.
+
+        Events published while the process was cut off from the broker are not delivered
+        later; ``on_connected`` runs once the subscription is in place and again after
+        every reconnection, so the caller can re-read what it may have missed."""
 
     async def close(self) -> None: ...
 

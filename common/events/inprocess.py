@@ -84,8 +84,16 @@ class InProcessBus:
         self._declared[subscriptions.service] = frozenset(subscriptions.routing_keys)
         self._stopping.discard(subscriptions.service)
 
-    async def broadcast(self, event_types: Sequence[type[Event]], handler: Callable[[Event], Awaitable[None]]) -> None:
+    async def broadcast(
+        self,
+        event_types: Sequence[type[Event]],
+        handler: Callable[[Event], Awaitable[None]],
+        *,
+        on_connected: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._broadcasts.append((tuple(event_types), handler))
+        if on_connected is not None:
+            await on_connected()  # in one process the "connection" never drops
 
     async def stop_consuming(self, service: str) -> None:
         self._stopping.add(service)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -124,6 +125,9 @@ class RabbitMQBus:
         self._publish_channel: AbstractChannel | None = None
         self._consumers: dict[str, _ServiceConsumer] = {}
         self._broadcast_channels: list[AbstractChannel] = []
+        self._process_id = uuid.uuid4().hex[:12]
+        self._broadcast_count = 0
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -240,13 +244,23 @@ class RabbitMQBus:
         await consumer.start(self._connection)
         self._consumers[service] = consumer
 
-    async def broadcast(self, event_types: Sequence[type[Event]], handler: Callable[[Event], Awaitable[None]]) -> None:
+    async def broadcast(
+        self,
+        event_types: Sequence[type[Event]],
+        handler: Callable[[Event], Awaitable[None]],
+        *,
+        on_connected: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         if self._connection is None:
             raise RuntimeError("bus not started")
         wanted = tuple(event_types)
         channel = await self._connection.channel()
-        # A queue of this process's own: exclusive, server-named, gone when we are.
-        queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+        # A queue of this process's own: exclusive, gone when its connection is. Named by
+        # us, not by the broker: after a reconnection the robust channel declares it again
+        # under the same name, and a broker-made name (amq.gen-*) may not be re-declared.
+        self._broadcast_count += 1
+        name = f"{self.topology.namespace}.process.{self._process_id}.{self._broadcast_count}"
+        queue = await channel.declare_queue(name, exclusive=True, auto_delete=True)
         for event_type in wanted:
             await queue.bind(self.topology.events_exchange, routing_key=event_type.routing_key())
 
@@ -260,6 +274,18 @@ class RabbitMQBus:
 
         await queue.consume(deliver, no_ack=True)
         self._broadcast_channels.append(channel)
+        if on_connected is not None:
+            connection = self._connection
+
+            async def reconnected(*_: Any) -> None:
+                # The queue was re-declared and re-bound before this runs; what was
+                # published in between is gone, so the caller re-reads the state.
+                task = asyncio.get_running_loop().create_task(_guarded(on_connected), name="bus-reconnected")
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+            connection.reconnect_callbacks.add(reconnected)
+            await on_connected()
 
     async def stop_consuming(self, service: str) -> None:
         consumer = self._consumers.pop(service, None)
@@ -492,6 +518,13 @@ class _ServiceConsumer:
             mandatory=True,
         )
         await self._ack(message)
+
+
+async def _guarded(callback: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await callback()
+    except Exception:
+        log.exception("reconnection callback failed")
 
 
 def _int_header(value: Any, *, default: int) -> int:

@@ -205,4 +205,23 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[Caller]]] = {
         ("GET", "/me/recommendations"): PERSONS,
         ("POST", "/admin/reindex"): OPERATORS,
     },
+    "mlops": {
+        **PROBES,
+        ("GET", "/v1/models"): OPERATORS,
+        ("GET", "/v1/models/{family}/versions/{version}"): OPERATORS,
+        ("POST", "/v1/models/{family}/versions/{version}/verify"): OPERATORS,
+        # Instances of every family read what to serve as they start (pack keys and
+        # digests, nothing secret); the gateway routes operators only to mlops.
+        ("GET", "/v1/models/{family}/deployed"): ANYONE,
+        ("GET", "/v1/models/{family}/history"): OPERATORS,
+        ("POST", "/v1/models/{family}/deployments"): OPERATORS,
+        ("POST", "/v1/models/{family}/promote"): OPERATORS,
+        ("POST", "/v1/models/{family}/rollback"): OPERATORS,
+        ("GET", "/v1/models/{family}/canary"): OPERATORS,
+        ("GET", "/v1/deployments/{deployment_id}"): OPERATORS,
+        ("POST", "/v1/models/{family}/training-runs"): OPERATORS,
+        ("GET", "/v1/training-runs"): OPERATORS,
+        ("GET", "/v1/training-runs/{run_id}"): OPERATORS,
+        ("POST", "/v1/training-runs/{run_id}/cancel"): OPERATORS,
+    },
 }

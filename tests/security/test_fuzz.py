@@ -17,7 +17,7 @@ from tests.security.services import Callers, built_service
 from tests.support import tokens
 from tests.support.apps import serving
 
-FUZZED = ("auth", "access", "monitoring", "notification", "running", "helper", "branch_owner", "search")
+FUZZED = ("auth", "access", "monitoring", "notification", "running", "helper", "branch_owner", "search", "mlops")
 # Where the gateway's route table puts each service.
 GATEWAY_PREFIX = {
     "auth": "/api/auth",
@@ -28,6 +28,7 @@ GATEWAY_PREFIX = {
     "helper": "/api/helper",
     "branch_owner": "/api/branch-owner",
     "search": "/api/search",
+    "mlops": "/api/mlops",
 }
 FORGED = tokens.signed(tokens.claims(roles=["operator"]), key=tokens.other_key())
 

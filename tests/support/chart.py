@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from smartgym.registry import SERVICES, process
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "smartgym"
 PROFILES = CHART / "profiles"
@@ -140,9 +142,18 @@ class Container:
 
     @property
     def service(self) -> str:
-        """The SmartGym service the container runs (`serve NAME` or `migrate NAME`)."""
+        """The SmartGym service the container runs (`serve NAME` or `migrate NAME`); a
+        service's extra process (`serve mlops-worker`) belongs to its service."""
         args = self.spec.get("args", [])
-        return str(args[1]) if len(args) > 1 else ""
+        name = str(args[1]) if len(args) > 1 else ""
+        extra = process(name) if name and name not in {known.name for known in SERVICES} else None
+        return extra[0].name if extra else name
+
+    @property
+    def extra_process(self) -> bool:
+        """An extra process of a service (a worker): no HTTP listener of its own."""
+        args = self.spec.get("args", [])
+        return len(args) > 1 and str(args[1]) != self.service
 
     @property
     def serves(self) -> bool:

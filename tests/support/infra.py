@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 RABBITMQ_URL = os.environ.get("SMARTGYM_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG_ADMIN_URL = os.environ.get("SMARTGYM_TEST_PG_URL", "postgresql+psycopg://smartgym:smartgym@127.0.0.1:5432/postgres")
@@ -126,3 +127,37 @@ def start_postgres() -> None:
         capture_output=True,
         timeout=60,
     )
+
+
+PG_SUPERUSER_URL = os.environ.get(
+    "SMARTGYM_TEST_PG_SUPERUSER_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+class PostgresRole:
+    """A login role of this test's own (random suffix), made by the superuser as a DBA
+    would: the services' migration user may not create roles."""
+
+    def __init__(self, prefix: str) -> None:
+        self.name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        self._admin = create_engine(PG_SUPERUSER_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+        with self._admin.connect() as connection:
+            connection.execute(text(f"CREATE ROLE {self.name} LOGIN"))
+            connection.execute(text(f"ALTER ROLE {self.name} SET default_transaction_read_only = on"))
+
+    def drop(self) -> None:
+        """Drop the role (the databases granting it must be dropped first). Retried: other
+        tests on this machine may be restarting the server."""
+        deadline = time.monotonic() + 60
+        try:
+            while True:
+                try:
+                    with self._admin.connect() as connection:
+                        connection.execute(text(f"DROP ROLE IF EXISTS {self.name}"))
+                    return
+                except OperationalError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(1.0)
+        finally:
+            self._admin.dispose()

