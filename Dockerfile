@@ -16,6 +16,9 @@ COPY monitoring ./monitoring
 COPY notification ./notification
 COPY mlops ./mlops
 COPY running ./running
+# The screens ship built (web/dist is committed): no node in the image.
+COPY web/__init__.py ./web/__init__.py
+COPY web/dist ./web/dist
 RUN pip install --no-cache-dir .
 USER 10001
 ENTRYPOINT ["smartgym"]

@@ -1,0 +1,5 @@
+import { overview } from './overview.js';
+
+export const SECTIONS = {
+  overview,
+};
