@@ -36,7 +36,7 @@ export class Console {
 
   async loadBranches() {
     try {
-      const profiles = await this.api.get('/api/branch-owner/branches');
+      const profiles = await this.api.get('/api/branch-owner/v1/branches');
       const ids = new Set([...(this.claims.branches || []), ...profiles.map((item) => item.branch_id)]);
       this.profiles = Object.fromEntries(profiles.map((item) => [item.branch_id, item]));
       this.branches = [...ids].sort();

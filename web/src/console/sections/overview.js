@@ -1,6 +1,6 @@
 // Today at the branch: people inside, today's entries granted and refused.
-import { h } from '../../shared/dom.js';
-import { t } from '../../shared/i18n.js';
+import { h, formatTime } from '../../shared/dom.js';
+import { t, lang } from '../../shared/i18n.js';
 import { explain } from '../../shared/api.js';
 
 export async function overview(ctx, el) {
@@ -25,6 +25,13 @@ export async function overview(ctx, el) {
     );
     const granted = page.items.filter((item) => item.outcome === 'granted').length;
     entries.textContent = `${t('overview.granted')} ${granted} · ${t('overview.denied')} ${page.items.length - granted}`;
+    el.append(h('table', { id: 'entries' },
+      h('thead', {}, h('tr', {}, ['overview.time', 'overview.gate', 'overview.method', 'overview.outcome'].map((key) => h('th', { scope: 'col' }, t(key))))),
+      h('tbody', {}, page.items.slice(0, 50).map((item) => h('tr', {},
+        h('td', {}, formatTime(item.decided_at, lang())),
+        h('td', {}, item.gate_id),
+        h('td', {}, item.method),
+        h('td', {}, h('span', { class: `badge ${item.outcome}` }, item.outcome), ' ', h('span', { class: 'muted' }, item.reason)))))));
   } catch (error) {
     entries.textContent = explain(error, t);
   }
