@@ -37,6 +37,7 @@ class Stack:
     control: str  # the equipment simulator's control API
     kiosk: dict[str, str]  # client_id, client_secret
     photos: Path
+    port_offset: int
 
     def login(self, email: str) -> dict[str, str]:
         response = httpx.post(f"{self.gateway}/api/auth/login", json={"email": email, "password": PASSWORD}, timeout=10)
@@ -93,9 +94,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         _wait_for(demo_log, "The demo gym is ready", demo, timeout=180)
         _wait_for(demo_log, "equipment: 20 devices", demo, timeout=30)
         kiosk = json.loads((workdir / "var" / "demo" / "kiosk.json").read_text())
-        yield Stack(
-            gateway, workdir / "var", up_log, f"http://127.0.0.1:{control}", kiosk, workdir / "var" / "demo" / "photos"
-        )
+        photos = workdir / "var" / "demo" / "photos"
+        yield Stack(gateway, workdir / "var", up_log, f"http://127.0.0.1:{control}", kiosk, photos, offset)
     finally:
         if demo is not None and demo.poll() is None:
             demo.send_signal(2)  # Ctrl-C, as a person stops it
