@@ -79,7 +79,8 @@ class Screens:
             f'<script type="module" src="/static/{js}"></script></head>'
             f'<body><script type="application/json" id="smartgym-config">{config}</script>'
             "<noscript>This screen needs JavaScript.</noscript>"
-            '<div id="app"></div></body></html>'
+            # Painted as soon as the stylesheet is in, before the module runs.
+            f'<div id="app"><p class="boot">{html.escape(TITLES[screen])}…</p></div></body></html>'
         )
 
     def asset(self, path: str) -> Path | None:

@@ -15,12 +15,15 @@ from tests.helper.images import jpeg, scene
 from tests.support.browser import assert_accessible, screenshot, sign_in
 
 
-def test_owner_signs_in_and_sees_today_in_korean(stack, open_page):
-    page = open_page(locale="ko-KR")
+def test_owner_signs_in_and_sees_today_in_korean_on_a_portrait_tablet(stack, open_page):
+    page = open_page(locale="ko-KR", viewport={"width": 800, "height": 1280})
     sign_in(page, stack.gateway, "console", OWNER)
     page.wait_for_selector("#occupancy:not(:has-text('…'))")
     assert page.locator("h1.title").inner_text() == "지점 관리 콘솔"
     assert page.locator("#branch-picker").input_value() == BRANCH
+    # Narrow screens put the sections above the content, not beside it.
+    nav, main = page.locator("nav.sections").bounding_box(), page.locator("#main").bounding_box()
+    assert nav["y"] + nav["height"] <= main["y"] + 1
     assert_accessible(page)
     page.click("#lang-switch")  # switchable in place
     assert page.locator("h1.title").inner_text() == "Branch console"

@@ -127,7 +127,9 @@ export class Dashboard {
         devices.set(change.device_id, { branch_id: change.branch_id, health: change.health });
         ids.add(change.branch_id);
         paint();
+        // Recorded change -> on screen (same machine's clock in tests and benchmarks).
         document.body.dataset.lastChange = `${change.device_id}:${change.health}`;
+        document.body.dataset.lastChangeLagMs = String(Date.now() - Date.parse(change.at));
         clearTimeout(timer);
         timer = setTimeout(() => faults().catch(() => {}), 200);
       },
@@ -167,7 +169,7 @@ export class Dashboard {
         h('strong', {}, `${fault.branch_id} · ${fault.device_id}`), ' — ', fault.reason, h('br'),
         h('span', { class: 'muted' }, `${t('ops.opened')} ${formatTime(fault.opened_at, lang())} · ${fault.closed_at ? `${t('ops.closed')} ${formatTime(fault.closed_at, lang())}` : t('ops.still_open')}`)))));
     const chart = timeChart(chartEl, { x, series: [{ label: t('ops.faults_per_day'), values: counts, colour: '#b42318' }], bars: true });
-    this.later(() => chart.plot.destroy());
+    this.later(() => chart.destroy());
   }
 
   // -- access: live events and hourly charts ---------------------------------------------
@@ -216,8 +218,8 @@ export class Dashboard {
       }
     };
     this.later(() => {
-      entries?.plot.destroy();
-      latency?.plot.destroy();
+      entries?.destroy();
+      latency?.destroy();
     });
     await this.every(ACCESS_POLL_S, () => refresh().catch((error) => this.layout.say(explain(error, t), 'error')));
   }

@@ -4,7 +4,12 @@ import 'uplot/dist/uPlot.min.css';
 
 // series: [{label, values, colour}], x: unix seconds; bars draws columns.
 export function timeChart(el, { x, series, height = 180, bars = false }) {
-  const width = Math.max(280, el.clientWidth || 480);
+  // The plot fits the element's content box (its padding is not drawable).
+  const inner = () => {
+    const style = getComputedStyle(el);
+    return Math.max(280, el.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight));
+  };
+  const width = el.clientWidth ? inner() : 480;
   const options = {
     width,
     height,
@@ -22,10 +27,14 @@ export function timeChart(el, { x, series, height = 180, bars = false }) {
     axes: [{}, { size: 50 }],
   };
   const plot = new uPlot(options, [x, ...series.map((item) => item.values)], el);
-  const resize = new ResizeObserver(() => plot.setSize({ width: Math.max(280, el.clientWidth), height }));
+  const resize = new ResizeObserver(() => plot.setSize({ width: inner(), height }));
   resize.observe(el);
   return {
     plot,
+    destroy() {
+      resize.disconnect();
+      plot.destroy();
+    },
     update(nextX, values) {
       plot.setData([nextX, ...values]);
     },
