@@ -25,7 +25,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop running in this
+# thread while it is open, and asyncio tests collected after the browser tests could not
+# start theirs.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Any]:
     require_chromium()
     from playwright.sync_api import sync_playwright
@@ -34,7 +37,7 @@ def playwright() -> Iterator[Any]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Any) -> Iterator[Any]:
     chromium = launch(playwright)
     yield chromium

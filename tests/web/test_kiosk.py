@@ -47,7 +47,9 @@ def photo_video(photo: Path, path: Path, *, top_share: float = 1.0) -> Path:
 def qr_video(code: str, path: Path) -> Path:
     png = path.with_suffix(".png")
     segno.make(code, error="m").save(str(png), scale=4, border=4)
-    return y4m(cv2.imread(str(png)), path)
+    image = cv2.imread(str(png))
+    assert image is not None, png
+    return y4m(image, path)
 
 
 @pytest.fixture

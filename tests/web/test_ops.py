@@ -75,9 +75,10 @@ def test_access_events_arrive_live_with_charts(stack, open_page):
 def test_a_breaker_opens_when_an_upstream_stops(stack, open_page):
     search = FastAPI()
 
-    @search.get("/v1/suggest")
     async def suggest() -> dict:
         return {"suggestions": []}
+
+    search.add_api_route("/v1/suggest", suggest)
 
     wiring = {key: value for key, value in plan_overrides("127.0.0.1", stack.port_offset).items()}
     with ThreadServer(search) as upstream:
