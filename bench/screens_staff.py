@@ -112,11 +112,11 @@ def dashboard_updates(browser, stack: Stack, count: int) -> tuple[list[float], l
             started = time.monotonic()
             control.post(f"{stack.control}/devices/{device}/mode", json={"mode": mode}).raise_for_status()
             try:
-                page.wait_for_function(
-                    f"document.body.dataset.lastChange === '{device}:{health}'", timeout=20_000, polling=20
-                )
-            except Exception:
+                # A selector, not wait_for_function: the page's CSP forbids evaluating strings.
+                page.wait_for_selector(f"body[data-last-change='{device}:{health}']", timeout=20_000)
+            except Exception as exc:  # a missed update is counted, the run goes on
                 missed += 1
+                progress(f"update {index} not seen: {str(exc).splitlines()[0]}")
                 continue
             detected.append((time.monotonic() - started) * 1000)
             lags.append(float(page.evaluate("Number(document.body.dataset.lastChangeLagMs)")))
