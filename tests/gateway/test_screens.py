@@ -4,6 +4,7 @@ assets, nothing outside the build directory, and no screens at all when turned o
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from gateway.settings import GatewaySettings
 from tests.support.apps import asgi_client
 
 
-def settings(**extra: object) -> GatewaySettings:
+def settings(**extra: Any) -> GatewaySettings:
     return GatewaySettings(environment="test", **extra)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -54,7 +55,7 @@ def upstream_app() -> FastAPI:
     return app
 
 
-def gateway_settings(upstream: str, **extra: object) -> GatewaySettings:
+def gateway_settings(upstream: str, **extra: Any) -> GatewaySettings:
     return GatewaySettings(
         environment="test",
         auth_url=upstream,
