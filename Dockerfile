@@ -31,6 +31,9 @@ COPY monitoring/ monitoring/
 COPY notification/ notification/
 COPY mlops/ mlops/
 COPY running/ running/
+# The screens ship built (web/dist is committed): no node in the image.
+COPY web/__init__.py web/__init__.py
+COPY web/dist/ web/dist/
 RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --no-index -w /dist .
 
 # Every service's dependencies, without the face extra.

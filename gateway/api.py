@@ -11,7 +11,7 @@ from typing import Annotated
 
 from aiohttp import ClientResponse, ClientWebSocketResponse, WSMsgType
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket, status
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from prometheus_client import Histogram
 from starlette.background import BackgroundTask
 
@@ -21,6 +21,7 @@ from common.kernel import ServiceKernel
 from common.security import InvalidToken, Principal, Role
 from gateway.proxy import HOP_BY_HOP, RouteTable, Upstreams, UpstreamTimeout, UpstreamUnreachable
 from gateway.ratelimit import RateLimits
+from gateway.screens import IMMUTABLE, TITLES, Screens, media_type
 from gateway.sockets import SocketSlots
 
 UpstreamsDep = Annotated[Upstreams, Depends(from_app_state("upstreams", Upstreams))]
@@ -35,9 +36,49 @@ class GatewayState:
     limits: RateLimits
     upstream_seconds: Histogram
     sockets: SocketSlots
+    stream_idle_s: float = 300.0
 
 
 router = APIRouter()
+# The web screens: public shells and assets (every call they make carries a token).
+screens = APIRouter(include_in_schema=False)
+
+
+def _screens(request: Request) -> Screens:
+    built: Screens | None = request.app.state.screens
+    if built is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "the web screens are not served here")
+    return built
+
+
+async def screen_shell(request: Request) -> Response:
+    """The HTML page of the screen the path names (/kiosk, /console, /ops, /app)."""
+    built = _screens(request)
+    screen = request.url.path.strip("/")
+    page = built.shell(screen)
+    if page is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {screen} screen in this build")
+    return HTMLResponse(page, headers=built.headers(screen))
+
+
+for _screen in TITLES:
+    screens.add_api_route(f"/{_screen}", screen_shell, methods=["GET"])
+
+
+@screens.get("/static/{path:path}")
+async def static_asset(path: str, request: Request) -> Response:
+    built = _screens(request)
+    found = built.asset(path)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such file")
+    return FileResponse(
+        found,
+        media_type=media_type(found),
+        headers={
+            "cache-control": IMMUTABLE if path.startswith("assets/") else "no-cache",
+            "x-content-type-options": "nosniff",
+        },
+    )
 
 
 @router.get("/admin/breakers", dependencies=[Depends(require_roles(Role.OPERATOR))])
@@ -113,16 +154,36 @@ async def forward(request: Request) -> Response:
         # Most answers are small JSON: read them whole and skip the streaming machinery
         # (a task group per response that listens for the client leaving).
         try:
-            content = await upstream.read()
+            content = await asyncio.wait_for(upstream.read(), match.route.timeout_s)
+        except TimeoutError:
+            return JSONResponse(
+                {"detail": f"{match.route.service} timed out"}, status_code=status.HTTP_504_GATEWAY_TIMEOUT
+            )
         finally:
             upstream.release()
         return Response(content, status_code=upstream.status, headers=headers)
+    # An event stream is quiet between events (keep-alives every few seconds at best); any
+    # other body that stalls for the route's timeout is cut.
+    is_stream = upstream.content_type == "text/event-stream"
     return StreamingResponse(
-        upstream.content.iter_chunked(64 * 1024),
+        _relay(upstream, gateway.stream_idle_s if is_stream else match.route.timeout_s),
         status_code=upstream.status,
         headers=headers,
         background=BackgroundTask(_release, upstream),
     )
+
+
+async def _relay(upstream: ClientResponse, idle_s: float) -> AsyncIterator[bytes]:
+    """The upstream's body as it comes; a silence longer than ``idle_s`` ends it (the
+    client sees the stream close, and an event-stream client reconnects)."""
+    while True:
+        try:
+            chunk = await asyncio.wait_for(upstream.content.readany(), idle_s)
+        except TimeoutError:
+            return
+        if not chunk:
+            return
+        yield chunk
 
 
 async def _release(upstream: ClientResponse) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import Histogram
@@ -11,12 +13,30 @@ from common.kernel import build_kernel
 from common.observability import LATENCY_BUCKETS, Metrics
 from common.security import JwksCache
 from gateway.api import GatewayState, router
+from gateway.api import screens as screen_routes
 from gateway.proxy import Resolver, RouteTable, Upstreams, resolve_addresses
 from gateway.ratelimit import RateLimits
+from gateway.screens import Screens, WebBuildMissing
 from gateway.settings import GatewaySettings
 from gateway.sockets import SocketSlots
 
 SERVICE = "gateway"
+log = logging.getLogger("smartgym.gateway")
+
+
+def load_screens(settings: GatewaySettings) -> Screens | None:
+    """The built screens: from the settings' directory, else those shipped with the `web`
+    package. A gateway without them still routes the API (and says why in its log)."""
+    root = settings.gateway_web_dir
+    if root is None:
+        from web import DIST
+
+        root = DIST
+    try:
+        return Screens.load(root, tile_url=settings.gateway_map_tile_url)
+    except WebBuildMissing as exc:
+        log.warning("web screens not served: %s", exc)
+        return None
 
 
 def create_app(
@@ -29,7 +49,11 @@ def create_app(
     kernel = build_kernel(SERVICE, settings, metadata=None, metrics=metrics, keys=keys)
     upstreams = Upstreams(settings.gateway_routes, settings, kernel.metrics, resolver=resolver)
     app = create_service_app(
-        kernel, title="SmartGym gateway", routers=[router], on_start=[upstreams.start], on_stop=[upstreams.aclose]
+        kernel,
+        title="SmartGym gateway",
+        routers=[router, screen_routes],
+        on_start=[upstreams.start],
+        on_stop=[upstreams.aclose],
     )
     if settings.gateway_cors_origins:
         app.add_middleware(
@@ -58,5 +82,7 @@ def create_app(
             per_principal=settings.gateway_ws_per_principal,
             per_share_link=settings.gateway_ws_per_share_link,
         ),
+        stream_idle_s=settings.gateway_stream_idle_s,
     )
+    app.state.screens = load_screens(settings) if settings.gateway_web_enabled else None
     return app

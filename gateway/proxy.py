@@ -314,7 +314,10 @@ class Upstreams:
         path = match.upstream_path + (f"?{query}" if query else "")
         replayable = isinstance(body, bytes)
         attempts = 1 + (route.retries if method in IDEMPOTENT and replayable else 0)
-        timeout = aiohttp.ClientTimeout(total=None, connect=min(2.0, route.timeout_s), sock_read=route.timeout_s)
+        # The route's timeout bounds the wait for the response headers (wait_for below),
+        # not every read of the body: a stream (Server-Sent Events) may be quiet for
+        # minutes. The body's reads are bounded by the caller (gateway.api), per kind.
+        timeout = aiohttp.ClientTimeout(total=None, connect=min(2.0, route.timeout_s), sock_read=None)
         session = self._session
 
         async def attempt_all() -> aiohttp.ClientResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Literal, Self
 
 from limits import parse
@@ -144,6 +145,40 @@ class GatewaySettings(PlatformSettings):
     gateway_cors_origins: tuple[str, ...] = Field(
         default=(), description="Origins of the web consoles allowed by CORS."
     )
+
+    # The screens (kiosk, console, ops) are served from the built assets of the `web`
+    # package unless a directory is named here (a development build elsewhere).
+    gateway_web_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Directory of the built web screens (manifest.json inside); empty: those shipped in the `web` package."
+        ),
+    )
+    gateway_web_enabled: bool = Field(
+        default=True, description="Serve the web screens (/kiosk, /console, /ops) and their assets under /static."
+    )
+    gateway_map_tile_url: str = Field(
+        default="",
+        max_length=500,
+        description=(
+            "Map tile URL template for the screens' maps (https://host/{z}/{x}/{y}.png); empty: overlays without tiles."
+        ),
+    )
+    # A stream (Server-Sent Events) may stay quiet far longer than any request takes: its
+    # reads are bounded by this, not by the route's timeout.
+    gateway_stream_idle_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="Longest silence on a streamed response (text/event-stream) before the gateway closes it, seconds.",
+    )
+
+    @field_validator("gateway_map_tile_url")
+    @classmethod
+    def _tile_template(cls, value: str) -> str:
+        if value and (not re.match(r"^https?://[^/\s]+/", value) or not all(f"{{{k}}}" in value for k in "zxy")):
+            raise ValueError("a tile URL is http(s)://host/... with {z}, {x} and {y}")
+        return value
 
     @model_validator(mode="after")
     def _no_wildcard_cors_in_production(self) -> Self:

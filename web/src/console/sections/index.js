@@ -1,0 +1,10 @@
+import { overview } from './overview.js';
+import { profile } from './profile.js';
+import { equipment } from './equipment.js';
+import { gates } from './gates.js';
+import { queue } from './queue.js';
+import { reviews } from './reviews.js';
+import { members } from './members.js';
+import { devices } from './devices.js';
+
+export const SECTIONS = { overview, profile, equipment, gates, queue, reviews, members, devices };

@@ -1,0 +1,131 @@
+// The one way the screens talk to the platform: same-origin calls through the gateway with
+// the bearer token this client holds. Failures become ApiError with a reason a screen can
+// show: 'offline' (no answer), 'session' (401: the token is dropped and onSessionEnded
+// runs), 'rate_limited' (429, with retryAfter), 'unavailable' (503: breaker open or a
+// service down, with retryAfter), 'forbidden', or 'http'.
+
+export class ApiError extends Error {
+  constructor(reason, status, detail, retryAfter = null) {
+    super(`${reason}: ${detail}`);
+    this.reason = reason;
+    this.status = status;
+    this.detail = detail;
+    this.retryAfter = retryAfter;
+  }
+}
+
+function detailOf(body, fallback) {
+  if (!body) return fallback;
+  if (typeof body.detail === 'string') return body.detail;
+  if (Array.isArray(body.detail)) return body.detail.map((item) => item.msg).join('; ');
+  return fallback;
+}
+
+export class Api {
+  constructor({ storageKey = 'smartgym.session', storage = sessionStorage, onSessionEnded = () => {} } = {}) {
+    this.storageKey = storageKey;
+    this.storage = storage;
+    this.onSessionEnded = onSessionEnded;
+    this.token = storage.getItem(storageKey);
+  }
+
+  setToken(token) {
+    this.token = token;
+    if (token) this.storage.setItem(this.storageKey, token);
+    else this.storage.removeItem(this.storageKey);
+  }
+
+  authHeaders() {
+    return this.token ? { authorization: `Bearer ${this.token}` } : {};
+  }
+
+  async request(method, path, { json, body, headers = {}, signal, raw = false } = {}) {
+    const init = { method, headers: { ...this.authHeaders(), ...headers }, signal, credentials: 'omit' };
+    if (json !== undefined) {
+      init.body = JSON.stringify(json);
+      init.headers['content-type'] = 'application/json';
+    } else if (body !== undefined) {
+      init.body = body;
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (error) {
+      if (error.name === 'AbortError') throw error;
+      throw new ApiError('offline', 0, String(error.message || error));
+    }
+    if (raw && response.ok) return response;
+    const text = await response.text();
+    let parsed = null;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {
+      parsed = null;
+    }
+    if (response.ok) return parsed;
+    const detail = detailOf(parsed, response.statusText || String(response.status));
+    const retryAfter = Number(response.headers.get('retry-after')) || null;
+    if (response.status === 401) {
+      if (this.token) {
+        this.setToken(null);
+        this.onSessionEnded(detail);
+      }
+      throw new ApiError('session', 401, detail);
+    }
+    if (response.status === 403) throw new ApiError('forbidden', 403, detail);
+    if (response.status === 429) throw new ApiError('rate_limited', 429, detail, retryAfter ?? 1);
+    if (response.status === 503 || response.status === 502 || response.status === 504)
+      throw new ApiError('unavailable', response.status, detail, retryAfter);
+    throw new ApiError('http', response.status, detail);
+  }
+
+  get(path, options) {
+    return this.request('GET', path, options);
+  }
+  post(path, json, options = {}) {
+    return this.request('POST', path, { ...options, json });
+  }
+  put(path, json, options = {}) {
+    return this.request('PUT', path, { ...options, json });
+  }
+  delete(path, options) {
+    return this.request('DELETE', path, options);
+  }
+
+  async login(email, password) {
+    const tokens = await this.request('POST', '/api/auth/login', { json: { email, password } });
+    this.setToken(tokens.access_token);
+    return tokens;
+  }
+
+  // The roles and branches the token carries (what the gateway checks), read from its
+  // payload: only for choosing what to show, never trusted for anything else.
+  claims() {
+    if (!this.token) return null;
+    try {
+      const payload = this.token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      return JSON.parse(atob(payload.padEnd(payload.length + ((4 - (payload.length % 4)) % 4), '=')));
+    } catch {
+      return null;
+    }
+  }
+}
+
+// A message for an ApiError in the current language.
+export function explain(error, t) {
+  if (!(error instanceof ApiError)) return t('error.other', { detail: String(error?.message || error) });
+  switch (error.reason) {
+    case 'offline':
+      return t('error.offline');
+    case 'session':
+      return t('error.session');
+    case 'rate_limited':
+      return t('error.rate_limited', { s: error.retryAfter ?? 1 });
+    case 'unavailable':
+      return t('error.unavailable', { detail: error.detail });
+    case 'forbidden':
+      return t('error.forbidden', { detail: error.detail });
+    default:
+      return t('error.other', { detail: error.detail });
+  }
+}
