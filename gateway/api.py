@@ -65,6 +65,23 @@ for _screen in TITLES:
     screens.add_api_route(f"/{_screen}", screen_shell, methods=["GET"])
 
 
+# The member app's installable parts keep fixed URLs under /app: the browser fetches the
+# worker and the web-app manifest by name, and a worker's scope is where it is served from.
+APP_FILES = {"sw.js": "app/sw.js", "manifest.webmanifest": "app/manifest.webmanifest", "icon.svg": "app/icon.svg"}
+
+
+@screens.get("/app/{name}")
+async def app_file(name: str, request: Request) -> Response:
+    built = _screens(request)
+    found = built.asset(APP_FILES[name]) if name in APP_FILES else None
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such file")
+    headers = {"cache-control": "no-cache", "x-content-type-options": "nosniff"}
+    if name == "sw.js":
+        headers["service-worker-allowed"] = "/app"
+    return FileResponse(found, media_type=media_type(found), headers=headers)
+
+
 @screens.get("/static/{path:path}")
 async def static_asset(path: str, request: Request) -> Response:
     built = _screens(request)

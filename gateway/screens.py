@@ -27,6 +27,11 @@ PERMISSIONS = {
     "app": "camera=(self), geolocation=(self), microphone=()",
 }
 NO_PERMISSIONS = "camera=(), geolocation=(), microphone=()"
+# What makes a screen an installable app: its web-app manifest and theme colour.
+INSTALLABLE = {
+    "app": '<link rel="manifest" href="/app/manifest.webmanifest"><meta name="theme-color" content="#0550ae">'
+    '<link rel="icon" href="/app/icon.svg" type="image/svg+xml">',
+}
 # Hashed asset names never change content: cache them for a year.
 IMMUTABLE = "public, max-age=31536000, immutable"
 TYPES = {
@@ -75,7 +80,7 @@ class Screens:
             "<!doctype html>\n"
             f'<html lang="{html.escape(lang)}"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{html.escape(TITLES[screen])}</title>{css}"
+            f"<title>{html.escape(TITLES[screen])}</title>{css}{INSTALLABLE.get(screen, '')}"
             f'<script type="module" src="/static/{js}"></script></head>'
             f'<body><script type="application/json" id="smartgym-config">{config}</script>'
             "<noscript>This screen needs JavaScript.</noscript>"

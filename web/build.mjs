@@ -79,5 +79,19 @@ for (const [path, output] of Object.entries(result.metafile.outputs)) {
     css: output.cssBundle ? relative(dist, join(root, output.cssBundle)).split(sep).join('/') : null,
   };
 }
+// The app's service worker and web-app manifest keep fixed names: the browser finds them by
+// URL (/app/sw.js, /app/manifest.webmanifest, /app/icon.svg), not through a page's imports.
+await esbuild.build({
+  entryPoints: [join(src, 'app', 'sw.js')],
+  outfile: join(dist, 'app', 'sw.js'),
+  bundle: true,
+  format: 'iife',
+  minify: true,
+  target: ['chrome110', 'safari16', 'firefox110'],
+  logLevel: 'warning',
+});
+for (const name of ['manifest.webmanifest', 'icon.svg']) writeFileSync(join(dist, 'app', name), readFileSync(join(src, 'app', name)));
+manifest.files = { app: ['sw.js', 'manifest.webmanifest', 'icon.svg'] };
+
 writeFileSync(join(dist, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
 console.log(`built ${screens.join(', ')} into dist/ (sources ${manifest.source_hash.slice(0, 12)})`);

@@ -58,3 +58,19 @@ def test_the_tile_server_is_the_only_other_image_origin():
     assert "img-src 'self' data: blob: https://*.tiles.example;" in policy
     with pytest.raises(ValueError, match="tile URL"):
         settings(gateway_map_tile_url="javascript:alert(1)")
+
+
+async def test_the_member_app_is_installable_its_worker_scoped_to_the_app():
+    async with asgi_client(create_app(settings())) as gateway:
+        page = await gateway.get("/app")
+        assert '<link rel="manifest" href="/app/manifest.webmanifest">' in page.text
+        assert "geolocation=(self)" in page.headers["permissions-policy"]
+        worker = await gateway.get("/app/sw.js")
+        assert worker.status_code == 200
+        assert worker.headers["service-worker-allowed"] == "/app"
+        assert worker.headers["content-type"].startswith("text/javascript")
+        manifest = (await gateway.get("/app/manifest.webmanifest")).json()
+        assert (manifest["start_url"], manifest["scope"], manifest["display"]) == ("/app", "/app", "standalone")
+        assert (await gateway.get(manifest["icons"][0]["src"])).status_code == 200
+        assert (await gateway.get("/app/../manifest.json")).status_code == 404
+        assert (await gateway.get("/app/main.js")).status_code == 404

@@ -1,0 +1,150 @@
+// The member and helper app (an installable PWA): entry pass, gym search, helper tasks.
+// Sections are hash routes so that the service worker needs to cache one shell only.
+import '../shared/tokens.css';
+import './app.css';
+import { Api, explain } from '../shared/api.js';
+import { h, clear } from '../shared/dom.js';
+import { addDictionary, t, onLangChange } from '../shared/i18n.js';
+import { languageButton } from '../shared/layout.js';
+import { words } from './words.js';
+import { PassView, lastPass } from './pass.js';
+import { SearchView, showBranch } from './search.js';
+import { HelperView } from './helper.js';
+
+addDictionary(words);
+const root = document.getElementById('app');
+// Members stay signed in on their own phone (localStorage), unlike the staff screens.
+const api = new Api({ storageKey: 'smartgym.app', storage: localStorage, onSessionEnded: () => route() });
+let current = null;
+
+if ('serviceWorker' in navigator) {
+  navigator.serviceWorker
+    .register('/app/sw.js', { scope: '/app' })
+    .then(async () => {
+      const ready = await navigator.serviceWorker.ready;
+      // The shell's hashed assets, as the page loaded them: the worker keeps them for offline.
+      const assets = performance
+        .getEntriesByType('resource')
+        .map((entry) => new URL(entry.name).pathname)
+        .filter((path) => path.startsWith('/static/'));
+      ready.active?.postMessage({ cache: ['/app', '/app/manifest.webmanifest', ...assets] });
+      document.documentElement.dataset.offlineReady = 'true';
+    })
+    .catch(() => {});
+}
+
+function showAuth() {
+  let mode = 'signin';
+  const email = h('input', { id: 'auth-email', type: 'email', autocomplete: 'username', required: true });
+  const password = h('input', { id: 'auth-password', type: 'password', autocomplete: 'current-password', required: true, minlength: 10 });
+  const message = h('p', { class: 'error', role: 'alert', id: 'auth-error' });
+  const title = h('h1', {});
+  const submit = h('button', { type: 'submit', class: 'primary', id: 'auth-submit' });
+  const toggle = h('button', { type: 'button', class: 'ghost', id: 'auth-toggle', onclick: () => { mode = mode === 'signin' ? 'signup' : 'signin'; paint(); } });
+  const labels = { email: h('label', { for: 'auth-email' }), password: h('label', { for: 'auth-password' }) };
+  const paint = () => {
+    title.textContent = t(mode === 'signin' ? 'auth.signin' : 'auth.signup');
+    submit.textContent = title.textContent;
+    toggle.textContent = t(mode === 'signin' ? 'auth.switch.signup' : 'auth.switch.signin');
+    labels.email.textContent = t('auth.email');
+    labels.password.textContent = t('auth.password');
+  };
+  const form = h(
+    'form',
+    {
+      class: 'card login',
+      onsubmit: async (event) => {
+        event.preventDefault();
+        message.textContent = '';
+        submit.disabled = true;
+        try {
+          if (mode === 'signup') {
+            try {
+              await api.post('/api/auth/signup', { email: email.value.trim(), password: password.value });
+            } catch (error) {
+              if (error.status === 409) throw Object.assign(new Error('taken'), { taken: true });
+              throw error;
+            }
+            message.textContent = t('auth.created');
+          }
+          await api.login(email.value.trim(), password.value);
+          route();
+        } catch (error) {
+          message.textContent = error.taken ? t('auth.taken') : error.reason === 'session' ? t('auth.wrong') : explain(error, t);
+        } finally {
+          submit.disabled = false;
+        }
+      },
+    },
+    h('div', { class: 'row' }, title, h('div', { class: 'spacer' }), languageButton()),
+    h('div', { class: 'field' }, labels.email, email),
+    h('div', { class: 'field' }, labels.password, password),
+    message,
+    submit,
+    toggle,
+  );
+  paint();
+  clear(root, h('main', { class: 'center' }, form));
+}
+
+function frame(section) {
+  const claims = api.claims() || {};
+  const helper = (claims.roles || []).includes('helper');
+  const tabs = [['pass', 'nav.pass'], ['search', 'nav.search'], ...(helper ? [['helper', 'nav.helper']] : [])];
+  const main = h('main', { id: 'main', tabindex: '-1' });
+  const offline = h('p', { class: 'offline', id: 'offline', role: 'status', hidden: navigator.onLine });
+  offline.textContent = t('offline');
+  clear(
+    root,
+    h(
+      'header',
+      { class: 'topbar' },
+      h('h1', { class: 'title' }, t('app.title')),
+      h('div', { class: 'spacer' }),
+      languageButton(),
+      h('button', { type: 'button', class: 'ghost', id: 'logout', onclick: () => { api.setToken(null); route(); } }, t('logout')),
+    ),
+    offline,
+    main,
+    h(
+      'nav',
+      { class: 'tabs', 'aria-label': t('nav.label') },
+      tabs.map(([id, key]) => h('a', { href: `#${id}`, id: `tab-${id}`, 'aria-current': id === section ? 'page' : null }, t(key))),
+    ),
+  );
+  return main;
+}
+
+async function route() {
+  current?.unmount?.();
+  current = null;
+  const claims = api.claims();
+  const signedIn = claims && claims.exp * 1000 > Date.now();
+  const [section, arg] = location.hash.slice(1).split('/');
+  if (!signedIn) {
+    // Offline with a pass kept from before: the pass is what a member needs at the door.
+    if (!navigator.onLine && lastPass()) {
+      current = new PassView(frame('pass'), api);
+      current.showStored(true);
+      return;
+    }
+    api.setToken(null);
+    showAuth();
+    return;
+  }
+  const main = frame(section || 'pass');
+  try {
+    if (section === 'search') (current = new SearchView(main, api)).mount(decodeURIComponent(arg || ''));
+    else if (section === 'branch' && arg) await showBranch(main, api, decodeURIComponent(arg));
+    else if (section === 'helper') await (current = new HelperView(main, api)).mount();
+    else await (current = new PassView(main, api)).mount();
+  } catch (error) {
+    clear(main, h('p', { role: 'alert' }, explain(error, t)));
+  }
+}
+
+window.addEventListener('hashchange', route);
+window.addEventListener('online', () => document.getElementById('offline')?.setAttribute('hidden', ''));
+window.addEventListener('offline', () => document.getElementById('offline')?.removeAttribute('hidden'));
+onLangChange(() => route());
+route();
