@@ -241,12 +241,17 @@ export class Dashboard {
         h('td', {}, pool.failures),
         h('td', {}, pool.instances.map((instance) => h('div', {}, instance.url, ' ', h('span', { class: `badge ${instance.ejected ? 'down' : 'ok'}` }, instance.ejected ? t('ops.ejected') : t('ops.healthy'))))))));
     };
-    // The model registry lands separately: its panel shows only where /api/mlops answers.
-    this.api.get('/api/mlops/v1/models').then((answer) => {
-      const versions = Array.isArray(answer) ? answer : answer.items || answer.versions || [];
-      clear(models, h('h3', {}, t('ops.models')), h('table', { id: 'model-versions' }, h('tbody', {}, versions.map((item) => h('tr', {},
-        h('td', {}, item.version || item.name || JSON.stringify(item)), h('td', {}, item.state || item.status || ''), h('td', {}, item.canary_share != null ? `${Math.round(item.canary_share * 100)}%` : ''))))),
-      h('button', { type: 'button', id: 'model-rollback', onclick: () => this.api.post('/api/mlops/v1/models/rollback', {}).then(() => this.render()).catch((error) => this.layout.say(explain(error, t), 'error')) }, t('ops.rollback')));
+    // The model registry: its panel shows only where /api/mlops answers (an operator's token).
+    this.api.get('/api/mlops/v1/models').then((versions) => {
+      const rollback = (family) =>
+        this.api
+          .post(`/api/mlops/v1/models/${family}/rollback`, { reason: 'operations dashboard' })
+          .then(() => this.render())
+          .catch((error) => this.layout.say(explain(error, t), 'error'));
+      const families = [...new Set(versions.map((item) => item.family))];
+      clear(models, h('h3', {}, t('ops.models')), h('table', { id: 'model-versions' }, h('tbody', {}, versions.map((item) => h('tr', { dataset: { family: item.family, status: item.status } },
+        h('td', {}, item.family), h('td', {}, item.version), h('td', {}, item.status))))),
+      families.map((family) => h('button', { type: 'button', id: `model-rollback-${family}`, onclick: () => rollback(family) }, `${t('ops.rollback')} · ${family}`)));
     }).catch(() => clear(models));
     await this.every(BREAKER_POLL_S, () => refresh().catch((error) => this.layout.say(explain(error, t), 'error')));
   }
