@@ -81,7 +81,10 @@ class FaceService:
             return Identification(analysis, [], engine.manifest.threshold)
         if target.embedding_space != engine.manifest.embedding_space:
             raise UnknownGallery(f"{gallery} holds {target.embedding_space} vectors")
-        return Identification(analysis, target.identify(analysis.embedding, k=k), engine.manifest.threshold)
+        # The scan is a matrix-vector product over the whole gallery (tens of ms at 1M
+        # vectors): off the event loop, so other gates' requests keep being served.
+        matches = await self._run(functools.partial(target.identify, analysis.embedding, k=k))
+        return Identification(analysis, matches, engine.manifest.threshold)
 
     async def identify_live(
         self, frames: list[bytes], *, gallery: str | None, k: int = 1
@@ -110,7 +113,7 @@ class FaceService:
         if verdict.ok and target is not None and first.embedding is not None:
             if target.embedding_space != engine.manifest.embedding_space:
                 raise UnknownGallery(f"{gallery} holds {target.embedding_space} vectors")
-            matches = target.identify(first.embedding, k=k)
+            matches = await self._run(functools.partial(target.identify, first.embedding, k=k))
         return Identification(first, matches, threshold), verdict
 
     async def verify(self, image: bytes, *, gallery: str, subject: str) -> tuple[Analysis, float | None, float]:
