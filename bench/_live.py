@@ -46,25 +46,32 @@ async def _keep_gc_short() -> None:
         await asyncio.sleep(2)
 
 
-async def _connect_all(urls: list[tuple[str, str]]) -> list[Any]:
+async def _connect_all(urls: list[tuple[str, str]]) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Connect every socket and read its first message; a server that answers "try
+    again later" (1013, e.g. its database pool busy with a crowd of handshakes) is
+    retried after a pause, as the app does."""
     from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
 
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
-    async def one(url: str, token: str) -> Any:
+    async def one(url: str, token: str) -> tuple[Any, dict[str, Any]]:
+        error: BaseException | None = None
         async with gate:
-            for attempt in range(8):
+            for attempt in range(10):
                 try:
-                    return await connect(
+                    socket = await connect(
                         url, additional_headers={"authorization": f"Bearer {token}"}, open_timeout=30,
                         ping_interval=None, max_queue=None, compression=None,
                     )  # fmt: skip
-                except (OSError, TimeoutError) as exc:
+                    return socket, json.loads(await socket.recv())
+                except (OSError, TimeoutError, ConnectionClosed) as exc:
                     error = exc
                     await asyncio.sleep(0.5 * (attempt + 1))
             raise RuntimeError(f"could not connect to {url}: {error!r}")
 
-    return list(await asyncio.gather(*(one(url, token) for url, token in urls)))
+    pairs = await asyncio.gather(*(one(url, token) for url, token in urls))
+    return [socket for socket, _ in pairs], [hello for _, hello in pairs]
 
 
 def runners_process(urls: list[tuple[str, str]], seconds: float, pipe: Any) -> None:
@@ -73,8 +80,8 @@ def runners_process(urls: list[tuple[str, str]], seconds: float, pipe: Any) -> N
 
     async def main() -> None:
         freezer = asyncio.create_task(_keep_gc_short())
-        sockets = await _connect_all(urls)
-        run_ids = [json.loads(await socket.recv())["run_id"] for socket in sockets]
+        sockets, hellos = await _connect_all(urls)
+        run_ids = [hello["run_id"] for hello in hellos]
         pipe.send(run_ids)
         pipe.recv()  # watchers are in: go
         sent = [0] * len(sockets)
@@ -125,9 +132,7 @@ def watchers_process(urls: list[tuple[str, str]], pipe: Any) -> None:
 
     async def main() -> None:
         freezer = asyncio.create_task(_keep_gc_short())
-        sockets = await _connect_all(urls)
-        for socket in sockets:
-            json.loads(await socket.recv())  # "watching"
+        sockets, _ = await _connect_all(urls)  # each has said "watching"
         latencies: list[float] = []
         to_server: list[float] = []
         seen: list[set[float]] = [set() for _ in sockets]
@@ -228,18 +233,21 @@ async def drive(
     watcher_processes: int = 1,
     quiet_s: float = 3.0,
     limit_s: float = 30.0,
+    on_tick: Any = None,
+    tick_s: float = 5.0,
 ) -> dict[str, Any]:
     """Runners connect (one process), then ``watchers_for(run_ids)`` gives each watcher's
     (url, token, run index); watchers connect (``watcher_processes`` processes), the
     runners stream for ``seconds``, the watchers drain. CPU seconds of every pid in
-    ``pids`` are taken over streaming + drain. Returns the figures and the raw deliveries."""
+    ``pids`` are taken over streaming + drain; ``on_tick(seconds since go)`` is called
+    every ``tick_s`` while the runners stream. Returns the figures and the raw deliveries."""
     import multiprocessing
 
     from bench._common import cpu_seconds, progress
 
     context = multiprocessing.get_context("fork")
     runner_pipe, runner_end = context.Pipe()
-    runner = context.Process(target=runners_process, args=(runner_urls, seconds, runner_end))
+    runner = context.Process(target=runners_process, args=(runner_urls, seconds, runner_end), daemon=True)
     runner.start()
     progress(f"connecting {len(runner_urls)} runners")
     run_ids: list[str] = await asyncio.to_thread(runner_pipe.recv)
@@ -248,7 +256,9 @@ async def drive(
     watchers = []
     for part in slices:
         pipe, end = context.Pipe()
-        process = context.Process(target=watchers_process, args=([(url, token) for url, token, _ in part], end))
+        process = context.Process(
+            target=watchers_process, args=([(url, token) for url, token, _ in part], end), daemon=True
+        )
         process.start()
         watchers.append((process, pipe, part))
     progress(f"connecting {len(plan)} watchers")
@@ -259,13 +269,25 @@ async def drive(
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     wall_before = time.monotonic()
     runner_pipe.send("go")
+
+    async def ticking() -> None:
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(tick_s)
+            on_tick(time.monotonic() - started)
+
+    ticker = asyncio.create_task(ticking()) if on_tick is not None else None
     sent = await asyncio.to_thread(runner_pipe.recv)
+    if ticker is not None:
+        ticker.cancel()
     accepted = [max(0, s - r) for s, r in zip(sent["sent"], sent["refused"], strict=True)]
     for _, pipe, part in watchers:
         expected = sum(accepted[run] for _, _, run in part)
         pipe.send({"expected": expected, "quiet_s": quiet_s, "limit_s": limit_s})
+    progress("runners done; watchers draining")
     reports = [await asyncio.to_thread(pipe.recv) for _, pipe, _ in watchers]
     wall = time.monotonic() - wall_before
+    progress(f"drained in {max(report['drain_s'] for report in reports):.1f} s")
     cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
     runner_pipe.send("hang up")
     await asyncio.to_thread(runner_pipe.recv)

@@ -42,11 +42,14 @@ from tests.support.amqp import delete_namespace
 from tests.support.infra import PG_ADMIN_URL, RABBITMQ_URL, PostgresDatabases
 from tests.support.ledger import CATALOG, TABLES, EntryRecorded, create_schema, effect_counts, record_effect
 
+#: The broker every phase uses: the shared node unless --private-broker.
+AMQP = [RABBITMQ_URL]
+
 
 async def consume(args: argparse.Namespace) -> None:
     """Consumer process: report latencies once ``--expect`` distinct events were applied."""
     metrics = Metrics()
-    bus = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=metrics, namespace=args.ns, prefetch=args.prefetch)
+    bus = RabbitMQBus(args.amqp, catalog=CATALOG, metrics=metrics, namespace=args.ns, prefetch=args.prefetch)
     await bus.start()
     latencies_ms: list[float] = []
     seen: set[uuid.UUID] = set()
@@ -114,7 +117,7 @@ async def consume(args: argparse.Namespace) -> None:
 
 
 def start_consumer(ns: str, expect: int, db: str | None) -> subprocess.Popen[str]:
-    args = [sys.executable, __file__, "--role", "consume", "--ns", ns, "--expect", str(expect)]
+    args = [sys.executable, __file__, "--role", "consume", "--ns", ns, "--expect", str(expect), "--amqp", AMQP[0]]
     if db:
         args += ["--db", db]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
@@ -133,7 +136,7 @@ def finish_consumer(process: subprocess.Popen[str]) -> dict:
 async def baseline(count: int) -> dict:
     ns = f"bench{uuid.uuid4().hex[:8]}"
     consumer = start_consumer(ns, count, None)
-    bus = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=Metrics(), namespace=ns)
+    bus = RabbitMQBus(AMQP[0], catalog=CATALOG, metrics=Metrics(), namespace=ns)
     await bus.start()
     started = time.time()
     for first in range(0, count, 500):
@@ -142,7 +145,7 @@ async def baseline(count: int) -> dict:
         )
     await bus.close()
     report = await asyncio.to_thread(finish_consumer, consumer)
-    await delete_namespace(RABBITMQ_URL, ns)
+    await delete_namespace(AMQP[0], ns)
     report["events_per_s"] = count / (report["last_consumed_at"] - started)
     return report
 
@@ -154,7 +157,7 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
     create_schema(consumer_url)
     consumer = start_consumer(ns, count, consumer_url)
     metrics = Metrics()
-    bus = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=metrics, namespace=ns)
+    bus = RabbitMQBus(AMQP[0], catalog=CATALOG, metrics=metrics, namespace=ns)
     await bus.start()
     producer = Database(producer_url)
     relay = OutboxRelay(
@@ -182,7 +185,7 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
     await relay.stop()
     await bus.close()
     await producer.dispose()
-    await delete_namespace(RABBITMQ_URL, ns)
+    await delete_namespace(AMQP[0], ns)
     report["events_per_s"] = count / (report["last_consumed_at"] - started)
     report["produce_s"] = produced - started
     return report
@@ -191,6 +194,14 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
 async def main(args: argparse.Namespace) -> None:
     ensure_services()
     pg = PostgresDatabases(PG_ADMIN_URL)
+    broker = None
+    if args.private_broker:
+        # The shared node also serves every other client on the machine (and tests that
+        # restart it): a node of our own makes the run repeatable.
+        from bench._broker import PrivateBroker
+
+        broker = await asyncio.to_thread(PrivateBroker().start)
+        AMQP[0] = broker.url
     try:
         base = await baseline(args.events)
         burst = await with_outbox(pg, args.events, rate=None, batch=100)
@@ -199,6 +210,8 @@ async def main(args: argparse.Namespace) -> None:
         paced = await with_outbox(pg, paced_count, rate=args.rate, batch=10)
     finally:
         pg.drop_all()
+        if broker is not None:
+            await asyncio.to_thread(broker.stop)
 
     base_lat, burst_lat, single_lat, paced_lat = (summary(r["latencies_ms"]) for r in (base, burst, single, paced))
     check_count("bus only", expected=args.events, distinct=base["distinct"])
@@ -276,6 +289,10 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--ns")
+    parser.add_argument("--amqp", default=RABBITMQ_URL)
+    parser.add_argument(
+        "--private-broker", action="store_true", help="run on a RabbitMQ node of its own instead of the shared one"
+    )
     parser.add_argument("--expect", type=int)
     parser.add_argument("--db")
     parser.add_argument("--prefetch", type=int, default=256)

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from the repo root
 
@@ -124,7 +125,7 @@ def identify_figures(threads: int | None, rounds: int) -> dict[str, dict[str, fl
     return {label: summary(values) for label, values in json.loads(out.strip().splitlines()[-1]).items()}
 
 
-async def swap_under_load(pack: Path, second: Path, seconds: float) -> dict[str, float]:
+async def swap_under_load(pack: Path, second: Path, seconds: float) -> dict[str, Any]:
     """Identify latency from 2 concurrent gates, in a calm window and in a window with a
     swap every 250 ms; plus the swap (reference replacement) itself."""
     import asyncio

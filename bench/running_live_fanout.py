@@ -219,7 +219,7 @@ async def run(args: argparse.Namespace) -> None:
         base = f"ws://127.0.0.1:{bare_port}"
         progress("bare websockets broadcast")
         results["bare"] = await drive(people.runner_urls(base), people.watcher_plan([base]), seconds=args.seconds,
-                                      pids={"bare": bare.pid})  # fmt: skip
+                                      pids={"bare": bare.pid or 0})  # fmt: skip
         bare.terminate()
         bare.join(10)
 

@@ -182,7 +182,7 @@ async def test_a_large_identify_leaves_the_event_loop_free(faces, photo_bytes):
     scans: list[tuple[float, float, bool]] = []  # start, end, on the loop's thread
 
     class TimedGallery(Gallery):
-        def identify(self, probe, *, k=1):  # type: ignore[no-untyped-def]
+        def identify(self, probe, *, k=1):
             started = time.monotonic()
             try:
                 return super().identify(probe, k=k)
