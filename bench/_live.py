@@ -83,7 +83,8 @@ def runners_process(urls: list[tuple[str, str]], seconds: float, pipe: Any) -> N
         sockets, hellos = await _connect_all(urls)
         run_ids = [hello["run_id"] for hello in hellos]
         pipe.send(run_ids)
-        pipe.recv()  # watchers are in: go
+        # Off the loop: the sockets must keep answering pings while the watchers connect.
+        await asyncio.to_thread(pipe.recv)  # watchers are in: go
         sent = [0] * len(sockets)
         refused = [0] * len(sockets)
 
@@ -116,7 +117,7 @@ def runners_process(urls: list[tuple[str, str]], seconds: float, pipe: Any) -> N
         elapsed = time.monotonic() - started
         await asyncio.sleep(1.0)  # the last "refused" answers are on their way
         pipe.send({"sent": sent, "refused": refused, "elapsed": elapsed})
-        pipe.recv()  # the watchers have drained: hang up
+        await asyncio.to_thread(pipe.recv)  # the watchers have drained: hang up
         for reader in readers:
             reader.cancel()
         freezer.cancel()

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import math
+import subprocess
 import sys
 import tempfile
 import time
@@ -254,7 +255,8 @@ async def run(args: argparse.Namespace) -> None:
                     offset += 1000
     finally:
         for process in reversed(processes):
-            stop(process)
+            with contextlib.suppress(subprocess.TimeoutExpired):  # killed by stop(); the databases still go
+                stop(process)
         databases.drop_all()
 
     arrivals = fault_pushes()
