@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -206,3 +207,12 @@ def broker_cpu_seconds() -> float:
     """CPU seconds the local RabbitMQ node(s) have used so far (beam.smp). On a shared
     machine this includes other clients' traffic: take it over short windows."""
     return sum(cpu_seconds(pid) for pid in processes_named("beam.smp"))
+
+
+def stop_quietly(process: Any, timeout: float = 60) -> None:
+    """Stop a service process; one too slow to stop (a loaded machine) is killed, and
+    the benchmark goes on to report instead of dying in its clean-up."""
+    from tests.support.processes import stop
+
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        stop(process, timeout=timeout)

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
-from bench._common import ROOT, emit, ensure_services, fail, jwks_app, machine, progress, rss_mib, table
+from bench._common import ROOT, emit, ensure_services, fail, jwks_app, machine, progress, rss_mib, stop_quietly, table
 from bench._live import drive
 from bench.perf_scaleout import load_process
 from bench.running_live_fanout import People, judge, running_env, start_running
@@ -42,7 +42,7 @@ from common.migrations import upgrade
 from common.security import Role, SigningKey, TokenIssuer, jwks_document
 from tests.support.apps import free_port, serving
 from tests.support.infra import PG_ADMIN_URL, PostgresDatabases
-from tests.support.processes import clean_env, start, stop, wait_healthy
+from tests.support.processes import clean_env, start, wait_healthy
 
 SAMPLE_S = 5.0
 
@@ -141,7 +141,7 @@ async def run(args: argparse.Namespace) -> None:
                 seen = (await client.get(f"http://127.0.0.1:{upstream_port}/stats")).json()
     finally:
         for process in processes:
-            stop(process)
+            stop_quietly(process)
         databases.drop_all()
 
     judge("running", live)

@@ -53,6 +53,7 @@ from bench._common import (
     machine,
     progress,
     spread_cells,
+    stop_quietly,
     summary,
     table,
 )
@@ -62,7 +63,7 @@ from common.migrations import upgrade
 from common.security import Role
 from tests.support.apps import free_port, serving
 from tests.support.infra import PG_ADMIN_URL, PostgresDatabases
-from tests.support.processes import clean_env, start, stop, wait_healthy
+from tests.support.processes import clean_env, start, wait_healthy
 
 # -- live runs ------------------------------------------------------------------------------
 
@@ -132,7 +133,7 @@ async def live_runs(args: argparse.Namespace, database: str, scratch: Path) -> d
                     results[count] = result
                 finally:
                     for process, _ in replicas:
-                        stop(process)
+                        stop_quietly(process)
     finally:
         await asyncio.to_thread(broker.stop)
     return results
@@ -265,7 +266,7 @@ async def gateway_runs(args: argparse.Namespace, scratch: Path) -> dict[int, dic
                     seen = (await client.get(f"http://127.0.0.1:{upstream_port}/stats")).json()
                 finally:
                     for process, _, _ in gateways:
-                        stop(process)
+                        stop_quietly(process)
                 sent = sum(report["sent"] for report in reports)
                 answered = [ident for report in reports for ident in report["answered"]]
                 label = f"gateway, {count} replica(s)"

@@ -56,6 +56,7 @@ from bench._common import (
     processes_named,
     progress,
     spread_line,
+    stop_quietly,
     summary,
     table,
 )
@@ -70,7 +71,7 @@ from running.track import GpsPoint
 from tests.support import tokens
 from tests.support.apps import free_port, serving
 from tests.support.infra import PG_ADMIN_URL, RABBITMQ_URL, PostgresDatabases
-from tests.support.processes import clean_env, start, stop, wait_healthy
+from tests.support.processes import clean_env, start, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -235,7 +236,7 @@ async def run(args: argparse.Namespace) -> None:
             progress("one running replica")
             results["one"] = await drive(people.runner_urls(base), people.watcher_plan([base]),
                                          seconds=args.seconds, pids={"running": one.pid})  # fmt: skip
-            stop(one)
+            stop_quietly(one)
             processes.remove(one)
 
             # 3. The production path: gateway in front of two replicas.
@@ -261,7 +262,7 @@ async def run(args: argparse.Namespace) -> None:
                                                  seconds=args.seconds, pids=pids)  # fmt: skip
     finally:
         for process in processes:
-            stop(process)
+            stop_quietly(process)
         databases.drop_all()
 
     for label, result in results.items():
