@@ -289,6 +289,7 @@ def upper_frame(photo: Path, scratch: Path) -> bytes:
     """A tall portrait's upper square as the camera frames it (the whole portrait
     letterboxed into 640x480 leaves the face too small for the quality gate)."""
     image = cv2.imread(str(photo))
+    assert image is not None, photo
     square = image[: image.shape[1]]
     path = scratch / f"upper-{photo.name}"
     cv2.imwrite(str(path), square)
