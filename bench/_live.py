@@ -51,7 +51,7 @@ async def _connect_all(urls: list[tuple[str, str]]) -> tuple[list[Any], list[dic
     again later" (1013, e.g. its database pool busy with a crowd of handshakes) is
     retried after a pause, as the app does."""
     from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
@@ -65,7 +65,7 @@ async def _connect_all(urls: list[tuple[str, str]]) -> tuple[list[Any], list[dic
                         ping_interval=None, max_queue=None, compression=None,
                     )  # fmt: skip
                     return socket, json.loads(await socket.recv())
-                except (OSError, TimeoutError, ConnectionClosed) as exc:
+                except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
                     error = exc
                     await asyncio.sleep(0.5 * (attempt + 1))
             raise RuntimeError(f"could not connect to {url}: {error!r}")
@@ -250,6 +250,7 @@ async def drive(
     runner_pipe, runner_end = context.Pipe()
     runner = context.Process(target=runners_process, args=(runner_urls, seconds, runner_end), daemon=True)
     runner.start()
+    runner_end.close()  # ours: a runner process that dies is then an EOF here, not a hang
     progress(f"connecting {len(runner_urls)} runners")
     run_ids: list[str] = await asyncio.to_thread(runner_pipe.recv)
     plan: list[tuple[str, str, int]] = watchers_for(run_ids)
@@ -261,6 +262,7 @@ async def drive(
             target=watchers_process, args=([(url, token) for url, token, _ in part], end), daemon=True
         )
         process.start()
+        end.close()
         watchers.append((process, pipe, part))
     progress(f"connecting {len(plan)} watchers")
     for _, pipe, _ in watchers:
