@@ -16,6 +16,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 _STARTED = time.monotonic()
+#: How long a benchmark waits for a service it started to report healthy: generous,
+#: since a machine shared with other jobs starts Python services slowly.
+STARTUP_S = 180.0
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -49,6 +49,7 @@ from access.faces import rank_key
 from access.models import FaceVector, MembershipCopy
 from access.settings import AccessSettings
 from bench._common import (
+    STARTUP_S,
     cell,
     emit,
     ensure_services,
@@ -332,7 +333,7 @@ async def run(args: argparse.Namespace) -> None:
             ["serve", "facemodel", "--port", str(facemodel_port)], env=env, cwd=ROOT, log=scratch / "facemodel.log"
         )
         processes.append(facemodel)
-        wait_healthy(f"http://127.0.0.1:{facemodel_port}", facemodel, scratch / "facemodel.log")
+        wait_healthy(f"http://127.0.0.1:{facemodel_port}", facemodel, scratch / "facemodel.log", timeout=STARTUP_S)
         async with httpx.AsyncClient(
             transport=httpx.AsyncHTTPTransport(uds=str(socket_path)), base_url="http://f"
         ) as uds:
@@ -393,7 +394,7 @@ async def run(args: argparse.Namespace) -> None:
                 access = start(["serve", "access", "--port", str(port)], env=access_env, cwd=ROOT, log=log)
                 processes.append(access)
                 base = f"http://127.0.0.1:{port}"
-                wait_healthy(base, access, log)
+                wait_healthy(base, access, log, timeout=STARTUP_S)
                 await _wait_gallery(uds_path=socket_path, expected=args.hot)
                 progress(f"{args.frames} frames, {misses} of them misses")
                 to_relay, to_answer, stages, granted, lost = await face_entries(

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 
 from bench._common import (
+    STARTUP_S,
     check_delivered,
     cpu_seconds,
     emit,
@@ -132,7 +133,7 @@ async def run(args: argparse.Namespace) -> None:
                 log = scratch / f"{name}.log"
                 process = start(["serve", name, "--port", str(port)], env=env, cwd=ROOT, log=log)
                 processes.append(process)
-                wait_healthy(f"http://127.0.0.1:{port}", process, log)
+                wait_healthy(f"http://127.0.0.1:{port}", process, log, timeout=STARTUP_S)
             monitoring = processes[1]
             progress("monitoring and notification are up")
             notification_url = f"http://127.0.0.1:{notification_port}"

@@ -34,7 +34,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
-from bench._common import ROOT, emit, ensure_services, fail, jwks_app, machine, progress, rss_mib, stop_quietly, table
+from bench._common import (
+    ROOT,
+    STARTUP_S,
+    emit,
+    ensure_services,
+    fail,
+    jwks_app,
+    machine,
+    progress,
+    rss_mib,
+    stop_quietly,
+    table,
+)
 from bench._live import drive
 from bench.perf_scaleout import load_process
 from bench.running_live_fanout import People, judge, running_env, start_running
@@ -100,7 +112,7 @@ async def run(args: argparse.Namespace) -> None:
             gateway = start(["serve", "gateway", "--port", str(gateway_port)], env=env, cwd=ROOT,
                             log=scratch / "gateway.log")  # fmt: skip
             processes.append(gateway)
-            wait_healthy(f"http://127.0.0.1:{gateway_port}", gateway, scratch / "gateway.log")
+            wait_healthy(f"http://127.0.0.1:{gateway_port}", gateway, scratch / "gateway.log", timeout=STARTUP_S)
             async with httpx.AsyncClient() as client:
                 for _ in range(100):
                     try:

@@ -44,6 +44,7 @@ import httpx
 from bench._broker import PrivateBroker
 from bench._common import (
     ROOT,
+    STARTUP_S,
     cpu_seconds,
     emit,
     ensure_services,
@@ -234,7 +235,7 @@ async def gateway_runs(args: argparse.Namespace, scratch: Path) -> dict[int, dic
                                      port, log))  # fmt: skip
                 try:
                     for process, port, log in gateways:
-                        wait_healthy(f"http://127.0.0.1:{port}", process, log)
+                        wait_healthy(f"http://127.0.0.1:{port}", process, log, timeout=STARTUP_S)
                     for _, port, _ in gateways:  # warm: JWKS fetched, pools open (not counted)
                         for token in regulars[:5]:
                             await client.get(f"http://127.0.0.1:{port}/api/svc/ping",

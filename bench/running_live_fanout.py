@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import create_engine, insert
 
 from bench._common import (
+    STARTUP_S,
     cell,
     emit,
     ensure_services,
@@ -162,7 +163,7 @@ def start_running(env: dict[str, str], scratch: Path, name: str) -> Any:
     port = free_port()
     log = scratch / f"{name}.log"
     process = start(["serve", "running", "--port", str(port)], env=env, cwd=ROOT, log=log)
-    wait_healthy(f"http://127.0.0.1:{port}", process, log)
+    wait_healthy(f"http://127.0.0.1:{port}", process, log, timeout=STARTUP_S)
     return process
 
 
@@ -180,7 +181,7 @@ def start_gateway(live_urls: list[str], auth_url: str, scratch: Path) -> tuple[A
     )
     log = scratch / "gateway.log"
     process = start(["serve", "gateway", "--port", str(port)], env=env, cwd=ROOT, log=log)
-    wait_healthy(f"http://127.0.0.1:{port}", process, log)
+    wait_healthy(f"http://127.0.0.1:{port}", process, log, timeout=STARTUP_S)
     return process, port
 
 
