@@ -95,7 +95,7 @@ def start_replicas(count: int, *, database: str, broker_url: str, auth_url: str,
     return replicas
 
 
-def _wait_port(port: int, process: Any, log: Path, timeout: float = 90) -> None:
+def _wait_port(port: int, process: Any, log: Path, timeout: float = STARTUP_S) -> None:
     import socket
 
     deadline = time.monotonic() + timeout
