@@ -333,7 +333,7 @@ async def run(args: argparse.Namespace) -> None:
         processes.append(facemodel)
         wait_healthy(f"http://127.0.0.1:{facemodel_port}", facemodel, scratch / "facemodel.log", timeout=STARTUP_S)
         async with httpx.AsyncClient(
-            transport=httpx.AsyncHTTPTransport(uds=str(socket_path)), base_url="http://f"
+            transport=httpx.AsyncHTTPTransport(uds=str(socket_path)), base_url="http://f", timeout=120
         ) as uds:
             embeddings = {}
             for name in ("obama.jpg", "biden.jpg"):
