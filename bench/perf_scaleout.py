@@ -132,6 +132,10 @@ async def live_runs(args: argparse.Namespace, database: str, scratch: Path) -> d
                                          seconds=args.seconds, pids=pids)  # fmt: skip
                     judge(f"live, {count} replica(s)", result)
                     results[count] = result
+                    # Each set-up's figure as soon as it is known (a killed run keeps it).
+                    cost = sum(result["cpu_s"].values()) / max(1, result["watched"].distinct) * 1e6
+                    progress(f"live, {count} replica(s): {result['watched'].distinct}/{result['expected']} delivered, "
+                             f"{cost:.1f} CPU µs per delivery over {result['cpu_s']}")  # fmt: skip
                 finally:
                     for process, _ in replicas:
                         stop_quietly(process)
@@ -277,6 +281,8 @@ async def gateway_runs(args: argparse.Namespace, scratch: Path) -> dict[int, dic
                     fail(f"{label}: upstream saw {seen['requests'] - seen['distinct']} requests twice")
                 if seen["distinct"] != sent:
                     fail(f"{label}: upstream saw {seen['distinct']} distinct of {sent} sent")
+                progress(f"{label}: {len(set(answered))}/{sent} answered, "
+                         f"{sum(cpu.values()) / max(1, len(set(answered))) * 1e6:.0f} CPU µs per request")  # fmt: skip
                 results[count] = {
                     "sent": sent,
                     "delivered": len(set(answered)),
