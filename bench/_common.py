@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 _STARTED = time.monotonic()
+#: How long a benchmark waits for a service it started to report healthy: generous,
+#: since a machine shared with other jobs starts Python services slowly.
+STARTUP_S = 180.0
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -22,8 +27,18 @@ def ensure_services() -> None:
     subprocess.run([str(ROOT / "scripts" / "services")], check=True)
 
 
+#: Below this many samples a 99th percentile is the maximum of a small set under another
+#: name: it is refused, not printed.
+MIN_P99_SAMPLES = 100
+NO_P99 = "n<100: no p99"
+
+_failures: list[str] = []
+
+
 def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
+    """Nearest-rank percentile; NaN for an empty set, and for q >= 99 from fewer than
+    ``MIN_P99_SAMPLES`` values (see ``cell``: printed as "n<100: no p99")."""
+    if not values or (q >= 99 and len(values) < MIN_P99_SAMPLES):
         return float("nan")
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -31,12 +46,79 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:
+    """n, median, p95, p99 (NaN below 100 samples) and max of ``values``."""
     return {
+        "n": len(values),
         "p50": statistics.median(values) if values else float("nan"),
         "p95": percentile(values, 95),
         "p99": percentile(values, 99),
         "max": max(values) if values else float("nan"),
     }
+
+
+def cell(spread: dict[str, float], key: str, digits: int = 1) -> str:
+    """One table cell of a ``summary``: the value, or why there is none."""
+    value = spread[key]
+    if math.isnan(value):
+        if key == "p99" and spread.get("n", 0):
+            return f"n<{int(spread.get('p99_min', MIN_P99_SAMPLES))}: no p99"
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def spread_cells(spread: dict[str, float], keys: Sequence[str] = ("p50", "p95", "p99"), digits: int = 1) -> list[str]:
+    """n then the requested percentiles, ready for a table row (n is printed beside every
+    percentile)."""
+    return [str(int(spread["n"])), *(cell(spread, key, digits) for key in keys)]
+
+
+def spread_line(spread: dict[str, float], keys: Sequence[str] = ("p50", "p95", "p99"), digits: int = 1) -> str:
+    """``p50 / p95 / p99 (n=…)`` on one line."""
+    return " / ".join(cell(spread, key, digits) for key in keys) + f" (n={int(spread['n'])})"
+
+
+def figure(value: float, digits: int = 2) -> float | None:
+    """A percentile for the JSON line: rounded, or null when there is none."""
+    return None if math.isnan(value) else round(value, digits)
+
+
+def fail(message: str) -> None:
+    """Record a failure: the JSON line lists it under ``failures`` and the benchmark exits
+    non-zero after printing its figures."""
+    _failures.append(message)
+    print(f"FAILURE: {message}", file=sys.stderr, flush=True)
+
+
+def failures() -> list[str]:
+    return list(_failures)
+
+
+def check_delivered(what: str, expected: Iterable[Hashable], delivered: Iterable[Hashable]) -> dict[str, int]:
+    """Count distinct delivered items against the expected set; a shortfall (or an item
+    that was never sent) is a failure. Returns expected / delivered (all, with repeats) /
+    distinct / missing / unexpected / repeats."""
+    wanted = set(expected)
+    got = list(delivered)
+    distinct = set(got)
+    counts = {
+        "expected": len(wanted),
+        "delivered": len(got),
+        "distinct": len(distinct & wanted),
+        "missing": len(wanted - distinct),
+        "unexpected": len(distinct - wanted),
+        "repeats": len(got) - len(distinct),
+    }
+    if counts["missing"]:
+        fail(f"{what}: {counts['missing']} of {counts['expected']} never delivered")
+    if counts["unexpected"]:
+        fail(f"{what}: {counts['unexpected']} delivered that were never sent")
+    return counts
+
+
+def check_count(what: str, *, expected: int, distinct: int) -> None:
+    """The same check when only the counts are known (e.g. from another process)."""
+    if distinct < expected:
+        fail(f"{what}: {expected - distinct} of {expected} never delivered")
 
 
 def table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -55,8 +137,22 @@ def machine() -> str:
     return f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _clean(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(item) for item in value]
+    return value
+
+
 def emit(figures: dict[str, Any]) -> None:
-    print(json.dumps(figures, sort_keys=True))
+    """The last line: one JSON object (NaN as null), with the recorded ``failures``; a
+    benchmark with failures exits non-zero after printing it."""
+    print(json.dumps(_clean({**figures, "failures": failures()}), sort_keys=True), flush=True)
+    if _failures:
+        sys.exit(1)
 
 
 def jwks_app() -> Any:
@@ -86,3 +182,40 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of a process now (Linux /proc), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def processes_named(name: str) -> list[int]:
+    """Pids of the processes whose command name is ``name`` (e.g. ``beam.smp``, the
+    RabbitMQ node), read from /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def broker_cpu_seconds() -> float:
+    """CPU seconds the local RabbitMQ node(s) have used so far (beam.smp). On a shared
+    machine this includes other clients' traffic: take it over short windows."""
+    return sum(cpu_seconds(pid) for pid in processes_named("beam.smp"))
+
+
+def stop_quietly(process: Any, timeout: float = 60) -> None:
+    """Stop a service process; one too slow to stop (a loaded machine) is killed, and
+    the benchmark goes on to report instead of dying in its clean-up."""
+    from tests.support.processes import stop
+
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        stop(process, timeout=timeout)

@@ -23,7 +23,7 @@ from argon2 import PasswordHasher
 
 from auth.app import create_app
 from auth.passwords import default_hasher
-from bench._common import emit, ensure_services, machine, summary, table
+from bench._common import cell, emit, ensure_services, machine, summary, table
 from common.migrations import upgrade
 from common.security import JwksCache, TokenVerifier
 from common.settings import PlatformSettings
@@ -106,9 +106,10 @@ async def main(args: argparse.Namespace) -> None:
                     name,
                     f"t={hasher.time_cost} m={hasher.memory_cost // 1024}MiB p={hasher.parallelism}",
                     f"{hash_verify_ms(hasher):.1f}",
-                    f"{spread['p50']:.1f}",
-                    f"{spread['p95']:.1f}",
-                    f"{spread['p99']:.1f}",
+                    int(spread["n"]),
+                    cell(spread, "p50", 1),
+                    cell(spread, "p95", 1),
+                    cell(spread, "p99", 1),
                     f"{per_s:.1f}",
                 ]
             )
@@ -116,7 +117,7 @@ async def main(args: argparse.Namespace) -> None:
         pg.drop_all()
     table(
         f"Login through auth (PostgreSQL), {args.logins} logins by {args.concurrency} members at once ({machine()})",
-        ["hasher", "parameters", "argon2 verify ms", "login p50 ms", "p95 ms", "p99 ms", "logins/s"],
+        ["hasher", "parameters", "argon2 verify ms", "n", "login p50 ms", "p95 ms", "p99 ms", "logins/s"],
         rows,
     )
     spread, per_s, verify = results["production Argon2id"]

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from auth.app import create_app
-from bench._common import emit, ensure_services, machine, summary, table
+from bench._common import cell, emit, ensure_services, fail, machine, summary, table
 from common.db import service_metadata
 from common.events.envelope import EventCatalog
 from common.kernel import build_kernel, remote_jwks
@@ -131,20 +131,22 @@ async def main(args: argparse.Namespace) -> None:
     table(
         f"Logout → revocation applied on another replica (PostgreSQL + RabbitMQ, {machine()})",
         ["n", "failures", "p50 ms", "p95 ms", "p99 ms", "max ms"],
-        [[len(latencies), failures, *(f"{spread[key]:.1f}" for key in ("p50", "p95", "p99", "max"))]],
+        [[len(latencies), failures, *(cell(spread, key, 1) for key in ("p50", "p95", "p99", "max"))]],
     )
     table(
         "Cached token verification, with revocations in force (20k verifies each)",
         ["revocations in force", "µs per verify", "ratio"],
         [["0 (baseline)", f"{baseline:.2f}", "1.00"], ["100,000", f"{loaded:.2f}", f"{loaded / baseline:.2f}"]],
     )
+    if failures:
+        fail(f"{failures} requests failed")
     emit(
         {
             "logout_to_replica_p50_ms": round(spread["p50"], 1),
             "logout_to_replica_p95_ms": round(spread["p95"], 1),
             "logout_to_replica_p99_ms": round(spread["p99"], 1),
             "n": len(latencies),
-            "failures": failures,
+            "failed_requests": failures,
             "verify_cached_us": round(baseline, 2),
             "verify_cached_100k_revocations_us": round(loaded, 2),
         }

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import httpx
 
-from bench._common import cpu_seconds, emit, machine, progress, summary, table
+from bench._common import cell, cpu_seconds, emit, machine, progress, summary, table
 from bench.facemodel_pipeline import camera_frame
 from smartgym.demo import BRANCH, ENTRY_GATE, EXIT_GATE, MEMBERS, PASSWORD
 from tests.support import testdata
@@ -95,13 +95,13 @@ def main(decisions: int) -> None:
         ["path", "n", "p50 ms", "p95 ms", "p99 ms", "max ms"],
         [
             ["kiosk → gateway → access → facemodel → gate", len(latencies)]
-            + [f"{entry[key]:.1f}" for key in ("p50", "p95", "p99", "max")],
+            + [cell(entry, key, 1) for key in ("p50", "p95", "p99", "max")],
             ["  of which access's decision", len(parts["access"])]
-            + [f"{summary(parts['access'])[key]:.1f}" for key in ("p50", "p95", "p99", "max")],
+            + [cell(summary(parts["access"]), key, 1) for key in ("p50", "p95", "p99", "max")],
             ["  of which access's call to facemodel", len(parts["facemodel_call"])]
-            + [f"{summary(parts['facemodel_call'])[key]:.1f}" for key in ("p50", "p95", "p99", "max")],
+            + [cell(summary(parts["facemodel_call"]), key, 1) for key in ("p50", "p95", "p99", "max")],
             ["baseline: facemodel analyse over its socket", len(baseline)]
-            + [f"{base[key]:.1f}" for key in ("p50", "p95", "p99", "max")],
+            + [cell(base, key, 1) for key in ("p50", "p95", "p99", "max")],
         ],
     )
     print(f"granted {granted} of {len(latencies)}; failed requests {failures}")

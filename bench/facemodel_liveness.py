@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import cv2
 
-from bench._common import emit, machine, summary, table
+from bench._common import cell, emit, machine, summary, table
 from bench.facemodel_pipeline import camera_frame
 from facemodel.engine import FaceEngine
 from facemodel.holder import ModelHolder
@@ -91,7 +91,7 @@ def main(args: argparse.Namespace) -> None:
         f"Identify at the door, FaceService with 2 workers, 1 ONNX thread each ({machine()})",
         ["request", "n", "p50 ms", "p95 ms", "p99 ms"],
         [
-            [label, len(values), *(f"{summary(values)[key]:.1f}" for key in ("p50", "p95", "p99"))]
+            [label, len(values), *(cell(summary(values), key, 1) for key in ("p50", "p95", "p99"))]
             for label, values in timings.items()
         ],
     )

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from fastapi import APIRouter, FastAPI
 
-from bench._common import emit, machine, summary, table
+from bench._common import cell, emit, machine, summary, table
 from common.api import CurrentPrincipal, create_service_app
 from common.kernel import build_kernel
 from common.observability import JsonFormatter
@@ -154,15 +154,16 @@ async def main(args: argparse.Namespace) -> None:
             [
                 name,
                 f"{median:.1f}",
-                f"{spread['p95']:.1f}",
-                f"{spread['p99']:.1f}",
+                int(spread["n"]),
+                cell(spread, "p95", 1),
+                cell(spread, "p99", 1),
                 f"{median - base:+.1f}",
                 f"{median / base:.2f}x",
             ]
         )
     table(
         f"Per-request cost in µs, {args.rounds} rounds x {args.requests} requests ({machine()})",
-        ["variant", "median", "p95", "p99", "added", "ratio"],
+        ["variant", "median of round medians", "n", "p95", "p99", "added", "ratio"],
         rows,
     )
     full = medians["kernel middleware + bearer"]

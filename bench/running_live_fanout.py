@@ -1,30 +1,41 @@
-"""Live runs at scale: runners streaming a point a second, friends watching, on one replica.
+"""Live runs at scale: runners streaming a point a second, friends watching.
 
-Runs ``smartgym serve running`` (PostgreSQL, RabbitMQ fan-out on) and two load-generator
-processes on loopback: one holds the runners (one WebSocket each, a point a second,
-stamped with the wall clock as its device time, reading back its live stats), the other
-the watchers (several friends per run). Point → watcher latency is the watcher's clock
-minus the point's device time (one machine, one clock). Also here: the running
-process's CPU share, and the GPS filters' position error on generated tracks (truth +
-noise + multipath spikes).
+Three set-ups, one run, the same load generators (runners in one process, watchers in
+another, on loopback; point → watcher latency is the watcher's clock minus the point's
+device time, one machine, one clock):
 
-    python bench/running_live_fanout.py [--runners 2000] [--watchers 10000] [--seconds 30]
+- **bare**: a bare ``websockets`` server that hands each runner frame to the library's
+  ``broadcast`` (no parsing, filter, storage or token): the library's floor, for
+  ``live_ratio_to_bare_websockets``.
+- **one replica**: ``smartgym serve running`` (PostgreSQL, RabbitMQ fan-out on), clients
+  straight to its live port.
+- **gateway, two replicas** (the production path): clients connect through the gateway,
+  which spreads sockets over two running replicas; a watcher on the other replica than
+  its runner gets the position across RabbitMQ. A lighter load (the gateway pumps every
+  frame in Python and shares the two cores).
+
+Every delivery is timed (no sampling); after the runners stop, the watchers drain until
+nothing more arrives. Each watcher's distinct deliveries are compared with the points its
+run accepted: a shortfall or a repeat is a failure (non-zero exit, ``failures`` in the
+JSON). ``live_cpu_us_per_delivery`` is the running process's CPU over streaming and
+drain divided by distinct deliveries. Also here: the GPS filters' position error on
+generated tracks (truth + noise + multipath spikes).
+
+    python bench/running_live_fanout.py [--runners 2000] [--watchers 10000] [--seconds 20]
+        [--gateway-runners 400] [--no-gateway]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import itertools
 import json
 import math
 import multiprocessing
-import random
 import statistics
 import sys
 import tempfile
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +45,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import create_engine, insert
 
-from bench._common import cpu_seconds, emit, ensure_services, jwks_app, machine, progress, summary, table
+from bench._common import (
+    STARTUP_S,
+    cell,
+    emit,
+    ensure_services,
+    fail,
+    figure,
+    jwks_app,
+    machine,
+    processes_named,
+    progress,
+    spread_line,
+    stop_quietly,
+    summary,
+    table,
+)
+from bench._live import bare_server_process, drive
 from common.db import sync_url
 from common.migrations import upgrade
 from common.security import Role
@@ -45,123 +72,9 @@ from running.track import GpsPoint
 from tests.support import tokens
 from tests.support.apps import free_port, serving
 from tests.support.infra import PG_ADMIN_URL, RABBITMQ_URL, PostgresDatabases
-from tests.support.processes import clean_env, start, stop, wait_healthy
+from tests.support.processes import clean_env, start, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
-CONNECT_CONCURRENCY = 64
-
-
-# -- load generators (each in its own process) --------------------------------------------
-
-
-async def _keep_gc_short() -> None:
-    """The load generator must not be what is measured: freeze its long-lived sockets out
-    of the garbage collector's scans, as the running service does."""
-    while True:
-        gc.freeze()
-        await asyncio.sleep(2)
-
-
-async def _connect_all(urls: list[tuple[str, str]]) -> list[Any]:
-    from websockets.asyncio.client import connect
-
-    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-
-    async def one(url: str, token: str) -> Any:
-        async with gate:
-            for _ in range(5):
-                try:
-                    return await connect(
-                        url, additional_headers={"authorization": f"Bearer {token}"}, open_timeout=30,
-                        ping_interval=None, max_queue=None,
-                    )  # fmt: skip
-                except OSError:
-                    await asyncio.sleep(0.5)
-            raise RuntimeError(f"could not connect to {url}")
-
-    return list(await asyncio.gather(*(one(url, token) for url, token in urls)))
-
-
-def runners_process(base: str, people: list[tuple[str, str]], seconds: float, pipe: Any) -> None:
-    async def main() -> None:
-        freezer = asyncio.create_task(_keep_gc_short())
-        sockets = await _connect_all([(f"{base}/ws/runs", token) for _, token in people])
-        run_ids = [json.loads(await socket.recv())["run_id"] for socket in sockets]
-        pipe.send(run_ids)
-        pipe.recv()  # watchers are in: go
-        sent = 0
-
-        async def drain(socket: Any) -> None:
-            async for _ in socket:
-                pass
-
-        readers = [asyncio.create_task(drain(socket)) for socket in sockets]
-
-        async def run(index: int, socket: Any) -> None:
-            nonlocal sent
-            rng = random.Random(index)
-            lat, lon = 37.5444 + rng.uniform(-0.01, 0.01), 127.0374 + rng.uniform(-0.01, 0.01)
-            heading = rng.uniform(0, 2 * math.pi)
-            await asyncio.sleep(rng.uniform(0, 1))  # phones are not synchronised
-            deadline = time.monotonic() + seconds
-            next_at = time.monotonic()
-            while time.monotonic() < deadline:
-                lat += 3.0 * math.sin(heading) / 111_000
-                lon += 3.0 * math.cos(heading) / 88_000
-                point = {"type": "point", "t": time.time(), "lat": lat, "lon": lon, "acc": 6.0, "hr": 140}
-                await socket.send(json.dumps(point))
-                sent += 1
-                next_at += 1.0
-                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-
-        started = time.monotonic()
-        await asyncio.gather(*(run(index, socket) for index, socket in enumerate(sockets)))
-        elapsed = time.monotonic() - started
-        for reader in readers:
-            reader.cancel()
-        freezer.cancel()
-        pipe.send({"sent": sent, "elapsed": elapsed})
-        await asyncio.gather(*(socket.close() for socket in sockets), return_exceptions=True)
-
-    asyncio.run(main())
-
-
-def watchers_process(base: str, plan: list[tuple[str, str]], seconds: float, pipe: Any) -> None:
-    async def main() -> None:
-        freezer = asyncio.create_task(_keep_gc_short())
-        sockets = await _connect_all([(f"{base}/ws/runs/{run_id}/watch", token) for run_id, token in plan])
-        for socket in sockets:
-            json.loads(await socket.recv())  # "watching"
-        pipe.send("ready")
-        latencies: list[float] = []
-        to_server: list[float] = []  # runner -> running (includes the runner process)
-        received = 0
-        measuring = True
-
-        async def watch(socket: Any) -> None:
-            nonlocal received
-            async for frame in socket:
-                if not measuring:
-                    continue
-                message = json.loads(frame)
-                if message.get("type") == "position":
-                    received += 1
-                    if received % 7 == 0 or len(latencies) < 20_000:
-                        latencies.append(time.time() - message["t"])
-                        to_server.append(message["at"] - message["t"])
-
-        tasks = [asyncio.create_task(watch(socket)) for socket in sockets]
-        started = time.monotonic()
-        await asyncio.sleep(seconds + 1.5)
-        measuring = False
-        elapsed = time.monotonic() - started
-        for task in tasks:
-            task.cancel()
-        freezer.cancel()
-        pipe.send({"received": received, "elapsed": elapsed, "latencies": latencies, "to_server": to_server})
-        await asyncio.gather(*(socket.close() for socket in sockets), return_exceptions=True)
-
-    asyncio.run(main())
 
 
 # -- the filters on generated tracks ------------------------------------------------------
@@ -191,101 +104,207 @@ def distance_errors(tracks: int = 8) -> dict[str, float]:
 # -- the run -----------------------------------------------------------------------------
 
 
+class People:
+    """Runners and their friends (accepted friendships in running's database), with tokens."""
+
+    def __init__(self, database: str, runners: int, per_run: int) -> None:
+        self.runners = [uuid.uuid4() for _ in range(runners)]
+        self.friends = [[uuid.uuid4() for _ in range(per_run)] for _ in self.runners]
+        now = datetime.now(UTC)
+        rows = []
+        for runner, friends in zip(self.runners, self.friends, strict=True):
+            for friend in friends:
+                rows.append({"user_id": runner, "friend_id": friend, "status": "accepted", "created_at": now})
+                rows.append({"user_id": friend, "friend_id": runner, "status": "accepted", "created_at": now})
+        engine = create_engine(sync_url(database))
+        with engine.begin() as connection:
+            for offset in range(0, len(rows), 5000):
+                connection.execute(insert(Friendship), rows[offset : offset + 5000])
+        engine.dispose()
+        issuer = tokens.issuer(ttl=timedelta(hours=1))
+        self.token = {user: issuer.issue(str(user), [Role.CUSTOMER], []) for user in self.runners}
+        for friends in self.friends:
+            for friend in friends:
+                self.token[friend] = issuer.issue(str(friend), [Role.CUSTOMER], [])
+
+    def runner_urls(self, base: str) -> list[tuple[str, str]]:
+        return [(f"{base}/ws/runs", self.token[user]) for user in self.runners]
+
+    def watcher_plan(self, bases: list[str]) -> Any:
+        """Watchers of run i spread round-robin over ``bases``."""
+
+        def plan(run_ids: list[str]) -> list[tuple[str, str, int]]:
+            turn = itertools.count()
+            return [
+                (f"{bases[next(turn) % len(bases)]}/ws/runs/{run_id}/watch", self.token[friend], index)
+                for index, (run_id, friends) in enumerate(zip(run_ids, self.friends, strict=True))
+                for friend in friends
+            ]
+
+        return plan
+
+
+def running_env(database: str, namespace: str, auth_url: str, scratch: Path, live_port: int, replica: str,
+                per_run: int) -> dict[str, str]:  # fmt: skip
+    return clean_env(
+        SMARTGYM_BROKER_URL=RABBITMQ_URL,
+        SMARTGYM_BUS_NAMESPACE=namespace,
+        SMARTGYM_AUTH_URL=auth_url,
+        SMARTGYM_DATA_DIR=str(scratch),
+        SMARTGYM_LOG_LEVEL="WARNING",
+        SMARTGYM_RUNNING_DATABASE_URL=database,
+        SMARTGYM_RUNNING_LIVE_PORT=str(live_port),
+        SMARTGYM_RUNNING_REPLICA=replica,
+        SMARTGYM_RUNNING_WATCHERS_PER_RUN=str(max(500, per_run)),
+    )
+
+
+def start_running(env: dict[str, str], scratch: Path, name: str) -> Any:
+    port = free_port()
+    log = scratch / f"{name}.log"
+    process = start(["serve", "running", "--port", str(port)], env=env, cwd=ROOT, log=log)
+    wait_healthy(f"http://127.0.0.1:{port}", process, log, timeout=STARTUP_S)
+    return process
+
+
+def start_gateway(live_urls: list[str], auth_url: str, scratch: Path) -> tuple[Any, int]:
+    port = free_port()
+    routes = [{"prefix": "/api/live", "service": "running_live", "upstreams": live_urls,
+               "public": ["/ws/share/"], "rate_limit": "1000000/second"}]  # fmt: skip
+    env = clean_env(
+        SMARTGYM_GATEWAY_ROUTES=json.dumps(routes),
+        SMARTGYM_AUTH_URL=auth_url,
+        SMARTGYM_GATEWAY_IP_RATE_LIMIT="1000000/second",
+        SMARTGYM_GATEWAY_WS_PER_ADDRESS="100000",
+        SMARTGYM_LOG_LEVEL="WARNING",
+        SMARTGYM_DATA_DIR=str(scratch),
+    )
+    log = scratch / "gateway.log"
+    process = start(["serve", "gateway", "--port", str(port)], env=env, cwd=ROOT, log=log)
+    wait_healthy(f"http://127.0.0.1:{port}", process, log, timeout=STARTUP_S)
+    return process, port
+
+
+def judge(label: str, result: dict[str, Any]) -> None:
+    """Every accepted point reached each of its run's watchers exactly once."""
+    watched = result["watched"]
+    if watched.distinct < result["expected"]:
+        fail(f"{label}: {result['expected'] - watched.distinct} of {result['expected']} deliveries missing "
+             f"({result['short_sockets']} watchers short)")  # fmt: skip
+    if watched.repeats:
+        fail(f"{label}: {watched.repeats} deliveries repeated")
+
+
+def per_delivery_us(cpu_s: float, result: dict[str, Any]) -> float:
+    return cpu_s / max(1, result["watched"].distinct) * 1e6
+
+
 async def run(args: argparse.Namespace) -> None:
     ensure_services()
     scratch = Path(tempfile.mkdtemp(prefix="bench-running-"))
     databases = PostgresDatabases(PG_ADMIN_URL)
     database = databases.create("bench_running")
     upgrade("running", database)
-    runners = [uuid.uuid4() for _ in range(args.runners)]
     per_run = max(1, args.watchers // args.runners)
-    watchers = [[uuid.uuid4() for _ in range(per_run)] for _ in runners]
-    engine = create_engine(sync_url(database))
-    now = datetime.now(UTC)
-    rows = []
-    for runner, friends in zip(runners, watchers, strict=True):
-        for friend in friends:
-            rows.append({"user_id": runner, "friend_id": friend, "status": "accepted", "created_at": now})
-            rows.append({"user_id": friend, "friend_id": runner, "status": "accepted", "created_at": now})
-    with engine.begin() as connection:
-        for offset in range(0, len(rows), 5000):
-            connection.execute(insert(Friendship), rows[offset : offset + 5000])
-    engine.dispose()
-    issuer = tokens.issuer(ttl=timedelta(hours=1))
-    token_of = {user: issuer.issue(str(user), [Role.CUSTOMER], []) for user in runners}
-    for friends in watchers:
-        for friend in friends:
-            token_of[friend] = issuer.issue(str(friend), [Role.CUSTOMER], [])
-    port, live_port = free_port(), free_port()
-    process = None
+    results: dict[str, dict[str, Any]] = {}
+    processes: list[Any] = []
+    context = multiprocessing.get_context("fork")
+    broker = processes_named("beam.smp")
     try:
+        # 1. The library's floor.
+        bare_port = free_port()
+        ready, ready_end = context.Pipe()
+        bare = context.Process(target=bare_server_process, args=(bare_port, ready_end), daemon=True)
+        bare.start()
+        ready.recv()
+        people = People(database, args.runners, per_run)
+        base = f"ws://127.0.0.1:{bare_port}"
+        progress("bare websockets broadcast")
+        results["bare"] = await drive(people.runner_urls(base), people.watcher_plan([base]), seconds=args.seconds,
+                                      pids={"bare": bare.pid or 0})  # fmt: skip
+        bare.terminate()
+        bare.join(10)
+
         async with serving(jwks_app()) as auth_url:
-            env = clean_env(
-                SMARTGYM_BROKER_URL=RABBITMQ_URL,
-                SMARTGYM_BUS_NAMESPACE=f"bench{uuid.uuid4().hex[:8]}",
-                SMARTGYM_AUTH_URL=auth_url,
-                SMARTGYM_DATA_DIR=str(scratch),
-                SMARTGYM_LOG_LEVEL="WARNING",
-                SMARTGYM_RUNNING_DATABASE_URL=database,
-                SMARTGYM_RUNNING_LIVE_PORT=str(live_port),
-                SMARTGYM_RUNNING_WATCHERS_PER_RUN=str(max(500, per_run)),
-            )
-            log = scratch / "running.log"
-            process = start(["serve", "running", "--port", str(port)], env=env, cwd=ROOT, log=log)
-            wait_healthy(f"http://127.0.0.1:{port}", process, log)
+            # 2. One running replica, clients straight to its live port.
+            live_port = free_port()
+            namespace = f"bench{uuid.uuid4().hex[:8]}"
+            one = start_running(running_env(database, namespace, auth_url, scratch, live_port, "r1", per_run),
+                                scratch, "running-1")  # fmt: skip
+            processes.append(one)
+            people = People(database, args.runners, per_run)
             base = f"ws://127.0.0.1:{live_port}"
-            context = multiprocessing.get_context("fork")
-            runner_pipe, runner_end = context.Pipe()
-            watcher_pipe, watcher_end = context.Pipe()
-            people = [(str(user), token_of[user]) for user in runners]
-            runner_worker = context.Process(target=runners_process, args=(base, people, args.seconds, runner_end))
-            runner_worker.start()
-            progress(f"connecting {args.runners} runners")
-            run_ids = await asyncio.to_thread(runner_pipe.recv)
-            plan = [(run_id, token_of[friend]) for run_id, friends in zip(run_ids, watchers, strict=True)
-                    for friend in friends]  # fmt: skip
-            watcher_worker = context.Process(target=watchers_process, args=(base, plan, args.seconds, watcher_end))
-            progress(f"connecting {len(plan)} watchers")
-            watcher_worker.start()
-            await asyncio.to_thread(watcher_pipe.recv)
-            progress(f"streaming for {args.seconds:.0f} s")
-            cpu_before, wall_before = cpu_seconds(process.pid), time.monotonic()
-            runner_pipe.send("go")
-            sent = await asyncio.to_thread(runner_pipe.recv)
-            watched = await asyncio.to_thread(watcher_pipe.recv)
-            cpu_share = (cpu_seconds(process.pid) - cpu_before) / (time.monotonic() - wall_before)
-            runner_worker.join(30)
-            watcher_worker.join(30)
+            progress("one running replica")
+            results["one"] = await drive(people.runner_urls(base), people.watcher_plan([base]),
+                                         seconds=args.seconds, pids={"running": one.pid})  # fmt: skip
+            stop_quietly(one)
+            processes.remove(one)
+
+            # 3. The production path: gateway in front of two replicas.
+            if not args.no_gateway:
+                namespace = f"bench{uuid.uuid4().hex[:8]}"
+                ports = [free_port(), free_port()]
+                replicas = []
+                for n, port in enumerate(ports):
+                    env = running_env(database, namespace, auth_url, scratch, port, f"r{n + 1}", per_run)
+                    replicas.append(start_running(env, scratch, f"running-gw-{n + 1}"))
+                    processes.append(replicas[-1])
+                gateway, gateway_port = start_gateway([f"http://127.0.0.1:{port}" for port in ports], auth_url,
+                                                      scratch)  # fmt: skip
+                processes.append(gateway)
+                runners = args.gateway_runners
+                people = People(database, runners, per_run)
+                base = f"ws://127.0.0.1:{gateway_port}/api/live"
+                pids = {"gateway": gateway.pid, "running r1": replicas[0].pid, "running r2": replicas[1].pid}
+                if len(broker) == 1:
+                    pids["broker (shared)"] = broker[0]
+                progress("gateway + two running replicas")
+                results["gateway"] = await drive(people.runner_urls(base), people.watcher_plan([base]),
+                                                 seconds=args.seconds, pids=pids)  # fmt: skip
     finally:
-        if process is not None:
-            stop(process)
+        for process in processes:
+            stop_quietly(process)
         databases.drop_all()
 
+    for label, result in results.items():
+        judge(label, result)
+    report(args, per_run, results)
+
+
+def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, Any]]) -> None:
     errors = filter_errors()
     distance = distance_errors()
-    ingest = sent["sent"] / sent["elapsed"]
-    deliveries = watched["received"] / watched["elapsed"]
-    expected = sent["sent"] * per_run
-    latency_ms = [value * 1000 for value in watched["latencies"]]
-    lat = summary(latency_ms)
-    ingest_delay = summary([value * 1000 for value in watched["to_server"]])
+    bare, one = results["bare"], results["one"]
+    bare_us = per_delivery_us(bare["cpu_s"]["bare"], bare)
+    live_us = per_delivery_us(one["cpu_s"]["running"], one)
     print(f"\nrunning live fan-out - {machine()}")
+    rows = []
+    for label, name in (("bare", "bare websockets broadcast"), ("one", "running, one replica"),
+                        ("gateway", "gateway + 2 running replicas")):  # fmt: skip
+        if label not in results:
+            continue
+        result = results[label]
+        watched = result["watched"]
+        lat = summary(watched.latencies_ms)
+        deliveries_per_s = watched.distinct / result["wall_s"]
+        cpu = "; ".join(f"{name} {value / result['wall_s']:.0%}" for name, value in result["cpu_s"].items())
+        server_cpu = sum(value for key, value in result["cpu_s"].items() if not key.startswith("broker"))
+        rows.append([
+            name, f"{result['runners']} x {per_run}", f"{watched.distinct}/{result['expected']}", watched.repeats,
+            f"{deliveries_per_s:.0f}", spread_line(lat), f"{watched.drain_s:.1f}",
+            f"{per_delivery_us(server_cpu, result):.1f}", cpu,
+        ])  # fmt: skip
     table(
-        f"{args.runners} runners x 1 point/s, {len(plan)} watchers ({per_run} per run), "
-        f"one replica, {args.seconds:.0f} s",
-        ["figure", "value"],
-        [
-            ["points ingested per second", f"{ingest:.0f}"],
-            ["deliveries to watchers per second", f"{deliveries:.0f}"],
-            ["delivered / expected", f"{watched['received']}/{expected}"],
-            ["point -> watcher p50 / p95 / p99 (ms)", f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f}"],
-            [
-                "  of which runner -> server published p50 / p99 (ms)",
-                f"{ingest_delay['p50']:.1f} / {ingest_delay['p99']:.1f}",
-            ],
-            ["running process CPU (of one core)", f"{cpu_share:.0%}"],
-        ],
-    )
+        f"{args.seconds:.0f} s of 1 point/s per runner; every delivery timed (point -> watcher, ms); "
+        "drained after the runners stop",
+        ["set-up", "runners x watchers", "delivered/expected", "repeats", "deliveries/s",
+         "p50 / p95 / p99 ms (n)", "drain s", "server CPU µs/delivery", "CPU share (of one core)"],
+        rows,
+    )  # fmt: skip
+    ingest = summary(one["watched"].to_server_ms)
+    print(f"one replica: runner -> server published p50 / p99 = {cell(ingest, 'p50')} / {cell(ingest, 'p99')} ms "
+          f"(n={ingest['n']}); CPU per delivery {live_us:.1f} µs against {bare_us:.1f} µs for the bare broadcast "
+          f"(ratio {live_us / bare_us:.2f})")  # fmt: skip
     table(
         "GPS position error on generated tracks (8 x 30 min, m)",
         ["filter", "mean", "p95"],
@@ -302,33 +321,56 @@ async def run(args: argparse.Namespace) -> None:
             ["sum of raw segments", f"+{distance['raw_sum_pct']:.0f} %"],
         ],
     )
-    emit(
-        {
-            "runners": args.runners,
-            "watchers": len(plan),
-            "seconds": args.seconds,
-            "ingest_points_per_s": round(ingest, 1),
-            "deliveries_per_s": round(deliveries, 1),
-            "delivered_ratio": round(watched["received"] / expected, 4) if expected else None,
-            "point_to_watcher_p50_ms": round(lat["p50"], 1),
-            "point_to_watcher_p95_ms": round(lat["p95"], 1),
-            "point_to_watcher_p99_ms": round(lat["p99"], 1),
-            "running_cpu_share": round(cpu_share, 3),
-            "kalman_error_m": round(errors["kalman_mean"], 2),
-            "outlier_only_error_m": round(errors["outlier_only_mean"], 2),
-            "raw_error_m": round(errors["raw_mean"], 2),
-            "distance_error_pct": round(distance["track_pct"], 2),
-            "raw_sum_distance_error_pct": round(distance["raw_sum_pct"], 1),
-            "machine": machine(),
-        }
-    )
+    lat = summary(one["watched"].latencies_ms)
+    figures: dict[str, Any] = {
+        "runners": args.runners,
+        "watchers": one["watchers"],
+        "seconds": args.seconds,
+        "ingest_points_per_s": round(one["points_sent"] / one["stream_s"], 1),
+        "deliveries_per_s": round(one["watched"].distinct / one["wall_s"], 1),
+        "delivered_ratio": round(one["watched"].distinct / max(1, one["expected"]), 4),
+        "deliveries_n": int(lat["n"]),
+        "point_to_watcher_p50_ms": figure(lat["p50"], 1),
+        "point_to_watcher_p95_ms": figure(lat["p95"], 1),
+        "point_to_watcher_p99_ms": figure(lat["p99"], 1),
+        "running_cpu_share": round(one["cpu_s"]["running"] / one["wall_s"], 3),
+        "live_cpu_us_per_delivery": round(live_us, 1),
+        "bare_websockets_cpu_us_per_delivery": round(bare_us, 1),
+        "live_ratio_to_bare_websockets": round(live_us / bare_us, 2),
+        "bare_point_to_watcher_p99_ms": figure(summary(bare["watched"].latencies_ms)["p99"], 1),
+        "kalman_error_m": round(errors["kalman_mean"], 2),
+        "outlier_only_error_m": round(errors["outlier_only_mean"], 2),
+        "raw_error_m": round(errors["raw_mean"], 2),
+        "distance_error_pct": round(distance["track_pct"], 2),
+        "raw_sum_distance_error_pct": round(distance["raw_sum_pct"], 1),
+        "machine": machine(),
+    }
+    if "gateway" in results:
+        gw = results["gateway"]
+        glat = summary(gw["watched"].latencies_ms)
+        servers = sum(value for key, value in gw["cpu_s"].items() if not key.startswith("broker"))
+        figures.update(
+            {
+                "gateway_runners": gw["runners"],
+                "gateway_watchers": gw["watchers"],
+                "gateway_delivered_ratio": round(gw["watched"].distinct / max(1, gw["expected"]), 4),
+                "gateway_deliveries_n": int(glat["n"]),
+                "gateway_point_to_watcher_p50_ms": figure(glat["p50"], 1),
+                "gateway_point_to_watcher_p99_ms": figure(glat["p99"], 1),
+                "gateway_path_cpu_us_per_delivery": round(per_delivery_us(servers, gw), 1),
+                "gateway_cpu_us_per_delivery": round(per_delivery_us(gw["cpu_s"]["gateway"], gw), 1),
+            }
+        )
+    emit(figures)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runners", type=int, default=2000)
     parser.add_argument("--watchers", type=int, default=10000)
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--gateway-runners", type=int, default=400, help="runners of the gateway set-up")
+    parser.add_argument("--no-gateway", action="store_true", help="skip the gateway + two replicas set-up")
     asyncio.run(run(parser.parse_args()))
 
 

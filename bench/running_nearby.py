@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import emit, machine, percentile, table
+from bench._common import emit, fail, machine, percentile, spread_cells, summary, table
 from running.nearby import NearbyIndex, PrivacyZone, coarsen, metres
 
 HOTSPOTS = [(37.5444, 127.0374), (37.5283, 126.9346), (37.5172, 127.0473), (37.5665, 126.9780), (37.5700, 127.0090)]
@@ -90,6 +90,8 @@ def main() -> None:
             except Exception:
                 failures += 1
     elapsed = args.seconds
+    if failures:
+        fail(f"{failures} index updates raised")
     updates_per_s = updates / elapsed
 
     print(f"\nrunners nearby - {machine()}")
@@ -97,10 +99,8 @@ def main() -> None:
         f"1 km queries among {args.runners:,} runners (ms)",
         ["method", "n", "p50", "p95", "p99", "found (median)"],
         [
-            ["geohash cells", len(latencies), f"{statistics.median(latencies):.3f}", f"{percentile(latencies, 95):.3f}",
-             f"{percentile(latencies, 99):.3f}", statistics.median(found)],
-            ["linear scan (baseline)", len(scan), f"{statistics.median(scan):.3f}", f"{percentile(scan, 95):.3f}",
-             f"{percentile(scan, 99):.3f}", "-"],
+            ["geohash cells", *spread_cells(summary(latencies), digits=3), statistics.median(found)],
+            ["linear scan (baseline)", *spread_cells(summary(scan), digits=3), "-"],
         ],
     )  # fmt: skip
     table("updates (coarsen + index)", ["n", "per second", "failures"], [[updates, f"{updates_per_s:,.0f}", failures]])

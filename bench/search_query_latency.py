@@ -32,7 +32,7 @@ from yarl import URL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from the repo root
 
-from bench._common import emit, jwks_app, machine, progress, summary, table
+from bench._common import cell, emit, fail, jwks_app, machine, progress, summary, table
 from common.db import sync_url
 from common.migrations import upgrade
 from common.security import Role
@@ -254,13 +254,13 @@ async def run(args: argparse.Namespace) -> None:
         f"search hot path through the API ({machine()}), {branches} branches, {reviews} reviews",
         ["what", "n", "p50 ms", "p95 ms", "p99 ms", "failures"],
         [
-            ["GET /search", len(latencies), f"{hot['p50']:.2f}", f"{hot['p95']:.2f}", f"{hot['p99']:.2f}", failures],
+            ["GET /search", len(latencies), cell(hot, "p50", 2), cell(hot, "p95", 2), cell(hot, "p99", 2), failures],
             [
                 "GET /healthz (baseline)",
                 len(health),
-                f"{baseline['p50']:.2f}",
-                f"{baseline['p95']:.2f}",
-                f"{baseline['p99']:.2f}",
+                cell(baseline, "p50", 2),
+                cell(baseline, "p95", 2),
+                cell(baseline, "p99", 2),
                 0,
             ],
         ],
@@ -277,12 +277,14 @@ async def run(args: argparse.Namespace) -> None:
             ["nDCG@10 Korean / English", f"{scores.ndcg_ko:.4f} / {scores.ndcg_en:.4f}"],
         ],
     )
+    if failures:
+        fail(f"{failures} requests failed")
     emit(
         {
             "branches": branches,
             "reviews": reviews,
             "n": len(latencies),
-            "failures": failures,
+            "failed_requests": failures,
             "p50_ms": round(hot["p50"], 2),
             "p95_ms": round(hot["p95"], 2),
             "p99_ms": round(hot["p99"], 2),

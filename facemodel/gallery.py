@@ -1,8 +1,15 @@
 """1:N matching: normalised embeddings in one contiguous float32 matrix per gallery, top-k
-cosine by a single matrix-vector product (BLAS)."""
+cosine by a single matrix-vector product (BLAS).
+
+``identify`` runs in a worker thread (a large gallery's scan would otherwise hold the
+event loop for its whole duration) while upserts and removals arrive on the loop: one
+lock keeps the matrix, the subject list and the row index consistent for a scan. Changes
+are rare (enrolments, erasures), so a change that waits for a scan in flight costs little.
+"""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +32,7 @@ class Gallery:
         self._matrix = np.zeros((max(1, capacity), dimension), np.float32)
         self._subjects: list[str] = []
         self._rows: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._subjects)
@@ -37,6 +45,10 @@ class Gallery:
 
     def upsert(self, subject: str, vector: NDArray[np.float32]) -> None:
         unit = _unit(vector, self.dimension)
+        with self._lock:
+            self._upsert(subject, unit)
+
+    def _upsert(self, subject: str, unit: NDArray[np.float32]) -> None:
         row = self._rows.get(subject)
         if row is None:
             if len(self._subjects) == self._matrix.shape[0]:
@@ -49,6 +61,10 @@ class Gallery:
         self._matrix[row] = unit
 
     def remove(self, subject: str) -> bool:
+        with self._lock:
+            return self._remove(subject)
+
+    def _remove(self, subject: str) -> bool:
         row = self._rows.pop(subject, None)
         if row is None:
             return False
@@ -63,22 +79,27 @@ class Gallery:
         return True
 
     def identify(self, probe: NDArray[np.float32], *, k: int = 1) -> list[Match]:
-        """The ``k`` most similar subjects, best first (cosine of unit vectors)."""
-        count = len(self._subjects)
-        if count == 0:
-            return []
-        scores = self._matrix[:count] @ _unit(probe, self.dimension)
-        k = min(k, count)
-        top = np.argpartition(-scores, k - 1)[:k] if k < count else np.arange(count)
-        top = top[np.argsort(-scores[top])]
-        return [Match(self._subjects[index], float(scores[index])) for index in top]
+        """The ``k`` most similar subjects, best first (cosine of unit vectors). Safe to
+        call from a worker thread while the loop adds or removes subjects."""
+        unit = _unit(probe, self.dimension)
+        with self._lock:
+            count = len(self._subjects)
+            if count == 0:
+                return []
+            scores = self._matrix[:count] @ unit
+            k = min(k, count)
+            top = np.argpartition(-scores, k - 1)[:k] if k < count else np.arange(count)
+            top = top[np.argsort(-scores[top])]
+            return [Match(self._subjects[index], float(scores[index])) for index in top]
 
     def verify(self, subject: str, probe: NDArray[np.float32]) -> float | None:
         """1:1: similarity to ``subject``'s vector, or None if the subject is unknown."""
-        row = self._rows.get(subject)
-        if row is None:
-            return None
-        return float(self._matrix[row] @ _unit(probe, self.dimension))
+        unit = _unit(probe, self.dimension)
+        with self._lock:
+            row = self._rows.get(subject)
+            if row is None:
+                return None
+            return float(self._matrix[row] @ unit)
 
 
 def _unit(vector: NDArray[np.float32], dimension: int) -> NDArray[np.float32]:

@@ -100,7 +100,10 @@ class FaceService:
             return Identification(analysis, [], engine.manifest.threshold)
         if target.embedding_space != engine.manifest.embedding_space:
             raise UnknownGallery(f"{gallery} holds {target.embedding_space} vectors")
-        result = Identification(analysis, target.identify(analysis.embedding, k=k), engine.manifest.threshold)
+        # The scan is a matrix-vector product over the whole gallery (tens of ms at 1M
+        # vectors): off the event loop, so other gates' requests keep being served.
+        matches = await self._run(functools.partial(target.identify, analysis.embedding, k=k))
+        result = Identification(analysis, matches, engine.manifest.threshold)
         self._identified(engine, result)
         return result
 
@@ -135,7 +138,7 @@ class FaceService:
         if verdict.ok and target is not None and first.embedding is not None:
             if target.embedding_space != engine.manifest.embedding_space:
                 raise UnknownGallery(f"{gallery} holds {target.embedding_space} vectors")
-            matches = target.identify(first.embedding, k=k)
+            matches = await self._run(functools.partial(target.identify, first.embedding, k=k))
             result = Identification(first, matches, threshold)
             self._identified(engine, result)
             return result, verdict

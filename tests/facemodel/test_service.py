@@ -167,3 +167,56 @@ async def test_metrics_show_stages_model_swaps_and_galleries(pack, photo_bytes, 
     assert 'smartgym_facemodel_active_model{model="yunet-sface@1.0.0"} 0.0' in exported
     assert "smartgym_facemodel_swaps_total 1.0" in exported
     assert 'smartgym_facemodel_gallery_vectors{gallery="g1"} 1.0' in exported
+
+
+async def test_a_large_identify_leaves_the_event_loop_free(faces, photo_bytes):
+    """The gallery scan of a large gallery runs in a worker thread: the loop keeps ticking
+    while it runs, and enrolments that arrive meanwhile stay consistent with it."""
+    import threading
+    import time
+
+    import numpy as np
+
+    from facemodel.gallery import Gallery
+
+    scans: list[tuple[float, float, bool]] = []  # start, end, on the loop's thread
+
+    class TimedGallery(Gallery):
+        def identify(self, probe, *, k=1):
+            started = time.monotonic()
+            try:
+                return super().identify(probe, k=k)
+            finally:
+                scans.append((started, time.monotonic(), threading.current_thread() is threading.main_thread()))
+
+    size = 200_000  # ~100 MB: a scan of tens of ms on this CPU
+    gallery = TimedGallery(128, embedding_space="sface-2021dec", capacity=size)
+    vectors = np.random.default_rng(3).standard_normal((size - 1, 128), dtype=np.float32)
+    for n, vector in enumerate(vectors[:1000]):
+        gallery.upsert(f"m{n}", vector)
+    gallery._matrix[1000 : size - 1] = vectors[1000:] / np.linalg.norm(vectors[1000:], axis=1, keepdims=True)
+    gallery._subjects += [f"m{n}" for n in range(1000, size - 1)]
+    gallery._rows.update({f"m{n}": n for n in range(1000, size - 1)})
+    faces.galleries["big"] = gallery
+    faces.put_vector("big", "member-obama", (await faces.analyse(photo_bytes["obama.jpg"])).embedding)
+
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.001)
+
+    beating = asyncio.create_task(ticker())
+    for round_ in range(3):
+        result = await faces.identify(photo_bytes["obama2.jpg"], gallery="big", k=3)
+        assert result.best is not None
+        assert result.best.subject == "member-obama"
+        faces.put_vector("big", f"late-{round_}", vectors[round_])  # a change between scans
+    beating.cancel()
+
+    assert len(scans) == 3
+    assert not any(on_loop for _, _, on_loop in scans)
+    # The loop ran while the scans did: ticks fall inside the scan windows.
+    assert any(start < tick < end for start, end, _ in scans for tick in ticks)
+    assert len(gallery) == size + 3

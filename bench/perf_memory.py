@@ -1,0 +1,206 @@
+"""Memory under sustained load: each service's resident set (RSS) while its benchmark load
+runs, and how much it grows between the middle and the end of the run.
+
+Two services carry a steady load at once, each from load generators in their own
+processes: running (runners streaming a point a second to one replica, friends watching
+through the same replica, RabbitMQ fan-out on) and the gateway (paced requests with a
+pool of tokens, 10 % first-seen, to an upstream). RSS is read from /proc every 5 s.
+
+The aim is stated for minutes 5 to 10 of a 10-minute load (``--minutes 10``); the default
+is a short run (2 minutes) comparing the second half with the first, which finds a steady
+leak but not a slow one. Growth = RSS at the end (mean of the last three samples) over
+RSS at the middle (mean of the three samples around it), in per cent.
+Every position must reach its watchers and every request its answer, or the run fails.
+
+    python bench/perf_memory.py [--minutes 2] [--runners 300] [--per-run 5] [--rate 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+
+from bench._common import (
+    ROOT,
+    STARTUP_S,
+    emit,
+    ensure_services,
+    fail,
+    jwks_app,
+    machine,
+    progress,
+    rss_mib,
+    stop_quietly,
+    table,
+)
+from bench._live import drive
+from bench.perf_scaleout import load_process
+from bench.running_live_fanout import People, judge, running_env, start_running
+from common.migrations import upgrade
+from common.security import Role, SigningKey, TokenIssuer, jwks_document
+from tests.support.apps import free_port, serving
+from tests.support.infra import PG_ADMIN_URL, PostgresDatabases
+from tests.support.processes import clean_env, start, wait_healthy
+
+SAMPLE_S = 5.0
+
+
+def growth_pct(samples: list[tuple[float, float]], seconds: float) -> tuple[float, float, float]:
+    """(RSS at the middle, RSS at the end, growth %) from (t, MiB) samples."""
+    if len(samples) < 6:
+        return float("nan"), float("nan"), float("nan")
+    middle_index = min(range(len(samples)), key=lambda index: abs(samples[index][0] - seconds / 2))
+    middle = statistics.fmean(value for _, value in samples[max(0, middle_index - 1) : middle_index + 2])
+    end = statistics.fmean(value for _, value in samples[-3:])
+    return middle, end, (end - middle) / middle * 100
+
+
+async def run(args: argparse.Namespace) -> None:
+    ensure_services()
+    seconds = args.minutes * 60
+    scratch = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    databases = PostgresDatabases(PG_ADMIN_URL)
+    database = databases.create("bench_memory")
+    upgrade("running", database)
+    samples: dict[str, list[tuple[float, float]]] = {"running": [], "gateway": []}
+    processes: list[Any] = []
+    context = multiprocessing.get_context("fork")
+    key = SigningKey.generate()
+    issuer = TokenIssuer(key, issuer="smartgym-auth", audience="smartgym", ttl=timedelta(hours=1))
+    from fastapi import FastAPI
+
+    keys_app = FastAPI()
+
+    @keys_app.get("/.well-known/jwks.json")
+    async def jwks() -> dict[str, object]:
+        return jwks_document([key])
+
+    try:
+        async with serving(jwks_app()) as auth_url, serving(keys_app) as gateway_auth_url:
+            live_port = free_port()
+            namespace = f"bench{uuid.uuid4().hex[:8]}"
+            running = start_running(
+                running_env(database, namespace, auth_url, scratch, live_port, "r1", args.per_run), scratch, "running"
+            )
+            processes.append(running)
+            upstream_port, gateway_port = free_port(), free_port()
+            upstream = start_python(["bench/_upstream.py", str(upstream_port)], scratch / "upstream.log")
+            processes.append(upstream)
+            routes = [{"prefix": "/api/svc", "service": "svc", "upstreams": [f"http://127.0.0.1:{upstream_port}"],
+                       "rate_limit": "1000000/second"}]  # fmt: skip
+            env = clean_env(
+                SMARTGYM_GATEWAY_ROUTES=json.dumps(routes),
+                SMARTGYM_AUTH_URL=gateway_auth_url,
+                SMARTGYM_GATEWAY_IP_RATE_LIMIT="1000000/second",
+                SMARTGYM_LOG_LEVEL="WARNING",
+                SMARTGYM_DATA_DIR=str(scratch),
+            )
+            gateway = start(["serve", "gateway", "--port", str(gateway_port)], env=env, cwd=ROOT,
+                            log=scratch / "gateway.log")  # fmt: skip
+            processes.append(gateway)
+            wait_healthy(f"http://127.0.0.1:{gateway_port}", gateway, scratch / "gateway.log", timeout=STARTUP_S)
+            async with httpx.AsyncClient() as client:
+                for _ in range(100):
+                    try:
+                        await client.post(f"http://127.0.0.1:{upstream_port}/reset")
+                        break
+                    except httpx.HTTPError:
+                        await asyncio.sleep(0.1)
+            regulars = [issuer.issue(f"member-{n}", [Role.CUSTOMER]) for n in range(50)]
+            fresh = [issuer.issue(f"visitor-{n}", [Role.CUSTOMER]) for n in range(int(args.rate * seconds * 0.1) + 1)]
+            pipe, end = context.Pipe()
+            url = f"http://127.0.0.1:{gateway_port}/api/svc/ping"
+            loader = context.Process(target=load_process, args=(url, args.rate, seconds, 0, regulars, fresh, 0.1, end))
+            loader.start()
+
+            def sample(at: float) -> None:
+                samples["running"].append((at, rss_mib(running.pid)))
+                samples["gateway"].append((at, rss_mib(gateway.pid)))
+
+            people = People(database, args.runners, args.per_run)
+            base = f"ws://127.0.0.1:{live_port}"
+            started = time.monotonic()
+            gateway_going = [False]
+
+            def tick(at: float) -> None:
+                if not gateway_going[0]:  # the gateway's load starts with the live stream
+                    gateway_going[0] = True
+                    pipe.send("go")
+                sample(at)
+
+            progress(f"{args.minutes:g} min of load on running and the gateway")
+            live = await drive(people.runner_urls(base), people.watcher_plan([base]), seconds=seconds,
+                               pids={"running": running.pid}, on_tick=tick, tick_s=SAMPLE_S,
+                               limit_s=60)  # fmt: skip
+            report = await asyncio.to_thread(pipe.recv)
+            loader.join(10)
+            elapsed = time.monotonic() - started
+            async with httpx.AsyncClient() as client:
+                seen = (await client.get(f"http://127.0.0.1:{upstream_port}/stats")).json()
+    finally:
+        for process in processes:
+            stop_quietly(process)
+        databases.drop_all()
+
+    judge("running", live)
+    if len(set(report["answered"])) < report["sent"]:
+        fail(f"gateway: {report['sent'] - len(set(report['answered']))} of {report['sent']} requests not answered")
+    if seen["requests"] != seen["distinct"]:
+        fail(f"gateway: the upstream saw {seen['requests'] - seen['distinct']} requests twice")
+    rows = []
+    figures: dict[str, Any] = {"machine": machine(), "minutes": args.minutes}
+    worst = float("-inf")
+    for name, values in samples.items():
+        middle, end_rss, growth = growth_pct(values, seconds)
+        worst = max(worst, growth)
+        rows.append([
+            name, len(values), f"{values[0][1]:.1f}" if values else "-", f"{middle:.1f}", f"{end_rss:.1f}",
+            f"{growth:+.2f} %", "met" if growth <= 5 else "NOT met",
+        ])  # fmt: skip
+        figures[f"{name}_rss_mib"] = round(end_rss, 1)
+        figures[f"{name}_rss_growth_pct"] = round(growth, 2)
+    table(
+        f"RSS under load ({args.minutes:g} min, {machine()}): running {args.runners} runners x {args.per_run} "
+        f"watchers; gateway {args.rate:.0f} requests/s",
+        ["service", "samples", "first MiB", "middle MiB", "end MiB", "growth middle -> end", "<= 5 %"],
+        rows,
+    )  # fmt: skip
+    print(f"load: {live['watched'].distinct} positions delivered, {len(report['answered'])} requests answered "
+          f"in {elapsed:.0f} s")  # fmt: skip
+    figures["rss_growth_pct_max"] = round(worst, 2)
+    figures["deliveries"] = live["watched"].distinct
+    figures["requests"] = len(report["answered"])
+    emit(figures)
+
+
+def start_python(args: list[str], log: Path) -> Any:
+    import subprocess
+
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=2.0, help="load duration (10 for the stated aim)")
+    parser.add_argument("--runners", type=int, default=300)
+    parser.add_argument("--per-run", type=int, default=5)
+    parser.add_argument("--rate", type=float, default=300.0, help="gateway requests/s")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,393 @@
+"""Scale-out costs little: the same moderate load on 1, 2 and 3 replicas, and the CPU
+seconds per delivered message summed over every process of the system.
+
+This machine has 2 cores, so more replicas cannot show more throughput; what they can
+show is what spreading costs. Every replica, the upstream and the broker are separate
+processes; the load generators run in processes of their own and are not counted.
+
+- **Live runs**: runners on replica 1, their watchers spread over the other replicas, so
+  with 2 and 3 replicas every position crosses RabbitMQ (with 1, all is local). The
+  broker is a private RabbitMQ node started for this run (the shared node carries other
+  clients' traffic), and its Erlang VM's CPU (beam.smp, from /proc) is counted.
+  PostgreSQL is not counted (running writes points in batches; its backends are shared).
+- **Gateway**: k gateway processes in front of one upstream, the same total request rate
+  split over k load generators (one per gateway), a token pool with 10 % first-seen tokens
+  (each replica has its own verification cache: scale-out pays more misses).
+
+Every message must be delivered exactly once (watchers: distinct positions against the
+points each run accepted, no repeats; gateway: every request answered 200 and counted
+once by the upstream), or the run fails. Projected capacity per core = delivered
+messages per CPU-second at that replica count.
+
+    python bench/perf_scaleout.py [--replicas 1,2,3] [--runners 300] [--per-run 5] [--seconds 12]
+        [--rate 400] [--gateway-seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import aiohttp
+import httpx
+
+from bench._broker import PrivateBroker
+from bench._common import (
+    ROOT,
+    STARTUP_S,
+    cpu_seconds,
+    emit,
+    ensure_services,
+    fail,
+    figure,
+    jwks_app,
+    machine,
+    progress,
+    spread_cells,
+    stop_quietly,
+    summary,
+    table,
+)
+from bench._live import drive
+from bench.running_live_fanout import People, judge
+from common.migrations import upgrade
+from common.security import Role
+from tests.support.apps import free_port, serving
+from tests.support.infra import PG_ADMIN_URL, PostgresDatabases
+from tests.support.processes import clean_env, start, wait_healthy
+
+# -- live runs ------------------------------------------------------------------------------
+
+
+def start_replicas(count: int, *, database: str, broker_url: str, auth_url: str, scratch: Path,
+                   per_run: int) -> list[tuple[Any, int]]:  # fmt: skip
+    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    replicas = []
+    for n in range(count):
+        port, live_port = free_port(), free_port()
+        env = clean_env(
+            SMARTGYM_BROKER_URL=broker_url,
+            SMARTGYM_BUS_NAMESPACE=namespace,
+            SMARTGYM_AUTH_URL=auth_url,
+            SMARTGYM_DATA_DIR=str(scratch),
+            SMARTGYM_LOG_LEVEL="WARNING",
+            SMARTGYM_RUNNING_DATABASE_URL=database,
+            SMARTGYM_RUNNING_LIVE_PORT=str(live_port),
+            SMARTGYM_RUNNING_REPLICA=f"r{n + 1}",
+            SMARTGYM_RUNNING_WATCHERS_PER_RUN=str(max(500, per_run)),
+        )
+        log = scratch / f"running-{count}-{n + 1}.log"
+        process = start(["serve", "running", "--port", str(port)], env=env, cwd=ROOT, log=log)
+        replicas.append((process, live_port))
+    for n, (process, _) in enumerate(replicas):
+        # health on the HTTP port is not known here; the live port answering is enough
+        _wait_port(replicas[n][1], process, scratch / f"running-{count}-{n + 1}.log")
+    return replicas
+
+
+def _wait_port(port: int, process: Any, log: Path, timeout: float = STARTUP_S) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"replica exited:\n{log.read_text()[-2000:]}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"replica's live port {port} did not open")
+
+
+async def live_runs(args: argparse.Namespace, database: str, scratch: Path) -> dict[int, dict[str, Any]]:
+    results: dict[int, dict[str, Any]] = {}
+    broker = PrivateBroker()
+    progress("starting a private RabbitMQ node")
+    await asyncio.to_thread(broker.start)
+    try:
+        async with serving(jwks_app()) as auth_url:
+            for count in args.replicas:
+                replicas = start_replicas(count, database=database, broker_url=broker.url, auth_url=auth_url,
+                                          scratch=scratch, per_run=args.per_run)  # fmt: skip
+                try:
+                    await asyncio.sleep(1.0)  # let the fan-out consumers settle
+                    people = People(database, args.runners, args.per_run)
+                    bases = [f"ws://127.0.0.1:{live_port}" for _, live_port in replicas]
+                    watcher_bases = bases[1:] or bases
+                    pids = {f"running r{n + 1}": process.pid for n, (process, _) in enumerate(replicas)}
+                    assert broker.pid is not None
+                    pids["broker"] = broker.pid
+                    progress(f"live runs on {count} replica(s)")
+                    result = await drive(people.runner_urls(bases[0]), people.watcher_plan(watcher_bases),
+                                         seconds=args.seconds, pids=pids)  # fmt: skip
+                    judge(f"live, {count} replica(s)", result)
+                    results[count] = result
+                    # Each set-up's figure as soon as it is known (a killed run keeps it).
+                    cost = sum(result["cpu_s"].values()) / max(1, result["watched"].distinct) * 1e6
+                    progress(f"live, {count} replica(s): {result['watched'].distinct}/{result['expected']} delivered, "
+                             f"{cost:.1f} CPU µs per delivery over {result['cpu_s']}")  # fmt: skip
+                finally:
+                    for process, _ in replicas:
+                        stop_quietly(process)
+    finally:
+        await asyncio.to_thread(broker.stop)
+    return results
+
+
+# -- gateway -------------------------------------------------------------------------------
+
+
+def load_process(url: str, rate: float, seconds: float, offset: int, token_list: list[str], fresh: list[str],
+                 new_share: float, pipe: Any) -> None:  # fmt: skip
+    """Open-loop GETs at ``rate``/s, each with a unique id, timed from its scheduled send."""
+
+    async def main() -> None:
+        latencies: list[float] = []
+        answered: list[int] = []
+        failed = 0
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+            fresh_used = 0
+
+            async def one(scheduled: float, ident: int, token: str) -> None:
+                nonlocal failed
+                try:
+                    async with session.get(f"{url}?id={ident}", headers={"authorization": f"Bearer {token}"}) as r:
+                        await r.read()
+                        ok = r.status == 200
+                except aiohttp.ClientError:
+                    ok = False
+                if ok:
+                    latencies.append((time.perf_counter() - scheduled) * 1000)
+                    answered.append(ident)
+                else:
+                    failed += 1
+
+            pipe.recv()  # go
+            tasks = []
+            start_at = time.perf_counter()
+            for n in range(int(rate * seconds)):
+                scheduled = start_at + n / rate
+                await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+                if new_share and int((n + 1) * new_share) != int(n * new_share):
+                    token = fresh[fresh_used % len(fresh)]
+                    fresh_used += 1
+                else:
+                    token = token_list[n % len(token_list)]
+                tasks.append(asyncio.create_task(one(scheduled, offset + n, token)))
+            await asyncio.gather(*tasks)
+        pipe.send({"latencies": latencies, "answered": answered, "failed": failed, "sent": int(rate * seconds)})
+
+    asyncio.run(main())
+
+
+async def gateway_runs(args: argparse.Namespace, scratch: Path) -> dict[int, dict[str, Any]]:
+    from common.security import SigningKey, TokenIssuer, jwks_document
+
+    key = SigningKey.generate()
+    issuer = TokenIssuer(
+        key, issuer="smartgym-auth", audience="smartgym", ttl=__import__("datetime").timedelta(hours=1)
+    )
+    regulars = [issuer.issue(f"member-{n}", [Role.CUSTOMER]) for n in range(50)]
+    from fastapi import FastAPI
+
+    keys_app = FastAPI()
+
+    @keys_app.get("/.well-known/jwks.json")
+    async def jwks() -> dict[str, object]:
+        return jwks_document([key])
+
+    upstream_port = free_port()
+    upstream = await asyncio.create_subprocess_exec(
+        sys.executable, "bench/_upstream.py", str(upstream_port), cwd=str(ROOT),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    results: dict[int, dict[str, Any]] = {}
+    context = multiprocessing.get_context("fork")
+    try:
+        async with serving(keys_app) as auth_url, httpx.AsyncClient() as client:
+            for _ in range(100):
+                try:
+                    await client.get(f"http://127.0.0.1:{upstream_port}/stats")
+                    break
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.1)
+            for count in args.replicas:
+                routes = [{"prefix": "/api/svc", "service": "svc", "upstreams": [f"http://127.0.0.1:{upstream_port}"],
+                           "rate_limit": "1000000/second"}]  # fmt: skip
+                gateways = []
+                for n in range(count):
+                    port = free_port()
+                    env = clean_env(
+                        SMARTGYM_GATEWAY_ROUTES=json.dumps(routes),
+                        SMARTGYM_AUTH_URL=auth_url,
+                        SMARTGYM_GATEWAY_IP_RATE_LIMIT="1000000/second",
+                        SMARTGYM_LOG_LEVEL="WARNING",
+                        SMARTGYM_DATA_DIR=str(scratch),
+                    )
+                    log = scratch / f"gateway-{count}-{n + 1}.log"
+                    gateways.append((start(["serve", "gateway", "--port", str(port)], env=env, cwd=ROOT, log=log),
+                                     port, log))  # fmt: skip
+                try:
+                    for process, port, log in gateways:
+                        wait_healthy(f"http://127.0.0.1:{port}", process, log, timeout=STARTUP_S)
+                    for _, port, _ in gateways:  # warm: JWKS fetched, pools open (not counted)
+                        for token in regulars[:5]:
+                            await client.get(f"http://127.0.0.1:{port}/api/svc/ping",
+                                             headers={"authorization": f"Bearer {token}"})  # fmt: skip
+                    await client.post(f"http://127.0.0.1:{upstream_port}/reset")
+                    per = args.rate / count
+                    fresh_per = int(per * args.gateway_seconds * args.new_token_share) + 1
+                    loaders = []
+                    for n, (_, port, _) in enumerate(gateways):
+                        fresh = [issuer.issue(f"visitor-{count}-{n}-{m}", [Role.CUSTOMER]) for m in range(fresh_per)]
+                        pipe, end = context.Pipe()
+                        loader = context.Process(target=load_process, args=(
+                            f"http://127.0.0.1:{port}/api/svc/ping", per, args.gateway_seconds, n * 10_000_000,
+                            regulars, fresh, args.new_token_share, end))  # fmt: skip
+                        loader.start()
+                        loaders.append((loader, pipe))
+                    pids = {f"gateway g{n + 1}": process.pid for n, (process, _, _) in enumerate(gateways)}
+                    pids["upstream"] = upstream.pid
+                    progress(f"gateway: {args.rate:.0f}/s over {count} replica(s)")
+                    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                    wall = time.monotonic()
+                    for _, pipe in loaders:
+                        pipe.send("go")
+                    reports = [await asyncio.to_thread(pipe.recv) for _, pipe in loaders]
+                    wall = time.monotonic() - wall
+                    cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+                    for loader, _ in loaders:
+                        loader.join(10)
+                    seen = (await client.get(f"http://127.0.0.1:{upstream_port}/stats")).json()
+                finally:
+                    for process, _, _ in gateways:
+                        stop_quietly(process)
+                sent = sum(report["sent"] for report in reports)
+                answered = [ident for report in reports for ident in report["answered"]]
+                label = f"gateway, {count} replica(s)"
+                if len(set(answered)) < sent:
+                    fail(f"{label}: {sent - len(set(answered))} of {sent} requests not answered 200")
+                if seen["requests"] != seen["distinct"]:
+                    fail(f"{label}: upstream saw {seen['requests'] - seen['distinct']} requests twice")
+                if seen["distinct"] != sent:
+                    fail(f"{label}: upstream saw {seen['distinct']} distinct of {sent} sent")
+                progress(f"{label}: {len(set(answered))}/{sent} answered, "
+                         f"{sum(cpu.values()) / max(1, len(set(answered))) * 1e6:.0f} CPU µs per request")  # fmt: skip
+                results[count] = {
+                    "sent": sent,
+                    "delivered": len(set(answered)),
+                    "latencies": [value for report in reports for value in report["latencies"]],
+                    "cpu_s": cpu,
+                    "wall_s": wall,
+                }
+    finally:
+        upstream.terminate()
+        await upstream.wait()
+    return results
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace) -> None:
+    ensure_services()
+    scratch = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
+    databases = PostgresDatabases(PG_ADMIN_URL)
+    database = databases.create("bench_scaleout")
+    upgrade("running", database)
+    try:
+        live = await live_runs(args, database, scratch) if not args.skip_live else {}
+        gateway = await gateway_runs(args, scratch) if not args.skip_gateway else {}
+    finally:
+        databases.drop_all()
+    report(args, live, gateway)
+
+
+def report(args: argparse.Namespace, live: dict[int, dict[str, Any]], gateway: dict[int, dict[str, Any]]) -> None:
+    figures: dict[str, Any] = {"machine": machine(), "replicas": args.replicas}
+    print(f"\nscale-out cost - {machine()}")
+    if live:
+        rows = []
+        cost: dict[int, float] = {}
+        for count, result in live.items():
+            delivered = result["watched"].distinct
+            total = sum(result["cpu_s"].values())
+            cost[count] = total / max(1, delivered)
+            lat = summary(result["watched"].latencies_ms)
+            rows.append([
+                count, f"{delivered}/{result['expected']}", result["watched"].repeats,
+                f"{delivered / result['wall_s']:.0f}", *spread_cells(lat),
+                "; ".join(f"{name} {value:.1f}" for name, value in result["cpu_s"].items()),
+                f"{cost[count] * 1e6:.1f}", f"{1 / cost[count]:,.0f}",
+            ])  # fmt: skip
+            figures[f"live_{count}_cpu_us_per_delivery"] = round(cost[count] * 1e6, 1)
+            figures[f"live_{count}_p99_ms"] = figure(lat["p99"], 1)
+            figures[f"live_{count}_n"] = int(lat["n"])
+            figures[f"live_{count}_deliveries_per_core_s"] = round(1 / cost[count])
+        table(
+            f"Live runs: {args.runners} runners x {args.per_run} watchers, {args.seconds:.0f} s; runners on r1, "
+            "watchers on the others (point -> watcher ms)",
+            ["replicas", "delivered/expected", "repeats", "deliveries/s", "n", "p50", "p95", "p99",
+             "CPU s by process", "CPU µs/delivery (all)", "deliveries per core-second"],
+            rows,
+        )  # fmt: skip
+        base = min(cost)
+        for count in cost:
+            if count != base:
+                figures[f"live_cost_ratio_{count}_replicas"] = round(cost[count] / cost[base], 3)
+    if gateway:
+        rows = []
+        gcost: dict[int, float] = {}
+        for count, result in gateway.items():
+            total = sum(result["cpu_s"].values())
+            gcost[count] = total / max(1, result["delivered"])
+            lat = summary(result["latencies"])
+            rows.append([
+                count, f"{result['delivered']}/{result['sent']}", *spread_cells(lat, digits=2),
+                "; ".join(f"{name} {value:.1f}" for name, value in result["cpu_s"].items()),
+                f"{gcost[count] * 1e6:.0f}", f"{1 / gcost[count]:,.0f}",
+            ])  # fmt: skip
+            figures[f"gateway_{count}_cpu_us_per_request"] = round(gcost[count] * 1e6, 1)
+            figures[f"gateway_{count}_p99_ms"] = figure(lat["p99"], 2)
+            figures[f"gateway_{count}_n"] = int(lat["n"])
+            figures[f"gateway_{count}_requests_per_core_s"] = round(1 / gcost[count])
+        table(
+            f"Gateway: {args.rate:.0f} requests/s in total for {args.gateway_seconds:.0f} s, timed from the scheduled "
+            f"send, {args.new_token_share:.0%} first-seen tokens (ms)",
+            ["replicas", "answered/sent", "n", "p50", "p95", "p99", "CPU s by process", "CPU µs/request (all)",
+             "requests per core-second"],
+            rows,
+        )  # fmt: skip
+        base = min(gcost)
+        for count in gcost:
+            if count != base:
+                figures[f"gateway_cost_ratio_{count}_replicas"] = round(gcost[count] / gcost[base], 3)
+    emit(figures)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replicas", type=lambda text: [int(part) for part in text.split(",")], default=[1, 2, 3])
+    parser.add_argument("--runners", type=int, default=300)
+    parser.add_argument("--per-run", type=int, default=5, help="watchers per run")
+    parser.add_argument("--seconds", type=float, default=12.0, help="streaming time per live set-up")
+    parser.add_argument("--rate", type=float, default=400.0, help="gateway requests/s in total")
+    parser.add_argument("--gateway-seconds", type=float, default=8.0)
+    parser.add_argument("--new-token-share", type=float, default=0.1)
+    parser.add_argument("--skip-live", action="store_true")
+    parser.add_argument("--skip-gateway", action="store_true")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
