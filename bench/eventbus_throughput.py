@@ -31,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from the repo root
 
+import aiormq
+
 from bench._common import ROOT, emit, ensure_services, machine, progress, summary, table
 from common.db import Database
 from common.events.bus import Subscriptions
@@ -39,9 +41,23 @@ from common.events.outbox import OutboxRelay, UnitOfWork, bind_idempotent
 from common.events.rabbitmq import QUORUM_DEAD_LETTER_ARGS, RabbitMQBus
 from common.observability import Metrics
 from tests.support.amqp import delete_namespace
-import aiormq
 from tests.support.infra import PG_ADMIN_URL, RABBITMQ_URL, PostgresDatabases
 from tests.support.ledger import CATALOG, TABLES, EntryRecorded, create_schema, effect_counts, record_effect
+
+
+class _Cpu:
+    value = 0.0
+
+
+cpu_used = _Cpu()
+
+
+async def wait_timing_cpu(done: asyncio.Event, timeout: float) -> None:
+    """Wait for the last event; CPU seconds this consumer process spent from the first
+    delivery on (idle waiting before it costs nothing) go to ``cpu_used``."""
+    started = time.process_time()
+    await asyncio.wait_for(done.wait(), timeout=timeout)
+    cpu_used.value = time.process_time() - started
 
 
 async def consume(args: argparse.Namespace) -> None:
@@ -94,9 +110,10 @@ async def consume(args: argparse.Namespace) -> None:
         bound.batch_handler = timed_batch(bound.batch_handler)
     await bus.subscribe(bound)
     print("ready", flush=True)
-    await asyncio.wait_for(done.wait(), timeout=args.timeout)
+    await wait_timing_cpu(done, args.timeout)
     finished = time.time()
     report = {
+        "cpu_s": cpu_used.value,
         "latencies_ms": latencies_ms,
         "distinct": len(seen),
         "deliveries": len(latencies_ms),
@@ -140,10 +157,15 @@ async def bare_consume(args: argparse.Namespace) -> None:
 
     await channel.basic_consume(f"{args.ns}.bare", deliver)
     print("ready", flush=True)
-    await asyncio.wait_for(done.wait(), timeout=args.timeout)
+    await wait_timing_cpu(done, args.timeout)
     finished = time.time()
     await connection.close()
-    report = {"latencies_ms": latencies_ms, "distinct": len(seen), "deliveries": len(latencies_ms)}
+    report = {
+        "latencies_ms": latencies_ms,
+        "distinct": len(seen),
+        "deliveries": len(latencies_ms),
+        "cpu_s": cpu_used.value,
+    }
     print(json.dumps({**report, "last_consumed_at": finished}), flush=True)
 
 
@@ -157,7 +179,7 @@ async def bare(count: int, prefetch: int) -> dict:
     started = time.time()
     for first in range(0, count, 500):
         confirmations = [
-            await channel.basic_publish(
+            channel.basic_publish(
                 message.body,
                 exchange=f"{ns}.events",
                 routing_key=message.routing_key,
@@ -306,12 +328,23 @@ async def main(args: argparse.Namespace) -> None:
                 f"{lat['p50']:.1f}",
                 f"{lat['p95']:.1f}",
                 p99,
+                f"{report['cpu_s'] / expected * 1e6:.0f}",
                 report.get("duplicates_absorbed", 0),
             ]
         )
     table(
         f"Event bus end to end on local RabbitMQ {'+'} PostgreSQL ({machine()}, {datetime.now(UTC):%Y-%m-%d})",
-        ["phase", "distinct/sent", "n", "events/s", "p50 ms", "p95 ms", "p99 ms", "dupes absorbed"],
+        [
+            "phase",
+            "distinct/sent",
+            "n",
+            "events/s",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "consumer CPU µs/event",
+            "dupes absorbed",
+        ],
         rows,
     )
     outboxed = ((burst, args.events), (single, args.single_events), (paced, paced_count))
@@ -347,6 +380,9 @@ async def main(args: argparse.Namespace) -> None:
             "duplicated_effects": duplicated,
             "events": args.events,
             "load_1min": round(os.getloadavg()[0], 2),
+            "consumer_cpu_us_per_event": {
+                name: round(report["cpu_s"] / expected * 1e6) for name, report, expected in phases
+            },
         }
     )
 

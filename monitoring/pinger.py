@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from monitoring.egress import EgressPolicy, EgressRefused
+from monitoring.echo import EchoError, echo_status
+from monitoring.egress import EgressPolicy, EgressRefused, Target
 
 OnResult = Callable[[str, bool, str], Awaitable[None]]
 # An echo needs no body: what a device (or whatever hides behind its URL) sends beyond
@@ -42,6 +43,7 @@ class Pinger:
         self._egress = egress
         self.interval_s = interval_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout_s = timeout_s
         self._semaphore = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._on_result = on_result
@@ -105,8 +107,12 @@ class Pinger:
             delay = due - time.monotonic()
             if delay > 0:
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # arrives as the event is set (a device hanging up during shutdown), and
+                # stop() would then wait for ever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
                 continue
             heapq.heappop(self._due)
             target = self._targets.get(device_id)
@@ -134,6 +140,8 @@ class Pinger:
             target = await self._egress.target(branch_id, url)
         except EgressRefused as exc:
             return False, f"refused: {exc.reason}"[:200]
+        if target.url.scheme == "http":
+            return await self._plain_echo(target)
         try:
             async with self._session.get(
                 target.url,
@@ -149,6 +157,20 @@ class Pinger:
             return False, "timeout"
         except aiohttp.ClientError as exc:
             return False, type(exc).__name__
+
+    async def _plain_echo(self, target: Target) -> tuple[bool, str]:
+        url = target.url
+        path = url.raw_path_qs or "/"
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                status = await echo_status(url.raw_host or "", url.port or 80, path, target.host_header)
+        except TimeoutError:
+            return False, "timeout"
+        except EchoError as exc:
+            return False, str(exc)
+        if 200 <= status < 300:
+            return True, ""
+        return False, f"status {status}"
 
 
 async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> None:

@@ -86,9 +86,7 @@ class _Delivery:
 
     @property
     def tag(self) -> int:
-        tag = self.message.delivery.delivery_tag
-        assert isinstance(tag, int)
-        return tag
+        return _tag_of(self.message)
 
     @property
     def properties(self) -> aiormq.spec.Basic.Properties:
@@ -138,7 +136,8 @@ class ServiceConsumer:
         await channel.set_qos(prefetch_count=self._bus._prefetch)
         self._queue = await self._bus.declare_service_queues(channel, self._subscriptions)
         self._workers = [
-            asyncio.create_task(self._work(), name=f"bus-consumer:{self.service}:{n}") for n in range(self._bus._workers)
+            asyncio.create_task(self._work(), name=f"bus-consumer:{self.service}:{n}")
+            for n in range(self._bus._workers)
         ]
         channel.reopen_callbacks.add(self._on_reopen)
         await self._consume()
@@ -148,7 +147,8 @@ class ServiceConsumer:
             await self._consume()
 
     async def _consume(self) -> None:
-        assert self._channel is not None and self._queue is not None
+        assert self._channel is not None
+        assert self._queue is not None
         underlay = await self._channel.get_underlay_channel()
         self._underlay = underlay
         self._watermark = _AckWatermark(underlay)
@@ -156,9 +156,7 @@ class ServiceConsumer:
         ready = self._ready
 
         async def deliver(message: DeliveredMessage) -> None:
-            tag = message.delivery.delivery_tag
-            assert isinstance(tag, int)
-            watermark.delivered(tag)
+            watermark.delivered(_tag_of(message))
             ready.put_nowait(_Delivery(message, watermark))
 
         answer = await underlay.basic_consume(self._queue.name, deliver, no_ack=False)
@@ -310,7 +308,9 @@ class ServiceConsumer:
             headers={ERROR_HEADER: reason[:1000], PARKED_FROM_HEADER: self._bus.topology.queue(self.service)},
         )
 
-    async def _republish(self, delivery: _Delivery, *, exchange: str, routing_key: str, headers: dict[str, Any]) -> None:
+    async def _republish(
+        self, delivery: _Delivery, *, exchange: str, routing_key: str, headers: dict[str, Any]
+    ) -> None:
         # Confirmed copy first, ack second: a crash in between duplicates, never loses.
         channel: AbstractChannel | None = self._channel
         assert channel is not None
@@ -329,6 +329,13 @@ class ServiceConsumer:
             mandatory=True,
         )
         await self._settle([delivery])
+
+
+def _tag_of(message: DeliveredMessage) -> int:
+    delivery = message.delivery
+    assert isinstance(delivery, aiormq.spec.Basic.Deliver)
+    assert isinstance(delivery.delivery_tag, int)
+    return delivery.delivery_tag
 
 
 def _int_header(value: Any, *, default: int) -> int:
