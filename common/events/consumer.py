@@ -181,9 +181,13 @@ class ServiceConsumer:
             await self._channel.close()
 
     async def _work(self) -> None:
-        batch_size = self._bus._batch_size
+        batch_size, linger_s = self._bus._batch_size, self._bus._batch_linger_s
         while True:
             batch = [await self._ready.get()]
+            if linger_s and self._ready.qsize() < batch_size - 1:
+                # Deliveries of a burst arrive a few at a time: without this wait an idle
+                # worker would commit each on its own (one transaction per event).
+                await asyncio.sleep(linger_s)
             while len(batch) < batch_size and not self._ready.empty():
                 batch.append(self._ready.get_nowait())
             self._busy += 1

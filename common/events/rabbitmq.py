@@ -102,6 +102,7 @@ class RabbitMQBus:
         namespace: str = "smartgym",
         prefetch: int = 256,
         batch_size: int = 100,
+        batch_linger_s: float = 0.002,
         workers: int = 4,
         max_attempts: int = 5,
         retry_delays_ms: Sequence[int] = (200, 1_000, 5_000),
@@ -113,6 +114,7 @@ class RabbitMQBus:
         self._metrics = metrics
         self._prefetch = prefetch
         self._batch_size = batch_size
+        self._batch_linger_s = batch_linger_s
         self._workers = workers
         self._max_attempts = max_attempts
         self._confirm_timeout_s = confirm_timeout_s
