@@ -228,7 +228,7 @@ async def run(args: argparse.Namespace) -> None:
 
                     await wait_for(all_pushed, 40, f"a push for every {mode} device")
                 await asyncio.sleep(2)
-                faults = (await client.get(f"{monitoring_url}/v1/faults?open=false&limit=5000", headers=auth)).json()
+                faults = (await client.get(f"{monitoring_url}/v1/faults?open=false&limit=1000", headers=auth)).json()
                 load = os.getloadavg()[0]
     finally:
         for process in reversed(processes):

@@ -20,8 +20,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from monitoring.echo import EchoError, echo_status
-from monitoring.egress import EgressPolicy, EgressRefused, Target
+from monitoring.egress import EgressPolicy, EgressRefused
 
 OnResult = Callable[[str, bool, str], Awaitable[None]]
 # An echo needs no body: what a device (or whatever hides behind its URL) sends beyond
@@ -43,7 +42,6 @@ class Pinger:
         self._egress = egress
         self.interval_s = interval_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._timeout_s = timeout_s
         self._semaphore = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._on_result = on_result
@@ -140,8 +138,6 @@ class Pinger:
             target = await self._egress.target(branch_id, url)
         except EgressRefused as exc:
             return False, f"refused: {exc.reason}"[:200]
-        if target.url.scheme == "http":
-            return await self._plain_echo(target)
         try:
             async with self._session.get(
                 target.url,
@@ -157,20 +153,6 @@ class Pinger:
             return False, "timeout"
         except aiohttp.ClientError as exc:
             return False, type(exc).__name__
-
-    async def _plain_echo(self, target: Target) -> tuple[bool, str]:
-        url = target.url
-        path = url.raw_path_qs or "/"
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                status = await echo_status(url.raw_host or "", url.port or 80, path, target.host_header)
-        except TimeoutError:
-            return False, "timeout"
-        except EchoError as exc:
-            return False, str(exc)
-        if 200 <= status < 300:
-            return True, ""
-        return False, f"status {status}"
 
 
 async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> None:
