@@ -2,17 +2,17 @@
 quorum queue → idempotent consumer (inbox + effect in one transaction).
 
 Phases, each with its own consumer process (so producer and consumer use both cores):
-  baseline   bus only: publish_many with confirms → no-op handler (no database)
-  throughput N events written in business transactions of 100 as fast as possible
-             (the headline: a batch job's shape)
-  single     events written one per business transaction as fast as possible (what a
-             request-driven service does: one request, one commit, one event)
-  latency    a paced stream (default 500 events/s) for commit→consumed latency
+  bare       aiormq alone: a publisher with confirms (persistent, mandatory) and a consumer
+             acking every message, on a quorum queue declared like the bus's own: the
+             ceiling this broker and client library give on this machine
+  bus only   publish_many with confirms → the bus's consumer → no-op handler (no database)
+  outbox     N events written in business transactions of 100, then of 1 (what a
+             request-driven service does), as fast as possible, through the relay to the
+             idempotent consumer (inbox + effect in one transaction)
+  latency    a paced stream at half the measured outbox maximum (or --rate), transactions
+             of 10, for commit→consumed latency
 
-Every figure is quoted with its transaction size. Each phase counts the distinct events
-whose effect was applied; a shortfall is a failure (non-zero exit, ``failures`` in JSON).
-
-    python bench/eventbus_throughput.py [--events 20000] [--single-events 5000] [--rate 500] [--seconds 10]
+    python bench/eventbus_throughput.py [--events 20000] [--single-events 5000] [--rate R] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -28,28 +28,43 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from the repo root
 
-from bench._common import ROOT, cell, check_count, emit, ensure_services, fail, machine, summary, table
+import aiormq
+
+from bench._common import ROOT, emit, ensure_services, machine, progress, summary, table
 from common.db import Database
 from common.events.bus import Subscriptions
 from common.events.envelope import OutgoingMessage
 from common.events.outbox import OutboxRelay, UnitOfWork, bind_idempotent
-from common.events.rabbitmq import RabbitMQBus
+from common.events.rabbitmq import QUORUM_DEAD_LETTER_ARGS, RabbitMQBus
 from common.observability import Metrics
 from tests.support.amqp import delete_namespace
 from tests.support.infra import PG_ADMIN_URL, RABBITMQ_URL, PostgresDatabases
 from tests.support.ledger import CATALOG, TABLES, EntryRecorded, create_schema, effect_counts, record_effect
 
-#: The broker every phase uses: the shared node unless --private-broker.
-AMQP = [RABBITMQ_URL]
+
+class _Cpu:
+    value = 0.0
+
+
+cpu_used = _Cpu()
+
+
+async def wait_timing_cpu(done: asyncio.Event, timeout: float) -> None:
+    """Wait for the last event; CPU seconds this consumer process spent from the first
+    delivery on (idle waiting before it costs nothing) go to ``cpu_used``."""
+    started = time.process_time()
+    await asyncio.wait_for(done.wait(), timeout=timeout)
+    cpu_used.value = time.process_time() - started
 
 
 async def consume(args: argparse.Namespace) -> None:
     """Consumer process: report latencies once ``--expect`` distinct events were applied."""
     metrics = Metrics()
-    bus = RabbitMQBus(args.amqp, catalog=CATALOG, metrics=metrics, namespace=args.ns, prefetch=args.prefetch)
+    bus = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=metrics, namespace=args.ns, prefetch=args.prefetch)
     await bus.start()
     latencies_ms: list[float] = []
     seen: set[uuid.UUID] = set()
@@ -96,11 +111,10 @@ async def consume(args: argparse.Namespace) -> None:
         bound.batch_handler = timed_batch(bound.batch_handler)
     await bus.subscribe(bound)
     print("ready", flush=True)
-    # On a timeout the shortfall is reported (distinct < expected) and failed by the caller.
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(done.wait(), timeout=args.timeout)
+    await wait_timing_cpu(done, args.timeout)
     finished = time.time()
     report = {
+        "cpu_s": cpu_used.value,
         "latencies_ms": latencies_ms,
         "distinct": len(seen),
         "deliveries": len(latencies_ms),
@@ -116,8 +130,94 @@ async def consume(args: argparse.Namespace) -> None:
     print(json.dumps(report), flush=True)
 
 
-def start_consumer(ns: str, expect: int, db: str | None) -> subprocess.Popen[str]:
-    args = [sys.executable, __file__, "--role", "consume", "--ns", ns, "--expect", str(expect), "--amqp", AMQP[0]]
+BARE_QUEUE_ARGS = {**QUORUM_DEAD_LETTER_ARGS, "x-delivery-limit": 20}
+
+
+async def bare_declare(channel: aiormq.abc.AbstractChannel, ns: str) -> None:
+    await channel.exchange_declare(f"{ns}.events", exchange_type="topic", durable=True)
+    await channel.queue_declare(f"{ns}.bare", durable=True, arguments=BARE_QUEUE_ARGS)
+    await channel.queue_bind(f"{ns}.bare", f"{ns}.events", routing_key="#")
+
+
+async def bare_consume(args: argparse.Namespace) -> None:
+    """aiormq alone: count distinct message ids, ack each message after it is counted."""
+    connection = await aiormq.connect(RABBITMQ_URL)
+    channel = await connection.channel()
+    await bare_declare(channel, args.ns)
+    await channel.basic_qos(prefetch_count=args.prefetch)
+    seen: set[str | None] = set()
+    latencies_ms: list[float] = []
+    done = asyncio.Event()
+
+    async def deliver(message: aiormq.abc.DeliveredMessage) -> None:
+        seen.add(message.header.properties.message_id)
+        latencies_ms.append((time.time() - float(message.header.properties.correlation_id or 0)) * 1000)
+        assert isinstance(message.delivery, aiormq.spec.Basic.Deliver)
+        assert message.delivery.delivery_tag is not None
+        await channel.basic_ack(message.delivery.delivery_tag)
+        if len(seen) >= args.expect:
+            done.set()
+
+    await channel.basic_consume(f"{args.ns}.bare", deliver)
+    print("ready", flush=True)
+    await wait_timing_cpu(done, args.timeout)
+    finished = time.time()
+    await connection.close()
+    report = {
+        "latencies_ms": latencies_ms,
+        "distinct": len(seen),
+        "deliveries": len(latencies_ms),
+        "cpu_s": cpu_used.value,
+    }
+    print(json.dumps({**report, "last_consumed_at": finished}), flush=True)
+
+
+async def bare(count: int, prefetch: int) -> dict:
+    ns = f"bench{uuid.uuid4().hex[:8]}"
+    connection = await aiormq.connect(RABBITMQ_URL)
+    # The concrete channel: its basic_publish takes wait=False (pipelined publishes).
+    channel = cast(aiormq.Channel, await connection.channel(publisher_confirms=True))
+    await bare_declare(channel, ns)
+    consumer = start_consumer(ns, count, None, role="bare-consume", prefetch=prefetch)
+    bodies = [OutgoingMessage.of(EntryRecorded(seq=n)) for n in range(count)]
+    started = time.time()
+    for first in range(0, count, 500):
+        confirmations = [
+            channel.basic_publish(
+                message.body,
+                exchange=f"{ns}.events",
+                routing_key=message.routing_key,
+                properties=aiormq.spec.Basic.Properties(
+                    content_type="application/json",
+                    delivery_mode=2,
+                    message_id=str(message.event_id),
+                    correlation_id=repr(time.time()),  # the send time, for the consumer's latency
+                ),
+                mandatory=True,
+                wait=False,
+            )
+            for message in bodies[first : first + 500]
+        ]
+        for confirmation in await asyncio.gather(*confirmations):
+            assert isinstance(confirmation, aiormq.spec.Basic.Ack), confirmation
+    await connection.close()
+    report = await asyncio.to_thread(finish_consumer, consumer)
+    with contextlib.suppress(Exception):
+        cleanup = await aiormq.connect(RABBITMQ_URL)
+        cleanup_channel = await cleanup.channel()
+        await cleanup_channel.queue_delete(f"{ns}.bare")
+        await cleanup_channel.exchange_delete(f"{ns}.events")
+        await cleanup.close()
+    report["events_per_s"] = count / (report["last_consumed_at"] - started)
+    return report
+
+
+def start_consumer(
+    ns: str, expect: int, db: str | None, *, role: str = "consume", prefetch: int | None = None
+) -> subprocess.Popen[str]:
+    args = [sys.executable, __file__, "--role", role, "--ns", ns, "--expect", str(expect)]
+    if prefetch is not None:
+        args += ["--prefetch", str(prefetch)]
     if db:
         args += ["--db", db]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
@@ -136,7 +236,7 @@ def finish_consumer(process: subprocess.Popen[str]) -> dict:
 async def baseline(count: int) -> dict:
     ns = f"bench{uuid.uuid4().hex[:8]}"
     consumer = start_consumer(ns, count, None)
-    bus = RabbitMQBus(AMQP[0], catalog=CATALOG, metrics=Metrics(), namespace=ns)
+    bus = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=Metrics(), namespace=ns)
     await bus.start()
     started = time.time()
     for first in range(0, count, 500):
@@ -145,7 +245,7 @@ async def baseline(count: int) -> dict:
         )
     await bus.close()
     report = await asyncio.to_thread(finish_consumer, consumer)
-    await delete_namespace(AMQP[0], ns)
+    await delete_namespace(RABBITMQ_URL, ns)
     report["events_per_s"] = count / (report["last_consumed_at"] - started)
     return report
 
@@ -157,7 +257,7 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
     create_schema(consumer_url)
     consumer = start_consumer(ns, count, consumer_url)
     metrics = Metrics()
-    bus = RabbitMQBus(AMQP[0], catalog=CATALOG, metrics=metrics, namespace=ns)
+    bus = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=metrics, namespace=ns)
     await bus.start()
     producer = Database(producer_url)
     relay = OutboxRelay(
@@ -185,7 +285,7 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
     await relay.stop()
     await bus.close()
     await producer.dispose()
-    await delete_namespace(AMQP[0], ns)
+    await delete_namespace(RABBITMQ_URL, ns)
     report["events_per_s"] = count / (report["last_consumed_at"] - started)
     report["produce_s"] = produced - started
     return report
@@ -194,109 +294,116 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
 async def main(args: argparse.Namespace) -> None:
     ensure_services()
     pg = PostgresDatabases(PG_ADMIN_URL)
-    broker = None
-    if args.private_broker:
-        # The shared node also serves every other client on the machine (and tests that
-        # restart it): a node of our own makes the run repeatable.
-        from bench._broker import PrivateBroker
-
-        broker = await asyncio.to_thread(PrivateBroker().start)
-        AMQP[0] = broker.url
     try:
+        progress("bare aiormq pair")
+        naked = await bare(args.events, args.prefetch)
+        progress("bus only")
         base = await baseline(args.events)
+        progress("outbox, transactions of 100")
         burst = await with_outbox(pg, args.events, rate=None, batch=100)
+        progress("outbox, transactions of 1")
         single = await with_outbox(pg, args.single_events, rate=None, batch=1)
-        paced_count = int(args.rate * args.seconds)
-        paced = await with_outbox(pg, paced_count, rate=args.rate, batch=10)
+        rate = args.rate or round(burst["events_per_s"] / 2)
+        paced_count = int(rate * args.seconds)
+        progress(f"outbox paced at {rate:.0f}/s")
+        paced = await with_outbox(pg, paced_count, rate=rate, batch=10)
     finally:
         pg.drop_all()
-        if broker is not None:
-            await asyncio.to_thread(broker.stop)
 
-    base_lat, burst_lat, single_lat, paced_lat = (summary(r["latencies_ms"]) for r in (base, burst, single, paced))
-    check_count("bus only", expected=args.events, distinct=base["distinct"])
-    check_count("outbox, txn of 100", expected=args.events, distinct=burst["effect_distinct"])
-    check_count("outbox, txn of 1", expected=args.single_events, distinct=single["effect_distinct"])
-    check_count("outbox paced", expected=paced_count, distinct=paced["effect_distinct"])
+    phases = (
+        ("bare aiormq pair (no bus, no DB)", naked, args.events),
+        ("bus only, no DB", base, args.events),
+        ("outbox burst (txn of 100)", burst, args.events),
+        ("outbox burst (txn of 1)", single, args.single_events),
+        (f"outbox paced {rate:.0f}/s (txn of 10)", paced, paced_count),
+    )
     rows = []
-    for name, report, lat in (
-        ("baseline: bus only, no DB", base, base_lat),
-        ("outbox burst (txn of 100)", burst, burst_lat),
-        ("outbox burst (txn of 1)", single, single_lat),
-        (f"outbox paced {args.rate:.0f}/s (txn of 10)", paced, paced_lat),
-    ):
+    for name, report, expected in phases:
+        lat = summary(report["latencies_ms"])
+        n = len(report["latencies_ms"])
+        # No p99 from fewer than 100 samples.
+        p99 = f"{lat['p99']:.1f}" if n >= 100 else "n<100"
         rows.append(
             [
                 name,
-                len(report["latencies_ms"]),
-                report.get("effect_distinct", report["distinct"]),
+                f"{report['distinct']}/{expected}",
+                n,
                 f"{report['events_per_s']:.0f}",
-                cell(lat, "p50", 1),
-                cell(lat, "p95", 1),
-                cell(lat, "p99", 1),
+                f"{lat['p50']:.1f}",
+                f"{lat['p95']:.1f}",
+                p99,
+                f"{report['cpu_s'] / expected * 1e6:.0f}",
                 report.get("duplicates_absorbed", 0),
             ]
         )
     table(
         f"Event bus end to end on local RabbitMQ {'+'} PostgreSQL ({machine()}, {datetime.now(UTC):%Y-%m-%d})",
-        ["phase", "n (deliveries)", "distinct applied", "events/s", "p50 ms", "p95 ms", "p99 ms", "dupes absorbed"],
+        [
+            "phase",
+            "distinct/sent",
+            "n",
+            "events/s",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "consumer CPU µs/event",
+            "dupes absorbed",
+        ],
         rows,
     )
-    lost = (
-        (args.events - burst["effect_distinct"])
-        + (args.single_events - single["effect_distinct"])
-        + (paced_count - paced["effect_distinct"])
-    )
-    duplicated = burst["effect_twice"] + single["effect_twice"] + paced["effect_twice"]
-    if duplicated:
-        fail(f"{duplicated} effects applied twice")
+    outboxed = ((burst, args.events), (single, args.single_events), (paced, paced_count))
+    lost = sum(expected - report["effect_distinct"] for report, expected in outboxed)
+    lost += (args.events - naked["distinct"]) + (args.events - base["distinct"])
+    duplicated = sum(report["effect_twice"] for report, _ in outboxed)
+    paced_lat, burst_lat = summary(paced["latencies_ms"]), summary(burst["latencies_ms"])
+    ratio_outbox = burst["events_per_s"] / base["events_per_s"]
+    ratio_bus = base["events_per_s"] / naked["events_per_s"]
     print(
-        f"\nlatency = business commit → consumer commit; lost={lost}, duplicated effects={duplicated};"
-        f" outbox throughput / bus-only = {burst['events_per_s'] / base['events_per_s']:.2f} (txn of 100),"
-        f" {single['events_per_s'] / base['events_per_s']:.2f} (txn of 1)"
+        f"\nlatency = business commit → consumer commit (bare: publish → consumed); lost={lost}, "
+        f"duplicated effects={duplicated}; outbox (txn 100) / bus only = {ratio_outbox:.2f}; "
+        f"bus only / bare aiormq = {ratio_bus:.2f}; load: {os.getloadavg()[0]:.1f}"
     )
+    if lost or duplicated:
+        print("FAILED: events lost or applied twice")
     emit(
         {
-            # Each throughput is quoted with its transaction size (events per commit).
+            "eventbus_events_per_s": round(burst["events_per_s"]),
+            "eventbus_events_per_s_txn_1": round(single["events_per_s"]),
+            "eventbus_ratio_to_bus_only": round(ratio_outbox, 3),
+            "bus_only_ratio_to_bare_amqp": round(ratio_bus, 3),
             "events_per_s": round(burst["events_per_s"]),
-            "events_per_s_txn_size": 100,
-            "events_per_s_txn_of_1": round(single["events_per_s"]),
-            "txn_of_1_events": args.single_events,
-            "txn_of_1_p99_ms": round(single_lat["p99"], 2),
-            "eventbus_ratio_to_bus_only": round(burst["events_per_s"] / base["events_per_s"], 3),
-            "eventbus_ratio_to_bus_only_txn_of_1": round(single["events_per_s"] / base["events_per_s"], 3),
-            "paced_txn_size": 10,
-            "paced_n": int(paced_lat["n"]),
             "p50_ms": round(paced_lat["p50"], 2),
             "p95_ms": round(paced_lat["p95"], 2),
             "p99_ms": round(paced_lat["p99"], 2),
+            "paced_n": len(paced["latencies_ms"]),
             "burst_p99_ms": round(burst_lat["p99"], 2),
-            "paced_rate_per_s": args.rate,
+            "paced_rate_per_s": rate,
             "baseline_events_per_s": round(base["events_per_s"]),
-            "baseline_p99_ms": round(base_lat["p99"], 2),
+            "bare_amqp_events_per_s": round(naked["events_per_s"]),
             "lost": lost,
             "duplicated_effects": duplicated,
             "events": args.events,
+            "load_1min": round(os.getloadavg()[0], 2),
+            "consumer_cpu_us_per_event": {
+                name: round(report["cpu_s"] / expected * 1e6) for name, report, expected in phases
+            },
         }
     )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--role", default="main", choices=["main", "consume"])
+    parser.add_argument("--role", default="main", choices=["main", "consume", "bare-consume"])
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--single-events", type=int, default=5_000, help="events of the one-per-transaction phase")
-    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--single-events", type=int, default=5_000)
+    parser.add_argument("--rate", type=float, default=None, help="paced rate; default half the measured maximum")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--ns")
-    parser.add_argument("--amqp", default=RABBITMQ_URL)
-    parser.add_argument(
-        "--private-broker", action="store_true", help="run on a RabbitMQ node of its own instead of the shared one"
-    )
     parser.add_argument("--expect", type=int)
     parser.add_argument("--db")
     parser.add_argument("--prefetch", type=int, default=256)
     parser.add_argument("--timeout", type=float, default=240)
     arguments = parser.parse_args()
     os.chdir(ROOT)
-    asyncio.run(consume(arguments) if arguments.role == "consume" else main(arguments))
+    role = {"consume": consume, "bare-consume": bare_consume, "main": main}[arguments.role]
+    asyncio.run(role(arguments))

@@ -1,5 +1,5 @@
 """Notifications per second: events from RabbitMQ through notification's consumer (inbox,
-queued push, one commit per event) and its FCM client to the local FCM stand-in.
+queued push, one commit per batch of events) and its FCM client to the local FCM stand-in.
 
 notification runs as its own process (``smartgym serve notification``, PostgreSQL); this
 process publishes ``EquipmentFault`` events to the broker and hosts the FCM stand-in,
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -149,6 +150,8 @@ async def run(args: argparse.Namespace) -> None:
             "notifications_per_s": round(rate, 1),
             "fcm_client_alone_per_s": round(direct_rate, 1),
             "ratio_to_client_alone": round(rate / direct_rate, 3),
+            "push_ratio_to_client": round(rate / direct_rate, 3),
+            "load_1min": round(os.getloadavg()[0], 2),
             "machine": machine(),
         }
     )

@@ -54,6 +54,7 @@ def make_bus(
         namespace=settings.bus_namespace,
         prefetch=settings.bus_prefetch,
         batch_size=settings.bus_batch_size,
+        batch_linger_s=settings.bus_batch_linger_ms / 1000,
         workers=settings.bus_consumer_workers,
         max_attempts=settings.bus_max_attempts,
         retry_delays_ms=settings.bus_retry_delays_ms,

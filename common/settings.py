@@ -128,6 +128,15 @@ class PlatformSettings(BaseSettings):
     bus_batch_size: int = Field(
         default=100, ge=1, le=1000, description="RabbitMQ: events a consumer applies in one database transaction."
     )
+    bus_batch_linger_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=100,
+        description=(
+            "RabbitMQ: a consumer that finds fewer events waiting than a batch waits this long for more"
+            " (one transaction for a burst, not one per event)."
+        ),
+    )
     bus_consumer_workers: int = Field(
         default=4, ge=1, le=64, description="RabbitMQ: concurrent handler tasks per consuming service."
     )

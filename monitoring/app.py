@@ -67,6 +67,7 @@ def create_app(
         on_beat=beat,
         limits=Limits(max_connections=config.monitoring_max_connections),
         metrics=kernel.metrics,
+        on_presence=watch.on_presence,
     )
 
     async def sweep() -> None:

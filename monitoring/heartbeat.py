@@ -48,6 +48,9 @@ class Beat(BaseModel):
 
 Authenticate = Callable[[str, str], Awaitable[bool]]
 OnBeat = Callable[[str, Beat], Awaitable[None]]
+# (device id, True) once a device authenticated; (device id, False) when it hung up on us
+# (a crash or a reboot closes the socket at once); never for connections we end ourselves.
+OnPresence = Callable[[str, bool], None]
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,19 @@ class Limits:
 
 
 class HeartbeatServer:
-    def __init__(self, *, authenticate: Authenticate, on_beat: OnBeat, limits: Limits, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        *,
+        authenticate: Authenticate,
+        on_beat: OnBeat,
+        limits: Limits,
+        metrics: Metrics,
+        on_presence: OnPresence | None = None,
+    ) -> None:
         self._authenticate = authenticate
         self._on_beat = on_beat
+        self._on_presence = on_presence
+        self._stopping = False
         self._limits = limits
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -90,6 +103,7 @@ class HeartbeatServer:
         return bound
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._server is not None:
             self._server.close()
         # Hang up on every device; each handler then ends on its own (cancelling them
@@ -109,15 +123,18 @@ class HeartbeatServer:
         self._handlers.add(task)
         self._writers.add(writer)
         self.connections.inc()
+        device_id: str | None = None
+        hung_up = False
         try:
             if self.open_connections > self._limits.max_connections:
                 await self._refuse(writer, "server_full")
                 return
             device_id = await self._hello(reader, writer)
             if device_id is not None:
+                self._presence(device_id, True)
                 await self._beats(device_id, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+            hung_up = True
         finally:
             self.connections.dec()
             self._handlers.discard(task)
@@ -125,6 +142,15 @@ class HeartbeatServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+            if device_id is not None and hung_up and not self._stopping:
+                self._presence(device_id, False)
+
+    def _presence(self, device_id: str, connected: bool) -> None:
+        if self._on_presence is not None:
+            try:
+                self._on_presence(device_id, connected)
+            except Exception:
+                log.exception("presence callback failed", extra={"device_id": device_id})
 
     async def _hello(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str | None:
         line = await self._line(reader, writer, self._limits.auth_timeout_s)
@@ -177,8 +203,7 @@ class HeartbeatServer:
         except asyncio.LimitOverrunError:
             await self._refuse(writer, "line_too_long")
             return None
-        except asyncio.IncompleteReadError:
-            return None  # the device hung up
+        # An IncompleteReadError (the device hung up) goes up to _handle, which reports it.
         return line
 
     async def _refuse(self, writer: asyncio.StreamWriter, reason: str) -> None:

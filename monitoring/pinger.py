@@ -105,8 +105,12 @@ class Pinger:
             delay = due - time.monotonic()
             if delay > 0:
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # arrives as the event is set (a device hanging up during shutdown), and
+                # stop() would then wait for ever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
                 continue
             heapq.heappop(self._due)
             target = self._targets.get(device_id)

@@ -46,6 +46,15 @@ class MonitoringSettings(PlatformSettings):
         le=60,
         description="After a failed ping, the confirming ping comes this soon (not a whole period later).",
     )
+    monitoring_reconnect_window_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description=(
+            "A device that hangs up its heartbeat connection is pinged at once and again after this"
+            " many seconds; a fault is announced only if both fail and it has not reconnected meanwhile."
+        ),
+    )
     monitoring_ping_concurrency: int = Field(default=500, ge=1, le=20_000, description="Pings in flight at once.")
     monitoring_max_connections: int = Field(
         default=20_000, ge=1, le=200_000, description="Heartbeat connections accepted at once."

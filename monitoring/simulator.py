@@ -6,8 +6,10 @@ gets *connection refused*, as from a dead treadmill, not a 404 from a shared ser
 Each device answers HTTP echo requests and, when given a token and a monitoring
 address, keeps a TCP heartbeat connection like the real firmware.
 
-Modes (switch at any time): ``ok``; ``dead`` (listener and heartbeat closed); ``hang``
-(accepts, never answers, heartbeats stop); ``slow`` (answers after ``slow_s``, past the
+Modes (switch at any time): ``ok``; ``dead`` (listener and heartbeat closed: a crash, the
+heartbeat socket closes at once); ``hang`` (accepts, never answers, heartbeats stop but
+the connection stays open: a hang or a dead link without FIN); ``reboot`` (dead for
+``reboot_s``, then back and reconnected, as after a quick restart); ``slow`` (answers after ``slow_s``, past the
 ping timeout); ``flap`` (every other echo fails); ``garbage`` (answers with bytes that
 are not HTTP and sends heartbeat lines that are not JSON); ``fault`` (answers pings but
 its heartbeats report ``overheat``).
@@ -27,7 +29,7 @@ from typing import Any, Literal, cast, get_args
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["ok", "dead", "hang", "slow", "flap", "garbage", "fault"]
+Mode = Literal["ok", "dead", "hang", "reboot", "slow", "flap", "garbage", "fault"]
 MODES: tuple[str, ...] = get_args(Mode)
 MAX_DEVICES = 64_000
 OK_RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
@@ -67,10 +69,13 @@ class DeviceSimulator:
         *,
         heartbeat_to: tuple[str, int] | None = None,
         slow_s: float = 3.0,
+        reboot_s: float = 0.3,
     ) -> None:
         self.devices = {device.device_id: device for device in devices}
         self._heartbeat_to = heartbeat_to
         self._slow_s = slow_s
+        self._reboot_s = reboot_s
+        self._reboots: set[asyncio.Task[None]] = set()
 
     @classmethod
     def numbered(
@@ -103,6 +108,9 @@ class DeviceSimulator:
                 self._start_heartbeat(device)
 
     async def stop(self) -> None:
+        for reboot in list(self._reboots):
+            reboot.cancel()
+        await asyncio.gather(*self._reboots, return_exceptions=True)
         for device in self.devices.values():
             await self._silence(device)
 
@@ -113,12 +121,23 @@ class DeviceSimulator:
             raise ValueError(f"unknown mode {mode!r}")
         previous, device.mode = device.mode, mode
         began = time.time()
-        if mode == "dead":
+        if mode in ("dead", "reboot"):
             await self._silence(device)
-        elif previous == "dead":
+            if mode == "reboot":
+                reboot = asyncio.create_task(self._come_back(device))
+                self._reboots.add(reboot)
+                reboot.add_done_callback(self._reboots.discard)
+        elif previous in ("dead", "reboot"):
             await self._listen(device)
             self._start_heartbeat(device)
         return began
+
+    async def _come_back(self, device: SimulatedDevice) -> None:
+        await asyncio.sleep(self._reboot_s)
+        if device.mode == "reboot":
+            device.mode = "ok"
+            await self._listen(device)
+            self._start_heartbeat(device)
 
     # -- the echo endpoint --------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -97,6 +98,9 @@ class Watched:
     fault_opened_at: datetime | None = None
     windows: list[tuple[datetime, datetime]] = field(default_factory=list)
     readings: dict[str, float] = field(default_factory=dict)
+    # Set when the device hung up its heartbeat connection: until then (monotonic clock)
+    # a reconnect clears the suspicion and the pings that failed meanwhile.
+    suspect_until: float | None = None
 
 
 class WatchMetrics:
@@ -118,6 +122,12 @@ class WatchMetrics:
             "monitoring_fault_alert_seconds",
             "Device's last contact to its fault event committed, seconds.",
             buckets=(1.0, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0),
+            registry=metrics.registry,
+        )
+        self.suspicions = Counter(
+            "monitoring_suspicions",
+            "Heartbeat connections a device dropped, by how the suspicion ended.",
+            ["outcome"],
             registry=metrics.registry,
         )
 
@@ -207,12 +217,45 @@ class EquipmentWatch:
         self._metrics.observations.labels("ping", "yes" if ok else "no").inc()
         health = watched.health
         transition = health.ping(ok, self._clock(), detail)
+        if ok and watched.suspect_until is not None:
+            watched.suspect_until = None
+            self._metrics.suspicions.labels("answered").inc()
         if not ok and health.health is not Health.FAULTY:
             # Confirm quickly: a whole period between the first and the second failure
-            # would double the detection time.
-            self._pinger.recheck(device_id, self._settings.monitoring_confirm_after_s)
+            # would double the detection time. A device that hung up is confirmed at the
+            # end of its reconnect window, so a quick reboot is not announced.
+            delay = self._settings.monitoring_confirm_after_s
+            if watched.suspect_until is not None:
+                delay = max(delay, watched.suspect_until - time.monotonic())
+            self._pinger.recheck(device_id, delay)
         if transition is not None:
+            if transition.health is Health.FAULTY and watched.suspect_until is not None:
+                watched.suspect_until = None
+                self._metrics.suspicions.labels("confirmed").inc()
             self._apply(watched, transition)
+
+    def on_presence(self, device_id: str, connected: bool) -> None:
+        """The heartbeat server saw ``device_id`` connect, or hang up.
+
+        A crash or a reboot closes the device's socket at once, long before the next ping
+        is due: a hang-up is a suspicion that triggers an immediate ping, and its
+        confirmation at the end of the reconnect window. A device that reconnects within
+        the window is not announced (reconnect churn is not a fault)."""
+        watched = self._devices.get(device_id)
+        if watched is None:
+            return
+        if connected:
+            if watched.suspect_until is not None:
+                watched.suspect_until = None
+                self._metrics.suspicions.labels("reconnected").inc()
+                if watched.health.health is not Health.FAULTY:
+                    watched.health.failures_in_a_row = 0
+            return
+        if watched.spec.ping_url is None or watched.health.health is Health.FAULTY:
+            # Nothing to ping (the overdue heartbeat rule decides), or already announced.
+            return
+        watched.suspect_until = time.monotonic() + self._settings.monitoring_reconnect_window_s
+        self._pinger.recheck(device_id, 0.0)
 
     async def on_heartbeat(self, device_id: str, status: str, readings: dict[str, float]) -> None:
         watched = self._devices.get(device_id)

@@ -1,5 +1,10 @@
 """Sends queued pushes: claims due deliveries, sends them concurrently, records each outcome.
 
+Batches are pipelined: while one claimed batch is being sent (a bounded pool of sends in
+flight, shared by every batch), the next is claimed, and each batch's outcomes are
+recorded in one transaction when its last send returns. A few batches are in flight at
+most, so a slow FCM backs up in the database, not in memory.
+
 A delivery is claimed by pushing its ``next_attempt_at`` a lease into the future in the
 claiming transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so replicas never send
 the same delivery twice in normal operation); if the process dies mid-send, the lease
@@ -20,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from common.db import Database
 from common.events.envelope import utc_now
@@ -33,6 +38,7 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
 BATCH = 200
+BATCHES_IN_FLIGHT = 3
 # Data a push or SMS carries once (a password reset code): dropped from the delivery row
 # as soon as the row is done with (sent, dropped, parked or expired), with its text.
 ONCE_DATA_KEYS = frozenset({"reset_token"})
@@ -86,6 +92,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._semaphore = asyncio.Semaphore(settings.notification_send_concurrency)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(BATCHES_IN_FLIGHT)
 
     def wake(self) -> None:
         self._wake.set()
@@ -99,25 +107,52 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        # Batches already sent get their outcomes recorded (what is cut short is sent
+        # again when its lease runs out: at-least-once).
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=5.0)
+        for batch in list(self._in_flight):
+            batch.cancel()
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     async def _run(self) -> None:
         while True:
+            await self._slots.acquire()
             try:
-                sent = await self.dispatch_once()
+                claimed = await self._claim()
             except Exception:
-                log.warning("push dispatch round failed; trying again", exc_info=True)
-                sent = 0
-            if sent < BATCH:
+                log.warning("push claim failed; trying again", exc_info=True)
+                claimed = []
+            if claimed:
+                batch = asyncio.create_task(self._send_batch(claimed), name="notification-push-batch")
+                self._in_flight.add(batch)
+                batch.add_done_callback(self._batch_done)
+            else:
+                self._slots.release()
+            if len(claimed) < BATCH:
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # arrives as the event is set, and stop() would wait for ever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.notification_poll_interval_s)
+                    async with asyncio.timeout(self._settings.notification_poll_interval_s):
+                        await self._wake.wait()
+
+    def _batch_done(self, batch: asyncio.Task[None]) -> None:
+        self._in_flight.discard(batch)
+        self._slots.release()
+        if not batch.cancelled() and batch.exception() is not None:
+            log.warning("push batch failed; its leases run out and it is sent again", exc_info=batch.exception())
 
     async def dispatch_once(self) -> int:
+        """One batch, claimed, sent and recorded before returning (tests, tools)."""
         claimed = await self._claim()
         if claimed:
-            results = await asyncio.gather(*(self._send(item) for item in claimed))
-            await self._record(list(zip(claimed, results, strict=True)))
+            await self._send_batch(claimed)
         return len(claimed)
+
+    async def _send_batch(self, claimed: list[Claimed]) -> None:
+        results = await asyncio.gather(*(self._send(item) for item in claimed))
+        await self._record(list(zip(claimed, results, strict=True)))
 
     async def _claim(self) -> list[Claimed]:
         now = utc_now()
@@ -151,9 +186,30 @@ class Dispatcher:
         return result
 
     async def _record(self, outcomes: list[tuple[Claimed, SendResult]]) -> None:
-        """Every outcome of one round in one transaction."""
+        """Every outcome of one batch in one transaction: the common case (sent, nothing to
+        scrub) in one UPDATE, the rest row by row."""
         now = utc_now()
+        plain_sent = [
+            item
+            for item, result in outcomes
+            if result.outcome is Outcome.SENT and ONCE_DATA_KEYS.isdisjoint(item.push.data)
+        ]
+        by_attempts: dict[int, list[int]] = {}
+        for item in plain_sent:
+            by_attempts.setdefault(item.attempts + 1, []).append(item.id)
+        done = {item.id for item in plain_sent}
+        others = [(item, result) for item, result in outcomes if item.id not in done]
         async with self._database.sessions() as session, session.begin():
+            for attempts, ids in by_attempts.items():
+                await session.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_(ids))
+                    .values(status="sent", sent_at=now, last_error=None, attempts=attempts)
+                    .execution_options(synchronize_session=False)
+                )
+            if not others:
+                return
+            outcomes = others
             rows = {
                 row.id: row
                 for row in await session.scalars(

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import String, cast, delete, func, select
@@ -149,6 +150,7 @@ class Notifier:
 
     async def branch_preference(self, event: BranchPreferenceCreated, uow: UnitOfWork) -> None:
         profile = await uow.session.get(BranchProfile, event.branch_id)
+        _memo(uow.session).pop(("no profile", event.branch_id), None)
         if profile is None:
             profile = BranchProfile(branch_id=event.branch_id)
             uow.session.add(profile)
@@ -259,7 +261,7 @@ class Notifier:
         now = utc_now()
         branch_locale = await _branch_locale(session, notice.data.get("branch_id"))
         tokens = await _tokens_of(session, [recipient.user_id for recipient in recipients])
-        queued = False
+        pushes = self._pushes_of(uow)
         for recipient in recipients:
             text = render(notice.kind, recipient.locale or branch_locale, notice.fields)
             message = InboxMessage(
@@ -274,27 +276,69 @@ class Notifier:
             session.add(message)
             if not recipient.push_enabled:
                 continue
-            await session.flush()  # the message id, for its deliveries
             due = now if notice.critical else (quiet_until(recipient, now) or now)
             for token in tokens.get(recipient.user_id, ()):
-                session.add(
-                    Delivery(
-                        message_id=message.id,
-                        user_id=recipient.user_id,
-                        token=token,
-                        title=text.title,
-                        body=text.body,
-                        data={**notice.data, "message_id": str(message.id)},
-                        critical=notice.critical,
-                        status="pending",
-                        attempts=0,
-                        next_attempt_at=due,
-                        created_at=now,
-                    )
+                pushes.append(_Push(message, recipient.user_id, token, text.title, text.body, notice, due, now))
+
+    def _pushes_of(self, uow: UnitOfWork) -> list[_Push]:
+        """The pushes this transaction queues. Their rows need their inbox message's id:
+        rather than one INSERT per message as it is told, every message of the batch is
+        written in one statement just before the commit, then every delivery in another."""
+        info = uow.session.info
+        pushes: list[_Push] | None = info.get(_PUSHES)
+        if pushes is not None:
+            return pushes
+        pushes = info[_PUSHES] = []
+        session = uow.session
+
+        async def queue() -> None:
+            if not pushes:
+                return
+            await session.flush()
+            session.add_all(
+                Delivery(
+                    message_id=push.message.id,
+                    user_id=push.user_id,
+                    token=push.token,
+                    title=push.title,
+                    body=push.body,
+                    data={**push.notice.data, "message_id": str(push.message.id)},
+                    critical=push.notice.critical,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=push.due,
+                    created_at=push.created_at,
                 )
-                queued = True
-        if queued:
+                for push in pushes
+            )
             uow.after_commit(self._wake)  # send now, not at the dispatcher's next poll
+
+        uow.before_commit(queue)
+        return pushes
+
+
+@dataclass(frozen=True)
+class _Push:
+    message: InboxMessage
+    user_id: uuid.UUID
+    token: str
+    title: str
+    body: str
+    notice: Notice
+    due: datetime
+    created_at: datetime
+
+
+_PUSHES = "notification.pushes"
+# Lookups the handlers of one transaction share: a batch of events applied in one unit of
+# work asks "who owns this branch" many times. Kept in the session's own info dict, so it
+# ends with the transaction; cleared by whatever changes recipients or tokens.
+_MEMO = "notification.memo"
+
+
+def _memo(session: AsyncSession) -> dict[object, object]:
+    memo: dict[object, object] = session.info.setdefault(_MEMO, {})
+    return memo
 
 
 def _equipment_data(fault_id: uuid.UUID, device_id: str, branch_id: str, state: str) -> dict[str, str]:
@@ -311,6 +355,7 @@ async def recipient_of(
 ) -> Recipient:
     recipient = await session.get(Recipient, user_id)
     if recipient is None:
+        _memo(session).clear()
         recipient = Recipient(
             user_id=user_id,
             roles=roles or [Role.CUSTOMER.value],
@@ -325,9 +370,13 @@ async def recipient_of(
 
 
 async def _with_role(session: AsyncSession, role: Role) -> list[Recipient]:
-    # Staff are few (hundreds); the LIKE narrows the scan, the check below is exact.
-    rows = await session.scalars(select(Recipient).where(cast(Recipient.roles, String).like(f'%"{role.value}"%')))
-    return [row for row in rows if role.value in row.roles]
+    memo = _memo(session)
+    key = ("role", role.value)
+    if key not in memo:
+        # Staff are few (hundreds); the LIKE narrows the scan, the check below is exact.
+        rows = await session.scalars(select(Recipient).where(cast(Recipient.roles, String).like(f'%"{role.value}"%')))
+        memo[key] = [row for row in rows if role.value in row.roles]
+    return list(cast_list(memo[key]))
 
 
 async def _owners(session: AsyncSession, branch_id: str) -> list[Recipient]:
@@ -339,23 +388,41 @@ async def _operators(session: AsyncSession) -> list[Recipient]:
 
 
 async def _tokens_of(session: AsyncSession, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
-    rows = await session.execute(select(PushToken.user_id, PushToken.token).where(PushToken.user_id.in_(user_ids)))
-    tokens: dict[uuid.UUID, list[str]] = {}
-    for user_id, token in rows:
-        tokens.setdefault(user_id, []).append(token)
-    return tokens
+    memo = _memo(session)
+    missing = [user_id for user_id in user_ids if ("tokens", user_id) not in memo]
+    if missing:
+        rows = await session.execute(select(PushToken.user_id, PushToken.token).where(PushToken.user_id.in_(missing)))
+        found: dict[uuid.UUID, list[str]] = {user_id: [] for user_id in missing}
+        for user_id, token in rows:
+            found[user_id].append(token)
+        for user_id, tokens in found.items():
+            memo[("tokens", user_id)] = tokens
+    return {user_id: list(cast_list(memo[("tokens", user_id)])) for user_id in user_ids}
 
 
 async def _branch_locale(session: AsyncSession, branch_id: str | None) -> str | None:
     if branch_id is None:
         return None
+    memo = _memo(session)
+    key = ("no profile", branch_id)
+    if key in memo:  # the identity map remembers profiles found, not profiles missing
+        return None
     profile = await session.get(BranchProfile, branch_id)
-    return profile.default_locale if profile else None
+    if profile is None:
+        memo[key] = True
+        return None
+    return profile.default_locale
+
+
+def cast_list(value: object) -> list[Any]:
+    assert isinstance(value, list)
+    return value
 
 
 async def forget_user(session: AsyncSession, *, user_id: uuid.UUID) -> None:
     """A deleted account: its push tokens, its pushes not yet sent (they name a token),
     its inbox and its preferences go. Safe to repeat."""
+    _memo(session).clear()
     await session.execute(delete(PushToken).where(PushToken.user_id == user_id))
     await session.execute(delete(Delivery).where(Delivery.user_id == user_id))
     await session.execute(delete(InboxMessage).where(InboxMessage.user_id == user_id))

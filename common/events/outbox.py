@@ -57,6 +57,7 @@ class UnitOfWork:
         self._tables = tables
         self._on_commit = on_commit
         self._after_commit: list[Callable[[], None]] = []
+        self._before_commit: list[Callable[[], Awaitable[None]]] = []
         self._events: list[Event] = []
         self._session: AsyncSession | None = None
 
@@ -68,6 +69,12 @@ class UnitOfWork:
 
     def emit(self, event: Event) -> None:
         self._events.append(event)
+
+    def before_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run ``callback`` once, just before the commit, inside the transaction: to write
+        in one statement what several handlers of a batch added (a failure rolls back)."""
+        if callback not in self._before_commit:
+            self._before_commit.append(callback)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the transaction has committed (never on a rollback): to
@@ -87,6 +94,12 @@ class UnitOfWork:
             if exc_type is not None:
                 await session.rollback()
                 return
+            try:
+                for prepare in self._before_commit:
+                    await prepare()
+            except BaseException:
+                await session.rollback()
+                raise
             if self._events:
                 await write_outbox(session, self._tables, self._events)
             await session.commit()

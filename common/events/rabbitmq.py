@@ -12,8 +12,9 @@ Topology (``ns`` is the bus namespace; see docs/adr/0002-rabbitmq-topology.md):
 * ``ns.<service>.parking``  poison messages with the reason in headers, for an operator.
 
 Publishing: persistent messages, publisher confirms, ``mandatory`` with returns raising.
-Consuming: manual acks, an ack only after the handler's effects committed, bounded
-prefetch. A handler that raises never drops the message: it is retried, then parked.
+Consuming (:mod:`common.events.consumer`): manual acks, an ack only after the handler's
+effects committed (batched, ``multiple=True``), bounded prefetch. A handler that raises
+never drops the message: it is retried, then parked.
 """
 
 from __future__ import annotations
@@ -36,18 +37,17 @@ from aio_pika.abc import (
 )
 from pamqp.commands import Basic
 
-from common.context import bind_correlation_id, reset_correlation_id, sanitize_correlation_id
 from common.events.bus import PublishError, Subscriptions
 from common.events.cluster import ClusterConnection, connect_cluster
-from common.events.envelope import Event, EventCatalog, MalformedEvent, OutgoingMessage
+from common.events.consumer import ATTEMPT_HEADER, ERROR_HEADER, PARKED_FROM_HEADER, ServiceConsumer
+from common.events.envelope import Event, EventCatalog, OutgoingMessage
 from common.observability import Metrics
 from common.tracing import TRACEPARENT
 
 log = logging.getLogger(__name__)
 
-ATTEMPT_HEADER = "x-smartgym-attempt"
-ERROR_HEADER = "x-smartgym-error"
-PARKED_FROM_HEADER = "x-smartgym-parked-from"
+__all__ = ["ATTEMPT_HEADER", "ERROR_HEADER", "PARKED_FROM_HEADER", "QUORUM_DEAD_LETTER_ARGS", "RabbitMQBus", "Topology"]
+
 QUORUM_DEAD_LETTER_ARGS: dict[str, Any] = {
     "x-queue-type": "quorum",
     # Without these two a quorum queue dead-letters at-most-once: a message can vanish
@@ -105,6 +105,7 @@ class RabbitMQBus:
         namespace: str = "smartgym",
         prefetch: int = 256,
         batch_size: int = 100,
+        batch_linger_s: float = 0.002,
         workers: int = 4,
         max_attempts: int = 5,
         retry_delays_ms: Sequence[int] = (200, 1_000, 5_000),
@@ -117,13 +118,14 @@ class RabbitMQBus:
         self._metrics = metrics
         self._prefetch = prefetch
         self._batch_size = batch_size
+        self._batch_linger_s = batch_linger_s
         self._workers = workers
         self._max_attempts = max_attempts
         self._confirm_timeout_s = confirm_timeout_s
         self.topology = Topology(namespace, retry_delays_ms, delivery_limit)
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
-        self._consumers: dict[str, _ServiceConsumer] = {}
+        self._consumers: dict[str, ServiceConsumer] = {}
         self._broadcast_channels: list[AbstractChannel] = []
         self._process_id = uuid.uuid4().hex[:12]
         self._broadcast_count = 0
@@ -240,7 +242,7 @@ class RabbitMQBus:
         service = subscriptions.service
         if service in self._consumers:
             raise RuntimeError(f"{service} already subscribed")
-        consumer = _ServiceConsumer(self, subscriptions)
+        consumer = ServiceConsumer(self, subscriptions)
         await consumer.start(self._connection)
         self._consumers[service] = consumer
 
@@ -326,208 +328,8 @@ class RabbitMQBus:
         return main_queue
 
 
-class _ServiceConsumer:
-    """Consumes one service's queue and applies the retry/park policy.
-
-    Deliveries wait in a local queue; a few workers take what is ready (up to
-    ``batch_size``) and, when the service has a batch handler, apply it in one
-    transaction. A batch that fails is replayed one message at a time, so a single
-    poison message is retried and parked on its own without holding back the rest.
-    """
-
-    def __init__(self, bus: RabbitMQBus, subscriptions: Subscriptions) -> None:
-        self._bus = bus
-        self._subscriptions = subscriptions
-        self._channel: AbstractChannel | None = None
-        self._queue: AbstractQueue | None = None
-        self._consumer_tag: str | None = None
-        self._ready: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        self._workers: list[asyncio.Task[None]] = []
-        self._busy = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    @property
-    def service(self) -> str:
-        return self._subscriptions.service
-
-    async def start(self, connection: AbstractRobustConnection) -> None:
-        # A channel of its own: a publish confirm storm never delays acks, and the
-        # robust connection re-declares queue and consumer after a broker restart.
-        self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        await self._channel.set_qos(prefetch_count=self._bus._prefetch)
-        self._queue = await self._bus.declare_service_queues(self._channel, self._subscriptions)
-        self._workers = [
-            asyncio.create_task(self._work(), name=f"bus-consumer:{self.service}:{n}")
-            for n in range(self._bus._workers)
-        ]
-        self._consumer_tag = await self._queue.consume(self._enqueue, no_ack=False)
-
-    async def stop(self) -> None:
-        if self._queue is not None and self._consumer_tag is not None:
-            try:
-                await self._queue.cancel(self._consumer_tag)
-            except (aiormq.AMQPError, aio_pika.exceptions.ChannelInvalidStateError, ConnectionError):
-                log.warning("could not cancel consumer of %s; unacked messages return to the queue", self.service)
-        # Messages already delivered finish and are acked before the channel closes:
-        # a graceful stop never forces a redelivery.
-        while not (self._ready.empty() and self._busy == 0):
-            self._idle.clear()
-            await self._idle.wait()
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        if self._channel is not None and not self._channel.is_closed:
-            await self._channel.close()
-
-    async def _enqueue(self, message: AbstractIncomingMessage) -> None:
-        self._ready.put_nowait(message)
-
-    async def _work(self) -> None:
-        batch_size = self._bus._batch_size
-        while True:
-            batch = [await self._ready.get()]
-            while len(batch) < batch_size and not self._ready.empty():
-                batch.append(self._ready.get_nowait())
-            self._busy += 1
-            try:
-                await self._handle_batch(batch)
-            except Exception:
-                # Unacked messages come back from the broker; nothing is lost.
-                log.exception("consumer batch failed unexpectedly", extra={"service": self.service})
-            finally:
-                self._busy -= 1
-                if self._busy == 0 and self._ready.empty():
-                    self._idle.set()
-
-    async def _handle_batch(self, batch: list[AbstractIncomingMessage]) -> None:
-        metrics = self._bus._metrics
-        decoded: list[tuple[AbstractIncomingMessage, Event]] = []
-        for message in batch:
-            try:
-                event = self._bus._catalog.decode(message.body)
-            except MalformedEvent as exc:
-                metrics.consumed.labels(event=message.routing_key or "?", outcome="malformed").inc()
-                log.error("malformed event parked", extra={"service": self.service, "reason": exc.reason})
-                await self._park(message, f"malformed: {exc.reason}")
-                continue
-            # The publish span's context, from the headers (the envelope's is the cause's).
-            event.in_trace((message.headers or {}).get(TRACEPARENT))
-            if not self._subscriptions.handlers_for(event):
-                metrics.consumed.labels(event=event.routing_key(), outcome="unhandled").inc()
-                await self._park(message, f"no handler for {event.routing_key()} in {self.service}")
-                continue
-            decoded.append((message, event))
-        apply_batch = self._subscriptions.batch_handler
-        if apply_batch is not None and len(decoded) > 1:
-            started = time.perf_counter()
-            try:
-                await apply_batch([event for _, event in decoded])
-            except Exception:
-                log.warning(
-                    "batch of %d failed; replaying one by one",
-                    len(decoded),
-                    exc_info=True,
-                    extra={"service": self.service},
-                )
-            else:
-                metrics.handle_seconds.observe((time.perf_counter() - started) / len(decoded))
-                for message, event in decoded:
-                    metrics.consumed.labels(event=event.routing_key(), outcome="ok").inc()
-                    await self._ack(message)
-                return
-        for message, event in decoded:
-            await self._handle_one(message, event)
-
-    async def _handle_one(self, message: AbstractIncomingMessage, event: Event) -> None:
-        metrics = self._bus._metrics
-        attempt = _int_header((message.headers or {}).get(ATTEMPT_HEADER), default=1)
-        token = bind_correlation_id(sanitize_correlation_id(event.correlation_id))
-        try:
-            started = time.perf_counter()
-            try:
-                for subscription in self._subscriptions.handlers_for(event):
-                    await subscription.handler(event)
-            except Exception as exc:
-                metrics.consumed.labels(event=event.routing_key(), outcome="failed").inc()
-                reason = f"{type(exc).__name__}: {exc}"[:500]
-                if attempt >= self._bus._max_attempts:
-                    log.error(
-                        "event parked after %d attempts",
-                        attempt,
-                        extra={"service": self.service, "event_id": str(event.event_id), "reason": reason},
-                    )
-                    await self._park(message, reason)
-                else:
-                    log.warning(
-                        "handler failed, retrying",
-                        exc_info=True,
-                        extra={"service": self.service, "event_id": str(event.event_id), "attempt": attempt},
-                    )
-                    await self._retry(message, attempt, reason)
-                return
-            metrics.consumed.labels(event=event.routing_key(), outcome="ok").inc()
-            metrics.handle_seconds.observe(time.perf_counter() - started)
-            await self._ack(message)
-        finally:
-            reset_correlation_id(token)
-
-    async def _ack(self, message: AbstractIncomingMessage) -> None:
-        try:
-            await message.ack()
-        except (aiormq.AMQPError, aio_pika.exceptions.ChannelInvalidStateError, ConnectionError, RuntimeError):
-            # The channel died under us (broker restart): the broker redelivers, and
-            # the idempotent consumer recognises the repeat.
-            log.warning("ack lost with its channel; the message will be redelivered", extra={"service": self.service})
-
-    async def _retry(self, message: AbstractIncomingMessage, attempt: int, reason: str) -> None:
-        topology = self._bus.topology
-        delay_ms = topology.retry_delay_ms(attempt)
-        await self._republish(
-            message,
-            exchange=topology.retry_exchange,
-            routing_key=f"{self.service}.{delay_ms}",
-            headers={ATTEMPT_HEADER: attempt + 1, ERROR_HEADER: reason},
-        )
-
-    async def _park(self, message: AbstractIncomingMessage, reason: str) -> None:
-        self._bus._metrics.parked.labels(service=self.service).inc()
-        await self._republish(
-            message,
-            exchange=self._bus.topology.parking_exchange,
-            routing_key=self.service,
-            headers={ERROR_HEADER: reason[:1000], PARKED_FROM_HEADER: self._bus.topology.queue(self.service)},
-        )
-
-    async def _republish(
-        self, message: AbstractIncomingMessage, *, exchange: str, routing_key: str, headers: dict[str, Any]
-    ) -> None:
-        # Confirmed copy first, ack second: a crash in between duplicates, never loses.
-        assert self._channel is not None
-        target = await self._channel.get_exchange(exchange, ensure=False)
-        await target.publish(
-            aio_pika.Message(
-                message.body,
-                content_type=message.content_type,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                message_id=message.message_id,
-                correlation_id=message.correlation_id,
-                headers={**(message.headers or {}), **headers},
-            ),
-            routing_key=routing_key,
-            mandatory=True,
-        )
-        await self._ack(message)
-
-
 async def _guarded(callback: Callable[[], Awaitable[None]]) -> None:
     try:
         await callback()
     except Exception:
         log.exception("reconnection callback failed")
-
-
-def _int_header(value: Any, *, default: int) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    return default
