@@ -7,7 +7,7 @@ from common.events.consumer import _AckWatermark
 
 
 def test_acks_only_up_to_the_first_unsettled_delivery():
-    watermark = _AckWatermark(channel=None)  # type: ignore[arg-type]
+    watermark = _AckWatermark(channel=None)
     for tag in range(1, 11):
         watermark.delivered(tag)
     # A later batch commits first: nothing may be acked, tag 1 is still in flight.
@@ -22,7 +22,7 @@ def test_acks_only_up_to_the_first_unsettled_delivery():
 
 
 def test_a_redelivered_tag_order_is_kept_as_delivered():
-    watermark = _AckWatermark(channel=None)  # type: ignore[arg-type]
+    watermark = _AckWatermark(channel=None)
     for tag in (1, 2, 3):
         watermark.delivered(tag)
     assert watermark.settle([2]) is None
