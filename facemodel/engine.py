@@ -18,6 +18,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
+from common.face_alignment import similarity_to_template
 from facemodel.packs import Manifest, PackError, read_manifest, verified_bytes
 from facemodel.quality import CUT_OFF_REASONS, ENROLMENT_CUT_OFF, ENTRY_CUT_OFF, CutOffRules, Purpose, cut_off
 
@@ -26,11 +27,6 @@ Image.MAX_IMAGE_PIXELS = None  # we enforce our own, lower limit before decoding
 MAX_PIXELS = 25_000_000
 MAX_BYTES = 15 * 1024 * 1024
 STRIDES = (8, 16, 32)
-# The ArcFace 5-point template for 112x112 crops (eyes, nose tip, mouth corners).
-ARCFACE_TEMPLATE = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    dtype=np.float32,
-)
 
 Float32Array = NDArray[np.float32]
 UInt8Image = NDArray[np.uint8]
@@ -331,25 +327,6 @@ class FaceEngine:
         embedding = self.embed(aligned)
         timings["embed"] = _since(started)
         return Analysis(self.label, len(detections), chosen, quality, embedding, timings, aligned)
-
-
-def similarity_to_template(landmarks: Float32Array) -> NDArray[np.float64] | None:
-    """The least-squares similarity transform (Umeyama) of five landmarks onto the ArcFace
-    template, as a 2x3 matrix; None for degenerate landmarks. It is what insightface's
-    ``face_align.norm_crop`` computes (through scikit-image), without that dependency."""
-    src, dst = landmarks.astype(np.float64), ARCFACE_TEMPLATE.astype(np.float64)
-    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
-    src_centred, dst_centred = src - src_mean, dst - dst_mean
-    variance = float((src_centred**2).sum()) / len(src)
-    if variance <= 1e-12:
-        return None
-    covariance = dst_centred.T @ src_centred / len(src)
-    u, singular, vt = np.linalg.svd(covariance)
-    signs = np.array([1.0, -1.0 if np.linalg.det(covariance) < 0 else 1.0])
-    rotation = u @ np.diag(signs) @ vt
-    scale = float((singular * signs).sum()) / variance
-    translation = dst_mean - scale * rotation @ src_mean
-    return np.hstack([scale * rotation, translation[:, None]])
 
 
 def _prominence(detection: Detection, width: int, height: int) -> float:

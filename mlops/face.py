@@ -26,16 +26,12 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from common.face_alignment import similarity_to_template
+
 Float32Array = NDArray[np.float32]
 UInt8Image = NDArray[np.uint8]
 
 STRIDES = (8, 16, 32)
-# The ArcFace 5-point template for 112x112 crops (the alignment every SFace/ArcFace
-# recogniser was trained on): eyes, nose tip, mouth corners.
-ARCFACE_TEMPLATE = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    dtype=np.float32,
-)
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 SUPPORTED_FORMAT = "smartgym-facepack/1"
 
@@ -277,25 +273,6 @@ class FacePack:
                     kps = outputs[f"kps_{stride}"][0, index].reshape(5, 2)
                     best_area, best_marks = area, ((kps + np.array([col, row])) * stride / scale).astype(np.float32)
         return best_marks
-
-
-def similarity_to_template(landmarks: Float32Array) -> NDArray[np.float64] | None:
-    """The least-squares similarity transform (Umeyama) of five landmarks onto the ArcFace
-    template (insightface's ``norm_crop``); None for degenerate landmarks. facemodel's
-    engine has the same 15 lines: mlops judges a pack without running facemodel's code."""
-    src, dst = landmarks.astype(np.float64), ARCFACE_TEMPLATE.astype(np.float64)
-    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
-    src_centred, dst_centred = src - src_mean, dst - dst_mean
-    variance = float((src_centred**2).sum()) / len(src)
-    if variance <= 1e-12:
-        return None
-    covariance = dst_centred.T @ src_centred / len(src)
-    u, singular, vt = np.linalg.svd(covariance)
-    signs = np.array([1.0, -1.0 if np.linalg.det(covariance) < 0 else 1.0])
-    rotation = u @ np.diag(signs) @ vt
-    scale = float((singular * signs).sum()) / variance
-    translation = dst_mean - scale * rotation @ src_mean
-    return np.hstack([scale * rotation, translation[:, None]])
 
 
 def _verified(directory: Path, declared: dict[str, Any]) -> bytes:
