@@ -20,11 +20,14 @@ from tests.support.modelpacks import deployment, helper_replica, registry_bus, s
 
 pytestmark = pytest.mark.usefixtures("broker_cleanup")
 
-OPERATOR = bearer(uuid.uuid4(), Role.OPERATOR)
+
+def operator() -> dict[str, str]:
+    # Issued when used: a token made at import would expire before a long suite reaches it.
+    return bearer(uuid.uuid4(), Role.OPERATOR)
 
 
 async def served(replicas: list[httpx.AsyncClient]) -> list[str]:
-    return [(await client.get("/v1/judge/model", headers=OPERATOR)).json()["model_version"] for client in replicas]
+    return [(await client.get("/v1/judge/model", headers=operator())).json()["model_version"] for client in replicas]
 
 
 async def test_two_replicas_swap_refuse_and_roll_back(rabbitmq_url, namespace, tmp_path):

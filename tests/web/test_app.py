@@ -76,6 +76,15 @@ def test_the_pass_on_screen_opens_the_gate_and_still_shows_offline(stack, open_p
     kiosk = kiosk_page(qr_video(code, tmp_path / "pass.y4m"))
     kiosk.wait_for_selector("#reason[data-reason='granted']", timeout=30_000)
     assert "OPEN" in stack.wait_for_log(f"virtual gate {BRANCH} #", after=before)
+    # The member is inside now: the owner lets them in again, as other tests enter as them.
+    member_id = httpx.get(f"{stack.gateway}/api/auth/me", headers=stack.login(MEMBERS[0]), timeout=10).json()["id"]
+    reset = httpx.post(
+        f"{stack.gateway}/api/access/v1/branches/{BRANCH}/members/{member_id}/passback-reset",
+        json={"reason": "browser test of the member app"},
+        headers=stack.login(OWNER),
+        timeout=10,
+    )
+    assert reset.status_code == 200, reset.text
 
 
 def test_a_member_searches_in_korean_and_opens_a_gym(stack, open_page):
