@@ -98,10 +98,7 @@ def databases():
     prefix = f"smartgym_t_ro{uuid.uuid4().hex[:6]}_"
     # pre_ping: other tests may restart the server while this one runs.
     engine = create_engine(require_postgres(), isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-    names = [
-        f"{prefix}{name}"
-        for name in ("auth", "access", "helper", "branch_owner", "search", "monitoring", "notification", "running")
-    ]
+    names = [f"{prefix}{spec.name}" for spec in SERVICES if spec.manifest.has_database]
     with engine.connect() as connection:
         for name in names:
             connection.execute(text(f'CREATE DATABASE "{name}"'))

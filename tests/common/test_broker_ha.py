@@ -24,8 +24,9 @@ from tests.support.waiting import eventually
 
 TOTAL = 2_000
 PER_TRANSACTION = 20
-# Generous: two cores shared with other test runs; on a quiet machine both take ~1-3 s.
-RECONNECT_WITHIN_S = 20.0
+# Generous: on a quiet machine both take ~1-3 s, but the survivors' new quorum leader
+# has been seen to refuse (nack) publishes for over 20 s on a loaded one before it serves.
+RECONNECT_WITHIN_S = 60.0
 
 
 def cluster_settings(cluster, namespace: str) -> PlatformSettings:
