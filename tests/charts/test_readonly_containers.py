@@ -83,8 +83,14 @@ def _env(container: chart.Container, secrets: dict[str, str]) -> dict[str, str]:
     return env
 
 
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
 def _mounts(container: chart.Container, volumes: dict[str, Path], pack: Path) -> dict[str, sandbox.Mount]:
     mounts = {PACK_IN_IMAGE: sandbox.Mount(pack, writable=False)}  # what the image holds
+    # The image's code is this checkout and its venv: visible read-only even where a pod
+    # volume (an emptyDir at /tmp) covers the place the checkout lies, as in a CI clone.
+    mounts[str(CHECKOUT)] = sandbox.Mount(CHECKOUT, writable=False)
     for mount in container.spec.get("volumeMounts", []):
         source = container.pod["volumes"]
         volume = next(item for item in source if item["name"] == mount["name"])
