@@ -102,14 +102,14 @@ async def test_a_canary_worse_than_the_baseline_is_rolled_back_automatically(ope
 
         # Too few canary samples yet: no judgement, even though the rate looks bad.
         await app.publish(signal("1.1.0", "a", 200, 10, 0), signal("1.2.0", "b", 40, 20, 0))
-        await eventually(lambda: _canary(app), timeout=10)
+        await eventually(lambda: _canary(app), timeout=30)
         canary = (await app.client.get("/v1/models/task_judge/canary", headers=OPERATOR)).json()
         assert canary["canary_samples"] == 40
         assert not canary["decided"]
         assert len(app.of(ModelDeployed)) == 2
         # Enough now: 25/120 ≈ 0.21 against 10/200 = 0.05, beyond the 0.05 bound.
         await app.publish(signal("1.2.0", "b", 80, 5, 1))
-        await eventually(lambda: len(app.of(ModelDeployed)) == 3, timeout=10)
+        await eventually(lambda: len(app.of(ModelDeployed)) == 3, timeout=30)
         rollback = app.of(ModelDeployed)[2]
         assert (rollback.action, rollback.version, rollback.previous_version) == ("rollback", "1.1.0", "1.2.0")
         deployed = (await app.client.get("/v1/models/task_judge/deployed")).json()
