@@ -106,7 +106,8 @@ async def test_a_canary_worse_than_the_baseline_is_rolled_back_automatically(ope
         canary = (await app.client.get("/v1/models/task_judge/canary", headers=OPERATOR)).json()
         assert canary["canary_samples"] == 40
         assert not canary["decided"]
-        assert len(app.of(ModelDeployed)) == 2
+        # Both deploys leave through the outbox: the relay may not have sent the second yet.
+        await eventually(lambda: len(app.of(ModelDeployed)) == 2, timeout=30)
         # Enough now: 25/120 ≈ 0.21 against 10/200 = 0.05, beyond the 0.05 bound.
         await app.publish(signal("1.2.0", "b", 80, 5, 1))
         await eventually(lambda: len(app.of(ModelDeployed)) == 3, timeout=30)
