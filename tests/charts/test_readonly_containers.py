@@ -25,9 +25,13 @@ from common.migrations import upgrade
 from smartgym.registry import SERVICES
 from tests.security.route_policy import POLICY
 from tests.support import chart, journeys, sandbox
-from tests.support.infra import PG_ADMIN_URL, require_postgres, require_rabbitmq
+from tests.support.infra import PG_ADMIN_URL, require_postgres, require_rabbitmq, require_tool
 
-pytestmark = pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed")
+
+@pytest.fixture(autouse=True)
+def _bubblewrap() -> None:
+    require_tool("bwrap")
+
 
 VENV_BIN = Path(sys.executable).parent
 # What the image's ENV adds to every container (Dockerfile).
