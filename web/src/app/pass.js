@@ -115,7 +115,7 @@ export class PassView {
   }
 
   async draw(pass, stale) {
-    const url = await QRCode.toDataURL(pass.code, { errorCorrectionLevel: 'M', margin: 2, width: 320 });
+    const url = await QRCode.toDataURL(pass.code, { errorCorrectionLevel: 'M', margin: 4, width: 320 });
     clear(
       this.figure,
       h('img', { id: 'pass-qr', src: url, width: 320, height: 320, alt: t('pass.title'), class: stale ? 'stale' : '' }),
