@@ -38,10 +38,12 @@ def shown_code(page) -> str:
     assert source.startswith("data:image/png;base64,"), source
     image = cv2.imdecode(np.frombuffer(base64.b64decode(source.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
     assert image is not None, "the QR picture does not decode as PNG"
-    # OpenCV's classic detector misses a few percent of valid codes; a white border and its
-    # ArUco-based detector as a second reader decode all of them (checked on 200 random passes).
+    # The pass is a dense code (a signed token of several hundred characters) drawn with
+    # about three pixels per module; OpenCV's classic detector misses many such codes, its
+    # ArUco-based one reads them once each module is a few pixels wider.
     image = cv2.copyMakeBorder(image, 40, 40, 40, 40, cv2.BORDER_CONSTANT, value=(255, 255, 255))
-    for detector in (cv2.QRCodeDetector(), cv2.QRCodeDetectorAruco()):
+    image = cv2.resize(image, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
+    for detector in (cv2.QRCodeDetectorAruco(), cv2.QRCodeDetector()):
         code, _, _ = detector.detectAndDecode(image)
         if code:
             return str(code)
