@@ -23,6 +23,11 @@ Listener = tuple[str, FastAPI, int | Path]
 # a service's apps are created only once the services it talks to are up.
 ListenerGroup = Callable[[], Sequence[Listener]]
 
+# How long a service keeps an idle client connection open. It must outlast the gateway's
+# pooled keep-alive (30 s): with uvicorn's default of 5 s the gateway reused connections the
+# service had just closed, and a POST (never retried) answered 502 on a loaded machine.
+IDLE_CONNECTION_KEEP_S = 65
+
 
 class _EmbeddedServer(uvicorn.Server):
     """A uvicorn server that leaves signals to the launcher (several share one loop)."""
@@ -51,7 +56,15 @@ async def serve_all(host: str, groups: Sequence[ListenerGroup], *, ready_message
             for name, app, where in listeners:
                 uds = str(where) if isinstance(where, Path) else None
                 port = where if isinstance(where, int) else 0
-                config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on", access_log=False)
+                config = uvicorn.Config(
+                    app,
+                    host=host,
+                    port=port,
+                    log_config=None,
+                    lifespan="on",
+                    access_log=False,
+                    timeout_keep_alive=IDLE_CONNECTION_KEEP_S,
+                )
                 server = _EmbeddedServer(config)
                 # A Unix socket is bound here, owner-only: uvicorn's own would be world-writable.
                 sockets = [bind_private_socket(where)] if isinstance(where, Path) else None

@@ -1,0 +1,53 @@
+"""Services keep idle connections open longer than the gateway's pool does: a pooled
+connection the service had quietly closed made the gateway answer 502 to a POST."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from fastapi import FastAPI
+
+from smartgym.serving import IDLE_CONNECTION_KEEP_S, serve_all
+from tests.support.apps import free_port
+
+GATEWAY_POOL_KEEP_S = 30  # gateway/proxy.py's aiohttp keepalive_timeout
+
+
+def test_a_service_outlasts_the_gateways_keep_alive() -> None:
+    assert IDLE_CONNECTION_KEEP_S > GATEWAY_POOL_KEEP_S
+
+
+async def test_an_idle_connection_is_still_open_after_uvicorns_default_keep_alive() -> None:
+    app = FastAPI()
+
+    @app.post("/echo")
+    async def echo() -> dict[str, bool]:
+        return {"ok": True}
+
+    port = free_port()
+    server = asyncio.create_task(serve_all("127.0.0.1", [lambda: [("echo", app, port)]], ready_message="test"))
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                break
+            await asyncio.sleep(0.05)
+        request = f"POST /echo HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-length: 0\r\n\r\n".encode()
+        for attempt in range(2):
+            writer.write(request)
+            await writer.drain()
+            status = await asyncio.wait_for(reader.readline(), 5)
+            assert status.startswith(b"HTTP/1.1 200"), (attempt, status)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            length = int(
+                next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            )
+            await reader.readexactly(length)
+            if attempt == 0:
+                await asyncio.sleep(6.5)  # past uvicorn's default of 5 s
+        writer.close()
+    finally:
+        server.cancel()
+        with contextlib.suppress(BaseException):
+            await server
