@@ -27,10 +27,21 @@ PASSWORD = "a long enough password"
 def free_port_offset() -> int:
     """An offset at which every port of the plan is free (a random one can land on a port
     some other process on the machine holds, and `up` then fails to bind)."""
+    # Below the kernel's ephemeral range: every outgoing connection on the machine (browsers,
+    # clients, other tests) takes a port from it, and could take one of ours between the
+    # probe and `up` binding it.
+    first_ephemeral = _first_ephemeral_port()
     while True:
-        offset = random.randint(20_000, 40_000)
+        offset = random.randint(10_000, first_ephemeral - max(PORTS.values()) - 1)
         if all(_bindable(port + offset) for port in PORTS.values()):
             return offset
+
+
+def _first_ephemeral_port() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
 
 
 def _bindable(port: int) -> bool:
