@@ -6,6 +6,7 @@ the owner confirms a task, and a payout request."""
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -185,3 +186,26 @@ def test_a_helper_sees_the_balance_grow_after_the_owner_confirms_and_requests_a_
     page.wait_for_selector("#helper-payouts li[data-status='requested']")
     page.wait_for_selector("#helper-balance:has-text('Balance: 500 KRW')")
     assert_accessible(page)
+
+
+def test_inside_the_wrapper_the_inbox_registers_the_fcm_token_and_lists_the_welcome(stack, open_page):
+    email = new_member(stack)
+    token = f"fcm-{uuid.uuid4().hex}:APA91b-test"
+    page = open_page(viewport={"width": 390, "height": 844})
+    # What the native wrapper puts on the page before it loads.
+    page.add_init_script(f"window.SmartGymWrapper = {{ fcmToken: {token!r}, platform: 'android' }};")
+    sign_in_app(page, stack.gateway, email)
+    page.click("#tab-inbox")
+    page.wait_for_selector("#inbox-push[data-registered='true']")
+    with sqlite3.connect(stack.data_dir / "notification.db") as db:
+        stored = db.execute("SELECT platform FROM push_tokens WHERE token = ?", (token,)).fetchall()
+    assert stored == [("android",)]
+    deadline = time.monotonic() + 20
+    while not page.locator("#inbox-list li[data-read='false']").count():  # the welcome, from signup's event
+        assert time.monotonic() < deadline, "no welcome in the inbox"
+        page.click("#tab-pass")
+        page.click("#tab-inbox")
+        page.wait_for_selector("#inbox-list li")
+    assert_accessible(page)
+    page.click("#inbox-read")
+    page.wait_for_selector("#inbox-list li[data-read='true']")
