@@ -1,5 +1,5 @@
-"""The member app beyond the pass, in chromium: face enrolment from a file with the consent
-shown and accepted, then erasure; a review written on a branch page and listed; a GPX run
+"""The member app beyond the pass, in chromium: face enrolment from a file and from the
+camera with the consent shown and accepted, and erasure; a review written on a branch page and listed; a GPX run
 imported, seen in the history with its charts and exported again; a helper's balance after
 the owner confirms a task, and a payout request."""
 
@@ -10,14 +10,18 @@ import sqlite3
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
+import pytest
 
 from smartgym.demo import BRANCH, MEMBERS, OWNER, PASSWORD
 from tests.helper.images import jpeg, scene
-from tests.support.browser import ARTIFACTS, assert_accessible
+from tests.support.browser import ARTIFACTS, assert_accessible, launch
+from tests.web.conftest import PageWatch
 from tests.web.test_app import sign_in_app
 from tests.web.test_console import make_helper
+from tests.web.test_kiosk import photo_video
 
 
 def new_member(stack) -> str:
@@ -57,9 +61,35 @@ def gpx_run(start: datetime, *, seconds: int = 720) -> bytes:
     ).encode()
 
 
-def test_a_member_enrols_a_face_from_a_file_after_consenting_and_then_erases_it(stack, open_page, tmp_path):
+@pytest.fixture
+def camera_page(playwright, request, tmp_path):
+    """camera_page(photo) -> a phone-sized page whose camera films ``photo``."""
+    opened = []
+
+    def open_one(photo: Path):
+        chromium = launch(
+            playwright,
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={photo_video(photo, tmp_path / 'camera.y4m')}",
+        )
+        context = chromium.new_context(viewport={"width": 390, "height": 844}, permissions=["camera"])
+        page = context.new_page()
+        opened.append((chromium, page, PageWatch(page)))
+        return page
+
+    yield open_one
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for chromium, page, watch in opened:
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        chromium.close()
+        assert not watch.problems, watch.problems
+
+
+def test_a_member_enrols_a_face_from_a_file_then_the_camera_after_consenting_and_erases_it(stack, camera_page):
     # The kiosk's member: the kiosk tests enrol them again, with a later enrolment version.
-    page = open_page(viewport={"width": 390, "height": 844})
+    photo = stack.photos / "member1.jpg"
+    page = camera_page(photo)
     page.on("dialog", lambda dialog: dialog.accept())
     sign_in_app(page, stack.gateway, MEMBERS[0])
     page.click("#tab-account")
@@ -69,7 +99,7 @@ def test_a_member_enrols_a_face_from_a_file_after_consenting_and_then_erases_it(
         page.click("#face-erase")
         page.wait_for_selector("#face[data-enrolled='false']")
         page.wait_for_selector("#face-consent-text")
-    page.set_input_files("#face-file", str(stack.photos / "member1.jpg"))
+    page.set_input_files("#face-file", str(photo))
     page.click("#face-upload")  # the consent is not ticked yet: refused in the page
     page.wait_for_selector("#face-status:has-text('Accept the consent')")
     page.check("#face-consent")
@@ -86,6 +116,14 @@ def test_a_member_enrols_a_face_from_a_file_after_consenting_and_then_erases_it(
     state = httpx.get(f"{stack.gateway}/api/auth/me/face", headers=member, timeout=10).json()
     assert state["enrolled_at"] is None, state
     assert state["consent_given_at"] is None, state
+    # Again from the camera: the consent was withdrawn with the erasure, so it is asked anew.
+    page.check("#face-consent")
+    page.click("#face-camera")
+    page.wait_for_selector("#face-shoot:visible")
+    page.click("#face-shoot")
+    page.wait_for_selector("#face[data-enrolled='true']", timeout=30_000)
+    page.click("#face-erase")
+    page.wait_for_selector("#face[data-enrolled='false']")
 
 
 def test_a_member_writes_a_review_on_the_branch_page_and_sees_it(stack, open_page):

@@ -109,8 +109,10 @@ export class EnrolSection {
     }
     video.srcObject = this.stream;
     video.hidden = false;
-    shoot.hidden = false;
     await video.play().catch(() => {});
+    // Offered once there is a picture to take (a click before the first frame takes nothing).
+    if (!video.videoWidth) await new Promise((resolve) => video.addEventListener('loadeddata', resolve, { once: true }));
+    shoot.hidden = false;
   }
 
   stopCamera() {
