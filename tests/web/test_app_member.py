@@ -189,6 +189,12 @@ def test_a_member_imports_a_gpx_sees_it_with_charts_and_exports_it(stack, open_p
     page.click("#run-back")
     page.wait_for_selector("#history-runs a.run-link")
     page.wait_for_selector("#records-table")
+    # The name friends see on the step ranking is the runner's own choice.
+    page.wait_for_selector("#profile-zones:has-text('bpm')")
+    page.fill("#profile-name", "River Runner")
+    page.fill("#profile-maxhr", "185")
+    page.press("#profile-maxhr", "Enter")  # the last card's button sits under the tab bar until scrolled
+    page.wait_for_selector("#profile-zones:has-text('185')")
 
 
 def test_a_helper_sees_the_balance_grow_after_the_owner_confirms_and_requests_a_payout(stack, open_page):

@@ -7,6 +7,7 @@ import { h, clear, config, formatTime } from '../shared/dom.js';
 import { addDictionary, t, lang } from '../shared/i18n.js';
 import { explain } from '../shared/api.js';
 import { createMap } from '../shared/map.js';
+import { profileSection } from './profile.js';
 import { words } from './history.words.js';
 
 addDictionary(words);
@@ -113,6 +114,7 @@ export class HistoryView {
       h('section', { class: 'card' }, h('h2', {}, t('records.title')), records),
       h('section', { class: 'card' }, h('h2', {}, t('steps.title')), h('div', { class: 'row', role: 'group', 'aria-label': t('steps.period') }, periods), ranking),
       importForm,
+      profileSection(this.api),
     );
     await Promise.all([this.runs(runs), this.records(records), this.ranking(ranking, periods, 'day')]);
   }
