@@ -35,6 +35,7 @@ from auth.schemas import (
     EntryPassIn,
     EntryPassOut,
     FaceEnrolledOut,
+    FaceStatusOut,
     IdentityCheckIn,
     IdentityCheckOut,
     KeyRotated,
@@ -101,7 +102,14 @@ def _tokens(issued: IssuedTokens) -> TokenOut:
 
 
 def _user(user: Any) -> UserPublic:
-    return UserPublic(id=user.id, email=user.email, phone=user.phone, roles=user.roles, branches=user.branches or [])
+    return UserPublic(
+        id=user.id,
+        email=user.email,
+        phone=user.phone,
+        roles=user.roles,
+        branches=user.branches or [],
+        identity_verified_at=user.identity_verified_at,
+    )
 
 
 @router.post("/signup", status_code=status.HTTP_201_CREATED)
@@ -385,6 +393,16 @@ async def give_face_consent(body: ConsentIn, principal: CurrentPrincipal, faces:
 async def withdraw_face_consent(principal: CurrentPrincipal, faces: Faces, request: Request) -> Response:
     await faces.withdraw_consent(member_id=_user_id(principal), source=source_address(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/me/face")
+async def face_status(principal: CurrentPrincipal, faces: Faces) -> FaceStatusOut:
+    """The member's own: which consent text is in force, whether they accepted it, whether
+    a face is enrolled."""
+    found = await faces.status(member_id=_user_id(principal))
+    return FaceStatusOut(
+        consent_version=found.consent_version, consent_given_at=found.consent_given_at, enrolled_at=found.enrolled_at
+    )
 
 
 @router.post("/me/face", status_code=status.HTTP_201_CREATED)

@@ -8,7 +8,7 @@ import base64
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 import httpx
@@ -145,6 +145,13 @@ def enrolment_version(previous: int | None) -> int:
     return max(now, (previous or 0) + 1)
 
 
+@dataclass(frozen=True, slots=True)
+class FaceStatus:
+    consent_version: str
+    consent_given_at: datetime | None
+    enrolled_at: datetime | None
+
+
 class FaceEnrolments:
     def __init__(
         self,
@@ -269,6 +276,18 @@ class FaceEnrolments:
     async def erase(self, *, member_id: uuid.UUID, source: str | None) -> bool:
         async with self._kernel.unit_of_work() as uow:
             return await erase_face(uow, member_id, "member_request", actor=str(member_id), source=source)
+
+    async def status(self, *, member_id: uuid.UUID) -> FaceStatus:
+        """What the member's own screen shows: the consent text version in force, whether
+        they accepted it, and whether a face is enrolled (never the vector itself)."""
+        async with self._kernel.db.sessions() as session:
+            consent = await _active_consent(session, member_id, self.consent_version)
+            enrolment = await session.get(FaceEnrollment, member_id)
+        return FaceStatus(
+            consent_version=self.consent_version,
+            consent_given_at=consent.given_at if consent is not None else None,
+            enrolled_at=enrolment.enrolled_at if enrolment is not None else None,
+        )
 
     async def stored_vector(self, member_id: uuid.UUID) -> tuple[float, ...] | None:
         async with self._kernel.db.sessions() as session:

@@ -61,6 +61,12 @@ class FaceEnrolledOut(BaseModel):
     embedding_space: str
 
 
+class FaceStatusOut(BaseModel):
+    consent_version: str = Field(description="the consent text version a member must accept before enrolling")
+    consent_given_at: datetime | None
+    enrolled_at: datetime | None
+
+
 class RefreshIn(Input):
     refresh_token: str = Field(min_length=20, max_length=200)
 
@@ -87,6 +93,7 @@ class UserPublic(BaseModel):
     phone: str | None = None
     roles: list[str]
     branches: list[str] = []
+    identity_verified_at: datetime | None = None
 
 
 class TokenOut(BaseModel):

@@ -17,6 +17,7 @@ from contracts import StepGoalReached, StepRankChanged
 from running.errors import Forbidden, NotFound
 from running.friends import friends_of
 from running.models import StepCount, StepGoal, StepGoalMember, StepGoalReachedMark
+from running.profiles import display_names
 
 
 class StepService:
@@ -71,9 +72,17 @@ class StepService:
                 select(per_day.c.user_id, func.sum(per_day.c.steps)).group_by(per_day.c.user_id)
             )
             totals = {person: 0 for person in people} | {person: int(steps) for person, steps in rows}
+            # Friends see each other's chosen names already (live runs); a ranking of ids means nothing.
+            names = await display_names(session, users=people)
         ranks = _ranks(totals)
         return [
-            {"user_id": str(person), "steps": totals[person], "rank": ranks[person], "me": person == user}
+            {
+                "user_id": str(person),
+                "name": names.get(person) or f"Runner {str(person)[:4].upper()}",
+                "steps": totals[person],
+                "rank": ranks[person],
+                "me": person == user,
+            }
             for person in sorted(totals, key=lambda person: ranks[person])
         ]
 

@@ -75,7 +75,8 @@ const result = await esbuild.build({
 
 const manifest = { source_hash: sourceHash(), esbuild: esbuild.version, screens: {} };
 for (const [path, output] of Object.entries(result.metafile.outputs)) {
-  if (!output.entryPoint) continue;
+  // A module a screen imports on demand is an entry point to esbuild too: only main.js names a screen.
+  if (!output.entryPoint || !output.entryPoint.endsWith('/main.js')) continue;
   const screen = output.entryPoint.split('/').at(-2);
   manifest.screens[screen] = {
     js: relative(dist, join(root, path)).split(sep).join('/'),

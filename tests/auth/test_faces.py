@@ -196,11 +196,20 @@ async def test_withdrawing_consent_erases_the_vector_once(stack, settings, photo
 async def test_member_erases_the_face_on_request(stack, settings, photo_bytes, published):
     _, client = stack
     member_id, member = await signup_and_login(client)
+    # The member's screen learns which consent text to show, and what it holds of them.
+    before = (await client.get("/me/face", headers=bearer(member))).json()
+    assert before == {"consent_version": "2026-11", "consent_given_at": None, "enrolled_at": None}
     await client.post("/me/face/consent", json=CONSENT, headers=bearer(member))
     await enrol(client, member, photo_bytes["obama.jpg"])
+    enrolled = (await client.get("/me/face", headers=bearer(member))).json()
+    assert enrolled["consent_given_at"], enrolled
+    assert enrolled["enrolled_at"], enrolled
     assert (await client.delete("/me/face", headers=bearer(member))).status_code == 204
     await eventually(lambda: len(erasures(published)) >= 1, timeout=5)
     assert erasures(published) == [{"member_id": member_id, "reason": "member_request"}]
+    after = (await client.get("/me/face", headers=bearer(member))).json()
+    assert after["enrolled_at"] is None, after
+    assert after["consent_given_at"], after  # erasing keeps the consent
 
 
 async def test_deleting_the_account_erases_face_sessions_and_memberships(stack, settings, photo_bytes, published):

@@ -51,6 +51,7 @@ async def test_verified_identity_republishes_memberships(app_and_client, setting
         },
     )
     assert checked.json() == {"verified": True, "reason": None}
+    assert (await client.get("/me", headers=bearer(member))).json()["identity_verified_at"]  # the app shows it
     events = [event["data"] for event in outbox_events(settings, MembershipChanged.routing_key())]
     assert [(event["version"], event["identity_required"], event["identity_verified"]) for event in events] == [
         (1, True, False),

@@ -113,6 +113,7 @@ async def test_steps_are_idempotent_per_device_and_rank_friends(running):
         (9000, 2, False),
         (4000, 3, False),
     ]
+    assert all(row["name"] for row in ranking)  # a name to show, chosen or neutral, never an e-mail
     too_old = await running.client.put(
         f"/v1/steps/{today - timedelta(days=60)}", json={"device_id": "phone", "steps": 1}, headers=me.headers
     )

@@ -72,6 +72,7 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[Caller]]] = {
         ("GET", "/me/memberships"): PERSONS,
         ("POST", "/me/face/consent"): PERSONS,
         ("DELETE", "/me/face/consent"): PERSONS,
+        ("GET", "/me/face"): PERSONS,
         ("POST", "/me/face"): PERSONS,
         ("DELETE", "/me/face"): PERSONS,
         ("GET", "/.well-known/jwks.json"): ANYONE,

@@ -1,9 +1,11 @@
-// The helper's side: balance, tasks with the AI's reasons and the owner's decision, and a
+// The helper's side: balance (its history and payouts: payouts.js), tasks with the AI's
+// reasons and the owner's decision, and a
 // task submission whose photos are shrunk in the browser before upload (a phone photo of
 // 4-12 MB becomes ~300 kB; the judge needs no more than 1600 px).
 import { h, clear } from '../shared/dom.js';
 import { t } from '../shared/i18n.js';
 import { explain } from '../shared/api.js';
+import { PayoutsSection } from './payouts.js';
 
 const MAX_SIDE = 1600;
 
@@ -69,12 +71,17 @@ export class HelperView {
       send,
       this.status,
     );
+    const payouts = h('div', {});
     clear(
       this.root,
       h('section', { class: 'card' }, h('h2', {}, t('helper.title')), this.balance),
       form,
       h('section', { class: 'card' }, h('h2', {}, t('helper.tasks')), this.tasks),
+      payouts,
     );
+    this.payouts = new PayoutsSection(payouts, this.api);
+    this.payouts.mount();
+    this.payouts.onChange = () => this.refresh();
     await this.refresh();
     // The verdict arrives a moment after the submission and the owner's decision later.
     this.poll = setInterval(() => this.refresh(), 3000);
@@ -86,7 +93,11 @@ export class HelperView {
 
   async refresh() {
     try {
-      const [balance, page] = await Promise.all([this.api.get('/api/helper/v1/me/balance'), this.api.get('/api/helper/v1/me/tasks')]);
+      const [balance, page] = await Promise.all([
+        this.api.get('/api/helper/v1/me/balance'),
+        this.api.get('/api/helper/v1/me/tasks'),
+        this.payouts?.refresh(),
+      ]);
       this.balance.textContent = t('helper.balance', { krw: balance.balance_krw.toLocaleString() });
       const tasks = page.tasks || [];
       clear(

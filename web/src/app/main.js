@@ -2,6 +2,7 @@
 // Sections are hash routes so that the service worker needs to cache one shell only.
 import '../shared/tokens.css';
 import './app.css';
+import './features.css';
 import { Api, explain } from '../shared/api.js';
 import { h, clear } from '../shared/dom.js';
 import { addDictionary, t, onLangChange } from '../shared/i18n.js';
@@ -10,6 +11,10 @@ import { words } from './words.js';
 import { PassView, lastPass } from './pass.js';
 import { SearchView, showBranch } from './search.js';
 import { HelperView } from './helper.js';
+import { AccountView } from './account.js';
+import { InboxView, registerWrapperToken } from './inbox.js';
+// The charts' stylesheet is tiny; their code comes with the history, on demand.
+import 'uplot/dist/uPlot.min.css';
 
 addDictionary(words);
 const root = document.getElementById('app');
@@ -90,7 +95,14 @@ function showAuth() {
 function frame(section) {
   const claims = api.claims() || {};
   const helper = (claims.roles || []).includes('helper');
-  const tabs = [['pass', 'nav.pass'], ['search', 'nav.search'], ...(helper ? [['helper', 'nav.helper']] : [])];
+  const tabs = [
+    ['pass', 'nav.pass'],
+    ['search', 'nav.search'],
+    ['history', 'nav.history'],
+    ['inbox', 'nav.inbox'],
+    ['account', 'nav.account'],
+    ...(helper ? [['helper', 'nav.helper']] : []),
+  ];
   const main = h('main', { id: 'main', tabindex: '-1' });
   const offline = h('p', { class: 'offline', id: 'offline', role: 'status', hidden: navigator.onLine });
   offline.textContent = t('offline');
@@ -133,10 +145,16 @@ async function route() {
     return;
   }
   const main = frame(section || 'pass');
+  registerWrapperToken(api).catch(() => {}); // the inbox page shows why, if it failed
   try {
     if (section === 'search') (current = new SearchView(main, api)).mount(decodeURIComponent(arg || ''));
     else if (section === 'branch' && arg) await showBranch(main, api, decodeURIComponent(arg));
     else if (section === 'helper') await (current = new HelperView(main, api)).mount();
+    else if (section === 'history') {
+      const { HistoryView } = await import('./history.js');
+      await (current = new HistoryView(main, api)).mount(arg && decodeURIComponent(arg));
+    } else if (section === 'inbox') await (current = new InboxView(main, api)).mount();
+    else if (section === 'account') await (current = new AccountView(main, api)).mount();
     else await (current = new PassView(main, api)).mount();
   } catch (error) {
     clear(main, h('p', { role: 'alert' }, explain(error, t)));

@@ -1,9 +1,10 @@
 // Branch search with a map (overlays drawn with or without tiles) and a branch page with
-// its reviews.
+// its reviews (reviews.js).
 import { h, clear, config } from '../shared/dom.js';
 import { t } from '../shared/i18n.js';
 import { explain } from '../shared/api.js';
 import { createMap } from '../shared/map.js';
+import { reviewsSection } from './reviews.js';
 
 export class SearchView {
   constructor(root, api) {
@@ -80,21 +81,14 @@ export async function showBranch(root, api, branchId) {
   const section = h('section', { class: 'card', id: 'branch' }, back, h('p', {}, '…'));
   clear(root, section);
   try {
-    const [branch, reviews] = await Promise.all([
-      api.get(`/api/search/branches/${encodeURIComponent(branchId)}`),
-      api.get(`/api/search/branches/${encodeURIComponent(branchId)}/reviews`).catch(() => ({ reviews: [] })),
-    ]);
-    const items = Array.isArray(reviews) ? reviews : reviews.reviews || reviews.items || [];
+    const branch = await api.get(`/api/search/branches/${encodeURIComponent(branchId)}`);
     clear(
       section,
       back,
       h('h2', { id: 'branch-name' }, branch.name),
       h('p', { class: 'muted' }, branch.address || ''),
       h('p', {}, (branch.facilities || []).join(' · ')),
-      h('h3', {}, t('branch.reviews')),
-      items.length
-        ? h('ul', { id: 'branch-reviews' }, items.map((item) => h('li', {}, `★${item.rating} ${item.text || item.body || ''}`)))
-        : h('p', { class: 'muted' }, t('branch.noreviews')),
+      reviewsSection(api, branchId),
     );
   } catch (error) {
     clear(section, back, h('p', { role: 'alert' }, explain(error, t)));
