@@ -1,4 +1,4 @@
-// The member and helper app (an installable PWA): entry pass, gym search, helper tasks.
+// The member and helper app (an installable PWA): entry pass, gym search, live runs, helper tasks.
 // Sections are hash routes so that the service worker needs to cache one shell only.
 import '../shared/tokens.css';
 import './app.css';
@@ -10,6 +10,7 @@ import { words } from './words.js';
 import { PassView, lastPass } from './pass.js';
 import { SearchView, showBranch } from './search.js';
 import { HelperView } from './helper.js';
+import { RunView, RUN_SECTIONS, showShared } from './run/run.js';
 
 addDictionary(words);
 const root = document.getElementById('app');
@@ -90,7 +91,7 @@ function showAuth() {
 function frame(section) {
   const claims = api.claims() || {};
   const helper = (claims.roles || []).includes('helper');
-  const tabs = [['pass', 'nav.pass'], ['search', 'nav.search'], ...(helper ? [['helper', 'nav.helper']] : [])];
+  const tabs = [['pass', 'nav.pass'], ['search', 'nav.search'], ['run', 'nav.run'], ...(helper ? [['helper', 'nav.helper']] : [])];
   const main = h('main', { id: 'main', tabindex: '-1' });
   const offline = h('p', { class: 'offline', id: 'offline', role: 'status', hidden: navigator.onLine });
   offline.textContent = t('offline');
@@ -121,6 +122,11 @@ async function route() {
   const claims = api.claims();
   const signedIn = claims && claims.exp * 1000 > Date.now();
   const [section, arg] = location.hash.slice(1).split('/');
+  if (section === 'shared' && arg) {
+    const stop = showShared(root, decodeURIComponent(arg), h('header', { class: 'topbar' }, h('h1', { class: 'title' }, t('app.title')), h('div', { class: 'spacer' }), languageButton()));
+    current = { unmount: stop };
+    return;
+  }
   if (!signedIn) {
     // Offline with a pass kept from before: the pass is what a member needs at the door.
     if (!navigator.onLine && lastPass()) {
@@ -132,11 +138,12 @@ async function route() {
     showAuth();
     return;
   }
-  const main = frame(section || 'pass');
+  const main = frame(RUN_SECTIONS.includes(section) ? 'run' : section || 'pass');
   try {
     if (section === 'search') (current = new SearchView(main, api)).mount(decodeURIComponent(arg || ''));
     else if (section === 'branch' && arg) await showBranch(main, api, decodeURIComponent(arg));
     else if (section === 'helper') await (current = new HelperView(main, api)).mount();
+    else if (RUN_SECTIONS.includes(section)) await (current = new RunView(main, api)).mount(section, arg && decodeURIComponent(arg));
     else await (current = new PassView(main, api)).mount();
   } catch (error) {
     clear(main, h('p', { role: 'alert' }, explain(error, t)));
