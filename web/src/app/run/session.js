@@ -90,7 +90,10 @@ export class RunSession {
       onState: (state, detail = '') => {
         this.state = state;
         this.detail = detail;
-        if (state === 'ended') this.end();
+        if (state === 'ended') {
+          this.end(); // finished elsewhere: what is left here has nowhere to go
+          this.outbox.clear();
+        }
         this.emit('state');
       },
     });
