@@ -5,6 +5,7 @@ winner, and a run whose network is cut keeps its points and stores them once eac
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -184,3 +185,35 @@ def test_two_friends_walking_together_see_each_other(stack, open_page):
         until(lambda page=page: page.locator("path.member-marker").count() > 0, timeout=20, every=walk)
     assert "2" in host.inner_text("#outing-status")
     assert_accessible(guest)
+
+
+def test_a_socket_gone_silent_is_given_up_and_the_run_resumes_without_loss(stack, open_page):
+    # A tunnel the browser does not notice: still "online", the socket open, nothing
+    # getting through either way. The app gives up on it after 8 s without an answer.
+    runner = new_runner(stack.gateway, "silent")
+    page = open_page(viewport={"width": 390, "height": 844}, **geo_options(COURSE))
+    sockets: list[Any] = []
+    silent = {"on": False}
+
+    def relay(route: Any) -> None:
+        server = route.connect_to_server()
+        first = not sockets
+        sockets.append(route)
+        route.on_message(lambda message: None if first and silent["on"] else server.send(message))
+        server.on_message(lambda message: None if first and silent["on"] else route.send(message))
+
+    page.context.route_web_socket(re.compile(r"/api/live/ws/runs"), relay)
+    walker = Walker(page.context, COURSE, 1.0)
+    run_id = start_running(page, stack.gateway, runner.email, walker)
+    silent["on"] = True
+    until(lambda: len(sockets) > 1, timeout=20, every=walker.fix, what="a second socket")
+    for _ in range(8):
+        walker.fix()
+        time.sleep(TICK_S)
+    until(lambda: page.get_attribute("#run-queue", "data-n") == "0", timeout=15, what="the queue emptied")
+    page.click("#run-finish")
+    until(lambda: page.get_attribute("#run-panel", "data-state") == "finished", timeout=15, what="the finish")
+    fixes = page.evaluate("performance.getEntriesByName('smartgym:run-fix').map(m => m.detail.t)")
+    detail = httpx.get(f"{stack.gateway}/api/running/v1/runs/{run_id}", headers=runner.headers, timeout=10).json()
+    stored = [row[0] for row in detail["track"]]
+    assert stored == sorted(fixes), (len(stored), len(fixes))
