@@ -75,6 +75,10 @@ def test_a_friend_and_a_link_holder_watch_the_runner_move(stack, open_page):
     until(lambda: marker(stranger) not in (None, first), timeout=15, every=walker.fix, what="it moving")
     assert_accessible(page)
 
+    page.click("#run-pause")  # a red light: the server pauses the run, then resumes it
+    until(lambda: page.get_attribute("#run-panel", "data-server-paused") == "true", timeout=10, what="paused")
+    page.click("#run-resume")
+    until(lambda: page.get_attribute("#run-panel", "data-server-paused") == "false", timeout=10, what="resumed")
     page.click("#run-finish")
     until(lambda: page.get_attribute("#run-panel", "data-state") == "finished", timeout=15, what="the finish")
     until(lambda: watcher.get_attribute("#watch", "data-finished") == "true", timeout=10, what="the friend told")

@@ -149,6 +149,7 @@ export class RunView {
         panel.querySelector('#run-avgpace').textContent = pace(stats.avg_pace_s_per_km);
         panel.querySelector('#run-time').textContent = clock(stats.moving_s);
         panel.dataset.distance = String(stats.distance_m ?? 0);
+        panel.dataset.serverPaused = String(Boolean(stats.paused)); // as the server has it
         const list = stats.splits_s || [];
         clear(splits, list.length ? list.map((split, i) => h('li', {}, t('run.split', { n: i + 1, time: clock(split) }))) : h('li', { class: 'muted' }, t('run.nosplits')));
       }
