@@ -13,6 +13,10 @@ faster than the rate limit, close the socket with code 1008 and the reason.
 Runner frames: ``{"type": "point", …GpsPoint}``, ``{"type": "points", "points": […]}``
 (a burst after a tunnel), ``{"type": "pause"|"resume"|"lap"[, "t": device time]}``,
 ``{"type": "nearby", "radius_m": 1000}`` (opted-in runners only) and ``{"type": "finish"}``.
+A point's device time ``t`` is its identity: a resent point is refused as a duplicate and
+stored once. Every flush answers ``{"type": "ack", "t": …}``: every point up to that device
+time is stored (or refused for good), so the phone may forget it; ``started`` carries the
+same as ``stored_t`` after a reconnect (ADR 0048).
 ``?workout_id=…`` follows a structured workout and sends ``cue`` messages.
 
 Watchers get ``position`` messages; inside one of the runner's privacy zones they carry
@@ -33,7 +37,7 @@ from urllib.parse import parse_qs, urlparse
 import websockets
 from pydantic import ValidationError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
@@ -194,9 +198,17 @@ class LiveServer:
         run_id, race_id = session.query.get("run_id"), session.query.get("race_id")
         workout_id = session.query.get("workout_id")
         if run_id:
-            live = await self._runs.resume_run(user=user, run_id=_uuid(run_id))
-            previous = self._runner_sockets.get(live.run_id)
-            if previous is not None:  # the old socket of a reconnect is half-dead: drop it
+            resumed = _uuid(run_id)
+            previous = self._runner_sockets.get(resumed)
+            held = self.active.get(resumed)
+            if held is not None and held.user_id == user:
+                # The old socket of a reconnect is half-dead, and what it took in since the
+                # last flush is only in memory: stored first, so the resumed track (and the
+                # phone's acknowledgement) includes it and the phone need not resend it.
+                held.touched = float("-inf")
+                await self._runs.save_points(runs=[held])
+            live = await self._runs.resume_run(user=user, run_id=resumed)
+            if previous is not None:
                 self.active.pop(live.run_id, None)
                 await previous.close(1000, "resumed on another connection")
         else:
@@ -221,6 +233,8 @@ class LiveServer:
                     "race": {"race_id": str(live.race.race_id), "mode": live.race.mode, "target": live.race.target,
                              "start_at": live.race.start_at} if live.race else None,
                     "stats": live.track.stats(),
+                    # Points up to this device time are stored: the phone resends only later ones.
+                    "stored_t": live.stored_t or None,
                 }
             )
         )  # fmt: skip
@@ -308,6 +322,7 @@ class LiveServer:
             except ValidationError as exc:
                 invalid.append(validation_reason(exc))
                 continue
+            live.heard_t = max(live.heard_t, point.t)
             outcome = live.track.add(point, now=now)
             if isinstance(outcome, Accepted):
                 live.pending.append(point)
@@ -450,6 +465,14 @@ class LiveServer:
 
     async def flush(self) -> None:
         await self._runs.save_points(runs=list(self.active.values()))
+        # Acknowledge what is now durable: the phone drops those points from its own store.
+        for live in list(self.active.values()):
+            connection = self._runner_sockets.get(live.run_id)
+            if connection is not None and live.stored_t > live.acked_t:
+                live.acked_t = live.stored_t
+                # No waiting on a slow phone's buffer: an ack lost with its socket is
+                # repeated by the next ``started`` (stored_t).
+                broadcast([connection], dumps({"type": "ack", "t": live.stored_t}))
         # Runs ended elsewhere (a new start on another replica, the janitor) lose their socket.
         for run_id in await self._runs.not_live(run_ids=list(self.active)):
             connection = self._runner_sockets.pop(run_id, None)

@@ -58,8 +58,9 @@ class RaceBoard:
             "distance_m": update["distance_m"],
             "pace_s_per_km": update.get("pace_s_per_km"),
             "speed_mps": update.get("speed_mps", 0.0),
-            "finish_s": update.get("finish_s"),
-            "chip_s": update.get("chip_s"),
+            # A finisher runs on (a cool-down) and keeps sending progress: the finish stays.
+            "finish_s": update.get("finish_s", known.get("finish_s")),
+            "chip_s": update.get("chip_s", known.get("chip_s")),
             "lat": update.get("lat", known.get("lat")),
             "lon": update.get("lon", known.get("lon")),
         }

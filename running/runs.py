@@ -29,7 +29,7 @@ from running.privacy import Zones, privacy_zones, shown_points, shown_positions
 from running.profiles import display_name, heart_rates, nearby_privacy
 from running.races import RaceInfo, enter_race, race_of_run
 from running.settings import RunningSettings
-from running.track import GpsPoint, LiveTrack
+from running.track import DUPLICATE_S, GpsPoint, LiveTrack
 from running.workouts import WorkoutTracker, own_workout
 
 MAX_FRIENDS_TOLD = 1000
@@ -49,7 +49,15 @@ def point_of(row: Sequence[float | None]) -> GpsPoint:
 
 async def stored_points(session: AsyncSession, *, run_id: uuid.UUID) -> list[GpsPoint]:
     chunks = await session.scalars(select(RunChunk).where(RunChunk.run_id == run_id).order_by(RunChunk.id))
-    return sorted((point_of(row) for chunk in chunks for row in chunk.points), key=lambda point: point.t)
+    ordered = sorted((point_of(row) for chunk in chunks for row in chunk.points), key=lambda point: point.t)
+    # A point's device time is its identity. Two sockets of one run on two replicas (a
+    # reconnect before the old one is noticed dead) can each store a resent point: the
+    # track is read with each moment once, as the live track refuses a duplicate.
+    unique: list[GpsPoint] = []
+    for point in ordered:
+        if not unique or point.t - unique[-1].t >= DUPLICATE_S:
+            unique.append(point)
+    return unique
 
 
 @dataclass
@@ -70,6 +78,13 @@ class LiveRun:
     nearby: tuple[PrivacyZone, ...] | None = None  # privacy zones when opted in to runners nearby
     nearby_sent: float = 0.0
     zones: Zones = ()  # the runner's privacy zones: what others see never comes from inside
+    # Acknowledgements (ADR 0048): the phone sends points in device-time order and keeps
+    # each until it is acknowledged. ``heard_t`` is the newest device time this socket has
+    # processed (accepted or refused for good), ``stored_t`` the newest whose outcome is in
+    # the database, ``acked_t`` the newest told to the phone.
+    heard_t: float = 0.0
+    stored_t: float = 0.0
+    acked_t: float = 0.0
 
     def lap(self, at: float) -> dict[str, float]:
         """The runner pressed the lap button: the lap since the previous one (or the start)."""
@@ -191,6 +206,9 @@ class RunService:
             workout=workout,
             nearby=nearby,
             zones=zones,
+            heard_t=latest,
+            stored_t=latest,
+            acked_t=latest,
         )
 
     def _new_track(
@@ -209,9 +227,14 @@ class RunService:
         """One transaction for every run's new points: a chunk row per run, not a row per
         point, plus each run's (and race entry's) progress."""
         clock = time.monotonic()
-        batches = [(run, run.pending) for run in runs if run.pending or clock - run.touched >= TOUCH_EVERY_S]
+        batches = [
+            (run, run.pending)
+            for run in runs
+            if run.pending or run.heard_t > run.stored_t or clock - run.touched >= TOUCH_EVERY_S
+        ]
         if not batches:
             return 0
+        heard = [run.heard_t for run, _ in batches]  # what this write makes durable
         for run, _ in batches:
             run.pending, run.touched = [], clock
         now = utc_now()
@@ -251,6 +274,8 @@ class RunService:
             for run, points in batches:  # keep them for the next flush
                 run.pending = points + run.pending
             raise
+        for (run, _), newest in zip(batches, heard, strict=True):
+            run.stored_t = max(run.stored_t, newest)
         return sum(len(points) for _, points in batches)
 
     async def finish_run(self, *, live: LiveRun) -> Run:

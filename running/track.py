@@ -35,6 +35,7 @@ MAX_SPEED_MPS = MAX_RUNNING_SPEED_MPS
 SNAPSHOT_EVERY = 8  # points between two filter snapshots (a late point replays at most this many more)
 SNAPSHOTS = 64
 TRIM_EVERY = 64
+DUPLICATE_S = 0.001  # two points of one run this close in device time are one point
 
 
 class GpsPoint(BaseModel):
@@ -191,7 +192,7 @@ class LiveTrack:
         if self._not_before is not None and point.t < self._not_before:
             return Refusal.BEFORE_START
         index = bisect.bisect_left(self._times, point.t - 0.0005)
-        if index < len(self._times) and abs(self._times[index] - point.t) < 0.001:
+        if index < len(self._times) and abs(self._times[index] - point.t) < DUPLICATE_S:
             return Refusal.DUPLICATE
         if self._times and point.t < self._times[-1] - self._reorder_window_s:
             return Refusal.TOO_LATE

@@ -230,3 +230,21 @@ async def test_a_distance_race_ranks_by_gun_time_and_reports_chip_times(open_run
     [published] = running.of(RaceFinished)
     chips = {placing.user_id: placing.chip_s for placing in published.placings}
     assert chips == {late.user_id: first["chip_s"], stopper.user_id: second["chip_s"]}
+
+
+async def test_a_finisher_running_on_stays_finished_on_the_board():
+    import uuid as _uuid
+
+    from running.live_groups import RaceBoard, dumps
+
+    board = RaceBoard(_uuid.uuid4(), "distance", 100.0)
+    fast, slow = str(_uuid.uuid4()), str(_uuid.uuid4())
+    board.deliver("race", dumps({"type": "progress", "user_id": slow, "name": "slow", "distance_m": 60.0}))
+    board.deliver("race", dumps({"type": "finish", "user_id": fast, "name": "fast", "distance_m": 101.0,
+                                 "finish_s": 11.0, "chip_s": 10.5}))  # fmt: skip
+    # The winner's cool-down: progress without a finish time must not erase it.
+    board.deliver("race", dumps({"type": "progress", "user_id": fast, "name": "fast", "distance_m": 130.0}))
+    leader, second = board.leaderboard()
+    assert (leader["user_id"], leader["finish_s"], leader["chip_s"]) == (fast, 11.0, 10.5)
+    assert second["user_id"] == slow
+    assert second["finish_s"] is None

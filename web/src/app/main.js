@@ -1,4 +1,4 @@
-// The member and helper app (an installable PWA): entry pass, gym search, helper tasks.
+// The member and helper app (an installable PWA): entry pass, gym search, live runs, helper tasks.
 // Sections are hash routes so that the service worker needs to cache one shell only.
 import '../shared/tokens.css';
 import './app.css';
@@ -15,6 +15,7 @@ import { AccountView } from './account.js';
 import { InboxView, registerWrapperToken } from './inbox.js';
 // The charts' stylesheet is tiny; their code comes with the history, on demand.
 import 'uplot/dist/uPlot.min.css';
+import { RunView, RUN_SECTIONS, showShared } from './run/run.js';
 
 addDictionary(words);
 const root = document.getElementById('app');
@@ -98,6 +99,7 @@ function frame(section) {
   const tabs = [
     ['pass', 'nav.pass'],
     ['search', 'nav.search'],
+    ['run', 'nav.run'],
     ['history', 'nav.history'],
     ['inbox', 'nav.inbox'],
     ['account', 'nav.account'],
@@ -133,6 +135,11 @@ async function route() {
   const claims = api.claims();
   const signedIn = claims && claims.exp * 1000 > Date.now();
   const [section, arg] = location.hash.slice(1).split('/');
+  if (section === 'shared' && arg) {
+    const stop = showShared(root, decodeURIComponent(arg), h('header', { class: 'topbar' }, h('h1', { class: 'title' }, t('app.title')), h('div', { class: 'spacer' }), languageButton()));
+    current = { unmount: stop };
+    return;
+  }
   if (!signedIn) {
     // Offline with a pass kept from before: the pass is what a member needs at the door.
     if (!navigator.onLine && lastPass()) {
@@ -144,7 +151,7 @@ async function route() {
     showAuth();
     return;
   }
-  const main = frame(section || 'pass');
+  const main = frame(RUN_SECTIONS.includes(section) ? 'run' : section || 'pass');
   registerWrapperToken(api).catch(() => {}); // the inbox page shows why, if it failed
   try {
     if (section === 'search') (current = new SearchView(main, api)).mount(decodeURIComponent(arg || ''));
@@ -155,6 +162,7 @@ async function route() {
       await (current = new HistoryView(main, api)).mount(arg && decodeURIComponent(arg));
     } else if (section === 'inbox') await (current = new InboxView(main, api)).mount();
     else if (section === 'account') await (current = new AccountView(main, api)).mount();
+    else if (RUN_SECTIONS.includes(section)) await (current = new RunView(main, api)).mount(section, arg && decodeURIComponent(arg));
     else await (current = new PassView(main, api)).mount();
   } catch (error) {
     clear(main, h('p', { role: 'alert' }, explain(error, t)));

@@ -1,0 +1,97 @@
+"""A phone keeps every point until the server says it is stored: acknowledgements by
+device time, a reconnect that says where to resume, and a track stored without a
+duplicate however often a point is resent."""
+
+from __future__ import annotations
+
+import json
+
+from running.track import GpsPoint
+from tests.running.conftest import member, receive, track_points
+
+
+async def stored_times(running, run_id: str) -> list[float]:
+    points: list[GpsPoint] = await running.app.state.runs.run_points(run_id=__import__("uuid").UUID(run_id))
+    return [point.t for point in points]
+
+
+async def test_points_are_acknowledged_once_stored_and_a_reconnect_says_from_where(running):
+    runner = member()
+    points = track_points(seconds=90)
+    async with running.socket("/ws/runs", runner) as socket:
+        started = await receive(socket, "started")
+        run_id = started["run_id"]
+        assert started["stored_t"] is None
+        await socket.send(json.dumps({"type": "points", "points": points[:40]}))
+        ack = await receive(socket, "ack")
+        assert ack["t"] == points[39]["t"]
+        # The acknowledgement comes after the write: every point up to it is in the database
+        # (or was refused for good, as a multipath spike is).
+        stored = await stored_times(running, run_id)
+        assert stored
+        assert stored[-1] <= ack["t"]
+        assert {p["t"] for p in points[:40]} >= set(stored)
+    async with running.socket(f"/ws/runs?run_id={run_id}", runner) as socket:
+        resumed = await receive(socket, "started")
+        assert resumed["stored_t"] == points[39]["t"]
+        # A phone that lost the acknowledgement resends from further back: stored once.
+        await socket.send(json.dumps({"type": "points", "points": points[30:]}))
+        ack = await receive(socket, "ack")
+        assert ack["t"] == points[-1]["t"]
+        await socket.send(json.dumps({"type": "finish"}))
+        await receive(socket, "finished")
+    stored = await stored_times(running, run_id)
+    assert len(stored) == len(set(stored))
+    detail = (await running.client.get(f"/v1/runs/{run_id}", headers=runner.headers)).json()
+    times = [row[0] for row in detail["track"]]
+    assert times == sorted(set(times))
+
+
+async def test_a_reconnect_before_the_old_socket_closes_keeps_what_it_took_in(open_running):
+    # Flushes far apart: what the first socket took in is only in memory when the phone,
+    # out of a tunnel, opens a second one without waiting for the first to be noticed dead.
+    async with open_running(running_flush_interval_s=60) as running:
+        runner = member()
+        points = track_points(seconds=60)
+        async with running.socket("/ws/runs", runner) as first:
+            run_id = (await receive(first, "started"))["run_id"]
+            await first.send(json.dumps({"type": "points", "points": points[:30]}))
+            await receive(first, "stats")
+            async with running.socket(f"/ws/runs?run_id={run_id}", runner) as second:
+                resumed = await receive(second, "started")
+                assert resumed["stored_t"] == points[29]["t"]
+                assert resumed["stats"]["points"] + sum(resumed["stats"]["refused"].values()) == 30
+                await second.send(json.dumps({"type": "points", "points": points[20:]}))
+                await second.send(json.dumps({"type": "finish"}))
+                await receive(second, "finished")
+        stored = await stored_times(running, run_id)
+        assert len(stored) == len(set(stored))
+        expected = {p["t"] for p in points}
+        assert set(stored) <= expected
+        assert len(stored) >= len(points) - 5
+
+
+async def test_duplicate_rows_from_two_replicas_read_as_one_track(running):
+    # Two replicas that each stored a resent point: the chunks overlap, the track does not.
+    import uuid
+
+    from sqlalchemy import insert
+
+    from common.events.envelope import utc_now
+    from running.models import RunChunk
+    from running.runs import point_row
+
+    runner = member()
+    points = [GpsPoint.model_validate(p) for p in track_points(seconds=30)]
+    async with running.socket("/ws/runs", runner) as socket:
+        run_id = (await receive(socket, "started"))["run_id"]
+    kernel = running.app.state.runs._kernel
+    async with kernel.db.sessions() as session, session.begin():
+        for part in (points[:20], points[10:]):
+            await session.execute(
+                insert(RunChunk),
+                [{"run_id": uuid.UUID(run_id), "first_t": part[0].t, "points": [point_row(p) for p in part],
+                  "created_at": utc_now()}],
+            )  # fmt: skip
+    stored = await stored_times(running, run_id)
+    assert stored == [p.t for p in points]
