@@ -154,3 +154,30 @@ def test_a_helper_submits_a_task_with_two_photos_and_sees_the_verdict(stack, ope
     page.wait_for_selector("#helper-status:has-text('Task sent')", timeout=15_000)
     page.wait_for_selector("#helper-tasks li.task:has-text('AI:')", timeout=30_000)
     assert_accessible(page)
+
+
+def test_a_member_stays_signed_in_past_the_access_tokens_life_and_signing_out_revokes_the_session(stack, open_page):
+    page = open_page(viewport={"width": 390, "height": 844})
+    sign_in_app(page, stack.gateway, MEMBERS[1])
+    first_refresh = page.evaluate("localStorage.getItem('smartgym.app.refresh')")
+    assert first_refresh
+    # The app reopened after the access token ran out (its signature does not matter: an
+    # expired token is never sent, and a refused one is renewed too).
+    expired = ".".join(
+        base64.urlsafe_b64encode(part.encode()).decode().rstrip("=")
+        for part in ('{"alg":"RS256"}', '{"sub":"x","exp":1000,"roles":["customer"]}', "sig")
+    )
+    page.evaluate(f"localStorage.setItem('smartgym.app', '{expired}')")
+    page.reload()
+    page.wait_for_selector("#logout")
+    renewed = page.evaluate("localStorage.getItem('smartgym.app.refresh')")
+    assert renewed and renewed != first_refresh, "the refresh token was not rotated"
+    assert httpx.get(
+        f"{stack.gateway}/api/auth/me",
+        headers={"authorization": f"Bearer {page.evaluate('localStorage.getItem(`smartgym.app`)')}"},
+        timeout=10,
+    ).is_success
+    page.click("#logout")
+    page.wait_for_selector("#auth-email")
+    refused = httpx.post(f"{stack.gateway}/api/auth/token/refresh", json={"refresh_token": renewed}, timeout=10)
+    assert refused.status_code == 401, refused.text

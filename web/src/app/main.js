@@ -116,7 +116,7 @@ function frame(section) {
       h('h1', { class: 'title' }, t('app.title')),
       h('div', { class: 'spacer' }),
       languageButton(),
-      h('button', { type: 'button', class: 'ghost', id: 'logout', onclick: () => { api.setToken(null); route(); } }, t('logout')),
+      h('button', { type: 'button', class: 'ghost', id: 'logout', onclick: async () => { await api.logout(); route(); } }, t('logout')),
     ),
     offline,
     main,
@@ -132,6 +132,9 @@ function frame(section) {
 async function route() {
   current?.unmount?.();
   current = null;
+  // An access token that ran out while the app was closed: the session goes on with the
+  // refresh token, if there is a network to renew it.
+  if (api.refreshToken && navigator.onLine) await api.freshToken();
   const claims = api.claims();
   const signedIn = claims && claims.exp * 1000 > Date.now();
   const [section, arg] = location.hash.slice(1).split('/');

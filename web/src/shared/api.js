@@ -3,6 +3,13 @@
 // show: 'offline' (no answer), 'session' (401: the token is dropped and onSessionEnded
 // runs), 'rate_limited' (429, with retryAfter), 'unavailable' (503: breaker open or a
 // service down, with retryAfter), 'forbidden', or 'http'.
+//
+// A session lasts as long as its refresh token, not the access token's 15 minutes: a token
+// near its end is renewed before a call (and once after a 401), single-flight, and the
+// rotated refresh token replaces the old one.
+
+// Renew this long before the access token ends, so a socket opened with it is not refused.
+const RENEW_BEFORE_MS = 60_000;
 
 export class ApiError extends Error {
   constructor(reason, status, detail, retryAfter = null) {
@@ -27,19 +34,63 @@ export class Api {
     this.storage = storage;
     this.onSessionEnded = onSessionEnded;
     this.token = storage.getItem(storageKey);
+    this.refreshToken = storage.getItem(`${storageKey}.refresh`);
+    this.renewing = null;
   }
 
-  setToken(token) {
+  // A new access token, with the refresh token that came with it (undefined: keep the one
+  // held). No token ends the session: both go.
+  setToken(token, refreshToken = undefined) {
     this.token = token;
     if (token) this.storage.setItem(this.storageKey, token);
     else this.storage.removeItem(this.storageKey);
+    if (!token || refreshToken !== undefined) {
+      this.refreshToken = token ? refreshToken : null;
+      if (this.refreshToken) this.storage.setItem(`${this.storageKey}.refresh`, this.refreshToken);
+      else this.storage.removeItem(`${this.storageKey}.refresh`);
+    }
+  }
+
+  // An access token with at least a minute left when the session can still give one (for
+  // a WebSocket, which cannot be retried after a 401 the way a call is).
+  async freshToken() {
+    const claims = this.claims();
+    if (this.token && claims?.exp && claims.exp * 1000 - Date.now() > RENEW_BEFORE_MS) return this.token;
+    if (!this.refreshToken) return this.token;
+    this.renewing ??= this.renew().finally(() => {
+      this.renewing = null;
+    });
+    return this.renewing;
+  }
+
+  async renew() {
+    let response;
+    try {
+      response = await fetch('/api/auth/token/refresh', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ refresh_token: this.refreshToken }),
+        credentials: 'omit',
+      });
+    } catch {
+      return this.token; // offline: what is held may still do, and the next call tries again
+    }
+    if (response.ok) {
+      const tokens = await response.json();
+      this.setToken(tokens.access_token, tokens.refresh_token ?? null);
+    } else if (response.status === 401) {
+      this.setToken(null); // revoked or expired: the member signs in again
+      this.onSessionEnded('session');
+    }
+    return this.token;
   }
 
   authHeaders() {
     return this.token ? { authorization: `Bearer ${this.token}` } : {};
   }
 
-  async request(method, path, { json, body, headers = {}, signal, raw = false } = {}) {
+  async request(method, path, { json, body, headers = {}, signal, raw = false, renewed = false } = {}) {
+    if (this.refreshToken) await this.freshToken();
     const init = { method, headers: { ...this.authHeaders(), ...headers }, signal, credentials: 'omit' };
     if (json !== undefined) {
       init.body = JSON.stringify(json);
@@ -66,6 +117,9 @@ export class Api {
     const detail = detailOf(parsed, response.statusText || String(response.status));
     const retryAfter = Number(response.headers.get('retry-after')) || null;
     if (response.status === 401) {
+      if (this.refreshToken && !renewed && (await this.renew())) {
+        return this.request(method, path, { json, body, headers, signal, raw, renewed: true });
+      }
       if (this.token) {
         this.setToken(null);
         this.onSessionEnded(detail);
@@ -94,8 +148,22 @@ export class Api {
 
   async login(email, password) {
     const tokens = await this.request('POST', '/api/auth/login', { json: { email, password } });
-    this.setToken(tokens.access_token);
+    this.setToken(tokens.access_token, tokens.refresh_token ?? null);
     return tokens;
+  }
+
+  // Ends the session here and revokes its refresh token (best effort: offline, it simply
+  // expires).
+  async logout() {
+    const refreshToken = this.refreshToken;
+    this.setToken(null);
+    if (!refreshToken) return;
+    await fetch('/api/auth/logout', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ refresh_token: refreshToken }),
+      credentials: 'omit',
+    }).catch(() => {});
   }
 
   // The roles and branches the token carries (what the gateway checks), read from its
@@ -109,6 +177,13 @@ export class Api {
       return null;
     }
   }
+}
+
+// The token to open a WebSocket with: renewed first when the client can (an anonymous
+// watcher holds a bare { token: null }).
+export async function socketToken(api) {
+  if (typeof api.freshToken !== 'function') return api.token ?? null;
+  return api.freshToken().catch(() => api.token);
 }
 
 // A message for an ApiError in the current language.

@@ -2,6 +2,8 @@
 // the token travels in the Authorization header, never in a URL that logs keep. Both
 // helpers retry with capped exponential backoff and report their state to the screen.
 
+import { socketToken } from './api.js';
+
 const MIN_DELAY_MS = 500;
 const MAX_DELAY_MS = 10_000;
 
@@ -84,10 +86,12 @@ export function socket(api, path, { onMessage, onState = () => {} }) {
   let delay = MIN_DELAY_MS;
   const outbox = [];
 
-  function connect() {
+  async function connect() {
+    const token = await socketToken(api);
+    if (stopped) return;
     const url = new URL(path, location.href);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-    if (api.token) url.searchParams.set('access_token', api.token);
+    if (token) url.searchParams.set('access_token', token);
     onState('connecting');
     ws = new WebSocket(url);
     ws.onopen = () => {

@@ -3,6 +3,8 @@
 // stored; a reconnect names the run and resends only what came after the server's
 // `stored_t`. A tunnel is noticed three ways: the browser says it is offline, the socket
 // closes, or nothing comes back for a while although points went out (a half-dead socket).
+import { socketToken } from '../../shared/api.js';
+
 const MIN_GAP_MS = 250; // the server allows 5 frames a second; a burst rides in one frame
 const BATCH = 500; // under the server's 600 points a frame
 const SILENT_MS = 8000;
@@ -33,18 +35,23 @@ export class RunLink {
     this.connect();
   }
 
-  connect() {
-    if (this.stopped) return;
+  async connect() {
+    if (this.stopped || this.connecting) return;
     if (!navigator.onLine) {
       this.onState('offline');
       return; // the `online` event reconnects
     }
+    // A run outlasts an access token: a reconnect after a tunnel needs a fresh one.
+    this.connecting = true;
+    const token = await socketToken(this.api);
+    this.connecting = false;
+    if (this.stopped || this.ws) return;
     const url = new URL('/api/live/ws/runs', location.href);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     if (this.runId) url.searchParams.set('run_id', this.runId);
     else if (this.raceId) url.searchParams.set('race_id', this.raceId);
     // A browser cannot set headers on a WebSocket: the gateway reads the token here.
-    if (this.api.token) url.searchParams.set('access_token', this.api.token);
+    if (token) url.searchParams.set('access_token', token);
     this.onState('connecting');
     const ws = (this.ws = new WebSocket(url));
     this.started = false;
