@@ -21,8 +21,8 @@ export class Console {
     this.layout = new Layout(this.root, {
       titleKey: 'console.title',
       sections: Object.keys(SECTIONS),
-      onLogout: () => {
-        this.api.setToken(null);
+      onLogout: async () => {
+        await this.api.logout();
         location.hash = '';
         location.reload();
       },

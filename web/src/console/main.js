@@ -12,7 +12,9 @@ const root = document.getElementById('app');
 const api = new Api({ storageKey: 'smartgym.console', onSessionEnded: () => start() });
 const ROLES = ['branch_owner', 'operator'];
 
-function start() {
+// A reload after the access token ran out keeps the session while its refresh token lasts.
+async function start() {
+  if (api.refreshToken) await api.freshToken();
   const claims = api.claims();
   if (claims && (claims.roles || []).some((role) => ROLES.includes(role)) && claims.exp * 1000 > Date.now()) {
     new Console(root, api, claims).mount();

@@ -25,8 +25,8 @@ export class Dashboard {
     this.layout = new Layout(this.root, {
       titleKey: 'ops.title',
       sections: Object.keys(this.sections),
-      onLogout: () => {
-        this.api.setToken(null);
+      onLogout: async () => {
+        await this.api.logout();
         location.hash = '';
         location.reload();
       },

@@ -12,7 +12,9 @@ addDictionary(words);
 const root = document.getElementById('app');
 const api = new Api({ storageKey: 'smartgym.ops', onSessionEnded: () => start() });
 
-function start() {
+// A reload after the access token ran out keeps the session while its refresh token lasts.
+async function start() {
+  if (api.refreshToken) await api.freshToken();
   const claims = api.claims();
   if (claims && (claims.roles || []).includes('operator') && claims.exp * 1000 > Date.now()) {
     new Dashboard(root, api, claims).mount();

@@ -35,7 +35,7 @@ export function showLogin(root, api, { roles, onSignedIn, titleKey }) {
           await api.login(email.value.trim(), password.value);
           const claims = api.claims() || {};
           if (!(claims.roles || []).some((role) => roles.includes(role))) {
-            api.setToken(null);
+            await api.logout();
             message.textContent = t('login.role');
             return;
           }
