@@ -50,6 +50,11 @@ class _Identification(BaseModel):
     liveness: _Liveness | None = None
 
 
+class _Matches(BaseModel):
+    matches: list[_Match]
+    threshold: float
+
+
 class _Subjects(BaseModel):
     subjects: list[str]
 
@@ -104,6 +109,15 @@ class UnixSocketFacemodel:
         analysis = _parse(response, _Analysis)
         threshold = self._threshold if self._threshold is not None else (await self._status()).threshold
         return _identification(analysis, threshold, None, None)
+
+    async def search(
+        self, gallery: str, space: str, probe: NDArray[np.float32], *, k: int = 1
+    ) -> list[tuple[str, float]]:
+        body = {"embedding": probe.tolist(), "embedding_space": space, "k": k}
+        response = await self._call("POST", f"/v1/galleries/{gallery}/search", json=body)
+        if response.status_code == 404:
+            raise GalleryMissing(gallery)
+        return [(match.subject, match.similarity) for match in _parse(response, _Matches).matches]
 
     async def put_vectors(self, gallery: str, space: str, vectors: dict[str, NDArray[np.float32]]) -> None:
         body = {
