@@ -79,6 +79,7 @@ def create_app(
         prefetch=access_settings.access_prefetch_members,
         near_miss_margin=access_settings.access_near_miss_margin,
         metrics=CacheMetrics(kernel.metrics),
+        chain_gallery=access_settings.access_chain_gallery,
     )
     events = AccessEvents(
         faces=faces,
@@ -128,6 +129,7 @@ def create_app(
     async def stop_gates() -> None:
         await service.stop()
         await jobs.stop()
+        await faces.close()
         for gate in gates.values():
             await gate.driver.close()
         for line in lines:

@@ -3,7 +3,9 @@ token: the gate must not depend on auth being reachable)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -48,6 +50,11 @@ class _Identification(BaseModel):
     matches: list[_Match]
     threshold: float
     liveness: _Liveness | None = None
+
+
+class _Matches(BaseModel):
+    matches: list[_Match]
+    threshold: float
 
 
 class _Subjects(BaseModel):
@@ -105,12 +112,32 @@ class UnixSocketFacemodel:
         threshold = self._threshold if self._threshold is not None else (await self._status()).threshold
         return _identification(analysis, threshold, None, None)
 
+    async def search(
+        self, gallery: str, space: str, probe: NDArray[np.float32], *, k: int = 1
+    ) -> list[tuple[str, float]]:
+        body = {"embedding": probe.tolist(), "embedding_space": space, "k": k}
+        response = await self._call("POST", f"/v1/galleries/{gallery}/search", json=body)
+        if response.status_code == 404:
+            raise GalleryMissing(gallery)
+        return [(match.subject, match.similarity) for match in _parse(response, _Matches).matches]
+
     async def put_vectors(self, gallery: str, space: str, vectors: dict[str, NDArray[np.float32]]) -> None:
-        body = {
-            "embedding_space": space,
-            "subjects": [{"subject": subject, "embedding": vector.tolist()} for subject, vector in vectors.items()],
-        }
-        response = await self._call("POST", f"/v1/galleries/{gallery}/subjects", json=body)
+        def encoded() -> bytes:
+            body = {
+                "embedding_space": space,
+                "subjects": [{"subject": subject, "embedding": vector.tolist()} for subject, vector in vectors.items()],
+            }
+            return json.dumps(body).encode()
+
+        # A gallery loads in pages of thousands of vectors (megabytes of JSON): encoded on a
+        # worker thread, so the door's requests keep the event loop meanwhile.
+        content = encoded() if len(vectors) < 100 else await asyncio.to_thread(encoded)
+        response = await self._call(
+            "POST",
+            f"/v1/galleries/{gallery}/subjects",
+            content=content,
+            headers={"content-type": "application/json"},
+        )
         if response.status_code != 204:
             raise FaceServiceUnavailable(f"facemodel refused vectors: {response.status_code} {response.text[:200]}")
 

@@ -6,6 +6,12 @@ branch plus the chain's most recent and frequent visitors (the pre-fetch), so a 
 visiting another branch is usually matched in one step. A face not matched hot is looked
 up cold; if found there it counts as a cache miss and is promoted into the gallery.
 
+The cold lookup is itself a gallery: facemodel also holds every vector of this store (the
+chain gallery), filled in the background at start-up and kept current by the same events,
+so a miss costs one more scan in facemodel, not a read and decryption of the whole store.
+Until the chain gallery is complete (start-up, a facemodel restart) a miss falls back to
+scanning the store.
+
 Erasure always wins. An erased face is deleted here first (with a tombstone that refuses
 late or replayed enrolments), whether facemodel is reachable or not; facemodel is then
 told, and its galleries are reconciled against this store at start-up, after it comes
@@ -45,6 +51,10 @@ from common.sealing import reseal_rows
 log = logging.getLogger(__name__)
 
 LOAD_CHUNK = 2000
+# Never a branch's gallery name: "~" is not allowed in a branch id.
+CHAIN_GALLERY = "access~chain"
+# A chain match is checked against the store; the next ones stand in if the first was erased.
+CHAIN_CANDIDATES = 3
 # Fixed forever: vectors sealed under it must still open after an upgrade.
 FACE_SEALING_PURPOSE = b"smartgym-access-face-v1"
 
@@ -85,6 +95,9 @@ class FaceEngine(Protocol):
     async def identify(self, gallery: str, image: bytes, content_type: str) -> Identification: ...
     async def analyse(self, image: bytes, content_type: str) -> Identification: ...
     async def identify_live(self, gallery: str | None, frames: Sequence[bytes]) -> Identification: ...
+    async def search(
+        self, gallery: str, space: str, probe: NDArray[np.float32], *, k: int = 1
+    ) -> list[tuple[str, float]]: ...
     async def put_vectors(self, gallery: str, space: str, vectors: dict[str, NDArray[np.float32]]) -> None: ...
     async def remove(self, gallery: str, subject: str) -> None: ...
     async def subjects(self, gallery: str) -> set[str]: ...
@@ -116,6 +129,21 @@ class CacheMetrics:
         )
         self.gallery_size = Gauge(
             "access_face_gallery_members", "Members in a branch's hot gallery.", ["branch"], registry=metrics.registry
+        )
+        self.miss_lookups = Counter(
+            "access_face_miss_lookups",
+            "Faces looked up past the branch gallery, by how (chain: facemodel's chain gallery; "
+            "scan: the sealed store read and decrypted, while the chain gallery is not complete).",
+            ["via"],
+            registry=metrics.registry,
+        )
+        self.chain_size = Gauge(
+            "access_face_chain_gallery_members", "Vectors in facemodel's chain gallery.", registry=metrics.registry
+        )
+        self.chain_ready = Gauge(
+            "access_face_chain_gallery_ready",
+            "1 while the chain gallery holds the whole store (misses are looked up there).",
+            registry=metrics.registry,
         )
         self.hits = 0
         self.misses = 0
@@ -168,6 +196,7 @@ class FaceCache:
         prefetch: int,
         near_miss_margin: float,
         metrics: CacheMetrics,
+        chain_gallery: bool = True,
     ) -> None:
         self._database = database
         self._engine = engine
@@ -182,6 +211,14 @@ class FaceCache:
         # Erased here, not yet confirmed gone from facemodel (mirrors uncleared tombstones).
         self.erasing_members: set[uuid.UUID] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # The chain gallery: who facemodel holds in it, whether that is the whole store,
+        # and, while it is being filled, the latest change events made to each member (the
+        # loader's older reads must not overwrite them; None: erased).
+        self.chain: set[uuid.UUID] = set()
+        self.chain_ready = False
+        self._chain_wanted = chain_gallery
+        self._chain_changes: dict[uuid.UUID, NDArray[np.float32] | None] | None = None
+        self._chain_loader: asyncio.Task[None] | None = None
 
     # -- loading -------------------------------------------------------------------------
 
@@ -195,6 +232,7 @@ class FaceCache:
             await self.load(branch, prefetched)
         await self.reconcile()
         self.loaded = True
+        self.load_chain_soon()
 
     async def ensure_loaded(self) -> None:
         """Periodic: load if start-up could not (facemodel still starting), and reload a
@@ -207,6 +245,10 @@ class FaceCache:
             if sizes.get(gallery_name(branch), 0) < len(self.hot[branch]):
                 log.warning("facemodel holds fewer vectors than expected for %s; reloading", branch)
                 await self.load(branch)
+        if self.chain_ready and sizes.get(CHAIN_GALLERY, 0) < len(self.chain):
+            log.warning("facemodel holds fewer vectors than expected in the chain gallery; reloading")
+            self.chain_lost()
+        self.load_chain_soon()
         if self.erasing_members:
             await self.clear_erased()  # facemodel is answering again: finish what it missed
 
@@ -249,6 +291,7 @@ class FaceCache:
         if self.space is not None and space != self.space:
             log.warning("vector for %s is in %s, facemodel serves %s; kept cold only", member_id, space, self.space)
             return
+        await self._chain_put(member_id, vector)
         homes = await self._home_branches(session, member_id)
         for branch in self.branches:
             if branch in homes or member_id in self.hot[branch]:
@@ -257,6 +300,10 @@ class FaceCache:
     def erasing(self, member_id: uuid.UUID) -> None:
         """The member's vector is being deleted here: from now on no match on it counts."""
         self.erasing_members.add(member_id)
+        self.chain.discard(member_id)
+        self.metrics.chain_size.set(len(self.chain))
+        if self._chain_changes is not None:
+            self._chain_changes[member_id] = None
         for branch in self.branches:
             self.hot[branch].discard(member_id)
             self.metrics.gallery_size.labels(branch).set(len(self.hot[branch]))
@@ -267,6 +314,23 @@ class FaceCache:
         task = asyncio.create_task(self._clear_quietly(), name=f"access-erase:{member_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def drop_soon(self, member_id: uuid.UUID) -> None:
+        """facemodel matched a vector this store no longer holds (it missed the erasure,
+        whose tombstone may already count as cleared): take it out of every gallery now
+        rather than at the next reconciliation."""
+        self.erasing(member_id)
+        task = asyncio.create_task(self._drop_quietly(member_id), name=f"access-drop:{member_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drop_quietly(self, member_id: uuid.UUID) -> None:
+        try:
+            for gallery in self._galleries():
+                await self._engine.remove(gallery, str(member_id))
+            await self.clear_erased()
+        except Exception as exc:  # facemodel away: the reconciler removes it later
+            log.warning("facemodel not told to drop an erased vector yet (%s)", type(exc).__name__)
 
     async def _clear_quietly(self) -> None:
         try:
@@ -282,8 +346,8 @@ class FaceCache:
                 await session.scalars(select(FaceTombstone.member_id).where(FaceTombstone.galleries_cleared.is_(False)))
             )
         for member_id in pending:
-            for branch in self.branches:
-                await self._engine.remove(gallery_name(branch), str(member_id))
+            for gallery in self._galleries():
+                await self._engine.remove(gallery, str(member_id))
         if pending:
             async with self._database.transaction() as session:
                 await session.execute(
@@ -308,6 +372,152 @@ class FaceCache:
             if stale:
                 log.warning("removed %d vectors from %s that access no longer holds", len(stale), branch)
                 self.hot[branch] = {member for member in self.hot[branch] if str(member) in held}
+        if self.chain_ready:
+            await self._reconcile_chain()
+
+    async def _reconcile_chain(self) -> None:
+        """The chain gallery holds exactly this store: what it kept across an erasure goes,
+        what it missed (an enrolment while facemodel was away) comes. facemodel is asked
+        first: a member enrolled or erased between the two reads is then put or removed as
+        the store says."""
+        subjects = await self._engine.subjects(CHAIN_GALLERY)
+        async with self._database.sessions() as session:
+            held = {str(member_id) for member_id in await session.scalars(select(FaceVector.member_id))}
+        for subject in subjects - held:
+            await self._engine.remove(CHAIN_GALLERY, subject)
+        missing = {uuid.UUID(subject) for subject in held - subjects} - self.erasing_members
+        found = await self._vectors(missing)
+        for start in range(0, len(found), LOAD_CHUNK):
+            await self._engine.put_vectors(
+                CHAIN_GALLERY,
+                self._space(),
+                {str(member_id): vector for member_id, vector in found[start : start + LOAD_CHUNK]},
+            )
+        self.chain -= {uuid.UUID(subject) for subject in subjects - held}
+        self.chain |= {member_id for member_id, _ in found}
+        self.metrics.chain_size.set(len(self.chain))
+        if subjects - held or found:
+            log.warning("chain gallery reconciled: %d removed, %d added", len(subjects - held), len(found))
+
+    # -- the chain gallery ---------------------------------------------------------------
+
+    def load_chain_soon(self) -> None:
+        """Fill the chain gallery in the background unless it is complete or being filled
+        (the door keeps deciding meanwhile, misses by scanning the store)."""
+        if not self._chain_wanted or self.chain_ready:
+            return
+        if self._chain_loader is not None and not self._chain_loader.done():
+            return
+        self._chain_loader = asyncio.create_task(self._load_chain_quietly(), name="access-chain-gallery")
+
+    def chain_lost(self) -> None:
+        """facemodel no longer holds the chain gallery in full (restarted, or a model of
+        another embedding space): misses scan the store until it is filled again."""
+        self.chain_ready = False
+        self.metrics.chain_ready.set(0)
+
+    async def close(self) -> None:
+        loader = self._chain_loader
+        if loader is not None and not loader.done():
+            loader.cancel()
+            await asyncio.gather(loader, return_exceptions=True)
+
+    async def _load_chain_quietly(self) -> None:
+        try:
+            await self.load_chain()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # facemodel away or restarting: the keeper starts it again
+            log.warning("chain gallery not loaded (%s); retrying later", type(exc).__name__)
+        finally:
+            self._chain_changes = None
+
+    async def load_chain(self) -> None:
+        """Every vector of this store into facemodel's chain gallery, one page at a time
+        (each its own short read, opened in a worker thread so the door's requests keep the
+        event loop). Events that change a member meanwhile win over the pages."""
+        self.chain_lost()
+        started = time.perf_counter()
+        changes: dict[uuid.UUID, NDArray[np.float32] | None] = {}
+        self._chain_changes = changes
+        space = self.space if self.space is not None else await self._engine.embedding_space()
+        self.space = space
+        self.chain = set()
+        after: uuid.UUID | None = None
+        while True:
+            async with self._database.sessions() as session:
+                query = (
+                    select(FaceVector.member_id, FaceVector.sealed)
+                    .where(FaceVector.embedding_space == space)
+                    .order_by(FaceVector.member_id)
+                    .limit(LOAD_CHUNK)
+                )
+                if after is not None:
+                    query = query.where(FaceVector.member_id > after)
+                page = [(member_id, sealed) for member_id, sealed in await session.execute(query)]
+            if not page:
+                break
+            after = page[-1][0]
+            opened = await asyncio.to_thread(self._open_all, page)
+            vectors = {
+                member_id: vector
+                for member_id, vector in opened
+                if member_id not in changes and member_id not in self.erasing_members
+            }
+            if vectors:
+                await self._engine.put_vectors(
+                    CHAIN_GALLERY, space, {str(member_id): vector for member_id, vector in vectors.items()}
+                )
+                self.chain.update(vectors)
+                self.metrics.chain_size.set(len(self.chain))
+        # What events changed while the pages were read, in its latest state (an event that
+        # arrives during this catch-up is applied by its handler and recorded again).
+        while changes:
+            member_id, vector = changes.popitem()
+            if vector is None:
+                await self._engine.remove(CHAIN_GALLERY, str(member_id))
+                self.chain.discard(member_id)
+            else:
+                await self._engine.put_vectors(CHAIN_GALLERY, space, {str(member_id): vector})
+                self.chain.add(member_id)
+        self._chain_changes = None
+        if (await self._engine.gallery_sizes()).get(CHAIN_GALLERY, 0) < len(self.chain):
+            # facemodel restarted while the pages went in: what it holds is not the store.
+            raise GalleryMissing(CHAIN_GALLERY)
+        self.chain_ready = True
+        self.metrics.chain_ready.set(1)
+        self.metrics.chain_size.set(len(self.chain))
+        log.info("chain gallery loaded with %d vectors in %.1f s", len(self.chain), time.perf_counter() - started)
+
+    async def _chain_put(self, member_id: uuid.UUID, vector: NDArray[np.float32]) -> None:
+        if self._chain_changes is not None:
+            self._chain_changes[member_id] = vector
+        if not (self.chain_ready or self._chain_changes is not None):
+            return  # not being filled: the next load reads it from the store
+        try:
+            await self._engine.put_vectors(CHAIN_GALLERY, self._space(), {str(member_id): vector})
+        except (FaceServiceUnavailable, GalleryMissing) as exc:
+            # The enrolment stands (it is in the store); the chain gallery is reloaded once
+            # facemodel answers, and misses scan the store until then.
+            log.warning("chain gallery missed an enrolment (%s); reloading it later", type(exc).__name__)
+            self.chain_lost()
+            return
+        self.chain.add(member_id)
+        self.metrics.chain_size.set(len(self.chain))
+
+    async def _chain_search(self, probe: NDArray[np.float32], threshold: float) -> tuple[uuid.UUID | None, float]:
+        """The best member of the whole store still held here, from facemodel's chain
+        gallery; a match on a vector erased here (facemodel not told yet) never counts."""
+        matches = await self._engine.search(CHAIN_GALLERY, self._space(), probe, k=CHAIN_CANDIDATES)
+        for subject, similarity in matches:
+            if similarity < threshold:
+                return None, similarity
+            member_id = uuid.UUID(subject)
+            if await self._still_held(member_id):
+                return member_id, similarity
+            log.warning("the chain gallery matched a vector access no longer holds; removing it")
+            self.drop_soon(member_id)
+        return None, -1.0
 
     async def _remember_pending_erasures(self) -> None:
         async with self._database.sessions() as session:
@@ -376,12 +586,9 @@ class FaceCache:
                 return FaceOutcome(Reason.GRANTED, member_id, found.best_similarity, found.model, "hit", timings)
             # facemodel still holds an erased vector: not a match, and it goes now.
             log.warning("facemodel matched a vector access no longer holds; removing it")
-            self.erasing(member_id)
-            self.forget_soon(member_id)
+            self.drop_soon(member_id)
             found = replace(found, best_subject=None, best_similarity=None)
-        cold_started = time.perf_counter()
-        cold_member, cold_similarity = await self._cold_search(branch, probe)
-        timings["cold_search"] = round((time.perf_counter() - cold_started) * 1000, 2)
+        cold_member, cold_similarity = await self._miss_lookup(branch, probe, found.threshold, timings)
         if cold_member is not None and cold_similarity >= found.threshold:
             self.metrics.record(hit=False)
             await self._promote(branch, [cold_member])
@@ -391,7 +598,40 @@ class FaceCache:
         reason = Reason.MATCH_BELOW_THRESHOLD if near else Reason.FACE_NOT_RECOGNISED
         return FaceOutcome(reason, None, round(best, 4) if best > -1 else None, found.model, None, timings)
 
+    async def _miss_lookup(
+        self, branch: str, probe: NDArray[np.float32], threshold: float, timings: dict[str, float]
+    ) -> tuple[uuid.UUID | None, float]:
+        """Past the branch gallery: the chain gallery when it is complete, else the store."""
+        started = time.perf_counter()
+        if self.chain_ready:
+            try:
+                found = await self._chain_search(probe, threshold)
+            except GalleryMissing:
+                log.warning("facemodel lost the chain gallery; scanning the store until it is reloaded")
+                self.chain_lost()
+                self.load_chain_soon()
+            else:
+                self.metrics.miss_lookups.labels("chain").inc()
+                timings["chain_search"] = round((time.perf_counter() - started) * 1000, 2)
+                return found
+        self.metrics.miss_lookups.labels("scan").inc()
+        found = await self._cold_search(branch, probe)
+        timings["cold_search"] = round((time.perf_counter() - started) * 1000, 2)
+        return found
+
     # -- internals -----------------------------------------------------------------------
+
+    def _galleries(self) -> list[str]:
+        return [*(gallery_name(branch) for branch in self.branches), CHAIN_GALLERY]
+
+    def _space(self) -> str:
+        if self.space is None:
+            raise FaceServiceUnavailable("facemodel's embedding space is not known yet")
+        return self.space
+
+    def _open_all(self, rows: list[tuple[uuid.UUID, bytes]]) -> list[tuple[uuid.UUID, NDArray[np.float32]]]:
+        opened = ((member_id, self._open(member_id, sealed)) for member_id, sealed in rows)
+        return [(member_id, vector) for member_id, vector in opened if vector is not None]
 
     async def _promote(self, branch: str, members: list[uuid.UUID], session: AsyncSession | None = None) -> None:
         if members and self.space is not None:

@@ -185,6 +185,14 @@ class AccessSettings(BiometricSealingSettings):
         ),
     )
 
+    access_chain_gallery: bool = Field(
+        default=True,
+        description=(
+            "Keep every stored face vector in facemodel too (the chain gallery), so a face outside the "
+            "branch gallery is found by one scan in memory; off: such a face is looked up by reading and "
+            "decrypting the whole store (seconds at 100k vectors), which saves facemodel the memory."
+        ),
+    )
     # How often facemodel's galleries are checked against what access holds (erasures
     # facemodel missed while away are applied sooner, at the next gallery check).
     access_face_reconcile_s: float = Field(

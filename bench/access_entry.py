@@ -10,9 +10,12 @@ The mix: ``--cold`` sealed vectors in access's store (the cold store), of which
 ``--hot`` are the branch's own members (the hot gallery in facemodel); in the measured
 share of frames (``--miss-share``, by default 5 %, the miss rate of the replayed week below) the
 member at the door is a chain-wide member outside the hot gallery, so the decision takes
-the miss path (read, decrypt and scan the cold store, then promote). To keep each such
-frame a miss, the harness overwrites the promoted member's vector in facemodel's gallery
-after the frame (access still counts it held, so the next miss finds another member).
+the miss path: a scan of facemodel's chain gallery (every vector of the store), then a
+promotion into the branch gallery. The figures are taken once the chain gallery is
+complete (its load time is reported); ``--scan-misses`` times the fallback instead, the
+read, decryption and scan of the whole store that a miss costs while the chain gallery is
+not loaded. To keep each such frame a miss, the harness overwrites the promoted member's
+vector in facemodel's branch gallery after the frame (access still counts it held).
 Every frame must get its decision and every grant its relay frame: a frame without one is
 a failure (non-zero exit), never dropped from the percentiles.
 
@@ -22,6 +25,7 @@ The serial line: a pty has no baud rate and no USB adapter. The line's own cost 
 beside the measured figures (``face_entry_with_line_p95_ms``).
 
     python bench/access_entry.py [--frames 150] [--miss-share 0.05] [--cold 100000] [--hot 10000] [--passes 300]
+                                 [--scan-misses]
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ from tests.support.serialgate import GateSimulator, SocatPair
 
 BRANCH = "gangnam"
 SPACE = "sface-2021dec"
+CHAIN_GALLERY = "access~chain"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -145,6 +150,8 @@ class FaceRun:
     frames: int
     misses: int
     granted: int
+    via: dict[str, int]  # misses by lookup: chain gallery or store scan
+    chain_load_s: float | None  # access healthy -> chain gallery complete
 
 
 @dataclass
@@ -160,6 +167,7 @@ async def face_entries(
     device: GateSimulator,
     plan: list[str],
     on_miss: Callable[[str], Awaitable[None]],
+    via: dict[str, int],
 ) -> tuple[dict[str, list[float]], list[float], dict[str, dict[str, list[float]]], int, int]:
     """One frame per entry of ``plan`` ("hit" or "miss"), a gate's pace. Returns the relay
     latencies by kind, the answer latencies, per-stage timings by kind, grants, and frames
@@ -186,7 +194,10 @@ async def face_entries(
             deadline = time.monotonic() + 3
             while decision["granted"] and len(device.on_frames(1)) == seen and time.monotonic() < deadline:
                 await asyncio.sleep(0.001)
-            took = "miss" if "cold_search" in decision["timings_ms"] else "hit"
+            took = decision.get("cache") or "none"
+            if took == "miss" and not warm:
+                lookup = "chain" if "chain_search" in decision["timings_ms"] else "scan"
+                via[lookup] = via.get(lookup, 0) + 1
             if kind == "miss" and decision["member_id"] is not None:
                 await on_miss(decision["member_id"])
             if warm:
@@ -387,16 +398,26 @@ async def run(args: argparse.Namespace) -> None:
                     SMARTGYM_AUTH_URL=auth_url,
                     SMARTGYM_DATA_DIR=str(scratch),
                     SMARTGYM_LOG_LEVEL="WARNING",
+                    SMARTGYM_ACCESS_CHAIN_GALLERY="false" if args.scan_misses else "true",
                 )
                 log = scratch / "access.log"
                 access = start(["serve", "access", "--port", str(port)], env=access_env, cwd=ROOT, log=log)
                 processes.append(access)
                 base = f"http://127.0.0.1:{port}"
                 wait_healthy(base, access, log, timeout=STARTUP_S)
-                await _wait_gallery(uds_path=socket_path, expected=args.hot)
+                healthy = time.monotonic()
+                await _wait_gallery(uds_path=socket_path, gallery=f"access-{BRANCH}", expected=args.hot)
+                chain_load_s: float | None = None
+                if not args.scan_misses:
+                    progress(f"waiting for the chain gallery ({args.cold:,} vectors) to load in the background")
+                    await _wait_gallery(
+                        uds_path=socket_path, gallery=CHAIN_GALLERY, expected=args.cold, timeout=STARTUP_S * 10
+                    )
+                    chain_load_s = time.monotonic() - healthy
                 progress(f"{args.frames} frames, {misses} of them misses")
+                via: dict[str, int] = {}
                 to_relay, to_answer, stages, granted, lost = await face_entries(
-                    base, frames, device, plan, keep_it_a_miss
+                    base, frames, device, plan, keep_it_a_miss, via
                 )
                 everything = to_relay["hit"] + to_relay["miss"]
                 face = FaceRun(
@@ -409,6 +430,8 @@ async def run(args: argparse.Namespace) -> None:
                     frames=args.frames,
                     misses=misses,
                     granted=granted,
+                    via=via,
+                    chain_load_s=chain_load_s,
                 )
                 if lost:
                     fail(f"{lost} of {args.frames} frames without their decision or relay frame")
@@ -445,9 +468,11 @@ def report(args: argparse.Namespace, face: FaceRun, passes: PassRun, cache: dict
         [
             ["all (the mix)", *spread_cells(face.relay), cell(face.answer, "p50"), f"{face.granted}/{face.frames}"],
             ["hot hits", *spread_cells(face.relay_hit), "", ""],
-            ["misses (cold store)", *spread_cells(face.relay_miss), "", ""],
+            [f"misses ({_via(face.via)})", *spread_cells(face.relay_miss), "", ""],
         ],
     )
+    if face.chain_load_s is not None:
+        print(f"chain gallery of {args.cold:,} vectors complete {face.chain_load_s:.1f} s after access was healthy")
     print(
         f"serial line excluded above (a pty): modelled {line:.1f} ms per relay frame "
         f"(4 bytes at {args.baud} baud = {40 / args.baud * 1000:.1f} ms + adapter {args.adapter_latency_ms:.1f} ms); "
@@ -497,6 +522,9 @@ def report(args: argparse.Namespace, face: FaceRun, passes: PassRun, cache: dict
             "face_entry_miss_p50_ms": figure(face.relay_miss["p50"], 1),
             "face_entry_miss_p95_ms": figure(face.relay_miss["p95"], 1),
             "face_entry_miss_p99_ms": figure(face.relay_miss["p99"], 1),
+            "face_entry_miss_via_chain": face.via.get("chain", 0),
+            "face_entry_miss_via_scan": face.via.get("scan", 0),
+            "chain_gallery_load_s": round(face.chain_load_s, 1) if face.chain_load_s is not None else None,
             "cold_store_vectors": args.cold,
             "hot_gallery_vectors": args.hot,
             "serial_line_modelled_ms": round(line, 2),
@@ -512,15 +540,19 @@ def report(args: argparse.Namespace, face: FaceRun, passes: PassRun, cache: dict
     )
 
 
-async def _wait_gallery(*, uds_path: Path, expected: int, timeout: float = 60) -> None:
+async def _wait_gallery(*, uds_path: Path, gallery: str, expected: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(uds_path)), base_url="http://f") as uds:
         while time.monotonic() < deadline:
             galleries = (await uds.get("/v1/models")).json()["galleries"]
-            if galleries.get(f"access-{BRANCH}", 0) >= expected:
+            if galleries.get(gallery, 0) >= expected:
                 return
             await asyncio.sleep(0.2)
-    raise RuntimeError(f"gallery did not reach {expected} members")
+    raise RuntimeError(f"gallery {gallery} did not reach {expected} members")
+
+
+def _via(via: dict[str, int]) -> str:
+    return ", ".join(f"{count} via {how}" for how, count in sorted(via.items())) or "none"
 
 
 def main() -> None:
@@ -534,6 +566,11 @@ def main() -> None:
     parser.add_argument("--baud", type=int, default=9600, help="serial speed of the relay board (modelled)")
     parser.add_argument("--adapter-latency-ms", type=float, default=2.0, help="USB serial adapter latency (modelled)")
     parser.add_argument("--passes", type=int, default=300)
+    parser.add_argument(
+        "--scan-misses",
+        action="store_true",
+        help="time the fallback (chain gallery not loaded: the store read, decrypted and scanned per miss)",
+    )
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--branches", type=int, default=30)
     parser.add_argument("--prefetch", type=int, default=10_000)

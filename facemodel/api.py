@@ -27,8 +27,10 @@ from facemodel.schemas import (
     DeployIn,
     IdentificationOut,
     LivenessOut,
+    MatchesOut,
     MatchOut,
     ModelStatus,
+    ProbeIn,
     QualityOut,
     QualityVerdictOut,
     SubjectsOut,
@@ -171,6 +173,27 @@ async def analyse_live(
 ) -> IdentificationOut:
     """Liveness and the first frame's analysis, without a gallery (access's cold path)."""
     return await _identified_live(faces, body, gallery=None, principal=principal)
+
+
+@router.post("/galleries/{gallery}/search", dependencies=[Depends(caller(Role.OPERATOR))])
+async def search(gallery: str, body: ProbeIn, faces: Faces) -> MatchesOut:
+    """Who in ``gallery`` a face vector matches (access's miss path, over the socket: it
+    already holds the probe's vector from the frame's analysis). A vector in, so only the
+    socket and operators, like the calls that put vectors in."""
+    try:
+        matches, threshold = await faces.search(
+            np.asarray(body.embedding, np.float32), gallery=gallery, space=body.embedding_space, k=body.k
+        )
+    except UnknownGallery as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no gallery {exc}") from exc
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    best = matches[0] if matches and matches[0].similarity >= threshold else None
+    return MatchesOut(
+        matches=[MatchOut(subject=match.subject, similarity=match.similarity) for match in matches],
+        threshold=threshold,
+        match=MatchOut(subject=best.subject, similarity=best.similarity) if best else None,
+    )
 
 
 @router.post("/galleries/{gallery}/subjects/{subject}/verify")

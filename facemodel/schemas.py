@@ -81,6 +81,22 @@ class VectorIn(BaseModel):
     embedding_space: str
 
 
+class ProbeIn(BaseModel):
+    """A face vector to match against a gallery (access's miss path: the frame was already
+    analysed, so only the scan is left to do)."""
+
+    model_config = ConfigDict(extra="forbid")
+    embedding: list[float] = Field(min_length=1, max_length=4096)
+    embedding_space: str = Field(min_length=1, max_length=100)
+    k: int = Field(default=1, ge=1, le=20, description="How many of the most similar subjects to return.")
+
+
+class MatchesOut(BaseModel):
+    matches: list[MatchOut]
+    threshold: float
+    match: MatchOut | None  # the best match if it clears the threshold
+
+
 class SubjectVectorIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subject: str = Field(min_length=1, max_length=200)

@@ -107,6 +107,21 @@ class FaceService:
         self._identified(engine, result)
         return result
 
+    async def search(
+        self, probe: NDArray[np.float32], *, gallery: str, space: str, k: int
+    ) -> tuple[list[Match], float]:
+        """1:N for a vector already computed (no model run): the matches and the active
+        pack's threshold. Off the event loop like ``identify``'s scan (a chain-wide gallery
+        is the largest one facemodel holds)."""
+        engine = self.holder.current
+        target = self.galleries.get(gallery)
+        if target is None:
+            raise UnknownGallery(gallery)
+        if space != engine.manifest.embedding_space or target.embedding_space != space:
+            raise UnknownGallery(f"{gallery} holds {target.embedding_space} vectors")
+        matches = await self._run(functools.partial(target.identify, probe, k=k))
+        return matches, engine.manifest.threshold
+
     def _identified(self, engine: FaceEngine, result: Identification) -> None:
         if self.on_identified is not None:
             self.on_identified(self.holder.version_of(engine), result.best is not None)

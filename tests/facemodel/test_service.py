@@ -220,3 +220,28 @@ async def test_a_large_identify_leaves_the_event_loop_free(faces, photo_bytes):
     # The loop ran while the scans did: ticks fall inside the scan windows.
     assert any(start < tick < end for start, end, _ in scans for tick in ticks)
     assert len(gallery) == size + 3
+
+
+async def test_a_vector_is_searched_without_a_frame_and_bad_ones_are_refused(uds_client, photo_bytes, faces):
+    await enrol(uds_client, photo_bytes, "access~chain", "member-obama", "obama.jpg")
+    await enrol(uds_client, photo_bytes, "access~chain", "member-biden", "biden.jpg")
+    probe = (await uds_client.post("/v1/analyse", **jpeg(photo_bytes, "obama2.jpg"))).json()["embedding"]
+    body = {"embedding": probe, "embedding_space": "sface-2021dec", "k": 2}
+    found = (await uds_client.post("/v1/galleries/access~chain/search", json=body)).json()
+    assert [match["subject"] for match in found["matches"]] == ["member-obama", "member-biden"]
+    assert found["match"]["subject"] == "member-obama"
+    assert found["threshold"] == 0.363
+    missing = await uds_client.post("/v1/galleries/nowhere/search", json=body)
+    assert missing.status_code == 404
+    other_space = await uds_client.post("/v1/galleries/access~chain/search", json={**body, "embedding_space": "x"})
+    assert other_space.status_code == 404
+    for bad in ({**body, "embedding": probe[:10]}, {**body, "embedding": [0.0] * 128}, {**body, "k": 0}):
+        assert (await uds_client.post("/v1/galleries/access~chain/search", json=bad)).status_code == 422
+    # Over TCP a vector in needs an operator, like a vector put in.
+    app = create_app(PlatformSettings(environment="test"), faces=faces, keys=tokens.key_cache())
+    async with asgi_client(app) as client:
+        kiosk = tokens.issuer().issue("device-1", [Role.DEVICE], ["gangnam"])
+        refused = await client.post(
+            "/v1/galleries/access~chain/search", json=body, headers={"authorization": f"Bearer {kiosk}"}
+        )
+        assert refused.status_code == 403
