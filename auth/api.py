@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from auth.devices import DeviceRejected, DeviceService, UnknownDevice
+from auth.devices import DeviceRejected, DeviceService, NotYourBranch, UnknownDevice
 from auth.entry_passes import EntryPasses
 from auth.errors import (
     EmailTaken,
@@ -30,6 +30,7 @@ from auth.schemas import (
     ConsentOut,
     DeviceCredentialsOut,
     DeviceIn,
+    DevicePublic,
     DeviceTokenIn,
     DeviceTokenOut,
     EntryPassIn,
@@ -245,12 +246,42 @@ async def reset_password(body: ResetIn, accounts: Accounts, request: Request) ->
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+def _device_scope(principal: Principal, branch_id: str | None = None) -> frozenset[str] | None:
+    """Operators manage every branch's devices (None: no limit); a branch owner those of the
+    branches in their token. Anyone else, or an owner naming another branch, gets a 403
+    that says why."""
+    if principal.has_any_role({Role.OPERATOR}):
+        return None
+    if not principal.has_any_role({Role.BRANCH_OWNER}) or principal.user_id is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only operators and branch owners manage devices")
+    if branch_id is not None and branch_id not in principal.branches:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "you do not manage this branch")
+    return principal.branches
+
+
+NOT_YOURS = "this device belongs to a branch you do not manage"
+
+
+@router.get("/devices")
+async def list_devices(
+    principal: CurrentPrincipal,
+    devices: Devices,
+    branch_id: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")],
+    include_revoked: bool = False,
+) -> list[DevicePublic]:
+    """A branch's device accounts (never their secrets): its owner or an operator."""
+    _device_scope(principal, branch_id)
+    rows = await devices.of_branch(branch_id=branch_id, include_revoked=include_revoked)
+    return [DevicePublic.model_validate(row, from_attributes=True) for row in rows]
+
+
 @router.post("/devices", status_code=status.HTTP_201_CREATED)
 async def register_device(
-    body: DeviceIn, operator: Operator, devices: Devices, request: Request
+    body: DeviceIn, principal: CurrentPrincipal, devices: Devices, request: Request
 ) -> DeviceCredentialsOut:
+    _device_scope(principal, body.branch_id)
     credentials = await devices.register(
-        actor=operator.subject,
+        actor=principal.subject,
         name=body.name,
         kind=body.kind,
         branch_id=body.branch_id,
@@ -261,21 +292,33 @@ async def register_device(
 
 @router.post("/devices/{device_id}/rotate")
 async def rotate_device(
-    device_id: uuid.UUID, operator: Operator, devices: Devices, request: Request
+    device_id: uuid.UUID, principal: CurrentPrincipal, devices: Devices, request: Request
 ) -> DeviceCredentialsOut:
+    scope = _device_scope(principal)
     try:
-        credentials = await devices.rotate(actor=operator.subject, device_id=device_id, source=source_address(request))
+        credentials = await devices.rotate(
+            actor=principal.subject, device_id=device_id, source=source_address(request), allowed_branches=scope
+        )
     except UnknownDevice as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such active device") from exc
+    except NotYourBranch as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, NOT_YOURS) from exc
     return DeviceCredentialsOut(client_id=credentials.device_id, client_secret=credentials.client_secret)
 
 
 @router.delete("/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_device(device_id: uuid.UUID, operator: Operator, devices: Devices, request: Request) -> Response:
+async def revoke_device(
+    device_id: uuid.UUID, principal: CurrentPrincipal, devices: Devices, request: Request
+) -> Response:
+    scope = _device_scope(principal)
     try:
-        await devices.revoke(actor=operator.subject, device_id=device_id, source=source_address(request))
+        await devices.revoke(
+            actor=principal.subject, device_id=device_id, source=source_address(request), allowed_branches=scope
+        )
     except UnknownDevice as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such device") from exc
+    except NotYourBranch as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, NOT_YOURS) from exc
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -35,6 +35,17 @@ class DeviceRejected(Exception):
     """Wrong secret, unknown or revoked device: one answer for all three."""
 
 
+class NotYourBranch(Exception):
+    """The device belongs to a branch the caller does not manage."""
+
+
+def _check_scope(device: Device, allowed_branches: frozenset[str] | None) -> None:
+    # ``None`` is chain-wide (an operator); an owner's set comes from their token, whose
+    # branch claims are revoked the moment an operator changes them.
+    if allowed_branches is not None and device.branch_id not in allowed_branches:
+        raise NotYourBranch
+
+
 @dataclass(frozen=True)
 class DeviceCredentials:
     device_id: uuid.UUID
@@ -71,6 +82,14 @@ class DeviceService:
             )
         return DeviceCredentials(device.id, secret)
 
+    async def of_branch(self, *, branch_id: str, include_revoked: bool) -> list[Device]:
+        """The branch's devices, newest first (a branch has a handful: no paging)."""
+        query = select(Device).where(Device.branch_id == branch_id)
+        if not include_revoked:
+            query = query.where(Device.revoked_at.is_(None))
+        async with self._kernel.db.sessions() as session:
+            return list(await session.scalars(query.order_by(Device.created_at.desc()).limit(500)))
+
     async def find(self, *, name: str, branch_id: str) -> Device | None:
         """The active device of that name at that branch, if any."""
         async with self._kernel.db.sessions() as session:
@@ -78,21 +97,37 @@ class DeviceService:
                 select(Device).where(Device.name == name, Device.branch_id == branch_id, Device.revoked_at.is_(None))
             )
 
-    async def rotate(self, *, actor: str, device_id: uuid.UUID, source: str | None) -> DeviceCredentials:
+    async def rotate(
+        self,
+        *,
+        actor: str,
+        device_id: uuid.UUID,
+        source: str | None,
+        allowed_branches: frozenset[str] | None = None,
+    ) -> DeviceCredentials:
         secret = secrets.token_urlsafe(32)
         async with self._kernel.unit_of_work() as uow:
             device = await uow.session.get(Device, device_id, with_for_update=True)
             if device is None or device.revoked_at is not None:
                 raise UnknownDevice
+            _check_scope(device, allowed_branches)
             device.secret_hash, device.rotated_at = secret_digest(secret), utc_now()
             audit(uow.session, "device_secret_rotated", actor=actor, subject=str(device_id), source=source)
         return DeviceCredentials(device_id, secret)
 
-    async def revoke(self, *, actor: str, device_id: uuid.UUID, source: str | None) -> None:
+    async def revoke(
+        self,
+        *,
+        actor: str,
+        device_id: uuid.UUID,
+        source: str | None,
+        allowed_branches: frozenset[str] | None = None,
+    ) -> None:
         async with self._kernel.unit_of_work() as uow:
             device = await uow.session.get(Device, device_id, with_for_update=True)
             if device is None:
                 raise UnknownDevice
+            _check_scope(device, allowed_branches)
             if device.revoked_at is not None:
                 return
             device.revoked_at = utc_now()

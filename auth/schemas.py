@@ -164,6 +164,18 @@ class DeviceCredentialsOut(BaseModel):
     client_secret: str
 
 
+class DevicePublic(BaseModel):
+    """A device account as its branch's staff see it: never its secret."""
+
+    id: uuid.UUID
+    name: str
+    kind: str
+    branch_id: str
+    created_at: datetime
+    rotated_at: datetime | None
+    revoked_at: datetime | None
+
+
 class DeviceTokenIn(Input):
     client_id: uuid.UUID
     client_secret: str = Field(min_length=20, max_length=200)

@@ -3,16 +3,19 @@ operators for every branch; members read profiles and write their own reviews.""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 
-from branch_owner import profiles, queue, reviews
-from branch_owner.models import Branch, QueueItem, Review
+from branch_owner import photos, profiles, queue, reviews
+from branch_owner.models import Branch, BranchPhoto, QueueItem, Review
 from branch_owner.preferences import Preferences
 from branch_owner.schemas import (
     BranchIn,
+    BranchPhotoPublic,
     BranchPublic,
     BulkDecisionIn,
     DecisionIn,
@@ -29,6 +32,7 @@ from branch_owner.schemas import (
 from branch_owner.settings import BranchOwnerSettings
 from common.api import CurrentPrincipal, KernelDep
 from common.events.envelope import utc_now
+from common.objectstore import ObjectNotFound, ObjectStore
 from common.security import Principal, Role
 
 router = APIRouter(prefix="/v1")
@@ -50,7 +54,18 @@ def _person(principal: Principal) -> uuid.UUID:
     return principal.user_id
 
 
-def _branch(row: Branch) -> BranchPublic:
+def _photo(row: BranchPhoto) -> BranchPhotoPublic:
+    return BranchPhotoPublic(
+        id=row.id,
+        url=profiles.PHOTO_PATH.format(branch_id=row.branch_id, photo_id=row.id),
+        width=row.width,
+        height=row.height,
+        size_bytes=row.size_bytes,
+        uploaded_at=row.uploaded_at,
+    )
+
+
+def _branch(row: Branch, uploaded: Sequence[BranchPhoto] = ()) -> BranchPublic:
     return BranchPublic(
         branch_id=row.branch_id,
         name=row.name,
@@ -63,6 +78,7 @@ def _branch(row: Branch) -> BranchPublic:
         equipment=row.equipment,
         prices=row.prices,
         photo_urls=row.photo_urls,
+        photos=[_photo(item) for item in uploaded],
         revision=row.revision,
         updated_at=row.updated_at,
     )
@@ -77,7 +93,15 @@ async def put_branch(
 ) -> BranchPublic:
     by = _staff_for(principal, branch_id)
     data = body.model_dump(mode="json")
-    row, created = await profiles.put_profile(kernel, branch_id=branch_id, profile=profiles.ProfileIn(**data), by=by)
+    try:
+        row, created = await profiles.put_profile(
+            kernel, branch_id=branch_id, profile=profiles.ProfileIn(**data), by=by
+        )
+    except profiles.TooManyPhotos as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"a branch shows at most {profiles.MAX_PHOTOS} photos, links and uploads together",
+        ) from exc
     if created:
         response.status_code = status.HTTP_201_CREATED
     return _branch(row)
@@ -89,7 +113,7 @@ async def get_branch(branch_id: BranchId, principal: CurrentPrincipal, kernel: K
     row = await profiles.profile_of(kernel.db, branch_id=branch_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such branch")
-    return _branch(row)
+    return _branch(row, await photos.of_branch(kernel.db, branch_id=branch_id))
 
 
 @router.get("/branches")
@@ -99,6 +123,72 @@ async def my_branches(principal: CurrentPrincipal, kernel: KernelDep) -> list[Br
         raise HTTPException(status.HTTP_403_FORBIDDEN, "role not permitted")
     scope = None if Role.OPERATOR in principal.roles else sorted(principal.branches)
     return [_branch(row) for row in await profiles.profiles_of(kernel.db, branch_ids=scope)]
+
+
+# -- branch photos ----------------------------------------------------------------------------
+
+
+def _photo_store(request: Request) -> ObjectStore:
+    store: ObjectStore = request.app.state.photo_store
+    return store
+
+
+@router.post("/branches/{branch_id}/photos", status_code=status.HTTP_201_CREATED)
+async def upload_photo(
+    branch_id: BranchId, request: Request, principal: CurrentPrincipal, kernel: KernelDep
+) -> BranchPhotoPublic:
+    """The branch's owner or an operator: one image as the body (image/jpeg, image/png or
+    image/webp). It is re-encoded, so what members see carries no metadata."""
+    by = _staff_for(principal, branch_id)
+    settings: BranchOwnerSettings = request.app.state.settings
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ("image/jpeg", "image/png", "image/webp"):
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send the photo as image/jpeg, image/png or image/webp"
+        )
+    data = await request.body()
+    try:
+        clean = await asyncio.to_thread(
+            photos.clean, data, max_bytes=settings.branch_photo_max_bytes, max_pixels=settings.branch_photo_max_pixels
+        )
+        row = await photos.add(kernel, store=_photo_store(request), branch_id=branch_id, photo=clean, by=by)
+    except photos.PhotoRefused as exc:
+        raise HTTPException(exc.status, exc.reason) from exc
+    except photos.NoSuchBranch as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, "save the branch's profile before adding photos") from exc
+    except profiles.TooManyPhotos as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"a branch shows at most {profiles.MAX_PHOTOS} photos: delete one first"
+        ) from exc
+    return _photo(row)
+
+
+@router.get("/branches/{branch_id}/photos")
+async def list_photos(branch_id: BranchId, principal: CurrentPrincipal, kernel: KernelDep) -> list[BranchPhotoPublic]:
+    """Anybody signed in, like the profile they belong to."""
+    return [_photo(row) for row in await photos.of_branch(kernel.db, branch_id=branch_id)]
+
+
+@router.get("/branches/{branch_id}/photos/{photo_id}")
+async def get_photo(
+    branch_id: BranchId, photo_id: uuid.UUID, request: Request, principal: CurrentPrincipal, kernel: KernelDep
+) -> Response:
+    try:
+        row, data = await photos.read(kernel.db, store=_photo_store(request), branch_id=branch_id, photo_id=photo_id)
+    except ObjectNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such photo of this branch") from exc
+    # A photo's id never names other bytes: cacheable for as long as the browser likes.
+    return Response(data, media_type=row.content_type, headers={"cache-control": "private, max-age=86400, immutable"})
+
+
+@router.delete("/branches/{branch_id}/photos/{photo_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_photo(
+    branch_id: BranchId, photo_id: uuid.UUID, request: Request, principal: CurrentPrincipal, kernel: KernelDep
+) -> Response:
+    by = _staff_for(principal, branch_id)
+    if not await photos.remove(kernel, store=_photo_store(request), branch_id=branch_id, photo_id=photo_id, by=by):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such photo of this branch")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 # -- the review queue ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from branch_owner import queue
 from branch_owner.api import router
 from branch_owner.events import subscriptions
 from branch_owner.models import Base
+from branch_owner.photos import photo_store
 from branch_owner.preferences import Preferences
 from branch_owner.settings import BranchOwnerSettings
 from common.api import create_service_app
@@ -41,9 +42,15 @@ def create_app(
         await queue.remind_overdue(kernel, sla=sla)
 
     reminders = Periodic("review-sla", config.review_sla_check_interval_s, remind)
+    store = photo_store(config)
     app = create_service_app(
-        kernel, title="SmartGym branch_owner", routers=[router], on_start=[reminders.start], on_stop=[reminders.stop]
+        kernel,
+        title="SmartGym branch_owner",
+        routers=[router],
+        on_start=[reminders.start],
+        on_stop=[reminders.stop, store.close],
     )
     app.state.settings = config
+    app.state.photo_store = store
     app.state.preferences = preferences
     return app

@@ -37,6 +37,24 @@ class Branch(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class BranchPhoto(Base):
+    """A photo uploaded for a branch's profile; its bytes are in the photo store under
+    ``key`` (re-encoded on upload, so no EXIF from the owner's phone survives)."""
+
+    __tablename__ = "branch_photos"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    branch_id: Mapped[str] = mapped_column(String(64), index=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    content_type: Mapped[str] = mapped_column(String(20))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uploaded_by: Mapped[uuid.UUID] = mapped_column(Uuid)
+    uploaded_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class QueueItem(Base):
     """branch_owner's own copy of a judged task, waiting for (or given) the owner's word."""
 

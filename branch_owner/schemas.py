@@ -67,9 +67,21 @@ class BranchPublic(BaseModel):
     facilities: list[str]
     equipment: dict[str, int]
     prices: list[dict[str, Any]]
+    # Links the owner typed; uploaded photos are in ``photos``.
     photo_urls: list[str]
+    photos: list[BranchPhotoPublic] = Field(default_factory=list)
     revision: int
     updated_at: datetime
+
+
+class BranchPhotoPublic(BaseModel):
+    id: uuid.UUID
+    # The photo's path behind the gateway (fetched with the caller's token).
+    url: str
+    width: int
+    height: int
+    size_bytes: int
+    uploaded_at: datetime
 
 
 class ReasonPublic(BaseModel):

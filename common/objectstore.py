@@ -26,6 +26,10 @@ class ObjectStore(Protocol):
 
     async def get(self, key: str) -> bytes: ...
 
+    async def delete(self, key: str) -> None:
+        """Remove the object; a key that is not there is not an error (deletes are retried)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -75,6 +79,9 @@ class DirectoryStore(_KeyChecked):
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self._read, key)
 
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread((self._root / self._checked(key)).unlink, missing_ok=True)
+
     async def close(self) -> None:
         return None
 
@@ -121,6 +128,10 @@ class S3Store(_KeyChecked):
                 raise
 
         return await asyncio.to_thread(read)
+
+    async def delete(self, key: str) -> None:
+        # S3 answers 204 for a missing key too.
+        await asyncio.to_thread(self._client.delete_object, Bucket=self._bucket, Key=self._checked(key))
 
     async def close(self) -> None:
         await asyncio.to_thread(self._client.close)

@@ -56,6 +56,7 @@ from contracts.running import (
     StepRankChanged,
 )
 from contracts.tasks import (
+    PayoutStatusChanged,
     PhotoRef,
     TaskConfirmed,
     TaskJudged,
@@ -97,6 +98,7 @@ __all__ = [
     "PackFile",
     "PasswordResetRequested",
     "PasswordResetRequestedV2",
+    "PayoutStatusChanged",
     "PhotoRef",
     "Price",
     "RaceFinished",

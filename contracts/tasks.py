@@ -145,3 +145,24 @@ class TaskReviewOverdue(Event):
     title: str = Field(max_length=100)
     judged_at: datetime
     waited_s: float = Field(ge=0)
+
+
+@CATALOG.register
+class PayoutStatusChanged(Event):
+    """A helper's payout moved: approved or rejected (by head office, or by the owner of a
+    branch the helper works at, named in ``branch_id``), or paid by head office. A
+    rejected payout's amount is back in the helper's balance."""
+
+    event_name: ClassVar[str] = "PayoutStatusChanged"
+    event_version: ClassVar[int] = 1
+
+    payout_id: uuid.UUID
+    helper_id: uuid.UUID
+    amount_krw: int = Field(ge=0)
+    previous_status: Literal["requested", "approved"]
+    status: Literal["approved", "paid", "rejected"]
+    note: str | None = Field(default=None, max_length=200)
+    changed_by: uuid.UUID
+    # The branch whose owner acted; None when head office did.
+    branch_id: str | None = Field(default=None, max_length=64)
+    changed_at: datetime

@@ -259,7 +259,12 @@ class GatewaySettings(PlatformSettings):
                     max_body_bytes=64 * 1024,
                 ),
                 # Members read profiles and write reviews there too: every role, checked per route.
-                RouteConfig(prefix="/api/branch-owner", service="branch_owner", upstreams=(self.branch_owner_url,)),
+                RouteConfig(
+                    prefix="/api/branch-owner",
+                    service="branch_owner",
+                    upstreams=(self.branch_owner_url,),
+                    max_body_bytes=4 * 1024 * 1024,  # branch photos (the console shrinks them first)
+                ),
                 RouteConfig(
                     prefix="/api/access",
                     service="access",

@@ -19,6 +19,7 @@ from helper.schemas import (
     CLIENT_KEY,
     CODE,
     BalancePublic,
+    BranchPayoutPublic,
     LedgerEntryPublic,
     LedgerPage,
     ModelIn,
@@ -295,7 +296,41 @@ async def my_payouts(principal: Helper, helper_id: CurrentUserId, kernel: Kernel
 async def move_payout(payout_id: uuid.UUID, body: PayoutMoveIn, principal: Operator, kernel: KernelDep) -> PayoutPublic:
     """Operators settle payouts (finance sits at head office, not at a branch)."""
     try:
-        row = await ledger.move_payout(kernel.db, payout_id=payout_id, to=body.status, note=body.note)
+        row = await ledger.move_payout(kernel, payout_id=payout_id, to=body.status, note=body.note, by=_me(principal))
+    except ledger.PayoutRefused as exc:
+        raise HTTPException(exc.status, exc.reason) from exc
+    return _payout(row)
+
+
+@router.get("/branches/{branch_id}/payouts")
+async def branch_payouts(
+    branch_id: BranchId,
+    principal: CurrentPrincipal,
+    kernel: KernelDep,
+    status_: Annotated[str | None, Query(alias="status", pattern=r"^(requested|approved|paid|rejected)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 100,
+) -> list[BranchPayoutPublic]:
+    """The branch's staff: payouts of the helpers bound to it."""
+    _staff_for(principal, branch_id)
+    rows = await ledger.payouts_of_branch(kernel.db, branch_id=branch_id, status=status_, limit=limit)
+    return [
+        BranchPayoutPublic(**_payout(row).model_dump(), helper_id=row.helper_id, earned_here_krw=earned)
+        for row, earned in rows
+    ]
+
+
+@router.post("/branches/{branch_id}/payouts/{payout_id}/status")
+async def sign_off_payout(
+    branch_id: BranchId, payout_id: uuid.UUID, body: PayoutMoveIn, principal: CurrentPrincipal, kernel: KernelDep
+) -> PayoutPublic:
+    """The branch's owner approves or rejects a request of a helper bound to the branch;
+    operators acting here are still head office (every move of PAYOUT_MOVES)."""
+    by = _staff_for(principal, branch_id)
+    scope = None if Role.OPERATOR in principal.roles else branch_id
+    try:
+        row = await ledger.move_payout(
+            kernel, payout_id=payout_id, to=body.status, note=body.note, by=by, branch_id=scope
+        )
     except ledger.PayoutRefused as exc:
         raise HTTPException(exc.status, exc.reason) from exc
     return _payout(row)

@@ -19,13 +19,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.db import Database
 from common.events.envelope import utc_now
 from common.events.outbox import UnitOfWork
-from contracts import TaskConfirmed
-from helper.models import Account, LedgerEntry, Payout
+from common.kernel import ServiceKernel
+from contracts import PayoutStatusChanged, TaskConfirmed
+from helper.models import Account, Binding, LedgerEntry, Payout, Task
 from helper.tasks import record_decision
 
 MIN_PAYOUT_KRW = 1_000
-# Who may move a payout to which state.
+# Which state a payout may move to from which.
 PAYOUT_MOVES = {"requested": {"approved", "rejected"}, "approved": {"paid", "rejected"}}
+# A branch owner signs off on the work behind a payout (approve or reject a request);
+# money leaves from head office, which alone marks a payout paid or undoes an approval.
+OWNER_MOVES = {"requested": {"approved", "rejected"}}
 
 
 class PayoutRefused(Exception):
@@ -132,25 +136,91 @@ async def request_payout(database: Database, *, helper_id: uuid.UUID, amount_krw
     return payout
 
 
-async def move_payout(database: Database, *, payout_id: uuid.UUID, to: str, note: str | None) -> Payout:
-    async with database.transaction() as session:
+async def move_payout(
+    kernel: ServiceKernel,
+    *,
+    payout_id: uuid.UUID,
+    to: str,
+    note: str | None,
+    by: uuid.UUID,
+    branch_id: str | None = None,
+) -> Payout:
+    """Move a payout and publish the move in the same transaction. With ``branch_id`` the
+    caller is that branch's owner: the payout must be of a helper bound to the branch and
+    the owner may only sign off on a request (OWNER_MOVES)."""
+    async with kernel.unit_of_work() as uow:
+        session = uow.session
         payout = await session.get(Payout, payout_id, with_for_update=True)
         if payout is None:
             raise PayoutRefused(404, "no such payout")
-        if to not in PAYOUT_MOVES.get(payout.status, set()):
+        moves = PAYOUT_MOVES
+        if branch_id is not None:
+            if await session.get(Binding, (payout.helper_id, branch_id)) is None:
+                raise PayoutRefused(404, "no such payout of a helper of this branch")
+            moves = OWNER_MOVES
+            if to == "paid" or payout.status not in OWNER_MOVES:
+                raise PayoutRefused(403, "head office pays and settles approved payouts; a branch approves requests")
+        if to not in moves.get(payout.status, set()):
             raise PayoutRefused(409, f"a {payout.status} payout cannot become {to}")
+        previous = payout.status
         payout.status, payout.note, payout.updated_at = to, note, utc_now()
         if to == "rejected":
             await _append(
                 session,
-                database.is_sqlite,
+                kernel.db.is_sqlite,
                 helper_id=payout.helper_id,
                 kind="payout_reversal",
                 amount_krw=payout.amount_krw,
                 source=f"payout-reversal:{payout.id}",
                 payout_id=payout.id,
             )
+        uow.emit(
+            PayoutStatusChanged(
+                payout_id=payout.id,
+                helper_id=payout.helper_id,
+                amount_krw=payout.amount_krw,
+                previous_status=previous,
+                status=to,
+                note=note,
+                changed_by=by,
+                branch_id=branch_id,
+                changed_at=payout.updated_at,
+            )
+        )
     return payout
+
+
+async def payouts_of_branch(
+    database: Database, *, branch_id: str, status: str | None, limit: int
+) -> list[tuple[Payout, int]]:
+    """Payouts of the helpers bound to the branch, newest first, each with what the
+    helper has earned at this branch so far (the owner's basis for signing off)."""
+    query = (
+        select(Payout)
+        .join(Binding, Binding.helper_id == Payout.helper_id)
+        .where(Binding.branch_id == branch_id)
+        .order_by(Payout.requested_at.desc())
+        .limit(limit)
+    )
+    if status is not None:
+        query = query.where(Payout.status == status)
+    async with database.sessions() as session:
+        payouts = list((await session.scalars(query)).all())
+        helpers = {payout.helper_id for payout in payouts}
+        earned: dict[uuid.UUID, int] = {}
+        if helpers:
+            rows = await session.execute(
+                select(LedgerEntry.helper_id, func.coalesce(func.sum(LedgerEntry.amount_krw), 0))
+                .join(Task, Task.id == LedgerEntry.task_id)
+                .where(
+                    LedgerEntry.kind == "task_reward",
+                    LedgerEntry.helper_id.in_(helpers),
+                    Task.branch_id == branch_id,
+                )
+                .group_by(LedgerEntry.helper_id)
+            )
+            earned = {helper_id: int(total) for helper_id, total in rows.all()}
+    return [(payout, earned.get(payout.helper_id, 0)) for payout in payouts]
 
 
 async def payouts_of(database: Database, *, helper_id: uuid.UUID) -> Sequence[Payout]:

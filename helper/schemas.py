@@ -100,6 +100,13 @@ class PayoutPublic(BaseModel):
     note: str | None
 
 
+class BranchPayoutPublic(PayoutPublic):
+    """A payout as the helper's branch sees it: whose, and what they earned at this branch."""
+
+    helper_id: uuid.UUID
+    earned_here_krw: int
+
+
 def reasons_of(raw: list[dict[str, Any]]) -> list[ReasonPublic]:
     return [ReasonPublic(code=str(item.get("code", "")), message=str(item.get("message", ""))) for item in raw]
 

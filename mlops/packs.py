@@ -58,6 +58,9 @@ class ReadOnlyStore:
     async def get(self, key: str) -> bytes:
         return await self._inner.get(key)
 
+    async def delete(self, key: str) -> None:
+        raise PermissionError("task photos are read only for mlops")
+
     async def close(self) -> None:
         await self._inner.close()
 

@@ -210,3 +210,66 @@ async def test_a_published_reset_code_leaves_auths_outbox(app_and_client, settin
     assert await forget_sent_reset_codes(kernel) == 1
     assert outbox_events(settings, PasswordResetRequestedV2.routing_key()) == []
     assert outbox_events(settings, "UserRegistered.v1")  # everything else keeps its retention
+
+
+async def test_an_owner_manages_the_devices_of_their_own_branches_only(app_and_client, settings):
+    app, client = app_and_client
+    owner = await operator_tokens(app, client, role=Role.BRANCH_OWNER, branches=["gangnam-1"])
+    operator = await operator_tokens(app, client)
+    helper = await operator_tokens(app, client, role=Role.HELPER, branches=["gangnam-1"])
+
+    mine = await client.post(
+        "/devices", json={"name": "kiosk", "kind": "kiosk", "branch_id": "gangnam-1"}, headers=bearer(owner)
+    )
+    assert mine.status_code == 201, mine.text
+    theirs = await client.post(
+        "/devices", json={"name": "kiosk", "kind": "kiosk", "branch_id": "hongdae-2"}, headers=bearer(owner)
+    )
+    assert theirs.status_code == 403
+    assert theirs.json()["detail"] == "you do not manage this branch"
+    refused = await client.post(
+        "/devices", json={"name": "kiosk", "kind": "kiosk", "branch_id": "gangnam-1"}, headers=bearer(helper)
+    )
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "only operators and branch owners manage devices"
+    other = (
+        await client.post(
+            "/devices", json={"name": "gate", "kind": "gate", "branch_id": "hongdae-2"}, headers=bearer(operator)
+        )
+    ).json()
+
+    listed = await client.get("/devices", params={"branch_id": "gangnam-1"}, headers=bearer(owner))
+    assert [(row["id"], row["kind"]) for row in listed.json()] == [(mine.json()["client_id"], "kiosk")]
+    assert "secret_hash" not in listed.json()[0]
+    assert "client_secret" not in listed.json()[0]
+    assert (await client.get("/devices", params={"branch_id": "hongdae-2"}, headers=bearer(owner))).status_code == 403
+    assert (await client.get("/devices", params={"branch_id": "../x"}, headers=bearer(owner))).status_code == 422
+
+    # Another branch's device: neither rotated nor revoked, and its credentials still work.
+    for method, url in (
+        ("POST", f"/devices/{other['client_id']}/rotate"),
+        ("DELETE", f"/devices/{other['client_id']}"),
+    ):
+        answer = await client.request(method, url, headers=bearer(owner))
+        assert answer.status_code == 403, answer.text
+        assert answer.json()["detail"] == "this device belongs to a branch you do not manage"
+    assert (await client.post("/devices/token", json=other)).status_code == 200
+    assert not [
+        e for e in outbox_events(settings, DeviceRevoked.routing_key()) if e["data"]["device_id"] == other["client_id"]
+    ]
+
+    rotated = await client.post(f"/devices/{mine.json()['client_id']}/rotate", headers=bearer(owner))
+    assert rotated.status_code == 200
+    old = {"client_id": mine.json()["client_id"], "client_secret": mine.json()["client_secret"]}
+    assert (await client.post("/devices/token", json=old)).status_code == 401
+    assert (await client.delete(f"/devices/{mine.json()['client_id']}", headers=bearer(owner))).status_code == 204
+    fresh = {"client_id": mine.json()["client_id"], "client_secret": rotated.json()["client_secret"]}
+    assert (await client.post("/devices/token", json=fresh)).status_code == 401
+    assert (await client.delete(f"/devices/{uuid.uuid4()}", headers=bearer(owner))).status_code == 404
+    listed = await client.get(
+        "/devices", params={"branch_id": "gangnam-1", "include_revoked": "true"}, headers=bearer(owner)
+    )
+    assert listed.json()[0]["revoked_at"] is not None
+    assert (await client.get("/devices", params={"branch_id": "gangnam-1"}, headers=bearer(owner))).json() == []
+    # Operators keep managing every branch.
+    assert (await client.post(f"/devices/{other['client_id']}/rotate", headers=bearer(operator))).status_code == 200

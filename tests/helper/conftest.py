@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from common.events.envelope import Event
 from common.migrations import upgrade
 from common.security import Role
-from contracts import TaskJudgedV2, TaskSubmitted
+from contracts import PayoutStatusChanged, TaskJudgedV2, TaskSubmitted
 from helper.app import create_app
 from helper.settings import HelperSettings
 from tests.support import tokens
@@ -82,7 +82,7 @@ def open_helper(tmp_path) -> Callable[..., AbstractAsyncContextManager[HelperApp
     async def opened(**overrides: Any) -> AsyncIterator[HelperApp]:
         settings = HelperSettings(environment="test", data_dir=tmp_path, outbox_poll_interval_s=0.05, **overrides)
         upgrade("helper", settings.database_url("helper"))
-        async with recording_bus(TaskSubmitted, TaskJudgedV2) as recording:
+        async with recording_bus(TaskSubmitted, TaskJudgedV2, PayoutStatusChanged) as recording:
             app = create_app(settings, bus=recording.bus, metrics=recording.metrics, keys=tokens.key_cache())
             async with asgi_client(app) as client:
                 owner = bearer(uuid.uuid4(), Role.BRANCH_OWNER, (BRANCH,))

@@ -62,6 +62,8 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[Caller]]] = {
         ("GET", "/admin/audit"): OPERATORS,
         ("POST", "/password/reset-request"): ANYONE,
         ("POST", "/password/reset"): ANYONE,
+        # Operators, and the owner of the device's branch (by their token's branch claims).
+        ("GET", "/devices"): STAFF_OF_A,
         ("POST", "/devices"): STAFF_OF_A,
         ("POST", "/devices/{device_id}/rotate"): STAFF_OF_A,
         ("DELETE", "/devices/{device_id}"): STAFF_OF_A,
@@ -176,6 +178,9 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[Caller]]] = {
         ("POST", "/v1/me/payouts"): HELPERS,
         ("GET", "/v1/me/payouts"): HELPERS,
         ("POST", "/v1/payouts/{payout_id}/status"): OPERATORS,
+        # Payouts of the helpers bound to the branch; its owner signs off on requests.
+        ("GET", "/v1/branches/{branch_id}/payouts"): STAFF_OF_A,
+        ("POST", "/v1/branches/{branch_id}/payouts/{payout_id}/status"): STAFF_OF_A,
         ("GET", "/v1/judge/model"): OPERATORS,
         ("POST", "/v1/judge/model"): OPERATORS,
     },
@@ -184,6 +189,11 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[Caller]]] = {
         ("PUT", "/v1/branches/{branch_id}"): STAFF_OF_A,
         ("GET", "/v1/branches/{branch_id}"): SIGNED_IN,
         ("GET", "/v1/branches"): Scoped(STAFF_OF_A),
+        ("POST", "/v1/branches/{branch_id}/photos"): STAFF_OF_A,
+        # Like the profile they belong to: anybody signed in.
+        ("GET", "/v1/branches/{branch_id}/photos"): SIGNED_IN,
+        ("GET", "/v1/branches/{branch_id}/photos/{photo_id}"): SIGNED_IN,
+        ("DELETE", "/v1/branches/{branch_id}/photos/{photo_id}"): STAFF_OF_A,
         ("GET", "/v1/branches/{branch_id}/queue"): STAFF_OF_A,
         ("GET", "/v1/branches/{branch_id}/queue/{task_id}"): STAFF_OF_A,
         ("POST", "/v1/branches/{branch_id}/queue/{task_id}/decision"): STAFF_OF_A,

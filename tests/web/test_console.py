@@ -131,3 +131,109 @@ def test_owner_confirms_a_helper_task(stack, open_page):
     page.wait_for_selector(f"#task-{task_id}", state="detached")
     decided = httpx.get(f"{stack.gateway}/api/branch-owner/v1/branches/{BRANCH}/queue/{task_id}", headers=owner)
     assert decided.json()["status"] == "approved", decided.text
+
+
+def test_owner_registers_rotates_and_revokes_a_kiosk_and_uploads_a_branch_photo(stack, open_page, tmp_path):
+    page = open_page()
+    page.on("dialog", lambda dialog: dialog.accept())  # the rotate/revoke confirmations
+    sign_in(page, stack.gateway, "console", OWNER)
+    page.goto(f"{stack.gateway}/console#devices")
+    page.wait_for_selector("#device-list > *")
+    name = f"kiosk-{uuid.uuid4().hex[:6]}"
+    page.fill("#dev-name", name)
+    page.click("#dev-create")
+    secret = page.locator("#device-client-secret")
+    secret.wait_for()
+    credentials = {"client_id": page.inner_text("#device-client-id"), "client_secret": secret.inner_text()}
+    token = f"{stack.gateway}/api/auth/devices/token"
+    assert httpx.post(token, json=credentials, timeout=10).status_code == 200
+    row = page.locator(f"#device-{credentials['client_id']}")
+    row.wait_for()
+    assert credentials["client_secret"] not in row.inner_text()  # shown once, never listed
+    assert_accessible(page)
+    screenshot(page, "console-devices")
+
+    row.locator("button.rotate").click()
+    deadline = time.monotonic() + 10
+    while page.inner_text("#device-client-secret") == credentials["client_secret"]:
+        assert time.monotonic() < deadline, "the rotated secret never appeared"
+        time.sleep(0.1)
+    rotated = {"client_id": credentials["client_id"], "client_secret": page.inner_text("#device-client-secret")}
+    assert httpx.post(token, json=credentials, timeout=10).status_code == 401
+    assert httpx.post(token, json=rotated, timeout=10).status_code == 200
+    row.locator("button.revoke").click()
+    row.wait_for(state="detached")
+    assert httpx.post(token, json=rotated, timeout=10).status_code == 401
+
+    # A branch photo: picked, shrunk in the browser, uploaded, shown, deleted.
+    photo = tmp_path / "front.jpg"
+    photo.write_bytes(jpeg(scene(3)))
+    owner = stack.login(OWNER)
+    profile = f"{stack.gateway}/api/branch-owner/v1/branches/{BRANCH}"
+    if httpx.get(profile, headers=owner).status_code == 404:  # photos belong to a saved profile
+        saved = httpx.put(
+            profile, json={"name": "Demo Gym", "address": "Seoul", "lat": 37.5, "lon": 127.0}, headers=owner
+        )
+        assert saved.status_code == 201, saved.text
+    page.goto(f"{stack.gateway}/console#profile")
+    page.wait_for_selector("#photo-upload")
+    page.set_input_files("#photo-file", str(photo))
+    page.click("#photo-upload")
+    page.wait_for_selector("#photo-status:has-text('1 photo(s) added')")
+    thumb = page.locator("#photo-gallery li[id^='photo-'] img").first
+    thumb.wait_for()
+    deadline = time.monotonic() + 10
+    while not page.evaluate(
+        "(() => { const i = document.querySelector('#photo-gallery img'); return !!i && i.naturalWidth > 0; })()"
+    ):
+        assert time.monotonic() < deadline, "the uploaded photo was never drawn"
+        time.sleep(0.1)
+    [stored] = httpx.get(f"{stack.gateway}/api/branch-owner/v1/branches/{BRANCH}/photos", headers=owner).json()
+    assert max(stored["width"], stored["height"]) <= 2048
+    assert_accessible(page)
+    screenshot(page, "console-profile-photos")
+    page.locator(f"#photo-{stored['id']} button").click()
+    page.wait_for_selector("#photos-empty")
+    assert httpx.get(f"{stack.gateway}/api/branch-owner/v1/branches/{BRANCH}/photos", headers=owner).json() == []
+
+
+def test_owner_approves_a_helpers_payout(stack, open_page):
+    owner = stack.login(OWNER)
+    helper_id, helper = make_helper(stack)
+    with httpx.Client(base_url=stack.gateway, timeout=15) as client:
+        task_type = {"category": "laundry", "title": "Fold towels", "reward_krw": 5000, "daily_limit": 20}
+        assert client.put(f"/api/helper/v1/branches/{BRANCH}/task-types/fold", json=task_type, headers=owner).is_success
+        assert client.put(f"/api/helper/v1/branches/{BRANCH}/helpers/{helper_id}", headers=owner).status_code == 204
+        form = {"branch_id": BRANCH, "task_type": "fold", "client_key": uuid.uuid4().hex}
+        files = [("photos", ("towels.jpg", jpeg(scene(11)), "image/jpeg"))]
+        submitted = client.post("/api/helper/v1/tasks", data=form, files=files, headers=helper)
+        assert submitted.status_code == 201, submitted.text
+        task_id = submitted.json()["id"]
+        decision = f"/api/branch-owner/v1/branches/{BRANCH}/queue/{task_id}/decision"
+        deadline = time.monotonic() + 30
+        while (answer := client.post(decision, json={"decision": "approve"}, headers=owner)).status_code == 404:
+            assert time.monotonic() < deadline, "the task never reached the queue"
+            time.sleep(0.3)
+        assert answer.status_code == 200, answer.text
+        while client.get("/api/helper/v1/me/balance", headers=helper).json()["balance_krw"] < 5000:
+            assert time.monotonic() < deadline, "the reward never reached the balance"
+            time.sleep(0.3)
+        asked = client.post(
+            "/api/helper/v1/me/payouts", json={"amount_krw": 4000, "client_key": uuid.uuid4().hex}, headers=helper
+        )
+        assert asked.status_code == 201, asked.text
+        payout_id = asked.json()["id"]
+
+    page = open_page(locale="ko-KR")
+    sign_in(page, stack.gateway, "console", OWNER)
+    page.goto(f"{stack.gateway}/console#payouts")
+    row = page.locator(f"#payout-{payout_id}")
+    row.wait_for()
+    assert "5,000" in row.inner_text()  # earned at this branch, beside the request
+    assert_accessible(page)
+    screenshot(page, "console-payouts")
+    row.locator("input").fill("수고하셨습니다")
+    row.locator("button.approve").click()
+    row.wait_for(state="detached")  # no longer waiting for the owner
+    [mine] = httpx.get(f"{stack.gateway}/api/helper/v1/me/payouts", headers=helper).json()
+    assert (mine["status"], mine["note"]) == ("approved", "수고하셨습니다")

@@ -184,6 +184,18 @@ smartgym.io/site: {{ . }}
   value: {{ . | quote }}
 {{- end }}
 {{- end }}
+{{- if eq .name "branch_owner" }}
+- name: SMARTGYM_BRANCH_PHOTO_STORE
+  value: s3
+- name: SMARTGYM_BRANCH_PHOTO_S3_BUCKET
+  value: {{ $values.externals.s3.branchPhotoBucket | quote }}
+- name: SMARTGYM_BRANCH_PHOTO_S3_REGION
+  value: {{ $values.externals.s3.region | quote }}
+{{- with $values.externals.s3.endpoint }}
+- name: SMARTGYM_BRANCH_PHOTO_S3_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- if eq .name "search" }}
 - name: SMARTGYM_SEARCH_BACKEND
   value: {{ .svc.backend | default "tantivy" | quote }}

@@ -16,6 +16,16 @@ import { words } from './words.js';
 addDictionary(words);
 const STORE = 'smartgym.kiosk';
 const FRAME_EVERY_MS = 600; // a face frame every 0.6 s while idle
+// Somebody is at the door but the frame was not usable yet (too far, turned, blurred): the
+// next frame goes sooner, so the decision follows their adjustment instead of the idle beat.
+const FRAME_SOON_MS = 200;
+const HINT_MS = 1000;
+const JPEG_QUALITY = 0.8; // ~33 kB at 640x480: the face engine sees no difference from 0.85
+// Native barcode detection (Android and ChromeOS tablets) runs off the main thread; jsQR
+// is the fallback where the browser has none.
+const nativeQr = 'BarcodeDetector' in window
+  ? window.BarcodeDetector.getSupportedFormats().then((formats) => (formats.includes('qr_code') ? new window.BarcodeDetector({ formats: ['qr_code'] }) : null)).catch(() => null)
+  : Promise.resolve(null);
 // How long a decision stays on screen; a site (or a benchmark) may set its own.
 const SHOW_DECISION_MS = Number(localStorage.getItem('smartgym.kiosk.hold_ms')) || 3500;
 const root = document.getElementById('app');
@@ -149,16 +159,22 @@ class Kiosk {
     this.state = state;
     this.decision = decision;
     this.screen.dataset.state = state;
-    this.until = state === 'granted' || state === 'denied' ? performance.now() + SHOW_DECISION_MS : 0;
+    // A hint to fix the picture ("move closer") stays up only until the next frame decides.
+    this.hinting = state === 'denied' && decision?.reason === 'poor_quality';
+    const hold = this.hinting ? Math.min(SHOW_DECISION_MS, HINT_MS) : SHOW_DECISION_MS;
+    this.until = state === 'granted' || state === 'denied' ? performance.now() + hold : 0;
     this.paint();
     if (latency !== null) {
       // Frame captured -> decision on screen: measured at the next frame the browser draws.
       const captured = performance.now() - latency;
+      const stages = this.stages;
       requestAnimationFrame(() => {
         const total = performance.now() - captured;
         this.headline.dataset.latencyMs = String(Math.round(total));
         (window.kioskLatencies ||= []).push(total);
         if (decision?.latency_ms !== undefined) (window.kioskServerMs ||= []).push(decision.latency_ms);
+        // Where the time went (for the benchmark and a technician's console): no personal data.
+        if (stages) (window.kioskStages ||= []).push({ ...stages, total, server: decision?.latency_ms, timings: decision?.timings_ms });
       });
     }
   }
@@ -203,7 +219,7 @@ class Kiosk {
   }
 
   jpeg() {
-    return new Promise((resolve) => this.canvas.toBlob(resolve, 'image/jpeg', 0.85));
+    return new Promise((resolve) => this.canvas.toBlob(resolve, 'image/jpeg', JPEG_QUALITY));
   }
 
   async loop() {
@@ -212,10 +228,12 @@ class Kiosk {
       if (this.state === 'offline') {
         await this.refreshIdle(); // back to idle as soon as the platform answers
       } else if (!this.busy && now >= this.until && !this.cameraMissing && this.state !== 'turn') {
-        if (this.state === 'granted' || this.state === 'denied') this.setState('idle');
+        if ((this.state === 'granted' || this.state === 'denied') && !this.hinting) this.setState('idle');
         await this.scan();
       }
-      await new Promise((resolve) => setTimeout(resolve, this.state === 'offline' ? 3000 : FRAME_EVERY_MS));
+      const pause = this.state === 'offline' ? 3000 : this.soon ? FRAME_SOON_MS : FRAME_EVERY_MS;
+      this.soon = false;
+      await new Promise((resolve) => setTimeout(resolve, pause));
     }
   }
 
@@ -226,6 +244,7 @@ class Kiosk {
       const context = this.grab(this.canvas, 640);
       if (!context) return;
       const frame = await this.jpeg();
+      this.stages = { encode: performance.now() - captured, bytes: frame.size, width: this.canvas.width };
       if (this.burst) {
         await this.burstEntry(captured, frame);
         return;
@@ -236,9 +255,18 @@ class Kiosk {
           body: frame,
           headers: { 'content-type': 'image/jpeg', 'idempotency-key': crypto.randomUUID() },
         })
-        .then((decision) => ({ decision }), (error) => ({ error }));
-      const image = context.getImageData(0, 0, this.canvas.width, this.canvas.height);
-      const code = jsQR(image.data, image.width, image.height, { inversionAttempts: 'dontInvert' });
+        .then((decision) => ({ decision }), (error) => ({ error }))
+        .finally(() => {
+          if (!this.stages) return;
+          this.stages.fetched = performance.now() - captured;
+          // The browser's own view of the request: when it left, when the answer began.
+          const [timing] = performance.getEntriesByType('resource').filter((entry) => entry.name.endsWith('/face')).slice(-1);
+          if (timing) Object.assign(this.stages, { sent: timing.requestStart - captured, first_byte: timing.responseStart - captured, done: timing.responseEnd - captured });
+          performance.clearResourceTimings();
+        });
+      const qrStarted = performance.now();
+      const code = await this.findQr(context);
+      this.stages.qr = performance.now() - qrStarted;
       const answer = await face;
       if (code && code.data.length >= 20 && !answer.decision?.granted) {
         // A QR pass in the picture is an explicit request to enter: it decides.
@@ -251,6 +279,20 @@ class Kiosk {
     } finally {
       this.busy = false;
     }
+  }
+
+  async findQr(context) {
+    const detector = await nativeQr;
+    if (detector) {
+      try {
+        const [found] = await detector.detect(this.canvas);
+        return found ? { data: found.rawValue } : null;
+      } catch {
+        // fall through to jsQR
+      }
+    }
+    const image = context.getImageData(0, 0, this.canvas.width, this.canvas.height);
+    return jsQR(image.data, image.width, image.height, { inversionAttempts: 'dontInvert' });
   }
 
   async burstEntry(captured, first) {
@@ -292,6 +334,7 @@ class Kiosk {
       if (this.state !== 'idle') this.setState('idle');
       return;
     }
+    if (decision.reason === 'poor_quality') this.soon = true;
     this.setState(decision.granted ? 'granted' : 'denied', decision, performance.now() - captured);
     // Occupancy changes with each entry.
     if (decision.granted && this.branch) api.get(`/api/access/v1/branches/${encodeURIComponent(this.branch)}/occupancy`).then((value) => { this.occupancy = value; this.paint(); }).catch(() => {});

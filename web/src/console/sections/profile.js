@@ -1,6 +1,6 @@
 // The branch profile: name, address, position, opening hours per weekday, facilities,
-// prices and photo links. A branch without hours is open around the clock.
-import { h } from '../../shared/dom.js';
+// prices, photo links and uploaded photos. A branch without hours is open around the clock.
+import { h, clear } from '../../shared/dom.js';
 import { t } from '../../shared/i18n.js';
 import { ApiError, explain } from '../../shared/api.js';
 
@@ -65,6 +65,11 @@ export async function profile(ctx, el) {
       try {
         current = await ctx.api.put(path, body);
         ctx.say(t('saved'));
+        if (card.dataset.pending) {
+          const fresh = photoCard(ctx, path, current);
+          card.replaceWith(fresh);
+          card = fresh;
+        }
       } catch (failure) {
         error.textContent = explain(failure, t);
       }
@@ -77,5 +82,98 @@ export async function profile(ctx, el) {
   h('div', { class: 'field' }, h('label', { for: 'profile-photos' }, t('profile.photos')), photos),
   error,
   h('div', {}, h('button', { type: 'submit', class: 'primary', id: 'profile-save' }, t('save'))));
-  el.append(form);
+  let card = photoCard(ctx, path, current);
+  el.append(form, card);
+}
+
+const LONGEST_SIDE = 2048;
+
+// Shrunk in the browser before upload (a phone's 12-megapixel picture becomes a few hundred
+// kB); a file the browser cannot decode goes as it is, and the server says what is wrong.
+async function shrink(file) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, { imageOrientation: 'from-image' });
+  } catch {
+    return { body: file, type: file.type || 'application/octet-stream' };
+  }
+  const scale = Math.min(1, LONGEST_SIDE / Math.max(bitmap.width, bitmap.height));
+  const canvas = document.createElement('canvas');
+  canvas.width = Math.round(bitmap.width * scale);
+  canvas.height = Math.round(bitmap.height * scale);
+  canvas.getContext('2d').drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, 'image/jpeg', 0.85));
+  return { body: blob, type: 'image/jpeg' };
+}
+
+function photoCard(ctx, path, current) {
+  const gallery = h('ul', { class: 'photo-gallery', id: 'photo-gallery' });
+  const input = h('input', { type: 'file', id: 'photo-file', accept: 'image/jpeg,image/png,image/webp', multiple: true });
+  const status = h('p', { role: 'status', id: 'photo-status' });
+  const urls = [];
+
+  async function thumb(photo, index) {
+    const label = t('photos.photo', { n: index + 1 });
+    const img = h('img', { alt: label, width: 160, height: Math.round((160 * photo.height) / photo.width) });
+    ctx.api.request('GET', photo.url, { raw: true })
+      .then((response) => response.blob())
+      .then((blob) => {
+        const url = URL.createObjectURL(blob);
+        urls.push(url);
+        img.src = url;
+      })
+      .catch(() => { img.alt = `${label} (${t('photos.missing')})`; });
+    return h('li', { id: `photo-${photo.id}` }, img,
+      h('button', { type: 'button', class: 'danger', 'aria-label': `${t('photos.delete')}: ${label}`, onclick: async () => {
+        try {
+          await ctx.api.delete(photo.url);
+          status.textContent = t('photos.deleted');
+          await load();
+        } catch (error) {
+          status.textContent = explain(error, t);
+        }
+      } }, t('photos.delete')));
+  }
+
+  async function load() {
+    urls.splice(0).forEach((url) => URL.revokeObjectURL(url));
+    const photos = await ctx.api.get(`${path}/photos`);
+    if (!photos.length) clear(gallery, h('li', { class: 'muted', id: 'photos-empty' }, t('photos.empty')));
+    else clear(gallery, await Promise.all(photos.map(thumb)));
+  }
+
+  const pending = !current.revision;
+  const form = h('form', { class: 'card', id: 'photo-form', onsubmit: async (event) => {
+    event.preventDefault();
+    const files = [...input.files];
+    if (!files.length || pending) return;
+    let added = 0;
+    for (const file of files) {
+      status.textContent = t('photos.uploading', { name: file.name });
+      try {
+        const { body, type } = await shrink(file);
+        await ctx.api.request('POST', `${path}/photos`, { body, headers: { 'content-type': type } });
+        added += 1;
+      } catch (error) {
+        status.textContent = `${file.name}: ${explain(error, t)}`;
+        break;
+      }
+    }
+    if (added === files.length) status.textContent = t('photos.added', { n: added });
+    input.value = '';
+    await load();
+  } },
+  h('h3', {}, t('photos.title')),
+  h('p', { class: 'muted' }, t('photos.help')),
+  gallery,
+  h('div', { class: 'field' }, h('label', { for: 'photo-file' }, t('photos.choose')), input),
+  h('button', { type: 'submit', class: 'primary', id: 'photo-upload', disabled: pending }, t('photos.upload')),
+  status);
+  if (!pending) load().catch((error) => { status.textContent = explain(error, t); });
+  else {
+    clear(gallery, h('li', { class: 'muted' }, t('photos.save_first')));
+    form.dataset.pending = 'yes';
+  }
+  return form;
 }
