@@ -53,7 +53,10 @@ const screens = readdirSync(src).filter((name) => name !== 'shared' && statSync(
 
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(dist, { recursive: true });
+// Paths in the metafile are relative to the working directory: pin it to web/ so that a
+// build started from anywhere names the same files.
 const result = await esbuild.build({
+  absWorkingDir: root,
   entryPoints: Object.fromEntries(screens.map((screen) => [screen, join(src, screen, 'main.js')])),
   outdir: join(dist, 'assets'),
   entryNames: '[name]-[hash]',
