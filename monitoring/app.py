@@ -119,5 +119,5 @@ def create_app(
         lot = parking_lot_of(kernel.bus, scan_limit=config.monitoring_bus_scan_limit) if kernel.bus else None
     except TypeError:
         lot = None  # a bus of a kind without a parking lot: the routes say so
-    app.state.bus_operations = BusOperations(lot, configured)
+    app.state.bus_operations = BusOperations(lot, configured, explicit=bool(config.monitoring_bus_services))
     return app

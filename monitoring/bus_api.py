@@ -17,7 +17,9 @@ from monitoring.schemas import BacklogOut, ParkedDetailOut, ParkedOut, ReplayAll
 router = APIRouter(prefix="/v1/bus")
 
 Operator = Annotated[Principal, Depends(require_roles(Role.OPERATOR))]
-ServiceName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_-]{0,62}$", description="A service on the bus.")]
+# A consumer's name: a service, or a service and its site (access keeps a queue per site).
+SERVICE_PATTERN = r"^[a-z][a-z0-9_.-]{0,62}$"
+ServiceName = Annotated[str, Path(pattern=SERVICE_PATTERN, description="A consumer on the bus, e.g. access.main.")]
 ParkedId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,80}$", description="The id the listing gave.")]
 RETRY_AFTER = {"Retry-After": "5"}
 
@@ -25,9 +27,12 @@ RETRY_AFTER = {"Retry-After": "5"}
 class BusOperations:
     """What the routes need: the parking lot and the services it may show."""
 
-    def __init__(self, lot: ParkingLot | None, configured: tuple[str, ...]) -> None:
+    def __init__(self, lot: ParkingLot | None, configured: tuple[str, ...], *, explicit: bool) -> None:
         self.lot = lot
         self.configured = configured
+        # Named by the installation: shown even without a queue (a consumer that is missing).
+        # Guessed from the installed services: only those with a queue (some only publish).
+        self.explicit = explicit
 
     def services(self) -> list[str]:
         return self.lot.known_services(configured=self.configured) if self.lot is not None else []
@@ -70,14 +75,17 @@ async def backlog(_: Operator, operations: Operations) -> BacklogOut:
         found = await lot.backlog(services=operations.services())
     except BusUnavailable as exc:
         raise _unavailable(exc) from exc
-    return BacklogOut.model_validate(asdict(found))
+    out = BacklogOut.model_validate(asdict(found))
+    if not operations.explicit:
+        out.services = [row for row in out.services if row.exists]
+    return out
 
 
 @router.get("/parked")
 async def parked(
     _: Operator,
     operations: Operations,
-    service: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_-]{0,62}$")] = None,
+    service: Annotated[str | None, Query(pattern=SERVICE_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[ParkedOut]:
     """Parked messages, oldest first per service (one service, or every one)."""

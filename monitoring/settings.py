@@ -90,9 +90,9 @@ class MonitoringSettings(PlatformSettings):
     monitoring_bus_services: tuple[str, ...] = Field(
         default=(),
         description=(
-            "Services whose event-bus queues the operations dashboard lists, as a JSON list; empty: every"
-            " installed service that uses the bus (a broker cannot be asked for its queues without its"
-            " management plugin)."
+            "Consumers whose event-bus queues the operations dashboard lists, as a JSON list (access consumes"
+            ' one queue per site: "access.<site>"); empty: every installed service that uses the bus and has'
+            " a queue (a broker cannot be asked for its queues without its management plugin)."
         ),
     )
     monitoring_bus_scan_limit: int = Field(
