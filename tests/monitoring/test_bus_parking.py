@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -230,3 +230,46 @@ async def test_the_in_process_lot_replays_from_its_file_once(tmp_path):
     await again.start()
     assert again.parked == []
     await again.close()
+
+
+@on_broker
+async def test_without_a_list_only_the_installed_services_with_a_queue_are_shown(rabbitmq_url, namespace, tmp_path):
+    settings = MonitoringSettings(environment="test", data_dir=tmp_path, **cast(dict[str, Any], FAST))
+    upgrade("monitoring", settings.database_url("monitoring"))
+    bus = RabbitMQBus(rabbitmq_url, catalog=catalog(), metrics=Metrics(), namespace=namespace)
+    await bus.start()
+    try:
+        app = create_app(settings, bus=bus, keys=tokens.key_cache())
+        async with asgi_client(app) as client:
+            backlog = (await client.get("/v1/bus/backlog", headers=staff())).json()
+    finally:
+        await bus.close()
+    # auth, facemodel… publish only: no queue, no row. monitoring consumes.
+    assert [row["service"] for row in backlog["services"]] == ["monitoring"]
+
+
+async def test_in_process_a_site_consumer_is_inspected_and_replayed_through_the_api(tmp_path):
+    """Embedded mode: the lot is the in-process bus; consumers named per site (dots)."""
+    settings = MonitoringSettings(environment="test", data_dir=tmp_path, **cast(dict[str, Any], FAST))
+    upgrade("monitoring", settings.database_url("monitoring"))
+    ledger = Ledger()
+    site = Subscriptions(f"{LEDGER}.gangnam-1")
+    site.add_bus_handler(EntryRecorded, ledger.handle, name="record")
+    bus = InProcessBus(catalog=catalog(), metrics=Metrics(), max_attempts=1)
+    await bus.start()
+    await bus.subscribe(site)
+    app = create_app(settings, bus=bus, keys=tokens.key_cache())
+    async with asgi_client(app) as client:
+        await bus.publish_many([OutgoingMessage.of(EntryRecorded(seq=9))])
+        backlog = (await client.get("/v1/bus/backlog", headers=staff())).json()
+        assert backlog["kind"] == "in-process"
+        assert {row["service"]: row["parked"] for row in backlog["services"]}["ledger.gangnam-1"] == 1
+        [item] = (await client.get("/v1/bus/parked", headers=staff())).json()
+        url = f"/v1/bus/parked/ledger.gangnam-1/{item['parked_id']}"
+        assert (await client.get(url, headers=staff())).json()["reason"] == "RuntimeError: ledger closed for entry 9"
+        ledger.failing = False
+        assert (await client.post(f"{url}/replay", headers=staff())).status_code == 200
+        assert (await client.post(f"{url}/replay", headers=staff())).status_code == 404
+        await eventually(lambda: ledger.taken[9] == 1, timeout=5)
+        assert (await client.get("/v1/bus/parked", headers=staff())).json() == []
+    await bus.close()
