@@ -275,8 +275,13 @@ class RabbitParkingLot:
         lock = self._locks.setdefault(service, asyncio.Lock())
         replayed: list[ParkedEvent] = []
         async with lock:
-            await self._target_ready(service)
-            channel = await self._channel(confirms=True)
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    await self._target_ready(service)
+                    channel = await self._channel(confirms=True)
+            except TimeoutError as exc:
+                raise BusUnavailable("the broker did not answer in time") from exc
+            stopped: tuple[type[BaseException], ...] = (TimeoutError, BusUnavailable, *_amqp_errors())
             try:
                 declared = await channel.queue_declare(topology.parking_queue(service), passive=True)
                 # Only what is parked now: a replayed message that fails again is parked
@@ -289,11 +294,13 @@ class RabbitParkingLot:
                         await self._send_copy(channel, service, message, requested_by)
                         await _ack(channel, message, service)
                     replayed.append(_rabbit_parked(service, message, detail=False))
-            except TimeoutError as exc:
-                raise BusUnavailable("the broker did not answer in time") from exc
-            except _amqp_errors() as exc:
+            except stopped as exc:
+                # What went back stays gone from the lot; the rest (the message in hand
+                # included, unacked) stays parked. Say how far it got if it got anywhere.
                 if not replayed:
-                    raise BusUnavailable(f"the broker refused: {exc!r}") from exc
+                    if isinstance(exc, BusUnavailable):
+                        raise
+                    raise BusUnavailable(f"the broker did not complete the replay: {exc!r}") from exc
                 log.warning("replay of every parked event stopped early", exc_info=True)
             finally:
                 await _close(channel)
