@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import aio_pika
 import httpx
 import pytest
 
@@ -82,13 +83,19 @@ class Operations:
 
 
 @asynccontextmanager
-async def operations(url: str, namespace: str, tmp_path) -> AsyncIterator[Operations]:
+async def operations(url: str, namespace: str, tmp_path, *, delivery_limit: int = 20) -> AsyncIterator[Operations]:
     fields: dict[str, Any] = {**FAST, "monitoring_bus_services": (LEDGER,)}
     settings = MonitoringSettings(environment="test", data_dir=tmp_path, **fields)
     upgrade("monitoring", settings.database_url("monitoring"))
     metrics = Metrics()
     bus = RabbitMQBus(
-        url, catalog=catalog(), metrics=metrics, namespace=namespace, max_attempts=2, retry_delays_ms=(50,)
+        url,
+        catalog=catalog(),
+        metrics=metrics,
+        namespace=namespace,
+        max_attempts=2,
+        retry_delays_ms=(50,),
+        delivery_limit=delivery_limit,
     )
     await bus.start()
     ledger = Ledger()
@@ -165,6 +172,42 @@ async def test_a_parked_event_is_listed_inspected_and_replayed_exactly_once(rabb
         assert ops.ledger.taken[7] == 1
         again = await ops.client.post(f"/v1/bus/parked/{LEDGER}/{event_id}/replay", headers=staff())
         assert again.status_code == 404
+
+
+@on_broker
+async def test_a_message_the_broker_dead_lettered_is_shown_and_replayed(rabbitmq_url, namespace, tmp_path):
+    async with operations(rabbitmq_url, namespace, tmp_path, delivery_limit=1) as ops:
+        await ops.bus.stop_consuming(LEDGER)
+        [event_id] = await ops.publish(11)
+        # A consumer that dies holding the message, again and again: the broker counts the
+        # deliveries and dead-letters it past the limit, with no reason of ours attached.
+        connection = await aio_pika.connect(rabbitmq_url)
+        async with connection:
+            for _ in range(5):
+                channel = await connection.channel()
+                queue = await channel.get_queue(f"{namespace}.{LEDGER}", ensure=False)
+                held = await queue.get(no_ack=False, fail=False)
+                await channel.close()
+                if held is None:
+                    break
+
+        async def parked() -> bool:
+            return await ops.parked_count() == 1
+
+        await eventually(parked, timeout=10)
+        [item] = (await ops.client.get("/v1/bus/parked", params={"service": LEDGER}, headers=staff())).json()
+        assert item["parked_id"] == event_id
+        assert item["reason"] == "dead-lettered by the broker: delivery_limit"
+        assert item["parked_at"] is not None
+        assert item["attempts"] is None
+        detail = (await ops.client.get(f"/v1/bus/parked/{LEDGER}/{event_id}", headers=staff())).json()
+        assert "x-death" in detail["headers"]
+        ops.ledger.failing = False
+        await ops.bus.subscribe(ops.ledger.subscriptions())
+        replayed = await ops.client.post(f"/v1/bus/parked/{LEDGER}/{event_id}/replay", headers=staff())
+        assert replayed.status_code == 200, replayed.text
+        await eventually(lambda: ops.ledger.taken[11] == 1, timeout=10)
+        assert await ops.parked_count() == 0
 
 
 @on_broker
