@@ -36,3 +36,20 @@ class ServiceManifest:
     # `smartgym serve <service>-<name>`: name -> "package.module:function" (a function of
     # no arguments returning an exit code), e.g. a CPU-bound worker.
     processes: Mapping[str, str] = field(default_factory=dict)
+
+
+ENTRY_POINT_GROUP = "smartgym.services"
+
+
+def installed_manifests() -> list[ServiceManifest]:
+    """The manifests of every service installed beside this one (the entry points of
+    ``smartgym.services``), by name: what an operator tool may list without the kernel
+    naming any service."""
+    from importlib.metadata import entry_points
+
+    found = []
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        manifest = entry.load()
+        if isinstance(manifest, ServiceManifest):
+            found.append(manifest)
+    return sorted(found, key=lambda item: item.name)

@@ -9,13 +9,17 @@ from fastapi import FastAPI
 
 from common.api import create_service_app
 from common.events.bus import EventBus
+from common.events.parking import parking_lot_of
 from common.kernel import build_kernel
+from common.manifest import installed_manifests
 from common.observability import Metrics
 from common.periodic import Jobs, Periodic
 from common.security import JwksCache
 from common.settings import PlatformSettings
 from contracts import CATALOG
 from monitoring.api import router
+from monitoring.bus_api import BusOperations
+from monitoring.bus_api import router as bus_router
 from monitoring.events import subscriptions
 from monitoring.heartbeat import Beat, HeartbeatServer, Limits
 from monitoring.models import Base
@@ -101,11 +105,19 @@ def create_app(
     app = create_service_app(
         kernel,
         title="SmartGym monitoring",
-        routers=[router],
+        routers=[router, bus_router],
         on_start=[start_watching],
         on_stop=[stop_watching],
     )
     app.state.registry = registry
     app.state.watch = watch
     app.state.settings = config
+    configured = config.monitoring_bus_services or tuple(
+        manifest.name for manifest in installed_manifests() if manifest.uses_bus
+    )
+    try:
+        lot = parking_lot_of(kernel.bus, scan_limit=config.monitoring_bus_scan_limit) if kernel.bus else None
+    except TypeError:
+        lot = None  # a bus of a kind without a parking lot: the routes say so
+    app.state.bus_operations = BusOperations(lot, configured, explicit=bool(config.monitoring_bus_services))
     return app

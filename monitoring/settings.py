@@ -87,6 +87,21 @@ class MonitoringSettings(PlatformSettings):
         default=1000, ge=1, le=10_000, description="Devices of one branch one bulk registration call may register."
     )
 
+    monitoring_bus_services: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Consumers whose event-bus queues the operations dashboard lists, as a JSON list (access consumes"
+            ' one queue per site: "access.<site>"); empty: every installed service that uses the bus and has'
+            " a queue (a broker cannot be asked for its queues without its management plugin)."
+        ),
+    )
+    monitoring_bus_scan_limit: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Parked messages of one service read at most to find the one an operator inspects or replays.",
+    )
+
     def egress(self) -> EgressPolicy:
         return EgressPolicy(networks=self.monitoring_equipment_networks, service_cidrs=self.monitoring_service_cidrs)
 

@@ -268,7 +268,8 @@ def simulate_equipment(
 @main.command()
 def parked() -> None:
     """List the events the in-process bus parked (handlers that kept failing), kept in
-    <data_dir>/bus-parked.db across restarts; with a broker, see its parking-lot queues."""
+    <data_dir>/bus-parked.db across restarts. To inspect and replay them (or a broker's
+    parking lots): the operations dashboard's Event bus section, /api/monitoring/v1/bus."""
     from common.events.inprocess import load_parked
 
     lot = PlatformSettings().data_dir / embedded.PARKING_LOT

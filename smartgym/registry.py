@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI
 
 from common.events.bus import EventBus
-from common.manifest import ServiceManifest
+from common.manifest import ENTRY_POINT_GROUP, ServiceManifest
 from common.observability import Metrics
 from common.settings import PlatformSettings
 
@@ -78,9 +78,6 @@ class ServiceSpec:
         if self.uses_bus:
             return factory(settings, bus=bus, metrics=metrics)
         return factory(settings, metrics=metrics)
-
-
-ENTRY_POINT_GROUP = "smartgym.services"
 
 
 def discover() -> tuple[ServiceSpec, ...]:

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 ATTEMPT_HEADER = "x-smartgym-attempt"
 ERROR_HEADER = "x-smartgym-error"
 PARKED_FROM_HEADER = "x-smartgym-parked-from"
+# When it was parked (ms since the epoch): the broker keeps no arrival time an operator could read.
+PARKED_AT_HEADER = "x-smartgym-parked-at"
 _CHANNEL_GONE = (aiormq.AMQPError, aio_pika.exceptions.ChannelInvalidStateError, ConnectionError, RuntimeError)
 
 
@@ -312,7 +314,11 @@ class ServiceConsumer:
             delivery,
             exchange=self._bus.topology.parking_exchange,
             routing_key=self.service,
-            headers={ERROR_HEADER: reason[:1000], PARKED_FROM_HEADER: self._bus.topology.queue(self.service)},
+            headers={
+                ERROR_HEADER: reason[:1000],
+                PARKED_FROM_HEADER: self._bus.topology.queue(self.service),
+                PARKED_AT_HEADER: int(time.time() * 1000),
+            },
         )
 
     async def _republish(

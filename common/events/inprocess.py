@@ -10,14 +10,21 @@ inbox (committed with the effect). Retries follow the same attempt budget as on 
 There is no broker to hold parked messages: with ``parking_lot`` (a file) they are
 written to an SQLite file before the outbox can mark their event published, so a restart
 loses none; without it (tests) they are kept in memory. Either way they are logged.
+
+An operator replays a parked message (:mod:`common.events.parking`): it leaves the list at
+once, so a second replay finds nothing, is delivered again to the one service that parked
+it, and leaves the file only after that delivery ended (taken, or parked anew), so a
+crash in between shows it again rather than losing it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +44,8 @@ class ParkedMessage:
     routing_key: str
     body: bytes
     reason: str
+    id: int = 0  # the parking-lot file's row id, else a counter of this process
+    parked_at: float = 0.0  # seconds since the epoch
 
 
 class InProcessBus:
@@ -61,6 +70,8 @@ class InProcessBus:
         self.parked: list[ParkedMessage] = []
         self._parking_lot = parking_lot
         self._broadcasts: list[tuple[tuple[type[Event], ...], Callable[[Event], Awaitable[None]]]] = []
+        self._parked_count = 0
+        self._replays: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         if self._parking_lot is not None:
@@ -72,6 +83,11 @@ class InProcessBus:
                 )
 
     async def close(self) -> None:
+        # A replay in flight stays in the parking-lot file until it ends: cancelling it
+        # loses nothing.
+        for task in list(self._replays):
+            task.cancel()
+        await asyncio.gather(*self._replays, return_exceptions=True)
         self._subscriptions.clear()
 
     def health(self) -> dict[str, Any]:
@@ -161,12 +177,67 @@ class InProcessBus:
             if routing_key in subscriptions.routing_keys
         ]
 
+    # -- the parking lot, for operators (common.events.parking) --------------------------
+
+    def services(self) -> list[str]:
+        """Every service that subscribed in this process (consuming or stopped)."""
+        return sorted(self._declared)
+
+    def is_consuming(self, service: str) -> bool:
+        return service in self._subscriptions
+
+    def take_parked(self, *, service: str, parked_id: int) -> ParkedMessage:
+        """Remove one parked message from the list (not yet from the file), for a replay;
+        LookupError if it is not (or no longer) there."""
+        for index, parked in enumerate(self.parked):
+            if parked.id == parked_id and parked.service == service:
+                if service not in self._subscriptions:
+                    raise RuntimeError(f"{service} is not consuming here")
+                return self.parked.pop(index)
+        raise LookupError(f"no parked message {parked_id} of {service}")
+
+    def replay(self, parked: ParkedMessage) -> None:
+        """Deliver a message taken by :meth:`take_parked` to its service again, in the
+        background with the usual retries (a handler may take seconds to fail again)."""
+        task = asyncio.get_running_loop().create_task(self._replay(parked), name=f"bus-replay:{parked.id}")
+        self._replays.add(task)
+        task.add_done_callback(self._replays.discard)
+
+    async def _replay(self, parked: ParkedMessage) -> None:
+        message = OutgoingMessage(_event_id_of(parked.body), parked.routing_key, parked.body, None)
+        token = bind_correlation_id(sanitize_correlation_id(None))
+        try:
+            try:
+                event = self._catalog.decode(message.body)
+            except MalformedEvent as exc:
+                await self._park(parked.service, message, f"malformed: {exc.reason}")
+            else:
+                subscriptions = self._subscriptions.get(parked.service)
+                handlers = subscriptions.handlers_for(event) if subscriptions is not None else []
+                if not handlers:
+                    reason = f"no handler for {parked.routing_key} in {parked.service}"
+                    await self._park(parked.service, message, reason)
+                for subscription in handlers:
+                    await self._run_with_retries(parked.service, subscription, message, event)
+            if self._parking_lot is not None:
+                await asyncio.to_thread(_delete_parked, self._parking_lot, parked.id)
+        except Exception:
+            log.exception("replay of a parked message failed; it stays in the parking lot file")
+        finally:
+            reset_correlation_id(token)
+
     async def _park(self, service: str, message: OutgoingMessage, reason: str) -> None:
-        parked = ParkedMessage(service, message.routing_key, message.body, reason)
+        self._parked_count += 1
+        parked = ParkedMessage(
+            service, message.routing_key, message.body, reason, id=self._parked_count, parked_at=time.time()
+        )
         if self._parking_lot is not None:
             # Durable before the relay may mark the event published: if this write fails,
             # publishing fails and the outbox keeps the event.
-            await asyncio.to_thread(_store_parked, self._parking_lot, parked)
+            row = await asyncio.to_thread(_store_parked, self._parking_lot, parked)
+            parked = ParkedMessage(
+                service, message.routing_key, message.body, reason, id=row, parked_at=parked.parked_at
+            )
         self._metrics.parked.labels(service=service).inc()
         log.error(
             "event parked",
@@ -194,14 +265,26 @@ def _connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
-def _store_parked(path: Path, parked: ParkedMessage) -> None:
+def _store_parked(path: Path, parked: ParkedMessage) -> int:
     connection = _connect(path)
     try:
         with connection:
-            connection.execute(
+            cursor = connection.execute(
                 "INSERT INTO parked (service, routing_key, body, reason, parked_at) VALUES (?, ?, ?, ?, ?)",
-                (parked.service, parked.routing_key, parked.body, parked.reason, time.time()),
+                (parked.service, parked.routing_key, parked.body, parked.reason, parked.parked_at),
             )
+            row = cursor.lastrowid
+    finally:
+        connection.close()
+    assert row is not None
+    return row
+
+
+def _delete_parked(path: Path, row: int) -> None:
+    connection = _connect(path)
+    try:
+        with connection:
+            connection.execute("DELETE FROM parked WHERE id = ?", (row,))
     finally:
         connection.close()
 
@@ -214,7 +297,20 @@ def load_parked(path: Path) -> list[ParkedMessage]:
 def _load_parked(path: Path) -> list[ParkedMessage]:
     connection = _connect(path)
     try:
-        rows = connection.execute("SELECT service, routing_key, body, reason FROM parked ORDER BY id").fetchall()
+        rows = connection.execute(
+            "SELECT service, routing_key, body, reason, id, parked_at FROM parked ORDER BY id"
+        ).fetchall()
     finally:
         connection.close()
-    return [ParkedMessage(service, key, bytes(body), reason) for service, key, body, reason in rows]
+    return [
+        ParkedMessage(service, key, bytes(body), reason, id=row, parked_at=at)
+        for service, key, body, reason, row, at in rows
+    ]
+
+
+def _event_id_of(body: bytes) -> uuid.UUID:
+    """The envelope's event id, or a fresh one for a body that has none (malformed)."""
+    try:
+        return uuid.UUID(str(json.loads(body)["event_id"]))
+    except (ValueError, KeyError, TypeError):
+        return uuid.uuid4()

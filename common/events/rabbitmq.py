@@ -176,6 +176,20 @@ class RabbitMQBus:
         self._connection = None
         self._publish_channel = None
 
+    @property
+    def connection(self) -> AbstractRobustConnection | None:
+        """The bus's connection (None before ``start``), for operator tools that open
+        short channels of their own (:mod:`common.events.parking`)."""
+        return self._connection
+
+    def subscribed_services(self) -> list[str]:
+        """The services consuming through this bus in this process."""
+        return sorted(self._consumers)
+
+    @property
+    def confirm_timeout_s(self) -> float:
+        return self._confirm_timeout_s
+
     def health(self) -> dict[str, Any]:
         connected = self._connection is not None and not self._connection.is_closed
         report: dict[str, Any] = {

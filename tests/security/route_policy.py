@@ -109,6 +109,12 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[Caller]]] = {
         ("GET", "/v1/faults"): STAFF,
         ("POST", "/v1/faults/{fault_id}/ack"): STAFF_OF_A,
         ("GET", "/v1/stream"): STAFF,
+        # The event bus's backlog and parking lot: every service's events, operators only.
+        ("GET", "/v1/bus/backlog"): OPERATORS,
+        ("GET", "/v1/bus/parked"): OPERATORS,
+        ("GET", "/v1/bus/parked/{service}/{parked_id}"): OPERATORS,
+        ("POST", "/v1/bus/parked/{service}/{parked_id}/replay"): OPERATORS,
+        ("POST", "/v1/bus/parked/{service}/replay"): OPERATORS,
     },
     "notification": {
         **PROBES,

@@ -1,4 +1,4 @@
-// Sections of the dashboard (#overview, #faults, #access, #platform) over one Layout.
+// Sections of the dashboard (#overview, #faults, #access, #platform, #bus) over one Layout.
 import { h, clear, config, formatTime } from '../shared/dom.js';
 import { t, lang, onLangChange } from '../shared/i18n.js';
 import { explain } from '../shared/api.js';
@@ -6,6 +6,7 @@ import { Layout } from '../shared/layout.js';
 import { sse } from '../shared/live.js';
 import { createMap } from '../shared/map.js';
 import { timeChart } from '../shared/chart.js';
+import { busSection } from './bus.js';
 
 const MONITORING = '/api/monitoring/v1';
 const ACCESS = '/api/access/v1';
@@ -21,7 +22,7 @@ export class Dashboard {
   }
 
   mount() {
-    this.sections = { overview: () => this.overview(), faults: () => this.faults(), access: () => this.access(), platform: () => this.platform() };
+    this.sections = { overview: () => this.overview(), faults: () => this.faults(), access: () => this.access(), platform: () => this.platform(), bus: () => busSection(this) };
     this.layout = new Layout(this.root, {
       titleKey: 'ops.title',
       sections: Object.keys(this.sections),
@@ -224,15 +225,14 @@ export class Dashboard {
     await this.every(ACCESS_POLL_S, () => refresh().catch((error) => this.layout.say(explain(error, t), 'error')));
   }
 
-  // -- platform: breakers, model versions, event bus -------------------------------------
+  // -- platform: breakers and model versions ----------------------------------------------
   async platform() {
     const rows = h('tbody', { id: 'breaker-rows' });
     const models = h('div', { id: 'models' });
     this.body.append(
       h('h3', {}, t('ops.breakers')),
       h('table', {}, h('thead', {}, h('tr', {}, ['ops.service', 'ops.state', 'ops.failures', 'ops.instances'].map((key) => h('th', { scope: 'col' }, t(key))))), rows),
-      models,
-      h('h3', {}, t('ops.bus')), h('p', { class: 'muted card', id: 'bus' }, t('ops.bus_unavailable')));
+      models);
     const refresh = async () => {
       const pools = await this.api.get('/admin/breakers');
       clear(rows, pools.map((pool) => h('tr', { id: `breaker-${pool.name}`, dataset: { state: pool.state } },
@@ -246,11 +246,16 @@ export class Dashboard {
       const rollback = (family) =>
         this.api
           .post(`/api/mlops/v1/models/${family}/rollback`, { reason: 'operations dashboard' })
-          .then(() => this.render())
+          .then((deployment) => {
+            this.render();
+            this.layout.say(t('ops.rolled_back', { family, version: deployment.version }));
+          })
           .catch((error) => this.layout.say(explain(error, t), 'error'));
       const families = [...new Set(versions.map((item) => item.family))];
-      clear(models, h('h3', {}, t('ops.models')), h('table', { id: 'model-versions' }, h('tbody', {}, versions.map((item) => h('tr', { dataset: { family: item.family, status: item.status } },
-        h('td', {}, item.family), h('td', {}, item.version), h('td', {}, item.status))))),
+      clear(models, h('h3', {}, t('ops.models')), h('table', { id: 'model-versions' },
+        h('thead', {}, h('tr', {}, ['ops.family', 'ops.version', 'ops.model_status'].map((key) => h('th', { scope: 'col' }, t(key))))),
+        h('tbody', {}, versions.map((item) => h('tr', { dataset: { family: item.family, version: item.version, status: item.status } },
+          h('td', {}, item.family), h('td', {}, item.version), h('td', {}, h('span', { class: `badge ${item.status === 'deployed' ? 'ok' : 'unknown'}` }, t(`model.${item.status}`))))))),
       families.map((family) => h('button', { type: 'button', id: `model-rollback-${family}`, onclick: () => rollback(family) }, `${t('ops.rollback')} · ${family}`)));
     }).catch(() => clear(models));
     await this.every(BREAKER_POLL_S, () => refresh().catch((error) => this.layout.say(explain(error, t), 'error')));

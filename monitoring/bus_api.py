@@ -1,0 +1,144 @@
+"""The event bus's backlog and parking lot for the operations dashboard: thin; the work is
+in common.events.parking. Operators only, checked here (the gateway passes
+``/api/monitoring`` to every signed-in caller)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+
+from common.api import require_roles
+from common.events.parking import BusUnavailable, NotParked, ParkedEvent, ParkingLot, ReplayRefused
+from common.security import Principal, Role
+from monitoring.schemas import BacklogOut, ParkedDetailOut, ParkedOut, ReplayAllIn, ReplayedOut
+
+router = APIRouter(prefix="/v1/bus")
+
+Operator = Annotated[Principal, Depends(require_roles(Role.OPERATOR))]
+# A consumer's name: a service, or a service and its site (access keeps a queue per site).
+SERVICE_PATTERN = r"^[a-z][a-z0-9_.-]{0,62}$"
+ServiceName = Annotated[str, Path(pattern=SERVICE_PATTERN, description="A consumer on the bus, e.g. access.main.")]
+ParkedId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,80}$", description="The id the listing gave.")]
+RETRY_AFTER = {"Retry-After": "5"}
+
+
+class BusOperations:
+    """What the routes need: the parking lot and the services it may show."""
+
+    def __init__(self, lot: ParkingLot | None, configured: tuple[str, ...], *, explicit: bool) -> None:
+        self.lot = lot
+        self.configured = configured
+        # Named by the installation: shown even without a queue (a consumer that is missing).
+        # Guessed from the installed services: only those with a queue (some only publish).
+        self.explicit = explicit
+
+    def services(self) -> list[str]:
+        return self.lot.known_services(configured=self.configured) if self.lot is not None else []
+
+
+async def _operations(request: Request) -> BusOperations:
+    operations = getattr(request.app.state, "bus_operations", None)
+    if not isinstance(operations, BusOperations):
+        raise RuntimeError("app.state.bus_operations is not set")
+    return operations
+
+
+Operations = Annotated[BusOperations, Depends(_operations)]
+
+
+def _lot(operations: BusOperations, service: str | None = None) -> ParkingLot:
+    if operations.lot is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "this service has no event bus")
+    if service is not None and service not in operations.services():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no service {service} on the bus")
+    return operations.lot
+
+
+def _unavailable(exc: BusUnavailable) -> HTTPException:
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"event bus unavailable: {exc}", headers=RETRY_AFTER)
+
+
+def _out(item: ParkedEvent) -> ParkedOut:
+    fields = asdict(item)
+    for detail in ("headers", "payload", "truncated"):
+        fields.pop(detail)
+    return ParkedOut(**fields)
+
+
+@router.get("/backlog")
+async def backlog(_: Operator, operations: Operations) -> BacklogOut:
+    """Per service: messages waiting, consumers, messages in back-off, messages parked."""
+    lot = _lot(operations)
+    try:
+        found = await lot.backlog(services=operations.services())
+    except BusUnavailable as exc:
+        raise _unavailable(exc) from exc
+    out = BacklogOut.model_validate(asdict(found))
+    if not operations.explicit:
+        out.services = [row for row in out.services if row.exists]
+    return out
+
+
+@router.get("/parked")
+async def parked(
+    _: Operator,
+    operations: Operations,
+    service: Annotated[str | None, Query(pattern=SERVICE_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[ParkedOut]:
+    """Parked messages, oldest first per service (one service, or every one)."""
+    lot = _lot(operations, service)
+    found: list[ParkedOut] = []
+    try:
+        for name in [service] if service is not None else operations.services():
+            found.extend(_out(item) for item in await lot.parked(service=name, limit=limit))
+    except BusUnavailable as exc:
+        raise _unavailable(exc) from exc
+    return found[:limit]
+
+
+@router.get("/parked/{service}/{parked_id}")
+async def inspect(_: Operator, operations: Operations, service: ServiceName, parked_id: ParkedId) -> ParkedDetailOut:
+    """One parked message with its headers and payload."""
+    lot = _lot(operations, service)
+    try:
+        item = await lot.inspect(service=service, parked_id=parked_id)
+    except NotParked as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except BusUnavailable as exc:
+        raise _unavailable(exc) from exc
+    return ParkedDetailOut.model_validate(asdict(item))
+
+
+@router.post("/parked/{service}/{parked_id}/replay")
+async def replay(principal: Operator, operations: Operations, service: ServiceName, parked_id: ParkedId) -> ParkedOut:
+    """Hand one parked message back to its service's queue, once: a second request for the
+    same message answers 404."""
+    lot = _lot(operations, service)
+    try:
+        item = await lot.replay(service=service, parked_id=parked_id, requested_by=principal.subject)
+    except NotParked as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except ReplayRefused as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except BusUnavailable as exc:
+        raise _unavailable(exc) from exc
+    return _out(item)
+
+
+@router.post("/parked/{service}/replay")
+async def replay_all(
+    principal: Operator, operations: Operations, service: ServiceName, body: ReplayAllIn | None = None
+) -> ReplayedOut:
+    """Hand back every message parked now (up to ``limit``, oldest first)."""
+    lot = _lot(operations, service)
+    limit = (body or ReplayAllIn()).limit
+    try:
+        items = await lot.replay_all(service=service, limit=limit, requested_by=principal.subject)
+    except ReplayRefused as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except BusUnavailable as exc:
+        raise _unavailable(exc) from exc
+    return ReplayedOut(replayed=[_out(item) for item in items])

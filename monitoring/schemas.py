@@ -1,0 +1,56 @@
+"""monitoring's request and response bodies for the event bus's backlog and parking lot."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ServiceBacklogOut(BaseModel):
+    service: str
+    queue: str
+    exists: bool
+    ready: int = Field(description="Messages waiting in the service's queue.")
+    unacked: int | None = Field(description="Delivered, not yet settled; null where the broker protocol cannot tell.")
+    consumers: int
+    retrying: int = Field(description="Messages waiting out a back-off before another attempt.")
+    parked: int
+
+
+class BacklogOut(BaseModel):
+    kind: str = Field(description="rabbitmq or in-process")
+    services: list[ServiceBacklogOut]
+    unrouted: int | None = Field(description="Events no service is bound for (kept for inspection).")
+
+
+class ParkedOut(BaseModel):
+    service: str
+    parked_id: str
+    reason: str
+    event_name: str | None
+    event_version: int | None
+    event_id: str | None
+    routing_key: str | None
+    parked_at: datetime | None
+    attempts: int | None
+    replays: int
+    copies: int
+    size: int
+    preview: str
+
+
+class ParkedDetailOut(ParkedOut):
+    headers: dict[str, str]
+    payload: str
+    truncated: bool
+
+
+class ReplayAllIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=100, ge=1, le=1000, description="Parked messages to replay at most, oldest first.")
+
+
+class ReplayedOut(BaseModel):
+    replayed: list[ParkedOut]
