@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from opentelemetry.trace import Span
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import String, Table, Uuid, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -342,8 +342,13 @@ def idempotent(
     return apply
 
 
+_NO_SPAN: AbstractContextManager[None] = contextlib.nullcontext()
+
+
 def consume_span(event: Event, consumer_name: str) -> AbstractContextManager[Span | None]:
     """The consumer's span, continuing the trace the event arrived in (nothing when off)."""
+    if not tracing.enabled():
+        return _NO_SPAN  # no attributes built for a span nobody records
     return tracing.span(
         f"consume {event.routing_key()}",
         kind=tracing.SpanKind.CONSUMER,
@@ -404,15 +409,41 @@ async def _claim(
     if not event_ids:
         return set()
     now = utc_now()
-    dialect_insert = sqlite.insert if is_sqlite else postgresql.insert
+    unique = list(dict.fromkeys(event_ids))
+    if not is_sqlite:
+        # One statement of fixed shape whatever the batch size: the ids travel as one
+        # array. A multi-row VALUES is a new statement for every batch size, compiled
+        # afresh each time (a quarter of the consumer's CPU per batch of 100).
+        result = await session.execute(
+            _claim_statement(tables.processed_events),
+            {"event_ids": unique, "consumer": consumer, "processed_at": now},
+        )
+        return set(result.scalars())
     statement = (
-        dialect_insert(tables.processed_events)
-        .values([{"event_id": event_id, "consumer": consumer, "processed_at": now} for event_id in set(event_ids)])
+        sqlite.insert(tables.processed_events)
+        .values([{"event_id": event_id, "consumer": consumer, "processed_at": now} for event_id in unique])
         .on_conflict_do_nothing()
         .returning(tables.processed_events.c.event_id)
     )
     # RETURNING rather than rowcount: drivers disagree on rowcount for ON CONFLICT.
     return set((await session.execute(statement)).scalars())
+
+
+def _claim_statement(processed: Table) -> Any:
+    ids = func.unnest(bindparam("event_ids", type_=postgresql.ARRAY(Uuid()))).table_valued("event_id").render_derived()
+    return (
+        postgresql.insert(processed)
+        .from_select(
+            ["event_id", "consumer", "processed_at"],
+            select(
+                ids.c.event_id,
+                bindparam("consumer", type_=String()),
+                bindparam("processed_at", type_=processed.c.processed_at.type),
+            ),
+        )
+        .on_conflict_do_nothing()
+        .returning(processed.c.event_id)
+    )
 
 
 def bind_idempotent(
