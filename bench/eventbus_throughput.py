@@ -69,8 +69,10 @@ async def consume(args: argparse.Namespace) -> None:
     latencies_ms: list[float] = []
     seen: set[uuid.UUID] = set()
     done = asyncio.Event()
+    transactions = [0]  # how many consumer transactions applied the events
 
     def record(events) -> None:
+        transactions[0] += 1
         now = time.time()
         for event in events:
             latencies_ms.append((now - event.occurred_at.timestamp()) * 1000)
@@ -118,6 +120,7 @@ async def consume(args: argparse.Namespace) -> None:
         "latencies_ms": latencies_ms,
         "distinct": len(seen),
         "deliveries": len(latencies_ms),
+        "transactions": transactions[0],
         "duplicates_absorbed": int(metrics.duplicates.labels("ledger.record_effect")._value.get()),
         "last_consumed_at": finished,
     }
@@ -180,7 +183,7 @@ async def bare(count: int, prefetch: int) -> dict:
     await bare_declare(channel, ns)
     consumer = start_consumer(ns, count, None, role="bare-consume", prefetch=prefetch)
     bodies = [OutgoingMessage.of(EntryRecorded(seq=n)) for n in range(count)]
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     for first in range(0, count, 500):
         confirmations = [
             channel.basic_publish(
@@ -200,8 +203,10 @@ async def bare(count: int, prefetch: int) -> dict:
         ]
         for confirmation in await asyncio.gather(*confirmations):
             assert isinstance(confirmation, aiormq.spec.Basic.Ack), confirmation
+    producer_cpu = time.process_time() - cpu_started
     await connection.close()
     report = await asyncio.to_thread(finish_consumer, consumer)
+    report["producer_cpu_s"] = producer_cpu
     with contextlib.suppress(Exception):
         cleanup = await aiormq.connect(RABBITMQ_URL)
         cleanup_channel = await cleanup.channel()
@@ -238,13 +243,15 @@ async def baseline(count: int) -> dict:
     consumer = start_consumer(ns, count, None)
     bus = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=Metrics(), namespace=ns)
     await bus.start()
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     for first in range(0, count, 500):
         await bus.publish_many(
             [OutgoingMessage.of(EntryRecorded(seq=n)) for n in range(first, min(first + 500, count))]
         )
+    producer_cpu = time.process_time() - cpu_started
     await bus.close()
     report = await asyncio.to_thread(finish_consumer, consumer)
+    report["producer_cpu_s"] = producer_cpu
     await delete_namespace(RABBITMQ_URL, ns)
     report["events_per_s"] = count / (report["last_consumed_at"] - started)
     return report
@@ -270,7 +277,7 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
         poll_interval_s=0.2,
     )
     relay.start()
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     interval = batch / rate if rate else 0.0
     next_at = time.monotonic()
     for first in range(0, count, batch):
@@ -282,6 +289,8 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
     produced = time.time()
     report = await asyncio.to_thread(finish_consumer, consumer)
+    # The business transactions and the relay: this process, until the last event landed.
+    report["producer_cpu_s"] = time.process_time() - cpu_started
     await relay.stop()
     await bus.close()
     await producer.dispose()
@@ -332,7 +341,9 @@ async def main(args: argparse.Namespace) -> None:
                 f"{lat['p50']:.1f}",
                 f"{lat['p95']:.1f}",
                 p99,
+                f"{report['producer_cpu_s'] / expected * 1e6:.0f}",
                 f"{report['cpu_s'] / expected * 1e6:.0f}",
+                f"{expected / report['transactions']:.0f}" if report.get("transactions") else "-",
                 report.get("duplicates_absorbed", 0),
             ]
         )
@@ -346,7 +357,9 @@ async def main(args: argparse.Namespace) -> None:
             "p50 ms",
             "p95 ms",
             "p99 ms",
+            "producer CPU µs/event",
             "consumer CPU µs/event",
+            "events/consumer txn",
             "dupes absorbed",
         ],
         rows,
@@ -386,6 +399,10 @@ async def main(args: argparse.Namespace) -> None:
             "load_1min": round(os.getloadavg()[0], 2),
             "consumer_cpu_us_per_event": {
                 name: round(report["cpu_s"] / expected * 1e6) for name, report, expected in phases
+            },
+            # The publisher, or the business transactions and the relay (one process).
+            "producer_cpu_us_per_event": {
+                name: round(report["producer_cpu_s"] / expected * 1e6) for name, report, expected in phases
             },
         }
     )
