@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiormq.connection import AMQPConnectionError, SSLContextProvider, TransportFactory
+from aiormq.connection import SSLContextProvider, TransportFactory
+from aiormq.exceptions import AMQPConnectionError
 from yarl import URL
 
 # A burst is held for at most this many loop iterations, or this many bytes.
@@ -107,7 +108,9 @@ class CoalescingTransportFactory(TransportFactory):
         reader = asyncio.StreamReader(limit=_READER_LIMIT, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
         try:
-            transport, _ = await loop.create_connection(lambda: protocol, url.host, url.port, ssl=ssl, **kwargs)
+            transport, _ = await loop.create_connection(
+                lambda: protocol, url.host or "localhost", url.port or 5672, ssl=ssl, **kwargs
+            )
         except OSError as exc:
             raise AMQPConnectionError(*exc.args) from exc
         return reader, CoalescingWriter(transport, protocol, reader, loop)
