@@ -13,6 +13,7 @@ Phases, each with its own consumer process (so producer and consumer use both co
              of 10, for commit→consumed latency
 
     python bench/eventbus_throughput.py [--events 20000] [--single-events 5000] [--rate R] [--seconds 10]
+                                        [--private-broker]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import aiormq
 
+from bench._broker import PrivateBroker
 from bench._common import ROOT, emit, ensure_services, machine, progress, summary, table
 from common.db import Database
 from common.events.bus import Subscriptions
@@ -43,6 +45,10 @@ from common.events.rabbitmq import QUORUM_DEAD_LETTER_ARGS, RabbitMQBus
 from common.observability import Metrics
 from tests.support.amqp import delete_namespace
 from tests.support.infra import PG_ADMIN_URL, RABBITMQ_URL, PostgresDatabases
+
+# The shared node, or (--private-broker) a node of this run's own: the shared one carries
+# other clients' traffic and is restarted by their tests.
+BROKER = [RABBITMQ_URL]
 from tests.support.ledger import CATALOG, TABLES, EntryRecorded, create_schema, effect_counts, record_effect
 
 
@@ -64,7 +70,7 @@ async def wait_timing_cpu(done: asyncio.Event, timeout: float) -> None:
 async def consume(args: argparse.Namespace) -> None:
     """Consumer process: report latencies once ``--expect`` distinct events were applied."""
     metrics = Metrics()
-    bus = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=metrics, namespace=args.ns, prefetch=args.prefetch)
+    bus = RabbitMQBus(BROKER[0], catalog=CATALOG, metrics=metrics, namespace=args.ns, prefetch=args.prefetch)
     await bus.start()
     latencies_ms: list[float] = []
     seen: set[uuid.UUID] = set()
@@ -144,7 +150,7 @@ async def bare_declare(channel: aiormq.abc.AbstractChannel, ns: str) -> None:
 
 async def bare_consume(args: argparse.Namespace) -> None:
     """aiormq alone: count distinct message ids, ack each message after it is counted."""
-    connection = await aiormq.connect(RABBITMQ_URL)
+    connection = await aiormq.connect(BROKER[0])
     channel = await connection.channel()
     await bare_declare(channel, args.ns)
     await channel.basic_qos(prefetch_count=args.prefetch)
@@ -177,7 +183,7 @@ async def bare_consume(args: argparse.Namespace) -> None:
 
 async def bare(count: int, prefetch: int) -> dict:
     ns = f"bench{uuid.uuid4().hex[:8]}"
-    connection = await aiormq.connect(RABBITMQ_URL)
+    connection = await aiormq.connect(BROKER[0])
     # The concrete channel: its basic_publish takes wait=False (pipelined publishes).
     channel = cast(aiormq.Channel, await connection.channel(publisher_confirms=True))
     await bare_declare(channel, ns)
@@ -208,7 +214,7 @@ async def bare(count: int, prefetch: int) -> dict:
     report = await asyncio.to_thread(finish_consumer, consumer)
     report["producer_cpu_s"] = producer_cpu
     with contextlib.suppress(Exception):
-        cleanup = await aiormq.connect(RABBITMQ_URL)
+        cleanup = await aiormq.connect(BROKER[0])
         cleanup_channel = await cleanup.channel()
         await cleanup_channel.queue_delete(f"{ns}.bare")
         await cleanup_channel.exchange_delete(f"{ns}.events")
@@ -220,7 +226,7 @@ async def bare(count: int, prefetch: int) -> dict:
 def start_consumer(
     ns: str, expect: int, db: str | None, *, role: str = "consume", prefetch: int | None = None
 ) -> subprocess.Popen[str]:
-    args = [sys.executable, __file__, "--role", role, "--ns", ns, "--expect", str(expect)]
+    args = [sys.executable, __file__, "--role", role, "--ns", ns, "--expect", str(expect), "--broker-url", BROKER[0]]
     if prefetch is not None:
         args += ["--prefetch", str(prefetch)]
     if db:
@@ -241,7 +247,7 @@ def finish_consumer(process: subprocess.Popen[str]) -> dict:
 async def baseline(count: int) -> dict:
     ns = f"bench{uuid.uuid4().hex[:8]}"
     consumer = start_consumer(ns, count, None)
-    bus = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=Metrics(), namespace=ns)
+    bus = RabbitMQBus(BROKER[0], catalog=CATALOG, metrics=Metrics(), namespace=ns)
     await bus.start()
     started, cpu_started = time.time(), time.process_time()
     for first in range(0, count, 500):
@@ -252,7 +258,7 @@ async def baseline(count: int) -> dict:
     await bus.close()
     report = await asyncio.to_thread(finish_consumer, consumer)
     report["producer_cpu_s"] = producer_cpu
-    await delete_namespace(RABBITMQ_URL, ns)
+    await delete_namespace(BROKER[0], ns)
     report["events_per_s"] = count / (report["last_consumed_at"] - started)
     return report
 
@@ -264,7 +270,7 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
     create_schema(consumer_url)
     consumer = start_consumer(ns, count, consumer_url)
     metrics = Metrics()
-    bus = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=metrics, namespace=ns)
+    bus = RabbitMQBus(BROKER[0], catalog=CATALOG, metrics=metrics, namespace=ns)
     await bus.start()
     producer = Database(producer_url)
     relay = OutboxRelay(
@@ -294,7 +300,7 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
     await relay.stop()
     await bus.close()
     await producer.dispose()
-    await delete_namespace(RABBITMQ_URL, ns)
+    await delete_namespace(BROKER[0], ns)
     report["events_per_s"] = count / (report["last_consumed_at"] - started)
     report["produce_s"] = produced - started
     return report
@@ -303,6 +309,11 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
 async def main(args: argparse.Namespace) -> None:
     ensure_services()
     pg = PostgresDatabases(PG_ADMIN_URL)
+    broker = None
+    if args.private_broker:
+        progress("starting a private RabbitMQ node")
+        broker = await asyncio.to_thread(PrivateBroker().start)
+        BROKER[0] = broker.url
     try:
         progress("bare aiormq pair")
         naked = await bare(args.events, args.prefetch)
@@ -318,6 +329,8 @@ async def main(args: argparse.Namespace) -> None:
         paced = await with_outbox(pg, paced_count, rate=rate, batch=10)
     finally:
         pg.drop_all()
+        if broker is not None:
+            await asyncio.to_thread(broker.stop)
 
     phases = (
         ("bare aiormq pair (no bus, no DB)", naked, args.events),
@@ -374,7 +387,8 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"\nlatency = business commit → consumer commit (bare: publish → consumed); lost={lost}, "
         f"duplicated effects={duplicated}; outbox (txn 100) / bus only = {ratio_outbox:.2f}; "
-        f"bus only / bare aiormq = {ratio_bus:.2f}; load: {os.getloadavg()[0]:.1f}"
+        f"bus only / bare aiormq = {ratio_bus:.2f}; load: {os.getloadavg()[0]:.1f}; "
+        f"broker: {'private node' if args.private_broker else 'shared node'}"
     )
     if lost or duplicated:
         print("FAILED: events lost or applied twice")
@@ -397,6 +411,7 @@ async def main(args: argparse.Namespace) -> None:
             "duplicated_effects": duplicated,
             "events": args.events,
             "load_1min": round(os.getloadavg()[0], 2),
+            "private_broker": args.private_broker,
             "consumer_cpu_us_per_event": {
                 name: round(report["cpu_s"] / expected * 1e6) for name, report, expected in phases
             },
@@ -420,7 +435,10 @@ if __name__ == "__main__":
     parser.add_argument("--db")
     parser.add_argument("--prefetch", type=int, default=256)
     parser.add_argument("--timeout", type=float, default=240)
+    parser.add_argument("--private-broker", action="store_true", help="a RabbitMQ node of this run's own")
+    parser.add_argument("--broker-url", default=RABBITMQ_URL, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    BROKER[0] = arguments.broker_url
     os.chdir(ROOT)
     role = {"consume": consume, "bare-consume": bare_consume, "main": main}[arguments.role]
     asyncio.run(role(arguments))
