@@ -118,6 +118,9 @@ class Dispatcher:
     async def _run(self) -> None:
         while True:
             await self._slots.acquire()
+            # Cleared before the claim: a push queued while it runs wakes the next one
+            # instead of waiting for the poll.
+            self._wake.clear()
             try:
                 claimed = await self._claim()
             except Exception:
@@ -130,7 +133,6 @@ class Dispatcher:
             else:
                 self._slots.release()
             if len(claimed) < BATCH:
-                self._wake.clear()
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
                 # arrives as the event is set, and stop() would wait for ever.
                 with contextlib.suppress(TimeoutError):

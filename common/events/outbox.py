@@ -213,6 +213,9 @@ class OutboxRelay:
                 # broker is away too (when it matters most); one indexed count.
                 measure_due = loop.time() + BACKLOG_MEASURE_INTERVAL_S
                 await self._measure_backlog()
+            # Cleared before the claim, not after the round: a commit that lands while
+            # this round runs is then not missed until the next poll.
+            self._wakeup.clear()
             claimed: asyncio.Future[int] = loop.create_future()
             current = asyncio.create_task(self.relay_once(claimed=claimed), name=f"outbox-round:{self._service}")
             rounds.append(current)
@@ -250,7 +253,6 @@ class OutboxRelay:
             if loop.time() >= sweep_due:
                 sweep_due = loop.time() + 300
                 await self._sweep()
-            self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval_s)
 
