@@ -13,6 +13,7 @@ Phases, each with its own consumer process (so producer and consumer use both co
              of 10, for commit→consumed latency
 
     python bench/eventbus_throughput.py [--events 20000] [--single-events 5000] [--rate R] [--seconds 10]
+                                        [--private-broker]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import aiormq
 
+from bench._broker import PrivateBroker
 from bench._common import ROOT, emit, ensure_services, machine, progress, summary, table
 from common.db import Database
 from common.events.bus import Subscriptions
@@ -43,6 +45,10 @@ from common.events.rabbitmq import QUORUM_DEAD_LETTER_ARGS, RabbitMQBus
 from common.observability import Metrics
 from tests.support.amqp import delete_namespace
 from tests.support.infra import PG_ADMIN_URL, RABBITMQ_URL, PostgresDatabases
+
+# The shared node, or (--private-broker) a node of this run's own: the shared one carries
+# other clients' traffic and is restarted by their tests.
+BROKER = [RABBITMQ_URL]
 from tests.support.ledger import CATALOG, TABLES, EntryRecorded, create_schema, effect_counts, record_effect
 
 
@@ -64,13 +70,15 @@ async def wait_timing_cpu(done: asyncio.Event, timeout: float) -> None:
 async def consume(args: argparse.Namespace) -> None:
     """Consumer process: report latencies once ``--expect`` distinct events were applied."""
     metrics = Metrics()
-    bus = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=metrics, namespace=args.ns, prefetch=args.prefetch)
+    bus = RabbitMQBus(BROKER[0], catalog=CATALOG, metrics=metrics, namespace=args.ns, prefetch=args.prefetch)
     await bus.start()
     latencies_ms: list[float] = []
     seen: set[uuid.UUID] = set()
     done = asyncio.Event()
+    transactions = [0]  # how many consumer transactions applied the events
 
     def record(events) -> None:
+        transactions[0] += 1
         now = time.time()
         for event in events:
             latencies_ms.append((now - event.occurred_at.timestamp()) * 1000)
@@ -118,6 +126,7 @@ async def consume(args: argparse.Namespace) -> None:
         "latencies_ms": latencies_ms,
         "distinct": len(seen),
         "deliveries": len(latencies_ms),
+        "transactions": transactions[0],
         "duplicates_absorbed": int(metrics.duplicates.labels("ledger.record_effect")._value.get()),
         "last_consumed_at": finished,
     }
@@ -141,7 +150,7 @@ async def bare_declare(channel: aiormq.abc.AbstractChannel, ns: str) -> None:
 
 async def bare_consume(args: argparse.Namespace) -> None:
     """aiormq alone: count distinct message ids, ack each message after it is counted."""
-    connection = await aiormq.connect(RABBITMQ_URL)
+    connection = await aiormq.connect(BROKER[0])
     channel = await connection.channel()
     await bare_declare(channel, args.ns)
     await channel.basic_qos(prefetch_count=args.prefetch)
@@ -174,13 +183,13 @@ async def bare_consume(args: argparse.Namespace) -> None:
 
 async def bare(count: int, prefetch: int) -> dict:
     ns = f"bench{uuid.uuid4().hex[:8]}"
-    connection = await aiormq.connect(RABBITMQ_URL)
+    connection = await aiormq.connect(BROKER[0])
     # The concrete channel: its basic_publish takes wait=False (pipelined publishes).
     channel = cast(aiormq.Channel, await connection.channel(publisher_confirms=True))
     await bare_declare(channel, ns)
     consumer = start_consumer(ns, count, None, role="bare-consume", prefetch=prefetch)
     bodies = [OutgoingMessage.of(EntryRecorded(seq=n)) for n in range(count)]
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     for first in range(0, count, 500):
         confirmations = [
             channel.basic_publish(
@@ -200,10 +209,12 @@ async def bare(count: int, prefetch: int) -> dict:
         ]
         for confirmation in await asyncio.gather(*confirmations):
             assert isinstance(confirmation, aiormq.spec.Basic.Ack), confirmation
+    producer_cpu = time.process_time() - cpu_started
     await connection.close()
     report = await asyncio.to_thread(finish_consumer, consumer)
+    report["producer_cpu_s"] = producer_cpu
     with contextlib.suppress(Exception):
-        cleanup = await aiormq.connect(RABBITMQ_URL)
+        cleanup = await aiormq.connect(BROKER[0])
         cleanup_channel = await cleanup.channel()
         await cleanup_channel.queue_delete(f"{ns}.bare")
         await cleanup_channel.exchange_delete(f"{ns}.events")
@@ -215,7 +226,7 @@ async def bare(count: int, prefetch: int) -> dict:
 def start_consumer(
     ns: str, expect: int, db: str | None, *, role: str = "consume", prefetch: int | None = None
 ) -> subprocess.Popen[str]:
-    args = [sys.executable, __file__, "--role", role, "--ns", ns, "--expect", str(expect)]
+    args = [sys.executable, __file__, "--role", role, "--ns", ns, "--expect", str(expect), "--broker-url", BROKER[0]]
     if prefetch is not None:
         args += ["--prefetch", str(prefetch)]
     if db:
@@ -236,16 +247,18 @@ def finish_consumer(process: subprocess.Popen[str]) -> dict:
 async def baseline(count: int) -> dict:
     ns = f"bench{uuid.uuid4().hex[:8]}"
     consumer = start_consumer(ns, count, None)
-    bus = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=Metrics(), namespace=ns)
+    bus = RabbitMQBus(BROKER[0], catalog=CATALOG, metrics=Metrics(), namespace=ns)
     await bus.start()
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     for first in range(0, count, 500):
         await bus.publish_many(
             [OutgoingMessage.of(EntryRecorded(seq=n)) for n in range(first, min(first + 500, count))]
         )
+    producer_cpu = time.process_time() - cpu_started
     await bus.close()
     report = await asyncio.to_thread(finish_consumer, consumer)
-    await delete_namespace(RABBITMQ_URL, ns)
+    report["producer_cpu_s"] = producer_cpu
+    await delete_namespace(BROKER[0], ns)
     report["events_per_s"] = count / (report["last_consumed_at"] - started)
     return report
 
@@ -257,7 +270,7 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
     create_schema(consumer_url)
     consumer = start_consumer(ns, count, consumer_url)
     metrics = Metrics()
-    bus = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=metrics, namespace=ns)
+    bus = RabbitMQBus(BROKER[0], catalog=CATALOG, metrics=metrics, namespace=ns)
     await bus.start()
     producer = Database(producer_url)
     relay = OutboxRelay(
@@ -270,7 +283,7 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
         poll_interval_s=0.2,
     )
     relay.start()
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     interval = batch / rate if rate else 0.0
     next_at = time.monotonic()
     for first in range(0, count, batch):
@@ -282,10 +295,12 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
     produced = time.time()
     report = await asyncio.to_thread(finish_consumer, consumer)
+    # The business transactions and the relay: this process, until the last event landed.
+    report["producer_cpu_s"] = time.process_time() - cpu_started
     await relay.stop()
     await bus.close()
     await producer.dispose()
-    await delete_namespace(RABBITMQ_URL, ns)
+    await delete_namespace(BROKER[0], ns)
     report["events_per_s"] = count / (report["last_consumed_at"] - started)
     report["produce_s"] = produced - started
     return report
@@ -294,6 +309,11 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
 async def main(args: argparse.Namespace) -> None:
     ensure_services()
     pg = PostgresDatabases(PG_ADMIN_URL)
+    broker = None
+    if args.private_broker:
+        progress("starting a private RabbitMQ node")
+        broker = await asyncio.to_thread(PrivateBroker().start)
+        BROKER[0] = broker.url
     try:
         progress("bare aiormq pair")
         naked = await bare(args.events, args.prefetch)
@@ -309,6 +329,8 @@ async def main(args: argparse.Namespace) -> None:
         paced = await with_outbox(pg, paced_count, rate=rate, batch=10)
     finally:
         pg.drop_all()
+        if broker is not None:
+            await asyncio.to_thread(broker.stop)
 
     phases = (
         ("bare aiormq pair (no bus, no DB)", naked, args.events),
@@ -332,7 +354,9 @@ async def main(args: argparse.Namespace) -> None:
                 f"{lat['p50']:.1f}",
                 f"{lat['p95']:.1f}",
                 p99,
+                f"{report['producer_cpu_s'] / expected * 1e6:.0f}",
                 f"{report['cpu_s'] / expected * 1e6:.0f}",
+                f"{expected / report['transactions']:.0f}" if report.get("transactions") else "-",
                 report.get("duplicates_absorbed", 0),
             ]
         )
@@ -346,7 +370,9 @@ async def main(args: argparse.Namespace) -> None:
             "p50 ms",
             "p95 ms",
             "p99 ms",
+            "producer CPU µs/event",
             "consumer CPU µs/event",
+            "events/consumer txn",
             "dupes absorbed",
         ],
         rows,
@@ -361,7 +387,8 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"\nlatency = business commit → consumer commit (bare: publish → consumed); lost={lost}, "
         f"duplicated effects={duplicated}; outbox (txn 100) / bus only = {ratio_outbox:.2f}; "
-        f"bus only / bare aiormq = {ratio_bus:.2f}; load: {os.getloadavg()[0]:.1f}"
+        f"bus only / bare aiormq = {ratio_bus:.2f}; load: {os.getloadavg()[0]:.1f}; "
+        f"broker: {'private node' if args.private_broker else 'shared node'}"
     )
     if lost or duplicated:
         print("FAILED: events lost or applied twice")
@@ -384,8 +411,13 @@ async def main(args: argparse.Namespace) -> None:
             "duplicated_effects": duplicated,
             "events": args.events,
             "load_1min": round(os.getloadavg()[0], 2),
+            "private_broker": args.private_broker,
             "consumer_cpu_us_per_event": {
                 name: round(report["cpu_s"] / expected * 1e6) for name, report, expected in phases
+            },
+            # The publisher, or the business transactions and the relay (one process).
+            "producer_cpu_us_per_event": {
+                name: round(report["producer_cpu_s"] / expected * 1e6) for name, report, expected in phases
             },
         }
     )
@@ -403,7 +435,10 @@ if __name__ == "__main__":
     parser.add_argument("--db")
     parser.add_argument("--prefetch", type=int, default=256)
     parser.add_argument("--timeout", type=float, default=240)
+    parser.add_argument("--private-broker", action="store_true", help="a RabbitMQ node of this run's own")
+    parser.add_argument("--broker-url", default=RABBITMQ_URL, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    BROKER[0] = arguments.broker_url
     os.chdir(ROOT)
     role = {"consume": consume, "bare-consume": bare_consume, "main": main}[arguments.role]
     asyncio.run(role(arguments))

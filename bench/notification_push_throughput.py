@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
-from bench._common import emit, ensure_services, jwks_app, machine, table
+from bench._common import cpu_seconds, emit, ensure_services, jwks_app, machine, table
 from common.events.envelope import OutgoingMessage
 from common.events.rabbitmq import RabbitMQBus
 from common.migrations import upgrade
@@ -45,7 +45,8 @@ BRANCH = "bench-branch"
 CONCURRENCY = 64
 
 
-async def baseline(account: ServiceAccount, fcm_url: str, fcm: FcmSimState, count: int) -> float:
+async def baseline(account: ServiceAccount, fcm_url: str, fcm: FcmSimState, count: int) -> tuple[float, float]:
+    """Pushes per second, and CPU seconds of this process (client and stand-in) per push."""
     sender = FcmSender(account, endpoint=fcm_url)
     semaphore = asyncio.Semaphore(CONCURRENCY)
 
@@ -55,9 +56,9 @@ async def baseline(account: ServiceAccount, fcm_url: str, fcm: FcmSimState, coun
 
     try:
         await sender.send(Push("warm-up-token-000000", "t", "b", {}, False))
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         await asyncio.gather(*(one(n) for n in range(count)))
-        return count / (time.perf_counter() - started)
+        return count / (time.perf_counter() - started), (time.process_time() - cpu_started) / count
     finally:
         await sender.close()
 
@@ -78,7 +79,7 @@ async def run(args: argparse.Namespace) -> None:
     bus = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=Metrics(), namespace=namespace)
     try:
         async with serving(jwks_app()) as auth_url, serving(create_fcm(fcm), fcm_port):
-            direct_rate = await baseline(account, fcm_url, fcm, args.events)
+            direct_rate, direct_cpu = await baseline(account, fcm_url, fcm, args.events)
             fcm.received.clear()
             env = clean_env(
                 SMARTGYM_BROKER_URL=RABBITMQ_URL,
@@ -117,7 +118,8 @@ async def run(args: argparse.Namespace) -> None:
                 )
                 for n in range(args.events)
             ]
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
+            service_cpu_started = cpu_seconds(process.pid)
             for chunk in range(0, len(events), 500):
                 await bus.publish_many([OutgoingMessage.of(event) for event in events[chunk : chunk + 500]])
             published = time.perf_counter() - started
@@ -126,6 +128,9 @@ async def run(args: argparse.Namespace) -> None:
                 await asyncio.sleep(0.05)
             elapsed = time.perf_counter() - started
             delivered = len(fcm.received)
+            # notification's own process, and this one (the publisher and the stand-in).
+            service_cpu = (cpu_seconds(process.pid) - service_cpu_started) / max(1, delivered)
+            local_cpu = (time.process_time() - cpu_started) / max(1, delivered)
     finally:
         await bus.close()
         if process is not None:
@@ -136,11 +141,29 @@ async def run(args: argparse.Namespace) -> None:
     print(f"\nnotification push throughput - {machine()}")
     table(
         "events -> pushes",
-        ["path", "messages", "seconds", "per second"],
+        ["path", "messages", "seconds", "per second", "CPU µs/push (process)"],
         [
-            ["FCM client alone (baseline)", args.events, f"{args.events / direct_rate:.2f}", f"{direct_rate:.0f}"],
-            ["broker -> consumer -> inbox + queue -> FCM", delivered, f"{elapsed:.2f}", f"{rate:.0f}"],
-            ["(publishing the events)", args.events, f"{published:.2f}", f"{args.events / published:.0f}"],
+            [
+                "FCM client alone (baseline)",
+                args.events,
+                f"{args.events / direct_rate:.2f}",
+                f"{direct_rate:.0f}",
+                f"{direct_cpu * 1e6:.0f} (client + stand-in)",
+            ],
+            [
+                "broker -> consumer -> inbox + queue -> FCM",
+                delivered,
+                f"{elapsed:.2f}",
+                f"{rate:.0f}",
+                f"{service_cpu * 1e6:.0f} (notification)",
+            ],
+            [
+                "(publishing the events; the stand-in)",
+                args.events,
+                f"{published:.2f}",
+                f"{args.events / published:.0f}",
+                f"{local_cpu * 1e6:.0f} (publisher + stand-in)",
+            ],
         ],
     )
     emit(
@@ -151,6 +174,9 @@ async def run(args: argparse.Namespace) -> None:
             "fcm_client_alone_per_s": round(direct_rate, 1),
             "ratio_to_client_alone": round(rate / direct_rate, 3),
             "push_ratio_to_client": round(rate / direct_rate, 3),
+            "notification_cpu_us_per_push": round(service_cpu * 1e6),
+            "client_alone_cpu_us_per_push": round(direct_cpu * 1e6),
+            "publisher_and_standin_cpu_us_per_push": round(local_cpu * 1e6),
             "load_1min": round(os.getloadavg()[0], 2),
             "machine": machine(),
         }

@@ -22,7 +22,7 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import delete, select, update
@@ -51,9 +51,9 @@ def scrub(row: Delivery) -> None:
     row.body = ""  # an SMS's text holds the code itself
 
 
-def expired(row: Delivery, now: datetime) -> bool:
+def expired(data: dict[str, Any], now: datetime) -> bool:
     """A code that expired while the delivery waited (quiet hours, retries) is not sent."""
-    raw = row.data.get("expires_at")
+    raw = data.get("expires_at")
     try:
         return raw is not None and datetime.fromisoformat(str(raw)) <= now
     except ValueError:
@@ -118,6 +118,9 @@ class Dispatcher:
     async def _run(self) -> None:
         while True:
             await self._slots.acquire()
+            # Cleared before the claim: a push queued while it runs wakes the next one
+            # instead of waiting for the poll.
+            self._wake.clear()
             try:
                 claimed = await self._claim()
             except Exception:
@@ -130,7 +133,6 @@ class Dispatcher:
             else:
                 self._slots.release()
             if len(claimed) < BATCH:
-                self._wake.clear()
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
                 # arrives as the event is set, and stop() would wait for ever.
                 with contextlib.suppress(TimeoutError):
@@ -155,28 +157,49 @@ class Dispatcher:
         await self._record(list(zip(claimed, results, strict=True)))
 
     async def _claim(self) -> list[Claimed]:
+        """Lease one batch of due deliveries in one statement: the rows are picked (locked,
+        skipping those another replica holds) and their lease written in the same UPDATE,
+        which hands back what is to be sent."""
         now = utc_now()
+        due = (
+            select(Delivery.id)
+            .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+            .order_by(Delivery.critical.desc(), Delivery.next_attempt_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        )
+        lease = (
+            update(Delivery)
+            .where(Delivery.id.in_(due.scalar_subquery()))
+            .values(next_attempt_at=now + LEASE)
+            .returning(
+                Delivery.id,
+                Delivery.attempts,
+                Delivery.token,
+                Delivery.title,
+                Delivery.body,
+                Delivery.data,
+                Delivery.critical,
+            )
+            .execution_options(synchronize_session=False)
+        )
         async with self._database.sessions() as session, session.begin():
-            rows = (
-                await session.scalars(
-                    select(Delivery)
-                    .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
-                    .order_by(Delivery.critical.desc(), Delivery.next_attempt_at)
-                    .limit(BATCH)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            claimed = []
+            rows = (await session.execute(lease)).all()
+            claimed, stale = [], []
             for row in rows:
-                if expired(row, now):
-                    row.status, row.last_error = "dropped", "expired before it could be sent"
-                    scrub(row)
+                if expired(row.data, now):
+                    stale.append(row.id)
                     continue
-                row.next_attempt_at = now + LEASE
                 claimed.append(
                     Claimed(row.id, row.attempts, Push(row.token, row.title, row.body, dict(row.data), row.critical))
                 )
-            return claimed
+            if stale:
+                for delivery in await session.scalars(select(Delivery).where(Delivery.id.in_(stale))):
+                    delivery.status, delivery.last_error = "dropped", "expired before it could be sent"
+                    scrub(delivery)
+        # Critical first, then oldest, as they were picked (RETURNING keeps no order).
+        claimed.sort(key=lambda item: (not item.push.critical, item.id))
+        return claimed
 
     async def _send(self, item: Claimed) -> SendResult:
         async with self._semaphore:

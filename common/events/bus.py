@@ -40,6 +40,7 @@ class Subscriptions:
     # idempotent binding). Buses that batch call it; if it raises they fall back to
     # the per-event handlers, which keep their own retry and parking.
     batch_handler: Callable[[Sequence[Event]], Awaitable[None]] | None = None
+    _by_type: dict[type[Event], list[Subscription]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def add(self, event_type: type[E], handler: ServiceHandler[E], *, name: str) -> None:
         """Declare a service handler; the kernel runs it idempotently in a unit of work."""
@@ -53,13 +54,18 @@ class Subscriptions:
         if any(item.consumer_name == subscription.consumer_name for item in self.items):
             raise ValueError(f"consumer {subscription.consumer_name} declared twice")
         self.items.append(subscription)
+        self._by_type.clear()
 
     @property
     def routing_keys(self) -> list[str]:
         return sorted({item.event_type.routing_key() for item in self.items})
 
     def handlers_for(self, event: Event) -> list[Subscription]:
-        return [item for item in self.items if isinstance(event, item.event_type)]
+        # Asked for every delivery, a few times: answered once per event type.
+        found = self._by_type.get(type(event))
+        if found is None:
+            found = self._by_type[type(event)] = [item for item in self.items if isinstance(event, item.event_type)]
+        return found
 
 
 class PublishError(RuntimeError):

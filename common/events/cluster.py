@@ -21,6 +21,8 @@ from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from yarl import URL
 
+from common.events.transport import CoalescingTransportFactory
+
 log = logging.getLogger(__name__)
 
 # aio-pika makes each (re)connection attempt in this private method of RobustConnection,
@@ -37,6 +39,9 @@ class ClusterConnection(RobustConnection):
 
     def __init__(self, url: URL, *, nodes: Sequence[URL], **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
+        # aio-pika passes only the parameters it knows on to aiormq; this one goes in by
+        # hand, for every (re)connection (common/events/transport.py says why).
+        self.kwargs["transport_factory"] = CoalescingTransportFactory()
         self._nodes = list(nodes) or [url]
         self._next = 0
         self.attempts = 0

@@ -48,6 +48,8 @@ ERROR_HEADER = "x-smartgym-error"
 PARKED_FROM_HEADER = "x-smartgym-parked-from"
 # When it was parked (ms since the epoch): the broker keeps no arrival time an operator could read.
 PARKED_AT_HEADER = "x-smartgym-parked-at"
+# The longest a gathered batch waits for the one being applied before it (see _gather).
+GATHER_MAX_S = 0.02
 _CHANNEL_GONE = (aiormq.AMQPError, aio_pika.exceptions.ChannelInvalidStateError, ConnectionError, RuntimeError)
 
 
@@ -121,6 +123,8 @@ class ServiceConsumer:
         self._ready: asyncio.Queue[_Delivery] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._busy = 0
+        self._gathering_lock = asyncio.Lock()
+        self._gathered = 0  # deliveries held by the worker gathering a batch
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
@@ -174,7 +178,7 @@ class ServiceConsumer:
                 log.warning("could not cancel consumer of %s; unacked messages return to the queue", self.service)
         # Messages already delivered finish and are acked before the channel closes:
         # a graceful stop never forces a redelivery.
-        while not (self._ready.empty() and self._busy == 0):
+        while not (self._ready.empty() and self._busy == 0 and self._gathered == 0):
             self._idle.clear()
             await self._idle.wait()
         for worker in self._workers:
@@ -184,16 +188,13 @@ class ServiceConsumer:
             await self._channel.close()
 
     async def _work(self) -> None:
-        batch_size, linger_s = self._bus._batch_size, self._bus._batch_linger_s
         while True:
-            batch = [await self._ready.get()]
-            if linger_s and self._ready.qsize() < batch_size - 1:
-                # Deliveries of a burst arrive a few at a time: without this wait an idle
-                # worker would commit each on its own (one transaction per event).
-                await asyncio.sleep(linger_s)
-            while len(batch) < batch_size and not self._ready.empty():
-                batch.append(self._ready.get_nowait())
-            self._busy += 1
+            # One worker gathers at a time, so a burst becomes a few full batches rather
+            # than as many small ones as there are idle workers.
+            async with self._gathering_lock:
+                batch = await self._gather()
+                self._busy += 1
+                self._gathered = 0
             try:
                 await self._handle_batch(batch)
             except Exception:
@@ -203,6 +204,27 @@ class ServiceConsumer:
                 self._busy -= 1
                 if self._busy == 0 and self._ready.empty():
                     self._idle.set()
+
+    async def _gather(self) -> list[_Delivery]:
+        """The next batch: what is ready, after waiting ``linger`` for the rest of a burst
+        (deliveries arrive a few at a time; without it an idle worker would commit each on
+        its own), and while another batch is being applied, until it is done or the batch
+        is full, for at most ``GATHER_MAX_S``: the batch then commits right behind it."""
+        batch_size, linger_s = self._bus._batch_size, self._bus._batch_linger_s
+        batch = [await self._ready.get()]
+        self._gathered = 1
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while True:
+            while len(batch) < batch_size and not self._ready.empty():
+                batch.append(self._ready.get_nowait())
+            self._gathered = len(batch)
+            if len(batch) >= batch_size or not linger_s:
+                return batch
+            waited = loop.time() - started
+            if waited >= GATHER_MAX_S or (waited >= linger_s and self._busy == 0):
+                return batch
+            await asyncio.sleep(linger_s)
 
     async def _handle_batch(self, batch: list[_Delivery]) -> None:
         metrics = self._bus._metrics
