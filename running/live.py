@@ -370,9 +370,12 @@ class LiveServer:
         if len(group.connections) >= self._settings.running_watchers_per_run:
             raise Closed(1013, "too many watchers; try again later")
         group.connections.add(connection)
-        if len(group.connections) == 1:
-            await self._hub.subscribe(topic, group)
         try:
+            # "watching" only once the replica holding the run will send here.
+            if len(group.connections) == 1:
+                await self._hub.subscribe(topic, group)
+            else:
+                await self._hub.ready(topic)
             await connection.send(dumps({"type": "watching", **hello}))
             bucket = TokenBucket(1.0, 10)
             async for _ in connection:  # watchers only listen; chatter is capped
@@ -396,11 +399,13 @@ class LiveServer:
         if group is None:
             group = self._groups[topic] = OutingGroup(self._settings.running_outing_snapshot_s)
         group.connections.add(connection)
-        if len(group.connections) == 1:
-            await self._hub.subscribe(topic, group)
         bucket = TokenBucket(self._settings.running_frames_per_s, self._settings.running_frame_burst)
         ends_at = outing.ends_at.timestamp()
         try:
+            if len(group.connections) == 1:
+                await self._hub.subscribe(topic, group)
+            else:
+                await self._hub.ready(topic)
             await connection.send(dumps({"type": "joined", "outing_id": str(outing_id), "members": outing.members,
                                           "ends_at": ends_at}))  # fmt: skip
             async for frame in connection:
