@@ -119,6 +119,18 @@ def _wait_port(port: int, process: Any, log: Path, timeout: float = STARTUP_S) -
     raise RuntimeError(f"replica's live port {port} did not open")
 
 
+async def idle_shares(replicas: list[tuple[Any, int]], broker: PrivateBroker, seconds: float = 5.0) -> dict[str, float]:
+    """Each process's CPU share of one core with no load (timers, outbox polls): what an
+    extra replica costs whatever it carries."""
+    assert broker.pid is not None
+    pids = {f"running r{n + 1}": process.pid for n, (process, _) in enumerate(replicas)} | {"broker": broker.pid}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    wall = time.monotonic() - started
+    return {name: (cpu_seconds(pid) - before[name]) / wall for name, pid in pids.items()}
+
+
 async def live_runs(args: argparse.Namespace, database: str, replicas: list[tuple[Any, int]],
                     broker: PrivateBroker) -> dict[int, dict[str, Any]]:  # fmt: skip
     results: dict[int, dict[str, Any]] = {}
@@ -337,7 +349,10 @@ async def run(args: argparse.Namespace) -> None:
             if replicas:
                 await asyncio.to_thread(wait_replicas, replicas, scratch)
                 await asyncio.sleep(1.0)  # every replica has heard the others' hello
+                idle = await idle_shares(replicas, broker)
                 live = await live_runs(args, database, replicas, broker)
+                for result in live.values():
+                    result["idle_share"] = idle
             if not args.skip_gateway:
                 gateway = await gateway_runs(args, side)
     finally:
@@ -382,6 +397,22 @@ def report(args: argparse.Namespace, live: dict[int, dict[str, Any]], gateway: d
         for count in cost:
             if count != base:
                 figures[f"live_cost_ratio_{count}_replicas"] = round(cost[count] / cost[base], 3)
+        # The same with each process's idle CPU taken out: what carrying the messages
+        # across costs, apart from what an extra process costs by existing.
+        marginal: dict[int, float] = {}
+        for count, result in live.items():
+            idle = result.get("idle_share", {})
+            busy = sum(max(0.0, value - idle.get(name, 0.0) * result["wall_s"])
+                       for name, value in result["cpu_s"].items())  # fmt: skip
+            marginal[count] = busy / max(1, result["watched"].distinct)
+        shares = next(iter(live.values())).get("idle_share", {})
+        idle_line = "; ".join(f"{name} {share:.1%}" for name, share in shares.items())
+        print(f"idle CPU share of one core (5 s, no load): {idle_line}")
+        print("CPU µs/delivery without each process's idle share: "
+              + "; ".join(f"{count} replica(s) {value * 1e6:.1f}" for count, value in marginal.items()))  # fmt: skip
+        for count in marginal:
+            if count != base and marginal[base] > 0:
+                figures[f"live_marginal_cost_ratio_{count}_replicas"] = round(marginal[count] / marginal[base], 3)
     if gateway:
         rows = []
         gcost: dict[int, float] = {}
