@@ -8,6 +8,7 @@ import asyncio
 import json
 
 import pytest
+from websockets.asyncio.client import ClientConnection
 
 from common.migrations import upgrade
 from running.app import create_app
@@ -136,8 +137,8 @@ async def test_watchers_on_another_replica_get_every_position_sent_after_they_we
         assert remote == published
 
 
-async def positions_until_finished(watcher) -> list[float]:
-    times = []
+async def positions_until_finished(watcher: ClientConnection) -> list[float]:
+    times: list[float] = []
     while True:
         message = json.loads(await asyncio.wait_for(watcher.recv(), 10))
         if message["type"] == "finished":
