@@ -19,8 +19,12 @@ points each run accepted, no repeats; gateway: every request answered 200 and co
 once by the upstream), or the run fails. Projected capacity per core = delivered
 messages per CPU-second at that replica count.
 
-    python bench/perf_scaleout.py [--replicas 1,2,3] [--runners 300] [--per-run 5] [--seconds 12]
-        [--rate 400] [--gateway-seconds 8]
+To stay near two minutes, every process is started once, at the same time as the
+broker node boots: three running replicas and three gateways; the set-up with k replicas
+uses the first k (the others idle, their CPU not counted: a few timers).
+
+    python bench/perf_scaleout.py [--replicas 1,2,3] [--runners 100] [--per-run 5] [--seconds 8]
+        [--rate 200] [--gateway-seconds 8]
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +77,7 @@ from tests.support.processes import clean_env, start, wait_healthy
 
 def start_replicas(count: int, *, database: str, broker_url: str, auth_url: str, scratch: Path,
                    per_run: int) -> list[tuple[Any, int]]:  # fmt: skip
+    """Start ``count`` running replicas (not waiting for them: see ``wait_replicas``)."""
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     replicas = []
     for n in range(count):
@@ -86,13 +93,16 @@ def start_replicas(count: int, *, database: str, broker_url: str, auth_url: str,
             SMARTGYM_RUNNING_REPLICA=f"r{n + 1}",
             SMARTGYM_RUNNING_WATCHERS_PER_RUN=str(max(500, per_run)),
         )
-        log = scratch / f"running-{count}-{n + 1}.log"
+        log = scratch / f"running-{n + 1}.log"
         process = start(["serve", "running", "--port", str(port)], env=env, cwd=ROOT, log=log)
         replicas.append((process, live_port))
-    for n, (process, _) in enumerate(replicas):
-        # health on the HTTP port is not known here; the live port answering is enough
-        _wait_port(replicas[n][1], process, scratch / f"running-{count}-{n + 1}.log")
     return replicas
+
+
+def wait_replicas(replicas: list[tuple[Any, int]], scratch: Path) -> None:
+    for n, (process, live_port) in enumerate(replicas):
+        # the live port answers once the fan-out is connected and the sockets are served
+        _wait_port(live_port, process, scratch / f"running-{n + 1}.log")
 
 
 def _wait_port(port: int, process: Any, log: Path, timeout: float = STARTUP_S) -> None:
@@ -109,38 +119,38 @@ def _wait_port(port: int, process: Any, log: Path, timeout: float = STARTUP_S) -
     raise RuntimeError(f"replica's live port {port} did not open")
 
 
-async def live_runs(args: argparse.Namespace, database: str, scratch: Path) -> dict[int, dict[str, Any]]:
+async def idle_shares(replicas: list[tuple[Any, int]], broker: PrivateBroker, seconds: float = 5.0) -> dict[str, float]:
+    """Each process's CPU share of one core with no load (timers, outbox polls): what an
+    extra replica costs whatever it carries."""
+    assert broker.pid is not None
+    pids = {f"running r{n + 1}": process.pid for n, (process, _) in enumerate(replicas)} | {"broker": broker.pid}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    wall = time.monotonic() - started
+    return {name: (cpu_seconds(pid) - before[name]) / wall for name, pid in pids.items()}
+
+
+async def live_runs(args: argparse.Namespace, database: str, replicas: list[tuple[Any, int]],
+                    broker: PrivateBroker) -> dict[int, dict[str, Any]]:  # fmt: skip
     results: dict[int, dict[str, Any]] = {}
-    broker = PrivateBroker()
-    progress("starting a private RabbitMQ node")
-    await asyncio.to_thread(broker.start)
-    try:
-        async with serving(jwks_app()) as auth_url:
-            for count in args.replicas:
-                replicas = start_replicas(count, database=database, broker_url=broker.url, auth_url=auth_url,
-                                          scratch=scratch, per_run=args.per_run)  # fmt: skip
-                try:
-                    await asyncio.sleep(1.0)  # let the fan-out consumers settle
-                    people = People(database, args.runners, args.per_run)
-                    bases = [f"ws://127.0.0.1:{live_port}" for _, live_port in replicas]
-                    watcher_bases = bases[1:] or bases
-                    pids = {f"running r{n + 1}": process.pid for n, (process, _) in enumerate(replicas)}
-                    assert broker.pid is not None
-                    pids["broker"] = broker.pid
-                    progress(f"live runs on {count} replica(s)")
-                    result = await drive(people.runner_urls(bases[0]), people.watcher_plan(watcher_bases),
-                                         seconds=args.seconds, pids=pids)  # fmt: skip
-                    judge(f"live, {count} replica(s)", result)
-                    results[count] = result
-                    # Each set-up's figure as soon as it is known (a killed run keeps it).
-                    cost = sum(result["cpu_s"].values()) / max(1, result["watched"].distinct) * 1e6
-                    progress(f"live, {count} replica(s): {result['watched'].distinct}/{result['expected']} delivered, "
-                             f"{cost:.1f} CPU µs per delivery over {result['cpu_s']}")  # fmt: skip
-                finally:
-                    for process, _ in replicas:
-                        stop_quietly(process)
-    finally:
-        await asyncio.to_thread(broker.stop)
+    for count in args.replicas:
+        used = replicas[:count]
+        people = People(database, args.runners, args.per_run)
+        bases = [f"ws://127.0.0.1:{live_port}" for _, live_port in used]
+        watcher_bases = bases[1:] or bases
+        pids = {f"running r{n + 1}": process.pid for n, (process, _) in enumerate(used)}
+        assert broker.pid is not None
+        pids["broker"] = broker.pid
+        progress(f"live runs on {count} replica(s)")
+        result = await drive(people.runner_urls(bases[0]), people.watcher_plan(watcher_bases),
+                             seconds=args.seconds, pids=pids)  # fmt: skip
+        judge(f"live, {count} replica(s)", result)
+        results[count] = result
+        # Each set-up's figure as soon as it is known (a killed run keeps it).
+        cost = sum(result["cpu_s"].values()) / max(1, result["watched"].distinct) * 1e6
+        progress(f"live, {count} replica(s): {result['watched'].distinct}/{result['expected']} delivered, "
+                 f"{cost:.1f} CPU µs per delivery over {result['cpu_s']}")  # fmt: skip
     return results
 
 
@@ -190,109 +200,120 @@ def load_process(url: str, rate: float, seconds: float, offset: int, token_list:
     asyncio.run(main())
 
 
-async def gateway_runs(args: argparse.Namespace, scratch: Path) -> dict[int, dict[str, Any]]:
-    from common.security import SigningKey, TokenIssuer, jwks_document
+class GatewaySide:
+    """An upstream, its keys and ``count`` gateways in front of it, started together."""
 
-    key = SigningKey.generate()
-    issuer = TokenIssuer(
-        key, issuer="smartgym-auth", audience="smartgym", ttl=__import__("datetime").timedelta(hours=1)
-    )
-    regulars = [issuer.issue(f"member-{n}", [Role.CUSTOMER]) for n in range(50)]
-    from fastapi import FastAPI
+    def __init__(self, count: int, scratch: Path) -> None:
+        from fastapi import FastAPI
 
-    keys_app = FastAPI()
+        from common.security import SigningKey, TokenIssuer, jwks_document
 
-    @keys_app.get("/.well-known/jwks.json")
-    async def jwks() -> dict[str, object]:
-        return jwks_document([key])
+        key = SigningKey.generate()
+        self.issuer = TokenIssuer(key, issuer="smartgym-auth", audience="smartgym", ttl=timedelta(hours=1))
+        self.regulars = [self.issuer.issue(f"member-{n}", [Role.CUSTOMER]) for n in range(50)]
+        self.keys_app = FastAPI()
 
-    upstream_port = free_port()
-    upstream = await asyncio.create_subprocess_exec(
-        sys.executable, "bench/_upstream.py", str(upstream_port), cwd=str(ROOT),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    results: dict[int, dict[str, Any]] = {}
-    context = multiprocessing.get_context("fork")
-    try:
-        async with serving(keys_app) as auth_url, httpx.AsyncClient() as client:
+        @self.keys_app.get("/.well-known/jwks.json")
+        async def jwks() -> dict[str, object]:
+            return jwks_document([key])
+
+        self.count = count
+        self.scratch = scratch
+        self.upstream_port = free_port()
+        self.upstream: Any = None
+        self.gateways: list[tuple[Any, int, Path]] = []
+
+    def start(self, auth_url: str) -> None:
+        self.upstream = subprocess.Popen([sys.executable, "bench/_upstream.py", str(self.upstream_port)], cwd=ROOT,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        routes = [{"prefix": "/api/svc", "service": "svc", "upstreams": [f"http://127.0.0.1:{self.upstream_port}"],
+                   "rate_limit": "1000000/second"}]  # fmt: skip
+        for n in range(self.count):
+            port = free_port()
+            env = clean_env(
+                SMARTGYM_GATEWAY_ROUTES=json.dumps(routes),
+                SMARTGYM_AUTH_URL=auth_url,
+                SMARTGYM_GATEWAY_IP_RATE_LIMIT="1000000/second",
+                SMARTGYM_LOG_LEVEL="WARNING",
+                SMARTGYM_DATA_DIR=str(self.scratch),
+            )
+            log = self.scratch / f"gateway-{n + 1}.log"
+            process = start(["serve", "gateway", "--port", str(port)], env=env, cwd=ROOT, log=log)
+            self.gateways.append((process, port, log))
+
+    async def wait(self) -> None:
+        for process, port, log in self.gateways:
+            await asyncio.to_thread(wait_healthy, f"http://127.0.0.1:{port}", process, log, STARTUP_S)
+        async with httpx.AsyncClient() as client:
             for _ in range(100):
                 try:
-                    await client.get(f"http://127.0.0.1:{upstream_port}/stats")
+                    await client.get(f"http://127.0.0.1:{self.upstream_port}/stats")
                     break
                 except httpx.HTTPError:
                     await asyncio.sleep(0.1)
-            for count in args.replicas:
-                routes = [{"prefix": "/api/svc", "service": "svc", "upstreams": [f"http://127.0.0.1:{upstream_port}"],
-                           "rate_limit": "1000000/second"}]  # fmt: skip
-                gateways = []
-                for n in range(count):
-                    port = free_port()
-                    env = clean_env(
-                        SMARTGYM_GATEWAY_ROUTES=json.dumps(routes),
-                        SMARTGYM_AUTH_URL=auth_url,
-                        SMARTGYM_GATEWAY_IP_RATE_LIMIT="1000000/second",
-                        SMARTGYM_LOG_LEVEL="WARNING",
-                        SMARTGYM_DATA_DIR=str(scratch),
-                    )
-                    log = scratch / f"gateway-{count}-{n + 1}.log"
-                    gateways.append((start(["serve", "gateway", "--port", str(port)], env=env, cwd=ROOT, log=log),
-                                     port, log))  # fmt: skip
-                try:
-                    for process, port, log in gateways:
-                        wait_healthy(f"http://127.0.0.1:{port}", process, log, timeout=STARTUP_S)
-                    for _, port, _ in gateways:  # warm: JWKS fetched, pools open (not counted)
-                        for token in regulars[:5]:
-                            await client.get(f"http://127.0.0.1:{port}/api/svc/ping",
-                                             headers={"authorization": f"Bearer {token}"})  # fmt: skip
-                    await client.post(f"http://127.0.0.1:{upstream_port}/reset")
-                    per = args.rate / count
-                    fresh_per = int(per * args.gateway_seconds * args.new_token_share) + 1
-                    loaders = []
-                    for n, (_, port, _) in enumerate(gateways):
-                        fresh = [issuer.issue(f"visitor-{count}-{n}-{m}", [Role.CUSTOMER]) for m in range(fresh_per)]
-                        pipe, end = context.Pipe()
-                        loader = context.Process(target=load_process, args=(
-                            f"http://127.0.0.1:{port}/api/svc/ping", per, args.gateway_seconds, n * 10_000_000,
-                            regulars, fresh, args.new_token_share, end))  # fmt: skip
-                        loader.start()
-                        loaders.append((loader, pipe))
-                    pids = {f"gateway g{n + 1}": process.pid for n, (process, _, _) in enumerate(gateways)}
-                    pids["upstream"] = upstream.pid
-                    progress(f"gateway: {args.rate:.0f}/s over {count} replica(s)")
-                    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-                    wall = time.monotonic()
-                    for _, pipe in loaders:
-                        pipe.send("go")
-                    reports = [await asyncio.to_thread(pipe.recv) for _, pipe in loaders]
-                    wall = time.monotonic() - wall
-                    cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
-                    for loader, _ in loaders:
-                        loader.join(10)
-                    seen = (await client.get(f"http://127.0.0.1:{upstream_port}/stats")).json()
-                finally:
-                    for process, _, _ in gateways:
-                        stop_quietly(process)
-                sent = sum(report["sent"] for report in reports)
-                answered = [ident for report in reports for ident in report["answered"]]
-                label = f"gateway, {count} replica(s)"
-                if len(set(answered)) < sent:
-                    fail(f"{label}: {sent - len(set(answered))} of {sent} requests not answered 200")
-                if seen["requests"] != seen["distinct"]:
-                    fail(f"{label}: upstream saw {seen['requests'] - seen['distinct']} requests twice")
-                if seen["distinct"] != sent:
-                    fail(f"{label}: upstream saw {seen['distinct']} distinct of {sent} sent")
-                progress(f"{label}: {len(set(answered))}/{sent} answered, "
-                         f"{sum(cpu.values()) / max(1, len(set(answered))) * 1e6:.0f} CPU µs per request")  # fmt: skip
-                results[count] = {
-                    "sent": sent,
-                    "delivered": len(set(answered)),
-                    "latencies": [value for report in reports for value in report["latencies"]],
-                    "cpu_s": cpu,
-                    "wall_s": wall,
-                }
-    finally:
-        upstream.terminate()
-        await upstream.wait()
+            for _, port, _ in self.gateways:  # warm: JWKS fetched, pools open (not counted)
+                for token in self.regulars[:5]:
+                    await client.get(f"http://127.0.0.1:{port}/api/svc/ping",
+                                     headers={"authorization": f"Bearer {token}"})  # fmt: skip
+
+    def stop(self) -> None:
+        for process, _, _ in self.gateways:
+            stop_quietly(process)
+        if self.upstream is not None:
+            self.upstream.terminate()
+            self.upstream.wait(30)
+
+
+async def gateway_runs(args: argparse.Namespace, side: GatewaySide) -> dict[int, dict[str, Any]]:
+    results: dict[int, dict[str, Any]] = {}
+    context = multiprocessing.get_context("fork")
+    upstream_url = f"http://127.0.0.1:{side.upstream_port}"
+    async with httpx.AsyncClient() as client:
+        for count in args.replicas:
+            gateways = side.gateways[:count]
+            await client.post(f"{upstream_url}/reset")
+            per = args.rate / count
+            fresh_per = int(per * args.gateway_seconds * args.new_token_share) + 1
+            loaders = []
+            for n, (_, port, _) in enumerate(gateways):
+                fresh = [side.issuer.issue(f"visitor-{count}-{n}-{m}", [Role.CUSTOMER]) for m in range(fresh_per)]
+                pipe, end = context.Pipe()
+                loader = context.Process(target=load_process, args=(
+                    f"http://127.0.0.1:{port}/api/svc/ping", per, args.gateway_seconds, n * 10_000_000,
+                    side.regulars, fresh, args.new_token_share, end))  # fmt: skip
+                loader.start()
+                loaders.append((loader, pipe))
+            pids = {f"gateway g{n + 1}": process.pid for n, (process, _, _) in enumerate(gateways)}
+            pids["upstream"] = side.upstream.pid
+            progress(f"gateway: {args.rate:.0f}/s over {count} replica(s)")
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            wall = time.monotonic()
+            for _, pipe in loaders:
+                pipe.send("go")
+            reports = [await asyncio.to_thread(pipe.recv) for _, pipe in loaders]
+            wall = time.monotonic() - wall
+            cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+            for loader, _ in loaders:
+                loader.join(10)
+            seen = (await client.get(f"{upstream_url}/stats")).json()
+            sent = sum(report["sent"] for report in reports)
+            answered = [ident for report in reports for ident in report["answered"]]
+            label = f"gateway, {count} replica(s)"
+            if len(set(answered)) < sent:
+                fail(f"{label}: {sent - len(set(answered))} of {sent} requests not answered 200")
+            if seen["requests"] != seen["distinct"]:
+                fail(f"{label}: upstream saw {seen['requests'] - seen['distinct']} requests twice")
+            if seen["distinct"] != sent:
+                fail(f"{label}: upstream saw {seen['distinct']} distinct of {sent} sent")
+            progress(f"{label}: {len(set(answered))}/{sent} answered, "
+                     f"{sum(cpu.values()) / max(1, len(set(answered))) * 1e6:.0f} CPU µs per request")  # fmt: skip
+            results[count] = {
+                "sent": sent,
+                "delivered": len(set(answered)),
+                "latencies": [value for report in reports for value in report["latencies"]],
+                "cpu_s": cpu,
+                "wall_s": wall,
+            }
     return results
 
 
@@ -303,12 +324,43 @@ async def run(args: argparse.Namespace) -> None:
     ensure_services()
     scratch = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
     databases = PostgresDatabases(PG_ADMIN_URL)
-    database = databases.create("bench_scaleout")
-    upgrade("running", database)
+    count = max(args.replicas)
+    broker = PrivateBroker()
+    side = GatewaySide(count, scratch)
+    replicas: list[tuple[Any, int]] = []
+    live: dict[int, dict[str, Any]] = {}
+    gateway: dict[int, dict[str, Any]] = {}
+    booting: asyncio.Task[PrivateBroker] | None = None
     try:
-        live = await live_runs(args, database, scratch) if not args.skip_live else {}
-        gateway = await gateway_runs(args, scratch) if not args.skip_gateway else {}
+        async with serving(jwks_app()) as auth_url, serving(side.keys_app) as gateway_auth_url:
+            # Everything starts at once (the broker node's boot is the longest part).
+            progress("starting a private RabbitMQ node, the gateways and their upstream")
+            booting = asyncio.create_task(asyncio.to_thread(broker.start)) if not args.skip_live else None
+            if not args.skip_gateway:
+                side.start(gateway_auth_url)
+            database = databases.create("bench_scaleout")
+            upgrade("running", database)
+            if booting is not None:
+                await booting
+                replicas = start_replicas(count, database=database, broker_url=broker.url, auth_url=auth_url,
+                                          scratch=scratch, per_run=args.per_run)  # fmt: skip
+            if not args.skip_gateway:
+                await side.wait()
+            if replicas:
+                await asyncio.to_thread(wait_replicas, replicas, scratch)
+                await asyncio.sleep(1.0)  # every replica has heard the others' hello
+                idle = await idle_shares(replicas, broker)
+                live = await live_runs(args, database, replicas, broker)
+                for result in live.values():
+                    result["idle_share"] = idle
+            if not args.skip_gateway:
+                gateway = await gateway_runs(args, side)
     finally:
+        for process, _ in replicas:
+            stop_quietly(process)
+        side.stop()
+        if booting is not None:
+            await asyncio.to_thread(broker.stop)
         databases.drop_all()
     report(args, live, gateway)
 
@@ -345,6 +397,22 @@ def report(args: argparse.Namespace, live: dict[int, dict[str, Any]], gateway: d
         for count in cost:
             if count != base:
                 figures[f"live_cost_ratio_{count}_replicas"] = round(cost[count] / cost[base], 3)
+        # The same with each process's idle CPU taken out: what carrying the messages
+        # across costs, apart from what an extra process costs by existing.
+        marginal: dict[int, float] = {}
+        for count, result in live.items():
+            idle = result.get("idle_share", {})
+            busy = sum(max(0.0, value - idle.get(name, 0.0) * result["wall_s"])
+                       for name, value in result["cpu_s"].items())  # fmt: skip
+            marginal[count] = busy / max(1, result["watched"].distinct)
+        shares = next(iter(live.values())).get("idle_share", {})
+        idle_line = "; ".join(f"{name} {share:.1%}" for name, share in shares.items())
+        print(f"idle CPU share of one core (5 s, no load): {idle_line}")
+        print("CPU µs/delivery without each process's idle share: "
+              + "; ".join(f"{count} replica(s) {value * 1e6:.1f}" for count, value in marginal.items()))  # fmt: skip
+        for count in marginal:
+            if count != base and marginal[base] > 0:
+                figures[f"live_marginal_cost_ratio_{count}_replicas"] = round(marginal[count] / marginal[base], 3)
     if gateway:
         rows = []
         gcost: dict[int, float] = {}
@@ -378,10 +446,10 @@ def report(args: argparse.Namespace, live: dict[int, dict[str, Any]], gateway: d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicas", type=lambda text: [int(part) for part in text.split(",")], default=[1, 2, 3])
-    parser.add_argument("--runners", type=int, default=300)
+    parser.add_argument("--runners", type=int, default=100)
     parser.add_argument("--per-run", type=int, default=5, help="watchers per run")
-    parser.add_argument("--seconds", type=float, default=12.0, help="streaming time per live set-up")
-    parser.add_argument("--rate", type=float, default=400.0, help="gateway requests/s in total")
+    parser.add_argument("--seconds", type=float, default=8.0, help="streaming time per live set-up")
+    parser.add_argument("--rate", type=float, default=200.0, help="gateway requests/s in total")
     parser.add_argument("--gateway-seconds", type=float, default=8.0)
     parser.add_argument("--new-token-share", type=float, default=0.1)
     parser.add_argument("--skip-live", action="store_true")

@@ -145,9 +145,9 @@ class People:
 
 
 def running_env(database: str, namespace: str, auth_url: str, scratch: Path, live_port: int, replica: str,
-                per_run: int) -> dict[str, str]:  # fmt: skip
+                per_run: int, broker_url: str = RABBITMQ_URL) -> dict[str, str]:  # fmt: skip
     return clean_env(
-        SMARTGYM_BROKER_URL=RABBITMQ_URL,
+        SMARTGYM_BROKER_URL=broker_url,
         SMARTGYM_BUS_NAMESPACE=namespace,
         SMARTGYM_AUTH_URL=auth_url,
         SMARTGYM_DATA_DIR=str(scratch),
@@ -229,8 +229,9 @@ async def run(args: argparse.Namespace) -> None:
             # 2. One running replica, clients straight to its live port.
             live_port = free_port()
             namespace = f"bench{uuid.uuid4().hex[:8]}"
-            one = start_running(running_env(database, namespace, auth_url, scratch, live_port, "r1", per_run),
-                                scratch, "running-1")  # fmt: skip
+            # Waited for off the loop: the loop serves the keys the replica fetches as it starts.
+            one = await asyncio.to_thread(start_running, running_env(database, namespace, auth_url, scratch,
+                                          live_port, "r1", per_run), scratch, "running-1")  # fmt: skip
             processes.append(one)
             people = People(database, args.runners, per_run)
             base = f"ws://127.0.0.1:{live_port}"
@@ -247,10 +248,10 @@ async def run(args: argparse.Namespace) -> None:
                 replicas = []
                 for n, port in enumerate(ports):
                     env = running_env(database, namespace, auth_url, scratch, port, f"r{n + 1}", per_run)
-                    replicas.append(start_running(env, scratch, f"running-gw-{n + 1}"))
+                    replicas.append(await asyncio.to_thread(start_running, env, scratch, f"running-gw-{n + 1}"))
                     processes.append(replicas[-1])
-                gateway, gateway_port = start_gateway([f"http://127.0.0.1:{port}" for port in ports], auth_url,
-                                                      scratch)  # fmt: skip
+                gateway, gateway_port = await asyncio.to_thread(
+                    start_gateway, [f"http://127.0.0.1:{port}" for port in ports], auth_url, scratch)  # fmt: skip
                 processes.append(gateway)
                 runners = args.gateway_runners
                 people = People(database, runners, per_run)

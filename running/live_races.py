@@ -33,6 +33,8 @@ class LiveRaces:
             board = RaceBoard(live.race.race_id, live.race.mode, live.race.target)
             self.boards[live.race.race_id] = board
             await self._hub.subscribe(f"race.{live.race.race_id}", board)
+        else:
+            await self._hub.ready(f"race.{live.race.race_id}")
         board.connections.add(connection)
         return board
 

@@ -85,6 +85,11 @@ class LiveRun:
     heard_t: float = 0.0
     stored_t: float = 0.0
     acked_t: float = 0.0
+    # The constant head of every position this run sends its watchers (see live.position_frame).
+    frame_head: str = field(init=False, repr=False, default="")
+
+    def __post_init__(self) -> None:
+        self.frame_head = f'{{"type":"position","run_id":"{self.run_id}","user_id":"{self.user_id}",'
 
     def lap(self, at: float) -> dict[str, float]:
         """The runner pressed the lap button: the lap since the previous one (or the start)."""

@@ -8,6 +8,7 @@ import asyncio
 import json
 
 import pytest
+from websockets.asyncio.client import ClientConnection
 
 from common.migrations import upgrade
 from running.app import create_app
@@ -92,3 +93,55 @@ async def test_a_nearby_query_on_one_replica_sees_runners_streaming_to_another(
                     await asyncio.sleep(0.1)
                 assert [runner["name"] for runner in seen] == [other]
                 assert set(seen[0]) == {"user_id", "name", "lat", "lon", "distance_m"}
+
+
+async def test_watchers_on_another_replica_get_every_position_sent_after_they_were_told_watching(
+    tmp_path, rabbitmq_url, postgres, namespace, broker_cleanup
+):
+    """Once a watcher has "watching", nothing may be missed: the replica holding the run
+    must already know about the interest. Three watchers of one run join the other
+    replica at once (one subscribes, the others wait for it) and the runner sends at
+    once, with no pause for the broker; a watcher on the runner's own replica says what
+    was published."""
+    database = postgres.create("running")
+    shared = {"broker_url": rabbitmq_url, "bus_namespace": namespace, "database_urls": {"running": database}}
+    upgrade("running", database)
+    replica_a = create_app(running_settings(tmp_path, running_replica="a", **shared), keys=tokens.key_cache())
+    replica_b = create_app(running_settings(tmp_path, running_replica="b", **shared), keys=tokens.key_cache())
+    runner, friends = member(), [member() for _ in range(4)]
+    points = track_points(seed=3, seconds=40)[:20]
+    async with asgi_client(replica_a) as client_a, asgi_client(replica_b) as client_b:
+        a = Running(replica_a, client_a, replica_a.state.kernel.settings)
+        b = Running(replica_b, client_b, replica_b.state.kernel.settings)
+        for friend in friends:
+            await a.befriend(runner, friend)
+        async with a.socket("/ws/runs", runner) as socket:
+            run_id = (await receive(socket, "started"))["run_id"]
+            path = f"/ws/runs/{run_id}/watch"
+            watchers = [a.socket(path, friends[0])] + [b.socket(path, friend) for friend in friends[1:]]
+            opened = await asyncio.gather(*(watcher.__aenter__() for watcher in watchers))
+            try:
+                await asyncio.gather(*(receive(watcher, "watching") for watcher in opened))
+                for point in points:
+                    await socket.send(json.dumps({"type": "point", **point}))
+                await socket.send(json.dumps({"type": "finish"}))
+                await receive(socket, "finished")
+                seen = [await positions_until_finished(watcher) for watcher in opened]
+            finally:
+                for watcher in watchers:
+                    await watcher.__aexit__(None, None, None)
+    published = seen[0]
+    assert len(published) >= 15
+    assert len(set(published)) == len(published)
+    for remote in seen[1:]:
+        assert remote == published
+
+
+async def positions_until_finished(watcher: ClientConnection) -> list[float]:
+    times: list[float] = []
+    while True:
+        message = json.loads(await asyncio.wait_for(watcher.recv(), 10))
+        if message["type"] == "finished":
+            return times
+        if message["type"] == "position":
+            times.append(message["t"])
