@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -22,6 +26,7 @@ from monitoring.models import Base
 from monitoring.pinger import Pinger
 from monitoring.registry import EquipmentRegistry, FaultRecorder
 from monitoring.settings import MonitoringSettings
+from monitoring.shards import Relay, ShardLeases, shard_of
 from monitoring.watch import EquipmentWatch, WatchMetrics
 
 SERVICE = "monitoring"
@@ -40,15 +45,19 @@ def create_app(
     config = MonitoringSettings.of(settings)
     kernel = build_kernel(SERVICE, config, metadata=Base.metadata, catalog=CATALOG, bus=bus, metrics=metrics, keys=keys)
 
-    async def ping_result(device_id: str, ok: bool, detail: str) -> None:
-        await watch.on_ping(device_id, ok, detail)
+    def ping_result(device_id: str, ok: bool, detail: str) -> None:
+        watch.ping_result(device_id, ok, detail)
 
+    replica_id = config.monitoring_replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     pinger = Pinger(
         interval_s=config.monitoring_ping_interval_s,
         timeout_s=config.monitoring_ping_timeout_s,
         concurrency=config.monitoring_ping_concurrency,
         on_result=ping_result,
         egress=config.egress(),
+        keepalive_max=config.monitoring_ping_keepalive_max,
+        # Names the replica to the device: which one pings it shows in its logs.
+        agent=f"smartgym-monitoring/{replica_id}",
     )
     watch = EquipmentWatch(
         settings=config, store=FaultRecorder(kernel), pinger=pinger, metrics=WatchMetrics(kernel.metrics)
@@ -83,16 +92,66 @@ def create_app(
         Periodic("monitoring-escalation", ESCALATION_CHECK_S, escalate),
     )
 
+    leases: ShardLeases | None = None
+    relay: Relay | None = None
+    if config.monitoring_shards:
+        if kernel.db.is_sqlite:
+            raise ValueError("sharding monitoring over replicas needs PostgreSQL (leases and NOTIFY)")
+        shards = config.monitoring_shards
+
+        async def gained(taken: frozenset[int]) -> None:
+            await registry.load(only=lambda branch_id: shard_of(branch_id, shards) in taken)
+            log.info("watching shards %s (now %d devices)", sorted(taken), len(watch.watched_ids()))
+
+        def lost(_shards: frozenset[int]) -> None:
+            released = watch.release()
+            log.info("let go of shards %s (%d devices)", sorted(_shards), released)
+
+        async def relayed(message: dict[str, Any]) -> None:
+            if message.get("kind") == "devices":
+                await registry.reload([str(device_id) for device_id in message.get("ids", [])])
+            else:
+                await watch.apply_relayed(message)
+
+        def devices_changed(device_ids: list[str]) -> None:
+            assert relay is not None
+            for start in range(0, len(device_ids), 80):
+                relay.send({"kind": "devices", "ids": device_ids[start : start + 80]})
+
+        # Renewed four times a period and valid for 0.6 of one: a dead replica's shards are
+        # free after 0.6 of a period and taken at the next renewal, within one period.
+        interval = config.monitoring_ping_interval_s
+        leases = ShardLeases(
+            engine=kernel.db.engine,
+            replica_id=replica_id,
+            shards=shards,
+            renew_s=interval / 4,
+            ttl_s=interval * 0.6,
+            on_gain=gained,
+            on_lose=lost,
+        )
+        dsn = kernel.db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        relay = Relay(dsn=dsn, replica_id=replica_id, on_message=relayed)
+        watch.scope = leases.holds
+        watch.relay = relay.send
+        registry.changed = devices_changed
+
     async def start_watching() -> None:
         await watch.start()
         devices = await registry.load()
         await pinger.start()
         port = await heartbeats.start(config.monitoring_heartbeat_host, config.monitoring_heartbeat_port)
         app.state.heartbeat_port = port
+        if relay is not None and leases is not None:
+            await relay.start()
+            await leases.start()
         await jobs.start()
-        log.info("watching %d devices; heartbeats on port %d", devices, port)
+        log.info("knows %d devices, watches %d; heartbeats on port %d", devices, len(watch.watched_ids()), port)
 
     async def stop_watching() -> None:
+        if leases is not None and relay is not None:
+            await leases.stop()
+            await relay.stop()
         await jobs.stop()
         await heartbeats.stop()
         await pinger.stop()
@@ -108,4 +167,5 @@ def create_app(
     app.state.registry = registry
     app.state.watch = watch
     app.state.settings = config
+    app.state.leases = leases
     return app

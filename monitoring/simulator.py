@@ -23,6 +23,7 @@ import json
 import logging
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
@@ -52,6 +53,8 @@ class SimulatedDevice:
     mode: Mode = "ok"
     echoes: int = 0
     heartbeats_sent: int = 0
+    # (monotonic time, User-Agent) of the latest echo requests: which replica pinged it.
+    pings: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=64), repr=False)
     _server: asyncio.Server | None = field(default=None, repr=False)
     _connections: set[asyncio.StreamWriter] = field(default_factory=set, repr=False)
     _heartbeat: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -156,8 +159,9 @@ class DeviceSimulator:
 
     async def _serve(self, device: SimulatedDevice, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
-            await reader.readuntil(b"\r\n\r\n")  # requests carry no body
+            head = await reader.readuntil(b"\r\n\r\n")  # requests carry no body
             device.echoes += 1
+            device.pings.append((time.monotonic(), _agent(head)))
             if device.mode == "hang":
                 await asyncio.Event().wait()
             if device.mode == "slow":
@@ -217,6 +221,14 @@ class DeviceSimulator:
                     writer.close()
             except (ConnectionError, OSError, json.JSONDecodeError):
                 await asyncio.sleep(1.0)  # monitoring restarting: reconnect, as firmware does
+
+
+def _agent(head: bytes) -> str:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"user-agent":
+            return value.strip().decode(errors="replace")
+    return ""
 
 
 # -- running it as a process (``smartgym simulate equipment``) ----------------------------------
