@@ -48,6 +48,7 @@ def create_app(
     def ping_result(device_id: str, ok: bool, detail: str) -> None:
         watch.ping_result(device_id, ok, detail)
 
+    keepalive = _keepalive_budget(config)
     replica_id = config.monitoring_replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     pinger = Pinger(
         interval_s=config.monitoring_ping_interval_s,
@@ -55,7 +56,7 @@ def create_app(
         concurrency=config.monitoring_ping_concurrency,
         on_result=ping_result,
         egress=config.egress(),
-        keepalive_max=config.monitoring_ping_keepalive_max,
+        keepalive_max=keepalive,
         # Names the replica to the device: which one pings it shows in its logs.
         agent=f"smartgym-monitoring/{replica_id}",
     )
@@ -169,3 +170,22 @@ def create_app(
     app.state.settings = config
     app.state.leases = leases
     return app
+
+
+def _keepalive_budget(config: MonitoringSettings) -> int:
+    """Kept-open ping connections that fit beside the heartbeat connections in the
+    process's open-file limit (a refused accept would look like a device fault)."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return config.monitoring_ping_keepalive_max
+    room = max(0, soft - config.monitoring_max_connections - 1024)
+    if room < config.monitoring_ping_keepalive_max:
+        log.info(
+            "keeping at most %d ping connections open (open-file limit %d, %d heartbeat connections)",
+            room,
+            soft,
+            config.monitoring_max_connections,
+        )
+    return min(room, config.monitoring_ping_keepalive_max)
