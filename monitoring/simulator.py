@@ -56,7 +56,7 @@ class SimulatedDevice:
     # (wall-clock time, User-Agent) of the latest echo requests: which replica pinged it.
     pings: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=64), repr=False)
     _server: asyncio.Server | None = field(default=None, repr=False)
-    _connections: set[asyncio.StreamWriter] = field(default_factory=set, repr=False)
+    _connections: set[asyncio.BaseTransport] = field(default_factory=set, repr=False)
     _heartbeat: asyncio.Task[None] | None = field(default=None, repr=False)
     _flip: bool = field(default=False, repr=False)
 
@@ -150,37 +150,12 @@ class DeviceSimulator:
     # -- the echo endpoint --------------------------------------------------------------
 
     async def _listen(self, device: SimulatedDevice) -> None:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            device._connections.add(writer)
-            try:
-                await self._serve(device, reader, writer)
-            except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                pass
-            finally:
-                device._connections.discard(writer)
-                writer.close()
-
-        device._server = await asyncio.start_server(handle, device.host, device.port, reuse_address=True)
-
-    async def _serve(self, device: SimulatedDevice, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")  # requests carry no body
-            device.echoes += 1
-            device.pings.append((time.time(), _agent(head)))
-            if device.mode == "hang":
-                await asyncio.Event().wait()
-            if device.mode == "slow":
-                await asyncio.sleep(self._slow_s)
-            if device.mode == "garbage":
-                writer.write(b"\x00\xffNOT HTTP AT ALL\r\n\r\n")
-                await writer.drain()
-                return
-            if device.mode == "flap":
-                device._flip = not device._flip
-                writer.write(FAIL_RESPONSE if device._flip else OK_RESPONSE)
-            else:
-                writer.write(OK_RESPONSE)
-            await writer.drain()
+        # A protocol, not a stream handler: thousands of devices in one simulator process
+        # answer thousands of pings a second, and the simulator must not be what is slow.
+        loop = asyncio.get_running_loop()
+        device._server = await loop.create_server(
+            lambda: _EchoEndpoint(device, self._slow_s), device.host, device.port, reuse_address=True
+        )
 
     async def _silence(self, device: SimulatedDevice) -> None:
         if device._server is not None:
@@ -229,6 +204,61 @@ class DeviceSimulator:
             except (ConnectionError, OSError, json.JSONDecodeError):
                 turn += 1
                 await asyncio.sleep(1.0)  # monitoring restarting: reconnect, as firmware does
+
+
+class _EchoEndpoint(asyncio.Protocol):
+    """One connection to a device's echo endpoint, answering by the device's mode."""
+
+    def __init__(self, device: SimulatedDevice, slow_s: float) -> None:
+        self.device, self.slow_s = device, slow_s
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.hung = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.device._connections.add(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self.device._connections.discard(self.transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.hung:
+            return
+        self.buffer += data
+        while not self.hung and (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head, self.buffer = self.buffer[: end + 4], self.buffer[end + 4 :]  # requests carry no body
+            self.answer(head)
+        if len(self.buffer) > 65536:
+            self.close()
+
+    def answer(self, head: bytes) -> None:
+        device = self.device
+        device.echoes += 1
+        device.pings.append((time.time(), _agent(head)))
+        assert self.transport is not None
+        if device.mode == "hang":
+            self.hung = True
+        elif device.mode == "slow":
+            asyncio.get_running_loop().call_later(self.slow_s, self.write, OK_RESPONSE)
+        elif device.mode == "garbage":
+            self.transport.write(b"\x00\xffNOT HTTP AT ALL\r\n\r\n")
+            self.close()
+        elif device.mode == "flap":
+            device._flip = not device._flip
+            self.transport.write(FAIL_RESPONSE if device._flip else OK_RESPONSE)
+        else:
+            self.transport.write(OK_RESPONSE)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 def _agent(head: bytes) -> str:
