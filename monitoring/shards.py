@@ -10,9 +10,9 @@ a lease on, in monitoring's own database:
   leases (``FOR UPDATE SKIP LOCKED``) up to its fair share, ``ceil(shards / live
   replicas)``; a replica above its share stops watching the extra shards *before* it
   releases them;
-- a replica that cannot renew stops watching at the end of the TTL by its own clock,
-  counted from before the renewal was sent — never later than the database's expiry — so
-  a shard is not watched twice even while the database is away;
+- a replica that cannot renew stops watching at five sixths of the TTL by its own
+  clock, counted from before the renewal was sent — before the database's expiry, with
+  room for a late timer — so a shard is not watched twice even while the database is away;
 - a dead replica's leases expire after the TTL (0.6 of the ping period), and the others
   take them at their next renewal: the shard is taken over within one ping period.
 
@@ -172,7 +172,9 @@ class ShardLeases:
         lost = set(self.held) - now_held
         if lost:
             self._lose(frozenset(lost))
-        self._deadline = sent + self._ttl_s
+        # A sixth of the TTL short of the database's expiry: room for a late watchdog on
+        # a busy event loop and for clocks that tick at slightly different rates.
+        self._deadline = sent + self._ttl_s * 5 / 6
         self._arm_watchdog()
         extra = frozenset(sorted(now_held)[share:]) if len(now_held) > share else frozenset()
         if extra:
@@ -190,7 +192,13 @@ class ShardLeases:
         gained = frozenset(now_held - set(self.held))
         if gained:
             self.held = self.held | gained
-            await self._on_gain(gained)
+            try:
+                await self._on_gain(gained)
+            except Exception:
+                # Held but not watched would be worse than not held: count them as not
+                # ours, so the next renewal (which still finds the leases ours) loads them again.
+                self._lose(gained)
+                raise
 
     def _lose(self, shards: frozenset[int]) -> None:
         shards = shards & self.held

@@ -325,7 +325,12 @@ async def register_with_monitoring(
                 }
                 for number, device in enumerate(chunk)
             ]
-            response = await client.put("/v1/equipment", json=body, headers={"authorization": f"Bearer {bearer}"})
+            for attempt in range(6):
+                response = await client.put("/v1/equipment", json=body, headers={"authorization": f"Bearer {bearer}"})
+                if response.status_code != 503:
+                    break
+                # Busy (several simulators registering thousands at once): back off, as an installer's import would.
+                await asyncio.sleep(0.5 * 2**attempt)
             if response.status_code == 422 and "ping_url refused" in response.text:
                 raise RuntimeError(
                     f"monitoring refuses 127.1.x.y ping URLs: declare the network, e.g. "
