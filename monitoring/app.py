@@ -101,7 +101,8 @@ def create_app(
         shards = config.monitoring_shards
 
         async def gained(taken: frozenset[int]) -> None:
-            await registry.load(only=lambda branch_id: shard_of(branch_id, shards) in taken)
+            branches = sorted(branch for branch in watch.known_branches() if shard_of(branch, shards) in taken)
+            await registry.load_branches(branches)
             log.info("watching shards %s (now %d devices)", sorted(taken), len(watch.watched_ids()))
 
         def lost(_shards: frozenset[int]) -> None:

@@ -7,6 +7,7 @@ of work (:class:`FaultRecorder`).
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from collections.abc import Callable, Sequence
@@ -152,6 +153,40 @@ class EquipmentRegistry:
             self._watch.set_maintenance(device_id, spans)
         self._watch.loaded = True
         return len(devices)
+
+    async def load_branches(self, branch_ids: Sequence[str]) -> int:
+        """Watch the devices of these branches (shards just taken), with their open faults
+        and maintenance windows as stored."""
+        now = utc_now()
+        loaded = 0
+        for start in range(0, len(branch_ids), 500):
+            chunk = list(branch_ids[start : start + 500])
+            async with self._kernel.db.sessions() as session:
+                rows = (await session.scalars(select(Equipment).where(Equipment.branch_id.in_(chunk)))).all()
+                faults = {
+                    fault.device_id: fault
+                    for fault in await session.scalars(
+                        select(Fault).where(Fault.branch_id.in_(chunk), Fault.closed_at.is_(None))
+                    )
+                }
+                windows = (
+                    await session.execute(
+                        select(MaintenanceWindow.device_id, MaintenanceWindow.starts_at, MaintenanceWindow.ends_at)
+                        .join(Equipment, Equipment.device_id == MaintenanceWindow.device_id)
+                        .where(Equipment.branch_id.in_(chunk), MaintenanceWindow.ends_at > now)
+                    )
+                ).all()
+            for row in rows:
+                fault = faults.get(row.device_id)
+                self._watch.watch(spec_of(row), faulty_since=(fault.fault_id, fault.opened_at) if fault else None)
+            by_device: dict[str, list[tuple[datetime, datetime]]] = {}
+            for device_id, starts_at, ends_at in windows:
+                by_device.setdefault(device_id, []).append((starts_at, ends_at))
+            for device_id, spans in by_device.items():
+                self._watch.set_maintenance(device_id, spans)
+            loaded += len(rows)
+            await asyncio.sleep(0)  # let renewals and pings through between chunks
+        return loaded
 
     async def reload(self, device_ids: Sequence[str]) -> None:
         """Another replica changed these devices: watch (or forget) them as stored now."""

@@ -72,6 +72,7 @@ class ShardLeases:
         self._deadline = 0.0  # monotonic: held leases count until then
         self._task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
+        self._loads: set[asyncio.Task[None]] = set()
         self.renewals = 0
 
     def holds(self, branch_id: str) -> bool:
@@ -80,6 +81,8 @@ class ShardLeases:
     async def start(self) -> None:
         await self._ensure_rows()
         await self.tick()
+        if self._loads:
+            await asyncio.gather(*self._loads, return_exceptions=True)
         self._task = asyncio.create_task(self._run(), name="monitoring-leases")
 
     async def stop(self) -> None:
@@ -89,6 +92,9 @@ class ShardLeases:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for load in list(self._loads):
+            load.cancel()
+        await asyncio.gather(*self._loads, return_exceptions=True)
         self._drop_all()
         with contextlib.suppress(Exception):
             async with self._engine.begin() as connection:
@@ -192,13 +198,20 @@ class ShardLeases:
         gained = frozenset(now_held - set(self.held))
         if gained:
             self.held = self.held | gained
-            try:
-                await self._on_gain(gained)
-            except Exception:
-                # Held but not watched would be worse than not held: count them as not
-                # ours, so the next renewal (which still finds the leases ours) loads them again.
-                self._lose(gained)
-                raise
+            # Loading the devices of the new shards runs beside the renewals: a renewal
+            # that waited for a large load could let every lease run out.
+            task = asyncio.create_task(self._gain(gained), name="monitoring-shards-gained")
+            self._loads.add(task)
+            task.add_done_callback(self._loads.discard)
+
+    async def _gain(self, shards: frozenset[int]) -> None:
+        try:
+            await self._on_gain(shards)
+        except Exception:
+            # Held but not watched would be worse than not held: count them as not ours,
+            # so the next renewal (which still finds the leases ours) loads them again.
+            log.warning("could not load the devices of shards %s", sorted(shards), exc_info=True)
+            self._lose(shards)
 
     def _lose(self, shards: frozenset[int]) -> None:
         shards = shards & self.held

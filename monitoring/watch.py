@@ -214,6 +214,9 @@ class EquipmentWatch:
             self._unwatch(device_id)
         return len(gone)
 
+    def known_branches(self) -> set[str]:
+        return {spec.branch_id for spec in self._known.values()}
+
     def is_watched(self, device_id: str) -> bool:
         return device_id in self._devices
 
