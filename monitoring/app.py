@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from common.api import create_service_app
 from common.events.bus import EventBus
@@ -123,8 +124,12 @@ def create_app(
         # Renewed four times a period and valid for 0.6 of one: a dead replica's shards are
         # free after 0.6 of a period and taken at the next renewal, within one period.
         interval = config.monitoring_ping_interval_s
+        # The leases get connections of their own: a renewal queued behind the pool's
+        # other users (a burst of health changes, a shard's devices loading) could let
+        # every lease run out.
+        lease_engine = create_async_engine(kernel.db.url, pool_size=1, max_overflow=1, pool_pre_ping=True)
         leases = ShardLeases(
-            engine=kernel.db.engine,
+            engine=lease_engine,
             replica_id=replica_id,
             shards=shards,
             renew_s=interval / 4,
@@ -154,6 +159,7 @@ def create_app(
         if leases is not None and relay is not None:
             await leases.stop()
             await relay.stop()
+            await leases.engine.dispose()
         await jobs.stop()
         await heartbeats.stop()
         await pinger.stop()

@@ -62,6 +62,7 @@ class ShardLeases:
         if ttl_s <= renew_s:
             raise ValueError("a lease must outlive at least one renewal")
         self._engine = engine
+        self.engine = engine
         self.replica_id = replica_id
         self.shards = shards
         self._renew_s = renew_s
@@ -115,8 +116,13 @@ class ShardLeases:
             )
 
     async def _run(self) -> None:
+        # A fixed cadence (not a pause after each renewal): a slow renewal must not push
+        # the next one past the lease's end.
+        next_at = time.monotonic()
         while True:
-            await asyncio.sleep(self._renew_s)
+            next_at += self._renew_s
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            next_at = max(next_at, time.monotonic() - self._renew_s)
             try:
                 await self.tick()
             except asyncio.CancelledError:
