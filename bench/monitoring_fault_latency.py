@@ -71,6 +71,7 @@ async def run(args: argparse.Namespace) -> None:
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     fcm_port, monitoring_port, notification_port = free_port(), free_port(), free_port()
     heartbeat_port = free_port()
+    heartbeat_devices = min(args.devices, args.heartbeat_devices)
     fcm_url = f"http://127.0.0.1:{fcm_port}"
     account = ServiceAccount.ephemeral("smartgym-bench", f"{fcm_url}/token")
     fcm = FcmSimState(project_id=account.project_id, public_key_pem=account.public_key_pem())
@@ -102,6 +103,9 @@ async def run(args: argparse.Namespace) -> None:
                 SMARTGYM_MONITORING_HEARTBEAT_PORT=str(heartbeat_port),
                 # The simulated devices sit on 127.1.x.y, declared like a site's equipment LAN.
                 SMARTGYM_MONITORING_EQUIPMENT_NETWORKS='{"*": ["127.1.0.0/16"]}',
+                # The open-file limit here is 20,000 per process: heartbeat connections
+                # and kept-open ping connections share it (monitoring sizes the latter).
+                SMARTGYM_MONITORING_MAX_CONNECTIONS=str(heartbeat_devices + 500),
             )
             for name, port, env in (
                 ("notification", notification_port, notification_env),
@@ -140,6 +144,7 @@ async def run(args: argparse.Namespace) -> None:
                         "--heartbeat", f"127.0.0.1:{heartbeat_port}",
                         "--branch", BRANCH,
                         "--control-port", str(control_port),
+                        *(() if shard * PER_SIMULATOR < heartbeat_devices else ("--no-heartbeats",)),
                     ],
                     env=clean_env(SMARTGYM_SIMULATOR_TOKEN=operator),
                     cwd=ROOT,
@@ -301,6 +306,7 @@ async def run(args: argparse.Namespace) -> None:
     emit(
         {
             "devices": args.devices,
+            "heartbeat_devices": heartbeat_devices,
             **figures,
             "monitoring_false_alarms": false_alarms,
             "monitoring_devices_per_process": args.devices if clean else 0,
@@ -323,6 +329,13 @@ def main() -> None:
     parser.add_argument("--reboots", type=int, default=50, help="quick reboots that must not be announced")
     parser.add_argument("--spacing-s", type=float, default=0.15, help="between two failures")
     parser.add_argument("--steady-s", type=float, default=20.0, help="CPU measurement window")
+    parser.add_argument(
+        "--heartbeat-devices",
+        type=int,
+        default=5000,
+        help="devices that also keep a heartbeat connection (in blocks of 5,000; the rest are ping-only):"
+        " this machine allows 20,000 open files per process",
+    )
     asyncio.run(run(parser.parse_args()))
 
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from common.api import create_service_app
 from common.events.bus import EventBus
@@ -26,6 +31,7 @@ from monitoring.models import Base
 from monitoring.pinger import Pinger
 from monitoring.registry import EquipmentRegistry, FaultRecorder
 from monitoring.settings import MonitoringSettings
+from monitoring.shards import Relay, ShardLeases, shard_of
 from monitoring.watch import EquipmentWatch, WatchMetrics
 
 SERVICE = "monitoring"
@@ -44,15 +50,20 @@ def create_app(
     config = MonitoringSettings.of(settings)
     kernel = build_kernel(SERVICE, config, metadata=Base.metadata, catalog=CATALOG, bus=bus, metrics=metrics, keys=keys)
 
-    async def ping_result(device_id: str, ok: bool, detail: str) -> None:
-        await watch.on_ping(device_id, ok, detail)
+    def ping_result(device_id: str, ok: bool, detail: str) -> None:
+        watch.ping_result(device_id, ok, detail)
 
+    keepalive = _keepalive_budget(config)
+    replica_id = config.monitoring_replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     pinger = Pinger(
         interval_s=config.monitoring_ping_interval_s,
         timeout_s=config.monitoring_ping_timeout_s,
         concurrency=config.monitoring_ping_concurrency,
         on_result=ping_result,
         egress=config.egress(),
+        keepalive_max=keepalive,
+        # Names the replica to the device: which one pings it shows in its logs.
+        agent=f"smartgym-monitoring/{replica_id}",
     )
     watch = EquipmentWatch(
         settings=config, store=FaultRecorder(kernel), pinger=pinger, metrics=WatchMetrics(kernel.metrics)
@@ -87,16 +98,72 @@ def create_app(
         Periodic("monitoring-escalation", ESCALATION_CHECK_S, escalate),
     )
 
+    leases: ShardLeases | None = None
+    relay: Relay | None = None
+    if config.monitoring_shards:
+        if kernel.db.is_sqlite:
+            raise ValueError("sharding monitoring over replicas needs PostgreSQL (leases and NOTIFY)")
+        shards = config.monitoring_shards
+
+        async def gained(taken: frozenset[int]) -> None:
+            branches = sorted(branch for branch in watch.known_branches() if shard_of(branch, shards) in taken)
+            await registry.load_branches(branches)
+            log.info("watching shards %s (now %d devices)", sorted(taken), len(watch.watched_ids()))
+
+        def lost(_shards: frozenset[int]) -> None:
+            released = watch.release()
+            log.info("let go of shards %s (%d devices)", sorted(_shards), released)
+
+        async def relayed(message: dict[str, Any]) -> None:
+            if message.get("kind") == "devices":
+                await registry.reload([str(device_id) for device_id in message.get("ids", [])])
+            else:
+                await watch.apply_relayed(message)
+
+        def devices_changed(device_ids: list[str]) -> None:
+            assert relay is not None
+            for start in range(0, len(device_ids), 80):
+                relay.send({"kind": "devices", "ids": device_ids[start : start + 80]})
+
+        # Renewed four times a period and valid for 0.6 of one: a dead replica's shards are
+        # free after 0.6 of a period and taken at the next renewal, within one period.
+        interval = config.monitoring_ping_interval_s
+        # The leases get connections of their own: a renewal queued behind the pool's
+        # other users (a burst of health changes, a shard's devices loading) could let
+        # every lease run out.
+        lease_engine = create_async_engine(kernel.db.url, pool_size=1, max_overflow=1, pool_pre_ping=True)
+        leases = ShardLeases(
+            engine=lease_engine,
+            replica_id=replica_id,
+            shards=shards,
+            renew_s=interval / 4,
+            ttl_s=interval * 0.6,
+            on_gain=gained,
+            on_lose=lost,
+        )
+        dsn = kernel.db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        relay = Relay(dsn=dsn, replica_id=replica_id, on_message=relayed)
+        watch.scope = leases.holds
+        watch.relay = relay.send
+        registry.changed = devices_changed
+
     async def start_watching() -> None:
         await watch.start()
         devices = await registry.load()
         await pinger.start()
         port = await heartbeats.start(config.monitoring_heartbeat_host, config.monitoring_heartbeat_port)
         app.state.heartbeat_port = port
+        if relay is not None and leases is not None:
+            await relay.start()
+            await leases.start()
         await jobs.start()
-        log.info("watching %d devices; heartbeats on port %d", devices, port)
+        log.info("knows %d devices, watches %d; heartbeats on port %d", devices, len(watch.watched_ids()), port)
 
     async def stop_watching() -> None:
+        if leases is not None and relay is not None:
+            await leases.stop()
+            await relay.stop()
+            await leases.engine.dispose()
         await jobs.stop()
         await heartbeats.stop()
         await pinger.stop()
@@ -120,4 +187,24 @@ def create_app(
     except TypeError:
         lot = None  # a bus of a kind without a parking lot: the routes say so
     app.state.bus_operations = BusOperations(lot, configured, explicit=bool(config.monitoring_bus_services))
+    app.state.leases = leases
     return app
+
+
+def _keepalive_budget(config: MonitoringSettings) -> int:
+    """Kept-open ping connections that fit beside the heartbeat connections in the
+    process's open-file limit (a refused accept would look like a device fault)."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return config.monitoring_ping_keepalive_max
+    room = max(0, soft - config.monitoring_max_connections - 1024)
+    if room < config.monitoring_ping_keepalive_max:
+        log.info(
+            "keeping at most %d ping connections open (open-file limit %d, %d heartbeat connections)",
+            room,
+            soft,
+            config.monitoring_max_connections,
+        )
+    return min(room, config.monitoring_ping_keepalive_max)

@@ -59,6 +59,31 @@ class EgressPolicy:
         # carrier-grade NAT, unique-local IPv6 and the other special-purpose ranges.
         return address.is_global and not address.is_multicast
 
+    def known_target(self, branch_id: str, url: str) -> Target | None:
+        """The target of a URL that names an allowed address, without a lookup; None for a
+        host name (resolved on every ping: see :meth:`target`) or a refused address."""
+        known = self._literal.get((branch_id, url))
+        if known is not None:
+            return known
+        parsed = URL(url)
+        host = parsed.host or ""
+        if not _is_literal(host) or parsed.scheme not in ("http", "https"):
+            return None
+        address = ipaddress.ip_address(host.strip("[]"))
+        if not self.allows(branch_id, address):
+            return None
+        return self._remember(branch_id, url, parsed, host, address)
+
+    def _remember(self, branch_id: str, url: str, parsed: URL, host: str, address: Address) -> Target:
+        named = f"[{host}]" if ":" in host else host
+        header = named if parsed.explicit_port is None else f"{named}:{parsed.explicit_port}"
+        target = Target(parsed.with_host(str(address)), host, header)
+        if _is_literal(host):
+            if len(self._literal) > 200_000:
+                self._literal.clear()
+            self._literal[(branch_id, url)] = target
+        return target
+
     async def target(self, branch_id: str, url: str) -> Target:
         """The URL rewritten to one checked address of its host; every address the host
         resolves to must be allowed (a name with one private answer is refused)."""
@@ -78,14 +103,7 @@ class EgressPolicy:
                 f"{host} is {refused[0]}, outside the branch's declared equipment networks "
                 "(loopback, link-local, private and cluster addresses need declaring)"
             )
-        named = f"[{host}]" if ":" in host else host
-        header = named if parsed.explicit_port is None else f"{named}:{parsed.explicit_port}"
-        target = Target(parsed.with_host(str(addresses[0])), host, header)
-        if _is_literal(host):
-            if len(self._literal) > 200_000:
-                self._literal.clear()
-            self._literal[(branch_id, url)] = target
-        return target
+        return self._remember(branch_id, url, parsed, host, addresses[0])
 
 
 def _is_literal(host: str) -> bool:

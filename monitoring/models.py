@@ -84,3 +84,25 @@ class StateChange(Base):
     at: Mapped[datetime] = mapped_column(UtcDateTime())
     announced: Mapped[bool] = mapped_column(Boolean)
     fault_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+
+
+class ShardLease(Base):
+    """Which replica watches the branches of one shard, and until when (database time).
+
+    Used only when devices are sharded over several replicas: a lease that is not renewed
+    expires, and another replica takes the shard."""
+
+    __tablename__ = "shard_leases"
+
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    holder: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Replica(Base):
+    """A live monitoring replica (renewed with its leases): how many share the shards."""
+
+    __tablename__ = "replicas"
+
+    replica_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -2,7 +2,16 @@
 
 Each device gets its own phase within the period (from its id, plus a little random
 jitter each round), so thousands of checks spread evenly instead of bunching up at the
-top of every period; a semaphore bounds how many are in flight.
+top of every period; a bound caps how many are in flight.
+
+A ping is one HTTP/1.1 ``GET`` on a connection kept open to that device, read by an
+asyncio protocol: no task, no stream and no client session per ping, one timer for its
+timeout. At 2,000 pings a second (20,000 devices, 10 s period) a general HTTP client's
+per-request machinery was most of a core; this is the part of HTTP an echo needs — a
+status line, the length of a short body — and nothing else (see the ADR on monitoring's
+crash suspicion and sharding). Idle connections are capped (``keepalive_max``): each one
+is a file descriptor beside the device's heartbeat connection; past the cap a ping's
+connection is closed after its answer.
 
 Every ping goes through the egress policy (monitoring.egress): to a checked address, with
 no redirects followed and at most a few KiB of the answer read.
@@ -13,19 +22,162 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import inspect
+import logging
 import random
+import ssl
 import time
 import zlib
 from collections.abc import Awaitable, Callable
 
-import aiohttp
+from monitoring.egress import EgressPolicy, EgressRefused, Target
 
-from monitoring.egress import EgressPolicy, EgressRefused
+log = logging.getLogger(__name__)
 
-OnResult = Callable[[str, bool, str], Awaitable[None]]
+# (device id, answered, what went wrong); may return an awaitable (tests), which is run
+# as a task, but the service's callback is synchronous: a coroutine per ping costs more
+# than judging the ping.
+OnResult = Callable[[str, bool, str], Awaitable[None] | None]
 # An echo needs no body: what a device (or whatever hides behind its URL) sends beyond
 # this is not read.
 MAX_ECHO_BYTES = 4096
+MAX_HEAD_BYTES = 8192
+USER_AGENT = "smartgym-monitoring"
+
+
+class _Echo(asyncio.Protocol):
+    """One connection to one device; at most one request on it at a time."""
+
+    def __init__(self, pinger: Pinger, device_id: str, key: tuple[str, int, bool]) -> None:
+        self.pinger, self.device_id, self.key = pinger, device_id, key
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.busy = False
+        self.reused = False
+        self._buffer = bytearray()
+        self._body_left = -1  # >= 0 once the head is read: body bytes still to skip
+        self._timer: asyncio.TimerHandle | None = None
+        self._request = b""
+        self._deadline = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def send(self, request: bytes, deadline: float) -> None:
+        assert self.transport is not None
+        self.busy = True
+        self._request, self._deadline = request, deadline
+        self._buffer.clear()
+        self._body_left = -1
+        self._timer = self.pinger.loop.call_at(deadline, self._timed_out)
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.busy:  # unasked-for bytes: not an echo endpoint we can trust to keep
+            self._close()
+            return
+        if self._body_left >= 0:
+            self._skip_body(len(data))
+            return
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buffer) > MAX_HEAD_BYTES:
+                self._finish(False, "malformed answer", keep=False)
+            return
+        head = bytes(self._buffer[:end])
+        extra = len(self._buffer) - end - 4
+        self._buffer.clear()
+        status, length, keep = _parse_head(head)
+        if status is None:
+            self._finish(False, "malformed answer", keep=False)
+            return
+        ok = 200 <= status < 300
+        detail = "" if ok else f"status {status}"
+        if length is None or length > MAX_ECHO_BYTES or not keep or extra > length:
+            # No length, too long, or the device ends it: judged by its head, and the
+            # connection goes with the rest of the answer unread.
+            self._finish(ok, detail, keep=False)
+            return
+        self._result = (ok, detail)
+        self._body_left = length
+        self._skip_body(extra)
+
+    def _skip_body(self, received: int) -> None:
+        self._body_left -= received
+        if self._body_left < 0:
+            self._finish(False, "malformed answer", keep=False)
+        elif self._body_left == 0:
+            self._finish(*self._result, keep=True)
+
+    _result: tuple[bool, str] = (False, "")
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.busy:
+            if self.reused and self._body_left < 0 and not self._buffer:
+                # The device closed an idle connection as we reused it (its keep-alive ran
+                # out): not an answer. Try once on a fresh connection.
+                self._cancel_timer()
+                self.busy = False
+                self.pinger._dropped(self)
+                self.pinger._retry(self.device_id, self._request, self._deadline)
+                return
+            self._finish(False, "connection closed", keep=False)
+        self.pinger._dropped(self)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self.busy:
+            self._finish(False, "timeout", keep=False)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _finish(self, ok: bool, detail: str, *, keep: bool) -> None:
+        self._cancel_timer()
+        self.busy = False
+        if not keep:
+            self._close()
+        self.pinger._done(self, ok, detail, keep=keep)
+
+    def _close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.abort()  # no lingering: a hung device would hold the socket
+
+
+def _parse_head(head: bytes) -> tuple[int | None, int | None, bool]:
+    """(status, content length, keep-alive) of a response head; status None if it is not HTTP."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
+        return None, None, False
+    status = int(parts[1])
+    keep = parts[0] == b"HTTP/1.1"
+    length: int | None = None
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            value = value.strip()
+            if not value.isdigit():
+                return None, None, False
+            length = int(value)
+        elif name == b"transfer-encoding":
+            length = None
+            keep = False
+        elif name == b"connection":
+            keep = value.strip().lower() != b"close"
+    if status in (204, 304) or 100 <= status < 200:
+        length = 0
+    return status, length, keep
 
 
 class Pinger:
@@ -38,32 +190,56 @@ class Pinger:
         on_result: OnResult,
         egress: EgressPolicy,
         jitter: float = 0.05,
+        keepalive_max: int = 10_000,
+        agent: str = USER_AGENT,
     ) -> None:
+        self._agent = agent.encode()
         self._egress = egress
         self.interval_s = interval_s
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self._timeout_s = timeout_s
         self._concurrency = concurrency
+        self._in_flight = 0
         self._on_result = on_result
         self._jitter = jitter
+        self._keepalive_max = keepalive_max
         self._targets: dict[str, tuple[str, str]] = {}  # device → (url, branch)
         self._due: list[tuple[float, str]] = []
         # Each device's one live schedule entry; older heap entries for it are stale.
         self._next: dict[str, float] = {}
+        self._idle: dict[str, _Echo] = {}  # device → its open connection, between pings
+        self._requests: dict[tuple[str, Target], bytes] = {}
         self._wake = asyncio.Event()
+        self._slot = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
         self._checks: set[asyncio.Task[None]] = set()
+        self._tls: ssl.SSLContext | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None
+        return self._loop
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
 
     def set_target(self, device_id: str, url: str, branch_id: str) -> None:
-        known = device_id in self._targets
+        previous = self._targets.get(device_id)
         self._targets[device_id] = (url, branch_id)
-        if not known:
+        if previous is None:
             self._plan(device_id, self._first_due(device_id))
+        elif previous != (url, branch_id):
+            self._forget_connection(device_id)
 
     def remove_target(self, device_id: str) -> None:
         self._targets.pop(device_id, None)
         self._next.pop(device_id, None)  # its heap entry is dropped when it comes due
+        self._forget_connection(device_id)
+
+    def targets(self) -> int:
+        return len(self._targets)
 
     def recheck(self, device_id: str, after_s: float) -> None:
         """Check ``device_id`` again soon (a failed ping is confirmed, not left a whole period)."""
@@ -76,11 +252,11 @@ class Pinger:
         self._wake.set()
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._concurrency, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._schedule(), name="pinger")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -88,8 +264,9 @@ class Pinger:
         for check in list(self._checks):
             check.cancel()
         await asyncio.gather(*self._checks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
+        for connection in list(self._idle.values()):
+            connection._close()
+        self._idle.clear()
 
     def _first_due(self, device_id: str) -> float:
         phase = (zlib.crc32(device_id.encode()) % 10_000) / 10_000 * self.interval_s
@@ -120,47 +297,134 @@ class Pinger:
             next_due = due + self.interval_s + random.uniform(-spread, spread)
             self._next[device_id] = next_due
             heapq.heappush(self._due, (next_due, device_id))
-            await self._semaphore.acquire()
-            check = asyncio.create_task(self._check(device_id, *target))
-            self._checks.add(check)
-            check.add_done_callback(self._checks.discard)
+            while self._in_flight >= self._concurrency:
+                self._slot.clear()
+                await self._slot.wait()
+            self._in_flight += 1
+            self._check(device_id, *target)
 
-    async def _check(self, device_id: str, url: str, branch_id: str) -> None:
-        try:
-            ok, detail = await self._echo(url, branch_id)
-        finally:
-            self._semaphore.release()
-        await self._on_result(device_id, ok, detail)
+    def _check(self, device_id: str, url: str, branch_id: str) -> None:
+        deadline = self.loop.time() + self._timeout_s
+        target = self._egress.known_target(branch_id, url)
+        if target is None:
+            # A host name: resolved and checked on every ping, off the fast path.
+            self._spawn(self._resolve_then_ping(device_id, url, branch_id, deadline))
+        else:
+            self._ping(device_id, target, deadline)
 
-    async def _echo(self, url: str, branch_id: str) -> tuple[bool, str]:
-        assert self._session is not None
+    async def _resolve_then_ping(self, device_id: str, url: str, branch_id: str, deadline: float) -> None:
         try:
-            target = await self._egress.target(branch_id, url)
+            async with asyncio.timeout_at(deadline):
+                target = await self._egress.target(branch_id, url)
         except EgressRefused as exc:
-            return False, f"refused: {exc.reason}"[:200]
-        try:
-            async with self._session.get(
-                target.url,
-                headers={"host": target.host_header},
-                server_hostname=target.host if target.url.scheme == "https" else None,
-                allow_redirects=False,
-            ) as response:
-                await _read_at_most(response, MAX_ECHO_BYTES)
-                if 200 <= response.status < 300:
-                    return True, ""
-                return False, f"status {response.status}"
-        except TimeoutError:
-            return False, "timeout"
-        except aiohttp.ClientError as exc:
-            return False, type(exc).__name__
-
-
-async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> None:
-    """Read a small answer to its end (so the connection is kept alive for the next
-    ping) but never more than ``limit`` bytes: a longer one is cut with its connection."""
-    received = 0
-    while received <= limit and not response.content.at_eof():
-        chunk = await response.content.read(limit + 1 - received)
-        if not chunk:
+            self._report(device_id, False, f"refused: {exc.reason}"[:200])
             return
-        received += len(chunk)
+        except TimeoutError:
+            self._report(device_id, False, "timeout")
+            return
+        self._ping(device_id, target, deadline)
+
+    def _ping(self, device_id: str, target: Target, deadline: float) -> None:
+        request = self._requests.get((device_id, target))
+        if request is None:
+            path = target.url.raw_path_qs or "/"
+            request = (
+                f"GET {path} HTTP/1.1\r\nHost: {target.host_header}\r\n".encode()
+                + b"User-Agent: "
+                + self._agent
+                + b"\r\nAccept: */*\r\n\r\n"
+            )
+            if len(self._requests) > 4 * max(len(self._targets), 1000):
+                self._requests.clear()
+            self._requests[(device_id, target)] = request
+        key = _key_of(target)
+        connection = self._idle.pop(device_id, None)
+        if connection is not None and not connection.closed and connection.key == key:
+            connection.reused = True
+            connection.send(request, deadline)
+            return
+        if connection is not None:
+            connection._close()
+        self._spawn(self._connect_then_ping(device_id, target, request, deadline))
+
+    def _retry(self, device_id: str, request: bytes, deadline: float) -> None:
+        url, branch_id = self._targets.get(device_id, ("", ""))
+        target = self._egress.known_target(branch_id, url) if url else None
+        if target is None or self._stopping:
+            self._report(device_id, False, "connection closed")
+            return
+        self._spawn(self._connect_then_ping(device_id, target, request, deadline))
+
+    async def _connect_then_ping(self, device_id: str, target: Target, request: bytes, deadline: float) -> None:
+        host, port, tls = _key_of(target)
+        try:
+            async with asyncio.timeout_at(deadline):
+                _, connection = await self.loop.create_connection(
+                    lambda: _Echo(self, device_id, (host, port, tls)),
+                    host,
+                    port,
+                    ssl=self._tls_context() if tls else None,
+                    server_hostname=target.host if tls else None,
+                )
+        except TimeoutError:
+            self._report(device_id, False, "timeout")
+            return
+        except ConnectionRefusedError:
+            self._report(device_id, False, "connection refused")
+            return
+        except (OSError, ssl.SSLError) as exc:
+            self._report(device_id, False, type(exc).__name__)
+            return
+        if self.loop.time() >= deadline:
+            connection._close()
+            self._report(device_id, False, "timeout")
+            return
+        connection.send(request, deadline)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+        return self._tls
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        check = asyncio.ensure_future(work)
+        self._checks.add(check)
+        check.add_done_callback(self._checks.discard)
+
+    # -- called by the connections --------------------------------------------------------
+
+    def _done(self, connection: _Echo, ok: bool, detail: str, *, keep: bool) -> None:
+        device_id = connection.device_id
+        if keep and not self._stopping and device_id in self._targets and len(self._idle) < self._keepalive_max:
+            old = self._idle.get(device_id)
+            if old is not None and old is not connection:
+                old._close()
+            self._idle[device_id] = connection
+        elif keep:
+            connection._close()
+        self._report(device_id, ok, detail)
+
+    def _dropped(self, connection: _Echo) -> None:
+        if self._idle.get(connection.device_id) is connection:
+            del self._idle[connection.device_id]
+
+    def _forget_connection(self, device_id: str) -> None:
+        connection = self._idle.pop(device_id, None)
+        if connection is not None:
+            connection._close()
+
+    def _report(self, device_id: str, ok: bool, detail: str) -> None:
+        self._in_flight -= 1
+        self._slot.set()
+        try:
+            outcome = self._on_result(device_id, ok, detail)
+        except Exception:
+            log.exception("ping result handler failed", extra={"device_id": device_id})
+            return
+        if inspect.isawaitable(outcome):
+            self._spawn(outcome)
+
+
+def _key_of(target: Target) -> tuple[str, int, bool]:
+    tls = target.url.scheme == "https"
+    return (target.url.host or "", target.url.port or (443 if tls else 80), tls)

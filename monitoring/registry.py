@@ -7,9 +7,10 @@ of work (:class:`FaultRecorder`).
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, cast
@@ -112,6 +113,12 @@ class EquipmentRegistry:
         self._kernel = kernel
         self._watch = watch
         self._egress = egress
+        # With sharding, every other replica is told a device changed (see monitoring.shards).
+        self.changed: Callable[[list[str]], None] | None = None
+
+    def _tell(self, *device_ids: str) -> None:
+        if self.changed is not None:
+            self.changed(list(device_ids))
 
     async def check_ping_urls(self, devices: Sequence[EquipmentIn]) -> None:
         """Refuse (EgressRefused) a ping URL monitoring may not call, before storing it;
@@ -120,24 +127,99 @@ class EquipmentRegistry:
             if device.ping_url is not None:
                 await self._egress.target(device.branch_id, str(device.ping_url))
 
-    async def load(self) -> int:
-        """Tell the watch about every registered device, its open fault and its windows."""
+    async def load(self, *, only: Callable[[str], bool] | None = None) -> int:
+        """Tell the watch about every registered device, its open fault and its windows;
+        with ``only``, open faults and windows are restored for those branches alone (the
+        shards this replica just took), the rest are only remembered."""
         now = utc_now()
         async with self._kernel.db.sessions() as session:
             devices = (await session.scalars(select(Equipment))).all()
             still_open = await session.scalars(select(Fault).where(Fault.closed_at.is_(None)))
             open_faults = {fault.device_id: fault for fault in still_open}
             windows = (await session.scalars(select(MaintenanceWindow).where(MaintenanceWindow.ends_at > now))).all()
+        chosen = {row.device_id for row in devices if only is None or only(row.branch_id)}
         for row in devices:
+            if row.device_id not in chosen:
+                self._watch.watch(spec_of(row))
+                continue
             fault = open_faults.get(row.device_id)
             self._watch.watch(spec_of(row), faulty_since=(fault.fault_id, fault.opened_at) if fault else None)
         by_device: dict[str, list[tuple[datetime, datetime]]] = {}
         for window in windows:
+            if window.device_id not in chosen:
+                continue
             by_device.setdefault(window.device_id, []).append((window.starts_at, window.ends_at))
         for device_id, spans in by_device.items():
             self._watch.set_maintenance(device_id, spans)
         self._watch.loaded = True
         return len(devices)
+
+    async def load_branches(self, branch_ids: Sequence[str]) -> int:
+        """Watch the devices of these branches (shards just taken), with their open faults
+        and maintenance windows as stored."""
+        now = utc_now()
+        loaded = 0
+        for start in range(0, len(branch_ids), 500):
+            chunk = list(branch_ids[start : start + 500])
+            async with self._kernel.db.sessions() as session:
+                rows = (await session.scalars(select(Equipment).where(Equipment.branch_id.in_(chunk)))).all()
+                faults = {
+                    fault.device_id: fault
+                    for fault in await session.scalars(
+                        select(Fault).where(Fault.branch_id.in_(chunk), Fault.closed_at.is_(None))
+                    )
+                }
+                windows = (
+                    await session.execute(
+                        select(MaintenanceWindow.device_id, MaintenanceWindow.starts_at, MaintenanceWindow.ends_at)
+                        .join(Equipment, Equipment.device_id == MaintenanceWindow.device_id)
+                        .where(Equipment.branch_id.in_(chunk), MaintenanceWindow.ends_at > now)
+                    )
+                ).all()
+            for row in rows:
+                fault = faults.get(row.device_id)
+                self._watch.watch(spec_of(row), faulty_since=(fault.fault_id, fault.opened_at) if fault else None)
+            by_device: dict[str, list[tuple[datetime, datetime]]] = {}
+            for device_id, starts_at, ends_at in windows:
+                by_device.setdefault(device_id, []).append((starts_at, ends_at))
+            for device_id, spans in by_device.items():
+                self._watch.set_maintenance(device_id, spans)
+            loaded += len(rows)
+            await asyncio.sleep(0)  # let renewals and pings through between chunks
+        return loaded
+
+    async def reload(self, device_ids: Sequence[str]) -> None:
+        """Another replica changed these devices: watch (or forget) them as stored now."""
+        now = utc_now()
+        async with self._kernel.db.sessions() as session:
+            rows = {
+                row.device_id: row
+                for row in await session.scalars(select(Equipment).where(Equipment.device_id.in_(device_ids)))
+            }
+            faults = {
+                fault.device_id: fault
+                for fault in await session.scalars(
+                    select(Fault).where(Fault.device_id.in_(device_ids), Fault.closed_at.is_(None))
+                )
+            }
+            windows = (
+                await session.scalars(
+                    select(MaintenanceWindow).where(
+                        MaintenanceWindow.device_id.in_(device_ids), MaintenanceWindow.ends_at > now
+                    )
+                )
+            ).all()
+        for device_id in device_ids:
+            row = rows.get(device_id)
+            if row is None:
+                self._watch.forget(device_id)
+                continue
+            fault = faults.get(device_id)
+            fresh = not self._watch.is_watched(device_id)
+            self._watch.watch(spec_of(row), faulty_since=(fault.fault_id, fault.opened_at) if fault and fresh else None)
+            self._watch.set_maintenance(
+                device_id, [(w.starts_at, w.ends_at) for w in windows if w.device_id == device_id]
+            )
 
     async def register(self, device: EquipmentIn) -> Registered:
         await self.check_ping_urls([device])
@@ -148,6 +230,7 @@ class EquipmentRegistry:
             row = _new_row(device, token)
             session.add(row)
         self._watch.watch(spec_of(row))
+        self._tell(row.device_id)
         return Registered(row, token)
 
     async def register_many(self, devices: Sequence[EquipmentIn]) -> list[Registered]:
@@ -181,6 +264,7 @@ class EquipmentRegistry:
                 registered.append(Registered(row, token))
         for item in registered:
             self._watch.watch(spec_of(item.equipment))
+        self._tell(*(item.equipment.device_id for item in registered))
         return registered
 
     async def update(self, device: EquipmentIn) -> Equipment:
@@ -193,6 +277,7 @@ class EquipmentRegistry:
                 raise Conflict("a device cannot move between branches; retire it and register it again")
             _update_row(row, device)
         self._watch.watch(spec_of(row))
+        self._tell(row.device_id)
         return row
 
     async def rotate_token(self, device_id: str) -> Registered:
@@ -203,6 +288,7 @@ class EquipmentRegistry:
             token = new_token()
             row.token_hash, row.updated_at = secret_digest(token), utc_now()
         self._watch.watch(spec_of(row))
+        self._tell(device_id)
         return Registered(row, token)
 
     async def retire(self, device_id: str) -> None:
@@ -215,6 +301,7 @@ class EquipmentRegistry:
             )
             await session.delete(row)
         self._watch.forget(device_id)
+        self._tell(device_id)
 
     async def get(self, device_id: str) -> Equipment:
         async with self._kernel.db.sessions() as session:
@@ -251,6 +338,7 @@ class EquipmentRegistry:
                 )
             ).all()
         self._watch.set_maintenance(device_id, [(w.starts_at, w.ends_at) for w in windows])
+        self._tell(device_id)
         return row
 
     async def maintenance_of(self, device_id: str) -> Sequence[MaintenanceWindow]:

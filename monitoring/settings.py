@@ -56,8 +56,32 @@ class MonitoringSettings(PlatformSettings):
         ),
     )
     monitoring_ping_concurrency: int = Field(default=500, ge=1, le=20_000, description="Pings in flight at once.")
+    monitoring_ping_keepalive_max: int = Field(
+        default=10_000,
+        ge=0,
+        le=200_000,
+        description=(
+            "Ping connections kept open between pings (cheaper than a new connection each time); each is a"
+            " file descriptor beside the heartbeat connections, so keep both within the process's open-file limit."
+        ),
+    )
     monitoring_max_connections: int = Field(
         default=20_000, ge=1, le=200_000, description="Heartbeat connections accepted at once."
+    )
+    monitoring_shards: int = Field(
+        default=0,
+        ge=0,
+        le=4096,
+        description=(
+            "0: this process watches every device (one replica). Above 0: devices are sharded by branch over"
+            " this many shards, and each replica watches the shards it holds a lease on in monitoring's database"
+            " (PostgreSQL only). Use more shards than replicas will ever run (e.g. 64); every replica must agree."
+        ),
+    )
+    monitoring_replica_id: str = Field(
+        default="",
+        max_length=80,
+        description="This replica's name in the shard leases; empty: host name, process id and a random suffix.",
     )
     monitoring_rules: dict[str, KindRules] = Field(
         default_factory=dict,

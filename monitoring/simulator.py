@@ -23,6 +23,7 @@ import json
 import logging
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
@@ -52,8 +53,10 @@ class SimulatedDevice:
     mode: Mode = "ok"
     echoes: int = 0
     heartbeats_sent: int = 0
+    # (wall-clock time, User-Agent) of the latest echo requests: which replica pinged it.
+    pings: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=64), repr=False)
     _server: asyncio.Server | None = field(default=None, repr=False)
-    _connections: set[asyncio.StreamWriter] = field(default_factory=set, repr=False)
+    _connections: set[asyncio.BaseTransport] = field(default_factory=set, repr=False)
     _heartbeat: asyncio.Task[None] | None = field(default=None, repr=False)
     _flip: bool = field(default=False, repr=False)
 
@@ -70,9 +73,13 @@ class DeviceSimulator:
         heartbeat_to: tuple[str, int] | None = None,
         slow_s: float = 3.0,
         reboot_s: float = 0.3,
+        heartbeat_alternates: tuple[tuple[str, int], ...] = (),
     ) -> None:
         self.devices = {device.device_id: device for device in devices}
         self._heartbeat_to = heartbeat_to
+        # Where a device reconnects when its listener is gone, in turn (as firmware given
+        # several addresses, or a load balancer in front of replicas, would).
+        self._heartbeat_alternates = heartbeat_alternates
         self._slow_s = slow_s
         self._reboot_s = reboot_s
         self._reboots: set[asyncio.Task[None]] = set()
@@ -86,9 +93,10 @@ class DeviceSimulator:
         prefix: str = "sim",
         heartbeat_to: tuple[str, int] | None = None,
         slow_s: float = 3.0,
+        heartbeat_alternates: tuple[tuple[str, int], ...] = (),
     ) -> DeviceSimulator:
         devices = [SimulatedDevice(f"{prefix}-{index:05d}", device_address(index), port) for index in range(count)]
-        return cls(devices, heartbeat_to=heartbeat_to, slow_s=slow_s)
+        return cls(devices, heartbeat_to=heartbeat_to, slow_s=slow_s, heartbeat_alternates=heartbeat_alternates)
 
     async def start(self) -> None:
         await self.start_listening()
@@ -142,36 +150,12 @@ class DeviceSimulator:
     # -- the echo endpoint --------------------------------------------------------------
 
     async def _listen(self, device: SimulatedDevice) -> None:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            device._connections.add(writer)
-            try:
-                await self._serve(device, reader, writer)
-            except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                pass
-            finally:
-                device._connections.discard(writer)
-                writer.close()
-
-        device._server = await asyncio.start_server(handle, device.host, device.port, reuse_address=True)
-
-    async def _serve(self, device: SimulatedDevice, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            await reader.readuntil(b"\r\n\r\n")  # requests carry no body
-            device.echoes += 1
-            if device.mode == "hang":
-                await asyncio.Event().wait()
-            if device.mode == "slow":
-                await asyncio.sleep(self._slow_s)
-            if device.mode == "garbage":
-                writer.write(b"\x00\xffNOT HTTP AT ALL\r\n\r\n")
-                await writer.drain()
-                return
-            if device.mode == "flap":
-                device._flip = not device._flip
-                writer.write(FAIL_RESPONSE if device._flip else OK_RESPONSE)
-            else:
-                writer.write(OK_RESPONSE)
-            await writer.drain()
+        # A protocol, not a stream handler: thousands of devices in one simulator process
+        # answer thousands of pings a second, and the simulator must not be what is slow.
+        loop = asyncio.get_running_loop()
+        device._server = await loop.create_server(
+            lambda: _EchoEndpoint(device, self._slow_s), device.host, device.port, reuse_address=True
+        )
 
     async def _silence(self, device: SimulatedDevice) -> None:
         if device._server is not None:
@@ -193,8 +177,10 @@ class DeviceSimulator:
 
     async def _heartbeats(self, device: SimulatedDevice) -> None:
         assert self._heartbeat_to is not None
-        host, port = self._heartbeat_to
+        addresses = [self._heartbeat_to, *self._heartbeat_alternates]
+        turn = 0
         while True:
+            host, port = addresses[turn % len(addresses)]
             try:
                 reader, writer = await asyncio.open_connection(host, port)
                 try:
@@ -216,7 +202,71 @@ class DeviceSimulator:
                 finally:
                     writer.close()
             except (ConnectionError, OSError, json.JSONDecodeError):
+                turn += 1
                 await asyncio.sleep(1.0)  # monitoring restarting: reconnect, as firmware does
+
+
+class _EchoEndpoint(asyncio.Protocol):
+    """One connection to a device's echo endpoint, answering by the device's mode."""
+
+    def __init__(self, device: SimulatedDevice, slow_s: float) -> None:
+        self.device, self.slow_s = device, slow_s
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.hung = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.device._connections.add(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self.device._connections.discard(self.transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.hung:
+            return
+        self.buffer += data
+        while not self.hung and (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head, self.buffer = self.buffer[: end + 4], self.buffer[end + 4 :]  # requests carry no body
+            self.answer(head)
+        if len(self.buffer) > 65536:
+            self.close()
+
+    def answer(self, head: bytes) -> None:
+        device = self.device
+        device.echoes += 1
+        device.pings.append((time.time(), _agent(head)))
+        assert self.transport is not None
+        if device.mode == "hang":
+            self.hung = True
+        elif device.mode == "slow":
+            asyncio.get_running_loop().call_later(self.slow_s, self.write, OK_RESPONSE)
+        elif device.mode == "garbage":
+            self.transport.write(b"\x00\xffNOT HTTP AT ALL\r\n\r\n")
+            self.close()
+        elif device.mode == "flap":
+            device._flip = not device._flip
+            self.transport.write(FAIL_RESPONSE if device._flip else OK_RESPONSE)
+        else:
+            self.transport.write(OK_RESPONSE)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _agent(head: bytes) -> str:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"user-agent":
+            return value.strip().decode(errors="replace")
+    return ""
 
 
 # -- running it as a process (``smartgym simulate equipment``) ----------------------------------
@@ -241,10 +291,22 @@ class ScriptedFailure:
             raise ValueError(f"expected MODE:DEVICE@SECONDS (modes: {', '.join(MODES)}), got {text!r}") from exc
 
 
+def branch_of(branch_id: str, index: int, branches: int) -> str:
+    return branch_id if branches <= 1 else f"{branch_id}-{index % branches:03d}"
+
+
 async def register_with_monitoring(
-    simulator: DeviceSimulator, monitoring_url: str, bearer: str, *, branch_id: str, kind: str, period_s: int | None
+    simulator: DeviceSimulator,
+    monitoring_url: str,
+    bearer: str,
+    *,
+    branch_id: str,
+    kind: str,
+    period_s: int | None,
+    branches: int = 1,
 ) -> None:
-    """Register (or re-register) every simulated device; each gets a fresh heartbeat token."""
+    """Register (or re-register) every simulated device; each gets a fresh heartbeat token.
+    With ``branches`` above 1 the devices are dealt over BRANCH-000, BRANCH-001, …"""
     import httpx
 
     devices = list(simulator.devices.values())
@@ -254,16 +316,21 @@ async def register_with_monitoring(
             body = [
                 {
                     "device_id": device.device_id,
-                    "branch_id": branch_id,
+                    "branch_id": branch_of(branch_id, start + number, branches),
                     "kind": kind,
                     "name": f"Simulated {kind} {device.device_id}",
                     "address": device.host,
                     "ping_url": device.ping_url,
                     "heartbeat_period_s": period_s,
                 }
-                for device in chunk
+                for number, device in enumerate(chunk)
             ]
-            response = await client.put("/v1/equipment", json=body, headers={"authorization": f"Bearer {bearer}"})
+            for attempt in range(6):
+                response = await client.put("/v1/equipment", json=body, headers={"authorization": f"Bearer {bearer}"})
+                if response.status_code != 503:
+                    break
+                # Busy (several simulators registering thousands at once): back off, as an installer's import would.
+                await asyncio.sleep(0.5 * 2**attempt)
             if response.status_code == 422 and "ping_url refused" in response.text:
                 raise RuntimeError(
                     f"monitoring refuses 127.1.x.y ping URLs: declare the network, e.g. "
@@ -291,6 +358,18 @@ async def serve_control(simulator: DeviceSimulator, host: str, port: int) -> Any
             return web.json_response({"error": f"body must be {{'mode': one of {list(MODES)}}}"}, status=422)
         return web.json_response({"device_id": device_id, "mode": mode, "began": began})
 
+    async def pings(request: web.Request) -> web.Response:
+        """Who pinged each device since ``since`` (wall-clock seconds): [[time, agent], …]."""
+        try:
+            since = float(request.query.get("since", "0"))
+        except ValueError:
+            return web.json_response({"error": "since must be a number"}, status=422)
+        seen = {
+            device.device_id: [[at, agent] for at, agent in device.pings if at >= since]
+            for device in simulator.devices.values()
+        }
+        return web.json_response(seen)
+
     async def listing(_request: web.Request) -> web.Response:
         counts: dict[str, int] = {}
         for device in simulator.devices.values():
@@ -300,6 +379,7 @@ async def serve_control(simulator: DeviceSimulator, host: str, port: int) -> Any
     app = web.Application()
     app.router.add_post("/devices/{device_id}/mode", switch)
     app.router.add_get("/devices", listing)
+    app.router.add_get("/pings", pings)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -313,6 +393,9 @@ async def run(
     prefix: str,
     heartbeat_to: tuple[str, int] | None,
     monitoring_url: str | None,
+    heartbeat_alternates: tuple[tuple[str, int], ...] = (),
+    branches: int = 1,
+    heartbeats: bool = True,
     bearer: str | None,
     branch_id: str,
     kind: str,
@@ -321,15 +404,24 @@ async def run(
     script: list[ScriptedFailure],
     ready: Callable[[str], None],
 ) -> None:
-    simulator = DeviceSimulator.numbered(count, port, prefix=prefix, heartbeat_to=heartbeat_to)
+    simulator = DeviceSimulator.numbered(
+        count, port, prefix=prefix, heartbeat_to=heartbeat_to, heartbeat_alternates=heartbeat_alternates
+    )
     await simulator.start_listening()
     if monitoring_url is not None:
         if bearer is None:
             raise ValueError("registering with monitoring needs an operator or branch-owner token")
         await register_with_monitoring(
-            simulator, monitoring_url, bearer, branch_id=branch_id, kind=kind, period_s=period_s
+            simulator,
+            monitoring_url,
+            bearer,
+            branch_id=branch_id,
+            kind=kind,
+            period_s=period_s if heartbeats else None,
+            branches=branches,
         )
-    simulator.start_heartbeats()
+    if heartbeats:
+        simulator.start_heartbeats()
     control = await serve_control(simulator, "127.0.0.1", control_port) if control_port else None
     ready(f"{count} devices on 127.1.x.y:{port}" + (f"; control on 127.0.0.1:{control_port}" if control_port else ""))
     stop = asyncio.Event()

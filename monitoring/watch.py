@@ -148,15 +148,31 @@ class EquipmentWatch:
         self._metrics = metrics
         self._clock = clock
         self._devices: dict[str, Watched] = {}
+        # Every registered device, watched here or not: a heartbeat connection may land on
+        # any replica, which must authenticate it and relay what it says to the holder.
+        self._known: dict[str, DeviceSpec] = {}
+        # With sharding: is this branch watched here? And where observations of devices
+        # watched elsewhere go (see monitoring.shards). None: one process watches all.
+        self.scope: Callable[[str], bool] | None = None
+        self.relay: Callable[[dict[str, Any]], None] | None = None
         self._queue: asyncio.Queue[Change] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._listeners: set[Callable[[list[Change]], None]] = set()
+        self._pings_ok = metrics.observations.labels("ping", "yes")
+        self._pings_failed = metrics.observations.labels("ping", "no")
         self.loaded = False  # set once the registry has told the watch every device
 
     # -- the registry tells the watch what to watch -------------------------------------
 
     def watch(self, spec: DeviceSpec, *, faulty_since: tuple[uuid.UUID, datetime] | None = None) -> None:
-        """Start (or keep) watching ``spec``; ``faulty_since`` restores an open fault after a restart."""
+        """Start (or keep) watching ``spec``; ``faulty_since`` restores an open fault after a restart.
+
+        A device of a branch another replica holds is only remembered (to authenticate its
+        heartbeats), not watched."""
+        self._known[spec.device_id] = spec
+        if self.scope is not None and not self.scope(spec.branch_id):
+            self._unwatch(spec.device_id)
+            return
         kind_rules = self._settings.rules_for(spec.kind)
         rules = Rules(
             fail_after=kind_rules.fail_after,
@@ -181,8 +197,50 @@ class EquipmentWatch:
             self._pinger.remove_target(spec.device_id)
 
     def forget(self, device_id: str) -> None:
-        self._devices.pop(device_id, None)
-        self._pinger.remove_target(device_id)
+        self._known.pop(device_id, None)
+        self._unwatch(device_id)
+
+    def _unwatch(self, device_id: str) -> None:
+        if self._devices.pop(device_id, None) is not None:
+            self._pinger.remove_target(device_id)
+
+    def release(self) -> int:
+        """Stop watching every device whose branch is no longer in scope (its shard went
+        to another replica, or our lease ran out); returns how many."""
+        if self.scope is None:
+            return 0
+        gone = [device_id for device_id, watched in self._devices.items() if not self.scope(watched.spec.branch_id)]
+        for device_id in gone:
+            self._unwatch(device_id)
+        return len(gone)
+
+    def known_branches(self) -> set[str]:
+        return {spec.branch_id for spec in self._known.values()}
+
+    def is_watched(self, device_id: str) -> bool:
+        return device_id in self._devices
+
+    def watched_ids(self) -> list[str]:
+        return list(self._devices)
+
+    def _relay(self, device_id: str, message: dict[str, Any]) -> None:
+        if self.relay is not None and device_id in self._known:
+            self.relay({"device_id": device_id, **message})
+
+    async def apply_relayed(self, message: dict[str, Any]) -> None:
+        """An observation another replica made of a device it does not watch."""
+        device_id = str(message.get("device_id", ""))
+        if device_id not in self._devices:
+            return
+        kind = message.get("kind")
+        if kind == "beat":
+            readings = {str(key): float(value) for key, value in dict(message.get("readings") or {}).items()}
+            await self.on_heartbeat(device_id, str(message.get("status", "")), readings)
+        elif kind == "presence":
+            self.on_presence(device_id, bool(message.get("connected")))
+        elif kind == "report":
+            branch_id = str(message.get("branch_id", ""))
+            self.on_report(device_id, bool(message.get("ok")), str(message.get("reason", "")), branch_id=branch_id)
 
     def set_maintenance(self, device_id: str, windows: Iterable[tuple[datetime, datetime]]) -> None:
         watched = self._devices.get(device_id)
@@ -191,10 +249,10 @@ class EquipmentWatch:
             self._refresh_window(watched, self._clock())
 
     def authenticate(self, device_id: str, token: str) -> bool:
-        watched = self._devices.get(device_id)
+        spec = self._known.get(device_id)
         # Compare against something even for unknown ids, so timing does not tell which exist.
-        expected = watched.spec.token_hash if watched else "0" * 64
-        return hmac.compare_digest(secret_digest(token), expected) and watched is not None
+        expected = spec.token_hash if spec else "0" * 64
+        return hmac.compare_digest(secret_digest(token), expected) and spec is not None
 
     def snapshot(self, device_id: str) -> dict[str, Any] | None:
         watched = self._devices.get(device_id)
@@ -211,11 +269,25 @@ class EquipmentWatch:
     # -- observations -------------------------------------------------------------------
 
     async def on_ping(self, device_id: str, ok: bool, detail: str) -> None:
+        self.ping_result(device_id, ok, detail)
+
+    def ping_result(self, device_id: str, ok: bool, detail: str) -> None:
+        """One ping's outcome. Synchronous: called by the pinger thousands of times a
+        second, where a coroutine per ping would cost more than judging it."""
         watched = self._devices.get(device_id)
         if watched is None:
             return
-        self._metrics.observations.labels("ping", "yes" if ok else "no").inc()
         health = watched.health
+        if ok:
+            self._pings_ok.inc()
+            if health.health is Health.OK and watched.suspect_until is None:
+                # The common case, kept short: a healthy device answered.
+                health.last_contact = self._clock()
+                health.failures_in_a_row = 0
+                health.successes_in_a_row += 1
+                return
+        else:
+            self._pings_failed.inc()
         transition = health.ping(ok, self._clock(), detail)
         if ok and watched.suspect_until is not None:
             watched.suspect_until = None
@@ -243,6 +315,7 @@ class EquipmentWatch:
         the window is not announced (reconnect churn is not a fault)."""
         watched = self._devices.get(device_id)
         if watched is None:
+            self._relay(device_id, {"kind": "presence", "connected": connected})
             return
         if connected:
             if watched.suspect_until is not None:
@@ -260,6 +333,7 @@ class EquipmentWatch:
     async def on_heartbeat(self, device_id: str, status: str, readings: dict[str, float]) -> None:
         watched = self._devices.get(device_id)
         if watched is None:
+            self._relay(device_id, {"kind": "beat", "status": status, "readings": readings})
             return
         self._metrics.observations.labels("heartbeat", "yes" if status == "ok" else "no").inc()
         watched.readings = readings
@@ -269,7 +343,12 @@ class EquipmentWatch:
 
     def on_report(self, device_id: str, ok: bool, reason: str, *, branch_id: str) -> None:
         watched = self._devices.get(device_id)
-        if watched is None or watched.spec.branch_id != branch_id:
+        if watched is None:
+            spec = self._known.get(device_id)
+            if spec is not None and spec.branch_id == branch_id:
+                self._relay(device_id, {"kind": "report", "ok": ok, "reason": reason, "branch_id": branch_id})
+            return
+        if watched.spec.branch_id != branch_id:
             return
         transition = watched.health.report(ok, self._clock(), reason)
         if transition is not None:

@@ -203,8 +203,25 @@ def simulate() -> None:
     default=None,
     help="Bearer token for registering (env SMARTGYM_SIMULATOR_TOKEN).",
 )
-@click.option("--heartbeat", default=None, help="HOST:PORT of monitoring's heartbeat listener.")
+@click.option(
+    "--heartbeat",
+    default=None,
+    help="HOST:PORT of monitoring's heartbeat listener; more, comma-separated, are tried in turn on reconnect.",
+)
+@click.option(
+    "--heartbeats/--no-heartbeats",
+    default=True,
+    show_default=True,
+    help="Without: devices are registered ping-only and keep no heartbeat connection.",
+)
 @click.option("--branch", "branch_id", default="sim-branch", show_default=True)
+@click.option(
+    "--branches",
+    type=click.IntRange(1, 10_000),
+    default=1,
+    show_default=True,
+    help="Deal the devices over this many branches (BRANCH-000, BRANCH-001, …).",
+)
 @click.option("--kind", default="treadmill", show_default=True)
 @click.option(
     "--period",
@@ -223,7 +240,9 @@ def simulate_equipment(
     monitoring_url: str | None,
     token: str | None,
     heartbeat: str | None,
+    heartbeats: bool,
     branch_id: str,
+    branches: int,
     kind: str,
     period_s: int,
     control_port: int | None,
@@ -241,18 +260,24 @@ def simulate_equipment(
         script = [simulator.ScriptedFailure.parse(item) for item in failures]
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--fail") from exc
-    heartbeat_to = None
-    if heartbeat is not None:
-        host, _, heartbeat_port = heartbeat.rpartition(":")
+    addresses: list[tuple[str, int]] = []
+    for address in (heartbeat or "").split(","):
+        if not address:
+            continue
+        host, _, heartbeat_port = address.rpartition(":")
         if not host or not heartbeat_port.isdigit():
-            raise click.BadParameter("expected HOST:PORT", param_hint="--heartbeat")
-        heartbeat_to = (host, int(heartbeat_port))
+            raise click.BadParameter("expected HOST:PORT[,HOST:PORT…]", param_hint="--heartbeat")
+        addresses.append((host, int(heartbeat_port)))
+    heartbeat_to = addresses[0] if addresses else None
     asyncio.run(
         simulator.run(
             count=count,
             port=port,
             prefix=prefix,
             heartbeat_to=heartbeat_to,
+            heartbeat_alternates=tuple(addresses[1:]),
+            heartbeats=heartbeats,
+            branches=branches,
             monitoring_url=monitoring_url,
             bearer=token,
             branch_id=branch_id,

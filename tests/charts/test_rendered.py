@@ -142,7 +142,12 @@ def test_stateless_services_scale_and_survive_disruption(profile, renders):
     for name, deployment in deployments.items():
         component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
         spec = deployment["spec"]
-        if component in ("access", "monitoring"):  # they own devices: one pod, replaced, never scaled
+        sharded = any(
+            item["name"] == "SMARTGYM_MONITORING_SHARDS"
+            for container in spec["template"]["spec"]["containers"]
+            for item in container.get("env", [])
+        )
+        if component in ("access", "monitoring") and not sharded:  # they own devices: one pod, replaced, never scaled
             assert spec["strategy"]["type"] == "Recreate", name
             assert name not in hpas, name
             assert spec.get("replicas", 1) == 1, name
@@ -206,3 +211,23 @@ def test_a_chain_gets_one_access_pod_and_service_per_site(renders):
 def test_helm_refuses_a_search_backend_without_its_cluster():
     with pytest.raises(RuntimeError, match=r"externals\.elasticsearch\.url"):
         chart.render([], sets={"services.search.backend": "elasticsearch"})
+
+
+def test_monitoring_sharded_over_replicas_names_each_replica_and_spreads():
+    objects = chart.render(
+        [chart.CHART / "values.yaml"], {"services.monitoring.replicas": 3, "services.monitoring.shards": 64}
+    )
+    deployment = next(
+        obj for obj in objects if obj["kind"] == "Deployment" and obj["metadata"]["name"] == "smartgym-monitoring"
+    )
+    spec = deployment["spec"]
+    env = {item["name"]: item for item in spec["template"]["spec"]["containers"][0]["env"]}
+    assert spec["replicas"] == 3
+    assert env["SMARTGYM_MONITORING_SHARDS"]["value"] == "64"
+    assert env["SMARTGYM_MONITORING_REPLICA_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert spec.get("strategy", {}).get("type") != "Recreate"  # the leases keep one watcher per device
+    assert "topologySpreadConstraints" in spec["template"]["spec"]
+    assert any(
+        obj["kind"] == "PodDisruptionBudget" and obj["metadata"]["name"] == "smartgym-monitoring" for obj in objects
+    )
+    assert chart.schema_errors(objects) == []

@@ -71,8 +71,61 @@ async def test_every_device_is_checked_each_period_spread_out_and_bounded(device
     assert all(ok for n in range(60) for ok, _ in results[f"dev-{n}"])
     assert results["broken"][0] == (False, "status 500")
     assert results["hung"][0] == (False, "timeout")
-    assert results["gone"][0] == (False, "ClientConnectorError")
+    assert results["gone"][0] == (False, "connection refused")
     assert state["peak"] <= 8
     # Spread: the first round's checks are not bunched at the start of the period.
     first = sorted(times[0] for times in seen.values())
     assert first[-1] - first[0] > 0.3
+
+
+async def test_pings_reuse_one_connection_and_survive_a_device_closing_it_between_pings():
+    """Kept-open connections: many pings, few connections; a device that closes its idle
+    connection (its keep-alive ran out) costs a reconnect, not a failure; an answer that
+    is not HTTP is a failure that says so."""
+    connections = {"count": 0}
+
+    async def device(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections["count"] += 1
+        answered = 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if b"/garbage" in head:
+                    writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+                else:
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+                answered += 1
+                if b"/closing" in head and answered == 2:
+                    break  # hang up on an idle connection, as a device's keep-alive timeout does
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(device, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    results: dict[str, list[tuple[bool, str]]] = defaultdict(list)
+
+    def record(device_id: str, ok: bool, detail: str) -> None:
+        results[device_id].append((ok, detail))
+
+    pinger = Pinger(interval_s=0.1, timeout_s=0.5, concurrency=8, on_result=record, egress=LOOPBACK)
+    await pinger.start()
+    try:
+        pinger.set_target("steady", f"http://127.0.0.1:{port}/steady", "lab")
+        await asyncio.sleep(1.0)
+        steady_connections = connections["count"]
+        pinger.set_target("closing", f"http://127.0.0.1:{port}/closing", "lab")
+        pinger.set_target("garbage", f"http://127.0.0.1:{port}/garbage", "lab")
+        await asyncio.sleep(1.0)
+    finally:
+        await pinger.stop()
+        server.close()
+        await server.wait_closed()
+    assert len(results["steady"]) >= 5
+    assert all(ok for ok, _ in results["steady"])
+    assert steady_connections == 1
+    assert len(results["closing"]) >= 4
+    assert all(ok for ok, _ in results["closing"]), results["closing"]
+    assert results["garbage"][0] == (False, "malformed answer")
