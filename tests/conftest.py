@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.support.infra import PostgresDatabases, require_postgres, require_rabbitmq
+from tests.support.infra import RABBITMQ_URL, PostgresDatabases, require_postgres, require_rabbitmq
 
 
 @pytest.fixture
@@ -21,10 +21,34 @@ def postgres() -> Iterator[PostgresDatabases]:
     databases.drop_all()
 
 
+# Every namespace handed out in this session, for the sweep at its end.
+_NAMESPACES: set[str] = set()
+
+
 @pytest.fixture
 def namespace() -> str:
     """A bus namespace of this test's own: exchanges and queues never collide."""
-    return f"t{uuid.uuid4().hex[:10]}"
+    name = f"t{uuid.uuid4().hex[:10]}"
+    _NAMESPACES.add(name)
+    return name
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_broker_queues() -> Iterator[None]:
+    """Delete the queues of this session's namespaces that a test left behind. Each quorum
+    queue holds a few file handles in the broker; a few hundred left over exhausted a
+    broker started with the usual 1,024-file limit, which then accepted connections and
+    never answered them."""
+    yield
+    if not _NAMESPACES:
+        return
+    import asyncio
+    import contextlib
+
+    from tests.support.amqp import delete_queues_with_prefixes
+
+    with contextlib.suppress(Exception):  # housekeeping: never fails the run
+        asyncio.run(delete_queues_with_prefixes(RABBITMQ_URL, tuple(f"{name}." for name in _NAMESPACES)))
 
 
 @pytest.fixture

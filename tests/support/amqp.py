@@ -7,15 +7,32 @@ import subprocess
 import aio_pika
 
 
-def _queues_of(namespace: str) -> list[str]:
-    listing = subprocess.run(
+def _queue_names() -> list[str]:
+    return subprocess.run(
         ["rabbitmqctl", "list_queues", "name", "--quiet", "--no-table-headers"],
         check=True,
         capture_output=True,
         text=True,
         timeout=60,
     ).stdout.split()
-    return [name for name in listing if name.startswith(f"{namespace}.")]
+
+
+def _queues_of(namespace: str) -> list[str]:
+    return [name for name in _queue_names() if name.startswith(f"{namespace}.")]
+
+
+async def delete_queues_with_prefixes(url: str, prefixes: tuple[str, ...]) -> int:
+    """Delete every queue whose name starts with one of ``prefixes``; returns how many."""
+    doomed = [name for name in _queue_names() if name.startswith(prefixes)]
+    connection = await aio_pika.connect(url)
+    async with connection:
+        for queue in doomed:
+            channel = await connection.channel()  # a failed delete closes its channel
+            try:
+                await channel.queue_delete(queue)
+            except aio_pika.exceptions.AMQPError:
+                continue
+    return len(doomed)
 
 
 async def delete_namespace(url: str, namespace: str) -> None:
