@@ -51,6 +51,7 @@ async def test_signup_login_me_and_event_in_the_outbox(client, settings):
         "phone": None,
         "roles": ["customer"],
         "branches": [],
+        "identity_verified_at": None,
     }
     [(routing_key, body)] = outbox_rows(settings)
     assert routing_key == UserRegistered.routing_key()
