@@ -6,7 +6,15 @@ import 'leaflet/dist/leaflet.css';
 const COLOURS = { ok: '#1a7f37', degraded: '#9a6700', down: '#cf222e', unknown: '#6e7781', maintenance: '#0969da' };
 
 export function createMap(el, { tileUrl = '', attribution = '', center = [37.5, 127.0], zoom = 11 } = {}) {
-  const map = L.map(el, { zoomControl: true, attributionControl: Boolean(tileUrl) }).setView(center, zoom);
+  // No animations: a screen that leaves while a zoom is animating removes the map under
+  // Leaflet's pending frame (an uncaught '_leaflet_pos' error), and live screens redraw often.
+  const map = L.map(el, {
+    zoomControl: true,
+    attributionControl: Boolean(tileUrl),
+    zoomAnimation: false,
+    fadeAnimation: false,
+    markerZoomAnimation: false,
+  }).setView(center, zoom);
   if (tileUrl) L.tileLayer(tileUrl, { attribution, maxZoom: 19 }).addTo(map);
   else el.classList.add('no-tiles');
   const layer = L.layerGroup().addTo(map);
