@@ -20,6 +20,7 @@ never drops the message: it is retried, then parked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -125,6 +126,7 @@ class RabbitMQBus:
         self.topology = Topology(namespace, retry_delays_ms, delivery_limit)
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
+        self._publish_channel_renewed_at = 0.0
         self._consumers: dict[str, ServiceConsumer] = {}
         self._broadcast_channels: list[AbstractChannel] = []
         self._process_id = uuid.uuid4().hex[:12]
@@ -221,10 +223,37 @@ class RabbitMQBus:
         for message in messages:
             self._metrics.published.labels(event=message.routing_key).inc()
         self._metrics.publish_seconds.observe(time.perf_counter() - started)
+        if any(_is_broker_nack(failure) for failure in failures):
+            await self._renew_publish_channel(channel)
         if failures:
             raise PublishError(
                 f"{len(failures)} of {len(messages)} messages not confirmed: {failures[0]!r}"
             ) from failures[0]
+
+    async def _renew_publish_channel(self, nacked_on: aiormq.Channel) -> None:
+        # A channel that opened while a quorum queue's leader was being replaced keeps
+        # that queue's old leader and nacks every later publish, for as long as it lives
+        # (seen on RabbitMQ 3.10 after a node loss); a fresh channel asks for the new
+        # leader. Renewed at most once a second, and only while it is still the channel
+        # that nacked, so concurrent rounds seeing the same nacks replace it once.
+        publish_channel, connection = self._publish_channel, self._connection
+        if publish_channel is None or connection is None:
+            return
+        now = time.monotonic()
+        if now - self._publish_channel_renewed_at < 1.0:
+            return
+        with contextlib.suppress(aiormq.exceptions.ChannelInvalidStateError):
+            if await publish_channel.get_underlay_channel() is not nacked_on:
+                return
+        self._publish_channel_renewed_at = now
+        try:
+            self._publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        except (TimeoutError, aiormq.exceptions.AMQPError, ConnectionError) as exc:
+            log.warning("publish channel not renewed after broker nacks: %r", exc)
+            return
+        log.warning("broker nacked publishes: publish channel renewed")
+        with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, asyncio.TimeoutError, RuntimeError):
+            await publish_channel.close()
 
     async def _publish_one(self, channel: aiormq.Channel, message: OutgoingMessage) -> None:
         # aiormq directly, with wait=False: publishes pipeline on the channel instead of
@@ -347,3 +376,7 @@ async def _guarded(callback: Callable[[], Awaitable[None]]) -> None:
         await callback()
     except Exception:
         log.exception("reconnection callback failed")
+
+
+def _is_broker_nack(failure: BaseException) -> bool:
+    return isinstance(failure, aiormq.exceptions.DeliveryError) and isinstance(failure.frame, Basic.Nack)
