@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime
 from typing import Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
 from common.security import Role
 from contracts import ACCESS_HOURS_PATTERN
@@ -17,13 +18,47 @@ class Input(BaseModel):
 
 
 PHONE_PATTERN = r"^\+[1-9][0-9]{7,14}$"  # E.164
+# Numbers written the national way (a leading trunk 0) are Korean: the market we serve.
+NATIONAL_COUNTRY_CODE = "82"
+_PHONE_SEPARATORS = str.maketrans("", "", " -.()\u00a0")
+
+
+def e164(phone: str) -> str:
+    """A phone number as people write it, in E.164: separators dropped, a national
+    ``010-1234-5678`` becomes ``+821012345678``, and the trunk 0 that many keep after the
+    country code (``+82 010…``) goes. Anything else is returned as it is, for the pattern
+    to refuse."""
+    compact = phone.strip().translate(_PHONE_SEPARATORS)
+    prefix = f"+{NATIONAL_COUNTRY_CODE}0"
+    if compact.startswith(prefix):
+        return f"+{NATIONAL_COUNTRY_CODE}{compact[len(prefix) :]}"
+    if compact.startswith("0") and not compact.startswith("00"):
+        return f"+{NATIONAL_COUNTRY_CODE}{compact[1:]}"
+    return compact
 
 
 class Identified(Input):
-    """An email or an E.164 phone number, exactly one."""
+    """An email or a phone number, exactly one; the phone is kept in E.164, so one number
+    written two ways is one account."""
 
     email: EmailStr | None = Field(default=None, max_length=254)
-    phone: str | None = Field(default=None, pattern=PHONE_PATTERN)
+    phone: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=PHONE_PATTERN,
+        examples=["+821012345678", "010-1234-5678"],
+        description="E.164, or a Korean number as written (010-1234-5678)",
+    )
+
+    @field_validator("phone", mode="before")
+    @classmethod
+    def _to_e164(cls, value: object) -> object:
+        if isinstance(value, str) and len(value) <= 32:
+            normalised = e164(value)
+            if not re.fullmatch(PHONE_PATTERN, normalised):
+                raise ValueError("phone must be a number like 010-1234-5678 or +82 10 1234 5678")
+            return normalised
+        return value
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:

@@ -249,7 +249,35 @@ async def test_sign_up_and_log_in_with_a_phone_number(client):
     assert (await client.post("/login", json={"phone": "+821012345678", "password": PASSWORD})).status_code == 200
     both = await client.post("/signup", json={"phone": "+821012345679", "email": "x@example.com", "password": PASSWORD})
     assert both.status_code == 422
-    bad = await client.post("/signup", json={"phone": "010-1234-5678", "password": PASSWORD})
-    assert bad.status_code == 422
     duplicate = await client.post("/signup", json={"phone": "+821012345678", "password": PASSWORD})
     assert duplicate.status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        ("010-1234-5670", "+821012345670"),
+        ("010 1234 5670", "+821012345670"),
+        ("+82 10-1234-5670", "+821012345670"),
+        ("+82 (0)10 1234 5670", "+821012345670"),
+        ("+82 010 1234 5670", "+821012345670"),
+        ("02-123-4567", "+8221234567"),
+        ("+1 (415) 555-0100", "+14155550100"),
+    ],
+)
+async def test_a_phone_number_as_people_write_it_is_one_account_in_e164(client, written, stored):
+    created = await client.post("/signup", json={"phone": written, "password": PASSWORD})
+    assert created.status_code == 201, created.text
+    assert created.json()["phone"] == stored
+    # The same number, written the other way, signs in to it and cannot sign up again.
+    assert (await client.post("/login", json={"phone": stored, "password": PASSWORD})).status_code == 200
+    assert (await client.post("/signup", json={"phone": stored, "password": PASSWORD})).status_code == 409
+
+
+@pytest.mark.parametrize(
+    "written", ["010-12", "12345678", "00821012345678", "+82 10 abcd 5678", "tel:01012345678", "9" * 40]
+)
+async def test_a_phone_number_that_cannot_be_read_is_refused_with_the_reason(client, written):
+    refused = await client.post("/signup", json={"phone": written, "password": PASSWORD})
+    assert refused.status_code == 422, refused.text
+    assert "phone" in str(refused.json()["detail"])
