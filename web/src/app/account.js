@@ -1,7 +1,8 @@
-// The member's own account: identity check status, memberships, and face entry.
+// The member's own account: identity check, memberships, and face entry.
 import { h, clear, formatTime } from '../shared/dom.js';
 import { addDictionary, t, lang } from '../shared/i18n.js';
 import { EnrolSection } from './enrol.js';
+import { IdentitySection } from './identity.js';
 import { words } from './account.words.js';
 
 addDictionary(words);
@@ -13,24 +14,28 @@ export class AccountView {
   }
 
   async mount() {
-    const identity = h('p', { id: 'account-identity' }, '…');
-    const memberships = h('ul', { id: 'account-memberships', class: 'tasks' });
+    const identity = h('div', {});
+    this.memberships = h('ul', { id: 'account-memberships', class: 'tasks' });
     const face = h('div', {});
     clear(
       this.root,
-      h('section', { class: 'card' }, h('h2', {}, t('account.title')), h('p', { id: 'account-email', class: 'muted' }), identity),
-      h('section', { class: 'card' }, h('h2', {}, t('account.memberships')), memberships),
+      h('section', { class: 'card' }, h('h2', {}, t('account.title')), h('p', { id: 'account-email', class: 'muted' })),
+      identity,
+      h('section', { class: 'card' }, h('h2', {}, t('account.memberships')), this.memberships),
       face,
     );
     this.enrol = new EnrolSection(face, this.api);
-    const [me, list] = await Promise.all([this.api.get('/api/auth/me'), this.api.get('/api/auth/me/memberships'), this.enrol.mount()]);
+    this.identity = new IdentitySection(identity, this.api, { onVerified: () => this.showMemberships() });
+    const [me] = await Promise.all([this.showMemberships(), this.enrol.mount()]);
     this.root.querySelector('#account-email').textContent = me.email || me.phone || '';
-    identity.textContent = me.identity_verified_at
-      ? t('account.identity.done', { at: formatTime(me.identity_verified_at, lang()) })
-      : t('account.identity.none');
-    identity.dataset.verified = me.identity_verified_at ? 'true' : 'false';
+    this.identity.show(me);
+  }
+
+  // Memberships with what each still needs (an identity check, for some).
+  async showMemberships() {
+    const [me, list] = await Promise.all([this.api.get('/api/auth/me'), this.api.get('/api/auth/me/memberships')]);
     clear(
-      memberships,
+      this.memberships,
       (list || []).length
         ? list.map((item) =>
             h(
@@ -39,15 +44,15 @@ export class AccountView {
               h('strong', {}, item.branch_id || t('account.allbranches')),
               ` · ${t(`account.status.${item.status}`)} · `,
               t('account.until', { date: formatTime(item.valid_until, lang()) }),
-              item.requires_identity && !me.identity_verified_at ? h('p', { class: 'muted' }, t('account.needsidentity')) : null,
+              item.requires_identity && !me.identity_verified_at ? h('p', { class: 'muted needs-identity' }, t('account.needsidentity')) : null,
             ),
           )
         : h('li', { class: 'muted' }, t('pass.none')),
     );
+    return me;
   }
 
   unmount() {
     this.enrol?.unmount();
   }
 }
-

@@ -2,8 +2,6 @@
 export const words = {
   en: {
     'account.title': 'My account',
-    'account.identity.done': 'Identity checked on {at}.',
-    'account.identity.none': 'Identity not checked yet. Some memberships need it: check it at the counter or when you join online.',
     'account.memberships': 'Memberships',
     'account.allbranches': 'All branches',
     'account.until': 'until {date}',
@@ -15,8 +13,6 @@ export const words = {
   },
   ko: {
     'account.title': '내 계정',
-    'account.identity.done': '{at}에 본인 확인을 마쳤습니다.',
-    'account.identity.none': '아직 본인 확인을 하지 않았습니다. 일부 회원권은 본인 확인이 필요합니다. 카운터나 온라인 가입 시 확인하세요.',
     'account.memberships': '회원권',
     'account.allbranches': '전 지점',
     'account.until': '{date}까지',

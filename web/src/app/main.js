@@ -13,6 +13,7 @@ import { SearchView, showBranch } from './search.js';
 import { HelperView } from './helper.js';
 import { AccountView } from './account.js';
 import { InboxView, registerWrapperToken } from './inbox.js';
+import { showAuth } from './signin.js';
 // The charts' stylesheet is tiny; their code comes with the history, on demand.
 import 'uplot/dist/uPlot.min.css';
 import { RunView, RUN_SECTIONS, showShared } from './run/run.js';
@@ -37,60 +38,6 @@ if ('serviceWorker' in navigator) {
       document.documentElement.dataset.offlineReady = 'true';
     })
     .catch(() => {});
-}
-
-function showAuth() {
-  let mode = 'signin';
-  const email = h('input', { id: 'auth-email', type: 'email', autocomplete: 'username', required: true });
-  const password = h('input', { id: 'auth-password', type: 'password', autocomplete: 'current-password', required: true, minlength: 10 });
-  const message = h('p', { class: 'error', role: 'alert', id: 'auth-error' });
-  const title = h('h1', {});
-  const submit = h('button', { type: 'submit', class: 'primary', id: 'auth-submit' });
-  const toggle = h('button', { type: 'button', class: 'ghost', id: 'auth-toggle', onclick: () => { mode = mode === 'signin' ? 'signup' : 'signin'; paint(); } });
-  const labels = { email: h('label', { for: 'auth-email' }), password: h('label', { for: 'auth-password' }) };
-  const paint = () => {
-    title.textContent = t(mode === 'signin' ? 'auth.signin' : 'auth.signup');
-    submit.textContent = title.textContent;
-    toggle.textContent = t(mode === 'signin' ? 'auth.switch.signup' : 'auth.switch.signin');
-    labels.email.textContent = t('auth.email');
-    labels.password.textContent = t('auth.password');
-  };
-  const form = h(
-    'form',
-    {
-      class: 'card login',
-      onsubmit: async (event) => {
-        event.preventDefault();
-        message.textContent = '';
-        submit.disabled = true;
-        try {
-          if (mode === 'signup') {
-            try {
-              await api.post('/api/auth/signup', { email: email.value.trim(), password: password.value });
-            } catch (error) {
-              if (error.status === 409) throw Object.assign(new Error('taken'), { taken: true });
-              throw error;
-            }
-            message.textContent = t('auth.created');
-          }
-          await api.login(email.value.trim(), password.value);
-          route();
-        } catch (error) {
-          message.textContent = error.taken ? t('auth.taken') : error.reason === 'session' ? t('auth.wrong') : explain(error, t);
-        } finally {
-          submit.disabled = false;
-        }
-      },
-    },
-    h('div', { class: 'row' }, title, h('div', { class: 'spacer' }), languageButton()),
-    h('div', { class: 'field' }, labels.email, email),
-    h('div', { class: 'field' }, labels.password, password),
-    message,
-    submit,
-    toggle,
-  );
-  paint();
-  clear(root, h('main', { class: 'center' }, form));
 }
 
 function frame(section) {
@@ -151,7 +98,7 @@ async function route() {
       return;
     }
     api.setToken(null);
-    showAuth();
+    showAuth(root, api, () => route());
     return;
   }
   const main = frame(RUN_SECTIONS.includes(section) ? 'run' : section || 'pass');

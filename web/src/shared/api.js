@@ -146,8 +146,10 @@ export class Api {
     return this.request('DELETE', path, options);
   }
 
-  async login(email, password) {
-    const tokens = await this.request('POST', '/api/auth/login', { json: { email, password } });
+  // identifier: an email, or { email } / { phone } (auth takes exactly one).
+  async login(identifier, password) {
+    const who = typeof identifier === 'string' ? { email: identifier } : identifier;
+    const tokens = await this.request('POST', '/api/auth/login', { json: { ...who, password } });
     this.setToken(tokens.access_token, tokens.refresh_token ?? null);
     return tokens;
   }
