@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, R
 
 from access.access_log import LogQuery
 from access.decisions import Decision, UnknownGate
-from access.faces import FaceServiceUnavailable, ImageRejected
+from access.face_engine import FaceServiceUnavailable, ImageRejected
 from access.gates import Gate
 from access.idempotency import KEY_PATTERN, KeyReused, RequestKey
 from access.schemas import (
