@@ -56,20 +56,12 @@ def clean(data: bytes, *, max_bytes: int, max_pixels: int) -> CleanPhoto:
 
 
 def photo_store(settings: BranchOwnerSettings) -> ObjectStore:
-    location = S3Location(
+    location = S3Location.from_settings(
         bucket=settings.branch_photo_s3_bucket,
         region=settings.branch_photo_s3_region,
         endpoint=settings.branch_photo_s3_endpoint,
-        access_key_id=(
-            settings.branch_photo_s3_access_key_id.get_secret_value()
-            if settings.branch_photo_s3_access_key_id
-            else None
-        ),
-        secret_access_key=(
-            settings.branch_photo_s3_secret_access_key.get_secret_value()
-            if settings.branch_photo_s3_secret_access_key
-            else None
-        ),
+        access_key_id=settings.branch_photo_s3_access_key_id,
+        secret_access_key=settings.branch_photo_s3_secret_access_key,
     )
     return object_store(settings.branch_photo_store, directory=settings.photo_dir, s3=location, key_pattern=KEY_PATTERN)
 
