@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from common.events.bus import EventBus
 from common.events.inprocess import InProcessBus
@@ -176,21 +176,3 @@ def grouped(items: list[ParkedEvent]) -> list[ParkedEvent]:
         counts[item.parked_id] = counts.get(item.parked_id, 0) + 1
         first.setdefault(item.parked_id, item)
     return [replace(item, copies=counts[key]) for key, item in first.items()]
-
-
-def as_text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, str):
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, default=as_text, ensure_ascii=False)
-    return str(value)
-
-
-def as_count(value: Any, *, default: int) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return default

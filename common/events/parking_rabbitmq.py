@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import json
 import logging
 import re
 import uuid
@@ -45,8 +46,6 @@ from common.events.parking import (
     ParkedEvent,
     ReplayRefused,
     ServiceBacklog,
-    as_count,
-    as_text,
     detailed,
     grouped,
     parked_event,
@@ -258,7 +257,7 @@ class RabbitParkingLot:
 
         properties = message.header.properties
         headers = {key: value for key, value in (properties.headers or {}).items() if key not in _DROPPED_ON_REPLAY}
-        headers[REPLAYS_HEADER] = as_count(headers.get(REPLAYS_HEADER), default=0) + 1
+        headers[REPLAYS_HEADER] = _int(headers.get(REPLAYS_HEADER), default=0) + 1
         headers[REPLAYED_BY_HEADER] = requested_by[:200]
         try:
             confirmation = await channel.basic_publish(
@@ -396,31 +395,49 @@ def _rabbit_parked(service: str, message: Any) -> ParkedEvent:
     death = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
     reason = headers.get(ERROR_HEADER)
     if reason is None:
-        reason = f"dead-lettered by the broker: {as_text(death.get('reason', 'unknown'))}"
+        reason = f"dead-lettered by the broker: {_text(death.get('reason', 'unknown'))}"
     parked_at: datetime | None = None
-    at_ms = as_count(headers.get(PARKED_AT_HEADER), default=0)
+    at_ms = _int(headers.get(PARKED_AT_HEADER), default=0)
     if at_ms:
         parked_at = datetime.fromtimestamp(at_ms / 1000, tz=UTC)
     elif isinstance(death.get("time"), datetime):
         parked_at = death["time"].astimezone(UTC)
     keys = death.get("routing-keys")
-    fallback_key = as_text(keys[0]) if isinstance(keys, list) and keys else None
+    fallback_key = _text(keys[0]) if isinstance(keys, list) and keys else None
     return parked_event(
         service=service,
         parked_id=_parked_id(message),
         body=message.body,
-        reason=as_text(reason),
+        reason=_text(reason),
         parked_at=parked_at,
-        attempts=as_count(headers.get(ATTEMPT_HEADER), default=1) if ERROR_HEADER in headers else None,
-        replays=as_count(headers.get(REPLAYS_HEADER), default=0),
+        attempts=_int(headers.get(ATTEMPT_HEADER), default=1) if ERROR_HEADER in headers else None,
+        replays=_int(headers.get(REPLAYS_HEADER), default=0),
         fallback_routing_key=fallback_key,
     )
 
 
 def _rabbit_detail(service: str, message: Any) -> ParkedDetail:
     headers: Mapping[str, Any] = message.header.properties.headers or {}
-    shown = {str(key): as_text(value)[:HEADER_CHARS] for key, value in headers.items()}
+    shown = {str(key): _text(value)[:HEADER_CHARS] for key, value in headers.items()}
     return detailed(_rabbit_parked(service, message), body=message.body, headers=shown)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=_text, ensure_ascii=False)
+    return str(value)
+
+
+def _int(value: Any, *, default: int) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return default
 
 
 @functools.cache
