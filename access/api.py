@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -11,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, R
 
 from access.access_log import LogQuery
 from access.decisions import Decision, UnknownGate
-from access.faces import FaceServiceUnavailable, ImageRejected
+from access.face_engine import FaceServiceUnavailable, ImageRejected
 from access.gates import Gate
 from access.idempotency import KEY_PATTERN, KeyReused, RequestKey
 from access.schemas import (
@@ -83,6 +85,22 @@ def _decision(decision: Decision, response: Response | None = None) -> DecisionO
     )
 
 
+@contextlib.contextmanager
+def _facemodel_refusals() -> Iterator[None]:
+    """facemodel's refusals of a frame as the kiosk's answers."""
+    try:
+        yield
+    except ImageRejected as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason) from exc
+    except FaceServiceUnavailable as exc:
+        # The kiosk falls back to the QR reader; the member is not refused for our fault.
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "face recognition unavailable; use the QR code",
+            headers={"Retry-After": "5"},
+        ) from exc
+
+
 @router.post("/gates/{gate_id}/face")
 async def face_entry(
     gate_id: str,
@@ -103,19 +121,11 @@ async def face_entry(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "empty frame")
     retry = _request(key, gate_id=gate_id, principal=principal, method="face", payload=image)
     try:
-        decision = await service.face_entry(gate_id, image, content_type, started=started, request=retry)
-        return _decision(decision, response)
+        with _facemodel_refusals():
+            decision = await service.face_entry(gate_id, image, content_type, started=started, request=retry)
     except KeyReused as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, "Idempotency-Key already used for another request") from exc
-    except ImageRejected as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason) from exc
-    except FaceServiceUnavailable as exc:
-        # The kiosk falls back to the QR reader; the member is not refused for our fault.
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "face recognition unavailable; use the QR code",
-            headers={"Retry-After": "5"},
-        ) from exc
+    return _decision(decision, response)
 
 
 @router.post("/gates/{gate_id}/face-burst")
@@ -127,16 +137,8 @@ async def face_burst_entry(
     started = time.perf_counter()
     _gate_for(service, gate_id, principal, frozenset({Role.DEVICE}))
     frames = body.decoded()
-    try:
+    with _facemodel_refusals():
         decision = await service.face_entry(gate_id, frames[0], "image/jpeg", started=started, burst=frames)
-    except ImageRejected as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason) from exc
-    except FaceServiceUnavailable as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "face recognition unavailable; use the QR code",
-            headers={"Retry-After": "5"},
-        ) from exc
     return _decision(decision)
 
 

@@ -10,8 +10,11 @@ from prometheus_client import Gauge
 
 from access.api import router
 from access.events import AccessEvents
+from access.face_engine import FaceEngine
+from access.face_metrics import CacheMetrics
+from access.face_store import FACE_SEALING_PURPOSE
 from access.facemodel_client import UnixSocketFacemodel
-from access.faces import FACE_SEALING_PURPOSE, CacheMetrics, FaceCache, FaceEngine
+from access.faces import FaceCache
 from access.gates import Gate, SerialLine, build_gates
 from access.models import Base
 from access.passes import EntryPassChecker

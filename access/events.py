@@ -8,7 +8,8 @@ import binascii
 import logging
 
 from access.accounts import forget_member
-from access.faces import FaceCache, decayed, rank_key, version_at
+from access.face_store import decayed, rank_key, version_at
+from access.faces import FaceCache
 from access.models import FaceTombstone, FaceVector, MembershipCopy, VisitScore
 from common.crypto import InvalidTag, VectorSealer
 from common.events.bus import Subscriptions

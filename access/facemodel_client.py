@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ValidationError
 
-from access.faces import FaceServiceUnavailable, GalleryMissing, Identification, ImageRejected
+from access.face_engine import FaceServiceUnavailable, GalleryMissing, Identification, ImageRejected
 from common.breaker import AsyncCircuitBreaker, CircuitOpenError
 from common.http import ServiceClient, error_detail
 

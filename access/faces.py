@@ -17,92 +17,37 @@ late or replayed enrolments), whether facemodel is reachable or not; facemodel i
 told, and its galleries are reconciled against this store at start-up, after it comes
 back and periodically. A gallery match counts only if this store still holds the vector,
 so a vector facemodel kept while away cannot open the door in the meantime.
+
+The store's reads are in :mod:`access.face_store`, facemodel's interface in
+:mod:`access.face_engine`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import Protocol
 
 import numpy as np
-from cryptography.exceptions import InvalidTag
 from numpy.typing import NDArray
-from prometheus_client import Counter, Gauge
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from access.models import FaceTombstone, FaceVector, MembershipCopy, VisitScore
+from access.face_engine import FaceEngine, FaceServiceUnavailable, GalleryMissing, Identification
+from access.face_metrics import CacheMetrics
+from access.face_store import LOAD_CHUNK, FaceStore
 from access.rules import Reason
-from access.settings import AccessSettings
 from common.crypto import VectorSealer
 from common.db import Database
-from common.events.envelope import utc_now
-from common.observability import Metrics
-from common.sealing import reseal_rows
 
 log = logging.getLogger(__name__)
 
-LOAD_CHUNK = 2000
 # Never a branch's gallery name: "~" is not allowed in a branch id.
 CHAIN_GALLERY = "access~chain"
 # A chain match is checked against the store; the next ones stand in if the first was erased.
 CHAIN_CANDIDATES = 3
-# Fixed forever: vectors sealed under it must still open after an upgrade.
-FACE_SEALING_PURPOSE = b"smartgym-access-face-v1"
-
-
-class FaceServiceUnavailable(Exception):
-    """facemodel cannot be reached or failed."""
-
-
-class ImageRejected(Exception):
-    """The frame is not an image facemodel accepts (format, size, corrupt)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class GalleryMissing(Exception):
-    """facemodel does not hold this gallery (restarted, or nothing loaded yet)."""
-
-
-@dataclass(frozen=True)
-class Identification:
-    model: str
-    quality_ok: bool
-    quality_code: str | None
-    embedding: NDArray[np.float32] | None
-    best_subject: str | None
-    best_similarity: float | None
-    threshold: float
-    timings_ms: dict[str, float]
-    liveness_ok: bool | None = None  # None: a single frame, no liveness asked
-    liveness_code: str | None = None
-
-
-class FaceEngine(Protocol):
-    """What access needs from facemodel (over the pod-local Unix socket)."""
-
-    async def identify(self, gallery: str, image: bytes, content_type: str) -> Identification: ...
-    async def analyse(self, image: bytes, content_type: str) -> Identification: ...
-    async def identify_live(self, gallery: str | None, frames: Sequence[bytes]) -> Identification: ...
-    async def search(
-        self, gallery: str, space: str, probe: NDArray[np.float32], *, k: int = 1
-    ) -> list[tuple[str, float]]: ...
-    async def put_vectors(self, gallery: str, space: str, vectors: dict[str, NDArray[np.float32]]) -> None: ...
-    async def remove(self, gallery: str, subject: str) -> None: ...
-    async def subjects(self, gallery: str) -> set[str]: ...
-    async def embedding_space(self) -> str: ...
-    async def gallery_sizes(self) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True)
@@ -116,73 +61,8 @@ class FaceOutcome:
     detail: str | None = None  # what to fix, for poor quality ("too_dark", "face_turned", ...)
 
 
-class CacheMetrics:
-    def __init__(self, metrics: Metrics) -> None:
-        self.lookups = Counter(
-            "access_face_cache_lookups",
-            "Recognised faces by where they were found (hit: branch gallery; miss: cold store).",
-            ["result"],
-            registry=metrics.registry,
-        )
-        self.hit_ratio = Gauge(
-            "access_face_cache_hit_ratio", "Share of recognised faces found in the gallery.", registry=metrics.registry
-        )
-        self.gallery_size = Gauge(
-            "access_face_gallery_members", "Members in a branch's hot gallery.", ["branch"], registry=metrics.registry
-        )
-        self.miss_lookups = Counter(
-            "access_face_miss_lookups",
-            "Faces looked up past the branch gallery, by how (chain: facemodel's chain gallery; "
-            "scan: the sealed store read and decrypted, while the chain gallery is not complete).",
-            ["via"],
-            registry=metrics.registry,
-        )
-        self.chain_size = Gauge(
-            "access_face_chain_gallery_members", "Vectors in facemodel's chain gallery.", registry=metrics.registry
-        )
-        self.chain_ready = Gauge(
-            "access_face_chain_gallery_ready",
-            "1 while the chain gallery holds the whole store (misses are looked up there).",
-            registry=metrics.registry,
-        )
-        self.hits = 0
-        self.misses = 0
-
-    def record(self, hit: bool) -> None:
-        self.hits += hit
-        self.misses += not hit
-        self.lookups.labels("hit" if hit else "miss").inc()
-        self.hit_ratio.set(self.hits / (self.hits + self.misses))
-
-
 def gallery_name(branch_id: str) -> str:
     return f"access-{branch_id}"
-
-
-def version_at(moment: datetime) -> int:
-    """An enrolment version for a moment (auth's versions are epoch microseconds)."""
-    return int(moment.timestamp() * 1_000_000)
-
-
-def rank_key(score: float, at: datetime, *, half_life_days: float) -> float:
-    tau_s = half_life_days * 86_400 / math.log(2)
-    return math.log(score) + at.timestamp() / tau_s
-
-
-def decayed(score: float, since: datetime, now: datetime, *, half_life_days: float) -> float:
-    elapsed_s = max(0.0, (now - since).total_seconds())
-    return float(score * 0.5 ** (elapsed_s / (half_life_days * 86_400)))
-
-
-async def reseal_stored_faces(settings: AccessSettings) -> tuple[int, int]:
-    """Key rotation: every vector of the cold store re-sealed under the current biometric
-    sealing key. Returns (re-sealed, total); safe to run again after an interruption."""
-    database = Database(settings.database_url("access"))
-    try:
-        sealer = VectorSealer(settings.sealing_keys(), purpose=FACE_SEALING_PURPOSE)
-        return await reseal_rows(database, FaceVector, FaceVector.member_id, FaceVector.sealed, sealer)
-    finally:
-        await database.engine.dispose()
 
 
 class FaceCache:
@@ -198,9 +78,8 @@ class FaceCache:
         metrics: CacheMetrics,
         chain_gallery: bool = True,
     ) -> None:
-        self._database = database
+        self._store = FaceStore(database=database, sealer=sealer)
         self._engine = engine
-        self._sealer = sealer
         self.branches = sorted(branches)
         self._prefetch = prefetch
         self._near_miss_margin = near_miss_margin
@@ -255,9 +134,9 @@ class FaceCache:
     async def load(self, branch: str, prefetched: list[uuid.UUID] | None = None) -> None:
         if self.space is None:
             self.space = await self._engine.embedding_space()
-        members = await self._branch_members(branch)
+        members = await self._store.branch_members(branch)
         wanted = members | set(prefetched if prefetched is not None else await self._top_visitors())
-        found = await self._vectors(wanted)
+        found = await self._store.vectors(wanted, space=self.space)
         self.hot[branch] = set()
         for start in range(0, len(found), LOAD_CHUNK):
             await self._hold(branch, dict(found[start : start + LOAD_CHUNK]))
@@ -292,7 +171,7 @@ class FaceCache:
             log.warning("vector for %s is in %s, facemodel serves %s; kept cold only", member_id, space, self.space)
             return
         await self._chain_put(member_id, vector)
-        homes = await self._home_branches(session, member_id)
+        homes = await self._store.home_branches(session, member_id)
         for branch in self.branches:
             if branch in homes or member_id in self.hot[branch]:
                 await self._hold(branch, {member_id: vector})
@@ -341,20 +220,12 @@ class FaceCache:
     async def clear_erased(self) -> None:
         """Remove every erased-but-not-yet-cleared member from every gallery, then mark
         their tombstones cleared. Safe to repeat; raises if facemodel is unreachable."""
-        async with self._database.sessions() as session:
-            pending = set(
-                await session.scalars(select(FaceTombstone.member_id).where(FaceTombstone.galleries_cleared.is_(False)))
-            )
+        pending = await self._store.uncleared_erasures()
         for member_id in pending:
             for gallery in self._galleries():
                 await self._engine.remove(gallery, str(member_id))
         if pending:
-            async with self._database.transaction() as session:
-                await session.execute(
-                    update(FaceTombstone)
-                    .where(FaceTombstone.member_id.in_(pending), FaceTombstone.galleries_cleared.is_(False))
-                    .values(galleries_cleared=True)
-                )
+            await self._store.mark_cleared(pending)
             log.info("erasures applied in facemodel: %d", len(pending))
         self.erasing_members -= pending
 
@@ -363,8 +234,7 @@ class FaceCache:
         across an erasure it never heard of (it was away, or access's erase event was
         parked) goes now. Start-up, and periodic."""
         await self.clear_erased()
-        async with self._database.sessions() as session:
-            held = {str(member_id) for member_id in await session.scalars(select(FaceVector.member_id))}
+        held = await self._store.held_subjects()
         for branch in self.branches:
             stale = await self._engine.subjects(gallery_name(branch)) - held
             for subject in stale:
@@ -381,12 +251,11 @@ class FaceCache:
         first: a member enrolled or erased between the two reads is then put or removed as
         the store says."""
         subjects = await self._engine.subjects(CHAIN_GALLERY)
-        async with self._database.sessions() as session:
-            held = {str(member_id) for member_id in await session.scalars(select(FaceVector.member_id))}
+        held = await self._store.held_subjects()
         for subject in subjects - held:
             await self._engine.remove(CHAIN_GALLERY, subject)
         missing = {uuid.UUID(subject) for subject in held - subjects} - self.erasing_members
-        found = await self._vectors(missing)
+        found = await self._store.vectors(missing, space=self.space)
         for start in range(0, len(found), LOAD_CHUNK):
             await self._engine.put_vectors(
                 CHAIN_GALLERY,
@@ -445,20 +314,11 @@ class FaceCache:
         self.chain = set()
         after: uuid.UUID | None = None
         while True:
-            async with self._database.sessions() as session:
-                query = (
-                    select(FaceVector.member_id, FaceVector.sealed)
-                    .where(FaceVector.embedding_space == space)
-                    .order_by(FaceVector.member_id)
-                    .limit(LOAD_CHUNK)
-                )
-                if after is not None:
-                    query = query.where(FaceVector.member_id > after)
-                page = [(member_id, sealed) for member_id, sealed in await session.execute(query)]
+            page = await self._store.page(space=space, after=after)
             if not page:
                 break
             after = page[-1][0]
-            opened = await asyncio.to_thread(self._open_all, page)
+            opened = await asyncio.to_thread(self._store.open_all, page)
             vectors = {
                 member_id: vector
                 for member_id, vector in opened
@@ -520,22 +380,16 @@ class FaceCache:
         return None, -1.0
 
     async def _remember_pending_erasures(self) -> None:
-        async with self._database.sessions() as session:
-            self.erasing_members |= set(
-                await session.scalars(select(FaceTombstone.member_id).where(FaceTombstone.galleries_cleared.is_(False)))
-            )
+        self.erasing_members |= await self._store.uncleared_erasures()
 
     async def _still_held(self, member_id: uuid.UUID) -> bool:
         """Whether this store still holds the member's vector (one primary-key read)."""
         if member_id in self.erasing_members:
             return False
-        async with self._database.sessions() as session:
-            return (
-                await session.scalar(select(FaceVector.member_id).where(FaceVector.member_id == member_id)) is not None
-            )
+        return await self._store.holds(member_id)
 
     async def membership_changed(self, session: AsyncSession, member_id: uuid.UUID) -> None:
-        homes = await self._home_branches(session, member_id)
+        homes = await self._store.home_branches(session, member_id)
         missing = [branch for branch in self.branches if branch in homes and member_id not in self.hot[branch]]
         for branch in missing:
             await self._promote(branch, [member_id], session)
@@ -615,7 +469,7 @@ class FaceCache:
                 timings["chain_search"] = round((time.perf_counter() - started) * 1000, 2)
                 return found
         self.metrics.miss_lookups.labels("scan").inc()
-        found = await self._cold_search(branch, probe)
+        found = await self._store.nearest(probe, space=self.space, skip=self.hot.get(branch, set()))
         timings["cold_search"] = round((time.perf_counter() - started) * 1000, 2)
         return found
 
@@ -629,13 +483,9 @@ class FaceCache:
             raise FaceServiceUnavailable("facemodel's embedding space is not known yet")
         return self.space
 
-    def _open_all(self, rows: list[tuple[uuid.UUID, bytes]]) -> list[tuple[uuid.UUID, NDArray[np.float32]]]:
-        opened = ((member_id, self._open(member_id, sealed)) for member_id, sealed in rows)
-        return [(member_id, vector) for member_id, vector in opened if vector is not None]
-
     async def _promote(self, branch: str, members: list[uuid.UUID], session: AsyncSession | None = None) -> None:
         if members and self.space is not None:
-            await self._hold(branch, dict(await self._vectors(set(members), session)))
+            await self._hold(branch, dict(await self._store.vectors(set(members), space=self.space, session=session)))
 
     async def _hold(self, branch: str, vectors: dict[uuid.UUID, NDArray[np.float32]]) -> None:
         """Put ``vectors`` into the branch gallery and remember that it holds them."""
@@ -647,107 +497,5 @@ class FaceCache:
         self.hot[branch].update(vectors)
         self.metrics.gallery_size.labels(branch).set(len(self.hot[branch]))
 
-    async def _cold_search(self, branch: str, probe: NDArray[np.float32]) -> tuple[uuid.UUID | None, float]:
-        """The miss path: every stored vector not in the branch gallery, brute force. It
-        costs a full read of the store — which is why the gallery pre-fetches."""
-        hot = self.hot.get(branch, set())
-        unit = probe / max(float(np.linalg.norm(probe)), 1e-12)
-        best_member: uuid.UUID | None = None
-        best = -1.0
-        async with self._database.sessions() as session:
-            rows = await session.stream(
-                select(FaceVector.member_id, FaceVector.sealed).where(FaceVector.embedding_space == self.space)
-            )
-            async for chunk in rows.partitions(LOAD_CHUNK):
-                candidates = [(member_id, sealed) for member_id, sealed in chunk if member_id not in hot]
-                if not candidates:
-                    continue
-                members, matrix = self._unseal_matrix(candidates, unit.shape[0])
-                if not members:
-                    continue
-                scores = matrix @ unit
-                index = int(np.argmax(scores))
-                if float(scores[index]) > best:
-                    best, best_member = float(scores[index]), members[index]
-        return best_member, best
-
-    def _unseal_matrix(
-        self, rows: list[tuple[uuid.UUID, bytes]], dimension: int
-    ) -> tuple[list[uuid.UUID], NDArray[np.float32]]:
-        members: list[uuid.UUID] = []
-        vectors: list[NDArray[np.float32]] = []
-        for member_id, sealed in rows:
-            vector = self._open(member_id, sealed)
-            if vector is None or vector.shape[0] != dimension:
-                continue
-            members.append(member_id)
-            vectors.append(vector / max(float(np.linalg.norm(vector)), 1e-12))
-        return members, np.vstack(vectors) if vectors else np.zeros((0, dimension), np.float32)
-
-    def _open(self, member_id: uuid.UUID, sealed: bytes) -> NDArray[np.float32] | None:
-        try:
-            return self._sealer.open(member_id, sealed)
-        except (InvalidTag, ValueError):
-            log.error("sealed face vector of %s does not open; skipped", member_id)
-            return None
-
-    async def _vectors(
-        self, members: set[uuid.UUID], session: AsyncSession | None = None
-    ) -> list[tuple[uuid.UUID, NDArray[np.float32]]]:
-        found: list[tuple[uuid.UUID, NDArray[np.float32]]] = []
-        ordered = sorted(members)
-        async with self._reading(session) as session:
-            for start in range(0, len(ordered), LOAD_CHUNK):
-                rows = await session.execute(
-                    select(FaceVector.member_id, FaceVector.sealed).where(
-                        FaceVector.member_id.in_(ordered[start : start + LOAD_CHUNK]),
-                        FaceVector.embedding_space == self.space,
-                    )
-                )
-                for member_id, sealed in rows:
-                    vector = self._open(member_id, sealed)
-                    if vector is not None:
-                        found.append((member_id, vector))
-        return found
-
-    async def _branch_members(self, branch: str) -> set[uuid.UUID]:
-        """Members of this branch whose membership has not long lapsed: the people most
-        likely to walk in. Chain-wide members come in by visit ranking (or a first miss):
-        putting them all in every gallery would make each gallery the whole chain."""
-        horizon = utc_now() - timedelta(days=30)
-        async with self._database.sessions() as session:
-            rows = await session.scalars(
-                select(MembershipCopy.member_id).where(
-                    MembershipCopy.branch_id == branch,
-                    MembershipCopy.status.in_(("active", "paused")),
-                    MembershipCopy.valid_until > horizon,
-                )
-            )
-            return set(rows)
-
-    @contextlib.asynccontextmanager
-    async def _reading(self, session: AsyncSession | None) -> AsyncIterator[AsyncSession]:
-        if session is not None:
-            yield session
-            return
-        async with self._database.sessions() as own:
-            yield own
-
-    async def _home_branches(self, session: AsyncSession, member_id: uuid.UUID) -> set[str]:
-        rows = (
-            await session.scalars(
-                select(MembershipCopy.branch_id).where(
-                    MembershipCopy.member_id == member_id, MembershipCopy.status.in_(("active", "paused"))
-                )
-            )
-        ).all()
-        return {branch for branch in rows if branch is not None}
-
     async def _top_visitors(self) -> list[uuid.UUID]:
-        if self._prefetch == 0:
-            return []
-        async with self._database.sessions() as session:
-            rows = await session.scalars(
-                select(VisitScore.member_id).order_by(VisitScore.rank_key.desc()).limit(self._prefetch)
-            )
-            return list(rows)
+        return await self._store.top_visitors(self._prefetch)

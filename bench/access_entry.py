@@ -49,7 +49,7 @@ import httpx
 import numpy as np
 from sqlalchemy import create_engine, insert
 
-from access.faces import rank_key
+from access.face_store import rank_key
 from access.models import FaceVector, MembershipCopy
 from access.settings import AccessSettings
 from bench._common import (

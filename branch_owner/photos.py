@@ -9,36 +9,28 @@ orphan object nobody links to, never a row without its photo. A delete removes t
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 import uuid
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from branch_owner.models import Branch, BranchPhoto
 from branch_owner.profiles import TooManyPhotos, photos_of, publish
 from branch_owner.settings import BranchOwnerSettings
 from common.db import Database
 from common.events.envelope import utc_now
+from common.images import ImageRefused, decode, encode, storable
 from common.kernel import ServiceKernel
 from common.objectstore import ObjectNotFound, ObjectStore, S3Location, object_store
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}/[0-9a-f-]{36}\.jpg$")
 # Large enough for a sharp picture on a member's tablet, small enough to serve to many.
 LONGEST_SIDE = 2048
-FORMATS = {"JPEG": b"\xff\xd8\xff", "PNG": b"\x89PNG\r\n\x1a\n", "WEBP": b"RIFF"}
+FORMATS = ("JPEG", "PNG", "WEBP")
+MIN_SIDE = 64
 
-
-class PhotoRefused(ValueError):
-    """Not a photo we keep; ``reason`` says why, ``status`` is the HTTP answer."""
-
-    def __init__(self, reason: str, *, status: int = 422) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
+# The kernel's refusal (``reason`` says why, ``status`` is the HTTP answer).
+PhotoRefused = ImageRefused
 
 
 class NoSuchBranch(Exception):
@@ -53,62 +45,23 @@ class CleanPhoto:
     sha256: str
 
 
-def _sniff(data: bytes) -> str | None:
-    for kind, magic in FORMATS.items():
-        if data.startswith(magic) and (kind != "WEBP" or data[8:12] == b"WEBP"):
-            return kind
-    return None
-
-
 def clean(data: bytes, *, max_bytes: int, max_pixels: int) -> CleanPhoto:
     """Check one upload (format by content, size, pixels, that it decodes) and re-encode
     it as JPEG without metadata, at most LONGEST_SIDE on its longest side."""
-    if not data:
-        raise PhotoRefused("empty file")
-    if len(data) > max_bytes:
-        raise PhotoRefused(f"photo of {len(data)} bytes exceeds the limit of {max_bytes}", status=413)
-    kind = _sniff(data)
-    if kind is None:
-        raise PhotoRefused("not a JPEG, PNG or WebP image", status=415)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            opened = Image.open(io.BytesIO(data))
-            if opened.format != kind:
-                raise PhotoRefused("the file's content does not match its format")
-            if opened.width * opened.height > max_pixels:
-                raise PhotoRefused(f"photo of {opened.width}x{opened.height} pixels is too large", status=413)
-            if min(opened.width, opened.height) < 64:
-                raise PhotoRefused(f"photo of {opened.width}x{opened.height} pixels is too small (64 at least)")
-            image = ImageOps.exif_transpose(opened)
-            image.load()
-    except PhotoRefused:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as exc:
-        raise PhotoRefused("the image cannot be decoded (damaged or truncated)") from exc
-    image = image.convert("RGB")
+    decoded = decode(data, formats=FORMATS, max_bytes=max_bytes, max_pixels=max_pixels, min_side=MIN_SIDE)
+    image = storable(decoded.image, kind="JPEG")
     image.thumbnail((LONGEST_SIDE, LONGEST_SIDE))
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=85, optimize=True)
-    encoded = out.getvalue()
+    encoded = encode(image, kind="JPEG", quality=85, optimize=True)
     return CleanPhoto(encoded, image.width, image.height, hashlib.sha256(encoded).hexdigest())
 
 
 def photo_store(settings: BranchOwnerSettings) -> ObjectStore:
-    location = S3Location(
+    location = S3Location.from_settings(
         bucket=settings.branch_photo_s3_bucket,
         region=settings.branch_photo_s3_region,
         endpoint=settings.branch_photo_s3_endpoint,
-        access_key_id=(
-            settings.branch_photo_s3_access_key_id.get_secret_value()
-            if settings.branch_photo_s3_access_key_id
-            else None
-        ),
-        secret_access_key=(
-            settings.branch_photo_s3_secret_access_key.get_secret_value()
-            if settings.branch_photo_s3_secret_access_key
-            else None
-        ),
+        access_key_id=settings.branch_photo_s3_access_key_id,
+        secret_access_key=settings.branch_photo_s3_secret_access_key,
     )
     return object_store(settings.branch_photo_store, directory=settings.photo_dir, s3=location, key_pattern=KEY_PATTERN)
 

@@ -98,14 +98,12 @@ class ModelInstanceSettings(PlatformSettings):
     )
 
     def pack_store(self) -> ObjectStore:
-        location = S3Location(
+        location = S3Location.from_settings(
             bucket=self.model_s3_bucket,
             region=self.model_s3_region,
             endpoint=self.model_s3_endpoint,
-            access_key_id=self.model_s3_access_key_id.get_secret_value() if self.model_s3_access_key_id else None,
-            secret_access_key=(
-                self.model_s3_secret_access_key.get_secret_value() if self.model_s3_secret_access_key else None
-            ),
+            access_key_id=self.model_s3_access_key_id,
+            secret_access_key=self.model_s3_secret_access_key,
         )
         # The registry's default place in one box (mlops writes it, instances read it).
         directory = self.model_store_dir or self.data_dir / "model-packs"

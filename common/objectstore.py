@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from pydantic import SecretStr
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -42,6 +44,26 @@ class S3Location:
     endpoint: str | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        *,
+        bucket: str,
+        region: str,
+        endpoint: str | None,
+        access_key_id: SecretStr | None,
+        secret_access_key: SecretStr | None,
+    ) -> S3Location:
+        """From a service's settings, which hold the credentials as secrets (unset: the
+        pod's role or the default credential chain)."""
+        return cls(
+            bucket=bucket,
+            region=region,
+            endpoint=endpoint,
+            access_key_id=access_key_id.get_secret_value() if access_key_id else None,
+            secret_access_key=secret_access_key.get_secret_value() if secret_access_key else None,
+        )
 
 
 class _KeyChecked:

@@ -9,27 +9,20 @@ kept beside it, because the judge uses it.
 from __future__ import annotations
 
 import hashlib
-import io
-import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import imagehash
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+
+from common.images import ImageRefused, decode, encode, storable
 
 FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png")}
-HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"heim", b"heis")
 EXIF_IFD = 0x8769
 DATETIME_ORIGINAL, OFFSET_TIME_ORIGINAL, DATETIME = 0x9003, 0x9011, 0x0132
 
-
-class PhotoRefused(ValueError):
-    """The upload is not a photo we keep; ``reason`` is for the helper's app to show."""
-
-    def __init__(self, reason: str, *, status: int = 422) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status  # 413 too large, 415 wrong format, 422 otherwise
+# The kernel's refusal (``reason`` for the helper's app to show, ``status`` the HTTP answer).
+PhotoRefused = ImageRefused
 
 
 @dataclass(frozen=True)
@@ -44,53 +37,13 @@ class CleanPhoto:
     phash: int  # 64-bit perceptual hash as a signed integer (fits BIGINT)
 
 
-def sniff(data: bytes) -> str | None:
-    """The container format by its magic bytes: "JPEG", "PNG", "HEIF" or None."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if len(data) >= 12 and data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
-        return "HEIF"
-    return None
-
-
 def clean(data: bytes, *, max_bytes: int, max_pixels: int, local_tz: tzinfo | None = None) -> CleanPhoto:
     """Validate, read the capture time, strip metadata and hash one uploaded photo."""
-    if not data:
-        raise PhotoRefused("empty file")
-    if len(data) > max_bytes:
-        raise PhotoRefused(f"photo of {len(data)} bytes exceeds the limit of {max_bytes}", status=413)
-    kind = sniff(data)
-    if kind == "HEIF":
-        raise PhotoRefused("HEIC/HEIF photos are not accepted: set the camera to 'most compatible' (JPEG)", status=415)
-    if kind is None:
-        raise PhotoRefused("not a JPEG or PNG image", status=415)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            opened = Image.open(io.BytesIO(data))
-            if opened.format != kind:
-                raise PhotoRefused("the file's content does not match its format")
-            if opened.width * opened.height > max_pixels:
-                raise PhotoRefused(f"photo of {opened.width}x{opened.height} pixels is too large", status=413)
-            captured_at = _capture_time(opened, local_tz or UTC)
-            image = ImageOps.exif_transpose(opened)  # keep what the camera meant as "up"
-            image.load()
-    except PhotoRefused:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise PhotoRefused(f"the image cannot be decoded: {type(exc).__name__}") from exc
-    except Image.DecompressionBombWarning as exc:
-        raise PhotoRefused("photo is too large when decoded", status=413) from exc
-    content_type, extension = FORMATS[kind]
-    pixels = image.convert("RGB") if kind == "JPEG" or image.mode not in ("RGB", "RGBA", "L") else image
-    out = io.BytesIO()
-    if kind == "JPEG":
-        pixels.save(out, format="JPEG", quality=90)
-    else:
-        pixels.save(out, format="PNG", optimize=False)
-    clean_bytes = out.getvalue()
+    decoded = decode(data, formats=FORMATS, max_bytes=max_bytes, max_pixels=max_pixels)
+    captured_at = _capture_time(decoded.exif, local_tz or UTC)
+    content_type, extension = FORMATS[decoded.kind]
+    pixels = storable(decoded.image, kind=decoded.kind)
+    clean_bytes = encode(pixels, kind=decoded.kind, quality=90)
     return CleanPhoto(
         data=clean_bytes,
         content_type=content_type,
@@ -112,9 +65,8 @@ def hamming(a: int, b: int) -> int:
     return ((a ^ b) & 0xFFFF_FFFF_FFFF_FFFF).bit_count()
 
 
-def _capture_time(image: Image.Image, local_tz: tzinfo) -> datetime | None:
+def _capture_time(exif: Image.Exif, local_tz: tzinfo) -> datetime | None:
     """DateTimeOriginal (with its offset when the camera wrote one), else DateTime."""
-    exif = image.getexif()
     if not exif:
         return None
     details = exif.get_ifd(EXIF_IFD)

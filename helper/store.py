@@ -15,15 +15,11 @@ PhotoStore = ObjectStore
 
 
 def photo_store(settings: HelperSettings) -> PhotoStore:
-    location = S3Location(
+    location = S3Location.from_settings(
         bucket=settings.helper_s3_bucket,
         region=settings.helper_s3_region,
         endpoint=settings.helper_s3_endpoint,
-        access_key_id=(
-            settings.helper_s3_access_key_id.get_secret_value() if settings.helper_s3_access_key_id else None
-        ),
-        secret_access_key=(
-            settings.helper_s3_secret_access_key.get_secret_value() if settings.helper_s3_secret_access_key else None
-        ),
+        access_key_id=settings.helper_s3_access_key_id,
+        secret_access_key=settings.helper_s3_secret_access_key,
     )
     return object_store(settings.helper_photo_store, directory=settings.photo_dir, s3=location, key_pattern=KEY_PATTERN)

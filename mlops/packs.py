@@ -26,14 +26,12 @@ def pack_key(family: str, version: str, name: str) -> str:
 
 
 def _location(settings: MlopsSettings, bucket: str) -> S3Location:
-    return S3Location(
+    return S3Location.from_settings(
         bucket=bucket,
         region=settings.mlops_s3_region,
         endpoint=settings.mlops_s3_endpoint,
-        access_key_id=settings.mlops_s3_access_key_id.get_secret_value() if settings.mlops_s3_access_key_id else None,
-        secret_access_key=(
-            settings.mlops_s3_secret_access_key.get_secret_value() if settings.mlops_s3_secret_access_key else None
-        ),
+        access_key_id=settings.mlops_s3_access_key_id,
+        secret_access_key=settings.mlops_s3_secret_access_key,
     )
 
 

@@ -10,9 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 
 from common.api import require_roles
-from common.events.parking import BusUnavailable, NotParked, ParkedEvent, ParkingLot, ReplayRefused
+from common.events.parking import BusUnavailable, NotParked, ParkedDetail, ParkedEvent, ParkingLot, ReplayRefused
 from common.security import Principal, Role
-from monitoring.schemas import BacklogOut, ParkedDetailOut, ParkedOut, ReplayAllIn, ReplayedOut
+from monitoring.schemas import BacklogOut, ReplayAllIn, ReplayedOut
 
 router = APIRouter(prefix="/v1/bus")
 
@@ -60,13 +60,6 @@ def _unavailable(exc: BusUnavailable) -> HTTPException:
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"event bus unavailable: {exc}", headers=RETRY_AFTER)
 
 
-def _out(item: ParkedEvent) -> ParkedOut:
-    fields = asdict(item)
-    for detail in ("headers", "payload", "truncated"):
-        fields.pop(detail)
-    return ParkedOut(**fields)
-
-
 @router.get("/backlog")
 async def backlog(_: Operator, operations: Operations) -> BacklogOut:
     """Per service: messages waiting, consumers, messages in back-off, messages parked."""
@@ -87,20 +80,20 @@ async def parked(
     operations: Operations,
     service: Annotated[str | None, Query(pattern=SERVICE_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> list[ParkedOut]:
+) -> list[ParkedEvent]:
     """Parked messages, oldest first per service (one service, or every one)."""
     lot = _lot(operations, service)
-    found: list[ParkedOut] = []
+    found: list[ParkedEvent] = []
     try:
         for name in [service] if service is not None else operations.services():
-            found.extend(_out(item) for item in await lot.parked(service=name, limit=limit))
+            found.extend(await lot.parked(service=name, limit=limit))
     except BusUnavailable as exc:
         raise _unavailable(exc) from exc
     return found[:limit]
 
 
 @router.get("/parked/{service}/{parked_id}")
-async def inspect(_: Operator, operations: Operations, service: ServiceName, parked_id: ParkedId) -> ParkedDetailOut:
+async def inspect(_: Operator, operations: Operations, service: ServiceName, parked_id: ParkedId) -> ParkedDetail:
     """One parked message with its headers and payload."""
     lot = _lot(operations, service)
     try:
@@ -109,11 +102,11 @@ async def inspect(_: Operator, operations: Operations, service: ServiceName, par
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     except BusUnavailable as exc:
         raise _unavailable(exc) from exc
-    return ParkedDetailOut.model_validate(asdict(item))
+    return item
 
 
 @router.post("/parked/{service}/{parked_id}/replay")
-async def replay(principal: Operator, operations: Operations, service: ServiceName, parked_id: ParkedId) -> ParkedOut:
+async def replay(principal: Operator, operations: Operations, service: ServiceName, parked_id: ParkedId) -> ParkedEvent:
     """Hand one parked message back to its service's queue, once: a second request for the
     same message answers 404."""
     lot = _lot(operations, service)
@@ -125,7 +118,7 @@ async def replay(principal: Operator, operations: Operations, service: ServiceNa
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except BusUnavailable as exc:
         raise _unavailable(exc) from exc
-    return _out(item)
+    return item
 
 
 @router.post("/parked/{service}/replay")
@@ -141,4 +134,4 @@ async def replay_all(
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except BusUnavailable as exc:
         raise _unavailable(exc) from exc
-    return ReplayedOut(replayed=[_out(item) for item in items])
+    return ReplayedOut(replayed=items)

@@ -1,10 +1,14 @@
-"""monitoring's request and response bodies for the event bus's backlog and parking lot."""
+"""monitoring's request and response bodies for the event bus's backlog and parking lot.
+
+A parked message is answered as the kernel's ``ParkedEvent`` (a listing, a replay) or
+``ParkedDetail`` (an inspection) as it stands: those are already what an operator sees.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, ConfigDict, Field
+
+from common.events.parking import ParkedEvent
 
 
 class ServiceBacklogOut(BaseModel):
@@ -24,28 +28,6 @@ class BacklogOut(BaseModel):
     unrouted: int | None = Field(description="Events no service is bound for (kept for inspection).")
 
 
-class ParkedOut(BaseModel):
-    service: str
-    parked_id: str
-    reason: str
-    event_name: str | None
-    event_version: int | None
-    event_id: str | None
-    routing_key: str | None
-    parked_at: datetime | None
-    attempts: int | None
-    replays: int
-    copies: int
-    size: int
-    preview: str
-
-
-class ParkedDetailOut(ParkedOut):
-    headers: dict[str, str]
-    payload: str
-    truncated: bool
-
-
 class ReplayAllIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -53,4 +35,4 @@ class ReplayAllIn(BaseModel):
 
 
 class ReplayedOut(BaseModel):
-    replayed: list[ParkedOut]
+    replayed: list[ParkedEvent]

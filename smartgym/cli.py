@@ -129,7 +129,7 @@ def rotate_keys(service: str) -> None:
     """Re-seal stored face vectors under the current biometric sealing key
     (SMARTGYM_BIOMETRIC_SEALING_KEY_ID). Older keys keep opening values until this has
     run on every auth and access database; then they may leave SMARTGYM_BIOMETRIC_SEALING_KEYS."""
-    from access.faces import reseal_stored_faces as reseal_access
+    from access.face_store import reseal_stored_faces as reseal_access
     from access.settings import AccessSettings
     from auth.faces import reseal_stored_faces as reseal_auth
     from auth.settings import AuthSettings

@@ -1,82 +1,25 @@
 """The bus's backlog and parking lot, for operators: what waits in each service's queue,
 which messages were parked and why, and a replay that hands one back to its service.
 
-On RabbitMQ everything goes through the broker protocol on short channels of the bus's
-own connection (docs/adr/0046-bus-backlog-and-parking-lot-through-the-broker-protocol.md):
-passive ``queue.declare`` reads a queue's ready count and consumers; a short-lived
-consumer with manual acks (its prefetch the number wanted) reads parked messages, and
-closing the channel returns them untouched. The management plugin would add unacked
-counts but is not part of the platform's broker.
-
-A replay is a copy first, an ack second, on one channel with publisher confirms:
-
-* the parked message is taken unacked, which hides it from every other reader until this
-  channel settles it: two operators replaying the same message at once cannot both take
-  it;
-* its copy goes to the queue it was parked from (the service's own queue, through the
-  default exchange, as the retry path does), never to the events exchange: the other
-  services that took the event already must not get it again;
-* only once the broker confirmed the copy is the parked message acked. A failure before
-  that closes the channel and the message stays parked; a crash between the confirm and
-  the ack leaves it parked *and* replayed, which the idempotent consumer absorbs.
-
-The copy starts afresh: attempt count, error and dead-letter headers are dropped, a replay
-count and the operator who asked are added.
-
-In embedded mode (the in-process bus) the parked messages live in the bus and its
-parking-lot file; a replay takes the message out of the list at once and delivers it to
-its service again in the background.
+This module holds what an operator sees (``Backlog``, ``ParkedEvent``), the errors, the
+``ParkingLot`` interface and ``parking_lot_of``; the lots themselves are in
+:mod:`common.events.parking_rabbitmq` (through the broker protocol, with the replay's
+copy-then-ack) and :mod:`common.events.parking_inprocess` (embedded mode).
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import hashlib
 import json
-import logging
-import re
-import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+from typing import Protocol
 
 from common.events.bus import EventBus
-from common.events.consumer import ATTEMPT_HEADER, ERROR_HEADER, PARKED_AT_HEADER, PARKED_FROM_HEADER
-from common.events.inprocess import InProcessBus, ParkedMessage
+from common.events.inprocess import InProcessBus
 
-if TYPE_CHECKING:
-    import aiormq.abc
-
-    from common.events.rabbitmq import RabbitMQBus
-
-log = logging.getLogger(__name__)
-
-REPLAYS_HEADER = "x-smartgym-replays"
-REPLAYED_BY_HEADER = "x-smartgym-replayed-by"
 PREVIEW_CHARS = 300
 DETAIL_BYTES = 64 * 1024
-HEADER_CHARS = 500
-# What a replayed copy must not carry: it starts with a fresh retry budget and is not a
-# dead letter (a copy still marked with x-death would look parked to the next reader).
-_DROPPED_ON_REPLAY = frozenset(
-    {
-        ATTEMPT_HEADER,
-        ERROR_HEADER,
-        PARKED_FROM_HEADER,
-        PARKED_AT_HEADER,
-        "x-death",
-        "x-first-death-exchange",
-        "x-first-death-queue",
-        "x-first-death-reason",
-        "x-last-death-exchange",
-        "x-last-death-queue",
-        "x-last-death-reason",
-        "x-delivery-count",
-    }
-)
-_MESSAGE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,80}$")
 
 
 class NotParked(LookupError):
@@ -125,9 +68,15 @@ class ParkedEvent:
     copies: int
     size: int
     preview: str
-    headers: dict[str, str] = field(default_factory=dict)
-    payload: str | None = None  # inspect only: up to DETAIL_BYTES of the body
-    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class ParkedDetail(ParkedEvent):
+    """A parked message as inspected: its headers and up to DETAIL_BYTES of its body."""
+
+    headers: dict[str, str]
+    payload: str
+    truncated: bool
 
 
 class ParkingLot(Protocol):
@@ -141,7 +90,7 @@ class ParkingLot(Protocol):
 
     async def parked(self, *, service: str, limit: int) -> list[ParkedEvent]: ...
 
-    async def inspect(self, *, service: str, parked_id: str) -> ParkedEvent: ...
+    async def inspect(self, *, service: str, parked_id: str) -> ParkedDetail: ...
 
     async def replay(self, *, service: str, parked_id: str, requested_by: str) -> ParkedEvent: ...
 
@@ -150,442 +99,23 @@ class ParkingLot(Protocol):
 
 def parking_lot_of(bus: EventBus, *, scan_limit: int = 1000, timeout_s: float = 10.0) -> ParkingLot:
     """The parking lot of ``bus`` (RabbitMQ or in-process)."""
+    # Imported here: both lots build on this module, and only a broker's loads aio-pika.
     if isinstance(bus, InProcessBus):
+        from common.events.parking_inprocess import InProcessParkingLot
+
         return InProcessParkingLot(bus)
-    from common.events.rabbitmq import RabbitMQBus  # aio-pika only where a broker is used
+    from common.events.parking_rabbitmq import RabbitParkingLot
+    from common.events.rabbitmq import RabbitMQBus
 
     if isinstance(bus, RabbitMQBus):
         return RabbitParkingLot(bus, scan_limit=scan_limit, timeout_s=timeout_s)
     raise TypeError(f"no parking lot for {type(bus).__name__}")
 
 
-# -- RabbitMQ --------------------------------------------------------------------------
+# -- shared by the lots ----------------------------------------------------------------
 
 
-class RabbitParkingLot:
-    kind = "rabbitmq"
-
-    def __init__(self, bus: RabbitMQBus, *, scan_limit: int, timeout_s: float) -> None:
-        self._bus = bus
-        self._scan_limit = scan_limit
-        self._timeout_s = timeout_s
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def known_services(self, *, configured: Sequence[str]) -> list[str]:
-        return sorted(set(configured) | set(self._bus.subscribed_services()))
-
-    async def _channel(self, *, confirms: bool = False) -> aiormq.abc.AbstractChannel:
-        connection = self._bus.connection
-        transport = getattr(connection, "transport", None) if connection is not None else None
-        if connection is None or connection.is_closed or transport is None:
-            raise BusUnavailable("not connected to the broker")
-        try:
-            channel: aiormq.abc.AbstractChannel = await transport.connection.channel(
-                publisher_confirms=confirms, on_return_raises=confirms
-            )
-        except _amqp_errors() as exc:
-            raise BusUnavailable(f"no channel: {exc!r}") from exc
-        return channel
-
-    async def backlog(self, *, services: Sequence[str]) -> Backlog:
-        topology = self._bus.topology
-        try:
-            async with asyncio.timeout(self._timeout_s), _Passive(self) as passive:
-                rows = []
-                for service in services:
-                    main = await passive.declare(topology.queue(service))
-                    if main is None:
-                        rows.append(ServiceBacklog(service, topology.queue(service), False, 0, None, 0, 0, 0))
-                        continue
-                    parking = await passive.declare(topology.parking_queue(service))
-                    retrying = 0
-                    for delay_ms in topology.retry_delays_ms:
-                        retry = await passive.declare(topology.retry_queue(service, delay_ms))
-                        retrying += retry.message_count if retry is not None else 0
-                    rows.append(
-                        ServiceBacklog(
-                            service=service,
-                            queue=topology.queue(service),
-                            exists=True,
-                            ready=main.message_count,
-                            unacked=None,
-                            consumers=main.consumer_count,
-                            retrying=retrying,
-                            parked=parking.message_count if parking is not None else 0,
-                        )
-                    )
-                unrouted = await passive.declare(topology.unrouted_queue)
-        except TimeoutError as exc:
-            raise BusUnavailable("the broker did not answer in time") from exc
-        return Backlog(self.kind, rows, unrouted.message_count if unrouted is not None else None)
-
-    async def parked(self, *, service: str, limit: int) -> list[ParkedEvent]:
-        messages = await self._read(service, limit=min(limit, self._scan_limit))
-        return _grouped([_rabbit_parked(service, message, detail=False) for message in messages])[:limit]
-
-    async def inspect(self, *, service: str, parked_id: str) -> ParkedEvent:
-        for attempt in range(_FIND_ATTEMPTS):
-            if attempt:
-                await asyncio.sleep(_FIND_PAUSE_S)
-            messages = await self._read(service, limit=self._scan_limit)
-            matching = [message for message in messages if _parked_id(message) == parked_id]
-            if matching:
-                return replace(_rabbit_parked(service, matching[0], detail=True), copies=len(matching))
-        raise NotParked(f"no parked message {parked_id} of {service}")
-
-    async def _read(self, service: str, *, limit: int) -> list[aiormq.abc.DeliveredMessage]:
-        """Up to ``limit`` parked messages, left in place: the channel closes unacked."""
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                channel = await self._channel()
-                try:
-                    return await _get_many(channel, self._bus.topology.parking_queue(service), limit)
-                finally:
-                    await _close(channel)
-        except TimeoutError as exc:
-            raise BusUnavailable("the broker did not answer in time") from exc
-
-    async def replay(self, *, service: str, parked_id: str, requested_by: str) -> ParkedEvent:
-        topology = self._bus.topology
-        lock = self._locks.setdefault(service, asyncio.Lock())
-        copies: list[Any] = []
-        try:
-            async with lock, asyncio.timeout(self._timeout_s):
-                await self._target_ready(service)
-                for attempt in range(_FIND_ATTEMPTS):
-                    if attempt:
-                        await asyncio.sleep(_FIND_PAUSE_S)
-                    channel = await self._channel(confirms=True)
-                    try:
-                        messages = await _get_many(channel, topology.parking_queue(service), self._scan_limit)
-                        copies = [m for m in messages if _parked_id(m) == parked_id]
-                        if copies:
-                            # Copies of one event (published twice by a relay that crashed
-                            # before marking it) are one event to its idempotent consumer:
-                            # one replay settles them all.
-                            await self._send_copy(channel, service, copies[0], requested_by)
-                            for message in copies:
-                                await _ack(channel, message, service)
-                    finally:
-                        await _close(channel)  # everything not acked stays parked
-                    if copies:
-                        break
-        except TimeoutError as exc:
-            raise BusUnavailable("the broker did not answer in time") from exc
-        if not copies:
-            raise NotParked(f"no parked message {parked_id} of {service}")
-        replayed = replace(_rabbit_parked(service, copies[0], detail=False), copies=len(copies))
-        log.warning(
-            "parked event replayed",
-            extra={"service": service, "parked_id": parked_id, "requested_by": requested_by, "copies": len(copies)},
-        )
-        return replayed
-
-    async def replay_all(self, *, service: str, limit: int, requested_by: str) -> list[ParkedEvent]:
-        topology = self._bus.topology
-        lock = self._locks.setdefault(service, asyncio.Lock())
-        replayed: list[ParkedEvent] = []
-        async with lock:
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    await self._target_ready(service)
-                    channel = await self._channel(confirms=True)
-            except TimeoutError as exc:
-                raise BusUnavailable("the broker did not answer in time") from exc
-            stopped: tuple[type[BaseException], ...] = (TimeoutError, BusUnavailable, *_amqp_errors())
-            try:
-                declared = await channel.queue_declare(topology.parking_queue(service), passive=True)
-                # Only what is parked now: a replayed message that fails again is parked
-                # anew at the tail and must wait for the next request, not loop here.
-                for _ in range(min(limit, declared.message_count or 0)):
-                    async with asyncio.timeout(self._timeout_s):
-                        message = await channel.basic_get(topology.parking_queue(service), no_ack=False)
-                        if _is_empty(message):
-                            break
-                        await self._send_copy(channel, service, message, requested_by)
-                        await _ack(channel, message, service)
-                    replayed.append(_rabbit_parked(service, message, detail=False))
-            except stopped as exc:
-                # What went back stays gone from the lot; the rest (the message in hand
-                # included, unacked) stays parked. Say how far it got if it got anywhere.
-                if not replayed:
-                    if isinstance(exc, BusUnavailable):
-                        raise
-                    raise BusUnavailable(f"the broker did not complete the replay: {exc!r}") from exc
-                log.warning("replay of every parked event stopped early", exc_info=True)
-            finally:
-                await _close(channel)
-        log.warning(
-            "parked events replayed", extra={"service": service, "count": len(replayed), "requested_by": requested_by}
-        )
-        return replayed
-
-    async def _target_ready(self, service: str) -> None:
-        async with _Passive(self) as passive:
-            if await passive.declare(self._bus.topology.queue(service)) is None:
-                raise ReplayRefused(f"{service} has no queue on this broker")
-
-    async def _send_copy(
-        self,
-        channel: aiormq.abc.AbstractChannel,
-        service: str,
-        message: aiormq.abc.DeliveredMessage,
-        requested_by: str,
-    ) -> None:
-        import aiormq
-        from pamqp.commands import Basic
-
-        properties = message.header.properties
-        headers = {key: value for key, value in (properties.headers or {}).items() if key not in _DROPPED_ON_REPLAY}
-        headers[REPLAYS_HEADER] = _int(headers.get(REPLAYS_HEADER), default=0) + 1
-        headers[REPLAYED_BY_HEADER] = requested_by[:200]
-        try:
-            confirmation = await channel.basic_publish(
-                message.body,
-                exchange="",  # the default exchange routes by queue name: straight to its service
-                routing_key=self._bus.topology.queue(service),
-                properties=aiormq.spec.Basic.Properties(
-                    content_type=properties.content_type,
-                    delivery_mode=2,
-                    # Without an id a broker's return could not be matched to this publish.
-                    message_id=properties.message_id or _parked_id(message),
-                    correlation_id=properties.correlation_id,
-                    headers=headers,
-                ),
-                mandatory=True,
-                timeout=self._bus.confirm_timeout_s,
-            )
-        except _amqp_errors() as exc:
-            raise BusUnavailable(f"the copy was not confirmed: {exc!r}") from exc
-        if not isinstance(confirmation, Basic.Ack):
-            raise BusUnavailable(f"the broker answered {type(confirmation).__name__} for the copy")
-
-
-class _Passive:
-    """Passive declares; a missing queue closes the channel, so another is opened."""
-
-    def __init__(self, lot: RabbitParkingLot) -> None:
-        self._lot = lot
-        self._channel: aiormq.abc.AbstractChannel | None = None
-
-    async def __aenter__(self) -> _Passive:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        if self._channel is not None:
-            await _close(self._channel)
-
-    async def declare(self, queue: str) -> Any:
-        import aiormq
-
-        if self._channel is None or self._channel.is_closed:
-            self._channel = await self._lot._channel()
-        try:
-            return await self._channel.queue_declare(queue, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            self._channel = None
-            return None
-        except _amqp_errors() as exc:
-            raise BusUnavailable(f"the broker refused: {exc!r}") from exc
-
-
-# A reader stops waiting for more parked messages after this long without one.
-_IDLE_S = 0.25
-# Messages another reader just let go of come back to a quorum queue a moment after its
-# channel closed: a message looked for and not seen is looked for again before a 404.
-_FIND_ATTEMPTS = 3
-_FIND_PAUSE_S = 0.2
-
-
-async def _get_many(channel: aiormq.abc.AbstractChannel, queue: str, limit: int) -> list[Any]:
-    """Up to ``limit`` ready messages of ``queue``, held unacked on ``channel``.
-
-    A short-lived consumer with a prefetch of ``limit`` rather than ``basic.get`` in a
-    loop: the broker pushes the batch without a round trip per message (``basic.get``
-    cost ~7 ms a message on a loaded machine, a second for a few hundred)."""
-    import aiormq
-
-    messages: list[Any] = []
-    arrived = asyncio.Event()
-    try:
-        declared = await channel.queue_declare(queue, passive=True)
-        wanted = min(limit, declared.message_count or 0)
-        if wanted == 0:
-            return []
-
-        async def deliver(message: Any) -> None:
-            messages.append(message)
-            arrived.set()
-
-        await channel.basic_qos(prefetch_count=wanted)
-        tag = f"smartgym-parking-reader-{uuid.uuid4().hex[:12]}"
-        await channel.basic_consume(queue, deliver, no_ack=False, consumer_tag=tag)
-        try:
-            # Fewer may come than were counted (another reader holds some): stop when
-            # the flow dries up, not only at the count.
-            while len(messages) < wanted:
-                arrived.clear()
-                try:
-                    await asyncio.wait_for(arrived.wait(), _IDLE_S)
-                except TimeoutError:
-                    break
-        finally:
-            await channel.basic_cancel(tag)
-    except aiormq.exceptions.ChannelNotFoundEntity:
-        return []  # the service never consumed on this broker: nothing parked
-    except _amqp_errors() as exc:
-        raise BusUnavailable(f"the broker refused: {exc!r}") from exc
-    return messages[:limit]
-
-
-def _is_empty(message: Any) -> bool:
-    from pamqp.commands import Basic
-
-    return isinstance(message.delivery, Basic.GetEmpty)
-
-
-async def _ack(channel: aiormq.abc.AbstractChannel, message: Any, service: str) -> None:
-    try:
-        await channel.basic_ack(message.delivery.delivery_tag)
-    except _amqp_errors():
-        # The copy is out and confirmed; the original stays parked. A second replay would
-        # deliver it again, which the idempotent consumer absorbs.
-        log.error("replayed, but the parked original could not be acked", extra={"service": service})
-
-
-async def _close(channel: aiormq.abc.AbstractChannel) -> None:
-    if channel.is_closed:
-        return
-    try:
-        await channel.close()
-    except _amqp_errors():
-        log.debug("channel already gone", exc_info=True)
-
-
-def _parked_id(message: Any) -> str:
-    message_id = message.header.properties.message_id
-    if isinstance(message_id, str) and _MESSAGE_ID.match(message_id):
-        return message_id
-    return "h" + hashlib.sha256(message.body).hexdigest()[:24]
-
-
-def _rabbit_parked(service: str, message: Any, *, detail: bool) -> ParkedEvent:
-    headers: Mapping[str, Any] = message.header.properties.headers or {}
-    deaths = headers.get("x-death")
-    death = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
-    reason = headers.get(ERROR_HEADER)
-    if reason is None:
-        reason = f"dead-lettered by the broker: {_text(death.get('reason', 'unknown'))}"
-    parked_at: datetime | None = None
-    at_ms = _int(headers.get(PARKED_AT_HEADER), default=0)
-    if at_ms:
-        parked_at = datetime.fromtimestamp(at_ms / 1000, tz=UTC)
-    elif isinstance(death.get("time"), datetime):
-        parked_at = death["time"].astimezone(UTC)
-    keys = death.get("routing-keys")
-    fallback_key = _text(keys[0]) if isinstance(keys, list) and keys else None
-    return _parked_event(
-        service=service,
-        parked_id=_parked_id(message),
-        body=message.body,
-        reason=_text(reason),
-        parked_at=parked_at,
-        attempts=_int(headers.get(ATTEMPT_HEADER), default=1) if ERROR_HEADER in headers else None,
-        replays=_int(headers.get(REPLAYS_HEADER), default=0),
-        headers={str(key): _text(value)[:HEADER_CHARS] for key, value in headers.items()},
-        fallback_routing_key=fallback_key,
-        detail=detail,
-    )
-
-
-# -- in-process ------------------------------------------------------------------------
-
-
-class InProcessParkingLot:
-    kind = "in-process"
-
-    def __init__(self, bus: InProcessBus) -> None:
-        self._bus = bus
-
-    def known_services(self, *, configured: Sequence[str]) -> list[str]:
-        # One process: the bus knows every service that subscribed in it.
-        return sorted(set(self._bus.services()) | {item.service for item in self._bus.parked})
-
-    async def backlog(self, *, services: Sequence[str]) -> Backlog:
-        parked: dict[str, int] = {}
-        for item in self._bus.parked:
-            parked[item.service] = parked.get(item.service, 0) + 1
-        names = sorted(set(services) & (set(self._bus.services()) | set(parked)))
-        # Delivery is a call: nothing waits in a queue, and retries run inside the call.
-        rows = [
-            ServiceBacklog(
-                service=name,
-                queue=f"in-process:{name}",
-                exists=True,
-                ready=0,
-                unacked=0,
-                consumers=1 if self._bus.is_consuming(name) else 0,
-                retrying=0,
-                parked=parked.get(name, 0),
-            )
-            for name in names
-        ]
-        return Backlog(self.kind, rows, None)
-
-    async def parked(self, *, service: str, limit: int) -> list[ParkedEvent]:
-        return [_inprocess_parked(item, detail=False) for item in self._bus.parked if item.service == service][:limit]
-
-    async def inspect(self, *, service: str, parked_id: str) -> ParkedEvent:
-        for item in self._bus.parked:
-            if item.service == service and str(item.id) == parked_id:
-                return _inprocess_parked(item, detail=True)
-        raise NotParked(f"no parked message {parked_id} of {service}")
-
-    async def replay(self, *, service: str, parked_id: str, requested_by: str) -> ParkedEvent:
-        if not parked_id.isdigit():
-            raise NotParked(f"no parked message {parked_id} of {service}")
-        try:
-            taken = self._bus.take_parked(service=service, parked_id=int(parked_id))
-        except LookupError as exc:
-            raise NotParked(str(exc)) from exc
-        except RuntimeError as exc:
-            raise ReplayRefused(str(exc)) from exc
-        self._bus.replay(taken)
-        log.warning(
-            "parked event replayed", extra={"service": service, "parked_id": parked_id, "requested_by": requested_by}
-        )
-        return _inprocess_parked(taken, detail=False)
-
-    async def replay_all(self, *, service: str, limit: int, requested_by: str) -> list[ParkedEvent]:
-        waiting = [item for item in self._bus.parked if item.service == service][:limit]
-        replayed = []
-        for item in waiting:
-            try:
-                replayed.append(await self.replay(service=service, parked_id=str(item.id), requested_by=requested_by))
-            except NotParked:
-                continue  # replayed by someone else meanwhile
-        return replayed
-
-
-def _inprocess_parked(item: ParkedMessage, *, detail: bool) -> ParkedEvent:
-    return _parked_event(
-        service=item.service,
-        parked_id=str(item.id),
-        body=item.body,
-        reason=item.reason,
-        parked_at=datetime.fromtimestamp(item.parked_at, tz=UTC) if item.parked_at else None,
-        attempts=None,
-        replays=0,
-        headers={},
-        fallback_routing_key=item.routing_key,
-        detail=detail,
-    )
-
-
-# -- shared ----------------------------------------------------------------------------
-
-
-def _parked_event(
+def parked_event(
     *,
     service: str,
     parked_id: str,
@@ -594,9 +124,7 @@ def _parked_event(
     parked_at: datetime | None,
     attempts: int | None,
     replays: int,
-    headers: dict[str, str],
     fallback_routing_key: str | None,
-    detail: bool,
 ) -> ParkedEvent:
     name: str | None = None
     version: int | None = None
@@ -627,13 +155,20 @@ def _parked_event(
         copies=1,
         size=len(body),
         preview=text[:PREVIEW_CHARS],
-        headers=headers if detail else {},
-        payload=body[:DETAIL_BYTES].decode("utf-8", errors="replace") if detail else None,
-        truncated=detail and len(body) > DETAIL_BYTES,
     )
 
 
-def _grouped(items: list[ParkedEvent]) -> list[ParkedEvent]:
+def detailed(item: ParkedEvent, *, body: bytes, headers: dict[str, str]) -> ParkedDetail:
+    summary = {entry.name: getattr(item, entry.name) for entry in fields(ParkedEvent)}
+    return ParkedDetail(
+        **summary,
+        headers=headers,
+        payload=body[:DETAIL_BYTES].decode("utf-8", errors="replace"),
+        truncated=len(body) > DETAIL_BYTES,
+    )
+
+
+def grouped(items: list[ParkedEvent]) -> list[ParkedEvent]:
     """One entry per parked id, in parking order, with its number of copies."""
     counts: dict[str, int] = {}
     first: dict[str, ParkedEvent] = {}
@@ -641,30 +176,3 @@ def _grouped(items: list[ParkedEvent]) -> list[ParkedEvent]:
         counts[item.parked_id] = counts.get(item.parked_id, 0) + 1
         first.setdefault(item.parked_id, item)
     return [replace(item, copies=counts[key]) for key, item in first.items()]
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, str):
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, default=_text, ensure_ascii=False)
-    return str(value)
-
-
-def _int(value: Any, *, default: int) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return default
-
-
-@functools.cache
-def _amqp_errors() -> tuple[type[BaseException], ...]:
-    # Imported on first use: the in-process bus never loads aio-pika.
-    import aio_pika
-    import aiormq
-
-    return (aiormq.AMQPError, aio_pika.exceptions.ChannelInvalidStateError, ConnectionError)

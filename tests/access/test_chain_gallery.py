@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from access.faces import CHAIN_GALLERY, FaceCache, FaceEngine
+from access.face_engine import FaceEngine
+from access.faces import CHAIN_GALLERY, FaceCache
 from contracts import FaceErased
 from tests.access.conftest import BRANCH, Door, membership
 from tests.support.waiting import eventually

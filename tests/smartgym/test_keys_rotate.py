@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, insert, select
 
-from access.faces import FACE_SEALING_PURPOSE as ACCESS_PURPOSE
+from access.face_store import FACE_SEALING_PURPOSE as ACCESS_PURPOSE
 from access.models import FaceVector
 from auth.faces import FACE_SEALING_PURPOSE as AUTH_PURPOSE
 from auth.models import FaceEnrollment, User
