@@ -1,5 +1,5 @@
 """Running with friends in chromium: two members become friends through the app by a friend
-code (no e-mail, no user id typed) and one watches the other's live run from the friends
+code sent as a link (no e-mail, no user id) and one watches the other's live run from the friends
 screen; a reload on another tab mid-run goes on recording, every point stored once; a
 member leaving a walk together is seen leaving by the others."""
 
@@ -33,7 +33,8 @@ def test_two_members_become_friends_by_code_and_one_watches_the_others_run(stack
         timeout=10,
         what="ana's friend code",
     )
-    assert runner.get_attribute("#friends-code-link", "href").endswith(f"#friends/{code}")
+    link = runner.get_attribute("#friends-code-link", "href")
+    assert link.endswith(f"#friends/{code}")
 
     friend = open_page(locale="ko-KR", viewport=PHONE)
     sign_in_app(friend, stack.gateway, bo.email)
@@ -41,7 +42,8 @@ def test_two_members_become_friends_by_code_and_one_watches_the_others_run(stack
     friend.fill("#friends-add-code", "ZZZZZ-ZZZZZ")  # a code nobody has
     friend.click("#friends-add-go")
     friend.wait_for_selector("#friends-add-result:has-text('러너가 없습니다')")
-    friend.fill("#friends-add-code", code.lower())  # typed loosely
+    friend.goto(link)  # the link Ana sent: the code is filled in
+    assert friend.input_value("#friends-add-code") == code
     friend.click("#friends-add-go")
     friend.wait_for_selector("#friends-add-result[data-status='requested']")
     friend.wait_for_selector(f"#friends-requested li[data-user='{ana.user_id}']")
