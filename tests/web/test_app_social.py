@@ -1,7 +1,7 @@
-"""Running with friends in chromium: two members become friends through the app by a friend
-code sent as a link (no e-mail, no user id) and one watches the other's live run from the friends
-screen; a reload on another tab mid-run goes on recording, every point stored once; a
-member leaving a walk together is seen leaving by the others."""
+"""Running with friends in chromium: two members become friends through the app by a
+friend code sent as a link (no e-mail, no user id) and one watches the other's live run
+from the friends screen; a reload on another tab mid-run goes on recording, every point
+stored once; a member leaving a walk together is seen leaving by the others."""
 
 from __future__ import annotations
 
