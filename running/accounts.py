@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.events.outbox import UnitOfWork
 from contracts import UserDeleted
-from running.models import Friendship, Run, RunChunk, ShareLink, StepCount
+from running.models import FriendCodeMiss, Friendship, Run, RunChunk, RunnerProfile, ShareLink, StepCount
 
 
 async def user_deleted(event: UserDeleted, uow: UnitOfWork) -> None:
@@ -18,11 +18,14 @@ async def user_deleted(event: UserDeleted, uow: UnitOfWork) -> None:
 
 async def forget_user(session: AsyncSession, *, user_id: uuid.UUID) -> None:
     """Delete the member's runs with their raw points, every link sharing them, their
-    friendships in both directions and their step counts. Safe to repeat: a second copy
-    of the event finds nothing left."""
+        friendships in both directions, their step counts and their profile (the name and the
+    friend code others found them by). Safe to repeat: a second copy
+        of the event finds nothing left."""
     runs = select(Run.run_id).where(Run.user_id == user_id).scalar_subquery()
     await session.execute(delete(ShareLink).where(or_(ShareLink.created_by == user_id, ShareLink.run_id.in_(runs))))
     await session.execute(delete(RunChunk).where(RunChunk.run_id.in_(runs)))
     await session.execute(delete(Run).where(Run.user_id == user_id))
     await session.execute(delete(Friendship).where(or_(Friendship.user_id == user_id, Friendship.friend_id == user_id)))
     await session.execute(delete(StepCount).where(StepCount.user_id == user_id))
+    await session.execute(delete(RunnerProfile).where(RunnerProfile.user_id == user_id))
+    await session.execute(delete(FriendCodeMiss).where(FriendCodeMiss.user_id == user_id))

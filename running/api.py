@@ -20,7 +20,7 @@ from common.api import CurrentUserId, from_app_state
 from running import archives, gpx, imports
 from running.analytics import AnalyticsService
 from running.coach import Coach
-from running.errors import Conflict, Forbidden, NotFound
+from running.errors import Conflict, Forbidden, NotFound, TooMany
 from running.friends import FriendService
 from running.history import HistoryService
 from running.live import LiveServer
@@ -30,6 +30,10 @@ from running.races import RaceService
 from running.runs import RunService
 from running.schemas import (
     CoachIn,
+    FriendAdded,
+    FriendCodeIn,
+    FriendCodeOut,
+    FriendsOut,
     OutingIn,
     OutingOut,
     ProfileIn,
@@ -80,8 +84,33 @@ DomainError = (NotFound, Forbidden, Conflict)
 
 
 @router.get("/friends")
-async def friends(user: CurrentUserId, service: Friends) -> dict[str, list[uuid.UUID]]:
-    return await service.friendships(user=user)
+async def friends(user: CurrentUserId, service: Friends) -> FriendsOut:
+    return FriendsOut.model_validate(await service.friendships(user=user))
+
+
+# Before /friends/{other}: these paths would otherwise be read as a user id.
+@router.get("/friends/code")
+async def friend_code(user: CurrentUserId, service: Friends) -> FriendCodeOut:
+    """Own code only: what the member gives a friend so that the friend can find them."""
+    return FriendCodeOut(code=await service.friend_code(user=user))
+
+
+@router.post("/friends/code")
+async def renew_friend_code(user: CurrentUserId, service: Friends) -> FriendCodeOut:
+    """Own code only: a new one; the old one finds nobody any more."""
+    return FriendCodeOut(code=await service.friend_code(user=user, renew=True))
+
+
+@router.post("/friends/requests")
+async def befriend_by_code(body: FriendCodeIn, user: CurrentUserId, service: Friends) -> FriendAdded:
+    """Any member, for themselves: a request to the holder of the code (accepted at once if
+    they had asked first). A code matching nobody is a 404; many a day, a 429."""
+    try:
+        return FriendAdded.model_validate(await service.request_by_code(user=user, code=body.code))
+    except TooMany as exc:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc)) from exc
+    except DomainError as exc:
+        raise _problem(exc) from exc
 
 
 @router.post("/friends/{other}")

@@ -1,4 +1,4 @@
-"""running's domain errors; the REST and live layers turn them into 404/403/409 or a
+"""running's domain errors; the REST and live layers turn them into 404/403/409/429 or a
 close reason."""
 
 from __future__ import annotations
@@ -14,3 +14,7 @@ class Forbidden(Exception):
 
 class Conflict(Exception):
     pass
+
+
+class TooMany(Exception):
+    """The member has tried too often today (guessing is what this stops)."""

@@ -419,6 +419,8 @@ class LiveServer:
                     message = parse_frame(frame)
                     if message.get("type") == "leave":
                         last = await self._outings.leave(user=user, outing_id=outing_id)
+                        # The others see who left (and lose their marker) before any end.
+                        await self._hub.publish(topic, dumps({"type": "left", "user_id": str(user), "at": time.time()}))
                         if last:  # everyone has left: the outing ends for all
                             await self._publish_closed(outing_id, "all_left")
                         raise Closed(1000, "you left the outing")

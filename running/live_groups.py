@@ -203,6 +203,8 @@ class OutingGroup(ConnectionGroup):
             if self._pending is None:
                 self._pending = asyncio.get_running_loop().call_later(self._every_s, self._push)
             return
+        if update.get("type") == "left":
+            self._latest.pop(update["user_id"], None)  # no longer in the group's snapshots
         broadcast(self.connections, message)
         if update.get("type") == "closed":
             if self._pending is not None:

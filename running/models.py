@@ -78,6 +78,16 @@ class Friendship(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class FriendCodeMiss(Base):
+    """Codes a member typed that matched nobody, per day: past a few, guessing stops."""
+
+    __tablename__ = "friend_code_misses"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    misses: Mapped[int] = mapped_column(Integer)
+
+
 class ShareLink(Base):
     __tablename__ = "share_links"
 
@@ -159,6 +169,9 @@ class RunnerProfile(Base):
     # Runners nearby: off unless the runner opts in; never shown inside a privacy zone.
     nearby_opt_in: Mapped[bool] = mapped_column(default=False)
     privacy_zones: Mapped[list[dict[str, float]] | None] = mapped_column(JSON, nullable=True)
+    # What a friend types to find this runner: random, so that knowing one says nothing
+    # about anyone else's; issued on first ask, replaced on request.
+    friend_code: Mapped[str | None] = mapped_column(String(10), nullable=True, unique=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from running.friends import normalise_code
 from running.models import Race, RaceEntry
 
 
@@ -31,6 +32,34 @@ class RunOut(BaseModel):
 class RunDetail(RunOut):
     summary: dict[str, Any]
     track: list[tuple[float, float, float]]  # (t, lat, lon) of the points kept
+
+
+class FriendCodeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=20, description="a friend code, e.g. ABCDE-12345")
+
+    @field_validator("code")
+    @classmethod
+    def _canonical(cls, value: str) -> str:
+        return normalise_code(value)
+
+
+class FriendCodeOut(BaseModel):
+    code: str
+
+
+class FriendAdded(BaseModel):
+    status: Literal["requested", "accepted"]
+    user_id: uuid.UUID
+    name: str
+
+
+class FriendsOut(BaseModel):
+    friends: list[uuid.UUID]
+    requested: list[uuid.UUID]  # asked by me, not yet accepted
+    incoming: list[uuid.UUID]  # asking me
+    names: dict[str, str]  # user id → the name they chose (or a neutral one)
+    live: dict[str, uuid.UUID]  # friend's user id → the live run they are on now
 
 
 class ShareIn(BaseModel):

@@ -62,6 +62,11 @@ async def test_invitations_are_answered_and_the_outing_ends_when_all_leave(runni
         with pytest.raises(ConnectionClosed) as gone:
             await receive(theirs, "never")
         assert gone.value.rcvd.reason == "you left the outing"
+        # The host is told who left, and the group's next snapshot no longer has them.
+        assert (await receive(mine, "left"))["user_id"] == str(walker.user_id)
+        await mine.send(json.dumps(points[3]))
+        group = await receive(mine, "group")
+        assert [entry["user_id"] for entry in group["members"]] == [str(host.user_id)]
         await mine.send(json.dumps({"type": "leave"}))  # the last one out
         closed_for_host = await receive(mine, "closed")
     assert closed_for_host["reason"] == "all_left"

@@ -1,7 +1,8 @@
 """The member app beyond the pass, in chromium: face enrolment from a file and from the
-camera with the consent shown and accepted, and erasure; a review written on a branch page and listed; a GPX run
-imported, seen in the history with its charts and exported again; a helper's balance after
-the owner confirms a task, and a payout request."""
+camera with the consent shown and accepted, and erasure; a review written on a branch page
+and listed; a GPX run imported, seen in the history with its charts and exported again; a
+FIT and a TCX run imported (a damaged FIT refused); a helper's balance after the owner
+confirms a task, and a payout request."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import pytest
 from smartgym.demo import BRANCH, MEMBERS, OWNER, PASSWORD
 from tests.helper.images import jpeg, scene
 from tests.support.browser import ARTIFACTS, assert_accessible, launch
+from tests.support.fitfile import Sample
+from tests.support.fitfile import activity as fit_activity
 from tests.web.conftest import PageWatch
 from tests.web.test_app import sign_in_app
 from tests.web.test_console import make_helper
@@ -195,6 +198,82 @@ def test_a_member_imports_a_gpx_sees_it_with_charts_and_exports_it(stack, open_p
     page.fill("#profile-maxhr", "185")
     page.press("#profile-maxhr", "Enter")  # the last card's button sits under the tab bar until scrolled
     page.wait_for_selector("#profile-zones:has-text('185')")
+
+
+def watch_samples(start: datetime, *, seconds: int = 700) -> list[Sample]:
+    """Eleven and a half minutes east at 3.2 m/s over a 15 m hill, the heart rising through
+    the zones; the watch's first second has no fix yet."""
+    t0 = start.timestamp()
+    samples = [Sample(t0, None, None, 30.0, 100, 0.0, 0.0)]
+    for second in range(1, seconds):
+        samples.append(
+            Sample(
+                t0 + second,
+                37.51,
+                127.02 + second * 3.2 / (111_320 * math.cos(math.radians(37.51))),
+                30 + 15 * math.sin(second / seconds * math.pi),
+                110 + second * 75 // seconds,
+                second * 3.2,
+                3.2,
+            )
+        )
+    return samples
+
+
+def tcx_run(start: datetime) -> bytes:
+    """The same kind of run as Garmin Connect exports it: one lap, trackpoints with
+    distance and heart rate, the activity's name in its notes."""
+    points = []
+    for sample in watch_samples(start)[1::2]:
+        at = datetime.fromtimestamp(sample.t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        points.append(
+            f"<Trackpoint><Time>{at}</Time><Position><LatitudeDegrees>{sample.lat:.7f}</LatitudeDegrees>"
+            f"<LongitudeDegrees>{sample.lon:.7f}</LongitudeDegrees></Position>"
+            f"<AltitudeMeters>{sample.alt_m:.1f}</AltitudeMeters><DistanceMeters>{sample.distance_m:.1f}</DistanceMeters>"
+            f"<HeartRateBpm><Value>{sample.hr}</Value></HeartRateBpm></Trackpoint>"
+        )
+    began = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<TrainingCenterDatabase xmlns="http://www.garmin.com/xmlschemas/TrainingCenterDatabase/v2">'
+        f'<Activities><Activity Sport="Running"><Id>{began}</Id><Lap StartTime="{began}">'
+        "<TotalTimeSeconds>700</TotalTimeSeconds><DistanceMeters>2240</DistanceMeters>"
+        f"<Intensity>Active</Intensity><TriggerMethod>Manual</TriggerMethod><Track>{''.join(points)}</Track>"
+        "</Lap><Notes>Lunch loop</Notes></Activity></Activities></TrainingCenterDatabase>"
+    ).encode()
+
+
+def test_a_member_imports_a_fit_and_a_tcx_from_their_watch(stack, open_page, tmp_path):
+    email = new_member(stack)
+    now = datetime.now(UTC).replace(microsecond=0)
+    fit_path, tcx_path, broken = tmp_path / "watch.fit", tmp_path / "lunch.tcx", tmp_path / "broken.fit"
+    fit_path.write_bytes(fit_activity(watch_samples(now - timedelta(days=2))))
+    tcx_path.write_bytes(tcx_run(now - timedelta(days=1)))
+    damaged = bytearray(fit_path.read_bytes())
+    damaged[200] ^= 0xFF  # a bit flipped in a record: the file's CRC no longer holds
+    broken.write_bytes(bytes(damaged))
+    page = open_page(viewport={"width": 390, "height": 844})
+    sign_in_app(page, stack.gateway, email)
+    page.click("#tab-history")
+    page.wait_for_selector("#history-runs li.muted")
+
+    page.set_input_files("#history-file", str(broken))
+    page.click("#history-import")
+    page.wait_for_selector("#history-status:has-text('invalid FIT')", timeout=20_000)
+
+    for path, title in ((fit_path, "Imported run"), (tcx_path, "Lunch loop")):
+        page.set_input_files("#history-file", str(path))
+        page.click("#history-import")
+        page.wait_for_selector(f"#run-title:has-text('{title}')", timeout=20_000)
+        page.wait_for_selector("#run-pace-chart canvas")
+        page.wait_for_selector("#run-elevation-chart canvas")  # the altitude came across
+        page.wait_for_selector("#run-map path.leaflet-interactive", state="attached")
+        assert page.locator("#run-splits tbody tr").count() == 2  # 2.24 km: two whole kilometres
+        assert page.locator("#run-hr .zones li").count() == 5  # the heart rate came across
+        page.click("#run-back")
+        page.wait_for_selector("#history-runs a.run-link")
+    assert page.locator("#history-runs a.run-link").count() == 2
+    assert_accessible(page)
 
 
 def test_a_helper_sees_the_balance_grow_after_the_owner_confirms_and_requests_a_payout(stack, open_page):

@@ -17,12 +17,14 @@ import { showAuth } from './signin.js';
 // The charts' stylesheet is tiny; their code comes with the history, on demand.
 import 'uplot/dist/uPlot.min.css';
 import { RunView, RUN_SECTIONS, showShared } from './run/run.js';
+import { activeSession, resumeSaved, savedRun } from './run/session.js';
 
 addDictionary(words);
 const root = document.getElementById('app');
 // Members stay signed in on their own phone (localStorage), unlike the staff screens.
 const api = new Api({ storageKey: 'smartgym.app', storage: localStorage, onSessionEnded: () => route() });
 let current = null;
+let bannerOff = null;
 
 if ('serviceWorker' in navigator) {
   navigator.serviceWorker
@@ -55,6 +57,7 @@ function frame(section) {
   const main = h('main', { id: 'main', tabindex: '-1' });
   const offline = h('p', { class: 'offline', id: 'offline', role: 'status', hidden: navigator.onLine });
   offline.textContent = t('offline');
+  const banner = h('p', { class: 'run-banner', id: 'run-banner', role: 'status', hidden: true });
   clear(
     root,
     h(
@@ -66,6 +69,7 @@ function frame(section) {
       h('button', { type: 'button', class: 'ghost', id: 'logout', onclick: async () => { await api.logout(); route(); } }, t('logout')),
     ),
     offline,
+    banner,
     main,
     h(
       'nav',
@@ -76,9 +80,29 @@ function frame(section) {
   return main;
 }
 
+// A run still recording while another tab is shown: a way back to it, gone when it ends.
+function runBanner(section) {
+  bannerOff?.();
+  bannerOff = null;
+  const banner = document.getElementById('run-banner');
+  const session = activeSession();
+  if (!banner || !session) return;
+  const paint = () => {
+    const where = session.raceId ? `race/${session.raceId}` : 'run';
+    const onRunScreen = section === 'run' || (section === 'race' && session.raceId);
+    banner.hidden = session.done || Boolean(onRunScreen);
+    banner.dataset.runId = session.runId || '';
+    clear(banner, t('banner.running'), ' ', h('a', { href: `#${where}`, id: 'run-banner-back' }, t('banner.back')));
+  };
+  bannerOff = session.subscribe((what) => what === 'state' && paint());
+  paint();
+}
+
 async function route() {
   current?.unmount?.();
   current = null;
+  bannerOff?.();
+  bannerOff = null;
   // An access token that ran out while the app was closed: the session goes on with the
   // refresh token, if there is a network to renew it.
   if (api.refreshToken && navigator.onLine) await api.freshToken();
@@ -103,6 +127,10 @@ async function route() {
   }
   const main = frame(RUN_SECTIONS.includes(section) ? 'run' : section || 'pass');
   registerWrapperToken(api).catch(() => {}); // the inbox page shows why, if it failed
+  // A run left unfinished by a reload or a closed tab records on from the app's start,
+  // whichever tab is shown: its kept points go out and new fixes follow them.
+  if (savedRun() && !activeSession()) await resumeSaved(api).catch(() => null);
+  runBanner(section || 'pass');
   try {
     if (section === 'search') (current = new SearchView(main, api)).mount(decodeURIComponent(arg || ''));
     else if (section === 'branch' && arg) await showBranch(main, api, decodeURIComponent(arg));

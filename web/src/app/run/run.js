@@ -1,7 +1,8 @@
 // The live run screens: a run (map, distance, pace, splits, pause, a share link), a race
 // with friends (the live leaderboard and the winner), a walk together (everyone's
-// position), and watching a friend's run or a shared link. Hash routes: #run, #race[/id],
-// #outing, #watch/<run id>, #shared/<link token> (the last needs no sign-in).
+// position), running friends, and watching a friend's run or a shared link. Hash routes:
+// #run, #race[/id], #outing, #friends[/code], #watch/<run id>, #shared/<link token> (the
+// last needs no sign-in).
 import './run.css';
 import { h, clear } from '../../shared/dom.js';
 import { addDictionary, t } from '../../shared/i18n.js';
@@ -10,10 +11,11 @@ import { socket } from '../../shared/live.js';
 import { runWords } from './words.js';
 import { liveMap } from './livemap.js';
 import { activeSession, resumeSaved, startRun } from './session.js';
+import { friendsView } from './friends.js';
 
 addDictionary(runWords);
 
-export const RUN_SECTIONS = ['run', 'race', 'outing', 'watch'];
+export const RUN_SECTIONS = ['run', 'race', 'outing', 'friends', 'watch'];
 const RUNNING = '/api/running/v1';
 
 export function clock(seconds) {
@@ -34,6 +36,7 @@ function subnav(current) {
     ['run', 'run.title'],
     ['race', 'race.title'],
     ['outing', 'outing.title'],
+    ['friends', 'friends.title'],
   ];
   return h(
     'nav',
@@ -42,19 +45,20 @@ function subnav(current) {
   );
 }
 
-async function friendIds(api) {
-  const found = await api.get(`${RUNNING}/friends`);
-  return (found && found.friends) || [];
+// Accepted friends' ids, and the name each chose.
+async function friendList(api) {
+  const found = await api.get(`${RUNNING}/friends`).catch(() => null);
+  return { ids: (found && found.friends) || [], names: (found && found.names) || {} };
 }
 
-function friendPicker(ids, name) {
+function friendPicker({ ids, names }, name) {
   if (!ids.length) return h('p', { class: 'muted' }, t('race.nofriends'));
   return h(
     'fieldset',
     { class: 'friends' },
     h('legend', {}, t('race.invite')),
     ids.map((id) =>
-      h('label', { class: 'check' }, h('input', { type: 'checkbox', name, value: id, 'data-friend': id }), ' ', t('friend', { id: shortId(id) })),
+      h('label', { class: 'check' }, h('input', { type: 'checkbox', name, value: id, 'data-friend': id }), ' ', names[id] || t('friend', { id: shortId(id) })),
     ),
   );
 }
@@ -74,6 +78,12 @@ export class RunView {
     if (section === 'watch') return this.watch(arg);
     if (section === 'race') return this.race(arg);
     if (section === 'outing') return this.outing();
+    if (section === 'friends') {
+      const body = h('div', {});
+      clear(this.root, subnav('friends'), body);
+      this.cleanups.push(friendsView(body, this.api, arg));
+      return undefined;
+    }
     return this.run();
   }
 
@@ -291,7 +301,7 @@ export class RunView {
   }
 
   async newRace(body) {
-    const ids = await friendIds(this.api).catch(() => []);
+    const ids = await friendList(this.api);
     const target = h('input', { id: 'race-target', type: 'number', min: 100, max: 100000, step: 100, value: 1000, required: true });
     const message = h('p', { role: 'alert', class: 'error' });
     clear(
@@ -325,7 +335,8 @@ export class RunView {
   async outing() {
     const body = h('div', {});
     clear(this.root, subnav('outing'), h('section', { class: 'card', id: 'outing' }, h('h2', {}, t('outing.title')), body));
-    const [ids, mine] = await Promise.all([friendIds(this.api).catch(() => []), this.api.get(`${RUNNING}/outings`).catch(() => [])]);
+    const [ids, mine] = await Promise.all([friendList(this.api), this.api.get(`${RUNNING}/outings`).catch(() => [])]);
+    this.names = ids.names;
     const me = this.api.claims()?.sub;
     const message = h('p', { role: 'alert', class: 'error' });
     const list = h(
@@ -383,24 +394,39 @@ export class RunView {
     const status = h('p', { role: 'status', id: 'outing-status' });
     const mapEl = h('div', { class: 'map', id: 'outing-map', role: 'region', 'aria-label': t('outing.map') });
     const leave = h('button', { type: 'button', id: 'outing-leave' }, t('outing.leave'));
-    clear(body, h('h3', {}, outing.title), status, mapEl, leave);
+    const left = h('ul', { id: 'outing-left', class: 'plain', 'aria-live': 'polite' });
+    clear(body, h('h3', {}, outing.title), status, mapEl, left, leave);
     const map = liveMap(mapEl);
+    const nameOf = (id) => (id === me ? t('you') : (this.names || {})[id] || t('friend', { id: shortId(id) }));
+    const shown = new Set();
     let last = 0;
     const live = socket(this.api, `/api/live/ws/outings/${encodeURIComponent(outing.outing_id)}`, {
       onMessage: (message) => {
         if (message.type === 'group') {
-          status.textContent = t('outing.members', { n: message.members.length });
-          for (const member of message.members) {
+          const members = message.members;
+          status.textContent = t('outing.members', { n: members.length });
+          status.dataset.n = String(members.length);
+          // Whoever the group no longer has (they left, on any replica) leaves the map.
+          const present = new Set(members.map((member) => member.user_id));
+          for (const id of shown) if (!present.has(id) && id !== me) map.forget(id);
+          shown.clear();
+          for (const id of present) shown.add(id);
+          for (const member of members) {
             if (typeof member.lat !== 'number') continue;
             const self = member.user_id === me;
             map.move(member.user_id, member.lat, member.lon, {
-              label: self ? t('you') : t('friend', { id: shortId(member.user_id) }),
+              label: nameOf(member.user_id),
               className: self ? 'runner-marker' : 'member-marker',
               colour: self ? '#0550ae' : null,
               follow: false,
             });
           }
           map.fit();
+        } else if (message.type === 'left' && message.user_id !== me) {
+          // Someone walked off: their marker goes, and the others are told who.
+          shown.delete(message.user_id);
+          map.forget(message.user_id);
+          left.append(h('li', { 'data-user': message.user_id }, t('outing.left', { name: nameOf(message.user_id) })));
         } else if (message.type === 'closed') {
           status.textContent = t('outing.closed', { reason: message.reason });
           stop();
