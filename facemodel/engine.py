@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,6 @@ from PIL import Image, UnidentifiedImageError
 from common.face_alignment import similarity_to_template
 from facemodel.packs import Manifest, PackError, read_manifest, verified_bytes
 from facemodel.quality import CUT_OFF_REASONS, ENROLMENT_CUT_OFF, ENTRY_CUT_OFF, CutOffRules, Purpose, cut_off
-
-Image.MAX_IMAGE_PIXELS = None  # we enforce our own, lower limit before decoding
 
 MAX_PIXELS = 25_000_000
 MAX_BYTES = 15 * 1024 * 1024
@@ -85,8 +84,14 @@ def decode_image(data: bytes) -> UInt8Image:
     if len(data) > MAX_BYTES:
         raise ImageRejected(f"image larger than {MAX_BYTES // (1024 * 1024)} MiB")
     try:
-        with Image.open(io.BytesIO(data)) as probe:  # reads the header only
-            image_format, (width, height) = probe.format, probe.size
+        # Our own limit, lower than Pillow's, is checked below; Pillow's stays in force
+        # for the rest of the process (in one-process mode other services decode uploads).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as probe:  # reads the header only
+                image_format, (width, height) = probe.format, probe.size
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected(f"image exceeds {MAX_PIXELS // 1_000_000} megapixels") from exc
     except (UnidentifiedImageError, OSError) as exc:
         raise ImageRejected("not a JPEG or PNG image") from exc
     if image_format not in ("JPEG", "PNG"):

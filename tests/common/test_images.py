@@ -4,13 +4,12 @@ limits and their answers, decompression bombs refused from the header, metadata 
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import pytest
 from PIL import Image
 
 from common.images import HEIF_REFUSAL, ImageRefused, decode, encode, sniff, storable
+from tests.support.pictures import png_header
 
 GPS_IFD, EXIF_IFD, ORIENTATION, MAKE = 0x8825, 0x8769, 0x0112, 0x010F
 LIMITS = {"max_bytes": 4 * 1024 * 1024, "max_pixels": 30_000_000}
@@ -26,16 +25,6 @@ def photo(size: tuple[int, int] = (320, 240), kind: str = "JPEG", **options: obj
     image = Image.new("RGB", size, (30, 90, 160))
     image.paste((250, 200, 20), (0, 0, size[0] // 2, size[1] // 3))
     return saved(image, kind, **options)
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG that claims ``width`` x ``height`` in a few dozen bytes (no real pixel data)."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
 
 
 def refusal(

@@ -16,6 +16,7 @@ from PIL import Image
 
 from facemodel.engine import FaceEngine, ImageRejected, decode_image
 from facemodel.packs import SOURCE_FILES, PackError
+from tests.support.pictures import png_header
 
 THRESHOLD = 0.363  # OpenCV's recommended cosine threshold for SFace
 
@@ -96,8 +97,10 @@ def test_exif_orientation_is_applied(engine, photo_bytes):
         (lambda photos: photos["obama.jpg"][: len(photos["obama.jpg"]) // 3], "truncated or corrupt"),
         (lambda photos: _gif(), "GIF images are not accepted"),
         (lambda photos: _huge_png(), "exceeds 25 megapixels"),
+        # Past Pillow's own bomb limit (twice 89.5 MP) the header alone is refused too.
+        (lambda photos: png_header(20_000, 10_000), "exceeds 25 megapixels"),
     ],
-    ids=["empty", "not-an-image", "truncated-jpeg", "gif", "50-megapixels"],
+    ids=["empty", "not-an-image", "truncated-jpeg", "gif", "50-megapixels", "200-megapixel-header"],
 )
 def test_bad_uploads_are_rejected_with_a_reason(engine, photo_bytes, make, reason):
     with pytest.raises(ImageRejected, match=reason):
