@@ -10,10 +10,10 @@ with the mark that the event was handled. Sending happens after the commit
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import String, cast, delete, func, select
@@ -37,6 +37,8 @@ from contracts import (
     UserDeleted,
     UserRegistered,
 )
+from notification.dispatch import Claimed, Lease
+from notification.fcm import Push
 from notification.models import BranchProfile, Delivery, GateDenial, InboxMessage, PushToken, Recipient
 from notification.settings import NotificationSettings
 from notification.sms import sms_token
@@ -78,10 +80,20 @@ def _duration(seconds: float) -> str:
     return f"{hours}h {minutes}m" if hours else f"{minutes}m {secs}s"
 
 
+class PushSender(Protocol):
+    """What the handlers need of the dispatcher (:class:`notification.dispatch.Dispatcher`)."""
+
+    def wake(self) -> None: ...
+
+    def birth_lease(self, count: int) -> Lease | None: ...
+
+    def take(self, pushes: list[Claimed]) -> None: ...
+
+
 class Notifier:
-    def __init__(self, settings: NotificationSettings, *, wake_dispatcher: Callable[[], None]) -> None:
+    def __init__(self, settings: NotificationSettings, *, dispatcher: PushSender) -> None:
         self._settings = settings
-        self._wake = wake_dispatcher
+        self._dispatcher = dispatcher
 
     # -- event handlers -------------------------------------------------------------------
 
@@ -247,7 +259,7 @@ class Notifier:
                 created_at=now,
             )
         )
-        uow.after_commit(self._wake)
+        uow.after_commit(self._dispatcher.wake)
 
     async def user_deleted(self, event: UserDeleted, uow: UnitOfWork) -> None:
         await forget_user(uow.session, user_id=event.user_id)
@@ -283,19 +295,27 @@ class Notifier:
     def _pushes_of(self, uow: UnitOfWork) -> list[_Push]:
         """The pushes this transaction queues. Their rows need their inbox message's id:
         rather than one INSERT per message as it is told, every message of the batch is
-        written in one statement just before the commit, then every delivery in another."""
+        written in one statement just before the commit, then every delivery in another.
+
+        Pushes due now are written already leased and handed to the dispatcher once the
+        transaction has committed, so nothing has to find them again; should the process
+        die before they are sent, their lease runs out and a claim sends them."""
         info = uow.session.info
         pushes: list[_Push] | None = info.get(_PUSHES)
         if pushes is not None:
             return pushes
         pushes = info[_PUSHES] = []
         session = uow.session
+        dispatcher = self._dispatcher
 
         async def queue() -> None:
             if not pushes:
                 return
             await session.flush()
-            session.add_all(
+            now = utc_now()
+            due_now = [push.due <= now for push in pushes]
+            lease = dispatcher.birth_lease(sum(due_now))
+            rows = [
                 Delivery(
                     message_id=push.message.id,
                     user_id=push.user_id,
@@ -306,12 +326,22 @@ class Notifier:
                     critical=push.notice.critical,
                     status="pending",
                     attempts=0,
-                    next_attempt_at=push.due,
+                    next_attempt_at=lease.expires_at if lease is not None and now_due else push.due,
                     created_at=push.created_at,
                 )
-                for push in pushes
-            )
-            uow.after_commit(self._wake)  # send now, not at the dispatcher's next poll
+                for push, now_due in zip(pushes, due_now, strict=True)
+            ]
+            session.add_all(rows)
+            if lease is None:
+                uow.after_commit(dispatcher.wake)  # send now, not at the dispatcher's next poll
+                return
+            await session.flush()  # the rows' ids, for the hand-over
+            handed = [
+                Claimed(row.id, 0, Push(row.token, row.title, row.body, dict(row.data), row.critical), lease.until)
+                for row, now_due in zip(rows, due_now, strict=True)
+                if now_due
+            ]
+            uow.after_commit(lambda: dispatcher.take(handed))
 
         uow.before_commit(queue)
         return pushes

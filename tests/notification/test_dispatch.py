@@ -1,0 +1,88 @@
+"""Pushes due now are leased in the transaction that queues them and handed straight to
+the sender; a process that dies holding them leaves them to a claim once the lease runs
+out, and a push whose lease ran out while it waited is never sent by its old holder."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+from common.security import Role
+from notification.dispatch import Claimed
+from notification.fcm import Push
+from notification.models import Delivery
+from tests.notification.conftest import BRANCH, person
+from tests.notification.test_notices import deliveries, fault
+from tests.support.waiting import eventually
+
+
+async def test_a_push_due_now_is_leased_at_birth_and_sent_without_a_claim(open_notifications, fcm):
+    # The claim loop polls every 10 s and nobody wakes it: only the hand-over sends in time.
+    async with open_notifications(notification_poll_interval_s=10) as notifications:
+        owner = person(Role.BRANCH_OWNER, (BRANCH,))
+        phone = await notifications.with_phone(owner)
+        await asyncio.sleep(0.2)  # the claim loop's first round has passed
+        before = datetime.now(UTC)
+        await notifications.announce(fault())
+        await eventually(lambda: len(fcm.state.received) == 1, timeout=3)
+
+        async def recorded() -> bool:
+            return [row.status for row in await deliveries(notifications)] == ["sent"]
+
+        await eventually(recorded, timeout=3)
+        [row] = await deliveries(notifications)
+        assert row.next_attempt_at > before + timedelta(seconds=50)  # leased at birth
+        assert row.attempts == 1
+        [pushed] = fcm.state.received
+        assert pushed.token == phone
+        # A copy sent again after a crash replaces this one on the phone.
+        assert pushed.message["android"]["notification"] == {"tag": f"notice-{row.message_id}"}
+        assert pushed.message["apns"]["headers"]["apns-collapse-id"] == f"notice-{row.message_id}"
+
+
+async def test_pushes_a_dead_process_held_are_sent_once_when_their_lease_runs_out(notifications, fcm):
+    dispatcher = notifications.app.state.dispatcher
+    taken: list[list[Claimed]] = []
+    dispatcher.take = taken.append  # the process dies between the commit and the sends
+    owner = person(Role.BRANCH_OWNER, (BRANCH,))
+    await notifications.with_phone(owner)
+    await notifications.announce(fault())
+    await eventually(lambda: len(taken) == 1, timeout=3)
+    await asyncio.sleep(0.3)
+    assert fcm.state.received == []  # leased: no claim takes it from its holder
+    [held] = await deliveries(notifications)
+    assert held.status == "pending"
+
+    async with notifications.app.state.kernel.db.transaction() as session:  # the lease runs out
+        row = await session.get(Delivery, held.id)
+        assert row is not None
+        row.next_attempt_at = datetime.now(UTC) - timedelta(seconds=1)
+    dispatcher.wake()
+    await eventually(lambda: len(fcm.state.received) == 1, timeout=3)
+
+    async def recorded() -> bool:
+        return [row.status for row in await deliveries(notifications)] == ["sent"]
+
+    await eventually(recorded, timeout=3)
+    await asyncio.sleep(0.3)
+    assert len(fcm.state.received) == 1
+
+
+async def test_a_push_whose_lease_ran_out_while_it_waited_is_not_sent(notifications, fcm):
+    dispatcher = notifications.app.state.dispatcher
+    real_take, taken = dispatcher.take, []
+    dispatcher.take = taken.append
+    owner = person(Role.BRANCH_OWNER, (BRANCH,))
+    await notifications.with_phone(owner)
+    await notifications.announce(fault())
+    await eventually(lambda: len(taken) == 1, timeout=3)
+    [[handed]] = taken
+    # Too little of the lease left for a send to finish before another sender may lease it.
+    real_take([Claimed(handed.id, handed.attempts, handed.push, until=time.monotonic() + 1.0)])
+    await asyncio.sleep(0.5)
+    assert fcm.state.received == []
+    [row] = await deliveries(notifications)
+    assert (row.status, row.attempts) == ("pending", 0)
+    # The hand-over carried what the row holds.
+    assert handed.push == Push(row.token, row.title, row.body, row.data, row.critical)
