@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import String, cast, delete, func, select
@@ -37,9 +37,8 @@ from contracts import (
     UserDeleted,
     UserRegistered,
 )
-from notification.dispatch import Claimed, Lease
-from notification.fcm import Push
 from notification.models import BranchProfile, Delivery, GateDenial, InboxMessage, PushToken, Recipient
+from notification.pushes import PushSender, QueuedPush, pushes_of
 from notification.settings import NotificationSettings
 from notification.sms import sms_token
 from notification.templates import render
@@ -78,16 +77,6 @@ def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes}m" if hours else f"{minutes}m {secs}s"
-
-
-class PushSender(Protocol):
-    """What the handlers need of the dispatcher (:class:`notification.dispatch.Dispatcher`)."""
-
-    def wake(self) -> None: ...
-
-    def birth_lease(self, count: int) -> Lease | None: ...
-
-    def take(self, pushes: list[Claimed]) -> None: ...
 
 
 class Notifier:
@@ -273,7 +262,7 @@ class Notifier:
         now = utc_now()
         branch_locale = await _branch_locale(session, notice.data.get("branch_id"))
         tokens = await _tokens_of(session, [recipient.user_id for recipient in recipients])
-        pushes = self._pushes_of(uow)
+        pushes = pushes_of(uow, self._dispatcher)
         for recipient in recipients:
             text = render(notice.kind, recipient.locale or branch_locale, notice.fields)
             message = InboxMessage(
@@ -290,76 +279,13 @@ class Notifier:
                 continue
             due = now if notice.critical else (quiet_until(recipient, now) or now)
             for token in tokens.get(recipient.user_id, ()):
-                pushes.append(_Push(message, recipient.user_id, token, text.title, text.body, notice, due, now))
-
-    def _pushes_of(self, uow: UnitOfWork) -> list[_Push]:
-        """The pushes this transaction queues. Their rows need their inbox message's id:
-        rather than one INSERT per message as it is told, every message of the batch is
-        written in one statement just before the commit, then every delivery in another.
-
-        Pushes due now are written already leased and handed to the dispatcher once the
-        transaction has committed, so nothing has to find them again; should the process
-        die before they are sent, their lease runs out and a claim sends them."""
-        info = uow.session.info
-        pushes: list[_Push] | None = info.get(_PUSHES)
-        if pushes is not None:
-            return pushes
-        pushes = info[_PUSHES] = []
-        session = uow.session
-        dispatcher = self._dispatcher
-
-        async def queue() -> None:
-            if not pushes:
-                return
-            await session.flush()
-            now = utc_now()
-            due_now = [push.due <= now for push in pushes]
-            lease = dispatcher.birth_lease(sum(due_now))
-            rows = [
-                Delivery(
-                    message_id=push.message.id,
-                    user_id=push.user_id,
-                    token=push.token,
-                    title=push.title,
-                    body=push.body,
-                    data={**push.notice.data, "message_id": str(push.message.id)},
-                    critical=push.notice.critical,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=lease.expires_at if lease is not None and now_due else push.due,
-                    created_at=push.created_at,
+                pushes.append(
+                    QueuedPush(
+                        message, recipient.user_id, token, text.title, text.body, notice.data, notice.critical, due, now
+                    )
                 )
-                for push, now_due in zip(pushes, due_now, strict=True)
-            ]
-            session.add_all(rows)
-            if lease is None:
-                uow.after_commit(dispatcher.wake)  # send now, not at the dispatcher's next poll
-                return
-            await session.flush()  # the rows' ids, for the hand-over
-            handed = [
-                Claimed(row.id, 0, Push(row.token, row.title, row.body, dict(row.data), row.critical), lease.until)
-                for row, now_due in zip(rows, due_now, strict=True)
-                if now_due
-            ]
-            uow.after_commit(lambda: dispatcher.take(handed))
-
-        uow.before_commit(queue)
-        return pushes
 
 
-@dataclass(frozen=True)
-class _Push:
-    message: InboxMessage
-    user_id: uuid.UUID
-    token: str
-    title: str
-    body: str
-    notice: Notice
-    due: datetime
-    created_at: datetime
-
-
-_PUSHES = "notification.pushes"
 # Lookups the handlers of one transaction share: a batch of events applied in one unit of
 # work asks "who owns this branch" many times. Kept in the session's own info dict, so it
 # ends with the transaction; cleared by whatever changes recipients or tokens.

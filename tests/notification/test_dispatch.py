@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
 
 from common.security import Role
 from notification.dispatch import Claimed
@@ -17,28 +20,52 @@ from tests.notification.test_notices import deliveries, fault
 from tests.support.waiting import eventually
 
 
-async def test_a_push_due_now_is_leased_at_birth_and_sent_without_a_claim(open_notifications, fcm):
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_pushes_due_now_are_leased_at_birth_and_sent_without_a_claim(database, open_notifications, fcm, request):
     # The claim loop polls every 10 s and nobody wakes it: only the hand-over sends in time.
-    async with open_notifications(notification_poll_interval_s=10) as notifications:
-        owner = person(Role.BRANCH_OWNER, (BRANCH,))
-        phone = await notifications.with_phone(owner)
+    overrides: dict[str, Any] = {"notification_poll_interval_s": 10}
+    if database == "postgresql":  # where the notices and pushes are written as arrays
+        overrides["database_urls"] = {"notification": request.getfixturevalue("postgres").create("notification")}
+    async with open_notifications(**overrides) as notifications:
+        owners = [person(Role.BRANCH_OWNER, (BRANCH,)) for _ in range(2)]
+        phones = {await notifications.with_phone(owner) for owner in owners}
+        phones.add(await notifications.with_phone(owners[0]))  # a second phone
+        quiet = person(Role.BRANCH_OWNER, (BRANCH,))
+        now = datetime.now(UTC)
+        await notifications.with_phone(
+            quiet,
+            quiet_start=(now - timedelta(hours=1)).strftime("%H:%M"),
+            quiet_end=(now + timedelta(hours=1)).strftime("%H:%M"),
+            timezone="UTC",
+        )
         await asyncio.sleep(0.2)  # the claim loop's first round has passed
-        before = datetime.now(UTC)
-        await notifications.announce(fault())
-        await eventually(lambda: len(fcm.state.received) == 1, timeout=3)
+        events = [fault(device_id=f"treadmill-{n:02d}") for n in range(5)]
+        await notifications.announce(*events)
+        await eventually(lambda: len(fcm.state.received) == 15, timeout=5)
 
         async def recorded() -> bool:
-            return [row.status for row in await deliveries(notifications)] == ["sent"]
+            return sorted(row.status for row in await deliveries(notifications)) == ["pending"] * 5 + ["sent"] * 15
 
         await eventually(recorded, timeout=3)
-        [row] = await deliveries(notifications)
-        assert row.next_attempt_at > before + timedelta(seconds=50)  # leased at birth
-        assert row.attempts == 1
-        [pushed] = fcm.state.received
-        assert pushed.token == phone
-        # A copy sent again after a crash replaces this one on the phone.
-        assert pushed.message["android"]["notification"] == {"tag": f"notice-{row.message_id}"}
-        assert pushed.message["apns"]["headers"]["apns-collapse-id"] == f"notice-{row.message_id}"
+        rows = await deliveries(notifications)
+        sent = [row for row in rows if row.status == "sent"]
+        assert all(row.next_attempt_at > now + timedelta(seconds=50) for row in sent)  # leased at birth
+        assert {row.attempts for row in sent} == {1}
+        assert {row.token for row in sent} == phones
+        # Held for the quiet hours: due when they end, not leased.
+        held = [row for row in rows if row.status == "pending"]
+        assert all(row.next_attempt_at > now + timedelta(minutes=50) for row in held)
+        assert all(row.attempts == 0 for row in held)
+        for pushed in fcm.state.received:
+            # A copy sent again after a crash replaces this one on the phone.
+            notice = pushed.message["data"]["message_id"]
+            assert pushed.message["android"]["notification"] == {"tag": f"notice-{notice}"}
+            assert pushed.message["apns"]["headers"]["apns-collapse-id"] == f"notice-{notice}"
+        by_notice = {(row.message_id, row.token) for row in sent}
+        assert {(int(item.message["data"]["message_id"]), item.token) for item in fcm.state.received} == by_notice
+        for owner in owners:
+            assert len(await notifications.inbox(owner)) == 5
+        assert len(await notifications.inbox(quiet)) == 5
 
 
 async def test_pushes_a_dead_process_held_are_sent_once_when_their_lease_runs_out(notifications, fcm):
