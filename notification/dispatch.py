@@ -41,7 +41,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import delete, select, update
+from sqlalchemy import BigInteger, Table, any_, bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql
 
 from common.db import Database
 from common.events.envelope import utc_now
@@ -60,6 +61,19 @@ HANDED_MAX = 2000
 # Data a push or SMS carries once (a password reset code): dropped from the delivery row
 # as soon as the row is done with (sent, dropped, parked or expired), with its text.
 ONCE_DATA_KEYS = frozenset({"reset_token"})
+
+
+_DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
+_MARK_SENT = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger()))))
+    .values(
+        status="sent",
+        sent_at=bindparam("sent_at", type_=_DELIVERIES.c.sent_at.type),
+        last_error=None,
+        attempts=bindparam("attempts", type_=_DELIVERIES.c.attempts.type),
+    )
+)
 
 
 def scrub(row: Delivery) -> None:
@@ -290,12 +304,17 @@ class Dispatcher:
         others = [(item, result) for item, result in outcomes if item.id not in done]
         async with self._database.sessions() as session, session.begin():
             for attempts, ids in by_attempts.items():
-                await session.execute(
-                    update(Delivery)
-                    .where(Delivery.id.in_(ids))
-                    .values(status="sent", sent_at=now, last_error=None, attempts=attempts)
-                    .execution_options(synchronize_session=False)
-                )
+                if self._database.is_sqlite:
+                    await session.execute(
+                        update(Delivery)
+                        .where(Delivery.id.in_(ids))
+                        .values(status="sent", sent_at=now, last_error=None, attempts=attempts)
+                        .execution_options(synchronize_session=False)
+                    )
+                else:
+                    # One cached statement whatever the batch size: an IN list of 100
+                    # placeholders is parsed afresh by psycopg for every batch.
+                    await session.execute(_MARK_SENT, {"ids": ids, "sent_at": now, "attempts": attempts})
             if not others:
                 return
             outcomes = others

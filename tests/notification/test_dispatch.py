@@ -51,6 +51,7 @@ async def test_pushes_due_now_are_leased_at_birth_and_sent_without_a_claim(datab
         sent = [row for row in rows if row.status == "sent"]
         assert all(row.next_attempt_at > now + timedelta(seconds=50) for row in sent)  # leased at birth
         assert {row.attempts for row in sent} == {1}
+        assert all(row.sent_at is not None and row.last_error is None for row in sent)
         assert {row.token for row in sent} == phones
         # Held for the quiet hours: due when they end, not leased.
         held = [row for row in rows if row.status == "pending"]
