@@ -136,6 +136,7 @@ class Dispatcher:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(BATCHES_IN_FLIGHT)
         self._handed = 0
+        self._releases: set[asyncio.Task[None]] = set()
         timeout_s = max(settings.fcm_timeout_s, settings.sms_timeout_s)
         # A send may take two timeouts (a refused access token is replaced and the send
         # tried once more); the lease outlasts a few of them.
@@ -158,7 +159,13 @@ class Dispatcher:
         if not pushes:
             return
         if self._task is None:
-            return  # stopping: their leases run out and a claim sends them
+            # Stopped between the lease and the commit (a rolling restart): the rows are
+            # made due again, so another replica sends them at its next poll, not when the
+            # lease runs out (which is what happens should this fail too).
+            release = asyncio.create_task(self._release([item.id for item in pushes]), name="notification-release")
+            self._releases.add(release)
+            release.add_done_callback(self._releases.discard)
+            return
         self._handed += len(pushes)
         batch = asyncio.create_task(self._send_batch(pushes), name="notification-push-handed")
         self._in_flight.add(batch)
@@ -204,6 +211,18 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._settings.notification_poll_interval_s):
                         await self._wake.wait()
+
+    async def _release(self, ids: list[int]) -> None:
+        try:
+            async with self._database.sessions() as session, session.begin():
+                await session.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_(ids), Delivery.status == "pending")
+                    .values(next_attempt_at=utc_now())
+                    .execution_options(synchronize_session=False)
+                )
+        except Exception:
+            log.warning("pushes not handed back; they are sent when their lease runs out", exc_info=True)
 
     def _batch_done(self, batch: asyncio.Task[None]) -> None:
         self._slots.release()

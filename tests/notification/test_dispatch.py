@@ -114,3 +114,24 @@ async def test_a_push_whose_lease_ran_out_while_it_waited_is_not_sent(notificati
     assert (row.status, row.attempts) == ("pending", 0)
     # The hand-over carried what the row holds.
     assert handed.push == Push(row.token, row.title, row.body, row.data, row.critical)
+
+
+async def test_pushes_handed_over_after_a_stop_are_made_due_for_another_replica(notifications, fcm):
+    dispatcher = notifications.app.state.dispatcher
+    real_take, taken = dispatcher.take, []
+    dispatcher.take = taken.append
+    owner = person(Role.BRANCH_OWNER, (BRANCH,))
+    await notifications.with_phone(owner)
+    await notifications.announce(fault())
+    await eventually(lambda: len(taken) == 1, timeout=3)
+    [held] = await deliveries(notifications)
+    assert held.next_attempt_at > datetime.now(UTC) + timedelta(seconds=50)
+    await dispatcher.stop()  # a rolling restart stops the sender while a batch commits
+    real_take(taken[0])
+
+    async def due_again() -> bool:
+        [row] = await deliveries(notifications)
+        return row.status == "pending" and row.next_attempt_at <= datetime.now(UTC)
+
+    await eventually(due_again, timeout=3)
+    assert fcm.state.received == []  # left for another replica, not sent on the way out
