@@ -53,6 +53,9 @@ async def test_pushes_due_now_are_leased_at_birth_and_sent_without_a_claim(datab
         assert {row.attempts for row in sent} == {1}
         assert all(row.sent_at is not None and row.last_error is None for row in sent)
         assert {row.token for row in sent} == phones
+        assert all(
+            row.data["message_id"] == str(row.message_id) and row.data["kind"] == "equipment_fault" for row in rows
+        )
         # Held for the quiet hours: due when they end, not leased.
         held = [row for row in rows if row.status == "pending"]
         assert all(row.next_attempt_at > now + timedelta(minutes=50) for row in held)
