@@ -3,10 +3,16 @@ queued push, one commit per batch of events) and its FCM client to the local FCM
 
 notification runs as its own process (``smartgym serve notification``, PostgreSQL); this
 process publishes ``EquipmentFault`` events to the broker and hosts the FCM stand-in,
-which counts pushes as they arrive. Baseline in the same run: the FCM client alone,
-sending straight to the same stand-in with the same concurrency, no broker or database.
+which counts pushes as they arrive. Baseline: the FCM client alone, sending straight to
+the same stand-in with the same concurrency, no broker or database.
 
-    python bench/notification_push_throughput.py [--events 2000]
+The machine is shared and its load moves within seconds, so the two are measured in
+alternating rounds (baseline, then pipeline, ``--rounds`` times, ``--events`` each) and
+each round's ratio compares neighbours; the headline ratio is the median round's. Both
+paths are warmed up first (a connection and an access token), and the pipeline's figure
+counts distinct notices (by fault id) and fails on a shortfall or a repeat.
+
+    python bench/notification_push_throughput.py [--events 3000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +33,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
-from bench._common import cpu_seconds, emit, ensure_services, jwks_app, machine, table
+from bench._common import (
+    check_delivered,
+    cpu_seconds,
+    emit,
+    ensure_services,
+    fail,
+    jwks_app,
+    machine,
+    progress,
+    table,
+)
 from common.events.envelope import OutgoingMessage
 from common.events.rabbitmq import RabbitMQBus
 from common.migrations import upgrade
@@ -45,22 +63,78 @@ BRANCH = "bench-branch"
 CONCURRENCY = 64
 
 
-async def baseline(account: ServiceAccount, fcm_url: str, fcm: FcmSimState, count: int) -> tuple[float, float]:
+@dataclass
+class Round:
+    baseline_rate: float
+    baseline_cpu: float  # this process (client and stand-in), per push
+    pipeline_seconds: float
+    delivered: int  # distinct notices pushed
+    publish_seconds: float
+    notification_cpu: float  # notification's process, per push
+    local_cpu: float  # this process (publisher and stand-in), per push
+
+    @property
+    def pipeline_rate(self) -> float:
+        return self.delivered / self.pipeline_seconds
+
+    @property
+    def ratio(self) -> float:
+        return self.pipeline_rate / self.baseline_rate
+
+
+async def baseline(sender: FcmSender, count: int, tag: str) -> tuple[float, float]:
     """Pushes per second, and CPU seconds of this process (client and stand-in) per push."""
-    sender = FcmSender(account, endpoint=fcm_url)
     semaphore = asyncio.Semaphore(CONCURRENCY)
 
     async def one(n: int) -> None:
         async with semaphore:
-            await sender.send(Push(f"baseline-token-{n:06d}", "title", "body", {"kind": "baseline"}, False))
+            await sender.send(Push(f"baseline-{tag}-{n:06d}", "title", "body", {"kind": "baseline"}, False))
 
-    try:
-        await sender.send(Push("warm-up-token-000000", "t", "b", {}, False))
-        started, cpu_started = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(one(n) for n in range(count)))
-        return count / (time.perf_counter() - started), (time.process_time() - cpu_started) / count
-    finally:
-        await sender.close()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(one(n) for n in range(count)))
+    return count / (time.perf_counter() - started), (time.process_time() - cpu_started) / count
+
+
+def faults(count: int) -> list[EquipmentFault]:
+    return [
+        EquipmentFault(
+            fault_id=uuid.uuid4(),
+            device_id=f"sim-{n:05d}",
+            branch_id=BRANCH,
+            kind="treadmill",
+            name=f"Treadmill {n}",
+            criticality="major",
+            reason="ping failed: timeout",
+            detected_at=datetime.now(UTC),
+        )
+        for n in range(count)
+    ]
+
+
+async def pipeline(
+    bus: RabbitMQBus, fcm: FcmSimState, pid: int, events: list[EquipmentFault], *, what: str
+) -> tuple[float, int, float, float, float]:
+    """Seconds from the first publish to the last push, distinct notices pushed, seconds
+    spent publishing, and CPU seconds per push of notification and of this process."""
+    fcm.received.clear()
+    wanted = [str(event.fault_id) for event in events]
+    started, cpu_started = time.perf_counter(), time.process_time()
+    service_cpu_started = cpu_seconds(pid)
+    for chunk in range(0, len(events), 500):
+        await bus.publish_many([OutgoingMessage.of(event) for event in events[chunk : chunk + 500]])
+    published = time.perf_counter() - started
+    deadline = time.monotonic() + 300
+    while len(fcm.received) < len(events) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    service_cpu = cpu_seconds(pid) - service_cpu_started
+    local_cpu = time.process_time() - cpu_started
+    await asyncio.sleep(0.5)  # a repeat would arrive by now
+    counts = check_delivered(what, wanted, [item.message["data"]["fault_id"] for item in fcm.received])
+    if counts["repeats"]:
+        fail(f"{what}: {counts['repeats']} notices pushed more than once")
+    delivered = max(1, counts["distinct"])
+    return elapsed, counts["distinct"], published, service_cpu / delivered, local_cpu / delivered
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -77,10 +151,10 @@ async def run(args: argparse.Namespace) -> None:
     owner = tokens.issuer().issue(str(uuid.uuid4()), [Role.BRANCH_OWNER], [BRANCH])
     process = None
     bus = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=Metrics(), namespace=namespace)
+    rounds: list[Round] = []
+    sender = FcmSender(account, endpoint=fcm_url)
     try:
         async with serving(jwks_app()) as auth_url, serving(create_fcm(fcm), fcm_port):
-            direct_rate, direct_cpu = await baseline(account, fcm_url, fcm, args.events)
-            fcm.received.clear()
             env = clean_env(
                 SMARTGYM_BROKER_URL=RABBITMQ_URL,
                 SMARTGYM_BUS_NAMESPACE=namespace,
@@ -105,78 +179,70 @@ async def run(args: argparse.Namespace) -> None:
                 )
                 response.raise_for_status()
             await bus.start()
-            events = [
-                EquipmentFault(
-                    fault_id=uuid.uuid4(),
-                    device_id=f"sim-{n:05d}",
-                    branch_id=BRANCH,
-                    kind="treadmill",
-                    name=f"Treadmill {n}",
-                    criticality="major",
-                    reason="ping failed: timeout",
-                    detected_at=datetime.now(UTC),
+            # Warm-up, untimed: each path's connections and access token.
+            await baseline(sender, CONCURRENCY, "warm-up")
+            await pipeline(bus, fcm, process.pid, faults(CONCURRENCY), what="warm-up")
+            for number in range(1, args.rounds + 1):
+                direct_rate, direct_cpu = await baseline(sender, args.events, f"r{number}")
+                fcm.received.clear()
+                seconds, delivered, published, service_cpu, local_cpu = await pipeline(
+                    bus, fcm, process.pid, faults(args.events), what=f"round {number}"
                 )
-                for n in range(args.events)
-            ]
-            started, cpu_started = time.perf_counter(), time.process_time()
-            service_cpu_started = cpu_seconds(process.pid)
-            for chunk in range(0, len(events), 500):
-                await bus.publish_many([OutgoingMessage.of(event) for event in events[chunk : chunk + 500]])
-            published = time.perf_counter() - started
-            deadline = time.monotonic() + 300
-            while len(fcm.received) < args.events and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            elapsed = time.perf_counter() - started
-            delivered = len(fcm.received)
-            # notification's own process, and this one (the publisher and the stand-in).
-            service_cpu = (cpu_seconds(process.pid) - service_cpu_started) / max(1, delivered)
-            local_cpu = (time.process_time() - cpu_started) / max(1, delivered)
+                rounds.append(Round(direct_rate, direct_cpu, seconds, delivered, published, service_cpu, local_cpu))
+                progress(
+                    f"round {number}: client alone {direct_rate:.0f}/s, pipeline {rounds[-1].pipeline_rate:.0f}/s,"
+                    f" ratio {rounds[-1].ratio:.3f}"
+                )
     finally:
+        await sender.close()
         await bus.close()
         if process is not None:
             stop(process)
         databases.drop_all()
 
-    rate = delivered / elapsed
-    print(f"\nnotification push throughput - {machine()}")
+    print(f"\nnotification push throughput - {machine()}, n = {args.events} pushes per path and round")
+    rows = []
+    for number, item in enumerate(rounds, 1):
+        rows.append(
+            [
+                number,
+                f"{item.baseline_rate:.0f}",
+                f"{item.pipeline_rate:.0f}",
+                f"{item.ratio:.3f}",
+                f"{args.events / item.publish_seconds:.0f}",
+                f"{item.baseline_cpu * 1e6:.0f}",
+                f"{item.notification_cpu * 1e6:.0f}",
+                f"{item.local_cpu * 1e6:.0f}",
+            ]
+        )
     table(
-        "events -> pushes",
-        ["path", "messages", "seconds", "per second", "CPU µs/push (process)"],
+        "events -> pushes, alternating rounds",
         [
-            [
-                "FCM client alone (baseline)",
-                args.events,
-                f"{args.events / direct_rate:.2f}",
-                f"{direct_rate:.0f}",
-                f"{direct_cpu * 1e6:.0f} (client + stand-in)",
-            ],
-            [
-                "broker -> consumer -> inbox + queue -> FCM",
-                delivered,
-                f"{elapsed:.2f}",
-                f"{rate:.0f}",
-                f"{service_cpu * 1e6:.0f} (notification)",
-            ],
-            [
-                "(publishing the events; the stand-in)",
-                args.events,
-                f"{published:.2f}",
-                f"{args.events / published:.0f}",
-                f"{local_cpu * 1e6:.0f} (publisher + stand-in)",
-            ],
+            "round",
+            "client alone /s",
+            "broker -> consumer -> inbox + queue -> FCM /s",
+            "ratio",
+            "publishing /s",
+            "CPU µs/push client + stand-in",
+            "CPU µs/push notification",
+            "CPU µs/push publisher + stand-in",
         ],
+        rows,
     )
+    ratios = [item.ratio for item in rounds]
     emit(
         {
-            "events": args.events,
-            "delivered": delivered,
-            "notifications_per_s": round(rate, 1),
-            "fcm_client_alone_per_s": round(direct_rate, 1),
-            "ratio_to_client_alone": round(rate / direct_rate, 3),
-            "push_ratio_to_client": round(rate / direct_rate, 3),
-            "notification_cpu_us_per_push": round(service_cpu * 1e6),
-            "client_alone_cpu_us_per_push": round(direct_cpu * 1e6),
-            "publisher_and_standin_cpu_us_per_push": round(local_cpu * 1e6),
+            "events_per_round": args.events,
+            "rounds": len(rounds),
+            "delivered": sum(item.delivered for item in rounds),
+            "ratio_per_round": [round(ratio, 3) for ratio in ratios],
+            "push_ratio_to_client": round(statistics.median(ratios), 3),
+            "push_ratio_to_client_min": round(min(ratios), 3),
+            "notifications_per_s": [round(item.pipeline_rate, 1) for item in rounds],
+            "fcm_client_alone_per_s": [round(item.baseline_rate, 1) for item in rounds],
+            "notification_cpu_us_per_push": round(statistics.median(item.notification_cpu for item in rounds) * 1e6),
+            "client_alone_cpu_us_per_push": round(statistics.median(item.baseline_cpu for item in rounds) * 1e6),
+            "publisher_and_standin_cpu_us_per_push": round(statistics.median(item.local_cpu for item in rounds) * 1e6),
             "load_1min": round(os.getloadavg()[0], 2),
             "machine": machine(),
         }
@@ -185,7 +251,8 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--events", type=int, default=3000, help="pushes per path and round")
+    parser.add_argument("--rounds", type=int, default=3)
     asyncio.run(run(parser.parse_args()))
 
 

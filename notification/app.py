@@ -51,7 +51,7 @@ def create_app(
         stop_hooks.extend([fcm.close, sms.close])
         sender = Channels(push=fcm, sms=sms)
     dispatcher = Dispatcher(database=kernel.db, sender=sender, settings=config, metrics=DispatchMetrics(kernel.metrics))
-    kernel.subscriptions = subscriptions(Notifier(config, wake_dispatcher=dispatcher.wake))
+    kernel.subscriptions = subscriptions(Notifier(config, dispatcher=dispatcher))
 
     async def start_dispatcher() -> None:
         dispatcher.start()

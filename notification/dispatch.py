@@ -1,14 +1,29 @@
-"""Sends queued pushes: claims due deliveries, sends them concurrently, records each outcome.
+"""Sends queued pushes: sends them concurrently, records each batch's outcomes together.
 
-Batches are pipelined: while one claimed batch is being sent (a bounded pool of sends in
-flight, shared by every batch), the next is claimed, and each batch's outcomes are
-recorded in one transaction when its last send returns. A few batches are in flight at
-most, so a slow FCM backs up in the database, not in memory.
+Pushes reach the sender two ways:
 
-A delivery is claimed by pushing its ``next_attempt_at`` a lease into the future in the
-claiming transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so replicas never send
-the same delivery twice in normal operation); if the process dies mid-send, the lease
-runs out and another round sends it again — at-least-once, like everything else here.
+* **Handed over at birth.** The transaction that queues a push due now writes it already
+  leased, and after its commit hands it straight to :meth:`Dispatcher.take`: no query
+  finds it again, and it is sent as soon as a send slot is free. The consumer only does
+  so while fewer than ``HANDED_MAX`` pushes are in hand, so a slow FCM backs up in the
+  database, not in memory; past that, pushes are written due and wait for a claim.
+* **Claimed.** Everything else (retries, quiet hours ending, pushes past the hand-over
+  bound, those a stopped or crashed process held) is claimed a batch at a time: one
+  statement picks due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so replicas never
+  take the same row) and writes their lease. While one claimed batch is being sent the
+  next is claimed; a few batches are in flight at most.
+
+Either way a batch's outcomes are recorded in one transaction when its last send
+returns, and every send goes through one bounded pool (``notification_send_concurrency``).
+
+A lease is ``next_attempt_at`` pushed into the future: nobody else sends the row before
+it runs out. A push is only started while its lease leaves time for the send to finish
+(two FCM timeouts: the send and its retry with a fresh access token); one that waited
+longer is left to whoever leases it next, so a backlog in memory never makes a second
+sender of it. If the process dies after FCM accepted a push but before the outcome was
+recorded, the lease runs out and the push is sent again: at-least-once, like everything
+else here, and the phone shows it once, because every push names its notice as its
+collapse key (:mod:`notification.fcm`).
 
 Retries back off exponentially with jitter, never sooner than FCM's Retry-After; after
 ``notification_max_attempts`` the delivery is parked with its last error for an operator.
@@ -20,12 +35,14 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import delete, select, update
+from sqlalchemy import BigInteger, Table, any_, bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql
 
 from common.db import Database
 from common.events.envelope import utc_now
@@ -39,9 +56,24 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
 BATCH = 200
 BATCHES_IN_FLIGHT = 3
+# Pushes handed over at birth and not yet recorded, at most (a few seconds of sending).
+HANDED_MAX = 2000
 # Data a push or SMS carries once (a password reset code): dropped from the delivery row
 # as soon as the row is done with (sent, dropped, parked or expired), with its text.
 ONCE_DATA_KEYS = frozenset({"reset_token"})
+
+
+_DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
+_MARK_SENT = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger()))))
+    .values(
+        status="sent",
+        sent_at=bindparam("sent_at", type_=_DELIVERIES.c.sent_at.type),
+        last_error=None,
+        attempts=bindparam("attempts", type_=_DELIVERIES.c.attempts.type),
+    )
+)
 
 
 def scrub(row: Delivery) -> None:
@@ -69,6 +101,15 @@ class Claimed:
     id: int
     attempts: int
     push: Push
+    until: float  # time.monotonic() at which this process's lease on the row runs out
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A lease taken at birth: written into the rows as ``expires_at``, kept as ``until``."""
+
+    expires_at: datetime
+    until: float
 
 
 class DispatchMetrics:
@@ -94,9 +135,41 @@ class Dispatcher:
         self._semaphore = asyncio.Semaphore(settings.notification_send_concurrency)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+        self._handed = 0
+        self._releases: set[asyncio.Task[None]] = set()
+        timeout_s = max(settings.fcm_timeout_s, settings.sms_timeout_s)
+        # A send may take two timeouts (a refused access token is replaced and the send
+        # tried once more); the lease outlasts a few of them.
+        self._send_needs_s = 2 * timeout_s + 1.0
+        self._lease = max(LEASE, timedelta(seconds=4 * timeout_s))
 
     def wake(self) -> None:
         self._wake.set()
+
+    def birth_lease(self, count: int) -> Lease | None:
+        """A lease for ``count`` pushes about to be queued and then handed over with
+        :meth:`take`, or None when the dispatcher is not running or has enough in hand
+        (they are then queued due, for a claim)."""
+        if self._task is None or self._handed + count > HANDED_MAX:
+            return None
+        return Lease(expires_at=utc_now() + self._lease, until=time.monotonic() + self._lease.total_seconds())
+
+    def take(self, pushes: list[Claimed]) -> None:
+        """Send pushes leased at birth, now that their rows are committed."""
+        if not pushes:
+            return
+        if self._task is None:
+            # Stopped between the lease and the commit (a rolling restart): the rows are
+            # made due again, so another replica sends them at its next poll, not when the
+            # lease runs out (which is what happens should this fail too).
+            release = asyncio.create_task(self._release([item.id for item in pushes]), name="notification-release")
+            self._releases.add(release)
+            release.add_done_callback(self._releases.discard)
+            return
+        self._handed += len(pushes)
+        batch = asyncio.create_task(self._send_batch(pushes), name="notification-push-handed")
+        self._in_flight.add(batch)
+        batch.add_done_callback(lambda task: self._handed_done(task, len(pushes)))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="notification-dispatcher")
@@ -139,9 +212,28 @@ class Dispatcher:
                     async with asyncio.timeout(self._settings.notification_poll_interval_s):
                         await self._wake.wait()
 
+    async def _release(self, ids: list[int]) -> None:
+        try:
+            async with self._database.sessions() as session, session.begin():
+                await session.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_(ids), Delivery.status == "pending")
+                    .values(next_attempt_at=utc_now())
+                    .execution_options(synchronize_session=False)
+                )
+        except Exception:
+            log.warning("pushes not handed back; they are sent when their lease runs out", exc_info=True)
+
     def _batch_done(self, batch: asyncio.Task[None]) -> None:
-        self._in_flight.discard(batch)
         self._slots.release()
+        self._finished(batch)
+
+    def _handed_done(self, batch: asyncio.Task[None], count: int) -> None:
+        self._handed -= count
+        self._finished(batch)
+
+    def _finished(self, batch: asyncio.Task[None]) -> None:
+        self._in_flight.discard(batch)
         if not batch.cancelled() and batch.exception() is not None:
             log.warning("push batch failed; its leases run out and it is sent again", exc_info=batch.exception())
 
@@ -154,13 +246,16 @@ class Dispatcher:
 
     async def _send_batch(self, claimed: list[Claimed]) -> None:
         results = await asyncio.gather(*(self._send(item) for item in claimed))
-        await self._record(list(zip(claimed, results, strict=True)))
+        outcomes = [(item, result) for item, result in zip(claimed, results, strict=True) if result is not None]
+        if outcomes:
+            await self._record(outcomes)
 
     async def _claim(self) -> list[Claimed]:
         """Lease one batch of due deliveries in one statement: the rows are picked (locked,
         skipping those another replica holds) and their lease written in the same UPDATE,
         which hands back what is to be sent."""
         now = utc_now()
+        until = time.monotonic() + self._lease.total_seconds()
         due = (
             select(Delivery.id)
             .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
@@ -171,7 +266,7 @@ class Dispatcher:
         lease = (
             update(Delivery)
             .where(Delivery.id.in_(due.scalar_subquery()))
-            .values(next_attempt_at=now + LEASE)
+            .values(next_attempt_at=now + self._lease)
             .returning(
                 Delivery.id,
                 Delivery.attempts,
@@ -190,9 +285,8 @@ class Dispatcher:
                 if expired(row.data, now):
                     stale.append(row.id)
                     continue
-                claimed.append(
-                    Claimed(row.id, row.attempts, Push(row.token, row.title, row.body, dict(row.data), row.critical))
-                )
+                push = Push(row.token, row.title, row.body, dict(row.data), row.critical)
+                claimed.append(Claimed(row.id, row.attempts, push, until))
             if stale:
                 for delivery in await session.scalars(select(Delivery).where(Delivery.id.in_(stale))):
                     delivery.status, delivery.last_error = "dropped", "expired before it could be sent"
@@ -201,8 +295,13 @@ class Dispatcher:
         claimed.sort(key=lambda item: (not item.push.critical, item.id))
         return claimed
 
-    async def _send(self, item: Claimed) -> SendResult:
+    async def _send(self, item: Claimed) -> SendResult | None:
+        """The send's result, or None when the lease no longer leaves time for it (the row
+        is left to whoever leases it next: never two senders of one push)."""
         async with self._semaphore:
+            if time.monotonic() + self._send_needs_s > item.until:
+                self._metrics.outcomes.labels("lease_ran_out").inc()
+                return None
             with self._metrics.send_seconds.time():
                 result = await self._sender.send(item.push)
         self._metrics.outcomes.labels(result.outcome.value).inc()
@@ -224,12 +323,17 @@ class Dispatcher:
         others = [(item, result) for item, result in outcomes if item.id not in done]
         async with self._database.sessions() as session, session.begin():
             for attempts, ids in by_attempts.items():
-                await session.execute(
-                    update(Delivery)
-                    .where(Delivery.id.in_(ids))
-                    .values(status="sent", sent_at=now, last_error=None, attempts=attempts)
-                    .execution_options(synchronize_session=False)
-                )
+                if self._database.is_sqlite:
+                    await session.execute(
+                        update(Delivery)
+                        .where(Delivery.id.in_(ids))
+                        .values(status="sent", sent_at=now, last_error=None, attempts=attempts)
+                        .execution_options(synchronize_session=False)
+                    )
+                else:
+                    # One cached statement whatever the batch size: an IN list of 100
+                    # placeholders is parsed afresh by psycopg for every batch.
+                    await session.execute(_MARK_SENT, {"ids": ids, "sent_at": now, "attempts": attempts})
             if not others:
                 return
             outcomes = others

@@ -211,12 +211,21 @@ class FcmSender:
 
 
 def _message(push: Push) -> dict[str, Any]:
+    android: dict[str, Any] = {"priority": "high" if push.critical else "normal"}
+    apns_headers = {"apns-priority": "10" if push.critical else "5"}
+    notice = push.data.get("message_id")
+    if notice:
+        # A push is sent again when its sender died before recording FCM's answer; with
+        # the notice as its tag (Android) and collapse id (iOS) the second copy replaces
+        # the first on the phone instead of showing beside it.
+        android["notification"] = {"tag": f"notice-{notice}"}
+        apns_headers["apns-collapse-id"] = f"notice-{notice}"
     return {
         "token": push.token,
         "notification": {"title": push.title, "body": push.body},
         "data": push.data,  # FCM wants string values only; the caller guarantees it
-        "android": {"priority": "high" if push.critical else "normal"},
-        "apns": {"headers": {"apns-priority": "10" if push.critical else "5"}},
+        "android": android,
+        "apns": {"headers": apns_headers},
     }
 
 

@@ -10,7 +10,7 @@ with the mark that the event was handled. Sending happens after the commit
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -38,6 +38,7 @@ from contracts import (
     UserRegistered,
 )
 from notification.models import BranchProfile, Delivery, GateDenial, InboxMessage, PushToken, Recipient
+from notification.pushes import PushSender, QueuedPush, pushes_of
 from notification.settings import NotificationSettings
 from notification.sms import sms_token
 from notification.templates import render
@@ -79,9 +80,9 @@ def _duration(seconds: float) -> str:
 
 
 class Notifier:
-    def __init__(self, settings: NotificationSettings, *, wake_dispatcher: Callable[[], None]) -> None:
+    def __init__(self, settings: NotificationSettings, *, dispatcher: PushSender) -> None:
         self._settings = settings
-        self._wake = wake_dispatcher
+        self._dispatcher = dispatcher
 
     # -- event handlers -------------------------------------------------------------------
 
@@ -247,7 +248,7 @@ class Notifier:
                 created_at=now,
             )
         )
-        uow.after_commit(self._wake)
+        uow.after_commit(self._dispatcher.wake)
 
     async def user_deleted(self, event: UserDeleted, uow: UnitOfWork) -> None:
         await forget_user(uow.session, user_id=event.user_id)
@@ -261,7 +262,7 @@ class Notifier:
         now = utc_now()
         branch_locale = await _branch_locale(session, notice.data.get("branch_id"))
         tokens = await _tokens_of(session, [recipient.user_id for recipient in recipients])
-        pushes = self._pushes_of(uow)
+        pushes = pushes_of(uow, self._dispatcher)
         for recipient in recipients:
             text = render(notice.kind, recipient.locale or branch_locale, notice.fields)
             message = InboxMessage(
@@ -278,58 +279,13 @@ class Notifier:
                 continue
             due = now if notice.critical else (quiet_until(recipient, now) or now)
             for token in tokens.get(recipient.user_id, ()):
-                pushes.append(_Push(message, recipient.user_id, token, text.title, text.body, notice, due, now))
-
-    def _pushes_of(self, uow: UnitOfWork) -> list[_Push]:
-        """The pushes this transaction queues. Their rows need their inbox message's id:
-        rather than one INSERT per message as it is told, every message of the batch is
-        written in one statement just before the commit, then every delivery in another."""
-        info = uow.session.info
-        pushes: list[_Push] | None = info.get(_PUSHES)
-        if pushes is not None:
-            return pushes
-        pushes = info[_PUSHES] = []
-        session = uow.session
-
-        async def queue() -> None:
-            if not pushes:
-                return
-            await session.flush()
-            session.add_all(
-                Delivery(
-                    message_id=push.message.id,
-                    user_id=push.user_id,
-                    token=push.token,
-                    title=push.title,
-                    body=push.body,
-                    data={**push.notice.data, "message_id": str(push.message.id)},
-                    critical=push.notice.critical,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=push.due,
-                    created_at=push.created_at,
+                pushes.append(
+                    QueuedPush(
+                        message, recipient.user_id, token, text.title, text.body, notice.data, notice.critical, due, now
+                    )
                 )
-                for push in pushes
-            )
-            uow.after_commit(self._wake)  # send now, not at the dispatcher's next poll
-
-        uow.before_commit(queue)
-        return pushes
 
 
-@dataclass(frozen=True)
-class _Push:
-    message: InboxMessage
-    user_id: uuid.UUID
-    token: str
-    title: str
-    body: str
-    notice: Notice
-    due: datetime
-    created_at: datetime
-
-
-_PUSHES = "notification.pushes"
 # Lookups the handlers of one transaction share: a batch of events applied in one unit of
 # work asks "who owns this branch" many times. Kept in the session's own info dict, so it
 # ends with the transaction; cleared by whatever changes recipients or tokens.

@@ -50,6 +50,9 @@ PARKED_FROM_HEADER = "x-smartgym-parked-from"
 PARKED_AT_HEADER = "x-smartgym-parked-at"
 # The longest a gathered batch waits for the one being applied before it (see _gather).
 GATHER_MAX_S = 0.02
+# Frames a channel's queue may hold per prefetched delivery: a delivery is three (method,
+# header, body), and the slack covers publish confirms and returns on the same channel.
+FRAMES_PER_DELIVERY = 4
 _CHANNEL_GONE = (aiormq.AMQPError, aio_pika.exceptions.ChannelInvalidStateError, ConnectionError, RuntimeError)
 
 
@@ -157,6 +160,7 @@ class ServiceConsumer:
         assert self._channel is not None
         assert self._queue is not None
         underlay = await self._channel.get_underlay_channel()
+        _widen_frame_buffer(underlay, self._bus._prefetch)
         self._underlay = underlay
         self._watermark = _AckWatermark(underlay)
         watermark = self._watermark
@@ -364,6 +368,22 @@ class ServiceConsumer:
             mandatory=True,
         )
         await self._settle([delivery])
+
+
+def _widen_frame_buffer(channel: aiormq.abc.AbstractChannel, prefetch: int) -> None:
+    """Let the channel's frame queue hold a whole prefetch window.
+
+    aiormq hands frames from the connection's reader to the channel's through a queue of
+    10 (a delivery is 3 frames), and aio-pika gives no way to size it. A full queue parks
+    the reader until the next loop iteration, so a consumer took in ~3 deliveries per
+    iteration: in a process that is also busy with other work (notification sends pushes
+    on the same loop) the broker's window sat a fifth used and intake, not the database,
+    set the pace. The prefetch still bounds what the broker sends, so memory stays bounded.
+    """
+    frames = getattr(channel, "frames", None)
+    if isinstance(frames, asyncio.Queue) and 0 < frames.maxsize < FRAMES_PER_DELIVERY * prefetch:
+        # asyncio.Queue checks _maxsize on every put, so raising it on a live queue is safe.
+        frames._maxsize = FRAMES_PER_DELIVERY * prefetch  # type: ignore[attr-defined]
 
 
 def _tag_of(message: DeliveredMessage) -> int:

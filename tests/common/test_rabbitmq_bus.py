@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -231,3 +233,57 @@ async def test_broadcast_reaches_every_replica(rabbitmq_url, namespace):
     finally:
         for bus in replicas:
             await bus.close()
+
+
+async def test_a_busy_loop_still_takes_in_the_whole_prefetch_window(rabbitmq_url, namespace):
+    """Deliveries move from the connection to the consumer in few loop iterations, so a
+    process that is busy with other work (notification sends pushes on the same loop)
+    still lets the broker fill its window instead of taking ~3 deliveries per iteration."""
+    prefetch = 200
+    bus = make_bus(rabbitmq_url, namespace, prefetch=prefetch, batch_size=prefetch)
+    await bus.start()
+    release = asyncio.Event()
+
+    async def held(event: EntryRecorded) -> None:
+        await release.wait()
+
+    subs = Subscriptions("ledger")
+    subs.add_bus_handler(EntryRecorded, held, name="held")
+
+    async def publish() -> None:
+        publisher = make_bus(rabbitmq_url, namespace)
+        await publisher.start()
+        try:
+            await publisher.publish_many([OutgoingMessage.of(EntryRecorded(seq=n)) for n in range(prefetch)])
+        finally:
+            await publisher.close()
+
+    iterations = 0
+
+    async def busy() -> None:
+        nonlocal iterations
+        while True:
+            time.sleep(0.005)  # other work on the loop: every iteration costs 5 ms
+            iterations += 1
+            await asyncio.sleep(0)
+
+    try:
+        await bus.subscribe(subs)
+        watermark = bus._consumers["ledger"]._watermark
+        assert watermark is not None
+        # Published from another thread while this loop stands still: the whole window
+        # waits in the socket when the loop turns again.
+        publisher = threading.Thread(target=lambda: asyncio.run(publish()))
+        publisher.start()
+        publisher.join()
+        time.sleep(0.3)
+        spinner = asyncio.create_task(busy())
+        try:
+            await eventually(lambda: _true_after(watermark.pending >= prefetch), timeout=15)
+        finally:
+            spinner.cancel()
+        # With aiormq's 10-frame queue this took ~60 iterations.
+        assert iterations < 20, iterations
+    finally:
+        release.set()
+        await bus.close()
