@@ -223,7 +223,8 @@ async def run(args: argparse.Namespace) -> None:
         progress(f"bare websockets broadcast ({label})")
         results[label] = await drive(people.runner_urls(base), people.watcher_plan([base]), seconds=args.seconds,
                                      pids={"bare": bare.pid or 0})  # fmt: skip
-        bare.terminate()
+        # Killed, not terminated: forked inside the auth server, it inherits a SIGTERM handler.
+        bare.kill()
         bare.join(10)
 
     try:

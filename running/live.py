@@ -61,7 +61,7 @@ from running.privacy import hides
 from running.races import RaceService
 from running.runs import LiveRun, RunService
 from running.settings import RunningSettings
-from running.track import Accepted, GpsPoint
+from running.track import Accepted, GpsPoint, parse_point
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +321,7 @@ class LiveServer:
         now = time.time()
         for item in raw:
             try:
-                point = GpsPoint.model_validate(item)
+                point = parse_point(item)
             except ValidationError as exc:
                 invalid.append(validation_reason(exc))
                 continue
