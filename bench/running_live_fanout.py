@@ -23,7 +23,7 @@ drain divided by distinct deliveries. Also here: the GPS filters' position error
 generated tracks (truth + noise + multipath spikes).
 
     python bench/running_live_fanout.py [--runners 2000] [--watchers 10000] [--seconds 20]
-        [--gateway-runners 400] [--no-gateway]
+        [--gateway-runners 400] [--no-gateway] [--no-broker]
 """
 
 from __future__ import annotations
@@ -146,9 +146,10 @@ class People:
 
 
 def running_env(database: str, namespace: str, auth_url: str, scratch: Path, live_port: int, replica: str,
-                per_run: int, broker_url: str = RABBITMQ_URL) -> dict[str, str]:  # fmt: skip
+                per_run: int, broker_url: str | None = RABBITMQ_URL) -> dict[str, str]:  # fmt: skip
+    broker = {"SMARTGYM_BROKER_URL": broker_url} if broker_url else {}
     return clean_env(
-        SMARTGYM_BROKER_URL=broker_url,
+        **broker,
         SMARTGYM_BUS_NAMESPACE=namespace,
         SMARTGYM_AUTH_URL=auth_url,
         SMARTGYM_DATA_DIR=str(scratch),
@@ -237,8 +238,9 @@ async def run(args: argparse.Namespace) -> None:
             live_port = free_port()
             namespace = f"bench{uuid.uuid4().hex[:8]}"
             # Waited for off the loop: the loop serves the keys the replica fetches as it starts.
-            one = await asyncio.to_thread(start_running, running_env(database, namespace, auth_url, scratch,
-                                          live_port, "r1", per_run), scratch, "running-1")  # fmt: skip
+            env = running_env(database, namespace, auth_url, scratch, live_port, "r1", per_run,
+                              broker_url=None if args.no_broker else RABBITMQ_URL)  # fmt: skip
+            one = await asyncio.to_thread(start_running, env, scratch, "running-1")
             processes.append(one)
             people = People(database, args.runners, per_run)
             base = f"ws://127.0.0.1:{live_port}"
@@ -250,7 +252,7 @@ async def run(args: argparse.Namespace) -> None:
             await floor("bare_after")
 
             # 3. The production path: gateway in front of two replicas.
-            if not args.no_gateway:
+            if not args.no_gateway and not args.no_broker:  # two replicas need the broker
                 namespace = f"bench{uuid.uuid4().hex[:8]}"
                 ports = [free_port(), free_port()]
                 replicas = []
@@ -335,6 +337,7 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
     lat = summary(one["watched"].latencies_ms)
     figures: dict[str, Any] = {
         "runners": args.runners,
+        "one_replica_broker": not args.no_broker,
         "watchers": one["watchers"],
         "seconds": args.seconds,
         "ingest_points_per_s": round(one["points_sent"] / one["stream_s"], 1),
@@ -383,6 +386,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--gateway-runners", type=int, default=400, help="runners of the gateway set-up")
     parser.add_argument("--no-gateway", action="store_true", help="skip the gateway + two replicas set-up")
+    parser.add_argument("--no-broker", action="store_true",
+                        help="the one replica without RabbitMQ (it never crosses it); no gateway")  # fmt: skip
     asyncio.run(run(parser.parse_args()))
 
 
