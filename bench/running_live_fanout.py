@@ -6,7 +6,8 @@ device time, one machine, one clock):
 
 - **bare**: a bare ``websockets`` server that hands each runner frame to the library's
   ``broadcast`` (no parsing, filter, storage or token): the library's floor, for
-  ``live_ratio_to_bare_websockets``.
+  ``live_ratio_to_bare_websockets``. Measured before and after the one replica (the
+  shared machine's load drifts between set-ups); the ratio is against their mean.
 - **one replica**: ``smartgym serve running`` (PostgreSQL, RabbitMQ fan-out on), clients
   straight to its live port.
 - **gateway, two replicas** (the production path): clients connect through the gateway,
@@ -22,7 +23,7 @@ drain divided by distinct deliveries. Also here: the GPS filters' position error
 generated tracks (truth + noise + multipath spikes).
 
     python bench/running_live_fanout.py [--runners 2000] [--watchers 10000] [--seconds 20]
-        [--gateway-runners 400] [--no-gateway]
+        [--gateway-runners 400] [--no-gateway] [--no-broker]
 """
 
 from __future__ import annotations
@@ -145,9 +146,10 @@ class People:
 
 
 def running_env(database: str, namespace: str, auth_url: str, scratch: Path, live_port: int, replica: str,
-                per_run: int, broker_url: str = RABBITMQ_URL) -> dict[str, str]:  # fmt: skip
+                per_run: int, broker_url: str | None = RABBITMQ_URL) -> dict[str, str]:  # fmt: skip
+    broker = {"SMARTGYM_BROKER_URL": broker_url} if broker_url else {}
     return clean_env(
-        SMARTGYM_BROKER_URL=broker_url,
+        **broker,
         SMARTGYM_BUS_NAMESPACE=namespace,
         SMARTGYM_AUTH_URL=auth_url,
         SMARTGYM_DATA_DIR=str(scratch),
@@ -210,8 +212,8 @@ async def run(args: argparse.Namespace) -> None:
     processes: list[Any] = []
     context = multiprocessing.get_context("fork")
     broker = processes_named("beam.smp")
-    try:
-        # 1. The library's floor.
+
+    async def floor(label: str) -> None:
         bare_port = free_port()
         ready, ready_end = context.Pipe()
         bare = context.Process(target=bare_server_process, args=(bare_port, ready_end), daemon=True)
@@ -219,19 +221,26 @@ async def run(args: argparse.Namespace) -> None:
         ready.recv()
         people = People(database, args.runners, per_run)
         base = f"ws://127.0.0.1:{bare_port}"
-        progress("bare websockets broadcast")
-        results["bare"] = await drive(people.runner_urls(base), people.watcher_plan([base]), seconds=args.seconds,
-                                      pids={"bare": bare.pid or 0})  # fmt: skip
-        bare.terminate()
+        progress(f"bare websockets broadcast ({label})")
+        results[label] = await drive(people.runner_urls(base), people.watcher_plan([base]), seconds=args.seconds,
+                                     pids={"bare": bare.pid or 0})  # fmt: skip
+        # Killed, not terminated: forked inside the auth server, it inherits a SIGTERM handler.
+        bare.kill()
         bare.join(10)
+
+    try:
+        # 1. The library's floor, before and after the replica: the machine is shared, and
+        # its load drifts between the two set-ups; the ratio is taken against their mean.
+        await floor("bare")
 
         async with serving(jwks_app()) as auth_url:
             # 2. One running replica, clients straight to its live port.
             live_port = free_port()
             namespace = f"bench{uuid.uuid4().hex[:8]}"
             # Waited for off the loop: the loop serves the keys the replica fetches as it starts.
-            one = await asyncio.to_thread(start_running, running_env(database, namespace, auth_url, scratch,
-                                          live_port, "r1", per_run), scratch, "running-1")  # fmt: skip
+            env = running_env(database, namespace, auth_url, scratch, live_port, "r1", per_run,
+                              broker_url=None if args.no_broker else RABBITMQ_URL)  # fmt: skip
+            one = await asyncio.to_thread(start_running, env, scratch, "running-1")
             processes.append(one)
             people = People(database, args.runners, per_run)
             base = f"ws://127.0.0.1:{live_port}"
@@ -240,9 +249,10 @@ async def run(args: argparse.Namespace) -> None:
                                          seconds=args.seconds, pids={"running": one.pid})  # fmt: skip
             stop_quietly(one)
             processes.remove(one)
+            await floor("bare_after")
 
             # 3. The production path: gateway in front of two replicas.
-            if not args.no_gateway:
+            if not args.no_gateway and not args.no_broker:  # two replicas need the broker
                 namespace = f"bench{uuid.uuid4().hex[:8]}"
                 ports = [free_port(), free_port()]
                 replicas = []
@@ -276,11 +286,13 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
     errors = filter_errors()
     distance = distance_errors()
     bare, one = results["bare"], results["one"]
-    bare_us = per_delivery_us(bare["cpu_s"]["bare"], bare)
+    floors = [per_delivery_us(results[label]["cpu_s"]["bare"], results[label]) for label in ("bare", "bare_after")]
+    bare_us = statistics.fmean(floors)
     live_us = per_delivery_us(one["cpu_s"]["running"], one)
     print(f"\nrunning live fan-out - {machine()}")
     rows = []
     for label, name in (("bare", "bare websockets broadcast"), ("one", "running, one replica"),
+                        ("bare_after", "bare websockets, again"),
                         ("gateway", "gateway + 2 running replicas")):  # fmt: skip
         if label not in results:
             continue
@@ -305,7 +317,7 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
     ingest = summary(one["watched"].to_server_ms)
     print(f"one replica: runner -> server published p50 / p99 = {cell(ingest, 'p50')} / {cell(ingest, 'p99')} ms "
           f"(n={ingest['n']}); CPU per delivery {live_us:.1f} µs against {bare_us:.1f} µs for the bare broadcast "
-          f"(ratio {live_us / bare_us:.2f})")  # fmt: skip
+          f"(mean of {floors[0]:.1f} before and {floors[1]:.1f} after; ratio {live_us / bare_us:.2f})")  # fmt: skip
     table(
         "GPS position error on generated tracks (8 x 30 min, m)",
         ["filter", "mean", "p95"],
@@ -325,6 +337,7 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
     lat = summary(one["watched"].latencies_ms)
     figures: dict[str, Any] = {
         "runners": args.runners,
+        "one_replica_broker": not args.no_broker,
         "watchers": one["watchers"],
         "seconds": args.seconds,
         "ingest_points_per_s": round(one["points_sent"] / one["stream_s"], 1),
@@ -337,6 +350,7 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
         "running_cpu_share": round(one["cpu_s"]["running"] / one["wall_s"], 3),
         "live_cpu_us_per_delivery": round(live_us, 1),
         "bare_websockets_cpu_us_per_delivery": round(bare_us, 1),
+        "bare_websockets_cpu_us_per_delivery_before_after": [round(value, 1) for value in floors],
         "live_ratio_to_bare_websockets": round(live_us / bare_us, 2),
         "bare_point_to_watcher_p99_ms": figure(summary(bare["watched"].latencies_ms)["p99"], 1),
         "kalman_error_m": round(errors["kalman_mean"], 2),
@@ -372,6 +386,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--gateway-runners", type=int, default=400, help="runners of the gateway set-up")
     parser.add_argument("--no-gateway", action="store_true", help="skip the gateway + two replicas set-up")
+    parser.add_argument("--no-broker", action="store_true",
+                        help="the one replica without RabbitMQ (it never crosses it); no gateway")  # fmt: skip
     asyncio.run(run(parser.parse_args()))
 
 

@@ -37,7 +37,7 @@ from urllib.parse import parse_qs, urlparse
 import websockets
 from pydantic import ValidationError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
@@ -61,7 +61,7 @@ from running.privacy import hides
 from running.races import RaceService
 from running.runs import LiveRun, RunService
 from running.settings import RunningSettings
-from running.track import Accepted, GpsPoint
+from running.track import Accepted, GpsPoint, parse_point
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ class LiveServer:
                     last_stats = now
                     # Without the awaited send's locking and draining: a small frame a
                     # second, which a runner that stops reading is dropped for by pings.
-                    broadcast_text((connection,), dumps({"type": "stats", **live.track.stats()}))
+                    broadcast_text((connection,), f'{{"type":"stats",{live.track.stats_json()}}}')
         finally:
             if live.nearby is not None and live.nearby_sent:
                 with contextlib.suppress(Exception):
@@ -321,7 +321,7 @@ class LiveServer:
         now = time.time()
         for item in raw:
             try:
-                point = GpsPoint.model_validate(item)
+                point = parse_point(item)
             except ValidationError as exc:
                 invalid.append(validation_reason(exc))
                 continue
@@ -339,7 +339,7 @@ class LiveServer:
             # Watchers (friends, link holders) see nothing of where the runner is inside a
             # privacy zone: the start at home and the way back are hidden.
             shown = not live.zones or not hides(live.zones, position.lat, position.lon)
-            await self._hub.publish(f"run.{live.run_id}", position_frame(live, shown=shown))
+            await self._hub.publish(live.topic, position_frame(live, shown=shown))
             if live.race is not None:
                 await self.races.progress(live)
             if self.nearby.due(live):
@@ -466,7 +466,7 @@ class LiveServer:
                 live.acked_t = live.stored_t
                 # No waiting on a slow phone's buffer: an ack lost with its socket is
                 # repeated by the next ``started`` (stored_t).
-                broadcast([connection], dumps({"type": "ack", "t": live.stored_t}))
+                broadcast_text((connection,), f'{{"type":"ack","t":{live.stored_t!r}}}')
         # Runs ended elsewhere (a new start on another replica, the janitor) lose their socket.
         for run_id in await self._runs.not_live(run_ids=list(self.active)):
             connection = self._runner_sockets.pop(run_id, None)

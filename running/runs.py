@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Uuid, any_, bindparam, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.events.envelope import utc_now
@@ -87,8 +88,10 @@ class LiveRun:
     acked_t: float = 0.0
     # The constant head of every position this run sends its watchers (see live.position_frame).
     frame_head: str = field(init=False, repr=False, default="")
+    topic: str = field(init=False, repr=False, default="")  # its watchers' topic on the hub
 
     def __post_init__(self) -> None:
+        self.topic = f"run.{self.run_id}"
         self.frame_head = f'{{"type":"position","run_id":"{self.run_id}","user_id":"{self.user_id}",'
 
     def lap(self, at: float) -> dict[str, float]:
@@ -347,7 +350,9 @@ class RunService:
         if not run_ids:
             return set()
         async with self._kernel.db.sessions() as session:
-            rows = await session.scalars(select(Run.run_id).where(Run.run_id.in_(run_ids), Run.status != "live"))
+            # One array parameter, not one per run: asked every flush for every run held here.
+            ids = bindparam("run_ids", list(run_ids), type_=ARRAY(Uuid))
+            rows = await session.scalars(select(Run.run_id).where(Run.run_id == any_(ids), Run.status != "live"))
             return set(rows)
 
     async def run_points(self, *, run_id: uuid.UUID) -> list[GpsPoint]:

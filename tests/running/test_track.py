@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -132,3 +133,27 @@ def test_a_tunnel_counts_the_way_between_its_ends():
     for point in points:
         track.add(point, now=NOW)
     assert 159 * 3.0 * 0.95 < track.distance_m < 159 * 3.0 * 1.05
+
+
+def test_the_stats_frame_is_the_encoded_stats_through_splits_refusals_pauses_and_late_points():
+    sequence, _ = points()
+    track = LiveTrack(started_at=sequence[0].t)
+    frames = []
+    for index, point in enumerate(sequence[:1500]):
+        track.add(point, now=NOW)
+        if index % 50 == 0:
+            track.add(point, now=NOW)  # a duplicate: refused, counted
+        if index == 700:
+            track.pause(point.t + 0.5)
+        if index == 760:
+            track.resume(point.t)
+        if index % 10 == 9 and index > 20:
+            track.add(sequence[index - 15], now=NOW)  # late (or duplicate): a replay
+        frames.append((json.dumps(track.stats(), separators=(",", ":")), "{" + track.stats_json() + "}"))
+    assert track.stats()["splits_s"]
+    assert track.stats()["refused"]
+    for expected, written in frames:
+        assert written == expected
+        assert json.loads(written) == json.loads(expected)
+    empty = LiveTrack(started_at=NOW)
+    assert "{" + empty.stats_json() + "}" == json.dumps(empty.stats(), separators=(",", ":"))
