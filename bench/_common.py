@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import contextlib
 import json
 import math
@@ -10,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,26 @@ _STARTED = time.monotonic()
 #: since a machine shared with other jobs starts Python services slowly.
 STARTUP_S = 180.0
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def shared_broker_namespace(url: str = "amqp://guest:guest@127.0.0.1:5672/") -> str:
+    """A fresh bus namespace whose queues on the shared broker are deleted when the
+    benchmark exits, however it ends: quorum queues left behind by hundreds of runs hold
+    segment files until the broker runs out of file handles and stops answering."""
+    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    atexit.register(_delete_namespace_queues, url, namespace)
+    return namespace
+
+
+def _delete_namespace_queues(url: str, namespace: str) -> None:
+    from tests.support.amqp import delete_queues_with_prefixes
+
+    # A service process still stopping may declare a queue again: a few passes.
+    for _ in range(5):
+        with contextlib.suppress(Exception):  # housekeeping: never changes a run's outcome
+            if asyncio.run(delete_queues_with_prefixes(url, (f"{namespace}.",))) == 0:
+                return
+        time.sleep(1.0)
 
 
 def ensure_services() -> None:

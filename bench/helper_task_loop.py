@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 import psycopg
 
-from bench._common import emit, ensure_services, jwks_app, machine, progress, summary, table
+from bench._common import emit, ensure_services, jwks_app, machine, progress, shared_broker_namespace, summary, table
 from common.events.bus import Subscriptions
 from common.events.envelope import OutgoingMessage
 from common.events.rabbitmq import RabbitMQBus
@@ -128,7 +128,7 @@ async def run(args: argparse.Namespace) -> None:
     helper_db, owner_db = databases.create("bench_helper"), databases.create("bench_branch_owner")
     upgrade("helper", helper_db)
     upgrade("branch_owner", owner_db)
-    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    namespace = shared_broker_namespace()
     helper_port, owner_port = free_port(), free_port()
     helper_url, owner_url = f"http://127.0.0.1:{helper_port}", f"http://127.0.0.1:{owner_port}"
     processes = []

@@ -42,6 +42,7 @@ from bench._common import (
     jwks_app,
     machine,
     progress,
+    shared_broker_namespace,
     table,
 )
 from common.events.envelope import OutgoingMessage
@@ -143,7 +144,7 @@ async def run(args: argparse.Namespace) -> None:
     databases = PostgresDatabases(PG_ADMIN_URL)
     database = databases.create("bench_notification")
     upgrade("notification", database)
-    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    namespace = shared_broker_namespace()
     fcm_port, port = free_port(), free_port()
     fcm_url = f"http://127.0.0.1:{fcm_port}"
     account = ServiceAccount.ephemeral("smartgym-bench", f"{fcm_url}/token")

@@ -57,6 +57,7 @@ from bench._common import (
     machine,
     processes_named,
     progress,
+    shared_broker_namespace,
     spread_line,
     stop_quietly,
     summary,
@@ -236,7 +237,7 @@ async def run(args: argparse.Namespace) -> None:
         async with serving(jwks_app()) as auth_url:
             # 2. One running replica, clients straight to its live port.
             live_port = free_port()
-            namespace = f"bench{uuid.uuid4().hex[:8]}"
+            namespace = shared_broker_namespace()
             # Waited for off the loop: the loop serves the keys the replica fetches as it starts.
             env = running_env(database, namespace, auth_url, scratch, live_port, "r1", per_run,
                               broker_url=None if args.no_broker else RABBITMQ_URL)  # fmt: skip
@@ -253,7 +254,7 @@ async def run(args: argparse.Namespace) -> None:
 
             # 3. The production path: gateway in front of two replicas.
             if not args.no_gateway and not args.no_broker:  # two replicas need the broker
-                namespace = f"bench{uuid.uuid4().hex[:8]}"
+                namespace = shared_broker_namespace()
                 ports = [free_port(), free_port()]
                 replicas = []
                 for n, port in enumerate(ports):
