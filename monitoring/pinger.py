@@ -190,7 +190,7 @@ class Pinger:
         on_result: OnResult,
         egress: EgressPolicy,
         jitter: float = 0.05,
-        keepalive_max: int = 10_000,
+        keepalive_max: int = 50_000,
         agent: str = USER_AGENT,
     ) -> None:
         self._agent = agent.encode()
