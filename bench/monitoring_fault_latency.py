@@ -35,7 +35,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
-from bench._common import cpu_seconds, emit, ensure_services, jwks_app, machine, progress, summary, table
+from bench._common import (
+    cpu_seconds,
+    emit,
+    ensure_services,
+    fail,
+    failures,
+    jwks_app,
+    machine,
+    progress,
+    summary,
+    table,
+)
 from common.migrations import upgrade
 from common.security import Role
 from notification.fcm import ServiceAccount
@@ -53,11 +64,18 @@ OK_GAUGE = 'monitoring_devices{health="ok"}'
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    if not await settle(check, timeout):
+        raise SystemExit(f"gave up waiting for {what}")
+
+
+async def settle(check: Callable[[], Awaitable[bool]], timeout: float) -> bool:
+    """Wait until ``check`` holds; False if it did not within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not await check():
         if time.monotonic() > deadline:
-            raise SystemExit(f"gave up waiting for {what}")
+            return False
         await asyncio.sleep(0.5)
+    return True
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -178,17 +196,18 @@ async def run(args: argparse.Namespace) -> None:
                     return line.endswith(f" {float(args.devices)}")
 
                 counts: dict[str, list[str]] = {}
-                try:
-                    await wait_for(all_ok, 60, "every device to be seen healthy")
-                except SystemExit:
-                    progress(f"devices by health: {counts.get('health')}")
-                    raise
-                progress("every device seen healthy; measuring steady-state CPU")
+                if await settle(all_ok, 60):
+                    progress("every device seen healthy; measuring steady-state CPU")
+                else:
+                    # Devices that never failed but are not healthy are false alarms: the
+                    # fault list counts them at the end; the run goes on to measure the rest.
+                    progress(f"not every device healthy after 60 s: {counts.get('health')}; measuring anyway")
 
                 # Steady state: monitoring pings every device every 10 s.
                 cpu_before, wall_before = cpu_seconds(monitoring.pid), time.monotonic()
                 await asyncio.sleep(args.steady_s)
                 cpu_share = (cpu_seconds(monitoring.pid) - cpu_before) / (time.monotonic() - wall_before)
+                progress(f"monitoring at {cpu_share:.1%} of a core over {args.steady_s:.0f} s; load {os.getloadavg()}")
 
                 # Distinct victims for every mode, spread over the simulators.
                 modes = [mode for mode in args.modes.split(",") if mode]
@@ -231,7 +250,10 @@ async def run(args: argparse.Namespace) -> None:
                     async def all_pushed(mode: str = mode) -> bool:
                         return set(began[mode]) <= set(fault_pushes())
 
-                    await wait_for(all_pushed, 40, f"a push for every {mode} device")
+                    # A push that never comes is counted (and fails the run), not waited for for ever.
+                    if not await settle(all_pushed, 40):
+                        missing = len(set(began[mode]) - set(fault_pushes()))
+                        fail(f"{mode}: {missing} of {len(began[mode])} failed devices got no push within 40 s")
                 await asyncio.sleep(2)
                 faults = (await client.get(f"{monitoring_url}/v1/faults?open=false&limit=1000", headers=auth)).json()
                 load = os.getloadavg()[0]
@@ -260,12 +282,14 @@ async def run(args: argparse.Namespace) -> None:
         f"{args.devices} devices, ping every 10 s (timeout 1 s, confirmation after 0.25 s; a dropped heartbeat"
         f" connection is pinged at once and confirmed after the reconnect window); load {load:.1f}"
     )
-    figures: dict[str, float] = {}
+    figures: dict[str, float | None] = {}
+    labels: list[str] = []
     for mode in modes:
         devices = list(began[mode])
-        latency = [arrivals[device] - began[mode][device] for device in devices]
-        detection = [opened[device] - began[mode][device] for device in devices]
-        delivery = [arrivals[device] - opened[device] for device in devices]
+        # A failure never announced (or never pushed) counts as later than any bound.
+        latency = [arrivals[device] - began[mode][device] if device in arrivals else math.inf for device in devices]
+        detection = [opened[device] - began[mode][device] if device in opened else math.inf for device in devices]
+        delivery = [arrivals[device] - opened[device] for device in devices if device in arrivals and device in opened]
         total, det, dlv = summary(latency), summary(detection), summary(delivery)
         n = len(devices)
 
@@ -282,13 +306,17 @@ async def run(args: argparse.Namespace) -> None:
             ],
         )  # fmt: skip
         label = "crash" if mode == "dead" else mode
-        figures[f"{label}_to_push_p50_s"] = round(total["p50"], 2)
-        figures[f"{label}_to_push_p95_s"] = round(total["p95"], 2)
+        labels.append(label)
+        figures[f"{label}_to_push_p50_s"] = finite(total["p50"])
+        figures[f"{label}_to_push_p95_s"] = finite(total["p95"])
         if n >= 100:
-            figures[f"{label}_to_push_p99_s"] = round(total["p99"], 2)
+            figures[f"{label}_to_push_p99_s"] = finite(total["p99"])
         figures[f"{label}_failures"] = n
+        figures[f"{label}_not_pushed"] = sum(1 for device in devices if device not in arrivals)
     rebooted_announced = sum(1 for row in faults if row["device_id"] in rebooted)
-    clean = cpu_share <= 0.70 and false_alarms == 0
+    # The aim: at most 70 % of a core, no false alarm, every failure pushed with P95 < 12 s.
+    in_time = all((figures.get(f"{label}_to_push_p95_s") or math.inf) < 12.0 for label in labels)
+    clean = cpu_share <= 0.70 and false_alarms == 0 and in_time and not failures()
     table(
         "monitoring process",
         ["figure", "value"],
@@ -300,7 +328,7 @@ async def run(args: argparse.Namespace) -> None:
             *[[f"  reason: {reason}", count] for reason, count in false_reasons],
             [f"  of which quick reboots ({len(rebooted)} rebooted)", rebooted_announced],
             ["pushes per fault", f"{pushes_per_fault:.2f}"],
-            ["held cleanly (<= 70% of a core, 0 false alarms)", "yes" if clean else "NO"],
+            ["held cleanly (<= 70% of a core, 0 false alarms, P95 < 12 s)", "yes" if clean else "NO"],
         ],
     )
     emit(
@@ -316,9 +344,17 @@ async def run(args: argparse.Namespace) -> None:
             "monitoring_cpu_share": round(cpu_share, 3),
             "estimated_device_capacity": capacity,
             "load_1min": round(load, 2),
+            "failures": failures(),
             "machine": machine(),
         }
     )
+    if failures():
+        raise SystemExit(1)
+
+
+def finite(value: float) -> float | None:
+    """A latency for the JSON line; None when it is unbounded (a push that never came)."""
+    return round(value, 2) if math.isfinite(value) else None
 
 
 def main() -> None:

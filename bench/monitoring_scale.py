@@ -2,25 +2,30 @@
 
 Two phases, each with its own processes:
 
-``single``: one monitoring process with 20,000 devices at the production defaults
-(10 s ping period, 1 s timeout) — run by ``bench/monitoring_fault_latency.py`` (monitoring
-and notification as processes, device simulators, the FCM stand-in timing every push),
-whose JSON line is read back: CPU share of one core while pinging, false alarms,
-fault → push for hangs and crashes.
+``single``: one monitoring process at the production defaults (10 s ping period, 1 s
+timeout) — run by ``bench/monitoring_fault_latency.py`` (monitoring and notification as
+processes, device simulators in processes of their own keeping real heartbeat TCP
+connections, the FCM stand-in timing every push), whose JSON line is read back: CPU share
+of one core while pinging (CPU-seconds over wall seconds), false alarms, fault → push for
+hangs and crashes.
 
 ``shards``: three monitoring replicas (``SMARTGYM_MONITORING_SHARDS``, leases in
-monitoring's database) and 15,000 devices over 150 branches, each simulator registering
+monitoring's database) and devices over 150 branches, each simulator registering
 through a different replica and keeping its heartbeats on it (reconnecting to the next
 one when it goes). Every simulated device records which replica pinged it (the
 User-Agent names the replica), so "watched twice" and "unwatched" are read at the
 devices, not from monitoring's own account. After a steady window one replica is killed
 (``kill -9``): the time until its leases are all held by the others, the gap each of its
 devices saw between its last ping and the first from a survivor, devices pinged by two
-replicas in one window, devices nobody pinged, and false alarms (any fault: no device
-fails in this phase).
+replicas in one window, devices nobody pinged, and false alarms before and after the
+kill (any fault: no device fails in this phase).
 
-    python bench/monitoring_scale.py [--phases single,shards] [--devices 20000]
-        [--shard-devices 15000] [--period 10] [--long]
+By default both phases run at reduced sizes (5,000 devices; 4,500 over three replicas;
+about four minutes here); ``--full`` runs the aim's sizes (20,000 in one process, 15,000
+over three), ``--long`` those with 200 failures per mode and longer windows.
+
+    python bench/monitoring_scale.py [--phases single,shards] [--full | --long]
+        [--devices N] [--shard-devices N] [--period 10]
 """
 
 from __future__ import annotations
@@ -29,19 +34,20 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
-import psycopg
 
 from bench._common import (
     cpu_seconds,
@@ -49,6 +55,7 @@ from bench._common import (
     ensure_services,
     fail,
     failures,
+    figure,
     jwks_app,
     machine,
     progress,
@@ -60,8 +67,9 @@ from common.migrations import upgrade
 from common.security import Role
 from tests.support import tokens
 from tests.support.apps import free_port, serving
-from tests.support.infra import PG_ADMIN_URL, RABBITMQ_URL, PostgresDatabases
-from tests.support.processes import clean_env, start, stop, wait_healthy
+from tests.support.infra import PG_ADMIN_URL, PostgresDatabases
+from tests.support.monitoring_shards import Replicas, lease_rows, pinged_by, start_replicas, wait_for_takeover
+from tests.support.processes import clean_env, start, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLICAS = 3
@@ -82,13 +90,16 @@ def single(args: argparse.Namespace) -> dict[str, Any]:
         "--heartbeat-devices", str(args.heartbeat_devices),
     ]  # fmt: skip
     progress(f"single: {' '.join(command[1:])}")
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    # Its progress goes straight to stderr; its tables and JSON line are read back.
+    result = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
     sys.stdout.write(result.stdout)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    if result.returncode != 0 or not lines:
-        fail(f"single-process run failed ({result.returncode}): {result.stderr[-1500:]}")
+    if not lines:
+        fail(f"single-process run failed ({result.returncode}) before its figures")
         return {}
     figures: dict[str, Any] = json.loads(lines[-1])
+    for failure in figures.get("failures", []):
+        fail(f"single: {failure}")
     return figures
 
 
@@ -96,23 +107,6 @@ async def metric(client: httpx.AsyncClient, url: str, prefix: str) -> float:
     text = (await client.get(f"{url}/metrics")).text
     line = next((row for row in text.splitlines() if row.startswith(prefix)), "")
     return float(line.rsplit(" ", 1)[-1]) if line else 0.0
-
-
-async def leases(database: str) -> list[tuple[int, str | None, bool]]:
-    async with await psycopg.AsyncConnection.connect(database.replace("+psycopg", "")) as connection:
-        rows = await (
-            await connection.execute("SELECT shard, holder, expires_at > now() FROM shard_leases ORDER BY shard")
-        ).fetchall()
-    return [(row[0], row[1], bool(row[2])) for row in rows]
-
-
-def agents_in(pings: dict[str, list[list[Any]]], since: float, until: float) -> dict[str, set[str]]:
-    seen: dict[str, set[str]] = defaultdict(set)
-    for device_id, entries in pings.items():
-        for at, agent in entries:
-            if since <= at < until:
-                seen[device_id].add(str(agent).rsplit("/", 1)[-1])
-    return seen
 
 
 async def shards(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,44 +117,31 @@ async def shards(args: argparse.Namespace) -> dict[str, Any]:
     period = args.period
     per_simulator = math.ceil(args.shard_devices / REPLICAS)
     total = per_simulator * REPLICAS
-    api_ports = [free_port() for _ in range(REPLICAS)]
-    heartbeat_ports = [free_port() for _ in range(REPLICAS)]
-    urls = [f"http://127.0.0.1:{port}" for port in api_ports]
     operator = tokens.issuer().issue(str(uuid.uuid4()), [Role.OPERATOR], [])
     auth = {"authorization": f"Bearer {operator}"}
-    replicas: list[subprocess.Popen[bytes]] = []
+    replicas: Replicas | None = None
     simulators: list[tuple[subprocess.Popen[bytes], str, Path]] = []
     figures: dict[str, Any] = {}
     try:
         async with serving(jwks_app()) as auth_url:
-            for number in range(REPLICAS):
-                env = clean_env(
-                    SMARTGYM_BROKER_URL=RABBITMQ_URL,
-                    SMARTGYM_BUS_NAMESPACE=f"bench{uuid.uuid4().hex[:8]}",
-                    SMARTGYM_AUTH_URL=auth_url,
-                    SMARTGYM_DATA_DIR=str(scratch),
-                    SMARTGYM_LOG_LEVEL="WARNING",
-                    SMARTGYM_MONITORING_DATABASE_URL=database,
-                    SMARTGYM_MONITORING_HEARTBEAT_HOST="127.0.0.1",
-                    SMARTGYM_MONITORING_HEARTBEAT_PORT=str(heartbeat_ports[number]),
-                    SMARTGYM_MONITORING_EQUIPMENT_NETWORKS='{"*": ["127.1.0.0/16"]}',
-                    SMARTGYM_MONITORING_PING_INTERVAL_S=str(period),
-                    SMARTGYM_MONITORING_SHARDS=str(SHARDS),
-                    SMARTGYM_MONITORING_REPLICA_ID=f"replica-{number}",
-                    # Each replica may get every heartbeat connection after the others died.
-                    SMARTGYM_MONITORING_MAX_CONNECTIONS=str(total + 500),
-                )
-                log = scratch / f"monitoring-{number}.log"
-                replicas.append(
-                    start(["serve", "monitoring", "--port", str(api_ports[number])], env=env, cwd=ROOT, log=log)
-                )
-            for number, process in enumerate(replicas):
-                wait_healthy(urls[number], process, scratch / f"monitoring-{number}.log", timeout=180)
+            replicas = start_replicas(
+                REPLICAS,
+                database=database,
+                auth_url=auth_url,
+                scratch=scratch,
+                period_s=period,
+                shards=SHARDS,
+                # A survivor gets the killed replica's heartbeat connections beside its own;
+                # the rest of the open-file limit keeps ping connections open.
+                max_connections=2 * per_simulator + 500,
+                startup_s=180,
+            )
+            urls = replicas.urls
             progress(f"{REPLICAS} monitoring replicas up ({SHARDS} shards, ping period {period} s)")
             for number in range(REPLICAS):
                 control = free_port()
                 heartbeats = ",".join(
-                    f"127.0.0.1:{heartbeat_ports[(number + step) % REPLICAS]}" for step in range(REPLICAS)
+                    f"127.0.0.1:{replicas.heartbeat_ports[(number + step) % REPLICAS]}" for step in range(REPLICAS)
                 )
                 log = scratch / f"simulator-{number}.log"
                 simulator = start(
@@ -206,42 +187,46 @@ async def shards(args: argparse.Namespace) -> dict[str, Any]:
 
                 # Steady state: every device pinged by exactly one replica.
                 steady = time.time()
-                cpu_before = [cpu_seconds(process.pid) for process in replicas]
+                cpu_before = [cpu_seconds(process.pid) for process in replicas.processes]
+                simulators_before = [cpu_seconds(simulator.pid) for simulator, _, _ in simulators]
                 wall_before = time.monotonic()
                 await asyncio.sleep(args.windows * period)
+                wall = time.monotonic() - wall_before
                 cpu_share = [
-                    (cpu_seconds(process.pid) - before) / (time.monotonic() - wall_before)
-                    for process, before in zip(replicas, cpu_before, strict=True)
+                    (cpu_seconds(process.pid) - before) / wall
+                    for process, before in zip(replicas.processes, cpu_before, strict=True)
                 ]
-                before = agents_in(await pings(steady), steady, time.time())
-                orphans = {device for device, agents in before.items() if agents == {"replica-0"}}
+                simulator_share = (
+                    sum(
+                        cpu_seconds(simulator.pid) - before
+                        for (simulator, _, _), before in zip(simulators, simulators_before, strict=True)
+                    )
+                    / wall
+                )
+                progress(f"CPU share per replica {[f'{share:.1%}' for share in cpu_share]}; load {os.getloadavg()}")
+                before = pinged_by(await pings(steady), steady, time.time())
+                orphans = {device for device, agents in before.items() if agents == {Replicas.name(0)}}
 
-                victim = replicas[0]
-                victim.kill()  # kill -9: its leases are simply not renewed any more
+                held_before = [shard for shard, holder, _ in await lease_rows(database) if holder == Replicas.name(0)]
                 killed = time.time()
-                victim.wait()
+                replicas.kill(0)
                 progress(f"killed replica-0 ({len(orphans)} devices); waiting for its shards to be taken")
-                held_before = [lease for lease in await leases(database) if lease[1] == "replica-0"]
-                taken_after = math.nan
-                while time.time() - killed < 3 * period:
-                    current = await leases(database)
-                    if all(holder not in (None, "replica-0") and live for _, holder, live in current):
-                        taken_after = time.time() - killed
-                        break
-                    await asyncio.sleep(0.05)
-                if math.isnan(taken_after):
+                taken = await wait_for_takeover(database, Replicas.name(0), limit_s=3 * period)
+                taken_after = math.nan if taken is None else time.time() - killed
+                if taken is None:
                     fail("the killed replica's shards were not all taken within three ping periods")
                 # The new holders ping each device at its phase within the next period.
                 await asyncio.sleep(period)
                 settled = time.time()
                 await asyncio.sleep(args.windows * period)
                 everything = await pings(killed - 2 * period)
-                after = agents_in(everything, settled, time.time())
+                after = pinged_by(everything, settled, time.time())
                 ok_after = [int(await metric(client, url, OK_GAUGE)) for url in urls[1:]]
                 faults = (await client.get(f"{urls[1]}/v1/faults?open=false&limit=1000", headers=auth)).json()
+                load = os.getloadavg()
     finally:
-        for process in replicas:
-            stop(process)
+        if replicas is not None:
+            replicas.stop()
         for simulator, _, _ in simulators:
             stop(simulator)
         databases.drop_all()
@@ -249,39 +234,46 @@ async def shards(args: argparse.Namespace) -> dict[str, Any]:
     gaps: list[float] = []
     for device in orphans:
         entries = sorted((at, str(agent).rsplit("/", 1)[-1]) for at, agent in everything.get(device, []))
-        last_dead = max((at for at, agent in entries if agent == "replica-0"), default=None)
-        first_new = min((at for at, agent in entries if agent != "replica-0" and at > killed), default=None)
+        last_dead = max((at for at, agent in entries if agent == Replicas.name(0)), default=None)
+        first_new = min((at for at, agent in entries if agent != Replicas.name(0) and at > killed), default=None)
         if last_dead is not None and first_new is not None:
             gaps.append(first_new - last_dead)
     twice_before = sum(1 for agents in before.values() if len(agents) > 1)
     twice_after = sum(1 for agents in after.values() if len(agents) > 1)
     unwatched_before = total - len(before)
     unwatched_after = total - len(after)
-    still_dead = sum(1 for agents in after.values() if "replica-0" in agents)
+    still_dead = sum(1 for agents in after.values() if Replicas.name(0) in agents)
+    opened = [datetime.fromisoformat(row["opened_at"]).timestamp() for row in faults]
+    alarms_before = sum(1 for at in opened if at < killed)
+    alarms_during = len(opened) - alarms_before
+    reasons = Counter(str(row["reason"])[:50] for row in faults).most_common(3)
     for what, count in (
         ("devices pinged by two replicas in one window before the kill", twice_before),
         ("devices pinged by two replicas in one window after the kill", twice_after),
         ("devices nobody pinged before the kill", unwatched_before),
         ("devices nobody pinged after the takeover", unwatched_after),
-        ("false alarms during the takeover", len(faults)),
+        ("false alarms before the kill", alarms_before),
+        ("false alarms during and after the takeover", alarms_during),
     ):
         if count:
             fail(f"{what}: {count}")
     gap = summary(gaps)
     table(
         f"{REPLICAS} replicas, {total} devices over {REPLICAS * BRANCHES_PER_SIMULATOR} branches, {SHARDS} shards, "
-        f"ping period {period} s",
+        f"ping period {period} s, windows of {args.windows * period:.0f} s; load {load[0]:.1f} / {load[1]:.1f}",
         ["figure", "value"],
         [
             ["devices per replica (ok gauge) before", figures["devices_per_replica_before"]],
             ["CPU share per replica while pinging", " / ".join(f"{share:.1%}" for share in cpu_share)],
+            ["CPU share of the three simulators together", f"{simulator_share:.1%}"],
             ["devices pinged by two replicas in one window (before / after)", f"{twice_before} / {twice_after}"],
             ["devices nobody pinged (before / after)", f"{unwatched_before} / {unwatched_after}"],
             ["shards the killed replica held", len(held_before)],
             ["its devices (pinged only by it)", len(orphans)],
             ["kill -> every lease held by a survivor (s)", f"{taken_after:.2f}"],
             ["devices per survivor (ok gauge) after", ok_after],
-            ["false alarms (faults; no device failed)", len(faults)],
+            ["false alarms before the kill / after it (no device failed)", f"{alarms_before} / {alarms_during}"],
+            *[[f"  reason: {reason}", count] for reason, count in reasons],
             ["pinged by the dead replica after the kill", still_dead],
         ],
     )
@@ -295,15 +287,18 @@ async def shards(args: argparse.Namespace) -> dict[str, Any]:
         "shard_replicas": REPLICAS,
         "shard_period_s": period,
         "shard_cpu_share_per_replica": [round(share, 3) for share in cpu_share],
+        "shard_simulators_cpu_share": round(simulator_share, 3),
         "shard_takeover_s": None if math.isnan(taken_after) else round(taken_after, 2),
         "shard_orphaned_devices": len(orphans),
-        "shard_gap_p50_s": None if math.isnan(gap["p50"]) else round(gap["p50"], 2),
-        "shard_gap_p95_s": None if math.isnan(gap["p95"]) else round(gap["p95"], 2),
-        "shard_gap_max_s": None if math.isnan(gap["max"]) else round(gap["max"], 2),
+        "shard_gap_p50_s": figure(gap["p50"]),
+        "shard_gap_p95_s": figure(gap["p95"]),
+        "shard_gap_max_s": figure(gap["max"]),
         "shard_gap_n": len(gaps),
         "shard_watched_twice": twice_before + twice_after,
         "shard_unwatched_after_kill": unwatched_after,
-        "shard_false_alarms": len(faults),
+        "shard_false_alarms_before_kill": alarms_before,
+        "shard_false_alarms": alarms_during,
+        "shard_load_1min": round(load[0], 2),
     }
 
 
@@ -338,16 +333,22 @@ async def run(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phases", default="single,shards")
-    parser.add_argument("--devices", type=int, default=20_000, help="single: devices in one process")
+    parser.add_argument("--devices", type=int, default=5000, help="single: devices in one process")
     parser.add_argument("--heartbeat-devices", type=int, default=5000, help="single: of which keep a heartbeat")
-    parser.add_argument("--failures", type=int, default=40, help="single: timed failures per mode")
-    parser.add_argument("--reboots", type=int, default=10, help="single: quick reboots (must not be announced)")
-    parser.add_argument("--steady-s", type=float, default=30.0, help="single: CPU window")
-    parser.add_argument("--shard-devices", type=int, default=15_000, help="shards: devices over three replicas")
+    parser.add_argument("--failures", type=int, default=20, help="single: timed failures per mode")
+    parser.add_argument("--reboots", type=int, default=5, help="single: quick reboots (must not be announced)")
+    parser.add_argument("--steady-s", type=float, default=15.0, help="single: CPU window")
+    parser.add_argument("--shard-devices", type=int, default=4500, help="shards: devices over three replicas")
     parser.add_argument("--period", type=float, default=10.0, help="shards: ping period (production: 10)")
-    parser.add_argument("--windows", type=int, default=2, help="shards: periods per observation window")
-    parser.add_argument("--long", action="store_true", help="more failures and longer windows (several minutes)")
+    parser.add_argument("--windows", type=int, default=1, help="shards: periods per observation window")
+    parser.add_argument(
+        "--full", action="store_true", help="the aim's sizes: 20,000 devices in one process, 15,000 over three"
+    )
+    parser.add_argument("--long", action="store_true", help="--full with more failures and longer windows")
     args = parser.parse_args()
+    if args.full or args.long:
+        args.devices, args.shard_devices = 20_000, 15_000
+        args.failures, args.reboots, args.steady_s, args.windows = 40, 10, 30.0, 2
     if args.long:
         args.failures, args.reboots, args.steady_s, args.windows = 200, 50, 60.0, 4
     asyncio.run(run(args))

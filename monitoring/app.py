@@ -125,8 +125,12 @@ def create_app(
             for start in range(0, len(device_ids), 80):
                 relay.send({"kind": "devices", "ids": device_ids[start : start + 80]})
 
-        # Renewed four times a period and valid for 0.6 of one: a dead replica's shards are
-        # free after 0.6 of a period and taken at the next renewal, within one period.
+        # Renewed ten times a period and valid for 0.7 of one: a dead replica's shards are
+        # free after 0.7 of a period and taken at the next renewal, within 0.8 of a period.
+        # A renewal may then run up to ~0.48 of a period late (a loop busy with a takeover's
+        # reconnections and loads on a starved CPU) before its holder stops watching: at a
+        # quarter period and 0.6 a late renewal by 2.5 s lost every shard, and the reloads
+        # that followed made the next one late too.
         interval = config.monitoring_ping_interval_s
         # The leases get connections of their own: a renewal queued behind the pool's
         # other users (a burst of health changes, a shard's devices loading) could let
@@ -136,8 +140,8 @@ def create_app(
             engine=lease_engine,
             replica_id=replica_id,
             shards=shards,
-            renew_s=interval / 4,
-            ttl_s=interval * 0.6,
+            renew_s=interval / 10,
+            ttl_s=interval * 0.7,
             on_gain=gained,
             on_lose=lost,
         )

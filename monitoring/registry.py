@@ -448,11 +448,6 @@ class FaultRecorder:
                         fault_id=change.opens or change.closes,
                     )
                 )
-                await session.execute(
-                    update(Equipment)
-                    .where(Equipment.device_id == spec.device_id)
-                    .values(health=change.health.value, health_reason=change.reason[:200], health_since=change.at)
-                )
                 if change.opens is not None:
                     session.add(
                         Fault(
@@ -494,6 +489,21 @@ class FaultRecorder:
                             down_for_s=max(0.0, (change.at - opened).total_seconds()),
                         )
                     )
+            # Each device's latest health in one statement (an UPDATE per change was most of
+            # the work when 20,000 devices first answered), taking the row locks in key order.
+            latest = {change.spec.device_id: change for change in changes}
+            await session.execute(
+                update(Equipment),
+                [
+                    {
+                        "device_id": device_id,
+                        "health": change.health.value,
+                        "health_reason": change.reason[:200],
+                        "health_since": change.at,
+                    }
+                    for device_id, change in sorted(latest.items())
+                ],
+            )
 
 
 async def _names(session: AsyncSession, device_ids: list[str]) -> dict[str, tuple[str, str]]:

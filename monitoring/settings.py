@@ -57,12 +57,13 @@ class MonitoringSettings(PlatformSettings):
     )
     monitoring_ping_concurrency: int = Field(default=500, ge=1, le=20_000, description="Pings in flight at once.")
     monitoring_ping_keepalive_max: int = Field(
-        default=10_000,
+        default=50_000,
         ge=0,
         le=200_000,
         description=(
             "Ping connections kept open between pings (cheaper than a new connection each time); each is a"
-            " file descriptor beside the heartbeat connections, so keep both within the process's open-file limit."
+            " file descriptor beside the heartbeat connections: monitoring keeps fewer if the process's"
+            " open-file limit leaves less room beside monitoring_max_connections."
         ),
     )
     monitoring_max_connections: int = Field(

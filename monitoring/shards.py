@@ -5,7 +5,7 @@ miss it. Branches map to a fixed number of shards (``crc32(branch) % shards``, m
 shards than replicas ever run); a replica watches the branches of the shards it holds
 a lease on, in monitoring's own database:
 
-- every ``renew_s`` (a quarter of the ping period) a replica renews its leases and its
+- every ``renew_s`` (a tenth of the ping period) a replica renews its leases and its
   own liveness row, with a time to live in *database* time, and takes free or expired
   leases (``FOR UPDATE SKIP LOCKED``) up to its fair share, ``ceil(shards / live
   replicas)``; a replica above its share stops watching the extra shards *before* it
@@ -13,7 +13,7 @@ a lease on, in monitoring's own database:
 - a replica that cannot renew stops watching at five sixths of the TTL by its own
   clock, counted from before the renewal was sent — before the database's expiry, with
   room for a late timer — so a shard is not watched twice even while the database is away;
-- a dead replica's leases expire after the TTL (0.6 of the ping period), and the others
+- a dead replica's leases expire after the TTL (0.7 of the ping period), and the others
   take them at their next renewal: the shard is taken over within one ping period.
 
 Observations can reach a replica that does not hold the device (a heartbeat connection

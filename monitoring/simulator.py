@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import signal
 import time
 from collections import deque
@@ -34,6 +35,7 @@ Mode = Literal["ok", "dead", "hang", "reboot", "slow", "flap", "garbage", "fault
 MODES: tuple[str, ...] = get_args(Mode)
 MAX_DEVICES = 64_000
 OK_RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
+REFUSED_RETRY_S = 5.0
 FAIL_RESPONSE = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy"
 
 
@@ -188,8 +190,11 @@ class DeviceSimulator:
                     await writer.drain()
                     answer = json.loads(await reader.readline() or b"{}")
                     if not answer.get("ok"):
+                        # Refused (a busy server timed the hello out, or the device is not
+                        # known there yet): try again later, as firmware does.
                         log.warning("%s: heartbeat refused: %s", device.device_id, answer)
-                        return
+                        await asyncio.sleep(REFUSED_RETRY_S * random.uniform(1.0, 2.0))
+                        continue
                     while True:
                         if device.mode in ("ok", "slow", "flap", "fault"):
                             status = "overheat" if device.mode == "fault" else "ok"
@@ -203,7 +208,9 @@ class DeviceSimulator:
                     writer.close()
             except (ConnectionError, OSError, json.JSONDecodeError):
                 turn += 1
-                await asyncio.sleep(1.0)  # monitoring restarting: reconnect, as firmware does
+                # Monitoring restarting: reconnect, as firmware does, with jitter so that a
+                # replica's devices do not all land on the next one in the same instant.
+                await asyncio.sleep(random.uniform(1.0, 2.0))
 
 
 class _EchoEndpoint(asyncio.Protocol):
