@@ -8,7 +8,9 @@ replica), so "watched twice" and "unwatched" never rely on monitoring's own acco
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 
+from tests.support.amqp import delete_queues_with_prefixes
 from tests.support.apps import free_port
 from tests.support.infra import RABBITMQ_URL
 from tests.support.processes import clean_env, start, stop, wait_healthy
@@ -33,6 +36,9 @@ class Replicas:
     api_ports: list[int]
     heartbeat_ports: list[int]
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # The prefix of the replicas' bus namespaces (one each), deleted from the shared
+    # broker when they stop: quorum queues left behind run it out of file handles.
+    namespace_prefix: str = field(default_factory=lambda: f"shard{uuid.uuid4().hex[:8]}")
 
     @property
     def urls(self) -> list[str]:
@@ -50,6 +56,15 @@ class Replicas:
     def stop(self) -> None:
         for process in self.processes:
             stop(process)
+        # On a thread of its own: the caller may be inside an event loop.
+        sweep = threading.Thread(target=_delete_queues, args=(self.namespace_prefix,), daemon=True)
+        sweep.start()
+        sweep.join(timeout=60)
+
+
+def _delete_queues(prefix: str) -> None:
+    with contextlib.suppress(Exception):  # housekeeping: never fails the run
+        asyncio.run(delete_queues_with_prefixes(RABBITMQ_URL, (prefix,)))
 
 
 def start_replicas(
@@ -77,7 +92,7 @@ def start_replicas(
             }
             env = clean_env(
                 SMARTGYM_BROKER_URL=RABBITMQ_URL,
-                SMARTGYM_BUS_NAMESPACE=f"shard{uuid.uuid4().hex[:8]}",
+                SMARTGYM_BUS_NAMESPACE=f"{replicas.namespace_prefix}r{number}",
                 SMARTGYM_AUTH_URL=auth_url,
                 SMARTGYM_DATA_DIR=str(scratch),
                 SMARTGYM_LOG_LEVEL=log_level,
