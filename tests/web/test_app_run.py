@@ -43,6 +43,20 @@ def marker(page: Any) -> str | None:
     return page.get_attribute("path.runner-marker", "d") if page.locator("path.runner-marker").count() else None
 
 
+def wait_for_marker_moves(page: Any, moves: int, *, walker: Walker, what: str) -> list[str]:
+    """Walk the course until the runner's marker on ``page`` has taken ``moves`` places."""
+    seen: list[str] = []
+
+    def moved() -> bool:
+        where = marker(page)
+        if where and (not seen or seen[-1] != where):
+            seen.append(where)
+        return len(seen) >= moves
+
+    until(moved, timeout=20, every=walker.fix, what=what)
+    return seen
+
+
 def test_a_friend_and_a_link_holder_watch_the_runner_move(stack, open_page):
     runner, friend = new_runner(stack.gateway), new_runner(stack.gateway, "friend")
     befriend(stack.gateway, runner, friend)
@@ -53,15 +67,7 @@ def test_a_friend_and_a_link_holder_watch_the_runner_move(stack, open_page):
     watcher = open_page(locale="ko-KR", viewport={"width": 390, "height": 844})
     sign_in_app(watcher, stack.gateway, friend.email)
     watcher.goto(f"{stack.gateway}/app#watch/{run_id}")
-    seen: list[str] = []
-
-    def moved() -> bool:
-        where = marker(watcher)
-        if where and (not seen or seen[-1] != where):
-            seen.append(where)
-        return len(seen) >= 4
-
-    until(moved, timeout=20, every=walker.fix, what="the marker moving on the friend's screen")
+    wait_for_marker_moves(watcher, 4, walker=walker, what="the marker moving on the friend's screen")
     assert int(watcher.get_attribute("#watch-where", "data-moves") or 0) >= 4
     assert_accessible(watcher)
 

@@ -14,7 +14,7 @@ import httpx
 from tests.support.browser import assert_accessible
 from tests.support.liverun import Walker, befriend, geo_options, new_runner, recorded_course
 from tests.web.test_app import sign_in_app
-from tests.web.test_app_run import TICK_S, marker, start_running, until
+from tests.web.test_app_run import TICK_S, start_running, until, wait_for_marker_moves
 
 COURSE = recorded_course()
 PHONE = {"width": 390, "height": 844}
@@ -64,15 +64,7 @@ def test_two_members_become_friends_by_code_and_one_watches_the_others_run(stack
     until(lambda: friend.locator(watch).count() > 0, timeout=15, every=walker.fix, what="the watch link")
     assert friend.get_attribute(watch, "href") == f"#watch/{run_id}"
     friend.click(watch)
-    seen: list[str] = []
-
-    def moved() -> bool:
-        where = marker(friend)
-        if where and (not seen or seen[-1] != where):
-            seen.append(where)
-        return len(seen) >= 3
-
-    until(moved, timeout=20, every=walker.fix, what="ana's marker moving on bo's screen")
+    wait_for_marker_moves(friend, 3, walker=walker, what="ana's marker moving on bo's screen")
     runner.click("#run-finish")
     until(lambda: friend.get_attribute("#watch", "data-finished") == "true", timeout=15, what="bo told")
 
