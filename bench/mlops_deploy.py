@@ -17,7 +17,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -25,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import httpx
 
-from bench._common import emit, ensure_services, machine, summary, table
+from bench._common import emit, ensure_services, machine, shared_broker_namespace, summary, table
 from facemodel.packs import build_default_pack
 from tests.support import testdata
 from tests.support.infra import require_rabbitmq
@@ -91,7 +90,7 @@ async def timed_deploy(registry: Registry, event, count: int) -> tuple[float, fl
 
 async def run(cycles: int, clients: int) -> dict[str, object]:
     url = require_rabbitmq()
-    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    namespace = shared_broker_namespace()
     photos = testdata.photos()
     with tempfile.TemporaryDirectory(prefix="mlops-deploy-") as scratch:
         root = Path(scratch)

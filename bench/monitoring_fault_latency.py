@@ -44,6 +44,7 @@ from bench._common import (
     jwks_app,
     machine,
     progress,
+    shared_broker_namespace,
     summary,
     table,
 )
@@ -86,7 +87,7 @@ async def run(args: argparse.Namespace) -> None:
     notification_db = databases.create("bench_notification")
     upgrade("monitoring", monitoring_db)
     upgrade("notification", notification_db)
-    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    namespace = shared_broker_namespace()
     fcm_port, monitoring_port, notification_port = free_port(), free_port(), free_port()
     heartbeat_port = free_port()
     heartbeat_devices = min(args.devices, args.heartbeat_devices)

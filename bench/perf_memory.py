@@ -25,7 +25,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from bench._common import (
     machine,
     progress,
     rss_mib,
+    shared_broker_namespace,
     stop_quietly,
     table,
 )
@@ -100,7 +100,7 @@ async def run(args: argparse.Namespace) -> None:
             booting = asyncio.create_task(asyncio.to_thread(broker.start))
             await booting
             live_port = free_port()
-            namespace = f"bench{uuid.uuid4().hex[:8]}"
+            namespace = shared_broker_namespace()
             # Waited for off the loop: the loop serves the keys the services fetch as they start.
             env = running_env(database, namespace, auth_url, scratch, live_port, "r1", args.per_run, broker.url)
             starting = asyncio.create_task(asyncio.to_thread(start_running, env, scratch, "running"))

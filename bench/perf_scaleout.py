@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,7 @@ from bench._common import (
     jwks_app,
     machine,
     progress,
+    shared_broker_namespace,
     spread_cells,
     stop_quietly,
     summary,
@@ -78,7 +78,7 @@ from tests.support.processes import clean_env, start, wait_healthy
 def start_replicas(count: int, *, database: str, broker_url: str, auth_url: str, scratch: Path,
                    per_run: int) -> list[tuple[Any, int]]:  # fmt: skip
     """Start ``count`` running replicas (not waiting for them: see ``wait_replicas``)."""
-    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    namespace = shared_broker_namespace()
     replicas = []
     for n in range(count):
         port, live_port = free_port(), free_port()
