@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from tests.support.browser import assert_accessible
-from tests.support.liverun import Walker, befriend, geo_options, new_runner, recorded_course
+from tests.support.liverun import Runner, Walker, befriend, geo_options, new_runner, recorded_course
 from tests.web.test_app import sign_in_app
 
 COURSE = recorded_course()
@@ -169,23 +169,7 @@ def test_a_run_through_a_tunnel_keeps_every_point_once(stack, open_page):
 
 
 def test_two_friends_walking_together_see_each_other(stack, open_page):
-    host_runner, guest_runner = new_runner(stack.gateway, "host"), new_runner(stack.gateway, "guest")
-    befriend(stack.gateway, host_runner, guest_runner)
-    host = open_page(viewport={"width": 390, "height": 844}, **geo_options(COURSE))
-    guest = open_page(viewport={"width": 390, "height": 844}, **geo_options(COURSE[150:]))
-    sign_in_app(host, stack.gateway, host_runner.email)
-    host.goto(f"{stack.gateway}/app#outing")
-    host.check(f"input[data-friend='{guest_runner.user_id}']")
-    host.click("#outing-create")
-    host.wait_for_selector("#outing-list .outing-begin")
-    host.click("#outing-list .outing-begin")
-    sign_in_app(guest, stack.gateway, guest_runner.email)
-    guest.goto(f"{stack.gateway}/app#outing")
-    guest.click("#outing-list .outing-accept")
-    for page in (guest, host):
-        page.click("#outing-list .outing-join")
-        page.wait_for_selector("#outing-map")
-    walkers = [Walker(host.context, COURSE, 1.5), Walker(guest.context, COURSE[150:], 1.5)]
+    _, host, guest, walkers = walk_together(stack, open_page, ("host", "guest"))
 
     def walk() -> None:
         for walker in walkers:
@@ -227,3 +211,26 @@ def test_a_socket_gone_silent_is_given_up_and_the_run_resumes_without_loss(stack
     detail = httpx.get(f"{stack.gateway}/api/running/v1/runs/{run_id}", headers=runner.headers, timeout=10).json()
     stored = [row[0] for row in detail["track"]]
     assert stored == sorted(fixes), (len(stored), len(fixes))
+
+
+def walk_together(stack: Any, open_page: Any, prefixes: tuple[str, str]) -> tuple[Runner, Any, Any, list[Walker]]:
+    """Two friends' phones on a walk together: the host creates and begins it, the guest
+    accepts, both join; returns (guest runner, host page, guest page, walkers)."""
+    host_runner, guest_runner = new_runner(stack.gateway, prefixes[0]), new_runner(stack.gateway, prefixes[1])
+    befriend(stack.gateway, host_runner, guest_runner)
+    host = open_page(viewport={"width": 390, "height": 844}, **geo_options(COURSE))
+    guest = open_page(viewport={"width": 390, "height": 844}, **geo_options(COURSE[150:]))
+    sign_in_app(host, stack.gateway, host_runner.email)
+    host.goto(f"{stack.gateway}/app#outing")
+    host.check(f"input[data-friend='{guest_runner.user_id}']")
+    host.click("#outing-create")
+    host.wait_for_selector("#outing-list .outing-begin")
+    host.click("#outing-list .outing-begin")
+    sign_in_app(guest, stack.gateway, guest_runner.email)
+    guest.goto(f"{stack.gateway}/app#outing")
+    guest.click("#outing-list .outing-accept")
+    for page in (guest, host):
+        page.click("#outing-list .outing-join")
+        page.wait_for_selector("#outing-map")
+    walkers = [Walker(host.context, COURSE, 1.5), Walker(guest.context, COURSE[150:], 1.5)]
+    return guest_runner, host, guest, walkers

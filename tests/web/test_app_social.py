@@ -14,7 +14,7 @@ import httpx
 from tests.support.browser import assert_accessible
 from tests.support.liverun import Walker, befriend, geo_options, new_runner, recorded_course
 from tests.web.test_app import sign_in_app
-from tests.web.test_app_run import TICK_S, start_running, until, wait_for_marker_moves
+from tests.web.test_app_run import TICK_S, start_running, until, wait_for_marker_moves, walk_together
 
 COURSE = recorded_course()
 PHONE = {"width": 390, "height": 844}
@@ -132,22 +132,7 @@ def test_a_reload_on_another_tab_mid_run_goes_on_recording_every_point_once(stac
 
 
 def test_a_member_leaving_a_walk_together_is_seen_leaving(stack, open_page):
-    host_runner, guest_runner = new_runner(stack.gateway, "stay"), new_runner(stack.gateway, "leave")
-    befriend(stack.gateway, host_runner, guest_runner)
-    host = open_page(viewport=PHONE, **geo_options(COURSE))
-    guest = open_page(viewport=PHONE, **geo_options(COURSE[150:]))
-    sign_in_app(host, stack.gateway, host_runner.email)
-    host.goto(f"{stack.gateway}/app#outing")
-    host.check(f"input[data-friend='{guest_runner.user_id}']")
-    host.click("#outing-create")
-    host.click("#outing-list .outing-begin")
-    sign_in_app(guest, stack.gateway, guest_runner.email)
-    guest.goto(f"{stack.gateway}/app#outing")
-    guest.click("#outing-list .outing-accept")
-    for page in (guest, host):
-        page.click("#outing-list .outing-join")
-        page.wait_for_selector("#outing-map")
-    walkers = [Walker(host.context, COURSE, 1.5), Walker(guest.context, COURSE[150:], 1.5)]
+    guest_runner, host, guest, walkers = walk_together(stack, open_page, ("stay", "leave"))
 
     def walk(*only: Any) -> None:
         for walker in only or walkers:
