@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
 from prometheus_client import Gauge
@@ -63,8 +63,7 @@ def create_app(
         keys=keys,
         ready_without_bus=True,
     )
-    stop_hooks = []
-    stop_peers: list[Callable[[], None]] = []
+    stop_hooks: list[Callable[[], Awaitable[None]]] = []
     if facemodel is None:
         client = UnixSocketFacemodel(
             access_settings.access_facemodel_socket,
@@ -74,16 +73,7 @@ def create_app(
         stop_hooks.append(client.aclose)
         facemodel = client
     sealer = VectorSealer(access_settings.sealing_keys(), purpose=FACE_SEALING_PURPOSE)
-    faces = FaceCache(
-        database=kernel.db,
-        engine=facemodel,
-        sealer=sealer,
-        branches=access_settings.served_branches,
-        prefetch=access_settings.access_prefetch_members,
-        near_miss_margin=access_settings.access_near_miss_margin,
-        metrics=CacheMetrics(kernel.metrics),
-        chain_gallery=access_settings.access_chain_gallery,
-    )
+    faces = _face_cache(access_settings, kernel, facemodel, sealer)
     events = AccessEvents(
         faces=faces,
         sealer=sealer,
@@ -105,19 +95,7 @@ def create_app(
         faces=faces,
         passes=EntryPassChecker(keys, access_settings),
     )
-    periodic = [
-        Periodic("access-gallery-keeper", GALLERY_CHECK_INTERVAL_S, faces.ensure_loaded),
-        Periodic("access-prefetch", access_settings.access_prefetch_refresh_s, faces.refresh_prefetch),
-        Periodic("access-face-reconciler", access_settings.access_face_reconcile_s, faces.reconcile),
-        Periodic("access-used-passes", 3600.0, service.forget_used_passes),
-    ]
-    if access_settings.access_site_file is not None:
-        additions = SiteAdditions(
-            settings=access_settings, gates=gates, lines=lines, faces=faces, watch_lines=watch_lines
-        )
-        periodic.append(Periodic("access-site-file", SITE_FILE_CHECK_INTERVAL_S, additions.apply))
-        stop_peers.append(additions.stop)
-    jobs = Jobs(*periodic)
+    jobs, stop_peers = _background_jobs(access_settings, service, faces, gates, lines, watch_lines)
 
     async def start_gates_and_faces() -> None:
         for line in lines:
@@ -150,6 +128,45 @@ def create_app(
     app.state.access = service
     app.state.settings = access_settings
     return app
+
+
+def _face_cache(
+    settings: AccessSettings, kernel: ServiceKernel, facemodel: FaceEngine, sealer: VectorSealer
+) -> FaceCache:
+    return FaceCache(
+        database=kernel.db,
+        engine=facemodel,
+        sealer=sealer,
+        branches=settings.served_branches,
+        prefetch=settings.access_prefetch_members,
+        near_miss_margin=settings.access_near_miss_margin,
+        metrics=CacheMetrics(kernel.metrics),
+        chain_gallery=settings.access_chain_gallery,
+    )
+
+
+def _background_jobs(
+    settings: AccessSettings,
+    service: AccessService,
+    faces: FaceCache,
+    gates: dict[str, Gate],
+    lines: list[SerialLine],
+    watch_lines: Callable[[list[SerialLine]], None],
+) -> tuple[Jobs, list[Callable[[], None]]]:
+    """The face cache's keepers, the used-pass sweep and, with a site file, what opens
+    gates added while access runs; with what stops the latter."""
+    periodic = [
+        Periodic("access-gallery-keeper", GALLERY_CHECK_INTERVAL_S, faces.ensure_loaded),
+        Periodic("access-prefetch", settings.access_prefetch_refresh_s, faces.refresh_prefetch),
+        Periodic("access-face-reconciler", settings.access_face_reconcile_s, faces.reconcile),
+        Periodic("access-used-passes", 3600.0, service.forget_used_passes),
+    ]
+    stop_peers: list[Callable[[], None]] = []
+    if settings.access_site_file is not None:
+        additions = SiteAdditions(settings=settings, gates=gates, lines=lines, faces=faces, watch_lines=watch_lines)
+        periodic.append(Periodic("access-site-file", SITE_FILE_CHECK_INTERVAL_S, additions.apply))
+        stop_peers.append(additions.stop)
+    return Jobs(*periodic), stop_peers
 
 
 def _report_line_changes(

@@ -18,7 +18,8 @@ told, and its galleries are reconciled against this store at start-up, after it 
 back and periodically. A gallery match counts only if this store still holds the vector,
 so a vector facemodel kept while away cannot open the door in the meantime.
 
-The store's reads are in :mod:`access.face_store`, facemodel's interface in
+The store's reads are in :mod:`access.face_store`, the chain gallery in
+:mod:`access.chain_gallery`, facemodel's interface in
 :mod:`access.face_engine`.
 """
 
@@ -35,6 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from access.chain_gallery import CHAIN_GALLERY, ChainGallery
 from access.face_engine import FaceEngine, FaceServiceUnavailable, GalleryMissing, Identification
 from access.face_metrics import CacheMetrics
 from access.face_store import LOAD_CHUNK, FaceStore
@@ -43,11 +45,6 @@ from common.crypto import VectorSealer
 from common.db import Database
 
 log = logging.getLogger(__name__)
-
-# Never a branch's gallery name: "~" is not allowed in a branch id.
-CHAIN_GALLERY = "access~chain"
-# A chain match is checked against the store; the next ones stand in if the first was erased.
-CHAIN_CANDIDATES = 3
 
 
 @dataclass(frozen=True)
@@ -90,14 +87,13 @@ class FaceCache:
         # Erased here, not yet confirmed gone from facemodel (mirrors uncleared tombstones).
         self.erasing_members: set[uuid.UUID] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        # The chain gallery: who facemodel holds in it, whether that is the whole store,
-        # and, while it is being filled, the latest change events made to each member (the
-        # loader's older reads must not overwrite them; None: erased).
-        self.chain: set[uuid.UUID] = set()
-        self.chain_ready = False
-        self._chain_wanted = chain_gallery
-        self._chain_changes: dict[uuid.UUID, NDArray[np.float32] | None] | None = None
-        self._chain_loader: asyncio.Task[None] | None = None
+        self._chain = ChainGallery(
+            engine=engine,
+            store=self._store,
+            metrics=metrics,
+            wanted=chain_gallery,
+            is_erasing=lambda member_id: member_id in self.erasing_members,
+        )
 
     # -- loading -------------------------------------------------------------------------
 
@@ -124,9 +120,9 @@ class FaceCache:
             if sizes.get(gallery_name(branch), 0) < len(self.hot[branch]):
                 log.warning("facemodel holds fewer vectors than expected for %s; reloading", branch)
                 await self.load(branch)
-        if self.chain_ready and sizes.get(CHAIN_GALLERY, 0) < len(self.chain):
+        if self._chain.held_fewer_than_expected(sizes):
             log.warning("facemodel holds fewer vectors than expected in the chain gallery; reloading")
-            self.chain_lost()
+            self._chain.lost()
         self.load_chain_soon()
         if self.erasing_members:
             await self.clear_erased()  # facemodel is answering again: finish what it missed
@@ -170,7 +166,7 @@ class FaceCache:
         if self.space is not None and space != self.space:
             log.warning("vector for %s is in %s, facemodel serves %s; kept cold only", member_id, space, self.space)
             return
-        await self._chain_put(member_id, vector)
+        await self._chain.put(member_id, vector, space=space)
         homes = await self._store.home_branches(session, member_id)
         for branch in self.branches:
             if branch in homes or member_id in self.hot[branch]:
@@ -179,10 +175,7 @@ class FaceCache:
     def erasing(self, member_id: uuid.UUID) -> None:
         """The member's vector is being deleted here: from now on no match on it counts."""
         self.erasing_members.add(member_id)
-        self.chain.discard(member_id)
-        self.metrics.chain_size.set(len(self.chain))
-        if self._chain_changes is not None:
-            self._chain_changes[member_id] = None
+        self._chain.erasing(member_id)
         for branch in self.branches:
             self.hot[branch].discard(member_id)
             self.metrics.gallery_size.labels(branch).set(len(self.hot[branch]))
@@ -242,134 +235,34 @@ class FaceCache:
             if stale:
                 log.warning("removed %d vectors from %s that access no longer holds", len(stale), branch)
                 self.hot[branch] = {member for member in self.hot[branch] if str(member) in held}
-        if self.chain_ready:
-            await self._reconcile_chain()
-
-    async def _reconcile_chain(self) -> None:
-        """The chain gallery holds exactly this store: what it kept across an erasure goes,
-        what it missed (an enrolment while facemodel was away) comes. facemodel is asked
-        first: a member enrolled or erased between the two reads is then put or removed as
-        the store says."""
-        subjects = await self._engine.subjects(CHAIN_GALLERY)
-        held = await self._store.held_subjects()
-        for subject in subjects - held:
-            await self._engine.remove(CHAIN_GALLERY, subject)
-        missing = {uuid.UUID(subject) for subject in held - subjects} - self.erasing_members
-        found = await self._store.vectors(missing, space=self.space)
-        for start in range(0, len(found), LOAD_CHUNK):
-            await self._engine.put_vectors(
-                CHAIN_GALLERY,
-                self._space(),
-                {str(member_id): vector for member_id, vector in found[start : start + LOAD_CHUNK]},
-            )
-        self.chain -= {uuid.UUID(subject) for subject in subjects - held}
-        self.chain |= {member_id for member_id, _ in found}
-        self.metrics.chain_size.set(len(self.chain))
-        if subjects - held or found:
-            log.warning("chain gallery reconciled: %d removed, %d added", len(subjects - held), len(found))
+        if self._chain.ready:
+            await self._chain.reconcile(space=self._space())
 
     # -- the chain gallery ---------------------------------------------------------------
 
-    def load_chain_soon(self) -> None:
-        """Fill the chain gallery in the background unless it is complete or being filled
-        (the door keeps deciding meanwhile, misses by scanning the store)."""
-        if not self._chain_wanted or self.chain_ready:
-            return
-        if self._chain_loader is not None and not self._chain_loader.done():
-            return
-        self._chain_loader = asyncio.create_task(self._load_chain_quietly(), name="access-chain-gallery")
+    @property
+    def chain(self) -> set[uuid.UUID]:
+        return self._chain.members
 
-    def chain_lost(self) -> None:
-        """facemodel no longer holds the chain gallery in full (restarted, or a model of
-        another embedding space): misses scan the store until it is filled again."""
-        self.chain_ready = False
-        self.metrics.chain_ready.set(0)
+    @property
+    def chain_ready(self) -> bool:
+        return self._chain.ready
+
+    def load_chain_soon(self) -> None:
+        self._chain.load_soon(space=self._embedding_space)
+
+    async def _embedding_space(self) -> str:
+        if self.space is None:
+            self.space = await self._engine.embedding_space()
+        return self.space
 
     async def close(self) -> None:
-        loader = self._chain_loader
-        if loader is not None and not loader.done():
-            loader.cancel()
-            await asyncio.gather(loader, return_exceptions=True)
-
-    async def _load_chain_quietly(self) -> None:
-        try:
-            await self.load_chain()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # facemodel away or restarting: the keeper starts it again
-            log.warning("chain gallery not loaded (%s); retrying later", type(exc).__name__)
-        finally:
-            self._chain_changes = None
-
-    async def load_chain(self) -> None:
-        """Every vector of this store into facemodel's chain gallery, one page at a time
-        (each its own short read, opened in a worker thread so the door's requests keep the
-        event loop). Events that change a member meanwhile win over the pages."""
-        self.chain_lost()
-        started = time.perf_counter()
-        changes: dict[uuid.UUID, NDArray[np.float32] | None] = {}
-        self._chain_changes = changes
-        space = self.space if self.space is not None else await self._engine.embedding_space()
-        self.space = space
-        self.chain = set()
-        after: uuid.UUID | None = None
-        while True:
-            page = await self._store.page(space=space, after=after)
-            if not page:
-                break
-            after = page[-1][0]
-            opened = await asyncio.to_thread(self._store.open_all, page)
-            vectors = {
-                member_id: vector
-                for member_id, vector in opened
-                if member_id not in changes and member_id not in self.erasing_members
-            }
-            if vectors:
-                await self._engine.put_vectors(
-                    CHAIN_GALLERY, space, {str(member_id): vector for member_id, vector in vectors.items()}
-                )
-                self.chain.update(vectors)
-                self.metrics.chain_size.set(len(self.chain))
-        # What events changed while the pages were read, in its latest state (an event that
-        # arrives during this catch-up is applied by its handler and recorded again).
-        while changes:
-            member_id, vector = changes.popitem()
-            if vector is None:
-                await self._engine.remove(CHAIN_GALLERY, str(member_id))
-                self.chain.discard(member_id)
-            else:
-                await self._engine.put_vectors(CHAIN_GALLERY, space, {str(member_id): vector})
-                self.chain.add(member_id)
-        self._chain_changes = None
-        if (await self._engine.gallery_sizes()).get(CHAIN_GALLERY, 0) < len(self.chain):
-            # facemodel restarted while the pages went in: what it holds is not the store.
-            raise GalleryMissing(CHAIN_GALLERY)
-        self.chain_ready = True
-        self.metrics.chain_ready.set(1)
-        self.metrics.chain_size.set(len(self.chain))
-        log.info("chain gallery loaded with %d vectors in %.1f s", len(self.chain), time.perf_counter() - started)
-
-    async def _chain_put(self, member_id: uuid.UUID, vector: NDArray[np.float32]) -> None:
-        if self._chain_changes is not None:
-            self._chain_changes[member_id] = vector
-        if not (self.chain_ready or self._chain_changes is not None):
-            return  # not being filled: the next load reads it from the store
-        try:
-            await self._engine.put_vectors(CHAIN_GALLERY, self._space(), {str(member_id): vector})
-        except (FaceServiceUnavailable, GalleryMissing) as exc:
-            # The enrolment stands (it is in the store); the chain gallery is reloaded once
-            # facemodel answers, and misses scan the store until then.
-            log.warning("chain gallery missed an enrolment (%s); reloading it later", type(exc).__name__)
-            self.chain_lost()
-            return
-        self.chain.add(member_id)
-        self.metrics.chain_size.set(len(self.chain))
+        await self._chain.close()
 
     async def _chain_search(self, probe: NDArray[np.float32], threshold: float) -> tuple[uuid.UUID | None, float]:
         """The best member of the whole store still held here, from facemodel's chain
         gallery; a match on a vector erased here (facemodel not told yet) never counts."""
-        matches = await self._engine.search(CHAIN_GALLERY, self._space(), probe, k=CHAIN_CANDIDATES)
-        for subject, similarity in matches:
+        for subject, similarity in await self._chain.matches(probe, space=self._space()):
             if similarity < threshold:
                 return None, similarity
             member_id = uuid.UUID(subject)
@@ -462,7 +355,7 @@ class FaceCache:
                 found = await self._chain_search(probe, threshold)
             except GalleryMissing:
                 log.warning("facemodel lost the chain gallery; scanning the store until it is reloaded")
-                self.chain_lost()
+                self._chain.lost()
                 self.load_chain_soon()
             else:
                 self.metrics.miss_lookups.labels("chain").inc()

@@ -101,7 +101,7 @@ async def test_a_restarted_facemodel_gets_the_chain_gallery_back_and_misses_scan
         biden = await chain_member(door, face_service, photo_bytes, "biden.jpg")
         await eventually(lambda: faces.chain_ready and faces.chain == {obama, biden}, timeout=10)
         held = HeldChainLoad(faces._engine)
-        faces._engine = held
+        faces._engine = faces._chain._engine = held  # the chain gallery calls facemodel too
 
         face_service.galleries.clear()  # the sidecar restarted with empty memory
         await faces.ensure_loaded()  # the keeper notices and starts filling it again
@@ -148,7 +148,7 @@ async def test_an_erased_member_is_not_recognised_on_the_miss_path(open_door, po
         # Erased while the chain gallery is being filled again: the loader's page, read
         # before the erasure, does not bring the face back.
         held = HeldChainLoad(faces._engine)
-        faces._engine = held
+        faces._engine = faces._chain._engine = held  # the chain gallery calls facemodel too
         face_service.galleries.clear()
         await faces.ensure_loaded()
         await eventually(lambda: held.waiting == 1, timeout=5)
