@@ -236,12 +236,15 @@ async def drive(
     limit_s: float = 30.0,
     on_tick: Any = None,
     tick_s: float = 5.0,
+    on_window: Any = None,
 ) -> dict[str, Any]:
     """Runners connect (one process), then ``watchers_for(run_ids)`` gives each watcher's
     (url, token, run index); watchers connect (``watcher_processes`` processes), the
     runners stream for ``seconds``, the watchers drain. CPU seconds of every pid in
     ``pids`` are taken over streaming + drain; ``on_tick(seconds since go)`` is called
-    every ``tick_s`` while the runners stream. Returns the figures and the raw deliveries."""
+    every ``tick_s`` while the runners stream; ``on_window("start")`` and ``on_window("end")``
+    where the CPU window starts and ends (for processes that come and go). Returns the
+    figures and the raw deliveries."""
     import multiprocessing
 
     from bench._common import cpu_seconds, progress
@@ -270,6 +273,8 @@ async def drive(
             raise RuntimeError("a watcher process failed")
     progress(f"streaming for {seconds:.0f} s")
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    if on_window is not None:
+        on_window("start")
     wall_before = time.monotonic()
     runner_pipe.send("go")
 
@@ -292,6 +297,8 @@ async def drive(
     wall = time.monotonic() - wall_before
     progress(f"drained in {max(report['drain_s'] for report in reports):.1f} s")
     cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    if on_window is not None:
+        on_window("end")
     runner_pipe.send("hang up")
     await asyncio.to_thread(runner_pipe.recv)
     runner.join(30)

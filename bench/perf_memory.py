@@ -11,6 +11,8 @@ is a short run (2 minutes) comparing the second half with the first, which finds
 leak but not a slow one. Growth = RSS at the end (mean of the last three samples) over
 RSS at the middle (mean of the three samples around it), in per cent.
 Every position must reach its watchers and every request its answer, or the run fails.
+Only these two services are covered (the others' long-running loads are in their own
+benchmarks, without RSS sampling).
 
     python bench/perf_memory.py [--minutes 2] [--runners 300] [--per-run 5] [--rate 300]
 """
@@ -89,6 +91,10 @@ async def run(args: argparse.Namespace) -> None:
     @keys_app.get("/.well-known/jwks.json")
     async def jwks() -> dict[str, object]:
         return jwks_document([key])
+
+    @keys_app.get("/revocations")
+    async def revocations() -> list[object]:
+        return []  # as auth answers with none in force (see bench._common.jwks_app)
 
     broker = PrivateBroker()
     booting: asyncio.Task[PrivateBroker] | None = None

@@ -8,16 +8,26 @@ processes; the load generators run in processes of their own and are not counted
 - **Live runs**: runners on replica 1, their watchers spread over the other replicas, so
   with 2 and 3 replicas every position crosses RabbitMQ (with 1, all is local). The
   broker is a private RabbitMQ node started for this run (the shared node carries other
-  clients' traffic), and its Erlang VM's CPU (beam.smp, from /proc) is counted.
-  PostgreSQL is not counted (running writes points in batches; its backends are shared).
+  clients' traffic), and its Erlang VM's CPU (beam.smp, from /proc) is counted. So are
+  the PostgreSQL backends connected to the run's own database (running writes points in
+  batches), read from pg_stat_activity at the start and end of each window; the
+  server's shared processes (WAL writer, checkpointer) also serve other clients of the
+  machine and are not.
 - **Gateway**: k gateway processes in front of one upstream, the same total request rate
   split over k load generators (one per gateway), a token pool with 10 % first-seen tokens
-  (each replica has its own verification cache: scale-out pays more misses).
+  (each replica has its own verification cache: scale-out pays more misses). Rate limits
+  are per process (memory://); with limits shared through Redis every request would add
+  Redis round trips, not measured here.
 
 Every message must be delivered exactly once (watchers: distinct positions against the
-points each run accepted, no repeats; gateway: every request answered 200 and counted
-once by the upstream), or the run fails. Projected capacity per core = delivered
-messages per CPU-second at that replica count.
+points each run accepted, no repeats, no point refused; gateway: every request answered
+200 and counted once by the upstream; failures are counted in the table), or the run
+fails. The aim (3 replicas within 1.25x of one, for the cost per message and the p99) is
+printed as a verdict line per path; p99s are from every message of the set-up (n
+printed). Projected capacity per core = delivered messages per CPU-second at that
+replica count. Each process's idle CPU share is measured before the runs, and the cost
+is also printed without it (what carrying the messages costs, apart from what an extra
+process costs by existing).
 
 To stay near two minutes, every process is started once, at the same time as the
 broker node boots: three running replicas and three gateways; the set-up with k replicas
@@ -31,7 +41,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import multiprocessing
 import subprocess
 import sys
@@ -124,6 +136,11 @@ async def idle_shares(replicas: list[tuple[Any, int]], broker: PrivateBroker, se
     extra replica costs whatever it carries."""
     assert broker.pid is not None
     pids = {f"running r{n + 1}": process.pid for n, (process, _) in enumerate(replicas)} | {"broker": broker.pid}
+    return await idle_cpu_shares(pids, seconds)
+
+
+async def idle_cpu_shares(pids: dict[str, int], seconds: float = 5.0) -> dict[str, float]:
+    """Each process's CPU share of one core over ``seconds`` with no load."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     started = time.monotonic()
     await asyncio.sleep(seconds)
@@ -131,9 +148,54 @@ async def idle_shares(replicas: list[tuple[Any, int]], broker: PrivateBroker, se
     return {name: (cpu_seconds(pid) - before[name]) / wall for name, pid in pids.items()}
 
 
+class DatabaseBackends:
+    """CPU of the PostgreSQL backends connected to the benchmark's own database (the
+    replicas' pools), between ``on_window("start")`` and ``on_window("end")``: the
+    database's share of the run. A backend opened in the window counts in full, one closed
+    in it is lost (pools keep theirs). The server's shared processes (WAL writer,
+    checkpointer) also serve other clients of the machine and are not counted."""
+
+    def __init__(self, database: str) -> None:
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        from common.db import sync_url
+
+        self._engine = create_engine(sync_url(database), poolclass=NullPool)
+        self._start: dict[int, float] = {}
+        self.cpu_s = 0.0
+        self.backends = 0
+        self.lost = 0
+
+    def _now(self) -> dict[int, float]:
+        from sqlalchemy import text
+
+        with self._engine.connect() as connection:
+            query = "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()"
+            pids = [int(row[0]) for row in connection.execute(text(query))]
+        found = {}
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                found[pid] = cpu_seconds(pid)
+        return found
+
+    def on_window(self, edge: str) -> None:
+        if edge == "start":
+            self._start = self._now()
+            return
+        end = self._now()
+        self.cpu_s = sum(value - self._start.get(pid, 0.0) for pid, value in end.items())
+        self.backends = len(end)
+        self.lost = len(set(self._start) - set(end))
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
 async def live_runs(args: argparse.Namespace, database: str, replicas: list[tuple[Any, int]],
                     broker: PrivateBroker) -> dict[int, dict[str, Any]]:  # fmt: skip
     results: dict[int, dict[str, Any]] = {}
+    backends = DatabaseBackends(database)
     for count in args.replicas:
         used = replicas[:count]
         people = People(database, args.runners, args.per_run)
@@ -144,13 +206,20 @@ async def live_runs(args: argparse.Namespace, database: str, replicas: list[tupl
         pids["broker"] = broker.pid
         progress(f"live runs on {count} replica(s)")
         result = await drive(people.runner_urls(bases[0]), people.watcher_plan(watcher_bases),
-                             seconds=args.seconds, pids=pids)  # fmt: skip
+                             seconds=args.seconds, pids=pids, on_window=backends.on_window)  # fmt: skip
+        result["cpu_s"]["postgres"] = backends.cpu_s
+        result["backends"] = (backends.backends, backends.lost)
+        refused = result["points_sent"] - result["points_accepted"]
+        result["refused"] = refused
+        if refused:
+            fail(f"live, {count} replica(s): {refused} of {result['points_sent']} points refused by the replica")
         judge(f"live, {count} replica(s)", result)
         results[count] = result
         # Each set-up's figure as soon as it is known (a killed run keeps it).
         cost = sum(result["cpu_s"].values()) / max(1, result["watched"].distinct) * 1e6
         progress(f"live, {count} replica(s): {result['watched'].distinct}/{result['expected']} delivered, "
                  f"{cost:.1f} CPU µs per delivery over {result['cpu_s']}")  # fmt: skip
+    backends.close()
     return results
 
 
@@ -217,6 +286,10 @@ class GatewaySide:
         async def jwks() -> dict[str, object]:
             return jwks_document([key])
 
+        @self.keys_app.get("/revocations")
+        async def revocations() -> list[object]:
+            return []  # as auth answers with none in force (see bench._common.jwks_app)
+
         self.count = count
         self.scratch = scratch
         self.upstream_port = free_port()
@@ -266,6 +339,9 @@ class GatewaySide:
 
 async def gateway_runs(args: argparse.Namespace, side: GatewaySide) -> dict[int, dict[str, Any]]:
     results: dict[int, dict[str, Any]] = {}
+    idle_pids = {f"gateway g{n + 1}": process.pid for n, (process, _, _) in enumerate(side.gateways)}
+    idle_pids["upstream"] = side.upstream.pid
+    idle = await idle_cpu_shares(idle_pids)
     context = multiprocessing.get_context("fork")
     upstream_url = f"http://127.0.0.1:{side.upstream_port}"
     async with httpx.AsyncClient() as client:
@@ -309,10 +385,12 @@ async def gateway_runs(args: argparse.Namespace, side: GatewaySide) -> dict[int,
                      f"{sum(cpu.values()) / max(1, len(set(answered))) * 1e6:.0f} CPU µs per request")  # fmt: skip
             results[count] = {
                 "sent": sent,
+                "failed": sum(report["failed"] for report in reports),
                 "delivered": len(set(answered)),
                 "latencies": [value for report in reports for value in report["latencies"]],
                 "cpu_s": cpu,
                 "wall_s": wall,
+                "idle_share": idle,
             }
     return results
 
@@ -371,13 +449,14 @@ def report(args: argparse.Namespace, live: dict[int, dict[str, Any]], gateway: d
     if live:
         rows = []
         cost: dict[int, float] = {}
+        p99: dict[int, float] = {}
         for count, result in live.items():
             delivered = result["watched"].distinct
             total = sum(result["cpu_s"].values())
             cost[count] = total / max(1, delivered)
             lat = summary(result["watched"].latencies_ms)
             rows.append([
-                count, f"{delivered}/{result['expected']}", result["watched"].repeats,
+                count, f"{delivered}/{result['expected']}", result["watched"].repeats, result["refused"],
                 f"{delivered / result['wall_s']:.0f}", *spread_cells(lat),
                 "; ".join(f"{name} {value:.1f}" for name, value in result["cpu_s"].items()),
                 f"{cost[count] * 1e6:.1f}", f"{1 / cost[count]:,.0f}",
@@ -386,10 +465,11 @@ def report(args: argparse.Namespace, live: dict[int, dict[str, Any]], gateway: d
             figures[f"live_{count}_p99_ms"] = figure(lat["p99"], 1)
             figures[f"live_{count}_n"] = int(lat["n"])
             figures[f"live_{count}_deliveries_per_core_s"] = round(1 / cost[count])
+            p99[count] = lat["p99"]
         table(
             f"Live runs: {args.runners} runners x {args.per_run} watchers, {args.seconds:.0f} s; runners on r1, "
             "watchers on the others (point -> watcher ms)",
-            ["replicas", "delivered/expected", "repeats", "deliveries/s", "n", "p50", "p95", "p99",
+            ["replicas", "delivered/expected", "repeats", "refused", "deliveries/s", "n", "p50", "p95", "p99",
              "CPU s by process", "CPU µs/delivery (all)", "deliveries per core-second"],
             rows,
         )  # fmt: skip
@@ -397,6 +477,11 @@ def report(args: argparse.Namespace, live: dict[int, dict[str, Any]], gateway: d
         for count in cost:
             if count != base:
                 figures[f"live_cost_ratio_{count}_replicas"] = round(cost[count] / cost[base], 3)
+                figures[f"live_p99_ratio_{count}_replicas"] = figure(p99[count] / p99[base], 3)
+        backends = next(iter(live.values()))["backends"]
+        print(f"postgres: the backends of the benchmark's database ({backends[0]} at the end of the first set-up, "
+              f"{backends[1]} closed in its window and not counted)")  # fmt: skip
+        verdict("live", cost, p99)
         # The same with each process's idle CPU taken out: what carrying the messages
         # across costs, apart from what an extra process costs by existing.
         marginal: dict[int, float] = {}
@@ -416,12 +501,13 @@ def report(args: argparse.Namespace, live: dict[int, dict[str, Any]], gateway: d
     if gateway:
         rows = []
         gcost: dict[int, float] = {}
+        gp99: dict[int, float] = {}
         for count, result in gateway.items():
             total = sum(result["cpu_s"].values())
             gcost[count] = total / max(1, result["delivered"])
             lat = summary(result["latencies"])
             rows.append([
-                count, f"{result['delivered']}/{result['sent']}", *spread_cells(lat, digits=2),
+                count, f"{result['delivered']}/{result['sent']}", result["failed"], *spread_cells(lat, digits=2),
                 "; ".join(f"{name} {value:.1f}" for name, value in result["cpu_s"].items()),
                 f"{gcost[count] * 1e6:.0f}", f"{1 / gcost[count]:,.0f}",
             ])  # fmt: skip
@@ -429,18 +515,53 @@ def report(args: argparse.Namespace, live: dict[int, dict[str, Any]], gateway: d
             figures[f"gateway_{count}_p99_ms"] = figure(lat["p99"], 2)
             figures[f"gateway_{count}_n"] = int(lat["n"])
             figures[f"gateway_{count}_requests_per_core_s"] = round(1 / gcost[count])
+            gp99[count] = lat["p99"]
         table(
             f"Gateway: {args.rate:.0f} requests/s in total for {args.gateway_seconds:.0f} s, timed from the scheduled "
             f"send, {args.new_token_share:.0%} first-seen tokens (ms)",
-            ["replicas", "answered/sent", "n", "p50", "p95", "p99", "CPU s by process", "CPU µs/request (all)",
-             "requests per core-second"],
+            ["replicas", "answered/sent", "failed", "n", "p50", "p95", "p99", "CPU s by process",
+             "CPU µs/request (all)", "requests per core-second"],
             rows,
         )  # fmt: skip
         base = min(gcost)
         for count in gcost:
             if count != base:
                 figures[f"gateway_cost_ratio_{count}_replicas"] = round(gcost[count] / gcost[base], 3)
+                figures[f"gateway_p99_ratio_{count}_replicas"] = figure(gp99[count] / gp99[base], 3)
+        gmarginal: dict[int, float] = {}
+        for count, result in gateway.items():
+            idle = result["idle_share"]
+            busy = sum(max(0.0, value - idle.get(name, 0.0) * result["wall_s"])
+                       for name, value in result["cpu_s"].items())  # fmt: skip
+            gmarginal[count] = busy / max(1, result["delivered"])
+        shares = next(iter(gateway.values()))["idle_share"]
+        print("idle CPU share of one core (5 s, no load): "
+              + "; ".join(f"{name} {share:.1%}" for name, share in shares.items()))  # fmt: skip
+        print("CPU µs/request without each process's idle share: "
+              + "; ".join(f"{count} replica(s) {value * 1e6:.1f}" for count, value in gmarginal.items()))  # fmt: skip
+        for count in gmarginal:
+            if count != base and gmarginal[base] > 0:
+                figures[f"gateway_marginal_cost_ratio_{count}_replicas"] = round(gmarginal[count] / gmarginal[base], 3)
+        verdict("gateway", gcost, gp99)
     emit(figures)
+
+
+AIM_RATIO = 1.25
+
+
+def verdict(what: str, cost: dict[int, float], p99: dict[int, float]) -> None:
+    """The aim on one line: the most replicas' cost per message and p99 against one
+    replica's, each within 1.25x."""
+    base, most = min(cost), max(cost)
+    if most == base:
+        return
+    cost_ratio = cost[most] / cost[base]
+    p99_ratio = p99[most] / p99[base]
+    cost_line = f"cost {cost_ratio:.2f}x ({'met' if cost_ratio <= AIM_RATIO else 'NOT met'})"
+    p99_line = (
+        "p99 -" if math.isnan(p99_ratio) else f"p99 {p99_ratio:.2f}x ({'met' if p99_ratio <= AIM_RATIO else 'NOT met'})"
+    )
+    print(f"{what}: {most} replicas against {base}, aim <= {AIM_RATIO}x: {cost_line}; {p99_line}")
 
 
 def main() -> None:

@@ -295,6 +295,11 @@ class TokenVerifier:
     def revocations(self) -> Revocations:
         return self._revocations
 
+    @property
+    def remembered(self) -> int:
+        """How many verified tokens are held (for memory checks)."""
+        return len(self._cache)
+
     async def verify(self, token: str) -> Principal:
         cached = self._cache.get(token)
         now = time.time()
@@ -307,7 +312,13 @@ class TokenVerifier:
         if self._cache_size and principal.expires_at is not None:
             valid_until = min(principal.expires_at.timestamp(), now + self._cache_ttl_s)
             self._cache[token] = (valid_until, principal)
-            if len(self._cache) > self._cache_size:
+            # Expired entries go from the least recently used end: a token seen once (a
+            # visitor, a phone that refreshed its token) would otherwise stay until the
+            # cache is full, and the process grow by ~1.5 KiB per token up to that size.
+            while self._cache:
+                oldest = next(iter(self._cache.values()))
+                if oldest[0] > now and len(self._cache) <= self._cache_size:
+                    break
                 self._cache.popitem(last=False)
         return principal
 

@@ -102,3 +102,16 @@ async def test_remembered_tokens_still_expire_on_time():
     await asyncio.sleep(1.6)
     with pytest.raises(InvalidToken, match="expired"):
         await check.verify(token)
+
+
+async def test_tokens_seen_once_are_not_held_past_their_cache_time():
+    # A process that sees many tokens once (visitors, refreshed tokens) must not hold
+    # them until the cache is full: its memory would grow by a token each.
+    check = TokenVerifier(tokens.key_cache(), issuer=tokens.ISSUER, audience=tokens.AUDIENCE, cache_ttl_s=0.2)
+    issuer = tokens.issuer()
+    for n in range(50):
+        await check.verify(issuer.issue(f"visitor-{n}", [Role.CUSTOMER]))
+    assert check.remembered == 50
+    await asyncio.sleep(0.3)
+    await check.verify(issuer.issue("one-more", [Role.CUSTOMER]))
+    assert check.remembered == 1
