@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from access.chain_gallery import CHAIN_GALLERY
 from access.face_engine import FaceEngine
-from access.faces import CHAIN_GALLERY, FaceCache
+from access.faces import FaceCache
 from contracts import FaceErased
 from tests.access.conftest import BRANCH, Door, membership
 from tests.support.waiting import eventually
