@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
@@ -50,3 +52,44 @@ class Jobs:
     async def stop(self) -> None:
         for job in reversed(self._jobs):
             await job.stop()
+
+
+class LoopLag:
+    """How late this process's event loop runs its timers. A loop that runs late answers
+    late and judges late: a device simulator starved of CPU makes pings time out that are
+    not the monitor's fault, a monitor that is late renews its leases late. Keeps the
+    moments (wall clock) it ran more than ``threshold_s`` late, and tells ``on_late``."""
+
+    def __init__(
+        self,
+        *,
+        every_s: float = 0.05,
+        threshold_s: float = 0.2,
+        on_late: Callable[[float], None] | None = None,
+    ) -> None:
+        self._every_s, self._threshold_s = every_s, threshold_s
+        self._on_late = on_late
+        self.spells: deque[tuple[float, float]] = deque(maxlen=10_000)  # (wall time, seconds late)
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._probe(), name="loop-lag")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _probe(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            planned = loop.time() + self._every_s
+            await asyncio.sleep(self._every_s)
+            late = loop.time() - planned
+            self.worst = max(self.worst, late)
+            if late > self._threshold_s:
+                self.spells.append((time.time(), late))
+                if self._on_late is not None:
+                    self._on_late(late)

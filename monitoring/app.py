@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
+from prometheus_client import Gauge
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from common.api import create_service_app
@@ -18,7 +19,7 @@ from common.events.parking import parking_lot_of
 from common.kernel import build_kernel
 from common.manifest import installed_manifests
 from common.observability import Metrics
-from common.periodic import Jobs, Periodic
+from common.periodic import Jobs, LoopLag, Periodic
 from common.security import JwksCache
 from common.settings import PlatformSettings
 from contracts import CATALOG
@@ -61,6 +62,7 @@ def create_app(
         concurrency=config.monitoring_ping_concurrency,
         on_result=ping_result,
         egress=config.egress(),
+        confirm_after_s=config.monitoring_confirm_after_s,
         keepalive_max=keepalive,
         # Names the replica to the device: which one pings it shows in its logs.
         agent=f"smartgym-monitoring/{replica_id}",
@@ -92,6 +94,20 @@ def create_app(
         escalated = await registry.escalate_overdue(timedelta(seconds=config.monitoring_escalate_after_s))
         if escalated:
             log.warning("escalated %d unacknowledged critical faults", escalated)
+
+    # A late loop sends pings late and renews leases late: say so, with how late, so a
+    # false alarm or a lost lease can be matched to the moment the process was starved.
+    lateness = Gauge(
+        "monitoring_loop_lateness_worst_seconds",
+        "Worst lateness of the event loop since start, seconds.",
+        registry=kernel.metrics.registry,
+    )
+
+    def late(seconds: float) -> None:
+        lateness.set(lag.worst)
+        log.warning("event loop ran %.2f s late", seconds)
+
+    lag = LoopLag(every_s=0.1, threshold_s=0.5, on_late=late)
 
     jobs = Jobs(
         Periodic("monitoring-sweep", config.monitoring_sweep_interval_s, sweep),
@@ -135,7 +151,9 @@ def create_app(
         # The leases get connections of their own: a renewal queued behind the pool's
         # other users (a burst of health changes, a shard's devices loading) could let
         # every lease run out.
-        lease_engine = create_async_engine(kernel.db.url, pool_size=1, max_overflow=1, pool_pre_ping=True)
+        # Autocommit and no pre-ping: a renewal is one or two round trips (see ShardLeases.tick);
+        # a connection found dead fails that renewal, and the pool replaces it for the next.
+        lease_engine = create_async_engine(kernel.db.url, pool_size=1, max_overflow=1, isolation_level="AUTOCOMMIT")
         leases = ShardLeases(
             engine=lease_engine,
             replica_id=replica_id,
@@ -152,6 +170,7 @@ def create_app(
         registry.changed = devices_changed
 
     async def start_watching() -> None:
+        lag.start()
         await watch.start()
         devices = await registry.load()
         await pinger.start()
@@ -172,6 +191,7 @@ def create_app(
         await heartbeats.stop()
         await pinger.stop()
         await watch.stop()
+        await lag.stop()
 
     app = create_service_app(
         kernel,

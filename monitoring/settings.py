@@ -39,12 +39,17 @@ class MonitoringSettings(PlatformSettings):
     monitoring_ping_timeout_s: float = Field(
         default=1.0, gt=0, le=30, description="Seconds a device has to answer a ping."
     )
-    # After a failed ping the next one comes this soon, not a whole period later.
+    # A silent device is confirmed while its first ping's timeout still runs: two
+    # unanswered pings take timeout + this, not two timeouts and a pause.
     monitoring_confirm_after_s: float = Field(
-        default=0.25,
+        default=0.5,
         ge=0,
         le=60,
-        description="After a failed ping, the confirming ping comes this soon (not a whole period later).",
+        description=(
+            "A ping still unanswered this long after it went out is confirmed by a second one on a fresh"
+            " connection at once (each keeps its whole timeout); a ping that failed sooner (refused, an error"
+            " status) is confirmed this long after it failed."
+        ),
     )
     monitoring_reconnect_window_s: float = Field(
         default=1.0,

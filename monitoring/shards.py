@@ -134,50 +134,63 @@ class ShardLeases:
     async def tick(self) -> None:
         sent = time.monotonic()
         ttl = {"me": self.replica_id, "ttl": self._ttl_s}
-        async with self._engine.begin() as connection:
-            await connection.execute(
-                text(
-                    "INSERT INTO replicas (replica_id, expires_at) VALUES (:me, now() + make_interval(secs => :ttl))"
-                    " ON CONFLICT (replica_id) DO UPDATE SET expires_at = EXCLUDED.expires_at"
-                ),
-                ttl,
-            )
-            await connection.execute(text("DELETE FROM replicas WHERE expires_at < now() - interval '10 minutes'"))
-            live = (await connection.execute(text("SELECT count(*) FROM replicas WHERE expires_at > now()"))).scalar()
-            share = math.ceil(self.shards / max(1, int(live or 1)))
-            # Only leases still ours are renewed: one that expired may be someone else's by now.
-            renewed = {
-                row[0]
-                for row in await connection.execute(
+        # Two statements, each its own transaction, instead of a transaction of seven: every
+        # round trip to the database costs the renewal a turn of the event loop, and at
+        # start-up (thousands of heartbeat hellos and registrations) a turn took ~1 s, so
+        # the seven-statement renewal of every replica ran past the watchdog and all three
+        # dropped their shards at once. The first statement beats, counts the live
+        # replicas and renews the leases still ours and unexpired (one expired may be
+        # someone else's by now); the second, only when below our share, takes free or
+        # expired ones. Neither needs the other's transaction: each row change is atomic,
+        # and SKIP LOCKED keeps two replicas from taking the same lease.
+        async with self._engine.connect() as connection:
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            row = (
+                await connection.execute(
                     text(
-                        "UPDATE shard_leases SET expires_at = now() + make_interval(secs => :ttl)"
-                        " WHERE holder = :me AND expires_at > now() RETURNING shard"
+                        "WITH beat AS ("
+                        "  INSERT INTO replicas (replica_id, expires_at)"
+                        "  VALUES (:me, now() + make_interval(secs => :ttl))"
+                        "  ON CONFLICT (replica_id) DO UPDATE SET expires_at = EXCLUDED.expires_at"
+                        "  RETURNING replica_id"
+                        "), stale AS ("
+                        "  DELETE FROM replicas WHERE expires_at < now() - interval '10 minutes' AND replica_id <> :me"
+                        "  RETURNING replica_id"
+                        "), renewed AS ("
+                        "  UPDATE shard_leases SET expires_at = now() + make_interval(secs => :ttl)"
+                        "  WHERE holder = :me AND expires_at > now() RETURNING shard"
+                        ")"
+                        " SELECT"
+                        "  (SELECT count(*) FROM replicas WHERE expires_at > now() AND replica_id <> :me)"
+                        "   + (SELECT count(*) FROM beat) AS live,"
+                        "  (SELECT coalesce(array_agg(shard), '{}') FROM renewed) AS renewed,"
+                        "  (SELECT count(*) FROM stale) AS stale"
                     ),
                     ttl,
                 )
-            }
+            ).one()
+            share = math.ceil(self.shards / max(1, int(row.live or 1)))
+            renewed = {int(shard) for shard in row.renewed}
             taken: set[int] = set()
             if len(renewed) < share:
-                free = [
-                    row[0]
-                    for row in await connection.execute(
+                taken = {
+                    int(found[0])
+                    for found in await connection.execute(
                         text(
-                            "SELECT shard FROM shard_leases WHERE holder IS NULL OR expires_at <= now()"
-                            " ORDER BY shard LIMIT :wanted FOR UPDATE SKIP LOCKED"
+                            "WITH free AS ("
+                            "  SELECT shard FROM shard_leases WHERE holder IS NULL OR expires_at <= now()"
+                            "  ORDER BY shard LIMIT :wanted FOR UPDATE SKIP LOCKED"
+                            ")"
+                            " UPDATE shard_leases SET holder = :me, expires_at = now() + make_interval(secs => :ttl)"
+                            " FROM free WHERE shard_leases.shard = free.shard RETURNING shard_leases.shard"
                         ),
-                        {"wanted": share - len(renewed)},
+                        {**ttl, "wanted": share - len(renewed)},
                     )
-                ]
-                if free:
-                    await connection.execute(
-                        text(
-                            "UPDATE shard_leases SET holder = :me, expires_at = now() + make_interval(secs => :ttl)"
-                            " WHERE shard = ANY(:shards)"
-                        ),
-                        {**ttl, "shards": free},
-                    )
-                    taken = set(free)
+                }
         self.renewals += 1
+        took = time.monotonic() - sent
+        if took > self._renew_s:
+            log.warning("shard lease renewal took %.2f s", took)
         # A lease renewed here but dropped locally (our clock ran out first) is simply
         # taken again: the database still said it was ours.
         now_held = renewed | taken
@@ -320,9 +333,13 @@ class Relay:
                         batch = [await self._outbox.get()]
                         while not self._outbox.empty() and len(batch) < 200:
                             batch.append(self._outbox.get_nowait())
-                        async with connection.transaction():
-                            for payload in batch:
-                                await connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+                        # One statement (one round trip, one transaction, in order) for the
+                        # batch: a round trip per message cost a turn of the event loop each,
+                        # and at start-up (a relay per heartbeat hello) the relay fell behind.
+                        await connection.execute(
+                            "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
+                            (CHANNEL, batch),
+                        )
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
 
+from common.periodic import LoopLag
+
 log = logging.getLogger(__name__)
 
 Mode = Literal["ok", "dead", "hang", "reboot", "slow", "flap", "garbage", "fault"]
@@ -111,11 +113,13 @@ class DeviceSimulator:
             if device._server is None and device.mode != "dead":
                 await self._listen(device)
 
-    def start_heartbeats(self) -> None:
-        """Connect every device that has a token to monitoring's heartbeat listener."""
-        for device in self.devices.values():
-            if device._heartbeat is None and device.mode != "dead":
-                self._start_heartbeat(device)
+    def start_heartbeats(self, *, ramp_s: float = 0.0) -> None:
+        """Connect every device that has a token to monitoring's heartbeat listener; with
+        ``ramp_s``, the devices come online evenly over that many seconds (a fleet powering
+        up) instead of all in the same instant."""
+        waiting = [device for device in self.devices.values() if device._heartbeat is None and device.mode != "dead"]
+        for number, device in enumerate(waiting):
+            self._start_heartbeat(device, after_s=ramp_s * number / max(1, len(waiting)))
 
     async def stop(self) -> None:
         for reboot in list(self._reboots):
@@ -173,12 +177,16 @@ class DeviceSimulator:
 
     # -- the heartbeat client -----------------------------------------------------------
 
-    def _start_heartbeat(self, device: SimulatedDevice) -> None:
+    def _start_heartbeat(self, device: SimulatedDevice, *, after_s: float = 0.0) -> None:
         if self._heartbeat_to is not None and device.token is not None:
-            device._heartbeat = asyncio.create_task(self._heartbeats(device), name=f"heartbeat:{device.device_id}")
+            device._heartbeat = asyncio.create_task(
+                self._heartbeats(device, after_s), name=f"heartbeat:{device.device_id}"
+            )
 
-    async def _heartbeats(self, device: SimulatedDevice) -> None:
+    async def _heartbeats(self, device: SimulatedDevice, after_s: float = 0.0) -> None:
         assert self._heartbeat_to is not None
+        if after_s > 0:
+            await asyncio.sleep(after_s)
         addresses = [self._heartbeat_to, *self._heartbeat_alternates]
         turn = 0
         while True:
@@ -350,7 +358,7 @@ async def register_with_monitoring(
                 simulator.devices[item["device_id"]].heartbeat_period_s = float(period_s or 600)
 
 
-async def serve_control(simulator: DeviceSimulator, host: str, port: int) -> Any:
+async def serve_control(simulator: DeviceSimulator, host: str, port: int, *, lag: LoopLag | None = None) -> Any:
     """A small HTTP API to switch devices from another process (tests, benchmarks)."""
     from aiohttp import web
 
@@ -383,8 +391,15 @@ async def serve_control(simulator: DeviceSimulator, host: str, port: int) -> Any
             counts[device.mode] = counts.get(device.mode, 0) + 1
         return web.json_response({"devices": len(simulator.devices), "modes": counts})
 
+    async def lateness(_request: web.Request) -> web.Response:
+        """When this simulator's event loop ran late (its devices answered late then)."""
+        if lag is None:
+            return web.json_response({"worst_s": None, "spells": []})
+        return web.json_response({"worst_s": lag.worst, "spells": [list(spell) for spell in lag.spells]})
+
     app = web.Application()
     app.router.add_post("/devices/{device_id}/mode", switch)
+    app.router.add_get("/lag", lateness)
     app.router.add_get("/devices", listing)
     app.router.add_get("/pings", pings)
     runner = web.AppRunner(app, access_log=None)
@@ -403,6 +418,7 @@ async def run(
     heartbeat_alternates: tuple[tuple[str, int], ...] = (),
     branches: int = 1,
     heartbeats: bool = True,
+    ramp_s: float = 0.0,
     bearer: str | None,
     branch_id: str,
     kind: str,
@@ -414,6 +430,8 @@ async def run(
     simulator = DeviceSimulator.numbered(
         count, port, prefix=prefix, heartbeat_to=heartbeat_to, heartbeat_alternates=heartbeat_alternates
     )
+    lag = LoopLag()
+    lag.start()
     await simulator.start_listening()
     if monitoring_url is not None:
         if bearer is None:
@@ -428,8 +446,8 @@ async def run(
             branches=branches,
         )
     if heartbeats:
-        simulator.start_heartbeats()
-    control = await serve_control(simulator, "127.0.0.1", control_port) if control_port else None
+        simulator.start_heartbeats(ramp_s=ramp_s)
+    control = await serve_control(simulator, "127.0.0.1", control_port, lag=lag) if control_port else None
     ready(f"{count} devices on 127.1.x.y:{port}" + (f"; control on 127.0.0.1:{control_port}" if control_port else ""))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -450,3 +468,4 @@ async def run(
         if control is not None:
             await control.cleanup()
         await simulator.stop()
+        await lag.stop()

@@ -294,9 +294,12 @@ class EquipmentWatch:
             self._metrics.suspicions.labels("answered").inc()
         if not ok and health.health is not Health.FAULTY:
             # Confirm quickly: a whole period between the first and the second failure
-            # would double the detection time. A device that hung up is confirmed at the
-            # end of its reconnect window, so a quick reboot is not announced.
-            delay = self._settings.monitoring_confirm_after_s
+            # would double the detection time. A ping that timed out already gave the
+            # device its whole timeout: the next goes at once (a slow one was usually
+            # confirmed while it ran: the pinger then skips this recheck). A device that
+            # hung up is confirmed at the end of its reconnect window, so a quick reboot is
+            # not announced.
+            delay = 0.0 if detail == "timeout" else self._settings.monitoring_confirm_after_s
             if watched.suspect_until is not None:
                 delay = max(delay, watched.suspect_until - time.monotonic())
             self._pinger.recheck(device_id, delay)

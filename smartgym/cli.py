@@ -214,6 +214,14 @@ def simulate() -> None:
     show_default=True,
     help="Without: devices are registered ping-only and keep no heartbeat connection.",
 )
+@click.option(
+    "--ramp",
+    "ramp_s",
+    type=click.FloatRange(0, 3600),
+    default=0.0,
+    show_default=True,
+    help="The devices connect their heartbeats evenly over this many seconds (a fleet powering up), not at once.",
+)
 @click.option("--branch", "branch_id", default="sim-branch", show_default=True)
 @click.option(
     "--branches",
@@ -241,6 +249,7 @@ def simulate_equipment(
     token: str | None,
     heartbeat: str | None,
     heartbeats: bool,
+    ramp_s: float,
     branch_id: str,
     branches: int,
     kind: str,
@@ -277,6 +286,7 @@ def simulate_equipment(
             heartbeat_to=heartbeat_to,
             heartbeat_alternates=tuple(addresses[1:]),
             heartbeats=heartbeats,
+            ramp_s=ramp_s,
             branches=branches,
             monitoring_url=monitoring_url,
             bearer=token,

@@ -5,6 +5,7 @@ reported with what went wrong."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import defaultdict
 from ipaddress import ip_network
@@ -129,3 +130,119 @@ async def test_pings_reuse_one_connection_and_survive_a_device_closing_it_betwee
     assert len(results["closing"]) >= 4
     assert all(ok for ok, _ in results["closing"]), results["closing"]
     assert results["garbage"][0] == (False, "malformed answer")
+
+
+async def test_a_silent_device_is_confirmed_while_its_first_ping_runs_and_pings_stay_on_a_grid():
+    """A ping unanswered after ``confirm_after_s`` gets a confirming ping on a fresh
+    connection at once; each keeps its whole timeout, so two unanswered pings take the
+    timeout plus ``confirm_after_s``. A recheck in between does not move the device's
+    regular pings: they stay one period apart on the grid they started on."""
+    silent = {"on": False}
+    asked: list[float] = []
+    connections = {"count": 0}
+
+    async def device(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections["count"] += 1
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                asked.append(time.monotonic())
+                if not silent["on"]:
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(device, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    results: list[tuple[float, bool, str]] = []
+    rechecks: list[float] = []
+
+    def record(device_id: str, ok: bool, detail: str) -> None:
+        results.append((time.monotonic(), ok, detail))
+        if not ok:
+            rechecks.append(time.monotonic())
+            pinger.recheck(device_id, 0.0)  # as the watch does after a timeout
+
+    pinger = Pinger(
+        interval_s=1.0, timeout_s=0.4, confirm_after_s=0.1, concurrency=8, on_result=record, egress=LOOPBACK
+    )
+    await pinger.start()
+    try:
+        pinger.set_target("dev", f"http://127.0.0.1:{port}/echo", "lab")
+        await asyncio.sleep(2.2)  # two answered pings, one period apart
+        answered = [at for at, ok, _ in results if ok]
+        assert len(answered) >= 2
+        silent["on"] = True
+        asked.clear()
+        results.clear()
+        for _ in range(40):  # the next regular ping (within a period) goes unanswered
+            if sum(1 for _, ok, _ in results if not ok) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        failed = [(at, detail) for at, ok, detail in results if not ok]
+        assert [detail for _, detail in failed][:2] == ["timeout", "timeout"], results
+        first, second = asked[0], asked[1]
+        # The confirmation left 0.1 s after the first ping, not after its 0.4 s timeout.
+        assert 0.08 <= second - first <= 0.25, (first, second)
+        # Its result decided: the recheck asked while it ran was not sent as a third ping.
+        assert failed[1][0] - failed[0][0] < 0.2
+        assert pinger.confirmations >= 1
+        silent["on"] = False
+        results.clear()
+        asked.clear()
+        await asyncio.sleep(2.5)
+        # Back on its grid: regular pings one period apart, not moved by the confirmation.
+        regular = [at for at, ok, _ in results if ok]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(regular)]
+        assert gaps
+        assert all(0.9 <= gap <= 1.1 for gap in gaps[-2:]), gaps
+    finally:
+        await pinger.stop()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_connect_our_own_slow_loop_noticed_late_is_no_verdict_on_the_device():
+    """A ping that must connect needs several turns of the event loop; when the loop itself
+    is stalled past the timeout (a starved monitor), the device that accepted at once is
+    not failed: the connect is tried once more with a fresh deadline."""
+
+    async def device(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(device, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    results: list[tuple[bool, str]] = []
+
+    def record(device_id: str, ok: bool, detail: str) -> None:
+        results.append((ok, detail))
+
+    pinger = Pinger(interval_s=30.0, timeout_s=0.3, concurrency=8, on_result=record, egress=LOOPBACK)
+    await pinger.start()
+    try:
+        pinger.set_target("dev", f"http://127.0.0.1:{port}/echo", "lab")
+        pinger.recheck("dev", 0.0)
+        while not pinger.in_flight:
+            await asyncio.sleep(0)
+        time.sleep(0.8)  # the whole loop stalls, mid-connect, well past the timeout
+        for _ in range(100):
+            if results:
+                break
+            await asyncio.sleep(0.02)
+        assert results[0] == (True, ""), results
+        assert pinger.late_connects == 1
+    finally:
+        await pinger.stop()
+        server.close()
+        await server.wait_closed()

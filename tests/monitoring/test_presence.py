@@ -85,3 +85,21 @@ async def test_a_hang_keeps_its_connection_and_is_found_by_the_pings(open_monito
             assert time.time() - began < 6.0
         finally:
             await simulator.stop()
+
+
+async def test_simulated_devices_can_come_online_over_a_ramp(open_monitor, simulator_port):
+    """A fleet powering up connects over seconds, not in one instant: with a ramp the
+    simulator's heartbeat connections arrive spread over it."""
+    async with open_monitor(**SLOW_PINGS) as monitor:
+        simulator = DeviceSimulator.numbered(10, simulator_port, heartbeat_to=("127.0.0.1", monitor.heartbeat_port))
+        await simulator.start_listening()
+        await monitor.register(simulator)
+        try:
+            simulator.start_heartbeats(ramp_s=1.0)
+            await asyncio.sleep(0.3)
+            early = sum(1 for device in simulator.devices.values() if device.heartbeats_sent)
+            assert 1 <= early <= 6, early
+            await eventually(lambda: all(device.heartbeats_sent for device in simulator.devices.values()), timeout=10)
+            assert monitor.of(EquipmentFault) == []
+        finally:
+            await simulator.stop()
