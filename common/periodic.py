@@ -56,9 +56,9 @@ class Jobs:
 
 class LoopLag:
     """How late this process's event loop runs its timers. A loop that runs late answers
-    late and judges late: a device simulator starved of CPU makes pings time out that are
-    not the monitor's fault, a monitor that is late renews its leases late. Keeps the
-    moments (wall clock) it ran more than ``threshold_s`` late, and tells ``on_late``."""
+    late and judges late: a peer starved of CPU makes our timeouts fire through no fault
+    of ours, and a lease holder that runs late renews late. Keeps the moments (wall
+    clock) it ran more than ``threshold_s`` late, and tells ``on_late``."""
 
     def __init__(
         self,
