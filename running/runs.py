@@ -11,9 +11,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Uuid, any_, bindparam, delete, insert, select, update
+from sqlalchemy import Table, Uuid, any_, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +35,14 @@ from running.workouts import WorkoutTracker, own_workout
 
 MAX_FRIENDS_TOLD = 1000
 TOUCH_EVERY_S = 60.0  # a connected but quiet run (paused, standing) still shows it is alive
+
+
+_RUNS, _ENTRIES, _CHUNKS = (cast(Table, model.__table__) for model in (Run, RaceEntry, RunChunk))
+_INSERT_CHUNKS = insert(_CHUNKS)
+_UPDATE_PROGRESS = update(_RUNS).where(_RUNS.c.run_id == bindparam("b_run_id"))
+_UPDATE_RACE_DISTANCE = update(_ENTRIES).where(
+    _ENTRIES.c.race_id == bindparam("b_race_id"), _ENTRIES.c.user_id == bindparam("b_user_id")
+)
 
 
 def point_row(point: GpsPoint) -> list[float | None]:
@@ -253,7 +261,7 @@ class RunService:
         ]
         progress = [
             {
-                "run_id": run.run_id,
+                "b_run_id": run.run_id,
                 "distance_m": run.track.distance_m,
                 "moving_s": run.track.moving_s,
                 "elapsed_s": run.track.elapsed_s(),
@@ -266,18 +274,20 @@ class RunService:
             for run, _ in batches
         ]
         racing = [
-            {"race_id": run.race.race_id, "user_id": run.user_id, "distance_m": run.track.distance_m}
+            {"b_race_id": run.race.race_id, "b_user_id": run.user_id, "distance_m": run.track.distance_m}
             for run, _ in batches
             if run.race is not None
         ]
         try:
-            # Executemany statements: a flush of two thousand runs is three round trips.
+            # Executemany statements: a flush of two thousand runs is three round trips. Core
+            # statements on the tables, not the ORM's bulk paths: the same SQL, without the
+            # ORM's per-row bookkeeping (a flush of every live run every five seconds).
             async with self._kernel.db.sessions() as session, session.begin():
                 if chunks:
-                    await session.execute(insert(RunChunk), chunks)
-                await session.execute(update(Run), progress)
+                    await session.execute(_INSERT_CHUNKS, chunks)
+                await session.execute(_UPDATE_PROGRESS, progress)
                 if racing:
-                    await session.execute(update(RaceEntry), racing)
+                    await session.execute(_UPDATE_RACE_DISTANCE, racing)
         except Exception:
             for run, points in batches:  # keep them for the next flush
                 run.pending = points + run.pending
