@@ -49,6 +49,7 @@ from sqlalchemy import create_engine, insert
 from bench._common import (
     STARTUP_S,
     cell,
+    cpu_seconds,
     emit,
     ensure_services,
     fail,
@@ -77,6 +78,7 @@ from tests.support.infra import PG_ADMIN_URL, RABBITMQ_URL, PostgresDatabases
 from tests.support.processes import clean_env, start, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
+IDLE_S = 5.0
 
 
 # -- the filters on generated tracks ------------------------------------------------------
@@ -245,11 +247,17 @@ async def run(args: argparse.Namespace) -> None:
                               broker_url=None if args.no_broker else RABBITMQ_URL)  # fmt: skip
             one = await asyncio.to_thread(start_running, env, scratch, "running-1")
             processes.append(one)
+            # What the replica costs with nobody connected (its periodic jobs: flush, janitor,
+            # outbox polls, GC pacing), to tell a fixed cost from a per-delivery one.
+            idle_before = cpu_seconds(one.pid)
+            await asyncio.sleep(IDLE_S)
+            idle_share = (cpu_seconds(one.pid) - idle_before) / IDLE_S
             people = People(database, args.runners, per_run)
             base = f"ws://127.0.0.1:{live_port}"
             progress("one running replica")
             results["one"] = await drive(people.runner_urls(base), people.watcher_plan([base]),
                                          seconds=args.seconds, pids={"running": one.pid})  # fmt: skip
+            results["one"]["idle_share"] = idle_share
             stop_quietly(one)
             processes.remove(one)
             await floor("bare_after")
@@ -333,6 +341,11 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
           f"(mean of {floors[0]:.1f} before and {floors[1]:.1f} after; ratio {live_us / bare_us:.2f}); "
           f"of the bare server's, {broadcast_us:.1f} µs in the library's broadcast calls (sends included), the rest "
           "receiving the runners' frames, the event loop and pings")  # fmt: skip
+    idle_us = per_delivery_us(one["idle_share"] * one["wall_s"], one)
+    print(
+        f"the replica with nobody connected: {one['idle_share']:.1%} of a core ({idle_us:.1f} µs a delivery "
+        "at this rate)"
+    )
     print(f"kernel (system) CPU per delivery: running {live_system_us:.1f} µs, bare {bare_system_us:.1f} µs; "
           f"user CPU: running {live_us - live_system_us:.1f} µs, bare {bare_us - bare_system_us:.1f} µs")  # fmt: skip
     table(
@@ -371,6 +384,7 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
         "live_ratio_to_bare_websockets": round(live_us / bare_us, 2),
         "bare_broadcast_call_cpu_us_per_delivery": round(broadcast_us, 1),
         "live_system_cpu_us_per_delivery": round(live_system_us, 1),
+        "live_idle_cpu_us_per_delivery": round(idle_us, 1),
         "bare_system_cpu_us_per_delivery": round(bare_system_us, 1),
         "bare_point_to_watcher_p99_ms": figure(summary(bare["watched"].latencies_ms)["p99"], 1),
         "kalman_error_m": round(errors["kalman_mean"], 2),
