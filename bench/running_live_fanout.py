@@ -7,7 +7,12 @@ device time, one machine, one clock):
 - **bare**: a bare ``websockets`` server that hands each runner frame to the library's
   ``broadcast`` (no parsing, filter, storage or token): the library's floor, for
   ``live_ratio_to_bare_websockets``. Measured before and after the one replica (the
-  shared machine's load drifts between set-ups); the ratio is against their mean.
+  shared machine's load drifts between set-ups); the ratio is against their mean. The
+  floor is a whole server's CPU (receiving each frame, the event loop, keep-alive pings,
+  and on loopback the watchers' TCP receive work, charged to the sender); the CPU of the
+  ``broadcast`` calls alone is reported beside it
+  (``bare_broadcast_call_cpu_us_per_delivery``), as is each set-up's kernel share and
+  the replica's CPU with nobody connected (its fixed cost).
 - **one replica**: ``smartgym serve running`` (PostgreSQL, RabbitMQ fan-out on), clients
   straight to its live port.
 - **gateway, two replicas** (the production path): clients connect through the gateway,
