@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import uuid
 
-import pytest
-
 from common.migrations import upgrade
 from running.app import create_app
 from running.models import Run
@@ -105,7 +103,6 @@ async def test_duplicate_rows_from_two_replicas_read_as_one_track(running):
     assert stored == [p.t for p in points]
 
 
-@pytest.mark.slow
 async def test_a_flush_on_postgresql_stores_each_runs_progress(tmp_path, postgres):
     # PostgreSQL writes every run's progress in one statement (arrays); what it stores is
     # what the live track holds, JSON fields included.
