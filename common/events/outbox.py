@@ -552,7 +552,18 @@ async def _claim(
     return set((await session.execute(statement)).scalars())
 
 
+_CLAIM_STATEMENTS: dict[Table, Any] = {}
+
+
 def _claim_statement(processed: Table) -> Any:
+    """Built once per inbox table: building it per batch cost a cache-key walk each time."""
+    statement = _CLAIM_STATEMENTS.get(processed)
+    if statement is None:
+        statement = _CLAIM_STATEMENTS[processed] = _build_claim_statement(processed)
+    return statement
+
+
+def _build_claim_statement(processed: Table) -> Any:
     ids = func.unnest(bindparam("event_ids", type_=BinaryArray("uuid"))).table_valued("event_id").render_derived()
     return (
         postgresql.insert(processed)
