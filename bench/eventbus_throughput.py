@@ -590,7 +590,8 @@ async def main(args: argparse.Namespace) -> None:
     ratio_outbox = burst["events_per_s"] / base["events_per_s"]
     ratio_bus = base["events_per_s"] / naked["events_per_s"]
     print(
-        f"\nlatency = business commit → consumer commit (bare: publish → consumed); lost={lost}, "
+        f"\nlatency = event made (just before its business transaction commits) → consumer commit "
+        f"(bare: publish → consumed); lost={lost}, "
         f"duplicated effects={duplicated}; outbox (txn 100) / bus only = {ratio_outbox:.2f}; "
         f"bus only / bare aiormq = {ratio_bus:.2f}; load: {os.getloadavg()[0]:.1f}; "
         f"broker: {'private node' if args.private_broker else 'shared node'}"
