@@ -6,11 +6,12 @@ Phases, each with its own consumer process (so producer and consumer use both co
              acking every message, on a quorum queue declared like the bus's own: the
              ceiling this broker and client library give on this machine
   bus only   publish_many with confirms → the bus's consumer → no-op handler (no database)
-  outbox     N events written in business transactions of 100, then of 1 (what a
+  outbox     N events written in business transactions of 100, of 10, then of 1 (what a
              request-driven service does), as fast as possible, through the relay to the
              idempotent consumer (inbox + effect in one transaction)
-  latency    a paced stream at half the measured outbox maximum (or --rate), transactions
-             of 10, for commit→consumed latency
+  latency    a paced stream of transactions of 10 at half the measured maximum for
+             transactions of 10 (or --rate), for commit→consumed latency, with the time
+             of every stage (commit, relay round, confirm, mark, received, inbox commit)
 
     python bench/eventbus_throughput.py [--events 20000] [--single-events 5000] [--rate R] [--seconds 10]
                                         [--private-broker]
@@ -27,6 +28,8 @@ import subprocess
 import sys
 import time
 import uuid
+from array import array
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
@@ -36,12 +39,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import aiormq
 
 from bench._broker import PrivateBroker
-from bench._common import ROOT, emit, ensure_services, machine, progress, summary, table
+from bench._common import ROOT, emit, ensure_services, machine, progress, spread_line, summary, table
 from common.db import Database
 from common.events.bus import Subscriptions
+from common.events.consumer import ServiceConsumer
 from common.events.envelope import OutgoingMessage
 from common.events.outbox import OutboxRelay, UnitOfWork, bind_idempotent
 from common.events.rabbitmq import QUORUM_DEAD_LETTER_ARGS, RabbitMQBus
+from common.kernel import freeze_start_up_heap
 from common.observability import Metrics
 from tests.support.amqp import delete_namespace
 from tests.support.infra import PG_ADMIN_URL, RABBITMQ_URL, PostgresDatabases
@@ -49,6 +54,7 @@ from tests.support.infra import PG_ADMIN_URL, RABBITMQ_URL, PostgresDatabases
 # The shared node, or (--private-broker) a node of this run's own: the shared one carries
 # other clients' traffic and is restarted by their tests.
 BROKER = [RABBITMQ_URL]
+DUMP_STAGES: list[str | None] = [None]
 from tests.support.ledger import CATALOG, TABLES, EntryRecorded, create_schema, effect_counts, record_effect
 
 
@@ -67,36 +73,65 @@ async def wait_timing_cpu(done: asyncio.Event, timeout: float) -> None:
     cpu_used.value = time.process_time() - started
 
 
+class _StampedQueue(asyncio.Queue):
+    """The consumer's local queue of deliveries, noting when each arrived from the broker."""
+
+    def __init__(self, received: dict[str, float]) -> None:
+        super().__init__()
+        self.received = received
+
+    def put_nowait(self, item) -> None:
+        self.received[item.message.header.properties.message_id] = time.time()
+        super().put_nowait(item)
+
+
+class _StampedConsumer(ServiceConsumer):
+    def __init__(self, bus: RabbitMQBus, subscriptions: Subscriptions, received: dict[str, float]) -> None:
+        super().__init__(bus, subscriptions)
+        self._ready = _StampedQueue(received)
+
+
 async def consume(args: argparse.Namespace) -> None:
-    """Consumer process: report latencies once ``--expect`` distinct events were applied."""
+    """Consumer process: report latencies once ``--expect`` distinct events were applied,
+    with each event's stage times (received from the broker, handed to the handler,
+    committed)."""
     metrics = Metrics()
     bus = RabbitMQBus(BROKER[0], catalog=CATALOG, metrics=metrics, namespace=args.ns, prefetch=args.prefetch)
     await bus.start()
     latencies_ms: list[float] = []
-    seen: set[uuid.UUID] = set()
+    # The bookkeeping holds no objects the garbage collector tracks (ints, strings,
+    # tuples of floats): a growing pile of them would make the collector's pauses, and
+    # so the latencies, the benchmark's own.
+    seen: set[int] = set()
     done = asyncio.Event()
     transactions = [0]  # how many consumer transactions applied the events
+    received: dict[str, float] = {}
+    stages: dict[str, tuple[float, float, float]] = {}  # event id -> received, handed, committed
 
-    def record(events) -> None:
+    def record(events, handed: float) -> None:
         transactions[0] += 1
         now = time.time()
         for event in events:
             latencies_ms.append((now - event.occurred_at.timestamp()) * 1000)
-            seen.add(event.event_id)
+            seen.add(event.event_id.int)
+            key = str(event.event_id)
+            stages[key] = (received.get(key, handed), handed, now)
         if len(seen) >= args.expect:
             done.set()
 
     def timed_one(apply):
         async def handler(event: EntryRecorded) -> None:
+            handed = time.time()
             await apply(event)
-            record([event])
+            record([event], handed)
 
         return handler
 
     def timed_batch(apply):
         async def handler(events) -> None:
+            handed = time.time()
             await apply(events)
-            record(events)
+            record(events, handed)
 
         return handler
 
@@ -117,11 +152,17 @@ async def consume(args: argparse.Namespace) -> None:
         object.__setattr__(item, "handler", timed_one(item.handler))
     if bound.batch_handler is not None:
         bound.batch_handler = timed_batch(bound.batch_handler)
-    await bus.subscribe(bound)
+    # bus.subscribe, with a consumer that notes arrival times.
+    assert bus.connection is not None
+    stamped = _StampedConsumer(bus, bound, received)
+    await stamped.start(bus.connection)
+    bus._consumers[bound.service] = stamped
+    freeze_start_up_heap()  # as ServiceKernel.start does
     print("ready", flush=True)
     await wait_timing_cpu(done, args.timeout)
     finished = time.time()
     report = {
+        "stages": stages,
         "cpu_s": cpu_used.value,
         "latencies_ms": latencies_ms,
         "distinct": len(seen),
@@ -270,6 +311,55 @@ async def baseline(count: int) -> dict:
     return report
 
 
+# Producer-side stage times of each event, in this order (seconds since the epoch).
+_CREATED, _COMMITTED, _ROUND, _HANDED, _CONFIRMED, _MARKED = range(6)
+
+
+def _no_stamps() -> array[float]:
+    # An array, not a list: the collector does not track it (see consume()).
+    return array("d", bytes(6 * 8))
+
+
+class _StampedBus(RabbitMQBus):
+    """The bus, noting per event when the relay handed it over and when it was confirmed."""
+
+    def __init__(self, *args, stamps: dict[str, array[float]], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.stamps = stamps
+        self.round_started: dict[object, float] = {}  # relay round task -> its start
+        self.round_events: dict[object, list[str]] = {}  # relay round task -> what it published
+
+    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        handed = time.time()
+        await super().publish_many(messages)
+        confirmed = time.time()
+        task = asyncio.current_task()
+        started = self.round_started.get(task, handed)
+        keys = self.round_events.setdefault(task, [])
+        for message in messages:
+            key = str(message.event_id)
+            stamp = self.stamps.setdefault(key, _no_stamps())
+            stamp[_ROUND], stamp[_HANDED], stamp[_CONFIRMED] = started, handed, confirmed
+            keys.append(key)
+
+
+class _StampedRelay(OutboxRelay):
+    """The relay, noting when each round started and when it committed its marks."""
+
+    async def relay_once(self, *, claimed: asyncio.Future[int] | None = None) -> int:
+        bus = self._bus
+        assert isinstance(bus, _StampedBus)
+        task = asyncio.current_task()
+        bus.round_started[task] = time.time()
+        try:
+            return await super().relay_once(claimed=claimed)
+        finally:
+            marked = time.time()
+            bus.round_started.pop(task, None)
+            for key in bus.round_events.pop(task, []):
+                bus.stamps[key][_MARKED] = marked
+
+
 async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, batch: int) -> dict:
     ns = f"bench{uuid.uuid4().hex[:8]}"
     producer_url, consumer_url = pg.create("bench_producer"), pg.create("bench_consumer")
@@ -277,10 +367,11 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
     create_schema(consumer_url)
     consumer = start_consumer(ns, count, consumer_url)
     metrics = Metrics()
-    bus = RabbitMQBus(BROKER[0], catalog=CATALOG, metrics=metrics, namespace=ns)
+    stamps: dict[str, array[float]] = {}
+    bus = _StampedBus(BROKER[0], catalog=CATALOG, metrics=metrics, namespace=ns, stamps=stamps)
     await bus.start()
     producer = Database(producer_url)
-    relay = OutboxRelay(
+    relay = _StampedRelay(
         service="ledger",
         database=producer,
         tables=TABLES,
@@ -290,18 +381,35 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
         poll_interval_s=0.2,
     )
     relay.start()
+    freeze_start_up_heap()  # as ServiceKernel.start does
     started, cpu_started = time.time(), time.process_time()
     interval = batch / rate if rate else 0.0
     next_at = time.monotonic()
+    late_ms: list[float] = []  # paced: how late each transaction started against its schedule
     for first in range(0, count, batch):
+        if interval:
+            late_ms.append((time.monotonic() - next_at) * 1000)
+        events = [EntryRecorded(seq=seq) for seq in range(first, min(first + batch, count))]
         async with UnitOfWork(producer, TABLES, on_commit=relay.wake) as uow:
-            for seq in range(first, min(first + batch, count)):
-                uow.emit(EntryRecorded(seq=seq))
+            for event in events:
+                uow.emit(event)
+        committed = time.time()
+        for event in events:
+            stamp = stamps.setdefault(str(event.event_id), _no_stamps())
+            stamp[_CREATED], stamp[_COMMITTED] = event.occurred_at.timestamp(), committed
         if interval:
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
     produced = time.time()
     report = await asyncio.to_thread(finish_consumer, consumer)
+    consumed = report.pop("stages")
+    report["stage_ms"] = stage_summary(stamps, consumed)
+    if DUMP_STAGES[0] and rate:
+        # Every event's stage times, for a timeline of where a tail came from.
+        Path(DUMP_STAGES[0]).write_text(
+            json.dumps({key: [*stamp, *consumed.get(key, [])] for key, stamp in stamps.items()})
+        )
+    report["schedule_late_ms"] = summary(late_ms) if late_ms else None
     # The business transactions and the relay: this process, until the last event landed.
     report["producer_cpu_s"] = time.process_time() - cpu_started
     await relay.stop()
@@ -313,6 +421,85 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
     return report
 
 
+STAGES = (
+    # name, producer-side start, then either a producer-side end or a consumer-side one
+    ("business txn (event made → commit)", _CREATED, ("p", _COMMITTED)),
+    ("commit → relay round starts", _COMMITTED, ("p", _ROUND)),
+    ("round start → rows claimed, publish", _ROUND, ("p", _HANDED)),
+    ("publish → confirmed", _HANDED, ("p", _CONFIRMED)),
+    ("confirmed → relay marks committed", _CONFIRMED, ("p", _MARKED)),
+    ("publish → consumer received", _HANDED, ("c", 0)),
+    ("received → handed to the batch", None, ("c", 1)),
+    ("batch → inbox committed", None, ("c", 2)),
+    ("commit → inbox committed (end to end)", _COMMITTED, ("c", 2)),
+)
+
+
+def stage_summary(
+    produced: dict[str, array[float]], consumed: dict[str, Sequence[float]]
+) -> dict[str, dict[str, float]]:
+    """Per stage, p50/p95/p99 in ms over the events both sides saw (same clock: one machine)."""
+    out: dict[str, dict[str, float]] = {}
+    for name, start, (side, end) in STAGES:
+        values = []
+        for key, c in consumed.items():
+            p = produced.get(key)
+            if p is None or not all(p):
+                continue
+            begin = c[end - 1] if start is None else p[start]
+            finish = p[end] if side == "p" else c[end]
+            values.append((finish - begin) * 1000)
+        out[name] = summary(values)
+    return out
+
+
+def print_stages(name: str, report: dict) -> None:
+    table(
+        f"Where the time goes: {name}",
+        ["stage", "n", "p50 ms", "p95 ms", "p99 ms", "max ms"],
+        [
+            [
+                stage,
+                spread["n"],
+                f"{spread['p50']:.1f}",
+                f"{spread['p95']:.1f}",
+                f"{spread['p99']:.1f}" if spread["n"] >= 100 else "n<100",
+                f"{spread['max']:.1f}",
+            ]
+            for stage, spread in report["stage_ms"].items()
+        ],
+    )
+    late = report["schedule_late_ms"]
+    if late:
+        print(
+            f"paced producer behind its schedule: p50 {late['p50']:.1f} ms, p99 {late['p99']:.1f} ms, "
+            f"max {late['max']:.1f} ms (n={late['n']} transactions)"
+        )
+
+
+async def one_phase(pg: PostgresDatabases, args: argparse.Namespace) -> None:
+    """One phase on its own (``--only``), for profiling or diagnosing it: no ratios."""
+    if args.only == "paced" and not args.rate:
+        raise SystemExit("--only paced needs --rate")
+    progress(f"phase {args.only} only")
+    count = {"single": args.single_events, "paced": int((args.rate or 0) * args.seconds)}.get(args.only, args.events)
+    if args.only == "bare":
+        report = await bare(count, args.prefetch)
+    elif args.only == "bus":
+        report = await baseline(count)
+    else:
+        batch = {"burst": 100, "single": 1, "paced": 10}[args.only]
+        report = await with_outbox(pg, count, rate=args.rate if args.only == "paced" else None, batch=batch)
+        print_stages(f"{args.only}, transactions of {batch}", report)
+    lat = summary(report["latencies_ms"])
+    print(
+        f"\n{args.only}: {report['distinct']}/{count} distinct, {report['events_per_s']:.0f} events/s, "
+        f"latency {spread_line(lat)} (n={lat['n']}), producer CPU {report['producer_cpu_s'] / count * 1e6:.0f} "
+        f"µs/event, consumer CPU {report['cpu_s'] / count * 1e6:.0f} µs/event, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
     ensure_services()
     pg = PostgresDatabases(PG_ADMIN_URL)
@@ -322,15 +509,23 @@ async def main(args: argparse.Namespace) -> None:
         broker = await asyncio.to_thread(PrivateBroker().start)
         BROKER[0] = broker.url
     try:
+        if args.only:
+            await one_phase(pg, args)
+            return
         progress("bare aiormq pair")
         naked = await bare(args.events, args.prefetch)
         progress("bus only")
         base = await baseline(args.events)
         progress("outbox, transactions of 100")
         burst = await with_outbox(pg, args.events, rate=None, batch=100)
+        progress("outbox, transactions of 10")
+        burst10 = await with_outbox(pg, args.events, rate=None, batch=10)
         progress("outbox, transactions of 1")
         single = await with_outbox(pg, args.single_events, rate=None, batch=1)
-        rate = args.rate or round(burst["events_per_s"] / 2)
+        # Half the maximum of the paced phase's own transaction size: a transaction of 10
+        # costs more per event than one of 100, so half the headline rate is close to
+        # the whole capacity for transactions of 10.
+        rate = args.rate or round(burst10["events_per_s"] / 2)
         paced_count = int(rate * args.seconds)
         progress(f"outbox paced at {rate:.0f}/s")
         paced = await with_outbox(pg, paced_count, rate=rate, batch=10)
@@ -343,6 +538,7 @@ async def main(args: argparse.Namespace) -> None:
         ("bare aiormq pair (no bus, no DB)", naked, args.events),
         ("bus only, no DB", base, args.events),
         ("outbox burst (txn of 100)", burst, args.events),
+        ("outbox burst (txn of 10)", burst10, args.events),
         ("outbox burst (txn of 1)", single, args.single_events),
         (f"outbox paced {rate:.0f}/s (txn of 10)", paced, paced_count),
     )
@@ -384,7 +580,9 @@ async def main(args: argparse.Namespace) -> None:
         ],
         rows,
     )
-    outboxed = ((burst, args.events), (single, args.single_events), (paced, paced_count))
+    for name, report in ((f"outbox paced {rate:.0f}/s (txn of 10)", paced), ("outbox burst (txn of 100)", burst)):
+        print_stages(name, report)
+    outboxed = ((burst, args.events), (burst10, args.events), (single, args.single_events), (paced, paced_count))
     lost = sum(expected - report["effect_distinct"] for report, expected in outboxed)
     lost += (args.events - naked["distinct"]) + (args.events - base["distinct"])
     duplicated = sum(report["effect_twice"] for report, _ in outboxed)
@@ -392,7 +590,8 @@ async def main(args: argparse.Namespace) -> None:
     ratio_outbox = burst["events_per_s"] / base["events_per_s"]
     ratio_bus = base["events_per_s"] / naked["events_per_s"]
     print(
-        f"\nlatency = business commit → consumer commit (bare: publish → consumed); lost={lost}, "
+        f"\nlatency = event made (just before its business transaction commits) → consumer commit "
+        f"(bare: publish → consumed); lost={lost}, "
         f"duplicated effects={duplicated}; outbox (txn 100) / bus only = {ratio_outbox:.2f}; "
         f"bus only / bare aiormq = {ratio_bus:.2f}; load: {os.getloadavg()[0]:.1f}; "
         f"broker: {'private node' if args.private_broker else 'shared node'}"
@@ -402,6 +601,7 @@ async def main(args: argparse.Namespace) -> None:
     emit(
         {
             "eventbus_events_per_s": round(burst["events_per_s"]),
+            "eventbus_events_per_s_txn_10": round(burst10["events_per_s"]),
             "eventbus_events_per_s_txn_1": round(single["events_per_s"]),
             "eventbus_ratio_to_bus_only": round(ratio_outbox, 3),
             "bus_only_ratio_to_bare_amqp": round(ratio_bus, 3),
@@ -410,6 +610,8 @@ async def main(args: argparse.Namespace) -> None:
             "p95_ms": round(paced_lat["p95"], 2),
             "p99_ms": round(paced_lat["p99"], 2),
             "paced_n": len(paced["latencies_ms"]),
+            "paced_stage_p99_ms": {stage: round(spread["p99"], 1) for stage, spread in paced["stage_ms"].items()},
+            "paced_stage_p50_ms": {stage: round(spread["p50"], 1) for stage, spread in paced["stage_ms"].items()},
             "burst_p99_ms": round(burst_lat["p99"], 2),
             "paced_rate_per_s": rate,
             "baseline_events_per_s": round(base["events_per_s"]),
@@ -444,8 +646,15 @@ if __name__ == "__main__":
     parser.add_argument("--timeout", type=float, default=240)
     parser.add_argument("--private-broker", action="store_true", help="a RabbitMQ node of this run's own")
     parser.add_argument("--broker-url", default=RABBITMQ_URL, help=argparse.SUPPRESS)
+    parser.add_argument("--dump-stages", help="write every paced event's stage times (JSON) to this file")
+    parser.add_argument(
+        "--only",
+        choices=["bare", "bus", "burst", "single", "paced"],
+        help="run one phase alone (paced needs --rate), to profile or diagnose it",
+    )
     arguments = parser.parse_args()
     BROKER[0] = arguments.broker_url
+    DUMP_STAGES[0] = arguments.dump_stages
     os.chdir(ROOT)
     role = {"consume": consume, "bare-consume": bare_consume, "main": main}[arguments.role]
     asyncio.run(role(arguments))

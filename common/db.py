@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -29,8 +31,9 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.types import UserDefinedType
 
 # Constraint names are spelled out so alembic migrations are identical on every backend.
 NAMING_CONVENTION = {
@@ -60,6 +63,41 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+
+class _BinaryList(list[Any]):
+    """A list that psycopg sends as a binary array (see :class:`BinaryArray`)."""
+
+
+# Only values of this private class are affected; every connection made after this import
+# (the kernel's engines connect later) knows it.
+psycopg.adapters.register_dumper(_BinaryList, ListBinaryDumper)
+
+
+class BinaryArray(UserDefinedType[list[Any]]):
+    """A PostgreSQL array parameter sent in binary format, for statements of fixed shape
+    that take a batch's values as arrays (``unnest(:bodies)``, ``id = ANY(:ids)``).
+
+    psycopg sends a Python list as an array literal: every string element quoted and
+    backslash-escaped by a Python regex, ~16 µs for an event's JSON body on these CPUs,
+    the largest single cost of writing a batch of outbox rows. In binary form an element
+    is its length and its bytes (~0.2 µs). The element type comes from the values (str:
+    text[], UUID: uuid[], int: the smallest integer array that holds them); SQLAlchemy's
+    ``ARRAY`` would also copy the list element by element before psycopg sees it.
+    """
+
+    cache_ok = True
+    # ``:bodies::text[]``: the server knows the type even when every element is NULL.
+    render_bind_cast = True
+
+    def __init__(self, element: str) -> None:
+        self.element = element
+
+    def get_col_spec(self, **_: Any) -> str:
+        return f"{self.element}[]"
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        return _BinaryList
 
 
 # SQLite only auto-increments INTEGER PRIMARY KEY, not BIGINT.
@@ -173,6 +211,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 __all__ = [
     "BigIntPK",
+    "BinaryArray",
     "Database",
     "KernelTables",
     "add_kernel_tables",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -29,6 +30,29 @@ from common.security import JwksCache, TokenVerifier
 from common.settings import PlatformSettings
 
 log = logging.getLogger(__name__)
+
+_heap_frozen = False
+
+
+def freeze_start_up_heap() -> None:
+    """Take what start-up built out of the garbage collector's full collections, once per
+    process.
+
+    A service's heap after start-up (imported modules, the ORM's mappers, pydantic's
+    validators: ~110k objects) lives as long as the process, yet every full collection
+    walks it: ~50 ms on these CPUs, and a consumer applying a few thousand events a
+    second runs one every few seconds. The loop stops meanwhile, so deliveries wait and
+    acks are not sent; that was the paced event bus's p99 (~100 ms against a p50 of
+    ~15 ms). Frozen, those objects are never scanned; what the service allocates later
+    is collected as before. The cost: a reference cycle among start-up objects that
+    later becomes garbage is not freed (start-up builds things meant to last).
+    """
+    global _heap_frozen
+    if _heap_frozen:
+        return
+    _heap_frozen = True
+    gc.collect()  # start-up's own garbage is not frozen with it
+    gc.freeze()
 
 
 def make_bus(
@@ -194,6 +218,7 @@ class ServiceKernel:
             self._catch_up = asyncio.create_task(self._keep_catching_up(), name=f"{self.name}-revocations")
         if self.relay is not None:
             self.relay.start()
+        freeze_start_up_heap()
         self._started = True
         log.info("service started", extra={"service": self.name})
 

@@ -26,13 +26,13 @@ from types import TracebackType
 from typing import Any, Self
 
 from opentelemetry.trace import Span
-from sqlalchemy import BigInteger, String, Table, Text, Uuid, any_, bindparam, delete, func, insert, select, update
+from sqlalchemy import String, Table, any_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common import tracing
 from common.context import bind_correlation_id, reset_correlation_id
-from common.db import Database, KernelTables
+from common.db import BinaryArray, Database, KernelTables
 from common.events.bus import EventBus, Subscriptions
 from common.events.envelope import PURGED_AFTER_PUBLISH, Event, OutgoingMessage, envelope_traceparent, utc_now
 from common.observability import Metrics
@@ -159,10 +159,10 @@ def _outbox_insert(outbox: Table) -> Any:
     if statement is None:
         rows = (
             func.unnest(
-                bindparam("event_ids", type_=postgresql.ARRAY(Uuid())),
-                bindparam("routing_keys", type_=postgresql.ARRAY(String())),
-                bindparam("bodies", type_=postgresql.ARRAY(Text())),
-                bindparam("correlation_ids", type_=postgresql.ARRAY(String())),
+                bindparam("event_ids", type_=BinaryArray("uuid")),
+                bindparam("routing_keys", type_=BinaryArray("text")),
+                bindparam("bodies", type_=BinaryArray("text")),
+                bindparam("correlation_ids", type_=BinaryArray("text")),
             )
             .table_valued("event_id", "routing_key", "body", "correlation_id", with_ordinality="position")
             .render_derived()
@@ -426,7 +426,7 @@ def _mark_statements(outbox: Table) -> tuple[Any, Any]:
     serve every round."""
     statements = _MARK_STATEMENTS.get(outbox)
     if statements is None:
-        ids = any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger())))
+        ids = any_(bindparam("ids", type_=BinaryArray("bigint")))
         statements = (
             delete(outbox).where(outbox.c.id == ids),
             update(outbox)
@@ -552,8 +552,19 @@ async def _claim(
     return set((await session.execute(statement)).scalars())
 
 
+_CLAIM_STATEMENTS: dict[Table, Any] = {}
+
+
 def _claim_statement(processed: Table) -> Any:
-    ids = func.unnest(bindparam("event_ids", type_=postgresql.ARRAY(Uuid()))).table_valued("event_id").render_derived()
+    """Built once per inbox table: building it per batch cost a cache-key walk each time."""
+    statement = _CLAIM_STATEMENTS.get(processed)
+    if statement is None:
+        statement = _CLAIM_STATEMENTS[processed] = _build_claim_statement(processed)
+    return statement
+
+
+def _build_claim_statement(processed: Table) -> Any:
+    ids = func.unnest(bindparam("event_ids", type_=BinaryArray("uuid"))).table_valued("event_id").render_derived()
     return (
         postgresql.insert(processed)
         .from_select(
