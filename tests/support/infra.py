@@ -123,13 +123,19 @@ def stop_postgres() -> None:
 
 
 def start_postgres() -> None:
+    """Start the server again. On a shared machine something else (another checkout's
+    service script) may have started it first: "already running" is success too."""
     version, name = postgres_cluster()
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "start"],
-        check=True,
-        capture_output=True,
-        timeout=60,
+    started = subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "start"], capture_output=True, timeout=60
     )
+    if started.returncode == 0:
+        return
+    status = subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "status"], capture_output=True, timeout=30
+    )
+    if status.returncode != 0:
+        raise RuntimeError(f"PostgreSQL did not start: {started.stderr.decode(errors='replace').strip()}")
 
 
 PG_SUPERUSER_URL = os.environ.get(
