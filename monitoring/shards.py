@@ -174,8 +174,8 @@ class ShardLeases:
             share = math.ceil(self.shards / max(1, int(row.live or 1)))
             renewed = {int(shard) for shard in row.renewed}
             taken: set[int] = set()
-            # Taken from a holder whose lease ran out (not released): its devices have gone
-            # unpinged since before it expired.
+            # Taken from another holder whose lease ran out (not released): its devices have
+            # gone unpinged since before it expired.
             orphaned: set[int] = set()
             if len(renewed) < share:
                 for found in await connection.execute(
@@ -186,7 +186,7 @@ class ShardLeases:
                         ")"
                         " UPDATE shard_leases SET holder = :me, expires_at = now() + make_interval(secs => :ttl)"
                         " FROM free WHERE shard_leases.shard = free.shard"
-                        " RETURNING shard_leases.shard, free.holder IS NOT NULL AS expired"
+                        " RETURNING shard_leases.shard, coalesce(free.holder <> :me, false) AS orphaned"
                     ),
                     {**ttl, "wanted": share - len(renewed)},
                 ):
@@ -225,10 +225,11 @@ class ShardLeases:
             self.held = self.held | gained
             # Loading the devices of the new shards runs beside the renewals: a renewal
             # that waited for a large load could let every lease run out.
-            # Shards this replica had dropped by its own clock went unwatched for a while
-            # too. Not at start-up (the first renewal): leases left by a cluster that went
-            # down together would otherwise hurry every device at once.
-            hurry = frozenset() if self._task is None else gained & frozenset(orphaned | (gained & renewed))
+            # Not at start-up (the first renewal): leases left by a cluster that went down
+            # together would otherwise hurry every device at once. Nor shards this replica
+            # had dropped by its own clock: that happens when its loop is starved, and a
+            # burst of pings then would starve it further (measured: start-up run-outs).
+            hurry = frozenset() if self._task is None else gained & frozenset(orphaned)
             task = asyncio.create_task(self._gain(gained, hurry), name="monitoring-shards-gained")
             self._loads.add(task)
             task.add_done_callback(self._loads.discard)
