@@ -16,7 +16,8 @@ one when it goes). Every simulated device records which replica pinged it (the
 User-Agent names the replica), so "watched twice" and "unwatched" are read at the
 devices, not from monitoring's own account. After a steady window one replica is killed
 (``kill -9``): the time until its leases are all held by the others, the gap each of its
-devices saw between its last ping and the first from a survivor, devices pinged by two
+devices saw between its last ping and the first from a survivor (and from the kill to that
+first ping), devices pinged by two
 replicas in one window, devices nobody pinged, and false alarms before and after the
 kill (any fault: no device fails in this phase).
 
@@ -135,6 +136,7 @@ async def shards(args: argparse.Namespace) -> dict[str, Any]:
                 # the rest of the open-file limit keeps ping connections open.
                 max_connections=2 * per_simulator + 500,
                 startup_s=180,
+                takeover_spread_s=args.takeover_spread_s,
             )
             urls = replicas.urls
             progress(f"{REPLICAS} monitoring replicas up ({SHARDS} shards, ping period {period} s)")
@@ -250,12 +252,16 @@ async def shards(args: argparse.Namespace) -> dict[str, Any]:
         databases.drop_all()
 
     gaps: list[float] = []
+    # From the kill: what the takeover itself costs (the lease's TTL, the next renewal,
+    # loading, the first ping), without the time since the dead replica's last ping.
+    resumed: list[float] = []
     for device in orphans:
         entries = sorted((at, str(agent).rsplit("/", 1)[-1]) for at, agent in everything.get(device, []))
         last_dead = max((at for at, agent in entries if agent == Replicas.name(0)), default=None)
         first_new = min((at for at, agent in entries if agent != Replicas.name(0) and at > killed), default=None)
         if last_dead is not None and first_new is not None:
             gaps.append(first_new - last_dead)
+            resumed.append(first_new - killed)
     twice_before = sum(1 for agents in before.values() if len(agents) > 1)
     twice_after = sum(1 for agents in after.values() if len(agents) > 1)
     unwatched_before = total - len(before)
@@ -317,6 +323,7 @@ async def shards(args: argparse.Namespace) -> dict[str, Any]:
         if count:
             fail(f"{what}: {count}")
     gap = summary(gaps)
+    since_kill = summary(resumed)
     table(
         f"{REPLICAS} replicas, {total} devices over {REPLICAS * BRANCHES_PER_SIMULATOR} branches, {SHARDS} shards, "
         f"ping period {period} s, windows of {args.windows * period:.0f} s; heartbeats connect over {args.ramp_s:.0f} s"
@@ -356,6 +363,11 @@ async def shards(args: argparse.Namespace) -> dict[str, Any]:
         ["n", "p50", "p95", "p99", "max"],
         [[*spread_cells(gap, ("p50", "p95", "p99"), 2), f"{gap['max']:.2f}"]],
     )
+    table(
+        "killed replica's devices: kill -> first ping by a survivor (s)",
+        ["n", "p50", "p95", "p99", "max"],
+        [[*spread_cells(since_kill, ("p50", "p95", "p99"), 2), f"{since_kill['max']:.2f}"]],
+    )
     return {
         "shard_devices": total,
         "shard_replicas": REPLICAS,
@@ -368,6 +380,11 @@ async def shards(args: argparse.Namespace) -> dict[str, Any]:
         "shard_gap_p95_s": figure(gap["p95"]),
         "shard_gap_max_s": figure(gap["max"]),
         "shard_gap_n": len(gaps),
+        "shard_kill_to_ping_p50_s": figure(since_kill["p50"]),
+        "shard_kill_to_ping_p95_s": figure(since_kill["p95"]),
+        "shard_kill_to_ping_max_s": figure(since_kill["max"]),
+        "shard_kill_to_ping_n": len(resumed),
+        "shard_takeover_spread_s": args.takeover_spread_s,
         "shard_watched_twice": twice_before + twice_after,
         "shard_unwatched_after_kill": unwatched_after,
         "shard_false_alarms_before_kill": alarms_before,
@@ -438,6 +455,12 @@ def main() -> None:
         type=float,
         default=5.0,
         help="shards: each simulator's devices connect their heartbeats over this many seconds (0: all at once)",
+    )
+    parser.add_argument(
+        "--takeover-spread-s",
+        type=float,
+        default=None,
+        help="shards: SMARTGYM_MONITORING_TAKEOVER_SPREAD_S of the replicas (default: the product's; 0: off)",
     )
     parser.add_argument(
         "--full", action="store_true", help="the aim's sizes: 20,000 devices in one process, 15,000 over three"

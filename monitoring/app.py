@@ -121,10 +121,24 @@ def create_app(
             raise ValueError("sharding monitoring over replicas needs PostgreSQL (leases and NOTIFY)")
         shards = config.monitoring_shards
 
-        async def gained(taken: frozenset[int]) -> None:
+        spread_s = min(config.monitoring_takeover_spread_s, config.monitoring_ping_interval_s / 2)
+
+        async def gained(taken: frozenset[int], orphaned: frozenset[int]) -> None:
             branches = sorted(branch for branch in watch.known_branches() if shard_of(branch, shards) in taken)
             await registry.load_branches(branches)
-            log.info("watching shards %s (now %d devices)", sorted(taken), len(watch.watched_ids()))
+            hurried = 0
+            if orphaned and spread_s > 0:
+                # Their holder died: unpinged since before its lease ran out, they are
+                # pinged now (spread over spread_s), not at their phase up to a period on.
+                stranded = [branch for branch in branches if shard_of(branch, shards) in orphaned]
+                hurried = pinger.hurry(watch.watched_in(stranded), within_s=spread_s)
+            log.info(
+                "watching shards %s (now %d devices; %d taken from an expired holder pinged within %.1f s)",
+                sorted(taken),
+                len(watch.watched_ids()),
+                hurried,
+                spread_s,
+            )
 
         def lost(_shards: frozenset[int]) -> None:
             released = watch.release()

@@ -84,6 +84,18 @@ class MonitoringSettings(PlatformSettings):
             " (PostgreSQL only). Use more shards than replicas will ever run (e.g. 64); every replica must agree."
         ),
     )
+    # A taken-over shard's devices were last pinged before their dead holder's lease ran
+    # out; waiting for their phase on the new holder's grid added up to another period.
+    monitoring_takeover_spread_s: float = Field(
+        default=1.5,
+        ge=0,
+        le=60,
+        description=(
+            "With sharding: the devices of a shard taken from a replica whose lease ran out are pinged once"
+            " within this many seconds (spread evenly; at most half the ping period), then at their usual"
+            " phase. Wider spreads the burst of new connections; 0 keeps them on their phase."
+        ),
+    )
     monitoring_replica_id: str = Field(
         default="",
         max_length=80,

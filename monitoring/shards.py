@@ -14,7 +14,9 @@ a lease on, in monitoring's own database:
   clock, counted from before the renewal was sent — before the database's expiry, with
   room for a late timer — so a shard is not watched twice even while the database is away;
 - a dead replica's leases expire after the TTL (0.7 of the ping period), and the others
-  take them at their next renewal: the shard is taken over within one ping period.
+  take them at their next renewal: the shard is taken over within one ping period. The
+  taker is told which shards it took from an expired holder (``on_gain``'s second
+  argument), so it pings their devices at once instead of at their phase on its grid.
 
 Observations can reach a replica that does not hold the device (a heartbeat connection
 lands on any replica behind the load balancer; an API call or an event on any of them):
@@ -56,7 +58,7 @@ class ShardLeases:
         shards: int,
         renew_s: float,
         ttl_s: float,
-        on_gain: Callable[[frozenset[int]], Awaitable[None]],
+        on_gain: Callable[[frozenset[int], frozenset[int]], Awaitable[None]],
         on_lose: Callable[[frozenset[int]], None],
     ) -> None:
         if ttl_s <= renew_s:
@@ -172,21 +174,25 @@ class ShardLeases:
             share = math.ceil(self.shards / max(1, int(row.live or 1)))
             renewed = {int(shard) for shard in row.renewed}
             taken: set[int] = set()
+            # Taken from another holder whose lease ran out (not released): its devices have
+            # gone unpinged since before it expired.
+            orphaned: set[int] = set()
             if len(renewed) < share:
-                taken = {
-                    int(found[0])
-                    for found in await connection.execute(
-                        text(
-                            "WITH free AS ("
-                            "  SELECT shard FROM shard_leases WHERE holder IS NULL OR expires_at <= now()"
-                            "  ORDER BY shard LIMIT :wanted FOR UPDATE SKIP LOCKED"
-                            ")"
-                            " UPDATE shard_leases SET holder = :me, expires_at = now() + make_interval(secs => :ttl)"
-                            " FROM free WHERE shard_leases.shard = free.shard RETURNING shard_leases.shard"
-                        ),
-                        {**ttl, "wanted": share - len(renewed)},
-                    )
-                }
+                for found in await connection.execute(
+                    text(
+                        "WITH free AS ("
+                        "  SELECT shard, holder FROM shard_leases WHERE holder IS NULL OR expires_at <= now()"
+                        "  ORDER BY shard LIMIT :wanted FOR UPDATE SKIP LOCKED"
+                        ")"
+                        " UPDATE shard_leases SET holder = :me, expires_at = now() + make_interval(secs => :ttl)"
+                        " FROM free WHERE shard_leases.shard = free.shard"
+                        " RETURNING shard_leases.shard, coalesce(free.holder <> :me, false) AS orphaned"
+                    ),
+                    {**ttl, "wanted": share - len(renewed)},
+                ):
+                    taken.add(int(found[0]))
+                    if found[1]:
+                        orphaned.add(int(found[0]))
         self.renewals += 1
         took = time.monotonic() - sent
         if took > self._renew_s:
@@ -219,13 +225,18 @@ class ShardLeases:
             self.held = self.held | gained
             # Loading the devices of the new shards runs beside the renewals: a renewal
             # that waited for a large load could let every lease run out.
-            task = asyncio.create_task(self._gain(gained), name="monitoring-shards-gained")
+            # Not at start-up (the first renewal): leases left by a cluster that went down
+            # together would otherwise hurry every device at once. Nor shards this replica
+            # had dropped by its own clock: that happens when its loop is starved, and a
+            # burst of pings then would starve it further (measured: start-up run-outs).
+            hurry = frozenset() if self._task is None else gained & frozenset(orphaned)
+            task = asyncio.create_task(self._gain(gained, hurry), name="monitoring-shards-gained")
             self._loads.add(task)
             task.add_done_callback(self._loads.discard)
 
-    async def _gain(self, shards: frozenset[int]) -> None:
+    async def _gain(self, shards: frozenset[int], orphaned: frozenset[int]) -> None:
         try:
-            await self._on_gain(shards)
+            await self._on_gain(shards, orphaned)
         except Exception:
             # Held but not watched would be worse than not held: count them as not ours,
             # so the next renewal (which still finds the leases ours) loads them again.

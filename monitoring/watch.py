@@ -220,6 +220,10 @@ class EquipmentWatch:
     def is_watched(self, device_id: str) -> bool:
         return device_id in self._devices
 
+    def watched_in(self, branch_ids: Iterable[str]) -> list[str]:
+        branches = set(branch_ids)
+        return [device_id for device_id, watched in self._devices.items() if watched.spec.branch_id in branches]
+
     def watched_ids(self) -> list[str]:
         return list(self._devices)
 

@@ -23,6 +23,7 @@ SHARDS = 12
 class Holder:
     def __init__(self, engine: AsyncEngine, name: str) -> None:
         self.watching: set[int] = set()
+        self.orphaned: set[int] = set()  # gained from a holder whose lease ran out
         self.leases = ShardLeases(
             engine=engine,
             replica_id=name,
@@ -33,8 +34,9 @@ class Holder:
             on_lose=self.lose,
         )
 
-    async def gain(self, shards: frozenset[int]) -> None:
+    async def gain(self, shards: frozenset[int], orphaned: frozenset[int]) -> None:
         self.watching |= shards
+        self.orphaned |= orphaned
 
     def lose(self, shards: frozenset[int]) -> None:
         self.watching -= shards
@@ -73,6 +75,8 @@ async def test_leases_balance_hand_over_and_fence(postgres: PostgresDatabases) -
             assert time.monotonic() < deadline, [sorted(h.watching) for h in (a, b, c)]
             checks += 1
             await asyncio.sleep(0.01)
+        # Shards handed over (released, not expired) are not reported as orphaned.
+        assert not (a.orphaned | b.orphaned | c.orphaned)
         assert a.leases.holds(f"branch-{next(n for n in range(999) if shard_of(f'branch-{n}', SHARDS) in a.watching)}")
 
         # c stops renewing, as after kill -9: a and b take its shards within a period.
@@ -85,6 +89,9 @@ async def test_leases_balance_hand_over_and_fence(postgres: PostgresDatabases) -
         assert time.monotonic() - stopped < PERIOD_S * 1.2
         assert no_overlap(a, b)
         assert a.watching | b.watching == set(range(SHARDS))
+        # Taken from a holder that stopped renewing: reported as orphaned (their devices
+        # are pinged at once), and nothing else is.
+        assert a.orphaned | b.orphaned == c_shards
 
         # a cannot reach the database: it stops watching before b may take over.
         async def unreachable() -> None:
@@ -101,6 +108,7 @@ async def test_leases_balance_hand_over_and_fence(postgres: PostgresDatabases) -
             ).scalar()
         assert still_valid == len(a_shards)  # a let go by its own clock while the database still said "a"
         await eventually(lambda: b.watching == set(range(SHARDS)), 2 * PERIOD_S)
+        assert a_shards <= b.orphaned
     finally:
         for holder in (a, b, c):
             await holder.leases.stop()

@@ -79,16 +79,18 @@ def start_replicas(
     max_connections: int | None = None,
     log_level: str = "WARNING",
     startup_s: float = 60.0,
+    takeover_spread_s: float | None = None,
 ) -> Replicas:
     """Start ``count`` replicas (the devices' ping URLs on 127.1.x.y are declared
-    equipment networks) and wait until each answers ``/healthz``. ``timeout_s`` and
-    ``max_connections`` left None keep the production defaults."""
+    equipment networks) and wait until each answers ``/healthz``. ``timeout_s``,
+    ``max_connections`` and ``takeover_spread_s`` left None keep the production defaults."""
     replicas = Replicas(database, [free_port() for _ in range(count)], [free_port() for _ in range(count)])
     try:
         for number in range(count):
             extra = {
                 "SMARTGYM_MONITORING_PING_TIMEOUT_S": None if timeout_s is None else str(timeout_s),
                 "SMARTGYM_MONITORING_MAX_CONNECTIONS": None if max_connections is None else str(max_connections),
+                "SMARTGYM_MONITORING_TAKEOVER_SPREAD_S": None if takeover_spread_s is None else str(takeover_spread_s),
             }
             env = clean_env(
                 SMARTGYM_BROKER_URL=RABBITMQ_URL,
