@@ -7,6 +7,7 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Callable
 
+import aio_pika
 import pytest
 
 from common.events.fanout import TopicFanout
@@ -58,3 +59,8 @@ async def test_batches_arrive_again_after_a_cut_connection(rabbitmq_url, namespa
         await follower.close()
         await publisher.close()
         await proxy.stop()
+        # The queues were exclusive; the interest exchange is durable and outside the
+        # namespace's usual names.
+        connection = await aio_pika.connect(rabbitmq_url)
+        async with connection:
+            await (await connection.channel()).exchange_delete(f"{namespace}.live.interest")
