@@ -34,7 +34,7 @@ broker node boots: three running replicas and three gateways; the set-up with k 
 uses the first k (the others idle, their CPU not counted: a few timers).
 
     python bench/perf_scaleout.py [--replicas 1,2,3] [--runners 100] [--per-run 5] [--seconds 8]
-        [--rate 200] [--gateway-seconds 8]
+        [--rate 200] [--gateway-seconds 8] [--fanout-window 0.025]
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ from tests.support.processes import clean_env, start, wait_healthy
 
 
 def start_replicas(count: int, *, database: str, broker_url: str, auth_url: str, scratch: Path,
-                   per_run: int) -> list[tuple[Any, int]]:  # fmt: skip
+                   per_run: int, fanout_window_s: float | None = None) -> list[tuple[Any, int]]:  # fmt: skip
     """Start ``count`` running replicas (not waiting for them: see ``wait_replicas``)."""
     namespace = shared_broker_namespace()
     replicas = []
@@ -104,6 +104,7 @@ def start_replicas(count: int, *, database: str, broker_url: str, auth_url: str,
             SMARTGYM_RUNNING_LIVE_PORT=str(live_port),
             SMARTGYM_RUNNING_REPLICA=f"r{n + 1}",
             SMARTGYM_RUNNING_WATCHERS_PER_RUN=str(max(500, per_run)),
+            **({"SMARTGYM_RUNNING_FANOUT_WINDOW_S": str(fanout_window_s)} if fanout_window_s is not None else {}),
         )
         log = scratch / f"running-{n + 1}.log"
         process = start(["serve", "running", "--port", str(port)], env=env, cwd=ROOT, log=log)
@@ -421,7 +422,8 @@ async def run(args: argparse.Namespace) -> None:
             if booting is not None:
                 await booting
                 replicas = start_replicas(count, database=database, broker_url=broker.url, auth_url=auth_url,
-                                          scratch=scratch, per_run=args.per_run)  # fmt: skip
+                                          scratch=scratch, per_run=args.per_run,
+                                          fanout_window_s=args.fanout_window)  # fmt: skip
             if not args.skip_gateway:
                 await side.wait()
             if replicas:
@@ -573,6 +575,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="gateway requests/s in total")
     parser.add_argument("--gateway-seconds", type=float, default=8.0)
     parser.add_argument("--new-token-share", type=float, default=0.1)
+    parser.add_argument("--fanout-window", type=float, default=None,
+                        help="replicas' batch window across RabbitMQ, s (default: the setting's)")  # fmt: skip
     parser.add_argument("--skip-live", action="store_true")
     parser.add_argument("--skip-gateway", action="store_true")
     asyncio.run(run(parser.parse_args()))

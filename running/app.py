@@ -124,6 +124,7 @@ def create_app(
             exchange=f"{config.bus_namespace}.running.live",
             replica=replica,
             on_message=hub.deliver_local,
+            flush_window_s=config.running_fanout_window_s,
         )
         hub.attach(relay)
         stop_hooks.append(relay.close)

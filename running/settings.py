@@ -53,6 +53,15 @@ class RunningSettings(PlatformSettings):
     running_race_countdown_s: float = Field(
         default=5.0, ge=0, le=600, description="Countdown before a race starts, seconds."
     )
+    running_fanout_window_s: float = Field(
+        default=0.025,
+        ge=0,
+        le=1,
+        description=(
+            "Longest wait, seconds, of a live message for another replica while a batch for "
+            "it fills; a batch leaves at once after a quiet spell."
+        ),
+    )
     running_stats_interval_s: float = Field(
         default=1.0, ge=0, le=60, description="Seconds between live stats frames to a runner."
     )

@@ -36,9 +36,12 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+import aiormq
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
+from aiormq.abc import DeliveredMessage
 
 from common.events.cluster import connect_cluster
 
@@ -72,7 +75,7 @@ class TopicFanout:
         self._flush_window_s = flush_window_s
         self._ack_timeout_s = ack_timeout_s
         self._connection: AbstractRobustConnection | None = None
-        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._channel: AbstractRobustChannel | None = None
         self._interest: aio_pika.abc.AbstractExchange | None = None
         self._bound: set[str] = set()
         self._remote: dict[str, set[str]] = {}  # topic -> other replicas that follow it
@@ -81,6 +84,9 @@ class TopicFanout:
         self._outbox: dict[str, list[tuple[str, str]]] = {}
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        # Every batch carries the same properties; a message id set here spares the
+        # client a random one per batch (nothing reads it).
+        self._properties = aiormq.spec.Basic.Properties(app_id=replica, delivery_mode=1, message_id=replica)
         self.dropped = 0
 
     def _queue_of(self, replica: str) -> str:
@@ -91,8 +97,11 @@ class TopicFanout:
         channel = self._channel = await self._connection.channel(publisher_confirms=False)
         self._interest = await channel.declare_exchange(self._interest_name, aio_pika.ExchangeType.FANOUT, durable=True)
         # Exclusive and auto-deleted: they live exactly as long as this replica's connection.
-        queue = await channel.declare_queue(self._queue_of(self._replica), exclusive=True, auto_delete=True)
-        await queue.consume(self._on_batch, no_ack=True)
+        await channel.declare_queue(self._queue_of(self._replica), exclusive=True, auto_delete=True)
+        await self._consume_batches()
+        # The channel restores its queues after a reconnect, not a consumer of the client's
+        # own channel: this one is added again.
+        channel.reopen_callbacks.add(self._on_reopen)
         notices = await channel.declare_queue(f"{self._queue_of(self._replica)}.interest", exclusive=True,
                                               auto_delete=True)  # fmt: skip
         await notices.bind(self._interest)
@@ -141,17 +150,26 @@ class TopicFanout:
 
     async def _flush(self) -> None:
         outbox, self._outbox = self._outbox, {}
-        if self._channel is None:
+        if self._channel is None or not outbox:
+            return
+        try:
+            # The AMQP client's own channel: aio-pika's Message and publish wrapper (a
+            # random message id, property copies, a wait for the socket to drain) cost
+            # more than the publish itself; nothing here needs them (transient, no
+            # confirms, no return).
+            channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+        except Exception:
+            log.warning("fan-out batches to %s not sent: no channel", sorted(outbox), exc_info=True)
             return
         for replica, entries in outbox.items():
             try:
-                await self._channel.default_exchange.publish(
-                    aio_pika.Message(json.dumps(entries, separators=(",", ":")).encode(), app_id=self._replica,
-                                     delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT),
+                await channel.basic_publish(
+                    json.dumps(entries, separators=(",", ":")).encode(),
                     # A replica that died a moment ago has no queue: nothing comes back.
                     routing_key=self._queue_of(replica),
-                    mandatory=False,
-                )  # fmt: skip
+                    properties=self._properties,
+                    wait=False,
+                )
             except Exception:
                 log.warning("fan-out batch to %s not sent", replica, exc_info=True)
 
@@ -237,8 +255,21 @@ class TopicFanout:
 
     # -- receiving ------------------------------------------------------------------------
 
-    async def _on_batch(self, message: AbstractIncomingMessage) -> None:
-        sender = message.app_id
+    async def _consume_batches(self) -> None:
+        # On the AMQP client's own channel: aio-pika would wrap each batch in a message
+        # object and a task of its own, beside the client's task, for nothing used here.
+        if self._channel is not None:
+            channel = await self._channel.get_underlay_channel()
+            await channel.basic_consume(self._queue_of(self._replica), self._on_batch, no_ack=True)
+
+    async def _on_reopen(self, _channel: object) -> None:
+        try:
+            await self._consume_batches()
+        except Exception:
+            log.warning("fan-out consumer not restored", exc_info=True)
+
+    async def _on_batch(self, message: DeliveredMessage) -> None:
+        sender = message.header.properties.app_id
         if sender is None or sender == self._replica:
             return
         try:
@@ -247,6 +278,7 @@ class TopicFanout:
             log.warning("ignored a malformed fan-out batch from %s", sender)
             return
         self._peers.add(sender)
+        on_message = self._on_message_callback
         for topic, text in entries:
             if topic == ACK:
                 waiting = self._asks.get(text)
@@ -256,6 +288,6 @@ class TopicFanout:
                         waiting[1].set_result(None)
                 continue
             try:
-                self._on_message_callback(topic, text)
+                on_message(topic, text)
             except Exception:
                 log.warning("a fan-out message on %s failed", topic, exc_info=True)
