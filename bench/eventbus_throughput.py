@@ -44,7 +44,8 @@ from common.db import Database
 from common.events.bus import Subscriptions
 from common.events.consumer import ServiceConsumer
 from common.events.envelope import OutgoingMessage
-from common.events.outbox import OutboxRelay, UnitOfWork, bind_idempotent
+from common.events.inbox import bind_idempotent
+from common.events.outbox import OutboxRelay, UnitOfWork
 from common.events.rabbitmq import QUORUM_DEAD_LETTER_ARGS, RabbitMQBus
 from common.kernel import freeze_start_up_heap
 from common.observability import Metrics

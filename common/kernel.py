@@ -22,8 +22,9 @@ from sqlalchemy import MetaData
 from common.db import Database, KernelTables, kernel_tables_of
 from common.events.bus import EventBus, Subscriptions
 from common.events.envelope import Event, EventCatalog
+from common.events.inbox import bind_idempotent
 from common.events.inprocess import InProcessBus
-from common.events.outbox import OutboxRelay, UnitOfWork, bind_idempotent
+from common.events.outbox import OutboxRelay, UnitOfWork
 from common.events.revocations import TokensRevoked
 from common.observability import Metrics
 from common.security import JwksCache, TokenVerifier

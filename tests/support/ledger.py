@@ -16,7 +16,8 @@ from sqlalchemy.orm import registry
 from common.db import BigIntPK, Database, KernelTables, kernel_tables_of, service_metadata, sync_url
 from common.events.bus import Subscriptions
 from common.events.envelope import Event, EventCatalog
-from common.events.outbox import UnitOfWork, bind_idempotent
+from common.events.inbox import bind_idempotent
+from common.events.outbox import UnitOfWork
 from common.observability import Metrics
 
 CATALOG = EventCatalog()
