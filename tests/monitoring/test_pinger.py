@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from ipaddress import ip_network
 
 import pytest
@@ -18,6 +19,29 @@ from monitoring.pinger import Pinger
 from tests.support.apps import free_port
 
 LOOPBACK = EgressPolicy(networks={"lab": [ip_network("127.0.0.0/8")]}, service_cidrs=[])
+
+
+def echo_device(
+    *, asked: list[float] | None = None, silent: Callable[[], bool] = lambda: False
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """A device's echo endpoint on a kept-open connection: answers every request unless
+    ``silent()``, and notes when each was asked."""
+
+    async def device(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                if asked is not None:
+                    asked.append(time.monotonic())
+                if not silent():
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return device
 
 
 @pytest.fixture
@@ -139,23 +163,7 @@ async def test_a_silent_device_is_confirmed_while_its_first_ping_runs_and_pings_
     regular pings: they stay one period apart on the grid they started on."""
     silent = {"on": False}
     asked: list[float] = []
-    connections = {"count": 0}
-
-    async def device(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections["count"] += 1
-        try:
-            while True:
-                await reader.readuntil(b"\r\n\r\n")
-                asked.append(time.monotonic())
-                if not silent["on"]:
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                    await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(device, "127.0.0.1", 0)
+    server = await asyncio.start_server(echo_device(asked=asked, silent=lambda: silent["on"]), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     results: list[tuple[float, bool, str]] = []
     rechecks: list[float] = []
@@ -210,18 +218,7 @@ async def test_a_connect_our_own_slow_loop_noticed_late_is_no_verdict_on_the_dev
     is stalled past the timeout (a starved monitor), the device that accepted at once is
     not failed: the connect is tried once more with a fresh deadline."""
 
-    async def device(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                await reader.readuntil(b"\r\n\r\n")
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(device, "127.0.0.1", 0)
+    server = await asyncio.start_server(echo_device(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     results: list[tuple[bool, str]] = []
 

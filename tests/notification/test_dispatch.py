@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -100,14 +101,22 @@ async def test_pushes_a_dead_process_held_are_sent_once_when_their_lease_runs_ou
     assert len(fcm.state.received) == 1
 
 
-async def test_a_push_whose_lease_ran_out_while_it_waited_is_not_sent(notifications, fcm):
+async def hold_the_hand_over(notifications: Any) -> tuple[Callable[[list[Claimed]], None], list[list[Claimed]]]:
+    """Announce a fault to an owner with a phone, and keep the leased pushes the commit
+    hands to the sender instead of sending them: returns the sender's real intake and what
+    it was handed."""
     dispatcher = notifications.app.state.dispatcher
-    real_take, taken = dispatcher.take, []
+    real_take = dispatcher.take
+    taken: list[list[Claimed]] = []
     dispatcher.take = taken.append
-    owner = person(Role.BRANCH_OWNER, (BRANCH,))
-    await notifications.with_phone(owner)
+    await notifications.with_phone(person(Role.BRANCH_OWNER, (BRANCH,)))
     await notifications.announce(fault())
     await eventually(lambda: len(taken) == 1, timeout=3)
+    return real_take, taken
+
+
+async def test_a_push_whose_lease_ran_out_while_it_waited_is_not_sent(notifications, fcm):
+    real_take, taken = await hold_the_hand_over(notifications)
     [[handed]] = taken
     # Too little of the lease left for a send to finish before another sender may lease it.
     real_take([Claimed(handed.id, handed.attempts, handed.push, until=time.monotonic() + 1.0)])
@@ -121,12 +130,7 @@ async def test_a_push_whose_lease_ran_out_while_it_waited_is_not_sent(notificati
 
 async def test_pushes_handed_over_after_a_stop_are_made_due_for_another_replica(notifications, fcm):
     dispatcher = notifications.app.state.dispatcher
-    real_take, taken = dispatcher.take, []
-    dispatcher.take = taken.append
-    owner = person(Role.BRANCH_OWNER, (BRANCH,))
-    await notifications.with_phone(owner)
-    await notifications.announce(fault())
-    await eventually(lambda: len(taken) == 1, timeout=3)
+    real_take, taken = await hold_the_hand_over(notifications)
     [held] = await deliveries(notifications)
     assert held.next_attempt_at > datetime.now(UTC) + timedelta(seconds=50)
     await dispatcher.stop()  # a rolling restart stops the sender while a batch commits
