@@ -7,6 +7,9 @@ processes; the load generators run in processes of their own and are not counted
 
 - **Live runs**: runners on replica 1, their watchers spread over the other replicas, so
   with 2 and 3 replicas every position crosses RabbitMQ (with 1, all is local). The
+  moderate load is 500 runners with 5 watchers each (2,000-2,500 deliveries/s, about a
+  ninth of one core on one replica); at ``--runners 100`` the idle share of each extra
+  process (~0.5 % of a core) is a large part of what it is compared with. The
   broker is a private RabbitMQ node started for this run (the shared node carries other
   clients' traffic), and its Erlang VM's CPU (beam.smp, from /proc) is counted. So are
   the PostgreSQL backends connected to the run's own database (running writes points in
@@ -33,8 +36,8 @@ To stay near two minutes, every process is started once, at the same time as the
 broker node boots: three running replicas and three gateways; the set-up with k replicas
 uses the first k (the others idle, their CPU not counted: a few timers).
 
-    python bench/perf_scaleout.py [--replicas 1,2,3] [--runners 100] [--per-run 5] [--seconds 8]
-        [--rate 200] [--gateway-seconds 8] [--fanout-window 0.025]
+    python bench/perf_scaleout.py [--replicas 1,2,3] [--runners 500] [--per-run 5] [--seconds 8]
+        [--rate 200] [--gateway-seconds 8] [--fanout-window 0.1]
 """
 
 from __future__ import annotations
@@ -483,7 +486,7 @@ def report(args: argparse.Namespace, live: dict[int, dict[str, Any]], gateway: d
         backends = next(iter(live.values()))["backends"]
         print(f"postgres: the backends of the benchmark's database ({backends[0]} at the end of the first set-up, "
               f"{backends[1]} closed in its window and not counted)")  # fmt: skip
-        verdict("live", cost, p99)
+        verdict("live", cost, p99, p99_budget_ms=LIVE_P99_BUDGET_MS)
         # The same with each process's idle CPU taken out: what carrying the messages
         # across costs, apart from what an extra process costs by existing.
         marginal: dict[int, float] = {}
@@ -549,27 +552,37 @@ def report(args: argparse.Namespace, live: dict[int, dict[str, Any]], gateway: d
 
 
 AIM_RATIO = 1.25
+#: Point → watcher p99 the live fan-out is held to (ADR 0051); a position that crosses to
+#: another replica lingers up to the batch window (100 ms) inside it.
+LIVE_P99_BUDGET_MS = 200.0
 
 
-def verdict(what: str, cost: dict[int, float], p99: dict[int, float]) -> None:
-    """The aim on one line: the most replicas' cost per message and p99 against one
-    replica's, each within 1.25x."""
+def verdict(what: str, cost: dict[int, float], p99: dict[int, float], *, p99_budget_ms: float | None = None) -> None:
+    """The aim on one line: the most replicas' cost per message within 1.25x of one
+    replica's, and the p99 within the path's latency budget where it has one (the ratio
+    of the p99s is printed beside it), else within 1.25x of one replica's."""
     base, most = min(cost), max(cost)
     if most == base:
         return
     cost_ratio = cost[most] / cost[base]
     p99_ratio = p99[most] / p99[base]
     cost_line = f"cost {cost_ratio:.2f}x ({'met' if cost_ratio <= AIM_RATIO else 'NOT met'})"
-    p99_line = (
-        "p99 -" if math.isnan(p99_ratio) else f"p99 {p99_ratio:.2f}x ({'met' if p99_ratio <= AIM_RATIO else 'NOT met'})"
-    )
+    if math.isnan(p99_ratio):
+        p99_line = "p99 -"
+    elif p99_budget_ms is not None:
+        within = "met" if p99[most] <= p99_budget_ms else "NOT met"
+        p99_line = (f"p99 {p99[most]:.1f} ms against the {p99_budget_ms:.0f} ms budget ({within}; {p99_ratio:.2f}x "
+                    "one replica's, which crosses no broker and waits for no batch)")  # fmt: skip
+    else:
+        p99_line = f"p99 {p99_ratio:.2f}x ({'met' if p99_ratio <= AIM_RATIO else 'NOT met'})"
     print(f"{what}: {most} replicas against {base}, aim <= {AIM_RATIO}x: {cost_line}; {p99_line}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicas", type=lambda text: [int(part) for part in text.split(",")], default=[1, 2, 3])
-    parser.add_argument("--runners", type=int, default=100)
+    parser.add_argument("--runners", type=int, default=500,
+                        help="live runs streaming at once (1 position/s each); 100 is a light load")  # fmt: skip
     parser.add_argument("--per-run", type=int, default=5, help="watchers per run")
     parser.add_argument("--seconds", type=float, default=8.0, help="streaming time per live set-up")
     parser.add_argument("--rate", type=float, default=200.0, help="gateway requests/s in total")

@@ -186,6 +186,7 @@ class ServiceKernel:
                 metrics=self.metrics,
                 batch_size=self.settings.outbox_batch_size,
                 poll_interval_s=self.settings.outbox_poll_interval_s,
+                idle_poll_max_s=self.settings.outbox_idle_poll_max_s,
             )
 
     @property

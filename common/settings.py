@@ -156,6 +156,15 @@ class PlatformSettings(BaseSettings):
     outbox_poll_interval_s: float = Field(
         default=0.5, gt=0, description="Seconds between outbox polls when no commit woke the relay."
     )
+    outbox_idle_poll_max_s: float = Field(
+        default=4.0,
+        gt=0,
+        description=(
+            "Longest wait, seconds, between outbox polls that keep finding nothing: each empty "
+            "poll doubles the wait from the poll interval, and a commit in this process wakes "
+            "the relay at once. Rows another process wrote wait at most this long."
+        ),
+    )
 
     # A per-service URL wins; otherwise the template (``{service}`` is replaced);
     # otherwise an SQLite file under data_dir (embedded mode).

@@ -54,12 +54,12 @@ class RunningSettings(PlatformSettings):
         default=5.0, ge=0, le=600, description="Countdown before a race starts, seconds."
     )
     running_fanout_window_s: float = Field(
-        default=0.025,
+        default=0.1,
         ge=0,
         le=1,
         description=(
             "Longest wait, seconds, of a live message for another replica while a batch for "
-            "it fills; a batch leaves at once after a quiet spell."
+            "it fills; a batch leaves at once after a quiet spell, or when it holds 128 messages."
         ),
     )
     running_stats_interval_s: float = Field(

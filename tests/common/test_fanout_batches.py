@@ -1,0 +1,68 @@
+"""Live fan-out batches between replicas: the first message after a quiet spell leaves at
+once, a batch that reaches its size cap leaves before the window ends, and a small one
+waits for the window (one AMQP message instead of many)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aio_pika
+import pytest
+
+from common.events.fanout import TopicFanout
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.usefixtures("broker_cleanup")
+
+WINDOW_S = 1.0
+
+
+async def test_batches_leave_at_once_when_full_and_after_the_window_when_small(rabbitmq_url, namespace):
+    arrivals: dict[str, float] = {}
+    follower = TopicFanout(rabbitmq_url, exchange=f"{namespace}.live", replica="b",
+                           on_message=lambda topic, message: arrivals.setdefault(message, time.monotonic()))  # fmt: skip
+    publisher = TopicFanout(rabbitmq_url, exchange=f"{namespace}.live", replica="a", on_message=lambda *_: None,
+                            flush_window_s=WINDOW_S, batch_entries=10)  # fmt: skip
+    await publisher.start()
+    await follower.start()
+    try:
+        await follower.interested("run.1")
+        sent = 0
+
+        def heard() -> bool:
+            # start() does not wait for the replicas to hear of each other
+            nonlocal sent
+            if arrivals:
+                return True
+            sent += 1
+            publisher.publish("run.1", f"hello {sent}")
+            return False
+
+        await eventually(heard)
+        await asyncio.sleep(WINDOW_S + 0.3)  # a quiet spell
+
+        published = time.monotonic()
+        publisher.publish("run.1", "alone")
+        await eventually(lambda: "alone" in arrivals)
+        assert arrivals["alone"] - published < 0.5 * WINDOW_S
+
+        published = time.monotonic()
+        for n in range(25):
+            publisher.publish("run.1", f"full {n}")
+        await eventually(lambda: "full 24" in arrivals)
+        assert arrivals["full 24"] - published < 0.5 * WINDOW_S
+
+        published = time.monotonic()
+        for n in range(3):
+            publisher.publish("run.1", f"small {n}")
+        await eventually(lambda: "small 2" in arrivals)
+        assert arrivals["small 2"] - published > 0.6 * WINDOW_S
+        order = [message for message in arrivals if not message.startswith("hello")]
+        assert order == ["alone", *(f"full {n}" for n in range(25)), *(f"small {n}" for n in range(3))]
+    finally:
+        await follower.close()
+        await publisher.close()
+        connection = await aio_pika.connect(rabbitmq_url)
+        async with connection:
+            await (await connection.channel()).exchange_delete(f"{namespace}.live.interest")
