@@ -44,6 +44,35 @@ log = logging.getLogger(__name__)
 CHANNEL = "monitoring_relay"
 MAX_PAYLOAD = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes and more
 
+_BEAT_AND_RENEW = text(
+    "WITH beat AS ("
+    "  INSERT INTO replicas (replica_id, expires_at)"
+    "  VALUES (:me, now() + make_interval(secs => :ttl))"
+    "  ON CONFLICT (replica_id) DO UPDATE SET expires_at = EXCLUDED.expires_at"
+    "  RETURNING replica_id"
+    "), stale AS ("
+    "  DELETE FROM replicas WHERE expires_at < now() - interval '10 minutes' AND replica_id <> :me"
+    "  RETURNING replica_id"
+    "), renewed AS ("
+    "  UPDATE shard_leases SET expires_at = now() + make_interval(secs => :ttl)"
+    "  WHERE holder = :me AND expires_at > now() RETURNING shard"
+    ")"
+    " SELECT"
+    "  (SELECT count(*) FROM replicas WHERE expires_at > now() AND replica_id <> :me)"
+    "   + (SELECT count(*) FROM beat) AS live,"
+    "  (SELECT coalesce(array_agg(shard), '{}') FROM renewed) AS renewed,"
+    "  (SELECT count(*) FROM stale) AS stale"
+)
+_TAKE_FREE = text(
+    "WITH free AS ("
+    "  SELECT shard, holder FROM shard_leases WHERE holder IS NULL OR expires_at <= now()"
+    "  ORDER BY shard LIMIT :wanted FOR UPDATE SKIP LOCKED"
+    ")"
+    " UPDATE shard_leases SET holder = :me, expires_at = now() + make_interval(secs => :ttl)"
+    " FROM free WHERE shard_leases.shard = free.shard"
+    " RETURNING shard_leases.shard, coalesce(free.holder <> :me, false) AS orphaned"
+)
+
 
 def shard_of(branch_id: str, shards: int) -> int:
     return zlib.crc32(branch_id.encode()) % shards
@@ -135,64 +164,7 @@ class ShardLeases:
 
     async def tick(self) -> None:
         sent = time.monotonic()
-        ttl = {"me": self.replica_id, "ttl": self._ttl_s}
-        # Two statements, each its own transaction, instead of a transaction of seven: every
-        # round trip to the database costs the renewal a turn of the event loop, and at
-        # start-up (thousands of heartbeat hellos and registrations) a turn took ~1 s, so
-        # the seven-statement renewal of every replica ran past the watchdog and all three
-        # dropped their shards at once. The first statement beats, counts the live
-        # replicas and renews the leases still ours and unexpired (one expired may be
-        # someone else's by now); the second, only when below our share, takes free or
-        # expired ones. Neither needs the other's transaction: each row change is atomic,
-        # and SKIP LOCKED keeps two replicas from taking the same lease.
-        async with self._engine.connect() as connection:
-            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            row = (
-                await connection.execute(
-                    text(
-                        "WITH beat AS ("
-                        "  INSERT INTO replicas (replica_id, expires_at)"
-                        "  VALUES (:me, now() + make_interval(secs => :ttl))"
-                        "  ON CONFLICT (replica_id) DO UPDATE SET expires_at = EXCLUDED.expires_at"
-                        "  RETURNING replica_id"
-                        "), stale AS ("
-                        "  DELETE FROM replicas WHERE expires_at < now() - interval '10 minutes' AND replica_id <> :me"
-                        "  RETURNING replica_id"
-                        "), renewed AS ("
-                        "  UPDATE shard_leases SET expires_at = now() + make_interval(secs => :ttl)"
-                        "  WHERE holder = :me AND expires_at > now() RETURNING shard"
-                        ")"
-                        " SELECT"
-                        "  (SELECT count(*) FROM replicas WHERE expires_at > now() AND replica_id <> :me)"
-                        "   + (SELECT count(*) FROM beat) AS live,"
-                        "  (SELECT coalesce(array_agg(shard), '{}') FROM renewed) AS renewed,"
-                        "  (SELECT count(*) FROM stale) AS stale"
-                    ),
-                    ttl,
-                )
-            ).one()
-            share = math.ceil(self.shards / max(1, int(row.live or 1)))
-            renewed = {int(shard) for shard in row.renewed}
-            taken: set[int] = set()
-            # Taken from another holder whose lease ran out (not released): its devices have
-            # gone unpinged since before it expired.
-            orphaned: set[int] = set()
-            if len(renewed) < share:
-                for found in await connection.execute(
-                    text(
-                        "WITH free AS ("
-                        "  SELECT shard, holder FROM shard_leases WHERE holder IS NULL OR expires_at <= now()"
-                        "  ORDER BY shard LIMIT :wanted FOR UPDATE SKIP LOCKED"
-                        ")"
-                        " UPDATE shard_leases SET holder = :me, expires_at = now() + make_interval(secs => :ttl)"
-                        " FROM free WHERE shard_leases.shard = free.shard"
-                        " RETURNING shard_leases.shard, coalesce(free.holder <> :me, false) AS orphaned"
-                    ),
-                    {**ttl, "wanted": share - len(renewed)},
-                ):
-                    taken.add(int(found[0]))
-                    if found[1]:
-                        orphaned.add(int(found[0]))
+        share, renewed, taken, orphaned = await self._renew()
         self.renewals += 1
         took = time.monotonic() - sent
         if took > self._renew_s:
@@ -212,27 +184,62 @@ class ShardLeases:
             # Above our share (a replica joined): stop watching first, then let go.
             self._lose(extra & self.held)
             now_held -= extra
-            async with self._engine.begin() as connection:
-                await connection.execute(
-                    text(
-                        "UPDATE shard_leases SET holder = NULL, expires_at = now()"
-                        " WHERE holder = :me AND shard = ANY(:shards)"
-                    ),
-                    {"me": self.replica_id, "shards": sorted(extra)},
-                )
+            await self._release(extra)
         gained = frozenset(now_held - set(self.held))
         if gained:
-            self.held = self.held | gained
-            # Loading the devices of the new shards runs beside the renewals: a renewal
-            # that waited for a large load could let every lease run out.
-            # Not at start-up (the first renewal): leases left by a cluster that went down
-            # together would otherwise hurry every device at once. Nor shards this replica
-            # had dropped by its own clock: that happens when its loop is starved, and a
-            # burst of pings then would starve it further (measured: start-up run-outs).
-            hurry = frozenset() if self._task is None else gained & frozenset(orphaned)
-            task = asyncio.create_task(self._gain(gained, hurry), name="monitoring-shards-gained")
-            self._loads.add(task)
-            task.add_done_callback(self._loads.discard)
+            self._start_loading(gained, orphaned)
+
+    async def _renew(self) -> tuple[int, set[int], set[int], set[int]]:
+        """Our share, the leases renewed, those taken, and those of them taken from an
+        expired holder."""
+        ttl = {"me": self.replica_id, "ttl": self._ttl_s}
+        # Two statements, each its own transaction, instead of a transaction of seven: every
+        # round trip to the database costs the renewal a turn of the event loop, and at
+        # start-up (thousands of heartbeat hellos and registrations) a turn took ~1 s, so
+        # the seven-statement renewal of every replica ran past the watchdog and all three
+        # dropped their shards at once. The first statement beats, counts the live
+        # replicas and renews the leases still ours and unexpired (one expired may be
+        # someone else's by now); the second, only when below our share, takes free or
+        # expired ones. Neither needs the other's transaction: each row change is atomic,
+        # and SKIP LOCKED keeps two replicas from taking the same lease.
+        async with self._engine.connect() as connection:
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            row = (await connection.execute(_BEAT_AND_RENEW, ttl)).one()
+            share = math.ceil(self.shards / max(1, int(row.live or 1)))
+            renewed = {int(shard) for shard in row.renewed}
+            taken: set[int] = set()
+            # Taken from another holder whose lease ran out (not released): its devices have
+            # gone unpinged since before it expired.
+            orphaned: set[int] = set()
+            if len(renewed) < share:
+                for found in await connection.execute(_TAKE_FREE, {**ttl, "wanted": share - len(renewed)}):
+                    taken.add(int(found[0]))
+                    if found[1]:
+                        orphaned.add(int(found[0]))
+        return share, renewed, taken, orphaned
+
+    async def _release(self, shards: frozenset[int]) -> None:
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "UPDATE shard_leases SET holder = NULL, expires_at = now()"
+                    " WHERE holder = :me AND shard = ANY(:shards)"
+                ),
+                {"me": self.replica_id, "shards": sorted(shards)},
+            )
+
+    def _start_loading(self, gained: frozenset[int], orphaned: set[int]) -> None:
+        self.held = self.held | gained
+        # Loading the devices of the new shards runs beside the renewals: a renewal
+        # that waited for a large load could let every lease run out.
+        # Not at start-up (the first renewal): leases left by a cluster that went down
+        # together would otherwise hurry every device at once. Nor shards this replica
+        # had dropped by its own clock: that happens when its loop is starved, and a
+        # burst of pings then would starve it further (measured: start-up run-outs).
+        hurry = frozenset() if self._task is None else gained & frozenset(orphaned)
+        task = asyncio.create_task(self._gain(gained, hurry), name="monitoring-shards-gained")
+        self._loads.add(task)
+        task.add_done_callback(self._loads.discard)
 
     async def _gain(self, shards: frozenset[int], orphaned: frozenset[int]) -> None:
         try:

@@ -8,16 +8,17 @@ import logging
 import os
 import socket
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from common.api import create_service_app
+from common.api import Hook, create_service_app
 from common.breaker import breaker_for
 from common.chat import ChatCompletions
 from common.events.bus import EventBus
-from common.kernel import build_kernel
+from common.kernel import ServiceKernel, build_kernel
 from common.observability import Metrics
 from common.periodic import Jobs, Periodic
 from common.security import JwksCache
@@ -42,6 +43,9 @@ from running.steps import StepService
 from running.strava import StravaClient
 from running.sync import StravaSync
 from running.workouts import WorkoutService
+
+if TYPE_CHECKING:
+    from common.events.fanout import TopicFanout
 
 SERVICE = "running"
 JANITOR_INTERVAL_S = 5.0
@@ -115,76 +119,11 @@ def create_app(
     hub = Hub()
     live = LiveServer(runs=runs, races=races, outings=outings, hub=hub, verifier=kernel.verifier, settings=config)
     replica = config.running_replica or f"{socket.gethostname()}-{os.getpid()}"
-    stop_hooks = []
-    if config.broker_url is not None:
-        from common.events.fanout import TopicFanout  # aio-pika only where a broker is configured
-
-        relay = TopicFanout(
-            config.broker_urls(),
-            exchange=f"{config.bus_namespace}.running.live",
-            replica=replica,
-            on_message=hub.deliver_local,
-            flush_window_s=config.running_fanout_window_s,
-        )
-        hub.attach(relay)
-        stop_hooks.append(relay.close)
-    else:
-        relay = None
-
-    async def retention() -> None:
-        removed = await runs.forget_old_points()
-        if removed:
-            log.info("removed %d point chunks past retention", removed)
-
-    budget = Budget(
-        kernel=kernel,
-        tokens_per_day=config.running_coach_tokens_per_day,
-        questions_per_member=config.running_coach_questions_per_member,
-    )
-
-    async def retention_of_budget() -> None:
-        await budget.forget_before(datetime.now(UTC).date() - timedelta(days=2))
-
-    async def janitor() -> None:
-        await live.races.close_overdue()
-        await live.end_outings()
-        await live.end_abandoned_runs()
-        live.nearby.feed.index.sweep()
-
-    strava = (
-        StravaClient(
-            base_url=config.running_strava_url,
-            client_id=config.running_strava_client_id,
-            client_secret=config.running_strava_client_secret.get_secret_value(),
-            backoff_s=config.running_strava_backoff_s,
-        )
-        if config.running_strava_client_id and config.running_strava_client_secret is not None
-        else None
-    )
-    if strava is not None:
-        stop_hooks.append(strava.close)
-    partner = (
-        ChatCompletions(
-            base_url=config.running_coach_url,
-            api_key=config.running_coach_api_key.get_secret_value() if config.running_coach_api_key else None,
-            model=config.running_coach_model,
-            breaker=breaker_for("running-coach", config, kernel.metrics),
-            timeout_s=config.running_coach_timeout_s,
-        )
-        if config.running_coach_url
-        else None
-    )
-    if partner is not None:
-        stop_hooks.append(partner.aclose)
-
-    gc_pacing = GcPacing()
-    jobs = Jobs(
-        Periodic("running-gc", GC_FREEZE_INTERVAL_S, gc_pacing.step),
-        Periodic("running-flush", config.running_flush_interval_s, live.flush),
-        Periodic("running-janitor", JANITOR_INTERVAL_S, janitor),
-        Periodic("running-retention", 3600.0, retention),
-        Periodic("running-coach-budget", 3600.0, retention_of_budget),
-    )
+    relay = _fanout(config, hub, replica)
+    budget = _coach_budget(config, kernel)
+    strava = _strava_client(config)
+    partner = _coach_partner(config, kernel)
+    jobs = _background_jobs(config, runs=runs, live=live, budget=budget)
 
     async def start_live() -> None:
         gc.freeze()  # what start-up built lives as long as the process
@@ -204,12 +143,114 @@ def create_app(
         title="SmartGym running",
         routers=[router],
         on_start=[start_live],
-        on_stop=[*stop_hooks, stop_live],
+        on_stop=[*_closers(relay, strava, partner), stop_live],
     )
     app.add_middleware(SmallBodies)
     app.state.runs = runs
     app.state.races = races
     app.state.outings = outings
+    _attach_services(app, kernel, config, budget=budget, partner=partner, strava=strava)
+    app.state.live = live
+    app.state.hub = hub
+    return app
+
+
+def _fanout(config: RunningSettings, hub: Hub, replica: str) -> TopicFanout | None:
+    """With a broker, what the hub publishes reaches the sockets of every replica."""
+    if config.broker_url is None:
+        return None
+    from common.events.fanout import TopicFanout  # aio-pika only where a broker is configured
+
+    relay = TopicFanout(
+        config.broker_urls(),
+        exchange=f"{config.bus_namespace}.running.live",
+        replica=replica,
+        on_message=hub.deliver_local,
+        flush_window_s=config.running_fanout_window_s,
+    )
+    hub.attach(relay)
+    return relay
+
+
+def _coach_budget(config: RunningSettings, kernel: ServiceKernel) -> Budget:
+    return Budget(
+        kernel=kernel,
+        tokens_per_day=config.running_coach_tokens_per_day,
+        questions_per_member=config.running_coach_questions_per_member,
+    )
+
+
+def _strava_client(config: RunningSettings) -> StravaClient | None:
+    if not config.running_strava_client_id or config.running_strava_client_secret is None:
+        return None
+    return StravaClient(
+        base_url=config.running_strava_url,
+        client_id=config.running_strava_client_id,
+        client_secret=config.running_strava_client_secret.get_secret_value(),
+        backoff_s=config.running_strava_backoff_s,
+    )
+
+
+def _coach_partner(config: RunningSettings, kernel: ServiceKernel) -> ChatCompletions | None:
+    if not config.running_coach_url:
+        return None
+    return ChatCompletions(
+        base_url=config.running_coach_url,
+        api_key=config.running_coach_api_key.get_secret_value() if config.running_coach_api_key else None,
+        model=config.running_coach_model,
+        breaker=breaker_for("running-coach", config, kernel.metrics),
+        timeout_s=config.running_coach_timeout_s,
+    )
+
+
+def _closers(relay: TopicFanout | None, strava: StravaClient | None, partner: ChatCompletions | None) -> list[Hook]:
+    closers: list[Hook] = []
+    if relay is not None:
+        closers.append(relay.close)
+    if strava is not None:
+        closers.append(strava.close)
+    if partner is not None:
+        closers.append(partner.aclose)
+    return closers
+
+
+def _background_jobs(config: RunningSettings, *, runs: RunService, live: LiveServer, budget: Budget) -> Jobs:
+    """Collector pacing, the flush of live points, the janitor's rounds and retention."""
+
+    async def retention() -> None:
+        removed = await runs.forget_old_points()
+        if removed:
+            log.info("removed %d point chunks past retention", removed)
+
+    async def retention_of_budget() -> None:
+        await budget.forget_before(datetime.now(UTC).date() - timedelta(days=2))
+
+    async def janitor() -> None:
+        await live.races.close_overdue()
+        await live.end_outings()
+        await live.end_abandoned_runs()
+        live.nearby.feed.index.sweep()
+
+    gc_pacing = GcPacing()
+    return Jobs(
+        Periodic("running-gc", GC_FREEZE_INTERVAL_S, gc_pacing.step),
+        Periodic("running-flush", config.running_flush_interval_s, live.flush),
+        Periodic("running-janitor", JANITOR_INTERVAL_S, janitor),
+        Periodic("running-retention", 3600.0, retention),
+        Periodic("running-coach-budget", 3600.0, retention_of_budget),
+    )
+
+
+def _attach_services(
+    app: FastAPI,
+    kernel: ServiceKernel,
+    config: RunningSettings,
+    *,
+    budget: Budget,
+    partner: ChatCompletions | None,
+    strava: StravaClient | None,
+) -> None:
+    """The services the REST routes reach through ``app.state``."""
     app.state.friends = FriendService(kernel=kernel)
     app.state.history = HistoryService(kernel=kernel)
     app.state.steps = StepService(kernel=kernel)
@@ -227,6 +268,3 @@ def create_app(
         sealer=TokenSealer(config.key_encryption_secret.get_secret_value().encode()),
         wait_s=config.running_strava_wait_s,
     )
-    app.state.live = live
-    app.state.hub = hub
-    return app

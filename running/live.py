@@ -48,6 +48,7 @@ from running.live_groups import (
     BadFrame,
     ConnectionGroup,
     OutingGroup,
+    RaceBoard,
     TokenBucket,
     broadcast_text,
     dumps,
@@ -55,13 +56,14 @@ from running.live_groups import (
     validation_reason,
 )
 from running.live_nearby import LiveNearby
+from running.live_points import LivePoints, control
 from running.live_races import LiveRaces
 from running.outings import OutingService
 from running.privacy import hides
 from running.races import RaceService
 from running.runs import LiveRun, RunService
 from running.settings import RunningSettings
-from running.track import Accepted, GpsPoint, parse_point
+from running.track import GpsPoint
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,7 @@ class LiveServer:
         self.active: dict[uuid.UUID, LiveRun] = {}
         self._runner_sockets: dict[uuid.UUID, ServerConnection] = {}
         self.nearby = LiveNearby(hub=hub)
+        self.points = LivePoints(hub=hub, races=self.races, nearby=self.nearby)
 
     async def start(self, host: str, port: int) -> int:
         await self.nearby.start()
@@ -196,33 +199,7 @@ class LiveServer:
     async def _runner(self, session: Session) -> None:
         user = self._user(session)
         connection = session.connection
-        run_id, race_id = session.query.get("run_id"), session.query.get("race_id")
-        workout_id = session.query.get("workout_id")
-        if run_id:
-            resumed = _uuid(run_id)
-            previous = self._runner_sockets.get(resumed)
-            held = self.active.get(resumed)
-            if held is not None and held.user_id == user:
-                # The old socket of a reconnect is half-dead, and what it took in since the
-                # last flush is only in memory: stored first, so the resumed track (and the
-                # phone's acknowledgement) includes it and the phone need not resend it.
-                held.touched = float("-inf")
-                await self._runs.save_points(runs=[held])
-            live = await self._runs.resume_run(user=user, run_id=resumed)
-            if previous is not None:
-                self.active.pop(live.run_id, None)
-                await previous.close(1000, "resumed on another connection")
-        else:
-            # One live run per member: what this replica holds of an older one is saved
-            # first, then the start ends it (running.runs.RunService.start_run).
-            await self._runs.save_points(runs=[run for run in self.active.values() if run.user_id == user])
-            live, ended = await self._runs.start_run(
-                user=user,
-                race_id=_uuid(race_id) if race_id else None,
-                workout_id=_uuid(workout_id) if workout_id else None,
-            )
-            for old in ended:
-                await self._ended(old, "a new run was started")
+        live = await self._open_run(user, session.query)
         self.active[live.run_id] = live
         self._runner_sockets[live.run_id] = connection
         board = await self.races.join(live, connection)
@@ -239,112 +216,112 @@ class LiveServer:
                 }
             )
         )  # fmt: skip
+        try:
+            await self._take_frames(live, connection)
+        finally:
+            await self._let_go(live, connection, board)
+
+    async def _open_run(self, user: uuid.UUID, query: dict[str, str]) -> LiveRun:
+        """The run a reconnect resumes (``run_id``), or a new one."""
+        run_id, race_id = query.get("run_id"), query.get("race_id")
+        workout_id = query.get("workout_id")
+        if run_id:
+            resumed = _uuid(run_id)
+            previous = self._runner_sockets.get(resumed)
+            held = self.active.get(resumed)
+            if held is not None and held.user_id == user:
+                # The old socket of a reconnect is half-dead, and what it took in since the
+                # last flush is only in memory: stored first, so the resumed track (and the
+                # phone's acknowledgement) includes it and the phone need not resend it.
+                held.touched = float("-inf")
+                await self._runs.save_points(runs=[held])
+            live = await self._runs.resume_run(user=user, run_id=resumed)
+            if previous is not None:
+                self.active.pop(live.run_id, None)
+                await previous.close(1000, "resumed on another connection")
+            return live
+        # One live run per member: what this replica holds of an older one is saved
+        # first, then the start ends it (running.runs.RunService.start_run).
+        await self._runs.save_points(runs=[run for run in self.active.values() if run.user_id == user])
+        live, ended = await self._runs.start_run(
+            user=user,
+            race_id=_uuid(race_id) if race_id else None,
+            workout_id=_uuid(workout_id) if workout_id else None,
+        )
+        for old in ended:
+            await self._ended(old, "a new run was started")
+        return live
+
+    async def _take_frames(self, live: LiveRun, connection: ServerConnection) -> None:
+        """Until the runner finishes or goes: frames in; answers, cues, refusals and stats out."""
         bucket = TokenBucket(self._settings.running_frames_per_s, self._settings.running_frame_burst)
         bad_frames = 0
         last_stats = 0.0
-        try:
-            async for frame in connection:
-                if not bucket.take():
-                    raise Closed(POLICY, "rate limit exceeded")
-                try:
-                    message = parse_frame(frame)
-                    kind = message.get("type")
-                    if kind == "finish":
-                        await self._finish(live, connection)
-                        return
-                    if kind == "nearby":
-                        await connection.send(dumps(self.nearby.answer(live, message)))
-                        continue
-                    if kind in ("pause", "resume", "lap"):
-                        await connection.send(dumps(self._control(live, kind, message)))
-                        continue
-                    if kind == "point":
-                        raw = [message]
-                    elif kind == "points" and isinstance(message.get("points"), list):
-                        raw = message["points"]
-                        if len(raw) > self._settings.running_max_batch:
-                            raise BadFrame(f"at most {self._settings.running_max_batch} points per frame")
-                    else:
-                        raise BadFrame("expected type point, points, pause, resume, lap, nearby or finish")
-                except BadFrame as exc:
-                    bad_frames += 1
-                    if bad_frames > self._settings.running_max_bad_frames:
-                        raise Closed(POLICY, "too many bad frames") from exc
-                    await connection.send(dumps({"type": "error", "reason": exc.reason}))
-                    continue
-                invalid, refused = await self._ingest(live, raw)
-                for cue in live.cues:
-                    await connection.send(dumps(cue))
-                live.cues.clear()
-                if invalid or refused:
-                    bad_frames += 1 if invalid and len(invalid) == len(raw) else 0
-                    await connection.send(dumps({"type": "refused", "invalid": invalid[:10], "reasons": refused}))
-                now = time.monotonic()
-                if now - last_stats >= self._settings.running_stats_interval_s:
-                    last_stats = now
-                    # Without the awaited send's locking and draining: a small frame a
-                    # second, which a runner that stops reading is dropped for by pings.
-                    broadcast_text((connection,), f'{{"type":"stats",{live.track.stats_json()}}}')
-        finally:
-            if live.nearby is not None and live.nearby_sent:
-                with contextlib.suppress(Exception):
-                    await self.nearby.gone(live)
-            if self._runner_sockets.get(live.run_id) is connection:
-                self.active.pop(live.run_id, None)
-                self._runner_sockets.pop(live.run_id, None)
-            if board is not None:
-                await self.races.leave(board, connection)
-            with contextlib.suppress(Exception):
-                await self._runs.save_points(runs=[live])
-
-    def _control(self, live: LiveRun, kind: str, message: dict[str, Any]) -> dict[str, Any]:
-        """The pause, resume and lap buttons. ``t`` (device time) is optional: without it
-        the moment is the newest point's (the phone's clock, as the points use)."""
-        at = message.get("t")
-        if at is not None and (
-            isinstance(at, bool) or not isinstance(at, int | float) or abs(at - time.time()) > 86400
-        ):
-            raise BadFrame("t is device time in Unix seconds")
-        latest = live.track.position.t if live.track.position is not None else time.time()
-        # Without t: a pause is at the last point; a resume is now (no point came meanwhile).
-        moment = float(at) if at is not None else (latest if kind != "resume" else time.time())
-        live.touched = float("-inf")  # stored at the next flush
-        if kind == "lap":
-            return {"type": "lap", **live.lap(moment)}
-        changed = live.track.pause(moment) if kind == "pause" else live.track.resume(moment)
-        return {"type": "paused" if kind == "pause" else "resumed", "changed": changed, "stats": live.track.stats()}
-
-    async def _ingest(self, live: LiveRun, raw: list[Any]) -> tuple[list[str], dict[str, int]]:
-        invalid: list[str] = []
-        refused: dict[str, int] = {}
-        accepted = False
-        now = time.time()
-        for item in raw:
+        async for frame in connection:
+            if not bucket.take():
+                raise Closed(POLICY, "rate limit exceeded")
             try:
-                point = parse_point(item)
-            except ValidationError as exc:
-                invalid.append(validation_reason(exc))
+                message = parse_frame(frame)
+                if message.get("type") == "finish":
+                    await self._finish(live, connection)
+                    return
+                raw = await self._points_of(live, connection, message)
+            except BadFrame as exc:
+                bad_frames += 1
+                if bad_frames > self._settings.running_max_bad_frames:
+                    raise Closed(POLICY, "too many bad frames") from exc
+                await connection.send(dumps({"type": "error", "reason": exc.reason}))
                 continue
-            live.heard_t = max(live.heard_t, point.t)
-            outcome = live.track.add(point, now=now)
-            if isinstance(outcome, Accepted):
-                live.pending.append(point)
-                accepted = True
-                if live.workout is not None:  # followed point by point: a burst may span steps
-                    live.cues += live.workout.update(live.track)
-            else:
-                refused[outcome.reason.value] = refused.get(outcome.reason.value, 0) + 1
-        position = live.track.position
-        if accepted and position is not None:
-            # Watchers (friends, link holders) see nothing of where the runner is inside a
-            # privacy zone: the start at home and the way back are hidden.
-            shown = not live.zones or not hides(live.zones, position.lat, position.lon)
-            await self._hub.publish(live.topic, position_frame(live, shown=shown))
-            if live.race is not None:
-                await self.races.progress(live)
-            if self.nearby.due(live):
-                await self.nearby.share(live)
-        return invalid, refused
+            if raw is None:
+                continue
+            invalid, refused = await self.points.ingest(live, raw)
+            for cue in live.cues:
+                await connection.send(dumps(cue))
+            live.cues.clear()
+            if invalid or refused:
+                bad_frames += 1 if invalid and len(invalid) == len(raw) else 0
+                await connection.send(dumps({"type": "refused", "invalid": invalid[:10], "reasons": refused}))
+            now = time.monotonic()
+            if now - last_stats >= self._settings.running_stats_interval_s:
+                last_stats = now
+                # Without the awaited send's locking and draining: a small frame a
+                # second, which a runner that stops reading is dropped for by pings.
+                broadcast_text((connection,), f'{{"type":"stats",{live.track.stats_json()}}}')
+
+    async def _points_of(
+        self, live: LiveRun, connection: ServerConnection, message: dict[str, Any]
+    ) -> list[Any] | None:
+        """The points a frame carries; a question about runners nearby or a button is
+        answered at once instead (None)."""
+        kind = message.get("type")
+        if kind == "nearby":
+            await connection.send(dumps(self.nearby.answer(live, message)))
+            return None
+        if kind in ("pause", "resume", "lap"):
+            await connection.send(dumps(control(live, kind, message)))
+            return None
+        if kind == "point":
+            return [message]
+        if kind == "points" and isinstance(message.get("points"), list):
+            raw: list[Any] = message["points"]
+            if len(raw) > self._settings.running_max_batch:
+                raise BadFrame(f"at most {self._settings.running_max_batch} points per frame")
+            return raw
+        raise BadFrame("expected type point, points, pause, resume, lap, nearby or finish")
+
+    async def _let_go(self, live: LiveRun, connection: ServerConnection, board: RaceBoard | None) -> None:
+        """The runner's socket is gone: off the nearby map and the race board, and what
+        it sent is stored."""
+        if live.nearby is not None and live.nearby_sent:
+            with contextlib.suppress(Exception):
+                await self.nearby.gone(live)
+        if self._runner_sockets.get(live.run_id) is connection:
+            self.active.pop(live.run_id, None)
+            self._runner_sockets.pop(live.run_id, None)
+        if board is not None:
+            await self.races.leave(board, connection)
+        with contextlib.suppress(Exception):
+            await self._runs.save_points(runs=[live])
 
     async def _finish(self, live: LiveRun, connection: ServerConnection) -> None:
         if live.race is not None and not live.race_finished:
@@ -486,30 +463,6 @@ class LiveServer:
         connection = self._runner_sockets.pop(run_id, None)
         if connection is not None:
             await connection.close(1000, reason)
-
-
-def position_frame(live: LiveRun, *, shown: bool) -> str:
-    """The ``position`` message of a run, JSON written directly (once per point, for all
-    of its watchers): what ``dumps`` of the same dict gives, in a fraction of the time.
-    Fixed-point formats give the same numbers as ``round`` (both round the decimal
-    correctly; only trailing zeros differ) at half the cost of ``repr(round(…))``."""
-    position = live.track.position
-    assert position is not None
-    if shown:
-        return _POSITION % (
-            live.frame_head,
-            position.t,
-            position.lat,
-            position.lon,
-            live.track.distance_m,
-            position.speed,
-            time.time(),
-        )
-    return _HIDDEN % (live.frame_head, position.t, live.track.distance_m, position.speed, time.time())
-
-
-_POSITION = '%s"t":%r,"lat":%.7f,"lon":%.7f,"hidden":false,"distance_m":%.1f,"speed_mps":%.2f,"at":%r}'
-_HIDDEN = '%s"t":%r,"lat":null,"lon":null,"hidden":true,"distance_m":%.1f,"speed_mps":%.2f,"at":%r}'
 
 
 def _uuid(text: str) -> uuid.UUID:

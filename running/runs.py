@@ -123,7 +123,7 @@ class LiveRun:
     heard_t: float = 0.0
     stored_t: float = 0.0
     acked_t: float = 0.0
-    # The constant head of every position this run sends its watchers (see live.position_frame).
+    # The constant head of every position this run sends its watchers (see live_points.position_frame).
     frame_head: str = field(init=False, repr=False, default="")
     topic: str = field(init=False, repr=False, default="")  # its watchers' topic on the hub
 
