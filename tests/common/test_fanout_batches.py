@@ -20,8 +20,11 @@ WINDOW_S = 1.0
 
 async def test_batches_leave_at_once_when_full_and_after_the_window_when_small(rabbitmq_url, namespace):
     arrivals: dict[str, float] = {}
-    follower = TopicFanout(rabbitmq_url, exchange=f"{namespace}.live", replica="b",
-                           on_message=lambda topic, message: arrivals.setdefault(message, time.monotonic()))  # fmt: skip
+
+    def arrived(_topic: str, message: str) -> None:
+        arrivals.setdefault(message, time.monotonic())
+
+    follower = TopicFanout(rabbitmq_url, exchange=f"{namespace}.live", replica="b", on_message=arrived)
     publisher = TopicFanout(rabbitmq_url, exchange=f"{namespace}.live", replica="a", on_message=lambda *_: None,
                             flush_window_s=WINDOW_S, batch_entries=10)  # fmt: skip
     await publisher.start()
