@@ -25,7 +25,8 @@ behind its runners at a few hundred positions a second on a loaded machine (posi
 seconds late, and cut off by a benchmark's drain). Messages are buffered per
 destination replica and sent, in order, as one AMQP message: at once after a quiet
 spell, then at most one every ``flush_window_s`` while messages keep coming, or sooner
-when one replica's batch reaches ``batch_entries``. ``publish`` itself does not wait.
+when one replica's batch reaches ``batch_entries``; replicas whose batches are alike
+(they follow the same topics) share one publish. ``publish`` itself does not wait.
 
 A batch costs about a millisecond of CPU over the sender, the broker and the receiver,
 whatever it carries: measured, a 25 ms window sent batches of 1-5 positions and three
@@ -177,17 +178,32 @@ class TopicFanout:
         except Exception:
             log.warning("fan-out batches to %s not sent: no channel", sorted(outbox), exc_info=True)
             return
+        # Replicas that follow the same topics are sent the same batch: one publish
+        # reaches them all (RabbitMQ's sender-selected distribution, the BCC header), so
+        # the sender and the broker take in one message instead of one per replica.
+        alike: dict[tuple[tuple[str, str], ...], list[str]] = {}
         for replica, entries in outbox.items():
+            alike.setdefault(tuple(entries), []).append(replica)
+        for entries, replicas in alike.items():
+            first, *others = replicas
+            properties = self._properties
+            if others:
+                properties = aiormq.spec.Basic.Properties(
+                    app_id=self._replica,
+                    delivery_mode=1,
+                    message_id=self._replica,
+                    headers={"BCC": [self._queue_of(replica) for replica in others]},
+                )
             try:
                 await channel.basic_publish(
                     json.dumps(entries, separators=(",", ":")).encode(),
                     # A replica that died a moment ago has no queue: nothing comes back.
-                    routing_key=self._queue_of(replica),
-                    properties=self._properties,
+                    routing_key=self._queue_of(first),
+                    properties=properties,
                     wait=False,
                 )
             except Exception:
-                log.warning("fan-out batch to %s not sent", replica, exc_info=True)
+                log.warning("fan-out batch to %s not sent", sorted(replicas), exc_info=True)
 
     # -- interest -------------------------------------------------------------------------
 

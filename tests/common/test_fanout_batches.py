@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import aio_pika
 import pytest
@@ -65,6 +66,69 @@ async def test_batches_leave_at_once_when_full_and_after_the_window_when_small(r
         assert order == ["alone", *(f"full {n}" for n in range(25)), *(f"small {n}" for n in range(3))]
     finally:
         await follower.close()
+        await publisher.close()
+        connection = await aio_pika.connect(rabbitmq_url)
+        async with connection:
+            await (await connection.channel()).exchange_delete(f"{namespace}.live.interest")
+
+
+async def test_replicas_that_follow_the_same_topics_get_one_batch_each_exactly_once(rabbitmq_url, namespace):
+    seen: dict[str, list[str]] = {"b": [], "c": []}
+
+    def recorder(name: str) -> Callable[[str, str], None]:
+        return lambda _topic, message: seen[name].append(message)
+
+    followers = [
+        TopicFanout(rabbitmq_url, exchange=f"{namespace}.live", replica=name, on_message=recorder(name))
+        for name in seen
+    ]
+    publisher = TopicFanout(rabbitmq_url, exchange=f"{namespace}.live", replica="a", on_message=lambda *_: None)
+    published: list[int] = []
+    await publisher.start()
+    for follower in followers:
+        await follower.start()
+    try:
+        for follower in followers:
+            await follower.interested("run.1")
+        await followers[1].interested("run.2")  # only c follows run.2
+        sent = 0
+
+        def both_heard() -> bool:
+            nonlocal sent
+            if all(seen.values()):
+                return True
+            sent += 1
+            publisher.publish("run.1", f"hello {sent}")
+            return False
+
+        await eventually(both_heard)
+        await asyncio.sleep(0.3)  # the last hellos have left
+        channel = await publisher._channel.get_underlay_channel()  # type: ignore[union-attr]
+        original = channel.basic_publish
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            published.append(1)
+            return await original(*args, **kwargs)
+
+        channel.basic_publish = counted  # type: ignore[method-assign]
+        for n in range(50):
+            publisher.publish("run.1", f"shared {n}")
+        await eventually(lambda: all(any(m == "shared 49" for m in messages) for messages in seen.values()))
+        # One publish carried the shared batch to both replicas.
+        assert len(published) == 1, len(published)
+        for n in range(5):
+            publisher.publish("run.2", f"c only {n}")
+        await eventually(lambda: "c only 4" in seen["c"])
+        await asyncio.sleep(0.3)
+        for name, messages in seen.items():
+            shared = [message for message in messages if message.startswith("shared")]
+            assert shared == [f"shared {n}" for n in range(50)], name  # in order, none twice
+        assert [message for message in seen["b"] if message.startswith("c only")] == []
+        assert [message for message in seen["c"] if message.startswith("c only")] == [f"c only {n}" for n in range(5)]
+        assert len(published) == 2, len(published)
+    finally:
+        for follower in followers:
+            await follower.close()
         await publisher.close()
         connection = await aio_pika.connect(rabbitmq_url)
         async with connection:
