@@ -184,7 +184,7 @@ class TopicFanout:
         alike: dict[tuple[tuple[str, str], ...], list[str]] = {}
         for replica, entries in outbox.items():
             alike.setdefault(tuple(entries), []).append(replica)
-        for entries, replicas in alike.items():
+        for batch, replicas in alike.items():
             first, *others = replicas
             properties = self._properties
             if others:
@@ -196,7 +196,7 @@ class TopicFanout:
                 )
             try:
                 await channel.basic_publish(
-                    json.dumps(entries, separators=(",", ":")).encode(),
+                    json.dumps(batch, separators=(",", ":")).encode(),
                     # A replica that died a moment ago has no queue: nothing comes back.
                     routing_key=self._queue_of(first),
                     properties=properties,

@@ -103,14 +103,14 @@ async def test_replicas_that_follow_the_same_topics_get_one_batch_each_exactly_o
 
         await eventually(both_heard)
         await asyncio.sleep(0.3)  # the last hellos have left
-        channel = await publisher._channel.get_underlay_channel()  # type: ignore[union-attr]
+        channel = await publisher._channel.get_underlay_channel()
         original = channel.basic_publish
 
         async def counted(*args: object, **kwargs: object) -> object:
             published.append(1)
             return await original(*args, **kwargs)
 
-        channel.basic_publish = counted  # type: ignore[method-assign]
+        channel.basic_publish = counted
         for n in range(50):
             publisher.publish("run.1", f"shared {n}")
         await eventually(lambda: all(any(m == "shared 49" for m in messages) for messages in seen.values()))
