@@ -36,7 +36,7 @@ To stay near two minutes, every process is started once, at the same time as the
 broker node boots: three running replicas and three gateways; the set-up with k replicas
 uses the first k (the others idle, their CPU not counted: a few timers).
 
-    python bench/perf_scaleout.py [--replicas 1,2,3] [--runners 500] [--per-run 5] [--seconds 8]
+    python bench/perf_scaleout.py [--replicas 1,2,3] [--runners 500] [--per-run 5] [--seconds 6] [--live-rounds 2]
         [--rate 200] [--gateway-seconds 8] [--fanout-window 0.1]
 """
 
@@ -48,6 +48,7 @@ import contextlib
 import json
 import math
 import multiprocessing
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -197,34 +198,46 @@ class DatabaseBackends:
 
 
 async def live_runs(args: argparse.Namespace, database: str, replicas: list[tuple[Any, int]],
-                    broker: PrivateBroker) -> dict[int, dict[str, Any]]:  # fmt: skip
-    results: dict[int, dict[str, Any]] = {}
+                    broker: PrivateBroker) -> list[dict[int, dict[str, Any]]]:  # fmt: skip
+    """Every set-up once per round, the order reversed every other round (1, 2, 3 then
+    3, 2, 1), so a machine that grows busier or quieter during the run weighs on every
+    set-up alike; each round's ratios compare set-ups measured a few seconds apart."""
+    rounds: list[dict[int, dict[str, Any]]] = []
     backends = DatabaseBackends(database)
-    for count in args.replicas:
-        used = replicas[:count]
-        people = People(database, args.runners, args.per_run)
-        bases = [f"ws://127.0.0.1:{live_port}" for _, live_port in used]
-        watcher_bases = bases[1:] or bases
-        pids = {f"running r{n + 1}": process.pid for n, (process, _) in enumerate(used)}
-        assert broker.pid is not None
-        pids["broker"] = broker.pid
-        progress(f"live runs on {count} replica(s)")
-        result = await drive(people.runner_urls(bases[0]), people.watcher_plan(watcher_bases),
-                             seconds=args.seconds, pids=pids, on_window=backends.on_window)  # fmt: skip
-        result["cpu_s"]["postgres"] = backends.cpu_s
-        result["backends"] = (backends.backends, backends.lost)
-        refused = result["points_sent"] - result["points_accepted"]
-        result["refused"] = refused
-        if refused:
-            fail(f"live, {count} replica(s): {refused} of {result['points_sent']} points refused by the replica")
-        judge(f"live, {count} replica(s)", result)
-        results[count] = result
-        # Each set-up's figure as soon as it is known (a killed run keeps it).
-        cost = sum(result["cpu_s"].values()) / max(1, result["watched"].distinct) * 1e6
-        progress(f"live, {count} replica(s): {result['watched'].distinct}/{result['expected']} delivered, "
-                 f"{cost:.1f} CPU µs per delivery over {result['cpu_s']}")  # fmt: skip
+    for number in range(args.live_rounds):
+        results: dict[int, dict[str, Any]] = {}
+        order = args.replicas if number % 2 == 0 else list(reversed(args.replicas))
+        for count in order:
+            results[count] = await live_setup(args, database, replicas, broker, backends, count)
+        rounds.append(dict(sorted(results.items())))
     backends.close()
-    return results
+    return rounds
+
+
+async def live_setup(args: argparse.Namespace, database: str, replicas: list[tuple[Any, int]], broker: PrivateBroker,
+                     backends: DatabaseBackends, count: int) -> dict[str, Any]:  # fmt: skip
+    used = replicas[:count]
+    people = People(database, args.runners, args.per_run)
+    bases = [f"ws://127.0.0.1:{live_port}" for _, live_port in used]
+    watcher_bases = bases[1:] or bases
+    pids = {f"running r{n + 1}": process.pid for n, (process, _) in enumerate(used)}
+    assert broker.pid is not None
+    pids["broker"] = broker.pid
+    progress(f"live runs on {count} replica(s)")
+    result = await drive(people.runner_urls(bases[0]), people.watcher_plan(watcher_bases),
+                         seconds=args.seconds, pids=pids, on_window=backends.on_window)  # fmt: skip
+    result["cpu_s"]["postgres"] = backends.cpu_s
+    result["backends"] = (backends.backends, backends.lost)
+    refused = result["points_sent"] - result["points_accepted"]
+    result["refused"] = refused
+    if refused:
+        fail(f"live, {count} replica(s): {refused} of {result['points_sent']} points refused by the replica")
+    judge(f"live, {count} replica(s)", result)
+    # Each set-up's figure as soon as it is known (a killed run keeps it).
+    cost = sum(result["cpu_s"].values()) / max(1, result["watched"].distinct) * 1e6
+    progress(f"live, {count} replica(s): {result['watched'].distinct}/{result['expected']} delivered, "
+             f"{cost:.1f} CPU µs per delivery over {result['cpu_s']}")  # fmt: skip
+    return result
 
 
 # -- gateway -------------------------------------------------------------------------------
@@ -410,7 +423,7 @@ async def run(args: argparse.Namespace) -> None:
     broker = PrivateBroker()
     side = GatewaySide(count, scratch)
     replicas: list[tuple[Any, int]] = []
-    live: dict[int, dict[str, Any]] = {}
+    live: list[dict[int, dict[str, Any]]] = []
     gateway: dict[int, dict[str, Any]] = {}
     booting: asyncio.Task[PrivateBroker] | None = None
     try:
@@ -434,8 +447,9 @@ async def run(args: argparse.Namespace) -> None:
                 await asyncio.sleep(1.0)  # every replica has heard the others' hello
                 idle = await idle_shares(replicas, broker)
                 live = await live_runs(args, database, replicas, broker)
-                for result in live.values():
-                    result["idle_share"] = idle
+                for results in live:
+                    for result in results.values():
+                        result["idle_share"] = idle
             if not args.skip_gateway:
                 gateway = await gateway_runs(args, side)
     finally:
@@ -448,61 +462,12 @@ async def run(args: argparse.Namespace) -> None:
     report(args, live, gateway)
 
 
-def report(args: argparse.Namespace, live: dict[int, dict[str, Any]], gateway: dict[int, dict[str, Any]]) -> None:
+def report(args: argparse.Namespace, live: list[dict[int, dict[str, Any]]],
+           gateway: dict[int, dict[str, Any]]) -> None:  # fmt: skip
     figures: dict[str, Any] = {"machine": machine(), "replicas": args.replicas}
     print(f"\nscale-out cost - {machine()}")
     if live:
-        rows = []
-        cost: dict[int, float] = {}
-        p99: dict[int, float] = {}
-        for count, result in live.items():
-            delivered = result["watched"].distinct
-            total = sum(result["cpu_s"].values())
-            cost[count] = total / max(1, delivered)
-            lat = summary(result["watched"].latencies_ms)
-            rows.append([
-                count, f"{delivered}/{result['expected']}", result["watched"].repeats, result["refused"],
-                f"{delivered / result['wall_s']:.0f}", *spread_cells(lat),
-                "; ".join(f"{name} {value:.1f}" for name, value in result["cpu_s"].items()),
-                f"{cost[count] * 1e6:.1f}", f"{1 / cost[count]:,.0f}",
-            ])  # fmt: skip
-            figures[f"live_{count}_cpu_us_per_delivery"] = round(cost[count] * 1e6, 1)
-            figures[f"live_{count}_p99_ms"] = figure(lat["p99"], 1)
-            figures[f"live_{count}_n"] = int(lat["n"])
-            figures[f"live_{count}_deliveries_per_core_s"] = round(1 / cost[count])
-            p99[count] = lat["p99"]
-        table(
-            f"Live runs: {args.runners} runners x {args.per_run} watchers, {args.seconds:.0f} s; runners on r1, "
-            "watchers on the others (point -> watcher ms)",
-            ["replicas", "delivered/expected", "repeats", "refused", "deliveries/s", "n", "p50", "p95", "p99",
-             "CPU s by process", "CPU µs/delivery (all)", "deliveries per core-second"],
-            rows,
-        )  # fmt: skip
-        base = min(cost)
-        for count in cost:
-            if count != base:
-                figures[f"live_cost_ratio_{count}_replicas"] = round(cost[count] / cost[base], 3)
-                figures[f"live_p99_ratio_{count}_replicas"] = figure(p99[count] / p99[base], 3)
-        backends = next(iter(live.values()))["backends"]
-        print(f"postgres: the backends of the benchmark's database ({backends[0]} at the end of the first set-up, "
-              f"{backends[1]} closed in its window and not counted)")  # fmt: skip
-        verdict("live", cost, p99, p99_budget_ms=LIVE_P99_BUDGET_MS)
-        # The same with each process's idle CPU taken out: what carrying the messages
-        # across costs, apart from what an extra process costs by existing.
-        marginal: dict[int, float] = {}
-        for count, result in live.items():
-            idle = result.get("idle_share", {})
-            busy = sum(max(0.0, value - idle.get(name, 0.0) * result["wall_s"])
-                       for name, value in result["cpu_s"].items())  # fmt: skip
-            marginal[count] = busy / max(1, result["watched"].distinct)
-        shares = next(iter(live.values())).get("idle_share", {})
-        idle_line = "; ".join(f"{name} {share:.1%}" for name, share in shares.items())
-        print(f"idle CPU share of one core (5 s, no load): {idle_line}")
-        print("CPU µs/delivery without each process's idle share: "
-              + "; ".join(f"{count} replica(s) {value * 1e6:.1f}" for count, value in marginal.items()))  # fmt: skip
-        for count in marginal:
-            if count != base and marginal[base] > 0:
-                figures[f"live_marginal_cost_ratio_{count}_replicas"] = round(marginal[count] / marginal[base], 3)
+        report_live(args, live, figures)
     if gateway:
         rows = []
         gcost: dict[int, float] = {}
@@ -551,6 +516,74 @@ def report(args: argparse.Namespace, live: dict[int, dict[str, Any]], gateway: d
     emit(figures)
 
 
+def report_live(args: argparse.Namespace, live: list[dict[int, dict[str, Any]]], figures: dict[str, Any]) -> None:
+    """One row per round and set-up; the headline cost of a set-up is its median over the
+    rounds, its p99 is over every round's deliveries, and a ratio is the median of the
+    rounds' own ratios (each against the single replica measured in the same round)."""
+    rows = []
+    costs: dict[int, list[float]] = {}
+    marginals: dict[int, list[float]] = {}
+    latencies: dict[int, list[float]] = {}
+    for number, results in enumerate(live, 1):
+        for count, result in results.items():
+            delivered = result["watched"].distinct
+            one = sum(result["cpu_s"].values()) / max(1, delivered)
+            idle = result.get("idle_share", {})
+            # Without each process's idle CPU: what carrying the messages across costs,
+            # apart from what an extra process costs by existing.
+            busy = sum(max(0.0, value - idle.get(name, 0.0) * result["wall_s"])
+                       for name, value in result["cpu_s"].items())  # fmt: skip
+            costs.setdefault(count, []).append(one)
+            marginals.setdefault(count, []).append(busy / max(1, delivered))
+            latencies.setdefault(count, []).extend(result["watched"].latencies_ms)
+            rows.append([
+                number, count, f"{delivered}/{result['expected']}", result["watched"].repeats, result["refused"],
+                f"{delivered / result['wall_s']:.0f}", *spread_cells(summary(result["watched"].latencies_ms)),
+                "; ".join(f"{name} {value:.2f}" for name, value in result["cpu_s"].items()),
+                f"{one * 1e6:.1f}", f"{1 / one:,.0f}",
+            ])  # fmt: skip
+    table(
+        f"Live runs: {args.runners} runners x {args.per_run} watchers, {args.seconds:.0f} s per set-up, "
+        f"{len(live)} round(s); runners on r1, watchers on the others (point -> watcher ms)",
+        ["round", "replicas", "delivered/expected", "repeats", "refused", "deliveries/s", "n", "p50", "p95", "p99",
+         "CPU s by process", "CPU µs/delivery (all)", "deliveries per core-second"],
+        rows,
+    )  # fmt: skip
+    base = min(costs)
+    cost: dict[int, float] = {count: statistics.median(values) for count, values in costs.items()}
+    p99: dict[int, float] = {}
+    for count, values in latencies.items():
+        lat = summary(values)
+        p99[count] = lat["p99"]
+        figures[f"live_{count}_cpu_us_per_delivery"] = round(cost[count] * 1e6, 1)
+        figures[f"live_{count}_p99_ms"] = figure(lat["p99"], 1)
+        figures[f"live_{count}_n"] = int(lat["n"])
+        figures[f"live_{count}_deliveries_per_core_s"] = round(1 / cost[count])
+    ratio: dict[int, float] = {}
+    for count in costs:
+        if count == base:
+            continue
+        ratios = [mine / theirs for mine, theirs in zip(costs[count], costs[base], strict=True)]
+        ratio[count] = statistics.median(ratios)
+        figures[f"live_cost_ratio_{count}_replicas"] = round(ratio[count], 3)
+        figures[f"live_cost_ratio_{count}_replicas_by_round"] = [round(value, 3) for value in ratios]
+        figures[f"live_p99_ratio_{count}_replicas"] = figure(p99[count] / p99[base], 3)
+        marginal_ratios = [mine / theirs for mine, theirs in zip(marginals[count], marginals[base], strict=True)]
+        figures[f"live_marginal_cost_ratio_{count}_replicas"] = round(statistics.median(marginal_ratios), 3)
+        print(f"live, {count} replicas against {base}, cost ratio by round: "
+              + ", ".join(f"{value:.2f}" for value in ratios) + f" (median {ratio[count]:.2f})")  # fmt: skip
+    backends = next(iter(live[0].values()))["backends"]
+    print(f"postgres: the backends of the benchmark's database ({backends[0]} at the end of the first set-up, "
+          f"{backends[1]} closed in its window and not counted)")  # fmt: skip
+    verdict("live", {base: 1.0, **ratio}, p99, p99_budget_ms=LIVE_P99_BUDGET_MS)
+    shares = next(iter(live[0].values())).get("idle_share", {})
+    idle_line = "; ".join(f"{name} {share:.1%}" for name, share in shares.items())
+    print(f"idle CPU share of one core (5 s, no load): {idle_line}")
+    marginal_line = "; ".join(f"{count} replica(s) {statistics.median(values) * 1e6:.1f}"
+                              for count, values in marginals.items())  # fmt: skip
+    print(f"CPU µs/delivery without each process's idle share (median over rounds): {marginal_line}")
+
+
 AIM_RATIO = 1.25
 #: Point → watcher p99 the live fan-out is held to (ADR 0051); a position that crosses to
 #: another replica lingers up to the batch window (100 ms) inside it.
@@ -584,7 +617,9 @@ def main() -> None:
     parser.add_argument("--runners", type=int, default=500,
                         help="live runs streaming at once (1 position/s each); 100 is a light load")  # fmt: skip
     parser.add_argument("--per-run", type=int, default=5, help="watchers per run")
-    parser.add_argument("--seconds", type=float, default=8.0, help="streaming time per live set-up")
+    parser.add_argument("--seconds", type=float, default=6.0, help="streaming time per live set-up")
+    parser.add_argument("--live-rounds", type=int, default=2,
+                        help="times every live set-up runs, in alternating order")  # fmt: skip
     parser.add_argument("--rate", type=float, default=200.0, help="gateway requests/s in total")
     parser.add_argument("--gateway-seconds", type=float, default=8.0)
     parser.add_argument("--new-token-share", type=float, default=0.1)

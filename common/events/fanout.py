@@ -93,7 +93,7 @@ class TopicFanout:
         self._asks: dict[str, tuple[set[str], asyncio.Future[None]]] = {}
         self._outbox: dict[str, list[tuple[str, str]]] = {}
         self._wake = asyncio.Event()
-        self._full = asyncio.Event()
+        self._send_now = asyncio.Event()  # a full batch, or an acknowledgement someone waits for
         self._flusher: asyncio.Task[None] | None = None
         # Every batch carries the same properties; a message id set here spares the
         # client a random one per batch (nothing reads it).
@@ -150,7 +150,7 @@ class TopicFanout:
         pending.append((topic, message))
         self._wake.set()
         if len(pending) >= self._batch_entries:
-            self._full.set()
+            self._send_now.set()
 
     async def _flush_forever(self) -> None:
         # The first message after a quiet spell leaves at once; what comes within the
@@ -159,11 +159,11 @@ class TopicFanout:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            self._full.clear()
+            self._send_now.clear()
             await self._flush()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._flush_window_s):
-                    await self._full.wait()
+                    await self._send_now.wait()
 
     async def _flush(self) -> None:
         outbox, self._outbox = self._outbox, {}
@@ -268,8 +268,10 @@ class TopicFanout:
             self._remote.setdefault(topic, set()).add(replica)
             ask = notice.get("ask")
             if isinstance(ask, str):
-                # Behind every message this replica already queued for it, ahead of the next.
+                # Behind every message this replica already queued for it, ahead of the next;
+                # sent without waiting for the window, as a watcher waits for it.
                 self._enqueue(replica, ACK, ask)
+                self._send_now.set()
         else:
             followers = self._remote.get(topic)
             if followers is not None:

@@ -64,6 +64,13 @@ async def test_batches_leave_at_once_when_full_and_after_the_window_when_small(r
         assert arrivals["small 2"] - published > 0.6 * WINDOW_S
         order = [message for message in arrivals if not message.startswith("hello")]
         assert order == ["alone", *(f"full {n}" for n in range(25)), *(f"small {n}" for n in range(3))]
+
+        # An acknowledgement of interest does not wait for the window: a watcher waits for it.
+        publisher.publish("run.1", "opens a window")
+        await eventually(lambda: "opens a window" in arrivals)
+        began = time.monotonic()
+        await follower.interested("run.2")
+        assert time.monotonic() - began < 0.5 * WINDOW_S
     finally:
         await follower.close()
         await publisher.close()
