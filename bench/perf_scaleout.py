@@ -274,8 +274,9 @@ async def live_runs(args: argparse.Namespace, database: str, replicas: list[tupl
 
 
 def load_process(url: str, rate: float, seconds: float, offset: int, token_list: list[str], fresh: list[str],
-                 new_share: float, pipe: Any) -> None:  # fmt: skip
-    """Open-loop GETs at ``rate``/s, each with a unique id, timed from its scheduled send."""
+                 new_share: float, pipe: Any, phase_s: float = 0.0) -> None:  # fmt: skip
+    """Open-loop GETs at ``rate``/s, each with a unique id, timed from its scheduled send;
+    the first ``phase_s`` after the go."""
 
     async def main() -> None:
         latencies: list[float] = []
@@ -302,7 +303,7 @@ def load_process(url: str, rate: float, seconds: float, offset: int, token_list:
             tasks = []
             start_at = time.perf_counter()
             for n in range(int(rate * seconds)):
-                scheduled = start_at + n / rate
+                scheduled = start_at + phase_s + n / rate
                 await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
                 if new_share and int((n + 1) * new_share) != int(n * new_share):
                     token = fresh[fresh_used % len(fresh)]
@@ -417,9 +418,14 @@ async def gateway_window(args: argparse.Namespace, side: GatewaySide, *, label: 
     for n, (_, port, _) in enumerate(gateways):
         fresh = [side.issuer.issue(f"visitor-{round_no}-{label}-{n}-{m}", [Role.CUSTOMER]) for m in range(fresh_per)]
         pipe, end = context.Pipe()
+        # The generators take turns (generator n starts n/rate s after the go): together
+        # they send one request every 1/rate s, as one generator does for one replica.
+        # Started in step, they sent k requests at once every k/rate s, so on this
+        # 2-core machine the requests to 3 replicas queued for a core and the 3-replica
+        # latency paid for the burst, not for the replicas.
         loader = context.Process(target=load_process, args=(
             f"http://127.0.0.1:{port}/api/svc/ping", per, args.gateway_seconds, n * 10_000_000,
-            regulars, fresh, args.new_token_share, end))  # fmt: skip
+            regulars, fresh, args.new_token_share, end, n / rate))  # fmt: skip
         loader.start()
         loaders.append((loader, pipe))
     pids = {f"gateway g{n + 1}": process.pid for n, (process, _, _) in enumerate(gateways)}
