@@ -20,7 +20,14 @@ processes; the load generators run in processes of their own and are not counted
   split over k load generators (one per gateway), a token pool with 10 % first-seen tokens
   (each replica has its own verification cache: scale-out pays more misses). Rate limits
   are per process (memory://); with limits shared through Redis every request would add
-  Redis round trips, not measured here.
+  Redis round trips, not measured here. Every set-up runs once a round for ``--gateway-rounds``
+  rounds, the order rotated each round (other jobs on the machine come and go: a drift
+  must not land on the last set-up only); each window is printed, and a set-up's cost is
+  its median window's. The regular tokens are new in every window, so every window starts
+  from the same verification caches. A reference set-up, one replica at the per-replica
+  rate of the most replicas, shows what a less loaded process costs per request (the
+  whole machine is then quieter too, so it is no exact split). CPU is read from the
+  threads' nanosecond counters (checked against /proc's 10 ms ticks).
 
 Every message must be delivered exactly once (watchers: distinct positions against the
 points each run accepted, no repeats, no point refused; gateway: every request answered
@@ -37,7 +44,7 @@ broker node boots: three running replicas and three gateways; the set-up with k 
 uses the first k (the others idle, their CPU not counted: a few timers).
 
     python bench/perf_scaleout.py [--replicas 1,2,3] [--runners 500] [--per-run 5] [--seconds 6] [--live-rounds 2]
-        [--rate 200] [--gateway-seconds 8] [--fanout-window 0.1]
+        [--rate 200] [--gateway-seconds 8] [--gateway-rounds 3] [--no-reference] [--fanout-window 0.1]
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ import contextlib
 import json
 import math
 import multiprocessing
+import os
 import statistics
 import subprocess
 import sys
@@ -145,12 +153,49 @@ async def idle_shares(replicas: list[tuple[Any, int]], broker: PrivateBroker, se
 
 
 async def idle_cpu_shares(pids: dict[str, int], seconds: float = 5.0) -> dict[str, float]:
-    """Each process's CPU share of one core over ``seconds`` with no load."""
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    """Each process's CPU share of one core over ``seconds`` with no load.
+
+    Read from the scheduler's nanosecond counters of the process's threads, not from the
+    10 ms ticks of /proc/<pid>/stat: an idle gateway uses well under a tick in five
+    seconds, so ticks read 0 % or 0.2 % by chance. (No thread starts or ends while idle,
+    so summing the live threads loses nothing here.)"""
+    before = {name: thread_cpu_seconds(pid) for name, pid in pids.items()}
     started = time.monotonic()
     await asyncio.sleep(seconds)
     wall = time.monotonic() - started
-    return {name: (cpu_seconds(pid) - before[name]) / wall for name, pid in pids.items()}
+    return {name: (thread_cpu_seconds(pid) - before[name]) / wall for name, pid in pids.items()}
+
+
+def thread_cpu_seconds(pid: int) -> float:
+    """CPU time of the live threads of a process, from /proc/<pid>/task/*/schedstat (ns)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+def window_cpu_seconds(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """A process's CPU seconds in a window from two ``cpu_readings``: the threads'
+    nanosecond counters when they agree with /proc/<pid>/stat's ticks (which are cut to
+    10 ms each for user and system time: up to 0.02 s off, 3 % of a gateway's 0.7 s in an
+    8 s window), the ticks when a thread ended in the window (its nanoseconds are gone
+    from the task list, not from the ticks)."""
+    precise, ticks = after[0] - before[0], after[1] - before[1]
+    return precise if abs(precise - ticks) <= 0.021 else ticks
+
+
+def cpu_readings(pid: int) -> tuple[float, float]:
+    return thread_cpu_seconds(pid), cpu_seconds(pid)
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, all) CPU ticks of the whole machine so far (/proc/stat): how busy the machine
+    was in a window, this benchmark's processes and everyone else's."""
+    # user, nice, system, idle, iowait, irq, softirq, steal (guest time is inside user)
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
 
 
 class DatabaseBackends:
@@ -244,8 +289,9 @@ async def live_setup(args: argparse.Namespace, database: str, replicas: list[tup
 
 
 def load_process(url: str, rate: float, seconds: float, offset: int, token_list: list[str], fresh: list[str],
-                 new_share: float, pipe: Any) -> None:  # fmt: skip
-    """Open-loop GETs at ``rate``/s, each with a unique id, timed from its scheduled send."""
+                 new_share: float, pipe: Any, phase_s: float = 0.0) -> None:  # fmt: skip
+    """Open-loop GETs at ``rate``/s, each with a unique id, timed from its scheduled send;
+    the first ``phase_s`` after the go."""
 
     async def main() -> None:
         latencies: list[float] = []
@@ -272,7 +318,7 @@ def load_process(url: str, rate: float, seconds: float, offset: int, token_list:
             tasks = []
             start_at = time.perf_counter()
             for n in range(int(rate * seconds)):
-                scheduled = start_at + n / rate
+                scheduled = start_at + phase_s + n / rate
                 await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
                 if new_share and int((n + 1) * new_share) != int(n * new_share):
                     token = fresh[fresh_used % len(fresh)]
@@ -354,62 +400,108 @@ class GatewaySide:
             self.upstream.wait(30)
 
 
-async def gateway_runs(args: argparse.Namespace, side: GatewaySide) -> dict[int, dict[str, Any]]:
-    results: dict[int, dict[str, Any]] = {}
-    idle_pids = {f"gateway g{n + 1}": process.pid for n, (process, _, _) in enumerate(side.gateways)}
-    idle_pids["upstream"] = side.upstream.pid
-    idle = await idle_cpu_shares(idle_pids)
+def gateway_setups(args: argparse.Namespace) -> list[tuple[str, int, float]]:
+    """(label, replicas, total rate) of each gateway set-up. With more than one replica
+    count, a reference set-up too: one replica at the per-replica rate of the most
+    replicas. A process serving fewer requests a second pays more CPU per request on these
+    machines (a plain function called 67 times a second costs ~25 % more a call than
+    called 200 times: each wake finds its caches cold), and the reference shows how much of
+    the scale-out cost that is for the gateway. It is no exact split: with one load
+    generator and one replica the machine is quieter, and its upstream less loaded, than
+    with three."""
+    setups = [(f"{count}", count, args.rate) for count in args.replicas]
+    most = max(args.replicas)
+    if args.reference and most > 1:
+        setups.append((f"1 at {args.rate / most:.0f}/s", 1, args.rate / most))
+    return setups
+
+
+async def gateway_window(args: argparse.Namespace, side: GatewaySide, *, label: str, count: int, rate: float,
+                         round_no: int, client: httpx.AsyncClient) -> dict[str, Any]:  # fmt: skip
+    """One set-up for ``args.gateway_seconds``: ``count`` gateways, one load generator each."""
     context = multiprocessing.get_context("fork")
     upstream_url = f"http://127.0.0.1:{side.upstream_port}"
+    gateways = side.gateways[:count]
+    await client.post(f"{upstream_url}/reset")
+    per = rate / count
+    fresh_per = int(per * args.gateway_seconds * args.new_token_share) + 1
+    # The regular tokens are new in every window, so each window starts with the same
+    # verification caches whatever ran before it (a token stays cached 30 s): each replica
+    # verifies each regular once in the window, which is what scale-out really costs.
+    regulars = [side.issuer.issue(f"member-{round_no}-{label}-{n}", [Role.CUSTOMER]) for n in range(50)]
+    loaders = []
+    for n, (_, port, _) in enumerate(gateways):
+        fresh = [side.issuer.issue(f"visitor-{round_no}-{label}-{n}-{m}", [Role.CUSTOMER]) for m in range(fresh_per)]
+        pipe, end = context.Pipe()
+        # The generators take turns (generator n starts n/rate s after the go): together
+        # they send one request every 1/rate s, as one generator does for one replica.
+        # Started in step, they sent k requests at once every k/rate s, so on this
+        # 2-core machine the requests to 3 replicas queued for a core and the 3-replica
+        # latency paid for the burst, not for the replicas.
+        loader = context.Process(target=load_process, args=(
+            f"http://127.0.0.1:{port}/api/svc/ping", per, args.gateway_seconds, n * 10_000_000,
+            regulars, fresh, args.new_token_share, end, n / rate))  # fmt: skip
+        loader.start()
+        loaders.append((loader, pipe))
+    pids = {f"gateway g{n + 1}": process.pid for n, (process, _, _) in enumerate(gateways)}
+    pids["upstream"] = side.upstream.pid
+    progress(f"gateway, round {round_no}: {rate:.0f}/s over {count} replica(s)")
+    before = {name: cpu_readings(pid) for name, pid in pids.items()}
+    busy_before = machine_ticks()
+    wall = time.monotonic()
+    for _, pipe in loaders:
+        pipe.send("go")
+    reports = [await asyncio.to_thread(pipe.recv) for _, pipe in loaders]
+    wall = time.monotonic() - wall
+    cpu = {name: window_cpu_seconds(before[name], cpu_readings(pid)) for name, pid in pids.items()}
+    busy_after = machine_ticks()
+    for loader, _ in loaders:
+        loader.join(10)
+    seen = (await client.get(f"{upstream_url}/stats")).json()
+    sent = sum(report["sent"] for report in reports)
+    answered = [ident for report in reports for ident in report["answered"]]
+    what = f"gateway, round {round_no}, set-up {label}"
+    if len(set(answered)) < sent:
+        fail(f"{what}: {sent - len(set(answered))} of {sent} requests not answered 200")
+    if seen["requests"] != seen["distinct"]:
+        fail(f"{what}: upstream saw {seen['requests'] - seen['distinct']} requests twice")
+    if seen["distinct"] != sent:
+        fail(f"{what}: upstream saw {seen['distinct']} distinct of {sent} sent")
+    delivered = len(set(answered))
+    progress(
+        f"{what}: {delivered}/{sent} answered, {sum(cpu.values()) / max(1, delivered) * 1e6:.0f} CPU µs per request"
+    )
+    return {
+        "round": round_no,
+        "label": label,
+        "count": count,
+        "rate": rate,
+        "sent": sent,
+        "failed": sum(report["failed"] for report in reports),
+        "delivered": delivered,
+        "latencies": [value for report in reports for value in report["latencies"]],
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "load": os.getloadavg()[0],
+        "machine_busy": (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1]),
+    }
+
+
+async def gateway_runs(args: argparse.Namespace, side: GatewaySide) -> dict[str, Any]:
+    """Every set-up once a round, in an order rotated each round: a drift in the machine's
+    load (other jobs start and stop) falls on every set-up alike instead of on the last."""
+    idle_pids = {f"gateway g{n + 1}": process.pid for n, (process, _, _) in enumerate(side.gateways)}
+    idle_pids["upstream"] = side.upstream.pid
+    idle = await idle_cpu_shares(idle_pids, seconds=args.idle_seconds)
+    setups = gateway_setups(args)
+    windows = []
     async with httpx.AsyncClient() as client:
-        for count in args.replicas:
-            gateways = side.gateways[:count]
-            await client.post(f"{upstream_url}/reset")
-            per = args.rate / count
-            fresh_per = int(per * args.gateway_seconds * args.new_token_share) + 1
-            loaders = []
-            for n, (_, port, _) in enumerate(gateways):
-                fresh = [side.issuer.issue(f"visitor-{count}-{n}-{m}", [Role.CUSTOMER]) for m in range(fresh_per)]
-                pipe, end = context.Pipe()
-                loader = context.Process(target=load_process, args=(
-                    f"http://127.0.0.1:{port}/api/svc/ping", per, args.gateway_seconds, n * 10_000_000,
-                    side.regulars, fresh, args.new_token_share, end))  # fmt: skip
-                loader.start()
-                loaders.append((loader, pipe))
-            pids = {f"gateway g{n + 1}": process.pid for n, (process, _, _) in enumerate(gateways)}
-            pids["upstream"] = side.upstream.pid
-            progress(f"gateway: {args.rate:.0f}/s over {count} replica(s)")
-            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-            wall = time.monotonic()
-            for _, pipe in loaders:
-                pipe.send("go")
-            reports = [await asyncio.to_thread(pipe.recv) for _, pipe in loaders]
-            wall = time.monotonic() - wall
-            cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
-            for loader, _ in loaders:
-                loader.join(10)
-            seen = (await client.get(f"{upstream_url}/stats")).json()
-            sent = sum(report["sent"] for report in reports)
-            answered = [ident for report in reports for ident in report["answered"]]
-            label = f"gateway, {count} replica(s)"
-            if len(set(answered)) < sent:
-                fail(f"{label}: {sent - len(set(answered))} of {sent} requests not answered 200")
-            if seen["requests"] != seen["distinct"]:
-                fail(f"{label}: upstream saw {seen['requests'] - seen['distinct']} requests twice")
-            if seen["distinct"] != sent:
-                fail(f"{label}: upstream saw {seen['distinct']} distinct of {sent} sent")
-            progress(f"{label}: {len(set(answered))}/{sent} answered, "
-                     f"{sum(cpu.values()) / max(1, len(set(answered))) * 1e6:.0f} CPU µs per request")  # fmt: skip
-            results[count] = {
-                "sent": sent,
-                "failed": sum(report["failed"] for report in reports),
-                "delivered": len(set(answered)),
-                "latencies": [value for report in reports for value in report["latencies"]],
-                "cpu_s": cpu,
-                "wall_s": wall,
-                "idle_share": idle,
-            }
-    return results
+        for round_no in range(1, args.gateway_rounds + 1):
+            shift = (round_no - 1) % len(setups)
+            for label, count, rate in setups[shift:] + setups[:shift]:
+                windows.append(await gateway_window(args, side, label=label, count=count, rate=rate,
+                                                    round_no=round_no, client=client))  # fmt: skip
+    return {"windows": windows, "idle_share": idle, "setups": setups}
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -424,7 +516,7 @@ async def run(args: argparse.Namespace) -> None:
     side = GatewaySide(count, scratch)
     replicas: list[tuple[Any, int]] = []
     live: list[dict[int, dict[str, Any]]] = []
-    gateway: dict[int, dict[str, Any]] = {}
+    gateway: dict[str, Any] = {}
     booting: asyncio.Task[PrivateBroker] | None = None
     try:
         async with serving(jwks_app()) as auth_url, serving(side.keys_app) as gateway_auth_url:
@@ -462,58 +554,117 @@ async def run(args: argparse.Namespace) -> None:
     report(args, live, gateway)
 
 
-def report(args: argparse.Namespace, live: list[dict[int, dict[str, Any]]],
-           gateway: dict[int, dict[str, Any]]) -> None:  # fmt: skip
+def report(args: argparse.Namespace, live: list[dict[int, dict[str, Any]]], gateway: dict[str, Any]) -> None:
     figures: dict[str, Any] = {"machine": machine(), "replicas": args.replicas}
     print(f"\nscale-out cost - {machine()}")
     if live:
         report_live(args, live, figures)
     if gateway:
-        rows = []
-        gcost: dict[int, float] = {}
-        gp99: dict[int, float] = {}
-        for count, result in gateway.items():
-            total = sum(result["cpu_s"].values())
-            gcost[count] = total / max(1, result["delivered"])
-            lat = summary(result["latencies"])
-            rows.append([
-                count, f"{result['delivered']}/{result['sent']}", result["failed"], *spread_cells(lat, digits=2),
-                "; ".join(f"{name} {value:.1f}" for name, value in result["cpu_s"].items()),
-                f"{gcost[count] * 1e6:.0f}", f"{1 / gcost[count]:,.0f}",
-            ])  # fmt: skip
-            figures[f"gateway_{count}_cpu_us_per_request"] = round(gcost[count] * 1e6, 1)
+        gateway_report(args, gateway, figures)
+    emit(figures)
+
+
+def gateway_report(args: argparse.Namespace, gateway: dict[str, Any], figures: dict[str, Any]) -> None:
+    windows: list[dict[str, Any]] = gateway["windows"]
+
+    def cost_of(window: dict[str, Any]) -> float:
+        return sum(window["cpu_s"].values()) / max(1, window["delivered"])
+
+    def gateways_cost_of(window: dict[str, Any]) -> float:
+        spent = sum(value for name, value in window["cpu_s"].items() if name.startswith("gateway"))
+        return spent / max(1, window["delivered"])
+
+    rows = []
+    for window in windows:
+        lat = summary(window["latencies"])
+        rows.append([
+            window["round"], window["label"], f"{window['delivered']}/{window['sent']}", window["failed"],
+            *spread_cells(lat, ("p50", "p99"), digits=2),
+            "; ".join(f"{name} {value:.2f}" for name, value in window["cpu_s"].items()),
+            f"{cost_of(window) * 1e6:.0f}", f"{gateways_cost_of(window) * 1e6:.0f}", f"{window['load']:.2f}",
+            f"{window['machine_busy']:.0%}",
+        ])  # fmt: skip
+    table(
+        f"Gateway, every window: {args.rate:.0f} requests/s in total for {args.gateway_seconds:.0f} s unless the "
+        f"set-up says otherwise, timed from the scheduled send, {args.new_token_share:.0%} first-seen tokens (ms); "
+        "load = 1-minute load average at the window's end, busy = the whole machine's CPU in the window",
+        ["round", "replicas", "answered/sent", "failed", "n", "p50", "p99", "CPU s by process", "CPU µs/request",
+         "of which gateways", "load", "busy"],
+        rows,
+    )  # fmt: skip
+    # Per set-up: the median window's cost (a window disturbed by other jobs moves it
+    # little), the p99 over every request of the set-up's windows.
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for window in windows:
+        by_label.setdefault(window["label"], []).append(window)
+    gcost: dict[int, float] = {}
+    gp99: dict[int, float] = {}
+    median_cost: dict[str, float] = {}
+    rows = []
+    for label, _count, _rate in gateway["setups"]:
+        costs = [cost_of(window) for window in by_label[label]]
+        median_cost[label] = statistics.median(costs)
+        lat = summary([value for window in by_label[label] for value in window["latencies"]])
+        rows.append([
+            label, len(costs), f"{median_cost[label] * 1e6:.0f}", f"{min(costs) * 1e6:.0f}-{max(costs) * 1e6:.0f}",
+            *spread_cells(lat, digits=2), f"{1 / median_cost[label]:,.0f}",
+        ])  # fmt: skip
+        if label.isdigit():
+            count = int(label)
+            gcost[count], gp99[count] = median_cost[label], lat["p99"]
+            figures[f"gateway_{count}_cpu_us_per_request"] = round(median_cost[label] * 1e6, 1)
             figures[f"gateway_{count}_p99_ms"] = figure(lat["p99"], 2)
             figures[f"gateway_{count}_n"] = int(lat["n"])
-            figures[f"gateway_{count}_requests_per_core_s"] = round(1 / gcost[count])
-            gp99[count] = lat["p99"]
-        table(
-            f"Gateway: {args.rate:.0f} requests/s in total for {args.gateway_seconds:.0f} s, timed from the scheduled "
-            f"send, {args.new_token_share:.0%} first-seen tokens (ms)",
-            ["replicas", "answered/sent", "failed", "n", "p50", "p95", "p99", "CPU s by process",
-             "CPU µs/request (all)", "requests per core-second"],
-            rows,
-        )  # fmt: skip
-        base = min(gcost)
-        for count in gcost:
-            if count != base:
-                figures[f"gateway_cost_ratio_{count}_replicas"] = round(gcost[count] / gcost[base], 3)
-                figures[f"gateway_p99_ratio_{count}_replicas"] = figure(gp99[count] / gp99[base], 3)
-        gmarginal: dict[int, float] = {}
-        for count, result in gateway.items():
-            idle = result["idle_share"]
-            busy = sum(max(0.0, value - idle.get(name, 0.0) * result["wall_s"])
-                       for name, value in result["cpu_s"].items())  # fmt: skip
-            gmarginal[count] = busy / max(1, result["delivered"])
-        shares = next(iter(gateway.values()))["idle_share"]
-        print("idle CPU share of one core (5 s, no load): "
-              + "; ".join(f"{name} {share:.1%}" for name, share in shares.items()))  # fmt: skip
-        print("CPU µs/request without each process's idle share: "
-              + "; ".join(f"{count} replica(s) {value * 1e6:.1f}" for count, value in gmarginal.items()))  # fmt: skip
-        for count in gmarginal:
-            if count != base and gmarginal[base] > 0:
-                figures[f"gateway_marginal_cost_ratio_{count}_replicas"] = round(gmarginal[count] / gmarginal[base], 3)
-        verdict("gateway", gcost, gp99)
-    emit(figures)
+            figures[f"gateway_{count}_requests_per_core_s"] = round(1 / median_cost[label])
+    table(
+        f"Gateway, per set-up over {args.gateway_rounds} round(s): the median window's CPU µs per request "
+        "(all processes), the spread of the windows, and latency over all their requests (ms)",
+        ["replicas", "windows", "CPU µs/request (median)", "min-max", "n", "p50", "p95", "p99",
+         "requests per core-second"],
+        rows,
+    )  # fmt: skip
+    base = min(gcost)
+    for count in gcost:
+        if count == base:
+            continue
+        figures[f"gateway_cost_ratio_{count}_replicas"] = round(gcost[count] / gcost[base], 3)
+        figures[f"gateway_p99_ratio_{count}_replicas"] = figure(gp99[count] / gp99[base], 3)
+        # The ratio within each round: both windows minutes apart at most, under the same
+        # outside load.
+        by_round = {w["round"]: cost_of(w) for w in by_label[str(count)]}
+        ratios = [by_round[w["round"]] / cost_of(w) for w in by_label[str(base)] if w["round"] in by_round]
+        figures[f"gateway_cost_ratio_{count}_replicas_by_round"] = [round(ratio, 3) for ratio in ratios]
+        print(f"cost ratio {count} replicas / {base}, round by round: " + ", ".join(f"{r:.2f}" for r in ratios))
+    most = max(gcost)
+    reference = next((label for label, _, _ in gateway["setups"] if not label.isdigit()), None)
+    if reference is not None and most != base:
+        rate_part = median_cost[reference] / gcost[base]
+        replica_part = gcost[most] / median_cost[reference]
+        figures["gateway_reference_cpu_us_per_request"] = round(median_cost[reference] * 1e6, 1)
+        figures["gateway_per_process_rate_ratio"] = round(rate_part, 3)
+        figures[f"gateway_{most}_replicas_against_reference_ratio"] = round(replica_part, 3)
+        slow = reference.split(" at ")[1]
+        print(f"one replica serving {slow} instead of {args.rate:.0f}/s: {rate_part:.2f}x the CPU "
+              f"per request (a process is dearer per request the less it is loaded); {most} replicas at that rate "
+              f"each: {replica_part:.2f}x that one")  # fmt: skip
+    idle = gateway["idle_share"]
+    print(f"idle CPU share of one core ({args.idle_seconds:.0f} s, no load): "
+          + "; ".join(f"{name} {share:.2%}" for name, share in idle.items()))  # fmt: skip
+    gmarginal: dict[int, float] = {}
+    for count in gcost:
+        busy = []
+        for window in by_label[str(count)]:
+            spent = sum(max(0.0, value - idle.get(name, 0.0) * window["wall_s"])
+                        for name, value in window["cpu_s"].items())  # fmt: skip
+            busy.append(spent / max(1, window["delivered"]))
+        gmarginal[count] = statistics.median(busy)
+    print("CPU µs/request without each process's idle share (median window): "
+          + "; ".join(f"{count} replica(s) {value * 1e6:.1f}" for count, value in gmarginal.items()))  # fmt: skip
+    for count in gmarginal:
+        if count != base and gmarginal[base] > 0:
+            figures[f"gateway_marginal_cost_ratio_{count}_replicas"] = round(gmarginal[count] / gmarginal[base], 3)
+    figures["gateway_rounds"] = args.gateway_rounds
+    verdict("gateway", gcost, gp99)
 
 
 def report_live(args: argparse.Namespace, live: list[dict[int, dict[str, Any]]], figures: dict[str, Any]) -> None:
@@ -623,6 +774,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="gateway requests/s in total")
     parser.add_argument("--gateway-seconds", type=float, default=8.0)
     parser.add_argument("--new-token-share", type=float, default=0.1)
+    parser.add_argument(
+        "--gateway-rounds", type=int, default=3, help="gateway: every set-up once a round, order rotated"
+    )
+    parser.add_argument("--no-reference", dest="reference", action="store_false",
+                        help="gateway: skip the one replica at the per-replica rate")  # fmt: skip
+    parser.add_argument("--idle-seconds", type=float, default=10.0, help="gateway: idle share window")
     parser.add_argument("--fanout-window", type=float, default=None,
                         help="replicas' batch window across RabbitMQ, s (default: the setting's)")  # fmt: skip
     parser.add_argument("--skip-live", action="store_true")

@@ -29,12 +29,54 @@ ListenerGroup = Callable[[], Sequence[Listener]]
 IDLE_CONNECTION_KEEP_S = 65
 
 
+# How often a server refreshes its Date header. uvicorn's own loop wakes every 0.1 s to
+# refresh it once a second and to poll for exit; a wake of an idle process costs ~0.25 ms
+# of CPU on these machines (its caches gone cold), so an idle gateway used 0.26 % of a
+# core, paid again by every replica; waking once a second, 0.07 %. Exit is signalled
+# instead of polled, so stopping is no slower.
+DATE_REFRESH_S = 1.0
+
+
 class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signals to the launcher (several share one loop)."""
+    """A uvicorn server that leaves signals to the launcher (several share one loop) and
+    wakes once a second when idle, not ten times."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self._exit_requested = False
+        self._wake: asyncio.Future[None] | None = None
+        super().__init__(config)
+
+    @property
+    def should_exit(self) -> bool:
+        return self._exit_requested
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._exit_requested = value
+        if value and self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def main_loop(self) -> None:
+        # on_tick(0) is uvicorn's once-a-second round: the Date header, then the exit and
+        # request-limit checks. One timer and one future a round: the idle wake is short.
+        loop = asyncio.get_running_loop()
+        while not await self.on_tick(0):
+            self._wake = wake = loop.create_future()
+            timer = loop.call_later(DATE_REFRESH_S, _resolve, wake)
+            try:
+                await wake
+            finally:
+                timer.cancel()
+                self._wake = None
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 async def serve_all(host: str, groups: Sequence[ListenerGroup], *, ready_message: str) -> int:

@@ -1,14 +1,18 @@
 """Services keep idle connections open longer than the gateway's pool does: a pooled
-connection the service had quietly closed made the gateway answer 502 to a POST."""
+connection the service had quietly closed made the gateway answer 502 to a POST. An idle
+server wakes once a second, yet dates its answers and stops at once."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
+import httpx
+import uvicorn
 from fastapi import FastAPI
 
-from smartgym.serving import IDLE_CONNECTION_KEEP_S, serve_all
+from smartgym.serving import DATE_REFRESH_S, IDLE_CONNECTION_KEEP_S, _EmbeddedServer, serve_all
 from tests.support.apps import free_port
 
 GATEWAY_POOL_KEEP_S = 30  # gateway/proxy.py's aiohttp keepalive_timeout
@@ -51,3 +55,32 @@ async def test_an_idle_connection_is_still_open_after_uvicorns_default_keep_aliv
         server.cancel()
         with contextlib.suppress(BaseException):
             await server
+
+
+async def test_a_server_waking_once_a_second_still_dates_its_answers_and_stops_at_once() -> None:
+    app = FastAPI()
+
+    @app.get("/ping")
+    async def ping() -> dict[str, bool]:
+        return {"ok": True}
+
+    port = free_port()
+    server = _EmbeddedServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        async with httpx.AsyncClient() as client:
+            first = (await client.get(f"http://127.0.0.1:{port}/ping")).headers["date"]
+            await asyncio.sleep(DATE_REFRESH_S + 1.1)  # the header has a resolution of one second
+            later = (await client.get(f"http://127.0.0.1:{port}/ping")).headers["date"]
+        assert later != first
+        started = time.monotonic()
+        server.should_exit = True
+        await asyncio.wait_for(task, 5)
+        # Exit is signalled, not polled: no waiting for the next round.
+        assert time.monotonic() - started < DATE_REFRESH_S / 2
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, 5)
