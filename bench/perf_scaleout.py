@@ -39,9 +39,10 @@ replica count. Each process's idle CPU share is measured before the runs, and th
 is also printed without it (what carrying the messages costs, apart from what an extra
 process costs by existing).
 
-To stay near two minutes, every process is started once, at the same time as the
-broker node boots: three running replicas and three gateways; the set-up with k replicas
-uses the first k (the others idle, their CPU not counted: a few timers).
+Each path takes about two minutes (`--skip-gateway` or `--skip-live` runs one; both, about
+four): every process is started once, at the same time as the broker node boots: three
+running replicas and three gateways; the set-up with k replicas uses the first k (the
+others idle, their CPU not counted: a few timers).
 
     python bench/perf_scaleout.py [--replicas 1,2,3] [--runners 500] [--per-run 5] [--seconds 6] [--live-rounds 2]
         [--rate 200] [--gateway-seconds 8] [--gateway-rounds 3] [--no-reference] [--fanout-window 0.1]
