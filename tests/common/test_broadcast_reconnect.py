@@ -4,8 +4,6 @@ the process can re-read what it missed while cut off."""
 
 from __future__ import annotations
 
-import urllib.parse
-
 import pytest
 
 from common.events.envelope import OutgoingMessage
@@ -19,10 +17,7 @@ pytestmark = pytest.mark.usefixtures("broker_cleanup")
 
 
 async def test_broadcast_comes_back_after_a_cut_connection(rabbitmq_url, namespace):
-    target = urllib.parse.urlsplit(rabbitmq_url)
-    proxy = FaultProxy(target_port=target.port or 5672, target_host=target.hostname or "127.0.0.1")
-    await proxy.start()
-    through_proxy = target._replace(netloc=f"{target.username}:{target.password}@127.0.0.1:{proxy.port}").geturl()
+    proxy, through_proxy = await FaultProxy.in_front_of(rabbitmq_url)
     follower = RabbitMQBus(
         f"{through_proxy}?reconnect_interval=0.2", catalog=CATALOG, metrics=Metrics(), namespace=namespace
     )

@@ -4,7 +4,6 @@ connection declares the replica's queue again and its batch consumer is added ag
 
 from __future__ import annotations
 
-import urllib.parse
 from collections.abc import Callable
 
 import aio_pika
@@ -18,10 +17,7 @@ pytestmark = pytest.mark.usefixtures("broker_cleanup")
 
 
 async def test_batches_arrive_again_after_a_cut_connection(rabbitmq_url, namespace):
-    target = urllib.parse.urlsplit(rabbitmq_url)
-    proxy = FaultProxy(target_port=target.port or 5672, target_host=target.hostname or "127.0.0.1")
-    await proxy.start()
-    through_proxy = target._replace(netloc=f"{target.username}:{target.password}@127.0.0.1:{proxy.port}").geturl()
+    proxy, through_proxy = await FaultProxy.in_front_of(rabbitmq_url)
     seen: list[str] = []
     follower = TopicFanout(f"{through_proxy}?reconnect_interval=0.2", exchange=f"{namespace}.live", replica="b",
                            on_message=lambda topic, message: seen.append(message))  # fmt: skip

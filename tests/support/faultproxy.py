@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import urllib.parse
 
 
 class FaultProxy:
@@ -26,6 +27,16 @@ class FaultProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
         self.connections_accepted = 0
+
+    @classmethod
+    async def in_front_of(cls, url: str) -> tuple[FaultProxy, str]:
+        """A started proxy in front of the server ``url`` names, and ``url`` through it
+        (credentials and path kept)."""
+        target = urllib.parse.urlsplit(url)
+        proxy = cls(target_port=target.port or 5672, target_host=target.hostname or "127.0.0.1")
+        await proxy.start()
+        through = target._replace(netloc=f"{target.username}:{target.password}@127.0.0.1:{proxy.port}").geturl()
+        return proxy, through
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
