@@ -19,6 +19,22 @@ pytestmark = pytest.mark.usefixtures("broker_cleanup")
 WINDOW_S = 1.0
 
 
+async def hellos_until(publisher: TopicFanout, topic: str, *, heard: Callable[[], bool]) -> None:
+    """Publish hellos on ``topic`` until ``heard`` holds: start() does not wait for the
+    replicas to hear of each other."""
+    sent = 0
+
+    def check() -> bool:
+        nonlocal sent
+        if heard():
+            return True
+        sent += 1
+        publisher.publish(topic, f"hello {sent}")
+        return False
+
+    await eventually(check)
+
+
 async def test_batches_leave_at_once_when_full_and_after_the_window_when_small(rabbitmq_url, namespace):
     arrivals: dict[str, float] = {}
 
@@ -32,18 +48,7 @@ async def test_batches_leave_at_once_when_full_and_after_the_window_when_small(r
     await follower.start()
     try:
         await follower.interested("run.1")
-        sent = 0
-
-        def heard() -> bool:
-            # start() does not wait for the replicas to hear of each other
-            nonlocal sent
-            if arrivals:
-                return True
-            sent += 1
-            publisher.publish("run.1", f"hello {sent}")
-            return False
-
-        await eventually(heard)
+        await hellos_until(publisher, "run.1", heard=lambda: bool(arrivals))
         await asyncio.sleep(WINDOW_S + 0.3)  # a quiet spell
 
         published = time.monotonic()
@@ -98,17 +103,7 @@ async def test_replicas_that_follow_the_same_topics_get_one_batch_each_exactly_o
         for follower in followers:
             await follower.interested("run.1")
         await followers[1].interested("run.2")  # only c follows run.2
-        sent = 0
-
-        def both_heard() -> bool:
-            nonlocal sent
-            if all(seen.values()):
-                return True
-            sent += 1
-            publisher.publish("run.1", f"hello {sent}")
-            return False
-
-        await eventually(both_heard)
+        await hellos_until(publisher, "run.1", heard=lambda: all(seen.values()))
         await asyncio.sleep(0.3)  # the last hellos have left
         channel = await publisher._channel.get_underlay_channel()
         original = channel.basic_publish
