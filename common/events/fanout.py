@@ -44,7 +44,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Any, cast
 
 import aio_pika
 import aiormq
@@ -62,6 +62,12 @@ ACK = ""
 #: Messages held for one replica while the broker cannot take them; older ones are
 #: dropped beyond this (positions are transient, the stored track is the record).
 MAX_BUFFERED = 100_000
+
+
+def _batch_properties(sender: str, *, bcc: list[str] | None = None) -> aiormq.spec.Basic.Properties:
+    """Transient, from ``sender``; ``bcc``: the other replicas' queues the batch also goes to."""
+    headers: dict[str, Any] | None = {"BCC": bcc} if bcc else None
+    return aiormq.spec.Basic.Properties(app_id=sender, delivery_mode=1, message_id=sender, headers=headers)
 
 
 class TopicFanout:
@@ -97,7 +103,7 @@ class TopicFanout:
         self._flusher: asyncio.Task[None] | None = None
         # Every batch carries the same properties; a message id set here spares the
         # client a random one per batch (nothing reads it).
-        self._properties = aiormq.spec.Basic.Properties(app_id=replica, delivery_mode=1, message_id=replica)
+        self._properties = _batch_properties(replica)
         self.dropped = 0
 
     def _queue_of(self, replica: str) -> str:
@@ -182,18 +188,19 @@ class TopicFanout:
         # reaches them all (RabbitMQ's sender-selected distribution, the BCC header), so
         # the sender and the broker take in one message instead of one per replica.
         alike: dict[tuple[tuple[str, str], ...], list[str]] = {}
-        for replica, entries in outbox.items():
-            alike.setdefault(tuple(entries), []).append(replica)
+        if len(outbox) == 1:  # one follower replica, the common case: nothing to compare
+            [(replica, entries)] = outbox.items()
+            alike[tuple(entries)] = [replica]
+        else:
+            for replica, entries in outbox.items():
+                alike.setdefault(tuple(entries), []).append(replica)
         for batch, replicas in alike.items():
             first, *others = replicas
-            properties = self._properties
-            if others:
-                properties = aiormq.spec.Basic.Properties(
-                    app_id=self._replica,
-                    delivery_mode=1,
-                    message_id=self._replica,
-                    headers={"BCC": [self._queue_of(replica) for replica in others]},
-                )
+            properties = (
+                _batch_properties(self._replica, bcc=[self._queue_of(replica) for replica in others])
+                if others
+                else self._properties
+            )
             try:
                 await channel.basic_publish(
                     json.dumps(batch, separators=(",", ":")).encode(),
