@@ -84,3 +84,28 @@ async def test_a_server_waking_once_a_second_still_dates_its_answers_and_stops_a
         server.should_exit = True
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(task, 5)
+
+
+class _CountingServer(_EmbeddedServer):
+    rounds = 0
+
+    async def on_tick(self, counter: int) -> bool:
+        self.rounds += 1
+        return await super().on_tick(counter)
+
+
+async def test_an_idle_server_runs_about_one_round_a_second() -> None:
+    server = _CountingServer(uvicorn.Config(FastAPI(), host="127.0.0.1", port=free_port(), log_config=None,
+                                            lifespan="off"))  # fmt: skip
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        before = server.rounds
+        await asyncio.sleep(3 * DATE_REFRESH_S)
+        # uvicorn's own loop runs ten rounds a second: about 30 here.
+        assert server.rounds - before <= 5, server.rounds - before
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, 5)
