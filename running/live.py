@@ -56,7 +56,7 @@ from running.live_groups import (
     validation_reason,
 )
 from running.live_nearby import LiveNearby
-from running.live_points import LivePoints, control
+from running.live_points import ActiveRuns, LivePoints, control
 from running.live_races import LiveRaces
 from running.outings import OutingService
 from running.privacy import hides
@@ -108,7 +108,7 @@ class LiveServer:
         self._principals: dict[uuid.UUID, Principal] = {}
         self._groups: dict[str, ConnectionGroup] = {}
         self.races = LiveRaces(hub=hub, runs=runs, races=races)
-        self.active: dict[uuid.UUID, LiveRun] = {}
+        self.active = ActiveRuns()
         self._runner_sockets: dict[uuid.UUID, ServerConnection] = {}
         self.nearby = LiveNearby(hub=hub)
         self.points = LivePoints(hub=hub, races=self.races, nearby=self.nearby)
@@ -200,7 +200,7 @@ class LiveServer:
         user = self._user(session)
         connection = session.connection
         live = await self._open_run(user, session.query)
-        self.active[live.run_id] = live
+        self.active.add(live)
         self._runner_sockets[live.run_id] = connection
         board = await self.races.join(live, connection)
         await connection.send(
@@ -237,12 +237,12 @@ class LiveServer:
                 await self._runs.save_points(runs=[held])
             live = await self._runs.resume_run(user=user, run_id=resumed)
             if previous is not None:
-                self.active.pop(live.run_id, None)
+                self.active.pop(live.run_id)
                 await previous.close(1000, "resumed on another connection")
             return live
         # One live run per member: what this replica holds of an older one is saved
         # first, then the start ends it (running.runs.RunService.start_run).
-        await self._runs.save_points(runs=[run for run in self.active.values() if run.user_id == user])
+        await self._runs.save_points(runs=self.active.of_member(user))
         live, ended = await self._runs.start_run(
             user=user,
             race_id=_uuid(race_id) if race_id else None,
@@ -316,7 +316,7 @@ class LiveServer:
             with contextlib.suppress(Exception):
                 await self.nearby.gone(live)
         if self._runner_sockets.get(live.run_id) is connection:
-            self.active.pop(live.run_id, None)
+            self.active.pop(live.run_id)
             self._runner_sockets.pop(live.run_id, None)
         if board is not None:
             await self.races.leave(board, connection)
@@ -447,7 +447,7 @@ class LiveServer:
         # Runs ended elsewhere (a new start on another replica, the janitor) lose their socket.
         for run_id in await self._runs.not_live(run_ids=list(self.active)):
             connection = self._runner_sockets.pop(run_id, None)
-            self.active.pop(run_id, None)
+            self.active.pop(run_id)
             if connection is not None:
                 await connection.close(1000, "run ended")
 
@@ -459,7 +459,7 @@ class LiveServer:
     async def _ended(self, run_id: uuid.UUID, reason: str) -> None:
         """A run was finished without its runner's finish: tell its watchers, drop its socket."""
         await self._hub.publish(f"run.{run_id}", dumps({"type": "finished", "run_id": str(run_id), "reason": reason}))
-        self.active.pop(run_id, None)
+        self.active.pop(run_id)
         connection = self._runner_sockets.pop(run_id, None)
         if connection is not None:
             await connection.close(1000, reason)

@@ -1,11 +1,13 @@
 """A runner's points and buttons on the live socket: each point checked and added to the
 track, its position published to the run's watchers (hidden inside the runner's privacy
 zones) and passed on to the race and to runners nearby; the pause, resume and lap
-buttons marked on the track."""
+buttons marked on the track; and the runs streaming to this replica."""
 
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,6 +19,42 @@ from running.live_races import LiveRaces
 from running.privacy import hides
 from running.runs import LiveRun
 from running.track import Accepted, parse_point
+
+
+class ActiveRuns(Mapping[uuid.UUID, LiveRun]):
+    """The runs streaming to this replica, by run id, and which member's each is: a start
+    looks up the member's runs without a scan of every run here (thousands stream to one
+    replica, and a thousand may start at a race's gun)."""
+
+    def __init__(self) -> None:
+        self._runs: dict[uuid.UUID, LiveRun] = {}
+        self._by_member: dict[uuid.UUID, dict[uuid.UUID, LiveRun]] = {}
+
+    def __getitem__(self, run_id: uuid.UUID) -> LiveRun:
+        return self._runs[run_id]
+
+    def __iter__(self) -> Iterator[uuid.UUID]:
+        return iter(self._runs)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def add(self, live: LiveRun) -> None:
+        self.pop(live.run_id)
+        self._runs[live.run_id] = live
+        self._by_member.setdefault(live.user_id, {})[live.run_id] = live
+
+    def pop(self, run_id: uuid.UUID) -> LiveRun | None:
+        live = self._runs.pop(run_id, None)
+        if live is not None:
+            of_member = self._by_member[live.user_id]
+            del of_member[run_id]
+            if not of_member:
+                del self._by_member[live.user_id]
+        return live
+
+    def of_member(self, user: uuid.UUID) -> list[LiveRun]:
+        return list(self._by_member.get(user, {}).values())
 
 
 class LivePoints:
