@@ -19,8 +19,9 @@ processes; the load generators run in processes of their own and are not counted
 - **Gateway**: k gateway processes in front of one upstream, the same total request rate
   split over k load generators (one per gateway), a token pool with 10 % first-seen tokens
   (each replica has its own verification cache: scale-out pays more misses). Rate limits
-  are per process (memory://); with limits shared through Redis every request would add
-  Redis round trips, not measured here. Every set-up runs once a round for ``--gateway-rounds``
+  are per process (memory://), or with ``--limits redis`` shared by the replicas through
+  a private Redis server started for the run, whose CPU is counted (what replicas in
+  production share; ADR 0057). Every set-up runs once a round for ``--gateway-rounds``
   rounds, the order rotated each round (other jobs on the machine come and go: a drift
   must not land on the last set-up only); each window is printed, and a set-up's cost is
   its median window's. The regular tokens are new in every window, so every window starts
@@ -45,7 +46,8 @@ running replicas and three gateways; the set-up with k replicas uses the first k
 others idle, their CPU not counted: a few timers).
 
     python bench/perf_scaleout.py [--replicas 1,2,3] [--runners 500] [--per-run 5] [--seconds 6] [--live-rounds 2]
-        [--rate 200] [--gateway-seconds 8] [--gateway-rounds 3] [--no-reference] [--fanout-window 0.1]
+        [--rate 200] [--gateway-seconds 8] [--gateway-rounds 3] [--no-reference] [--limits memory|redis]
+        [--fanout-window 0.1]
 """
 
 from __future__ import annotations
@@ -336,7 +338,7 @@ def load_process(url: str, rate: float, seconds: float, offset: int, token_list:
 class GatewaySide:
     """An upstream, its keys and ``count`` gateways in front of it, started together."""
 
-    def __init__(self, count: int, scratch: Path) -> None:
+    def __init__(self, count: int, scratch: Path, *, limits: str = "memory") -> None:
         from fastapi import FastAPI
 
         from common.security import SigningKey, TokenIssuer, jwks_document
@@ -358,11 +360,20 @@ class GatewaySide:
         self.scratch = scratch
         self.upstream_port = free_port()
         self.upstream: Any = None
+        self.limits = limits
+        self.redis: Any = None
+        self.redis_port = free_port()
         self.gateways: list[tuple[Any, int, Path]] = []
 
     def start(self, auth_url: str) -> None:
         self.upstream = subprocess.Popen([sys.executable, "bench/_upstream.py", str(self.upstream_port)], cwd=ROOT,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        storage = "memory://"
+        if self.limits == "redis":
+            self.redis = subprocess.Popen(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                                           "--save", "", "--appendonly", "no"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            storage = f"redis://127.0.0.1:{self.redis_port}/0"
         routes = [{"prefix": "/api/svc", "service": "svc", "upstreams": [f"http://127.0.0.1:{self.upstream_port}"],
                    "rate_limit": "1000000/second"}]  # fmt: skip
         for n in range(self.count):
@@ -371,6 +382,7 @@ class GatewaySide:
                 SMARTGYM_GATEWAY_ROUTES=json.dumps(routes),
                 SMARTGYM_AUTH_URL=auth_url,
                 SMARTGYM_GATEWAY_IP_RATE_LIMIT="1000000/second",
+                SMARTGYM_GATEWAY_RATE_LIMIT_STORAGE=storage,
                 SMARTGYM_LOG_LEVEL="WARNING",
                 SMARTGYM_DATA_DIR=str(self.scratch),
             )
@@ -396,9 +408,17 @@ class GatewaySide:
     def stop(self) -> None:
         for process, _, _ in self.gateways:
             stop_quietly(process)
-        if self.upstream is not None:
-            self.upstream.terminate()
-            self.upstream.wait(30)
+        for helper in (self.upstream, self.redis):
+            if helper is not None:
+                helper.terminate()
+                helper.wait(30)
+
+    def helper_pids(self) -> dict[str, int]:
+        """The processes every set-up shares: the upstream, and Redis when limits are shared."""
+        pids = {"upstream": self.upstream.pid}
+        if self.redis is not None:
+            pids["redis"] = self.redis.pid
+        return pids
 
 
 def gateway_setups(args: argparse.Namespace) -> list[tuple[str, int, float]]:
@@ -445,7 +465,7 @@ async def gateway_window(args: argparse.Namespace, side: GatewaySide, *, label: 
         loader.start()
         loaders.append((loader, pipe))
     pids = {f"gateway g{n + 1}": process.pid for n, (process, _, _) in enumerate(gateways)}
-    pids["upstream"] = side.upstream.pid
+    pids.update(side.helper_pids())
     progress(f"gateway, round {round_no}: {rate:.0f}/s over {count} replica(s)")
     before = {name: cpu_readings(pid) for name, pid in pids.items()}
     busy_before = machine_ticks()
@@ -492,7 +512,7 @@ async def gateway_runs(args: argparse.Namespace, side: GatewaySide) -> dict[str,
     """Every set-up once a round, in an order rotated each round: a drift in the machine's
     load (other jobs start and stop) falls on every set-up alike instead of on the last."""
     idle_pids = {f"gateway g{n + 1}": process.pid for n, (process, _, _) in enumerate(side.gateways)}
-    idle_pids["upstream"] = side.upstream.pid
+    idle_pids.update(side.helper_pids())
     idle = await idle_cpu_shares(idle_pids, seconds=args.idle_seconds)
     setups = gateway_setups(args)
     windows = []
@@ -514,7 +534,7 @@ async def run(args: argparse.Namespace) -> None:
     databases = PostgresDatabases(PG_ADMIN_URL)
     count = max(args.replicas)
     broker = PrivateBroker()
-    side = GatewaySide(count, scratch)
+    side = GatewaySide(count, scratch, limits=args.limits)
     replicas: list[tuple[Any, int]] = []
     live: list[dict[int, dict[str, Any]]] = []
     gateway: dict[str, Any] = {}
@@ -586,7 +606,8 @@ def gateway_report(args: argparse.Namespace, gateway: dict[str, Any], figures: d
             f"{window['machine_busy']:.0%}",
         ])  # fmt: skip
     table(
-        f"Gateway, every window: {args.rate:.0f} requests/s in total for {args.gateway_seconds:.0f} s unless the "
+        f"Gateway ({args.limits} rate limits), every window: {args.rate:.0f} requests/s in total for "
+        f"{args.gateway_seconds:.0f} s unless the "
         f"set-up says otherwise, timed from the scheduled send, {args.new_token_share:.0%} first-seen tokens (ms); "
         "load = 1-minute load average at the window's end, busy = the whole machine's CPU in the window",
         ["round", "replicas", "answered/sent", "failed", "n", "p50", "p99", "CPU s by process", "CPU µs/request",
@@ -665,6 +686,9 @@ def gateway_report(args: argparse.Namespace, gateway: dict[str, Any], figures: d
         if count != base and gmarginal[base] > 0:
             figures[f"gateway_marginal_cost_ratio_{count}_replicas"] = round(gmarginal[count] / gmarginal[base], 3)
     figures["gateway_rounds"] = args.gateway_rounds
+    figures["gateway_rate_limits"] = args.limits
+    if args.limits == "redis" and f"gateway_cost_ratio_{most}_replicas" in figures:
+        figures[f"gateway_cost_ratio_{most}_replicas_shared_limits"] = figures[f"gateway_cost_ratio_{most}_replicas"]
     verdict("gateway", gcost, gp99)
 
 
@@ -781,6 +805,8 @@ def main() -> None:
     parser.add_argument("--no-reference", dest="reference", action="store_false",
                         help="gateway: skip the one replica at the per-replica rate")  # fmt: skip
     parser.add_argument("--idle-seconds", type=float, default=10.0, help="gateway: idle share window")
+    parser.add_argument("--limits", choices=("memory", "redis"), default="memory",
+                        help="gateway: rate limits per process, or shared by the replicas through Redis")  # fmt: skip
     parser.add_argument("--fanout-window", type=float, default=None,
                         help="replicas' batch window across RabbitMQ, s (default: the setting's)")  # fmt: skip
     parser.add_argument("--skip-live", action="store_true")

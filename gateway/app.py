@@ -6,7 +6,7 @@ import logging
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
 from common.api import create_service_app
 from common.kernel import build_kernel
@@ -48,12 +48,23 @@ def create_app(
 ) -> FastAPI:
     kernel = build_kernel(SERVICE, settings, metadata=None, metrics=metrics, keys=keys)
     upstreams = Upstreams(settings.gateway_routes, settings, kernel.metrics, resolver=resolver)
+    sync_failures = Counter(
+        "smartgym_gateway_rate_limit_sync_failures_total",
+        "Exchanges with Redis of shared rate limits that failed (each replica limits on its own meanwhile).",
+        registry=kernel.metrics.registry,
+    )
+    limits = RateLimits(
+        settings.gateway_rate_limit_storage,
+        per_address=settings.gateway_ip_rate_limit,
+        sync_s=settings.gateway_rate_limit_sync_s,
+        on_sync_failure=sync_failures.inc,
+    )
     app = create_service_app(
         kernel,
         title="SmartGym gateway",
         routers=[router, screen_routes],
         on_start=[upstreams.start],
-        on_stop=[upstreams.aclose],
+        on_stop=[upstreams.aclose, limits.aclose],
     )
     if settings.gateway_cors_origins:
         app.add_middleware(
@@ -69,7 +80,7 @@ def create_app(
         kernel=kernel,
         table=RouteTable(settings.gateway_routes),
         upstreams=upstreams,
-        limits=RateLimits(settings.gateway_rate_limit_storage, per_address=settings.gateway_ip_rate_limit),
+        limits=limits,
         upstream_seconds=Histogram(
             "smartgym_gateway_upstream_seconds",
             "Time to the upstream's response headers, by route and status.",

@@ -112,10 +112,23 @@ class GatewaySettings(PlatformSettings):
             "The route table as JSON (see RouteConfig below); empty: the built-in table over the *_URL settings."
         ),
     )
-    # memory:// (one gateway) or async+redis://host:6379 (limits shared by replicas).
+    # memory:// (one gateway) or redis://host:6379 (limits shared by replicas, ADR 0057).
     gateway_rate_limit_storage: str = Field(
         default="memory://",
-        description="memory:// (one gateway) or async+redis://host:6379 (limits shared by replicas).",
+        description=(
+            "memory:// (one gateway) or redis://[:password@]host:6379[/db] (rediss:// with TLS): limits shared "
+            "by every replica."
+        ),
+    )
+    # Shared limits: how often a replica sends its hits to Redis and reads the others'.
+    gateway_rate_limit_sync_s: float = Field(
+        default=0.1,
+        gt=0,
+        le=5,
+        description=(
+            "Shared limits: seconds between a replica's exchanges with Redis; another replica's hits count "
+            "here from the next one."
+        ),
     )
     # Every client address, whatever the route: a floor against floods.
     gateway_ip_rate_limit: str = Field(
@@ -178,6 +191,14 @@ class GatewaySettings(PlatformSettings):
     def _tile_template(cls, value: str) -> str:
         if value and (not re.match(r"^https?://[^/\s]+/", value) or not all(f"{{{k}}}" in value for k in "zxy")):
             raise ValueError("a tile URL is http(s)://host/... with {z}, {x} and {y}")
+        return value
+
+    @field_validator("gateway_rate_limit_storage")
+    @classmethod
+    def _known_storage(cls, value: str) -> str:
+        # "async+" is how the `limits` library spelled these; it means the same here.
+        if not re.match(r"^(memory://$|rediss?://[^/\s]+)", value.removeprefix("async+")):
+            raise ValueError("rate-limit storage is memory:// or redis://host:port[/db] (rediss:// with TLS)")
         return value
 
     @model_validator(mode="after")

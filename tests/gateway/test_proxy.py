@@ -129,16 +129,41 @@ async def test_limits_are_shared_by_replicas_through_redis():
     from tests.support.infra import require
 
     require("Redis", "redis://127.0.0.1:6379", 6379)
+    sync_s = 0.05
     async with serving(instance_app("a")) as url:
         settings = settings_for(url, rate_limit="4/minute").model_copy(
-            update={"gateway_rate_limit_storage": "redis://127.0.0.1:6379"}
+            update={"gateway_rate_limit_storage": "redis://127.0.0.1:6379", "gateway_rate_limit_sync_s": sync_s}
         )
         member = bearer(f"shared-{uuid.uuid4().hex[:6]}")
         async with asgi_client(create_app(settings)) as first, asgi_client(create_app(settings)) as second:
             statuses = []
             for gateway in (first, second, first, second, first, second):
                 statuses.append((await gateway.get("/api/svc/who", headers=member)).status_code)
+                # Each replica sends its hits and reads the other's at its next sync.
+                await asyncio.sleep(4 * sync_s)
             assert statuses == [200, 200, 200, 200, 429, 429]
+
+
+async def test_with_redis_out_of_reach_requests_are_still_limited_and_served():
+    dead_port = free_port()
+    async with serving(instance_app("a")) as url:
+        settings = settings_for(url, rate_limit="3/minute").model_copy(
+            update={"gateway_rate_limit_storage": f"redis://127.0.0.1:{dead_port}", "gateway_rate_limit_sync_s": 0.05}
+        )
+        member = bearer(f"alone-{uuid.uuid4().hex[:6]}")
+        async with asgi_client(create_app(settings)) as gateway:
+            statuses = []
+            for _ in range(4):
+                statuses.append((await gateway.get("/api/svc/who", headers=member)).status_code)
+                await asyncio.sleep(0.1)  # syncs fail meanwhile
+            assert statuses == [200, 200, 200, 429]  # this replica's own count still limits
+            metrics = (await gateway.get("/metrics")).text
+            failures = next(
+                line
+                for line in metrics.splitlines()
+                if line.startswith("smartgym_gateway_rate_limit_sync_failures_total")
+            )
+            assert float(failures.split()[-1]) >= 1
 
 
 async def test_cors_admits_the_consoles_and_nobody_else():

@@ -1,0 +1,132 @@
+"""Rate limits shared by gateway replicas through a real Redis: counted in each replica,
+exchanged by a sync, and kept working (each replica on its own) while Redis is away."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from limits import parse
+
+from gateway.ratelimit import SharedWindows
+from tests.support.faultproxy import FaultProxy
+from tests.support.infra import require
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+NEVER_BY_ITSELF = 3600.0  # the tests call sync() themselves
+
+
+@pytest.fixture
+async def replicas() -> AsyncIterator[tuple[SharedWindows, SharedWindows]]:
+    require("Redis", REDIS_URL, 6379)
+    prefix = f"test:ratelimit:{uuid.uuid4().hex[:8]}:"
+    first = SharedWindows(REDIS_URL, sync_s=NEVER_BY_ITSELF, prefix=prefix)
+    second = SharedWindows(REDIS_URL, sync_s=NEVER_BY_ITSELF, prefix=prefix)
+    yield first, second
+    await first.aclose()
+    await second.aclose()
+
+
+async def test_two_replicas_share_a_callers_limit_from_the_next_sync(replicas):
+    first, second = replicas
+    item = parse("6/minute")
+    now = 60_000.0 * 60 + 1.0
+    assert [first.hit(item, "svc", "ann", now=now).allowed for _ in range(4)] == [True] * 4
+    await first.sync(now=now)
+    # New to the second replica: decided on what it knows until its next sync (the
+    # bounded overshoot of ADR 0057).
+    assert second.hit(item, "svc", "ann", now=now).allowed
+    await second.sync(now=now)  # sends its 1 and reads the 5 now in Redis
+    assert [second.hit(item, "svc", "ann", now=now).allowed for _ in range(2)] == [True, False]
+    await second.sync(now=now)
+    await first.sync(now=now)  # reads every caller it holds, hit since or not
+    assert not first.hit(item, "svc", "ann", now=now).allowed
+    assert first.hit(item, "svc", "bob", now=now).allowed  # another caller is unaffected
+
+
+async def test_the_previous_slot_weighs_by_how_much_of_it_is_still_inside_the_window(replicas):
+    first, _ = replicas
+    item = parse("10/minute")
+    start = 60_000.0 * 60
+    assert all(first.hit(item, "svc", "ann", now=start + 30).allowed for _ in range(10))
+    refused = first.hit(item, "svc", "ann", now=start + 31)
+    assert not refused.allowed
+    # 10 in this slot: one more fits once the slot is the previous one and a tenth of it
+    # has left the window, 6 s into the next slot (35 s from now).
+    assert refused.retry_after_s == 35
+    await first.sync(now=start + 31)
+    halfway = start + 90  # half of the previous slot still counts: 5 of its 10
+    assert [first.hit(item, "svc", "ann", now=halfway).allowed for _ in range(6)] == [True] * 5 + [False]
+
+
+async def test_with_redis_away_each_replica_limits_on_its_own_and_loses_no_hits():
+    require("Redis", REDIS_URL, 6379)
+    proxy = FaultProxy(6379)
+    await proxy.start()
+    prefix = f"test:ratelimit:{uuid.uuid4().hex[:8]}:"
+    failures: list[int] = []
+    cut_off = SharedWindows(
+        f"redis://127.0.0.1:{proxy.port}/0",
+        sync_s=NEVER_BY_ITSELF,
+        prefix=prefix,
+        on_sync_failure=lambda: failures.append(1),
+    )
+    other = SharedWindows(REDIS_URL, sync_s=NEVER_BY_ITSELF, prefix=prefix)
+    item = parse("5/minute")
+    now = 60_000.0 * 60 + 1.0
+    try:
+        proxy.refuse(True)
+        assert [cut_off.hit(item, "svc", "ann", now=now).allowed for _ in range(6)] == [True] * 5 + [False]
+        await cut_off.sync(now=now)  # Redis out of reach: no exception, a failure counted
+        assert failures == [1]
+        proxy.refuse(False)
+        await cut_off.sync(now=now)  # the 5 kept hits go now
+        assert failures == [1]
+        other.hit(item, "svc", "ann", now=now)
+        await other.sync(now=now)
+        assert not other.hit(item, "svc", "ann", now=now).allowed
+    finally:
+        await cut_off.aclose()
+        await other.aclose()
+        await proxy.stop()
+
+
+async def test_callers_that_fell_idle_are_forgotten(replicas):
+    first, _ = replicas
+    per_second, per_minute = parse("100/second"), parse("3/minute")
+    now = 60_000.0 * 60
+    for n in range(200):
+        first.hit(per_second, "svc", f"visitor-{n}", now=now)
+    first.hit(per_minute, "svc", "regular", now=now)
+    await first.sync(now=now)
+    assert len(first) == 201
+    await first.sync(now=now + 5)  # two seconds-windows later: the visitors are gone
+    assert len(first) == 1
+    await first.sync(now=now + 200)
+    assert len(first) == 0
+
+
+async def test_a_sync_reads_a_bounded_number_of_idle_callers_in_turn():
+    require("Redis", REDIS_URL, 6379)
+    prefix = f"test:ratelimit:{uuid.uuid4().hex[:8]}:"
+    first = SharedWindows(REDIS_URL, sync_s=NEVER_BY_ITSELF, prefix=prefix, refresh_per_sync=2)
+    second = SharedWindows(REDIS_URL, sync_s=NEVER_BY_ITSELF, prefix=prefix)
+    item = parse("3/minute")
+    now = 60_000.0 * 60 + 1.0
+    callers = [f"caller-{n}" for n in range(5)]
+    try:
+        for caller in callers:
+            first.hit(item, "svc", caller, now=now)
+        await first.sync(now=now)  # every caller just hit: all read, whatever the bound
+        for caller in callers:
+            second.hit(item, "svc", caller, now=now)
+            second.hit(item, "svc", caller, now=now)
+        await second.sync(now=now)  # 3 of each in Redis now
+        await first.sync(now=now)  # nobody hit here since: the two read longest ago
+        assert [first.hit(item, "svc", caller, now=now).allowed for caller in callers[:3]] == [False, False, True]
+        await first.sync(now=now)  # caller-2 (just hit) and the next two in turn
+        assert [first.hit(item, "svc", caller, now=now).allowed for caller in callers[2:]] == [False, False, False]
+    finally:
+        await first.aclose()
+        await second.aclose()
