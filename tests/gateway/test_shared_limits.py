@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from limits import parse
+from pydantic import ValidationError
 
 from gateway.ratelimit import SharedWindows
+from gateway.settings import GatewaySettings
 from tests.support.faultproxy import FaultProxy
 from tests.support.infra import require
 
@@ -130,3 +132,14 @@ async def test_a_sync_reads_a_bounded_number_of_idle_callers_in_turn():
     finally:
         await first.aclose()
         await second.aclose()
+
+
+@pytest.mark.parametrize("url", ["memcached://cache:11211", "redis+cluster://r:6379", "redis://", "memory:// "])
+def test_an_unknown_storage_is_refused_at_start(url):
+    with pytest.raises(ValidationError, match="rate-limit storage"):
+        GatewaySettings(gateway_rate_limit_storage=url)
+
+
+@pytest.mark.parametrize("url", ["memory://", "redis://:secret@redis:6379/0", "async+redis://127.0.0.1:6379"])
+def test_known_storages_are_taken(url):
+    assert GatewaySettings(gateway_rate_limit_storage=url).gateway_rate_limit_storage == url
