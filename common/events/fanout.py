@@ -104,7 +104,8 @@ class TopicFanout:
         # Every batch carries the same properties; a message id set here spares the
         # client a random one per batch (nothing reads it).
         self._properties = _batch_properties(replica)
-        self.dropped = 0
+        self.dropped = 0  # messages dropped because a follower fell behind
+        self.publishes = 0  # AMQP messages sent with batches (one may reach several replicas)
 
     def _queue_of(self, replica: str) -> str:
         return f"{self._prefix}.{replica}"
@@ -209,6 +210,7 @@ class TopicFanout:
                     properties=properties,
                     wait=False,
                 )
+                self.publishes += 1
             except Exception:
                 log.warning("fan-out batch to %s not sent", sorted(replicas), exc_info=True)
 
