@@ -54,8 +54,12 @@ async def test_idle_polls_back_off_and_rows_from_elsewhere_still_leave(tmp_path:
         await eventually(lambda: len(received) == 1, timeout=5)
         assert received[0][1] - written <= 1.0 + 0.5
 
-        # A commit here wakes it at once, however long the idle wait has grown.
+        # A commit here wakes it at once, however long the idle wait has grown. Written
+        # just after an idle poll, so the next poll is a whole second away: an arrival
+        # within 0.3 s can only be the wake's doing.
         await asyncio.sleep(2.0)
+        polls = relay.polls
+        await eventually(lambda: relay.polls > polls, timeout=3, every=0.005)
         async with UnitOfWork(database, TABLES, on_commit=relay.wake) as uow:
             uow.emit(EntryRecorded(seq=2))
         written = time.monotonic()
