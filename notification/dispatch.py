@@ -41,10 +41,9 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import BigInteger, Table, any_, bindparam, delete, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Table, any_, bindparam, delete, select, update
 
-from common.db import Database
+from common.db import BinaryArray, Database
 from common.events.envelope import utc_now
 from common.observability import Metrics
 from notification.fcm import Outcome, Push, SendResult
@@ -66,7 +65,7 @@ ONCE_DATA_KEYS = frozenset({"reset_token"})
 _DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
 _MARK_SENT = (
     update(_DELIVERIES)
-    .where(_DELIVERIES.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger()))))
+    .where(_DELIVERIES.c.id == any_(bindparam("ids", type_=BinaryArray("int8"))))
     .values(
         status="sent",
         sent_at=bindparam("sent_at", type_=_DELIVERIES.c.sent_at.type),
