@@ -3,12 +3,15 @@ exchanged by a sync, and kept working (each replica on its own) while Redis is a
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from limits import parse
 from pydantic import ValidationError
+from redis.asyncio import Redis
 
 from gateway.ratelimit import SharedWindows
 from gateway.settings import GatewaySettings
@@ -109,29 +112,89 @@ async def test_callers_that_fell_idle_are_forgotten(replicas):
     assert len(first) == 0
 
 
-async def test_a_sync_reads_a_bounded_number_of_idle_callers_in_turn():
+async def test_a_sync_reads_a_bounded_number_of_callers_near_their_limit_in_turn():
     require("Redis", REDIS_URL, 6379)
     prefix = f"test:ratelimit:{uuid.uuid4().hex[:8]}:"
     first = SharedWindows(REDIS_URL, sync_s=NEVER_BY_ITSELF, prefix=prefix, refresh_per_sync=2)
     second = SharedWindows(REDIS_URL, sync_s=NEVER_BY_ITSELF, prefix=prefix)
-    item = parse("3/minute")
+    near, far = parse("2/minute"), parse("10/minute")
     now = 60_000.0 * 60 + 1.0
     callers = [f"caller-{n}" for n in range(5)]
     try:
         for caller in callers:
-            first.hit(item, "svc", caller, now=now)
+            first.hit(near, "svc", caller, now=now)  # at half their limit here
+        first.hit(far, "svc", "far", now=now)  # far below its limit here
         await first.sync(now=now)  # every caller just hit: all read, whatever the bound
         for caller in callers:
-            second.hit(item, "svc", caller, now=now)
-            second.hit(item, "svc", caller, now=now)
-        await second.sync(now=now)  # 3 of each in Redis now
-        await first.sync(now=now)  # nobody hit here since: the two read longest ago
-        assert [first.hit(item, "svc", caller, now=now).allowed for caller in callers[:3]] == [False, False, True]
+            second.hit(near, "svc", caller, now=now)
+        for _ in range(9):
+            second.hit(far, "svc", "far", now=now)
+        await second.sync(now=now)  # every caller is at its limit now
+        await first.sync(now=now)  # nobody hit here since: two near their limit are read
+        assert [first.hit(near, "svc", caller, now=now).allowed for caller in callers[:3]] == [False, False, True]
         await first.sync(now=now)  # caller-2 (just hit) and the next two in turn
-        assert [first.hit(item, "svc", caller, now=now).allowed for caller in callers[2:]] == [False, False, False]
+        assert [first.hit(near, "svc", caller, now=now).allowed for caller in callers[2:]] == [False, False, False]
+        # Far below its limit here, "far" was not read: one more gets through (the
+        # documented bound), and none after the sync its hit brings.
+        assert first.hit(far, "svc", "far", now=now).allowed
+        await first.sync(now=now)
+        assert not first.hit(far, "svc", "far", now=now).allowed
     finally:
         await first.aclose()
         await second.aclose()
+
+
+async def test_hits_taken_while_redis_does_not_answer_still_count():
+    require("Redis", REDIS_URL, 6379)
+    proxy = FaultProxy(6379)
+    await proxy.start()
+    windows = SharedWindows(
+        f"redis://127.0.0.1:{proxy.port}/0", sync_s=0.05, prefix=f"test:ratelimit:{uuid.uuid4().hex[:8]}:"
+    )
+    item = parse("5/hour")
+    try:
+        proxy.blackhole(True)  # every sync waits for its answer, then times out
+        admitted = 0
+        for _ in range(40):
+            admitted += windows.hit(item, "svc", "ann").allowed
+            await asyncio.sleep(0.02)
+        assert admitted == 5
+    finally:
+        proxy.blackhole(False)
+        await windows.aclose()
+        await proxy.stop()
+
+
+async def test_a_sync_whose_answer_was_lost_is_not_counted_twice():
+    require("Redis", REDIS_URL, 6379)
+    proxy = FaultProxy(6379)
+    await proxy.start()
+    prefix = f"test:ratelimit:{uuid.uuid4().hex[:8]}:"
+    failures: list[int] = []
+    windows = SharedWindows(
+        f"redis://127.0.0.1:{proxy.port}/0",
+        sync_s=NEVER_BY_ITSELF,
+        prefix=prefix,
+        on_sync_failure=lambda: failures.append(1),
+    )
+    direct = Redis.from_url(REDIS_URL)
+    item = parse("100/hour")
+    now = time.time()
+    try:
+        for _ in range(3):
+            windows.hit(item, "svc", "ann", now=now)
+        proxy.delay_s = 2.5  # Redis runs the script after the client has given up on it
+        await windows.sync(now=now)
+        assert failures == [1]
+        await asyncio.sleep(3.0)
+        proxy.delay_s = 0.0
+        await windows.sync(now=now)  # the same hits again
+        slot_key = f"{prefix}{item.key_for('svc', 'ann')}:{int(now / 3600)}"
+        assert int(await direct.hget(slot_key, "total")) == 3
+    finally:
+        await windows.aclose()
+        await direct.aclose()
+        await proxy.stop()
 
 
 @pytest.mark.parametrize("url", ["memcached://cache:11211", "redis+cluster://r:6379", "redis://", "memory:// "])
