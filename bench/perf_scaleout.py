@@ -21,7 +21,8 @@ processes; the load generators run in processes of their own and are not counted
   (each replica has its own verification cache: scale-out pays more misses). Rate limits
   are per process (memory://), or with ``--limits redis`` shared by the replicas through
   a private Redis server started for the run, whose CPU is counted (what replicas in
-  production share; ADR 0057). Every set-up runs once a round for ``--gateway-rounds``
+  production share; ADR 0057), with one more set-up beside them: one gateway keeping its
+  limits in memory, what sharing them costs in the same run. Every set-up runs once a round for ``--gateway-rounds``
   rounds, the order rotated each round (other jobs on the machine come and go: a drift
   must not land on the last set-up only); each window is printed, and a set-up's cost is
   its median window's. The regular tokens are new in every window, so every window starts
@@ -100,6 +101,8 @@ from tests.support.infra import PG_ADMIN_URL, PostgresDatabases
 from tests.support.processes import clean_env, start, wait_healthy
 
 # -- live runs ------------------------------------------------------------------------------
+
+UNSHARED = "1 memory://"  # the gateway set-up with per-process limits beside shared ones
 
 
 def start_replicas(count: int, *, database: str, broker_url: str, auth_url: str, scratch: Path,
@@ -363,6 +366,9 @@ class GatewaySide:
         self.limits = limits
         self.redis: Any = None
         self.redis_port = free_port()
+        # With shared limits, one more gateway with per-process limits: what sharing them
+        # costs, measured in the same run.
+        self.unshared: tuple[Any, int, Path] | None = None
         self.gateways: list[tuple[Any, int, Path]] = []
 
     def start(self, auth_url: str) -> None:
@@ -376,22 +382,26 @@ class GatewaySide:
             storage = f"redis://127.0.0.1:{self.redis_port}/0"
         routes = [{"prefix": "/api/svc", "service": "svc", "upstreams": [f"http://127.0.0.1:{self.upstream_port}"],
                    "rate_limit": "1000000/second"}]  # fmt: skip
-        for n in range(self.count):
+        storages = [storage] * self.count + (["memory://"] if self.redis is not None else [])
+        for n, each in enumerate(storages):
             port = free_port()
             env = clean_env(
                 SMARTGYM_GATEWAY_ROUTES=json.dumps(routes),
                 SMARTGYM_AUTH_URL=auth_url,
                 SMARTGYM_GATEWAY_IP_RATE_LIMIT="1000000/second",
-                SMARTGYM_GATEWAY_RATE_LIMIT_STORAGE=storage,
+                SMARTGYM_GATEWAY_RATE_LIMIT_STORAGE=each,
                 SMARTGYM_LOG_LEVEL="WARNING",
                 SMARTGYM_DATA_DIR=str(self.scratch),
             )
             log = self.scratch / f"gateway-{n + 1}.log"
             process = start(["serve", "gateway", "--port", str(port)], env=env, cwd=ROOT, log=log)
-            self.gateways.append((process, port, log))
+            if n < self.count:
+                self.gateways.append((process, port, log))
+            else:
+                self.unshared = (process, port, log)
 
     async def wait(self) -> None:
-        for process, port, log in self.gateways:
+        for process, port, log in self.all_gateways():
             await asyncio.to_thread(wait_healthy, f"http://127.0.0.1:{port}", process, log, STARTUP_S)
         async with httpx.AsyncClient() as client:
             for _ in range(100):
@@ -400,13 +410,16 @@ class GatewaySide:
                     break
                 except httpx.HTTPError:
                     await asyncio.sleep(0.1)
-            for _, port, _ in self.gateways:  # warm: JWKS fetched, pools open (not counted)
+            for _, port, _ in self.all_gateways():  # warm: JWKS fetched, pools open (not counted)
                 for token in self.regulars[:5]:
                     await client.get(f"http://127.0.0.1:{port}/api/svc/ping",
                                      headers={"authorization": f"Bearer {token}"})  # fmt: skip
 
+    def all_gateways(self) -> list[tuple[Any, int, Path]]:
+        return self.gateways + ([self.unshared] if self.unshared is not None else [])
+
     def stop(self) -> None:
-        for process, _, _ in self.gateways:
+        for process, _, _ in self.all_gateways():
             stop_quietly(process)
         for helper in (self.upstream, self.redis):
             if helper is not None:
@@ -431,6 +444,8 @@ def gateway_setups(args: argparse.Namespace) -> list[tuple[str, int, float]]:
     generator and one replica the machine is quieter, and its upstream less loaded, than
     with three."""
     setups = [(f"{count}", count, args.rate) for count in args.replicas]
+    if args.limits == "redis":
+        setups.append((UNSHARED, 1, args.rate))
     most = max(args.replicas)
     if args.reference and most > 1:
         setups.append((f"1 at {args.rate / most:.0f}/s", 1, args.rate / most))
@@ -442,7 +457,7 @@ async def gateway_window(args: argparse.Namespace, side: GatewaySide, *, label: 
     """One set-up for ``args.gateway_seconds``: ``count`` gateways, one load generator each."""
     context = multiprocessing.get_context("fork")
     upstream_url = f"http://127.0.0.1:{side.upstream_port}"
-    gateways = side.gateways[:count]
+    gateways = [side.unshared] if label == UNSHARED and side.unshared is not None else side.gateways[:count]
     await client.post(f"{upstream_url}/reset")
     per = rate / count
     fresh_per = int(per * args.gateway_seconds * args.new_token_share) + 1
@@ -466,6 +481,8 @@ async def gateway_window(args: argparse.Namespace, side: GatewaySide, *, label: 
         loaders.append((loader, pipe))
     pids = {f"gateway g{n + 1}": process.pid for n, (process, _, _) in enumerate(gateways)}
     pids.update(side.helper_pids())
+    if label == UNSHARED:
+        pids.pop("redis", None)  # a gateway keeping its limits in memory has no Redis
     progress(f"gateway, round {round_no}: {rate:.0f}/s over {count} replica(s)")
     before = {name: cpu_readings(pid) for name, pid in pids.items()}
     busy_before = machine_ticks()
@@ -658,7 +675,7 @@ def gateway_report(args: argparse.Namespace, gateway: dict[str, Any], figures: d
         figures[f"gateway_cost_ratio_{count}_replicas_by_round"] = [round(ratio, 3) for ratio in ratios]
         print(f"cost ratio {count} replicas / {base}, round by round: " + ", ".join(f"{r:.2f}" for r in ratios))
     most = max(gcost)
-    reference = next((label for label, _, _ in gateway["setups"] if not label.isdigit()), None)
+    reference = next((label for label, _, _ in gateway["setups"] if " at " in label), None)
     if reference is not None and most != base:
         rate_part = median_cost[reference] / gcost[base]
         replica_part = gcost[most] / median_cost[reference]
@@ -687,6 +704,12 @@ def gateway_report(args: argparse.Namespace, gateway: dict[str, Any], figures: d
             figures[f"gateway_marginal_cost_ratio_{count}_replicas"] = round(gmarginal[count] / gmarginal[base], 3)
     figures["gateway_rounds"] = args.gateway_rounds
     figures["gateway_rate_limits"] = args.limits
+    if UNSHARED in median_cost and 1 in gcost:
+        figures["gateway_1_memory_limits_cpu_us_per_request"] = round(median_cost[UNSHARED] * 1e6, 1)
+        figures["gateway_shared_limits_cost_ratio_1_replica"] = round(gcost[1] / median_cost[UNSHARED], 3)
+        shared_ratio = figures["gateway_shared_limits_cost_ratio_1_replica"]
+        print(f"one replica sharing its limits through Redis against one keeping them in memory: "
+              f"{shared_ratio:.2f}x the CPU per request (Redis counted)")  # fmt: skip
     if args.limits == "redis" and f"gateway_cost_ratio_{most}_replicas" in figures:
         figures[f"gateway_cost_ratio_{most}_replicas_shared_limits"] = figures[f"gateway_cost_ratio_{most}_replicas"]
     verdict("gateway", gcost, gp99)
