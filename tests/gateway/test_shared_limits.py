@@ -4,9 +4,11 @@ exchanged by a sync, and kept working (each replica on its own) while Redis is a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import pytest
 from limits import parse
@@ -20,6 +22,36 @@ from tests.support.infra import require
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 NEVER_BY_ITSELF = 3600.0  # the tests call sync() themselves
+
+
+@dataclass
+class BehindAProxy:
+    """A replica whose Redis is reached through a fault proxy, and what it reported."""
+
+    proxy: FaultProxy
+    windows: SharedWindows
+    prefix: str
+    failures: list[int] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def behind_a_proxy(*, sync_s: float = NEVER_BY_ITSELF) -> AsyncIterator[BehindAProxy]:
+    require("Redis", REDIS_URL, 6379)
+    proxy = FaultProxy(6379)
+    await proxy.start()
+    prefix = f"test:ratelimit:{uuid.uuid4().hex[:8]}:"
+    failures: list[int] = []
+    windows = SharedWindows(
+        f"redis://127.0.0.1:{proxy.port}/0", sync_s=sync_s, prefix=prefix, on_sync_failure=lambda: failures.append(1)
+    )
+    try:
+        yield BehindAProxy(proxy, windows, prefix, failures)
+    finally:
+        proxy.blackhole(False)
+        proxy.refuse(False)
+        proxy.delay_s = 0.0
+        await windows.aclose()
+        await proxy.stop()
 
 
 @pytest.fixture
@@ -66,35 +98,24 @@ async def test_the_previous_slot_weighs_by_how_much_of_it_is_still_inside_the_wi
 
 
 async def test_with_redis_away_each_replica_limits_on_its_own_and_loses_no_hits():
-    require("Redis", REDIS_URL, 6379)
-    proxy = FaultProxy(6379)
-    await proxy.start()
-    prefix = f"test:ratelimit:{uuid.uuid4().hex[:8]}:"
-    failures: list[int] = []
-    cut_off = SharedWindows(
-        f"redis://127.0.0.1:{proxy.port}/0",
-        sync_s=NEVER_BY_ITSELF,
-        prefix=prefix,
-        on_sync_failure=lambda: failures.append(1),
-    )
-    other = SharedWindows(REDIS_URL, sync_s=NEVER_BY_ITSELF, prefix=prefix)
-    item = parse("5/minute")
-    now = 60_000.0 * 60 + 1.0
-    try:
-        proxy.refuse(True)
-        assert [cut_off.hit(item, "svc", "ann", now=now).allowed for _ in range(6)] == [True] * 5 + [False]
-        await cut_off.sync(now=now)  # Redis out of reach: no exception, a failure counted
-        assert failures == [1]
-        proxy.refuse(False)
-        await cut_off.sync(now=now)  # the 5 kept hits go now
-        assert failures == [1]
-        other.hit(item, "svc", "ann", now=now)
-        await other.sync(now=now)
-        assert not other.hit(item, "svc", "ann", now=now).allowed
-    finally:
-        await cut_off.aclose()
-        await other.aclose()
-        await proxy.stop()
+    async with behind_a_proxy() as cut_off:
+        other = SharedWindows(REDIS_URL, sync_s=NEVER_BY_ITSELF, prefix=cut_off.prefix)
+        item = parse("5/minute")
+        now = 60_000.0 * 60 + 1.0
+        try:
+            cut_off.proxy.refuse(True)
+            hits = [cut_off.windows.hit(item, "svc", "ann", now=now).allowed for _ in range(6)]
+            assert hits == [True] * 5 + [False]
+            await cut_off.windows.sync(now=now)  # Redis out of reach: no exception, a failure counted
+            assert cut_off.failures == [1]
+            cut_off.proxy.refuse(False)
+            await cut_off.windows.sync(now=now)  # the 5 kept hits go now
+            assert cut_off.failures == [1]
+            other.hit(item, "svc", "ann", now=now)
+            await other.sync(now=now)
+            assert not other.hit(item, "svc", "ann", now=now).allowed
+        finally:
+            await other.aclose()
 
 
 async def test_callers_that_fell_idle_are_forgotten(replicas):
@@ -145,56 +166,34 @@ async def test_a_sync_reads_a_bounded_number_of_callers_near_their_limit_in_turn
 
 
 async def test_hits_taken_while_redis_does_not_answer_still_count():
-    require("Redis", REDIS_URL, 6379)
-    proxy = FaultProxy(6379)
-    await proxy.start()
-    windows = SharedWindows(
-        f"redis://127.0.0.1:{proxy.port}/0", sync_s=0.05, prefix=f"test:ratelimit:{uuid.uuid4().hex[:8]}:"
-    )
-    item = parse("5/hour")
-    try:
-        proxy.blackhole(True)  # every sync waits for its answer, then times out
+    async with behind_a_proxy(sync_s=0.05) as replica:
+        item = parse("5/hour")
+        replica.proxy.blackhole(True)  # every sync waits for its answer, then times out
         admitted = 0
         for _ in range(40):
-            admitted += windows.hit(item, "svc", "ann").allowed
+            admitted += replica.windows.hit(item, "svc", "ann").allowed
             await asyncio.sleep(0.02)
         assert admitted == 5
-    finally:
-        proxy.blackhole(False)
-        await windows.aclose()
-        await proxy.stop()
 
 
 async def test_a_sync_whose_answer_was_lost_is_not_counted_twice():
-    require("Redis", REDIS_URL, 6379)
-    proxy = FaultProxy(6379)
-    await proxy.start()
-    prefix = f"test:ratelimit:{uuid.uuid4().hex[:8]}:"
-    failures: list[int] = []
-    windows = SharedWindows(
-        f"redis://127.0.0.1:{proxy.port}/0",
-        sync_s=NEVER_BY_ITSELF,
-        prefix=prefix,
-        on_sync_failure=lambda: failures.append(1),
-    )
-    direct = Redis.from_url(REDIS_URL)
-    item = parse("100/hour")
-    now = time.time()
-    try:
-        for _ in range(3):
-            windows.hit(item, "svc", "ann", now=now)
-        proxy.delay_s = 2.5  # Redis runs the script after the client has given up on it
-        await windows.sync(now=now)
-        assert failures == [1]
-        await asyncio.sleep(3.0)
-        proxy.delay_s = 0.0
-        await windows.sync(now=now)  # the same hits again
-        slot_key = f"{prefix}{item.key_for('svc', 'ann')}:{int(now / 3600)}"
-        assert int(await direct.hget(slot_key, "total")) == 3
-    finally:
-        await windows.aclose()
-        await direct.aclose()
-        await proxy.stop()
+    async with behind_a_proxy() as replica:
+        direct = Redis.from_url(REDIS_URL)
+        item = parse("100/hour")
+        now = time.time()
+        try:
+            for _ in range(3):
+                replica.windows.hit(item, "svc", "ann", now=now)
+            replica.proxy.delay_s = 2.5  # Redis runs the script after the client has given up on it
+            await replica.windows.sync(now=now)
+            assert replica.failures == [1]
+            await asyncio.sleep(3.0)
+            replica.proxy.delay_s = 0.0
+            await replica.windows.sync(now=now)  # the same hits again
+            slot_key = f"{replica.prefix}{item.key_for('svc', 'ann')}:{int(now / 3600)}"
+            assert int(await direct.hget(slot_key, "total")) == 3
+        finally:
+            await direct.aclose()
 
 
 @pytest.mark.parametrize("url", ["memcached://cache:11211", "redis+cluster://r:6379", "redis://", "memory:// "])
