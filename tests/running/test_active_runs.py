@@ -22,14 +22,17 @@ def test_a_members_runs_are_found_by_member_and_forgotten_when_they_go() -> None
 
     assert {live.run_id for live in runs.of_member(ann)} == {first.run_id, second.run_id}
     assert runs.of_member(bob) == [others]
-    assert len(runs) == 3 and set(runs) == {first.run_id, second.run_id, others.run_id}
-    assert runs[first.run_id] is first and runs.get(uuid.uuid4()) is None
+    assert len(runs) == 3
+    assert set(runs) == {first.run_id, second.run_id, others.run_id}
+    assert runs[first.run_id] is first
+    assert runs.get(uuid.uuid4()) is None
 
     assert runs.pop(first.run_id) is first
     assert runs.pop(first.run_id) is None  # a second goodbye changes nothing
     assert runs.of_member(ann) == [second]
     runs.pop(second.run_id)
-    assert runs.of_member(ann) == [] and list(runs) == [others.run_id]
+    assert runs.of_member(ann) == []
+    assert list(runs) == [others.run_id]
 
 
 def test_a_run_added_again_is_held_once() -> None:
@@ -38,4 +41,5 @@ def test_a_run_added_again_is_held_once() -> None:
     live = a_run(ann)
     runs.add(live)
     runs.add(live)  # a reconnect resumes the same run id
-    assert len(runs) == 1 and runs.of_member(ann) == [live]
+    assert len(runs) == 1
+    assert runs.of_member(ann) == [live]
