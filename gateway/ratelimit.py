@@ -151,10 +151,10 @@ class SharedWindows:
     What that gives up: a caller may get through, beyond its limit, what the other
     replicas let it through since this replica last read it; for a caller new to this
     replica in a window, or far below its limit here, that is up to what this replica
-    admits in one ``sync_s``. These limits keep a caller from
-    flooding a service, not from guessing passwords: auth locks an account out on its
-    own. With Redis out of reach, each replica goes on limiting with what it knows (its
-    own hits), as memory:// does; its hits stay counted and are sent when Redis is back.
+    admits in one ``sync_s``. These limits keep a caller from flooding a service, not from
+    guessing passwords: auth locks an account out on its own. With Redis out of reach,
+    each replica goes on limiting with what it knows (its own hits), as memory:// does;
+    its hits stay counted and are sent when Redis is back.
     """
 
     def __init__(

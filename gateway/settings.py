@@ -126,8 +126,8 @@ class GatewaySettings(PlatformSettings):
         gt=0,
         le=5,
         description=(
-            "Shared limits: seconds between a replica's exchanges with Redis; another replica's hits count "
-            "here from the next one."
+            "Shared limits: seconds between a replica's exchanges with Redis, which record its hits and read "
+            "every replica's (ADR 0057)."
         ),
     )
     # Every client address, whatever the route: a floor against floods.
