@@ -1,26 +1,34 @@
 """Memory under sustained load: each service's resident set (RSS) while its benchmark load
 runs, and how much it grows between the middle and the end of the run.
 
-Two services carry a steady load at once, each from load generators in their own
-processes: running (runners streaming a point a second to one replica, friends watching
-through the same replica, RabbitMQ fan-out on) and the gateway (paced requests with a
-pool of tokens, 10 % first-seen, to an upstream). RSS is read from /proc every 5 s.
+Four services carry a steady load at once, each from load generators in their own
+processes:
 
-The aim is stated for minutes 5 to 10 of a 10-minute load (``--minutes 10``); the default
-is a short run (2 minutes) comparing the second half with the first, which finds a steady
-leak but not a slow one. Growth = RSS at the end (mean of the last three samples) over
-RSS at the middle (mean of the three samples around it), in per cent.
-Every position must reach its watchers and every request its answer, or the run fails.
-Only these two services are covered (the others' long-running loads are in their own
-benchmarks, without RSS sampling).
+- **running**: runners streaming a point a second to one replica, friends watching
+  through the same replica, RabbitMQ fan-out on;
+- **gateway**: paced requests with a pool of tokens, 10 % first-seen, to an upstream;
+- **monitoring**: simulated devices with heartbeat connections pinged every 10 s (the
+  production period), one crashing and coming back every ``--crash-every-s``;
+- **notification**: equipment-fault events at ``--push-rate`` a second from this process,
+  plus monitoring's announcements, pushed to the local FCM stand-in.
+
+RSS is read from /proc every 5 s. The aim is stated for minutes 5 to 10 of a 10-minute
+load (``--minutes 10``); the default is a short run (2 minutes) comparing the second half
+with the first, which finds a steady leak but not a slow one. Growth = RSS at the end
+(mean of the last three samples) over RSS at the middle (mean of the three samples
+around it), in per cent. Every position must reach its watchers, every request its
+answer, every event its push and every crash its announcement, or the run fails; false
+alarms are counted and printed.
 
     python bench/perf_memory.py [--minutes 2] [--runners 300] [--per-run 5] [--rate 300]
+        [--devices 2000] [--push-rate 50] [--crash-every-s 30]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import statistics
@@ -35,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
+from bench._alerts import alerts_load
 from bench._broker import PrivateBroker
 from bench._common import (
     ROOT,
@@ -79,7 +88,8 @@ async def run(args: argparse.Namespace) -> None:
     databases = PostgresDatabases(PG_ADMIN_URL)
     database = databases.create("bench_memory")
     upgrade("running", database)
-    samples: dict[str, list[tuple[float, float]]] = {"running": [], "gateway": []}
+    samples: dict[str, list[tuple[float, float]]] = {"running": [], "gateway": [], "monitoring": [],
+                                                     "notification": []}  # fmt: skip
     processes: list[Any] = []
     context = multiprocessing.get_context("fork")
     key = SigningKey.generate()
@@ -99,7 +109,11 @@ async def run(args: argparse.Namespace) -> None:
     broker = PrivateBroker()
     booting: asyncio.Task[PrivateBroker] | None = None
     try:
-        async with serving(jwks_app()) as auth_url, serving(keys_app) as gateway_auth_url:
+        async with (
+            serving(jwks_app()) as auth_url,
+            serving(keys_app) as gateway_auth_url,
+            contextlib.AsyncExitStack() as stack,
+        ):
             # A broker node of its own: the shared one is restarted by other jobs' failover
             # tests, which a ten-minute run would not survive.
             progress("starting a private RabbitMQ node")
@@ -143,9 +157,15 @@ async def run(args: argparse.Namespace) -> None:
             loader = context.Process(target=load_process, args=(url, args.rate, seconds, 0, regulars, fresh, 0.1, end))
             loader.start()
 
+            alerts = await stack.enter_async_context(alerts_load(
+                databases=databases, broker_url=broker.url, namespace=namespace, scratch=scratch,
+                devices=args.devices, push_rate=args.push_rate, crash_every_s=args.crash_every_s,
+            ))  # fmt: skip
+            pids = {"running": running.pid, "gateway": gateway.pid, **alerts.pids}
+
             def sample(at: float) -> None:
-                samples["running"].append((at, rss_mib(running.pid)))
-                samples["gateway"].append((at, rss_mib(gateway.pid)))
+                for name, pid in pids.items():
+                    samples[name].append((at, rss_mib(pid)))
 
             people = People(database, args.runners, args.per_run)
             base = f"ws://127.0.0.1:{live_port}"
@@ -158,10 +178,13 @@ async def run(args: argparse.Namespace) -> None:
                     pipe.send("go")
                 sample(at)
 
-            progress(f"{args.minutes:g} min of load on running and the gateway")
+            progress(f"{args.minutes:g} min of load on running, the gateway, monitoring and notification")
+            alerting = asyncio.create_task(alerts.run(seconds))
             live = await drive(people.runner_urls(base), people.watcher_plan([base]), seconds=seconds,
                                pids={"running": running.pid}, on_tick=tick, tick_s=SAMPLE_S,
                                limit_s=60)  # fmt: skip
+            await alerting
+            alerted = await alerts.verify()
             report = await asyncio.to_thread(pipe.recv)
             loader.join(10)
             elapsed = time.monotonic() - started
@@ -193,12 +216,15 @@ async def run(args: argparse.Namespace) -> None:
         figures[f"{name}_rss_growth_pct"] = round(growth, 2)
     table(
         f"RSS under load ({args.minutes:g} min, {machine()}): running {args.runners} runners x {args.per_run} "
-        f"watchers; gateway {args.rate:.0f} requests/s",
+        f"watchers; gateway {args.rate:.0f} requests/s; monitoring {args.devices} devices; notification "
+        f"{args.push_rate:g} events/s",
         ["service", "samples", "first MiB", "middle MiB", "end MiB", "growth middle -> end", "<= 5 %"],
         rows,
     )  # fmt: skip
     print(f"load: {live['watched'].distinct} positions delivered, {len(report['answered'])} requests answered "
-          f"in {elapsed:.0f} s")  # fmt: skip
+          f"in {elapsed:.0f} s; {alerted['pushes']} of {alerted['events_published']} events pushed; "
+          f"{alerted['crashes_announced']} of {alerted['crashes']} crashes announced; "
+          f"{alerted['false_alarms']} false alarms {alerted['false_alarm_reasons'] or ''}")  # fmt: skip
     if args.minutes < 10:
         print(f"SHORT RUN: growth is the end of a {args.minutes:g}-minute load over its middle; the aim is stated "
               "for minute 5 -> 10 of a 10-minute load (--minutes 10), which also covers running's ten-minute "
@@ -207,6 +233,9 @@ async def run(args: argparse.Namespace) -> None:
     figures["short_run"] = args.minutes < 10
     figures["deliveries"] = live["watched"].distinct
     figures["requests"] = len(report["answered"])
+    figures["pushes"] = alerted["pushes"]
+    figures["crashes_announced"] = alerted["crashes_announced"]
+    figures["monitoring_false_alarms"] = alerted["false_alarms"]
     emit(figures)
 
 
@@ -222,6 +251,9 @@ def main() -> None:
     parser.add_argument("--runners", type=int, default=300)
     parser.add_argument("--per-run", type=int, default=5)
     parser.add_argument("--rate", type=float, default=300.0, help="gateway requests/s")
+    parser.add_argument("--devices", type=int, default=2000, help="monitoring: simulated devices")
+    parser.add_argument("--push-rate", type=float, default=50.0, help="notification: events/s")
+    parser.add_argument("--crash-every-s", type=float, default=30.0, help="monitoring: a device crashes this often")
     asyncio.run(run(parser.parse_args()))
 
 
