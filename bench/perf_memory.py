@@ -1,7 +1,7 @@
 """Memory under sustained load: each service's resident set (RSS) while its benchmark load
 runs, and how much it grows between the middle and the end of the run.
 
-Four services carry a steady load at once, each from load generators in their own
+Five services carry a steady load at once, each from load generators in their own
 processes:
 
 - **running**: runners streaming a point a second to one replica, friends watching
@@ -10,18 +10,24 @@ processes:
 - **monitoring**: simulated devices with heartbeat connections pinged every 10 s (the
   production period), one crashing and coming back every ``--crash-every-s``;
 - **notification**: equipment-fault events at ``--push-rate`` a second from this process,
-  plus monitoring's announcements, pushed to the local FCM stand-in.
+  plus monitoring's announcements, pushed to the local FCM stand-in;
+- **auth**: members signing in at ``--login-rate`` a second (production Argon2id; each
+  login followed by a refresh and ``/me``), every fifth attempt a wrong password for an
+  unknown address.
+
+The other services (access and facemodel, helper, search, branch_owner, mlops) are not
+covered here: their benchmarks time requests, without RSS sampling.
 
 RSS is read from /proc every 5 s. The aim is stated for minutes 5 to 10 of a 10-minute
 load (``--minutes 10``); the default is a short run (2 minutes) comparing the second half
 with the first, which finds a steady leak but not a slow one. Growth = RSS at the end
 (mean of the last three samples) over RSS at the middle (mean of the three samples
 around it), in per cent. Every position must reach its watchers, every request its
-answer, every event its push and every crash its announcement, or the run fails; false
-alarms are counted and printed.
+answer, every event its push, every crash its announcement and every sign-in attempt the
+answer it must get, or the run fails; false alarms are counted and printed.
 
     python bench/perf_memory.py [--minutes 2] [--runners 300] [--per-run 5] [--rate 300]
-        [--devices 2000] [--push-rate 50] [--crash-every-s 30]
+        [--devices 2000] [--push-rate 50] [--crash-every-s 30] [--login-rate 4] [--members 50]
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
+from bench._accounts import accounts_load
 from bench._alerts import alerts_load
 from bench._broker import PrivateBroker
 from bench._common import (
@@ -89,7 +96,7 @@ async def run(args: argparse.Namespace) -> None:
     database = databases.create("bench_memory")
     upgrade("running", database)
     samples: dict[str, list[tuple[float, float]]] = {"running": [], "gateway": [], "monitoring": [],
-                                                     "notification": []}  # fmt: skip
+                                                     "notification": [], "auth": []}  # fmt: skip
     processes: list[Any] = []
     context = multiprocessing.get_context("fork")
     key = SigningKey.generate()
@@ -154,14 +161,20 @@ async def run(args: argparse.Namespace) -> None:
             fresh = [issuer.issue(f"visitor-{n}", [Role.CUSTOMER]) for n in range(int(args.rate * seconds * 0.1) + 1)]
             pipe, end = context.Pipe()
             url = f"http://127.0.0.1:{gateway_port}/api/svc/ping"
-            loader = context.Process(target=load_process, args=(url, args.rate, seconds, 0, regulars, fresh, 0.1, end))
+            loader = context.Process(
+                target=load_process, args=(url, args.rate, seconds, 0, regulars, fresh, 0.1, end), daemon=True
+            )  # a run that fails midway must not wait for it at exit
             loader.start()
 
             alerts = await stack.enter_async_context(alerts_load(
                 databases=databases, broker_url=broker.url, namespace=namespace, scratch=scratch,
                 devices=args.devices, push_rate=args.push_rate, crash_every_s=args.crash_every_s,
             ))  # fmt: skip
-            pids = {"running": running.pid, "gateway": gateway.pid, **alerts.pids}
+            accounts = await stack.enter_async_context(accounts_load(
+                databases=databases, broker_url=broker.url, namespace=namespace, scratch=scratch,
+                members=args.members, rate=args.login_rate,
+            ))  # fmt: skip
+            pids = {"running": running.pid, "gateway": gateway.pid, **alerts.pids, **accounts.pids}
 
             def sample(at: float) -> None:
                 for name, pid in pids.items():
@@ -178,13 +191,16 @@ async def run(args: argparse.Namespace) -> None:
                     pipe.send("go")
                 sample(at)
 
-            progress(f"{args.minutes:g} min of load on running, the gateway, monitoring and notification")
+            progress(f"{args.minutes:g} min of load on running, the gateway, monitoring, notification and auth")
             alerting = asyncio.create_task(alerts.run(seconds))
+            signing_in = asyncio.create_task(accounts.run(seconds))
             live = await drive(people.runner_urls(base), people.watcher_plan([base]), seconds=seconds,
                                pids={"running": running.pid}, on_tick=tick, tick_s=SAMPLE_S,
                                limit_s=60)  # fmt: skip
             await alerting
+            await signing_in
             alerted = await alerts.verify()
+            signed = accounts.verify()
             report = await asyncio.to_thread(pipe.recv)
             loader.join(10)
             elapsed = time.monotonic() - started
@@ -217,14 +233,16 @@ async def run(args: argparse.Namespace) -> None:
     table(
         f"RSS under load ({args.minutes:g} min, {machine()}): running {args.runners} runners x {args.per_run} "
         f"watchers; gateway {args.rate:.0f} requests/s; monitoring {args.devices} devices; notification "
-        f"{args.push_rate:g} events/s",
+        f"{args.push_rate:g} events/s; auth {args.login_rate:g} sign-ins/s",
         ["service", "samples", "first MiB", "middle MiB", "end MiB", "growth middle -> end", "<= 5 %"],
         rows,
     )  # fmt: skip
     print(f"load: {live['watched'].distinct} positions delivered, {len(report['answered'])} requests answered "
           f"in {elapsed:.0f} s; {alerted['pushes']} of {alerted['events_published']} events pushed; "
           f"{alerted['crashes_announced']} of {alerted['crashes']} crashes announced; "
-          f"{alerted['false_alarms']} false alarms {alerted['false_alarm_reasons'] or ''}")  # fmt: skip
+          f"{alerted['false_alarms']} false alarms{''.join(f' ({r})' for r in alerted['false_alarm_reasons'])}; "
+          f"{signed['sign_ins']} sign-ins and {signed['wrong_passwords']} wrong passwords answered as they must, "
+          f"{signed['unexpected']} otherwise")  # fmt: skip
     if args.minutes < 10:
         print(f"SHORT RUN: growth is the end of a {args.minutes:g}-minute load over its middle; the aim is stated "
               "for minute 5 -> 10 of a 10-minute load (--minutes 10), which also covers running's ten-minute "
@@ -236,6 +254,7 @@ async def run(args: argparse.Namespace) -> None:
     figures["pushes"] = alerted["pushes"]
     figures["crashes_announced"] = alerted["crashes_announced"]
     figures["monitoring_false_alarms"] = alerted["false_alarms"]
+    figures["sign_ins"] = signed["sign_ins"]
     emit(figures)
 
 
@@ -253,6 +272,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=300.0, help="gateway requests/s")
     parser.add_argument("--devices", type=int, default=2000, help="monitoring: simulated devices")
     parser.add_argument("--push-rate", type=float, default=50.0, help="notification: events/s")
+    parser.add_argument("--login-rate", type=float, default=4.0, help="auth: sign-in attempts/s")
+    parser.add_argument("--members", type=int, default=50, help="auth: members signing in")
     parser.add_argument("--crash-every-s", type=float, default=30.0, help="monitoring: a device crashes this often")
     asyncio.run(run(parser.parse_args()))
 
