@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import ROOT, fail, progress, stop_quietly
+from bench._common import ROOT, fail, paced, progress, stop_quietly
 from common.migrations import upgrade
 from tests.support.apps import free_port
 from tests.support.infra import PostgresDatabases
@@ -42,18 +41,9 @@ class AccountsLoad:
     outcomes: Counter[str] = field(default_factory=Counter)
 
     async def run(self, seconds: float) -> None:
-        began = time.monotonic()
-        pending: set[asyncio.Task[None]] = set()
         async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
-            for number in itertools.count():
-                due = began + number / self.rate
-                if due > began + seconds:
-                    break
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-                task = asyncio.create_task(self._attempt(client, number))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-            await asyncio.gather(*pending)
+            attempts = itertools.count()
+            await paced(lambda: self._attempt(client, next(attempts)), self.rate, seconds)
 
     async def _attempt(self, client: httpx.AsyncClient, number: int) -> None:
         try:

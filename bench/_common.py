@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +249,21 @@ def stop_quietly(process: Any, timeout: float = 60) -> None:
 
     with contextlib.suppress(subprocess.TimeoutExpired):
         stop(process, timeout=timeout)
+
+
+async def paced(entry: Callable[[], Coroutine[Any, Any, None]], rate: float, seconds: float) -> None:
+    """``entry`` at ``rate`` a second on a schedule; an entry that takes long does not
+    delay the next."""
+    if rate <= 0:
+        return
+    began = time.monotonic()
+    pending: set[asyncio.Task[None]] = set()
+    for number in itertools.count():
+        due = began + number / rate
+        if due > began + seconds:
+            break
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        task = asyncio.create_task(entry())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    await asyncio.gather(*pending)

@@ -406,11 +406,11 @@ async def run(args: argparse.Namespace) -> None:
                 base = f"http://127.0.0.1:{port}"
                 wait_healthy(base, access, log, timeout=STARTUP_S)
                 healthy = time.monotonic()
-                await _wait_gallery(uds_path=socket_path, gallery=f"access-{BRANCH}", expected=args.hot)
+                await wait_gallery(uds_path=socket_path, gallery=f"access-{BRANCH}", expected=args.hot)
                 chain_load_s: float | None = None
                 if not args.scan_misses:
                     progress(f"waiting for the chain gallery ({args.cold:,} vectors) to load in the background")
-                    await _wait_gallery(
+                    await wait_gallery(
                         uds_path=socket_path, gallery=CHAIN_GALLERY, expected=args.cold, timeout=STARTUP_S * 10
                     )
                     chain_load_s = time.monotonic() - healthy
@@ -540,7 +540,7 @@ def report(args: argparse.Namespace, face: FaceRun, passes: PassRun, cache: dict
     )
 
 
-async def _wait_gallery(*, uds_path: Path, gallery: str, expected: int, timeout: float = 60) -> None:
+async def wait_gallery(*, uds_path: Path, gallery: str, expected: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(uds_path)), base_url="http://f") as uds:
         while time.monotonic() < deadline:

@@ -1,7 +1,7 @@
 """Memory under sustained load: each service's resident set (RSS) while its benchmark load
 runs, and how much it grows between the middle and the end of the run.
 
-Five services carry a steady load at once, each from load generators in their own
+Seven services carry a steady load at once, each from load generators in their own
 processes:
 
 - **running**: runners streaming a point a second to one replica, friends watching
@@ -13,21 +13,27 @@ processes:
   plus monitoring's announcements, pushed to the local FCM stand-in;
 - **auth**: members signing in at ``--login-rate`` a second (production Argon2id; each
   login followed by a refresh and ``/me``), every fifth attempt a wrong password for an
-  unknown address.
+  unknown address;
+- **access** and **facemodel**: members entering at a gate by face (``--face-rate``: a
+  detection, embedding and identification each, in a gallery of ``--door-members``) and
+  by entry pass (``--pass-rate``), every grant a relay frame on a real serial line (a
+  socat pty pair).
 
-The other services (access and facemodel, helper, search, branch_owner, mlops) are not
-covered here: their benchmarks time requests, without RSS sampling.
+The other services (helper, search, branch_owner, mlops) are not covered here: their
+benchmarks time requests, without RSS sampling.
 
 RSS is read from /proc every 5 s. The aim is stated for minutes 5 to 10 of a 10-minute
 load (``--minutes 10``); the default is a short run (2 minutes) comparing the second half
 with the first, which finds a steady leak but not a slow one. Growth = RSS at the end
 (mean of the last three samples) over RSS at the middle (mean of the three samples
 around it), in per cent. Every position must reach its watchers, every request its
-answer, every event its push, every crash its announcement and every sign-in attempt the
-answer it must get, or the run fails; false alarms are counted and printed.
+answer, every event its push, every crash its announcement, every sign-in attempt the
+answer it must get and every entry its grant and relay frame, or the run fails; false
+alarms are counted and printed.
 
     python bench/perf_memory.py [--minutes 2] [--runners 300] [--per-run 5] [--rate 300]
         [--devices 2000] [--push-rate 50] [--crash-every-s 30] [--login-rate 4] [--members 50]
+        [--face-rate 1] [--pass-rate 2] [--door-members 10000]
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ from bench._common import (
     stop_quietly,
     table,
 )
+from bench._door import door_load
 from bench._live import drive
 from bench.perf_scaleout import load_process
 from bench.running_live_fanout import People, judge, running_env, start_running
@@ -96,7 +103,8 @@ async def run(args: argparse.Namespace) -> None:
     database = databases.create("bench_memory")
     upgrade("running", database)
     samples: dict[str, list[tuple[float, float]]] = {"running": [], "gateway": [], "monitoring": [],
-                                                     "notification": [], "auth": []}  # fmt: skip
+                                                     "notification": [], "auth": [], "facemodel": [],
+                                                     "access": []}  # fmt: skip
     processes: list[Any] = []
     context = multiprocessing.get_context("fork")
     key = SigningKey.generate()
@@ -174,7 +182,11 @@ async def run(args: argparse.Namespace) -> None:
                 databases=databases, broker_url=broker.url, namespace=namespace, scratch=scratch,
                 members=args.members, rate=args.login_rate,
             ))  # fmt: skip
-            pids = {"running": running.pid, "gateway": gateway.pid, **alerts.pids, **accounts.pids}
+            door = await stack.enter_async_context(door_load(
+                databases=databases, scratch=scratch, members=args.door_members, face_rate=args.face_rate,
+                pass_rate=args.pass_rate,
+            ))  # fmt: skip
+            pids = {"running": running.pid, "gateway": gateway.pid, **alerts.pids, **accounts.pids, **door.pids}
 
             def sample(at: float) -> None:
                 for name, pid in pids.items():
@@ -194,13 +206,16 @@ async def run(args: argparse.Namespace) -> None:
             progress(f"{args.minutes:g} min of load on running, the gateway, monitoring, notification and auth")
             alerting = asyncio.create_task(alerts.run(seconds))
             signing_in = asyncio.create_task(accounts.run(seconds))
+            entering = asyncio.create_task(door.run(seconds))
             live = await drive(people.runner_urls(base), people.watcher_plan([base]), seconds=seconds,
                                pids={"running": running.pid}, on_tick=tick, tick_s=SAMPLE_S,
                                limit_s=60)  # fmt: skip
             await alerting
             await signing_in
+            await entering
             alerted = await alerts.verify()
             signed = accounts.verify()
+            entered = await door.verify()
             report = await asyncio.to_thread(pipe.recv)
             loader.join(10)
             elapsed = time.monotonic() - started
@@ -233,16 +248,20 @@ async def run(args: argparse.Namespace) -> None:
     table(
         f"RSS under load ({args.minutes:g} min, {machine()}): running {args.runners} runners x {args.per_run} "
         f"watchers; gateway {args.rate:.0f} requests/s; monitoring {args.devices} devices; notification "
-        f"{args.push_rate:g} events/s; auth {args.login_rate:g} sign-ins/s",
+        f"{args.push_rate:g} events/s; auth {args.login_rate:g} sign-ins/s; door {args.face_rate:g} faces/s and "
+        f"{args.pass_rate:g} passes/s, {args.door_members} members",
         ["service", "samples", "first MiB", "middle MiB", "end MiB", "growth middle -> end", "<= 5 %"],
         rows,
     )  # fmt: skip
-    print(f"load: {live['watched'].distinct} positions delivered, {len(report['answered'])} requests answered "
-          f"in {elapsed:.0f} s; {alerted['pushes']} of {alerted['events_published']} events pushed; "
-          f"{alerted['crashes_announced']} of {alerted['crashes']} crashes announced; "
-          f"{alerted['false_alarms']} false alarms{''.join(f' ({r})' for r in alerted['false_alarm_reasons'])}; "
-          f"{signed['sign_ins']} sign-ins and {signed['wrong_passwords']} wrong passwords answered as they must, "
-          f"{signed['unexpected']} otherwise")  # fmt: skip
+    print(
+        f"load: {live['watched'].distinct} positions delivered, {len(report['answered'])} requests answered "
+        f"in {elapsed:.0f} s; {alerted['pushes']} of {alerted['events_published']} events pushed; "
+        f"{alerted['crashes_announced']} of {alerted['crashes']} crashes announced; "
+        f"{alerted['false_alarms']} false alarms{''.join(f' ({r})' for r in alerted['false_alarm_reasons'])}; "
+        f"{signed['sign_ins']} sign-ins and {signed['wrong_passwords']} wrong passwords answered as they must, "
+        f"{signed['unexpected']} otherwise; {entered['face_entries']} face and {entered['pass_entries']} pass "
+        f"entries granted with {entered['relay_frames']} relay frames, {entered['not_granted']} not granted"
+    )
     if args.minutes < 10:
         print(f"SHORT RUN: growth is the end of a {args.minutes:g}-minute load over its middle; the aim is stated "
               "for minute 5 -> 10 of a 10-minute load (--minutes 10), which also covers running's ten-minute "
@@ -255,6 +274,8 @@ async def run(args: argparse.Namespace) -> None:
     figures["crashes_announced"] = alerted["crashes_announced"]
     figures["monitoring_false_alarms"] = alerted["false_alarms"]
     figures["sign_ins"] = signed["sign_ins"]
+    figures["face_entries"] = entered["face_entries"]
+    figures["pass_entries"] = entered["pass_entries"]
     emit(figures)
 
 
@@ -274,6 +295,9 @@ def main() -> None:
     parser.add_argument("--push-rate", type=float, default=50.0, help="notification: events/s")
     parser.add_argument("--login-rate", type=float, default=4.0, help="auth: sign-in attempts/s")
     parser.add_argument("--members", type=int, default=50, help="auth: members signing in")
+    parser.add_argument("--face-rate", type=float, default=1.0, help="door: face entries/s")
+    parser.add_argument("--pass-rate", type=float, default=2.0, help="door: entry-pass entries/s")
+    parser.add_argument("--door-members", type=int, default=10_000, help="door: members in the branch's gallery")
     parser.add_argument("--crash-every-s", type=float, default=30.0, help="monitoring: a device crashes this often")
     asyncio.run(run(parser.parse_args()))
 
