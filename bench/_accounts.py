@@ -70,7 +70,7 @@ class AccountsLoad:
         self.outcomes[f"{what} {response.status_code}" if not matched else what] += 1
         return matched
 
-    def verify(self) -> dict[str, Any]:
+    async def verify(self) -> dict[str, Any]:
         expected = {"login", "refresh", "me", "wrong password"}
         wrong = {outcome: count for outcome, count in self.outcomes.items() if outcome not in expected}
         if wrong:

@@ -1,7 +1,7 @@
 """Memory under sustained load: each service's resident set (RSS) while its benchmark load
 runs, and how much it grows between the middle and the end of the run.
 
-Seven services carry a steady load at once, each from load generators in their own
+Ten services carry a steady load at once, each from load generators in their own
 processes:
 
 - **running**: runners streaming a point a second to one replica, friends watching
@@ -17,10 +17,15 @@ processes:
 - **access** and **facemodel**: members entering at a gate by face (``--face-rate``: a
   detection, embedding and identification each, in a gallery of ``--door-members``) and
   by entry pass (``--pass-rate``), every grant a relay frame on a real serial line (a
-  socat pty pair).
+  socat pty pair);
+- **helper** and **branch_owner**: a helper submitting a task with a phone-sized photo
+  every ``1 / --task-rate`` s, judged by helper; the owner paging the review queue once a
+  second and approving what waits;
+- **search**: queries at ``--query-rate`` (the relevance set's) over ``--branches`` seeded
+  branches on the embedded engine, and new reviews as events at ``--review-rate``, each
+  re-indexing its branch.
 
-The other services (helper, search, branch_owner, mlops) are not covered here: their
-benchmarks time requests, without RSS sampling.
+Not covered: mlops (a deploy now and then, no steady load; ``bench/mlops_deploy.py``).
 
 RSS is read from /proc every 5 s. The aim is stated for minutes 5 to 10 of a 10-minute
 load (``--minutes 10``); the default is a short run (2 minutes) comparing the second half
@@ -28,12 +33,14 @@ with the first, which finds a steady leak but not a slow one. Growth = RSS at th
 (mean of the last three samples) over RSS at the middle (mean of the three samples
 around it), in per cent. Every position must reach its watchers, every request its
 answer, every event its push, every crash its announcement, every sign-in attempt the
-answer it must get and every entry its grant and relay frame, or the run fails; false
-alarms are counted and printed.
+answer it must get, every entry its grant and relay frame, every task its verdict and
+every posted review its place on its branch's page, or the run fails; false alarms are
+counted and printed.
 
     python bench/perf_memory.py [--minutes 2] [--runners 300] [--per-run 5] [--rate 300]
         [--devices 2000] [--push-rate 50] [--crash-every-s 30] [--login-rate 4] [--members 50]
-        [--face-rate 1] [--pass-rate 2] [--door-members 10000]
+        [--face-rate 1] [--pass-rate 2] [--door-members 10000] [--task-rate 0.5]
+        [--query-rate 5] [--review-rate 1] [--branches 1000]
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -73,7 +80,9 @@ from bench._common import (
     table,
 )
 from bench._door import door_load
+from bench._helpers import helpers_load
 from bench._live import drive
+from bench._search import search_load
 from bench.perf_scaleout import load_process
 from bench.running_live_fanout import People, judge, running_env, start_running
 from common.migrations import upgrade
@@ -83,6 +92,16 @@ from tests.support.infra import PG_ADMIN_URL, PostgresDatabases
 from tests.support.processes import clean_env, start, wait_healthy
 
 SAMPLE_S = 5.0
+
+
+class Load(Protocol):
+    """A service's steady load: its processes, the load itself, and a count of what came of
+    it (shortfalls recorded as failures)."""
+
+    pids: dict[str, int]
+
+    async def run(self, seconds: float) -> None: ...
+    async def verify(self) -> dict[str, Any]: ...
 
 
 def growth_pct(samples: list[tuple[float, float]], seconds: float) -> tuple[float, float, float]:
@@ -102,9 +121,7 @@ async def run(args: argparse.Namespace) -> None:
     databases = PostgresDatabases(PG_ADMIN_URL)
     database = databases.create("bench_memory")
     upgrade("running", database)
-    samples: dict[str, list[tuple[float, float]]] = {"running": [], "gateway": [], "monitoring": [],
-                                                     "notification": [], "auth": [], "facemodel": [],
-                                                     "access": []}  # fmt: skip
+    samples: dict[str, list[tuple[float, float]]] = {}
     processes: list[Any] = []
     context = multiprocessing.get_context("fork")
     key = SigningKey.generate()
@@ -122,6 +139,7 @@ async def run(args: argparse.Namespace) -> None:
         return []  # as auth answers with none in force (see bench._common.jwks_app)
 
     broker = PrivateBroker()
+    loader: Any = None
     booting: asyncio.Task[PrivateBroker] | None = None
     try:
         async with (
@@ -169,28 +187,38 @@ async def run(args: argparse.Namespace) -> None:
             fresh = [issuer.issue(f"visitor-{n}", [Role.CUSTOMER]) for n in range(int(args.rate * seconds * 0.1) + 1)]
             pipe, end = context.Pipe()
             url = f"http://127.0.0.1:{gateway_port}/api/svc/ping"
-            loader = context.Process(
-                target=load_process, args=(url, args.rate, seconds, 0, regulars, fresh, 0.1, end), daemon=True
-            )  # a run that fails midway must not wait for it at exit
+            loader = context.Process(target=load_process, args=(url, args.rate, seconds, 0, regulars, fresh, 0.1, end))
             loader.start()
 
-            alerts = await stack.enter_async_context(alerts_load(
+            # The other services' loads, each started, healthy and ready before any runs.
+            loads: dict[str, Load] = {}
+            loads["alerts"] = await stack.enter_async_context(alerts_load(
                 databases=databases, broker_url=broker.url, namespace=namespace, scratch=scratch,
                 devices=args.devices, push_rate=args.push_rate, crash_every_s=args.crash_every_s,
             ))  # fmt: skip
-            accounts = await stack.enter_async_context(accounts_load(
+            loads["accounts"] = await stack.enter_async_context(accounts_load(
                 databases=databases, broker_url=broker.url, namespace=namespace, scratch=scratch,
                 members=args.members, rate=args.login_rate,
             ))  # fmt: skip
-            door = await stack.enter_async_context(door_load(
+            loads["door"] = await stack.enter_async_context(door_load(
                 databases=databases, scratch=scratch, members=args.door_members, face_rate=args.face_rate,
                 pass_rate=args.pass_rate,
             ))  # fmt: skip
-            pids = {"running": running.pid, "gateway": gateway.pid, **alerts.pids, **accounts.pids, **door.pids}
+            loads["helpers"] = await stack.enter_async_context(helpers_load(
+                databases=databases, broker_url=broker.url, namespace=namespace, scratch=scratch,
+                task_rate=args.task_rate,
+            ))  # fmt: skip
+            loads["search"] = await stack.enter_async_context(search_load(
+                broker_url=broker.url, namespace=namespace, scratch=scratch, branches=args.branches,
+                query_rate=args.query_rate, review_rate=args.review_rate,
+            ))  # fmt: skip
+            pids = {"running": running.pid, "gateway": gateway.pid}
+            for load in loads.values():
+                pids.update(load.pids)
 
             def sample(at: float) -> None:
                 for name, pid in pids.items():
-                    samples[name].append((at, rss_mib(pid)))
+                    samples.setdefault(name, []).append((at, rss_mib(pid)))
 
             people = People(database, args.runners, args.per_run)
             base = f"ws://127.0.0.1:{live_port}"
@@ -203,25 +231,23 @@ async def run(args: argparse.Namespace) -> None:
                     pipe.send("go")
                 sample(at)
 
-            progress(f"{args.minutes:g} min of load on running, the gateway, monitoring, notification and auth")
-            alerting = asyncio.create_task(alerts.run(seconds))
-            signing_in = asyncio.create_task(accounts.run(seconds))
-            entering = asyncio.create_task(door.run(seconds))
+            progress(f"{args.minutes:g} min of load on {', '.join(pids)}")
+            others = asyncio.gather(*(load.run(seconds) for load in loads.values()))
             live = await drive(people.runner_urls(base), people.watcher_plan([base]), seconds=seconds,
                                pids={"running": running.pid}, on_tick=tick, tick_s=SAMPLE_S,
                                limit_s=60)  # fmt: skip
-            await alerting
-            await signing_in
-            await entering
-            alerted = await alerts.verify()
-            signed = accounts.verify()
-            entered = await door.verify()
+            await others
+            outcomes = {name: await load.verify() for name, load in loads.items()}
             report = await asyncio.to_thread(pipe.recv)
             loader.join(10)
             elapsed = time.monotonic() - started
             async with httpx.AsyncClient() as client:
                 seen = (await client.get(f"http://127.0.0.1:{upstream_port}/stats")).json()
     finally:
+        # Killed, not asked: forked while this loop served the keys, it holds uvicorn's
+        # SIGTERM handler, and a run that failed midway would wait for it at exit.
+        if loader is not None and loader.is_alive():
+            loader.kill()
         for process in processes:
             stop_quietly(process)
         if booting is not None:
@@ -246,22 +272,32 @@ async def run(args: argparse.Namespace) -> None:
         figures[f"{name}_rss_mib"] = round(end_rss, 1)
         figures[f"{name}_rss_growth_pct"] = round(growth, 2)
     table(
-        f"RSS under load ({args.minutes:g} min, {machine()}): running {args.runners} runners x {args.per_run} "
-        f"watchers; gateway {args.rate:.0f} requests/s; monitoring {args.devices} devices; notification "
-        f"{args.push_rate:g} events/s; auth {args.login_rate:g} sign-ins/s; door {args.face_rate:g} faces/s and "
-        f"{args.pass_rate:g} passes/s, {args.door_members} members",
+        f"RSS under load ({args.minutes:g} min, {machine()})",
         ["service", "samples", "first MiB", "middle MiB", "end MiB", "growth middle -> end", "<= 5 %"],
         rows,
-    )  # fmt: skip
-    print(
-        f"load: {live['watched'].distinct} positions delivered, {len(report['answered'])} requests answered "
-        f"in {elapsed:.0f} s; {alerted['pushes']} of {alerted['events_published']} events pushed; "
-        f"{alerted['crashes_announced']} of {alerted['crashes']} crashes announced; "
-        f"{alerted['false_alarms']} false alarms{''.join(f' ({r})' for r in alerted['false_alarm_reasons'])}; "
-        f"{signed['sign_ins']} sign-ins and {signed['wrong_passwords']} wrong passwords answered as they must, "
-        f"{signed['unexpected']} otherwise; {entered['face_entries']} face and {entered['pass_entries']} pass "
-        f"entries granted with {entered['relay_frames']} relay frames, {entered['not_granted']} not granted"
     )
+    alerted, signed, entered = outcomes["alerts"], outcomes["accounts"], outcomes["door"]
+    tasked, found = outcomes["helpers"], outcomes["search"]
+    lost = found["reviews_unseen"]
+    print("\n".join([
+        "load, and what came of it:",
+        f"  running: {args.runners} runners x {args.per_run} watchers; {live['watched'].distinct} positions delivered",
+        f"  gateway: {args.rate:g} requests/s; {len(report['answered'])} answered in {elapsed:.0f} s",
+        f"  monitoring: {args.devices} devices; {alerted['crashes_announced']} of {alerted['crashes']} crashes "
+        f"announced; {alerted['false_alarms']} false alarms"
+        + "".join(f" ({reason})" for reason in alerted["false_alarm_reasons"]),
+        f"  notification: {args.push_rate:g} events/s; {alerted['pushes']} of {alerted['events_published']} pushed",
+        f"  auth: {args.login_rate:g} attempts/s; {signed['sign_ins']} sign-ins and {signed['wrong_passwords']} "
+        f"wrong passwords answered as they must, {signed['unexpected']} otherwise",
+        f"  door: {args.face_rate:g} faces/s and {args.pass_rate:g} passes/s, {args.door_members} members; "
+        f"{entered['face_entries']} face and {entered['pass_entries']} pass entries granted with "
+        f"{entered['relay_frames']} relay frames, {entered['not_granted']} not granted",
+        f"  helpers: {args.task_rate:g} tasks/s; {tasked['tasks']} submitted, {tasked['unjudged']} never judged, "
+        f"{tasked['queue_pages']} queue pages, {tasked['unexpected']} unexpected answers",
+        f"  search: {args.query_rate:g} queries/s and {args.review_rate:g} reviews/s over {args.branches} branches; "
+        f"{found['queries']} answered, {found['reviews'] - lost} of {found['reviews']} reviews shown, "
+        f"{found['unexpected']} unexpected answers",
+    ]))  # fmt: skip
     if args.minutes < 10:
         print(f"SHORT RUN: growth is the end of a {args.minutes:g}-minute load over its middle; the aim is stated "
               "for minute 5 -> 10 of a 10-minute load (--minutes 10), which also covers running's ten-minute "
@@ -276,6 +312,8 @@ async def run(args: argparse.Namespace) -> None:
     figures["sign_ins"] = signed["sign_ins"]
     figures["face_entries"] = entered["face_entries"]
     figures["pass_entries"] = entered["pass_entries"]
+    figures["helper_tasks"] = tasked["tasks"]
+    figures["search_queries"] = found["queries"]
     emit(figures)
 
 
@@ -298,6 +336,10 @@ def main() -> None:
     parser.add_argument("--face-rate", type=float, default=1.0, help="door: face entries/s")
     parser.add_argument("--pass-rate", type=float, default=2.0, help="door: entry-pass entries/s")
     parser.add_argument("--door-members", type=int, default=10_000, help="door: members in the branch's gallery")
+    parser.add_argument("--task-rate", type=float, default=0.5, help="helpers: tasks submitted/s")
+    parser.add_argument("--query-rate", type=float, default=5.0, help="search: queries/s")
+    parser.add_argument("--review-rate", type=float, default=1.0, help="search: reviews posted/s")
+    parser.add_argument("--branches", type=int, default=1000, help="search: branches in the index")
     parser.add_argument("--crash-every-s", type=float, default=30.0, help="monitoring: a device crashes this often")
     asyncio.run(run(parser.parse_args()))
 
