@@ -22,19 +22,19 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench._common import ROOT, check_delivered, fail, jwks_app, progress, stop_quietly
+from bench._common import ROOT, check_delivered, fail, jwks_app, progress, register_owner_phone, stop_quietly
+from bench.notification_push_throughput import BRANCH, faults
 from common.events.envelope import OutgoingMessage
 from common.events.rabbitmq import RabbitMQBus
 from common.migrations import upgrade
 from common.observability import Metrics
 from common.security import Role
-from contracts import CATALOG, EquipmentFault
+from contracts import CATALOG
 from notification.fcm import ServiceAccount
 from notification.fcm_sim import FcmSimState
 from notification.fcm_sim import create_app as create_fcm
@@ -43,7 +43,6 @@ from tests.support.apps import free_port, serving
 from tests.support.infra import PostgresDatabases
 from tests.support.processes import clean_env, start, wait_healthy
 
-BRANCH = "bench-branch"
 RECOVER_S = 10.0
 PUBLISH_TICK_S = 0.1
 OK_GAUGE = 'monitoring_devices{health="ok"}'
@@ -77,7 +76,7 @@ class AlertsLoad:
                 return
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             owed += self.push_rate * PUBLISH_TICK_S
-            batch = [_fault(f"load-{len(self.published) + n:07d}") for n in range(int(owed))]
+            batch = faults(int(owed))
             owed -= len(batch)
             if batch:
                 await self.bus.publish_many([OutgoingMessage.of(event) for event in batch])
@@ -142,19 +141,6 @@ def _operator_token() -> str:
     return tokens.issuer().issue(str(uuid.uuid4()), [Role.OPERATOR], [])
 
 
-def _fault(device_id: str) -> EquipmentFault:
-    return EquipmentFault(
-        fault_id=uuid.uuid4(),
-        device_id=device_id,
-        branch_id=BRANCH,
-        kind="treadmill",
-        name=f"Treadmill {device_id}",
-        criticality="major",
-        reason="ping failed: timeout",
-        detected_at=datetime.now(UTC),
-    )
-
-
 @contextlib.asynccontextmanager
 async def alerts_load(
     *,
@@ -215,13 +201,8 @@ async def alerts_load(
                 pids[name] = process.pid
                 await asyncio.to_thread(wait_healthy, f"http://127.0.0.1:{port}", process, log)
             monitoring_url = f"http://127.0.0.1:{monitoring_port}"
+            await register_owner_phone(f"http://127.0.0.1:{notification_port}", owner)
             async with httpx.AsyncClient(timeout=30) as client:
-                phone = await client.put(
-                    f"http://127.0.0.1:{notification_port}/me/push-tokens",
-                    json={"token": "owner-phone-bench-0001", "platform": "android"},
-                    headers={"authorization": f"Bearer {owner}"},
-                )
-                phone.raise_for_status()
                 log = scratch / "simulator.log"
                 simulator = start(
                     [

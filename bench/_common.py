@@ -267,3 +267,16 @@ async def paced(entry: Callable[[], Coroutine[Any, Any, None]], rate: float, sec
         pending.add(task)
         task.add_done_callback(pending.discard)
     await asyncio.gather(*pending)
+
+
+async def register_owner_phone(notification_url: str, owner_token: str) -> None:
+    """The branch owner's phone, registered with notification: where fault pushes go."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        phone = await client.put(
+            f"{notification_url}/me/push-tokens",
+            json={"token": "owner-phone-bench-0001", "platform": "android"},
+            headers={"authorization": f"Bearer {owner_token}"},
+        )
+        phone.raise_for_status()

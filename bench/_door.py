@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
@@ -25,7 +24,7 @@ from typing import Any
 import httpx
 
 from bench._common import ROOT, STARTUP_S, fail, jwks_app, paced, progress, stop_quietly
-from bench.access_entry import BRANCH, populate, wait_gallery
+from bench.access_entry import BRANCH, GATE, gate_env, populate, wait_gallery
 from bench.facemodel_pipeline import camera_frame
 from common.migrations import upgrade
 from common.security import Role, TokenIssuer
@@ -35,8 +34,6 @@ from tests.support.apps import free_port, serving
 from tests.support.infra import PostgresDatabases
 from tests.support.processes import clean_env, start, wait_healthy
 from tests.support.serialgate import GateSimulator, SocatPair
-
-GATE = "bench-in"
 
 
 @dataclass
@@ -131,17 +128,9 @@ async def door_load(
             populate, database_url, members - 1, start_at=0, real=[(member, analysed.json()["embedding"])],
             branch=BRANCH,
         )  # fmt: skip
-        gates = [{"gate_id": GATE, "branch_id": BRANCH, "driver": "ch340", "port": pair.ours, "baudrate": 9600,
-                  "channel": 1, "open_ms": 200, "anti_passback": False}]  # fmt: skip
         async with serving(jwks_app()) as auth_url:
-            access_env = clean_env(
-                SMARTGYM_ACCESS_DATABASE_URL=database_url,
-                SMARTGYM_ACCESS_GATES=json.dumps(gates),
-                SMARTGYM_ACCESS_FACEMODEL_SOCKET=str(socket_path),
-                SMARTGYM_AUTH_URL=auth_url,
-                SMARTGYM_DATA_DIR=str(scratch),
-                SMARTGYM_LOG_LEVEL="WARNING",
-            )
+            access_env = gate_env(database_url=database_url, serial_port=pair.ours, baud=9600, socket_path=socket_path,
+                                  auth_url=auth_url, scratch=scratch, chain_gallery=True)  # fmt: skip
             log = scratch / "access.log"
             port = free_port()
             access = start(["serve", "access", "--port", str(port)], env=access_env, cwd=ROOT, log=log)

@@ -79,6 +79,7 @@ from tests.support.processes import clean_env, start, stop, wait_healthy
 from tests.support.serialgate import GateSimulator, SocatPair
 
 BRANCH = "gangnam"
+GATE = "bench-in"
 SPACE = "sface-2021dec"
 CHAIN_GALLERY = "access~chain"
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,7 +185,7 @@ async def face_entries(
             warm = n < 5
             seen = len(device.on_frames(1))
             sent = time.monotonic()
-            response = await client.post("/v1/gates/bench-in/face", content=frames_by_kind[kind], headers=headers)
+            response = await client.post(f"/v1/gates/{GATE}/face", content=frames_by_kind[kind], headers=headers)
             answered = time.monotonic()
             if response.status_code != 200:
                 lost += not warm
@@ -237,7 +238,7 @@ async def pass_entries(base: str, member: uuid.UUID, count: int) -> tuple[list[f
             code = issuer.issue(str(member), [Role.CUSTOMER], [BRANCH])
             sent = time.perf_counter()
             response = await client.post(
-                "/v1/gates/bench-in/pass", json={"code": code}, headers={"authorization": f"Bearer {kiosk}"}
+                f"/v1/gates/{GATE}/pass", json={"code": code}, headers={"authorization": f"Bearer {kiosk}"}
             )
             elapsed = (time.perf_counter() - sent) * 1000
             if n < 20:
@@ -379,26 +380,14 @@ async def run(args: argparse.Namespace) -> None:
 
             async with serving(jwks_app()) as auth_url:
                 port = free_port()
-                gates = [
-                    {
-                        "gate_id": "bench-in",
-                        "branch_id": BRANCH,
-                        "driver": "ch340",
-                        "port": pair.ours,
-                        "baudrate": args.baud,
-                        "channel": 1,
-                        "open_ms": 200,
-                        "anti_passback": False,
-                    }
-                ]
-                access_env = clean_env(
-                    SMARTGYM_ACCESS_DATABASE_URL=database_url,
-                    SMARTGYM_ACCESS_GATES=json.dumps(gates),
-                    SMARTGYM_ACCESS_FACEMODEL_SOCKET=str(socket_path),
-                    SMARTGYM_AUTH_URL=auth_url,
-                    SMARTGYM_DATA_DIR=str(scratch),
-                    SMARTGYM_LOG_LEVEL="WARNING",
-                    SMARTGYM_ACCESS_CHAIN_GALLERY="false" if args.scan_misses else "true",
+                access_env = gate_env(
+                    database_url=database_url,
+                    serial_port=pair.ours,
+                    baud=args.baud,
+                    socket_path=socket_path,
+                    auth_url=auth_url,
+                    scratch=scratch,
+                    chain_gallery=not args.scan_misses,
                 )
                 log = scratch / "access.log"
                 access = start(["serve", "access", "--port", str(port)], env=access_env, cwd=ROOT, log=log)
@@ -537,6 +526,31 @@ def report(args: argparse.Namespace, face: FaceRun, passes: PassRun, cache: dict
             "cache_hit_rate": round(cache["hit_rate"], 4),
             "frames": args.frames,
         }
+    )
+
+
+def gate_env(
+    *,
+    database_url: str,
+    serial_port: str,
+    baud: int,
+    socket_path: Path,
+    auth_url: str,
+    scratch: Path,
+    chain_gallery: bool,
+) -> dict[str, str]:
+    """access's environment with one entry gate, ``GATE``, on a CH340 relay board at
+    ``serial_port`` (no anti-passback: the same member enters again and again)."""
+    gates = [{"gate_id": GATE, "branch_id": BRANCH, "driver": "ch340", "port": serial_port, "baudrate": baud,
+              "channel": 1, "open_ms": 200, "anti_passback": False}]  # fmt: skip
+    return clean_env(
+        SMARTGYM_ACCESS_DATABASE_URL=database_url,
+        SMARTGYM_ACCESS_GATES=json.dumps(gates),
+        SMARTGYM_ACCESS_FACEMODEL_SOCKET=str(socket_path),
+        SMARTGYM_AUTH_URL=auth_url,
+        SMARTGYM_DATA_DIR=str(scratch),
+        SMARTGYM_LOG_LEVEL="WARNING",
+        SMARTGYM_ACCESS_CHAIN_GALLERY="true" if chain_gallery else "false",
     )
 
 

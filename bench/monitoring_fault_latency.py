@@ -55,6 +55,7 @@ from bench._common import (
     jwks_app,
     machine,
     progress,
+    register_owner_phone,
     shared_broker_namespace,
     summary,
     table,
@@ -157,13 +158,7 @@ async def run(args: argparse.Namespace) -> None:
             progress("monitoring and notification are up")
             notification_url = f"http://127.0.0.1:{notification_port}"
             monitoring_url = f"http://127.0.0.1:{monitoring_port}"
-            async with httpx.AsyncClient(timeout=30) as client:
-                phone = await client.put(
-                    f"{notification_url}/me/push-tokens",
-                    json={"token": "owner-phone-bench-0001", "platform": "android"},
-                    headers={"authorization": f"Bearer {owner}"},
-                )
-                phone.raise_for_status()
+            await register_owner_phone(notification_url, owner)
 
             # One simulator process per 5,000 devices: each device holds a listener and a
             # heartbeat connection, and a process may open 20,000 files here.

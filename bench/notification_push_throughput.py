@@ -31,7 +31,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx
 
 from bench._common import (
     check_delivered,
@@ -42,6 +41,7 @@ from bench._common import (
     jwks_app,
     machine,
     progress,
+    register_owner_phone,
     shared_broker_namespace,
     table,
 )
@@ -172,13 +172,7 @@ async def run(args: argparse.Namespace) -> None:
             log = scratch / "notification.log"
             process = start(["serve", "notification", "--port", str(port)], env=env, cwd=ROOT, log=log)
             wait_healthy(f"http://127.0.0.1:{port}", process, log)
-            async with httpx.AsyncClient() as client:
-                response = await client.put(
-                    f"http://127.0.0.1:{port}/me/push-tokens",
-                    json={"token": "owner-phone-bench-0001", "platform": "android"},
-                    headers={"authorization": f"Bearer {owner}"},
-                )
-                response.raise_for_status()
+            await register_owner_phone(f"http://127.0.0.1:{port}", owner)
             await bus.start()
             # Warm-up, untimed: each path's connections and access token.
             await baseline(sender, CONCURRENCY, "warm-up")
