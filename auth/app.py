@@ -102,6 +102,14 @@ def create_app(
         )
         stop_hooks.append(facemodel.aclose)
         face_analyser = facemodel
+    accounts = AccountService(
+        kernel=kernel,
+        keys=keys,
+        hasher=hasher or default_hasher(),
+        policy=policy or AuthPolicy(access_ttl=timedelta(seconds=settings.jwt_access_ttl_s)),
+        hash_threads=auth_settings.password_hash_threads,
+    )
+    stop_hooks.append(accounts.aclose)
     app = create_service_app(
         kernel,
         title="SmartGym auth",
@@ -119,12 +127,7 @@ def create_app(
     app.state.max_face_upload_bytes = auth_settings.max_face_upload_bytes
     app.add_exception_handler(WeakPassword, weak_password)
     app.state.keys = keys
-    app.state.accounts = accounts = AccountService(
-        kernel=kernel,
-        keys=keys,
-        hasher=hasher or default_hasher(),
-        policy=policy or AuthPolicy(access_ttl=timedelta(seconds=settings.jwt_access_ttl_s)),
-    )
+    app.state.accounts = accounts
     app.state.devices = DeviceService(kernel=kernel, keys=keys)
     app.state.entry_passes = EntryPasses(keys, settings)
     app.state.memberships = MembershipService(kernel=kernel, identity=identity_check)

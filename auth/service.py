@@ -7,6 +7,7 @@ import os
 import secrets
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -63,14 +64,20 @@ class IssuedTokens:
 
 
 class AccountService:
-    def __init__(self, *, kernel: ServiceKernel, keys: KeyRing, hasher: PasswordHasher, policy: AuthPolicy) -> None:
+    def __init__(
+        self, *, kernel: ServiceKernel, keys: KeyRing, hasher: PasswordHasher, policy: AuthPolicy, hash_threads: int = 0
+    ) -> None:
         self._kernel = kernel
         self._keys = keys
         self._hasher = hasher
         self.policy = policy
-        # Argon2 is CPU and memory hungry: a flood of logins queues here instead of
-        # running dozens of 19 MiB hashes at once on two cores.
-        self._hashing = asyncio.Semaphore(max(2, 2 * (os.cpu_count() or 1)))
+        # Argon2 is CPU and memory hungry: hashes run on a thread per core and a flood of
+        # logins queues for them. More threads would not hash faster, and each thread's
+        # malloc arena keeps its last 19 MiB buffer: the process's memory would climb by
+        # that much every time one more hash than ever before ran at once.
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = hash_threads or usable
+        self._hashing = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
         # Verifying against this when the account does not exist keeps the response time
         # of "no such user" equal to "wrong password": no enumeration by timing.
         self._dummy_hash = hasher.hash(uuid.uuid4().hex)
@@ -353,15 +360,18 @@ class AccountService:
     # -- internals -----------------------------------------------------------------
 
     async def _hash(self, password: str) -> str:
-        async with self._hashing:
-            return await asyncio.to_thread(self._hasher.hash, password)
+        return await asyncio.get_running_loop().run_in_executor(self._hashing, self._hasher.hash, password)
 
     async def _password_matches(self, stored_hash: str, password: str) -> bool:
         try:
-            async with self._hashing:
-                return bool(await asyncio.to_thread(self._hasher.verify, stored_hash, password))
+            verify = self._hasher.verify
+            return bool(await asyncio.get_running_loop().run_in_executor(self._hashing, verify, stored_hash, password))
         except (VerificationError, InvalidHashError):
             return False
+
+    async def aclose(self) -> None:
+        """Lets the hashing threads go once the hashes under way are done."""
+        self._hashing.shutdown(wait=False)
 
     async def _record_failure(self, email: str, user: User | None, source: str | None) -> None:
         now = utc_now()

@@ -46,6 +46,15 @@ class AuthSettings(BiometricSealingSettings):
             "Version of the consent text members accept before face enrolment; a new version needs new consent."
         ),
     )
+    password_hash_threads: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description=(
+            "Threads that hash passwords (Argon2id, 19 MiB each while it runs and kept by its thread "
+            "afterwards); 0: one per CPU this process may use. Logins beyond them queue."
+        ),
+    )
     max_face_upload_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, description="Largest enrolment photo.")
     # Enrolment photos are the largest bodies auth takes.
     max_body_bytes: int = Field(
