@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from auth.memberships import membership_changed
 from auth.models import AuditEntry, FaceConsent, LoginThrottle, Membership, PasswordReset, RefreshToken, User
 from auth.passwords import password_problems
 from auth.revocations import in_force, revoke
+from common.cpus import usable_cpus
 from common.events.envelope import utc_now
 from common.events.revocations import TokensRevoked
 from common.kernel import ServiceKernel
@@ -75,9 +75,9 @@ class AccountService:
         # logins queues for them. More threads would not hash faster, and each thread's
         # malloc arena keeps its last 19 MiB buffer: the process's memory would climb by
         # that much every time one more hash than ever before ran at once.
-        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        threads = hash_threads or usable
-        self._hashing = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
+        # Made on first use and let go with the app, so an app started again gets a new one.
+        self._hash_threads = hash_threads or usable_cpus()
+        self._hashing: ThreadPoolExecutor | None = None
         # Verifying against this when the account does not exist keeps the response time
         # of "no such user" equal to "wrong password": no enumeration by timing.
         self._dummy_hash = hasher.hash(uuid.uuid4().hex)
@@ -359,19 +359,28 @@ class AccountService:
 
     # -- internals -----------------------------------------------------------------
 
+    def _hash_pool(self) -> ThreadPoolExecutor:
+        if self._hashing is None:
+            self._hashing = ThreadPoolExecutor(max_workers=self._hash_threads, thread_name_prefix="argon2")
+        return self._hashing
+
     async def _hash(self, password: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(self._hashing, self._hasher.hash, password)
+        return await asyncio.get_running_loop().run_in_executor(self._hash_pool(), self._hasher.hash, password)
 
     async def _password_matches(self, stored_hash: str, password: str) -> bool:
         try:
             verify = self._hasher.verify
-            return bool(await asyncio.get_running_loop().run_in_executor(self._hashing, verify, stored_hash, password))
+            return bool(
+                await asyncio.get_running_loop().run_in_executor(self._hash_pool(), verify, stored_hash, password)
+            )
         except (VerificationError, InvalidHashError):
             return False
 
     async def aclose(self) -> None:
         """Lets the hashing threads go once the hashes under way are done."""
-        self._hashing.shutdown(wait=False)
+        pool, self._hashing = self._hashing, None
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     async def _record_failure(self, email: str, user: User | None, source: str | None) -> None:
         now = utc_now()

@@ -52,7 +52,8 @@ class AuthSettings(BiometricSealingSettings):
         le=64,
         description=(
             "Threads that hash passwords (Argon2id, 19 MiB each while it runs and kept by its thread "
-            "afterwards); 0: one per CPU this process may use. Logins beyond them queue."
+            "afterwards); 0: one per CPU this process may use (affinity and cgroup quota). Logins beyond "
+            "them queue."
         ),
     )
     max_face_upload_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, description="Largest enrolment photo.")

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import ROOT, fail, paced, progress, stop_quietly
+from bench._common import ROOT, error_counts, fail, paced, progress, stop_quietly
 from common.migrations import upgrade
 from tests.support.apps import free_port
 from tests.support.infra import PostgresDatabases
@@ -43,7 +43,8 @@ class AccountsLoad:
     async def run(self, seconds: float) -> None:
         async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
             attempts = itertools.count()
-            await paced(lambda: self._attempt(client, next(attempts)), self.rate, seconds)
+            errors = await paced(lambda: self._attempt(client, next(attempts)), self.rate, seconds)
+        self.outcomes.update(error_counts("attempt", errors))
 
     async def _attempt(self, client: httpx.AsyncClient, number: int) -> None:
         try:

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ class AlertsLoad:
     crash_every_s: float
     pids: dict[str, int]
     published: list[str] = field(default_factory=list)
-    crashed: list[str] = field(default_factory=list)
+    crashed: dict[str, float] = field(default_factory=dict)  # device -> when it crashed (wall clock)
 
     async def run(self, seconds: float) -> None:
         """Publish events and crash devices for ``seconds``; the last crashed device is
@@ -91,10 +92,12 @@ class AlertsLoad:
             while time.monotonic() + self.crash_every_s + RECOVER_S <= ends:
                 await asyncio.sleep(self.crash_every_s)
                 device = next(victims)
-                self.crashed.append(device)
-                await client.post(f"{self.control_url}/devices/{device}/mode", json={"mode": "dead"})
+                crash = await client.post(f"{self.control_url}/devices/{device}/mode", json={"mode": "dead"})
+                crash.raise_for_status()
+                self.crashed[device] = crash.json()["began"]
                 await asyncio.sleep(RECOVER_S)
-                await client.post(f"{self.control_url}/devices/{device}/mode", json={"mode": "ok"})
+                back = await client.post(f"{self.control_url}/devices/{device}/mode", json={"mode": "ok"})
+                back.raise_for_status()
 
     async def verify(self, *, drain_s: float = 60.0) -> dict[str, Any]:
         """Waits for the pushes still on their way, then counts; shortfalls fail the run."""
@@ -111,6 +114,37 @@ class AlertsLoad:
         counts = check_delivered("notification pushes", self.published, pushed)
         if counts["repeats"]:
             fail(f"notification: {counts['repeats']} events pushed more than once")
+        # Every crash announced by a fault opened after it, and that fault closed once the
+        # device was back (the last one came back moments ago: given until the deadline).
+        while True:
+            faults = await self._faults()
+            announced = {
+                row["device_id"]
+                for row in faults
+                if row["device_id"] in self.crashed and _opened(row) >= self.crashed[row["device_id"]] - 1.0
+            }
+            recovered = {row["device_id"] for row in faults if row["device_id"] in announced and row["closed_at"]}
+            if len(recovered) == len(self.crashed) or time.monotonic() >= deadline + 30:
+                break
+            await asyncio.sleep(1.0)  # fmt: skip
+        unannounced = [device for device in self.crashed if device not in announced]
+        if unannounced:
+            fail(f"monitoring: {len(unannounced)} of {len(self.crashed)} crashes never announced: {unannounced[:5]}")
+        unrecovered = [device for device in announced if device not in recovered]
+        if unrecovered:
+            fail(f"monitoring: {len(unrecovered)} crashed devices came back but their faults stayed open")
+        false_alarms = [row for row in faults if row["device_id"] not in self.crashed]
+        return {
+            "pushes": counts["distinct"],
+            "events_published": len(self.published),
+            "crashes": len(self.crashed),
+            "crashes_announced": len(self.crashed) - len(unannounced),
+            "crashes_recovered": len(recovered),
+            "false_alarms": len(false_alarms),
+            "false_alarm_reasons": sorted({row["reason"][:60] for row in false_alarms})[:3],
+        }
+
+    async def _faults(self) -> list[dict[str, Any]]:
         async with httpx.AsyncClient(timeout=30) as client:
             response = await client.get(
                 f"{self.monitoring_url}/v1/faults?open=false&limit=1000",
@@ -118,23 +152,15 @@ class AlertsLoad:
                 headers={"authorization": f"Bearer {_operator_token()}"},
             )
             response.raise_for_status()
-            faults = response.json()
-        announced = {row["device_id"] for row in faults}
-        unannounced = [device for device in self.crashed if device not in announced]
-        if unannounced:
-            fail(f"monitoring: {len(unannounced)} of {len(self.crashed)} crashes never announced: {unannounced[:5]}")
-        false_alarms = [row for row in faults if row["device_id"] not in set(self.crashed)]
-        return {
-            "pushes": counts["distinct"],
-            "events_published": len(self.published),
-            "crashes": len(self.crashed),
-            "crashes_announced": len(self.crashed) - len(unannounced),
-            "false_alarms": len(false_alarms),
-            "false_alarm_reasons": sorted({row["reason"][:60] for row in false_alarms})[:3],
-        }
+            faults: list[dict[str, Any]] = response.json()
+            return faults
 
     def _pushed_fault_ids(self) -> set[str]:
         return {item.message.get("data", {}).get("fault_id", "") for item in self.fcm.received}
+
+
+def _opened(row: dict[str, Any]) -> float:
+    return datetime.fromisoformat(row["opened_at"]).timestamp()
 
 
 def _operator_token() -> str:

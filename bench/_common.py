@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -251,11 +252,20 @@ def stop_quietly(process: Any, timeout: float = 60) -> None:
         stop(process, timeout=timeout)
 
 
-async def paced(entry: Callable[[], Coroutine[Any, Any, None]], rate: float, seconds: float) -> None:
+async def paced(entry: Callable[[], Coroutine[Any, Any, None]], rate: float, seconds: float) -> list[Exception]:
     """``entry`` at ``rate`` a second on a schedule; an entry that takes long does not
-    delay the next."""
+    delay the next. Returns the errors entries raised (counted by the caller, never lost):
+    every entry has finished when it returns."""
     if rate <= 0:
-        return
+        return []
+    errors: list[Exception] = []
+
+    async def guarded() -> None:
+        try:
+            await entry()
+        except Exception as exc:  # every kind: the caller counts them
+            errors.append(exc)
+
     began = time.monotonic()
     pending: set[asyncio.Task[None]] = set()
     for number in itertools.count():
@@ -263,10 +273,16 @@ async def paced(entry: Callable[[], Coroutine[Any, Any, None]], rate: float, sec
         if due > began + seconds:
             break
         await asyncio.sleep(max(0.0, due - time.monotonic()))
-        task = asyncio.create_task(entry())
+        task = asyncio.create_task(guarded())
         pending.add(task)
         task.add_done_callback(pending.discard)
     await asyncio.gather(*pending)
+    return errors
+
+
+def error_counts(what: str, errors: Iterable[Exception]) -> Counter[str]:
+    """Errors as outcomes: ``what: Kind: message`` (the message cut short)."""
+    return Counter(f"{what}: {type(error).__name__}: {str(error)[:80]}" for error in errors)
 
 
 async def register_owner_phone(notification_url: str, owner_token: str) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import ROOT, STARTUP_S, fail, jwks_app, paced, progress, stop_quietly
+from bench._common import ROOT, STARTUP_S, error_counts, fail, jwks_app, paced, progress, stop_quietly
 from bench.access_entry import BRANCH, GATE, gate_env, populate, wait_gallery
 from bench.facemodel_pipeline import camera_frame
 from common.migrations import upgrade
@@ -65,7 +65,10 @@ class DoorLoad:
                 code = entry_passes.issue(str(self.member), [Role.CUSTOMER], [BRANCH])
                 await self._entry("pass", client.post(f"/v1/gates/{GATE}/pass", json={"code": code}))
 
-            await asyncio.gather(paced(face, self.face_rate, seconds), paced(entry_pass, self.pass_rate, seconds))
+            faces, passes = await asyncio.gather(
+                paced(face, self.face_rate, seconds), paced(entry_pass, self.pass_rate, seconds)
+            )
+        self.outcomes.update(error_counts("face", faces) + error_counts("pass", passes))
 
     async def _entry(self, kind: str, answer: Awaitable[httpx.Response]) -> None:
         try:
@@ -106,9 +109,10 @@ async def door_load(
     upgrade("access", database_url)
     socket_path = scratch / "facemodel.sock"
     pair = SocatPair(scratch, "relay").start()
-    device = GateSimulator(pair.theirs, "ch340").start()
+    device: GateSimulator | None = None
     processes: list[Any] = []
     try:
+        device = GateSimulator(pair.theirs, "ch340").start()
         facemodel_port = free_port()
         env = clean_env(SMARTGYM_FACEMODEL_PACK=str(pack), SMARTGYM_FACEMODEL_SOCKET=str(socket_path),
                         SMARTGYM_DATA_DIR=str(scratch), SMARTGYM_LOG_LEVEL="WARNING")  # fmt: skip
@@ -150,5 +154,6 @@ async def door_load(
     finally:
         for process in reversed(processes):
             stop_quietly(process)
-        device.stop()
+        if device is not None:
+            device.stop()
         pair.stop()

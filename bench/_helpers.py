@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import ROOT, fail, jwks_app, paced, stop_quietly
+from bench._common import ROOT, error_counts, fail, jwks_app, paced, stop_quietly
 from common.migrations import upgrade
 from common.security import Role
 from tests.helper.images import scene
@@ -85,9 +85,13 @@ class HelpersLoad:
                     json={"task_ids": task_ids, "decision": "approve"},
                     headers=owner,
                 )
-                self._count("decisions", decided, 200)
+                if self._count("decisions", decided, 200):
+                    # Answered 200 whatever became of each task: every one must say approved.
+                    for result in decided.json():
+                        self.outcomes["approved" if result["ok"] else f"decision: {result['result'][:60]}"] += 1
 
-            await asyncio.gather(paced(submit, self.task_rate, seconds), paced(review, 1.0, seconds))
+            submits, reviews = await asyncio.gather(paced(submit, self.task_rate, seconds), paced(review, 1.0, seconds))
+        self.outcomes.update(error_counts("submit", submits) + error_counts("review", reviews))
 
     def _count(self, what: str, response: httpx.Response, expected: int) -> bool:
         matched = response.status_code == expected
@@ -109,7 +113,7 @@ class HelpersLoad:
                 if unjudged:
                     await asyncio.sleep(1.0)
         wrong = {outcome: count for outcome, count in self.outcomes.items()
-                 if outcome not in ("submit", "queue page", "decisions")}  # fmt: skip
+                 if outcome not in ("submit", "queue page", "decisions", "approved")}  # fmt: skip
         if wrong:
             fail(f"helpers: unexpected answers {wrong}")
         if unjudged:
@@ -118,6 +122,7 @@ class HelpersLoad:
             "tasks": len(self.submitted),
             "unjudged": len(unjudged),
             "queue_pages": self.outcomes["queue page"],
+            "approved": self.outcomes["approved"],
             "unexpected": sum(wrong.values()),
         }
 

@@ -1,8 +1,10 @@
 """Memory under sustained load: each service's resident set (RSS) while its benchmark load
 runs, and how much it grows between the middle and the end of the run.
 
-Ten services carry a steady load at once, each from load generators in their own
-processes:
+Ten services carry a steady load at once, each in its own process. Running's runners and
+watchers, the gateway's requests and the simulated devices come from processes of their
+own; the other loads (a few requests a second each, 50 pushes a second into the FCM
+stand-in) run in this process's event loop:
 
 - **running**: runners streaming a point a second to one replica, friends watching
   through the same replica, RabbitMQ fan-out on;
@@ -233,6 +235,8 @@ async def run(args: argparse.Namespace) -> None:
 
             progress(f"{args.minutes:g} min of load on {', '.join(pids)}")
             others = asyncio.gather(*(load.run(seconds) for load in loads.values()))
+            # A run whose live load fails stops the others before their services go.
+            stack.callback(others.cancel)
             live = await drive(people.runner_urls(base), people.watcher_plan([base]), seconds=seconds,
                                pids={"running": running.pid}, on_tick=tick, tick_s=SAMPLE_S,
                                limit_s=60)  # fmt: skip
@@ -284,7 +288,7 @@ async def run(args: argparse.Namespace) -> None:
         f"  running: {args.runners} runners x {args.per_run} watchers; {live['watched'].distinct} positions delivered",
         f"  gateway: {args.rate:g} requests/s; {len(report['answered'])} answered in {elapsed:.0f} s",
         f"  monitoring: {args.devices} devices; {alerted['crashes_announced']} of {alerted['crashes']} crashes "
-        f"announced; {alerted['false_alarms']} false alarms"
+        f"announced, {alerted['crashes_recovered']} seen back; {alerted['false_alarms']} false alarms"
         + "".join(f" ({reason})" for reason in alerted["false_alarm_reasons"]),
         f"  notification: {args.push_rate:g} events/s; {alerted['pushes']} of {alerted['events_published']} pushed",
         f"  auth: {args.login_rate:g} attempts/s; {signed['sign_ins']} sign-ins and {signed['wrong_passwords']} "
@@ -293,7 +297,8 @@ async def run(args: argparse.Namespace) -> None:
         f"{entered['face_entries']} face and {entered['pass_entries']} pass entries granted with "
         f"{entered['relay_frames']} relay frames, {entered['not_granted']} not granted",
         f"  helpers: {args.task_rate:g} tasks/s; {tasked['tasks']} submitted, {tasked['unjudged']} never judged, "
-        f"{tasked['queue_pages']} queue pages, {tasked['unexpected']} unexpected answers",
+        f"{tasked['queue_pages']} queue pages, {tasked['approved']} approved, {tasked['unexpected']} unexpected "
+        "answers",
         f"  search: {args.query_rate:g} queries/s and {args.review_rate:g} reviews/s over {args.branches} branches; "
         f"{found['queries']} answered, {found['reviews'] - lost} of {found['reviews']} reviews shown, "
         f"{found['unexpected']} unexpected answers",

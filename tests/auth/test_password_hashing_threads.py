@@ -69,3 +69,17 @@ async def test_a_burst_of_logins_hashes_on_the_configured_threads_only(tmp_path)
     assert [response.status_code for response in logins] == [200] * len(emails)
     assert hasher.most_at_once == 2
     assert {name.split("_")[0] for name in hasher.threads} == {"argon2"}
+
+
+async def test_an_app_started_again_still_hashes(tmp_path):
+    settings = AuthSettings(environment="test", data_dir=tmp_path, password_hash_threads=1)
+    upgrade("auth", settings.database_url("auth"))
+    app = create_app(settings, hasher=WatchedHasher())
+    async with asgi_client(app) as client:
+        created = await client.post("/signup", json={"email": "again@example.com", "password": PASSWORD})
+        assert created.status_code == 201, created.text
+
+    async with asgi_client(app) as client:
+        login = await client.post("/login", json={"email": "again@example.com", "password": PASSWORD})
+
+    assert login.status_code == 200, login.text
