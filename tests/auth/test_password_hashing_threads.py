@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 from argon2 import PasswordHasher
 
@@ -45,8 +45,9 @@ class WatchedHasher(PasswordHasher):
     def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
         return str(self._watched(super().hash, password))
 
-    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
-        return bool(self._watched(super().verify, hash, password))
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        self._watched(super().verify, hash, password)  # raises on a mismatch
+        return True
 
 
 async def test_a_burst_of_logins_hashes_on_the_configured_threads_only(tmp_path):
