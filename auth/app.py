@@ -107,7 +107,7 @@ def create_app(
         keys=keys,
         hasher=hasher or default_hasher(),
         policy=policy or AuthPolicy(access_ttl=timedelta(seconds=settings.jwt_access_ttl_s)),
-        hash_threads=auth_settings.password_hash_threads,
+        hash_threads=auth_settings.auth_hash_threads,
     )
     stop_hooks.append(accounts.aclose)
     app = create_service_app(

@@ -46,7 +46,7 @@ class AuthSettings(BiometricSealingSettings):
             "Version of the consent text members accept before face enrolment; a new version needs new consent."
         ),
     )
-    password_hash_threads: int = Field(
+    auth_hash_threads: int = Field(
         default=0,
         ge=0,
         le=64,

@@ -51,7 +51,7 @@ class WatchedHasher(PasswordHasher):
 
 
 async def test_a_burst_of_logins_hashes_on_the_configured_threads_only(tmp_path):
-    settings = AuthSettings(environment="test", data_dir=tmp_path, password_hash_threads=2)
+    settings = AuthSettings(environment="test", data_dir=tmp_path, auth_hash_threads=2)
     upgrade("auth", settings.database_url("auth"))
     hasher = WatchedHasher()
     app = create_app(settings, hasher=hasher)
@@ -73,7 +73,7 @@ async def test_a_burst_of_logins_hashes_on_the_configured_threads_only(tmp_path)
 
 
 async def test_an_app_started_again_still_hashes(tmp_path):
-    settings = AuthSettings(environment="test", data_dir=tmp_path, password_hash_threads=1)
+    settings = AuthSettings(environment="test", data_dir=tmp_path, auth_hash_threads=1)
     upgrade("auth", settings.database_url("auth"))
     app = create_app(settings, hasher=WatchedHasher())
     async with asgi_client(app) as client:
