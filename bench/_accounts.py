@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import ROOT, error_counts, fail, paced, progress, stop_quietly
+from bench._common import ROOT, count_answer, error_counts, paced, progress, stop_quietly, unexpected
 from common.migrations import upgrade
 from tests.support.apps import free_port
 from tests.support.infra import PostgresDatabases
@@ -52,32 +52,24 @@ class AccountsLoad:
                 wrong = await client.post(
                     "/login", json={"email": f"stranger{number}@example.com", "password": "not the password"}
                 )
-                self._count("wrong password", wrong, 401)
+                count_answer(self.outcomes, "wrong password", wrong, 401)
                 return
             email = self.members[number % len(self.members)]
             login = await client.post("/login", json={"email": email, "password": PASSWORD})
-            if not self._count("login", login, 200):
+            if not count_answer(self.outcomes, "login", login, 200):
                 return
             refreshed = await client.post("/token/refresh", json={"refresh_token": login.json()["refresh_token"]})
-            if not self._count("refresh", refreshed, 200):
+            if not count_answer(self.outcomes, "refresh", refreshed, 200):
                 return
             me = await client.get("/me", headers={"authorization": f"Bearer {refreshed.json()['access_token']}"})
-            self._count("me", me, 200)
+            count_answer(self.outcomes, "me", me, 200)
         except httpx.HTTPError as exc:
             self.outcomes[f"transport error: {type(exc).__name__}"] += 1
 
-    def _count(self, what: str, response: httpx.Response, expected: int) -> bool:
-        matched = response.status_code == expected
-        self.outcomes[f"{what} {response.status_code}" if not matched else what] += 1
-        return matched
-
     async def verify(self) -> dict[str, Any]:
-        expected = {"login", "refresh", "me", "wrong password"}
-        wrong = {outcome: count for outcome, count in self.outcomes.items() if outcome not in expected}
-        if wrong:
-            fail(f"auth: unexpected answers {wrong}")
+        wrong = unexpected("auth", self.outcomes, ("login", "refresh", "me", "wrong password"))
         return {"sign_ins": self.outcomes["me"], "wrong_passwords": self.outcomes["wrong password"],
-                "unexpected": sum(wrong.values())}  # fmt: skip
+                "unexpected": wrong}  # fmt: skip
 
 
 @contextlib.asynccontextmanager

@@ -285,6 +285,23 @@ def error_counts(what: str, errors: Iterable[Exception]) -> Counter[str]:
     return Counter(f"{what}: {type(error).__name__}: {str(error)[:80]}" for error in errors)
 
 
+def count_answer(outcomes: Counter[str], what: str, response: Any, expected: int) -> bool:
+    """One HTTP answer into ``outcomes``: ``what`` when its status is ``expected``, else
+    ``what status: body`` (so the unexpected are told apart). True when expected."""
+    matched = bool(response.status_code == expected)
+    outcomes[what if matched else f"{what} {response.status_code}: {response.text[:80]}"] += 1
+    return matched
+
+
+def unexpected(what: str, outcomes: Counter[str], expected: Iterable[str]) -> int:
+    """Fails the run on every outcome not in ``expected``; returns how many there were."""
+    allowed = set(expected)
+    wrong = {outcome: count for outcome, count in outcomes.items() if outcome not in allowed}
+    if wrong:
+        fail(f"{what}: unexpected outcomes {wrong}")
+    return sum(wrong.values())
+
+
 async def register_owner_phone(notification_url: str, owner_token: str) -> None:
     """The branch owner's phone, registered with notification: where fault pushes go."""
     import httpx

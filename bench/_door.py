@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import ROOT, STARTUP_S, error_counts, fail, jwks_app, paced, progress, stop_quietly
+from bench._common import ROOT, STARTUP_S, error_counts, fail, jwks_app, paced, progress, stop_quietly, unexpected
 from bench.access_entry import BRANCH, GATE, gate_env, populate, wait_gallery
 from bench.facemodel_pipeline import camera_frame
 from common.migrations import upgrade
@@ -87,13 +87,11 @@ class DoorLoad:
         await asyncio.sleep(1.0)  # the last grant's relay frame
         granted = self.outcomes["face"] + self.outcomes["pass"]
         relay_frames = len(self.device.on_frames(1))
-        wrong = {outcome: count for outcome, count in self.outcomes.items() if outcome not in ("face", "pass")}
-        if wrong:
-            fail(f"door: entries not granted {wrong}")
+        wrong = unexpected("door", self.outcomes, ("face", "pass"))
         if relay_frames != granted:
             fail(f"door: {granted} entries granted, {relay_frames} relay frames on the line")
         return {"face_entries": self.outcomes["face"], "pass_entries": self.outcomes["pass"],
-                "relay_frames": relay_frames, "not_granted": sum(wrong.values())}  # fmt: skip
+                "relay_frames": relay_frames, "not_granted": wrong}  # fmt: skip
 
 
 @contextlib.asynccontextmanager

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import ROOT, error_counts, fail, jwks_app, paced, stop_quietly
+from bench._common import ROOT, count_answer, error_counts, fail, jwks_app, paced, stop_quietly, unexpected
 from common.migrations import upgrade
 from common.security import Role
 from tests.helper.images import scene
@@ -71,13 +71,13 @@ class HelpersLoad:
                     files=[("photos", ("p.jpg", data, "image/jpeg"))],
                     headers=_bearer(self.helper_id, Role.HELPER, []),
                 )
-                if self._count("submit", response, 201):
+                if count_answer(self.outcomes, "submit", response, 201):
                     self.submitted.append(response.json()["id"])
 
             async def review() -> None:
                 owner = _bearer(self.owner_id, Role.BRANCH_OWNER, [BRANCH])
                 page = await client.get(f"{self.owner_url}/v1/branches/{BRANCH}/queue?limit=50", headers=owner)
-                if not self._count("queue page", page, 200) or not page.json()["items"]:
+                if not count_answer(self.outcomes, "queue page", page, 200) or not page.json()["items"]:
                     return
                 task_ids = [item["task_id"] for item in page.json()["items"]]
                 decided = await client.post(
@@ -85,18 +85,13 @@ class HelpersLoad:
                     json={"task_ids": task_ids, "decision": "approve"},
                     headers=owner,
                 )
-                if self._count("decisions", decided, 200):
+                if count_answer(self.outcomes, "decisions", decided, 200):
                     # Answered 200 whatever became of each task: every one must say approved.
                     for result in decided.json():
                         self.outcomes["approved" if result["ok"] else f"decision: {result['result'][:60]}"] += 1
 
             submits, reviews = await asyncio.gather(paced(submit, self.task_rate, seconds), paced(review, 1.0, seconds))
         self.outcomes.update(error_counts("submit", submits) + error_counts("review", reviews))
-
-    def _count(self, what: str, response: httpx.Response, expected: int) -> bool:
-        matched = response.status_code == expected
-        self.outcomes[what if matched else f"{what} {response.status_code}: {response.text[:80]}"] += 1
-        return matched
 
     async def verify(self, *, drain_s: float = 60.0) -> dict[str, Any]:
         """Waits for the last tasks' verdicts; a task never judged fails the run."""
@@ -112,10 +107,7 @@ class HelpersLoad:
                 unjudged = still
                 if unjudged:
                     await asyncio.sleep(1.0)
-        wrong = {outcome: count for outcome, count in self.outcomes.items()
-                 if outcome not in ("submit", "queue page", "decisions", "approved")}  # fmt: skip
-        if wrong:
-            fail(f"helpers: unexpected answers {wrong}")
+        wrong = unexpected("helpers", self.outcomes, ("submit", "queue page", "decisions", "approved"))
         if unjudged:
             fail(f"helpers: {len(unjudged)} of {len(self.submitted)} tasks never judged")
         return {
@@ -123,7 +115,7 @@ class HelpersLoad:
             "unjudged": len(unjudged),
             "queue_pages": self.outcomes["queue page"],
             "approved": self.outcomes["approved"],
-            "unexpected": sum(wrong.values()),
+            "unexpected": wrong,
         }
 
 

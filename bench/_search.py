@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import ROOT, error_counts, fail, jwks_app, paced, progress, stop_quietly
+from bench._common import ROOT, error_counts, fail, jwks_app, paced, progress, stop_quietly, unexpected
 from bench.search_query_latency import seed
 from common.events.envelope import OutgoingMessage
 from common.events.rabbitmq import RabbitMQBus
@@ -100,13 +100,11 @@ class SearchLoad:
                             unseen.pop(str(row["review_id"]), None)
                 if unseen:
                     await asyncio.sleep(1.0)
-        wrong = {outcome: count for outcome, count in self.outcomes.items() if outcome != "query"}
-        if wrong:
-            fail(f"search: unexpected answers {wrong}")
+        wrong = unexpected("search", self.outcomes, ("query",))
         if unseen:
             fail(f"search: {len(unseen)} of {len(self.posted)} posted reviews never shown")
         return {"queries": self.outcomes["query"], "reviews": len(self.posted), "reviews_unseen": len(unseen),
-                "unexpected": sum(wrong.values())}  # fmt: skip
+                "unexpected": wrong}  # fmt: skip
 
 
 @contextlib.asynccontextmanager
