@@ -17,9 +17,10 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 _STARTED = time.monotonic()
 #: How long a benchmark waits for a service it started to report healthy: generous,
 #: since a machine shared with other jobs starts Python services slowly.
@@ -45,6 +46,16 @@ def _delete_namespace_queues(url: str, namespace: str) -> None:
             if asyncio.run(delete_queues_with_prefixes(url, (f"{namespace}.",))) == 0:
                 return
         time.sleep(1.0)
+
+
+def run_on_service_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run a benchmark's own coroutine on the event loop the services run on
+    (``SMARTGYM_EVENT_LOOP``): a baseline measured in the benchmark's process (a bare
+    library server, a client alone) is then held to the same loop as what it is compared
+    with."""
+    from common.loops import configured_choice, run
+
+    return run(main, choice=configured_choice())
 
 
 def ensure_services() -> None:

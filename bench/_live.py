@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench._common import run_on_service_loop
+
 CONNECT_CONCURRENCY = 64
 
 
@@ -238,7 +240,8 @@ def bare_server_process(port: int, ready: Any) -> None:
             threading.Thread(target=answer, daemon=True).start()
             await asyncio.Event().wait()
 
-    asyncio.run(main())
+    # The replicas' loop (SMARTGYM_EVENT_LOOP): the floor is the library's on that loop.
+    run_on_service_loop(main())
 
 
 def system_seconds(pid: int) -> float:

@@ -14,6 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from common.loops import configured_choice, resolved_name
+from smartgym.http_protocol import HeadLimitedHttpToolsProtocol
+
 seen: set[str] = set()
 counts = {"requests": 0}
 
@@ -43,4 +46,7 @@ if __name__ == "__main__":
         port=int(sys.argv[1]),
         log_level="warning",
         access_log=False,
+        # As a service is served: on the services' loop, with their HTTP protocol.
+        loop=resolved_name(configured_choice()),
+        http=HeadLimitedHttpToolsProtocol,
     )

@@ -39,7 +39,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import aiormq
 
 from bench._broker import PrivateBroker
-from bench._common import ROOT, emit, ensure_services, machine, progress, spread_line, summary, table
+from bench._common import (
+    ROOT,
+    emit,
+    ensure_services,
+    machine,
+    progress,
+    run_on_service_loop,
+    spread_line,
+    summary,
+    table,
+)
 from common.db import Database
 from common.events.bus import Subscriptions
 from common.events.consumer import ServiceConsumer
@@ -658,4 +668,5 @@ if __name__ == "__main__":
     DUMP_STAGES[0] = arguments.dump_stages
     os.chdir(ROOT)
     role = {"consume": consume, "bare-consume": bare_consume, "main": main}[arguments.role]
-    asyncio.run(role(arguments))
+    # Every role on the services' loop: the bare aiormq pair is held to the loop the bus runs on.
+    run_on_service_loop(role(arguments))

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import cv2
 import numpy as np
 
-from bench._common import ROOT, emit, figure, machine, spread_cells, summary, table
+from bench._common import ROOT, emit, figure, machine, run_on_service_loop, spread_cells, summary, table
 from facemodel.engine import FaceEngine, decode_image
 from facemodel.gallery import Gallery
 from facemodel.packs import build_default_pack
@@ -224,7 +224,6 @@ def swap_cost_us(pack: Path, second: Path, swaps: int = 20_000) -> float:
 
 def main(args: argparse.Namespace) -> None:
     cv2.setNumThreads(1)
-    import asyncio
 
     with tempfile.TemporaryDirectory() as scratch:
         pack, second = Path(scratch) / "pack", Path(scratch) / "pack2"
@@ -234,8 +233,9 @@ def main(args: argparse.Namespace) -> None:
         frame = camera_frame(testdata.photos() / "obama.jpg")
         stages, totals = pipeline(engine, frame, args.frames)
         floor = bare_models(engine, args.frames)
-        swap = asyncio.run(swap_under_load(pack, second, args.swap_seconds))
-        ipc = asyncio.run(ipc_round_trips(pack, Path(scratch), args.ipc_rounds))
+        # On the loop facemodel and access run on.
+        swap = run_on_service_loop(swap_under_load(pack, second, args.swap_seconds))
+        ipc = run_on_service_loop(ipc_round_trips(pack, Path(scratch), args.ipc_rounds))
         swap_us = swap_cost_us(pack, second)
     rows = [
         [stage, f"{statistics.median(values):.2f}", f"{summary(values)['p95']:.2f}"] for stage, values in stages.items()

@@ -94,6 +94,7 @@ from bench._common import (
 )
 from bench._live import drive
 from bench.running_live_fanout import People, judge
+from common.loops import configured_choice, resolved_name
 from common.migrations import upgrade
 from common.security import Role
 from tests.support.apps import free_port, serving
@@ -593,7 +594,11 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def report(args: argparse.Namespace, live: list[dict[int, dict[str, Any]]], gateway: dict[str, Any]) -> None:
-    figures: dict[str, Any] = {"machine": machine(), "replicas": args.replicas}
+    figures: dict[str, Any] = {
+        "machine": machine(),
+        "replicas": args.replicas,
+        "event_loop": resolved_name(configured_choice()),
+    }
     print(f"\nscale-out cost - {machine()}")
     if live:
         report_live(args, live, figures)

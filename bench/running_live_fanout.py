@@ -71,6 +71,7 @@ from bench._common import (
 )
 from bench._live import bare_server_process, drive
 from common.db import sync_url
+from common.loops import configured_choice, resolved_name
 from common.migrations import upgrade
 from common.security import Role
 from running.analysis import replay
@@ -397,6 +398,7 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
         "raw_error_m": round(errors["raw_mean"], 2),
         "distance_error_pct": round(distance["track_pct"], 2),
         "raw_sum_distance_error_pct": round(distance["raw_sum_pct"], 1),
+        "event_loop": resolved_name(configured_choice()),
         "machine": machine(),
     }
     if "gateway" in results:

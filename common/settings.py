@@ -20,6 +20,8 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from common.loops import EventLoopChoice
+
 SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,40}$"
 # One broker node as ``host:port`` (a DNS name, an IPv4 address or a bracketed IPv6 one).
 _BROKER_ADDRESS = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\]):\d{1,5}$")
@@ -89,6 +91,14 @@ class PlatformSettings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto",
         description="json: one JSON object per line; text: readable lines; auto: text in local, json elsewhere.",
+    )
+
+    event_loop: EventLoopChoice = Field(
+        default="auto",
+        description=(
+            "The event loop of `smartgym serve`, `up` and `simulate equipment`: uvloop (libuv; far less CPU per socket"
+            " operation), asyncio (the standard library's), or auto: uvloop when installed."
+        ),
     )
 
     broker_url: AmqpDsn | None = Field(

@@ -213,6 +213,10 @@ class HeartbeatServer:
 
 
 async def _send(writer: asyncio.StreamWriter, message: dict[str, object]) -> None:
+    if writer.is_closing():
+        # A device gone while its last lines were still being read. asyncio's loop drops
+        # the write and fails the drain; uvloop's raises RuntimeError on the write itself.
+        raise ConnectionResetError("the device's connection is gone")
     writer.write(json.dumps(message).encode() + b"\n")
     await asyncio.wait_for(writer.drain(), 5.0)
 

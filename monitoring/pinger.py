@@ -38,6 +38,7 @@ import ssl
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
+from typing import cast
 
 from monitoring.egress import EgressPolicy, EgressRefused, Target
 
@@ -81,8 +82,9 @@ class _Echo(asyncio.Protocol):
         self._confirm_at: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, though not always an asyncio.Transport subclass: uvloop's
+        # implement the same methods without inheriting from it.
+        self.transport = cast(asyncio.Transport, transport)
 
     def send(self, request: bytes, deadline: float, confirm_at: float | None = None) -> None:
         assert self.transport is not None

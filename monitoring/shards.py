@@ -41,6 +41,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger(__name__)
 
+#: How early a timer may fire by time.monotonic() (uvloop rounds to whole milliseconds).
+EARLY_TIMER_S = 0.003
+
 CHANNEL = "monitoring_relay"
 MAX_PAYLOAD = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes and more
 
@@ -272,9 +275,17 @@ class ShardLeases:
 
     def _expired(self) -> None:
         self._watchdog = None
-        if self.held and time.monotonic() >= self._deadline:
-            log.warning("shard leases ran out without renewal; no longer watching shards %s", sorted(self.held))
-            self._lose(self.held)
+        if not self.held:
+            return
+        if time.monotonic() < self._deadline - EARLY_TIMER_S:
+            # A timer may fire a little before its deadline by this clock (uvloop counts
+            # in whole milliseconds): armed again, not forgotten, or a replica that cannot
+            # renew would go on watching. Within the tolerance the leases are let go
+            # (early is the safe side) rather than re-armed every turn of the loop.
+            self._arm_watchdog()
+            return
+        log.warning("shard leases ran out without renewal; no longer watching shards %s", sorted(self.held))
+        self._lose(self.held)
 
 
 class Relay:

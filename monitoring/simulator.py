@@ -204,6 +204,8 @@ class DeviceSimulator:
                         await asyncio.sleep(REFUSED_RETRY_S * random.uniform(1.0, 2.0))
                         continue
                     while True:
+                        if writer.is_closing():  # uvloop raises RuntimeError on a write then
+                            raise ConnectionResetError("monitoring closed the heartbeat connection")
                         if device.mode in ("ok", "slow", "flap", "fault"):
                             status = "overheat" if device.mode == "fault" else "ok"
                             writer.write(json.dumps({"status": status, "readings": {"uptime_s": 1.0}}).encode() + b"\n")
@@ -231,8 +233,9 @@ class _EchoEndpoint(asyncio.Protocol):
         self.hung = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, though not always an asyncio.Transport subclass: uvloop's
+        # implement the same methods without inheriting from it.
+        self.transport = cast(asyncio.Transport, transport)
         self.device._connections.add(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:

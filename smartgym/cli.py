@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from common import loops
 from common.migrations import upgrade
 from common.observability import configure_logging
 from common.settings import PlatformSettings
@@ -68,7 +69,7 @@ def up(host: str, port_offset: int, log_format: str | None) -> None:
     chosen = embedded.plan(host, port_offset)
     try:
         _migrate(chosen.services, settings)
-        code = asyncio.run(embedded.run(chosen))
+        code = loops.run(embedded.run(chosen), choice=settings.event_loop)
     finally:
         chosen.gates.stop()
     sys.exit(code)
@@ -99,9 +100,8 @@ def serve(service: str, host: str, port: int | None, migrate: bool, log_format: 
     if migrate:
         _migrate([chosen], settings)
     listeners = chosen.listeners(settings, port or chosen.port)
-    sys.exit(
-        asyncio.run(serve_all(host, [lambda: listeners], ready_message=f"{chosen.name} on port {port or chosen.port}"))
-    )
+    ready_message = f"{chosen.name} on port {port or chosen.port}"
+    sys.exit(loops.run(serve_all(host, [lambda: listeners], ready_message=ready_message), choice=settings.event_loop))
 
 
 @main.command()
@@ -278,7 +278,7 @@ def simulate_equipment(
             raise click.BadParameter("expected HOST:PORT[,HOST:PORT…]", param_hint="--heartbeat")
         addresses.append((host, int(heartbeat_port)))
     heartbeat_to = addresses[0] if addresses else None
-    asyncio.run(
+    loops.run(
         simulator.run(
             count=count,
             port=port,
@@ -296,7 +296,8 @@ def simulate_equipment(
             control_port=control_port,
             script=script,
             ready=lambda message: click.echo(message, err=True),
-        )
+        ),
+        choice=loops.configured_choice(),
     )
 
 

@@ -13,7 +13,9 @@ import click
 import uvicorn
 from fastapi import FastAPI
 
+from common.loops import loop_name
 from common.unix_socket import bind_private_socket
+from smartgym.http_protocol import HeadLimitedHttpToolsProtocol
 
 log = logging.getLogger("smartgym")
 
@@ -106,6 +108,7 @@ async def serve_all(host: str, groups: Sequence[ListenerGroup], *, ready_message
                     lifespan="on",
                     access_log=False,
                     timeout_keep_alive=IDLE_CONNECTION_KEEP_S,
+                    http=HeadLimitedHttpToolsProtocol,
                 )
                 server = _EmbeddedServer(config)
                 # A Unix socket is bound here, owner-only: uvicorn's own would be world-writable.
@@ -121,7 +124,7 @@ async def serve_all(host: str, groups: Sequence[ListenerGroup], *, ready_message
                     return 1
                 running.append((name, server, task))
                 log.info("service listening", extra={"service": name, "at": uds or f"http://{host}:{port}"})
-        click.echo(f"SmartGym is up: {ready_message}", err=True)
+        click.echo(f"SmartGym is up: {ready_message} ({loop_name(loop)} event loop)", err=True)
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopper, *(task for _, _, task in running)], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()

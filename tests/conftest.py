@@ -1,12 +1,22 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any
 
 import pytest
 
+from common.loops import configured_choice, loop_factory
 from tests.support.infra import RABBITMQ_URL, PostgresDatabases, require_postgres, require_rabbitmq
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, Callable[[], Any]]:
+    """Async tests run on the loop the services run on: uvloop, unless
+    SMARTGYM_EVENT_LOOP=asyncio asks for the standard library's (both must work; code
+    that only one of them runs has broken on the other)."""
+    return {"service-loop": loop_factory(configured_choice()) or asyncio.new_event_loop}
 
 
 @pytest.fixture

@@ -107,3 +107,19 @@ async def test_five_thousand_devices_at_once(server):
     assert len({device_id for device_id, _ in beats}) == 5000
     for _, writer in connections:
         writer.close()
+
+
+async def test_an_answer_to_a_device_already_gone_is_a_hang_up_on_either_loop():
+    # uvloop raises RuntimeError for a write to a closed connection where asyncio fails the
+    # drain with ConnectionResetError; the server treats both as the device hanging up.
+    from monitoring.heartbeat import _send
+
+    server = await asyncio.start_server(lambda _reader, _writer: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.close()
+    await writer.wait_closed()
+    with pytest.raises(ConnectionResetError):
+        await _send(writer, {"ok": True})
+    server.close()
+    await server.wait_closed()

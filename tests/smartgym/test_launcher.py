@@ -1,5 +1,6 @@
 """``smartgym serve``: one process per service over RabbitMQ and PostgreSQL, driven end to
-end like an operator would (``smartgym up`` is driven in test_embedded_gate)."""
+end like an operator would (``smartgym up`` is driven in test_embedded_gate). One of them
+runs on asyncio's own event loop, the others on uvloop (the default): both must serve."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def test_each_service_in_its_own_process_over_rabbitmq_and_postgres(
         SMARTGYM_NOTIFICATION_URL=urls["notification"],
         SMARTGYM_ENVIRONMENT="test",
     )
+    loops = {"notification": "asyncio", "auth": "auto", "gateway": "uvloop"}
     processes = {}
     try:
         for name in ("notification", "auth", "gateway"):
@@ -29,7 +31,7 @@ def test_each_service_in_its_own_process_over_rabbitmq_and_postgres(
             processes[name] = (
                 start(
                     ["serve", name, "--host", "127.0.0.1", "--port", str(ports[name]), "--migrate"],
-                    env=env,
+                    env={**env, "SMARTGYM_EVENT_LOOP": loops[name]},
                     cwd=tmp_path,
                     log=log,
                 ),
@@ -40,3 +42,8 @@ def test_each_service_in_its_own_process_over_rabbitmq_and_postgres(
     finally:
         codes = {name: stop(process) for name, (process, _log) in reversed(processes.items())}
     assert codes == {"gateway": 0, "auth": 0, "notification": 0}
+    ran_on = {
+        name: "uvloop" if "(uvloop event loop)" in log.read_text() else "asyncio"
+        for name, (_, log) in processes.items()
+    }
+    assert ran_on == {"notification": "asyncio", "auth": "uvloop", "gateway": "uvloop"}

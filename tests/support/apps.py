@@ -15,6 +15,7 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 
 from common.unix_socket import bind_private_socket
+from smartgym.http_protocol import HeadLimitedHttpToolsProtocol
 
 # Fast hashing for tests; production parameters are the library defaults.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
@@ -40,7 +41,9 @@ async def serving(
 ) -> AsyncIterator[str]:
     """Serve ``app`` on a real loopback socket (or a Unix socket); yields its base URL."""
     port = port or free_port()
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, lifespan="on", http=HeadLimitedHttpToolsProtocol
+    )
     server = uvicorn.Server(config)
     # Unix sockets the way `smartgym serve` binds them (owner-only), not uvicorn's 0666.
     sockets = [bind_private_socket(Path(uds))] if uds is not None else None

@@ -13,8 +13,13 @@ import httpx
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without any SMARTGYM_* setting, plus ``extra``."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SMARTGYM_")}
+    """This environment without any SMARTGYM_* setting, plus ``extra``. The event loop
+    choice is kept: the suite or a benchmark can be run with the children on either loop."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("SMARTGYM_") or key == "SMARTGYM_EVENT_LOOP"
+    }
     env.update(extra)
     env["PYTHONUNBUFFERED"] = "1"
     return env
