@@ -8,12 +8,10 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
 
 from common.api import CurrentPrincipal, from_app_state
 from common.security import Principal, Role
@@ -27,6 +25,7 @@ from monitoring.registry import (
     NotFound,
     Registered,
 )
+from monitoring.schemas import EquipmentOut, FaultOut, MaintenanceOut, RegisteredOut, StateChangeOut
 from monitoring.settings import MonitoringSettings
 from monitoring.watch import Change, EquipmentWatch
 
@@ -38,56 +37,6 @@ Settings = Annotated[MonitoringSettings, Depends(from_app_state("settings", Moni
 STAFF = frozenset({Role.OPERATOR, Role.BRANCH_OWNER})
 MAX_BULK = 10_000
 STREAM_KEEPALIVE_S = 15.0
-
-
-class EquipmentOut(BaseModel):
-    device_id: str
-    branch_id: str
-    kind: str
-    name: str
-    address: str
-    ping_url: str | None
-    heartbeat_period_s: int | None
-    criticality: str
-    health: str
-    health_reason: str
-    health_since: datetime | None
-    live: dict[str, Any] | None = None
-
-
-class RegisteredOut(EquipmentOut):
-    token: str  # shown once; only its hash is kept
-
-
-class FaultOut(BaseModel):
-    fault_id: uuid.UUID
-    device_id: str
-    branch_id: str
-    criticality: str
-    reason: str
-    opened_at: datetime
-    acknowledged_at: datetime | None
-    acknowledged_by: str | None
-    escalated_at: datetime | None
-    closed_at: datetime | None
-
-
-class StateChangeOut(BaseModel):
-    from_health: str
-    to_health: str
-    reason: str
-    at: datetime
-    announced: bool
-    fault_id: uuid.UUID | None
-
-
-class MaintenanceOut(BaseModel):
-    id: int
-    device_id: str
-    starts_at: datetime
-    ends_at: datetime
-    reason: str
-    created_by: str
 
 
 def _staff_for(principal: Principal, branch_id: str) -> None:
