@@ -24,8 +24,8 @@ T = TypeVar("T")
 def configured_choice() -> EventLoopChoice:
     """``SMARTGYM_EVENT_LOOP`` alone, for a process that builds no settings (a device
     simulator, the test suite, a benchmark's own process); ``PlatformSettings.event_loop``
-    reads the same variable, with the same values."""
-    value = os.environ.get("SMARTGYM_EVENT_LOOP", "auto").strip().lower() or "auto"
+    reads the same variable and takes the same values, exactly as written."""
+    value = os.environ.get("SMARTGYM_EVENT_LOOP", "auto")
     if value not in get_args(EventLoopChoice):
         raise ValueError(f"SMARTGYM_EVENT_LOOP must be one of {', '.join(get_args(EventLoopChoice))}, not {value!r}")
     return cast(EventLoopChoice, value)

@@ -38,8 +38,11 @@ def test_a_process_without_settings_reads_the_same_variable(monkeypatch):
     monkeypatch.setenv("SMARTGYM_EVENT_LOOP", "asyncio")
     assert configured_choice() == "asyncio" == PlatformSettings().event_loop
     assert resolved_name(configured_choice()) == "asyncio"
-    monkeypatch.setenv("SMARTGYM_EVENT_LOOP", "tokio")
-    with pytest.raises(ValueError, match="SMARTGYM_EVENT_LOOP must be one of auto, uvloop, asyncio"):
-        configured_choice()
+    for refused in ("tokio", "UVLOOP", ""):  # what the settings refuse too
+        monkeypatch.setenv("SMARTGYM_EVENT_LOOP", refused)
+        with pytest.raises(ValueError, match="SMARTGYM_EVENT_LOOP must be one of auto, uvloop, asyncio"):
+            configured_choice()
+        with pytest.raises(ValidationError):
+            PlatformSettings()
     monkeypatch.delenv("SMARTGYM_EVENT_LOOP")
     assert resolved_name(configured_choice()) == "uvloop"
