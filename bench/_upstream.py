@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from common.loops import configured_choice, resolved_name
-from smartgym.http_protocol import HeadLimitedHttpToolsProtocol
+from smartgym.serving import server_config
 
 seen: set[str] = set()
 counts = {"requests": 0}
@@ -40,13 +40,8 @@ async def reset(_request: Request) -> JSONResponse:
 
 
 if __name__ == "__main__":
-    uvicorn.run(
-        Starlette(routes=[Route("/ping", ping), Route("/stats", stats), Route("/reset", reset, methods=["POST"])]),
-        host="127.0.0.1",
-        port=int(sys.argv[1]),
-        log_level="warning",
-        access_log=False,
-        # As a service is served: on the services' loop, with their HTTP protocol.
-        loop=resolved_name(configured_choice()),
-        http=HeadLimitedHttpToolsProtocol,
-    )
+    app = Starlette(routes=[Route("/ping", ping), Route("/stats", stats), Route("/reset", reset, methods=["POST"])])
+    # Served as a service is, on the services' loop.
+    uvicorn.Server(
+        server_config(app, host="127.0.0.1", port=int(sys.argv[1]), loop=resolved_name(configured_choice()))
+    ).run()

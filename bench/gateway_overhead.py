@@ -38,6 +38,7 @@ from fastapi import FastAPI
 
 from bench._common import ROOT, emit, fail, machine, spread_cells, summary, table
 from common.security import Role, SigningKey, TokenIssuer, jwks_document
+from smartgym.serving import server_config
 from tests.support.apps import free_port
 
 
@@ -168,7 +169,7 @@ async def main(args: argparse.Namespace) -> None:
         return jwks_document([key])
 
     jwks_port, upstream_port, gateway_port, dead_port = free_port(), free_port(), free_port(), free_port()
-    jwks_server = uvicorn.Server(uvicorn.Config(jwks_app, host="127.0.0.1", port=jwks_port, log_config=None))
+    jwks_server = uvicorn.Server(server_config(jwks_app, host="127.0.0.1", port=jwks_port))
     jwks_task = asyncio.create_task(jwks_server.serve())
     upstream = start([sys.executable, "bench/_upstream.py", str(upstream_port)])
     routes = [

@@ -8,10 +8,12 @@ import logging
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 import uvicorn
 from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from common.loops import loop_name
 from common.unix_socket import bind_private_socket
@@ -37,6 +39,22 @@ IDLE_CONNECTION_KEEP_S = 65
 # core, paid again by every replica; waking once a second, 0.07 %. Exit is signalled
 # instead of polled, so stopping is no slower.
 DATE_REFRESH_S = 1.0
+
+
+def server_config(app: Starlette, *, host: str, port: int = 0, **overrides: Any) -> uvicorn.Config:
+    """How a SmartGym HTTP server is configured: the services' HTTP protocol and keep-alive,
+    no access log, logging left to the process. Tests and benchmarks that serve an app
+    build their servers here too, so they cannot drift from production; ``overrides`` are
+    further ``uvicorn.Config`` arguments (a loop for a server run in its own thread, a
+    bound on a test server's shutdown)."""
+    settings: dict[str, Any] = {
+        "log_config": None,
+        "lifespan": "on",
+        "access_log": False,
+        "timeout_keep_alive": IDLE_CONNECTION_KEEP_S,
+        "http": HeadLimitedHttpToolsProtocol,
+    }
+    return uvicorn.Config(app, host=host, port=port, **(settings | overrides))
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -100,17 +118,7 @@ async def serve_all(host: str, groups: Sequence[ListenerGroup], *, ready_message
             for name, app, where in listeners:
                 uds = str(where) if isinstance(where, Path) else None
                 port = where if isinstance(where, int) else 0
-                config = uvicorn.Config(
-                    app,
-                    host=host,
-                    port=port,
-                    log_config=None,
-                    lifespan="on",
-                    access_log=False,
-                    timeout_keep_alive=IDLE_CONNECTION_KEEP_S,
-                    http=HeadLimitedHttpToolsProtocol,
-                )
-                server = _EmbeddedServer(config)
+                server = _EmbeddedServer(server_config(app, host=host, port=port))
                 # A Unix socket is bound here, owner-only: uvicorn's own would be world-writable.
                 sockets = [bind_private_socket(where)] if isinstance(where, Path) else None
                 task = asyncio.create_task(server.serve(sockets=sockets), name=f"serve:{name}")

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from common.breaker import AsyncCircuitBreaker, CircuitOpenError
 from common.http import ServiceClient
 from common.observability import Metrics
+from smartgym.serving import server_config
 
 
 class Upstream:
@@ -38,7 +39,7 @@ class Upstream:
         self.port = sock.getsockname()[1]
         self._socket = sock
         self.server = uvicorn.Server(
-            uvicorn.Config(Starlette(routes=[Route("/", endpoint)]), log_config=None, lifespan="off")
+            server_config(Starlette(routes=[Route("/", endpoint)]), host="127.0.0.1", lifespan="off")
         )
 
     async def __aenter__(self) -> Upstream:

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from common.security import jwks_document
 from gateway.app import create_app as create_gateway
 from gateway.settings import GatewaySettings
+from smartgym.serving import server_config
 from tests.search.conftest import MEMBER, branch
 from tests.support import tokens
 from tests.support.apps import asgi_client, free_port, serving
@@ -33,7 +34,7 @@ def jwks() -> FastAPI:
 async def listening(app: FastAPI) -> AsyncIterator[str]:
     """An app whose lifespan already runs (the fixture's), on a real port as well."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
+    server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port, lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 
@@ -31,10 +32,20 @@ def _request(*, header_bytes: int, body: bytes = b"") -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-async def _responses(url: str, payload: bytes, count: int) -> list[bytes]:
+@contextlib.asynccontextmanager
+async def _connected(url: str) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A raw connection, closed however the test ends: a server that kept it open (one
+    without the limit) would otherwise hold the test at the server's shutdown."""
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
+        yield reader, writer
+    finally:
+        writer.close()
+
+
+async def _responses(url: str, payload: bytes, count: int) -> list[bytes]:
+    async with _connected(url) as (reader, writer):
         writer.write(payload)
         await writer.drain()
         answers = []
@@ -44,8 +55,6 @@ async def _responses(url: str, payload: bytes, count: int) -> list[bytes]:
                          .split(b":")[1])  # fmt: skip
             answers.append(head.split(b"\r\n")[0] + b" " + await reader.readexactly(length))
         return answers
-    finally:
-        writer.close()
 
 
 async def _read_until_closed(reader: asyncio.StreamReader) -> bytes:
@@ -57,14 +66,11 @@ async def _read_until_closed(reader: asyncio.StreamReader) -> bytes:
 
 
 async def test_a_head_over_the_limit_is_refused_with_431_and_the_connection_closed():
-    async with serving(_app()) as url:
-        host, port = url.removeprefix("http://").split(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
+    async with serving(_app()) as url, _connected(url) as (reader, writer):
         # A head that never ends: the server must answer long before a megabyte is sent.
         writer.write(_request(header_bytes=MAX_HEAD_BYTES + 4096).rsplit(b"\r\n\r\n", 1)[0])
         await writer.drain()
         answer = await asyncio.wait_for(reader.read(), 10)  # read to EOF: closed by the server
-        writer.close()
         assert answer.startswith(b"HTTP/1.1 431 ")
         assert b"Request head larger than 16 KiB." in answer
 
@@ -84,9 +90,7 @@ async def test_each_request_on_a_kept_alive_connection_has_its_own_allowance():
 
 
 async def test_a_kept_alive_connection_is_limited_again_after_a_request():
-    async with serving(_app()) as url:
-        host, port = url.removeprefix("http://").split(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
+    async with serving(_app()) as url, _connected(url) as (reader, writer):
         writer.write(_request(header_bytes=512, body=b"abc"))
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         assert head.startswith(b"HTTP/1.1 200 ")
@@ -101,14 +105,11 @@ async def test_a_kept_alive_connection_is_limited_again_after_a_request():
                 await writer.drain()
                 await asyncio.sleep(0.001)
         await asyncio.wait_for(answer, 10)
-        writer.close()
     assert answer.result().startswith(b"HTTP/1.1 431 ")
 
 
 async def test_endless_trailers_after_a_chunked_body_close_the_connection():
-    async with serving(_app()) as url:
-        host, port = url.removeprefix("http://").split(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
+    async with serving(_app()) as url, _connected(url) as (reader, writer):
         writer.write(b"POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n")
         for number in range(4 * MAX_HEAD_BYTES // 1024):
             writer.write(b"X-Trailer-%d: " % number + b"t" * 1000 + b"\r\n")
@@ -116,5 +117,4 @@ async def test_endless_trailers_after_a_chunked_body_close_the_connection():
         # The request is still being read (its app waits for the body's end): nothing may
         # be answered for it, and the connection is closed.
         answer = await asyncio.wait_for(reader.read(), 10)
-        writer.close()
     assert answer == b""

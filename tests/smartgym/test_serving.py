@@ -9,10 +9,9 @@ import contextlib
 import time
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 
-from smartgym.serving import DATE_REFRESH_S, IDLE_CONNECTION_KEEP_S, _EmbeddedServer, serve_all
+from smartgym.serving import DATE_REFRESH_S, IDLE_CONNECTION_KEEP_S, _EmbeddedServer, serve_all, server_config
 from tests.support.apps import free_port
 
 GATEWAY_POOL_KEEP_S = 30  # gateway/proxy.py's aiohttp keepalive_timeout
@@ -65,7 +64,7 @@ async def test_a_server_waking_once_a_second_still_dates_its_answers_and_stops_a
         return {"ok": True}
 
     port = free_port()
-    server = _EmbeddedServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
+    server = _EmbeddedServer(server_config(app, host="127.0.0.1", port=port, lifespan="off"))
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:
@@ -95,8 +94,7 @@ class _CountingServer(_EmbeddedServer):
 
 
 async def test_an_idle_server_runs_about_one_round_a_second() -> None:
-    server = _CountingServer(uvicorn.Config(FastAPI(), host="127.0.0.1", port=free_port(), log_config=None,
-                                            lifespan="off"))  # fmt: skip
+    server = _CountingServer(server_config(FastAPI(), host="127.0.0.1", port=free_port(), lifespan="off"))
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:

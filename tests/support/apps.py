@@ -15,7 +15,9 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 
 from common.unix_socket import bind_private_socket
-from smartgym.http_protocol import HeadLimitedHttpToolsProtocol
+from smartgym.serving import server_config
+
+SHUTDOWN_WAIT_S = 5
 
 # Fast hashing for tests; production parameters are the library defaults.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
@@ -39,12 +41,11 @@ def free_port() -> int:
 async def serving(
     app: FastAPI, port: int | None = None, *, uds: str | None = None, host: str = "127.0.0.1"
 ) -> AsyncIterator[str]:
-    """Serve ``app`` on a real loopback socket (or a Unix socket); yields its base URL."""
+    """Serve ``app`` on a real loopback socket (or a Unix socket) as a service is served;
+    yields its base URL. Stopping waits at most ``SHUTDOWN_WAIT_S`` for open connections
+    and requests: a test that left one open fails on its own assertion, not by hanging."""
     port = port or free_port()
-    config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, lifespan="on", http=HeadLimitedHttpToolsProtocol
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(app, host=host, port=port, timeout_graceful_shutdown=SHUTDOWN_WAIT_S))
     # Unix sockets the way `smartgym serve` binds them (owner-only), not uvicorn's 0666.
     sockets = [bind_private_socket(Path(uds))] if uds is not None else None
     task = asyncio.create_task(server.serve(sockets=sockets))

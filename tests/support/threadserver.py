@@ -10,7 +10,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from common.loops import configured_choice, resolved_name
-from smartgym.http_protocol import HeadLimitedHttpToolsProtocol
+from smartgym.serving import server_config
 from tests.support.apps import free_port
 
 
@@ -18,16 +18,8 @@ class ThreadServer:
     def __init__(self, app: FastAPI, port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        # On the services' loop, with their HTTP protocol (its own loop, in its thread).
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.port,
-            log_config=None,
-            lifespan="on",
-            loop=resolved_name(configured_choice()),
-            http=HeadLimitedHttpToolsProtocol,
-        )
+        # Served as a service is, on the services' loop (its own, in its thread).
+        config = server_config(app, host="127.0.0.1", port=self.port, loop=resolved_name(configured_choice()))
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
