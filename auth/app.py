@@ -37,6 +37,8 @@ from contracts import CATALOG, FACE_TRANSIT_PURPOSE
 
 SERVICE = "auth"
 
+StopHooks = list[Callable[[], Awaitable[None]]]
+
 
 def create_app(
     settings: PlatformSettings,
@@ -83,25 +85,12 @@ def create_app(
         await accounts.purge_stale_throttles()
 
     purger = Periodic("auth-housekeeping", 60.0, purge)
-    stop_hooks: list[Callable[[], Awaitable[None]]] = [reloader.stop, purger.stop]
+    stop_hooks: StopHooks = [reloader.stop, purger.stop]
 
     if identity_check is None:
-        partner = CardCheckClient(
-            auth_settings.cardcheck_url,
-            auth_settings.cardcheck_api_key.get_secret_value(),
-            timeout_s=auth_settings.cardcheck_timeout_s,
-            breaker=breaker_for("cardcheck", settings, kernel.metrics),
-        )
-        stop_hooks.append(partner.aclose)
-        identity_check = partner
+        identity_check = _card_check(settings, auth_settings, kernel.metrics, stop_hooks)
     if face_analyser is None:
-        facemodel = FacemodelClient(
-            auth_settings.facemodel_url,
-            breaker=breaker_for("facemodel", settings, kernel.metrics),
-            credential=lambda: service_credential(keys, settings),
-        )
-        stop_hooks.append(facemodel.aclose)
-        face_analyser = facemodel
+        face_analyser = _facemodel(settings, auth_settings, kernel.metrics, keys, stop_hooks)
     accounts = AccountService(
         kernel=kernel,
         keys=keys,
@@ -132,3 +121,31 @@ def create_app(
     app.state.entry_passes = EntryPasses(keys, settings)
     app.state.memberships = MembershipService(kernel=kernel, identity=identity_check)
     return app
+
+
+def _card_check(
+    settings: PlatformSettings, auth_settings: AuthSettings, metrics: Metrics, stop_hooks: StopHooks
+) -> IdentityCheck:
+    """The card-verification partner's client, closed with the app."""
+    partner = CardCheckClient(
+        auth_settings.cardcheck_url,
+        auth_settings.cardcheck_api_key.get_secret_value(),
+        timeout_s=auth_settings.cardcheck_timeout_s,
+        breaker=breaker_for("cardcheck", settings, metrics),
+    )
+    stop_hooks.append(partner.aclose)
+    return partner
+
+
+def _facemodel(
+    settings: PlatformSettings, auth_settings: AuthSettings, metrics: Metrics, keys: KeyRing, stop_hooks: StopHooks
+) -> FaceAnalyser:
+    """facemodel's client, signing its calls with auth's own service credential; closed
+    with the app."""
+    facemodel = FacemodelClient(
+        auth_settings.facemodel_url,
+        breaker=breaker_for("facemodel", settings, metrics),
+        credential=lambda: service_credential(keys, settings),
+    )
+    stop_hooks.append(facemodel.aclose)
+    return facemodel
