@@ -37,11 +37,6 @@ BRANCH = "bench-helpers"
 TASK_TYPE = "wash"
 
 
-def _bearer(user_id: uuid.UUID, role: Role, branches: list[str]) -> dict[str, str]:
-    # Issued per request: a run outlives the test issuer's five-minute tokens.
-    return {"authorization": "Bearer " + tokens.issuer().issue(str(user_id), [role], branches)}
-
-
 def _photo(seed: int) -> bytes:
     buffer = io.BytesIO()
     scene(seed, size=(1280, 960)).save(buffer, format="JPEG", quality=85)
@@ -69,13 +64,13 @@ class HelpersLoad:
                     f"{self.helper_url}/v1/tasks",
                     data={"branch_id": BRANCH, "task_type": TASK_TYPE, "client_key": uuid.uuid4().hex},
                     files=[("photos", ("p.jpg", data, "image/jpeg"))],
-                    headers=_bearer(self.helper_id, Role.HELPER, []),
+                    headers=tokens.bearer(str(self.helper_id), [Role.HELPER]),
                 )
                 if count_answer(self.outcomes, "submit", response, 201):
                     self.submitted.append(response.json()["id"])
 
             async def review() -> None:
-                owner = _bearer(self.owner_id, Role.BRANCH_OWNER, [BRANCH])
+                owner = tokens.bearer(str(self.owner_id), [Role.BRANCH_OWNER], [BRANCH])
                 page = await client.get(f"{self.owner_url}/v1/branches/{BRANCH}/queue?limit=50", headers=owner)
                 if not count_answer(self.outcomes, "queue page", page, 200) or not page.json()["items"]:
                     return
@@ -101,7 +96,9 @@ class HelpersLoad:
             while unjudged and time.monotonic() < deadline:
                 still = []
                 for task_id in unjudged:
-                    task = await client.get(f"/v1/me/tasks/{task_id}", headers=_bearer(self.helper_id, Role.HELPER, []))
+                    task = await client.get(
+                        f"/v1/me/tasks/{task_id}", headers=tokens.bearer(str(self.helper_id), [Role.HELPER], [])
+                    )
                     if task.status_code != 200 or task.json()["status"] == "submitted":
                         still.append(task_id)
                 unjudged = still
@@ -147,7 +144,7 @@ async def helpers_load(
                 urls[service] = f"http://127.0.0.1:{port}"
                 await asyncio.to_thread(wait_healthy, urls[service], process, log)
             owner_id, helper_id = uuid.uuid4(), uuid.uuid4()
-            owner = _bearer(owner_id, Role.BRANCH_OWNER, [BRANCH])
+            owner = tokens.bearer(str(owner_id), [Role.BRANCH_OWNER], [BRANCH])
             async with httpx.AsyncClient(base_url=urls["helper"], timeout=30) as client:
                 spec = {"category": "laundry", "title": "Wash towels", "reward_krw": 3000, "daily_limit": 500}
                 (await client.put(f"/v1/branches/{BRANCH}/task-types/{TASK_TYPE}", json=spec, headers=owner)

@@ -43,8 +43,7 @@ from tests.support.processes import clean_env, start, wait_healthy
 
 
 def _bearer(role: Role) -> dict[str, str]:
-    # Issued per request: a run outlives the test issuer's five-minute tokens.
-    return {"authorization": "Bearer " + tokens.issuer().issue(f"bench-{role.value}", [role])}
+    return tokens.bearer(f"bench-{role.value}", [role])
 
 
 @dataclass

@@ -62,10 +62,6 @@ def libpq(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-def bearer(user_id: uuid.UUID, role: Role, branches: tuple[str, ...] = ()) -> dict[str, str]:
-    return {"authorization": "Bearer " + tokens.issuer().issue(str(user_id), [role], list(branches))}
-
-
 def photos(count: int) -> list[bytes]:
     out = []
     for n in range(count):
@@ -135,7 +131,10 @@ async def run(args: argparse.Namespace) -> None:
     listener = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=Metrics(), namespace=namespace)
     publisher = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=Metrics(), namespace=namespace)
     owner_id, helper_id = uuid.uuid4(), uuid.uuid4()
-    owner, helper = bearer(owner_id, Role.BRANCH_OWNER, (BRANCH,)), bearer(helper_id, Role.HELPER)
+    owner, helper = (
+        tokens.bearer(str(owner_id), [Role.BRANCH_OWNER], [BRANCH]),
+        tokens.bearer(str(helper_id), [Role.HELPER]),
+    )
     progress("making photos")
     images = photos(args.tasks)
     cleaned = [clean(data, max_bytes=4 << 20, max_pixels=40_000_000) for data in images[:50]]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 
-from common.security import JwksCache, SigningKey, TokenIssuer, jwks_document
+from common.security import JwksCache, Role, SigningKey, TokenIssuer, jwks_document
 
 ISSUER = "smartgym-auth"
 AUDIENCE = "smartgym"
@@ -28,6 +29,12 @@ def other_key() -> SigningKey:
 
 def issuer(key: SigningKey | None = None, *, ttl: timedelta = timedelta(minutes=5)) -> TokenIssuer:
     return TokenIssuer(key or signing_key(), issuer=ISSUER, audience=AUDIENCE, ttl=ttl)
+
+
+def bearer(subject: str, roles: Iterable[Role | str], branches: Iterable[str] = ()) -> dict[str, str]:
+    """An Authorization header carrying a token issued now: a load that outlives the
+    issuer's five-minute tokens asks for one per request."""
+    return {"authorization": "Bearer " + issuer().issue(subject, roles, branches)}
 
 
 def key_cache() -> JwksCache:
