@@ -85,7 +85,7 @@ from bench._door import door_load
 from bench._helpers import helpers_load
 from bench._live import drive
 from bench._search import search_load
-from bench.perf_scaleout import load_process
+from bench.perf_scaleout import load_process, load_report
 from bench.running_live_fanout import People, judge, running_env, start_running
 from common.migrations import upgrade
 from common.security import Role, SigningKey, TokenIssuer, jwks_document
@@ -191,6 +191,7 @@ async def run(args: argparse.Namespace) -> None:
             url = f"http://127.0.0.1:{gateway_port}/api/svc/ping"
             loader = context.Process(target=load_process, args=(url, args.rate, seconds, 0, regulars, fresh, 0.1, end))
             loader.start()
+            end.close()  # the child's end stays open only in the child: its death closes the pipe
 
             # The other services' loads, each started, healthy and ready before any runs.
             loads: dict[str, Load] = {}
@@ -242,7 +243,7 @@ async def run(args: argparse.Namespace) -> None:
                                limit_s=60)  # fmt: skip
             await others
             outcomes = {name: await load.verify() for name, load in loads.items()}
-            report = await asyncio.to_thread(pipe.recv)
+            report = await asyncio.to_thread(load_report, pipe, sent=int(args.rate * seconds), what="gateway load")
             loader.join(10)
             elapsed = time.monotonic() - started
             async with httpx.AsyncClient() as client:

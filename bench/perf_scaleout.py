@@ -39,12 +39,15 @@ printed as a verdict line per path; p99s are from every message of the set-up (n
 printed). Projected capacity per core = delivered messages per CPU-second at that
 replica count. Each process's idle CPU share is measured before the runs, and the cost
 is also printed without it (what carrying the messages costs, apart from what an extra
-process costs by existing).
+process costs by existing). So is the machine's own floor for the latencies: a loopback
+TCP round trip between two processes, paced at the gateway's per-process rates (a process
+woken less often answers later here, whatever it runs).
 
 Each path takes about two minutes (`--skip-gateway` or `--skip-live` runs one; both, about
 four): every process is started once, at the same time as the broker node boots: three
 running replicas and three gateways; the set-up with k replicas uses the first k (the
-others idle, their CPU not counted: a few timers).
+others idle, their CPU not counted: a few timers). The running replicas and the broker
+node are stopped before the gateway path runs, so they do not share the cores with it.
 
     python bench/perf_scaleout.py [--replicas 1,2,3] [--runners 500] [--per-run 5] [--seconds 6] [--live-rounds 2]
         [--rate 200] [--gateway-seconds 8] [--gateway-rounds 3] [--no-reference] [--limits memory|redis]
@@ -64,6 +67,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -78,6 +82,7 @@ from bench._broker import PrivateBroker
 from bench._common import (
     ROOT,
     STARTUP_S,
+    cell,
     cpu_seconds,
     emit,
     ensure_services,
@@ -86,6 +91,7 @@ from bench._common import (
     jwks_app,
     machine,
     progress,
+    run_on_service_loop,
     shared_broker_namespace,
     spread_cells,
     stop_quietly,
@@ -298,16 +304,27 @@ async def live_setup(args: argparse.Namespace, database: str, replicas: list[tup
 def load_process(url: str, rate: float, seconds: float, offset: int, token_list: list[str], fresh: list[str],
                  new_share: float, pipe: Any, phase_s: float = 0.0) -> None:  # fmt: skip
     """Open-loop GETs at ``rate``/s, each with a unique id, timed from its scheduled send;
-    the first ``phase_s`` after the go."""
+    the first ``phase_s`` after the go. How late each left its schedule (the generator's
+    own wake, part of every latency) is reported beside, and each latency from its send.
+
+    The schedule is kept by a thread sleeping with ``time.sleep`` (nanosecond timers), which
+    hands each send to the event loop: the loop's own timers wake on whole milliseconds,
+    which made a generator up to 2 ms late at a third of the rate, and that lateness was
+    counted as the gateway's."""
 
     async def main() -> None:
         latencies: list[float] = []
+        from_send: list[float] = []
+        lateness: list[float] = []
         answered: list[int] = []
         failed = 0
+        total = int(rate * seconds)
+        loop = asyncio.get_running_loop()
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
-            fresh_used = 0
+            tasks: list[asyncio.Task[None]] = []
+            all_sent = loop.create_future()
 
-            async def one(scheduled: float, ident: int, token: str) -> None:
+            async def one(scheduled: float, sent: float, ident: int, token: str) -> None:
                 nonlocal failed
                 try:
                     async with session.get(f"{url}?id={ident}", headers={"authorization": f"Bearer {token}"}) as r:
@@ -316,27 +333,54 @@ def load_process(url: str, rate: float, seconds: float, offset: int, token_list:
                 except aiohttp.ClientError:
                     ok = False
                 if ok:
-                    latencies.append((time.perf_counter() - scheduled) * 1000)
+                    answered_at = time.perf_counter()
+                    latencies.append((answered_at - scheduled) * 1000)
+                    from_send.append((answered_at - sent) * 1000)
                     answered.append(ident)
                 else:
                     failed += 1
 
-            pipe.recv()  # go
-            tasks = []
-            start_at = time.perf_counter()
-            for n in range(int(rate * seconds)):
-                scheduled = start_at + phase_s + n / rate
-                await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+            def send(n: int, scheduled: float) -> None:
+                sent = time.perf_counter()
+                lateness.append((sent - scheduled) * 1000)
                 if new_share and int((n + 1) * new_share) != int(n * new_share):
-                    token = fresh[fresh_used % len(fresh)]
-                    fresh_used += 1
+                    token = fresh[int(n * new_share) % len(fresh)]
                 else:
                     token = token_list[n % len(token_list)]
-                tasks.append(asyncio.create_task(one(scheduled, offset + n, token)))
+                tasks.append(asyncio.create_task(one(scheduled, sent, offset + n, token)))
+                if len(tasks) == total and not all_sent.done():
+                    all_sent.set_result(None)
+
+            def keep_schedule(start_at: float) -> None:
+                for n in range(total):
+                    scheduled = start_at + phase_s + n / rate
+                    if (wait := scheduled - time.perf_counter()) > 0:
+                        time.sleep(wait)
+                    loop.call_soon_threadsafe(send, n, scheduled)
+
+            pipe.recv()  # go
+            if total:
+                pacer = threading.Thread(target=keep_schedule, args=(time.perf_counter(),), daemon=True)
+                pacer.start()
+                await all_sent
+                pacer.join()
             await asyncio.gather(*tasks)
-        pipe.send({"latencies": latencies, "answered": answered, "failed": failed, "sent": int(rate * seconds)})
+        pipe.send({"latencies": latencies, "from_send": from_send, "lateness": lateness, "answered": answered,
+                   "failed": failed, "sent": total})  # fmt: skip
 
     asyncio.run(main())
+
+
+def load_report(pipe: Any, *, sent: int, what: str) -> dict[str, Any]:
+    """A load generator's report. One that died reports nothing and its pipe closes (the
+    caller closed its copy of the child's end): a failure, with every request it was to
+    send counted as unanswered, instead of a wait that never ends."""
+    try:
+        report: dict[str, Any] = pipe.recv()
+    except EOFError:
+        fail(f"{what}: the load generator died before it reported")
+        return {"latencies": [], "from_send": [], "lateness": [], "answered": [], "failed": 0, "sent": sent}
+    return report
 
 
 class GatewaySide:
@@ -479,6 +523,7 @@ async def gateway_window(args: argparse.Namespace, side: GatewaySide, *, label: 
             f"http://127.0.0.1:{port}/api/svc/ping", per, args.gateway_seconds, n * 10_000_000,
             regulars, fresh, args.new_token_share, end, n / rate))  # fmt: skip
         loader.start()
+        end.close()  # the child's end stays open only in the child: its death closes the pipe
         loaders.append((loader, pipe))
     pids = {f"gateway g{n + 1}": process.pid for n, (process, _, _) in enumerate(gateways)}
     pids.update(side.helper_pids())
@@ -490,7 +535,9 @@ async def gateway_window(args: argparse.Namespace, side: GatewaySide, *, label: 
     wall = time.monotonic()
     for _, pipe in loaders:
         pipe.send("go")
-    reports = [await asyncio.to_thread(pipe.recv) for _, pipe in loaders]
+    what = f"gateway, round {round_no}, set-up {label}"
+    expected = int(per * args.gateway_seconds)
+    reports = [await asyncio.to_thread(load_report, pipe, sent=expected, what=what) for _, pipe in loaders]
     wall = time.monotonic() - wall
     cpu = {name: window_cpu_seconds(before[name], cpu_readings(pid)) for name, pid in pids.items()}
     busy_after = machine_ticks()
@@ -499,7 +546,6 @@ async def gateway_window(args: argparse.Namespace, side: GatewaySide, *, label: 
     seen = (await client.get(f"{upstream_url}/stats")).json()
     sent = sum(report["sent"] for report in reports)
     answered = [ident for report in reports for ident in report["answered"]]
-    what = f"gateway, round {round_no}, set-up {label}"
     if len(set(answered)) < sent:
         fail(f"{what}: {sent - len(set(answered))} of {sent} requests not answered 200")
     if seen["requests"] != seen["distinct"]:
@@ -519,11 +565,87 @@ async def gateway_window(args: argparse.Namespace, side: GatewaySide, *, label: 
         "failed": sum(report["failed"] for report in reports),
         "delivered": delivered,
         "latencies": [value for report in reports for value in report["latencies"]],
+        "lateness": [value for report in reports for value in report["lateness"]],
+        "from_send": [value for report in reports for value in report["from_send"]],
         "cpu_s": cpu,
         "wall_s": wall,
         "load": os.getloadavg()[0],
         "machine_busy": (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1]),
     }
+
+
+# -- the machine's own floor ----------------------------------------------------------------
+
+ROUND_TRIP_BYTES = 200  # about a request's head
+
+
+def _echo_process(port: int, ready: Any) -> None:
+    async def main() -> None:
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(4096):
+                writer.write(data)
+
+        server = await asyncio.start_server(echo, "127.0.0.1", port)
+        ready.send("ready")
+        await server.serve_forever()
+
+    run_on_service_loop(main())
+
+
+def _round_trip_process(port: int, plan: list[tuple[float, float]], pipe: Any) -> None:
+    """Round trips to the echo process paced at each (rate, seconds) of ``plan``, timed
+    from the write (not from the schedule: the client's own timer is not the machine's
+    round trip): what the machine alone adds to an exchange at that rate."""
+
+    async def main() -> list[list[float]]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        payload = b"x" * ROUND_TRIP_BYTES
+        measured = []
+        for rate, seconds in plan:
+            times = []
+            start = time.perf_counter()
+            for n in range(int(rate * seconds)):
+                scheduled = start + n / rate
+                if (wait := scheduled - time.perf_counter()) > 0:
+                    await asyncio.sleep(wait)
+                sent = time.perf_counter()
+                writer.write(payload)
+                await reader.readexactly(ROUND_TRIP_BYTES)
+                times.append((time.perf_counter() - sent) * 1e3)
+            measured.append(times)
+        writer.close()
+        return measured
+
+    pipe.send(run_on_service_loop(main()))
+
+
+def round_trip_floor(rates: list[float], *, seconds: float = 5.0, rounds: int = 2) -> dict[float, list[float]]:
+    """Loopback TCP round trips between two processes on the services' loop, each rate in
+    turn for ``rounds`` rounds, order alternated; ms by rate. A process woken less often
+    answers later on these machines (its CPU halted in between, its caches cold): the
+    floor under the per-process rate's share of a p99."""
+    context = multiprocessing.get_context("fork")
+    port = free_port()
+    ready, ready_end = context.Pipe()
+    server = context.Process(target=_echo_process, args=(port, ready_end), daemon=True)
+    server.start()
+    ready_end.close()  # each child's end stays open only in the child: its death closes the pipe
+    try:
+        ready.recv()
+        plan = [(rate, seconds) for n in range(rounds) for rate in (rates if n % 2 == 0 else rates[::-1])]
+        result, result_end = context.Pipe()
+        client = context.Process(target=_round_trip_process, args=(port, plan, result_end), daemon=True)
+        client.start()
+        result_end.close()
+        measured = result.recv()
+        client.join(10)
+    finally:
+        server.kill()
+        server.join(10)
+    floor: dict[float, list[float]] = {rate: [] for rate in rates}
+    for (rate, _), times in zip(plan, measured, strict=True):
+        floor[rate].extend(times)
+    return floor
 
 
 async def gateway_runs(args: argparse.Namespace, side: GatewaySide) -> dict[str, Any]:
@@ -540,7 +662,10 @@ async def gateway_runs(args: argparse.Namespace, side: GatewaySide) -> dict[str,
             for label, count, rate in setups[shift:] + setups[:shift]:
                 windows.append(await gateway_window(args, side, label=label, count=count, rate=rate,
                                                     round_no=round_no, client=client))  # fmt: skip
-    return {"windows": windows, "idle_share": idle, "setups": setups}
+    rates = sorted({rate for _, _, rate in setups}, reverse=True)
+    progress("the machine's round trip at " + " and ".join(f"{rate:.0f}/s" for rate in rates))
+    floor = await asyncio.to_thread(round_trip_floor, rates)
+    return {"windows": windows, "idle_share": idle, "setups": setups, "round_trip_floor": floor}
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -581,6 +706,14 @@ async def run(args: argparse.Namespace) -> None:
                 for results in live:
                     for result in results.values():
                         result["idle_share"] = idle
+                # The live side is stopped before the gateway's windows: idle replicas and
+                # a broker node (its schedulers busy-wait) would share the cores with them.
+                for process, _ in replicas:
+                    stop_quietly(process)
+                replicas = []
+            if booting is not None:
+                await asyncio.to_thread(broker.stop)
+                booting = None
             if not args.skip_gateway:
                 gateway = await gateway_runs(args, side)
     finally:
@@ -643,28 +776,35 @@ def gateway_report(args: argparse.Namespace, gateway: dict[str, Any], figures: d
         by_label.setdefault(window["label"], []).append(window)
     gcost: dict[int, float] = {}
     gp99: dict[int, float] = {}
+    gp99_from_send: dict[int, float] = {}
     median_cost: dict[str, float] = {}
     rows = []
     for label, _count, _rate in gateway["setups"]:
         costs = [cost_of(window) for window in by_label[label]]
         median_cost[label] = statistics.median(costs)
         lat = summary([value for window in by_label[label] for value in window["latencies"]])
+        late = summary([value for window in by_label[label] for value in window["lateness"]])
+        from_send = summary([value for window in by_label[label] for value in window["from_send"]])
         rows.append([
             label, len(costs), f"{median_cost[label] * 1e6:.0f}", f"{min(costs) * 1e6:.0f}-{max(costs) * 1e6:.0f}",
-            *spread_cells(lat, digits=2), f"{1 / median_cost[label]:,.0f}",
+            *spread_cells(lat, digits=2), cell(late, "p50", 2), cell(late, "p99", 2), cell(from_send, "p99", 2),
+            f"{1 / median_cost[label]:,.0f}",
         ])  # fmt: skip
         if label.isdigit():
             count = int(label)
-            gcost[count], gp99[count] = median_cost[label], lat["p99"]
+            gcost[count], gp99[count], gp99_from_send[count] = median_cost[label], lat["p99"], from_send["p99"]
             figures[f"gateway_{count}_cpu_us_per_request"] = round(median_cost[label] * 1e6, 1)
             figures[f"gateway_{count}_p99_ms"] = figure(lat["p99"], 2)
             figures[f"gateway_{count}_n"] = int(lat["n"])
+            figures[f"gateway_{count}_send_lateness_p99_ms"] = figure(late["p99"], 2)
+            figures[f"gateway_{count}_p99_from_send_ms"] = figure(from_send["p99"], 2)
             figures[f"gateway_{count}_requests_per_core_s"] = round(1 / median_cost[label])
     table(
         f"Gateway, per set-up over {args.gateway_rounds} round(s): the median window's CPU µs per request "
-        "(all processes), the spread of the windows, and latency over all their requests (ms)",
+        "(all processes), the spread of the windows, latency over all their requests (ms), how late the "
+        "load generators sent them (ms, inside the latency: their own wake) and the p99 timed from the send",
         ["replicas", "windows", "CPU µs/request (median)", "min-max", "n", "p50", "p95", "p99",
-         "requests per core-second"],
+         "sent late p50", "sent late p99", "p99 from send", "requests per core-second"],
         rows,
     )  # fmt: skip
     base = min(gcost)
@@ -673,6 +813,9 @@ def gateway_report(args: argparse.Namespace, gateway: dict[str, Any], figures: d
             continue
         figures[f"gateway_cost_ratio_{count}_replicas"] = round(gcost[count] / gcost[base], 3)
         figures[f"gateway_p99_ratio_{count}_replicas"] = figure(gp99[count] / gp99[base], 3)
+        figures[f"gateway_p99_from_send_ratio_{count}_replicas"] = figure(
+            gp99_from_send[count] / gp99_from_send[base], 3
+        )
         # The ratio within each round: both windows minutes apart at most, under the same
         # outside load.
         by_round = {w["round"]: cost_of(w) for w in by_label[str(count)]}
@@ -691,6 +834,27 @@ def gateway_report(args: argparse.Namespace, gateway: dict[str, Any], figures: d
         print(f"one replica serving {slow} instead of {args.rate:.0f}/s: {rate_part:.2f}x the CPU "
               f"per request (a process is dearer per request the less it is loaded); {most} replicas at that rate "
               f"each: {replica_part:.2f}x that one")  # fmt: skip
+        reference_p99 = summary([value for window in by_label[reference] for value in window["latencies"]])["p99"]
+        if not math.isnan(reference_p99):
+            figures["gateway_reference_p99_ms"] = figure(reference_p99, 2)
+            figures["gateway_p99_per_process_rate_ratio"] = figure(reference_p99 / gp99[base], 3)
+            figures[f"gateway_{most}_replicas_p99_against_reference_ratio"] = figure(gp99[most] / reference_p99, 3)
+            print(f"p99: one replica serving {slow} {reference_p99:.2f} ms, {reference_p99 / gp99[base]:.2f}x its p99 "
+                  f"at {args.rate:.0f}/s; {most} replicas at that rate each: {gp99[most] / reference_p99:.2f}x "
+                  "that one")  # fmt: skip
+    floor: dict[float, list[float]] = gateway.get("round_trip_floor", {})
+    if floor:
+        spreads = {rate: summary(times) for rate, times in floor.items()}
+        table(
+            "The machine alone: a loopback TCP round trip between two processes, paced at each per-process rate "
+            "above, timed from the write (ms)",
+            ["rate", "n", "p50", "p95", "p99"],
+            [[f"{rate:.0f}/s", *spread_cells(spread, digits=3)] for rate, spread in spreads.items()],
+        )
+        for rate, spread in spreads.items():
+            figures[f"round_trip_{rate:.0f}_per_s_p50_ms"] = figure(spread["p50"], 3)
+            figures[f"round_trip_{rate:.0f}_per_s_p99_ms"] = figure(spread["p99"], 3)
+            figures[f"round_trip_{rate:.0f}_per_s_n"] = int(spread["n"])
     idle = gateway["idle_share"]
     print(f"idle CPU share of one core ({args.idle_seconds:.0f} s, no load): "
           + "; ".join(f"{name} {share:.2%}" for name, share in idle.items()))  # fmt: skip
@@ -718,6 +882,10 @@ def gateway_report(args: argparse.Namespace, gateway: dict[str, Any], figures: d
     if args.limits == "redis" and f"gateway_cost_ratio_{most}_replicas" in figures:
         figures[f"gateway_cost_ratio_{most}_replicas_shared_limits"] = figures[f"gateway_cost_ratio_{most}_replicas"]
     verdict("gateway", gcost, gp99)
+    from_send_ratio = gp99_from_send[most] / gp99_from_send[base]
+    if most != base and not math.isnan(from_send_ratio):
+        print(f"gateway p99 timed from each request's send instead of its schedule (the load generators' own "
+              f"lateness left out): {most} replicas {from_send_ratio:.2f}x one")  # fmt: skip
 
 
 def report_live(args: argparse.Namespace, live: list[dict[int, dict[str, Any]]], figures: dict[str, Any]) -> None:
