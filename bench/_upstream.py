@@ -42,6 +42,9 @@ async def reset(_request: Request) -> JSONResponse:
 if __name__ == "__main__":
     app = Starlette(routes=[Route("/ping", ping), Route("/stats", stats), Route("/reset", reset, methods=["POST"])])
     # Served as a service is, on the services' loop.
-    uvicorn.Server(
+    server = uvicorn.Server(
         server_config(app, host="127.0.0.1", port=int(sys.argv[1]), loop=resolved_name(configured_choice()))
-    ).run()
+    )
+    server.run()
+    if not server.started:
+        sys.exit(3)  # as uvicorn.run does: it never served

@@ -85,7 +85,7 @@ from bench._door import door_load
 from bench._helpers import helpers_load
 from bench._live import drive
 from bench._search import search_load
-from bench.perf_scaleout import load_process, load_report
+from bench.perf_scaleout import load_process, load_report, start_load
 from bench.running_live_fanout import People, judge, running_env, start_running
 from common.migrations import upgrade
 from common.security import Role, SigningKey, TokenIssuer, jwks_document
@@ -231,7 +231,7 @@ async def run(args: argparse.Namespace) -> None:
             def tick(at: float) -> None:
                 if not gateway_going[0]:  # the gateway's load starts with the live stream
                     gateway_going[0] = True
-                    pipe.send("go")
+                    start_load(pipe)
                 sample(at)
 
             progress(f"{args.minutes:g} min of load on {', '.join(pids)}")

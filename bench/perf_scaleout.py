@@ -40,8 +40,8 @@ printed). Projected capacity per core = delivered messages per CPU-second at tha
 replica count. Each process's idle CPU share is measured before the runs, and the cost
 is also printed without it (what carrying the messages costs, apart from what an extra
 process costs by existing). So is the machine's own floor for the latencies: a loopback
-TCP round trip between two processes, paced at the gateway's per-process rates (a process
-woken less often answers later here, whatever it runs).
+TCP round trip between two processes, paced at the gateway's per-process rates (what the
+machine itself adds to an exchange at each rate, whatever runs).
 
 Each path takes about two minutes (`--skip-gateway` or `--skip-live` runs one; both, about
 four): every process is started once, at the same time as the broker node boots: three
@@ -341,6 +341,13 @@ def load_process(url: str, rate: float, seconds: float, offset: int, token_list:
                     failed += 1
 
             def send(n: int, scheduled: float) -> None:
+                try:
+                    take_up(n, scheduled)
+                except Exception as exc:  # the generator fails (its pipe closes): no silent stall
+                    if not all_sent.done():
+                        all_sent.set_exception(exc)
+
+            def take_up(n: int, scheduled: float) -> None:
                 sent = time.perf_counter()
                 lateness.append((sent - scheduled) * 1000)
                 if new_share and int((n + 1) * new_share) != int(n * new_share):
@@ -352,11 +359,18 @@ def load_process(url: str, rate: float, seconds: float, offset: int, token_list:
                     all_sent.set_result(None)
 
             def keep_schedule(start_at: float) -> None:
-                for n in range(total):
-                    scheduled = start_at + phase_s + n / rate
-                    if (wait := scheduled - time.perf_counter()) > 0:
-                        time.sleep(wait)
-                    loop.call_soon_threadsafe(send, n, scheduled)
+                try:
+                    for n in range(total):
+                        scheduled = start_at + phase_s + n / rate
+                        if (wait := scheduled - time.perf_counter()) > 0:
+                            time.sleep(wait)
+                        loop.call_soon_threadsafe(send, n, scheduled)
+                except Exception as exc:
+                    loop.call_soon_threadsafe(stalled, exc)
+
+            def stalled(exc: Exception) -> None:
+                if not all_sent.done():
+                    all_sent.set_exception(exc)
 
             pipe.recv()  # go
             if total:
@@ -377,10 +391,16 @@ def load_report(pipe: Any, *, sent: int, what: str) -> dict[str, Any]:
     send counted as unanswered, instead of a wait that never ends."""
     try:
         report: dict[str, Any] = pipe.recv()
-    except EOFError:
+    except (EOFError, OSError):
         fail(f"{what}: the load generator died before it reported")
-        return {"latencies": [], "from_send": [], "lateness": [], "answered": [], "failed": 0, "sent": sent}
+        return {"latencies": [], "from_send": [], "lateness": [], "answered": [], "failed": sent, "sent": sent}
     return report
+
+
+def start_load(pipe: Any) -> None:
+    """Tells a load generator to go; one already dead is reported by ``load_report``."""
+    with contextlib.suppress(OSError):
+        pipe.send("go")
 
 
 class GatewaySide:
@@ -534,7 +554,7 @@ async def gateway_window(args: argparse.Namespace, side: GatewaySide, *, label: 
     busy_before = machine_ticks()
     wall = time.monotonic()
     for _, pipe in loaders:
-        pipe.send("go")
+        start_load(pipe)
     what = f"gateway, round {round_no}, set-up {label}"
     expected = int(per * args.gateway_seconds)
     reports = [await asyncio.to_thread(load_report, pipe, sent=expected, what=what) for _, pipe in loaders]
@@ -621,9 +641,9 @@ def _round_trip_process(port: int, plan: list[tuple[float, float]], pipe: Any) -
 
 def round_trip_floor(rates: list[float], *, seconds: float = 5.0, rounds: int = 2) -> dict[float, list[float]]:
     """Loopback TCP round trips between two processes on the services' loop, each rate in
-    turn for ``rounds`` rounds, order alternated; ms by rate. A process woken less often
-    answers later on these machines (its CPU halted in between, its caches cold): the
-    floor under the per-process rate's share of a p99."""
+    turn for ``rounds`` rounds, order alternated; ms by rate: what the machine alone adds
+    to an exchange at each rate (a process woken less often may find its CPU halted and
+    its caches cold), beneath the gateways' latencies at the same rates."""
     context = multiprocessing.get_context("fork")
     port = free_port()
     ready, ready_end = context.Pipe()
@@ -662,9 +682,13 @@ async def gateway_runs(args: argparse.Namespace, side: GatewaySide) -> dict[str,
             for label, count, rate in setups[shift:] + setups[:shift]:
                 windows.append(await gateway_window(args, side, label=label, count=count, rate=rate,
                                                     round_no=round_no, client=client))  # fmt: skip
-    rates = sorted({rate for _, _, rate in setups}, reverse=True)
+    rates = sorted({rate / count for _, count, rate in setups}, reverse=True)
     progress("the machine's round trip at " + " and ".join(f"{rate:.0f}/s" for rate in rates))
-    floor = await asyncio.to_thread(round_trip_floor, rates)
+    try:
+        floor = await asyncio.to_thread(round_trip_floor, rates)
+    except (EOFError, OSError) as exc:  # the windows measured are still reported
+        fail(f"the machine's round trip was not measured: {exc!r}")
+        floor = {}
     return {"windows": windows, "idle_share": idle, "setups": setups, "round_trip_floor": floor}
 
 
@@ -802,7 +826,8 @@ def gateway_report(args: argparse.Namespace, gateway: dict[str, Any], figures: d
     table(
         f"Gateway, per set-up over {args.gateway_rounds} round(s): the median window's CPU µs per request "
         "(all processes), the spread of the windows, latency over all their requests (ms), how late the "
-        "load generators sent them (ms, inside the latency: their own wake) and the p99 timed from the send",
+        "load generators sent them (ms, inside the latency: their own wake) and the p99 timed from when the "
+        "generator's loop took each request up",
         ["replicas", "windows", "CPU µs/request (median)", "min-max", "n", "p50", "p95", "p99",
          "sent late p50", "sent late p99", "p99 from send", "requests per core-second"],
         rows,
@@ -884,8 +909,8 @@ def gateway_report(args: argparse.Namespace, gateway: dict[str, Any], figures: d
     verdict("gateway", gcost, gp99)
     from_send_ratio = gp99_from_send[most] / gp99_from_send[base]
     if most != base and not math.isnan(from_send_ratio):
-        print(f"gateway p99 timed from each request's send instead of its schedule (the load generators' own "
-              f"lateness left out): {most} replicas {from_send_ratio:.2f}x one")  # fmt: skip
+        print(f"gateway p99 timed from when each generator's loop took its request up instead of its schedule "
+              f"(the generators' timer lateness left out): {most} replicas {from_send_ratio:.2f}x one")  # fmt: skip
 
 
 def report_live(args: argparse.Namespace, live: list[dict[int, dict[str, Any]]], figures: dict[str, Any]) -> None:
