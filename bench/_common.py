@@ -12,6 +12,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -289,6 +290,60 @@ async def paced(entry: Callable[[], Coroutine[Any, Any, None]], rate: float, sec
         task.add_done_callback(pending.discard)
     await asyncio.gather(*pending)
     return errors
+
+
+async def on_schedule(take_up: Callable[[int, float], None], *, rate: float, count: int, start_at: float) -> None:
+    """``take_up(n, scheduled)`` in the running loop for each ``n`` below ``count``, at
+    ``scheduled = start_at + n / rate`` (``time.perf_counter`` seconds); returns once the
+    last is taken up, and raises what ``take_up`` raised.
+
+    The schedule is kept by a thread sleeping on nanosecond timers, which hands each entry
+    to the loop: the loop's own timers wake on whole milliseconds, which made an open-loop
+    generator send 0.6 ms late at p50 and up to 2.2 ms at p99, lateness a latency timed
+    from the schedule counts as the server's."""
+    if count <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    stop = threading.Event()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def call(n: int, scheduled: float) -> None:
+        try:
+            take_up(n, scheduled)
+        except Exception as exc:
+            settle(exc)
+            return
+        if n == count - 1:
+            settle(None)
+
+    def keep() -> None:
+        try:
+            for n in range(count):
+                scheduled = start_at + n / rate
+                if (wait := scheduled - time.perf_counter()) > 0:
+                    time.sleep(wait)
+                if stop.is_set():
+                    return
+                loop.call_soon_threadsafe(call, n, scheduled)
+        except Exception as exc:
+            if not stop.is_set():
+                loop.call_soon_threadsafe(settle, exc)
+
+    thread = threading.Thread(target=keep, name="schedule", daemon=True)
+    thread.start()
+    try:
+        await done
+    finally:
+        stop.set()  # after an error the thread hands nothing more to the loop
+    thread.join()
 
 
 def error_counts(what: str, errors: Iterable[Exception]) -> Counter[str]:

@@ -97,7 +97,7 @@ class HelpersLoad:
                 still = []
                 for task_id in unjudged:
                     task = await client.get(
-                        f"/v1/me/tasks/{task_id}", headers=tokens.bearer(str(self.helper_id), [Role.HELPER], [])
+                        f"/v1/me/tasks/{task_id}", headers=tokens.bearer(str(self.helper_id), [Role.HELPER])
                     )
                     if task.status_code != 200 or task.json()["status"] == "submitted":
                         still.append(task_id)

@@ -36,7 +36,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from bench._common import ROOT, emit, fail, machine, spread_cells, summary, table
+from bench._common import ROOT, emit, fail, machine, on_schedule, spread_cells, summary, table
 from common.security import Role, SigningKey, TokenIssuer, jwks_document
 from smartgym.serving import server_config
 from tests.support.apps import free_port
@@ -125,13 +125,12 @@ async def paced(
         else:
             failed += 1
 
-    tasks = []
-    interval = 1 / rate
-    start_at = time.perf_counter()
-    for n in range(int(rate * seconds)):
-        scheduled = start_at + n * interval
-        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+    tasks: list[asyncio.Task[None]] = []
+
+    def send(_n: int, scheduled: float) -> None:
         tasks.append(asyncio.create_task(one(scheduled, tokens.next())))
+
+    await on_schedule(send, rate=rate, count=int(rate * seconds), start_at=time.perf_counter())
     await asyncio.gather(*tasks)
     return latencies, failed
 

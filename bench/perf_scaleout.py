@@ -67,7 +67,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -90,6 +89,7 @@ from bench._common import (
     figure,
     jwks_app,
     machine,
+    on_schedule,
     progress,
     run_on_service_loop,
     shared_broker_namespace,
@@ -307,10 +307,7 @@ def load_process(url: str, rate: float, seconds: float, offset: int, token_list:
     the first ``phase_s`` after the go. How late each left its schedule (the generator's
     own wake, part of every latency) is reported beside, and each latency from its send.
 
-    The schedule is kept by a thread sleeping with ``time.sleep`` (nanosecond timers), which
-    hands each send to the event loop: the loop's own timers wake on whole milliseconds,
-    which made a generator up to 2 ms late at a third of the rate, and that lateness was
-    counted as the gateway's."""
+    The schedule is kept by ``bench._common.on_schedule`` (a thread on nanosecond timers)."""
 
     async def main() -> None:
         latencies: list[float] = []
@@ -319,10 +316,8 @@ def load_process(url: str, rate: float, seconds: float, offset: int, token_list:
         answered: list[int] = []
         failed = 0
         total = int(rate * seconds)
-        loop = asyncio.get_running_loop()
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
             tasks: list[asyncio.Task[None]] = []
-            all_sent = loop.create_future()
 
             async def one(scheduled: float, sent: float, ident: int, token: str) -> None:
                 nonlocal failed
@@ -341,13 +336,6 @@ def load_process(url: str, rate: float, seconds: float, offset: int, token_list:
                     failed += 1
 
             def send(n: int, scheduled: float) -> None:
-                try:
-                    take_up(n, scheduled)
-                except Exception as exc:  # the generator fails (its pipe closes): no silent stall
-                    if not all_sent.done():
-                        all_sent.set_exception(exc)
-
-            def take_up(n: int, scheduled: float) -> None:
                 sent = time.perf_counter()
                 lateness.append((sent - scheduled) * 1000)
                 if new_share and int((n + 1) * new_share) != int(n * new_share):
@@ -355,29 +343,10 @@ def load_process(url: str, rate: float, seconds: float, offset: int, token_list:
                 else:
                     token = token_list[n % len(token_list)]
                 tasks.append(asyncio.create_task(one(scheduled, sent, offset + n, token)))
-                if len(tasks) == total and not all_sent.done():
-                    all_sent.set_result(None)
-
-            def keep_schedule(start_at: float) -> None:
-                try:
-                    for n in range(total):
-                        scheduled = start_at + phase_s + n / rate
-                        if (wait := scheduled - time.perf_counter()) > 0:
-                            time.sleep(wait)
-                        loop.call_soon_threadsafe(send, n, scheduled)
-                except Exception as exc:
-                    loop.call_soon_threadsafe(stalled, exc)
-
-            def stalled(exc: Exception) -> None:
-                if not all_sent.done():
-                    all_sent.set_exception(exc)
 
             pipe.recv()  # go
-            if total:
-                pacer = threading.Thread(target=keep_schedule, args=(time.perf_counter(),), daemon=True)
-                pacer.start()
-                await all_sent
-                pacer.join()
+            # An error in a send ends the generator: its closed pipe is the failure.
+            await on_schedule(send, rate=rate, count=total, start_at=time.perf_counter() + phase_s)
             await asyncio.gather(*tasks)
         pipe.send({"latencies": latencies, "from_send": from_send, "lateness": lateness, "answered": answered,
                    "failed": failed, "sent": total})  # fmt: skip
