@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import ROOT, check_delivered, fail, jwks_app, progress, register_owner_phone, stop_quietly
+from bench._common import ROOT, check_delivered, fail, progress, register_owner_phone, stop_quietly
 from bench.notification_push_throughput import BRANCH, faults
 from common.events.envelope import OutgoingMessage
 from common.events.rabbitmq import RabbitMQBus
@@ -149,7 +149,7 @@ class AlertsLoad:
             response = await client.get(
                 f"{self.monitoring_url}/v1/faults?open=false&limit=1000",
                 # Issued now: a token from the start would have expired in a ten-minute run.
-                headers=tokens.bearer(str(uuid.uuid4()), [Role.OPERATOR]),
+                headers=tokens.bearer(uuid.uuid4(), [Role.OPERATOR]),
             )
             response.raise_for_status()
             faults: list[dict[str, Any]] = response.json()
@@ -161,10 +161,6 @@ class AlertsLoad:
 
 def _opened(row: dict[str, Any]) -> float:
     return datetime.fromisoformat(row["opened_at"]).timestamp()
-
-
-def _operator_token() -> str:
-    return tokens.issuer().issue(str(uuid.uuid4()), [Role.OPERATOR], [])
 
 
 @contextlib.asynccontextmanager
@@ -193,7 +189,7 @@ async def alerts_load(
     bus = RabbitMQBus(broker_url, catalog=CATALOG, metrics=Metrics(), namespace=namespace)
     processes: list[Any] = []
     try:
-        async with serving(jwks_app()) as auth_url, serving(create_fcm(fcm), fcm_port):
+        async with serving(tokens.jwks_app()) as auth_url, serving(create_fcm(fcm), fcm_port):
             common_env = {
                 "SMARTGYM_BROKER_URL": broker_url,
                 "SMARTGYM_BUS_NAMESPACE": namespace,
@@ -242,7 +238,7 @@ async def alerts_load(
                         "--branch", BRANCH,
                         "--control-port", str(control_port),
                     ],
-                    env=clean_env(SMARTGYM_SIMULATOR_TOKEN=_operator_token()),
+                    env=clean_env(SMARTGYM_SIMULATOR_TOKEN=tokens.issuer().issue(str(uuid.uuid4()), [Role.OPERATOR])),
                     cwd=ROOT,
                     log=log,
                 )  # fmt: skip

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import itertools
 import json
 import math
 import os
@@ -192,30 +191,6 @@ def emit(figures: dict[str, Any]) -> None:
         sys.exit(1)
 
 
-def jwks_app() -> Any:
-    """auth's public keys as services fetch them: the benchmarks sign their own tokens with
-    the test signing key instead of running auth."""
-    from fastapi import FastAPI
-
-    from common.security import jwks_document
-    from tests.support import tokens
-
-    app = FastAPI()
-    document = jwks_document([tokens.signing_key()])
-
-    @app.get("/.well-known/jwks.json")
-    async def jwks() -> dict[str, object]:
-        return document
-
-    @app.get("/revocations")
-    async def revocations() -> list[object]:
-        # As auth answers with none in force; without it every service retries the fetch
-        # (a new TLS context each time), CPU a benchmark would count against the service.
-        return []
-
-    return app
-
-
 def progress(message: str) -> None:
     """A line on stderr with the seconds since the benchmark started (stdout is the table)."""
     print(f"[{time.monotonic() - _STARTED:5.1f}s] {message}", file=sys.stderr, flush=True)
@@ -265,12 +240,13 @@ def stop_quietly(process: Any, timeout: float = 60) -> None:
 
 
 async def paced(entry: Callable[[], Coroutine[Any, Any, None]], rate: float, seconds: float) -> list[Exception]:
-    """``entry`` at ``rate`` a second on a schedule; an entry that takes long does not
-    delay the next. Returns the errors entries raised (counted by the caller, never lost):
-    every entry has finished when it returns."""
+    """``entry`` at ``rate`` a second for ``seconds``, on ``on_schedule``'s clock; an entry
+    that takes long does not delay the next. Returns the errors entries raised (counted by
+    the caller, never lost): every entry has finished when it returns."""
     if rate <= 0:
         return []
     errors: list[Exception] = []
+    pending: set[asyncio.Task[None]] = set()
 
     async def guarded() -> None:
         try:
@@ -278,16 +254,12 @@ async def paced(entry: Callable[[], Coroutine[Any, Any, None]], rate: float, sec
         except Exception as exc:  # every kind: the caller counts them
             errors.append(exc)
 
-    began = time.monotonic()
-    pending: set[asyncio.Task[None]] = set()
-    for number in itertools.count():
-        due = began + number / rate
-        if due > began + seconds:
-            break
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
+    def take_up(_n: int, _scheduled: float) -> None:
         task = asyncio.create_task(guarded())
         pending.add(task)
         task.add_done_callback(pending.discard)
+
+    await on_schedule(take_up, rate=rate, count=int(seconds * rate) + 1, start_at=time.perf_counter())
     await asyncio.gather(*pending)
     return errors
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import ROOT, STARTUP_S, error_counts, fail, jwks_app, paced, progress, stop_quietly, unexpected
+from bench._common import ROOT, STARTUP_S, error_counts, fail, paced, progress, stop_quietly, unexpected
 from bench.access_entry import BRANCH, GATE, gate_env, populate, wait_gallery
 from bench.facemodel_pipeline import camera_frame
 from common.migrations import upgrade
@@ -34,6 +34,7 @@ from tests.support.apps import free_port, serving
 from tests.support.infra import PostgresDatabases
 from tests.support.processes import clean_env, start, wait_healthy
 from tests.support.serialgate import GateSimulator, SocatPair
+from tests.support.tokens import jwks_app
 
 
 @dataclass

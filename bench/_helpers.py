@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import ROOT, count_answer, error_counts, fail, jwks_app, paced, stop_quietly, unexpected
+from bench._common import ROOT, count_answer, error_counts, fail, paced, stop_quietly, unexpected
 from common.migrations import upgrade
 from common.security import Role
 from tests.helper.images import scene
@@ -125,7 +125,7 @@ async def helpers_load(
     processes: list[Any] = []
     urls: dict[str, str] = {}
     try:
-        async with serving(jwks_app()) as auth_url:
+        async with serving(tokens.jwks_app()) as auth_url:
             for service in ("helper", "branch_owner"):
                 database = databases.create(f"bench_helpers_{service}")
                 upgrade(service, database)

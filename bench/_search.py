@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import ROOT, error_counts, fail, jwks_app, paced, progress, stop_quietly, unexpected
+from bench._common import ROOT, error_counts, fail, paced, progress, stop_quietly, unexpected
 from bench.search_query_latency import seed
 from common.events.envelope import OutgoingMessage
 from common.events.rabbitmq import RabbitMQBus
@@ -121,7 +121,7 @@ async def search_load(
     bus = RabbitMQBus(broker_url, catalog=CATALOG, metrics=Metrics(), namespace=namespace)
     process = None
     try:
-        async with serving(jwks_app()) as auth_url:
+        async with serving(tokens.jwks_app()) as auth_url:
             port = free_port()
             env = clean_env(
                 SMARTGYM_BROKER_URL=broker_url,

@@ -59,7 +59,6 @@ from bench._common import (
     ensure_services,
     fail,
     figure,
-    jwks_app,
     machine,
     progress,
     spread_cells,
@@ -77,6 +76,7 @@ from tests.support.apps import free_port, serving
 from tests.support.infra import PG_ADMIN_URL, PostgresDatabases
 from tests.support.processes import clean_env, start, stop, wait_healthy
 from tests.support.serialgate import GateSimulator, SocatPair
+from tests.support.tokens import jwks_app
 
 BRANCH = "gangnam"
 GATE = "bench-in"

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 import psycopg
 
-from bench._common import emit, ensure_services, jwks_app, machine, progress, shared_broker_namespace, summary, table
+from bench._common import emit, ensure_services, machine, progress, shared_broker_namespace, summary, table
 from common.events.bus import Subscriptions
 from common.events.envelope import OutgoingMessage
 from common.events.rabbitmq import RabbitMQBus
@@ -149,7 +149,7 @@ async def run(args: argparse.Namespace) -> None:
         clean(data, max_bytes=4 << 20, max_pixels=40_000_000)
         intake_ms.append((time.perf_counter() - began) * 1000)
     try:
-        async with serving(jwks_app()) as auth_url:
+        async with serving(tokens.jwks_app()) as auth_url:
             common = {
                 "SMARTGYM_BROKER_URL": RABBITMQ_URL,
                 "SMARTGYM_BUS_NAMESPACE": namespace,

@@ -52,7 +52,6 @@ from bench._common import (
     ensure_services,
     fail,
     failures,
-    jwks_app,
     machine,
     progress,
     register_owner_phone,
@@ -119,7 +118,7 @@ async def run(args: argparse.Namespace) -> None:
     owner = tokens.issuer().issue(str(owner_id), [Role.BRANCH_OWNER], [BRANCH])
     processes = []
     try:
-        async with serving(jwks_app()) as auth_url, serving(create_fcm(fcm), fcm_port):
+        async with serving(tokens.jwks_app()) as auth_url, serving(create_fcm(fcm), fcm_port):
             common_env = {
                 "SMARTGYM_BROKER_URL": RABBITMQ_URL,
                 "SMARTGYM_BUS_NAMESPACE": namespace,

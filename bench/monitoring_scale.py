@@ -57,7 +57,6 @@ from bench._common import (
     fail,
     failures,
     figure,
-    jwks_app,
     machine,
     progress,
     spread_cells,
@@ -124,7 +123,7 @@ async def shards(args: argparse.Namespace) -> dict[str, Any]:
     simulators: list[tuple[subprocess.Popen[bytes], str, Path]] = []
     figures: dict[str, Any] = {}
     try:
-        async with serving(jwks_app()) as auth_url:
+        async with serving(tokens.jwks_app()) as auth_url:
             replicas = start_replicas(
                 REPLICAS,
                 database=database,

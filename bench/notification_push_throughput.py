@@ -38,7 +38,6 @@ from bench._common import (
     emit,
     ensure_services,
     fail,
-    jwks_app,
     machine,
     progress,
     register_owner_phone,
@@ -156,7 +155,7 @@ async def run(args: argparse.Namespace) -> None:
     rounds: list[Round] = []
     sender = FcmSender(account, endpoint=fcm_url)
     try:
-        async with serving(jwks_app()) as auth_url, serving(create_fcm(fcm), fcm_port):
+        async with serving(tokens.jwks_app()) as auth_url, serving(create_fcm(fcm), fcm_port):
             env = clean_env(
                 SMARTGYM_BROKER_URL=RABBITMQ_URL,
                 SMARTGYM_BUS_NAMESPACE=namespace,

@@ -73,7 +73,6 @@ from bench._common import (
     emit,
     ensure_services,
     fail,
-    jwks_app,
     machine,
     progress,
     rss_mib,
@@ -92,6 +91,7 @@ from common.security import Role, SigningKey, TokenIssuer, jwks_document
 from tests.support.apps import free_port, serving
 from tests.support.infra import PG_ADMIN_URL, PostgresDatabases
 from tests.support.processes import clean_env, start, wait_healthy
+from tests.support.tokens import jwks_app
 
 SAMPLE_S = 5.0
 

@@ -87,7 +87,6 @@ from bench._common import (
     ensure_services,
     fail,
     figure,
-    jwks_app,
     machine,
     on_schedule,
     progress,
@@ -106,6 +105,7 @@ from common.security import Role
 from tests.support.apps import free_port, serving
 from tests.support.infra import PG_ADMIN_URL, PostgresDatabases
 from tests.support.processes import clean_env, start, wait_healthy
+from tests.support.tokens import jwks_app
 
 # -- live runs ------------------------------------------------------------------------------
 

@@ -59,7 +59,6 @@ from bench._common import (
     ensure_services,
     fail,
     figure,
-    jwks_app,
     machine,
     processes_named,
     progress,
@@ -244,7 +243,7 @@ async def run(args: argparse.Namespace) -> None:
         # its load drifts between the two set-ups; the ratio is taken against their mean.
         await floor("bare")
 
-        async with serving(jwks_app()) as auth_url:
+        async with serving(tokens.jwks_app()) as auth_url:
             # 2. One running replica, clients straight to its live port.
             live_port = free_port()
             namespace = shared_broker_namespace()

@@ -32,7 +32,7 @@ from yarl import URL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from the repo root
 
-from bench._common import cell, emit, fail, jwks_app, machine, progress, summary, table
+from bench._common import cell, emit, fail, machine, progress, summary, table
 from common.db import sync_url
 from common.migrations import upgrade
 from common.security import Role
@@ -209,7 +209,7 @@ async def run(args: argparse.Namespace) -> None:
         branches, reviews, seed_s = await asyncio.to_thread(seed, database_url, args.branches, args.reviews_per_branch)
         progress(f"seeded {branches} branches and {reviews} reviews in {seed_s:.1f}s")
         jwks_port, port = free_port(), free_port()
-        async with serving(jwks_app(), jwks_port) as jwks_url:
+        async with serving(tokens.jwks_app(), jwks_port) as jwks_url:
             env = clean_env(
                 SMARTGYM_ENVIRONMENT="test",
                 SMARTGYM_DATA_DIR=str(data),

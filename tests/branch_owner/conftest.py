@@ -33,10 +33,6 @@ from tests.support.events import recording_bus
 BRANCH = "gangnam"
 
 
-def bearer(user_id: uuid.UUID, role: Role, branches: tuple[str, ...] = ()) -> dict[str, str]:
-    return {"authorization": "Bearer " + tokens.issuer().issue(str(user_id), [role], list(branches))}
-
-
 @dataclass
 class Console:
     client: httpx.AsyncClient
@@ -46,7 +42,7 @@ class Console:
 
     @property
     def owner(self) -> dict[str, str]:
-        return bearer(self.owner_id, Role.BRANCH_OWNER, (BRANCH,))
+        return tokens.bearer(self.owner_id, [Role.BRANCH_OWNER], (BRANCH,))
 
     def of(self, kind: type[Event]) -> list[Any]:
         return [event for event in self.events if isinstance(event, kind)]

@@ -16,7 +16,8 @@ from contracts import (
     TaskConfirmed,
     TaskReviewOverdue,
 )
-from tests.branch_owner.conftest import BRANCH, bearer
+from tests.branch_owner.conftest import BRANCH
+from tests.support import tokens
 from tests.support.waiting import eventually
 
 PROFILE = {
@@ -67,11 +68,11 @@ async def test_profiles_refuse_bad_input_and_other_owners(console):
     assert bad.status_code == 422
     bad = await console.client.put(f"/v1/branches/{BRANCH}", json={**PROFILE, "owner": "me"}, headers=console.owner)
     assert bad.status_code == 422
-    stranger = bearer(uuid.uuid4(), Role.BRANCH_OWNER, ("hongdae",))
+    stranger = tokens.bearer(uuid.uuid4(), [Role.BRANCH_OWNER], ("hongdae",))
     assert (await console.client.put(f"/v1/branches/{BRANCH}", json=PROFILE, headers=stranger)).status_code == 403
-    member = bearer(uuid.uuid4(), Role.CUSTOMER)
+    member = tokens.bearer(uuid.uuid4(), [Role.CUSTOMER])
     assert (await console.client.put(f"/v1/branches/{BRANCH}", json=PROFILE, headers=member)).status_code == 403
-    operator = bearer(uuid.uuid4(), Role.OPERATOR)
+    operator = tokens.bearer(uuid.uuid4(), [Role.OPERATOR])
     assert (await console.client.put(f"/v1/branches/{BRANCH}", json=PROFILE, headers=operator)).status_code == 201
     mine = (await console.client.get("/v1/branches", headers=stranger)).json()
     assert mine == []
@@ -131,7 +132,7 @@ async def test_the_queue_shows_verdicts_and_decisions_tell_helper_and_training(c
     assert await pending() == []
     decided = (await console.client.get(f"/v1/branches/{BRANCH}/queue?status=rejected", headers=console.owner)).json()
     assert len(decided["items"]) == 2
-    stranger = bearer(uuid.uuid4(), Role.BRANCH_OWNER, ("hongdae",))
+    stranger = tokens.bearer(uuid.uuid4(), [Role.BRANCH_OWNER], ("hongdae",))
     assert (await console.client.get(f"/v1/branches/{BRANCH}/queue", headers=stranger)).status_code == 403
     # The same verdict delivered twice is one queue entry.
     await console.deliver(unsure)
@@ -167,7 +168,7 @@ async def test_a_task_waiting_past_the_sla_raises_one_reminder(console):
 async def test_members_review_once_edit_and_owners_reply(console):
     await put_profile(console)
     member_id = uuid.uuid4()
-    member = bearer(member_id, Role.CUSTOMER)
+    member = tokens.bearer(member_id, [Role.CUSTOMER])
     first = await console.client.put(
         f"/v1/branches/{BRANCH}/reviews/mine", json={"rating": 4, "text": "샤워실이 깨끗해요"}, headers=member
     )
@@ -191,7 +192,7 @@ async def test_members_review_once_edit_and_owners_reply(console):
         f"/v1/branches/{BRANCH}/reviews/mine", json={"rating": 6, "text": "x"}, headers=member
     )
     assert bad.status_code == 422
-    helper = bearer(uuid.uuid4(), Role.HELPER)
+    helper = tokens.bearer(uuid.uuid4(), [Role.HELPER])
     assert (
         await console.client.put(f"/v1/branches/{BRANCH}/reviews/mine", json={"rating": 1, "text": "x"}, headers=helper)
     ).status_code == 403
@@ -200,13 +201,13 @@ async def test_members_review_once_edit_and_owners_reply(console):
         f"/v1/reviews/{review_id}/reply", json={"text": "감사합니다"}, headers=console.owner
     )
     assert reply.json()["reply"] == "감사합니다"
-    stranger = bearer(uuid.uuid4(), Role.BRANCH_OWNER, ("hongdae",))
+    stranger = tokens.bearer(uuid.uuid4(), [Role.BRANCH_OWNER], ("hongdae",))
     assert (
         await console.client.post(f"/v1/reviews/{review_id}/reply", json={"text": "spam"}, headers=stranger)
     ).status_code == 403
     # Three people report it: members no longer see it, the owner still does.
     for _ in range(3):
-        reporter = bearer(uuid.uuid4(), Role.CUSTOMER)
+        reporter = tokens.bearer(uuid.uuid4(), [Role.CUSTOMER])
         report = await console.client.post(
             f"/v1/reviews/{review_id}/reports", json={"reason": "abuse"}, headers=reporter
         )
@@ -221,7 +222,7 @@ async def test_members_review_once_edit_and_owners_reply(console):
 async def test_preferences_come_from_reviews_entries_and_equipment(console):
     await put_profile(console, facilities=["sauna"], equipment={"treadmill": 4})
     for index, text in enumerate(["샤워실 최고, 주차 편함", "shower is great", "조용해서 좋아요"]):
-        member = bearer(uuid.uuid4(), Role.CUSTOMER)
+        member = tokens.bearer(uuid.uuid4(), [Role.CUSTOMER])
         response = await console.client.put(
             f"/v1/branches/{BRANCH}/reviews/mine", json={"rating": 4 + index % 2, "text": text}, headers=member
         )
@@ -259,5 +260,5 @@ async def test_preferences_come_from_reviews_entries_and_equipment(console):
     [event] = console.of(BranchPreferenceCreated)
     assert event.topics == ("cardio", "sauna", "shower", "early_bird")
     assert event.created_by == console.owner_id
-    member = bearer(uuid.uuid4(), Role.CUSTOMER)
+    member = tokens.bearer(uuid.uuid4(), [Role.CUSTOMER])
     assert (await console.client.post(f"/v1/branches/{BRANCH}/preference-profile", headers=member)).status_code == 403

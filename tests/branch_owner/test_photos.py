@@ -10,8 +10,9 @@ from PIL import Image
 
 from common.security import Role
 from contracts import BranchInfoUpdated
-from tests.branch_owner.conftest import BRANCH, bearer
+from tests.branch_owner.conftest import BRANCH
 from tests.branch_owner.test_console import put_profile
+from tests.support import tokens
 from tests.support.waiting import eventually
 
 
@@ -47,7 +48,7 @@ async def test_an_owner_uploads_lists_and_deletes_branch_photos(console, tmp_pat
 
     listed = (await console.client.get(f"/v1/branches/{BRANCH}/photos", headers=console.owner)).json()
     assert [item["id"] for item in listed] == [photo["id"], png.json()["id"]]
-    member = bearer(uuid.uuid4(), Role.CUSTOMER)
+    member = tokens.bearer(uuid.uuid4(), [Role.CUSTOMER])
     path = photo["url"].removeprefix("/api/branch-owner")
     assert path == f"/v1/branches/{BRANCH}/photos/{photo['id']}"
     served = await console.client.get(path, headers=member)
@@ -88,11 +89,11 @@ async def test_photo_uploads_are_validated_with_reasons(console):
         if reason:
             assert answer.json()["detail"] == reason
 
-    other_owner = bearer(uuid.uuid4(), Role.BRANCH_OWNER, ("hongdae",))
+    other_owner = tokens.bearer(uuid.uuid4(), [Role.BRANCH_OWNER], ("hongdae",))
     refused = await upload(console, picture(), headers=other_owner)
     assert refused.status_code == 403
     assert refused.json()["detail"] == "not permitted for this branch"
-    member = bearer(uuid.uuid4(), Role.CUSTOMER)
+    member = tokens.bearer(uuid.uuid4(), [Role.CUSTOMER])
     assert (await upload(console, picture(), headers=member)).status_code == 403
     [kept] = (await console.client.get(f"/v1/branches/{BRANCH}/photos", headers=member)).json()
     path = kept["url"].removeprefix("/api/branch-owner")

@@ -53,7 +53,7 @@ def instance_app(name: str) -> FastAPI:
 
 
 def bearer(subject="member-1", roles=(Role.CUSTOMER,)) -> dict[str, str]:
-    return {"authorization": f"Bearer {tokens.issuer().issue(subject, roles)}"}
+    return tokens.bearer(subject, roles)
 
 
 def settings_for(*upstreams: str, **route: object) -> GatewaySettings:

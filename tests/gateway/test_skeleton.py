@@ -62,7 +62,7 @@ async def gateway():
 
 
 def bearer(roles=(Role.CUSTOMER,)) -> dict[str, str]:
-    return {"authorization": f"Bearer {tokens.issuer().issue('user-1', roles)}"}
+    return tokens.bearer("user-1", roles)
 
 
 async def test_public_route_needs_no_token_and_prefix_is_stripped(gateway):

@@ -24,10 +24,6 @@ from tests.support.waiting import eventually
 BRANCH = "gangnam"
 
 
-def bearer(user_id: uuid.UUID, role: Role, branches: tuple[str, ...] = ()) -> dict[str, str]:
-    return {"authorization": "Bearer " + tokens.issuer().issue(str(user_id), [role], list(branches))}
-
-
 @dataclass
 class HelperApp:
     client: httpx.AsyncClient
@@ -39,7 +35,7 @@ class HelperApp:
 
     @property
     def helper(self) -> dict[str, str]:
-        return bearer(self.helper_id, Role.HELPER)
+        return tokens.bearer(self.helper_id, [Role.HELPER])
 
     def of(self, kind: type[Event]) -> list[Any]:
         return [event for event in self.events if isinstance(event, kind)]
@@ -85,7 +81,7 @@ def open_helper(tmp_path) -> Callable[..., AbstractAsyncContextManager[HelperApp
         async with recording_bus(TaskSubmitted, TaskJudgedV2, PayoutStatusChanged) as recording:
             app = create_app(settings, bus=recording.bus, metrics=recording.metrics, keys=tokens.key_cache())
             async with asgi_client(app) as client:
-                owner = bearer(uuid.uuid4(), Role.BRANCH_OWNER, (BRANCH,))
+                owner = tokens.bearer(uuid.uuid4(), [Role.BRANCH_OWNER], (BRANCH,))
                 yield HelperApp(client, settings, recording.recorded, owner=owner, app=app)
 
     return opened

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
 from branch_owner.app import create_app as create_branch_owner
@@ -20,7 +19,7 @@ from common.events.envelope import OutgoingMessage
 from common.events.rabbitmq import RabbitMQBus
 from common.migrations import upgrade
 from common.observability import Metrics
-from common.security import Role, jwks_document
+from common.security import Role
 from contracts import CATALOG
 from gateway.app import create_app as create_gateway
 from gateway.settings import GatewaySettings
@@ -31,24 +30,6 @@ from tests.support import tokens
 from tests.support.apps import asgi_client, serving
 
 FAST = {"outbox_poll_interval_s": 0.1, "bus_retry_delays_ms": (100, 200, 400)}
-
-
-def jwks_app() -> FastAPI:
-    app = FastAPI()
-
-    @app.get("/.well-known/jwks.json")
-    async def jwks() -> dict[str, Any]:
-        return jwks_document([tokens.signing_key()])
-
-    return app
-
-
-def bearer(user_id: uuid.UUID, role: Role, branches: tuple[str, ...] = ()) -> dict[str, str]:
-    return {"authorization": "Bearer " + tokens.issuer().issue(str(user_id), [role], list(branches))}
-
-
-def sync_dsn(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql+psycopg://", 1)
 
 
 @dataclass
@@ -63,11 +44,11 @@ class Loop:
 
     @property
     def owner(self) -> dict[str, str]:
-        return bearer(self.owner_id, Role.BRANCH_OWNER, (BRANCH,))
+        return tokens.bearer(self.owner_id, [Role.BRANCH_OWNER], (BRANCH,))
 
     @property
     def helper(self) -> dict[str, str]:
-        return bearer(self.helper_id, Role.HELPER)
+        return tokens.bearer(self.helper_id, [Role.HELPER])
 
     def query(self, database: str, sql: str, **params: Any) -> list[Any]:
         engine = create_engine(database)
@@ -127,7 +108,7 @@ async def task_loop(
     upgrade("helper", helper_db)
     upgrade("branch_owner", branch_owner_db)
     async with AsyncExitStack() as stack:
-        auth_url = await stack.enter_async_context(serving(jwks_app()))
+        auth_url = await stack.enter_async_context(serving(tokens.jwks_app()))
         common = {"broker_url": broker_url, "namespace": namespace, "auth_url": auth_url}
         owner_settings = settings_of(
             BranchOwnerSettings, tmp_path, database=branch_owner_db, service="branch_owner", **common

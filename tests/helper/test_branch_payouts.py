@@ -9,7 +9,8 @@ from common.security import Role
 from contracts import PayoutStatusChanged
 from helper.ledger import _append
 from helper.models import Task
-from tests.helper.conftest import BRANCH, HelperApp, bearer
+from tests.helper.conftest import BRANCH, HelperApp
+from tests.support import tokens
 from tests.support.waiting import eventually
 
 
@@ -64,14 +65,14 @@ async def test_an_owner_signs_off_on_payouts_of_their_branchs_helpers(helper_app
     # A helper of another branch only: not this owner's to see or move.
     stranger = uuid.uuid4()
     await _earned(opened, stranger, 4000, branch_id="hongdae")
-    foreign = await _request(opened, 4000, helper=bearer(stranger, Role.HELPER))
+    foreign = await _request(opened, 4000, helper=tokens.bearer(stranger, [Role.HELPER]))
 
     url = f"/v1/branches/{BRANCH}/payouts"
     listed = (await opened.client.get(url, params={"status": "requested"}, headers=opened.owner)).json()
     assert sorted(item["id"] for item in listed) == sorted([first, second])
     assert {item["earned_here_krw"] for item in listed} == {5000}  # hongdae's 2000 is not this branch's
     assert {item["helper_id"] for item in listed} == {str(opened.helper_id)}
-    other_owner = bearer(uuid.uuid4(), Role.BRANCH_OWNER, ("hongdae",))
+    other_owner = tokens.bearer(uuid.uuid4(), [Role.BRANCH_OWNER], ("hongdae",))
     assert (await opened.client.get(url, headers=other_owner)).status_code == 403
     assert (await opened.client.get(url, params={"status": "lost"}, headers=opened.owner)).status_code == 422
 
@@ -95,7 +96,7 @@ async def test_an_owner_signs_off_on_payouts_of_their_branchs_helpers(helper_app
     assert not_mine.status_code == 403
     assert not_mine.json()["detail"] == "not permitted for this branch"
 
-    operator = bearer(uuid.uuid4(), Role.OPERATOR)
+    operator = tokens.bearer(uuid.uuid4(), [Role.OPERATOR])
     settled = await opened.client.post(f"/v1/payouts/{first}/status", json={"status": "paid"}, headers=operator)
     assert settled.status_code == 200
 

@@ -18,7 +18,7 @@ from common.security import Role
 from contracts import TaskJudgedV2, TaskSubmitted
 from helper.app import create_app
 from helper.settings import HelperSettings
-from tests.helper.conftest import BRANCH, HelperApp, bearer
+from tests.helper.conftest import BRANCH, HelperApp
 from tests.helper.images import jpeg, scene
 from tests.helper.loop import task_loop
 from tests.helper.test_task_loop import REWARD, has_balance, prepare, queued, submit
@@ -38,7 +38,7 @@ async def test_twenty_parallel_submits_never_pass_the_daily_limit(tmp_path, post
         app = create_app(settings, bus=recording.bus, metrics=recording.metrics, keys=tokens.key_cache())
         async with asgi_client(app) as client:
             helper = HelperApp(
-                client, settings, recording.recorded, owner=bearer(uuid.uuid4(), Role.BRANCH_OWNER, (BRANCH,))
+                client, settings, recording.recorded, owner=tokens.bearer(uuid.uuid4(), [Role.BRANCH_OWNER], (BRANCH,))
             )
             await helper.task_type("wash", daily_limit=5)
             await helper.bind()

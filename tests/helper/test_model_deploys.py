@@ -14,8 +14,8 @@ from common.migrations import upgrade
 from common.security import Role
 from helper.classifier import write_pack
 from helper.settings import HelperSettings
-from tests.helper.conftest import bearer
 from tests.helper.test_stores_and_models import brightness_model
+from tests.support import tokens
 from tests.support.modelpacks import deployment, helper_replica, registry_bus, store_pack
 
 pytestmark = pytest.mark.usefixtures("broker_cleanup")
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("broker_cleanup")
 
 def operator() -> dict[str, str]:
     # Issued when used: a token made at import would expire before a long suite reaches it.
-    return bearer(uuid.uuid4(), Role.OPERATOR)
+    return tokens.bearer(uuid.uuid4(), [Role.OPERATOR])
 
 
 async def served(replicas: list[httpx.AsyncClient]) -> list[str]:

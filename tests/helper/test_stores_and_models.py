@@ -17,8 +17,8 @@ from common.objectstore import S3Store
 from common.security import Role
 from helper.classifier import ClassifierHolder, PackError, write_pack
 from helper.store import KEY_PATTERN, PhotoNotFound
-from tests.helper.conftest import bearer
 from tests.helper.images import jpeg, scene
+from tests.support import tokens
 from tests.support.apps import free_port
 
 BUCKET = "task-photos-test"
@@ -132,7 +132,7 @@ async def test_a_deployed_model_decides_and_a_new_one_swaps_in(open_helper, tmp_
     )
     assert ClassifierHolder().version == "none"
     async with open_helper(judge_model_pack=sure, judge_packs_dir=tmp_path / "packs") as opened:
-        operator = bearer(uuid.uuid4(), Role.OPERATOR)
+        operator = tokens.bearer(uuid.uuid4(), [Role.OPERATOR])
         current = await opened.client.get("/v1/judge/model", headers=operator)
         assert current.json() == {"model_version": "done@1.0.0"}
         await opened.task_type()

@@ -12,7 +12,8 @@ from common.security import Role
 from contracts import CATALOG, TaskConfirmed
 from tests.helper.conftest import BRANCH
 from tests.helper.images import jpeg, scene
-from tests.helper.loop import Loop, bearer, task_loop
+from tests.helper.loop import Loop, task_loop
+from tests.support import tokens
 from tests.support.waiting import eventually
 
 H = "/api/helper/v1"
@@ -84,7 +85,7 @@ async def test_submit_judge_confirm_credit_once_through_the_gateway(
         assert photo.headers["content-type"] == "image/jpeg"
 
         # Another branch's owner sees nothing of it and cannot decide it.
-        stranger = bearer(uuid.uuid4(), Role.BRANCH_OWNER, ("hongdae",))
+        stranger = tokens.bearer(uuid.uuid4(), [Role.BRANCH_OWNER], ("hongdae",))
         assert (await loop.gateway.get(f"{B}/branches/{BRANCH}/queue", headers=stranger)).status_code == 403
         denied = await loop.gateway.post(
             f"{B}/branches/{BRANCH}/queue/{task_id}/decision", json={"decision": "approve"}, headers=stranger
@@ -93,7 +94,7 @@ async def test_submit_judge_confirm_credit_once_through_the_gateway(
         assert (await loop.gateway.get(item["photo_urls"][0], headers=stranger)).status_code == 403
         # Helpers cannot act as owners; members cannot reach helper's API at all.
         assert (await loop.gateway.get(f"{B}/branches/{BRANCH}/queue", headers=loop.helper)).status_code == 403
-        member = bearer(uuid.uuid4(), Role.CUSTOMER)
+        member = tokens.bearer(uuid.uuid4(), [Role.CUSTOMER])
         assert (await loop.gateway.get(f"{H}/me/balance", headers=member)).status_code == 403
 
         decided = await loop.gateway.post(
@@ -143,7 +144,7 @@ async def test_submit_judge_confirm_credit_once_through_the_gateway(
             f"{H}/me/payouts", json={"amount_krw": 2000, "client_key": "payout-000002"}, headers=loop.helper
         )
         assert too_much.status_code == 409
-        operator = bearer(uuid.uuid4(), Role.OPERATOR)
+        operator = tokens.bearer(uuid.uuid4(), [Role.OPERATOR])
         refused = await loop.gateway.post(
             f"{H}/payouts/{payout.json()['id']}/status",
             json={"status": "rejected", "note": "bank details"},

@@ -10,8 +10,8 @@ from PIL import Image
 
 from common.security import Role
 from contracts import TaskSubmitted
-from tests.helper.conftest import bearer
 from tests.helper.images import HEIC, blurred, darkened, jpeg, png, scene
+from tests.support import tokens
 
 
 def codes(verdict) -> list[str]:
@@ -136,7 +136,7 @@ async def test_unbound_helpers_unknown_task_types_and_members_are_refused(helper
     await helper_app.bind()
     unknown = await helper_app.submit(jpeg(scene(17)), task_type="polish")
     assert unknown.status_code == 404
-    member = bearer(uuid.uuid4(), Role.CUSTOMER)
+    member = tokens.bearer(uuid.uuid4(), [Role.CUSTOMER])
     assert (await helper_app.client.get("/v1/me/balance", headers=member)).status_code == 403
     listing = await helper_app.client.get("/v1/branches/gangnam/task-types", headers=helper_app.helper)
     assert [row["code"] for row in listing.json()] == ["wash"]

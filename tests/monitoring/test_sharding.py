@@ -16,7 +16,6 @@ from pathlib import Path
 
 import httpx
 
-from bench._common import jwks_app
 from common.migrations import upgrade
 from common.security import Role
 from monitoring.simulator import DeviceSimulator
@@ -48,7 +47,7 @@ async def test_three_replicas_share_devices_and_take_over_a_killed_one(tmp_path:
     simulator: DeviceSimulator | None = None
     replicas: Replicas | None = None
     try:
-        async with serving(jwks_app()) as auth_url:
+        async with serving(tokens.jwks_app()) as auth_url:
             replicas = start_replicas(
                 3,
                 database=database,

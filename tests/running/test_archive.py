@@ -102,7 +102,6 @@ async def test_a_history_and_a_marathon_pass_the_gateway(tmp_path):
     from gateway.app import create_app as create_gateway
     from gateway.settings import GatewaySettings
     from running.app import create_app as create_running
-    from tests.helper.loop import jwks_app
     from tests.running.conftest import running_settings
     from tests.support import tokens
     from tests.support.apps import serving
@@ -112,7 +111,7 @@ async def test_a_history_and_a_marathon_pass_the_gateway(tmp_path):
     runner = member()
     marathon = gpx.export(_points(11, 20, 4 * 3600 + 600), name="Marathon")
     assert len(marathon) > 3 * 1024 * 1024
-    async with serving(create_running(settings, keys=tokens.key_cache())) as rest, serving(jwks_app()) as auth:
+    async with serving(create_running(settings, keys=tokens.key_cache())) as rest, serving(tokens.jwks_app()) as auth:
         config = GatewaySettings(environment="test", auth_url=auth, running_url=rest)
         async with serving(create_gateway(config)) as gateway, aiohttp.ClientSession() as session:
             base = f"{gateway}/api/running/v1/runs"

@@ -10,24 +10,12 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from common.security import jwks_document
 from gateway.app import create_app as create_gateway
 from gateway.settings import GatewaySettings
 from smartgym.serving import server_config
 from tests.search.conftest import MEMBER, branch
 from tests.support import tokens
 from tests.support.apps import asgi_client, free_port, serving
-
-
-def jwks() -> FastAPI:
-    app = FastAPI()
-    document = jwks_document([tokens.signing_key()])
-
-    @app.get("/.well-known/jwks.json")
-    async def keys() -> dict[str, object]:
-        return document
-
-    return app
 
 
 @asynccontextmanager
@@ -51,7 +39,7 @@ async def test_search_suggest_and_detail_through_the_gateway(search):
         branch("hd", "Iron Garden Hongdae", lat=37.5572, lon=126.9245, facilities=("squat_rack",)),
     )
     await search.settle()
-    async with listening(search.app) as search_url, serving(jwks()) as auth_url:
+    async with listening(search.app) as search_url, serving(tokens.jwks_app()) as auth_url:
         settings = GatewaySettings(
             environment="test", auth_url=auth_url, search_url=search_url, gateway_ip_rate_limit="10000/second"
         )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
 import jwt
 from cryptography.hazmat.primitives import serialization
+from fastapi import FastAPI
 
 from common.security import JwksCache, Role, SigningKey, TokenIssuer, jwks_document
 
@@ -31,10 +33,29 @@ def issuer(key: SigningKey | None = None, *, ttl: timedelta = timedelta(minutes=
     return TokenIssuer(key or signing_key(), issuer=ISSUER, audience=AUDIENCE, ttl=ttl)
 
 
-def bearer(subject: str, roles: Iterable[Role | str], branches: Iterable[str] = ()) -> dict[str, str]:
+def bearer(subject: str | uuid.UUID, roles: Iterable[Role | str], branches: Iterable[str] = ()) -> dict[str, str]:
     """An Authorization header carrying a token issued now: a load that outlives the
     issuer's five-minute tokens asks for one per request."""
-    return {"authorization": "Bearer " + issuer().issue(subject, roles, branches)}
+    return {"authorization": "Bearer " + issuer().issue(str(subject), roles, branches)}
+
+
+def jwks_app() -> FastAPI:
+    """auth as the services fetch it: the test signing key's JWKS and no revocations in
+    force. Tests and benchmarks sign their own tokens instead of running auth."""
+    app = FastAPI()
+    document = jwks_document([signing_key()])
+
+    @app.get("/.well-known/jwks.json")
+    async def jwks() -> dict[str, object]:
+        return document
+
+    @app.get("/revocations")
+    async def revocations() -> list[object]:
+        # As auth answers with none in force; without it every service retries the fetch
+        # (a new TLS context each time), CPU a benchmark would count against the service.
+        return []
+
+    return app
 
 
 def key_cache() -> JwksCache:
