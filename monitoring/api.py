@@ -1,5 +1,5 @@
 """monitoring's routes for the operations dashboard and branch owners: thin; the work is
-in monitoring.registry and monitoring.watch."""
+in monitoring.registry, monitoring.faults and monitoring.watch."""
 
 from __future__ import annotations
 
@@ -16,22 +16,26 @@ from fastapi.responses import StreamingResponse
 from common.api import CurrentPrincipal, from_app_state
 from common.security import Principal, Role
 from monitoring.egress import EgressRefused
+from monitoring.errors import Conflict, NotFound
+from monitoring.faults import FaultLog
 from monitoring.models import Equipment, Fault, MaintenanceWindow, StateChange
-from monitoring.registry import (
-    Conflict,
+from monitoring.registry import EquipmentRegistry, Registered
+from monitoring.schemas import (
     EquipmentIn,
-    EquipmentRegistry,
+    EquipmentOut,
+    FaultOut,
     MaintenanceIn,
-    NotFound,
-    Registered,
+    MaintenanceOut,
+    RegisteredOut,
+    StateChangeOut,
 )
-from monitoring.schemas import EquipmentOut, FaultOut, MaintenanceOut, RegisteredOut, StateChangeOut
 from monitoring.settings import MonitoringSettings
 from monitoring.watch import Change, EquipmentWatch
 
 router = APIRouter(prefix="/v1")
 
 Registry = Annotated[EquipmentRegistry, Depends(from_app_state("registry", EquipmentRegistry))]
+Faults = Annotated[FaultLog, Depends(from_app_state("faults", FaultLog))]
 Watch = Annotated[EquipmentWatch, Depends(from_app_state("watch", EquipmentWatch))]
 Settings = Annotated[MonitoringSettings, Depends(from_app_state("settings", MonitoringSettings))]
 STAFF = frozenset({Role.OPERATOR, Role.BRANCH_OWNER})
@@ -186,7 +190,7 @@ async def branch_status(
 @router.get("/faults")
 async def faults(
     principal: CurrentPrincipal,
-    registry: Registry,
+    fault_log: Faults,
     branch_id: str | None = None,
     open_only: Annotated[bool, Query(alias="open")] = True,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
@@ -195,17 +199,17 @@ async def faults(
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only operators see every branch; pass branch_id")
     if branch_id is not None:
         _staff_for(principal, branch_id)
-    return [_fault(row) for row in await registry.faults(branch_id=branch_id, open_only=open_only, limit=limit)]
+    return [_fault(row) for row in await fault_log.faults(branch_id=branch_id, open_only=open_only, limit=limit)]
 
 
 @router.post("/faults/{fault_id}/ack")
-async def acknowledge(fault_id: uuid.UUID, principal: CurrentPrincipal, registry: Registry) -> FaultOut:
+async def acknowledge(fault_id: uuid.UUID, principal: CurrentPrincipal, fault_log: Faults) -> FaultOut:
     try:
-        found = await registry.fault(fault_id)
+        found = await fault_log.fault(fault_id)
     except NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such fault") from exc
     _staff_for(principal, found.branch_id)
-    return _fault(await registry.acknowledge(fault_id, by=principal.subject))
+    return _fault(await fault_log.acknowledge(fault_id, by=principal.subject))
 
 
 @router.get("/stream", response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})

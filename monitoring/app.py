@@ -28,10 +28,11 @@ from monitoring.api import router
 from monitoring.bus_api import BusOperations
 from monitoring.bus_api import router as bus_router
 from monitoring.events import subscriptions
+from monitoring.faults import FaultLog
 from monitoring.heartbeat import Beat, HeartbeatServer, Limits
 from monitoring.models import Base
 from monitoring.pinger import Pinger
-from monitoring.registry import EquipmentRegistry, FaultRecorder
+from monitoring.registry import EquipmentRegistry
 from monitoring.settings import MonitoringSettings
 from monitoring.shards import Relay, ShardLeases, shard_of
 from monitoring.watch import EquipmentWatch, WatchMetrics
@@ -52,12 +53,13 @@ def create_app(
     config = MonitoringSettings.of(settings)
     kernel = build_kernel(SERVICE, config, metadata=Base.metadata, catalog=CATALOG, bus=bus, metrics=metrics, keys=keys)
     replica_id = config.monitoring_replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    pinger, watch = _pinger_and_watch(config, kernel, replica_id)
+    fault_log = FaultLog(kernel)
+    pinger, watch = _pinger_and_watch(config, kernel, replica_id, fault_log)
     kernel.subscriptions = subscriptions(watch)
     registry = EquipmentRegistry(kernel, watch, egress=config.egress())
     heartbeats = _heartbeat_server(config, kernel, watch)
     lag = _loop_lag(kernel)
-    jobs = _background_jobs(config, watch, registry)
+    jobs = _background_jobs(config, watch, fault_log)
     leases: ShardLeases | None = None
     relay: Relay | None = None
     if config.monitoring_shards:
@@ -95,6 +97,7 @@ def create_app(
         on_stop=[stop_watching],
     )
     app.state.registry = registry
+    app.state.faults = fault_log
     app.state.watch = watch
     app.state.settings = config
     app.state.bus_operations = _bus_operations(config, kernel)
@@ -103,7 +106,7 @@ def create_app(
 
 
 def _pinger_and_watch(
-    config: MonitoringSettings, kernel: ServiceKernel, replica_id: str
+    config: MonitoringSettings, kernel: ServiceKernel, replica_id: str, fault_log: FaultLog
 ) -> tuple[Pinger, EquipmentWatch]:
     """The pinger and the watch, each needing the other: the watch tells the pinger which
     devices to ping and when to check again, the pinger tells the watch what it found."""
@@ -123,9 +126,7 @@ def _pinger_and_watch(
         # Names the replica to the device: which one pings it shows in its logs.
         agent=f"smartgym-monitoring/{replica_id}",
     )
-    watch = EquipmentWatch(
-        settings=config, store=FaultRecorder(kernel), pinger=pinger, metrics=WatchMetrics(kernel.metrics)
-    )
+    watch = EquipmentWatch(settings=config, store=fault_log, pinger=pinger, metrics=WatchMetrics(kernel.metrics))
     return pinger, watch
 
 
@@ -162,14 +163,14 @@ def _loop_lag(kernel: ServiceKernel) -> LoopLag:
     return lag
 
 
-def _background_jobs(config: MonitoringSettings, watch: EquipmentWatch, registry: EquipmentRegistry) -> Jobs:
+def _background_jobs(config: MonitoringSettings, watch: EquipmentWatch, fault_log: FaultLog) -> Jobs:
     """The sweep for devices gone silent and the escalation of faults nobody acknowledged."""
 
     async def sweep() -> None:
         watch.sweep()
 
     async def escalate() -> None:
-        escalated = await registry.escalate_overdue(timedelta(seconds=config.monitoring_escalate_after_s))
+        escalated = await fault_log.escalate_overdue(timedelta(seconds=config.monitoring_escalate_after_s))
         if escalated:
             log.warning("escalated %d unacknowledged critical faults", escalated)
 

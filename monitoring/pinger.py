@@ -14,13 +14,13 @@ one's timeout runs. Each ping keeps its whole timeout; two unanswered pings (``f
 the ADR on monitoring's crash suspicion and sharding).
 
 A ping is one HTTP/1.1 ``GET`` on a connection kept open to that device, read by an
-asyncio protocol: no task, no stream and no client session per ping, one timer for its
-timeout. At 2,000 pings a second (20,000 devices, 10 s period) a general HTTP client's
-per-request machinery was most of a core; this is the part of HTTP an echo needs — a
-status line, the length of a short body — and nothing else (see the ADR on monitoring's
-crash suspicion and sharding). Idle connections are capped (``keepalive_max``): each one
-is a file descriptor beside the device's heartbeat connection; past the cap a ping's
-connection is closed after its answer.
+asyncio protocol (monitoring.echo): no task, no stream and no client session per ping,
+one timer for its timeout. At 2,000 pings a second (20,000 devices, 10 s period) a
+general HTTP client's per-request machinery was most of a core; this is the part of HTTP
+an echo needs — a status line, the length of a short body — and nothing else (see the ADR
+on monitoring's crash suspicion and sharding). Idle connections are capped
+(``keepalive_max``): each one is a file descriptor beside the device's heartbeat
+connection; past the cap a ping's connection is closed after its answer.
 
 Every ping goes through the egress policy (monitoring.egress): to a checked address, with
 no redirects followed and at most a few KiB of the answer read.
@@ -38,8 +38,8 @@ import ssl
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
-from typing import cast
 
+from monitoring.echo import Echo
 from monitoring.egress import EgressPolicy, EgressRefused, Target
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,6 @@ log = logging.getLogger(__name__)
 # as a task, but the service's callback is synchronous: a coroutine per ping costs more
 # than judging the ping.
 OnResult = Callable[[str, bool, str], Awaitable[None] | None]
-# An echo needs no body: what a device (or whatever hides behind its URL) sends beyond
-# this is not read.
-MAX_ECHO_BYTES = 4096
-MAX_HEAD_BYTES = 8192
 USER_AGENT = "smartgym-monitoring"
 # Pings due this soon go out now: one wake-up of the scheduler for a batch of them rather
 # than one per ping (at 20,000 devices they are half a millisecond apart).
@@ -61,158 +57,6 @@ SLACK_S = 0.005
 # transport, the protocol) — the device may have accepted long before we looked. Not a
 # verdict on the device: tried once more with a fresh deadline (see _connect_then_ping).
 LATE_S = 0.25
-
-
-class _Echo(asyncio.Protocol):
-    """One connection to one device; at most one request on it at a time."""
-
-    def __init__(self, pinger: Pinger, device_id: str, key: tuple[str, int, bool], *, confirm: bool = False) -> None:
-        self.pinger, self.device_id, self.key = pinger, device_id, key
-        # A confirming ping (see Pinger._confirm): it is not confirmed again.
-        self.confirm = confirm
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.busy = False
-        self.reused = False
-        self._buffer = bytearray()
-        self._body_left = -1  # >= 0 once the head is read: body bytes still to skip
-        self._timer: asyncio.TimerHandle | None = None
-        self._request = b""
-        self._deadline = 0.0
-        self._confirm_at: float | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream transport, though not always an asyncio.Transport subclass: uvloop's
-        # implement the same methods without inheriting from it.
-        self.transport = cast(asyncio.Transport, transport)
-
-    def send(self, request: bytes, deadline: float, confirm_at: float | None = None) -> None:
-        assert self.transport is not None
-        self.busy = True
-        self._request, self._deadline = request, deadline
-        self._buffer.clear()
-        self._body_left = -1
-        # One timer per ping: first at the moment a confirmation is due (if this ping may
-        # have one), then re-armed for the timeout only when the ping is still unanswered.
-        if confirm_at is not None and confirm_at < deadline and not self.confirm:
-            self._confirm_at = confirm_at
-            self._timer = self.pinger.loop.call_at(confirm_at, self._overdue)
-        else:
-            self._confirm_at = None
-            self._timer = self.pinger.loop.call_at(deadline, self._timed_out)
-        self.transport.write(request)
-
-    def data_received(self, data: bytes) -> None:
-        if not self.busy:  # unasked-for bytes: not an echo endpoint we can trust to keep
-            self._close()
-            return
-        if self._body_left >= 0:
-            self._skip_body(len(data))
-            return
-        self._buffer += data
-        end = self._buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self._buffer) > MAX_HEAD_BYTES:
-                self._finish(False, "malformed answer", keep=False)
-            return
-        head = bytes(self._buffer[:end])
-        extra = len(self._buffer) - end - 4
-        self._buffer.clear()
-        status, length, keep = _parse_head(head)
-        if status is None:
-            self._finish(False, "malformed answer", keep=False)
-            return
-        ok = 200 <= status < 300
-        detail = "" if ok else f"status {status}"
-        if length is None or length > MAX_ECHO_BYTES or not keep or extra > length:
-            # No length, too long, or the device ends it: judged by its head, and the
-            # connection goes with the rest of the answer unread.
-            self._finish(ok, detail, keep=False)
-            return
-        self._result = (ok, detail)
-        self._body_left = length
-        self._skip_body(extra)
-
-    def _skip_body(self, received: int) -> None:
-        self._body_left -= received
-        if self._body_left < 0:
-            self._finish(False, "malformed answer", keep=False)
-        elif self._body_left == 0:
-            self._finish(*self._result, keep=True)
-
-    _result: tuple[bool, str] = (False, "")
-
-    def eof_received(self) -> bool | None:
-        return None  # close our side too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.busy:
-            if self.reused and self._body_left < 0 and not self._buffer:
-                # The device closed an idle connection as we reused it (its keep-alive ran
-                # out): not an answer. Try once on a fresh connection.
-                self._cancel_timer()
-                self.busy = False
-                self.pinger._dropped(self)
-                self.pinger._retry(self, self._request, self._deadline, self._confirm_at)
-                return
-            self._finish(False, "connection closed", keep=False)
-        self.pinger._dropped(self)
-
-    def _overdue(self) -> None:
-        self._timer = None
-        if self.busy:
-            self._timer = self.pinger.loop.call_at(self._deadline, self._timed_out)
-            self.pinger._confirm(self.device_id)
-
-    def _timed_out(self) -> None:
-        self._timer = None
-        if self.busy:
-            self._finish(False, "timeout", keep=False)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _finish(self, ok: bool, detail: str, *, keep: bool) -> None:
-        self._cancel_timer()
-        self.busy = False
-        if not keep:
-            self._close()
-        self.pinger._done(self, ok, detail, keep=keep)
-
-    def _close(self) -> None:
-        if not self.closed and self.transport is not None:
-            self.closed = True
-            self.transport.abort()  # no lingering: a hung device would hold the socket
-
-
-def _parse_head(head: bytes) -> tuple[int | None, int | None, bool]:
-    """(status, content length, keep-alive) of a response head; status None if it is not HTTP."""
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
-        return None, None, False
-    status = int(parts[1])
-    keep = parts[0] == b"HTTP/1.1"
-    length: int | None = None
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"content-length":
-            value = value.strip()
-            if not value.isdigit():
-                return None, None, False
-            length = int(value)
-        elif name == b"transfer-encoding":
-            length = None
-            keep = False
-        elif name == b"connection":
-            keep = value.strip().lower() != b"close"
-    if status in (204, 304) or 100 <= status < 200:
-        length = 0
-    return status, length, keep
 
 
 class Pinger:
@@ -249,7 +93,7 @@ class Pinger:
         self.confirmations = 0
         self.late_connects = 0  # connect timeouts noticed late and tried again
         self.hurried = 0  # devices pinged ahead of their slot after a takeover (see hurry)
-        self._idle: dict[str, _Echo] = {}  # device → its open connection, between pings
+        self._idle: dict[str, Echo] = {}  # device → its open connection, between pings
         self._requests: dict[tuple[str, Target], bytes] = {}
         self._wake = asyncio.Event()
         self._slot = asyncio.Event()
@@ -339,7 +183,7 @@ class Pinger:
             check.cancel()
         await asyncio.gather(*self._checks, return_exceptions=True)
         for connection in list(self._idle.values()):
-            connection._close()
+            connection.close()
         self._idle.clear()
 
     def _first_due(self, device_id: str) -> float:
@@ -447,10 +291,10 @@ class Pinger:
             connection.send(request, deadline, confirm_at)
             return
         if connection is not None:
-            connection._close()
+            connection.close()
         self._spawn(self._connect_then_ping(device_id, target, request, deadline, confirm_at, confirm))
 
-    def _retry(self, connection: _Echo, request: bytes, deadline: float, confirm_at: float | None) -> None:
+    def echo_retry(self, connection: Echo, request: bytes, deadline: float, confirm_at: float | None) -> None:
         device_id = connection.device_id
         url, branch_id = self._targets.get(device_id, ("", ""))
         target = self._egress.known_target(branch_id, url) if url else None
@@ -482,7 +326,7 @@ class Pinger:
         try:
             async with asyncio.timeout_at(deadline):
                 _, connection = await self.loop.create_connection(
-                    lambda: _Echo(self, device_id, (host, port, tls), confirm=confirm),
+                    lambda: Echo(self, device_id, (host, port, tls), confirm=confirm),
                     host,
                     port,
                     ssl=self._tls_context() if tls else None,
@@ -528,27 +372,30 @@ class Pinger:
         self._checks.add(check)
         check.add_done_callback(self._checks.discard)
 
-    # -- called by the connections --------------------------------------------------------
+    # -- called by the connections (monitoring.echo.EchoOwner) ------------------------------
 
-    def _done(self, connection: _Echo, ok: bool, detail: str, *, keep: bool) -> None:
+    def echo_overdue(self, device_id: str) -> None:
+        self._confirm(device_id)
+
+    def echo_done(self, connection: Echo, ok: bool, detail: str, *, keep: bool) -> None:
         device_id = connection.device_id
         if keep and not self._stopping and device_id in self._targets and len(self._idle) < self._keepalive_max:
             old = self._idle.get(device_id)
             if old is not None and old is not connection:
-                old._close()
+                old.close()
             self._idle[device_id] = connection
         elif keep:
-            connection._close()
+            connection.close()
         self._report(device_id, ok, detail, confirm=connection.confirm)
 
-    def _dropped(self, connection: _Echo) -> None:
+    def echo_dropped(self, connection: Echo) -> None:
         if self._idle.get(connection.device_id) is connection:
             del self._idle[connection.device_id]
 
     def _forget_connection(self, device_id: str) -> None:
         connection = self._idle.pop(device_id, None)
         if connection is not None:
-            connection._close()
+            connection.close()
 
     def _report(self, device_id: str, ok: bool, detail: str, *, confirm: bool = False) -> None:
         if confirm:

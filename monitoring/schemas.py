@@ -1,7 +1,6 @@
 """monitoring's response bodies: equipment, faults, health changes and maintenance
-windows; and the request and response bodies of the event bus's backlog and parking lot.
-(Equipment and maintenance requests are ``monitoring.registry``'s ``EquipmentIn`` and
-``MaintenanceIn``.)
+windows, and the requests that register equipment and plan maintenance; and the request
+and response bodies of the event bus's backlog and parking lot.
 
 A parked message is answered as the kernel's ``ParkedEvent`` (a listing, a replay) or
 ``ParkedDetail`` (an inspection) as it stands: those are already what an operator sees.
@@ -10,12 +9,61 @@ A parked message is answered as the kernel's ``ParkedEvent`` (a listing, a repla
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from common.events.parking import ParkedEvent
+from contracts import Criticality
+
+IDENTIFIER = r"^[A-Za-z0-9._-]+$"
+EquipmentKind = Literal["gate", "camera", "kiosk", "treadmill", "bike", "rower", "strength", "hvac", "locker", "other"]
+MAX_WINDOW = timedelta(days=30)
+
+
+class EquipmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: str = Field(min_length=1, max_length=64, pattern=IDENTIFIER)
+    branch_id: str = Field(min_length=1, max_length=64, pattern=IDENTIFIER)
+    kind: EquipmentKind
+    name: str = Field(min_length=1, max_length=120)
+    address: str = Field(default="", max_length=200, description="where it is, or its network address")
+    ping_url: HttpUrl | None = None
+    heartbeat_period_s: int | None = Field(default=600, ge=5, le=86_400)
+    criticality: Criticality = "major"
+
+    @field_validator("ping_url")
+    @classmethod
+    def _http_only(cls, url: HttpUrl | None) -> HttpUrl | None:
+        if url is not None and url.scheme not in ("http", "https"):
+            raise ValueError("ping_url must be http or https")
+        return url
+
+    @model_validator(mode="after")
+    def _watchable(self) -> EquipmentIn:
+        if self.ping_url is None and self.heartbeat_period_s is None:
+            raise ValueError("a device needs a ping_url, a heartbeat_period_s, or both")
+        return self
+
+
+class MaintenanceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    starts_at: datetime
+    ends_at: datetime
+    reason: str = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _sane(self) -> MaintenanceIn:
+        if self.starts_at.tzinfo is None or self.ends_at.tzinfo is None:
+            raise ValueError("times need a timezone")
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        if self.ends_at - self.starts_at > MAX_WINDOW:
+            raise ValueError("a maintenance window lasts at most 30 days")
+        return self
 
 
 class EquipmentOut(BaseModel):
