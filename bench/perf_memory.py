@@ -83,8 +83,8 @@ from bench._common import (
 from bench._door import door_load
 from bench._helpers import helpers_load
 from bench._live import drive
+from bench._scaleout_gateway import load_process, load_report, start_load
 from bench._search import search_load
-from bench.perf_scaleout import load_process, load_report, start_load
 from bench.running_live_fanout import People, judge, running_env, start_running
 from common.migrations import upgrade
 from common.security import Role, SigningKey, TokenIssuer, jwks_document
