@@ -71,6 +71,22 @@ NO_P99 = "n<100: no p99"
 _failures: list[str] = []
 
 
+async def wait_answering(url: str, *, within_s: float = 10.0) -> None:
+    """Until ``url`` answers with a status below 500 (a server just started); RuntimeError
+    if it does not within ``within_s``."""
+    import httpx
+
+    deadline = time.monotonic() + within_s
+    async with httpx.AsyncClient() as client:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url)).status_code < 500:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer within {within_s:.0f} s")
+            await asyncio.sleep(0.05)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile; NaN for an empty set, and for q >= 99 from fewer than
     ``MIN_P99_SAMPLES`` values (see ``cell``: printed as "n<100: no p99")."""
@@ -243,7 +259,7 @@ async def paced(entry: Callable[[], Coroutine[Any, Any, None]], rate: float, sec
     """``entry`` at ``rate`` a second for ``seconds``, on ``on_schedule``'s clock; an entry
     that takes long does not delay the next. Returns the errors entries raised (counted by
     the caller, never lost): every entry has finished when it returns."""
-    if rate <= 0:
+    if rate <= 0 or seconds < 0:
         return []
     errors: list[Exception] = []
     pending: set[asyncio.Task[None]] = set()
@@ -259,7 +275,9 @@ async def paced(entry: Callable[[], Coroutine[Any, Any, None]], rate: float, sec
         pending.add(task)
         task.add_done_callback(pending.discard)
 
-    await on_schedule(take_up, rate=rate, count=int(seconds * rate) + 1, start_at=time.perf_counter())
+    # Every n with n / rate <= seconds: 231 at 100/s for 2.3 s, where 2.3 * 100 is 229.999…
+    count = math.floor(seconds * rate + 1e-9) + 1
+    await on_schedule(take_up, rate=rate, count=count, start_at=time.perf_counter())
     await asyncio.gather(*pending)
     return errors
 

@@ -34,6 +34,7 @@ from bench._common import (
     stop_quietly,
     summary,
     table,
+    wait_answering,
 )
 from bench._scaleout import (
     cpu_readings,
@@ -46,6 +47,7 @@ from bench._scaleout import (
 from common.security import Role
 from tests.support.apps import free_port
 from tests.support.processes import clean_env, start, wait_healthy
+from tests.support.tokens import jwks_app
 
 UNSHARED = "1 memory://"  # the gateway set-up with per-process limits beside shared ones
 
@@ -125,22 +127,12 @@ class GatewaySide:
     """An upstream, its keys and ``count`` gateways in front of it, started together."""
 
     def __init__(self, count: int, scratch: Path, *, limits: str = "memory") -> None:
-        from fastapi import FastAPI
-
-        from common.security import SigningKey, TokenIssuer, jwks_document
+        from common.security import SigningKey, TokenIssuer
 
         key = SigningKey.generate()
         self.issuer = TokenIssuer(key, issuer="smartgym-auth", audience="smartgym", ttl=timedelta(hours=1))
         self.regulars = [self.issuer.issue(f"member-{n}", [Role.CUSTOMER]) for n in range(50)]
-        self.keys_app = FastAPI()
-
-        @self.keys_app.get("/.well-known/jwks.json")
-        async def jwks() -> dict[str, object]:
-            return jwks_document([key])
-
-        @self.keys_app.get("/revocations")
-        async def revocations() -> list[object]:
-            return []  # as auth answers with none in force (see bench._common.jwks_app)
+        self.keys_app = jwks_app(key)
 
         self.count = count
         self.scratch = scratch
@@ -186,13 +178,8 @@ class GatewaySide:
     async def wait(self) -> None:
         for process, port, log in self.all_gateways():
             await asyncio.to_thread(wait_healthy, f"http://127.0.0.1:{port}", process, log, STARTUP_S)
+        await wait_answering(f"http://127.0.0.1:{self.upstream_port}/stats")
         async with httpx.AsyncClient() as client:
-            for _ in range(100):
-                try:
-                    await client.get(f"http://127.0.0.1:{self.upstream_port}/stats")
-                    break
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.1)
             for _, port, _ in self.all_gateways():  # warm: JWKS fetched, pools open (not counted)
                 for token in self.regulars[:5]:
                     await client.get(f"http://127.0.0.1:{port}/api/svc/ping",

@@ -25,9 +25,9 @@ from bench._common import (
 )
 from bench._live import drive
 from bench._scaleout import idle_cpu_shares, verdict
-from bench.running_live_fanout import People, judge
+from bench.running_live_fanout import People, judge, running_env
 from tests.support.apps import free_port
-from tests.support.processes import clean_env, start
+from tests.support.processes import start
 
 #: Point → watcher p99 the live fan-out is held to (ADR 0051); a position that crosses to
 #: another replica lingers up to the batch window (100 ms) inside it.
@@ -41,18 +41,9 @@ def start_replicas(count: int, *, database: str, broker_url: str, auth_url: str,
     replicas = []
     for n in range(count):
         port, live_port = free_port(), free_port()
-        env = clean_env(
-            SMARTGYM_BROKER_URL=broker_url,
-            SMARTGYM_BUS_NAMESPACE=namespace,
-            SMARTGYM_AUTH_URL=auth_url,
-            SMARTGYM_DATA_DIR=str(scratch),
-            SMARTGYM_LOG_LEVEL="WARNING",
-            SMARTGYM_RUNNING_DATABASE_URL=database,
-            SMARTGYM_RUNNING_LIVE_PORT=str(live_port),
-            SMARTGYM_RUNNING_REPLICA=f"r{n + 1}",
-            SMARTGYM_RUNNING_WATCHERS_PER_RUN=str(max(500, per_run)),
-            **({"SMARTGYM_RUNNING_FANOUT_WINDOW_S": str(fanout_window_s)} if fanout_window_s is not None else {}),
-        )
+        env = running_env(database, namespace, auth_url, scratch, live_port, f"r{n + 1}", per_run, broker_url)
+        if fanout_window_s is not None:
+            env["SMARTGYM_RUNNING_FANOUT_WINDOW_S"] = str(fanout_window_s)
         log = scratch / f"running-{n + 1}.log"
         process = start(["serve", "running", "--port", str(port)], env=env, cwd=ROOT, log=log)
         replicas.append((process, live_port))

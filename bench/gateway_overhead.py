@@ -34,30 +34,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import aiohttp
 import httpx
 import uvicorn
-from fastapi import FastAPI
 
-from bench._common import ROOT, emit, fail, machine, on_schedule, spread_cells, summary, table
-from common.security import Role, SigningKey, TokenIssuer, jwks_document
+from bench._common import (
+    ROOT,
+    STARTUP_S,
+    emit,
+    fail,
+    machine,
+    on_schedule,
+    spread_cells,
+    summary,
+    table,
+    wait_answering,
+)
+from common.security import Role, SigningKey, TokenIssuer
 from smartgym.serving import server_config
 from tests.support.apps import free_port
+from tests.support.tokens import jwks_app
 
 
 def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-
-
-async def wait_up(url: str) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(200):
-            try:
-                if (await client.get(url)).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
 
 
 async def drive(url: str, headers: dict[str, str], requests: int, concurrency: int) -> tuple[list[float], float]:
@@ -161,14 +160,9 @@ async def main(args: argparse.Namespace) -> None:
     key = SigningKey.generate()
     issuer = TokenIssuer(key, issuer="smartgym-auth", audience="smartgym", ttl=timedelta(hours=1))
     token = issuer.issue("member-1", [Role.CUSTOMER])
-    jwks_app = FastAPI()
-
-    @jwks_app.get("/.well-known/jwks.json")
-    async def jwks() -> dict[str, object]:
-        return jwks_document([key])
-
+    keys_app = jwks_app(key)
     jwks_port, upstream_port, gateway_port, dead_port = free_port(), free_port(), free_port(), free_port()
-    jwks_server = uvicorn.Server(server_config(jwks_app, host="127.0.0.1", port=jwks_port))
+    jwks_server = uvicorn.Server(server_config(keys_app, host="127.0.0.1", port=jwks_port))
     jwks_task = asyncio.create_task(jwks_server.serve())
     upstream = start([sys.executable, "bench/_upstream.py", str(upstream_port)])
     routes = [
@@ -197,8 +191,8 @@ async def main(args: argparse.Namespace) -> None:
         },
     )
     try:
-        await wait_up(f"http://127.0.0.1:{upstream_port}/ping")
-        await wait_up(f"http://127.0.0.1:{gateway_port}/healthz")
+        await wait_answering(f"http://127.0.0.1:{upstream_port}/ping", within_s=STARTUP_S)
+        await wait_answering(f"http://127.0.0.1:{gateway_port}/healthz", within_s=STARTUP_S)
         auth = {"authorization": f"Bearer {token}"}
         direct_url = f"http://127.0.0.1:{upstream_port}/ping"
         via_url = f"http://127.0.0.1:{gateway_port}/api/svc/ping"

@@ -79,6 +79,7 @@ from bench._common import (
     shared_broker_namespace,
     stop_quietly,
     table,
+    wait_answering,
 )
 from bench._door import door_load
 from bench._helpers import helpers_load
@@ -87,7 +88,7 @@ from bench._scaleout_gateway import load_process, load_report, start_load
 from bench._search import search_load
 from bench.running_live_fanout import People, judge, running_env, start_running
 from common.migrations import upgrade
-from common.security import Role, SigningKey, TokenIssuer, jwks_document
+from common.security import Role, SigningKey, TokenIssuer
 from tests.support.apps import free_port, serving
 from tests.support.infra import PG_ADMIN_URL, PostgresDatabases
 from tests.support.processes import clean_env, start, wait_healthy
@@ -128,17 +129,7 @@ async def run(args: argparse.Namespace) -> None:
     context = multiprocessing.get_context("fork")
     key = SigningKey.generate()
     issuer = TokenIssuer(key, issuer="smartgym-auth", audience="smartgym", ttl=timedelta(hours=1))
-    from fastapi import FastAPI
-
-    keys_app = FastAPI()
-
-    @keys_app.get("/.well-known/jwks.json")
-    async def jwks() -> dict[str, object]:
-        return jwks_document([key])
-
-    @keys_app.get("/revocations")
-    async def revocations() -> list[object]:
-        return []  # as auth answers with none in force (see bench._common.jwks_app)
+    keys_app = jwks_app(key)  # the gateway's load outlives the test key's 5-minute tokens
 
     broker = PrivateBroker()
     loader: Any = None
@@ -178,13 +169,7 @@ async def run(args: argparse.Namespace) -> None:
                                     scratch / "gateway.log", STARTUP_S)  # fmt: skip
             running = await starting
             processes.append(running)
-            async with httpx.AsyncClient() as client:
-                for _ in range(100):
-                    try:
-                        await client.post(f"http://127.0.0.1:{upstream_port}/reset")
-                        break
-                    except httpx.HTTPError:
-                        await asyncio.sleep(0.1)
+            await wait_answering(f"http://127.0.0.1:{upstream_port}/stats")
             regulars = [issuer.issue(f"member-{n}", [Role.CUSTOMER]) for n in range(50)]
             fresh = [issuer.issue(f"visitor-{n}", [Role.CUSTOMER]) for n in range(int(args.rate * seconds * 0.1) + 1)]
             pipe, end = context.Pipe()

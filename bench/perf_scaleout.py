@@ -84,8 +84,6 @@ from tests.support.apps import serving
 from tests.support.infra import PG_ADMIN_URL, PostgresDatabases
 from tests.support.tokens import jwks_app
 
-# -- the run -------------------------------------------------------------------------------
-
 
 async def run(args: argparse.Namespace) -> None:
     ensure_services()

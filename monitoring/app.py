@@ -1,4 +1,5 @@
-"""monitoring's app factory: the registry API, the heartbeat server, the pinger and the watch."""
+"""monitoring's app factory: the registry API, the fault log, the heartbeat server, the pinger
+and the watch."""
 
 from __future__ import annotations
 
