@@ -240,12 +240,6 @@ def processes_named(name: str) -> list[int]:
     return pids
 
 
-def broker_cpu_seconds() -> float:
-    """CPU seconds the local RabbitMQ node(s) have used so far (beam.smp). On a shared
-    machine this includes other clients' traffic: take it over short windows."""
-    return sum(cpu_seconds(pid) for pid in processes_named("beam.smp"))
-
-
 def stop_quietly(process: Any, timeout: float = 60) -> None:
     """Stop a service process; one too slow to stop (a loaded machine) is killed, and
     the benchmark goes on to report instead of dying in its clean-up."""
