@@ -72,19 +72,21 @@ _failures: list[str] = []
 
 
 async def wait_answering(url: str, *, within_s: float = 10.0) -> None:
-    """Until ``url`` answers with a status below 500 (a server just started); RuntimeError
-    if it does not within ``within_s``."""
+    """Until ``url`` answers with a status below 500 (a server just started); an error if
+    it does not within ``within_s``."""
     import httpx
 
-    deadline = time.monotonic() + within_s
+    from tests.support.waiting import eventually
+
     async with httpx.AsyncClient() as client:
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(url)).status_code < 500:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not answer within {within_s:.0f} s")
-            await asyncio.sleep(0.05)
+
+        async def answers() -> bool:
+            try:
+                return (await client.get(url)).status_code < 500
+            except httpx.HTTPError:
+                return False
+
+        await eventually(answers, timeout=within_s)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -327,7 +329,7 @@ async def on_schedule(take_up: Callable[[int, float], None], *, rate: float, cou
         await done
     finally:
         stop.set()  # after an error the thread hands nothing more to the loop
-    thread.join()
+    await asyncio.to_thread(thread.join)  # off the loop: it may be sleeping until its next entry
 
 
 def error_counts(what: str, errors: Iterable[Exception]) -> Counter[str]:

@@ -64,13 +64,13 @@ class HelpersLoad:
                     f"{self.helper_url}/v1/tasks",
                     data={"branch_id": BRANCH, "task_type": TASK_TYPE, "client_key": uuid.uuid4().hex},
                     files=[("photos", ("p.jpg", data, "image/jpeg"))],
-                    headers=tokens.bearer(str(self.helper_id), [Role.HELPER]),
+                    headers=tokens.bearer(self.helper_id, [Role.HELPER]),
                 )
                 if count_answer(self.outcomes, "submit", response, 201):
                     self.submitted.append(response.json()["id"])
 
             async def review() -> None:
-                owner = tokens.bearer(str(self.owner_id), [Role.BRANCH_OWNER], [BRANCH])
+                owner = tokens.bearer(self.owner_id, [Role.BRANCH_OWNER], [BRANCH])
                 page = await client.get(f"{self.owner_url}/v1/branches/{BRANCH}/queue?limit=50", headers=owner)
                 if not count_answer(self.outcomes, "queue page", page, 200) or not page.json()["items"]:
                     return
@@ -97,7 +97,7 @@ class HelpersLoad:
                 still = []
                 for task_id in unjudged:
                     task = await client.get(
-                        f"/v1/me/tasks/{task_id}", headers=tokens.bearer(str(self.helper_id), [Role.HELPER])
+                        f"/v1/me/tasks/{task_id}", headers=tokens.bearer(self.helper_id, [Role.HELPER])
                     )
                     if task.status_code != 200 or task.json()["status"] == "submitted":
                         still.append(task_id)
@@ -144,7 +144,7 @@ async def helpers_load(
                 urls[service] = f"http://127.0.0.1:{port}"
                 await asyncio.to_thread(wait_healthy, urls[service], process, log)
             owner_id, helper_id = uuid.uuid4(), uuid.uuid4()
-            owner = tokens.bearer(str(owner_id), [Role.BRANCH_OWNER], [BRANCH])
+            owner = tokens.bearer(owner_id, [Role.BRANCH_OWNER], [BRANCH])
             async with httpx.AsyncClient(base_url=urls["helper"], timeout=30) as client:
                 spec = {"category": "laundry", "title": "Wash towels", "reward_krw": 3000, "daily_limit": 500}
                 (await client.put(f"/v1/branches/{BRANCH}/task-types/{TASK_TYPE}", json=spec, headers=owner)

@@ -45,9 +45,9 @@ from bench._scaleout import (
     window_cpu_seconds,
 )
 from common.security import Role
+from tests.support import tokens
 from tests.support.apps import free_port
 from tests.support.processes import clean_env, start, wait_healthy
-from tests.support.tokens import jwks_app
 
 UNSHARED = "1 memory://"  # the gateway set-up with per-process limits beside shared ones
 
@@ -127,12 +127,8 @@ class GatewaySide:
     """An upstream, its keys and ``count`` gateways in front of it, started together."""
 
     def __init__(self, count: int, scratch: Path, *, limits: str = "memory") -> None:
-        from common.security import SigningKey, TokenIssuer
-
-        key = SigningKey.generate()
-        self.issuer = TokenIssuer(key, issuer="smartgym-auth", audience="smartgym", ttl=timedelta(hours=1))
+        self.issuer = tokens.issuer(ttl=timedelta(hours=1))  # the windows outlive five-minute tokens
         self.regulars = [self.issuer.issue(f"member-{n}", [Role.CUSTOMER]) for n in range(50)]
-        self.keys_app = jwks_app(key)
 
         self.count = count
         self.scratch = scratch

@@ -47,10 +47,10 @@ from bench._common import (
     table,
     wait_answering,
 )
-from common.security import Role, SigningKey, TokenIssuer
+from common.security import Role, TokenIssuer
 from smartgym.serving import server_config
+from tests.support import tokens
 from tests.support.apps import free_port
-from tests.support.tokens import jwks_app
 
 
 def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -157,10 +157,9 @@ async def transport_cpu(url: str, requests: int) -> dict[str, float]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    key = SigningKey.generate()
-    issuer = TokenIssuer(key, issuer="smartgym-auth", audience="smartgym", ttl=timedelta(hours=1))
+    issuer = tokens.issuer(ttl=timedelta(hours=1))  # the run outlives five-minute tokens
     token = issuer.issue("member-1", [Role.CUSTOMER])
-    keys_app = jwks_app(key)
+    keys_app = tokens.jwks_app()
     jwks_port, upstream_port, gateway_port, dead_port = free_port(), free_port(), free_port(), free_port()
     jwks_server = uvicorn.Server(server_config(keys_app, host="127.0.0.1", port=jwks_port))
     jwks_task = asyncio.create_task(jwks_server.serve())

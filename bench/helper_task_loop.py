@@ -132,8 +132,8 @@ async def run(args: argparse.Namespace) -> None:
     publisher = RabbitMQBus(RABBITMQ_URL, catalog=CATALOG, metrics=Metrics(), namespace=namespace)
     owner_id, helper_id = uuid.uuid4(), uuid.uuid4()
     owner, helper = (
-        tokens.bearer(str(owner_id), [Role.BRANCH_OWNER], [BRANCH]),
-        tokens.bearer(str(helper_id), [Role.HELPER]),
+        tokens.bearer(owner_id, [Role.BRANCH_OWNER], [BRANCH]),
+        tokens.bearer(helper_id, [Role.HELPER]),
     )
     progress("making photos")
     images = photos(args.tasks)

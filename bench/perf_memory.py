@@ -88,11 +88,11 @@ from bench._scaleout_gateway import load_process, load_report, start_load
 from bench._search import search_load
 from bench.running_live_fanout import People, judge, running_env, start_running
 from common.migrations import upgrade
-from common.security import Role, SigningKey, TokenIssuer
+from common.security import Role
+from tests.support import tokens
 from tests.support.apps import free_port, serving
 from tests.support.infra import PG_ADMIN_URL, PostgresDatabases
 from tests.support.processes import clean_env, start, wait_healthy
-from tests.support.tokens import jwks_app
 
 SAMPLE_S = 5.0
 
@@ -127,17 +127,14 @@ async def run(args: argparse.Namespace) -> None:
     samples: dict[str, list[tuple[float, float]]] = {}
     processes: list[Any] = []
     context = multiprocessing.get_context("fork")
-    key = SigningKey.generate()
-    issuer = TokenIssuer(key, issuer="smartgym-auth", audience="smartgym", ttl=timedelta(hours=1))
-    keys_app = jwks_app(key)  # the gateway's load outlives the test key's 5-minute tokens
+    issuer = tokens.issuer(ttl=timedelta(hours=1))  # the gateway's load outlives five-minute tokens
 
     broker = PrivateBroker()
     loader: Any = None
     booting: asyncio.Task[PrivateBroker] | None = None
     try:
         async with (
-            serving(jwks_app()) as auth_url,
-            serving(keys_app) as gateway_auth_url,
+            serving(tokens.jwks_app()) as auth_url,
             contextlib.AsyncExitStack() as stack,
         ):
             # A broker node of its own: the shared one is restarted by other jobs' failover
@@ -157,7 +154,7 @@ async def run(args: argparse.Namespace) -> None:
                        "rate_limit": "1000000/second"}]  # fmt: skip
             env = clean_env(
                 SMARTGYM_GATEWAY_ROUTES=json.dumps(routes),
-                SMARTGYM_AUTH_URL=gateway_auth_url,
+                SMARTGYM_AUTH_URL=auth_url,
                 SMARTGYM_GATEWAY_IP_RATE_LIMIT="1000000/second",
                 SMARTGYM_LOG_LEVEL="WARNING",
                 SMARTGYM_DATA_DIR=str(scratch),

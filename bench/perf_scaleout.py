@@ -97,12 +97,12 @@ async def run(args: argparse.Namespace) -> None:
     gateway: dict[str, Any] = {}
     booting: asyncio.Task[PrivateBroker] | None = None
     try:
-        async with serving(jwks_app()) as auth_url, serving(side.keys_app) as gateway_auth_url:
+        async with serving(jwks_app()) as auth_url:
             # Everything starts at once (the broker node's boot is the longest part).
             progress("starting a private RabbitMQ node, the gateways and their upstream")
             booting = asyncio.create_task(asyncio.to_thread(broker.start)) if not args.skip_live else None
             if not args.skip_gateway:
-                side.start(gateway_auth_url)
+                side.start(auth_url)
             database = databases.create("bench_scaleout")
             upgrade("running", database)
             if booting is not None:

@@ -39,12 +39,11 @@ def bearer(subject: str | uuid.UUID, roles: Iterable[Role | str], branches: Iter
     return {"authorization": "Bearer " + issuer().issue(str(subject), roles, branches)}
 
 
-def jwks_app(key: SigningKey | None = None) -> FastAPI:
-    """auth as the services fetch it: the JWKS of ``key`` (the test signing key unless
-    given) and no revocations in force. Tests and benchmarks sign their own tokens instead
-    of running auth."""
+def jwks_app() -> FastAPI:
+    """auth as the services fetch it: the test signing key's JWKS and no revocations in
+    force. Tests and benchmarks sign their own tokens (``issuer``) instead of running auth."""
     app = FastAPI()
-    document = jwks_document([key or signing_key()])
+    document = jwks_document([signing_key()])
 
     @app.get("/.well-known/jwks.json")
     async def jwks() -> dict[str, object]:
