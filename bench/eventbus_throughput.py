@@ -57,7 +57,7 @@ from common.events.envelope import OutgoingMessage
 from common.events.inbox import bind_idempotent
 from common.events.outbox import OutboxRelay, UnitOfWork
 from common.events.rabbitmq import QUORUM_DEAD_LETTER_ARGS, RabbitMQBus
-from common.kernel import freeze_start_up_heap
+from common.kernel import settle_garbage_collector
 from common.observability import Metrics
 from tests.support.amqp import delete_namespace
 from tests.support.infra import PG_ADMIN_URL, RABBITMQ_URL, PostgresDatabases
@@ -168,7 +168,7 @@ async def consume(args: argparse.Namespace) -> None:
     stamped = _StampedConsumer(bus, bound, received)
     await stamped.start(bus.connection)
     bus._consumers[bound.service] = stamped
-    freeze_start_up_heap()  # as ServiceKernel.start does
+    settle_garbage_collector()  # as ServiceKernel.start does
     print("ready", flush=True)
     await wait_timing_cpu(done, args.timeout)
     finished = time.time()
@@ -392,7 +392,7 @@ async def with_outbox(pg: PostgresDatabases, count: int, *, rate: float | None, 
         poll_interval_s=0.2,
     )
     relay.start()
-    freeze_start_up_heap()  # as ServiceKernel.start does
+    settle_garbage_collector()  # as ServiceKernel.start does
     started, cpu_started = time.time(), time.process_time()
     interval = batch / rate if rate else 0.0
     next_at = time.monotonic()

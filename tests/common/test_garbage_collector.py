@@ -1,0 +1,86 @@
+"""What a service process does to Python's garbage collector once its kernel has started.
+
+Probed in processes of their own: the settling happens once per process, and freezing or
+unfreezing the test run's own heap would reach into every other test's leftovers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.processes import clean_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+KERNEL_PROBE = """
+import asyncio, gc, json
+from common.kernel import YOUNG_GC_THRESHOLD, ServiceKernel, settle_garbage_collector
+from common.observability import Metrics
+from common.security import JwksCache, TokenVerifier
+from common.settings import PlatformSettings
+
+keys = JwksCache.static({"keys": []})
+kernel = ServiceKernel(name="probe", settings=PlatformSettings(), metrics=Metrics(), keys=keys,
+                       verifier=TokenVerifier(keys, issuer="probe", audience="probe"))
+before = gc.get_threshold()
+asyncio.run(kernel.start())
+settled, frozen = gc.get_threshold(), gc.get_freeze_count()
+gc.set_threshold(*before)
+settle_garbage_collector()  # once per process: a second call changes nothing
+print(json.dumps({"young": YOUNG_GC_THRESHOLD, "before": before, "settled": settled, "frozen": frozen,
+                  "after_second": gc.get_threshold()}))
+"""
+
+PACING_PROBE = """
+import asyncio, gc, json, weakref
+from running.app import GC_FULL_EVERY, PACED_YOUNG_THRESHOLD, GcPacing
+
+class Node:
+    partner = None
+
+async def main():
+    pacing = GcPacing()
+    first, second = Node(), Node()
+    first.partner, second.partner = second, first
+    watched = weakref.ref(first)
+    gc.set_threshold(20_000, 10, 10)  # as the kernel leaves it
+    await pacing.step()  # the cycle is frozen
+    paced = gc.get_threshold()[0] == PACED_YOUNG_THRESHOLD
+    del first, second
+    gc.collect()
+    frozen_alive = watched() is not None
+    for _ in range(GC_FULL_EVERY - 1):
+        await pacing.step()
+    return {"paced": paced, "frozen_alive": frozen_alive, "freed": watched() is None,
+            "refrozen": gc.get_freeze_count() > 0}
+
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+def probe(code: str) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    seen: dict[str, object] = json.loads(done.stdout)
+    return seen
+
+
+def test_a_started_kernel_freezes_start_up_and_collects_the_young_generation_less_often() -> None:
+    seen = probe(KERNEL_PROBE)
+    before, young = seen["before"], seen["young"]
+    assert isinstance(before, list)
+    assert before[0] != young  # Python's own threshold, which the settling replaces
+    assert seen["settled"] == [young, *before[1:]]
+    assert isinstance(seen["frozen"], int)
+    assert seen["frozen"] > 10_000  # the start-up heap, out of every collection's scan
+    assert seen["after_second"] == before
+
+
+def test_the_running_pacing_keeps_pythons_young_threshold_and_frees_cycles_that_died_frozen() -> None:
+    # Its freezing resets the allocation counts: at the kernel's threshold a quiet replica
+    # would never collect its young generation.
+    assert probe(PACING_PROBE) == {"paced": True, "frozen_alive": True, "freed": True, "refrozen": True}
