@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import aiohttp
 import httpx
-import uvicorn
 
 from bench._common import (
     ROOT,
@@ -48,9 +47,8 @@ from bench._common import (
     wait_answering,
 )
 from common.security import Role, TokenIssuer
-from smartgym.serving import server_config
 from tests.support import tokens
-from tests.support.apps import free_port
+from tests.support.apps import free_port, serving
 
 
 def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -159,87 +157,85 @@ async def transport_cpu(url: str, requests: int) -> dict[str, float]:
 async def main(args: argparse.Namespace) -> None:
     issuer = tokens.issuer(ttl=timedelta(hours=1))  # the run outlives five-minute tokens
     token = issuer.issue("member-1", [Role.CUSTOMER])
-    keys_app = tokens.jwks_app()
-    jwks_port, upstream_port, gateway_port, dead_port = free_port(), free_port(), free_port(), free_port()
-    jwks_server = uvicorn.Server(server_config(keys_app, host="127.0.0.1", port=jwks_port))
-    jwks_task = asyncio.create_task(jwks_server.serve())
-    upstream = start([sys.executable, "bench/_upstream.py", str(upstream_port)])
-    routes = [
-        {
-            "prefix": "/api/svc",
-            "service": "svc",
-            "upstreams": [f"http://127.0.0.1:{upstream_port}"],
-            "rate_limit": "1000000/second",
-        },
-        {
-            "prefix": "/api/dead",
-            "service": "dead",
-            "upstreams": [f"http://127.0.0.1:{dead_port}"],
-            "rate_limit": "1000000/second",
-        },
-    ]
-    gateway = start(
-        [sys.executable, "-m", "smartgym", "serve", "gateway", "--host", "127.0.0.1", "--port", str(gateway_port)],
-        env={
-            "SMARTGYM_GATEWAY_ROUTES": json.dumps(routes),
-            "SMARTGYM_AUTH_URL": f"http://127.0.0.1:{jwks_port}",
-            "SMARTGYM_GATEWAY_IP_RATE_LIMIT": "1000000/second",
-            "SMARTGYM_LOG_LEVEL": "WARNING",
-            "SMARTGYM_BREAKER_FAIL_MAX": "3",
-            "SMARTGYM_BREAKER_RESET_TIMEOUT_S": "60",
-        },
-    )
-    try:
-        await wait_answering(f"http://127.0.0.1:{upstream_port}/ping", within_s=STARTUP_S)
-        await wait_answering(f"http://127.0.0.1:{gateway_port}/healthz", within_s=STARTUP_S)
-        auth = {"authorization": f"Bearer {token}"}
-        direct_url = f"http://127.0.0.1:{upstream_port}/ping"
-        via_url = f"http://127.0.0.1:{gateway_port}/api/svc/ping"
-        await drive(via_url, auth, 300, args.concurrency)  # warm up: JWKS, pools
-        direct: list[float] = []
-        via: list[float] = []
-        for _ in range(3):  # interleaved rounds: noise hits both sides alike
-            latencies, _ = await drive(direct_url, auth, args.requests // 3, args.concurrency)
-            direct += latencies
-            latencies, _ = await drive(via_url, auth, args.requests // 3, args.concurrency)
-            via += latencies
-        moderate_direct: list[float] = []
-        moderate_via: list[float] = []
-        paced_failed = 0
-        per_round = args.paced_seconds / args.paced_rounds
-        pool = TokenPool(issuer, requests=int(args.rate * (args.paced_seconds * 2 + 1)), new_share=args.new_token_share)
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
-            await paced(session, via_url, pool, args.rate, 0.5)  # warm the pool's connections
-            for _ in range(args.paced_rounds):  # interleaved: direct, gateway, direct, ...
-                latencies, failed = await paced(session, direct_url, pool, args.rate, per_round)
-                moderate_direct += latencies
-                paced_failed += failed
-                latencies, failed = await paced(session, via_url, pool, args.rate, per_round)
-                moderate_via += latencies
-                paced_failed += failed
-        if paced_failed:
-            fail(f"{paced_failed} paced requests failed")
-        single_direct, _ = await drive(direct_url, auth, 500, 1)
-        single_via, _ = await drive(via_url, auth, 500, 1)
-        _, rps = await drive(via_url, auth, args.requests, 32)
-        dead = f"http://127.0.0.1:{gateway_port}/api/dead/x"
-        fail_fast: list[float] = []
-        async with aiohttp.ClientSession() as session:
-            for attempt in range(60):
-                started = time.perf_counter()
-                async with session.get(dead, headers=auth) as response:
-                    await response.read()
-                    if attempt >= 10:  # the breaker has opened by now
-                        assert response.status == 503, response.status
-                        fail_fast.append((time.perf_counter() - started) * 1000)
-        cpu = await transport_cpu(direct_url, args.requests)
-    finally:
-        gateway.terminate()
-        upstream.terminate()
-        gateway.wait(10)
-        upstream.wait(10)
-        jwks_server.should_exit = True
-        await jwks_task
+    async with serving(tokens.jwks_app()) as auth_url:
+        upstream_port, gateway_port, dead_port = free_port(), free_port(), free_port()
+        upstream = start([sys.executable, "bench/_upstream.py", str(upstream_port)])
+        routes = [
+            {
+                "prefix": "/api/svc",
+                "service": "svc",
+                "upstreams": [f"http://127.0.0.1:{upstream_port}"],
+                "rate_limit": "1000000/second",
+            },
+            {
+                "prefix": "/api/dead",
+                "service": "dead",
+                "upstreams": [f"http://127.0.0.1:{dead_port}"],
+                "rate_limit": "1000000/second",
+            },
+        ]
+        gateway = start(
+            [sys.executable, "-m", "smartgym", "serve", "gateway", "--host", "127.0.0.1", "--port", str(gateway_port)],
+            env={
+                "SMARTGYM_GATEWAY_ROUTES": json.dumps(routes),
+                "SMARTGYM_AUTH_URL": auth_url,
+                "SMARTGYM_GATEWAY_IP_RATE_LIMIT": "1000000/second",
+                "SMARTGYM_LOG_LEVEL": "WARNING",
+                "SMARTGYM_BREAKER_FAIL_MAX": "3",
+                "SMARTGYM_BREAKER_RESET_TIMEOUT_S": "60",
+            },
+        )
+        try:
+            await wait_answering(f"http://127.0.0.1:{upstream_port}/ping", within_s=STARTUP_S)
+            await wait_answering(f"http://127.0.0.1:{gateway_port}/healthz", within_s=STARTUP_S)
+            auth = {"authorization": f"Bearer {token}"}
+            direct_url = f"http://127.0.0.1:{upstream_port}/ping"
+            via_url = f"http://127.0.0.1:{gateway_port}/api/svc/ping"
+            await drive(via_url, auth, 300, args.concurrency)  # warm up: JWKS, pools
+            direct: list[float] = []
+            via: list[float] = []
+            for _ in range(3):  # interleaved rounds: noise hits both sides alike
+                latencies, _ = await drive(direct_url, auth, args.requests // 3, args.concurrency)
+                direct += latencies
+                latencies, _ = await drive(via_url, auth, args.requests // 3, args.concurrency)
+                via += latencies
+            moderate_direct: list[float] = []
+            moderate_via: list[float] = []
+            paced_failed = 0
+            per_round = args.paced_seconds / args.paced_rounds
+            pool = TokenPool(
+                issuer, requests=int(args.rate * (args.paced_seconds * 2 + 1)), new_share=args.new_token_share
+            )
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+                await paced(session, via_url, pool, args.rate, 0.5)  # warm the pool's connections
+                for _ in range(args.paced_rounds):  # interleaved: direct, gateway, direct, ...
+                    latencies, failed = await paced(session, direct_url, pool, args.rate, per_round)
+                    moderate_direct += latencies
+                    paced_failed += failed
+                    latencies, failed = await paced(session, via_url, pool, args.rate, per_round)
+                    moderate_via += latencies
+                    paced_failed += failed
+            if paced_failed:
+                fail(f"{paced_failed} paced requests failed")
+            single_direct, _ = await drive(direct_url, auth, 500, 1)
+            single_via, _ = await drive(via_url, auth, 500, 1)
+            _, rps = await drive(via_url, auth, args.requests, 32)
+            dead = f"http://127.0.0.1:{gateway_port}/api/dead/x"
+            fail_fast: list[float] = []
+            async with aiohttp.ClientSession() as session:
+                for attempt in range(60):
+                    started = time.perf_counter()
+                    async with session.get(dead, headers=auth) as response:
+                        await response.read()
+                        if attempt >= 10:  # the breaker has opened by now
+                            assert response.status == 503, response.status
+                            fail_fast.append((time.perf_counter() - started) * 1000)
+            cpu = await transport_cpu(direct_url, args.requests)
+        finally:
+            gateway.terminate()
+            upstream.terminate()
+            gateway.wait(10)
+            upstream.wait(10)
     d, v = summary(direct), summary(via)
     sd, sv = summary(single_direct), summary(single_via)
     md, mv = summary(moderate_direct), summary(moderate_via)

@@ -35,6 +35,7 @@ print(json.dumps({"young": YOUNG_GC_THRESHOLD, "before": before, "settled": sett
 
 PACING_PROBE = """
 import asyncio, gc, json, weakref
+from common.kernel import YOUNG_GC_THRESHOLD
 from running.app import GC_FULL_EVERY, PACED_YOUNG_THRESHOLD, GcPacing
 
 class Node:
@@ -45,7 +46,7 @@ async def main():
     first, second = Node(), Node()
     first.partner, second.partner = second, first
     watched = weakref.ref(first)
-    gc.set_threshold(20_000, 10, 10)  # as the kernel leaves it
+    gc.set_threshold(YOUNG_GC_THRESHOLD, 10, 10)  # as the kernel leaves it
     await pacing.step()  # the cycle is frozen
     paced = gc.get_threshold()[0] == PACED_YOUNG_THRESHOLD
     del first, second
