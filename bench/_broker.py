@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench._common import cpu_seconds, processes_named
 from tests.support.apps import free_port
+from tests.support.processes import listening
 
 
 class PrivateBroker:
@@ -62,7 +63,7 @@ class PrivateBroker:
             if self._process.poll() is not None:
                 raise RuntimeError(f"private RabbitMQ node exited:\n{(base / 'out').read_text()[-2000:]}")
             pid_file = base / "pid"
-            if pid_file.exists() and pid_file.read_text().strip() and _listening(self.port):
+            if pid_file.exists() and pid_file.read_text().strip() and listening(self.port):
                 self.pid = int(pid_file.read_text().strip())
                 return self
             time.sleep(0.5)
@@ -95,11 +96,3 @@ def shared_broker_pid(exclude: set[int] | None = None) -> int | None:
         except OSError:
             continue
     return None
-
-
-def _listening(port: int) -> bool:
-    import socket
-
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from bench._live import drive
 from bench._scaleout import idle_cpu_shares, verdict
 from bench.running_live_fanout import People, judge, running_env
 from tests.support.apps import free_port
-from tests.support.processes import start
+from tests.support.processes import start, wait_listening
 
 #: Point → watcher p99 the live fan-out is held to (ADR 0051); a position that crosses to
 #: another replica lingers up to the batch window (100 ms) inside it.
@@ -53,21 +52,7 @@ def start_replicas(count: int, *, database: str, broker_url: str, auth_url: str,
 def wait_replicas(replicas: list[tuple[Any, int]], scratch: Path) -> None:
     for n, (process, live_port) in enumerate(replicas):
         # the live port answers once the fan-out is connected and the sockets are served
-        _wait_port(live_port, process, scratch / f"running-{n + 1}.log")
-
-
-def _wait_port(port: int, process: Any, log: Path, timeout: float = STARTUP_S) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"replica exited:\n{log.read_text()[-2000:]}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"replica's live port {port} did not open")
+        wait_listening(live_port, process, scratch / f"running-{n + 1}.log", timeout=STARTUP_S)
 
 
 async def idle_shares(replicas: list[tuple[Any, int]], broker: PrivateBroker, seconds: float = 5.0) -> dict[str, float]:

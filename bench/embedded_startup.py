@@ -18,7 +18,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import httpx
 from bench._common import emit, machine, progress, table
 from smartgym.registry import SERVICES, ports
 from tests.support.embedded import free_port_offset
-from tests.support.processes import clean_env
+from tests.support.processes import clean_env, listening
 
 TIMEOUT_S = 120
 
@@ -49,10 +48,8 @@ def _ready(offset: int) -> bool:
         except httpx.HTTPError:
             return False
         for listener in service.manifest.extra_ports:
-            with socket.socket() as probe:
-                probe.settimeout(1)
-                if probe.connect_ex(("127.0.0.1", plan[f"{service.name}_{listener}"])) != 0:
-                    return False
+            if not listening(plan[f"{service.name}_{listener}"], timeout=1):
+                return False
     return True
 
 

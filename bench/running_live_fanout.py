@@ -154,10 +154,14 @@ class People:
 
 
 def running_env(database: str, namespace: str, auth_url: str, scratch: Path, live_port: int, replica: str,
-                per_run: int, broker_url: str | None = RABBITMQ_URL) -> dict[str, str]:  # fmt: skip
+                per_run: int, broker_url: str | None = RABBITMQ_URL,
+                stats_interval_s: float | None = None) -> dict[str, str]:  # fmt: skip
     broker = {"SMARTGYM_BROKER_URL": broker_url} if broker_url else {}
+    # Unset, the replica keeps its own default (a stats frame a second to each runner).
+    stats = {} if stats_interval_s is None else {"SMARTGYM_RUNNING_STATS_INTERVAL_S": str(stats_interval_s)}
     return clean_env(
         **broker,
+        **stats,
         SMARTGYM_BUS_NAMESPACE=namespace,
         SMARTGYM_AUTH_URL=auth_url,
         SMARTGYM_DATA_DIR=str(scratch),
@@ -249,7 +253,8 @@ async def run(args: argparse.Namespace) -> None:
             namespace = shared_broker_namespace()
             # Waited for off the loop: the loop serves the keys the replica fetches as it starts.
             env = running_env(database, namespace, auth_url, scratch, live_port, "r1", per_run,
-                              broker_url=None if args.no_broker else RABBITMQ_URL)  # fmt: skip
+                              broker_url=None if args.no_broker else RABBITMQ_URL,
+                              stats_interval_s=args.runner_stats_s)  # fmt: skip
             one = await asyncio.to_thread(start_running, env, scratch, "running-1")
             processes.append(one)
             # What the replica costs with nobody connected (its periodic jobs: flush, janitor,
@@ -273,7 +278,8 @@ async def run(args: argparse.Namespace) -> None:
                 ports = [free_port(), free_port()]
                 replicas = []
                 for n, port in enumerate(ports):
-                    env = running_env(database, namespace, auth_url, scratch, port, f"r{n + 1}", per_run)
+                    env = running_env(database, namespace, auth_url, scratch, port, f"r{n + 1}", per_run,
+                                      stats_interval_s=args.runner_stats_s)  # fmt: skip
                     replicas.append(await asyncio.to_thread(start_running, env, scratch, f"running-gw-{n + 1}"))
                     processes.append(replicas[-1])
                 gateway, gateway_port = await asyncio.to_thread(
@@ -316,6 +322,8 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
         per_delivery_us(results[label]["system_cpu_s"]["bare"], results[label]) for label in ("bare", "bare_after")
     )
     print(f"\nrunning live fan-out - {machine()}")
+    if args.runner_stats_s is not None:
+        print(f"(the replicas answer each runner with stats every {args.runner_stats_s:g} s, not the default)")
     rows = []
     for label, name in (("bare", "bare websockets broadcast"), ("one", "running, one replica"),
                         ("bare_after", "bare websockets, again"),
@@ -375,6 +383,8 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
         "one_replica_broker": not args.no_broker,
         "watchers": one["watchers"],
         "seconds": args.seconds,
+        # None: the service's default (one a second), what a runner's phone gets.
+        "runner_stats_interval_s": args.runner_stats_s,
         "ingest_points_per_s": round(one["points_sent"] / one["stream_s"], 1),
         "deliveries_per_s": round(one["watched"].distinct / one["wall_s"], 1),
         "delivered_ratio": round(one["watched"].distinct / max(1, one["expected"]), 4),
@@ -428,6 +438,9 @@ def main() -> None:
     parser.add_argument("--no-gateway", action="store_true", help="skip the gateway + two replicas set-up")
     parser.add_argument("--no-broker", action="store_true",
                         help="the one replica without RabbitMQ (it never crosses it); no gateway")  # fmt: skip
+    parser.add_argument("--runner-stats-s", type=float, default=None,
+                        help="seconds between the stats frames a replica answers each runner with "
+                             "(default: the service's own); a large value shows the fan-out without them")  # fmt: skip
     asyncio.run(run(parser.parse_args()))
 
 

@@ -5,7 +5,10 @@ Who may call: every route needs a signed-in member (``CurrentUserId``) and acts 
 member's own account; a run is visible to its runner and their accepted friends, a race
 to its entrants, an outing to its members (the domain modules check). The one exception
 is ``/v1/shared/{token}``: an unexpired share link is its own credential. Whatever of a
-track others see leaves out the runner's privacy zones (running.privacy)."""
+track others see leaves out the runner's privacy zones (running.privacy).
+
+A domain refusal reaches the caller as its status (404, 403, 409, 429, or 503 while Strava
+is away) through one mapping, ``REFUSAL_STATUS``, instead of a handler per route."""
 
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 
 from common.api import CurrentUserId, from_app_state
 from running import archives, gpx, imports
@@ -69,15 +73,28 @@ Live = Annotated[LiveServer, Depends(from_app_state("live", LiveServer))]
 MAX_IMPORT_BYTES = 32 * 1024 * 1024
 
 
-def _problem(exc: Exception) -> HTTPException:
-    if isinstance(exc, NotFound):
-        return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
-    if isinstance(exc, Forbidden):
-        return HTTPException(status.HTTP_403_FORBIDDEN, str(exc))
-    return HTTPException(status.HTTP_409_CONFLICT, str(exc))
+# A route calls the domain and lets its refusal through: one mapping for every route, so
+# none can forget one and answer a refusal with a 500. The body is FastAPI's own for an
+# HTTPException ({"detail": reason}).
+REFUSAL_STATUS: dict[type[Exception], int] = {
+    NotFound: status.HTTP_404_NOT_FOUND,
+    Forbidden: status.HTTP_403_FORBIDDEN,
+    Conflict: status.HTTP_409_CONFLICT,
+    TooMany: status.HTTP_429_TOO_MANY_REQUESTS,
+    StravaUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,  # the app retries after Retry-After
+}
 
 
-DomainError = (NotFound, Forbidden, Conflict)
+async def _refused(_request: Request, exc: Exception) -> JSONResponse:
+    code = next(code for kind, code in REFUSAL_STATUS.items() if isinstance(exc, kind))
+    headers = {"Retry-After": "60"} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
+    return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
+
+
+def answer_refusals(app: FastAPI) -> None:
+    """Every domain refusal as its HTTP status, for the routes of ``app``."""
+    for kind in REFUSAL_STATUS:
+        app.add_exception_handler(kind, _refused)
 
 
 # -- friends ------------------------------------------------------------------------------
@@ -105,28 +122,17 @@ async def renew_friend_code(user: CurrentUserId, service: Friends) -> FriendCode
 async def befriend_by_code(body: FriendCodeIn, user: CurrentUserId, service: Friends) -> FriendAdded:
     """Any member, for themselves: a request to the holder of the code (accepted at once if
     they had asked first). A code matching nobody is a 404; many a day, a 429."""
-    try:
-        return FriendAdded.model_validate(await service.request_by_code(user=user, code=body.code))
-    except TooMany as exc:
-        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc)) from exc
-    except DomainError as exc:
-        raise _problem(exc) from exc
+    return FriendAdded.model_validate(await service.request_by_code(user=user, code=body.code))
 
 
 @router.post("/friends/{other}")
 async def befriend(other: uuid.UUID, user: CurrentUserId, service: Friends) -> dict[str, str]:
-    try:
-        return {"status": await service.request_friend(user=user, other=other)}
-    except DomainError as exc:
-        raise _problem(exc) from exc
+    return {"status": await service.request_friend(user=user, other=other)}
 
 
 @router.post("/friends/{other}/accept", status_code=status.HTTP_204_NO_CONTENT)
 async def accept(other: uuid.UUID, user: CurrentUserId, service: Friends) -> None:
-    try:
-        await service.accept_friend(user=user, requester=other)
-    except DomainError as exc:
-        raise _problem(exc) from exc
+    await service.accept_friend(user=user, requester=other)
 
 
 @router.delete("/friends/{other}", status_code=status.HTTP_204_NO_CONTENT)
@@ -151,10 +157,7 @@ async def runs(
 @router.get("/runs/{run_id}")
 async def run_detail(run_id: uuid.UUID, user: CurrentUserId, service: Runs) -> RunDetail:
     """The runner's own run whole; a friend's without what lies in its privacy zones."""
-    try:
-        run = await service.watchable_run(viewer=user, run_id=run_id)
-    except DomainError as exc:
-        raise _problem(exc) from exc
+    run = await service.watchable_run(viewer=user, run_id=run_id)
     track = await service.shown_track(run=run, viewer=user)
     return RunDetail(**RunOut.model_validate(run).model_dump(), summary=run.summary, track=track)
 
@@ -163,10 +166,7 @@ async def run_detail(run_id: uuid.UUID, user: CurrentUserId, service: Runs) -> R
 async def shared_run(token: Annotated[str, Path(min_length=16, max_length=64)], service: Runs) -> RunDetail:
     """Anyone holding an unexpired share link (the link is the credential): the run without
     what lies in its runner's privacy zones."""
-    try:
-        run = await service.shared_run(token=token)
-    except DomainError as exc:
-        raise _problem(exc) from exc
+    run = await service.shared_run(token=token)
     track = await service.shown_track(run=run, viewer=None)
     return RunDetail(**RunOut.model_validate(run).model_dump(), summary=run.summary, track=track)
 
@@ -178,19 +178,13 @@ async def records(user: CurrentUserId, history: History) -> dict[str, Any]:
 
 @router.post("/runs/{run_id}/share", status_code=status.HTTP_201_CREATED)
 async def share(run_id: uuid.UUID, body: ShareIn, user: CurrentUserId, service: Runs) -> dict[str, Any]:
-    try:
-        token, expires_at = await service.share(user=user, run_id=run_id, hours=body.hours)
-    except DomainError as exc:
-        raise _problem(exc) from exc
+    token, expires_at = await service.share(user=user, run_id=run_id, hours=body.hours)
     return {"token": token, "path": f"/ws/share/{token}", "expires_at": expires_at}
 
 
 @router.get("/runs/{run_id}/gpx")
 async def export_gpx(run_id: uuid.UUID, user: CurrentUserId, service: Runs) -> Response:
-    try:
-        run = await service.watchable_run(viewer=user, run_id=run_id)
-    except DomainError as exc:
-        raise _problem(exc) from exc
+    run = await service.watchable_run(viewer=user, run_id=run_id)
     # A friend's export leaves out the runner's privacy zones, as their view of it does.
     document = gpx.export(await service.shown_run_points(run=run, viewer=user), name=run.title)
     return Response(
@@ -240,40 +234,28 @@ async def import_archive(request: Request, user: CurrentUserId, history: History
 
 @router.post("/races", status_code=status.HTTP_201_CREATED)
 async def create_race(body: RaceIn, user: CurrentUserId, service: Races) -> RaceOut:
-    try:
-        race = await service.create_race(
-            host=user, title=body.title, mode=body.mode, target=body.target, invite=body.invite, start_at=body.start_at
-        )
-        found, entries = await service.race(viewer=user, race_id=race.race_id)
-    except DomainError as exc:
-        raise _problem(exc) from exc
+    race = await service.create_race(
+        host=user, title=body.title, mode=body.mode, target=body.target, invite=body.invite, start_at=body.start_at
+    )
+    found, entries = await service.race(viewer=user, race_id=race.race_id)
     return RaceOut.of(found, entries)
 
 
 @router.get("/races/{race_id}")
 async def race(race_id: uuid.UUID, user: CurrentUserId, service: Races) -> RaceOut:
-    try:
-        found, entries = await service.race(viewer=user, race_id=race_id)
-    except DomainError as exc:
-        raise _problem(exc) from exc
+    found, entries = await service.race(viewer=user, race_id=race_id)
     return RaceOut.of(found, entries)
 
 
 @router.post("/races/{race_id}/join", status_code=status.HTTP_204_NO_CONTENT)
 async def join_race(race_id: uuid.UUID, user: CurrentUserId, service: Races) -> None:
-    try:
-        await service.join_race(user=user, race_id=race_id)
-    except DomainError as exc:
-        raise _problem(exc) from exc
+    await service.join_race(user=user, race_id=race_id)
 
 
 @router.post("/races/{race_id}/start")
 async def start_race(race_id: uuid.UUID, user: CurrentUserId, service: Races) -> RaceOut:
-    try:
-        await service.start_race(user=user, race_id=race_id)
-        found, entries = await service.race(viewer=user, race_id=race_id)
-    except DomainError as exc:
-        raise _problem(exc) from exc
+    await service.start_race(user=user, race_id=race_id)
+    found, entries = await service.race(viewer=user, race_id=race_id)
     return RaceOut.of(found, entries)
 
 
@@ -282,10 +264,7 @@ async def start_race(race_id: uuid.UUID, user: CurrentUserId, service: Races) ->
 
 @router.post("/outings", status_code=status.HTTP_201_CREATED)
 async def create_outing(body: OutingIn, user: CurrentUserId, service: Outings) -> OutingOut:
-    try:
-        outing = await service.create_outing(owner=user, title=body.title, members=body.members, minutes=body.minutes)
-    except DomainError as exc:
-        raise _problem(exc) from exc
+    outing = await service.create_outing(owner=user, title=body.title, members=body.members, minutes=body.minutes)
     return OutingOut(
         outing_id=outing.outing_id,
         members=outing.members,
@@ -296,10 +275,7 @@ async def create_outing(body: OutingIn, user: CurrentUserId, service: Outings) -
 
 @router.delete("/outings/{outing_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def end_outing(outing_id: uuid.UUID, user: CurrentUserId, service: Outings, live: Live) -> None:
-    try:
-        await service.close_outing(user=user, outing_id=outing_id)
-    except DomainError as exc:
-        raise _problem(exc) from exc
+    await service.close_outing(user=user, outing_id=outing_id)
     await live.end_outing(outing_id, reason="host_ended")
 
 
@@ -319,16 +295,13 @@ async def answer_outing(
 ) -> None:
     """An invitee accepts or declines; the host starts; a member leaves (the last one out
     ends the outing for everyone)."""
-    try:
-        if answer == "start":
-            await service.start_outing(user=user, outing_id=outing_id)
-        elif answer == "leave":
-            if await service.leave(user=user, outing_id=outing_id):
-                await live.end_outing(outing_id, reason="all_left")
-        else:
-            await service.answer(user=user, outing_id=outing_id, accept=answer == "accept")
-    except DomainError as exc:
-        raise _problem(exc) from exc
+    if answer == "start":
+        await service.start_outing(user=user, outing_id=outing_id)
+    elif answer == "leave":
+        if await service.leave(user=user, outing_id=outing_id):
+            await live.end_outing(outing_id, reason="all_left")
+    else:
+        await service.answer(user=user, outing_id=outing_id, accept=answer == "accept")
 
 
 # -- steps --------------------------------------------------------------------------------
@@ -346,12 +319,9 @@ async def upload_steps(day: date, body: StepsIn, user: CurrentUserId, service: S
 @router.post("/steps/goals", status_code=status.HTTP_201_CREATED)
 async def create_step_goal(body: StepGoalIn, user: CurrentUserId, service: Steps) -> dict[str, Any]:
     """A shared goal among the caller and friends of theirs."""
-    try:
-        return await service.create_goal(
-            owner=user, title=body.title, members=body.members, period=body.period, target=body.target
-        )
-    except DomainError as exc:
-        raise _problem(exc) from exc
+    return await service.create_goal(
+        owner=user, title=body.title, members=body.members, period=body.period, target=body.target
+    )
 
 
 @router.get("/steps/goals")
@@ -392,17 +362,14 @@ async def profile(user: CurrentUserId, service: Profiles) -> dict[str, Any]:
 @router.put("/profile")
 async def update_profile(body: ProfileIn, user: CurrentUserId, service: Profiles) -> dict[str, Any]:
     """Own profile only: the name on boards and the heart rates zones are computed from."""
-    try:
-        return await service.update_profile(
-            user=user,
-            display_name=body.display_name,
-            max_hr=body.max_hr,
-            resting_hr=body.resting_hr,
-            nearby_opt_in=body.nearby_opt_in,
-            privacy_zones=[zone.model_dump() for zone in body.privacy_zones],
-        )
-    except DomainError as exc:
-        raise _problem(exc) from exc
+    return await service.update_profile(
+        user=user,
+        display_name=body.display_name,
+        max_hr=body.max_hr,
+        resting_hr=body.resting_hr,
+        nearby_opt_in=body.nearby_opt_in,
+        privacy_zones=[zone.model_dump() for zone in body.privacy_zones],
+    )
 
 
 # -- workouts -----------------------------------------------------------------------------
@@ -454,45 +421,27 @@ async def shoes(user: CurrentUserId, service: Analytics) -> list[dict[str, Any]]
 @router.put("/runs/{run_id}/shoe", status_code=status.HTTP_204_NO_CONTENT)
 async def wear_shoe(run_id: uuid.UUID, body: RunShoeIn, user: CurrentUserId, service: Analytics) -> None:
     """Own runs and own shoes only."""
-    try:
-        await service.wear(user=user, run_id=run_id, shoe_id=body.shoe_id)
-    except DomainError as exc:
-        raise _problem(exc) from exc
+    await service.wear(user=user, run_id=run_id, shoe_id=body.shoe_id)
 
 
 # -- Strava -------------------------------------------------------------------------------
 
 
-def _strava_problem(exc: Exception) -> HTTPException:
-    if isinstance(exc, StravaUnavailable):  # the app retries after Retry-After
-        return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "60"})
-    return _problem(exc)
-
-
 @router.post("/strava/connect")
 async def connect_strava(body: StravaConnectIn, user: CurrentUserId, strava: Strava) -> dict[str, Any]:
     """The caller's own connection, from the code Strava's consent page returned."""
-    try:
-        return await strava.connect(user=user, code=body.code)
-    except (*DomainError, StravaUnavailable) as exc:
-        raise _strava_problem(exc) from exc
+    return await strava.connect(user=user, code=body.code)
 
 
 @router.post("/runs/{run_id}/strava")
 async def send_to_strava(run_id: uuid.UUID, user: CurrentUserId, strava: Strava) -> dict[str, Any]:
     """Own runs only; sending again reports the first upload."""
-    try:
-        return await strava.upload_run(user=user, run_id=run_id)
-    except (*DomainError, StravaUnavailable) as exc:
-        raise _strava_problem(exc) from exc
+    return await strava.upload_run(user=user, run_id=run_id)
 
 
 @router.get("/runs/{run_id}/strava")
 async def strava_status(run_id: uuid.UUID, user: CurrentUserId, strava: Strava) -> dict[str, Any]:
-    try:
-        return await strava.status(user=user, run_id=run_id)
-    except (*DomainError, StravaUnavailable) as exc:
-        raise _strava_problem(exc) from exc
+    return await strava.status(user=user, run_id=run_id)
 
 
 # -- coach --------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from common.security import JwksCache
 from common.settings import PlatformSettings
 from contracts import CATALOG
 from running.analytics import AnalyticsService
-from running.api import router
+from running.api import answer_refusals, router
 from running.coach import Budget, Coach
 from running.events import subscriptions
 from running.friends import FriendService
@@ -157,6 +157,7 @@ def create_app(
         on_stop=[*_closers(relay, strava, partner), stop_live],
     )
     app.add_middleware(SmallBodies)
+    answer_refusals(app)
     app.state.runs = runs
     app.state.races = races
     app.state.outings = outings

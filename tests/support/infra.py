@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -19,17 +18,15 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from tests.support.processes import listening
+
 RABBITMQ_URL = os.environ.get("SMARTGYM_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG_ADMIN_URL = os.environ.get("SMARTGYM_TEST_PG_URL", "postgresql+psycopg://smartgym:smartgym@127.0.0.1:5432/postgres")
 
 
 def _reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=1):
-            return True
-    except OSError:
-        return False
+    return listening(parts.port or default_port, host=parts.hostname or "127.0.0.1", timeout=1)
 
 
 def require(kind: str, url: str, default_port: int) -> None:

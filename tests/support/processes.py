@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -44,6 +45,28 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout:
             pass
         time.sleep(0.1)
     raise AssertionError(f"{url} not healthy within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def listening(port: int, *, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections on ``host:port`` now."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    """Until ``process`` accepts connections on a loopback port (a listener without a
+    health route); its log's tail if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"process exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        if listening(port):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"port {port} not open within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 20) -> int:

@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.processes import listening
+
 # The Debian wrappers in /usr/sbin switch to the rabbitmq user, whose HOME holds the
 # machine broker's cookie: the release's own scripts keep our environment.
 _SBIN_GLOB = "/usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin"
@@ -162,11 +164,9 @@ class RabbitCluster:
         while time.monotonic() < deadline:
             if node.process is not None and node.process.poll() is not None:
                 raise ClusterUnavailable(f"{node.name} exited: {self._tail(node)}")
-            try:
-                with socket.create_connection(("127.0.0.1", node.amqp_port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.2)
+            if listening(node.amqp_port):
+                return
+            time.sleep(0.2)
         raise ClusterUnavailable(
             f"{node.name} did not listen on {node.amqp_port} in {timeout:.0f}s: {self._tail(node)}"
         )
