@@ -439,9 +439,12 @@ def main() -> None:
     parser.add_argument("--no-broker", action="store_true",
                         help="the one replica without RabbitMQ (it never crosses it); no gateway")  # fmt: skip
     parser.add_argument("--runner-stats-s", type=float, default=None,
-                        help="seconds between the stats frames a replica answers each runner with "
-                             "(default: the service's own); a large value shows the fan-out without them")  # fmt: skip
-    asyncio.run(run(parser.parse_args()))
+                        help="seconds between the stats frames a replica answers each runner with, 0-60 "
+                             "(default: the service's own); 60 shows the fan-out nearly without them")  # fmt: skip
+    args = parser.parse_args()
+    if args.runner_stats_s is not None and not 0 <= args.runner_stats_s <= 60:
+        parser.error("--runner-stats-s is 0-60 seconds, as SMARTGYM_RUNNING_STATS_INTERVAL_S")
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":
