@@ -1,5 +1,6 @@
-"""Running's flush of live points: one transaction writing every live run's new points
-(a chunk row per run) and its progress, every ``SMARTGYM_RUNNING_FLUSH_INTERVAL_S``.
+"""Running's flush of live points, every ``SMARTGYM_RUNNING_FLUSH_INTERVAL_S``: the
+statements writing every live run's new points (a chunk row per run) and its progress,
+and how long the replica's flush holds its event loop.
 
 It runs in the replica's event loop, so its CPU is also a stall every watcher's
 positions wait behind. Two statement shapes of ``running.runs``, timed in the same run on
@@ -14,7 +15,14 @@ Each flush is timed for client CPU (``time.process_time``: encoding and the prot
 what stalls the loop) and wall time (the server's work included); n is printed beside
 every percentile. The runs exist beforehand (the progress update finds its rows).
 
-    python bench/running_flush.py [--runs 2000] [--points 5] [--flushes 100]
+Then the replica's own flush (``LiveServer.flush``: rows built from the live tracks'
+points, the statements, the runners' acknowledgements) of the same runs, in the app,
+for the longest time it holds the event loop without a turn for the sockets: in slices
+of ``FLUSH_SLICE_RUNS`` runs (what the replica does) against every run in one
+transaction, alternating. A task that yields at once, again and again, measures it: the
+longest gap between two of its turns during one flush is that flush's hold.
+
+    python bench/running_flush.py [--runs 2000] [--points 5] [--flushes 100] [--live-flushes 30]
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import argparse
 import asyncio
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -82,6 +91,75 @@ def flush_rows(run_ids: list[uuid.UUID], points: int, flush: int) -> tuple[list[
     return chunks, progress_rows
 
 
+async def _longest_hold(flush: Any) -> tuple[float, float]:
+    """(longest loop hold, wall time) of one ``flush()``, in ms."""
+    longest, done = 0.0, False
+
+    async def turns() -> None:
+        nonlocal longest
+        last = time.perf_counter()
+        while not done:
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            longest, last = max(longest, now - last), now
+
+    probe = asyncio.create_task(turns())
+    await asyncio.sleep(0)  # the probe has taken its first turn
+    began = time.perf_counter()
+    await flush()
+    wall = time.perf_counter() - began
+    done = True
+    await probe
+    return longest * 1e3, wall * 1e3
+
+
+async def live_flush_holds(url: str, scratch: Path, args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
+    """The replica's flush of ``args.runs`` live runs, sliced and whole, alternating."""
+    from running.app import create_app
+    from running.live import FLUSH_SLICE_RUNS
+    from running.settings import RunningSettings
+    from running.track import GpsPoint
+    from tests.support import tokens
+    from tests.support.apps import asgi_client
+
+    settings = RunningSettings(
+        environment="test", data_dir=scratch, database_urls={"running": url}, running_live_host="127.0.0.1",
+        running_live_port=0, running_flush_interval_s=60, running_abandon_after_s=86_400,
+    )  # fmt: skip
+    app = create_app(settings, keys=tokens.key_cache())
+    holds: dict[str, dict[str, list[float]]] = {shape: {"hold": [], "wall": []} for shape in ("sliced", "whole")}
+    async with asgi_client(app):
+        live_server, runs = app.state.live, app.state.runs
+        progress(f"starting {args.runs} live runs in the app")
+        held = []
+        for _ in range(args.runs):
+            live, _ = await runs.start_run(user=uuid.uuid4())
+            live_server.active.add(live)
+            held.append(live)
+        start, done = time.time() - 2 * args.live_flushes * args.points, 0  # a point a second
+        for flush in range(args.live_flushes):
+            order = ("sliced", "whole") if flush % 2 == 0 else ("whole", "sliced")
+            for shape in order:
+                # Each run's next points, as its phone sent them since the last flush.
+                first = start + done * args.points
+                done += 1
+                for n, live in enumerate(held):
+                    live.pending = [
+                        GpsPoint(t=first + k, lat=37.5 + n * 1e-4 + k * 1e-5, lon=127.0 + k * 1e-5, acc=4.0,
+                                 alt=31.0, hr=152)
+                        for k in range(args.points)
+                    ]  # fmt: skip
+                    live.heard_t = live.pending[-1].t
+                slice_runs = FLUSH_SLICE_RUNS if shape == "sliced" else args.runs
+                hold, wall = await _longest_hold(lambda size=slice_runs: live_server.flush(slice_runs=size))
+                holds[shape]["hold"].append(hold)
+                holds[shape]["wall"].append(wall)
+        stored = sum(1 for live in held if live.stored_t == live.heard_t)
+        if stored != len(held):
+            fail(f"the last flush stored {stored} of {len(held)} runs")
+    return holds
+
+
 async def run(args: argparse.Namespace) -> None:
     ensure_services()
     databases = PostgresDatabases(PG_ADMIN_URL)
@@ -118,6 +196,7 @@ async def run(args: argparse.Namespace) -> None:
         async with engine.connect() as connection:
             stored = (await connection.execute(text("SELECT count(*) FROM run_chunks"))).scalar_one()
         await engine.dispose()
+        holds = await live_flush_holds(url, Path(tempfile.mkdtemp(prefix="bench-flush-")), args)
     finally:
         databases.drop_all()
     expected = 2 * args.flushes * args.runs
@@ -143,6 +222,26 @@ async def run(args: argparse.Namespace) -> None:
     figures["flush_arrays_cpu_ratio_to_executemany"] = round(statistics.median(ratios), 3)
     print(f"arrays / executemany, client CPU, median of {len(ratios)} paired flushes: "
           f"{figures['flush_arrays_cpu_ratio_to_executemany']:.2f}")  # fmt: skip
+    from running.live import FLUSH_SLICE_RUNS
+
+    rows = []
+    for shape, label in (("sliced", f"slices of {FLUSH_SLICE_RUNS} runs"), ("whole", "one transaction")):
+        holding, taking = summary(holds[shape]["hold"]), summary(holds[shape]["wall"])
+        rows.append([label, *spread_cells(holding, ("p50", "p95", "max")), *spread_cells(taking, ("p50", "max"))[1:]])
+        figures[f"live_flush_{shape}_loop_hold_ms_p50"] = round(holding["p50"], 2)
+        figures[f"live_flush_{shape}_loop_hold_ms_max"] = round(holding["max"], 2)
+        figures[f"live_flush_{shape}_wall_ms_p50"] = round(taking["p50"], 2)
+        figures[f"live_flush_{shape}_n"] = int(holding["n"])
+    table(
+        f"\nthe replica's flush of {args.runs} live runs x {args.points} new points: longest event-loop hold (ms)",
+        ["flush", "n", "hold p50", "hold p95", "hold max", "wall p50", "wall max"],
+        rows,
+    )
+    paired = [a / b for a, b in zip(holds["sliced"]["hold"], holds["whole"]["hold"], strict=True)]
+    figures["live_flush_loop_hold_ratio_sliced_to_whole"] = round(statistics.median(paired), 3)
+    figures["flush_slice_runs"] = FLUSH_SLICE_RUNS
+    print(f"sliced / whole, longest hold, median of {len(paired)} paired flushes: "
+          f"{figures['live_flush_loop_hold_ratio_sliced_to_whole']:.2f}")  # fmt: skip
     emit(figures)
 
 
@@ -151,6 +250,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2000, help="live runs on the replica")
     parser.add_argument("--points", type=int, default=5, help="new points per run (5 s at a point a second)")
     parser.add_argument("--flushes", type=int, default=100, help="flushes timed per statement shape")
+    parser.add_argument("--live-flushes", type=int, default=30, help="replica flushes timed, sliced and whole each")
     asyncio.run(run(parser.parse_args()))
 
 

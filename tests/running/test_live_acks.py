@@ -4,11 +4,13 @@ duplicate however often a point is resent."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
 from common.migrations import upgrade
 from running.app import create_app
+from running.live import FLUSH_SLICE_RUNS
 from running.models import Run
 from running.track import GpsPoint
 from tests.running.conftest import Running, member, receive, running_settings, track_points
@@ -141,3 +143,35 @@ async def test_a_flush_on_postgresql_stores_each_runs_progress(tmp_path, postgre
             assert stored[0].pauses
             assert stored[0].pauses[0][1] is None
             assert stored[1].refused == {"duplicate": 3}
+
+
+async def test_a_flush_of_more_runs_than_a_slice_stores_and_acknowledges_every_one(tmp_path, postgres):
+    # A flush stores its runs a slice per transaction (the event loop gets a turn between
+    # them); a run in the last slice is stored and its phone told so like the first.
+    database = postgres.create("running")
+    upgrade("running", database)
+    settings = running_settings(tmp_path, database_urls={"running": database}, running_flush_interval_s=60)
+    app = create_app(settings, keys=tokens.key_cache())
+    live_server = app.state.live
+    points = [GpsPoint.model_validate(p) for p in track_points(seconds=10)]
+    async with asgi_client(app) as client:
+        held = []
+        for _ in range(2 * FLUSH_SLICE_RUNS):
+            live, _ = await app.state.runs.start_run(user=member().user_id)
+            live.pending, live.heard_t = list(points), points[-1].t
+            live_server.active.add(live)
+            held.append(live)
+        running = Running(app, client, settings)
+        runner = member()
+        async with running.socket("/ws/runs", runner) as socket:
+            run_id = uuid.UUID((await receive(socket, "started"))["run_id"])
+            await socket.send(json.dumps({"type": "point", **track_points(seconds=10)[0]}))
+            while not live_server.active[run_id].pending:
+                await asyncio.sleep(0.01)
+            assert list(live_server.active)[-1] == run_id  # past the first two slices
+            await live_server.flush()
+            ack = await receive(socket, "ack")
+            assert ack["t"] == live_server.active[run_id].stored_t > 0
+        for live in (held[0], held[FLUSH_SLICE_RUNS - 1], held[FLUSH_SLICE_RUNS], held[-1]):
+            assert live.stored_t == points[-1].t
+            assert await stored_times(running, str(live.run_id)) == [point.t for point in points]
