@@ -332,7 +332,7 @@ class RunService:
             if run.race is not None
         ]
         try:
-            # Executemany statements: a flush of two thousand runs is three round trips. Core
+            # Executemany statements: a call of two hundred runs is three round trips. Core
             # statements on the tables, not the ORM's bulk paths: the same SQL, without the
             # ORM's per-row bookkeeping (a flush of every live run every five seconds).
             async with self._kernel.db.sessions() as session, session.begin():
@@ -346,8 +346,11 @@ class RunService:
                     await session.execute(_UPDATE_PROGRESS, progress)
                 if racing:
                     await session.execute(_UPDATE_RACE_DISTANCE, racing)
-        except Exception:
-            for run, points in batches:  # keep them for the next flush
+        except BaseException:
+            # Kept for the next flush, a cancelled one (a replica stopping mid-write) too:
+            # the final flush at shutdown stores them. A write cancelled during its commit
+            # may have landed as well; a point stored twice is read once (stored_points).
+            for run, points in batches:
                 run.pending = points + run.pending
             raise
         for (run, _), newest in zip(batches, heard, strict=True):

@@ -8,10 +8,12 @@ import asyncio
 import json
 import uuid
 
+from sqlalchemy import func, select
+
 from common.migrations import upgrade
 from running.app import create_app
 from running.live import FLUSH_SLICE_RUNS
-from running.models import Run
+from running.models import Run, RunChunk
 from running.track import GpsPoint
 from tests.running.conftest import Running, member, receive, running_settings, track_points
 from tests.support import tokens
@@ -166,8 +168,12 @@ async def test_a_flush_of_more_runs_than_a_slice_stores_and_acknowledges_every_o
         async with running.socket("/ws/runs", runner) as socket:
             run_id = uuid.UUID((await receive(socket, "started"))["run_id"])
             await socket.send(json.dumps({"type": "point", **track_points(seconds=10)[0]}))
-            while not live_server.active[run_id].pending:
-                await asyncio.sleep(0.01)
+
+            async def taken_in() -> None:
+                while not live_server.active[run_id].pending:
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(taken_in(), 5)
             assert list(live_server.active)[-1] == run_id  # past the first two slices
             await live_server.flush()
             ack = await receive(socket, "ack")
@@ -175,3 +181,10 @@ async def test_a_flush_of_more_runs_than_a_slice_stores_and_acknowledges_every_o
         for live in (held[0], held[FLUSH_SLICE_RUNS - 1], held[FLUSH_SLICE_RUNS], held[-1]):
             assert live.stored_t == points[-1].t
             assert await stored_times(running, str(live.run_id)) == [point.t for point in points]
+        # One write per slice: each stamps its chunk rows with its own moment.
+        async with app.state.kernel.db.sessions() as session:
+            per_write = await session.execute(
+                select(func.count()).where(RunChunk.run_id.in_([live.run_id for live in held] + [run_id]))
+                .group_by(RunChunk.created_at)
+            )  # fmt: skip
+            assert sorted(count for (count,) in per_write) == [1, FLUSH_SLICE_RUNS, FLUSH_SLICE_RUNS]
