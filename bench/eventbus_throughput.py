@@ -50,6 +50,7 @@ from bench._common import (
     summary,
     table,
 )
+from common.collector import settle_garbage_collector
 from common.db import Database
 from common.events.bus import Subscriptions
 from common.events.consumer import ServiceConsumer
@@ -57,7 +58,6 @@ from common.events.envelope import OutgoingMessage
 from common.events.inbox import bind_idempotent
 from common.events.outbox import OutboxRelay, UnitOfWork
 from common.events.rabbitmq import QUORUM_DEAD_LETTER_ARGS, RabbitMQBus
-from common.kernel import settle_garbage_collector
 from common.observability import Metrics
 from tests.support.amqp import delete_namespace
 from tests.support.infra import PG_ADMIN_URL, RABBITMQ_URL, PostgresDatabases

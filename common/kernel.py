@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 from sqlalchemy import MetaData
 
+from common.collector import settle_garbage_collector
 from common.db import Database, KernelTables, kernel_tables_of
 from common.events.bus import EventBus, Subscriptions
 from common.events.envelope import Event, EventCatalog
@@ -31,45 +31,6 @@ from common.security import JwksCache, TokenVerifier
 from common.settings import PlatformSettings
 
 log = logging.getLogger(__name__)
-
-_settled = False
-
-
-# Net allocations between two young collections (Python's default is 700): see
-# settle_garbage_collector for why a service waits longer.
-YOUNG_GC_THRESHOLD = 20_000
-
-
-def settle_garbage_collector() -> None:
-    """Once per process, after start-up: freeze the start-up heap, and collect the
-    youngest generation less often.
-
-    A service's heap after start-up (imported modules, the ORM's mappers, pydantic's
-    validators: ~110k objects) lives as long as the process, yet every full collection
-    walks it: ~50 ms on these CPUs, and a consumer applying a few thousand events a
-    second runs one every few seconds. The loop stops meanwhile, so deliveries wait and
-    acks are not sent; that was the paced event bus's p99 (~100 ms against a p50 of
-    ~15 ms). Frozen, those objects are never scanned; what the service allocates later
-    is still collected. The cost: a reference cycle among start-up objects that
-    later becomes garbage is not freed (start-up builds things meant to last).
-
-    What then fills the youngest generation is mostly in-flight work: each open socket's
-    or request's suspended coroutine chain (a dozen objects, alive until its next frame or
-    answer). At 700 net allocations a busy process collected it many times a second, each
-    time scanning those chains again. Measured in alternating runs on a busy machine
-    (docs/adr/0059): the gateway's CPU per live delivery fell by 4-20 %, and at 500
-    requests/s it ran 1 collection instead of ~630. A service that freezes its heap again every
-    few seconds should set Python's threshold back: freezing resets the allocation counts,
-    so at this threshold a quiet process would freeze its young cycles uncollected.
-    """
-    global _settled
-    if _settled:
-        return
-    _settled = True
-    gc.collect()  # start-up's own garbage is not frozen with it
-    gc.freeze()
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(YOUNG_GC_THRESHOLD, middle, oldest)
 
 
 def make_bus(

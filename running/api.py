@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -85,16 +86,19 @@ REFUSAL_STATUS: dict[type[Exception], int] = {
 }
 
 
-async def _refused(_request: Request, exc: Exception) -> JSONResponse:
-    code = next(code for kind, code in REFUSAL_STATUS.items() if isinstance(exc, kind))
+def _answer(code: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
     headers = {"Retry-After": "60"} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
-    return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
+
+    async def refused(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=code, headers=headers)
+
+    return refused
 
 
 def answer_refusals(app: FastAPI) -> None:
     """Every domain refusal as its HTTP status, for the routes of ``app``."""
-    for kind in REFUSAL_STATUS:
-        app.add_exception_handler(kind, _refused)
+    for kind, code in REFUSAL_STATUS.items():
+        app.add_exception_handler(kind, _answer(code))
 
 
 # -- friends ------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 KERNEL_PROBE = """
 import asyncio, gc, json
-from common.kernel import YOUNG_GC_THRESHOLD, ServiceKernel, settle_garbage_collector
+from common.collector import YOUNG_GC_THRESHOLD, settle_garbage_collector
+from common.kernel import ServiceKernel
 from common.observability import Metrics
 from common.security import JwksCache, TokenVerifier
 from common.settings import PlatformSettings
@@ -35,14 +36,15 @@ print(json.dumps({"young": YOUNG_GC_THRESHOLD, "before": before, "settled": sett
 
 PACING_PROBE = """
 import asyncio, gc, json, weakref
-from common.kernel import YOUNG_GC_THRESHOLD
-from running.app import GC_FULL_EVERY, PACED_YOUNG_THRESHOLD, GcPacing
+from common.collector import PACED_YOUNG_THRESHOLD, YOUNG_GC_THRESHOLD, GcPacing
+
+FULL_EVERY = 12
 
 class Node:
     partner = None
 
 async def main():
-    pacing = GcPacing()
+    pacing = GcPacing(full_every=FULL_EVERY)
     first, second = Node(), Node()
     first.partner, second.partner = second, first
     watched = weakref.ref(first)
@@ -52,7 +54,7 @@ async def main():
     del first, second
     gc.collect()
     frozen_alive = watched() is not None
-    for _ in range(GC_FULL_EVERY - 1):
+    for _ in range(FULL_EVERY - 1):
         await pacing.step()
     return {"paced": paced, "frozen_alive": frozen_alive, "freed": watched() is None,
             "refrozen": gc.get_freeze_count() > 0}
@@ -81,7 +83,7 @@ def test_a_started_kernel_freezes_start_up_and_collects_the_young_generation_les
     assert seen["after_second"] == before
 
 
-def test_the_running_pacing_keeps_pythons_young_threshold_and_frees_cycles_that_died_frozen() -> None:
+def test_pacing_keeps_pythons_young_threshold_and_frees_cycles_that_died_frozen() -> None:
     # Its freezing resets the allocation counts: at the kernel's threshold a quiet replica
     # would never collect its young generation.
     assert probe(PACING_PROBE) == {"paced": True, "frozen_alive": True, "freed": True, "refrozen": True}
