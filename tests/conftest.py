@@ -11,6 +11,30 @@ import pytest
 from common.loops import configured_choice, loop_factory
 from tests.support.infra import RABBITMQ_URL, PostgresDatabases, require_postgres, require_rabbitmq
 
+# Under ``pytest -n`` (scripts/test), the tests whose nodeids start with one of these run on
+# one worker: they share a session fixture too heavy to build on both (the platform and a
+# browser; a 3-node RabbitMQ cluster). Every other test is a work unit of its own. The
+# controller sees nodeids only, and xdist's own grouping by mark does not reach it under
+# this pytest (docs/adr/0061).
+SHARED_SESSION_FIXTURES = ("tests/web/", "tests/common/test_broker_ha.py")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerPerSharedFixture(LoadScopeScheduling):  # type: ignore[misc]  # untyped plugin
+        def _split_scope(self, nodeid: str) -> str:
+            return next((prefix for prefix in SHARED_SESSION_FIXTURES if nodeid.startswith(prefix)), nodeid)
+
+    return OneWorkerPerSharedFixture(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Work units leave in collection order: the long shared ones first, so that neither
+    # worker is left alone with one at the end. Every worker sorts alike, as xdist requires.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: not item.nodeid.startswith(SHARED_SESSION_FIXTURES))
+
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, Callable[[], Any]]:
     """Async tests run on the loop the services run on: uvloop, unless

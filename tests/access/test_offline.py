@@ -27,7 +27,7 @@ from tests.support.apps import FAST_HASHER, asgi_client, serving
 from tests.support.infra import rabbitmqctl
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.exclusive]
 
 
 async def test_entries_are_decided_offline_and_every_event_arrives_once(

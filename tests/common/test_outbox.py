@@ -177,6 +177,7 @@ def start_relay_process(db_url: str, broker_url: str, namespace: str) -> subproc
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive
 async def test_ten_thousand_events_survive_two_broker_restarts_and_a_killed_relay(rabbitmq_url, namespace, postgres):
     total = 10_000
     producer_url, consumer_url = postgres.create("producer"), postgres.create("consumer")

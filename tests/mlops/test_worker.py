@@ -205,6 +205,7 @@ async def test_a_worker_killed_mid_job_leaves_the_job_to_the_next_which_complete
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive
 async def test_a_broker_restart_mid_job_does_not_lose_or_repeat_the_job(stack):
     stack.start_worker("steady", SMARTGYM_MLOPS_WORKER_STEP_PAUSE_S="1.0")
     run_id = await _start_slow_run(stack)

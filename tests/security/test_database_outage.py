@@ -41,6 +41,7 @@ class Answer:
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive
 async def test_a_database_outage_answers_503_fast_loses_nothing_and_heals(tmp_path, postgres):
     url = postgres.create("auth")
     upgrade("auth", url)

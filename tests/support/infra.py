@@ -85,7 +85,16 @@ class PostgresDatabases:
         self._admin.dispose()
 
 
+def _alone(what: str) -> None:
+    """Refuse to take a shared service down under a test worker (pytest -n), where other
+    tests are using it: such a test is marked ``exclusive`` and runs alone."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        raise RuntimeError(f"{what} beside other tests: mark the test exclusive (docs/adr/0061)")
+
+
 def rabbitmqctl(*args: str, timeout: float = 60) -> None:
+    if args and args[0] in ("stop_app", "stop", "stop_node", "reset"):
+        _alone(f"rabbitmqctl {args[0]} of the shared broker")
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=timeout)
 
 
@@ -110,6 +119,7 @@ def postgres_cluster() -> tuple[str, str]:
 
 def stop_postgres() -> None:
     """Stop the whole PostgreSQL server (fast shutdown: sessions are cut at once)."""
+    _alone("stopping the shared PostgreSQL")
     version, name = postgres_cluster()
     subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "stop", "-m", "fast"],

