@@ -11,14 +11,15 @@ import pytest
 from common.loops import configured_choice, loop_factory
 from tests.support.infra import RABBITMQ_URL, PostgresDatabases, require_postgres, require_rabbitmq
 
-# Under ``pytest -n`` (scripts/test), the tests whose nodeids start with one of these run on
-# one worker: they share a session fixture too heavy to build on both (the platform and a
-# browser; a 3-node RabbitMQ cluster). Every other test is a work unit of its own. The
-# controller sees nodeids only, and xdist's own grouping by mark does not reach it under
+# Under ``pytest -n`` (scripts/test), the browser tests run on one worker: they share a
+# session fixture too heavy to build on both (the whole platform and a browser). Every
+# other test is a work unit of its own; xdist sends the largest units first. The
+# controller sees node ids only, and xdist's grouping by mark does not reach it under
 # this pytest (docs/adr/0061).
-SHARED_SESSION_FIXTURES = ("tests/web/", "tests/common/test_broker_ha.py")
+SHARED_SESSION_FIXTURES = ("tests/web/",)
 
 
+@pytest.hookimpl(optionalhook=True)  # a run without xdist has no such hook
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     from xdist.scheduler import LoadScopeScheduling
 
@@ -27,13 +28,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return next((prefix for prefix in SHARED_SESSION_FIXTURES if nodeid.startswith(prefix)), nodeid)
 
     return OneWorkerPerSharedFixture(config, log)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Work units leave in collection order: the long shared ones first, so that neither
-    # worker is left alone with one at the end. Every worker sorts alike, as xdist requires.
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        items.sort(key=lambda item: not item.nodeid.startswith(SHARED_SESSION_FIXTURES))
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, Callable[[], Any]]:

