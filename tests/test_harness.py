@@ -1,13 +1,16 @@
 """The test harness's own rules: under a test worker (``pytest -n``), a test must not
-take down the broker or database the other worker is using (docs/adr/0061)."""
+take down the broker or database the other worker is using, and two workers' `smartgym up`s
+never draw the same ports (docs/adr/0061)."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 
 import pytest
 
-from tests.support import infra
+from smartgym.registry import PORTS
+from tests.support import embedded, infra
 
 
 @pytest.fixture
@@ -35,3 +38,24 @@ def test_a_worker_may_not_stop_a_shared_service(commands: list[list[str]], stop)
 def test_a_worker_may_still_ask_the_broker_how_it_is(commands: list[list[str]]) -> None:
     infra.rabbitmqctl("await_startup")
     assert commands == [["rabbitmqctl", "await_startup"]]
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_each_worker_draws_ports_of_its_own(monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", str(workers))
+    port_ranges = []
+    for worker in range(workers):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", f"gw{worker}")
+        lowest, highest = embedded._offset_band(32_768)
+        assert lowest <= highest
+        port_ranges.append((lowest + min(PORTS.values()), highest + max(PORTS.values())))
+    port_ranges.sort()
+    for (_, end), (start, _) in itertools.pairwise(port_ranges):
+        assert end < start, port_ranges
+    assert port_ranges[-1][1] < 32_768  # below the ephemeral ports
+
+
+def test_without_workers_the_whole_band_is_drawn_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
+    assert embedded._offset_band(32_768) == (10_000, 32_768 - max(PORTS.values()) - 1)

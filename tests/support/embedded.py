@@ -30,11 +30,28 @@ def free_port_offset() -> int:
     # Below the kernel's ephemeral range: every outgoing connection on the machine (browsers,
     # clients, other tests) takes a port from it, and could take one of ours between the
     # probe and `up` binding it.
-    first_ephemeral = _first_ephemeral_port()
+    lowest, highest = _offset_band(_first_ephemeral_port())
     while True:
-        offset = random.randint(10_000, first_ephemeral - max(PORTS.values()) - 1)
+        offset = random.randint(lowest, highest)
         if all(_bindable(port + offset) for port in PORTS.values()):
             return offset
+
+
+def _offset_band(first_ephemeral: int) -> tuple[int, int]:
+    """The offsets this test worker may use. Two workers that probe at once could both find
+    the same ports free before either `up` binds them; each worker draws from its own band,
+    so the ports of two plans never overlap."""
+    low, high = 10_000, first_ephemeral - max(PORTS.values()) - 1
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or not worker[2:].isdigit() or workers < 2:
+        return low, high
+    width = (high - low + 1) // workers
+    span = max(PORTS.values()) - min(PORTS.values())
+    if width <= span:
+        return low, high  # too many workers for disjoint bands: probing alone, as before
+    start = low + int(worker[2:]) % workers * width
+    return start, start + width - span - 1
 
 
 def _first_ephemeral_port() -> int:
