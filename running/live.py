@@ -59,10 +59,11 @@ from running.live_groups import (
 from running.live_nearby import LiveNearby
 from running.live_points import ActiveRuns, LivePoints, control
 from running.live_races import LiveRaces
+from running.live_run import LiveRun
 from running.outings import OutingService
 from running.privacy import hides
 from running.races import RaceService
-from running.runs import LiveRun, RunService
+from running.runs import RunService
 from running.settings import RunningSettings
 from running.track import GpsPoint
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from running.hub import Hub
 from running.live_groups import BadFrame, NearbyFeed, dumps
+from running.live_run import LiveRun
 from running.nearby import MAX_RADIUS_M, coarsen
-from running.runs import LiveRun
 
 NEARBY_TOPIC = "nearby"
 NEARBY_EVERY_S = 5.0  # an opted-in runner's coarse position is shared this often

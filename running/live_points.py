@@ -16,8 +16,8 @@ from running.hub import Hub
 from running.live_groups import BadFrame, validation_reason
 from running.live_nearby import LiveNearby
 from running.live_races import LiveRaces
+from running.live_run import LiveRun
 from running.privacy import hides
-from running.runs import LiveRun
 from running.track import Accepted, parse_point
 
 

@@ -10,9 +10,10 @@ from websockets.asyncio.server import ServerConnection
 
 from running.hub import Hub
 from running.live_groups import RaceBoard, dumps
+from running.live_run import LiveRun
 from running.privacy import hides
 from running.races import RaceService
-from running.runs import LiveRun, RunService
+from running.runs import RunService
 from running.track import LiveTrack
 
 

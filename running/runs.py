@@ -10,7 +10,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -26,8 +25,8 @@ from contracts import RunFinished, RunStarted
 from running import analysis
 from running.errors import Conflict, Forbidden, NotFound
 from running.friends import friends_of, is_friend
+from running.live_run import LiveRun
 from running.models import RaceEntry, Run, RunChunk, ShareLink
-from running.nearby import PrivacyZone
 from running.privacy import Zones, privacy_zones, shown_points, shown_positions
 from running.profiles import display_name, heart_rates, nearby_privacy
 from running.races import RaceInfo, enter_race, race_of_run
@@ -120,56 +119,6 @@ async def stored_points(session: AsyncSession, *, run_id: uuid.UUID) -> list[Gps
         if not unique or point.t - unique[-1].t >= DUPLICATE_S:
             unique.append(point)
     return unique
-
-
-@dataclass
-class LiveRun:
-    """A run being streamed to this replica."""
-
-    run_id: uuid.UUID
-    user_id: uuid.UUID
-    track: LiveTrack
-    race: RaceInfo | None = None
-    pending: list[GpsPoint] = field(default_factory=list)
-    race_finished: bool = False
-    touched: float = field(default_factory=time.monotonic)
-    laps: list[dict[str, float]] = field(default_factory=list)
-    name: str = ""  # shown on race boards
-    workout: WorkoutTracker | None = None
-    cues: list[dict[str, Any]] = field(default_factory=list)  # for the runner, after this frame
-    nearby: tuple[PrivacyZone, ...] | None = None  # privacy zones when opted in to runners nearby
-    nearby_sent: float = 0.0
-    zones: Zones = ()  # the runner's privacy zones: what others see never comes from inside
-    # Acknowledgements (ADR 0048): the phone sends points in device-time order and keeps
-    # each until it is acknowledged. ``heard_t`` is the newest device time this socket has
-    # processed (accepted or refused for good), ``stored_t`` the newest whose outcome is in
-    # the database, ``acked_t`` the newest told to the phone.
-    heard_t: float = 0.0
-    stored_t: float = 0.0
-    acked_t: float = 0.0
-    # The constant head of every position this run sends its watchers (see live_points.position_frame).
-    frame_head: str = field(init=False, repr=False, default="")
-    topic: str = field(init=False, repr=False, default="")  # its watchers' topic on the hub
-
-    def __post_init__(self) -> None:
-        self.topic = f"run.{self.run_id}"
-        self.frame_head = f'{{"type":"position","run_id":"{self.run_id}","user_id":"{self.user_id}",'
-
-    def lap(self, at: float) -> dict[str, float]:
-        """The runner pressed the lap button: the lap since the previous one (or the start)."""
-        previous = self.laps[-1] if self.laps else {"distance_m": 0.0, "moving_s": 0.0}
-        distance, moving = round(self.track.distance_m, 1), round(self.track.moving_s, 1)
-        lap = {
-            "n": len(self.laps) + 1,
-            "t": at,
-            "distance_m": distance,
-            "moving_s": moving,
-            "lap_distance_m": round(distance - previous["distance_m"], 1),
-            "lap_moving_s": round(moving - previous["moving_s"], 1),
-        }
-        self.laps.append(lap)
-        self.touched = float("-inf")  # stored at the next flush even without new points
-        return lap
 
 
 class RunService:
@@ -304,8 +253,24 @@ class RunService:
         if not batches:
             return 0
         heard = [run.heard_t for run, _ in batches]  # what this write makes durable
+        started = [run.write_started() for run, _ in batches]
         for run, _ in batches:
             run.pending, run.touched = [], clock
+        try:
+            await self._write_points(batches)
+        except BaseException:
+            # Kept for the next flush, a cancelled one (a replica stopping mid-write) too:
+            # the final flush at shutdown stores them. A write cancelled during its commit
+            # may have landed as well; a point stored twice is read once (stored_points).
+            for run, points in batches:
+                run.pending = points + run.pending
+                run.write_failed()
+            raise
+        for (run, _), newest, began in zip(batches, heard, started, strict=True):
+            run.write_committed(started=began, heard=newest)
+        return sum(len(points) for _, points in batches)
+
+    async def _write_points(self, batches: list[tuple[LiveRun, list[GpsPoint]]]) -> None:
         now = utc_now()
         chunks = [
             {"run_id": run.run_id, "first_t": points[0].t, "points": [point_row(p) for p in points], "created_at": now}
@@ -331,31 +296,20 @@ class RunService:
             for run, _ in batches
             if run.race is not None
         ]
-        try:
-            # Executemany statements: a call of two hundred runs is three round trips. Core
-            # statements on the tables, not the ORM's bulk paths: the same SQL, without the
-            # ORM's per-row bookkeeping (a flush of every live run every five seconds).
-            async with self._kernel.db.sessions() as session, session.begin():
-                if session.get_bind().dialect.name == "postgresql":
-                    if chunks:
-                        await session.execute(_INSERT_CHUNKS_ARRAYS, _chunk_arrays(chunks, now))
-                    await session.execute(_UPDATE_PROGRESS_ARRAYS, _as_arrays(progress, now))
-                else:
-                    if chunks:
-                        await session.execute(_INSERT_CHUNKS, chunks)
-                    await session.execute(_UPDATE_PROGRESS, progress)
-                if racing:
-                    await session.execute(_UPDATE_RACE_DISTANCE, racing)
-        except BaseException:
-            # Kept for the next flush, a cancelled one (a replica stopping mid-write) too:
-            # the final flush at shutdown stores them. A write cancelled during its commit
-            # may have landed as well; a point stored twice is read once (stored_points).
-            for run, points in batches:
-                run.pending = points + run.pending
-            raise
-        for (run, _), newest in zip(batches, heard, strict=True):
-            run.stored_t = max(run.stored_t, newest)
-        return sum(len(points) for _, points in batches)
+        # Executemany statements: a call of two hundred runs is three round trips. Core
+        # statements on the tables, not the ORM's bulk paths: the same SQL, without the
+        # ORM's per-row bookkeeping (a flush of every live run every five seconds).
+        async with self._kernel.db.sessions() as session, session.begin():
+            if session.get_bind().dialect.name == "postgresql":
+                if chunks:
+                    await session.execute(_INSERT_CHUNKS_ARRAYS, _chunk_arrays(chunks, now))
+                await session.execute(_UPDATE_PROGRESS_ARRAYS, _as_arrays(progress, now))
+            else:
+                if chunks:
+                    await session.execute(_INSERT_CHUNKS, chunks)
+                await session.execute(_UPDATE_PROGRESS, progress)
+            if racing:
+                await session.execute(_UPDATE_RACE_DISTANCE, racing)
 
     async def finish_run(self, *, live: LiveRun) -> Run:
         live.touched = float("-inf")  # written even without new points: the refusals are

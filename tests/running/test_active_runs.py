@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from running.live_points import ActiveRuns
-from running.runs import LiveRun
+from running.live_run import LiveRun
 from running.track import LiveTrack
 
 

@@ -8,13 +8,17 @@ import asyncio
 import json
 import uuid
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from common.migrations import upgrade
 from running.app import create_app
 from running.live import FLUSH_SLICE_RUNS
+from running.live_run import LiveRun
 from running.models import Run, RunChunk
-from running.track import GpsPoint
+from running.track import GpsPoint, LiveTrack
 from tests.running.conftest import Running, member, receive, running_settings, track_points
 from tests.support import tokens
 from tests.support.apps import asgi_client
@@ -188,3 +192,86 @@ async def test_a_flush_of_more_runs_than_a_slice_stores_and_acknowledges_every_o
                 .group_by(RunChunk.created_at)
             )  # fmt: skip
             assert sorted(count for (count,) in per_write) == [1, FLUSH_SLICE_RUNS, FLUSH_SLICE_RUNS]
+
+
+def held_run(points: list[GpsPoint]) -> LiveRun:
+    live = LiveRun(run_id=uuid.uuid4(), user_id=uuid.uuid4(), track=LiveTrack(started_at=points[0].t))
+    live.pending, live.heard_t = list(points), points[-1].t
+    return live
+
+
+def test_a_write_beside_an_earlier_one_makes_nothing_durable_until_that_one_has_committed() -> None:
+    points = [GpsPoint.model_validate(p) for p in track_points(seconds=10)]
+    live = held_run(points)
+    first = live.write_started()  # a reconnect's save takes the points
+    second = live.write_started()  # a flush with nothing new, the same heard_t
+    live.write_committed(started=second, heard=points[-1].t)
+    assert live.stored_t == 0.0  # the points are in the first write, not yet stored
+    live.write_committed(started=first, heard=points[-1].t)
+    assert live.stored_t == points[-1].t
+
+
+def test_a_failed_write_voids_what_a_write_beside_it_claimed() -> None:
+    points = [GpsPoint.model_validate(p) for p in track_points(seconds=10)]
+    live = held_run(points)
+    live.write_started()
+    second = live.write_started()
+    live.write_committed(started=second, heard=points[-1].t)
+    live.write_failed()  # its points are back in pending
+    assert live.stored_t == 0.0
+    # The other order: the failure first, the claim of a write under way beside it after.
+    third = live.write_started()
+    live.write_started()
+    live.write_failed()
+    live.write_committed(started=third, heard=points[-1].t)
+    assert live.stored_t == 0.0
+    # A write that begins after a failure takes the returned points: its claim stands.
+    live.write_committed(started=live.write_started(), heard=points[-1].t)
+    assert live.stored_t == points[-1].t
+
+
+async def test_a_runner_is_not_told_points_are_stored_while_a_failed_write_held_them(tmp_path, postgres):
+    # A reconnect's save holds the points; a flush beside it has nothing new and commits.
+    # The first write then fails: its points go back to pending, and nothing may tell the
+    # phone they are stored (it would forget them).
+    database = postgres.create("running")
+    upgrade("running", database)
+    settings = running_settings(tmp_path, database_urls={"running": database}, running_flush_interval_s=60)
+    app = create_app(settings, keys=tokens.key_cache())
+    points = [GpsPoint.model_validate(p) for p in track_points(seconds=10)]
+    outside = create_async_engine(database)
+    async with asgi_client(app), outside.connect() as locker, outside.connect() as watcher:
+        runs = app.state.runs
+        live, _ = await runs.start_run(user=member().user_id)
+        live.pending, live.heard_t = list(points), points[-1].t
+        await locker.execute(text("SELECT 1 FROM runs WHERE run_id = :id FOR UPDATE"), {"id": live.run_id})
+
+        async def waiting_on_the_lock(count: int) -> list[int]:
+            while True:
+                rows = await watcher.execute(
+                    text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                         " AND wait_event_type = 'Lock' ORDER BY xact_start")
+                )  # fmt: skip
+                pids = [pid for (pid,) in rows]
+                await watcher.rollback()  # a transaction keeps reading one snapshot of the activity
+                if len(pids) >= count:
+                    return pids
+                await asyncio.sleep(0.02)
+
+        holding = asyncio.create_task(runs.save_points(runs=[live]))
+        await asyncio.wait_for(waiting_on_the_lock(1), 10)
+        beside = asyncio.create_task(runs.save_points(runs=[live]))
+        first_pid = (await asyncio.wait_for(waiting_on_the_lock(2), 10))[0]
+        await watcher.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
+        with pytest.raises(DBAPIError):
+            await holding
+        await locker.rollback()
+        assert await beside == 0
+        assert live.stored_t == 0.0
+        assert [point.t for point in live.pending] == [point.t for point in points]
+        # The next flush stores them, and only then are they acknowledged.
+        assert await runs.save_points(runs=[live]) == len(points)
+        assert live.stored_t == points[-1].t
+        stored = await runs.run_points(run_id=live.run_id)
+        assert [point.t for point in stored] == [point.t for point in points]
+    await outside.dispose()
