@@ -28,11 +28,17 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    any_,
+    delete,
     event,
+    func,
+    literal_column,
+    select,
     text,
 )
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import UserDefinedType
 
 # Constraint names are spelled out so alembic migrations are identical on every backend.
@@ -148,6 +154,10 @@ def add_kernel_tables(metadata: MetaData) -> KernelTables:
         Column("processed_at", UtcDateTime(), nullable=False),
         PrimaryKeyConstraint("event_id", "consumer"),
     )
+    # The retention sweeps find old rows by age: without these, each sweep read the whole
+    # table (docs/adr/0062).
+    Index("ix_outbox_published_at", outbox.c.published_at)
+    Index("ix_processed_events_processed_at", processed.c.processed_at)
     return KernelTables(outbox=outbox, processed_events=processed)
 
 
@@ -189,6 +199,25 @@ class Database:
         """A session inside one transaction: committed on success, rolled back on error."""
         async with self.sessions() as session, session.begin():
             yield session
+
+    async def delete_in_batches(self, table: Table, condition: ColumnElement[bool], *, batch_rows: int) -> int:
+        """Delete ``table``'s rows that match ``condition``, ``batch_rows`` at a time, each
+        batch its own short transaction: a sweep of millions of rows never holds their locks
+        (or a replica's connection) for long. Returns how many rows went."""
+        # By physical row id: a key IN (subquery) made PostgreSQL's planner hash-join against
+        # a scan of the whole table for every batch when many rows were due (a first sweep).
+        row: ColumnElement[Any] = literal_column("rowid" if self.is_sqlite else "ctid")
+        due = select(row).select_from(table).where(condition).limit(batch_rows)
+        chosen: ColumnElement[bool] = row.in_(due) if self.is_sqlite else row == any_(func.array(due.scalar_subquery()))
+        statement = delete(table).where(condition, chosen)
+        deleted = 0
+        while True:
+            async with self.transaction() as session:
+                result = await session.execute(statement)
+            count = int(getattr(result, "rowcount", 0) or 0)
+            deleted += count
+            if count < batch_rows:
+                return deleted
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,21 @@ from common.collector import settle_garbage_collector
 from common.db import Database, KernelTables, kernel_tables_of
 from common.events.bus import EventBus, Subscriptions
 from common.events.envelope import Event, EventCatalog
-from common.events.inbox import bind_idempotent
+from common.events.inbox import bind_idempotent, sweep_processed_events
 from common.events.inprocess import InProcessBus
 from common.events.outbox import OutboxRelay, UnitOfWork
 from common.events.revocations import TokensRevoked
 from common.observability import Metrics
+from common.periodic import Periodic
 from common.security import JwksCache, TokenVerifier
 from common.settings import PlatformSettings
 
 log = logging.getLogger(__name__)
+
+# How often a consuming service forgets consumed events past the inbox's retention: an
+# index probe when nothing is due, and often enough that a service restarted every hour
+# still sweeps.
+INBOX_SWEEP_INTERVAL_S = 600.0
 
 
 def make_bus(
@@ -150,6 +157,7 @@ class ServiceKernel:
     revocation_source: RevocationSource | None = None
     revocation_retry_s: float = 2.0
     relay: OutboxRelay | None = field(default=None, init=False)
+    _inbox_sweep: Periodic | None = field(default=None, init=False)
     _started: bool = field(default=False, init=False)
     _catch_up: asyncio.Task[None] | None = field(default=None, init=False)
 
@@ -189,6 +197,8 @@ class ServiceKernel:
             await self.bus.subscribe(
                 bind_idempotent(self.subscriptions, database, tables, self.metrics, on_commit=relay.wake)
             )
+            self._inbox_sweep = Periodic(f"{self.name}-inbox-sweep", INBOX_SWEEP_INTERVAL_S, self.sweep_inbox)
+            await self._inbox_sweep.start()
         if self.bus is not None:
             # Follow the bus first, then read what is already in force: a revocation
             # published in between is seen twice (harmless), never missed.
@@ -200,6 +210,19 @@ class ServiceKernel:
         settle_garbage_collector()
         self._started = True
         log.info("service started", extra={"service": self.name})
+
+    async def sweep_inbox(self) -> int:
+        """Forget consumed events older than the inbox's retention; how many ids went."""
+        if self.database is None or self.tables is None:
+            return 0
+        swept = await sweep_processed_events(
+            database=self.database,
+            tables=self.tables,
+            retention=timedelta(days=self.settings.inbox_retention_days),
+        )
+        if swept:
+            log.info("inbox swept", extra={"service": self.name, "count": swept})
+        return swept
 
     async def _on_tokens_revoked(self, event: Event) -> None:
         if isinstance(event, TokensRevoked):
@@ -245,6 +268,9 @@ class ServiceKernel:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._catch_up
             self._catch_up = None
+        if self._inbox_sweep is not None:
+            await self._inbox_sweep.stop()
+            self._inbox_sweep = None
         if self.bus is not None and self.subscriptions is not None and self.subscriptions.items:
             await self.bus.stop_consuming(self.name)
         if self.relay is not None:

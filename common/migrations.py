@@ -96,6 +96,18 @@ def create_kernel_tables() -> None:
     )
 
 
+def create_kernel_age_indexes() -> None:
+    """Indexes by age on the outbox and the inbox, for their retention sweeps; a later
+    migration of each service calls it (its first created the tables without them)."""
+    op.create_index("ix_outbox_published_at", "outbox", ["published_at"], unique=False)
+    op.create_index("ix_processed_events_processed_at", "processed_events", ["processed_at"], unique=False)
+
+
+def drop_kernel_age_indexes() -> None:
+    op.drop_index("ix_processed_events_processed_at", table_name="processed_events")
+    op.drop_index("ix_outbox_published_at", table_name="outbox")
+
+
 def drop_kernel_tables() -> None:
     from alembic import op
 

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 class Periodic:
-    def __init__(self, name: str, interval_s: float, action: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, name: str, interval_s: float, action: Callable[[], Awaitable[object]]) -> None:
         self._name = name
         self._interval_s = interval_s
         self._action = action

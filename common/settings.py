@@ -175,6 +175,16 @@ class PlatformSettings(BaseSettings):
             "the relay at once. Rows another process wrote wait at most this long."
         ),
     )
+    inbox_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description=(
+            "Days a consumed event's id is kept to recognise a redelivery of it. A parked "
+            "message replayed later than this could apply an event a second time, if an "
+            "earlier copy of it was applied."
+        ),
+    )
 
     # A per-service URL wins; otherwise the template (``{service}`` is replaced);
     # otherwise an SQLite file under data_dir (embedded mode).

@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
+from datetime import timedelta
 from typing import Any
 
 from opentelemetry.trace import Span
@@ -173,6 +174,17 @@ def _build_claim_statement(processed: Table) -> Any:
         .on_conflict_do_nothing()
         .returning(processed.c.event_id)
     )
+
+
+async def sweep_processed_events(
+    *, database: Database, tables: KernelTables, retention: timedelta, batch_rows: int = 5_000
+) -> int:
+    """Forget consumed events older than ``retention``: redeliveries come within minutes
+    (a relay restarted between confirm and mark, an ack lost with its connection), so the
+    inbox need not grow for ever. Returns how many ids went."""
+    processed = tables.processed_events
+    cutoff = utc_now() - retention
+    return await database.delete_in_batches(processed, processed.c.processed_at < cutoff, batch_rows=batch_rows)
 
 
 def bind_idempotent(

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 BACKLOG_MEASURE_INTERVAL_S = 15.0
 # Relay rounds in flight at once (see OutboxRelay._relay_rounds).
 PIPELINED_ROUNDS = 2
+# Published rows the retention sweep deletes per transaction.
+SWEEP_BATCH_ROWS = 5_000
 
 
 class UnitOfWork:
@@ -408,10 +410,9 @@ class OutboxRelay:
 
     async def _sweep(self) -> None:
         try:
-            async with self._database.transaction() as session:
-                await session.execute(
-                    delete(self._outbox).where(self._outbox.c.published_at < utc_now() - self._retention)
-                )
+            await self._database.delete_in_batches(
+                self._outbox, self._outbox.c.published_at < utc_now() - self._retention, batch_rows=SWEEP_BATCH_ROWS
+            )
         except Exception:
             log.warning("outbox sweep failed", exc_info=True, extra={"service": self._service})
 

@@ -1,0 +1,21 @@
+"""indexes by age on the outbox and the processed-event inbox (their retention sweeps)
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-01 23:00:00.000000
+"""
+
+from common.migrations import create_kernel_age_indexes, drop_kernel_age_indexes
+
+revision = "0013"
+down_revision = "0012"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    create_kernel_age_indexes()
+
+
+def downgrade() -> None:
+    drop_kernel_age_indexes()
