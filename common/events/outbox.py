@@ -210,6 +210,7 @@ class OutboxRelay:
         # SQLite has no SKIP LOCKED: two rounds there would claim the same rows.
         self._pipelined = 1 if database.is_sqlite else PIPELINED_ROUNDS
         self._task: asyncio.Task[None] | None = None
+        self._sweeping: asyncio.Task[None] | None = None
         self._stopping = False
 
     def wake(self) -> None:
@@ -242,9 +243,11 @@ class OutboxRelay:
         try:
             await self._relay_rounds(rounds)
         finally:
-            for pending in rounds:
+            unfinished = [*rounds, *([self._sweeping] if self._sweeping is not None else [])]
+            for pending in unfinished:
                 pending.cancel()
-            await asyncio.gather(*rounds, return_exceptions=True)
+            await asyncio.gather(*unfinished, return_exceptions=True)
+            self._sweeping = None
 
     async def _relay_rounds(self, rounds: list[asyncio.Task[int]]) -> None:
         """Rounds of claim → publish → confirm → mark. While one round waits for its
@@ -298,9 +301,11 @@ class OutboxRelay:
                 continue
             if self._stopping:
                 return
-            if loop.time() >= sweep_due:
+            if loop.time() >= sweep_due and (self._sweeping is None or self._sweeping.done()):
                 sweep_due = loop.time() + 300
-                await self._sweep()
+                # Beside the rounds, not between them: a sweep of five minutes' published
+                # rows is tens of batches, and events committed meanwhile must not wait.
+                self._sweeping = asyncio.create_task(self._sweep(), name=f"outbox-sweep:{self._service}")
             # This process's own commits wake the relay; a poll only finds rows that another
             # process wrote (a command-line tool, a replica that died before publishing).
             # Polls that keep finding nothing back off: on an idle replica a poll every
