@@ -156,7 +156,12 @@ def add_kernel_tables(metadata: MetaData) -> KernelTables:
     )
     # The retention sweeps find old rows by age: without these, each sweep read the whole
     # table (docs/adr/0062).
-    Index("ix_outbox_published_at", outbox.c.published_at)
+    Index(
+        "ix_outbox_published_at",
+        outbox.c.published_at,
+        postgresql_where=outbox.c.published_at.isnot(None),
+        sqlite_where=outbox.c.published_at.isnot(None),
+    )
     Index("ix_processed_events_processed_at", processed.c.processed_at)
     return KernelTables(outbox=outbox, processed_events=processed)
 
@@ -171,6 +176,11 @@ def sync_url(url: str | URL) -> URL:
     if parsed.drivername == "sqlite+aiosqlite":
         return parsed.set(drivername="sqlite")
     return parsed
+
+
+# A retention sweep's batch, and the most batches of one sweep (see Database.delete_in_batches).
+SWEEP_BATCH_ROWS = 5_000
+SWEEP_MAX_BATCHES = 100
 
 
 class Database:
@@ -200,10 +210,19 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
-    async def delete_in_batches(self, table: Table, condition: ColumnElement[bool], *, batch_rows: int) -> int:
+    async def delete_in_batches(
+        self,
+        *,
+        table: Table,
+        condition: ColumnElement[bool],
+        batch_rows: int = SWEEP_BATCH_ROWS,
+        max_batches: int = SWEEP_MAX_BATCHES,
+    ) -> int:
         """Delete ``table``'s rows that match ``condition``, ``batch_rows`` at a time, each
         batch its own short transaction: a sweep of millions of rows never holds their locks
-        (or a replica's connection) for long. Returns how many rows went."""
+        (or a replica's connection) for long. At most ``max_batches`` per call: a first
+        sweep of a table that grew for months is spread over the next calls instead of a
+        burst of transactions (and write-ahead log). Returns how many rows went."""
         # By physical row id: a key IN (subquery) made PostgreSQL's planner hash-join against
         # a scan of the whole table for every batch when many rows were due (a first sweep).
         row: ColumnElement[Any] = literal_column("rowid" if self.is_sqlite else "ctid")
@@ -211,13 +230,14 @@ class Database:
         chosen: ColumnElement[bool] = row.in_(due) if self.is_sqlite else row == any_(func.array(due.scalar_subquery()))
         statement = delete(table).where(condition, chosen)
         deleted = 0
-        while True:
+        for _ in range(max_batches):
             async with self.transaction() as session:
                 result = await session.execute(statement)
             count = int(getattr(result, "rowcount", 0) or 0)
             deleted += count
             if count < batch_rows:
-                return deleted
+                break
+        return deleted
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:

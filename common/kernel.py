@@ -35,9 +35,10 @@ from common.settings import PlatformSettings
 log = logging.getLogger(__name__)
 
 # How often a consuming service forgets consumed events past the inbox's retention: an
-# index probe when nothing is due, and often enough that a service restarted every hour
-# still sweeps.
+# index probe when nothing is due.
 INBOX_SWEEP_INTERVAL_S = 600.0
+# The first a minute after start (not during it): a service restarted often still sweeps.
+INBOX_FIRST_SWEEP_S = 60.0
 
 
 def make_bus(
@@ -197,7 +198,9 @@ class ServiceKernel:
             await self.bus.subscribe(
                 bind_idempotent(self.subscriptions, database, tables, self.metrics, on_commit=relay.wake)
             )
-            self._inbox_sweep = Periodic(f"{self.name}-inbox-sweep", INBOX_SWEEP_INTERVAL_S, self.sweep_inbox)
+            self._inbox_sweep = Periodic(
+                f"{self.name}-inbox-sweep", INBOX_SWEEP_INTERVAL_S, self.sweep_inbox, first_after_s=INBOX_FIRST_SWEEP_S
+            )
             await self._inbox_sweep.start()
         if self.bus is not None:
             # Follow the bus first, then read what is already in force: a revocation
@@ -220,6 +223,7 @@ class ServiceKernel:
             tables=self.tables,
             retention=timedelta(days=self.settings.inbox_retention_days),
         )
+        self.metrics.retention_swept.labels(self.name, "processed_events").inc(swept)
         if swept:
             log.info("inbox swept", extra={"service": self.name, "count": swept})
         return swept

@@ -96,16 +96,47 @@ def create_kernel_tables() -> None:
     )
 
 
+_AGE_INDEXES = (
+    ("ix_outbox_published_at", "outbox", "published_at", "published_at IS NOT NULL"),
+    ("ix_processed_events_processed_at", "processed_events", "processed_at", None),
+)
+
+
 def create_kernel_age_indexes() -> None:
     """Indexes by age on the outbox and the inbox, for their retention sweeps; a later
-    migration of each service calls it (its first created the tables without them)."""
-    op.create_index("ix_outbox_published_at", "outbox", ["published_at"], unique=False)
-    op.create_index("ix_processed_events_processed_at", "processed_events", ["processed_at"], unique=False)
+    migration of each service calls it (its first created the tables without them).
+
+    On PostgreSQL they are built CONCURRENTLY, outside the migration's transaction: a plain
+    build locks out writes, and an inbox that was never swept can take minutes to index
+    while every consumer waits. A concurrent build that failed leaves an invalid index of
+    the same name, so it is dropped first."""
+    import sqlalchemy as sa
+
+    if op.get_bind().dialect.name != "postgresql":
+        for name, table, column, where in _AGE_INDEXES:
+            op.create_index(name, table, [column], unique=False, sqlite_where=sa.text(where) if where else None)
+        return
+    with op.get_context().autocommit_block():
+        for name, table, column, where in _AGE_INDEXES:
+            op.drop_index(name, table_name=table, postgresql_concurrently=True, if_exists=True)
+            op.create_index(
+                name,
+                table,
+                [column],
+                unique=False,
+                postgresql_concurrently=True,
+                postgresql_where=sa.text(where) if where else None,
+            )
 
 
 def drop_kernel_age_indexes() -> None:
-    op.drop_index("ix_processed_events_processed_at", table_name="processed_events")
-    op.drop_index("ix_outbox_published_at", table_name="outbox")
+    concurrently = op.get_bind().dialect.name == "postgresql"
+    for name, table, _, _ in _AGE_INDEXES:
+        if concurrently:
+            with op.get_context().autocommit_block():
+                op.drop_index(name, table_name=table, postgresql_concurrently=True, if_exists=True)
+        else:
+            op.drop_index(name, table_name=table)
 
 
 def drop_kernel_tables() -> None:

@@ -91,6 +91,12 @@ class Metrics:
             ["service"],
             registry=r,
         )
+        self.retention_swept = Counter(
+            "smartgym_retention_swept_rows",
+            "Rows deleted by the kernel's retention sweeps (published outbox rows, consumed event ids).",
+            ["service", "table"],
+            registry=r,
+        )
         self.breaker_state = Gauge(
             "smartgym_circuit_breaker_state",
             "0 closed, 1 half-open, 2 open.",

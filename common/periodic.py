@@ -13,9 +13,17 @@ log = logging.getLogger(__name__)
 
 
 class Periodic:
-    def __init__(self, name: str, interval_s: float, action: Callable[[], Awaitable[object]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        interval_s: float,
+        action: Callable[[], Awaitable[object]],
+        *,
+        first_after_s: float | None = None,
+    ) -> None:
         self._name = name
         self._interval_s = interval_s
+        self._first_after_s = interval_s if first_after_s is None else first_after_s
         self._action = action
         self._task: asyncio.Task[None] | None = None
 
@@ -30,8 +38,10 @@ class Periodic:
             self._task = None
 
     async def _run(self) -> None:
+        delay = self._first_after_s
         while True:
-            await asyncio.sleep(self._interval_s)
+            await asyncio.sleep(delay)
+            delay = self._interval_s
             try:
                 await self._action()
             except Exception:

@@ -54,6 +54,10 @@ class LiveRun:
         self.topic = f"run.{self.run_id}"
         self.frame_head = f'{{"type":"position","run_id":"{self.run_id}","user_id":"{self.user_id}",'
 
+    @property
+    def writes_under_way(self) -> int:
+        return self._writes_under_way
+
     def write_started(self) -> int:
         """A write of this run's points begins; pass what it returns to ``write_committed``."""
         self._writes_under_way += 1

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common import tracing
 from common.context import bind_correlation_id, reset_correlation_id
-from common.db import BinaryArray, Database, KernelTables
+from common.db import SWEEP_BATCH_ROWS, SWEEP_MAX_BATCHES, BinaryArray, Database, KernelTables
 from common.events.bus import Subscriptions
 from common.events.envelope import Event, utc_now
 from common.events.outbox import UnitOfWork
@@ -177,14 +177,23 @@ def _build_claim_statement(processed: Table) -> Any:
 
 
 async def sweep_processed_events(
-    *, database: Database, tables: KernelTables, retention: timedelta, batch_rows: int = 5_000
+    *,
+    database: Database,
+    tables: KernelTables,
+    retention: timedelta,
+    batch_rows: int = SWEEP_BATCH_ROWS,
+    max_batches: int = SWEEP_MAX_BATCHES,
 ) -> int:
     """Forget consumed events older than ``retention``: redeliveries come within minutes
     (a relay restarted between confirm and mark, an ack lost with its connection), so the
     inbox need not grow for ever. Returns how many ids went."""
     processed = tables.processed_events
-    cutoff = utc_now() - retention
-    return await database.delete_in_batches(processed, processed.c.processed_at < cutoff, batch_rows=batch_rows)
+    return await database.delete_in_batches(
+        table=processed,
+        condition=processed.c.processed_at < utc_now() - retention,
+        batch_rows=batch_rows,
+        max_batches=max_batches,
+    )
 
 
 def bind_idempotent(

@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 BACKLOG_MEASURE_INTERVAL_S = 15.0
 # Relay rounds in flight at once (see OutboxRelay._relay_rounds).
 PIPELINED_ROUNDS = 2
-# Published rows the retention sweep deletes per transaction.
-SWEEP_BATCH_ROWS = 5_000
 
 
 class UnitOfWork:
@@ -415,9 +413,10 @@ class OutboxRelay:
 
     async def _sweep(self) -> None:
         try:
-            await self._database.delete_in_batches(
-                self._outbox, self._outbox.c.published_at < utc_now() - self._retention, batch_rows=SWEEP_BATCH_ROWS
+            swept = await self._database.delete_in_batches(
+                table=self._outbox, condition=self._outbox.c.published_at < utc_now() - self._retention
             )
+            self._metrics.retention_swept.labels(self._service, "outbox").inc(swept)
         except Exception:
             log.warning("outbox sweep failed", exc_info=True, extra={"service": self._service})
 

@@ -212,9 +212,15 @@ class RabbitMQBus:
             raise PublishError("bus not started")
         started = time.perf_counter()
         try:
-            channel = await self._publish_channel.get_underlay_channel()
+            # A robust channel waits here for its connection to be back: bounded, so that a
+            # relay whose channel never comes back logs failures and retries, instead of
+            # waiting without a word.
+            async with asyncio.timeout(self._confirm_timeout_s):
+                channel = await self._publish_channel.get_underlay_channel()
         except aiormq.exceptions.ChannelInvalidStateError as exc:
             raise PublishError(f"publish channel unavailable: {exc}") from exc
+        except TimeoutError as exc:
+            raise PublishError(f"publish channel not back within {self._confirm_timeout_s}s") from exc
         if not isinstance(channel, aiormq.Channel):
             raise PublishError(f"unexpected channel type {type(channel).__name__}")
         try:

@@ -85,6 +85,33 @@ async def test_a_reconnect_before_the_old_socket_closes_keeps_what_it_took_in(op
         assert len(stored) >= len(points) - 5
 
 
+async def test_a_reconnect_beside_a_flush_still_under_way_resumes_from_what_is_durable(open_running):
+    # The old socket's last flush is still writing (or is about to fail and put its points
+    # back) when the phone reconnects and the reconnect's own save commits newer points: the
+    # phone must not be told those older points are stored.
+    async with open_running(running_flush_interval_s=60) as running:
+        runner = member()
+        points = track_points(seconds=60)
+        async with running.socket("/ws/runs", runner) as first:
+            run_id = (await receive(first, "started"))["run_id"]
+            await first.send(json.dumps({"type": "points", "points": points[:10]}))
+            await receive(first, "stats")
+            held = running.app.state.live.active[uuid.UUID(run_id)]
+            await running.app.state.runs.save_points(runs=[held])
+            durable = held.stored_t
+            assert durable == points[9]["t"]
+            await first.send(json.dumps({"type": "points", "points": points[10:30]}))
+            while held.heard_t < points[29]["t"]:
+                await receive(first, "stats")
+            held.write_started()  # a flush that took points[10:20] and is still writing
+            held.pending = held.pending[10:]  # ... so the reconnect's save only has the rest
+            async with running.socket(f"/ws/runs?run_id={run_id}", runner) as second:
+                resumed = await receive(second, "started")
+                assert resumed["stored_t"] == durable
+            held.write_failed()
+            assert held.stored_t == durable
+
+
 async def test_duplicate_rows_from_two_replicas_read_as_one_track(running):
     # Two replicas that each stored a resent point: the chunks overlap, the track does not.
     import uuid
@@ -240,38 +267,46 @@ async def test_a_runner_is_not_told_points_are_stored_while_a_failed_write_held_
     app = create_app(settings, keys=tokens.key_cache())
     points = [GpsPoint.model_validate(p) for p in track_points(seconds=10)]
     outside = create_async_engine(database)
-    async with asgi_client(app), outside.connect() as locker, outside.connect() as watcher:
-        runs = app.state.runs
-        live, _ = await runs.start_run(user=member().user_id)
-        live.pending, live.heard_t = list(points), points[-1].t
-        await locker.execute(text("SELECT 1 FROM runs WHERE run_id = :id FOR UPDATE"), {"id": live.run_id})
+    tasks: list[asyncio.Task[int]] = []
+    try:
+        async with asgi_client(app), outside.connect() as locker, outside.connect() as watcher:
+            runs = app.state.runs
+            live, _ = await runs.start_run(user=member().user_id)
+            live.pending, live.heard_t = list(points), points[-1].t
+            await locker.execute(text("SELECT 1 FROM runs WHERE run_id = :id FOR UPDATE"), {"id": live.run_id})
 
-        async def waiting_on_the_lock(count: int) -> list[int]:
-            while True:
-                rows = await watcher.execute(
-                    text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                         " AND wait_event_type = 'Lock' ORDER BY xact_start")
-                )  # fmt: skip
-                pids = [pid for (pid,) in rows]
-                await watcher.rollback()  # a transaction keeps reading one snapshot of the activity
-                if len(pids) >= count:
-                    return pids
-                await asyncio.sleep(0.02)
+            async def waiting_on_the_lock(count: int) -> list[int]:
+                while True:
+                    rows = await watcher.execute(
+                        text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                             " AND wait_event_type = 'Lock' ORDER BY xact_start")
+                    )  # fmt: skip
+                    pids = [pid for (pid,) in rows]
+                    await watcher.rollback()  # a transaction keeps reading one snapshot of the activity
+                    if len(pids) >= count:
+                        return pids
+                    await asyncio.sleep(0.02)
 
-        holding = asyncio.create_task(runs.save_points(runs=[live]))
-        await asyncio.wait_for(waiting_on_the_lock(1), 10)
-        beside = asyncio.create_task(runs.save_points(runs=[live]))
-        first_pid = (await asyncio.wait_for(waiting_on_the_lock(2), 10))[0]
-        await watcher.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
-        with pytest.raises(DBAPIError):
-            await holding
-        await locker.rollback()
-        assert await beside == 0
-        assert live.stored_t == 0.0
-        assert [point.t for point in live.pending] == [point.t for point in points]
-        # The next flush stores them, and only then are they acknowledged.
-        assert await runs.save_points(runs=[live]) == len(points)
-        assert live.stored_t == points[-1].t
-        stored = await runs.run_points(run_id=live.run_id)
-        assert [point.t for point in stored] == [point.t for point in points]
-    await outside.dispose()
+            holding = asyncio.create_task(runs.save_points(runs=[live]))
+            tasks.append(holding)
+            await asyncio.wait_for(waiting_on_the_lock(1), 10)
+            beside = asyncio.create_task(runs.save_points(runs=[live]))
+            tasks.append(beside)
+            first_pid = (await asyncio.wait_for(waiting_on_the_lock(2), 10))[0]
+            await watcher.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
+            with pytest.raises(DBAPIError):
+                await holding
+            await locker.rollback()
+            assert await beside == 0
+            assert live.stored_t == 0.0
+            assert [point.t for point in live.pending] == [point.t for point in points]
+            # The next flush stores them, and only then are they acknowledged.
+            assert await runs.save_points(runs=[live]) == len(points)
+            assert live.stored_t == points[-1].t
+            stored = await runs.run_points(run_id=live.run_id)
+            assert [point.t for point in stored] == [point.t for point in points]
+    finally:
+        for task in tasks:  # a wait that timed out leaves them blocked on the lock
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await outside.dispose()

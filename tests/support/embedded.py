@@ -44,13 +44,14 @@ def _offset_band(first_ephemeral: int) -> tuple[int, int]:
     low, high = 10_000, first_ephemeral - max(PORTS.values()) - 1
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    if not worker.startswith("gw") or not worker[2:].isdigit() or workers < 2:
+    # A worker restarted by xdist gets a number past the count; it probes the whole range.
+    if not worker.startswith("gw") or not worker[2:].isdigit() or workers < 2 or int(worker[2:]) >= workers:
         return low, high
     width = (high - low + 1) // workers
     span = max(PORTS.values()) - min(PORTS.values())
     if width <= span:
         return low, high  # too many workers for disjoint bands: probing alone, as before
-    start = low + int(worker[2:]) % workers * width
+    start = low + int(worker[2:]) * width
     return start, start + width - span - 1
 
 
