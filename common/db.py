@@ -6,7 +6,7 @@ models and migrations run on both.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -217,12 +217,15 @@ class Database:
         condition: ColumnElement[bool],
         batch_rows: int = SWEEP_BATCH_ROWS,
         max_batches: int = SWEEP_MAX_BATCHES,
+        on_deleted: Callable[[int], object] | None = None,
     ) -> int:
         """Delete ``table``'s rows that match ``condition``, ``batch_rows`` at a time, each
         batch its own short transaction: a sweep of millions of rows never holds their locks
         (or a replica's connection) for long. At most ``max_batches`` per call: a first
         sweep of a table that grew for months is spread over the next calls instead of a
-        burst of transactions (and write-ahead log). Returns how many rows went."""
+        burst of transactions (and write-ahead log). ``on_deleted`` hears each committed
+        batch's count, so a sweep that fails half-way still reports what went. Returns how
+        many rows went."""
         # By physical row id: a key IN (subquery) made PostgreSQL's planner hash-join against
         # a scan of the whole table for every batch when many rows were due (a first sweep).
         row: ColumnElement[Any] = literal_column("rowid" if self.is_sqlite else "ctid")
@@ -235,6 +238,8 @@ class Database:
                 result = await session.execute(statement)
             count = int(getattr(result, "rowcount", 0) or 0)
             deleted += count
+            if on_deleted is not None:
+                on_deleted(count)
             if count < batch_rows:
                 break
         return deleted

@@ -222,8 +222,8 @@ class ServiceKernel:
             database=self.database,
             tables=self.tables,
             retention=timedelta(days=self.settings.inbox_retention_days),
+            on_deleted=self.metrics.retention_swept.labels(self.name, "processed_events").inc,
         )
-        self.metrics.retention_swept.labels(self.name, "processed_events").inc(swept)
         if swept:
             log.info("inbox swept", extra={"service": self.name, "count": swept})
         return swept

@@ -242,12 +242,14 @@ class LiveServer:
                 # phone's acknowledgement) includes it and the phone need not resend it.
                 held.touched = float("-inf")
                 await self._runs.save_points(runs=[held])
+                if held.pending or held.writes_under_way:
+                    # A flush of the old socket's points is still writing, or failed and put
+                    # them back: the database's newest point is newer than what is durable.
+                    # Resumed now, the phone would be told older points are stored (or
+                    # resend them into a track that refuses them as too late). Until they
+                    # settle, the phone tries again, as it does when the pool is busy.
+                    raise Closed(TRY_AGAIN_LATER, "points of the old connection are still being stored; reconnect")
             live = await self._runs.resume_run(user=user, run_id=resumed)
-            if held is not None and held.user_id == user and (held.pending or held.writes_under_way):
-                # A flush of the old socket's points failed (they are pending again) or is
-                # still under way: the database's newest point is newer than what is
-                # durable, and the phone must resend from what the old socket had stored.
-                live.heard_t = live.stored_t = live.acked_t = min(live.stored_t, held.stored_t)
             if previous is not None:
                 self.active.pop(live.run_id)
                 await previous.close(1000, "resumed on another connection")

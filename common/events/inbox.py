@@ -183,6 +183,7 @@ async def sweep_processed_events(
     retention: timedelta,
     batch_rows: int = SWEEP_BATCH_ROWS,
     max_batches: int = SWEEP_MAX_BATCHES,
+    on_deleted: Callable[[int], object] | None = None,
 ) -> int:
     """Forget consumed events older than ``retention``: redeliveries come within minutes
     (a relay restarted between confirm and mark, an ack lost with its connection), so the
@@ -193,6 +194,7 @@ async def sweep_processed_events(
         condition=processed.c.processed_at < utc_now() - retention,
         batch_rows=batch_rows,
         max_batches=max_batches,
+        on_deleted=on_deleted,
     )
 
 

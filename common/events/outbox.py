@@ -413,10 +413,11 @@ class OutboxRelay:
 
     async def _sweep(self) -> None:
         try:
-            swept = await self._database.delete_in_batches(
-                table=self._outbox, condition=self._outbox.c.published_at < utc_now() - self._retention
+            await self._database.delete_in_batches(
+                table=self._outbox,
+                condition=self._outbox.c.published_at < utc_now() - self._retention,
+                on_deleted=self._metrics.retention_swept.labels(self._service, "outbox").inc,
             )
-            self._metrics.retention_swept.labels(self._service, "outbox").inc(swept)
         except Exception:
             log.warning("outbox sweep failed", exc_info=True, extra={"service": self._service})
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, func, insert, inspect, select
+from sqlalchemy import create_engine, event, func, insert, inspect, select, text
 
 from common.db import Database, KernelTables, kernel_tables_of, service_metadata
 from common.events.envelope import EventCatalog, utc_now
@@ -169,3 +169,24 @@ def test_every_services_database_finds_old_rows_by_index(tmp_path, service: str)
         engine.dispose()
     assert outbox["ix_outbox_published_at"] == ["published_at"]
     assert processed["ix_processed_events_processed_at"] == ["processed_at"]
+
+
+def test_on_postgresql_the_age_indexes_are_built_valid_and_the_outbox_one_partial(postgres) -> None:
+    url = postgres.create("monitoring")
+    upgrade("monitoring", url)  # built CONCURRENTLY, outside the migration's transaction
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT c.relname, i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+                    " JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 'ix_%_at'"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    found = {name: (valid, definition) for name, valid, definition in rows}
+    assert found["ix_processed_events_processed_at"][0] is True
+    assert found["ix_outbox_published_at"][0] is True
+    assert "WHERE (published_at IS NOT NULL)" in found["ix_outbox_published_at"][1]
+    assert "WHERE" not in found["ix_processed_events_processed_at"][1]

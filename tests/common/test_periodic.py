@@ -21,8 +21,12 @@ async def test_the_first_round_comes_after_its_own_delay_and_a_failure_does_not_
     job = Periodic("probe", 0.2, action, first_after_s=0.01)
     await job.start()
     try:
-        while len(rounds) < 2:
-            await asyncio.sleep(0.01)
+
+        async def two_rounds() -> None:
+            while len(rounds) < 2:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(two_rounds(), 5)
     finally:
         await job.stop()
     assert rounds[0] < 0.15  # long before the interval

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
+from websockets.exceptions import ConnectionClosed
 
 from common.migrations import upgrade
 from running.app import create_app
@@ -85,31 +86,38 @@ async def test_a_reconnect_before_the_old_socket_closes_keeps_what_it_took_in(op
         assert len(stored) >= len(points) - 5
 
 
-async def test_a_reconnect_beside_a_flush_still_under_way_resumes_from_what_is_durable(open_running):
+async def test_a_reconnect_beside_a_flush_still_under_way_waits_until_it_has_settled(open_running):
     # The old socket's last flush is still writing (or is about to fail and put its points
-    # back) when the phone reconnects and the reconnect's own save commits newer points: the
-    # phone must not be told those older points are stored.
+    # back) when the phone reconnects, and the reconnect's own save commits newer points.
+    # Resumed then, the phone would be told the older points are stored: it is asked to
+    # come back, and once they have settled it resumes with everything stored.
     async with open_running(running_flush_interval_s=60) as running:
         runner = member()
         points = track_points(seconds=60)
         async with running.socket("/ws/runs", runner) as first:
             run_id = (await receive(first, "started"))["run_id"]
-            await first.send(json.dumps({"type": "points", "points": points[:10]}))
-            await receive(first, "stats")
+            await first.send(json.dumps({"type": "points", "points": points[:30]}))
             held = running.app.state.live.active[uuid.UUID(run_id)]
-            await running.app.state.runs.save_points(runs=[held])
-            durable = held.stored_t
-            assert durable == points[9]["t"]
-            await first.send(json.dumps({"type": "points", "points": points[10:30]}))
             while held.heard_t < points[29]["t"]:
                 await receive(first, "stats")
-            held.write_started()  # a flush that took points[10:20] and is still writing
-            held.pending = held.pending[10:]  # ... so the reconnect's save only has the rest
+            held.write_started()  # a flush that took the first ten points and is still writing
+            taken, held.pending = held.pending[:10], held.pending[10:]
+            async with running.socket(f"/ws/runs?run_id={run_id}", runner) as second:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await receive(second, "started")
+                assert closed.value.rcvd is not None
+                assert closed.value.rcvd.code == 1013
+            assert held.stored_t < points[0]["t"]  # the reconnect's save committed, but nothing is durable
+            held.pending = taken + held.pending  # the flush failed: its points are back
+            held.write_failed()
             async with running.socket(f"/ws/runs?run_id={run_id}", runner) as second:
                 resumed = await receive(second, "started")
-                assert resumed["stored_t"] == durable
-            held.write_failed()
-            assert held.stored_t == durable
+                assert resumed["stored_t"] == points[29]["t"]
+        stored = await stored_times(running, run_id)
+        assert len(stored) == len(set(stored))
+        assert set(stored) <= {p["t"] for p in points[:30]}
+        # Every point the first socket took in is stored, but for those refused for good.
+        assert len(stored) + sum(held.track.refused.values()) == 30
 
 
 async def test_duplicate_rows_from_two_replicas_read_as_one_track(running):
