@@ -108,9 +108,11 @@ class VirtualGate:
         parts = text.split()
         if len(parts) == 3 and parts[0] == "OPEN" and parts[1].isdigit() and parts[2].isdigit():
             gate, open_ms = int(parts[1]), int(parts[2])
-            self._write(b"OK\n")
+            # The relay switches before the answer, as a controller's does: whoever reads
+            # OK may look at the gate and find it open.
             self._closing_at[gate] = time.monotonic() + open_ms / 1000
             self._switch(gate, True, f"OPEN for {open_ms} ms")
+            self._write(b"OK\n")
             return
         self._write(b"ERR unknown\n")
         self._report(
