@@ -32,12 +32,17 @@ from common.db import BinaryArray, Database, KernelTables
 from common.events.bus import EventBus
 from common.events.envelope import PURGED_AFTER_PUBLISH, Event, OutgoingMessage, envelope_traceparent, utc_now
 from common.observability import Metrics
+from common.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
 BACKLOG_MEASURE_INTERVAL_S = 15.0
 # Relay rounds in flight at once (see OutboxRelay._relay_rounds).
 PIPELINED_ROUNDS = 2
+# The retention sweep of published rows: the first a minute after the relay starts (not
+# during a service's start-up), then every five minutes.
+OUTBOX_FIRST_SWEEP_S = 60.0
+OUTBOX_SWEEP_INTERVAL_S = 300.0
 
 
 class UnitOfWork:
@@ -208,7 +213,11 @@ class OutboxRelay:
         # SQLite has no SKIP LOCKED: two rounds there would claim the same rows.
         self._pipelined = 1 if database.is_sqlite else PIPELINED_ROUNDS
         self._task: asyncio.Task[None] | None = None
-        self._sweeping: asyncio.Task[None] | None = None
+        # Beside the rounds, not between them: a sweep of five minutes' published rows is
+        # tens of batches, and events committed meanwhile must not wait for it.
+        self._sweeps = Periodic(
+            f"outbox-sweep:{service}", OUTBOX_SWEEP_INTERVAL_S, self._sweep, first_after_s=OUTBOX_FIRST_SWEEP_S
+        )
         self._stopping = False
 
     def wake(self) -> None:
@@ -238,14 +247,14 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         rounds: list[asyncio.Task[int]] = []
+        await self._sweeps.start()
         try:
             await self._relay_rounds(rounds)
         finally:
-            unfinished = [*rounds, *([self._sweeping] if self._sweeping is not None else [])]
-            for pending in unfinished:
+            await self._sweeps.stop()
+            for pending in rounds:
                 pending.cancel()
-            await asyncio.gather(*unfinished, return_exceptions=True)
-            self._sweeping = None
+            await asyncio.gather(*rounds, return_exceptions=True)
 
     async def _relay_rounds(self, rounds: list[asyncio.Task[int]]) -> None:
         """Rounds of claim → publish → confirm → mark. While one round waits for its
@@ -253,7 +262,7 @@ class OutboxRelay:
         up to ``PIPELINED_ROUNDS`` at once, so a backlog drains at the broker's pace, not
         at one database and one broker round trip per batch."""
         backoff = 0.0
-        sweep_due = measure_due = 0.0
+        measure_due = 0.0
         idle_wait = self._poll_interval_s
         loop = asyncio.get_running_loop()
         while True:
@@ -299,11 +308,6 @@ class OutboxRelay:
                 continue
             if self._stopping:
                 return
-            if loop.time() >= sweep_due and (self._sweeping is None or self._sweeping.done()):
-                sweep_due = loop.time() + 300
-                # Beside the rounds, not between them: a sweep of five minutes' published
-                # rows is tens of batches, and events committed meanwhile must not wait.
-                self._sweeping = asyncio.create_task(self._sweep(), name=f"outbox-sweep:{self._service}")
             # This process's own commits wake the relay; a poll only finds rows that another
             # process wrote (a command-line tool, a replica that died before publishing).
             # Polls that keep finding nothing back off: on an idle replica a poll every
@@ -412,14 +416,13 @@ class OutboxRelay:
         return int(count or 0)
 
     async def _sweep(self) -> None:
-        try:
-            await self._database.delete_in_batches(
-                table=self._outbox,
-                condition=self._outbox.c.published_at < utc_now() - self._retention,
-                on_deleted=self._metrics.retention_swept.labels(self._service, "outbox").inc,
-            )
-        except Exception:
-            log.warning("outbox sweep failed", exc_info=True, extra={"service": self._service})
+        """Published rows past the retention go (a failed round is logged by ``Periodic``
+        and tried again at the next)."""
+        await self._database.delete_in_batches(
+            table=self._outbox,
+            condition=self._outbox.c.published_at < utc_now() - self._retention,
+            on_deleted=self._metrics.retention_swept.labels(self._service, "outbox").inc,
+        )
 
     async def _measure_backlog(self) -> None:
         try:
