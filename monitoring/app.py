@@ -30,7 +30,7 @@ from monitoring.bus_api import BusOperations
 from monitoring.bus_api import router as bus_router
 from monitoring.events import subscriptions
 from monitoring.faults import FaultLog
-from monitoring.heartbeat import Beat, HeartbeatServer, Limits
+from monitoring.heartbeat import Admission, Beat, HeartbeatServer, Limits
 from monitoring.models import Base
 from monitoring.pinger import Pinger
 from monitoring.registry import EquipmentRegistry
@@ -132,8 +132,9 @@ def _pinger_and_watch(
 
 
 def _heartbeat_server(config: MonitoringSettings, kernel: ServiceKernel, watch: EquipmentWatch) -> HeartbeatServer:
-    async def authenticate(device_id: str, token: str) -> bool:
-        return watch.authenticate(device_id, token)
+    async def authenticate(device_id: str, token: str) -> Admission | None:
+        spec = watch.authenticate(device_id, token)
+        return None if spec is None else Admission(heartbeat_period_s=spec.heartbeat_period_s)
 
     async def beat(device_id: str, message: Beat) -> None:
         await watch.on_heartbeat(device_id, message.status, message.readings)

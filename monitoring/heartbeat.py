@@ -46,18 +46,36 @@ class Beat(BaseModel):
     readings: dict[str, float] = Field(default_factory=dict, max_length=32)
 
 
-Authenticate = Callable[[str, str], Awaitable[bool]]
 OnBeat = Callable[[str, Beat], Awaitable[None]]
 # (device id, True) once a device authenticated; (device id, False) when it hung up on us
 # (a crash or a reboot closes the socket at once); never for connections we end ourselves.
 OnPresence = Callable[[str, bool], None]
 
 
+# A device silent for this many of its own heartbeat periods is hung up on: by then the
+# detector has long announced it, and the socket only holds a file descriptor.
+IDLE_PERIODS = 3
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A device let in. ``heartbeat_period_s`` is the period it registered (None: it sends
+    no heartbeats by schedule), which sets how long its connection may stay silent."""
+
+    heartbeat_period_s: float | None = None
+
+
+# (device id, token) → the device's admission, or None when refused.
+Authenticate = Callable[[str, str], Awaitable[Admission | None]]
+
+
 @dataclass(frozen=True)
 class Limits:
     max_line_bytes: int = 4096
     auth_timeout_s: float = 5.0
-    idle_timeout_s: float = 3600.0  # three of the slowest heartbeat periods
+    # The least silence allowed an authenticated device; one with a longer period gets
+    # IDLE_PERIODS of its own (a period may be up to a day).
+    idle_timeout_s: float = 3600.0
     messages_per_s: float = 2.0
     burst: int = 10
     max_connections: int = 20_000
@@ -129,10 +147,11 @@ class HeartbeatServer:
             if self.open_connections > self._limits.max_connections:
                 await self._refuse(writer, "server_full")
                 return
-            device_id = await self._hello(reader, writer)
-            if device_id is not None:
+            admitted = await self._hello(reader, writer)
+            if admitted is not None:
+                device_id, admission = admitted
                 self._presence(device_id, True)
-                await self._beats(device_id, reader, writer)
+                await self._beats(device_id, reader, writer, idle_timeout_s=self._idle_timeout(admission))
         except (ConnectionError, asyncio.IncompleteReadError):
             hung_up = True
         finally:
@@ -152,7 +171,11 @@ class HeartbeatServer:
             except Exception:
                 log.exception("presence callback failed", extra={"device_id": device_id})
 
-    async def _hello(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str | None:
+    def _idle_timeout(self, admission: Admission) -> float:
+        period = admission.heartbeat_period_s or 0.0
+        return max(self._limits.idle_timeout_s, IDLE_PERIODS * period)
+
+    async def _hello(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[str, Admission] | None:
         line = await self._line(reader, writer, self._limits.auth_timeout_s)
         if line is None:
             return None
@@ -161,17 +184,25 @@ class HeartbeatServer:
         except ValidationError:
             await self._refuse(writer, "malformed_hello")
             return None
-        if not await self._authenticate(hello.device_id, hello.token):
+        admission = await self._authenticate(hello.device_id, hello.token)
+        if admission is None:
             await self._refuse(writer, "unauthenticated")
             return None
         await _send(writer, {"ok": True})
-        return hello.device_id
+        return hello.device_id, admission
 
-    async def _beats(self, device_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _beats(
+        self,
+        device_id: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        idle_timeout_s: float,
+    ) -> None:
         tokens, refilled = float(self._limits.burst), time.monotonic()
         malformed = 0
         while True:
-            line = await self._line(reader, writer, self._limits.idle_timeout_s)
+            line = await self._line(reader, writer, idle_timeout_s)
             if line is None:
                 return
             now = time.monotonic()

@@ -252,11 +252,14 @@ class EquipmentWatch:
             watched.windows = sorted(windows)
             self._refresh_window(watched, self._clock())
 
-    def authenticate(self, device_id: str, token: str) -> bool:
+    def authenticate(self, device_id: str, token: str) -> DeviceSpec | None:
+        """The device's registration when ``token`` is its token, else None."""
         spec = self._known.get(device_id)
         # Compare against something even for unknown ids, so timing does not tell which exist.
         expected = spec.token_hash if spec else "0" * 64
-        return hmac.compare_digest(secret_digest(token), expected) and spec is not None
+        if hmac.compare_digest(secret_digest(token), expected) and spec is not None:
+            return spec
+        return None
 
     def snapshot(self, device_id: str) -> dict[str, Any] | None:
         watched = self._devices.get(device_id)

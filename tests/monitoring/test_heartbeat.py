@@ -10,7 +10,7 @@ import json
 import pytest
 
 from common.observability import Metrics
-from monitoring.heartbeat import Beat, HeartbeatServer, Limits
+from monitoring.heartbeat import Admission, Beat, HeartbeatServer, Limits
 
 TOKEN = "s" * 32
 
@@ -19,8 +19,8 @@ TOKEN = "s" * 32
 async def server():
     beats: list[tuple[str, Beat]] = []
 
-    async def authenticate(device_id: str, token: str) -> bool:
-        return token == TOKEN and device_id.startswith("dev-")
+    async def authenticate(device_id: str, token: str) -> Admission | None:
+        return Admission() if token == TOKEN and device_id.startswith("dev-") else None
 
     async def on_beat(device_id: str, beat: Beat) -> None:
         beats.append((device_id, beat))
@@ -87,6 +87,29 @@ async def test_misbehaving_clients_are_refused_with_a_reason(server):
     reader, writer, hello = await connect(port, "dev-good")
     assert await send(reader, writer, b'{"status": "ok"}\n') == {"ok": True}
     assert heartbeat.open_connections >= 1
+
+
+async def test_a_silent_device_is_let_go_after_its_own_periods_or_the_floor():
+    async def authenticate(device_id: str, token: str) -> Admission | None:
+        return Admission(heartbeat_period_s=0.5 if device_id == "dev-slow" else None)
+
+    async def on_beat(device_id: str, beat: Beat) -> None:
+        pass
+
+    heartbeat = HeartbeatServer(
+        authenticate=authenticate, on_beat=on_beat, limits=Limits(idle_timeout_s=0.4), metrics=Metrics()
+    )
+    port = await heartbeat.start("127.0.0.1", 0)
+    ordinary_reader, _ordinary_writer, _ = await connect(port, "dev-ordinary")
+    slow_reader, slow_writer, _ = await connect(port, "dev-slow")
+    # No period: hung up on after the floor (0.4 s). A period of 0.5 s: three of them.
+    assert json.loads(await asyncio.wait_for(ordinary_reader.readline(), 2.0)) == {"error": "timeout"}
+    await asyncio.sleep(0.5)
+    assert await send(slow_reader, slow_writer, b'{"status": "ok"}\n') == {"ok": True}
+    started = asyncio.get_running_loop().time()
+    assert json.loads(await asyncio.wait_for(slow_reader.readline(), 3.0)) == {"error": "timeout"}
+    assert asyncio.get_running_loop().time() - started >= 1.4
+    await heartbeat.stop()
 
 
 @pytest.mark.slow
