@@ -181,8 +181,9 @@ class PlatformSettings(BaseSettings):
         le=3650,
         description=(
             "Days a consumed event's id is kept to recognise a redelivery of it. A parked "
-            "message replayed later than this could apply an event a second time, if an "
-            "earlier copy of it was applied."
+            "event older than this stays parked when an operator replays every parked event, "
+            "and is replayed by name only when asked to anyway: if an earlier copy of it was "
+            "applied, it would be applied a second time."
         ),
     )
 

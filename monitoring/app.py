@@ -292,7 +292,12 @@ def _bus_operations(config: MonitoringSettings, kernel: ServiceKernel) -> BusOpe
         lot = parking_lot_of(kernel.bus, scan_limit=config.monitoring_bus_scan_limit) if kernel.bus else None
     except TypeError:
         lot = None  # a bus of a kind without a parking lot: the routes say so
-    return BusOperations(lot, configured, explicit=bool(config.monitoring_bus_services))
+    return BusOperations(
+        lot,
+        configured,
+        explicit=bool(config.monitoring_bus_services),
+        inbox_retention=timedelta(days=config.inbox_retention_days),
+    )
 
 
 def _keepalive_budget(config: MonitoringSettings) -> int:

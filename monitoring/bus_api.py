@@ -5,11 +5,13 @@ in common.events.parking. Operators only, checked here (the gateway passes
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 
 from common.api import require_roles
+from common.events.envelope import utc_now
 from common.events.parking import BusUnavailable, NotParked, ParkedDetail, ParkedEvent, ParkingLot, ReplayRefused
 from common.security import Principal, Role
 from monitoring.schemas import BacklogOut, ReplayAllIn, ReplayedOut
@@ -22,20 +24,30 @@ SERVICE_PATTERN = r"^[a-z][a-z0-9_.-]{0,62}$"
 ServiceName = Annotated[str, Path(pattern=SERVICE_PATTERN, description="A consumer on the bus, e.g. access.main.")]
 ParkedId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,80}$", description="The id the listing gave.")]
 RETRY_AFTER = {"Retry-After": "5"}
+# Clocks of the publisher and the consumer differ, and a sweep may run while a replay is
+# decided: an event this close to the inbox's horizon counts as forgotten already.
+HORIZON_MARGIN = timedelta(hours=1)
 
 
 class BusOperations:
     """What the routes need: the parking lot and the services it may show."""
 
-    def __init__(self, lot: ParkingLot | None, configured: tuple[str, ...], *, explicit: bool) -> None:
+    def __init__(
+        self, lot: ParkingLot | None, configured: tuple[str, ...], *, explicit: bool, inbox_retention: timedelta
+    ) -> None:
         self.lot = lot
         self.configured = configured
+        self.inbox_retention = inbox_retention
         # Named by the installation: shown even without a queue (a consumer that is missing).
         # Guessed from the installed services: only those with a queue (some only publish).
         self.explicit = explicit
 
     def services(self) -> list[str]:
         return self.lot.known_services(configured=self.configured) if self.lot is not None else []
+
+    def remembered_since(self) -> datetime:
+        """The oldest consumed event a service's inbox still recognises."""
+        return utc_now() - self.inbox_retention + HORIZON_MARGIN
 
 
 async def _operations(request: Request) -> BusOperations:
@@ -106,12 +118,29 @@ async def inspect(_: Operator, operations: Operations, service: ServiceName, par
 
 
 @router.post("/parked/{service}/{parked_id}/replay")
-async def replay(principal: Operator, operations: Operations, service: ServiceName, parked_id: ParkedId) -> ParkedEvent:
+async def replay(
+    principal: Operator,
+    operations: Operations,
+    service: ServiceName,
+    parked_id: ParkedId,
+    older_than_inbox: Annotated[
+        bool,
+        Query(
+            description=(
+                "Replay an event older than its service's inbox remembers (refused with 409 "
+                "otherwise): only when no other copy of it was ever applied."
+            )
+        ),
+    ] = False,
+) -> ParkedEvent:
     """Hand one parked message back to its service's queue, once: a second request for the
     same message answers 404."""
     lot = _lot(operations, service)
+    since = None if older_than_inbox else operations.remembered_since()
     try:
-        item = await lot.replay(service=service, parked_id=parked_id, requested_by=principal.subject)
+        item = await lot.replay(
+            service=service, parked_id=parked_id, requested_by=principal.subject, remembered_since=since
+        )
     except NotParked as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     except ReplayRefused as exc:
@@ -125,13 +154,17 @@ async def replay(principal: Operator, operations: Operations, service: ServiceNa
 async def replay_all(
     principal: Operator, operations: Operations, service: ServiceName, body: ReplayAllIn | None = None
 ) -> ReplayedOut:
-    """Hand back every message parked now (up to ``limit``, oldest first)."""
+    """Hand back every message parked now (up to ``limit``, oldest first). Events older
+    than their service's inbox remembers stay parked (``kept``): each can be replayed on
+    its own once an operator knows no copy of it was applied."""
     lot = _lot(operations, service)
     limit = (body or ReplayAllIn()).limit
     try:
-        items = await lot.replay_all(service=service, limit=limit, requested_by=principal.subject)
+        outcome = await lot.replay_all(
+            service=service, limit=limit, requested_by=principal.subject, remembered_since=operations.remembered_since()
+        )
     except ReplayRefused as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except BusUnavailable as exc:
         raise _unavailable(exc) from exc
-    return ReplayedOut(replayed=items)
+    return ReplayedOut(replayed=outcome.replayed, kept=outcome.kept)

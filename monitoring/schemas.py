@@ -141,3 +141,7 @@ class ReplayAllIn(BaseModel):
 
 class ReplayedOut(BaseModel):
     replayed: list[ParkedEvent]
+    kept: list[ParkedEvent] = Field(
+        default_factory=list,
+        description="Left parked: older than the service's inbox remembers (replay each on its own).",
+    )

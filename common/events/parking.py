@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from common.events.bus import EventBus
@@ -32,6 +32,11 @@ class BusUnavailable(RuntimeError):
 
 class ReplayRefused(RuntimeError):
     """The message cannot go back now (its service's queue is gone or not consuming)."""
+
+
+class ForgottenByTheInbox(ReplayRefused):
+    """The event is older than what its service's inbox remembers: if another copy of it
+    was applied then, the service could not tell and would apply it again."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class ParkedEvent:
     event_name: str | None
     event_version: int | None
     event_id: str | None
+    occurred_at: datetime | None  # the envelope's, when it has a readable one
     routing_key: str | None
     parked_at: datetime | None
     attempts: int | None
@@ -68,6 +74,15 @@ class ParkedEvent:
     copies: int
     size: int
     preview: str
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What a replay of every parked message did: those handed back, and those kept
+    parked because their service's inbox no longer remembers that old an event."""
+
+    replayed: list[ParkedEvent]
+    kept: list[ParkedEvent]
 
 
 @dataclass(frozen=True)
@@ -92,9 +107,19 @@ class ParkingLot(Protocol):
 
     async def inspect(self, *, service: str, parked_id: str) -> ParkedDetail: ...
 
-    async def replay(self, *, service: str, parked_id: str, requested_by: str) -> ParkedEvent: ...
+    async def replay(
+        self, *, service: str, parked_id: str, requested_by: str, remembered_since: datetime | None
+    ) -> ParkedEvent:
+        """Hand one parked message back. An event that occurred before
+        ``remembered_since`` (the inbox's retention) is refused with
+        :class:`ForgottenByTheInbox`; None replays it whatever its age (the operator knows
+        no copy of it was applied)."""
 
-    async def replay_all(self, *, service: str, limit: int, requested_by: str) -> list[ParkedEvent]: ...
+    async def replay_all(
+        self, *, service: str, limit: int, requested_by: str, remembered_since: datetime | None
+    ) -> Replayed:
+        """Hand back what is parked now, up to ``limit``; events older than
+        ``remembered_since`` stay parked (``Replayed.kept``)."""
 
 
 def parking_lot_of(bus: EventBus, *, scan_limit: int = 1000, timeout_s: float = 10.0) -> ParkingLot:
@@ -115,6 +140,22 @@ def parking_lot_of(bus: EventBus, *, scan_limit: int = 1000, timeout_s: float = 
 # -- shared by the lots ----------------------------------------------------------------
 
 
+def forgotten(item: ParkedEvent, *, remembered_since: datetime | None) -> bool:
+    """Whether ``item``'s event is older than its service's inbox remembers. One without a
+    readable time is not: the consumer refuses a malformed envelope anyway."""
+    return remembered_since is not None and item.occurred_at is not None and item.occurred_at < remembered_since
+
+
+def refuse_if_forgotten(item: ParkedEvent, *, remembered_since: datetime | None) -> None:
+    if remembered_since is None or item.occurred_at is None or item.occurred_at >= remembered_since:
+        return
+    raise ForgottenByTheInbox(
+        f"the event occurred at {item.occurred_at.isoformat()}, before the oldest event {item.service} still "
+        f"remembers consuming ({remembered_since.isoformat()}): if a copy of it was applied then, it would be "
+        "applied again. Replay it anyway only if no copy of it ever was."
+    )
+
+
 def parked_event(
     *,
     service: str,
@@ -129,6 +170,7 @@ def parked_event(
     name: str | None = None
     version: int | None = None
     event_id: str | None = None
+    occurred_at: datetime | None = None
     try:
         envelope = json.loads(body)
     except ValueError:
@@ -140,6 +182,7 @@ def parked_event(
             version = envelope["event_version"]
         if envelope.get("event_id") is not None:
             event_id = str(envelope["event_id"])[:100]
+        occurred_at = _aware_time(envelope.get("occurred_at"))
     text = body.decode("utf-8", errors="replace")
     return ParkedEvent(
         service=service,
@@ -148,6 +191,7 @@ def parked_event(
         event_name=name,
         event_version=version,
         event_id=event_id,
+        occurred_at=occurred_at,
         routing_key=f"{name}.v{version}" if name is not None and version is not None else fallback_routing_key,
         parked_at=parked_at,
         attempts=attempts,
@@ -156,6 +200,16 @@ def parked_event(
         size=len(body),
         preview=text[:PREVIEW_CHARS],
     )
+
+
+def _aware_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def detailed(item: ParkedEvent, *, body: bytes, headers: dict[str, str]) -> ParkedDetail:

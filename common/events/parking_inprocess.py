@@ -15,10 +15,13 @@ from common.events.parking import (
     NotParked,
     ParkedDetail,
     ParkedEvent,
+    Replayed,
     ReplayRefused,
     ServiceBacklog,
     detailed,
+    forgotten,
     parked_event,
+    refuse_if_forgotten,
 )
 
 log = logging.getLogger(__name__)
@@ -64,9 +67,14 @@ class InProcessParkingLot:
                 return detailed(_inprocess_parked(item), body=item.body, headers={})
         raise NotParked(f"no parked message {parked_id} of {service}")
 
-    async def replay(self, *, service: str, parked_id: str, requested_by: str) -> ParkedEvent:
+    async def replay(
+        self, *, service: str, parked_id: str, requested_by: str, remembered_since: datetime | None
+    ) -> ParkedEvent:
         if not parked_id.isdigit():
             raise NotParked(f"no parked message {parked_id} of {service}")
+        for item in self._bus.parked:
+            if item.service == service and item.id == int(parked_id):
+                refuse_if_forgotten(_inprocess_parked(item), remembered_since=remembered_since)
         try:
             taken = self._bus.take_parked(service=service, parked_id=int(parked_id))
         except LookupError as exc:
@@ -79,15 +87,25 @@ class InProcessParkingLot:
         )
         return _inprocess_parked(taken)
 
-    async def replay_all(self, *, service: str, limit: int, requested_by: str) -> list[ParkedEvent]:
+    async def replay_all(
+        self, *, service: str, limit: int, requested_by: str, remembered_since: datetime | None
+    ) -> Replayed:
         waiting = [item for item in self._bus.parked if item.service == service][:limit]
-        replayed = []
+        replayed, kept = [], []
         for item in waiting:
+            shown = _inprocess_parked(item)
+            if forgotten(shown, remembered_since=remembered_since):
+                kept.append(shown)
+                continue
             try:
-                replayed.append(await self.replay(service=service, parked_id=str(item.id), requested_by=requested_by))
+                replayed.append(
+                    await self.replay(
+                        service=service, parked_id=str(item.id), requested_by=requested_by, remembered_since=None
+                    )
+                )
             except NotParked:
                 continue  # replayed by someone else meanwhile
-        return replayed
+        return Replayed(replayed=replayed, kept=kept)
 
 
 def _inprocess_parked(item: ParkedMessage) -> ParkedEvent:

@@ -44,11 +44,14 @@ from common.events.parking import (
     NotParked,
     ParkedDetail,
     ParkedEvent,
+    Replayed,
     ReplayRefused,
     ServiceBacklog,
     detailed,
+    forgotten,
     grouped,
     parked_event,
+    refuse_if_forgotten,
 )
 
 if TYPE_CHECKING:
@@ -165,7 +168,9 @@ class RabbitParkingLot:
         except TimeoutError as exc:
             raise BusUnavailable("the broker did not answer in time") from exc
 
-    async def replay(self, *, service: str, parked_id: str, requested_by: str) -> ParkedEvent:
+    async def replay(
+        self, *, service: str, parked_id: str, requested_by: str, remembered_since: datetime | None
+    ) -> ParkedEvent:
         topology = self._bus.topology
         lock = self._locks.setdefault(service, asyncio.Lock())
         copies: list[Any] = []
@@ -180,6 +185,8 @@ class RabbitParkingLot:
                         messages = await _get_many(channel, topology.parking_queue(service), self._scan_limit)
                         copies = [m for m in messages if _parked_id(m) == parked_id]
                         if copies:
+                            # Refused before the copy: closing the channel leaves it parked.
+                            refuse_if_forgotten(_rabbit_parked(service, copies[0]), remembered_since=remembered_since)
                             # Copies of one event (published twice by a relay that crashed
                             # before marking it) are one event to its idempotent consumer:
                             # one replay settles them all.
@@ -201,10 +208,13 @@ class RabbitParkingLot:
         )
         return replayed
 
-    async def replay_all(self, *, service: str, limit: int, requested_by: str) -> list[ParkedEvent]:
+    async def replay_all(
+        self, *, service: str, limit: int, requested_by: str, remembered_since: datetime | None
+    ) -> Replayed:
         topology = self._bus.topology
         lock = self._locks.setdefault(service, asyncio.Lock())
         replayed: list[ParkedEvent] = []
+        kept: list[ParkedEvent] = []
         async with lock:
             try:
                 async with asyncio.timeout(self._timeout_s):
@@ -222,13 +232,19 @@ class RabbitParkingLot:
                         message = await channel.basic_get(topology.parking_queue(service), no_ack=False)
                         if _is_empty(message):
                             break
+                        item = _rabbit_parked(service, message)
+                        if forgotten(item, remembered_since=remembered_since):
+                            # Held unacked until the channel closes, so the next get takes
+                            # the next message; the close puts it back where it was.
+                            kept.append(item)
+                            continue
                         await self._send_copy(channel, service, message, requested_by)
                         await _ack(channel, message, service)
-                    replayed.append(_rabbit_parked(service, message))
+                    replayed.append(item)
             except stopped as exc:
                 # What went back stays gone from the lot; the rest (the message in hand
                 # included, unacked) stays parked. Say how far it got if it got anywhere.
-                if not replayed:
+                if not replayed and not kept:
                     if isinstance(exc, BusUnavailable):
                         raise
                     raise BusUnavailable(f"the broker did not complete the replay: {exc!r}") from exc
@@ -236,9 +252,10 @@ class RabbitParkingLot:
             finally:
                 await _close(channel)
         log.warning(
-            "parked events replayed", extra={"service": service, "count": len(replayed), "requested_by": requested_by}
+            "parked events replayed",
+            extra={"service": service, "count": len(replayed), "kept": len(kept), "requested_by": requested_by},
         )
-        return replayed
+        return Replayed(replayed=replayed, kept=kept)
 
     async def _target_ready(self, service: str) -> None:
         async with _Passive(self) as passive:

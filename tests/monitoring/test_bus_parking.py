@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, cast
 
 import aio_pika
@@ -18,9 +19,9 @@ import pytest
 
 from common.events.bus import Subscriptions
 from common.events.consumer import ERROR_HEADER
-from common.events.envelope import EventCatalog, OutgoingMessage
+from common.events.envelope import EventCatalog, OutgoingMessage, utc_now
 from common.events.inprocess import InProcessBus
-from common.events.parking import NotParked, parking_lot_of
+from common.events.parking import ForgottenByTheInbox, NotParked, parking_lot_of
 from common.events.rabbitmq import RabbitMQBus
 from common.migrations import upgrade
 from common.observability import Metrics
@@ -70,8 +71,9 @@ class Operations:
     client: httpx.AsyncClient
     ledger: Ledger
 
-    async def publish(self, *seqs: int) -> list[str]:
-        events = [EntryRecorded(seq=seq) for seq in seqs]
+    async def publish(self, *seqs: int, days_ago: float = 0) -> list[str]:
+        occurred = utc_now() - timedelta(days=days_ago)
+        events = [EntryRecorded(seq=seq, occurred_at=occurred) for seq in seqs]
         await self.bus.publish_many([OutgoingMessage.of(event) for event in events])
         return [str(event.event_id) for event in events]
 
@@ -238,6 +240,62 @@ async def test_every_parked_event_of_a_service_is_replayed_and_a_new_failure_par
 
 
 @on_broker
+async def test_an_event_older_than_the_inbox_remembers_stays_parked_unless_asked_by_name(
+    rabbitmq_url, namespace, tmp_path
+):
+    # The inbox keeps 30 days: a copy of a 40-day-old event applied back then is forgotten,
+    # so its replay could apply it twice. Replaying every parked event leaves it parked;
+    # replaying it by name says why, and does it when the operator says no copy was applied.
+    async with operations(rabbitmq_url, namespace, tmp_path) as ops:
+        [old_id] = await ops.publish(1, days_ago=40)
+        await ops.publish(2, days_ago=1)
+
+        async def parked(count: int) -> bool:
+            return await ops.parked_count() == count
+
+        await eventually(lambda: parked(2), timeout=15)
+        ops.ledger.failing = False
+        answer = await ops.client.post(f"/v1/bus/parked/{LEDGER}/replay", headers=staff())
+        assert answer.status_code == 200, answer.text
+        assert [item["event_id"] for item in answer.json()["kept"]] == [old_id]
+        assert len(answer.json()["replayed"]) == 1
+        await eventually(lambda: ops.ledger.taken == Counter({2: 1}), timeout=10)
+        await eventually(lambda: parked(1), timeout=10)
+
+        [listed] = (await ops.client.get("/v1/bus/parked", params={"service": LEDGER}, headers=staff())).json()
+        assert listed["occurred_at"] < (utc_now() - timedelta(days=39)).isoformat()
+        url = f"/v1/bus/parked/{LEDGER}/{listed['parked_id']}/replay"
+        refused = await ops.client.post(url, headers=staff())
+        assert refused.status_code == 409
+        assert "before the oldest event ledger still remembers consuming" in refused.json()["detail"]
+        assert await ops.parked_count() == 1
+        forced = await ops.client.post(url, params={"older_than_inbox": "true"}, headers=staff())
+        assert forced.status_code == 200, forced.text
+        await eventually(lambda: ops.ledger.taken == Counter({1: 1, 2: 1}), timeout=10)
+        assert await ops.parked_count() == 0
+
+
+async def test_the_in_process_lot_keeps_what_the_inbox_has_forgotten(tmp_path):
+    ledger = Ledger()
+    bus = InProcessBus(catalog=catalog(), metrics=Metrics(), max_attempts=1)
+    await bus.start()
+    await bus.subscribe(ledger.subscriptions())
+    lot = parking_lot_of(bus)
+    await bus.publish_many([OutgoingMessage.of(EntryRecorded(seq=5, occurred_at=utc_now() - timedelta(days=40)))])
+    await bus.publish_many([OutgoingMessage.of(EntryRecorded(seq=6))])
+    ledger.failing = False
+    horizon = utc_now() - timedelta(days=30)
+    outcome = await lot.replay_all(service=LEDGER, limit=10, requested_by="op", remembered_since=horizon)
+    assert [item.event_name for item in outcome.replayed] == ["TestEntryRecorded"]
+    [kept] = outcome.kept
+    with pytest.raises(ForgottenByTheInbox):
+        await lot.replay(service=LEDGER, parked_id=kept.parked_id, requested_by="op", remembered_since=horizon)
+    await lot.replay(service=LEDGER, parked_id=kept.parked_id, requested_by="op", remembered_since=None)
+    await eventually(lambda: ledger.taken == Counter({5: 1, 6: 1}), timeout=5)
+    await bus.close()
+
+
+@on_broker
 async def test_bad_names_are_refused_with_reasons(rabbitmq_url, namespace, tmp_path):
     async with operations(rabbitmq_url, namespace, tmp_path) as ops:
         unknown = await ops.client.get("/v1/bus/parked", params={"service": "nosuch"}, headers=staff())
@@ -263,9 +321,9 @@ async def test_the_in_process_lot_replays_from_its_file_once(tmp_path):
     assert item.reason == "RuntimeError: ledger closed for entry 4"
     assert (await lot.inspect(service=LEDGER, parked_id=item.parked_id)).payload is not None
     ledger.failing = False
-    await lot.replay(service=LEDGER, parked_id=item.parked_id, requested_by="op")
+    await lot.replay(service=LEDGER, parked_id=item.parked_id, requested_by="op", remembered_since=None)
     with pytest.raises(NotParked):
-        await lot.replay(service=LEDGER, parked_id=item.parked_id, requested_by="op")
+        await lot.replay(service=LEDGER, parked_id=item.parked_id, requested_by="op", remembered_since=None)
     await eventually(lambda: ledger.taken[4] == 1, timeout=5)
     await bus.close()
     # Gone from the file too: a restart does not bring it back.

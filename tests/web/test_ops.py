@@ -199,6 +199,7 @@ def test_an_operator_inspects_and_replays_a_parked_event(stack, open_page, rabbi
             drawer.wait_for()
             assert drawer.locator("[data-fact='reason']").inner_text() == "RuntimeError: ledger closed for entry 7"
             assert ledger.event_id in drawer.locator("#drawer-payload").inner_text()
+            assert drawer.locator("[data-fact='occurred_at']").inner_text() != "—"
             assert_accessible(page)
             screenshot(page, "ops-bus-parked-drawer")
             ledger.failing = False

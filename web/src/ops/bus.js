@@ -3,7 +3,7 @@
 // keyboard user's focus on a button is not pulled away by the refresh.
 import { h, clear, formatTime } from '../shared/dom.js';
 import { t, lang } from '../shared/i18n.js';
-import { explain } from '../shared/api.js';
+import { ApiError, explain } from '../shared/api.js';
 
 const BUS = '/api/monitoring/v1/bus';
 export const BUS_POLL_S = 3;
@@ -53,8 +53,17 @@ export async function busSection(dashboard) {
 
   const replay = async (item, button) => {
     if (button) button.disabled = true;
+    const url = `${BUS}/parked/${enc(item.service)}/${enc(item.parked_id)}/replay`;
     try {
-      await api.post(`${BUS}/parked/${enc(item.service)}/${enc(item.parked_id)}/replay`);
+      try {
+        await api.post(url);
+      } catch (error) {
+        // 409 for an event older than its service's inbox remembers: the server says why;
+        // only the operator knows whether a copy of it was ever applied.
+        if (!(error instanceof ApiError && error.status === 409 && item.occurred_at)) throw error;
+        if (!window.confirm(t('bus.replay_old_confirm', { detail: error.detail }))) return;
+        await api.post(`${url}?older_than_inbox=true`);
+      }
       layout.say(t('bus.replayed', { event: eventLabel(item), service: item.service }));
       if (drawer.open) drawer.close();
     } catch (error) {
@@ -69,7 +78,9 @@ export async function busSection(dashboard) {
     button.disabled = true;
     try {
       const answer = await api.post(`${BUS}/parked/${enc(service)}/replay`, { limit: 100 });
-      layout.say(t('bus.replayed_all', { n: answer.replayed.length, service }));
+      const kept = answer.kept || [];
+      const said = t('bus.replayed_all', { n: answer.replayed.length, service });
+      layout.say(kept.length ? `${said} ${t('bus.kept_old', { n: kept.length, service })}` : said);
     } catch (error) {
       layout.say(explain(error, t), 'error');
     } finally {
@@ -89,6 +100,7 @@ export async function busSection(dashboard) {
     const facts = [
       ['bus.event', eventLabel(detail)],
       ['bus.event_id', detail.event_id || '—'],
+      ['bus.occurred_at', detail.occurred_at ? formatTime(detail.occurred_at, lang()) : '—'],
       ['bus.service', detail.service],
       ['bus.reason', detail.reason],
       ['bus.parked_at', detail.parked_at ? formatTime(detail.parked_at, lang()) : '—'],
