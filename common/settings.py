@@ -181,9 +181,10 @@ class PlatformSettings(BaseSettings):
         le=3650,
         description=(
             "Days a consumed event's id is kept to recognise a redelivery of it. A parked "
-            "event older than this stays parked when an operator replays every parked event, "
-            "and is replayed by name only when asked to anyway: if an earlier copy of it was "
-            "applied, it would be applied a second time."
+            "event older than this less a day stays parked when an operator replays every "
+            "parked event, and is replayed by name only when asked to anyway: if an earlier "
+            "copy of it was applied, it would be applied a second time. The operations "
+            "service's value decides."
         ),
     )
 

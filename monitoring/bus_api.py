@@ -12,7 +12,16 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, sta
 
 from common.api import require_roles
 from common.events.envelope import utc_now
-from common.events.parking import BusUnavailable, NotParked, ParkedDetail, ParkedEvent, ParkingLot, ReplayRefused
+from common.events.parking import (
+    BusUnavailable,
+    ForgottenByTheInbox,
+    NotParked,
+    ParkedDetail,
+    ParkedEvent,
+    ParkingLot,
+    ReplayRefused,
+    inbox_horizon,
+)
 from common.security import Principal, Role
 from monitoring.schemas import BacklogOut, ReplayAllIn, ReplayedOut
 
@@ -24,9 +33,8 @@ SERVICE_PATTERN = r"^[a-z][a-z0-9_.-]{0,62}$"
 ServiceName = Annotated[str, Path(pattern=SERVICE_PATTERN, description="A consumer on the bus, e.g. access.main.")]
 ParkedId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,80}$", description="The id the listing gave.")]
 RETRY_AFTER = {"Retry-After": "5"}
-# Clocks of the publisher and the consumer differ, and a sweep may run while a replay is
-# decided: an event this close to the inbox's horizon counts as forgotten already.
-HORIZON_MARGIN = timedelta(hours=1)
+# Says which 409 a refused replay is: the console offers to replay an old event anyway.
+OLDER_THAN_INBOX = {"X-SmartGym-Refusal": "older-than-inbox"}
 
 
 class BusOperations:
@@ -46,8 +54,7 @@ class BusOperations:
         return self.lot.known_services(configured=self.configured) if self.lot is not None else []
 
     def remembered_since(self) -> datetime:
-        """The oldest consumed event a service's inbox still recognises."""
-        return utc_now() - self.inbox_retention + HORIZON_MARGIN
+        return inbox_horizon(retention=self.inbox_retention, now=utc_now())
 
 
 async def _operations(request: Request) -> BusOperations:
@@ -143,6 +150,8 @@ async def replay(
         )
     except NotParked as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except ForgottenByTheInbox as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc), headers=OLDER_THAN_INBOX) from exc
     except ReplayRefused as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except BusUnavailable as exc:

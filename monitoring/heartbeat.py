@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ from common.observability import Metrics
 log = logging.getLogger(__name__)
 
 MAX_MALFORMED = 3
+KEEPALIVE_IDLE_S = 300
+KEEPALIVE_INTERVAL_S = 60
+KEEPALIVE_PROBES = 5
 
 
 class Hello(BaseModel):
@@ -99,6 +103,11 @@ class HeartbeatServer:
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        # Each device's newest connection: a device that connects again (after a link that
+        # died without a FIN) replaces its old one, which would otherwise hold a slot until
+        # its idle limit, up to three days.
+        self._newest: dict[str, asyncio.StreamWriter] = {}
+        self._replaced: set[asyncio.StreamWriter] = set()
         self.connections = Gauge(
             "monitoring_heartbeat_connections", "Open heartbeat connections.", registry=metrics.registry
         )
@@ -141,6 +150,7 @@ class HeartbeatServer:
         self._handlers.add(task)
         self._writers.add(writer)
         self.connections.inc()
+        _keep_alive(writer)
         device_id: str | None = None
         hung_up = False
         try:
@@ -150,6 +160,7 @@ class HeartbeatServer:
             admitted = await self._hello(reader, writer)
             if admitted is not None:
                 device_id, admission = admitted
+                self._take_over(device_id, writer)
                 self._presence(device_id, True)
                 await self._beats(device_id, reader, writer, idle_timeout_s=self._idle_timeout(admission))
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -161,8 +172,21 @@ class HeartbeatServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
-            if device_id is not None and hung_up and not self._stopping:
+            replaced = writer in self._replaced
+            self._replaced.discard(writer)
+            if device_id is not None and self._newest.get(device_id) is writer:
+                del self._newest[device_id]
+            # A replaced connection ends because its device is back on another one.
+            if device_id is not None and hung_up and not replaced and not self._stopping:
                 self._presence(device_id, False)
+
+    def _take_over(self, device_id: str, writer: asyncio.StreamWriter) -> None:
+        old = self._newest.get(device_id)
+        self._newest[device_id] = writer
+        if old is not None and old is not writer:
+            self._replaced.add(old)
+            self.refused.labels("replaced").inc()
+            old.close()
 
     def _presence(self, device_id: str, connected: bool) -> None:
         if self._on_presence is not None:
@@ -241,6 +265,21 @@ class HeartbeatServer:
         self.refused.labels(reason).inc()
         with contextlib.suppress(ConnectionError):
             await _send(writer, {"error": reason})
+
+
+def _keep_alive(writer: asyncio.StreamWriter) -> None:
+    """TCP keep-alive probes after 5 quiet minutes: a link that died without a FIN (a NAT
+    that forgot the flow, a pulled cable) is found in about ten, not at the idle limit, and
+    reported like a hang-up."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; elsewhere the system's defaults
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL_S)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
 
 
 async def _send(writer: asyncio.StreamWriter, message: dict[str, object]) -> None:

@@ -136,7 +136,12 @@ class BacklogOut(BaseModel):
 class ReplayAllIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(default=100, ge=1, le=1000, description="Parked messages to replay at most, oldest first.")
+    limit: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="Parked messages to replay at most, oldest first (those kept as too old do not count).",
+    )
 
 
 class ReplayedOut(BaseModel):

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+from pydantic import TypeAdapter, ValidationError
 
 from common.events.bus import EventBus
 from common.events.inprocess import InProcessBus
@@ -118,8 +120,9 @@ class ParkingLot(Protocol):
     async def replay_all(
         self, *, service: str, limit: int, requested_by: str, remembered_since: datetime | None
     ) -> Replayed:
-        """Hand back what is parked now, up to ``limit``; events older than
-        ``remembered_since`` stay parked (``Replayed.kept``)."""
+        """Hand back up to ``limit`` of what is parked now, oldest first; events older than
+        ``remembered_since`` stay parked (``Replayed.kept``) and do not count against
+        ``limit``."""
 
 
 def parking_lot_of(bus: EventBus, *, scan_limit: int = 1000, timeout_s: float = 10.0) -> ParkingLot:
@@ -140,19 +143,31 @@ def parking_lot_of(bus: EventBus, *, scan_limit: int = 1000, timeout_s: float = 
 # -- shared by the lots ----------------------------------------------------------------
 
 
+# The replayed copy must be consumed before the inbox forgets a copy applied when the
+# event occurred; it waits in its service's queue, and clocks differ. A day covers a
+# service down for hours; an event this close to the horizon counts as forgotten.
+HORIZON_MARGIN = timedelta(days=1)
+
+
+def inbox_horizon(*, retention: timedelta, now: datetime) -> datetime:
+    """The oldest event a replay may hand back without being asked to: one that occurred
+    earlier may have had a copy applied whose inbox row is swept by the time it comes."""
+    return now - retention + HORIZON_MARGIN
+
+
 def forgotten(item: ParkedEvent, *, remembered_since: datetime | None) -> bool:
     """Whether ``item``'s event is older than its service's inbox remembers. One without a
-    readable time is not: the consumer refuses a malformed envelope anyway."""
+    readable time is not: its consumer refuses it as malformed, and parks it again."""
     return remembered_since is not None and item.occurred_at is not None and item.occurred_at < remembered_since
 
 
 def refuse_if_forgotten(item: ParkedEvent, *, remembered_since: datetime | None) -> None:
-    if remembered_since is None or item.occurred_at is None or item.occurred_at >= remembered_since:
+    if not forgotten(item, remembered_since=remembered_since):
         return
     raise ForgottenByTheInbox(
-        f"the event occurred at {item.occurred_at.isoformat()}, before the oldest event {item.service} still "
-        f"remembers consuming ({remembered_since.isoformat()}): if a copy of it was applied then, it would be "
-        "applied again. Replay it anyway only if no copy of it ever was."
+        f"the event occurred at {item.occurred_at}, before {item.service} can be sure to still "
+        f"remember consuming it (events since {remembered_since}): if a copy of it was applied "
+        "then, it would be applied again. Replay it anyway only if no copy of it ever was."
     )
 
 
@@ -202,12 +217,16 @@ def parked_event(
     )
 
 
+_MOMENT = TypeAdapter(datetime)
+
+
 def _aware_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or len(value) > 64:
+    """The envelope's time as its consumer reads it (pydantic: ISO text or Unix seconds)."""
+    if value is None or isinstance(value, (dict, list)):
         return None
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
+        moment = _MOMENT.validate_python(value)
+    except ValidationError:
         return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 

@@ -90,9 +90,12 @@ class InProcessParkingLot:
     async def replay_all(
         self, *, service: str, limit: int, requested_by: str, remembered_since: datetime | None
     ) -> Replayed:
-        waiting = [item for item in self._bus.parked if item.service == service][:limit]
-        replayed, kept = [], []
+        waiting = [item for item in self._bus.parked if item.service == service]
+        replayed: list[ParkedEvent] = []
+        kept: list[ParkedEvent] = []
         for item in waiting:
+            if len(replayed) >= limit:
+                break
             shown = _inprocess_parked(item)
             if forgotten(shown, remembered_since=remembered_since):
                 kept.append(shown)

@@ -226,8 +226,13 @@ class RabbitParkingLot:
             try:
                 declared = await channel.queue_declare(topology.parking_queue(service), passive=True)
                 # Only what is parked now: a replayed message that fails again is parked
-                # anew at the tail and must wait for the next request, not loop here.
-                for _ in range(min(limit, declared.message_count or 0)):
+                # anew at the tail and must wait for the next request, not loop here. The
+                # kept ones do not count against the limit (a service broken for weeks
+                # would otherwise keep its newer events behind them), but bound the scan.
+                parked_now = min(declared.message_count or 0, limit + self._scan_limit)
+                for _ in range(parked_now):
+                    if len(replayed) >= limit:
+                        break
                     async with asyncio.timeout(self._timeout_s):
                         message = await channel.basic_get(topology.parking_queue(service), no_ack=False)
                         if _is_empty(message):
@@ -244,7 +249,7 @@ class RabbitParkingLot:
             except stopped as exc:
                 # What went back stays gone from the lot; the rest (the message in hand
                 # included, unacked) stays parked. Say how far it got if it got anywhere.
-                if not replayed and not kept:
+                if not replayed:
                     if isinstance(exc, BusUnavailable):
                         raise
                     raise BusUnavailable(f"the broker did not complete the replay: {exc!r}") from exc

@@ -112,6 +112,46 @@ async def test_a_silent_device_is_let_go_after_its_own_periods_or_the_floor():
     await heartbeat.stop()
 
 
+async def test_a_device_that_connects_again_replaces_its_old_connection_without_a_hang_up():
+    # A link that died without a FIN leaves the old socket open on our side; the device
+    # comes back on a new one. The old one goes at once, and is not reported as the device
+    # hanging up (that would make the watch suspect a device that is right there).
+    presence: list[tuple[str, bool]] = []
+
+    async def authenticate(device_id: str, token: str) -> Admission | None:
+        return Admission()
+
+    async def on_beat(device_id: str, beat: Beat) -> None:
+        pass
+
+    heartbeat = HeartbeatServer(
+        authenticate=authenticate,
+        on_beat=on_beat,
+        limits=Limits(),
+        metrics=Metrics(),
+        on_presence=lambda device_id, connected: presence.append((device_id, connected)),
+    )
+    port = await heartbeat.start("127.0.0.1", 0)
+    try:
+        old_reader, _old_writer, _ = await connect(port, "dev-1")
+        reader, writer, hello = await connect(port, "dev-1")
+        assert hello == {"ok": True}
+        assert await asyncio.wait_for(old_reader.read(), 2.0) == b""
+        assert await send(reader, writer, b'{"status": "ok"}\n') == {"ok": True}
+        assert heartbeat.open_connections == 1
+        assert presence == [("dev-1", True), ("dev-1", True)]
+        # The device hanging up on its newest connection is reported, as before.
+        writer.close()
+        await asyncio.wait_for(_until(lambda: ("dev-1", False) in presence), 2.0)
+    finally:
+        await heartbeat.stop()
+
+
+async def _until(condition) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
+
+
 @pytest.mark.slow
 async def test_five_thousand_devices_at_once(server):
     heartbeat, port, beats = server

@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -21,7 +22,7 @@ from fastapi import FastAPI
 
 from common.db import Database
 from common.events.bus import Subscriptions
-from common.events.envelope import OutgoingMessage
+from common.events.envelope import OutgoingMessage, utc_now
 from common.events.rabbitmq import RabbitMQBus
 from common.migrations import upgrade
 from common.observability import Metrics
@@ -153,7 +154,8 @@ class LedgerConsumer:
         subscriptions = Subscriptions("ledger")
         subscriptions.add_bus_handler(EntryRecorded, self._handle, name="record")
         await bus.subscribe(subscriptions)
-        event = EntryRecorded(seq=7)
+        # Older than the inbox remembers: the console asks before it replays it.
+        event = EntryRecorded(seq=7, occurred_at=utc_now() - timedelta(days=40))
         self.event_id = str(event.event_id)
         await bus.publish_many([OutgoingMessage.of(event)])
         try:
@@ -203,11 +205,21 @@ def test_an_operator_inspects_and_replays_a_parked_event(stack, open_page, rabbi
             assert_accessible(page)
             screenshot(page, "ops-bus-parked-drawer")
             ledger.failing = False
+            asked: list[str] = []
+
+            def answer(dialog) -> None:
+                asked.append(dialog.message)
+                dialog.accept()
+
+            page.on("dialog", answer)
             drawer.locator("#drawer-replay").click()
             row.wait_for(state="detached", timeout=10_000)
             page.wait_for_selector("#backlog-ledger[data-parked='0']", timeout=10_000)
             page.wait_for_selector("#parked-empty:not([hidden])")
             assert "handed back to ledger" in page.locator("#status").inner_text()
+            [question] = asked
+            assert "before ledger can be sure to still remember consuming it" in question
+            assert "Replay it anyway?" in question
             deadline = time.monotonic() + 10
             while ledger.taken[7] < 1 and time.monotonic() < deadline:
                 time.sleep(0.05)

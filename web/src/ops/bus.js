@@ -60,7 +60,7 @@ export async function busSection(dashboard) {
       } catch (error) {
         // 409 for an event older than its service's inbox remembers: the server says why;
         // only the operator knows whether a copy of it was ever applied.
-        if (!(error instanceof ApiError && error.status === 409 && item.occurred_at)) throw error;
+        if (!(error instanceof ApiError && error.refusal === 'older-than-inbox')) throw error;
         if (!window.confirm(t('bus.replay_old_confirm', { detail: error.detail }))) return;
         await api.post(`${url}?older_than_inbox=true`);
       }

@@ -12,12 +12,14 @@
 const RENEW_BEFORE_MS = 60_000;
 
 export class ApiError extends Error {
-  constructor(reason, status, detail, retryAfter = null) {
+  constructor(reason, status, detail, retryAfter = null, refusal = null) {
     super(`${reason}: ${detail}`);
     this.reason = reason;
     this.status = status;
     this.detail = detail;
     this.retryAfter = retryAfter;
+    // Which refusal of several a status stands for, where a service names it.
+    this.refusal = refusal;
   }
 }
 
@@ -130,7 +132,7 @@ export class Api {
     if (response.status === 429) throw new ApiError('rate_limited', 429, detail, retryAfter ?? 1);
     if (response.status === 503 || response.status === 502 || response.status === 504)
       throw new ApiError('unavailable', response.status, detail, retryAfter);
-    throw new ApiError('http', response.status, detail);
+    throw new ApiError('http', response.status, detail, null, response.headers.get('x-smartgym-refusal'));
   }
 
   get(path, options) {
