@@ -72,7 +72,7 @@ def create_app(
             allow_origins=list(settings.gateway_cors_origins),
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["authorization", "content-type", "x-request-id", "idempotency-key"],
-            expose_headers=["x-request-id", "retry-after", "idempotent-replayed"],
+            expose_headers=["x-request-id", "retry-after", "idempotent-replayed", "x-smartgym-refusal"],
             max_age=600,
         )
     app.state.upstreams = upstreams

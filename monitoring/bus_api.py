@@ -176,4 +176,4 @@ async def replay_all(
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except BusUnavailable as exc:
         raise _unavailable(exc) from exc
-    return ReplayedOut(replayed=outcome.replayed, kept=outcome.kept)
+    return ReplayedOut(replayed=outcome.replayed, kept=outcome.kept, kept_count=outcome.kept_count)

@@ -103,9 +103,10 @@ class HeartbeatServer:
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
-        # Each device's newest connection: a device that connects again (after a link that
-        # died without a FIN) replaces its old one, which would otherwise hold a slot until
-        # its idle limit, up to three days.
+        # Each device's newest connection on this replica: a device that connects again
+        # (after a link that died without a FIN) replaces its old one, which would otherwise
+        # hold a slot until the keep-alive probes or its idle limit end it. Two devices
+        # sharing an id keep replacing each other, which their logs then show.
         self._newest: dict[str, asyncio.StreamWriter] = {}
         self._replaced: set[asyncio.StreamWriter] = set()
         self.connections = Gauge(
@@ -163,7 +164,9 @@ class HeartbeatServer:
                 self._take_over(device_id, writer)
                 self._presence(device_id, True)
                 await self._beats(device_id, reader, writer, idle_timeout_s=self._idle_timeout(admission))
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (OSError, asyncio.IncompleteReadError):
+            # Reset, closed, or a link the keep-alive probes found dead (ETIMEDOUT,
+            # EHOSTUNREACH): gone, either way.
             hung_up = True
         finally:
             self.connections.dec()
@@ -186,6 +189,8 @@ class HeartbeatServer:
         if old is not None and old is not writer:
             self._replaced.add(old)
             self.refused.labels("replaced").inc()
+            if not old.is_closing():
+                old.write(b'{"error": "replaced"}\n')  # sent before the close, as refusals are
             old.close()
 
     def _presence(self, device_id: str, connected: bool) -> None:
@@ -252,7 +257,11 @@ class HeartbeatServer:
     async def _line(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout_s: float) -> bytes | None:
         try:
             line = await asyncio.wait_for(reader.readuntil(b"\n"), timeout_s)
-        except TimeoutError:
+        except TimeoutError as exc:
+            if exc.errno is not None:
+                # The socket's own ETIMEDOUT (keep-alive probes unanswered): the link is
+                # dead, which is the device gone, not a silence it chose.
+                raise
             await self._refuse(writer, "timeout")
             return None
         except asyncio.LimitOverrunError:
@@ -270,7 +279,7 @@ class HeartbeatServer:
 def _keep_alive(writer: asyncio.StreamWriter) -> None:
     """TCP keep-alive probes after 5 quiet minutes: a link that died without a FIN (a NAT
     that forgot the flow, a pulled cable) is found in about ten, not at the idle limit, and
-    reported like a hang-up."""
+    reported like a hang-up (the watch then pings the device at once)."""
     sock = writer.get_extra_info("socket")
     if sock is None:
         return

@@ -148,5 +148,6 @@ class ReplayedOut(BaseModel):
     replayed: list[ParkedEvent]
     kept: list[ParkedEvent] = Field(
         default_factory=list,
-        description="Left parked: older than the service's inbox remembers (replay each on its own).",
+        description="Left parked: older than the service's inbox remembers (replay each on its own); the first 100.",
     )
+    kept_count: int = Field(default=0, description="How many were left parked as too old.")

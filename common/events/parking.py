@@ -21,6 +21,8 @@ from common.events.bus import EventBus
 from common.events.inprocess import InProcessBus
 
 PREVIEW_CHARS = 300
+# Kept events a replay of every parked event lists (it counts them all).
+KEPT_SHOWN = 100
 DETAIL_BYTES = 64 * 1024
 
 
@@ -84,7 +86,8 @@ class Replayed:
     parked because their service's inbox no longer remembers that old an event."""
 
     replayed: list[ParkedEvent]
-    kept: list[ParkedEvent]
+    kept: list[ParkedEvent]  # the first KEPT_SHOWN of them
+    kept_count: int
 
 
 @dataclass(frozen=True)
@@ -151,8 +154,9 @@ HORIZON_MARGIN = timedelta(days=1)
 
 def inbox_horizon(*, retention: timedelta, now: datetime) -> datetime:
     """The oldest event a replay may hand back without being asked to: one that occurred
-    earlier may have had a copy applied whose inbox row is swept by the time it comes."""
-    return now - retention + HORIZON_MARGIN
+    earlier may have had a copy applied whose inbox row is swept by the time it comes.
+    The margin is at most half the retention, so a short one still lets recent events go."""
+    return now - retention + min(HORIZON_MARGIN, retention / 2)
 
 
 def forgotten(item: ParkedEvent, *, remembered_since: datetime | None) -> bool:

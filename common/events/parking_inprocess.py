@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from common.events.inprocess import InProcessBus, ParkedMessage
 from common.events.parking import (
+    KEPT_SHOWN,
     Backlog,
     NotParked,
     ParkedDetail,
@@ -108,7 +109,7 @@ class InProcessParkingLot:
                 )
             except NotParked:
                 continue  # replayed by someone else meanwhile
-        return Replayed(replayed=replayed, kept=kept)
+        return Replayed(replayed=replayed, kept=kept[:KEPT_SHOWN], kept_count=len(kept))
 
 
 def _inprocess_parked(item: ParkedMessage) -> ParkedEvent:

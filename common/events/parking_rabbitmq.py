@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from common.events.consumer import ATTEMPT_HEADER, ERROR_HEADER, PARKED_AT_HEADER, PARKED_FROM_HEADER
 from common.events.parking import (
+    KEPT_SHOWN,
     Backlog,
     BusUnavailable,
     NotParked,
@@ -64,6 +65,7 @@ log = logging.getLogger(__name__)
 REPLAYS_HEADER = "x-smartgym-replays"
 REPLAYED_BY_HEADER = "x-smartgym-replayed-by"
 HEADER_CHARS = 500
+REPLAY_ALL_SCAN_S = 3.0
 # What a replayed copy must not carry: it starts with a fresh retry budget and is not a
 # dead letter (a copy still marked with x-death would look parked to the next reader).
 _DROPPED_ON_REPLAY = frozenset(
@@ -230,8 +232,11 @@ class RabbitParkingLot:
                 # kept ones do not count against the limit (a service broken for weeks
                 # would otherwise keep its newer events behind them), but bound the scan.
                 parked_now = min(declared.message_count or 0, limit + self._scan_limit)
+                # A get is a round trip: the scan ends in time for the operator's request
+                # to be answered (through the gateway's timeout); the rest waits for the next.
+                scan_ends = asyncio.get_running_loop().time() + REPLAY_ALL_SCAN_S
                 for _ in range(parked_now):
-                    if len(replayed) >= limit:
+                    if len(replayed) >= limit or asyncio.get_running_loop().time() > scan_ends:
                         break
                     async with asyncio.timeout(self._timeout_s):
                         message = await channel.basic_get(topology.parking_queue(service), no_ack=False)
@@ -260,7 +265,7 @@ class RabbitParkingLot:
             "parked events replayed",
             extra={"service": service, "count": len(replayed), "kept": len(kept), "requested_by": requested_by},
         )
-        return Replayed(replayed=replayed, kept=kept)
+        return Replayed(replayed=replayed, kept=kept[:KEPT_SHOWN], kept_count=len(kept))
 
     async def _target_ready(self, service: str) -> None:
         async with _Passive(self) as passive:

@@ -22,7 +22,7 @@ from common.events.bus import Subscriptions
 from common.events.consumer import ERROR_HEADER
 from common.events.envelope import EventCatalog, OutgoingMessage, utc_now
 from common.events.inprocess import InProcessBus
-from common.events.parking import ForgottenByTheInbox, NotParked, parking_lot_of
+from common.events.parking import ForgottenByTheInbox, NotParked, inbox_horizon, parking_lot_of
 from common.events.rabbitmq import RabbitMQBus
 from common.migrations import upgrade
 from common.observability import Metrics
@@ -260,6 +260,7 @@ async def test_an_event_older_than_the_inbox_remembers_stays_parked_unless_asked
         answer = await ops.client.post(f"/v1/bus/parked/{LEDGER}/replay", json={"limit": 1}, headers=staff())
         assert answer.status_code == 200, answer.text
         assert [item["event_id"] for item in answer.json()["kept"]] == old_ids
+        assert answer.json()["kept_count"] == 2
         assert [item["event_name"] for item in answer.json()["replayed"]] == ["TestEntryRecorded"]
         await eventually(lambda: ops.ledger.taken == Counter({3: 1}), timeout=10)
         await eventually(lambda: parked(2), timeout=10)
@@ -277,6 +278,34 @@ async def test_an_event_older_than_the_inbox_remembers_stays_parked_unless_asked
         assert forced.status_code == 200, forced.text
         await eventually(lambda: ops.ledger.taken == Counter({1: 1, 3: 1}), timeout=10)
         await eventually(lambda: parked(1), timeout=10)
+
+
+@on_broker
+async def test_a_replay_of_everything_scans_no_further_than_the_limit_and_the_scan_limit(
+    rabbitmq_url, namespace, tmp_path
+):
+    async with operations(rabbitmq_url, namespace, tmp_path) as ops:
+        await ops.publish(1, 2, 3, days_ago=40)
+        await ops.publish(4)
+        await eventually(lambda: _equals(ops.parked_count(), 4), timeout=15)
+        ops.ledger.failing = False
+        lot = parking_lot_of(ops.bus, scan_limit=1)
+        horizon = inbox_horizon(retention=timedelta(days=30), now=utc_now())
+        outcome = await lot.replay_all(service=LEDGER, limit=1, requested_by="op", remembered_since=horizon)
+        # Two looked at (the limit and the scan limit), both too old: the fresh one waits.
+        assert (len(outcome.replayed), outcome.kept_count) == (0, 2)
+        await eventually(lambda: _equals(ops.parked_count(), 4), timeout=10)
+        assert ops.ledger.taken == Counter()
+
+
+async def _equals(count, expected: int) -> bool:
+    return await count == expected
+
+
+def test_the_horizon_leaves_a_short_retention_half_of_itself():
+    now = utc_now()
+    assert inbox_horizon(retention=timedelta(days=30), now=now) == now - timedelta(days=29)
+    assert inbox_horizon(retention=timedelta(days=1), now=now) == now - timedelta(hours=12)
 
 
 async def test_the_in_process_lot_keeps_what_the_inbox_has_forgotten():
@@ -298,7 +327,7 @@ async def test_the_in_process_lot_keeps_what_the_inbox_has_forgotten():
         horizon = utc_now() - timedelta(days=30)
         outcome = await lot.replay_all(service=LEDGER, limit=1, requested_by="op", remembered_since=horizon)
         assert [item.event_name for item in outcome.replayed] == ["TestEntryRecorded"]
-        assert len(outcome.kept) == 3
+        assert len(outcome.kept) == outcome.kept_count == 3
         with pytest.raises(ForgottenByTheInbox):
             await lot.replay(
                 service=LEDGER, parked_id=outcome.kept[0].parked_id, requested_by="op", remembered_since=horizon

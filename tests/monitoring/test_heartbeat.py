@@ -133,10 +133,11 @@ async def test_a_device_that_connects_again_replaces_its_old_connection_without_
     )
     port = await heartbeat.start("127.0.0.1", 0)
     try:
-        old_reader, _old_writer, _ = await connect(port, "dev-1")
+        old_reader, old_writer, _ = await connect(port, "dev-1")
         reader, writer, hello = await connect(port, "dev-1")
         assert hello == {"ok": True}
-        assert await asyncio.wait_for(old_reader.read(), 2.0) == b""
+        assert json.loads(await asyncio.wait_for(old_reader.read(), 2.0)) == {"error": "replaced"}
+        old_writer.close()
         assert await send(reader, writer, b'{"status": "ok"}\n') == {"ok": True}
         assert heartbeat.open_connections == 1
         assert presence == [("dev-1", True), ("dev-1", True)]

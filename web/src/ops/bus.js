@@ -78,9 +78,9 @@ export async function busSection(dashboard) {
     button.disabled = true;
     try {
       const answer = await api.post(`${BUS}/parked/${enc(service)}/replay`, { limit: 100 });
-      const kept = answer.kept || [];
+      const kept = answer.kept_count || 0;
       const said = t('bus.replayed_all', { n: answer.replayed.length, service });
-      layout.say(kept.length ? `${said} ${t('bus.kept_old', { n: kept.length, service })}` : said);
+      layout.say(kept ? `${said} ${t('bus.kept_old', { n: kept, service })}` : said);
     } catch (error) {
       layout.say(explain(error, t), 'error');
     } finally {
