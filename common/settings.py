@@ -181,10 +181,11 @@ class PlatformSettings(BaseSettings):
         le=3650,
         description=(
             "Days a consumed event's id is kept to recognise a redelivery of it. A parked "
-            "event older than this less a day stays parked when an operator replays every "
-            "parked event, and is replayed by name only when asked to anyway: if an earlier "
-            "copy of it was applied, it would be applied a second time. The operations "
-            "service's value decides."
+            "event that occurred longer ago than this less a day (less half of it, if that "
+            "is shorter) stays parked when an operator replays every parked event, and is "
+            "replayed by name only when asked to anyway: if an earlier copy of it was "
+            "applied, it would be applied a second time. The operations service's value "
+            "decides."
         ),
     )
 
