@@ -108,7 +108,6 @@ class HeartbeatServer:
         # hold a slot until the keep-alive probes or its idle limit end it. Two devices
         # sharing an id keep replacing each other, which their logs then show.
         self._newest: dict[str, asyncio.StreamWriter] = {}
-        self._replaced: set[asyncio.StreamWriter] = set()
         self.connections = Gauge(
             "monitoring_heartbeat_connections", "Open heartbeat connections.", registry=metrics.registry
         )
@@ -175,19 +174,17 @@ class HeartbeatServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
-            replaced = writer in self._replaced
-            self._replaced.discard(writer)
             if device_id is not None and self._newest.get(device_id) is writer:
                 del self._newest[device_id]
-            # A replaced connection ends because its device is back on another one.
-            if device_id is not None and hung_up and not replaced and not self._stopping:
-                self._presence(device_id, False)
+                # Only the newest connection's hang-up is the device's: a replaced one ends
+                # because its device is back on another.
+                if hung_up and not self._stopping:
+                    self._presence(device_id, False)
 
     def _take_over(self, device_id: str, writer: asyncio.StreamWriter) -> None:
         old = self._newest.get(device_id)
         self._newest[device_id] = writer
         if old is not None and old is not writer:
-            self._replaced.add(old)
             self.refused.labels("replaced").inc()
             if not old.is_closing():
                 old.write(b'{"error": "replaced"}\n')  # sent before the close, as refusals are

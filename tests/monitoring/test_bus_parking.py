@@ -84,6 +84,9 @@ class Operations:
         rows = {row["service"]: row for row in answer.json()["services"]}
         return int(rows[LEDGER]["parked"])
 
+    async def parked_is(self, count: int) -> bool:
+        return await self.parked_count() == count
+
 
 @asynccontextmanager
 async def operations(url: str, namespace: str, tmp_path, *, delivery_limit: int = 20) -> AsyncIterator[Operations]:
@@ -251,11 +254,7 @@ async def test_an_event_older_than_the_inbox_remembers_stays_parked_unless_asked
     async with operations(rabbitmq_url, namespace, tmp_path) as ops:
         old_ids = await ops.publish(1, 2, days_ago=40)
         await ops.publish(3, days_ago=1)
-
-        async def parked(count: int) -> bool:
-            return await ops.parked_count() == count
-
-        await eventually(lambda: parked(3), timeout=15)
+        await eventually(lambda: ops.parked_is(3), timeout=15)
         ops.ledger.failing = False
         answer = await ops.client.post(f"/v1/bus/parked/{LEDGER}/replay", json={"limit": 1}, headers=staff())
         assert answer.status_code == 200, answer.text
@@ -263,7 +262,7 @@ async def test_an_event_older_than_the_inbox_remembers_stays_parked_unless_asked
         assert answer.json()["kept_count"] == 2
         assert [item["event_name"] for item in answer.json()["replayed"]] == ["TestEntryRecorded"]
         await eventually(lambda: ops.ledger.taken == Counter({3: 1}), timeout=10)
-        await eventually(lambda: parked(2), timeout=10)
+        await eventually(lambda: ops.parked_is(2), timeout=10)
 
         listed = (await ops.client.get("/v1/bus/parked", params={"service": LEDGER}, headers=staff())).json()
         assert [item["event_id"] for item in listed] == old_ids
@@ -273,11 +272,11 @@ async def test_an_event_older_than_the_inbox_remembers_stays_parked_unless_asked
         assert refused.status_code == 409
         assert refused.headers["x-smartgym-refusal"] == "older-than-inbox"
         assert "Replay it anyway only if no copy of it ever was" in refused.json()["detail"]
-        await eventually(lambda: parked(2), timeout=10)
+        await eventually(lambda: ops.parked_is(2), timeout=10)
         forced = await ops.client.post(url, params={"older_than_inbox": "true"}, headers=staff())
         assert forced.status_code == 200, forced.text
         await eventually(lambda: ops.ledger.taken == Counter({1: 1, 3: 1}), timeout=10)
-        await eventually(lambda: parked(1), timeout=10)
+        await eventually(lambda: ops.parked_is(1), timeout=10)
 
 
 @on_broker
@@ -287,19 +286,15 @@ async def test_a_replay_of_everything_scans_no_further_than_the_limit_and_the_sc
     async with operations(rabbitmq_url, namespace, tmp_path) as ops:
         await ops.publish(1, 2, 3, days_ago=40)
         await ops.publish(4)
-        await eventually(lambda: _equals(ops.parked_count(), 4), timeout=15)
+        await eventually(lambda: ops.parked_is(4), timeout=15)
         ops.ledger.failing = False
         lot = parking_lot_of(ops.bus, scan_limit=1)
         horizon = inbox_horizon(retention=timedelta(days=30), now=utc_now())
         outcome = await lot.replay_all(service=LEDGER, limit=1, requested_by="op", remembered_since=horizon)
         # Two looked at (the limit and the scan limit), both too old: the fresh one waits.
         assert (len(outcome.replayed), outcome.kept_count) == (0, 2)
-        await eventually(lambda: _equals(ops.parked_count(), 4), timeout=10)
+        await eventually(lambda: ops.parked_is(4), timeout=10)
         assert ops.ledger.taken == Counter()
-
-
-async def _equals(count, expected: int) -> bool:
-    return await count == expected
 
 
 def test_the_horizon_leaves_a_short_retention_half_of_itself():

@@ -5,8 +5,11 @@ duplicate however often a point is resent."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -62,15 +65,22 @@ async def test_points_are_acknowledged_once_stored_and_a_reconnect_says_from_whe
     assert times == sorted(set(times))
 
 
+@contextlib.asynccontextmanager
+async def first_socket_with(running, runner, points: list[dict]) -> AsyncIterator[tuple[Any, str]]:
+    """A runner's first socket of a run, the first 30 ``points`` sent on it."""
+    async with running.socket("/ws/runs", runner) as first:
+        run_id = (await receive(first, "started"))["run_id"]
+        await first.send(json.dumps({"type": "points", "points": points[:30]}))
+        yield first, run_id
+
+
 async def test_a_reconnect_before_the_old_socket_closes_keeps_what_it_took_in(open_running):
     # Flushes far apart: what the first socket took in is only in memory when the phone,
     # out of a tunnel, opens a second one without waiting for the first to be noticed dead.
     async with open_running(running_flush_interval_s=60) as running:
         runner = member()
         points = track_points(seconds=60)
-        async with running.socket("/ws/runs", runner) as first:
-            run_id = (await receive(first, "started"))["run_id"]
-            await first.send(json.dumps({"type": "points", "points": points[:30]}))
+        async with first_socket_with(running, runner, points) as (first, run_id):
             await receive(first, "stats")
             async with running.socket(f"/ws/runs?run_id={run_id}", runner) as second:
                 resumed = await receive(second, "started")
@@ -94,9 +104,7 @@ async def test_a_reconnect_beside_a_flush_still_under_way_waits_until_it_has_set
     async with open_running(running_flush_interval_s=60) as running:
         runner = member()
         points = track_points(seconds=60)
-        async with running.socket("/ws/runs", runner) as first:
-            run_id = (await receive(first, "started"))["run_id"]
-            await first.send(json.dumps({"type": "points", "points": points[:30]}))
+        async with first_socket_with(running, runner, points) as (first, run_id):
             held = running.app.state.live.active[uuid.UUID(run_id)]
             while held.heard_t < points[29]["t"]:
                 await receive(first, "stats")
