@@ -20,6 +20,7 @@ from contracts.equipment import (
     Criticality,
     EquipmentFault,
     EquipmentFaultEscalated,
+    EquipmentFaultWithdrawn,
     EquipmentOutageEvent,
     EquipmentRecovered,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "EntryMethod",
     "EquipmentFault",
     "EquipmentFaultEscalated",
+    "EquipmentFaultWithdrawn",
     "EquipmentOutageEvent",
     "EquipmentRecovered",
     "FaceEnrolled",

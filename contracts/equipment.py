@@ -57,3 +57,16 @@ class EquipmentFaultEscalated(EquipmentOutageEvent):
 
     reason: str = Field(max_length=200)
     detected_at: datetime
+
+
+@CATALOG.register
+class EquipmentFaultWithdrawn(EquipmentOutageEvent):
+    """An open fault closed because its device was retired: nobody needs to act on it any
+    more. The last event of the outage, in place of ``EquipmentRecovered``."""
+
+    event_name: ClassVar[str] = "EquipmentFaultWithdrawn"
+    event_version: ClassVar[int] = 1
+
+    withdrawn_at: datetime
+    #: The fault had been handed to the operations team, who should hear that it is over.
+    escalated: bool

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from common.events.envelope import utc_now
 from common.kernel import ServiceKernel
 from common.security import secret_digest
+from contracts import EquipmentFaultWithdrawn
 from monitoring.detector import Health
 from monitoring.egress import EgressPolicy
 from monitoring.errors import Conflict, NotFound
@@ -232,13 +233,34 @@ class EquipmentRegistry:
         return Registered(row, token)
 
     async def retire(self, device_id: str) -> None:
-        async with self._kernel.db.sessions() as session, session.begin():
-            row = await session.get(Equipment, device_id)
+        """The device is gone: its open fault is withdrawn (with an event, so whoever was
+        told of the fault hears that it is over) and its history kept."""
+        async with self._kernel.unit_of_work() as uow:
+            session = uow.session
+            row = await session.get(Equipment, device_id, with_for_update=True)
             if row is None:
                 raise NotFound(device_id)
-            await session.execute(
-                update(Fault).where(Fault.device_id == device_id, Fault.closed_at.is_(None)).values(closed_at=utc_now())
-            )
+            now = utc_now()
+            withdrawn = (
+                await session.scalars(
+                    update(Fault)
+                    .where(Fault.device_id == device_id, Fault.closed_at.is_(None))
+                    .values(closed_at=now)
+                    .returning(Fault)
+                )
+            ).all()
+            for fault in withdrawn:
+                uow.emit(
+                    EquipmentFaultWithdrawn(
+                        fault_id=fault.fault_id,
+                        device_id=device_id,
+                        branch_id=fault.branch_id,
+                        kind=row.kind,
+                        name=row.name,
+                        withdrawn_at=now,
+                        escalated=fault.escalated_at is not None,
+                    )
+                )
             await session.delete(row)
         self._watch.forget(device_id)
         self._tell(device_id)

@@ -8,6 +8,7 @@ from contracts import (
     BranchPreferenceCreated,
     EquipmentFault,
     EquipmentFaultEscalated,
+    EquipmentFaultWithdrawn,
     EquipmentRecovered,
     FriendRequestAccepted,
     OutingEnded,
@@ -35,6 +36,7 @@ def subscriptions(notifier: Notifier) -> Subscriptions:
     subs.add(EquipmentFault, notifier.equipment_fault, name="equipment_fault")
     subs.add(EquipmentRecovered, notifier.equipment_recovered, name="equipment_recovered")
     subs.add(EquipmentFaultEscalated, notifier.equipment_escalated, name="equipment_escalated")
+    subs.add(EquipmentFaultWithdrawn, notifier.equipment_withdrawn, name="equipment_withdrawn")
     subs.add(TaskJudged, notifier.task_judged, name="task_judged")
     subs.add(TaskConfirmed, notifier.task_confirmed, name="task_confirmed")
     subs.add(TaskReviewOverdue, notifier.task_review_overdue, name="task_review_overdue")

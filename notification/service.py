@@ -28,6 +28,7 @@ from contracts import (
     BranchPreferenceCreated,
     EquipmentFault,
     EquipmentFaultEscalated,
+    EquipmentFaultWithdrawn,
     EquipmentRecovered,
     PasswordResetRequested,
     PasswordResetRequestedV2,
@@ -116,6 +117,21 @@ class Notifier:
             data=_equipment_data(event.fault_id, event.device_id, event.branch_id, "escalated"),
         )
         await self.tell(uow, event.event_id, await _operators(uow.session), notice)
+
+    async def equipment_withdrawn(self, event: EquipmentFaultWithdrawn, uow: UnitOfWork) -> None:
+        """Whoever was told of the fault hears it is over: the branch's owners, and the
+        operations team when it had been handed to them."""
+        notice = Notice(
+            "equipment_withdrawn",
+            {"branch_id": event.branch_id, "name": event.name},
+            critical=False,
+            data=_equipment_data(event.fault_id, event.device_id, event.branch_id, "withdrawn"),
+        )
+        recipients = await _owners(uow.session, event.branch_id)
+        if event.escalated:
+            told = {recipient.user_id for recipient in recipients}
+            recipients += [row for row in await _operators(uow.session) if row.user_id not in told]
+        await self.tell(uow, event.event_id, recipients, notice)
 
     async def task_judged(self, event: TaskJudged, uow: UnitOfWork) -> None:
         helper = await recipient_of(uow.session, event.helper_id, roles=[Role.HELPER.value], branches=None)

@@ -38,6 +38,12 @@ TEMPLATES: dict[str, dict[Locale, Text]] = {
         "ko": Text("[긴급] {branch_id} {name} 미확인 고장", "{name} 고장이 확인되지 않았습니다: {reason}"),
         "en": Text("[Urgent] {branch_id} {name} fault unacknowledged", "Nobody has taken the {name} fault: {reason}"),
     },
+    "equipment_withdrawn": {
+        "ko": Text(
+            "[{branch_id}] {name} 고장 종료", "{name}이(가) 철거되어 고장이 종료되었습니다. 조치할 필요가 없습니다."
+        ),
+        "en": Text("[{branch_id}] {name} fault closed", "{name} was retired, so its fault is closed. Nothing to do."),
+    },
     "task_approved": {
         "ko": Text("작업 승인", "작업이 승인되었습니다. {payout_krw}원이 지급됩니다."),
         "en": Text("Task approved", "Your task was approved. You will be paid ₩{payout_krw}."),

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from common.events.envelope import Event
 from common.migrations import upgrade
 from common.security import Role
-from contracts import EquipmentFault, EquipmentFaultEscalated, EquipmentRecovered
+from contracts import EquipmentFault, EquipmentFaultEscalated, EquipmentFaultWithdrawn, EquipmentRecovered
 from monitoring.app import create_app
 from monitoring.settings import MonitoringSettings
 from monitoring.simulator import DeviceSimulator
@@ -83,7 +83,8 @@ def open_monitor(tmp_path) -> Callable[..., AbstractAsyncContextManager[Monitor]
     async def opened(**overrides: Any) -> AsyncIterator[Monitor]:
         settings = MonitoringSettings(environment="test", data_dir=tmp_path, **{**FAST, **overrides})
         upgrade("monitoring", settings.database_url("monitoring"))
-        async with recording_bus(EquipmentFault, EquipmentRecovered, EquipmentFaultEscalated) as recording:
+        recorded = (EquipmentFault, EquipmentRecovered, EquipmentFaultEscalated, EquipmentFaultWithdrawn)
+        async with recording_bus(*recorded) as recording:
             app = create_app(settings, bus=recording.bus, metrics=recording.metrics, keys=tokens.key_cache())
             async with asgi_client(app) as client:
                 yield Monitor(app, client, settings, recording.recorded)

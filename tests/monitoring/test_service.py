@@ -13,7 +13,13 @@ import httpx
 
 from common.events.envelope import OutgoingMessage
 from common.security import Role
-from contracts import EquipmentFault, EquipmentFaultEscalated, EquipmentRecovered, GateStatusChanged
+from contracts import (
+    EquipmentFault,
+    EquipmentFaultEscalated,
+    EquipmentFaultWithdrawn,
+    EquipmentRecovered,
+    GateStatusChanged,
+)
 from monitoring.simulator import DeviceSimulator
 from tests.monitoring.conftest import BRANCH, staff
 from tests.support.apps import serving
@@ -134,7 +140,7 @@ async def test_a_gate_line_reported_down_by_access_is_a_fault(monitor):
     assert len(monitor.of(EquipmentFault)) == 1  # another branch's gate of the same name
 
 
-async def test_an_unacknowledged_critical_fault_is_escalated_once_an_acknowledged_one_never(open_monitor):
+async def test_an_unacknowledged_critical_fault_is_escalated_once_and_withdrawn_when_retired(open_monitor):
     async with open_monitor(monitoring_escalate_after_s=0.5) as monitor:
         for name in ("door-a", "door-b"):
             body = heartbeat_device(name, kind="gate", criticality="critical")
@@ -157,6 +163,19 @@ async def test_an_unacknowledged_critical_fault_is_escalated_once_an_acknowledge
         assert (await monitor.client.post(f"/v1/faults/{uuid.uuid4()}/ack", headers=owner)).status_code == 404
         open_faults = (await monitor.client.get(f"/v1/faults?branch_id={BRANCH}", headers=owner)).json()
         assert {fault["device_id"] for fault in open_faults} == {"door-a", "door-b"}
+
+        # Retiring the devices withdraws their faults, and says so: the operations team
+        # was handed door-a's and hears it is over.
+        for name in ("door-a", "door-b"):
+            assert (await monitor.client.delete(f"/v1/equipment/{name}", headers=owner)).status_code == 204
+        await eventually(lambda: len(monitor.of(EquipmentFaultWithdrawn)) == 2, timeout=3)
+        withdrawn = {event.device_id: event for event in monitor.of(EquipmentFaultWithdrawn)}
+        assert (withdrawn["door-a"].escalated, withdrawn["door-b"].escalated) == (True, False)
+        assert withdrawn["door-b"].fault_id == door_b.fault_id
+        assert (await monitor.client.get(f"/v1/faults?branch_id={BRANCH}", headers=owner)).json() == []
+        assert (await monitor.client.delete("/v1/equipment/door-a", headers=owner)).status_code == 404
+        await asyncio.sleep(0.3)
+        assert len(monitor.of(EquipmentFaultWithdrawn)) == 2
 
 
 async def test_live_updates_stream_as_server_sent_events(monitor, simulator_port):

@@ -15,6 +15,7 @@ from contracts import (
     BranchPreferenceCreated,
     EquipmentFault,
     EquipmentFaultEscalated,
+    EquipmentFaultWithdrawn,
     EquipmentRecovered,
     PasswordResetRequested,
     TaskConfirmed,
@@ -368,3 +369,31 @@ async def test_running_news_reaches_friends_racers_and_walkers(notifications, fc
     assert titles == ["Overtaken on steps", "Your friend is running"]
     [result] = await notifications.inbox(second)
     assert result["body"] == "2위로 완주했어요. 기록 26:40."  # gun time; this placing has no chip time
+
+
+async def test_a_retired_devices_fault_is_closed_for_whoever_was_told_of_it(notifications, fcm):
+    owner = person(Role.BRANCH_OWNER, (BRANCH,))
+    operator = person(Role.OPERATOR)
+    other_owner = person(Role.BRANCH_OWNER, ("hongdae",))
+    for who in (owner, operator, other_owner):
+        await notifications.with_phone(who)
+
+    def withdrawn(name: str, *, escalated: bool) -> EquipmentFaultWithdrawn:
+        return EquipmentFaultWithdrawn(
+            fault_id=uuid.uuid4(),
+            device_id=name.lower().replace(" ", "-"),
+            branch_id=BRANCH,
+            kind="treadmill",
+            name=name,
+            withdrawn_at=datetime.now(UTC),
+            escalated=escalated,
+        )
+
+    await notifications.announce(withdrawn("Treadmill 3", escalated=False), withdrawn("Front door", escalated=True))
+    await eventually(lambda: len(fcm.state.received) == 3, timeout=5)
+    titles = sorted(notice["title"] for notice in await notifications.inbox(owner))
+    assert titles == ["[gangnam] Front door 고장 종료", "[gangnam] Treadmill 3 고장 종료"]
+    [told] = await notifications.inbox(operator)  # only the fault they had been handed
+    assert (told["kind"], told["critical"]) == ("equipment_withdrawn", False)
+    assert "Front door" in told["title"]
+    assert await notifications.inbox(other_owner) == []
