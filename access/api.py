@@ -30,6 +30,7 @@ from access.schemas import (
 from access.service import AccessService
 from access.settings import AccessSettings
 from common.api import BranchPrincipal, CurrentPrincipal, from_app_state
+from common.db import MAX_ROW_ID
 from common.security import Principal, Role
 
 router = APIRouter(prefix="/v1")
@@ -238,7 +239,7 @@ async def access_log(
     method: Literal["face", "qr", "remote"] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> AttemptPage:
     """Attempts, newest first; operators see every branch, branch owners their own."""

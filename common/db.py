@@ -108,6 +108,9 @@ class BinaryArray(UserDefinedType[list[Any]]):
 
 # SQLite only auto-increments INTEGER PRIMARY KEY, not BIGINT.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+#: The largest id a ``BigIntPK`` column holds: an API that takes such an id bounds it by
+#: this, so a larger number is a 422 and not the driver's overflow (a 500).
+MAX_ROW_ID = 2**63 - 1
 
 
 def service_metadata() -> MetaData:
@@ -264,6 +267,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 __all__ = [
+    "MAX_ROW_ID",
     "BigIntPK",
     "BinaryArray",
     "Database",

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, Response, UploadFile, status
 
 from common.api import CurrentPrincipal, CurrentUserId, KernelDep, from_app_state, require_roles
+from common.db import MAX_ROW_ID
 from common.security import Principal, Role
 from helper import ledger, tasks
 from helper.classifier import ClassifierHolder, PackError
@@ -244,7 +245,7 @@ async def my_ledger(
     helper_id: CurrentUserId,
     kernel: KernelDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
 ) -> LedgerPage:
     rows = await ledger.history_of(kernel.db, helper_id=helper_id, limit=limit, before_id=before_id)
     return LedgerPage(

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from common.api import CurrentPrincipal, CurrentUserId, KernelDep, current_user_id
+from common.db import MAX_ROW_ID
 from notification.schemas import InboxMessagePublic, InboxPage, MarkReadIn, PreferencesBody, PushTokenIn
 from notification.service import (
     PreferencesIn,
@@ -30,7 +31,7 @@ async def inbox(
     kernel: KernelDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     unread: bool = False,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
 ) -> InboxPage:
     messages = await inbox_of(kernel.db, user_id, limit=limit, unread_only=unread, before_id=before_id)
     return InboxPage(

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from common.db import MAX_ROW_ID
 
 HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
@@ -27,7 +29,7 @@ class InboxPage(BaseModel):
 
 class MarkReadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    message_ids: list[int] = Field(min_length=1, max_length=500)
+    message_ids: list[Annotated[int, Field(ge=1, le=MAX_ROW_ID)]] = Field(min_length=1, max_length=500)
 
 
 class PushTokenIn(BaseModel):

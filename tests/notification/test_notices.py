@@ -323,6 +323,10 @@ async def test_bad_requests_get_clear_refusals(notifications):
         "/me/preferences", json={"quiet_start": "25:00", "quiet_end": "07:00"}, headers=owner.headers
     )
     assert bad_hours.status_code == 422
+    # An id past what the table's column holds is the caller's mistake, not the driver's overflow.
+    too_big = 2**63
+    assert (await client.post("/inbox/read", json={"message_ids": [too_big]}, headers=owner.headers)).status_code == 422
+    assert (await client.get(f"/inbox?before_id={too_big}", headers=owner.headers)).status_code == 422
     half = await client.put("/me/preferences", json={"quiet_start": "22:00"}, headers=owner.headers)
     assert half.status_code == 422
     zone = await client.put("/me/preferences", json={"timezone": "Mars/Olympus"}, headers=owner.headers)

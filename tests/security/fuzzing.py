@@ -4,9 +4,11 @@ would run it), driven from the OpenAPI document each service publishes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,11 +45,15 @@ async def fuzz(
     schema: str,
     *,
     base_url: str | None = None,
-    headers: dict[str, str] | None = None,
+    callers: Sequence[Mapping[str, str]] = ({},),
     seed: int = 1,
     thorough: bool = True,
 ) -> FuzzOutcome:
-    """Run schemathesis against ``schema`` (a URL or a file) and return what it said."""
+    """Run schemathesis against ``schema`` (a URL or a file) and return what it said.
+
+    ``callers``: each one's headers (its token). With several, each operation's requests
+    take them in turn (schemathesis_hooks.py), and each gets the examples one alone would."""
+    examples = examples_per_operation() if thorough else max(1, examples_per_operation() // 2)
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
         "run",
@@ -58,7 +64,7 @@ async def fuzz(
         "--phases",
         "coverage,fuzzing" if thorough or examples_per_operation() > 10 else "fuzzing",
         "--max-examples",
-        str(examples_per_operation() if thorough else max(1, examples_per_operation() // 2)),
+        str(examples * len(callers)),
         "--seed",
         str(seed),
         "--generation-database",
@@ -76,10 +82,13 @@ async def fuzz(
         command += ["--exclude-path", path]
     if base_url is not None:
         command += ["--url", base_url]
-    for name, value in (headers or {}).items():
-        command += ["--header", f"{name}: {value}"]
     root = Path(__file__).resolve().parents[2]
     environment = {**os.environ, "SCHEMATHESIS_HOOKS": HOOKS, "PYTHONPATH": str(root)}
+    if len(callers) == 1:
+        for name, value in callers[0].items():
+            command += ["--header", f"{name}: {value}"]
+    else:
+        environment["SMARTGYM_FUZZ_CALLERS"] = json.dumps([dict(headers) for headers in callers])
     process = await asyncio.create_subprocess_exec(
         *command,
         stdout=asyncio.subprocess.PIPE,
