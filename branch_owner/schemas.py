@@ -20,6 +20,9 @@ class OpeningHoursIn(OpeningHours):
 class PriceIn(Price):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(min_length=1, max_length=60)
+    # ₩100 million is past any membership; the bound keeps a typo from the search index,
+    # whose price column holds 32 bits (a larger one would park the branch's event).
+    amount_krw: int = Field(ge=0, le=100_000_000)
 
 
 class BranchIn(BaseModel):

@@ -281,8 +281,10 @@ class TokenVerifier:
         leeway_s: float = 5.0,
         cache_size: int = 10_000,
         cache_ttl_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._keys = keys
+        self._clock = clock
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_s
@@ -302,7 +304,7 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         cached = self._cache.get(token)
-        now = time.time()
+        now = self._clock()
         if cached is not None:
             if cached[0] > now:
                 self._cache.move_to_end(token)

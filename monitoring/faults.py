@@ -30,6 +30,22 @@ class FaultLog:
     async def record(self, changes: list[Change]) -> None:
         async with self._kernel.unit_of_work() as uow:
             session = uow.session
+            # The devices' rows are locked first, in key order, as ``Registry.retire``
+            # locks its device before its faults: one order, no deadlock. A device retired
+            # after its change was observed is gone, and so is the change (its fault was
+            # withdrawn; the bulk UPDATE below would fail on the missing row, and the
+            # writer retry it for ever).
+            present = set(
+                await session.scalars(
+                    select(Equipment.device_id)
+                    .where(Equipment.device_id.in_(sorted({change.spec.device_id for change in changes})))
+                    .order_by(Equipment.device_id)
+                    .with_for_update()
+                )
+            )
+            changes = [change for change in changes if change.spec.device_id in present]
+            if not changes:
+                return
             for change in changes:
                 spec = change.spec
                 session.add(
@@ -68,11 +84,14 @@ class FaultLog:
                         )
                     )
                 if change.closes is not None:
-                    await session.execute(
+                    closed = await session.scalar(
                         update(Fault)
                         .where(Fault.fault_id == change.closes, Fault.closed_at.is_(None))
                         .values(closed_at=change.at)
+                        .returning(Fault.fault_id)
                     )
+                    if closed is None:
+                        continue  # already closed (withdrawn): its last event has been sent
                     opened = change.fault_opened_at or change.at
                     uow.emit(
                         EquipmentRecovered(

@@ -237,6 +237,7 @@ class EquipmentRegistry:
         told of the fault hears that it is over) and its history kept."""
         async with self._kernel.unit_of_work() as uow:
             session = uow.session
+            # The device's row before its faults: the order FaultLog.record locks them in.
             row = await session.get(Equipment, device_id, with_for_update=True)
             if row is None:
                 raise NotFound(device_id)

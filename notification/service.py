@@ -124,7 +124,8 @@ class Notifier:
         notice = Notice(
             "equipment_withdrawn",
             {"branch_id": event.branch_id, "name": event.name},
-            critical=False,
+            # An escalated fault paged people through their quiet hours; so does its end.
+            critical=event.escalated,
             data=_equipment_data(event.fault_id, event.device_id, event.branch_id, "withdrawn"),
         )
         recipients = await _owners(uow.session, event.branch_id)

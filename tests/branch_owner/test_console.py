@@ -68,6 +68,8 @@ async def test_profiles_refuse_bad_input_and_other_owners(console):
     assert bad.status_code == 422
     bad = await console.client.put(f"/v1/branches/{BRANCH}", json={**PROFILE, "owner": "me"}, headers=console.owner)
     assert bad.status_code == 422
+    typo = {**PROFILE, "prices": [{"name": "1 month", "amount_krw": 5_900_000_000}]}
+    assert (await console.client.put(f"/v1/branches/{BRANCH}", json=typo, headers=console.owner)).status_code == 422
     stranger = tokens.bearer(uuid.uuid4(), [Role.BRANCH_OWNER], ("hongdae",))
     assert (await console.client.put(f"/v1/branches/{BRANCH}", json=PROFILE, headers=stranger)).status_code == 403
     member = tokens.bearer(uuid.uuid4(), [Role.CUSTOMER])

@@ -20,7 +20,9 @@ from contracts import (
     EquipmentRecovered,
     GateStatusChanged,
 )
+from monitoring.detector import Health
 from monitoring.simulator import DeviceSimulator
+from monitoring.watch import Change, DeviceSpec
 from tests.monitoring.conftest import BRANCH, staff
 from tests.support.apps import serving
 from tests.support.waiting import eventually
@@ -174,8 +176,31 @@ async def test_an_unacknowledged_critical_fault_is_escalated_once_and_withdrawn_
         assert withdrawn["door-b"].fault_id == door_b.fault_id
         assert (await monitor.client.get(f"/v1/faults?branch_id={BRANCH}", headers=owner)).json() == []
         assert (await monitor.client.delete("/v1/equipment/door-a", headers=owner)).status_code == 404
+        # A recovery the watch saw just before the retirement, recorded after it, is
+        # dropped: the withdrawal stays the outage's last event, and the writer does not
+        # stall on the missing row.
+        spec = DeviceSpec(
+            device_id="door-a",
+            branch_id=BRANCH,
+            kind="gate",
+            name="door-a",
+            criticality="critical",
+            ping_url=None,
+            heartbeat_period_s=10,
+            token_hash="",
+        )
+        late = Change(
+            spec=spec,
+            previous=Health.FAULTY,
+            health=Health.OK,
+            reason="answers again",
+            at=datetime.now(UTC),
+            closes=withdrawn["door-a"].fault_id,
+        )
+        await monitor.app.state.faults.record([late])
         await asyncio.sleep(0.3)
         assert len(monitor.of(EquipmentFaultWithdrawn)) == 2
+        assert monitor.of(EquipmentRecovered) == []
 
 
 async def test_live_updates_stream_as_server_sent_events(monitor, simulator_port):

@@ -53,9 +53,9 @@ class Person:
     headers: dict[str, str]
 
 
-def person(role: Role, branches: tuple[str, ...] = ()) -> Person:
+def person(role: Role, branches: tuple[str, ...] = (), *, also: tuple[Role, ...] = ()) -> Person:
     user_id = uuid.uuid4()
-    token = tokens.issuer().issue(str(user_id), [role], list(branches))
+    token = tokens.issuer().issue(str(user_id), [role, *also], list(branches))
     return Person(user_id, {"authorization": f"Bearer {token}"})
 
 

@@ -52,7 +52,9 @@ async def fuzz(
     """Run schemathesis against ``schema`` (a URL or a file) and return what it said.
 
     ``callers``: each one's headers (its token). With several, each operation's requests
-    take them in turn (schemathesis_hooks.py), and each gets the examples one alone would."""
+    take them in turn (schemathesis_hooks.py) and the run asks for as many examples as
+    separate runs would; an operation with fewer inputs than that (none, say) meets only the
+    first callers, so every route's answer to every caller is test_route_matrix's."""
     examples = examples_per_operation() if thorough else max(1, examples_per_operation() // 2)
     command = [
         str(Path(sys.executable).with_name("schemathesis")),

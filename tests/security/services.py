@@ -23,6 +23,10 @@ from tests.support.apps import FAST_HASHER
 from tests.support.serialgate import SocatPair
 
 BRANCH_A, BRANCH_B = "gangnam", "hongdae"
+# An operator's claims signed by a key nobody trusts: every route refuses it as no token.
+FORGED_OPERATOR = {
+    "authorization": f"Bearer {tokens.signed(tokens.claims(roles=['operator']), key=tokens.other_key())}"
+}
 
 
 @dataclass

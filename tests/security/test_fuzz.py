@@ -13,7 +13,7 @@ from gateway.app import create_app as create_gateway
 from gateway.settings import GatewaySettings
 from tests.security.fuzzing import fuzz
 from tests.security.route_policy import Caller
-from tests.security.services import Callers, built_service
+from tests.security.services import FORGED_OPERATOR, Callers, built_service
 from tests.support import tokens
 from tests.support.apps import serving
 
@@ -30,7 +30,6 @@ GATEWAY_PREFIX = {
     "search": "/api/search",
     "mlops": "/api/mlops",
 }
-FORGED = tokens.signed(tokens.claims(roles=["operator"]), key=tokens.other_key())
 
 
 def report(outcome) -> str:
@@ -44,7 +43,7 @@ async def test_fuzzing_finds_no_server_error_and_no_schema_violation(service, tm
         # The operator reaches the most code: the thorough pass. A customer, no token and a
         # forged one take turns in one quick pass (each route's answer to each of them is
         # test_route_matrix's).
-        refused = [callers.headers(Caller.CUSTOMER), {}, {"authorization": f"Bearer {FORGED}"}]
+        refused = [callers.headers(Caller.CUSTOMER), {}, FORGED_OPERATOR]
         runs = [("operator", [callers.headers(Caller.OPERATOR)], True)]
         runs += [("a customer, no token and a forged token", refused, False)]
         cases = 0

@@ -1,4 +1,5 @@
-"""Every route of every service, by every kind of caller: no unexpected 2xx, never a 5xx.
+"""Every route of every service, by every kind of caller and a forged token: no unexpected
+2xx, never a 5xx.
 
 The routes come from each service's own OpenAPI (so a new route is covered the day it is
 added), the expectations from :mod:`tests.security.route_policy`. This checks each
@@ -21,7 +22,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.security.route_policy import POLICY, Caller, Scoped
-from tests.security.services import BRANCH_A, Callers, built_service
+from tests.security.services import BRANCH_A, FORGED_OPERATOR, Callers, built_service
 from tests.support.apps import asgi_client
 
 METHODS = ("get", "put", "post", "patch", "delete")
@@ -120,6 +121,9 @@ async def test_every_route_answers_each_caller_as_declared(service, open_service
                     unexpected.append(f"{caller} {method} {url}: {response.status_code}, not allowed")
                 elif caller is Caller.ANONYMOUS and caller not in allowed and response.status_code != 401:
                     unexpected.append(f"anonymous {method} {url}: {response.status_code}, expected 401")
+            forged = await opened.client.request(method, url, headers=FORGED_OPERATOR, **body)
+            if forged.status_code >= 500 or (Caller.ANONYMOUS not in allowed and forged.status_code != 401):
+                unexpected.append(f"a forged token {method} {url}: {forged.status_code}, expected 401")
         assert not unexpected, "\n".join(unexpected)
 
 
