@@ -327,6 +327,9 @@ async def run(args: argparse.Namespace) -> None:
     labels: list[str] = []
     for mode in modes:
         devices = list(began[mode])
+        if not devices:  # no device of this kind was failed (said above): nothing timed, no aim to miss
+            figures[f"{mode}_failures"] = 0
+            continue
         # A failure never announced (or never pushed) counts as later than any bound.
         latency = [arrivals[device] - began[mode][device] if device in arrivals else math.inf for device in devices]
         detection = [opened[device] - began[mode][device] if device in opened else math.inf for device in devices]

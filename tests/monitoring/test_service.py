@@ -197,7 +197,11 @@ async def test_an_unacknowledged_critical_fault_is_escalated_once_and_withdrawn_
             at=datetime.now(UTC),
             closes=withdrawn["door-a"].fault_id,
         )
+        unannounced = Change(
+            spec=spec, previous=Health.OK, health=Health.UNKNOWN, reason="silent", at=datetime.now(UTC)
+        )
         await monitor.app.state.faults.record([late])
+        await monitor.app.state.faults.record([late, unannounced])
         await asyncio.sleep(0.3)
         assert len(monitor.of(EquipmentFaultWithdrawn)) == 2
         assert monitor.of(EquipmentRecovered) == []
