@@ -269,7 +269,8 @@ class TokenVerifier:
     A client sends the same token with every request until it expires, so a verified
     token's principal is kept (bounded LRU, at most ``cache_ttl_s`` and never past the
     token's ``exp``). A key withdrawn from the JWKS therefore stops being honoured within
-    ``cache_ttl_s`` rather than at once.
+    ``cache_ttl_s`` rather than at once. ``clock`` times the cache only; a token's own
+    ``exp`` and ``nbf`` are checked against the wall clock.
     """
 
     def __init__(

@@ -37,9 +37,19 @@ _MONTHLY = ("month", "월", "개월")
 _DAILY = ("day", "일일", "1일", "하루")
 
 
+_MAX_PRICE_KRW = 2**31 - 1
+
+
 def _price(event: BranchInfo, words: tuple[str, ...]) -> int | None:
-    """The cheapest price whose name says it is monthly (or daily): "1 month", "1개월"…"""
-    amounts = [price.amount_krw for price in event.prices if any(word in price.name.lower() for word in words)]
+    """The cheapest price whose name says it is monthly (or daily): "1 month", "1개월"…
+
+    An amount past the index's 32-bit column (a typo stored before the owner console
+    bounded prices) is left out rather than parking the whole branch."""
+    amounts = [
+        price.amount_krw
+        for price in event.prices
+        if price.amount_krw <= _MAX_PRICE_KRW and any(word in price.name.lower() for word in words)
+    ]
     return min(amounts) if amounts else None
 
 

@@ -117,6 +117,13 @@ async def test_price_and_rating_filters(search):
     assert {hit["branch_id"] for hit in rated["hits"]} == {"gn-24", "hd-quiet"}
 
 
+async def test_a_price_past_the_index_column_is_left_out_not_the_branch(search):
+    await search.announce(branch("gn-typo", "강남 오타짐", monthly_price_krw=5_900_000_000))
+    await search.settle()
+    [hit] = (await search.find("강남 오타짐"))["hits"]
+    assert (hit["branch_id"], hit["monthly_price_krw"]) == ("gn-typo", None)
+
+
 async def test_paging_is_stable(search):
     await seed(search)
     everything = await search.find("gym", size=4)
