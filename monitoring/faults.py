@@ -13,6 +13,7 @@ from sqlalchemy import Table, and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.events.envelope import utc_now
+from common.events.outbox import UnitOfWork
 from common.kernel import ServiceKernel
 from contracts import Criticality, EquipmentFault, EquipmentFaultEscalated, EquipmentRecovered
 from monitoring.errors import NotFound
@@ -38,100 +39,17 @@ class FaultLog:
 
     async def record(self, changes: list[Change]) -> None:
         async with self._kernel.unit_of_work() as uow:
-            session = uow.session
-            # A device retired after its change was observed must not get a fault opened or
-            # closed: its faults were withdrawn with it. A batch that announces anything
-            # (few do; none when 20,000 devices first answer) looks its devices up first,
-            # locking all of their rows in one statement, so the health UPDATE below waits
-            # for no further row, and a device's row is always locked before its faults, as
-            # ``Registry.retire`` does: one order, no deadlock.
             if any(change.announced for change in changes):
-                present = set(
-                    await session.scalars(
-                        select(Equipment.device_id)
-                        .where(Equipment.device_id.in_(sorted({change.spec.device_id for change in changes})))
-                        .order_by(Equipment.device_id)
-                        .with_for_update()
-                    )
-                )
-                changes = [change for change in changes if not change.announced or change.spec.device_id in present]
+                changes = await _on_devices_still_registered(uow.session, changes)
                 if not changes:
                     return
             for change in changes:
-                spec = change.spec
-                session.add(
-                    StateChange(
-                        device_id=spec.device_id,
-                        branch_id=spec.branch_id,
-                        from_health=change.previous.value,
-                        to_health=change.health.value,
-                        reason=change.reason[:200],
-                        at=change.at,
-                        announced=change.announced,
-                        fault_id=change.opens or change.closes,
-                    )
-                )
+                uow.session.add(_audit_row(change))
                 if change.opens is not None:
-                    session.add(
-                        Fault(
-                            fault_id=change.opens,
-                            device_id=spec.device_id,
-                            branch_id=spec.branch_id,
-                            criticality=spec.criticality,
-                            reason=change.reason[:200],
-                            opened_at=change.at,
-                        )
-                    )
-                    uow.emit(
-                        EquipmentFault(
-                            fault_id=change.opens,
-                            device_id=spec.device_id,
-                            branch_id=spec.branch_id,
-                            kind=spec.kind,
-                            name=spec.name,
-                            criticality=cast(Criticality, spec.criticality),
-                            reason=change.reason[:200],
-                            detected_at=change.at,
-                        )
-                    )
+                    _open_fault(uow, change, fault_id=change.opens)
                 if change.closes is not None:
-                    closed = await session.scalar(
-                        update(Fault)
-                        .where(Fault.fault_id == change.closes, Fault.closed_at.is_(None))
-                        .values(closed_at=change.at)
-                        .returning(Fault.fault_id)
-                    )
-                    if closed is None:
-                        continue  # already closed (withdrawn): its last event has been sent
-                    opened = change.fault_opened_at or change.at
-                    uow.emit(
-                        EquipmentRecovered(
-                            fault_id=change.closes,
-                            device_id=spec.device_id,
-                            branch_id=spec.branch_id,
-                            kind=spec.kind,
-                            name=spec.name,
-                            recovered_at=change.at,
-                            down_for_s=max(0.0, (change.at - opened).total_seconds()),
-                        )
-                    )
-            # Each device's latest health in one statement (an UPDATE per change was most of
-            # the work when 20,000 devices first answered), taking the row locks in key order.
-            # A table-level UPDATE: a retired device's row is simply not there (the ORM's
-            # bulk form raised StaleDataError, and the writer retried the batch for ever).
-            latest = {change.spec.device_id: change for change in changes}
-            await session.execute(
-                _SET_HEALTH,
-                [
-                    {
-                        "device": device_id,
-                        "health": change.health.value,
-                        "health_reason": change.reason[:200],
-                        "health_since": change.at,
-                    }
-                    for device_id, change in sorted(latest.items())
-                ],
-            )
+                    await _close_fault(uow, change, fault_id=change.closes)
+            await _set_health(uow.session, changes)
 
     async def faults(self, *, branch_id: str | None, open_only: bool, limit: int) -> Sequence[Fault]:
         query = select(Fault).order_by(Fault.opened_at.desc()).limit(limit)
@@ -204,3 +122,106 @@ async def _names(session: AsyncSession, device_ids: list[str]) -> dict[str, tupl
         select(Equipment.device_id, Equipment.kind, Equipment.name).where(Equipment.device_id.in_(device_ids))
     )
     return {device_id: (kind, name) for device_id, kind, name in rows}
+
+
+async def _on_devices_still_registered(session: AsyncSession, changes: list[Change]) -> list[Change]:
+    """The changes left once announcements about devices retired since they were observed
+    are dropped: their faults were withdrawn with them.
+
+    Only a batch that announces anything pays for this (few do; none when 20,000 devices
+    first answer). It locks all of the batch's device rows in one statement, so the health
+    UPDATE waits for no further row, and a device's row is always locked before its faults,
+    as ``Registry.retire`` does: one order, no deadlock."""
+    present = set(
+        await session.scalars(
+            select(Equipment.device_id)
+            .where(Equipment.device_id.in_(sorted({change.spec.device_id for change in changes})))
+            .order_by(Equipment.device_id)
+            .with_for_update()
+        )
+    )
+    return [change for change in changes if not change.announced or change.spec.device_id in present]
+
+
+def _audit_row(change: Change) -> StateChange:
+    spec = change.spec
+    return StateChange(
+        device_id=spec.device_id,
+        branch_id=spec.branch_id,
+        from_health=change.previous.value,
+        to_health=change.health.value,
+        reason=change.reason[:200],
+        at=change.at,
+        announced=change.announced,
+        fault_id=change.opens or change.closes,
+    )
+
+
+def _open_fault(uow: UnitOfWork, change: Change, *, fault_id: uuid.UUID) -> None:
+    spec = change.spec
+    uow.session.add(
+        Fault(
+            fault_id=fault_id,
+            device_id=spec.device_id,
+            branch_id=spec.branch_id,
+            criticality=spec.criticality,
+            reason=change.reason[:200],
+            opened_at=change.at,
+        )
+    )
+    uow.emit(
+        EquipmentFault(
+            fault_id=fault_id,
+            device_id=spec.device_id,
+            branch_id=spec.branch_id,
+            kind=spec.kind,
+            name=spec.name,
+            criticality=cast(Criticality, spec.criticality),
+            reason=change.reason[:200],
+            detected_at=change.at,
+        )
+    )
+
+
+async def _close_fault(uow: UnitOfWork, change: Change, *, fault_id: uuid.UUID) -> None:
+    closed = await uow.session.scalar(
+        update(Fault)
+        .where(Fault.fault_id == fault_id, Fault.closed_at.is_(None))
+        .values(closed_at=change.at)
+        .returning(Fault.fault_id)
+    )
+    if closed is None:
+        return  # already closed (withdrawn): its last event has been sent
+    spec = change.spec
+    opened = change.fault_opened_at or change.at
+    uow.emit(
+        EquipmentRecovered(
+            fault_id=fault_id,
+            device_id=spec.device_id,
+            branch_id=spec.branch_id,
+            kind=spec.kind,
+            name=spec.name,
+            recovered_at=change.at,
+            down_for_s=max(0.0, (change.at - opened).total_seconds()),
+        )
+    )
+
+
+async def _set_health(session: AsyncSession, changes: list[Change]) -> None:
+    """Each device's latest health in one statement (an UPDATE per change was most of the
+    work when 20,000 devices first answered), taking the row locks in key order. A
+    table-level UPDATE: a retired device's row is simply not there (the ORM's bulk form
+    raised StaleDataError, and the writer retried the batch for ever)."""
+    latest = {change.spec.device_id: change for change in changes}
+    await session.execute(
+        _SET_HEALTH,
+        [
+            {
+                "device": device_id,
+                "health": change.health.value,
+                "health_reason": change.reason[:200],
+                "health_since": change.at,
+            }
+            for device_id, change in sorted(latest.items())
+        ],
+    )

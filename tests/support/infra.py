@@ -161,6 +161,16 @@ class PostgresRole:
             connection.execute(text(f"CREATE ROLE {self.name} LOGIN"))
             connection.execute(text(f"ALTER ROLE {self.name} SET default_transaction_read_only = on"))
 
+    def disconnect(self) -> None:
+        """End the role's sessions. A closed client connection's server process can
+        linger a moment, and ``DROP DATABASE ... WITH (FORCE)`` run by the services' user
+        may not terminate another role's process: only the superuser may."""
+        with self._admin.connect() as connection:
+            connection.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :name"),
+                {"name": self.name},
+            )
+
     def drop(self) -> None:
         """Drop the role (the databases granting it must be dropped first). Retried: other
         tests on this machine may be restarting the server."""
