@@ -23,7 +23,7 @@ from monitoring.watch import Change
 _EQUIPMENT = cast(Table, Equipment.__table__)
 _SET_HEALTH = (
     update(_EQUIPMENT)
-    .where(_EQUIPMENT.c.device_id == bindparam("device"))
+    .where(_EQUIPMENT.c.device_id == bindparam("device"), _EQUIPMENT.c.created_at == bindparam("registered"))
     .values(
         health=bindparam("health"), health_reason=bindparam("health_reason"), health_since=bindparam("health_since")
     )
@@ -126,21 +126,27 @@ async def _names(session: AsyncSession, device_ids: list[str]) -> dict[str, tupl
 
 async def _on_devices_still_registered(session: AsyncSession, changes: list[Change]) -> list[Change]:
     """The changes left once announcements about devices retired since they were observed
-    are dropped: their faults were withdrawn with them.
+    (even if registered again under the same id) are dropped: their faults were withdrawn
+    with them.
 
     Only a batch that announces anything pays for this (few do; none when 20,000 devices
     first answer). It locks all of the batch's device rows in one statement, so the health
     UPDATE waits for no further row, and a device's row is always locked before its faults,
     as ``Registry.retire`` does: one order, no deadlock."""
-    present = set(
-        await session.scalars(
-            select(Equipment.device_id)
+    present = {
+        (device_id, registered_at)
+        for device_id, registered_at in await session.execute(
+            select(Equipment.device_id, Equipment.created_at)
             .where(Equipment.device_id.in_(sorted({change.spec.device_id for change in changes})))
             .order_by(Equipment.device_id)
             .with_for_update()
         )
-    )
-    return [change for change in changes if not change.announced or change.spec.device_id in present]
+    }
+    return [
+        change
+        for change in changes
+        if not change.announced or (change.spec.device_id, change.spec.registered_at) in present
+    ]
 
 
 def _audit_row(change: Change) -> StateChange:
@@ -210,14 +216,16 @@ async def _close_fault(uow: UnitOfWork, change: Change, *, fault_id: uuid.UUID) 
 async def _set_health(session: AsyncSession, changes: list[Change]) -> None:
     """Each device's latest health in one statement (an UPDATE per change was most of the
     work when 20,000 devices first answered), taking the row locks in key order. A
-    table-level UPDATE: a retired device's row is simply not there (the ORM's bulk form
-    raised StaleDataError, and the writer retried the batch for ever)."""
+    table-level UPDATE: a retired device's row is simply not there, or is a later
+    registration's, which it leaves alone (the ORM's bulk form raised StaleDataError, and
+    the writer retried the batch for ever)."""
     latest = {change.spec.device_id: change for change in changes}
     await session.execute(
         _SET_HEALTH,
         [
             {
                 "device": device_id,
+                "registered": change.spec.registered_at,
                 "health": change.health.value,
                 "health_reason": change.reason[:200],
                 "health_since": change.at,

@@ -42,6 +42,7 @@ def spec_of(row: Equipment) -> DeviceSpec:
         ping_url=row.ping_url,
         heartbeat_period_s=row.heartbeat_period_s,
         token_hash=row.token_hash,
+        registered_at=row.created_at,
     )
 
 

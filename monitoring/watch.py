@@ -45,6 +45,9 @@ class DeviceSpec:
     ping_url: str | None
     heartbeat_period_s: int | None
     token_hash: str
+    # Tells this registration from a later one under the same id: a change observed before
+    # the device was retired must not land on the row registered after.
+    registered_at: datetime
 
 
 @dataclass(frozen=True)

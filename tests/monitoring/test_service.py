@@ -21,6 +21,7 @@ from contracts import (
     GateStatusChanged,
 )
 from monitoring.detector import Health
+from monitoring.registry import spec_of
 from monitoring.simulator import DeviceSimulator
 from monitoring.watch import Change, DeviceSpec
 from tests.monitoring.conftest import BRANCH, staff
@@ -188,6 +189,7 @@ async def test_an_unacknowledged_critical_fault_is_escalated_once_and_withdrawn_
             ping_url=None,
             heartbeat_period_s=10,
             token_hash="",
+            registered_at=datetime.now(UTC),
         )
         late = Change(
             spec=spec,
@@ -205,6 +207,36 @@ async def test_an_unacknowledged_critical_fault_is_escalated_once_and_withdrawn_
         await asyncio.sleep(0.3)
         assert len(monitor.of(EquipmentFaultWithdrawn)) == 2
         assert monitor.of(EquipmentRecovered) == []
+
+
+async def test_a_change_seen_before_a_retirement_does_not_land_on_the_device_registered_again(monitor):
+    body = heartbeat_device("bike-7", criticality="critical")
+    assert (await monitor.client.post("/v1/equipment", json=body, headers=staff())).status_code == 201
+    before = spec_of(await monitor.app.state.registry.get("bike-7"))
+    assert (await monitor.client.delete("/v1/equipment/bike-7", headers=staff())).status_code == 204
+    assert (await monitor.client.post("/v1/equipment", json=body, headers=staff())).status_code == 201
+    again = spec_of(await monitor.app.state.registry.get("bike-7"))
+    assert again.registered_at != before.registered_at
+
+    def silent(spec: DeviceSpec) -> Change:
+        return Change(
+            spec=spec,
+            previous=Health.OK,
+            health=Health.FAULTY,
+            reason="no heartbeat",
+            at=datetime.now(UTC),
+            opens=uuid.uuid4(),
+        )
+
+    # The old registration's fault, recorded late, is dropped and leaves the new row be...
+    await monitor.app.state.faults.record([silent(before)])
+    shown = (await monitor.client.get("/v1/equipment/bike-7", headers=staff())).json()
+    assert (shown["health"], monitor.of(EquipmentFault)) == ("unknown", [])
+    # ...while the new registration's own is recorded.
+    await monitor.app.state.faults.record([silent(again)])
+    await eventually(lambda: len(monitor.of(EquipmentFault)) == 1, timeout=3)
+    shown = (await monitor.client.get("/v1/equipment/bike-7", headers=staff())).json()
+    assert shown["health"] == "faulty"
 
 
 async def test_live_updates_stream_as_server_sent_events(monitor, simulator_port):
