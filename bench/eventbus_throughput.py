@@ -499,13 +499,13 @@ async def one_phase(pg: PostgresDatabases, args: argparse.Namespace) -> None:
     elif args.only == "bus":
         report = await baseline(count)
     else:
-        batch = {"burst": 100, "single": 1, "paced": 10}[args.only]
+        batch = {"burst": 100, "single": 1, "paced": args.paced_batch}[args.only]
         report = await with_outbox(pg, count, rate=args.rate if args.only == "paced" else None, batch=batch)
         print_stages(f"{args.only}, transactions of {batch}", report)
     lat = summary(report["latencies_ms"])
     print(
         f"\n{args.only}: {report['distinct']}/{count} distinct, {report['events_per_s']:.0f} events/s, "
-        f"latency {spread_line(lat)} (n={lat['n']}), producer CPU {report['producer_cpu_s'] / count * 1e6:.0f} "
+        f"latency {spread_line(lat)}, producer CPU {report['producer_cpu_s'] / count * 1e6:.0f} "
         f"µs/event, consumer CPU {report['cpu_s'] / count * 1e6:.0f} µs/event, "
         f"load {os.getloadavg()[0]:.1f}"
     )
@@ -650,6 +650,7 @@ if __name__ == "__main__":
     parser.add_argument("--single-events", type=int, default=5_000)
     parser.add_argument("--rate", type=float, default=None, help="paced rate; default half the measured maximum")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--paced-batch", type=int, default=10, help="events per transaction with --only paced")
     parser.add_argument("--ns")
     parser.add_argument("--expect", type=int)
     parser.add_argument("--db")
