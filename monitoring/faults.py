@@ -127,7 +127,8 @@ async def _names(session: AsyncSession, device_ids: list[str]) -> dict[str, tupl
 async def _on_devices_still_registered(session: AsyncSession, changes: list[Change]) -> list[Change]:
     """The changes left once announcements about devices retired since they were observed
     (even if registered again under the same id) are dropped: their faults were withdrawn
-    with them.
+    with them. Unannounced changes stay: their audit rows are the device's history up to
+    its retirement, listed under its id (a registration under the same id lists them too).
 
     Only a batch that announces anything pays for this (few do; none when 20,000 devices
     first answer). It locks all of the batch's device rows in one statement, so the health

@@ -157,7 +157,7 @@ class EquipmentRegistry:
                 self._watch.forget(device_id)
                 continue
             fault = faults.get(device_id)
-            fresh = not self._watch.is_watched(device_id)
+            fresh = not self._watch.is_watched(device_id, registered_at=row.created_at)
             self._watch.watch(spec_of(row), faulty_since=(fault.fault_id, fault.opened_at) if fault and fresh else None)
             self._watch.set_maintenance(
                 device_id, [(w.starts_at, w.ends_at) for w in windows if w.device_id == device_id]
@@ -263,8 +263,11 @@ class EquipmentRegistry:
                         escalated=fault.escalated_at is not None,
                     )
                 )
+            registered_at = row.created_at
             await session.delete(row)
-        self._watch.forget(device_id)
+        # This registration only: the id may be registered again once the retirement has
+        # committed, before this line runs.
+        self._watch.forget(device_id, registered_at=registered_at)
         self._tell(device_id)
 
     async def get(self, device_id: str) -> Equipment:

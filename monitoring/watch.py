@@ -184,6 +184,12 @@ class EquipmentWatch:
             heartbeat_grace=kind_rules.heartbeat_grace,
         )
         current = self._devices.get(spec.device_id)
+        if current is not None and current.spec.registered_at != spec.registered_at:
+            # Retired and registered again under its id (a replica that holds the branch
+            # may hear of both at once): the old registration's health and open fault,
+            # withdrawn with it, are not the new device's.
+            self._unwatch(spec.device_id)
+            current = None
         if current is None:
             current = Watched(spec, DeviceHealth(rules))
             # A device that heartbeats gets one period's grace to (re)connect after we start.
@@ -199,7 +205,12 @@ class EquipmentWatch:
         else:
             self._pinger.remove_target(spec.device_id)
 
-    def forget(self, device_id: str) -> None:
+    def forget(self, device_id: str, *, registered_at: datetime | None = None) -> None:
+        """Stop watching the device; with ``registered_at``, only that registration of it (a
+        registration under the same id that came in meanwhile stays)."""
+        known = self._known.get(device_id)
+        if registered_at is not None and known is not None and known.registered_at != registered_at:
+            return
         self._known.pop(device_id, None)
         self._unwatch(device_id)
 
@@ -220,8 +231,10 @@ class EquipmentWatch:
     def known_branches(self) -> set[str]:
         return {spec.branch_id for spec in self._known.values()}
 
-    def is_watched(self, device_id: str) -> bool:
-        return device_id in self._devices
+    def is_watched(self, device_id: str, *, registered_at: datetime | None = None) -> bool:
+        """Whether the device is watched here; with ``registered_at``, as that registration."""
+        watched = self._devices.get(device_id)
+        return watched is not None and registered_at in (None, watched.spec.registered_at)
 
     def watched_in(self, branch_ids: Iterable[str]) -> list[str]:
         branches = set(branch_ids)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from contracts import EquipmentFault, EquipmentRecovered
+from monitoring.registry import spec_of
 from monitoring.simulator import DeviceSimulator
 from tests.monitoring.conftest import BRANCH, staff
 from tests.support.waiting import eventually
@@ -49,6 +51,30 @@ async def test_a_dead_device_raises_one_fault_and_its_return_one_recovery(monito
             ("ok", "faulty", True),
             ("unknown", "ok", False),
         ]
+    finally:
+        await simulator.stop()
+
+
+async def test_a_device_registered_again_is_watched_afresh_by_a_replica_that_hears_of_both_at_once(
+    monitor, simulator_port
+):
+    # The replica holding the branch may learn of a retirement and of a registration under
+    # the same id in one reload. The old registration's open fault, withdrawn with it,
+    # must not carry over: the new device's own failure is announced.
+    simulator = DeviceSimulator.numbered(1, simulator_port)
+    await simulator.start()
+    try:
+        await monitor.register(simulator)
+        await all_healthy(monitor, 1)
+        registry, watch = monitor.app.state.registry, monitor.app.state.watch
+        old = spec_of(await registry.get("sim-00000"))
+        assert (await monitor.client.delete("/v1/equipment/sim-00000", headers=staff())).status_code == 204
+        await monitor.register(simulator)
+        watch.watch(old, faulty_since=(uuid.uuid4(), datetime.now(UTC)))  # what that replica still holds
+        await registry.reload(["sim-00000"])
+        await simulator.set_mode("sim-00000", "dead")
+        await eventually(lambda: len(monitor.of(EquipmentFault)) == 1, timeout=10)
+        assert monitor.of(EquipmentFault)[0].device_id == "sim-00000"
     finally:
         await simulator.stop()
 

@@ -167,7 +167,8 @@ class PostgresRole:
         may not terminate another role's process: only the superuser may."""
         with self._admin.connect() as connection:
             connection.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :name"),
+                # With a timeout: wait until each process has exited, not only been signalled.
+                text("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = :name"),
                 {"name": self.name},
             )
 
