@@ -59,7 +59,7 @@ def create_app(
         catalog=catalog,
         ready_without_bus=True,
     )
-    on_start: list[Hook] = []
+    on_start: list[Hook] = [faces.warm]
     on_stop: list[Hook] = []
     follower: ModelFollower | None = None
     if follow_models and kernel.bus is not None:

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from facemodel.engine import Analysis, FaceEngine, UInt8Image, decode_image
 from facemodel.gallery import Gallery, Match
-from facemodel.holder import ModelHolder, SwapReport
+from facemodel.holder import ModelHolder, SwapReport, warm_up_frame
 from facemodel.liveness import LivenessRules, LivenessVerdict, judge_burst
 from facemodel.metrics import FaceMetrics
 from facemodel.quality import Purpose
@@ -67,11 +67,25 @@ class FaceService:
         # Inference runs in worker threads (onnxruntime releases the GIL); the event loop
         # stays free for I/O. One ONNX thread per worker keeps latency predictable.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facemodel")
+        self._workers = workers
         # Loading and self-testing a new model runs on a thread of its own at a lower CPU
         # priority (nice 5: about a quarter of a busy core's share against a request
         # thread): on a busy node the gate's requests win the cores and the deploy takes a
         # little longer. Nice 19 starved it past a minute on a saturated machine.
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facemodel-loader", initializer=_yield_cpu)
+
+    async def warm(self, engine: FaceEngine | None = None) -> None:
+        """Analyse a synthetic frame on every inference thread at once, a few times, before
+        ``engine`` (the active one by default) serves anybody.
+
+        Overlapping runs grow onnxruntime's memory arena and the threads' allocators to
+        what the worker count needs: with two workers and the default pack, ~40 MiB at the
+        first two entries that overlap, which under a steady load came minutes in as a
+        step in RSS (bench/perf_memory.py). Taken here it is part of the start-up size."""
+        target = engine or self.holder.current
+        frame = warm_up_frame()
+        for _ in range(3):
+            await asyncio.gather(*(self._run(functools.partial(target.analyse, frame)) for _ in range(self._workers)))
 
     async def _run(self, function: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function)
@@ -208,6 +222,7 @@ class FaceService:
     ) -> SwapReport:
         prepare = functools.partial(self.holder.prepare, pack, threads=threads, new_space_approved=new_space_approved)
         candidate, load_ms = await asyncio.get_running_loop().run_in_executor(self._loader, prepare)
+        await self.warm(candidate)  # on the request threads, as it will run: a few tens of ms
         # The swap itself on the event loop: microseconds, no thread hand-off to wait for.
         report = self.holder.activate(
             candidate, load_ms=load_ms, version=version, new_space_approved=new_space_approved
