@@ -268,8 +268,9 @@ def main(args: argparse.Namespace) -> None:
     )
     print(
         f"swap (reference replacement): {swap_us:.2f} µs averaged over 20,000 swaps; observed from a worker "
-        f"thread under load {swap['swap_ms']:.2f} ms (GIL hand-offs); load + warm-up + self-test median "
-        f"{swap['load_ms']:.0f} ms, off the request path"
+        f"thread under load {swap['swap_ms']:.2f} ms (GIL hand-offs); load + self-test median "
+        f"{swap['load_ms']:.0f} ms, off the request path (then three rounds of warm-up analyses on the "
+        f"request threads, ADR 0063)"
     )
     table(
         f"IPC round trip, same request, n={args.ipc_rounds} per transport",

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from facemodel.metrics import FaceMetrics
 from facemodel.quality import Purpose
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 LOADER_NICE = 5
 
 
@@ -68,6 +71,7 @@ class FaceService:
         # stays free for I/O. One ONNX thread per worker keeps latency predictable.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facemodel")
         self._workers = workers
+        self._warmed: weakref.WeakSet[FaceEngine] = weakref.WeakSet()
         # Loading and self-testing a new model runs on a thread of its own at a lower CPU
         # priority (nice 5: about a quarter of a busy core's share against a request
         # thread): on a busy node the gate's requests win the cores and the deploy takes a
@@ -76,16 +80,25 @@ class FaceService:
 
     async def warm(self, engine: FaceEngine | None = None) -> None:
         """Analyse a synthetic frame on every inference thread at once, a few times, before
-        ``engine`` (the active one by default) serves anybody.
+        ``engine`` (the active one by default) serves anybody; once per engine.
 
         Overlapping runs grow onnxruntime's memory arena and the threads' allocators to
         what the worker count needs: with two workers and the default pack, ~40 MiB at the
         first two entries that overlap, which under a steady load came minutes in as a
-        step in RSS (bench/perf_memory.py). Taken here it is part of the start-up size."""
+        step in RSS (bench/perf_memory.py, ADR 0063). Taken here it is part of the
+        start-up size. Only memory is at stake: a failure is logged, never raised."""
         target = engine or self.holder.current
+        if target in self._warmed:
+            return
+        self._warmed.add(target)
         frame = warm_up_frame()
-        for _ in range(3):
-            await asyncio.gather(*(self._run(functools.partial(target.analyse, frame)) for _ in range(self._workers)))
+        try:
+            for _ in range(3):
+                await asyncio.gather(
+                    *(self._run(functools.partial(target.analyse, frame)) for _ in range(self._workers))
+                )
+        except Exception:
+            log.warning("warming %s up failed; it serves unwarmed", target.label, exc_info=True)
 
     async def _run(self, function: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function)
