@@ -92,10 +92,19 @@ class FaceService:
             return
         self._warmed.add(target)
         frame = warm_up_frame()
+
+        def analyse_together(together: threading.Barrier) -> None:
+            # Every worker thread starts its analysis at the same moment: on a busy machine
+            # the runs would otherwise follow one another and grow nothing.
+            with contextlib.suppress(threading.BrokenBarrierError):
+                together.wait(timeout=5)
+            target.analyse(frame)
+
         try:
             for _ in range(3):
+                together = threading.Barrier(self._workers)
                 await asyncio.gather(
-                    *(self._run(functools.partial(target.analyse, frame)) for _ in range(self._workers))
+                    *(self._run(functools.partial(analyse_together, together)) for _ in range(self._workers))
                 )
         except Exception:
             log.warning("warming %s up failed; it serves unwarmed", target.label, exc_info=True)

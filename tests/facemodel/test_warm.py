@@ -45,8 +45,8 @@ def test_entries_that_overlap_after_the_warm_up_take_no_more_memory(pack: Path) 
     )
     assert measured.returncode == 0, measured.stderr
     # Without the warm-up this grew by ~85 MiB (one analysis before, so partly the first
-    # analyses' own growth).
-    assert float(measured.stdout) < 12
+    # analyses' own growth); with it, 2-5 MiB, once 16 with both cores busy.
+    assert float(measured.stdout) < 30
 
 
 def test_the_warm_up_frame_reaches_both_models(engine) -> None:
