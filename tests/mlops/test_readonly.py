@@ -21,9 +21,7 @@ def reader(postgres, monkeypatch):
     role = PostgresRole("mlops_reader")
     monkeypatch.setenv("SMARTGYM_MLOPS_READER_ROLE", role.name)
     yield role.name
-    role.disconnect()
-    postgres.drop_all()  # the grants go with the databases; then the role can go
-    role.drop()
+    role.drop(with_databases=postgres)
 
 
 @pytest.mark.parametrize("service", ["helper", "auth"])

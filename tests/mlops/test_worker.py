@@ -122,9 +122,7 @@ async def stack(postgres, rabbitmq_url, namespace, broker_cleanup, tmp_path, mon
                     process.kill()
             print(log.read_text()[-2000:])
         await publisher.close()
-        role.disconnect()
-        postgres.drop_all()
-        role.drop()
+        role.drop(with_databases=postgres)
 
 
 def ready_messages(settings: MlopsSettings) -> int:

@@ -161,22 +161,23 @@ class PostgresRole:
             connection.execute(text(f"CREATE ROLE {self.name} LOGIN"))
             connection.execute(text(f"ALTER ROLE {self.name} SET default_transaction_read_only = on"))
 
-    def disconnect(self) -> None:
-        """End the role's sessions. A closed client connection's server process can
-        linger a moment, and ``DROP DATABASE ... WITH (FORCE)`` run by the services' user
-        may not terminate another role's process: only the superuser may."""
-        with self._admin.connect() as connection:
-            connection.execute(
-                # With a timeout: wait until each process has exited, not only been signalled.
-                text("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = :name"),
-                {"name": self.name},
-            )
+    def drop(self, *, with_databases: PostgresDatabases) -> None:
+        """End the role's sessions, drop the databases that grant it (the grants go with
+        them), then the role. Retried: other tests on this machine may be restarting the
+        server.
 
-    def drop(self) -> None:
-        """Drop the role (the databases granting it must be dropped first). Retried: other
-        tests on this machine may be restarting the server."""
-        deadline = time.monotonic() + 60
+        The sessions end first, as the superuser: a closed client connection's server
+        process can linger a moment, and the databases' ``DROP ... WITH (FORCE)``, run by
+        the services' user, may not terminate another role's process."""
         try:
+            with self._admin.connect() as connection:
+                connection.execute(
+                    # With a timeout: wait until each process has exited, not only been signalled.
+                    text("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = :name"),
+                    {"name": self.name},
+                )
+            with_databases.drop_all()
+            deadline = time.monotonic() + 60
             while True:
                 try:
                     with self._admin.connect() as connection:
