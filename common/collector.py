@@ -1,7 +1,7 @@
 """What a service process does to Python's garbage collector: settled once after
 start-up (every service, through the kernel), and paced by a process that keeps its heap
-frozen between rounds (``GcPacing``). Both set the young generation's threshold, so both
-live here, where one can be read against the other (docs/adr/0059)."""
+frozen between rounds (``GcPacing``). The pacing relies on the settling's threshold, so
+both live here, where one can be read against the other (docs/adr/0059)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def settle_garbage_collector() -> None:
     time scanning those chains again. Measured in alternating runs on a busy machine
     (docs/adr/0059): the gateway's CPU per live delivery fell by 4-20 %, and at 500
     requests/s it ran 1 collection instead of ~630. A process that freezes its heap again
-    every few seconds paces it with ``GcPacing`` instead.
+    every few seconds also paces it with ``GcPacing``.
     """
     global _settled
     if _settled:
@@ -53,24 +53,21 @@ class GcPacing:
     unfrozen and collected once, so cycles that died while frozen are freed. Measured in
     running at 1,000 runners: runner -> published p99 550 ms -> 25 ms.
 
-    The young generation keeps the kernel's threshold (``YOUNG_GC_THRESHOLD``). Freezing
-    resets the collector's allocation counts, so a replica making fewer net allocations
-    than that between two steps never collects its young generation: a reference cycle
-    that died since the last step is frozen with the rest and freed at the full round.
-    Measured in a replica streaming 2,000 runs to 10,000 watchers, Python's threshold of
-    700 found 0-9 objects of cyclic garbage every 5 s while its collections cost ~4 % of
-    a core; without them the replica spent ~7 % less CPU per delivery (docs/adr/0059).
-    A step collecting the young generation before freezing took that gain back."""
+    The young generation keeps the threshold the kernel settled (``YOUNG_GC_THRESHOLD``).
+    Freezing resets the collector's allocation counts, so a replica making fewer net
+    allocations than that between two steps never collects its young generation: a
+    reference cycle that died since the last step, and that no young collection met, is
+    frozen with the rest and freed at the full round. Measured in a replica streaming
+    2,000 runs to 10,000 watchers, Python's threshold of 700 found 0-9 objects of cyclic
+    garbage every 5 s while its collections cost ~4 % of a core; at 20,000 the replica
+    spent ~7 % less CPU per delivery (docs/adr/0059). A step that collected the young
+    generation itself before freezing gave that back in the runs measured."""
 
     def __init__(self, *, full_every: int) -> None:
         self._full_every = full_every
         self._rounds = 0
 
     async def step(self) -> None:
-        if self._rounds == 0:
-            # Process-wide: in one process with other services, they are paced alike.
-            _, middle, oldest = gc.get_threshold()
-            gc.set_threshold(YOUNG_GC_THRESHOLD, middle, oldest)
         self._rounds += 1
         if self._rounds % self._full_every == 0:
             gc.unfreeze()
