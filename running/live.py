@@ -56,6 +56,7 @@ from running.live_groups import (
     parse_frame,
     validation_reason,
 )
+from running.live_keepalive import Keepalive, Liveness
 from running.live_nearby import LiveNearby
 from running.live_points import ActiveRuns, LivePoints, control
 from running.live_races import LiveRaces
@@ -92,6 +93,7 @@ class Session:
     connection: ServerConnection
     principal: Principal | None
     query: dict[str, str]
+    liveness: Liveness
 
 
 class LiveServer:
@@ -119,17 +121,21 @@ class LiveServer:
         self._runner_sockets: dict[uuid.UUID, ServerConnection] = {}
         self.nearby = LiveNearby(hub=hub)
         self.points = LivePoints(hub=hub, races=self.races, nearby=self.nearby)
+        self.keepalive = Keepalive(
+            interval_s=settings.running_live_ping_interval_s, timeout_s=settings.running_live_ping_timeout_s
+        )
 
     async def start(self, host: str, port: int) -> int:
         await self.nearby.start()
+        self.keepalive.start()
         self._server = await serve(
             self._handle,
             host,
             port,
             process_request=self._authenticate,
             max_size=MAX_FRAME_BYTES,
-            ping_interval=20,
-            ping_timeout=20,
+            # Only quiet sockets are pinged (running.live_keepalive), not all of them.
+            ping_interval=None,
             # A client flooding us has frames queued ahead of its close reply; do not wait
             # the default 10 s for it before dropping the connection.
             close_timeout=2,
@@ -142,6 +148,7 @@ class LiveServer:
         if self._server is not None:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
+        await self.keepalive.stop()
 
     # -- handshake ------------------------------------------------------------------------
 
@@ -169,7 +176,7 @@ class LiveServer:
         principal = self._principals.pop(connection.id, None)
         url = urlparse(connection.request.path if connection.request else "/")
         query = {key: values[0] for key, values in parse_qs(url.query).items()}
-        session = Session(connection, principal, query)
+        session = Session(connection, principal, query, self.keepalive.watch(connection))
         parts = [part for part in url.path.split("/") if part]
         try:
             match parts:
@@ -194,6 +201,8 @@ class LiveServer:
             await connection.close(TRY_AGAIN_LATER, "server busy; reconnect in a few seconds")
         except websockets.ConnectionClosed:
             pass
+        finally:
+            self.keepalive.forget(connection)
 
     def _user(self, session: Session) -> uuid.UUID:
         user_id = session.principal.user_id if session.principal else None
@@ -224,7 +233,7 @@ class LiveServer:
             )
         )  # fmt: skip
         try:
-            await self._take_frames(live, connection)
+            await self._take_frames(live, connection, session.liveness)
         finally:
             await self._let_go(live, connection, board)
 
@@ -266,12 +275,13 @@ class LiveServer:
             await self._ended(old, "a new run was started")
         return live
 
-    async def _take_frames(self, live: LiveRun, connection: ServerConnection) -> None:
+    async def _take_frames(self, live: LiveRun, connection: ServerConnection, liveness: Liveness) -> None:
         """Until the runner finishes or goes: frames in; answers, cues, refusals and stats out."""
         bucket = TokenBucket(self._settings.running_frames_per_s, self._settings.running_frame_burst)
         bad_frames = 0
         last_stats = 0.0
         async for frame in connection:
+            now = liveness.heard_at = time.monotonic()  # a streaming runner is never pinged
             if not bucket.take():
                 raise Closed(POLICY, "rate limit exceeded")
             try:
@@ -295,7 +305,6 @@ class LiveServer:
             if invalid or refused:
                 bad_frames += 1 if invalid and len(invalid) == len(raw) else 0
                 await connection.send(dumps({"type": "refused", "invalid": invalid[:10], "reasons": refused}))
-            now = time.monotonic()
             if now - last_stats >= self._settings.running_stats_interval_s:
                 last_stats = now
                 # Without the awaited send's locking and draining: a small frame a
@@ -349,17 +358,19 @@ class LiveServer:
 
     async def _watch(self, session: Session, run_id: uuid.UUID) -> None:
         run = await self._runs.watchable_run(viewer=self._user(session), run_id=run_id)
-        await self._follow(session.connection, f"run.{run_id}", {"run_id": str(run_id), "user_id": str(run.user_id),
-                                                                 "status": run.status})  # fmt: skip
+        await self._follow(session, f"run.{run_id}", {"run_id": str(run_id), "user_id": str(run.user_id),
+                                                    "status": run.status})  # fmt: skip
 
     async def _watch_shared(self, session: Session, token: str) -> None:
         run = await self._runs.shared_run(token=token)
-        await self._follow(session.connection, f"run.{run.run_id}", {"run_id": str(run.run_id), "status": run.status})
+        await self._follow(session, f"run.{run.run_id}", {"run_id": str(run.run_id), "status": run.status})
 
-    async def _follow(self, connection: ServerConnection, topic: str, hello: dict[str, Any]) -> None:
+    async def _follow(self, session: Session, topic: str, hello: dict[str, Any]) -> None:
+        connection = session.connection
         group = self._groups.get(topic)
         if group is None:
             group = self._groups[topic] = ConnectionGroup()
+        session.liveness.outbound = group  # a watcher of a moving run is never pinged
         if len(group.connections) >= self._settings.running_watchers_per_run:
             raise Closed(1013, "too many watchers; try again later")
         group.connections.add(connection)
@@ -372,6 +383,7 @@ class LiveServer:
             await connection.send(dumps({"type": "watching", **hello}))
             bucket = TokenBucket(1.0, 10)
             async for _ in connection:  # watchers only listen; chatter is capped
+                session.liveness.heard_at = time.monotonic()
                 if not bucket.take():
                     raise Closed(POLICY, "rate limit exceeded")
         finally:
@@ -392,6 +404,7 @@ class LiveServer:
         if group is None:
             group = self._groups[topic] = OutingGroup(self._settings.running_outing_snapshot_s)
         group.connections.add(connection)
+        session.liveness.outbound = group
         bucket = TokenBucket(self._settings.running_frames_per_s, self._settings.running_frame_burst)
         ends_at = outing.ends_at.timestamp()
         try:
@@ -402,6 +415,7 @@ class LiveServer:
             await connection.send(dumps({"type": "joined", "outing_id": str(outing_id), "members": outing.members,
                                           "ends_at": ends_at}))  # fmt: skip
             async for frame in connection:
+                session.liveness.heard_at = time.monotonic()
                 if not bucket.take():
                     raise Closed(POLICY, "rate limit exceeded")
                 if time.time() >= ends_at:

@@ -73,12 +73,15 @@ def broadcast_text(connections: Iterable[ServerConnection], message: str) -> Non
 
 class ConnectionGroup:
     """The sockets on this replica that follow one topic; one broadcast per message. A
-    run's watchers are let go once it has finished: nothing more will come."""
+    run's watchers are let go once it has finished: nothing more will come. ``sent_at``
+    (monotonic) is the last write: a socket written to is not pinged (running.live_keepalive)."""
 
     def __init__(self) -> None:
         self.connections: set[ServerConnection] = set()
+        self.sent_at = float("-inf")
 
     def deliver(self, topic: str, message: str) -> None:
+        self.sent_at = time.monotonic()
         broadcast_text(self.connections, message)
         # Every run message is written with its type first (``dumps`` keeps the dict's
         # order): a prefix test, not a search through every position.
@@ -215,6 +218,7 @@ class OutingGroup(ConnectionGroup):
             return
         if update.get("type") == "left":
             self._latest.pop(update["user_id"], None)  # no longer in the group's snapshots
+        self.sent_at = time.monotonic()
         broadcast(self.connections, message)
         if update.get("type") == "closed":
             if self._pending is not None:
@@ -225,6 +229,7 @@ class OutingGroup(ConnectionGroup):
     def _push(self) -> None:
         self._pending = None
         positions = sorted(self._latest.values(), key=lambda entry: entry["user_id"])
+        self.sent_at = time.monotonic()
         broadcast(self.connections, dumps({"type": "group", "members": positions, "at": time.time()}))
 
 

@@ -65,6 +65,23 @@ class RunningSettings(PlatformSettings):
     running_stats_interval_s: float = Field(
         default=1.0, ge=0, le=60, description="Seconds between live stats frames to a runner."
     )
+    # Only a socket quiet both ways for an interval is pinged (running.live_keepalive);
+    # a dead one with data in flight is ended by its TCP after interval + timeout.
+    running_live_ping_interval_s: float = Field(
+        default=20.0,
+        ge=0.05,
+        le=600,
+        description="Seconds a live socket may be quiet both ways before it is pinged.",
+    )
+    running_live_ping_timeout_s: float = Field(
+        default=20.0,
+        ge=0.05,
+        le=600,
+        description=(
+            "Seconds a live socket's pong may take before the socket is closed (1011); also, with "
+            "the interval, how long its unacknowledged data may wait (TCP_USER_TIMEOUT)."
+        ),
+    )
     running_watchers_per_run: int = Field(default=500, ge=1, le=100_000, description="Most watchers of one run.")
     # A live run nobody streamed to for this long (socket gone, no reconnect) is finished
     # with what it recorded.
