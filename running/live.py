@@ -73,6 +73,9 @@ log = logging.getLogger(__name__)
 POLICY = 1008
 TRY_AGAIN_LATER = 1013
 MAX_FRAME_BYTES = 256 * 1024
+# A client flooding us has frames queued ahead of its close reply; do not wait the
+# library's default 10 s for it before dropping the connection.
+CLOSE_TIMEOUT_S = 2.0
 # Runs stored per transaction in a flush. Encoding a run's points runs in the event loop:
 # two thousand runs in one go held every socket for ~40 ms (up to 70) every flush, which
 # was the replica's delivery p99; in slices it held it 7.4 ms at p50, 33 ms at most
@@ -122,12 +125,13 @@ class LiveServer:
         self.nearby = LiveNearby(hub=hub)
         self.points = LivePoints(hub=hub, races=self.races, nearby=self.nearby)
         self.keepalive = Keepalive(
-            interval_s=settings.running_live_ping_interval_s, timeout_s=settings.running_live_ping_timeout_s
+            interval_s=settings.running_live_ping_interval_s,
+            timeout_s=settings.running_live_ping_timeout_s,
+            close_timeout_s=CLOSE_TIMEOUT_S,
         )
 
     async def start(self, host: str, port: int) -> int:
         await self.nearby.start()
-        self.keepalive.start()
         self._server = await serve(
             self._handle,
             host,
@@ -136,11 +140,10 @@ class LiveServer:
             max_size=MAX_FRAME_BYTES,
             # Only quiet sockets are pinged (running.live_keepalive), not all of them.
             ping_interval=None,
-            # A client flooding us has frames queued ahead of its close reply; do not wait
-            # the default 10 s for it before dropping the connection.
-            close_timeout=2,
+            close_timeout=CLOSE_TIMEOUT_S,
             compression=None,  # positions are small; deflate costs more CPU than it saves
         )
+        self.keepalive.start()
         bound: int = next(iter(self._server.sockets)).getsockname()[1]
         return bound
 
@@ -281,7 +284,7 @@ class LiveServer:
         bad_frames = 0
         last_stats = 0.0
         async for frame in connection:
-            now = liveness.heard_at = time.monotonic()  # a streaming runner is never pinged
+            now = liveness.heard_at = time.monotonic()  # a streaming runner is not pinged
             if not bucket.take():
                 raise Closed(POLICY, "rate limit exceeded")
             try:
@@ -308,7 +311,8 @@ class LiveServer:
             if now - last_stats >= self._settings.running_stats_interval_s:
                 last_stats = now
                 # Without the awaited send's locking and draining: a small frame a
-                # second, which a runner that stops reading is dropped for by pings.
+                # second. A runner that stops reading lets them queue here, and is pinged
+                # and dropped once they have stayed queued for a ping interval.
                 broadcast_text((connection,), f'{{"type":"stats",{live.track.stats_json()}}}')
 
     async def _points_of(
@@ -370,10 +374,10 @@ class LiveServer:
         group = self._groups.get(topic)
         if group is None:
             group = self._groups[topic] = ConnectionGroup()
-        session.liveness.outbound = group  # a watcher of a moving run is never pinged
         if len(group.connections) >= self._settings.running_watchers_per_run:
             raise Closed(1013, "too many watchers; try again later")
         group.connections.add(connection)
+        session.liveness.outbound = group  # a watcher of a moving run is not pinged
         try:
             # "watching" only once the replica holding the run will send here.
             if len(group.connections) == 1:

@@ -8,23 +8,24 @@ those sockets prove themselves alive without it:
 - a runner sends a point a second: its frames are the peer's own;
 - a watcher of a moving run gets a position a second, and the peer's TCP acknowledges
   each; ``TCP_USER_TIMEOUT`` (set on every live socket to interval + timeout) makes the
-  kernel end a connection whose data stays unacknowledged that long, the dead phone
-  the ping would have found, without a byte more.
+  kernel end a connection whose data stays unacknowledged that long, the dead peer the
+  ping would have found, without a byte more.
 
-So a socket is pinged only when nothing came from it and nothing went to it for an
-interval; its pong must come within the timeout, or the connection is failed with 1011,
-as the library does. One sweep every quarter interval looks at every socket and starts a
-ping task for the quiet ones only. A dead quiet socket is found within interval + timeout
-+ a quarter interval; one with data in flight within interval + timeout (the kernel)."""
+So a socket is pinged when nothing came from it and nothing went to it for an interval,
+or when what is written to it has stayed queued (its peer reads nothing) for an interval.
+Its pong must come within the timeout, or the connection is failed with 1011, as the
+library does. One sweep every quarter interval looks at every socket and spreads the
+pings it finds due over the next quarter. A dead quiet socket is found within interval +
+half an interval + timeout; one with data in flight within interval + timeout, by its
+kernel. Where the platform has no ``TCP_USER_TIMEOUT``, writes are no sign of life and
+every socket not heard from is pinged."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable
 from typing import Protocol
 
 from websockets.asyncio.server import ServerConnection
@@ -40,42 +41,68 @@ class Outbound(Protocol):
     sent_at: float
 
 
+KERNEL_WATCHES_WRITES = hasattr(socket, "TCP_USER_TIMEOUT")
+
+
 class Liveness:
-    """One socket's signs of life. ``heard_at`` is set by whoever reads its frames (one
-    attribute store a frame); ``outbound`` is the group whose messages it receives."""
+    """One socket's signs of life. ``heard_at`` (monotonic) is set by whoever reads its
+    frames, one attribute store a frame; ``outbound`` is the group whose messages it
+    receives; ``pings`` counts the pings it was sent."""
 
-    __slots__ = ("connection", "heard_at", "outbound", "ping")
+    __slots__ = ("backed_up_since", "connection", "heard_at", "outbound", "ping", "pings", "writes_count")
 
-    def __init__(self, connection: ServerConnection, now: float) -> None:
+    def __init__(self, connection: ServerConnection, *, writes_count: bool) -> None:
         self.connection = connection
-        self.heard_at = now
+        self.heard_at = time.monotonic()
         self.outbound: Outbound | None = None
+        # Writes show life only where the kernel ends a connection that leaves them unread.
+        self.writes_count = writes_count
+        self.backed_up_since: float | None = None
         # A ping waiting for its turn in the sweep's spread (a timer), or under way (a task).
         self.ping: asyncio.TimerHandle | asyncio.Task[None] | None = None
+        self.pings = 0
 
     def last_sign(self) -> float:
-        if self.outbound is None:
+        if self.outbound is None or not self.writes_count:
             return self.heard_at
         return max(self.heard_at, self.outbound.sent_at)
 
+    def backed_up_for(self, now: float) -> float:
+        """How long what is written to the socket has stayed queued (0 if it has not)."""
+        if self.connection.transport.get_write_buffer_size() == 0:
+            self.backed_up_since = None
+            return 0.0
+        if self.backed_up_since is None:
+            self.backed_up_since = now
+        return now - self.backed_up_since
+
 
 class Keepalive:
-    def __init__(self, *, interval_s: float, timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, interval_s: float, timeout_s: float, close_timeout_s: float) -> None:
         self._interval = interval_s
         self._timeout = timeout_s
-        self._clock = clock
+        self._close_timeout = close_timeout_s
         self._sockets: dict[ServerConnection, Liveness] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self.pings_sent = 0
         self.timed_out = 0
+        if not KERNEL_WATCHES_WRITES:
+            log.warning("no TCP_USER_TIMEOUT here: every live socket not heard from is pinged")
+
+    def __len__(self) -> int:
+        return len(self._sockets)
 
     def watch(self, connection: ServerConnection) -> Liveness:
         """Track ``connection`` from now on; its TCP gives up on unacknowledged data after
         interval + timeout."""
-        with contextlib.suppress(OSError, AttributeError):  # a closed socket: nothing to set
-            sock = connection.transport.get_extra_info("socket")
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, self.user_timeout_ms)
-        liveness = self._sockets[connection] = Liveness(connection, self._clock())
+        writes_count = KERNEL_WATCHES_WRITES
+        if writes_count:
+            try:
+                sock = connection.transport.get_extra_info("socket")
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, self.user_timeout_ms)
+            except (OSError, AttributeError):  # closed already, or not a TCP socket
+                writes_count = False
+        liveness = self._sockets[connection] = Liveness(connection, writes_count=writes_count)
         return liveness
 
     def forget(self, connection: ServerConnection) -> None:
@@ -88,6 +115,7 @@ class Keepalive:
         return int((self._interval + self._timeout) * 1000)
 
     def start(self) -> None:
+        assert self._sweeper is None, "the keep-alive is running already"
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
     async def stop(self) -> None:
@@ -112,14 +140,17 @@ class Keepalive:
                 log.exception("live keep-alive sweep failed")
 
     def sweep(self, *, spread_s: float = 0.0) -> None:
-        """Ping every socket quiet for an interval that has no ping under way, the pings
-        spread evenly over ``spread_s``: thousands of watchers that connected together
-        would otherwise be pinged in one burst that holds every delivery behind it."""
-        quiet_since = self._clock() - self._interval
+        """Ping every socket quiet, or backed up, for an interval that has no ping under
+        way, the pings spread evenly over ``spread_s``: thousands of watchers that
+        connected together would otherwise be pinged in one burst that holds every
+        delivery behind it."""
+        now = time.monotonic()
+        quiet_since = now - self._interval
         due = [
             liveness
             for liveness in self._sockets.values()
-            if liveness.ping is None and liveness.last_sign() <= quiet_since
+            if liveness.ping is None
+            and (liveness.last_sign() <= quiet_since or liveness.backed_up_for(now) >= self._interval)
         ]
         loop = asyncio.get_running_loop()
         step = spread_s / len(due) if due else 0.0
@@ -132,17 +163,31 @@ class Keepalive:
     async def _ping(self, liveness: Liveness) -> None:
         connection = liveness.connection
         try:
-            pong = await connection.ping()
-            self.pings_sent += 1
+            # The ping's own write counts against the timeout: behind a full buffer it waits.
             async with asyncio.timeout(self._timeout):
+                pong = await connection.ping()
+                self.pings_sent += 1
+                liveness.pings += 1
                 await pong
-            liveness.heard_at = self._clock()
+            liveness.heard_at = time.monotonic()
         except TimeoutError:
             self.timed_out += 1
-            with contextlib.suppress(ConnectionClosed):
-                async with connection.send_context():
-                    connection.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            await self._fail(connection)
         except ConnectionClosed:
             pass
+        except Exception:  # logged now, not when the task is collected
+            log.exception("live keep-alive ping failed")
         finally:
             liveness.ping = None
+
+    async def _fail(self, connection: ServerConnection) -> None:
+        """Close with 1011 as the library does, but without waiting on a peer that reads
+        nothing: the close frame may sit behind a full buffer. Past the close timeout the
+        connection is dropped."""
+        try:
+            async with asyncio.timeout(self._close_timeout), connection.send_context():
+                connection.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        except (TimeoutError, ConnectionClosed):
+            pass
+        if not connection.transport.is_closing():
+            connection.transport.abort()
