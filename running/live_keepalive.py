@@ -170,6 +170,9 @@ class Keepalive:
                 liveness.pings += 1
                 await pong
             liveness.heard_at = time.monotonic()
+            # It reads: a slow reader's queue has to stay for a whole interval again
+            # before the next ping, not be pinged at every sweep.
+            liveness.backed_up_since = None
         except TimeoutError:
             self.timed_out += 1
             await self._fail(connection)
