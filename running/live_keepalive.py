@@ -18,7 +18,7 @@ library does. One sweep every quarter interval looks at every socket and spreads
 pings it finds due over the next quarter. A dead quiet socket is found within interval +
 half an interval + timeout; one with data in flight within interval + timeout, by its
 kernel. Where the platform has no ``TCP_USER_TIMEOUT``, writes are no sign of life and
-every socket not heard from is pinged."""
+a socket is pinged whenever nothing has been read from it for an interval."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ class Keepalive:
         self.pings_sent = 0
         self.timed_out = 0
         if not KERNEL_WATCHES_WRITES:
-            log.warning("no TCP_USER_TIMEOUT here: every live socket not heard from is pinged")
+            log.warning("no TCP_USER_TIMEOUT here: a live socket is pinged whenever it is not heard from")
 
     def __len__(self) -> int:
         return len(self._sockets)

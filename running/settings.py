@@ -65,8 +65,9 @@ class RunningSettings(PlatformSettings):
     running_stats_interval_s: float = Field(
         default=1.0, ge=0, le=60, description="Seconds between live stats frames to a runner."
     )
-    # Only a socket quiet both ways for an interval is pinged (running.live_keepalive);
-    # a dead one with data in flight is ended by its TCP after interval + timeout.
+    # Only a socket quiet both ways, or whose writes stay queued, for an interval is pinged
+    # (running.live_keepalive); a dead one with data in flight is ended by its TCP after
+    # interval + timeout.
     running_live_ping_interval_s: float = Field(
         default=20.0,
         ge=0.05,
