@@ -143,7 +143,7 @@ class LiveServer:
             close_timeout=CLOSE_TIMEOUT_S,
             compression=None,  # positions are small; deflate costs more CPU than it saves
         )
-        self.keepalive.start()
+        await self.keepalive.start()
         bound: int = next(iter(self._server.sockets)).getsockname()[1]
         return bound
 

@@ -32,6 +32,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
+from common.periodic import Periodic
+
 log = logging.getLogger(__name__)
 
 
@@ -47,9 +49,9 @@ KERNEL_WATCHES_WRITES = hasattr(socket, "TCP_USER_TIMEOUT")
 class Liveness:
     """One socket's signs of life. ``heard_at`` (monotonic) is set by whoever reads its
     frames, one attribute store a frame; ``outbound`` is the group whose messages it
-    receives; ``pings`` counts the pings it was sent."""
+    receives."""
 
-    __slots__ = ("backed_up_since", "connection", "heard_at", "outbound", "ping", "pings", "writes_count")
+    __slots__ = ("backed_up_since", "connection", "heard_at", "outbound", "ping", "writes_count")
 
     def __init__(self, connection: ServerConnection, *, writes_count: bool) -> None:
         self.connection = connection
@@ -60,7 +62,6 @@ class Liveness:
         self.backed_up_since: float | None = None
         # A ping waiting for its turn in the sweep's spread (a timer), or under way (a task).
         self.ping: asyncio.TimerHandle | asyncio.Task[None] | None = None
-        self.pings = 0
 
     def last_sign(self) -> float:
         if self.outbound is None or not self.writes_count:
@@ -83,8 +84,7 @@ class Keepalive:
         self._timeout = timeout_s
         self._close_timeout = close_timeout_s
         self._sockets: dict[ServerConnection, Liveness] = {}
-        self._sweeper: asyncio.Task[None] | None = None
-        self.pings_sent = 0
+        self._sweeper = Periodic("live-keepalive", interval_s / 4, self._sweep)
         self.timed_out = 0
         if not KERNEL_WATCHES_WRITES:
             log.warning("no TCP_USER_TIMEOUT here: a live socket is pinged whenever it is not heard from")
@@ -114,34 +114,19 @@ class Keepalive:
     def user_timeout_ms(self) -> int:
         return int((self._interval + self._timeout) * 1000)
 
-    def start(self) -> None:
-        assert self._sweeper is None, "the keep-alive is running already"
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+    async def start(self) -> None:
+        await self._sweeper.start()
 
     async def stop(self) -> None:
-        tasks = [liveness.ping for liveness in self._sockets.values() if isinstance(liveness.ping, asyncio.Task)]
-        if self._sweeper is not None:
-            tasks.append(self._sweeper)
-            self._sweeper = None
-        for liveness in self._sockets.values():
-            if isinstance(liveness.ping, asyncio.TimerHandle):
-                liveness.ping.cancel()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._sweeper.stop()
+        pending = [liveness.ping for liveness in self._sockets.values() if liveness.ping is not None]
+        for ping in pending:
+            ping.cancel()
+        await asyncio.gather(*(ping for ping in pending if isinstance(ping, asyncio.Task)), return_exceptions=True)
 
-    async def _sweep_forever(self) -> None:
-        period = self._interval / 4
-        while True:
-            await asyncio.sleep(period)
-            try:
-                self.sweep(spread_s=period)
-            except Exception:  # a sweep must not end the keep-alive of every socket
-                log.exception("live keep-alive sweep failed")
-
-    def sweep(self, *, spread_s: float = 0.0) -> None:
+    async def _sweep(self) -> None:
         """Ping every socket quiet, or backed up, for an interval that has no ping under
-        way, the pings spread evenly over ``spread_s``: thousands of watchers that
+        way, the pings spread evenly until the next sweep: thousands of watchers that
         connected together would otherwise be pinged in one burst that holds every
         delivery behind it."""
         now = time.monotonic()
@@ -153,7 +138,7 @@ class Keepalive:
             and (liveness.last_sign() <= quiet_since or liveness.backed_up_for(now) >= self._interval)
         ]
         loop = asyncio.get_running_loop()
-        step = spread_s / len(due) if due else 0.0
+        step = self._interval / 4 / len(due) if due else 0.0
         for position, liveness in enumerate(due):
             liveness.ping = loop.call_later(position * step, self._start_ping, liveness)
 
@@ -166,8 +151,6 @@ class Keepalive:
             # The ping's own write counts against the timeout: behind a full buffer it waits.
             async with asyncio.timeout(self._timeout):
                 pong = await connection.ping()
-                self.pings_sent += 1
-                liveness.pings += 1
                 await pong
             liveness.heard_at = time.monotonic()
             # It reads: a slow reader's queue has to stay for a whole interval again

@@ -91,7 +91,7 @@ async def keepalive_server(
     async with serve(
         handler, "127.0.0.1", 0, ping_interval=None, close_timeout=CLOSE_TIMEOUT_S, compression=None
     ) as server:
-        keepalive.start()
+        await keepalive.start()
         try:
             yield next(iter(server.sockets)).getsockname()[1], accepted
         finally:
