@@ -1,6 +1,7 @@
 """Load generators for the live-run benchmarks (not a benchmark itself): runners streaming
 a point a second and friends watching, each kind in its own process; plus a bare
-``websockets`` broadcast server, the library's floor, measured in the same run.
+``websockets`` broadcast server, the library's floor, measured in the same run (and the
+same floor on ``picows``, a compiled WebSocket library).
 
 Every delivery is counted: a watcher keeps the distinct (socket, point time) pairs it
 received, so the caller can compare them with the points each run had accepted and fail
@@ -241,6 +242,88 @@ def bare_server_process(port: int, ready: Any) -> None:
             await asyncio.Event().wait()
 
     # The replicas' loop (SMARTGYM_EVENT_LOOP): the floor is the library's on that loop.
+    run_on_service_loop(main())
+
+
+def bare_picows_server_process(port: int, ready: Any) -> None:
+    """The same floor on ``picows``, a WebSocket library whose frame parsing, sending and
+    keep-alive are compiled (Cython), with its own TCP transport (aiofastnet): what a
+    server pays per delivery when receiving a frame is not Python. It speaks what the
+    load generators expect of the bare server (``started``, ``watching``, a runner's
+    frames forwarded verbatim), pings a socket only when it has been silent for 20 s, and
+    answers "report" on ``ready`` as the ``websockets`` floor does."""
+
+    async def main() -> None:
+        import threading
+
+        from picows import WSAutoPingStrategy, WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+
+        watchers: dict[str, set[WSTransport]] = {}
+        counters = {"broadcast_s": 0.0, "frames": 0, "deliveries": 0}
+        clock = time.thread_time
+
+        class Peer(WSListener):
+            """Answers a close with a close, as every WebSocket endpoint must."""
+
+            def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+                if frame.msg_type == WSMsgType.CLOSE:
+                    transport.send_close(frame.get_close_code(), frame.get_close_message())
+                    transport.disconnect()
+
+        class Runner(Peer):
+            def __init__(self) -> None:
+                self.run_id = str(uuid.uuid4())
+                self.group = watchers.setdefault(self.run_id, set())
+
+            def on_ws_connected(self, transport: WSTransport) -> None:
+                transport.send(WSMsgType.TEXT, json.dumps({"type": "started", "run_id": self.run_id}).encode())
+
+            def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+                if frame.msg_type != WSMsgType.TEXT:
+                    super().on_ws_frame(transport, frame)
+                    return
+                payload = frame.get_payload_as_bytes()
+                began = clock()
+                for watcher in self.group:
+                    watcher.send(WSMsgType.TEXT, payload)
+                counters["broadcast_s"] += clock() - began
+                counters["frames"] += 1
+                counters["deliveries"] += len(self.group)
+
+        class Watcher(Peer):
+            def __init__(self, run_id: str) -> None:
+                self.group = watchers.setdefault(run_id, set())
+
+            def on_ws_connected(self, transport: WSTransport) -> None:
+                self.group.add(transport)
+                transport.send(WSMsgType.TEXT, json.dumps({"type": "watching"}).encode())
+
+            def on_ws_disconnected(self, transport: WSTransport) -> None:
+                self.group.discard(transport)
+
+        def route(request: Any) -> WSListener | None:  # None: 404, no socket
+            parts = [part for part in request.path.decode().split("?")[0].split("/") if part]
+            if parts == ["ws", "runs"]:
+                return Runner()
+            if len(parts) == 4 and parts[:2] == ["ws", "runs"] and parts[3] == "watch":
+                return Watcher(parts[2])
+            return None
+
+        def answer() -> None:  # a thread: the counters are read while the loop runs
+            while ready.recv() == "report":
+                ready.send(dict(counters))
+
+        gc.freeze()
+        server = await ws_create_server(
+            route, "127.0.0.1", port, enable_auto_ping=True, auto_ping_idle_timeout=20,
+            auto_ping_reply_timeout=20, auto_ping_strategy=WSAutoPingStrategy.PING_WHEN_IDLE,
+            max_frame_size=256 * 1024,
+        )  # fmt: skip
+        async with server:
+            ready.send("up")
+            threading.Thread(target=answer, daemon=True).start()
+            await asyncio.Event().wait()
+
     run_on_service_loop(main())
 
 

@@ -12,7 +12,9 @@ device time, one machine, one clock):
   and on loopback the watchers' TCP receive work, charged to the sender); the CPU of the
   ``broadcast`` calls alone is reported beside it
   (``bare_broadcast_call_cpu_us_per_delivery``), as is each set-up's kernel share and
-  the replica's CPU with nobody connected (its fixed cost).
+  the replica's CPU with nobody connected (its fixed cost). With ``--picows``, the same
+  floor on ``picows`` (compiled frame parsing, sending and keep-alive) after them: what
+  the library alone makes of the aim (``live_ratio_to_bare_picows``).
 - **one replica**: ``smartgym serve running`` (PostgreSQL, RabbitMQ fan-out on), clients
   straight to its live port.
 - **gateway, two replicas** (the production path): clients connect through the gateway,
@@ -28,7 +30,7 @@ drain divided by distinct deliveries. Also here: the GPS filters' position error
 generated tracks (truth + noise + multipath spikes).
 
     python bench/running_live_fanout.py [--runners 2000] [--watchers 10000] [--seconds 20]
-        [--gateway-runners 400] [--no-gateway] [--no-broker]
+        [--gateway-runners 400] [--no-gateway] [--no-broker] [--picows]
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ from bench._common import (
     summary,
     table,
 )
-from bench._live import bare_server_process, drive
+from bench._live import bare_picows_server_process, bare_server_process, drive
 from common.db import sync_url
 from common.loops import configured_choice, resolved_name
 from common.migrations import upgrade
@@ -225,15 +227,15 @@ async def run(args: argparse.Namespace) -> None:
     context = multiprocessing.get_context("fork")
     broker = processes_named("beam.smp")
 
-    async def floor(label: str) -> None:
+    async def floor(label: str, server: Any = bare_server_process) -> None:
         bare_port = free_port()
         ready, ready_end = context.Pipe()
-        bare = context.Process(target=bare_server_process, args=(bare_port, ready_end), daemon=True)
+        bare = context.Process(target=server, args=(bare_port, ready_end), daemon=True)
         bare.start()
         ready.recv()
         people = People(database, args.runners, per_run)
         base = f"ws://127.0.0.1:{bare_port}"
-        progress(f"bare websockets broadcast ({label})")
+        progress(f"bare broadcast ({label})")
         results[label] = await drive(people.runner_urls(base), people.watcher_plan([base]), seconds=args.seconds,
                                      pids={"bare": bare.pid or 0})  # fmt: skip
         ready.send("report")
@@ -271,6 +273,8 @@ async def run(args: argparse.Namespace) -> None:
             stop_quietly(one)
             processes.remove(one)
             await floor("bare_after")
+            if args.picows:
+                await floor("picows", bare_picows_server_process)
 
             # 3. The production path: gateway in front of two replicas.
             if not args.no_gateway and not args.no_broker:  # two replicas need the broker
@@ -326,7 +330,7 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
         print(f"(the replicas answer each runner with stats every {args.runner_stats_s:g} s, not the default)")
     rows = []
     for label, name in (("bare", "bare websockets broadcast"), ("one", "running, one replica"),
-                        ("bare_after", "bare websockets, again"),
+                        ("bare_after", "bare websockets, again"), ("picows", "bare picows broadcast"),
                         ("gateway", "gateway + 2 running replicas")):  # fmt: skip
         if label not in results:
             continue
@@ -361,6 +365,14 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
     )
     print(f"kernel (system) CPU per delivery: running {live_system_us:.1f} µs, bare {bare_system_us:.1f} µs; "
           f"user CPU: running {live_us - live_system_us:.1f} µs, bare {bare_us - bare_system_us:.1f} µs")  # fmt: skip
+    if "picows" in results:
+        picows = results["picows"]
+        picows_us = per_delivery_us(picows["cpu_s"]["bare"], picows)
+        picows_system_us = per_delivery_us(picows["system_cpu_s"]["bare"], picows)
+        picows_calls_us = 1e6 * picows["broadcast"]["broadcast_s"] / max(1, picows["broadcast"]["deliveries"])
+        print(f"bare picows: {picows_us:.1f} µs a delivery ({picows_system_us:.1f} in the kernel, "
+              f"{picows_calls_us:.1f} in its send calls); the replica {live_us / picows_us:.2f} x it, "
+              f"the websockets floor {bare_us / picows_us:.2f} x it")  # fmt: skip
     table(
         "GPS position error on generated tracks (8 x 30 min, m)",
         ["filter", "mean", "p95"],
@@ -410,6 +422,17 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
         "event_loop": resolved_name(configured_choice()),
         "machine": machine(),
     }
+    if "picows" in results:
+        figures.update(
+            {
+                "bare_picows_cpu_us_per_delivery": round(picows_us, 1),
+                "bare_picows_system_cpu_us_per_delivery": round(picows_system_us, 1),
+                "bare_picows_send_call_cpu_us_per_delivery": round(picows_calls_us, 1),
+                "bare_picows_point_to_watcher_p99_ms": figure(summary(picows["watched"].latencies_ms)["p99"], 1),
+                "live_ratio_to_bare_picows": round(live_us / picows_us, 2),
+                "bare_websockets_ratio_to_bare_picows": round(bare_us / picows_us, 2),
+            }
+        )
     if "gateway" in results:
         gw = results["gateway"]
         glat = summary(gw["watched"].latencies_ms)
@@ -438,6 +461,8 @@ def main() -> None:
     parser.add_argument("--no-gateway", action="store_true", help="skip the gateway + two replicas set-up")
     parser.add_argument("--no-broker", action="store_true",
                         help="the one replica without RabbitMQ (it never crosses it); no gateway")  # fmt: skip
+    parser.add_argument("--picows", action="store_true",
+                        help="also the bare floor on picows (compiled WebSocket frames) after websockets'")  # fmt: skip
     parser.add_argument("--runner-stats-s", type=float, default=None,
                         help="seconds between the stats frames a replica answers each runner with, 0-60 "
                              "(default: the service's own); 60 shows the fan-out nearly without them")  # fmt: skip
