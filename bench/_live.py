@@ -246,17 +246,26 @@ def bare_server_process(port: int, ready: Any) -> None:
 
 
 def bare_picows_server_process(port: int, ready: Any) -> None:
-    """The same floor on ``picows``, a WebSocket library whose frame parsing, sending and
-    keep-alive are compiled (Cython), with its own TCP transport (aiofastnet): what a
-    server pays per delivery when receiving a frame is not Python. It speaks what the
-    load generators expect of the bare server (``started``, ``watching``, a runner's
-    frames forwarded verbatim), pings a socket only when it has been silent for 20 s, and
-    answers "report" on ``ready`` as the ``websockets`` floor does."""
+    """The floor on ``picows``, a WebSocket library whose frame parsing, sending and
+    keep-alive are compiled (Cython), over its default TCP transport (aiofastnet, in
+    place of the loop's): what a server pays per delivery when receiving a frame is not
+    Python. It speaks what the load generators expect of the bare server (``started``,
+    ``watching``, a runner's frames forwarded verbatim), pings every socket every 20 s as
+    the ``websockets`` floor does, and answers "report" on ``ready`` as that one does.
+    Unlike ``websockets`` it does not check that a text frame is UTF-8."""
 
     async def main() -> None:
         import threading
 
-        from picows import WSAutoPingStrategy, WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+        from picows import (
+            WSAutoPingStrategy,
+            WSCloseCode,
+            WSFrame,
+            WSListener,
+            WSMsgType,
+            WSTransport,
+            ws_create_server,
+        )
 
         watchers: dict[str, set[WSTransport]] = {}
         counters = {"broadcast_s": 0.0, "frames": 0, "deliveries": 0}
@@ -267,7 +276,10 @@ def bare_picows_server_process(port: int, ready: Any) -> None:
 
             def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
                 if frame.msg_type == WSMsgType.CLOSE:
-                    transport.send_close(frame.get_close_code(), frame.get_close_message())
+                    # A close without a code is answered with 1000 (code 0 is not sendable).
+                    has_code = frame.payload_size >= 2
+                    code = frame.get_close_code() if has_code else WSCloseCode.OK
+                    transport.send_close(code, frame.get_close_message() if has_code else None)
                     transport.disconnect()
 
         class Runner(Peer):
@@ -316,7 +328,7 @@ def bare_picows_server_process(port: int, ready: Any) -> None:
         gc.freeze()
         server = await ws_create_server(
             route, "127.0.0.1", port, enable_auto_ping=True, auto_ping_idle_timeout=20,
-            auto_ping_reply_timeout=20, auto_ping_strategy=WSAutoPingStrategy.PING_WHEN_IDLE,
+            auto_ping_reply_timeout=20, auto_ping_strategy=WSAutoPingStrategy.PING_PERIODICALLY,
             max_frame_size=256 * 1024,
         )  # fmt: skip
         async with server:

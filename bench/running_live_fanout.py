@@ -12,9 +12,10 @@ device time, one machine, one clock):
   and on loopback the watchers' TCP receive work, charged to the sender); the CPU of the
   ``broadcast`` calls alone is reported beside it
   (``bare_broadcast_call_cpu_us_per_delivery``), as is each set-up's kernel share and
-  the replica's CPU with nobody connected (its fixed cost). With ``--picows``, the same
-  floor on ``picows`` (compiled frame parsing, sending and keep-alive) after them: what
-  the library alone makes of the aim (``live_ratio_to_bare_picows``).
+  the replica's CPU with nobody connected (its fixed cost). With ``--picows``, a bare
+  floor on ``picows`` (compiled frame parsing, sending and keep-alive, over its default
+  transport, aiofastnet) once, after both of them: what a compiled library makes of the
+  floor (``live_ratio_to_bare_picows``); it is not measured before and after.
 - **one replica**: ``smartgym serve running`` (PostgreSQL, RabbitMQ fan-out on), clients
   straight to its live port.
 - **gateway, two replicas** (the production path): clients connect through the gateway,
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import itertools
 import json
 import math
@@ -232,7 +234,9 @@ async def run(args: argparse.Namespace) -> None:
         ready, ready_end = context.Pipe()
         bare = context.Process(target=server, args=(bare_port, ready_end), daemon=True)
         bare.start()
-        ready.recv()
+        ready_end.close()  # the child's end: a child that dies ends the wait below
+        if not ready.poll(STARTUP_S) or ready.recv() != "up":
+            raise RuntimeError(f"the bare server ({label}) did not come up")
         people = People(database, args.runners, per_run)
         base = f"ws://127.0.0.1:{bare_port}"
         progress(f"bare broadcast ({label})")
@@ -469,6 +473,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.runner_stats_s is not None and not 0 <= args.runner_stats_s <= 60:
         parser.error("--runner-stats-s is 0-60 seconds, as SMARTGYM_RUNNING_STATS_INTERVAL_S")
+    if args.picows and importlib.util.find_spec("picows") is None:
+        parser.error("--picows needs the development dependencies (scripts/install dev)")
     asyncio.run(run(args))
 
 

@@ -20,16 +20,20 @@ from tests.support.apps import free_port
 @pytest.fixture(params=[bare_server_process, bare_picows_server_process], ids=["websockets", "picows"])
 def floor(request: pytest.FixtureRequest) -> Iterator[tuple[int, Any]]:
     server: Callable[[int, Any], None] = request.param
-    context = multiprocessing.get_context("fork")
+    # Spawned, not forked: the test worker has threads of its own.
+    context = multiprocessing.get_context("spawn")
     port = free_port()
     ready, ready_end = context.Pipe()
     process = context.Process(target=server, args=(port, ready_end), daemon=True)
     process.start()
-    assert ready.poll(30), "the floor server did not come up"
-    assert ready.recv() == "up"
-    yield port, ready
-    process.kill()
-    process.join(10)
+    ready_end.close()  # the child's end: if the child dies, the waits below end at once
+    try:
+        assert ready.poll(30), "the floor server did not come up"
+        assert ready.recv() == "up"
+        yield port, ready
+    finally:
+        process.kill()
+        process.join(10)
 
 
 async def test_a_runner_frame_reaches_every_watcher_verbatim_and_is_counted(floor: tuple[int, Any]) -> None:
@@ -49,7 +53,7 @@ async def test_a_runner_frame_reaches_every_watcher_verbatim_and_is_counted(floo
             await watcher.close()
             assert watcher.close_code == 1000  # the server answered the close
     ready.send("report")
-    counters = await asyncio.to_thread(ready.recv)
+    assert ready.poll(10), "the floor server did not report"
+    counters = ready.recv()
     assert counters["frames"] == 1
     assert counters["deliveries"] == 3
-    assert counters["broadcast_s"] >= 0
