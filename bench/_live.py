@@ -1,7 +1,7 @@
 """Load generators for the live-run benchmarks (not a benchmark itself): runners streaming
 a point a second and friends watching, each kind in its own process; plus a bare
-``websockets`` broadcast server, the library's floor, measured in the same run (and the
-same floor on ``picows``, a compiled WebSocket library).
+``websockets`` broadcast server, the library's floor, measured in the same run (and a
+floor on ``picows``, a compiled WebSocket library, to compare with).
 
 Every delivery is counted: a watcher keeps the distinct (socket, point time) pairs it
 received, so the caller can compare them with the points each run had accepted and fail
