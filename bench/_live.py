@@ -190,6 +190,20 @@ def watchers_process(urls: list[tuple[str, str]], pipe: Any) -> None:
     asyncio.run(main())
 
 
+RUNNER = ""  # what ``bare_route`` answers for a runner's path (a watcher's: the run id)
+
+
+def bare_route(path: str) -> str | None:
+    """A bare floor's routing: ``RUNNER`` for /ws/runs, the run id for
+    /ws/runs/{id}/watch, None for anything else."""
+    parts = [part for part in path.split("?")[0].split("/") if part]
+    if parts == ["ws", "runs"]:
+        return RUNNER
+    if len(parts) == 4 and parts[:2] == ["ws", "runs"] and parts[3] == "watch":
+        return parts[2]
+    return None
+
+
 def bare_server_process(port: int, ready: Any) -> None:
     """The library's floor: receive a runner's frame and hand it to ``broadcast`` for the
     run's watchers, nothing else (no parsing, no filter, no storage, no token check).
@@ -210,9 +224,8 @@ def bare_server_process(port: int, ready: Any) -> None:
         clock = time.thread_time
 
         async def handle(connection: ServerConnection) -> None:
-            path = connection.request.path if connection.request else "/"
-            parts = [part for part in path.split("?")[0].split("/") if part]
-            if parts == ["ws", "runs"]:
+            watched = bare_route(connection.request.path if connection.request else "/")
+            if watched == RUNNER:
                 run_id = str(uuid.uuid4())
                 group = watchers.setdefault(run_id, set())
                 await connection.send(json.dumps({"type": "started", "run_id": run_id}))
@@ -222,8 +235,8 @@ def bare_server_process(port: int, ready: Any) -> None:
                     counters["broadcast_s"] += clock() - began
                     counters["frames"] += 1
                     counters["deliveries"] += len(group)
-            elif len(parts) == 4 and parts[:2] == ["ws", "runs"] and parts[3] == "watch":
-                group = watchers.setdefault(parts[2], set())
+            elif watched is not None:
+                group = watchers.setdefault(watched, set())
                 group.add(connection)
                 try:
                     await connection.send(json.dumps({"type": "watching"}))
@@ -314,12 +327,10 @@ def bare_picows_server_process(port: int, ready: Any) -> None:
                 self.group.discard(transport)
 
         def route(request: Any) -> WSListener | None:  # None: 404, no socket
-            parts = [part for part in request.path.decode().split("?")[0].split("/") if part]
-            if parts == ["ws", "runs"]:
-                return Runner()
-            if len(parts) == 4 and parts[:2] == ["ws", "runs"] and parts[3] == "watch":
-                return Watcher(parts[2])
-            return None
+            watched = bare_route(request.path.decode())
+            if watched is None:
+                return None
+            return Runner() if watched == RUNNER else Watcher(watched)
 
         def answer() -> None:  # a thread: the counters are read while the loop runs
             while ready.recv() == "report":

@@ -369,6 +369,7 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
     )
     print(f"kernel (system) CPU per delivery: running {live_system_us:.1f} µs, bare {bare_system_us:.1f} µs; "
           f"user CPU: running {live_us - live_system_us:.1f} µs, bare {bare_us - bare_system_us:.1f} µs")  # fmt: skip
+    picows_figures: dict[str, Any] = {}
     if "picows" in results:
         picows = results["picows"]
         picows_us = per_delivery_us(picows["cpu_s"]["bare"], picows)
@@ -377,6 +378,14 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
         print(f"bare picows: {picows_us:.1f} µs a delivery ({picows_system_us:.1f} in the kernel, "
               f"{picows_calls_us:.1f} in its send calls); the replica {live_us / picows_us:.2f} x it, "
               f"the websockets floor {bare_us / picows_us:.2f} x it")  # fmt: skip
+        picows_figures = {
+            "bare_picows_cpu_us_per_delivery": round(picows_us, 1),
+            "bare_picows_system_cpu_us_per_delivery": round(picows_system_us, 1),
+            "bare_picows_send_call_cpu_us_per_delivery": round(picows_calls_us, 1),
+            "bare_picows_point_to_watcher_p99_ms": figure(summary(picows["watched"].latencies_ms)["p99"], 1),
+            "live_ratio_to_bare_picows": round(live_us / picows_us, 2),
+            "bare_websockets_ratio_to_bare_picows": round(bare_us / picows_us, 2),
+        }
     table(
         "GPS position error on generated tracks (8 x 30 min, m)",
         ["filter", "mean", "p95"],
@@ -426,17 +435,7 @@ def report(args: argparse.Namespace, per_run: int, results: dict[str, dict[str, 
         "event_loop": resolved_name(configured_choice()),
         "machine": machine(),
     }
-    if "picows" in results:
-        figures.update(
-            {
-                "bare_picows_cpu_us_per_delivery": round(picows_us, 1),
-                "bare_picows_system_cpu_us_per_delivery": round(picows_system_us, 1),
-                "bare_picows_send_call_cpu_us_per_delivery": round(picows_calls_us, 1),
-                "bare_picows_point_to_watcher_p99_ms": figure(summary(picows["watched"].latencies_ms)["p99"], 1),
-                "live_ratio_to_bare_picows": round(live_us / picows_us, 2),
-                "bare_websockets_ratio_to_bare_picows": round(bare_us / picows_us, 2),
-            }
-        )
+    figures.update(picows_figures)
     if "gateway" in results:
         gw = results["gateway"]
         glat = summary(gw["watched"].latencies_ms)

@@ -80,9 +80,13 @@ class ConnectionGroup:
         self.connections: set[ServerConnection] = set()
         self.sent_at = float("-inf")
 
-    def deliver(self, topic: str, message: str) -> None:
+    def send(self, message: str) -> None:
+        """To every socket of the group, stamped as its last write."""
         self.sent_at = time.monotonic()
         broadcast_text(self.connections, message)
+
+    def deliver(self, topic: str, message: str) -> None:
+        self.send(message)
         # Every run message is written with its type first (``dumps`` keeps the dict's
         # order): a prefix test, not a search through every position.
         if message.startswith('{"type":"finished"') and topic.startswith("run."):
@@ -218,8 +222,7 @@ class OutingGroup(ConnectionGroup):
             return
         if update.get("type") == "left":
             self._latest.pop(update["user_id"], None)  # no longer in the group's snapshots
-        self.sent_at = time.monotonic()
-        broadcast(self.connections, message)
+        self.send(message)
         if update.get("type") == "closed":
             if self._pending is not None:
                 self._pending.cancel()
@@ -229,8 +232,7 @@ class OutingGroup(ConnectionGroup):
     def _push(self) -> None:
         self._pending = None
         positions = sorted(self._latest.values(), key=lambda entry: entry["user_id"])
-        self.sent_at = time.monotonic()
-        broadcast(self.connections, dumps({"type": "group", "members": positions, "at": time.time()}))
+        self.send(dumps({"type": "group", "members": positions, "at": time.time()}))
 
 
 class BadFrame(Exception):
