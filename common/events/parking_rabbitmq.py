@@ -226,12 +226,12 @@ class RabbitParkingLot:
                 raise BusUnavailable("the broker did not answer in time") from exc
             stopped: tuple[type[BaseException], ...] = (TimeoutError, BusUnavailable, *_amqp_errors())
             try:
-                declared = await channel.queue_declare(topology.parking_queue(service), passive=True)
                 # Only what is parked now: a replayed message that fails again is parked
                 # anew at the tail and must wait for the next request, not loop here. The
                 # kept ones do not count against the limit (a service broken for weeks
                 # would otherwise keep its newer events behind them), but bound the scan.
-                parked_now = min(declared.message_count or 0, limit + self._scan_limit)
+                parked = await _ready_count(channel, topology.parking_queue(service))
+                parked_now = min(parked, limit + self._scan_limit)
                 # A get is a round trip: the scan ends in time for the operator's request
                 # to be answered (through the gateway's timeout); the rest waits for the next.
                 scan_ends = asyncio.get_running_loop().time() + REPLAY_ALL_SCAN_S
@@ -339,9 +339,11 @@ class _Passive:
 # A reader stops waiting for more parked messages after this long without one.
 _IDLE_S = 0.25
 # Messages another reader just let go of come back to a quorum queue a moment after its
-# channel closed: a message looked for and not seen is looked for again before a 404.
-_FIND_ATTEMPTS = 3
-_FIND_PAUSE_S = 0.2
+# channel closed (the queue's log must commit their return first, slower on a loaded
+# broker): a message looked for and not seen, or a lot counted empty, is looked for again
+# for a little over a second before a 404 or an empty replay.
+_FIND_ATTEMPTS = 5
+_FIND_PAUSE_S = 0.3
 
 
 async def _get_many(channel: aiormq.abc.AbstractChannel, queue: str, limit: int) -> list[Any]:
@@ -383,6 +385,23 @@ async def _get_many(channel: aiormq.abc.AbstractChannel, queue: str, limit: int)
     except _amqp_errors() as exc:
         raise BusUnavailable(f"the broker refused: {exc!r}") from exc
     return messages[:limit]
+
+
+async def _ready_count(channel: aiormq.abc.AbstractChannel, queue: str) -> int:
+    """How many messages ``queue`` holds ready, asked again while it says none.
+
+    A listing of the lot a moment ago held them unacked on a channel it then closed; a
+    quorum queue counts them as ready only once it has taken them back, so an operator's
+    replay right after a listing would otherwise find the lot empty and replay nothing."""
+    count = 0
+    for attempt in range(_FIND_ATTEMPTS):
+        if attempt:
+            await asyncio.sleep(_FIND_PAUSE_S)
+        declared = await channel.queue_declare(queue, passive=True)
+        count = declared.message_count or 0
+        if count:
+            break
+    return count
 
 
 def _is_empty(message: Any) -> bool:

@@ -244,6 +244,38 @@ async def test_every_parked_event_of_a_service_is_replayed_and_a_new_failure_par
 
 
 @on_broker
+async def test_replaying_every_parked_event_while_a_reader_lets_go_of_them_finds_them(
+    rabbitmq_url, namespace, tmp_path
+):
+    # A listing holds the parked messages on a channel it then closes; the queue counts
+    # them as ready only once it has taken them back, a moment later (longer on a loaded
+    # broker). An operator who reads the list and presses replay at once must not be told
+    # nothing was parked. Here the reader lets go while the replay is already looking.
+    async with operations(rabbitmq_url, namespace, tmp_path) as ops:
+        await ops.publish(1, 2, 3)
+        await eventually(lambda: ops.parked_is(3), timeout=15)
+        ops.ledger.failing = False
+        connection = await aio_pika.connect(rabbitmq_url)
+        async with connection:
+            reader = await connection.channel()
+            queue = await reader.get_queue(f"{namespace}.{LEDGER}.parking", ensure=False)
+            held = [await queue.get(no_ack=False) for _ in range(3)]
+            assert len(held) == 3
+
+            async def let_go_soon() -> None:
+                await asyncio.sleep(0.3)
+                await reader.close()
+
+            answer, _ = await asyncio.gather(
+                ops.client.post(f"/v1/bus/parked/{LEDGER}/replay", headers=staff()), let_go_soon()
+            )
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["replayed"]) == 3, answer.text
+        await eventually(lambda: ops.ledger.taken == Counter({1: 1, 2: 1, 3: 1}), timeout=10)
+        assert await ops.parked_count() == 0
+
+
+@on_broker
 async def test_an_event_older_than_the_inbox_remembers_stays_parked_unless_asked_by_name(
     rabbitmq_url, namespace, tmp_path
 ):
