@@ -79,6 +79,7 @@ class ConnectionGroup:
     def __init__(self) -> None:
         self.connections: set[ServerConnection] = set()
         self.sent_at = float("-inf")
+        self._closing: set[asyncio.Task[None]] = set()
 
     def send(self, message: str) -> None:
         """To every socket of the group, stamped as its last write."""
@@ -90,8 +91,16 @@ class ConnectionGroup:
         # Every run message is written with its type first (``dumps`` keeps the dict's
         # order): a prefix test, not a search through every position.
         if message.startswith('{"type":"finished"') and topic.startswith("run."):
-            for connection in list(self.connections):
-                asyncio.get_running_loop().create_task(connection.close(1000, "run finished"))
+            self.let_go("run finished")
+
+    def let_go(self, reason: str) -> None:
+        """Close every socket of the group normally: what they followed has ended."""
+        loop = asyncio.get_running_loop()
+        for connection in list(self.connections):
+            # Held until done: the loop keeps only a weak reference to a task.
+            closing = loop.create_task(connection.close(1000, reason))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
 
 class RaceBoard:
@@ -109,7 +118,7 @@ class RaceBoard:
     def deliver(self, topic: str, message: str) -> None:
         update = json.loads(message)
         if update.get("type") == "results":
-            broadcast(self.connections, message)
+            broadcast_text(self.connections, message)
             return
         known = self._progress.get(update["user_id"], {})
         # Competitors' positions ride along with the board (the last one each sent).
@@ -168,7 +177,7 @@ class RaceBoard:
 
     def _push(self) -> None:
         self._pending = None
-        broadcast(
+        broadcast_text(
             self.connections, dumps({"type": "leaderboard", "race_id": str(self.race_id), "board": self.leaderboard()})
         )
 
@@ -226,8 +235,7 @@ class OutingGroup(ConnectionGroup):
         if update.get("type") == "closed":
             if self._pending is not None:
                 self._pending.cancel()
-            for connection in list(self.connections):
-                asyncio.get_running_loop().create_task(connection.close(1000, "outing ended"))
+            self.let_go("outing ended")
 
     def _push(self) -> None:
         self._pending = None
