@@ -26,6 +26,7 @@ count and the operator who asked are added.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
@@ -122,7 +123,8 @@ class RabbitParkingLot:
                     if main is None:
                         rows.append(ServiceBacklog(service, topology.queue(service), False, 0, None, 0, 0, 0))
                         continue
-                    parking = await passive.declare(topology.parking_queue(service))
+                    async with self._lock(service):  # not while a reader holds some
+                        parking = await passive.declare(topology.parking_queue(service))
                     retrying = 0
                     for delay_ms in topology.retry_delays_ms:
                         retry = await passive.declare(topology.retry_queue(service, delay_ms))
@@ -160,31 +162,67 @@ class RabbitParkingLot:
 
     async def _read(self, service: str, *, limit: int) -> list[aiormq.abc.DeliveredMessage]:
         """Up to ``limit`` parked messages, left in place: the channel closes unacked."""
+        queue = self._bus.topology.parking_queue(service)
+        messages: list[aiormq.abc.DeliveredMessage] = []
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with self._lock(service), asyncio.timeout(self._timeout_s):
                 channel = await self._channel()
                 try:
-                    return await _get_many(channel, self._bus.topology.parking_queue(service), limit)
+                    messages = await _get_many(channel, queue, limit)
                 finally:
-                    await _close(channel)
+                    await self._let_go(channel, queue=queue, held=len(messages))
         except TimeoutError as exc:
             raise BusUnavailable("the broker did not answer in time") from exc
+        return messages
+
+    def _lock(self, service: str) -> asyncio.Lock:
+        """One reader of a service's lot at a time in this process: what one holds unacked,
+        the others would count as gone."""
+        return self._locks.setdefault(service, asyncio.Lock())
+
+    async def _let_go(self, channel: aiormq.abc.AbstractChannel, *, queue: str, held: int) -> None:
+        """Close ``channel``, and wait until ``queue`` counts the ``held`` messages ready again.
+
+        A quorum queue takes back what a closed channel held only once its log has committed
+        the return; a backlog or replay asked for in the meantime would count them gone (the
+        operations page asks for the backlog and the list at the same moment). Bounded: a
+        reader elsewhere may hold some, and the lot may shrink meanwhile."""
+        if held == 0 or channel.is_closed:
+            await _close(channel)
+            return
+        try:
+            declared = await channel.queue_declare(queue, passive=True)
+        except _amqp_errors():
+            await _close(channel)
+            return
+        expected = (declared.message_count or 0) + held
+        await _close(channel)
+        pause = _RETURN_FIRST_PAUSE_S
+        with contextlib.suppress(TimeoutError, BusUnavailable):
+            async with asyncio.timeout(_RETURN_WAIT_S), _Passive(self) as passive:
+                while True:
+                    counted = await passive.declare(queue)
+                    if counted is None or (counted.message_count or 0) >= expected:
+                        return
+                    await asyncio.sleep(pause)
+                    pause = min(2 * pause, _FIND_PAUSE_S)
 
     async def replay(
         self, *, service: str, parked_id: str, requested_by: str, remembered_since: datetime | None
     ) -> ParkedEvent:
-        topology = self._bus.topology
-        lock = self._locks.setdefault(service, asyncio.Lock())
+        queue = self._bus.topology.parking_queue(service)
         copies: list[Any] = []
         try:
-            async with lock, asyncio.timeout(self._timeout_s):
+            async with self._lock(service), asyncio.timeout(self._timeout_s):
                 await self._target_ready(service)
                 for attempt in range(_FIND_ATTEMPTS):
                     if attempt:
                         await asyncio.sleep(_FIND_PAUSE_S)
                     channel = await self._channel(confirms=True)
+                    messages: list[Any] = []
+                    acked = 0
                     try:
-                        messages = await _get_many(channel, topology.parking_queue(service), self._scan_limit)
+                        messages = await _get_many(channel, queue, self._scan_limit)
                         copies = [m for m in messages if _parked_id(m) == parked_id]
                         if copies:
                             # Refused before the copy: closing the channel leaves it parked.
@@ -195,8 +233,10 @@ class RabbitParkingLot:
                             await self._send_copy(channel, service, copies[0], requested_by)
                             for message in copies:
                                 await _ack(channel, message, service)
+                                acked += 1
                     finally:
-                        await _close(channel)  # everything not acked stays parked
+                        # Everything not acked stays parked.
+                        await self._let_go(channel, queue=queue, held=len(messages) - acked)
                     if copies:
                         break
         except TimeoutError as exc:
@@ -214,10 +254,9 @@ class RabbitParkingLot:
         self, *, service: str, limit: int, requested_by: str, remembered_since: datetime | None
     ) -> Replayed:
         topology = self._bus.topology
-        lock = self._locks.setdefault(service, asyncio.Lock())
         replayed: list[ParkedEvent] = []
         kept: list[ParkedEvent] = []
-        async with lock:
+        async with self._lock(service):
             try:
                 async with asyncio.timeout(self._timeout_s):
                     await self._target_ready(service)
@@ -260,7 +299,7 @@ class RabbitParkingLot:
                     raise BusUnavailable(f"the broker did not complete the replay: {exc!r}") from exc
                 log.warning("replay of every parked event stopped early", exc_info=True)
             finally:
-                await _close(channel)
+                await self._let_go(channel, queue=topology.parking_queue(service), held=len(kept))
         log.warning(
             "parked events replayed",
             extra={"service": service, "count": len(replayed), "kept": len(kept), "requested_by": requested_by},
@@ -344,6 +383,10 @@ _IDLE_S = 0.25
 # for a little over a second before a 404 or an empty replay.
 _FIND_ATTEMPTS = 5
 _FIND_PAUSE_S = 0.3
+# How long a reader waits for what it held to be counted ready again, asking first after
+# this long and then at doubling intervals (the return took ~1 ms on an idle broker).
+_RETURN_WAIT_S = 1.5
+_RETURN_FIRST_PAUSE_S = 0.005
 
 
 async def _get_many(channel: aiormq.abc.AbstractChannel, queue: str, limit: int) -> list[Any]:

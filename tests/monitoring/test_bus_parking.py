@@ -276,6 +276,32 @@ async def test_replaying_every_parked_event_while_a_reader_lets_go_of_them_finds
 
 
 @on_broker
+async def test_a_listing_answers_once_the_lot_counts_what_it_looked_at_again(rabbitmq_url, namespace, tmp_path):
+    # The operations page asks for the backlog and the list at once, every few seconds. The
+    # list's reader holds the parked messages on a channel it closes, and the queue counts
+    # them ready again only a moment later: the backlog must not show the lot emptier than
+    # it is, beside a listing or right after one.
+    async with operations(rabbitmq_url, namespace, tmp_path) as ops:
+        await ops.publish(1, 2, 3)
+        await eventually(lambda: ops.parked_is(3), timeout=15)
+        connection = await aio_pika.connect(rabbitmq_url)
+        async with connection:
+            channel = await connection.channel()
+            right_after: list[int] = []
+            beside: list[int] = []
+            for _ in range(10):
+                listed, count = await asyncio.gather(
+                    ops.client.get("/v1/bus/parked", params={"service": LEDGER}, headers=staff()), ops.parked_count()
+                )
+                queue = await channel.declare_queue(f"{namespace}.{LEDGER}.parking", passive=True)
+                right_after.append(queue.declaration_result.message_count)
+                beside.append(count)
+                assert len(listed.json()) == 3
+        assert right_after == [3] * 10
+        assert beside == [3] * 10
+
+
+@on_broker
 async def test_an_event_older_than_the_inbox_remembers_stays_parked_unless_asked_by_name(
     rabbitmq_url, namespace, tmp_path
 ):
