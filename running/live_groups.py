@@ -48,8 +48,9 @@ def broadcast_text(connections: Iterable[ServerConnection], message: str) -> Non
     A server's frame is unmasked, so without extensions (the live server negotiates no
     compression) it is the same bytes for every socket; the library serialises it anew
     for each, which was a tenth of a replica's CPU at five watchers a run. A socket that
-    is not open is skipped, as the library does; one with extensions or a fragmented
-    send under way is left to the library's own broadcast."""
+    is not open is skipped, and one whose write fails is logged and passed over, as the
+    library does; one with extensions or a fragmented send under way is left to the
+    library's own broadcast."""
     frame: bytes | None = None
     others: list[ServerConnection] = []
     for connection in connections:
@@ -66,7 +67,10 @@ def broadcast_text(connections: Iterable[ServerConnection], message: str) -> Non
             continue
         if frame is None:
             frame = text_frame(message.encode())
-        connection.transport.write(frame)
+        try:
+            connection.transport.write(frame)
+        except Exception as exc:  # one socket's failure must not cost the others the message
+            connection.logger.warning("skipped broadcast: failed to write message: %r", exc)
     if others:
         broadcast(others, message)
 

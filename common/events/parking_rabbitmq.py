@@ -33,7 +33,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -123,7 +123,7 @@ class RabbitParkingLot:
                     if main is None:
                         rows.append(ServiceBacklog(service, topology.queue(service), False, 0, None, 0, 0, 0))
                         continue
-                    async with self._lock(service):  # not while a reader holds some
+                    async with self._turn_to_count(service):  # not while a reader holds some
                         parking = await passive.declare(topology.parking_queue(service))
                     retrying = 0
                     for delay_ms in topology.retry_delays_ms:
@@ -164,15 +164,19 @@ class RabbitParkingLot:
         """Up to ``limit`` parked messages, left in place: the channel closes unacked."""
         queue = self._bus.topology.parking_queue(service)
         messages: list[aiormq.abc.DeliveredMessage] = []
-        try:
-            async with self._lock(service), asyncio.timeout(self._timeout_s):
-                channel = await self._channel()
-                try:
-                    messages = await _get_many(channel, queue, limit)
-                finally:
-                    await self._let_go(channel, queue=queue, held=len(messages))
-        except TimeoutError as exc:
-            raise BusUnavailable("the broker did not answer in time") from exc
+        expected: int | None = None
+        async with self._lock(service):
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    channel = await self._channel()
+                    try:
+                        messages = await _get_many(channel, queue, limit)
+                    finally:
+                        expected = await _release(channel, queue=queue, held=len(messages))
+            except TimeoutError as exc:
+                raise BusUnavailable("the broker did not answer in time") from exc
+            # Outside the request's timeout: what was read is answered even if the wait is long.
+            await self._counted_again(queue, expected)
         return messages
 
     def _lock(self, service: str) -> asyncio.Lock:
@@ -180,23 +184,27 @@ class RabbitParkingLot:
         the others would count as gone."""
         return self._locks.setdefault(service, asyncio.Lock())
 
-    async def _let_go(self, channel: aiormq.abc.AbstractChannel, *, queue: str, held: int) -> None:
-        """Close ``channel``, and wait until ``queue`` counts the ``held`` messages ready again.
-
-        A quorum queue takes back what a closed channel held only once its log has committed
-        the return; a backlog or replay asked for in the meantime would count them gone (the
-        operations page asks for the backlog and the list at the same moment). Bounded: a
-        reader elsewhere may hold some, and the lot may shrink meanwhile."""
-        if held == 0 or channel.is_closed:
-            await _close(channel)
-            return
+    @contextlib.asynccontextmanager
+    async def _turn_to_count(self, service: str) -> AsyncIterator[None]:
+        """The lot's lock for a count, waited for briefly: a replay of everything may hold it
+        for seconds, and a backlog that late is worse than one short by the messages in flight."""
+        lock = self._lock(service)
+        acquired = False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_COUNT_TURN_WAIT_S):
+                acquired = await lock.acquire()
         try:
-            declared = await channel.queue_declare(queue, passive=True)
-        except _amqp_errors():
-            await _close(channel)
+            yield
+        finally:
+            if acquired:
+                lock.release()
+
+    async def _counted_again(self, queue: str, expected: int | None) -> None:
+        """Wait until ``queue`` counts ``expected`` messages ready (see ``_release``).
+
+        Bounded: a reader elsewhere may hold some, and the lot may shrink meanwhile."""
+        if expected is None:
             return
-        expected = (declared.message_count or 0) + held
-        await _close(channel)
         pause = _RETURN_FIRST_PAUSE_S
         with contextlib.suppress(TimeoutError, BusUnavailable):
             async with asyncio.timeout(_RETURN_WAIT_S), _Passive(self) as passive:
@@ -205,42 +213,48 @@ class RabbitParkingLot:
                     if counted is None or (counted.message_count or 0) >= expected:
                         return
                     await asyncio.sleep(pause)
-                    pause = min(2 * pause, _FIND_PAUSE_S)
+                    pause = min(2 * pause, _RETURN_MAX_PAUSE_S)
 
     async def replay(
         self, *, service: str, parked_id: str, requested_by: str, remembered_since: datetime | None
     ) -> ParkedEvent:
         queue = self._bus.topology.parking_queue(service)
         copies: list[Any] = []
-        try:
-            async with self._lock(service), asyncio.timeout(self._timeout_s):
-                await self._target_ready(service)
-                for attempt in range(_FIND_ATTEMPTS):
-                    if attempt:
-                        await asyncio.sleep(_FIND_PAUSE_S)
-                    channel = await self._channel(confirms=True)
-                    messages: list[Any] = []
-                    acked = 0
-                    try:
-                        messages = await _get_many(channel, queue, self._scan_limit)
-                        copies = [m for m in messages if _parked_id(m) == parked_id]
+        expected: int | None = None
+        async with self._lock(service):
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    await self._target_ready(service)
+                    for attempt in range(_FIND_ATTEMPTS):
+                        if attempt:
+                            await self._counted_again(queue, expected)
+                            await asyncio.sleep(_FIND_PAUSE_S)
+                        channel = await self._channel(confirms=True)
+                        messages: list[Any] = []
+                        acked = 0
+                        try:
+                            messages = await _get_many(channel, queue, self._scan_limit)
+                            copies = [m for m in messages if _parked_id(m) == parked_id]
+                            if copies:
+                                # Refused before the copy: closing the channel leaves it parked.
+                                refuse_if_forgotten(
+                                    _rabbit_parked(service, copies[0]), remembered_since=remembered_since
+                                )
+                                # Copies of one event (published twice by a relay that crashed
+                                # before marking it) are one event to its idempotent consumer:
+                                # one replay settles them all.
+                                await self._send_copy(channel, service, copies[0], requested_by)
+                                for message in copies:
+                                    await _ack(channel, message, service)
+                                    acked += 1
+                        finally:
+                            expected = await _release(channel, queue=queue, held=len(messages) - acked)
                         if copies:
-                            # Refused before the copy: closing the channel leaves it parked.
-                            refuse_if_forgotten(_rabbit_parked(service, copies[0]), remembered_since=remembered_since)
-                            # Copies of one event (published twice by a relay that crashed
-                            # before marking it) are one event to its idempotent consumer:
-                            # one replay settles them all.
-                            await self._send_copy(channel, service, copies[0], requested_by)
-                            for message in copies:
-                                await _ack(channel, message, service)
-                                acked += 1
-                    finally:
-                        # Everything not acked stays parked.
-                        await self._let_go(channel, queue=queue, held=len(messages) - acked)
-                    if copies:
-                        break
-        except TimeoutError as exc:
-            raise BusUnavailable("the broker did not answer in time") from exc
+                            break
+            except TimeoutError as exc:
+                raise BusUnavailable("the broker did not answer in time") from exc
+            # Outside the timeout: a replay done is answered as done, however long this takes.
+            await self._counted_again(queue, expected)
         if not copies:
             raise NotParked(f"no parked message {parked_id} of {service}")
         replayed = replace(_rabbit_parked(service, copies[0]), copies=len(copies))
@@ -253,10 +267,14 @@ class RabbitParkingLot:
     async def replay_all(
         self, *, service: str, limit: int, requested_by: str, remembered_since: datetime | None
     ) -> Replayed:
-        topology = self._bus.topology
+        queue = self._bus.topology.parking_queue(service)
         replayed: list[ParkedEvent] = []
         kept: list[ParkedEvent] = []
         async with self._lock(service):
+            # A get is a round trip: the scan ends in time for the operator's request to be
+            # answered (through the gateway's timeout, with the wait for the kept ones to be
+            # counted again); the rest waits for the next request.
+            scan_ends = asyncio.get_running_loop().time() + REPLAY_ALL_SCAN_S
             try:
                 async with asyncio.timeout(self._timeout_s):
                     await self._target_ready(service)
@@ -264,31 +282,31 @@ class RabbitParkingLot:
             except TimeoutError as exc:
                 raise BusUnavailable("the broker did not answer in time") from exc
             stopped: tuple[type[BaseException], ...] = (TimeoutError, BusUnavailable, *_amqp_errors())
+            in_hand = False
             try:
                 # Only what is parked now: a replayed message that fails again is parked
                 # anew at the tail and must wait for the next request, not loop here. The
                 # kept ones do not count against the limit (a service broken for weeks
                 # would otherwise keep its newer events behind them), but bound the scan.
-                parked = await _ready_count(channel, topology.parking_queue(service))
-                parked_now = min(parked, limit + self._scan_limit)
-                # A get is a round trip: the scan ends in time for the operator's request
-                # to be answered (through the gateway's timeout); the rest waits for the next.
-                scan_ends = asyncio.get_running_loop().time() + REPLAY_ALL_SCAN_S
+                parked_now = min(await _ready_count(channel, queue), limit + self._scan_limit)
                 for _ in range(parked_now):
                     if len(replayed) >= limit or asyncio.get_running_loop().time() > scan_ends:
                         break
                     async with asyncio.timeout(self._timeout_s):
-                        message = await channel.basic_get(topology.parking_queue(service), no_ack=False)
+                        message = await channel.basic_get(queue, no_ack=False)
                         if _is_empty(message):
                             break
+                        in_hand = True
                         item = _rabbit_parked(service, message)
                         if forgotten(item, remembered_since=remembered_since):
                             # Held unacked until the channel closes, so the next get takes
                             # the next message; the close puts it back where it was.
                             kept.append(item)
+                            in_hand = False
                             continue
                         await self._send_copy(channel, service, message, requested_by)
                         await _ack(channel, message, service)
+                        in_hand = False
                     replayed.append(item)
             except stopped as exc:
                 # What went back stays gone from the lot; the rest (the message in hand
@@ -299,7 +317,8 @@ class RabbitParkingLot:
                     raise BusUnavailable(f"the broker did not complete the replay: {exc!r}") from exc
                 log.warning("replay of every parked event stopped early", exc_info=True)
             finally:
-                await self._let_go(channel, queue=topology.parking_queue(service), held=len(kept))
+                expected = await _release(channel, queue=queue, held=len(kept) + int(in_hand))
+            await self._counted_again(queue, expected)
         log.warning(
             "parked events replayed",
             extra={"service": service, "count": len(replayed), "kept": len(kept), "requested_by": requested_by},
@@ -383,10 +402,14 @@ _IDLE_S = 0.25
 # for a little over a second before a 404 or an empty replay.
 _FIND_ATTEMPTS = 5
 _FIND_PAUSE_S = 0.3
-# How long a reader waits for what it held to be counted ready again, asking first after
-# this long and then at doubling intervals (the return took ~1 ms on an idle broker).
-_RETURN_WAIT_S = 1.5
+# How long a reader waits for what it held to be counted ready again: it asks at once,
+# then after pauses doubling from the first to the most (the return took ~1 ms on an idle
+# broker). The wait comes after the work, so a request answers within the gateway's 5 s.
+_RETURN_WAIT_S = 1.0
 _RETURN_FIRST_PAUSE_S = 0.005
+_RETURN_MAX_PAUSE_S = 0.1
+# A backlog waits this long for a reader of a lot to finish before counting it as it is.
+_COUNT_TURN_WAIT_S = 0.5
 
 
 async def _get_many(channel: aiormq.abc.AbstractChannel, queue: str, limit: int) -> list[Any]:
@@ -428,6 +451,25 @@ async def _get_many(channel: aiormq.abc.AbstractChannel, queue: str, limit: int)
     except _amqp_errors() as exc:
         raise BusUnavailable(f"the broker refused: {exc!r}") from exc
     return messages[:limit]
+
+
+async def _release(channel: aiormq.abc.AbstractChannel, *, queue: str, held: int) -> int | None:
+    """Close ``channel``; answer the ready count ``queue`` reaches once it has taken back the
+    ``held`` messages, or None when there is nothing to wait for.
+
+    A quorum queue takes back what a closed channel held only once its log has committed the
+    return; a backlog or replay asked for in the meantime would count them gone (the
+    operations page asks for the backlog and the list at the same moment)."""
+    expected: int | None = None
+    try:
+        if held > 0 and not channel.is_closed:
+            declared = await channel.queue_declare(queue, passive=True)
+            expected = (declared.message_count or 0) + held
+    except _amqp_errors():
+        expected = None
+    finally:
+        await _close(channel)
+    return expected
 
 
 async def _ready_count(channel: aiormq.abc.AbstractChannel, queue: str) -> int:
