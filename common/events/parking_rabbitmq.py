@@ -199,7 +199,7 @@ class RabbitParkingLot:
             if acquired:
                 lock.release()
 
-    async def _counted_again(self, queue: str, expected: int | None) -> None:
+    async def _counted_again(self, queue: str, expected: int | None, *, within_s: float | None = None) -> None:
         """Wait until ``queue`` counts ``expected`` messages ready (see ``_release``).
 
         Bounded: a reader elsewhere may hold some, and the lot may shrink meanwhile."""
@@ -207,7 +207,7 @@ class RabbitParkingLot:
             return
         pause = _RETURN_FIRST_PAUSE_S
         with contextlib.suppress(TimeoutError, BusUnavailable):
-            async with asyncio.timeout(_RETURN_WAIT_S), _Passive(self) as passive:
+            async with asyncio.timeout(_RETURN_WAIT_S if within_s is None else within_s), _Passive(self) as passive:
                 while True:
                     counted = await passive.declare(queue)
                     if counted is None or (counted.message_count or 0) >= expected:
@@ -227,7 +227,10 @@ class RabbitParkingLot:
                     await self._target_ready(service)
                     for attempt in range(_FIND_ATTEMPTS):
                         if attempt:
-                            await self._counted_again(queue, expected)
+                            # Its next read takes as many as are counted: the last one's
+                            # must be back. Bounded by the pause, as another replica may
+                            # have taken some: a 404 must come before the gateway's timeout.
+                            await self._counted_again(queue, expected, within_s=_FIND_PAUSE_S)
                             await asyncio.sleep(_FIND_PAUSE_S)
                         channel = await self._channel(confirms=True)
                         messages: list[Any] = []
@@ -508,7 +511,9 @@ async def _close(channel: aiormq.abc.AbstractChannel) -> None:
     if channel.is_closed:
         return
     try:
-        await channel.close()
+        # Shielded: a request that times out or is cancelled mid-close must still close the
+        # channel, or the parked messages it holds stay hidden until the connection drops.
+        await asyncio.shield(channel.close())
     except _amqp_errors():
         log.debug("channel already gone", exc_info=True)
 
