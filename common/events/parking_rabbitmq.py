@@ -163,20 +163,19 @@ class RabbitParkingLot:
     async def _read(self, service: str, *, limit: int) -> list[aiormq.abc.DeliveredMessage]:
         """Up to ``limit`` parked messages, left in place: the channel closes unacked."""
         queue = self._bus.topology.parking_queue(service)
-        messages: list[aiormq.abc.DeliveredMessage] = []
-        expected: int | None = None
         async with self._lock(service):
             try:
                 async with asyncio.timeout(self._timeout_s):
                     channel = await self._channel()
                     try:
-                        messages = await _get_many(channel, queue, limit)
+                        messages, ready = await _get_many(channel, queue, limit)
                     finally:
-                        expected = await _release(channel, queue=queue, held=len(messages))
+                        await _close(channel)
             except TimeoutError as exc:
                 raise BusUnavailable("the broker did not answer in time") from exc
-            # Outside the request's timeout: what was read is answered even if the wait is long.
-            await self._counted_again(queue, expected)
+            if messages:
+                # Outside the request's timeout: what was read is answered even if the wait is long.
+                await self._counted_again(queue, ready)
         return messages
 
     def _lock(self, service: str) -> asyncio.Lock:
@@ -199,12 +198,13 @@ class RabbitParkingLot:
             if acquired:
                 lock.release()
 
-    async def _counted_again(self, queue: str, expected: int | None, *, within_s: float | None = None) -> None:
-        """Wait until ``queue`` counts ``expected`` messages ready (see ``_release``).
+    async def _counted_again(self, queue: str, expected: int, *, within_s: float | None = None) -> None:
+        """Wait until ``queue`` counts ``expected`` messages ready again.
 
-        Bounded: a reader elsewhere may hold some, and the lot may shrink meanwhile."""
-        if expected is None:
-            return
+        A quorum queue takes back what a closed channel held only once its log has committed
+        the return; a backlog or replay asked for in the meantime would count them gone (the
+        operations page asks for the backlog and the list at the same moment). Bounded: a
+        reader elsewhere may hold some, and the lot may shrink meanwhile."""
         pause = _RETURN_FIRST_PAUSE_S
         with contextlib.suppress(TimeoutError, BusUnavailable):
             async with asyncio.timeout(_RETURN_WAIT_S if within_s is None else within_s), _Passive(self) as passive:
@@ -220,23 +220,23 @@ class RabbitParkingLot:
     ) -> ParkedEvent:
         queue = self._bus.topology.parking_queue(service)
         copies: list[Any] = []
-        expected: int | None = None
+        expected: int | None = None  # the count to wait for after the last read, if any held
         async with self._lock(service):
             try:
                 async with asyncio.timeout(self._timeout_s):
                     await self._target_ready(service)
                     for attempt in range(_FIND_ATTEMPTS):
                         if attempt:
-                            # Its next read takes as many as are counted: the last one's
-                            # must be back. Bounded by the pause, as another replica may
-                            # have taken some: a 404 must come before the gateway's timeout.
-                            await self._counted_again(queue, expected, within_s=_FIND_PAUSE_S)
+                            if expected is not None:
+                                # Its next read takes as many as are counted: the last one's
+                                # must be back. Bounded by the pause, as another replica may
+                                # have taken some: a 404 must come before the gateway's timeout.
+                                await self._counted_again(queue, expected, within_s=_FIND_PAUSE_S)
                             await asyncio.sleep(_FIND_PAUSE_S)
                         channel = await self._channel(confirms=True)
-                        messages: list[Any] = []
                         acked = 0
                         try:
-                            messages = await _get_many(channel, queue, self._scan_limit)
+                            messages, ready = await _get_many(channel, queue, self._scan_limit)
                             copies = [m for m in messages if _parked_id(m) == parked_id]
                             if copies:
                                 # Refused before the copy: closing the channel leaves it parked.
@@ -251,13 +251,15 @@ class RabbitParkingLot:
                                     await _ack(channel, message, service)
                                     acked += 1
                         finally:
-                            expected = await _release(channel, queue=queue, held=len(messages) - acked)
+                            await _close(channel)
+                        expected = ready - acked if len(messages) > acked else None
                         if copies:
                             break
             except TimeoutError as exc:
                 raise BusUnavailable("the broker did not answer in time") from exc
-            # Outside the timeout: a replay done is answered as done, however long this takes.
-            await self._counted_again(queue, expected)
+            if expected is not None:
+                # Outside the timeout: a replay done is answered as done, however long this takes.
+                await self._counted_again(queue, expected)
         if not copies:
             raise NotParked(f"no parked message {parked_id} of {service}")
         replayed = replace(_rabbit_parked(service, copies[0]), copies=len(copies))
@@ -286,12 +288,14 @@ class RabbitParkingLot:
                 raise BusUnavailable("the broker did not answer in time") from exc
             stopped: tuple[type[BaseException], ...] = (TimeoutError, BusUnavailable, *_amqp_errors())
             in_hand = False
+            ready = 0
             try:
                 # Only what is parked now: a replayed message that fails again is parked
                 # anew at the tail and must wait for the next request, not loop here. The
                 # kept ones do not count against the limit (a service broken for weeks
                 # would otherwise keep its newer events behind them), but bound the scan.
-                parked_now = min(await _ready_count(channel, queue), limit + self._scan_limit)
+                ready = await _ready_count(channel, queue)
+                parked_now = min(ready, limit + self._scan_limit)
                 for _ in range(parked_now):
                     if len(replayed) >= limit or asyncio.get_running_loop().time() > scan_ends:
                         break
@@ -320,8 +324,9 @@ class RabbitParkingLot:
                     raise BusUnavailable(f"the broker did not complete the replay: {exc!r}") from exc
                 log.warning("replay of every parked event stopped early", exc_info=True)
             finally:
-                expected = await _release(channel, queue=queue, held=len(kept) + int(in_hand))
-            await self._counted_again(queue, expected)
+                await _close(channel)
+            if kept or in_hand:  # held unacked until the close: wait until they are counted again
+                await self._counted_again(queue, ready - len(replayed))
         log.warning(
             "parked events replayed",
             extra={"service": service, "count": len(replayed), "kept": len(kept), "requested_by": requested_by},
@@ -415,8 +420,9 @@ _RETURN_MAX_PAUSE_S = 0.1
 _COUNT_TURN_WAIT_S = 0.5
 
 
-async def _get_many(channel: aiormq.abc.AbstractChannel, queue: str, limit: int) -> list[Any]:
-    """Up to ``limit`` ready messages of ``queue``, held unacked on ``channel``.
+async def _get_many(channel: aiormq.abc.AbstractChannel, queue: str, limit: int) -> tuple[list[Any], int]:
+    """Up to ``limit`` ready messages of ``queue``, held unacked on ``channel``, and how many
+    were ready before (what the queue counts again once the channel has let them go).
 
     A short-lived consumer with a prefetch of ``limit`` rather than ``basic.get`` in a
     loop: the broker pushes the batch without a round trip per message (``basic.get``
@@ -427,9 +433,10 @@ async def _get_many(channel: aiormq.abc.AbstractChannel, queue: str, limit: int)
     arrived = asyncio.Event()
     try:
         declared = await channel.queue_declare(queue, passive=True)
-        wanted = min(limit, declared.message_count or 0)
+        ready = declared.message_count or 0
+        wanted = min(limit, ready)
         if wanted == 0:
-            return []
+            return [], ready
 
         async def deliver(message: Any) -> None:
             messages.append(message)
@@ -450,29 +457,10 @@ async def _get_many(channel: aiormq.abc.AbstractChannel, queue: str, limit: int)
         finally:
             await channel.basic_cancel(tag)
     except aiormq.exceptions.ChannelNotFoundEntity:
-        return []  # the service never consumed on this broker: nothing parked
+        return [], 0  # the service never consumed on this broker: nothing parked
     except _amqp_errors() as exc:
         raise BusUnavailable(f"the broker refused: {exc!r}") from exc
-    return messages[:limit]
-
-
-async def _release(channel: aiormq.abc.AbstractChannel, *, queue: str, held: int) -> int | None:
-    """Close ``channel``; answer the ready count ``queue`` reaches once it has taken back the
-    ``held`` messages, or None when there is nothing to wait for.
-
-    A quorum queue takes back what a closed channel held only once its log has committed the
-    return; a backlog or replay asked for in the meantime would count them gone (the
-    operations page asks for the backlog and the list at the same moment)."""
-    expected: int | None = None
-    try:
-        if held > 0 and not channel.is_closed:
-            declared = await channel.queue_declare(queue, passive=True)
-            expected = (declared.message_count or 0) + held
-    except _amqp_errors():
-        expected = None
-    finally:
-        await _close(channel)
-    return expected
+    return messages[:limit], ready
 
 
 async def _ready_count(channel: aiormq.abc.AbstractChannel, queue: str) -> int:
