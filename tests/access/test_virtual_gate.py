@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from access.gates import Ch340RelayDriver, LineProtocolDriver, SerialLine
 from access.virtualgate import VirtualGate
-
-
-async def _wait_for(predicate, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
+from tests.support.waiting import eventually
 
 
 async def test_line_protocol_opens_reports_and_closes_after_the_open_time():
@@ -28,7 +19,7 @@ async def test_line_protocol_opens_reports_and_closes_after_the_open_time():
         await driver.open(300)  # returns only after the peer answered OK
         assert peer.commands == ["OPEN 2 300"]
         assert peer.relays == {2: True}
-        await _wait_for(lambda: peer.relays[2] is False)
+        await eventually(lambda: peer.relays[2] is False, timeout=3, every=0.01)
         messages = [message for message, _ in reports]
         assert any("#2: OPEN for 300 ms" in message and "relay ON" in message for message in messages)
         assert any("#2: CLOSE (open time over), relay OFF" in message for message in messages)
@@ -60,10 +51,10 @@ async def test_relay_frames_switch_the_relay():
     try:
         driver = Ch340RelayDriver(line, 3)
         await line.start()
-        await _wait_for(lambda: "RELAY 3 OFF" in peer.commands)  # switched off on connect
+        await eventually(lambda: "RELAY 3 OFF" in peer.commands, timeout=3, every=0.01)  # switched off on connect
         await driver.open(200)
-        await _wait_for(lambda: peer.relays.get(3) is True)
-        await _wait_for(lambda: peer.relays.get(3) is False)
+        await eventually(lambda: peer.relays.get(3) is True, timeout=3, every=0.01)
+        await eventually(lambda: peer.relays.get(3) is False, timeout=3, every=0.01)
     finally:
         await line.stop()
         peer.stop()

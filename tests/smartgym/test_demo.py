@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 
@@ -19,19 +18,7 @@ from smartgym.demo import BRANCH, ENTRY_GATE, KILL, MEMBERS, OWNER, PASSWORD
 from tests.support import testdata
 from tests.support.apps import free_port
 from tests.support.embedded import free_port_offset, seed_pack
-from tests.support.processes import clean_env, start, stop, wait_healthy
-
-
-def _wait_for(log: Path, text: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in log.read_text(errors="replace"):
-            return
-        if process is not None and process.poll() is not None:
-            break
-        time.sleep(0.1)
-    seen = log.read_text(errors="replace")
-    raise AssertionError(f"{text!r} not seen in {log.name}:\n{seen[:2500]}\n…\n{seen[-1500:]}")
+from tests.support.processes import clean_env, start, stop, wait_for_log, wait_healthy
 
 
 def _login(client: httpx.Client, email: str) -> dict[str, str]:
@@ -61,9 +48,9 @@ def test_up_demo_and_the_walk_through_the_gateway(tmp_path):
     try:
         wait_healthy(gateway, up, up_log, timeout=120)
         demo = start(demo_args, env=env, cwd=tmp_path, log=demo_log)
-        _wait_for(demo_log, "The demo gym is ready", demo, timeout=60)
-        _wait_for(demo_log, "equipment: 20 devices", demo)
-        _wait_for(up_log, f"gate {ENTRY_GATE} of branch {BRANCH} added from the site file")
+        wait_for_log(demo_log, "The demo gym is ready", process=demo, timeout=60)
+        wait_for_log(demo_log, "equipment: 20 devices", process=demo)
+        wait_for_log(up_log, f"gate {ENTRY_GATE} of branch {BRANCH} added from the site file")
         printed = demo_log.read_text()
         kiosk = json.loads((tmp_path / "var" / "demo" / "kiosk.json").read_text())
         assert kiosk["client_secret"] in printed  # shown to the person trying it
@@ -97,7 +84,7 @@ def test_up_demo_and_the_walk_through_the_gateway(tmp_path):
                 time.sleep(0.5)
             assert decision["granted"] is True, decision
             assert decision["gate_result"] == "opened"
-            _wait_for(up_log, f"virtual gate {BRANCH} #1: OPEN for 3000 ms, relay ON")
+            wait_for_log(up_log, f"virtual gate {BRANCH} #1: OPEN for 3000 ms, relay ON")
 
             # 3. The other member walks in with a QR pass.
             member2 = _login(client, MEMBERS[1])
@@ -136,7 +123,7 @@ def test_up_demo_and_the_walk_through_the_gateway(tmp_path):
         assert _stop_demo(demo) == 0, demo_log.read_text()[-2000:]
         again_log = tmp_path / "demo-again.log"
         demo = start(demo_args, env=env, cwd=tmp_path, log=again_log)
-        _wait_for(again_log, "The demo gym is ready", demo, timeout=60)
+        wait_for_log(again_log, "The demo gym is ready", process=demo, timeout=60)
         assert kiosk["client_secret"] in again_log.read_text()
     finally:
         if demo is not None and demo.poll() is None:

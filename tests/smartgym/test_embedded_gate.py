@@ -6,23 +6,12 @@ and a virtual gate that visibly opens when an operator opens it through the gate
 from __future__ import annotations
 
 import sqlite3
-import time
 
 import httpx
 
 from tests.support.embedded import OnTerminal, free_port_offset, make_operator, seed_wheel_cache
 from tests.support.journeys import signup_login_and_get_welcomed
-from tests.support.processes import clean_env, start, stop, wait_healthy
-
-
-def _wait_for_line(log, text: str, timeout: float = 10) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            if text in line:
-                return line
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} never logged:\n{log.read_text()[-3000:]}")
+from tests.support.processes import clean_env, start, stop, wait_for_log, wait_healthy
 
 
 def test_up_serves_faces_over_the_socket_and_opens_a_virtual_gate(tmp_path):
@@ -63,8 +52,8 @@ def test_up_serves_faces_over_the_socket_and_opens_a_virtual_gate(tmp_path):
         )
         assert opened.status_code == 200, opened.text
         assert opened.json()["granted"] is True
-        assert "OPEN for 3000 ms, relay ON" in _wait_for_line(log, "virtual gate front-door #1: OPEN")
-        _wait_for_line(log, "virtual gate front-door #1: CLOSE (open time over), relay OFF", timeout=6)
+        assert "OPEN for 3000 ms, relay ON" in wait_for_log(log, "virtual gate front-door #1: OPEN", timeout=10)
+        wait_for_log(log, "virtual gate front-door #1: CLOSE (open time over), relay OFF", timeout=6)
     finally:
         code = stop(process)
         terminal.close()

@@ -16,8 +16,7 @@ from common.security import Role
 from gateway.settings import GatewaySettings
 from smartgym.registry import ports
 from tests.support.embedded import PASSWORD, free_port_offset, make_operator, seed_pack
-from tests.support.processes import clean_env, start, stop, wait_healthy
-from tests.support.waiting import wait_until
+from tests.support.processes import clean_env, start, stop, wait_for_log, wait_healthy
 
 HOST = "127.0.0.2"  # a loopback address of its own: a listener left on 127.0.0.1 shows
 
@@ -95,7 +94,7 @@ def test_every_listener_moves_with_the_offset_and_binds_the_host(tmp_path):
         assert _Controller.commands == ["OPEN 1 3000"]
         # The virtual device logs the frame once it has read it off its line, which may
         # be just after the grant was answered.
-        wait_until(lambda: "virtual gate lobby #2: OPEN (relay frame), relay ON" in log.read_text(), timeout=10)
+        wait_for_log(log, "virtual gate lobby #2: OPEN (relay frame), relay ON", timeout=10)
     finally:
         controller.shutdown()
         code = stop(process)

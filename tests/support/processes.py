@@ -69,6 +69,30 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], log: Path, timeo
     raise AssertionError(f"port {port} not open within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+def wait_for_log(
+    log: Path,
+    text: str,
+    *,
+    process: subprocess.Popen[bytes] | None = None,
+    after: int = 0,
+    timeout: float = 30,
+) -> str:
+    """The first line at or after byte ``after`` of ``log`` holding ``text``, waited for;
+    given early if ``process`` exits. A line a process logs after answering (a device
+    reading its line, a background task) is waited for, never read at once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_bytes()[after:].decode(errors="replace").splitlines():
+            if text in line:
+                return line
+        if process is not None and process.poll() is not None:
+            break
+        time.sleep(0.05)
+    seen = log.read_text(errors="replace")
+    shown = seen if len(seen) <= 4000 else f"{seen[:2500]}\n…\n{seen[-1500:]}"
+    raise AssertionError(f"{text!r} not seen in {log.name}:\n{shown}")
+
+
 def stop(process: subprocess.Popen[bytes], timeout: float = 20) -> int:
     if process.poll() is None:
         process.terminate()

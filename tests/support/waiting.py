@@ -18,12 +18,3 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(every)
-
-
-def wait_until(check: Callable[[], bool], *, timeout: float = 20.0, every: float = 0.05) -> None:
-    """``eventually`` for a test without an event loop: blocks until ``check`` holds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(every)

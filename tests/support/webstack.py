@@ -19,7 +19,7 @@ from smartgym.demo import PASSWORD
 from tests.support import testdata
 from tests.support.apps import free_port
 from tests.support.embedded import free_port_offset, seed_pack
-from tests.support.processes import clean_env, start, stop, wait_healthy
+from tests.support.processes import clean_env, start, stop, wait_for_log, wait_healthy
 
 
 @dataclass(frozen=True)
@@ -47,28 +47,10 @@ class Stack:
 
     def wait_for_log(self, text: str, *, after: int = 0, timeout: float = 10) -> str:
         """The first line at or after byte ``after`` of the platform's log holding ``text``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            tail = self.up_log.read_bytes()[after:].decode(errors="replace")
-            for line in tail.splitlines():
-                if text in line:
-                    return line
-            time.sleep(0.05)
-        raise AssertionError(f"{text!r} never logged:\n{self.up_log.read_text(errors='replace')[-3000:]}")
+        return wait_for_log(self.up_log, text, after=after, timeout=timeout)
 
     def log_size(self) -> int:
         return self.up_log.stat().st_size
-
-
-def _wait_for(log: Path, text: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in log.read_text(errors="replace"):
-            return
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} not seen in {log.name}:\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def _start_up(workdir: Path, env: dict[str, str], log: Path) -> tuple[int, subprocess.Popen[bytes]]:
@@ -106,8 +88,8 @@ def web_stack(workdir: Path) -> Iterator[Stack]:
         demo = start(
             ["demo", "--port-offset", str(offset), "--control-port", str(control)], env=env, cwd=workdir, log=demo_log
         )
-        _wait_for(demo_log, "The demo gym is ready", demo, timeout=180)
-        _wait_for(demo_log, "equipment: 20 devices", demo, timeout=30)
+        wait_for_log(demo_log, "The demo gym is ready", process=demo, timeout=180)
+        wait_for_log(demo_log, "equipment: 20 devices", process=demo, timeout=30)
         kiosk = json.loads((workdir / "var" / "demo" / "kiosk.json").read_text())
         photos = workdir / "var" / "demo" / "photos"
         yield Stack(gateway, workdir / "var", up_log, f"http://127.0.0.1:{control}", kiosk, photos, offset)
